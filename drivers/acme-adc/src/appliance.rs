@@ -1,0 +1,165 @@
+//! The Acme appliance's configuration format: one JSON "virtual service" document per load
+//! balancer, in the appliance's own vocabulary, and the REST paths it is pushed to.
+
+use std::net::IpAddr;
+
+use lbaas_driver_sdk::prelude::*;
+use serde_json::{Value, json};
+
+use crate::allocation::NewVlan;
+
+/// VIPs one appliance can hold, whatever its registered capacity.
+pub const MAX_VIPS_PER_DEVICE: u32 = 64;
+
+pub fn service_path(lb: &LoadBalancer) -> String {
+    format!("/api/v3/partitions/{}/virtual-services/{}", lb.project_id, lb.id)
+}
+
+pub fn vlan_path(vlan: u16) -> String {
+    format!("/api/v3/network/vlans/{vlan}")
+}
+
+pub fn vlan_body(vlan: &NewVlan) -> Value {
+    json!({
+        "tag": vlan.vlan,
+        "interface": format!("1.{}", vlan.interface + 1),
+        "network": vlan.network_id,
+        "cidr": vlan.cidr,
+    })
+}
+
+fn invalid(message: String) -> DriverError {
+    DriverError::InvalidInput(message)
+}
+
+fn address(what: &str, value: &str) -> Result<IpAddr, DriverError> {
+    value
+        .parse()
+        .map_err(|_| invalid(format!("{what} `{value}` is not an IP address")))
+}
+
+/// Renders the virtual-service document for `lb` on `device`.
+pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError> {
+    let vip = address("VIP address", &lb.vip_address)?;
+    let virtual_servers = lb
+        .listeners
+        .iter()
+        .map(|listener| {
+            Ok(json!({
+                "name": listener.id,
+                "description": listener.name,
+                "destination": { "address": vip.to_string(), "port": listener.protocol_port },
+                "profile": profile(listener.protocol)?,
+                "connectionLimit": listener.connection_limit.unwrap_or(0),
+                "idleTimeoutSeconds": listener.timeout_client_data.div_ceil(1000),
+                "sourceAllowList": listener.allowed_cidrs,
+                "defaultPool": listener.default_pool_id,
+                "enabled": listener.admin_state_up && lb.admin_state_up,
+            }))
+        })
+        .collect::<Result<Vec<_>, DriverError>>()?;
+    let pools = lb.pools.iter().map(pool).collect::<Result<Vec<_>, _>>()?;
+    let vlans: Vec<Value> = std::iter::once(&lb.vip_network)
+        .chain(lb.member_networks.iter())
+        .filter_map(|network| network.vlan.map(|tag| json!({ "tag": tag, "network": network.id })))
+        .collect();
+    let document = json!({
+        "apiVersion": "acme.adc/v3",
+        "kind": "VirtualService",
+        "metadata": {
+            "name": lb.id,
+            "description": lb.name,
+            "partition": lb.project_id,
+            "device": device.id,
+            "cluster": device.cluster,
+        },
+        "spec": {
+            "vip": vip.to_string(),
+            "vlans": vlans,
+            "virtualServers": virtual_servers,
+            "pools": pools,
+        },
+    });
+    serde_json::to_string_pretty(&document)
+        .map_err(|e| DriverError::Internal(format!("cannot encode appliance config: {e}")))
+}
+
+fn profile(protocol: Protocol) -> Result<&'static str, DriverError> {
+    match protocol {
+        Protocol::Tcp => Ok("fastL4"),
+        Protocol::Udp => Ok("udp"),
+        Protocol::Http => Ok("http"),
+        Protocol::Https => Ok("tcp-passthrough"),
+        other => Err(DriverError::Unsupported(format!(
+            "protocol {other} is not supported by Acme appliances"
+        ))),
+    }
+}
+
+fn pool(pool: &Pool) -> Result<Value, DriverError> {
+    let method = match pool.algorithm {
+        Algorithm::RoundRobin => "round-robin",
+        Algorithm::LeastConnections => "least-connections-member",
+        Algorithm::SourceIp => "source-address-hash",
+        Algorithm::SourceIpPort => "source-address-port-hash",
+    };
+    let members = pool
+        .members
+        .iter()
+        .map(|member| {
+            Ok(json!({
+                "name": member.id,
+                "address": address("member address", &member.address)?.to_string(),
+                "port": member.protocol_port,
+                "ratio": member.weight,
+                "priorityGroup": if member.backup { 0 } else { 10 },
+                "state": if member.admin_state_up { "enabled" } else { "disabled" },
+            }))
+        })
+        .collect::<Result<Vec<_>, DriverError>>()?;
+    let monitor = match pool.health_monitor.as_ref().filter(|hm| hm.admin_state_up) {
+        Some(hm) => Some(monitor(hm)?),
+        None => None,
+    };
+    let persistence = pool.session_persistence.as_ref().map(|p| match p.kind {
+        PersistenceKind::SourceIp => json!({ "type": "source-address" }),
+        PersistenceKind::HttpCookie => json!({ "type": "cookie-insert" }),
+        PersistenceKind::AppCookie => json!({ "type": "cookie-hash", "cookie": p.cookie_name }),
+    });
+    Ok(json!({
+        "name": pool.id,
+        "description": pool.name,
+        "loadBalancingMethod": method,
+        "minActiveMembers": 1,
+        "persistence": persistence,
+        "monitor": monitor,
+        "members": members,
+        "enabled": pool.admin_state_up,
+    }))
+}
+
+fn monitor(hm: &HealthMonitor) -> Result<Value, DriverError> {
+    let kind = match hm.kind {
+        HealthMonitorKind::Http => "http",
+        HealthMonitorKind::Https => "https",
+        HealthMonitorKind::Tcp => "tcp",
+        HealthMonitorKind::Ping => "icmp",
+        HealthMonitorKind::TlsHello => "tls",
+        HealthMonitorKind::UdpConnect => "udp",
+        HealthMonitorKind::Sctp => {
+            return Err(DriverError::Unsupported(
+                "SCTP health monitors are not supported by Acme appliances".into(),
+            ));
+        }
+    };
+    Ok(json!({
+        "name": hm.id,
+        "type": kind,
+        "intervalSeconds": hm.delay,
+        "timeoutSeconds": hm.timeout,
+        "upAfter": hm.max_retries,
+        "downAfter": hm.max_retries_down,
+        "send": hm.http_method.as_ref().map(|m| format!("{m} {}", hm.url_path.as_deref().unwrap_or("/"))),
+        "receiveStatus": hm.expected_codes,
+    }))
+}

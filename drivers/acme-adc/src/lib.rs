@@ -1,0 +1,164 @@
+//! The Acme ADC driver: a physical appliance vendor. Devices exist in a fixed number, carry a
+//! limited number of VLANs per interface, refuse overlapping IP addresses, and are grouped in
+//! clusters across which a tenant's VIPs should be spread.
+//!
+//! The driver's private state records, per device, which VLANs sit on which interface and which
+//! VIP addresses are configured, and for which load balancers.
+
+pub mod allocation;
+mod appliance;
+pub mod placement;
+
+use lbaas_driver_sdk::prelude::*;
+
+use allocation::DeviceAllocations;
+
+pub use appliance::render;
+
+/// VLANs one appliance interface carries unless the device's metadata says otherwise.
+pub const DEFAULT_MAX_VLANS_PER_INTERFACE: u32 = 4;
+
+pub struct AcmeAdcDriver;
+
+impl Driver for AcmeAdcDriver {
+    fn capabilities() -> Capabilities {
+        Capabilities {
+            name: "acme-adc".into(),
+            vendor: "Acme Networks".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            device_kinds: vec![DeviceKind::Physical],
+            protocols: vec![
+                Protocol::Tcp,
+                Protocol::Udp,
+                Protocol::Http,
+                Protocol::Https,
+            ],
+            algorithms: vec![
+                Algorithm::RoundRobin,
+                Algorithm::LeastConnections,
+                Algorithm::SourceIp,
+                Algorithm::SourceIpPort,
+            ],
+            can_spawn: false,
+            limits: Limits {
+                max_vips_per_device: Some(appliance::MAX_VIPS_PER_DEVICE),
+                max_vlans_per_interface: Some(DEFAULT_MAX_VLANS_PER_INTERFACE),
+                overlapping_ips: false,
+            },
+            flavor_keys: vec![
+                FlavorKey::new("cluster", "Place only on appliances of this cluster."),
+                FlavorKey::new(
+                    "spread",
+                    "true (default): spread a project's VIPs across the cluster; false: pack them.",
+                ),
+            ],
+        }
+    }
+
+    fn validate_flavor(flavor: &Flavor) -> Result<(), DriverError> {
+        for entry in &flavor.metadata {
+            match entry.key.as_str() {
+                "cluster" if !entry.value.trim().is_empty() => {}
+                "spread" if matches!(entry.value.as_str(), "true" | "false") => {}
+                "cluster" | "spread" => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "flavor key `{}` has an invalid value `{}` (cluster: a name; spread: true or false)",
+                        entry.key, entry.value
+                    )));
+                }
+                other => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "flavor key `{other}` is not supported by the acme-adc driver (known: cluster, spread)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn select(request: &PlacementRequest, candidates: &[Candidate]) -> Hints {
+        let mut failure = None;
+        let hints = placement::select(request, candidates, |device_id| {
+            match state::get::<DeviceAllocations>(&allocation::key(device_id)) {
+                Ok(found) => found.unwrap_or_default(),
+                Err(error) => {
+                    failure = Some(error);
+                    DeviceAllocations::default()
+                }
+            }
+        });
+        match failure {
+            // Without its records the driver cannot tell which devices are safe.
+            Some(error) => {
+                log::error(&format!("cannot read allocations: {error}"));
+                Hints::reject_all(candidates, &format!("driver state unavailable: {error}"))
+            }
+            None => hints,
+        }
+    }
+
+    fn translate(lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig, DriverError> {
+        Ok(DeviceConfig {
+            content_type: "application/json".into(),
+            body: render(lb, device)?,
+        })
+    }
+
+    /// Allocates the VIP address and the VLANs, creates the VLANs the device lacks, pushes the
+    /// virtual service, and only then records the allocation.
+    fn apply(lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<(), DriverError> {
+        let key = allocation::key(&device.id);
+        let mut allocations: DeviceAllocations = state::get(&key)?.unwrap_or_default();
+        let added = allocations.allocate(
+            lb,
+            placement::vlan_limit(device),
+            placement::interfaces(device),
+        )?;
+        for vlan in &added {
+            device::Request::put(&appliance::vlan_path(vlan.vlan))
+                .json(&appliance::vlan_body(vlan))?
+                .send(&device.id)?
+                .success()?;
+        }
+        device::Request::put(&appliance::service_path(lb))
+            .header("content-type", &config.content_type)
+            .body(config.body.as_bytes().to_vec())
+            .send(&device.id)?
+            .success()?;
+        state::put(&key, &allocations)?;
+        log::info(&format!(
+            "load balancer {} configured on {} (VIP {}, VLANs {:?})",
+            lb.id,
+            device.id,
+            lb.vip_address,
+            allocations.vlans_of(&lb.id)
+        ));
+        Ok(())
+    }
+
+    /// Deletes the virtual service and the VLANs no other load balancer uses, then frees them.
+    fn remove(lb: &LoadBalancer, device: &Device) -> Result<(), DriverError> {
+        let response = device::Request::delete(&appliance::service_path(lb)).send(&device.id)?;
+        if response.status != 404 {
+            response.success()?;
+        }
+        let key = allocation::key(&device.id);
+        let Some(mut allocations) = state::get::<DeviceAllocations>(&key)? else {
+            return Ok(());
+        };
+        for vlan in allocations.release(&lb.id) {
+            let response = device::Request::delete(&appliance::vlan_path(vlan)).send(&device.id)?;
+            if response.status != 404 {
+                response.success()?;
+            }
+        }
+        if allocations.is_empty() {
+            state::delete(&key)?;
+        } else {
+            state::put(&key, &allocations)?;
+        }
+        Ok(())
+    }
+}
+
+export_driver!(AcmeAdcDriver);

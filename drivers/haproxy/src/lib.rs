@@ -1,0 +1,127 @@
+//! The HAProxy driver: virtual devices (HAProxy processes run by a device agent), which it can
+//! spawn at will. `translate` renders one complete `haproxy.cfg` per load balancer.
+
+mod config;
+
+use lbaas_driver_sdk::prelude::*;
+
+pub use config::render;
+
+/// Load balancers a spawned device carries unless the flavor says otherwise.
+const DEFAULT_SPAWN_CAPACITY: u32 = 16;
+
+pub struct HaproxyDriver;
+
+impl Driver for HaproxyDriver {
+    fn capabilities() -> Capabilities {
+        Capabilities {
+            name: "haproxy".into(),
+            vendor: "HAProxy (open source)".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            device_kinds: vec![DeviceKind::Virtual],
+            protocols: config::PROTOCOLS.to_vec(),
+            algorithms: vec![
+                Algorithm::RoundRobin,
+                Algorithm::LeastConnections,
+                Algorithm::SourceIp,
+            ],
+            can_spawn: true,
+            limits: Limits {
+                max_vips_per_device: None,
+                max_vlans_per_interface: None,
+                overlapping_ips: true,
+            },
+            flavor_keys: vec![
+                FlavorKey::new(
+                    "maxconn",
+                    "Process-wide connection limit of each HAProxy (1..=1000000).",
+                ),
+                FlavorKey::new(
+                    "spawn-capacity",
+                    "Load balancers a newly spawned HAProxy device carries (1..=1000).",
+                ),
+            ],
+        }
+    }
+
+    fn validate_flavor(flavor: &Flavor) -> Result<(), DriverError> {
+        for entry in &flavor.metadata {
+            let range = match entry.key.as_str() {
+                "maxconn" => 1..=1_000_000,
+                "spawn-capacity" => 1..=1_000,
+                other => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "flavor key `{other}` is not supported by the haproxy driver \
+                         (known: maxconn, spawn-capacity)"
+                    )));
+                }
+            };
+            match entry.value.parse::<u32>() {
+                Ok(n) if range.contains(&n) => {}
+                _ => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "flavor key `{}` must be a whole number in {}..={}, got `{}`",
+                        entry.key,
+                        range.start(),
+                        range.end(),
+                        entry.value
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn select(request: &PlacementRequest, candidates: &[Candidate]) -> Hints {
+        let devices: Vec<DeviceHint> = candidates
+            .iter()
+            .map(|candidate| DeviceHint {
+                device_id: candidate.device.id.clone(),
+                verdict: verdict(candidate),
+            })
+            .collect();
+        let any_fit = devices
+            .iter()
+            .any(|hint| matches!(hint.verdict, Verdict::Score(_)));
+        let spawn = (!any_fit).then(|| SpawnSpec {
+            name: format!("haproxy-{}", short_id(&request.load_balancer_id)),
+            capacity: request
+                .flavor
+                .as_ref()
+                .and_then(|flavor| flavor.get("spawn-capacity"))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(DEFAULT_SPAWN_CAPACITY),
+            metadata: Vec::new(),
+        });
+        Hints { devices, spawn }
+    }
+
+    fn translate(lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig, DriverError> {
+        Ok(DeviceConfig {
+            content_type: "text/x-haproxy-cfg".into(),
+            body: render(lb, device)?,
+        })
+    }
+}
+
+/// An HAProxy device takes a load balancer while it has room; emptier devices score higher.
+fn verdict(candidate: &Candidate) -> Verdict {
+    let device = &candidate.device;
+    if device.kind != DeviceKind::Virtual {
+        return Verdict::Reject("not an HAProxy (virtual) device".into());
+    }
+    if candidate.load_balancers >= device.capacity {
+        return Verdict::Reject(format!(
+            "full: {} of {} load balancers",
+            candidate.load_balancers, device.capacity
+        ));
+    }
+    let free_percent = (device.capacity - candidate.load_balancers) * 100 / device.capacity.max(1);
+    Verdict::Score(candidate.host_score.saturating_add(free_percent as i32))
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+export_driver!(HaproxyDriver);

@@ -1,0 +1,130 @@
+//! Requests to a device's management endpoint, through the host. A driver names the device by
+//! id; the host resolves its address, adds its credentials and checks the request.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::lbaas::driver::device_api as raw;
+use crate::{DriverError, Entry};
+
+pub use raw::{DeviceApiError, Method};
+
+/// An HTTP request to build and send to one device.
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: Method,
+    path: String,
+    headers: Vec<Entry>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    pub fn new(method: Method, path: &str) -> Self {
+        Self {
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self::new(Method::Get, path)
+    }
+
+    pub fn post(path: &str) -> Self {
+        Self::new(Method::Post, path)
+    }
+
+    pub fn put(path: &str) -> Self {
+        Self::new(Method::Put, path)
+    }
+
+    pub fn delete(path: &str) -> Self {
+        Self::new(Method::Delete, path)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push(Entry::new(name, value));
+        self
+    }
+
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A JSON body, with its content type.
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, DriverError> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| DriverError::Internal(format!("cannot encode request body: {e}")))?;
+        Ok(self.header("content-type", "application/json").body(body))
+    }
+
+    /// Sends the request to `device_id`'s management endpoint.
+    pub fn send(self, device_id: &str) -> Result<Response, DriverError> {
+        let request = raw::Request {
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            body: self.body,
+        };
+        let response = raw::send(device_id, &request)?;
+        Ok(Response {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
+    }
+}
+
+/// A device's answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<Entry>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The response itself when its status is 2xx; otherwise the device refused.
+    pub fn success(self) -> Result<Self, DriverError> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let text: String = text.chars().take(512).collect();
+        Err(DriverError::DeviceRejected(format!(
+            "device answered {}: {}",
+            self.status,
+            text.trim()
+        )))
+    }
+
+    /// Decodes a JSON body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, DriverError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| DriverError::DeviceRejected(format!("device sent invalid JSON: {e}")))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|entry| entry.key.eq_ignore_ascii_case(name))
+            .map(|entry| entry.value.as_str())
+    }
+}
+
+impl From<DeviceApiError> for DriverError {
+    fn from(error: DeviceApiError) -> Self {
+        match error {
+            DeviceApiError::UnknownDevice(why) => DriverError::InvalidInput(why),
+            DeviceApiError::NotPermitted(why) => DriverError::Internal(why),
+            DeviceApiError::Unreachable(why) => DriverError::DeviceUnreachable(why),
+        }
+    }
+}

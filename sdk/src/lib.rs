@@ -1,0 +1,231 @@
+//! The vendor SDK for LBaaS drivers: implement [`Driver`] on a plain Rust type, export it with
+//! [`export_driver!`], build for `wasm32-wasip2`, and the host can load the `.wasm` file.
+//!
+//! ```ignore
+//! use lbaas_driver_sdk::prelude::*;
+//!
+//! struct MyDriver;
+//!
+//! impl Driver for MyDriver {
+//!     fn capabilities() -> Capabilities { /* ... */ }
+//!     fn translate(lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig, DriverError> {
+//!         /* ... */
+//!     }
+//! }
+//!
+//! export_driver!(MyDriver);
+//! ```
+//!
+//! The bindings generated from the WIT contract stay private; the types a driver needs are
+//! re-exported at the crate root, with a few conveniences on top ([`state`], [`device`],
+//! [`log`]).
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "vendor-driver",
+        path: "../wit/lbaas-driver@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_driver_world",
+        default_bindings_module: "lbaas_driver_sdk::__private",
+    });
+}
+
+pub mod device;
+mod display;
+pub mod log;
+pub mod state;
+
+/// What a driver reports about itself (`driver-capabilities` in the WIT contract).
+pub use bindings::lbaas::driver::types::DriverCapabilities as Capabilities;
+pub use bindings::lbaas::driver::types::{
+    Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverError,
+    Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits, Listener,
+    LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
+    SessionPersistence, SpawnSpec, Verdict,
+};
+
+/// Everything a driver usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Algorithm, Candidate, Capabilities, Device, DeviceConfig, DeviceHint, DeviceKind, Driver,
+        DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
+        Listener, LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool,
+        Protocol, SessionPersistence, SpawnSpec, Verdict, device, export_driver, log, state,
+    };
+}
+
+/// A vendor driver. Only [`Driver::capabilities`] and [`Driver::translate`] are required; the
+/// other methods have defaults that suit a simple driver.
+pub trait Driver {
+    /// What the driver and its devices support.
+    fn capabilities() -> Capabilities;
+
+    /// Checks a flavor's metadata. The default accepts exactly the keys named in
+    /// [`Capabilities::flavor_keys`].
+    fn validate_flavor(flavor: &Flavor) -> Result<(), DriverError> {
+        let known = Self::capabilities().flavor_keys;
+        match flavor
+            .metadata
+            .iter()
+            .find(|entry| !known.iter().any(|key| key.name == entry.key))
+        {
+            Some(unknown) => Err(DriverError::InvalidInput(format!(
+                "flavor key `{}` is not supported by this driver",
+                unknown.key
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Rejects or scores each candidate device, and may ask for a new one. The default accepts
+    /// every candidate with the host's own score and never spawns.
+    fn select(request: &PlacementRequest, candidates: &[Candidate]) -> Hints {
+        let _ = request;
+        Hints {
+            devices: candidates
+                .iter()
+                .map(|candidate| DeviceHint {
+                    device_id: candidate.device.id.clone(),
+                    verdict: Verdict::Score(candidate.host_score),
+                })
+                .collect(),
+            spawn: None,
+        }
+    }
+
+    /// Renders the device configuration for a load balancer. Must be pure: no state, no I/O.
+    fn translate(lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig, DriverError>;
+
+    /// Pushes the configuration to the device. The default `PUT`s it to
+    /// `/v1/loadbalancers/{id}/config` on the device's management endpoint.
+    fn apply(lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<(), DriverError> {
+        let path = format!("/v1/loadbalancers/{}/config", lb.id);
+        device::Request::put(&path)
+            .header("content-type", &config.content_type)
+            .body(config.body.as_bytes().to_vec())
+            .send(&device.id)?
+            .success()
+            .map(drop)
+    }
+
+    /// Removes the load balancer from the device. The default `DELETE`s
+    /// `/v1/loadbalancers/{id}/config`; a device that no longer knows it is fine.
+    fn remove(lb: &LoadBalancer, device: &Device) -> Result<(), DriverError> {
+        let path = format!("/v1/loadbalancers/{}/config", lb.id);
+        let response = device::Request::delete(&path).send(&device.id)?;
+        if response.status == 404 {
+            return Ok(());
+        }
+        response.success().map(drop)
+    }
+}
+
+impl Flavor {
+    /// The value of a metadata key, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| entry.value.as_str())
+    }
+}
+
+impl Device {
+    /// The value of a metadata key, if present.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| entry.value.as_str())
+    }
+}
+
+impl Entry {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl FlavorKey {
+    pub fn new(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            help: help.into(),
+        }
+    }
+}
+
+impl Hints {
+    /// Hints that reject every candidate with the same reason.
+    pub fn reject_all(candidates: &[Candidate], reason: &str) -> Self {
+        Self {
+            devices: candidates
+                .iter()
+                .map(|candidate| DeviceHint {
+                    device_id: candidate.device.id.clone(),
+                    verdict: Verdict::Reject(reason.to_owned()),
+                })
+                .collect(),
+            spawn: None,
+        }
+    }
+}
+
+/// Exports a [`Driver`] implementation as the component's `driver` world.
+///
+/// Use it once per driver crate, at the crate root: `export_driver!(MyDriver);`.
+#[macro_export]
+macro_rules! export_driver {
+    ($driver:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct LbaasDriverExport;
+
+            impl $crate::__private::exports::lbaas::driver::driver::Guest for LbaasDriverExport {
+                fn capabilities() -> $crate::Capabilities {
+                    <$driver as $crate::Driver>::capabilities()
+                }
+                fn validate_flavor(flavor: $crate::Flavor) -> Result<(), $crate::DriverError> {
+                    <$driver as $crate::Driver>::validate_flavor(&flavor)
+                }
+                fn select(
+                    request: $crate::PlacementRequest,
+                    candidates: Vec<$crate::Candidate>,
+                ) -> $crate::Hints {
+                    <$driver as $crate::Driver>::select(&request, &candidates)
+                }
+                fn translate(
+                    lb: $crate::LoadBalancer,
+                    device: $crate::Device,
+                ) -> Result<$crate::DeviceConfig, $crate::DriverError> {
+                    <$driver as $crate::Driver>::translate(&lb, &device)
+                }
+                fn apply(
+                    lb: $crate::LoadBalancer,
+                    device: $crate::Device,
+                    config: $crate::DeviceConfig,
+                ) -> Result<(), $crate::DriverError> {
+                    <$driver as $crate::Driver>::apply(&lb, &device, &config)
+                }
+                fn remove(
+                    lb: $crate::LoadBalancer,
+                    device: $crate::Device,
+                ) -> Result<(), $crate::DriverError> {
+                    <$driver as $crate::Driver>::remove(&lb, &device)
+                }
+            }
+
+            $crate::__private::__export_driver_world!(
+                LbaasDriverExport with_types_in $crate::__private
+            );
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::*;
+}
