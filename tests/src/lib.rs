@@ -1,1 +1,170 @@
-//! placeholder
+//! Test support: builds the real driver components and the hostile fixtures from source, starts
+//! hosts on temporary data folders, fakes an appliance's management API on loopback, and
+//! builds realistic load balancers.
+
+pub mod appliance;
+pub mod model;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use lbaas_host::devices::{DeviceEndpoint, StaticDevices};
+use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
+use lbaas_host::state::SledStateStore;
+use lbaas_host::DriverName;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The cargo that runs these tests (so the pinned toolchain builds the components too).
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds wasm32-wasip2 packages into `target/<target_dir>` and returns each `.wasm` path.
+fn build_components(target_dir: &str, packages: &[&str]) -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut command = cargo();
+    command
+        .current_dir(&root)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(root.join("target").join(target_dir));
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let output = command.output().expect("cannot run cargo to build the wasm components");
+    assert!(
+        output.status.success(),
+        "building {packages:?} for wasm32-wasip2 failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    packages
+        .iter()
+        .map(|package| {
+            root.join("target")
+                .join(target_dir)
+                .join("wasm32-wasip2/release")
+                .join(format!("{}.wasm", package.replace('-', "_")))
+        })
+        .collect()
+}
+
+pub struct Drivers {
+    pub haproxy: PathBuf,
+    pub acme_adc: PathBuf,
+}
+
+/// The bundled drivers, built as `cargo drivers` builds them.
+pub fn drivers() -> &'static Drivers {
+    static DRIVERS: OnceLock<Drivers> = OnceLock::new();
+    DRIVERS.get_or_init(|| {
+        let paths = build_components("wasm", &["lbaas-driver-haproxy", "lbaas-driver-acme-adc"]);
+        Drivers {
+            haproxy: paths[0].clone(),
+            acme_adc: paths[1].clone(),
+        }
+    })
+}
+
+pub struct Fixtures {
+    pub looper: PathBuf,
+    pub memory_hog: PathBuf,
+    pub panicker: PathBuf,
+    pub snoop: PathBuf,
+}
+
+/// The hostile guest fixtures of `tests/fixtures/`, built apart from the drivers so that
+/// `lbaasd serve` never loads them.
+pub fn fixtures() -> &'static Fixtures {
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let paths = build_components(
+            "wasm-fixtures",
+            &["fixture-looper", "fixture-memory-hog", "fixture-panicker", "fixture-snoop"],
+        );
+        Fixtures {
+            looper: paths[0].clone(),
+            memory_hog: paths[1].clone(),
+            panicker: paths[2].clone(),
+            snoop: paths[3].clone(),
+        }
+    })
+}
+
+/// A host runtime over a data folder, as `lbaasd serve` builds it.
+pub struct TestHost {
+    pub runtime: Runtime,
+    pub devices: Arc<StaticDevices>,
+    pub state: Arc<SledStateStore>,
+}
+
+impl TestHost {
+    /// Opens (or reopens, after a "restart") the host whose data lives in `data_dir`.
+    pub fn open(data_dir: &Path) -> Self {
+        Self::open_with(data_dir, RuntimeConfig::default())
+    }
+
+    pub fn open_with(data_dir: &Path, mut config: RuntimeConfig) -> Self {
+        config.cache_dir = Some(data_dir.join("cache"));
+        let state = Arc::new(
+            SledStateStore::open(&data_dir.join("db"), config.state_quota).expect("open the state store"),
+        );
+        let devices = Arc::new(StaticDevices::new());
+        let runtime = Runtime::new(config, state.clone(), devices.clone()).expect("start the runtime");
+        Self {
+            runtime,
+            devices,
+            state,
+        }
+    }
+
+    pub fn load(&self, path: &Path) -> LoadedDriver {
+        self.runtime
+            .load_file(path)
+            .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
+    }
+
+    /// Registers a device's management endpoint for `driver`.
+    pub fn register_device(&self, device_id: &str, driver: &str, management_url: &str) {
+        self.devices.insert(DeviceEndpoint {
+            device_id: device_id.into(),
+            driver: DriverName::new(driver).expect("driver name"),
+            management_url: management_url.into(),
+            credentials: None,
+        });
+    }
+
+    /// Flushes state to disk, as a clean shutdown does.
+    pub fn shutdown(self) {
+        self.state.flush().expect("flush state");
+    }
+}
+
+/// Checks a configuration with `haproxy -c -f`. HAProxy must be installed (the README's test
+/// command installs it).
+pub fn haproxy_check(config: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, config).map_err(|e| e.to_string())?;
+    let output = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("cannot run haproxy (is it installed? the README's test command installs it): {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}

@@ -1,0 +1,71 @@
+//! The device directory as the driver runtime sees it: how to reach a device's management
+//! endpoint and with which credentials. Drivers never see this; they name a device by id.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DriverName;
+
+/// Credentials the host injects into requests to a device. Never shown to a driver.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Credentials {
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credentials::Bearer { .. } => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// Where and how to reach one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEndpoint {
+    pub device_id: String,
+    /// The driver that manages the device; only it may send requests there.
+    pub driver: DriverName,
+    /// Base URL of the management API, e.g. `http://127.0.0.1:9443`.
+    pub management_url: String,
+    pub credentials: Option<Credentials>,
+}
+
+/// Resolves device ids to endpoints. The control plane's device registry implements this.
+pub trait DeviceDirectory: Send + Sync {
+    fn endpoint(&self, device_id: &str) -> Option<DeviceEndpoint>;
+}
+
+/// An in-memory directory, for tools and tests.
+#[derive(Debug, Default)]
+pub struct StaticDevices {
+    devices: RwLock<HashMap<String, DeviceEndpoint>>,
+}
+
+impl StaticDevices {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, endpoint: DeviceEndpoint) {
+        let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
+        devices.insert(endpoint.device_id.clone(), endpoint);
+    }
+
+    pub fn remove(&self, device_id: &str) {
+        let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
+        devices.remove(device_id);
+    }
+}
+
+impl DeviceDirectory for StaticDevices {
+    fn endpoint(&self, device_id: &str) -> Option<DeviceEndpoint> {
+        let devices = self.devices.read().unwrap_or_else(|e| e.into_inner());
+        devices.get(device_id).cloned()
+    }
+}

@@ -1,0 +1,82 @@
+//! Validated identifiers. A value of these types has been checked once, at the boundary.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{value}`: {why}")]
+pub struct InvalidId {
+    pub what: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// A driver's name: 1 to 64 of `a-z`, `0-9` and `-`, starting with a letter. It names the
+/// driver's private state namespace, so it is checked before any use.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DriverName(String);
+
+impl DriverName {
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidId> {
+        let value = value.into();
+        let why = if value.is_empty() || value.len() > 64 {
+            Some("must be 1 to 64 characters long")
+        } else if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+            Some("must start with a lowercase letter")
+        } else if !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            Some("may only hold a-z, 0-9 and '-'")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(InvalidId {
+                what: "driver name",
+                value,
+                why,
+            }),
+            None => Ok(Self(value)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DriverName {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<DriverName> for String {
+    fn from(name: DriverName) -> Self {
+        name.0
+    }
+}
+
+impl fmt::Display for DriverName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_names() {
+        assert!(DriverName::new("acme-adc").is_ok());
+        assert!(DriverName::new("haproxy2").is_ok());
+        for bad in ["", "Acme", "1abc", "a/b", "a..b", "driver/x", &"a".repeat(65)] {
+            assert!(DriverName::new(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `lbaasd`: the LBaaS host. `serve` runs the host with a folder of driver components;
+//! `driver inspect` loads one component and prints what it reports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use lbaas_host::devices::StaticDevices;
+use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
+use lbaas_host::server::{self, AppState};
+use lbaas_host::state::SledStateStore;
+
+/// Where `cargo drivers` puts the bundled drivers.
+const BUNDLED_DRIVERS: &str = "target/wasm/wasm32-wasip2/release";
+
+#[derive(Parser)]
+#[command(name = "lbaasd", version, about = "LBaaS control plane with WebAssembly vendor drivers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        listen: SocketAddr,
+        /// Folder for the database and the compiled-driver cache.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Folder of driver components (`*.wasm`) to load at start.
+        #[arg(long, default_value = BUNDLED_DRIVERS)]
+        driver_dir: PathBuf,
+        /// Networks device management endpoints may be in (repeatable). Default: loopback.
+        #[arg(long = "device-network", value_name = "CIDR")]
+        device_networks: Vec<Cidr>,
+    },
+    /// Work with driver components.
+    Driver {
+        #[command(subcommand)]
+        command: DriverCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DriverCommand {
+    /// Load a driver component and print its identity and capabilities as JSON.
+    Inspect {
+        /// The component, e.g. target/wasm/wasm32-wasip2/release/lbaas_driver_haproxy.wasm.
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            listen,
+            data_dir,
+            driver_dir,
+            device_networks,
+        } => serve(listen, &data_dir, &driver_dir, device_networks),
+        Command::Driver {
+            command: DriverCommand::Inspect { file },
+        } => inspect(&file),
+    }
+}
+
+fn inspect(file: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let scratch = tempfile_dir()?;
+    let state = SledStateStore::new(
+        sled::Config::new().temporary(true).path(&scratch).open()?,
+        1 << 20,
+    );
+    let runtime = Runtime::new(
+        RuntimeConfig::default(),
+        Arc::new(state),
+        Arc::new(StaticDevices::new()),
+    )?;
+    let driver = runtime.load(&bytes, &file.display().to_string())?;
+    let report = serde_json::json!({
+        "name": driver.identity().name,
+        "version": driver.identity().version,
+        "sha256": driver.identity().sha256,
+        "capabilities": driver.capabilities(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// A private scratch path for a throw-away database.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::temp_dir().join(format!("lbaasd-inspect-{}", std::process::id())))
+}
+
+fn serve(
+    listen: SocketAddr,
+    data_dir: &Path,
+    driver_dir: &Path,
+    device_networks: Vec<Cidr>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
+    let db = sled::open(data_dir.join("db"))
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let mut config = RuntimeConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        ..RuntimeConfig::default()
+    };
+    if !device_networks.is_empty() {
+        config.device_policy.allowed_networks = device_networks;
+    }
+    let state = SledStateStore::new(db.clone(), config.state_quota);
+    let runtime = Runtime::new(config, Arc::new(state), Arc::new(StaticDevices::new()))?;
+    let drivers = load_drivers(&runtime, driver_dir)?;
+
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(address = %listener.local_addr()?, drivers = drivers.len(), "lbaasd serving");
+        let app = server::app(Arc::new(AppState { drivers }));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    db.flush()?;
+    tracing::info!("lbaasd stopped");
+    Ok(())
+}
+
+/// Loads every `*.wasm` in `dir`. A file that is not a valid driver is reported and skipped;
+/// two files claiming the same driver name stop the start.
+fn load_drivers(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<LoadedDriver>> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "cannot read driver folder {} (build the bundled drivers with `cargo drivers`)",
+            dir.display()
+        )
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+        .collect();
+    paths.sort();
+    let mut drivers: Vec<LoadedDriver> = Vec::new();
+    for path in paths {
+        match runtime.load_file(&path) {
+            Ok(driver) => {
+                if let Some(other) = drivers.iter().find(|d| d.name() == driver.name()) {
+                    bail!(
+                        "{} and another file both provide driver `{}` ({} and {})",
+                        path.display(),
+                        driver.name(),
+                        other.identity().sha256,
+                        driver.identity().sha256
+                    );
+                }
+                drivers.push(driver);
+            }
+            Err(error) => tracing::error!(%error, "skipping driver"),
+        }
+    }
+    if drivers.is_empty() {
+        tracing::warn!(dir = %dir.display(), "no drivers loaded");
+    }
+    Ok(drivers)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

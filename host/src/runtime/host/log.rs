@@ -1,0 +1,85 @@
+//! The `log` import: driver messages become host `tracing` events tagged with the driver's
+//! name and version, cut to a sane length, and rate-limited per driver version.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::runtime::bindings::log::{Host, Level};
+
+use super::HostState;
+
+/// Longest message kept, in bytes.
+const MAX_MESSAGE: usize = 2048;
+
+/// A token bucket: `burst` messages at once, refilled at `per_second`.
+pub struct LogLimiter {
+    per_second: f64,
+    burst: f64,
+    bucket: Mutex<(f64, Instant, u64)>,
+}
+
+impl LogLimiter {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst),
+            bucket: Mutex::new((f64::from(burst), Instant::now(), 0)),
+        }
+    }
+
+    /// Whether one more message may pass; when messages were dropped before this one, how many.
+    fn admit(&self) -> (bool, u64) {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last, dropped) = &mut *bucket;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            (true, std::mem::take(dropped))
+        } else {
+            *dropped += 1;
+            (false, 0)
+        }
+    }
+}
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let (admitted, dropped) = self.context.log_limiter.admit();
+        if !admitted {
+            return Ok(());
+        }
+        let identity = &self.context.identity;
+        let (driver, version) = (identity.name.as_str(), identity.version.as_str());
+        if dropped > 0 {
+            tracing::warn!(target: "driver", driver, version, dropped, "driver log messages dropped by rate limit");
+        }
+        let mut end = message.len().min(MAX_MESSAGE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
+        match level {
+            Level::Trace => tracing::trace!(target: "driver", driver, version, "{message}"),
+            Level::Debug => tracing::debug!(target: "driver", driver, version, "{message}"),
+            Level::Info => tracing::info!(target: "driver", driver, version, "{message}"),
+            Level::Warn => tracing::warn!(target: "driver", driver, version, "{message}"),
+            Level::Error => tracing::error!(target: "driver", driver, version, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_admits_burst_then_counts_drops() {
+        let limiter = LogLimiter::new(0, 3);
+        assert!((0..3).all(|_| limiter.admit().0));
+        assert!(!limiter.admit().0);
+        assert!(!limiter.admit().0);
+    }
+}

@@ -1,0 +1,132 @@
+//! What a driver's store holds during one call, and the host side of each import: one file per
+//! WIT interface.
+
+mod device_api;
+mod log;
+mod state;
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::devices::DeviceDirectory;
+use crate::state::Namespace;
+
+use super::LoadedIdentity;
+use super::permissions::DevicePolicy;
+
+pub use log::LogLimiter;
+
+/// Bytes of a guest's stderr kept to explain a trap.
+const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// Shared by every call of one loaded driver version.
+pub struct DriverContext {
+    pub identity: Arc<LoadedIdentity>,
+    pub namespace: Arc<dyn Namespace>,
+    pub devices: Arc<dyn DeviceDirectory>,
+    pub policy: Arc<DevicePolicy>,
+    pub http: ureq::Agent,
+    pub log_limiter: LogLimiter,
+}
+
+/// The data of one call's store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryLimit,
+    pub(super) stderr: MemoryOutputPipe,
+    pub(super) context: Arc<DriverContext>,
+}
+
+impl HostState {
+    pub fn new(context: Arc<DriverContext>, memory_limit: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        // Default-deny, spelled out: no preopened directories, no environment, no arguments,
+        // no sockets, no name lookups. The guest's stderr is captured to explain traps.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits: MemoryLimit {
+                limit: memory_limit,
+                exceeded: None,
+            },
+            stderr,
+            context,
+        }
+    }
+
+    pub fn limiter(&mut self) -> &mut MemoryLimit {
+        &mut self.limits
+    }
+
+    /// The memory size the guest asked for past its limit, if it did.
+    pub fn memory_exceeded(&self) -> Option<usize> {
+        self.limits.exceeded
+    }
+
+    /// The tail of what the guest wrote to stderr (a panic message, usually).
+    pub fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let start = text.len().saturating_sub(1024);
+        let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        Some(text[start..].to_owned())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Refuses memory growth past the configured limit and remembers that it did.
+pub struct MemoryLimit {
+    limit: usize,
+    exceeded: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The `types` interface has no functions; linking it needs only this.
+impl crate::runtime::bindings::types::Host for HostState {}

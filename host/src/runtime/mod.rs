@@ -1,0 +1,494 @@
+//! The driver runtime: loads driver components, and calls them inside a sandbox.
+//!
+//! One [`wasmtime::Engine`] serves every driver. Each loaded driver version keeps an
+//! `InstancePre` (imports resolved once); every call gets a fresh store and instance from the
+//! pooling allocator, a deadline (epoch interruption), a memory limit and a stack limit. A trap
+//! never escapes: the instance is dropped and the caller gets an [`Error::Call`] naming the
+//! driver, its version and the function.
+
+mod bindings;
+mod cache;
+mod engine;
+mod host;
+pub mod permissions;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::DriverName;
+use crate::devices::DeviceDirectory;
+use crate::state::StateStore;
+
+use bindings::VendorDriverPre;
+use host::{DriverContext, HostState, LogLimiter};
+
+pub use bindings::types::{
+    Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverCapabilities,
+    DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
+    Listener, LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
+    SessionPersistence, SpawnSpec, Verdict,
+};
+pub use cache::Origin;
+pub use permissions::{Cidr, DevicePolicy};
+
+/// Limits and knobs of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Longest a single call may run.
+    pub call_deadline: Duration,
+    /// Largest linear memory of a driver instance, in bytes.
+    pub memory_limit: usize,
+    /// Largest wasm stack, in bytes.
+    pub stack_limit: usize,
+    /// Driver instances alive at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// Largest configuration `translate` may return, in bytes.
+    pub max_config_bytes: usize,
+    /// Bytes of private state per driver.
+    pub state_quota: u64,
+    /// Driver log messages per second (after a burst of ten times as many).
+    pub log_rate: u32,
+    pub device_policy: DevicePolicy,
+    /// Pooling instance allocator (the default); `false` allocates on demand, for comparison.
+    pub pooling: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            call_deadline: Duration::from_secs(2),
+            memory_limit: 64 << 20,
+            stack_limit: 512 << 10,
+            max_instances: 64,
+            max_config_bytes: 1 << 20,
+            state_quota: 16 << 20,
+            log_rate: 50,
+            device_policy: DevicePolicy::default(),
+            pooling: true,
+        }
+    }
+}
+
+/// Why a driver call did not produce a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("ran past its deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    #[error("tried to grow its memory to {wanted} bytes, past the limit of {limit} bytes")]
+    MemoryLimit { wanted: usize, limit: usize },
+    #[error("overflowed its stack (limit {0} bytes)")]
+    StackOverflow(usize),
+    #[error("trapped: {trap}{}", guest.as_deref().map(|g| format!("; the driver said: {g}")).unwrap_or_default())]
+    Trap { trap: String, guest: Option<String> },
+    #[error("returned {what} of {size} bytes, more than the {limit}-byte limit")]
+    OutputTooLarge { what: &'static str, size: usize, limit: usize },
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{origin}: not a valid driver component: {reason}")]
+    InvalidComponent { origin: String, reason: String },
+    #[error("driver {driver} {version}: `{function}` {failure}")]
+    Call {
+        driver: DriverName,
+        version: String,
+        function: &'static str,
+        failure: Failure,
+    },
+    #[error("driver {driver} {version}: `{function}` refused: {error}")]
+    Refused {
+        driver: DriverName,
+        version: String,
+        function: &'static str,
+        error: DriverError,
+    },
+    #[error("driver state: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Who a loaded driver is: the name it reports, its version, and the digest of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadedIdentity {
+    pub name: DriverName,
+    pub version: String,
+    pub sha256: String,
+}
+
+struct Shared {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<cache::ComponentCache>,
+    state: Arc<dyn StateStore>,
+    devices: Arc<dyn DeviceDirectory>,
+    policy: Arc<DevicePolicy>,
+    http: ureq::Agent,
+    config: RuntimeConfig,
+    _ticker: engine::EpochTicker,
+}
+
+/// The driver runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    pub fn new(
+        config: RuntimeConfig,
+        state: Arc<dyn StateStore>,
+        devices: Arc<dyn DeviceDirectory>,
+    ) -> Result<Self> {
+        let engine = engine::build(&config).map_err(|e| Error::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
+        bindings::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(cache::ComponentCache::new(dir, &engine)?),
+            None => None,
+        };
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .timeout_global(Some(config.device_policy.timeout))
+            .build()
+            .into();
+        let ticker = engine::EpochTicker::start(engine.clone())?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+                state,
+                devices,
+                policy: Arc::new(config.device_policy.clone()),
+                http,
+                config,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Loads a driver from a `.wasm` file.
+    pub fn load_file(&self, path: &Path) -> Result<LoadedDriver> {
+        let bytes = std::fs::read(path)?;
+        self.load(&bytes, &path.display().to_string())
+    }
+
+    /// Loads a driver component: compiles it (or takes it from the cache), links it against
+    /// the host's imports, and asks it for its capabilities. `origin` names it in errors.
+    pub fn load(&self, bytes: &[u8], origin: &str) -> Result<LoadedDriver> {
+        let shared = &self.shared;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let invalid = |reason: String| Error::InvalidComponent {
+            origin: origin.to_owned(),
+            reason,
+        };
+        match bytes.get(..8) {
+            Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => {
+                return Err(invalid(
+                    "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+                ));
+            }
+            Some([0x00, 0x61, 0x73, 0x6d, ..]) => {}
+            _ => return Err(invalid("it is not a WebAssembly file".into())),
+        }
+        let cached = shared.cache.as_ref().and_then(|c| c.load(&shared.engine, &sha256));
+        let (component, origin_kind) = match cached {
+            Some(component) => (component, Origin::Cache),
+            None => {
+                let component = Component::new(&shared.engine, bytes)
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                if let Some(cache) = &shared.cache {
+                    cache.store(&sha256, &component);
+                }
+                (component, Origin::Compiled)
+            }
+        };
+        let instance_pre = shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = VendorDriverPre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+
+        // Until the driver has told its name, calls run under a placeholder identity with an
+        // empty, throw-away namespace and no devices.
+        let probe = DriverName::new("unnamed-driver").map_err(|e| invalid(e.to_string()))?;
+        let probe_identity = LoadedIdentity {
+            name: probe,
+            version: "?".into(),
+            sha256: sha256.clone(),
+        };
+        let probe_context = self.context(probe_identity, Arc::new(NoState))?;
+        let capabilities = call(&shared.config, &pre, &probe_context, "capabilities", |d, s| {
+            d.lbaas_driver_driver().call_capabilities(s)
+        })?;
+        let name = DriverName::new(capabilities.name.clone())
+            .map_err(|e| invalid(format!("it reports an unusable name: {e}")))?;
+        let identity = LoadedIdentity {
+            name: name.clone(),
+            version: capabilities.version.clone(),
+            sha256,
+        };
+        let namespace = shared.state.namespace(&name)?;
+        let context = self.context(identity, namespace)?;
+        tracing::info!(
+            driver = %name,
+            version = %capabilities.version,
+            sha256 = %context.identity.sha256,
+            origin = ?origin_kind,
+            "driver loaded"
+        );
+        Ok(LoadedDriver {
+            inner: Arc::new(LoadedInner {
+                pre,
+                context,
+                capabilities,
+                origin: origin_kind,
+                config: shared.config.clone(),
+            }),
+        })
+    }
+
+    fn context(
+        &self,
+        identity: LoadedIdentity,
+        namespace: Arc<dyn crate::state::Namespace>,
+    ) -> Result<Arc<DriverContext>> {
+        let shared = &self.shared;
+        let rate = shared.config.log_rate;
+        Ok(Arc::new(DriverContext {
+            identity: Arc::new(identity),
+            namespace,
+            devices: shared.devices.clone(),
+            policy: shared.policy.clone(),
+            http: shared.http.clone(),
+            log_limiter: LogLimiter::new(rate, rate.saturating_mul(10)),
+        }))
+    }
+}
+
+/// The namespace a driver sees before it has a name: reads nothing, keeps nothing.
+struct NoState;
+
+impl crate::state::Namespace for NoState {
+    fn get(&self, _key: &str) -> crate::state::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    fn set(&self, _key: &str, _value: &[u8]) -> crate::state::Result<()> {
+        Err(crate::state::StateError::InvalidKey("no state during capabilities".into()))
+    }
+    fn delete(&self, _key: &str) -> crate::state::Result<bool> {
+        Ok(false)
+    }
+    fn keys(&self, _prefix: &str) -> crate::state::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn usage(&self) -> u64 {
+        0
+    }
+}
+
+struct LoadedInner {
+    pre: VendorDriverPre<HostState>,
+    context: Arc<DriverContext>,
+    capabilities: DriverCapabilities,
+    origin: Origin,
+    config: RuntimeConfig,
+}
+
+/// One loaded driver version, ready to call. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct LoadedDriver {
+    inner: Arc<LoadedInner>,
+}
+
+impl std::fmt::Debug for LoadedDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedDriver")
+            .field("identity", &self.inner.context.identity)
+            .finish()
+    }
+}
+
+impl LoadedDriver {
+    pub fn identity(&self) -> &LoadedIdentity {
+        &self.inner.context.identity
+    }
+
+    pub fn name(&self) -> &DriverName {
+        &self.identity().name
+    }
+
+    /// The capabilities the driver reported when it was loaded.
+    pub fn capabilities(&self) -> &DriverCapabilities {
+        &self.inner.capabilities
+    }
+
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn origin(&self) -> Origin {
+        self.inner.origin
+    }
+
+    fn call<R>(
+        &self,
+        function: &'static str,
+        run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R> {
+        let inner = &self.inner;
+        call(&inner.config, &inner.pre, &inner.context, function, run)
+    }
+
+    fn refused(&self, function: &'static str, error: DriverError) -> Error {
+        let identity = self.identity();
+        Error::Refused {
+            driver: identity.name.clone(),
+            version: identity.version.clone(),
+            function,
+            error,
+        }
+    }
+
+    fn too_large(&self, function: &'static str, what: &'static str, size: usize, limit: usize) -> Error {
+        let identity = self.identity();
+        Error::Call {
+            driver: identity.name.clone(),
+            version: identity.version.clone(),
+            function,
+            failure: Failure::OutputTooLarge { what, size, limit },
+        }
+    }
+
+    /// Creates a store and an instance, and drops them: what every call pays before the driver
+    /// runs. Shows that the driver can still be instantiated.
+    pub fn check_instantiate(&self) -> Result<()> {
+        self.call("instantiate", |_, _| Ok(()))
+    }
+
+    /// Asks the driver again for its capabilities.
+    pub fn fetch_capabilities(&self) -> Result<DriverCapabilities> {
+        self.call("capabilities", |d, s| d.lbaas_driver_driver().call_capabilities(s))
+    }
+
+    pub fn validate_flavor(&self, flavor: &Flavor) -> Result<()> {
+        self.call("validate-flavor", |d, s| d.lbaas_driver_driver().call_validate_flavor(s, flavor))?
+            .map_err(|e| self.refused("validate-flavor", e))
+    }
+
+    pub fn select(&self, request: &PlacementRequest, candidates: &[Candidate]) -> Result<Hints> {
+        let hints = self.call("select", |d, s| d.lbaas_driver_driver().call_select(s, request, candidates))?;
+        // A hint for a device that was not offered is ignored rather than trusted.
+        if hints.devices.len() > candidates.len() {
+            return Err(self.too_large("select", "hints", hints.devices.len(), candidates.len()));
+        }
+        Ok(hints)
+    }
+
+    pub fn translate(&self, lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig> {
+        let config = self
+            .call("translate", |d, s| d.lbaas_driver_driver().call_translate(s, lb, device))?
+            .map_err(|e| self.refused("translate", e))?;
+        let limit = self.inner.config.max_config_bytes;
+        if config.body.len() > limit {
+            return Err(self.too_large("translate", "a configuration", config.body.len(), limit));
+        }
+        Ok(config)
+    }
+
+    pub fn apply(&self, lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<()> {
+        self.call("apply", |d, s| d.lbaas_driver_driver().call_apply(s, lb, device, config))?
+            .map_err(|e| self.refused("apply", e))
+    }
+
+    pub fn remove(&self, lb: &LoadBalancer, device: &Device) -> Result<()> {
+        self.call("remove", |d, s| d.lbaas_driver_driver().call_remove(s, lb, device))?
+            .map_err(|e| self.refused("remove", e))
+    }
+}
+
+/// Runs one export in a fresh store and instance; turns every way it can fail into an error
+/// naming driver, version and function. The instance is dropped afterwards, trap or not.
+fn call<R>(
+    config: &RuntimeConfig,
+    pre: &VendorDriverPre<HostState>,
+    context: &Arc<DriverContext>,
+    function: &'static str,
+    run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R> {
+    let engine = pre.engine();
+    let mut store = Store::new(engine, HostState::new(context.clone(), config.memory_limit));
+    store.limiter(|state| state.limiter());
+    store.set_epoch_deadline(engine::ticks(config.call_deadline));
+    store.epoch_deadline_trap();
+
+    let result = pre
+        .instantiate(&mut store)
+        .map_err(|e| (e, true))
+        .and_then(|driver| run(&driver, &mut store).map_err(|e| (e, false)));
+    result.map_err(|(error, instantiating)| {
+        let failure = classify(config, &store, &error, instantiating);
+        let identity = &context.identity;
+        tracing::warn!(
+            driver = %identity.name,
+            version = %identity.version,
+            function,
+            %failure,
+            "driver call failed"
+        );
+        Error::Call {
+            driver: identity.name.clone(),
+            version: identity.version.clone(),
+            function,
+            failure,
+        }
+    })
+}
+
+fn classify(
+    config: &RuntimeConfig,
+    store: &Store<HostState>,
+    error: &wasmtime::Error,
+    instantiating: bool,
+) -> Failure {
+    let state = store.data();
+    if let Some(wanted) = state.memory_exceeded() {
+        return Failure::MemoryLimit {
+            wanted,
+            limit: config.memory_limit,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::Deadline(config.call_deadline),
+        Some(Trap::StackOverflow) => Failure::StackOverflow(config.stack_limit),
+        Some(trap) => Failure::Trap {
+            trap: trap.to_string(),
+            guest: state.stderr_tail(),
+        },
+        None if instantiating => Failure::Instantiate(format!("{error:#}")),
+        None => Failure::Trap {
+            trap: format!("{error:#}"),
+            guest: state.stderr_tail(),
+        },
+    }
+}

@@ -1,0 +1,271 @@
+//! The one choke point for what a driver may ask of a device: checked before every
+//! `device-api` call. A request passes only if the device belongs to the calling driver, its
+//! endpoint is on the operator's allow-list, and the path, headers and body are within policy.
+
+use std::net::IpAddr;
+
+use crate::DriverName;
+use crate::devices::DeviceEndpoint;
+
+use super::bindings::device_api::{DeviceApiError, Request};
+
+/// Request headers a driver may not set: the host owns routing, framing and credentials.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+];
+
+/// An IP network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{text}` is not a CIDR such as 10.0.0.0/8");
+        let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let address: IpAddr = address.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { address, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// What the operator allows drivers to reach.
+#[derive(Debug, Clone)]
+pub struct DevicePolicy {
+    /// Management endpoints must resolve into one of these networks.
+    pub allowed_networks: Vec<Cidr>,
+    pub max_request_bytes: usize,
+    pub max_response_bytes: u64,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        Self {
+            allowed_networks: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 4 << 20,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// A request that passed the policy, ready to send.
+#[derive(Debug)]
+pub struct Permitted {
+    pub url: String,
+    pub endpoint: DeviceEndpoint,
+}
+
+/// Decides whether `driver` may send `request` to the device `endpoint` (looked up by the id the
+/// driver named). An unknown device and another driver's device get the same answer, so a
+/// driver cannot probe for devices it does not own.
+pub fn check(
+    policy: &DevicePolicy,
+    driver: &DriverName,
+    device_id: &str,
+    endpoint: Option<DeviceEndpoint>,
+    request: &Request,
+) -> Result<Permitted, DeviceApiError> {
+    let endpoint = endpoint
+        .filter(|endpoint| &endpoint.driver == driver)
+        .ok_or_else(|| DeviceApiError::UnknownDevice(format!("no device `{device_id}` for driver {driver}")))?;
+    check_path(&request.path)?;
+    for header in &request.headers {
+        check_header(&header.key, &header.value)?;
+    }
+    if request.body.len() > policy.max_request_bytes {
+        return Err(DeviceApiError::NotPermitted(format!(
+            "request body of {} bytes exceeds {} bytes",
+            request.body.len(),
+            policy.max_request_bytes
+        )));
+    }
+    let base = endpoint.management_url.trim_end_matches('/');
+    let host = endpoint_host(base).ok_or_else(|| {
+        DeviceApiError::NotPermitted(format!("device {device_id} has no usable management URL"))
+    })?;
+    if !policy.allowed_networks.iter().any(|net| net.contains(host)) {
+        return Err(DeviceApiError::NotPermitted(format!(
+            "device {device_id}'s management address {host} is outside the allowed networks"
+        )));
+    }
+    Ok(Permitted {
+        url: format!("{base}{}", request.path),
+        endpoint,
+    })
+}
+
+fn check_path(path: &str) -> Result<(), DeviceApiError> {
+    let refuse = |why: &str| Err(DeviceApiError::NotPermitted(format!("path `{}` {why}", path.escape_debug())));
+    if !path.starts_with('/') || path.starts_with("//") {
+        return refuse("must be absolute on the device (start with a single '/')");
+    }
+    if path.len() > 2048 {
+        return refuse("is longer than 2048 bytes");
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains('#') || path.contains('\\') {
+        return refuse("holds characters that are not allowed");
+    }
+    let segments = path.split(['?']).next().unwrap_or_default();
+    if segments.split('/').any(|s| s == ".." || s == "." || s.eq_ignore_ascii_case("%2e%2e")) {
+        return refuse("may not hold '.' or '..' segments");
+    }
+    Ok(())
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(DeviceApiError::NotPermitted(format!("header name `{}` is invalid", name.escape_debug())));
+    }
+    if RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+        return Err(DeviceApiError::NotPermitted(format!("header `{name}` is set by the host only")));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(DeviceApiError::NotPermitted(format!("header `{name}` has a control character in its value")));
+    }
+    Ok(())
+}
+
+/// The IP literal host of an `http(s)://host[:port]` URL. Hostnames are refused: the
+/// allow-list is checked on addresses, and resolving names would let DNS move a device.
+fn endpoint_host(url: &str) -> Option<IpAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next()?.parse().ok();
+    }
+    authority.split(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::bindings::types::Entry;
+    use crate::runtime::bindings::device_api::Method;
+
+    fn endpoint(driver: &str, url: &str) -> Option<DeviceEndpoint> {
+        Some(DeviceEndpoint {
+            device_id: "d1".into(),
+            driver: DriverName::new(driver).expect("name"),
+            management_url: url.into(),
+            credentials: None,
+        })
+    }
+
+    fn request(path: &str) -> Request {
+        Request {
+            method: Method::Get,
+            path: path.into(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    fn me() -> DriverName {
+        DriverName::new("acme-adc").expect("name")
+    }
+
+    #[test]
+    fn own_device_on_allowed_network_passes() {
+        let ok = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1:8443/"), &request("/api/v3/x?y=1"));
+        assert_eq!(ok.map(|p| p.url).ok().as_deref(), Some("http://127.0.0.1:8443/api/v3/x?y=1"));
+    }
+
+    #[test]
+    fn another_drivers_device_looks_unknown() {
+        let theirs = check(&DevicePolicy::default(), &me(), "d1", endpoint("haproxy", "http://127.0.0.1:1"), &request("/"));
+        let missing = check(&DevicePolicy::default(), &me(), "d1", None, &request("/"));
+        assert!(matches!(theirs, Err(DeviceApiError::UnknownDevice(_))));
+        assert_eq!(format!("{theirs:?}"), format!("{missing:?}"));
+    }
+
+    #[test]
+    fn endpoints_outside_the_allow_list_are_refused() {
+        for url in ["http://10.1.2.3", "http://device.example", "http://user:pw@127.0.0.1", "file:///etc/passwd"] {
+            let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", url), &request("/"));
+            assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))), "{url}");
+        }
+    }
+
+    #[test]
+    fn hostile_paths_and_headers_are_refused() {
+        for path in ["", "x", "//evil.example/", "/a/../b", "/a b", "/a\r\nHost: x", "/#frag"] {
+            let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1"), &request(path));
+            assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))), "{path:?}");
+        }
+        for (name, value) in [("Authorization", "Basic x"), ("Host", "x"), ("x-ok", "a\r\nb"), ("bad name", "v")] {
+            let mut req = request("/");
+            req.headers.push(Entry { key: name.into(), value: value.into() });
+            let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1"), &req);
+            assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))), "{name}");
+        }
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused() {
+        let mut req = request("/");
+        req.body = vec![0; DevicePolicy::default().max_request_bytes + 1];
+        let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1"), &req);
+        assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))));
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let net: Cidr = "10.0.0.0/8".parse().expect("cidr");
+        assert!(net.contains("10.200.0.1".parse().expect("ip")));
+        assert!(!net.contains("11.0.0.1".parse().expect("ip")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
+        assert!(all.contains("8.8.8.8".parse().expect("ip")));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! Driver-private state: one namespace per driver, with a quota. The sled backend keeps each
+//! namespace in its own tree, `driver/<name>`; a namespace handle can reach nothing else.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::DriverName;
+
+/// Longest key a driver may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest single value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("quota of {quota} bytes exceeded: the namespace would hold {wanted} bytes")]
+    QuotaExceeded { quota: u64, wanted: u64 },
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    #[error("value of {0} bytes is larger than the {MAX_VALUE_BYTES}-byte limit")]
+    ValueTooLarge(usize),
+    #[error("storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// One driver's key-value namespace.
+pub trait Namespace: Send + Sync {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// True when the key existed.
+    fn delete(&self, key: &str) -> Result<bool>;
+    /// Keys starting with `prefix`, in byte order.
+    fn keys(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Bytes used (keys and values).
+    fn usage(&self) -> u64;
+}
+
+/// Hands out namespaces by driver name.
+pub trait StateStore: Send + Sync {
+    fn namespace(&self, driver: &DriverName) -> Result<Arc<dyn Namespace>>;
+}
+
+/// The embedded default: a sled database, one tree per driver.
+pub struct SledStateStore {
+    db: sled::Db,
+    quota: u64,
+    open: Mutex<HashMap<DriverName, Arc<SledNamespace>>>,
+}
+
+impl SledStateStore {
+    /// Uses `db`, which the host may share with its other stores.
+    pub fn new(db: sled::Db, quota: u64) -> Self {
+        Self {
+            db,
+            quota,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn open(path: &Path, quota: u64) -> Result<Self> {
+        Ok(Self::new(sled::open(path)?, quota))
+    }
+
+    pub fn tree_name(driver: &DriverName) -> String {
+        format!("driver/{driver}")
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl StateStore for SledStateStore {
+    fn namespace(&self, driver: &DriverName) -> Result<Arc<dyn Namespace>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(namespace) = open.get(driver) {
+            return Ok(namespace.clone());
+        }
+        let tree = self.db.open_tree(Self::tree_name(driver))?;
+        let mut used = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            used += (key.len() + value.len()) as u64;
+        }
+        let namespace = Arc::new(SledNamespace {
+            tree,
+            quota: self.quota,
+            used: AtomicU64::new(used),
+            write: Mutex::new(()),
+        });
+        open.insert(driver.clone(), namespace.clone());
+        Ok(namespace)
+    }
+}
+
+struct SledNamespace {
+    tree: sled::Tree,
+    quota: u64,
+    used: AtomicU64,
+    /// Serialises writers so the usage count matches the tree.
+    write: Mutex<()>,
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(StateError::InvalidKey("empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StateError::InvalidKey(format!(
+            "{} bytes, longer than {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Namespace for SledNamespace {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(StateError::ValueTooLarge(value.len()));
+        }
+        let _writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.tree.get(key)?.map_or(0, |v| (key.len() + v.len()) as u64);
+        let used = self.used.load(Ordering::Acquire);
+        let wanted = used - old + (key.len() + value.len()) as u64;
+        if wanted > self.quota && wanted > used {
+            return Err(StateError::QuotaExceeded {
+                quota: self.quota,
+                wanted,
+            });
+        }
+        self.tree.insert(key, value)?;
+        self.used.store(wanted, Ordering::Release);
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let _writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        match self.tree.remove(key)? {
+            Some(old) => {
+                self.used
+                    .fetch_sub((key.len() + old.len()) as u64, Ordering::AcqRel);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(|key| {
+                let key = key?;
+                // Keys are only ever written from `&str`.
+                Ok(String::from_utf8_lossy(&key).into_owned())
+            })
+            .collect()
+    }
+
+    fn usage(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(quota: u64) -> (tempfile::TempDir, SledStateStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStateStore::open(dir.path(), quota).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn namespaces_are_separate() {
+        let (_dir, store) = store(1 << 20);
+        let a = store.namespace(&DriverName::new("a").expect("name")).expect("ns");
+        let b = store.namespace(&DriverName::new("b").expect("name")).expect("ns");
+        a.set("k", b"from a").expect("set");
+        assert_eq!(b.get("k").expect("get"), None);
+        assert_eq!(a.get("k").expect("get").as_deref(), Some(&b"from a"[..]));
+    }
+
+    #[test]
+    fn quota_counts_keys_and_values() {
+        let (_dir, store) = store(100);
+        let ns = store.namespace(&DriverName::new("a").expect("name")).expect("ns");
+        ns.set("key", &[0; 90]).expect("fits");
+        assert_eq!(ns.usage(), 93);
+        assert!(matches!(ns.set("other", &[0; 10]), Err(StateError::QuotaExceeded { .. })));
+        // Replacing a value with a smaller one is always allowed, and frees room.
+        ns.set("key", &[0; 10]).expect("shrink");
+        ns.set("other", &[0; 10]).expect("fits now");
+        assert!(ns.delete("key").expect("delete"));
+        assert_eq!(ns.usage(), 15);
+    }
+
+    #[test]
+    fn usage_survives_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = DriverName::new("a").expect("name");
+        {
+            let store = SledStateStore::open(dir.path(), 1000).expect("open");
+            store.namespace(&name).expect("ns").set("k", b"vv").expect("set");
+            store.flush().expect("flush");
+        }
+        let store = SledStateStore::open(dir.path(), 1000).expect("reopen");
+        let ns = store.namespace(&name).expect("ns");
+        assert_eq!(ns.usage(), 3);
+        assert_eq!(ns.keys("").expect("keys"), vec!["k".to_owned()]);
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        let (_dir, store) = store(1000);
+        let ns = store.namespace(&DriverName::new("a").expect("name")).expect("ns");
+        assert!(matches!(ns.set("", b""), Err(StateError::InvalidKey(_))));
+        assert!(matches!(ns.get(&"k".repeat(600)), Err(StateError::InvalidKey(_))));
+    }
+}

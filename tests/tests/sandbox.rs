@@ -1,0 +1,185 @@
+//! The runtime's sandbox against purpose-built hostile guests: each is stopped or fails
+//! cleanly, with an error naming driver, version and function, and the host then serves the
+//! next call — of the same driver and of a well-behaved one — normally.
+
+use std::time::{Duration, Instant};
+
+use lbaas_host::runtime::{DeviceKind, Error, Failure, LoadedDriver, RuntimeConfig};
+use lbaas_tests::appliance::FakeAppliance;
+use lbaas_tests::model::*;
+use lbaas_tests::{TestHost, drivers, fixtures};
+
+fn host_with(config: RuntimeConfig) -> (tempfile::TempDir, TestHost) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = TestHost::open_with(dir.path(), config);
+    (dir, host)
+}
+
+fn failure(error: Error, driver: &str, function: &str) -> Failure {
+    match error {
+        Error::Call {
+            driver: name,
+            version,
+            function: called,
+            failure,
+        } => {
+            assert_eq!(name.as_str(), driver);
+            assert_eq!(version, "0.0.1");
+            assert_eq!(called, function);
+            failure
+        }
+        other => panic!("expected a call failure, got {other}"),
+    }
+}
+
+/// After a failure, the same driver and a well-behaved driver still answer.
+fn host_still_serves(host: &TestHost, hostile: &LoadedDriver) {
+    let lb = web_shop("lb-after", "127.0.0.20");
+    hostile
+        .validate_flavor(&flavor("plain", &[]))
+        .expect("the hostile driver's next call runs normally");
+    let haproxy = host.load(&drivers().haproxy);
+    haproxy
+        .translate(&lb, &device("haproxy-1", DeviceKind::Virtual, 4, None))
+        .expect("a well-behaved driver runs normally");
+}
+
+#[test]
+fn endless_loop_is_stopped_at_its_deadline() {
+    let (_dir, host) = host_with(RuntimeConfig {
+        call_deadline: Duration::from_millis(200),
+        ..RuntimeConfig::default()
+    });
+    let looper = host.load(&fixtures().looper);
+    let lb = web_shop("lb-1", "127.0.0.20");
+    let request = request_for(&lb);
+    let candidates = [candidate(device("d1", DeviceKind::Virtual, 4, None), 0, 0)];
+    let started = Instant::now();
+    let error = looper.select(&request, &candidates).expect_err("must be stopped");
+    let message = error.to_string();
+    assert_eq!(failure(error, "looper", "select"), Failure::Deadline(Duration::from_millis(200)));
+    assert!(message.contains("driver looper 0.0.1: `select` ran past its deadline"), "{message}");
+    // Stopped, not left running: well under the time a runaway would take.
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A second runaway call is stopped too, and the instance does not carry over.
+    assert!(looper.select(&request, &candidates).is_err());
+    host_still_serves(&host, &looper);
+}
+
+#[test]
+fn unbounded_recursion_hits_the_stack_limit() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let looper = host.load(&fixtures().looper);
+    let error = looper
+        .validate_flavor(&flavor("recurse", &[]))
+        .expect_err("stack overflow");
+    let message = error.to_string();
+    let failure = failure(error, "looper", "validate-flavor");
+    assert!(matches!(failure, Failure::StackOverflow(_)), "{failure:?}");
+    assert!(message.contains("overflowed its stack"), "{message}");
+    host_still_serves(&host, &looper);
+}
+
+#[test]
+fn memory_growth_past_the_limit_fails_cleanly() {
+    let limit = 32 << 20;
+    let (_dir, host) = host_with(RuntimeConfig {
+        memory_limit: limit,
+        ..RuntimeConfig::default()
+    });
+    let hog = host.load(&fixtures().memory_hog);
+    let lb = web_shop("lb-1", "127.0.0.20");
+    let error = hog
+        .translate(&lb, &device("d1", DeviceKind::Virtual, 4, None))
+        .expect_err("out of memory");
+    let message = error.to_string();
+    match failure(error, "memory-hog", "translate") {
+        Failure::MemoryLimit { wanted, limit: reported } => {
+            assert_eq!(reported, limit);
+            assert!(wanted > limit);
+        }
+        other => panic!("expected a memory-limit failure, got {other}"),
+    }
+    assert!(message.contains("past the limit of 33554432 bytes"), "{message}");
+    host_still_serves(&host, &hog);
+}
+
+#[test]
+fn panic_becomes_a_readable_error() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let panicker = host.load(&fixtures().panicker);
+    let mut lb = web_shop("lb-9", "127.0.0.20");
+    lb.name = "explode".into();
+    let error = panicker
+        .translate(&lb, &device("d1", DeviceKind::Virtual, 4, None))
+        .expect_err("panic");
+    let message = error.to_string();
+    assert!(matches!(failure(error, "panicker", "translate"), Failure::Trap { .. }));
+    assert!(
+        message.contains("fixture panic: cannot translate load balancer lb-9"),
+        "the guest's panic message is in the error: {message}"
+    );
+    assert!(message.starts_with("driver panicker 0.0.1: `translate` trapped"), "{message}");
+    host_still_serves(&host, &panicker);
+}
+
+#[test]
+fn snoop_reaches_nothing_outside_its_sandbox() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    // Another driver's secrets: acme-adc records an allocation on a device.
+    let appliance = FakeAppliance::start();
+    host.register_device("adc-1", "acme-adc", &appliance.url());
+    let acme = host.load(&drivers().acme_adc);
+    let lb = web_shop("lb-1", "192.0.2.10");
+    let adc = device("adc-1", DeviceKind::Physical, 8, None);
+    let config = acme.translate(&lb, &adc).expect("translate");
+    acme.apply(&lb, &adc, &config).expect("apply");
+    let requests_before = appliance.received().len();
+
+    // A socket the snoop will try to reach directly.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+
+    let snoop = host.load(&fixtures().snoop);
+    let mut probe = web_shop("lb-snoop", &listener.local_addr().expect("address").to_string());
+    probe.name = "device/adc-1".into();
+    let report = snoop
+        .translate(&probe, &adc)
+        .expect("the snoop reports what it got");
+    let report: serde_json::Value = serde_json::from_str(&report.body).expect("json report");
+
+    for read in report["state_reads"].as_array().expect("state reads") {
+        assert_eq!(read["found"], false, "read another driver's state: {read}");
+    }
+    assert_eq!(report["own_keys"], serde_json::json!([]));
+    assert!(report["file"]["Err"].is_string(), "opened a file: {report}");
+    assert!(report["dir"]["Err"].is_string(), "listed a directory: {report}");
+    assert_eq!(report["env"], serde_json::json!([]), "saw the environment");
+    assert!(report["socket"]["Err"].is_string(), "opened a socket: {report}");
+    assert!(listener.accept().is_err(), "a connection reached the listener");
+    let device_call = report["device_call"]["Err"].as_str().expect("device call refused");
+    assert!(device_call.contains("no device `adc-1` for driver snoop"), "{device_call}");
+    assert_eq!(appliance.received().len(), requests_before, "the snoop reached acme's appliance");
+
+    // The state the snoop looked for is really there, for its owner: another load balancer
+    // with the same VIP is refused on that device.
+    let other = web_shop("lb-other", "192.0.2.10");
+    let hints = acme
+        .select(&request_for(&other), &[candidate(adc.clone(), 1, 1)])
+        .expect("select");
+    assert!(format!("{hints:?}").contains("already configured"), "{hints:?}");
+}
+
+#[test]
+fn a_file_that_is_not_a_driver_is_refused_clearly() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let error = host.runtime.load(b"not wasm at all", "junk.wasm").expect_err("junk");
+    let message = error.to_string();
+    assert!(message.starts_with("junk.wasm: not a valid driver component"), "{message}");
+
+    // A valid core module, but not a component.
+    let core = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+    let error = host.runtime.load(&core, "core.wasm").expect_err("core module");
+    assert!(error.to_string().contains("component"), "{error}");
+}
