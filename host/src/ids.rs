@@ -75,7 +75,15 @@ mod tests {
     fn driver_names() {
         assert!(DriverName::new("acme-adc").is_ok());
         assert!(DriverName::new("haproxy2").is_ok());
-        for bad in ["", "Acme", "1abc", "a/b", "a..b", "driver/x", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Acme",
+            "1abc",
+            "a/b",
+            "a..b",
+            "driver/x",
+            &"a".repeat(65),
+        ] {
             assert!(DriverName::new(bad).is_err(), "{bad} accepted");
         }
     }

@@ -16,7 +16,11 @@ use lbaas_host::state::SledStateStore;
 const BUNDLED_DRIVERS: &str = "target/wasm/wasm32-wasip2/release";
 
 #[derive(Parser)]
-#[command(name = "lbaasd", version, about = "LBaaS control plane with WebAssembly vendor drivers")]
+#[command(
+    name = "lbaasd",
+    version,
+    about = "LBaaS control plane with WebAssembly vendor drivers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,17 @@ enum DriverCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -57,11 +57,17 @@ mod tests {
     async fn healthz_answers_ok() {
         let app = app(Arc::new(AppState { drivers: vec![] }));
         let response = app
-            .oneshot(Request::get("/healthz").body(Body::empty()).expect("request"))
+            .oneshot(
+                Request::get("/healthz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
             .await
             .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
         assert_eq!(body.as_ref(), br#"{"status":"ok"}"#);
     }
 

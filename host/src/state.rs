@@ -131,7 +131,10 @@ impl Namespace for SledNamespace {
             return Err(StateError::ValueTooLarge(value.len()));
         }
         let _writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.tree.get(key)?.map_or(0, |v| (key.len() + v.len()) as u64);
+        let old = self
+            .tree
+            .get(key)?
+            .map_or(0, |v| (key.len() + v.len()) as u64);
         let used = self.used.load(Ordering::Acquire);
         let wanted = used - old + (key.len() + value.len()) as u64;
         if wanted > self.quota && wanted > used {
@@ -188,8 +191,12 @@ mod tests {
     #[test]
     fn namespaces_are_separate() {
         let (_dir, store) = store(1 << 20);
-        let a = store.namespace(&DriverName::new("a").expect("name")).expect("ns");
-        let b = store.namespace(&DriverName::new("b").expect("name")).expect("ns");
+        let a = store
+            .namespace(&DriverName::new("a").expect("name"))
+            .expect("ns");
+        let b = store
+            .namespace(&DriverName::new("b").expect("name"))
+            .expect("ns");
         a.set("k", b"from a").expect("set");
         assert_eq!(b.get("k").expect("get"), None);
         assert_eq!(a.get("k").expect("get").as_deref(), Some(&b"from a"[..]));
@@ -198,10 +205,15 @@ mod tests {
     #[test]
     fn quota_counts_keys_and_values() {
         let (_dir, store) = store(100);
-        let ns = store.namespace(&DriverName::new("a").expect("name")).expect("ns");
+        let ns = store
+            .namespace(&DriverName::new("a").expect("name"))
+            .expect("ns");
         ns.set("key", &[0; 90]).expect("fits");
         assert_eq!(ns.usage(), 93);
-        assert!(matches!(ns.set("other", &[0; 10]), Err(StateError::QuotaExceeded { .. })));
+        assert!(matches!(
+            ns.set("other", &[0; 10]),
+            Err(StateError::QuotaExceeded { .. })
+        ));
         // Replacing a value with a smaller one is always allowed, and frees room.
         ns.set("key", &[0; 10]).expect("shrink");
         ns.set("other", &[0; 10]).expect("fits now");
@@ -215,7 +227,11 @@ mod tests {
         let name = DriverName::new("a").expect("name");
         {
             let store = SledStateStore::open(dir.path(), 1000).expect("open");
-            store.namespace(&name).expect("ns").set("k", b"vv").expect("set");
+            store
+                .namespace(&name)
+                .expect("ns")
+                .set("k", b"vv")
+                .expect("set");
             store.flush().expect("flush");
         }
         let store = SledStateStore::open(dir.path(), 1000).expect("reopen");
@@ -227,8 +243,13 @@ mod tests {
     #[test]
     fn bad_keys_are_refused() {
         let (_dir, store) = store(1000);
-        let ns = store.namespace(&DriverName::new("a").expect("name")).expect("ns");
+        let ns = store
+            .namespace(&DriverName::new("a").expect("name"))
+            .expect("ns");
         assert!(matches!(ns.set("", b""), Err(StateError::InvalidKey(_))));
-        assert!(matches!(ns.get(&"k".repeat(600)), Err(StateError::InvalidKey(_))));
+        assert!(matches!(
+            ns.get(&"k".repeat(600)),
+            Err(StateError::InvalidKey(_))
+        ));
     }
 }

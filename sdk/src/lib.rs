@@ -1,7 +1,7 @@
 //! The vendor SDK for LBaaS drivers: implement [`Driver`] on a plain Rust type, export it with
 //! [`export_driver!`], build for `wasm32-wasip2`, and the host can load the `.wasm` file.
 //!
-//! ```ignore
+//! ```text
 //! use lbaas_driver_sdk::prelude::*;
 //!
 //! struct MyDriver;
@@ -38,10 +38,10 @@ pub mod state;
 /// What a driver reports about itself (`driver-capabilities` in the WIT contract).
 pub use bindings::lbaas::driver::types::DriverCapabilities as Capabilities;
 pub use bindings::lbaas::driver::types::{
-    Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverError,
-    Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits, Listener,
-    LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
-    SessionPersistence, SpawnSpec, Verdict,
+    Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverError, Entry, Flavor,
+    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits, Listener, LoadBalancer, Member,
+    Network, PersistenceKind, PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec,
+    Verdict,
 };
 
 /// Everything a driver usually needs, in one `use`.
@@ -49,8 +49,8 @@ pub mod prelude {
     pub use crate::{
         Algorithm, Candidate, Capabilities, Device, DeviceConfig, DeviceHint, DeviceKind, Driver,
         DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
-        Listener, LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool,
-        Protocol, SessionPersistence, SpawnSpec, Verdict, device, export_driver, log, state,
+        Listener, LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
+        SessionPersistence, SpawnSpec, Verdict, device, export_driver, log, state,
     };
 }
 
@@ -117,6 +117,29 @@ pub trait Driver {
             return Ok(());
         }
         response.success().map(drop)
+    }
+}
+
+impl Capabilities {
+    /// A driver's identity with nothing declared yet: no device kinds, protocols, algorithms or
+    /// flavor keys, no spawning, no limits. Fill in the rest with struct update syntax:
+    /// `Capabilities { protocols: vec![Protocol::Tcp], ..Capabilities::new("x", "X Inc", "1.0") }`.
+    pub fn new(name: &str, vendor: &str, version: &str) -> Self {
+        Self {
+            name: name.into(),
+            vendor: vendor.into(),
+            version: version.into(),
+            device_kinds: Vec::new(),
+            protocols: Vec::new(),
+            algorithms: Vec::new(),
+            can_spawn: false,
+            limits: Limits {
+                max_vips_per_device: None,
+                max_vlans_per_interface: None,
+                overlapping_ips: true,
+            },
+            flavor_keys: Vec::new(),
+        }
     }
 }
 

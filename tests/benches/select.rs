@@ -23,7 +23,12 @@ fn host_inputs() -> (runtime::PlacementRequest, Vec<runtime::Candidate>) {
         .map(|i| {
             let cluster = if i % 2 == 0 { "east" } else { "west" };
             let device = with_metadata(
-                device(&format!("adc-{i:02}"), DeviceKind::Physical, 64, Some(cluster)),
+                device(
+                    &format!("adc-{i:02}"),
+                    DeviceKind::Physical,
+                    64,
+                    Some(cluster),
+                ),
                 "interfaces",
                 "2",
             );
@@ -33,18 +38,40 @@ fn host_inputs() -> (runtime::PlacementRequest, Vec<runtime::Candidate>) {
     (request_for(&lb), candidates)
 }
 
+/// Every other appliance has records: some hold the requested VIP already, some have no VLAN
+/// slot left, the rest carry a few VLANs and VIPs of their own.
 fn seeded_allocations(i: usize) -> DeviceAllocations {
     let mut allocations = DeviceAllocations::default();
-    let mut lb = web_shop(&format!("lb-seed-{i}"), &format!("192.0.2.{}", i + 1));
-    lb.vip_network.vlan = Some(100 + (i % 5) as u16);
-    let sdk_lb = to_sdk_lb(&lb);
-    allocations.allocate(&sdk_lb, 4, 2).expect("seed allocation");
+    let mut seed = |id: String, vip: String, vlans: &[u16]| {
+        let mut lb = web_shop(&id, &vip);
+        lb.vip_network.vlan = Some(vlans[0]);
+        lb.member_networks = vlans[1..]
+            .iter()
+            .map(|v| network(&format!("net-{v}"), "10.9.0.0/24", Some(*v)))
+            .collect();
+        allocations
+            .allocate(&to_sdk_lb(&lb), 4, 2)
+            .expect("seed allocation");
+    };
+    match i % 6 {
+        0 => seed(format!("lb-seed-{i}"), "192.0.2.200".into(), &[100]),
+        2 => seed(
+            format!("lb-seed-{i}"),
+            format!("192.0.2.{i}"),
+            &[300, 301, 302, 303, 304, 305, 306, 307],
+        ),
+        _ => seed(
+            format!("lb-seed-{i}"),
+            format!("192.0.2.{i}"),
+            &[100, 201, 400],
+        ),
+    }
     allocations
 }
 
 /// The same value in the SDK's (guest) types, through their shared JSON shape.
 fn to_sdk_lb(lb: &runtime::LoadBalancer) -> lbaas_driver_sdk::LoadBalancer {
-    let sdk = lbaas_driver_sdk::LoadBalancer {
+    lbaas_driver_sdk::LoadBalancer {
         id: lb.id.clone(),
         name: lb.name.clone(),
         project_id: lb.project_id.clone(),
@@ -55,8 +82,7 @@ fn to_sdk_lb(lb: &runtime::LoadBalancer) -> lbaas_driver_sdk::LoadBalancer {
         pools: vec![],
         flavor: None,
         admin_state_up: lb.admin_state_up,
-    };
-    sdk
+    }
 }
 
 fn to_sdk_network(network: &runtime::Network) -> lbaas_driver_sdk::Network {
@@ -126,28 +152,53 @@ fn benches(c: &mut Criterion) {
     let wasm_verdicts: Vec<(String, Option<i32>)> = wasm_hints
         .devices
         .iter()
-        .map(|h| (h.device_id.clone(), match h.verdict {
-            runtime::Verdict::Score(n) => Some(n),
-            runtime::Verdict::Reject(_) => None,
-        }))
+        .map(|h| {
+            (
+                h.device_id.clone(),
+                match h.verdict {
+                    runtime::Verdict::Score(n) => Some(n),
+                    runtime::Verdict::Reject(_) => None,
+                },
+            )
+        })
         .collect();
     let native_verdicts: Vec<(String, Option<i32>)> = native_hints
         .devices
         .iter()
-        .map(|h| (h.device_id.clone(), match h.verdict {
-            lbaas_driver_sdk::Verdict::Score(n) => Some(n),
-            lbaas_driver_sdk::Verdict::Reject(_) => None,
-        }))
+        .map(|h| {
+            (
+                h.device_id.clone(),
+                match h.verdict {
+                    lbaas_driver_sdk::Verdict::Score(n) => Some(n),
+                    lbaas_driver_sdk::Verdict::Reject(_) => None,
+                },
+            )
+        })
         .collect();
-    assert_eq!(wasm_verdicts, native_verdicts, "native and wasm select disagree");
-    assert!(wasm_verdicts.iter().any(|(_, v)| v.is_none()), "some candidates should be rejected");
+    assert_eq!(
+        wasm_verdicts, native_verdicts,
+        "native and wasm select disagree"
+    );
+    assert!(
+        wasm_verdicts.iter().any(|(_, v)| v.is_none()),
+        "some candidates should be rejected"
+    );
 
     let mut group = c.benchmark_group("select-32-candidates");
     group.bench_function("native", |b| {
-        b.iter(|| native_select(&*namespace, black_box(&sdk_request), black_box(&sdk_candidates)))
+        b.iter(|| {
+            native_select(
+                &*namespace,
+                black_box(&sdk_request),
+                black_box(&sdk_candidates),
+            )
+        })
     });
     group.bench_function("wasm", |b| {
-        b.iter(|| acme.select(black_box(&request), black_box(&candidates)).expect("select"))
+        b.iter(|| {
+            acme.select(black_box(&request), black_box(&candidates))
+                .expect("select")
+        })
     });
     group.finish();
 
@@ -161,7 +212,9 @@ fn benches(c: &mut Criterion) {
     );
     let acme_on_demand = on_demand.load(&drivers().acme_adc);
     let mut group = c.benchmark_group("instantiate");
-    group.bench_function("pooling", |b| b.iter(|| acme.check_instantiate().expect("instantiate")));
+    group.bench_function("pooling", |b| {
+        b.iter(|| acme.check_instantiate().expect("instantiate"))
+    });
     group.bench_function("on-demand", |b| {
         b.iter(|| acme_on_demand.check_instantiate().expect("instantiate"))
     });

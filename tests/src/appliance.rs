@@ -43,8 +43,12 @@ impl FakeAppliance {
                 .build()
                 .expect("tokio runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                ready_tx.send(listener.local_addr().expect("address")).expect("ready");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                ready_tx
+                    .send(listener.local_addr().expect("address"))
+                    .expect("ready");
                 let app = Router::new().fallback(record).with_state(state);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -73,7 +77,11 @@ impl FakeAppliance {
 
     /// Answers requests to `path` with `status` from now on.
     pub fn respond(&self, path: &str, status: u16) {
-        self.shared.statuses.lock().expect("lock").insert(path.into(), status);
+        self.shared
+            .statuses
+            .lock()
+            .expect("lock")
+            .insert(path.into(), status);
     }
 }
 
@@ -95,12 +103,21 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let headers = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let status = shared.statuses.lock().expect("lock").get(uri.path()).copied().unwrap_or(200);
+    let status = shared
+        .statuses
+        .lock()
+        .expect("lock")
+        .get(uri.path())
+        .copied()
+        .unwrap_or(200);
     shared.received.lock().expect("lock").push(Received {
         method: method.to_string(),
         path,

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use lbaas_host::DriverName;
 use lbaas_host::devices::{DeviceEndpoint, StaticDevices};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
-use lbaas_host::DriverName;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,12 +32,20 @@ fn build_components(target_dir: &str, packages: &[&str]) -> Vec<PathBuf> {
     let mut command = cargo();
     command
         .current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(root.join("target").join(target_dir));
     for package in packages {
         command.args(["-p", package]);
     }
-    let output = command.output().expect("cannot run cargo to build the wasm components");
+    let output = command
+        .output()
+        .expect("cannot run cargo to build the wasm components");
     assert!(
         output.status.success(),
         "building {packages:?} for wasm32-wasip2 failed:\n{}",
@@ -85,7 +93,12 @@ pub fn fixtures() -> &'static Fixtures {
     FIXTURES.get_or_init(|| {
         let paths = build_components(
             "wasm-fixtures",
-            &["fixture-looper", "fixture-memory-hog", "fixture-panicker", "fixture-snoop"],
+            &[
+                "fixture-looper",
+                "fixture-memory-hog",
+                "fixture-panicker",
+                "fixture-snoop",
+            ],
         );
         Fixtures {
             looper: paths[0].clone(),
@@ -112,10 +125,12 @@ impl TestHost {
     pub fn open_with(data_dir: &Path, mut config: RuntimeConfig) -> Self {
         config.cache_dir = Some(data_dir.join("cache"));
         let state = Arc::new(
-            SledStateStore::open(&data_dir.join("db"), config.state_quota).expect("open the state store"),
+            SledStateStore::open(&data_dir.join("db"), config.state_quota)
+                .expect("open the state store"),
         );
         let devices = Arc::new(StaticDevices::new());
-        let runtime = Runtime::new(config, state.clone(), devices.clone()).expect("start the runtime");
+        let runtime =
+            Runtime::new(config, state.clone(), devices.clone()).expect("start the runtime");
         Self {
             runtime,
             devices,
@@ -156,7 +171,11 @@ pub fn haproxy_check(config: &str) -> Result<String, String> {
         .arg("-f")
         .arg(&path)
         .output()
-        .map_err(|e| format!("cannot run haproxy (is it installed? the README's test command installs it): {e}"))?;
+        .map_err(|e| {
+            format!(
+                "cannot run haproxy (is it installed? the README's test command installs it): {e}"
+            )
+        })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -83,7 +83,10 @@ pub fn web_shop(id: &str, vip: &str) -> LoadBalancer {
         "pool-web",
         Protocol::Http,
         Algorithm::RoundRobin,
-        vec![member("m-web-1", "10.0.1.11", 8080), member("m-web-2", "10.0.1.12", 8080)],
+        vec![
+            member("m-web-1", "10.0.1.11", 8080),
+            member("m-web-2", "10.0.1.12", 8080),
+        ],
     );
     web.members[1].weight = 3;
     web.health_monitor = Some(http_monitor("hm-web"));
@@ -96,7 +99,10 @@ pub fn web_shop(id: &str, vip: &str) -> LoadBalancer {
         "pool-tls",
         Protocol::Https,
         Algorithm::LeastConnections,
-        vec![member("m-tls-1", "10.0.1.21", 8443), member("m-tls-2", "10.0.1.22", 8443)],
+        vec![
+            member("m-tls-1", "10.0.1.21", 8443),
+            member("m-tls-2", "10.0.1.22", 8443),
+        ],
     );
     tls.health_monitor = Some(HealthMonitor {
         kind: HealthMonitorKind::TlsHello,

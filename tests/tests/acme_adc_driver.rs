@@ -41,7 +41,11 @@ fn small_appliance(id: &str, cluster: &str) -> lbaas_host::runtime::Device {
 fn simple_lb(id: &str, vip: &str, vip_vlan: u16, member_vlan: u16) -> LoadBalancer {
     let mut lb = web_shop(id, vip);
     lb.vip_network = network(&format!("net-{vip_vlan}"), "192.0.2.0/24", Some(vip_vlan));
-    lb.member_networks = vec![network(&format!("net-{member_vlan}"), "10.0.1.0/24", Some(member_vlan))];
+    lb.member_networks = vec![network(
+        &format!("net-{member_vlan}"),
+        "10.0.1.0/24",
+        Some(member_vlan),
+    )];
     lb
 }
 
@@ -57,7 +61,10 @@ fn capabilities_describe_a_physical_appliance() {
     assert!(!caps.limits.overlapping_ips);
     assert_eq!(caps.limits.max_vlans_per_interface, Some(4));
     driver
-        .validate_flavor(&flavor("high-perf", &[("cluster", "east"), ("spread", "true")]))
+        .validate_flavor(&flavor(
+            "high-perf",
+            &[("cluster", "east"), ("spread", "true")],
+        ))
         .expect("valid flavor");
     let error = driver
         .validate_flavor(&flavor("high-perf", &[("spread", "sometimes")]))
@@ -79,9 +86,15 @@ fn translate_renders_the_appliance_json() {
     assert_eq!(doc["kind"], "VirtualService");
     assert_eq!(doc["metadata"]["partition"], "project-a");
     assert_eq!(doc["spec"]["vip"], "192.0.2.10");
-    assert_eq!(doc["spec"]["virtualServers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        doc["spec"]["virtualServers"].as_array().map(Vec::len),
+        Some(3)
+    );
     assert_eq!(doc["spec"]["virtualServers"][0]["destination"]["port"], 80);
-    assert_eq!(doc["spec"]["pools"][2]["loadBalancingMethod"], "source-address-hash");
+    assert_eq!(
+        doc["spec"]["pools"][2]["loadBalancingMethod"],
+        "source-address-hash"
+    );
     assert_eq!(doc["spec"]["pools"][2]["members"][1]["priorityGroup"], 0);
     assert_eq!(doc["spec"]["pools"][2]["members"][2]["state"], "disabled");
     assert_eq!(doc["spec"]["vlans"].as_array().map(Vec::len), Some(3));
@@ -101,7 +114,9 @@ fn select_enforces_vlan_limits_and_vip_uniqueness_and_state_survives_restart() {
 
         // Both appliances are empty: both fit.
         let candidates = [candidate(adc1.clone(), 0, 0), candidate(adc2.clone(), 0, 0)];
-        let hints = driver.select(&request_for(&first), &candidates).expect("select");
+        let hints = driver
+            .select(&request_for(&first), &candidates)
+            .expect("select");
         score(&hints, "adc-1");
         score(&hints, "adc-2");
 
@@ -131,21 +146,30 @@ fn select_enforces_vlan_limits_and_vip_uniqueness_and_state_survives_restart() {
 
     // Same VIP address again: adc-1 already holds it.
     let same_vip = simple_lb("lb-2", "192.0.2.10", 100, 200);
-    let hints = driver.select(&request_for(&same_vip), &candidates).expect("select");
+    let hints = driver
+        .select(&request_for(&same_vip), &candidates)
+        .expect("select");
     let reason = rejection(&hints, "adc-1");
-    assert!(reason.contains("192.0.2.10") && reason.contains("overlapping"), "{reason}");
+    assert!(
+        reason.contains("192.0.2.10") && reason.contains("overlapping"),
+        "{reason}"
+    );
     score(&hints, "adc-2");
 
     // A new VLAN: adc-1 has no VLAN slot left.
     let new_vlan = simple_lb("lb-3", "192.0.2.11", 100, 300);
-    let hints = driver.select(&request_for(&new_vlan), &candidates).expect("select");
+    let hints = driver
+        .select(&request_for(&new_vlan), &candidates)
+        .expect("select");
     let reason = rejection(&hints, "adc-1");
     assert!(reason.contains("VLANs exhausted"), "{reason}");
 
     // The same VLANs as lb-1 need no new slot: adc-1 fits, and scores for being wired already,
     // but loses against adc-2 because the project's VIPs are spread across the cluster.
     let same_vlans = simple_lb("lb-4", "192.0.2.12", 100, 200);
-    let hints = driver.select(&request_for(&same_vlans), &candidates).expect("select");
+    let hints = driver
+        .select(&request_for(&same_vlans), &candidates)
+        .expect("select");
     assert!(score(&hints, "adc-2") > score(&hints, "adc-1"), "{hints:?}");
     // Without spreading, the wired appliance wins.
     let mut packed = request_for(&same_vlans);
@@ -155,7 +179,9 @@ fn select_enforces_vlan_limits_and_vip_uniqueness_and_state_survives_restart() {
 
     // Removing lb-1 frees its VIP and VLANs on the appliance and in the driver's records.
     driver.remove(&first, &adc1).expect("remove");
-    let hints = driver.select(&request_for(&same_vip), &candidates).expect("select");
+    let hints = driver
+        .select(&request_for(&same_vip), &candidates)
+        .expect("select");
     score(&hints, "adc-1");
     let deleted: Vec<String> = appliance
         .received()
@@ -192,7 +218,12 @@ fn apply_refuses_a_vip_the_device_already_holds() {
     let error = driver.apply(&clash, &adc1, &config).expect_err("VIP clash");
     assert!(error.to_string().contains("already configured"), "{error}");
     // Nothing was pushed for the refused load balancer.
-    assert!(appliance.received().iter().all(|r| !r.path.contains("lb-2")));
+    assert!(
+        appliance
+            .received()
+            .iter()
+            .all(|r| !r.path.contains("lb-2"))
+    );
 }
 
 #[test]

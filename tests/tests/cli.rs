@@ -15,7 +15,9 @@ fn lbaasd() -> Command {
         .status()
         .expect("build lbaasd");
     assert!(status.success());
-    let target = std::env::var("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("target"));
     let mut command = Command::new(target.join("debug/lbaasd"));
     command.env("RUST_LOG", "info").env_remove("RUST_BACKTRACE");
     command
@@ -28,7 +30,11 @@ fn inspect_prints_capabilities_as_json() {
         .arg(&drivers().acme_adc)
         .output()
         .expect("run lbaasd");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["name"], "acme-adc");
     assert_eq!(report["capabilities"]["vendor"], "Acme Networks");
@@ -41,14 +47,25 @@ fn inspect_refuses_a_file_that_is_not_a_driver() {
     let dir = tempfile::tempdir().expect("temp dir");
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, "definitely not wasm").expect("write");
-    let output = lbaasd().args(["driver", "inspect"]).arg(&junk).output().expect("run lbaasd");
+    let output = lbaasd()
+        .args(["driver", "inspect"])
+        .arg(&junk)
+        .output()
+        .expect("run lbaasd");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not a valid driver component: it is not a WebAssembly file"), "{stderr}");
+    assert!(
+        stderr.contains("not a valid driver component: it is not a WebAssembly file"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let missing = dir.path().join("missing.wasm");
-    let output = lbaasd().args(["driver", "inspect"]).arg(&missing).output().expect("run lbaasd");
+    let output = lbaasd()
+        .args(["driver", "inspect"])
+        .arg(&missing)
+        .output()
+        .expect("run lbaasd");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
 }
@@ -110,15 +127,41 @@ fn serve_answers_and_restarts_from_the_compile_cache() {
         .read_json()
         .expect("json");
     assert_eq!(health["status"], "ok");
-    let root: serde_json::Value = ureq::get(&url).call().expect("root").body_mut().read_json().expect("json");
-    let names: Vec<&str> = root["drivers"].as_array().expect("drivers").iter().filter_map(|d| d["name"].as_str()).collect();
+    let root: serde_json::Value = ureq::get(&url)
+        .call()
+        .expect("root")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    let names: Vec<&str> = root["drivers"]
+        .as_array()
+        .expect("drivers")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
     assert_eq!(names, ["acme-adc", "haproxy"]);
-    assert!(log.iter().any(|l| l.contains("broken.wasm") && l.contains("not a WebAssembly file")), "{log:#?}");
-    assert_eq!(log.iter().filter(|l| l.contains("origin=Compiled")).count(), 2, "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("broken.wasm") && l.contains("not a WebAssembly file")),
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.contains("origin=Compiled")).count(),
+        2,
+        "{log:#?}"
+    );
     drop(server);
 
     // A restart deserialises the cached compilation instead of compiling again.
     let (_server, _url, log) = serve(data.path(), driver_dir.path());
-    assert_eq!(log.iter().filter(|l| l.contains("origin=Cache")).count(), 2, "{log:#?}");
-    assert_eq!(log.iter().filter(|l| l.contains("origin=Compiled")).count(), 0, "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains("origin=Cache")).count(),
+        2,
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.contains("origin=Compiled")).count(),
+        0,
+        "{log:#?}"
+    );
 }

@@ -2,8 +2,8 @@
 //! rendered configuration checked by `haproxy -c`.
 
 use lbaas_host::runtime::{
-    Algorithm, DeviceKind, Error, HealthMonitorKind, PersistenceKind, Protocol,
-    SessionPersistence, Verdict,
+    Algorithm, DeviceKind, Error, HealthMonitorKind, PersistenceKind, Protocol, SessionPersistence,
+    Verdict,
 };
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::model::*;
@@ -28,9 +28,16 @@ fn capabilities_describe_a_virtual_spawning_driver() {
     }
     assert_eq!(
         caps.algorithms,
-        vec![Algorithm::RoundRobin, Algorithm::LeastConnections, Algorithm::SourceIp]
+        vec![
+            Algorithm::RoundRobin,
+            Algorithm::LeastConnections,
+            Algorithm::SourceIp
+        ]
     );
-    assert_eq!(driver.fetch_capabilities().expect("capabilities again"), *caps);
+    assert_eq!(
+        driver.fetch_capabilities().expect("capabilities again"),
+        *caps
+    );
 }
 
 #[test]
@@ -71,7 +78,10 @@ fn translated_config_is_valid_haproxy() {
     }
 
     let verdict = haproxy_check(cfg);
-    assert!(verdict.is_ok(), "haproxy -c rejected the config: {verdict:?}\n{cfg}");
+    assert!(
+        verdict.is_ok(),
+        "haproxy -c rejected the config: {verdict:?}\n{cfg}"
+    );
 }
 
 #[test]
@@ -99,17 +109,31 @@ fn every_protocol_and_option_combination_passes_haproxy_check() {
     });
     lb.pools[2].members[0].monitor_address = Some("10.0.2.99".into());
     lb.pools[2].members[0].monitor_port = Some(9000);
-    lb.pools[2].members.push(member("m-db-v6", "fd00::31", 5432));
+    lb.pools[2]
+        .members
+        .push(member("m-db-v6", "fd00::31", 5432));
     lb.listeners[1].admin_state_up = false;
     // The TCP listener cannot front a PROXY pool in a different mode; both are TCP mode.
     lb.flavor = Some(flavor("gold", &[("maxconn", "20000")]));
 
     let cfg = driver.translate(&lb, &device).expect("translate").body;
-    for line in ["send-proxy", "check-ssl verify none", "stick on src", "addr 10.0.2.99 port 9000", "ipv6@fd00::31:5432", "maxconn 20000", "http-check expect rstatus ^(200|301)$", "stick match req.cook(JSESSIONID)"] {
+    for line in [
+        "send-proxy",
+        "check-ssl verify none",
+        "stick on src",
+        "addr 10.0.2.99 port 9000",
+        "ipv6@fd00::31:5432",
+        "maxconn 20000",
+        "http-check expect rstatus ^(200|301)$",
+        "stick match req.cook(JSESSIONID)",
+    ] {
         assert!(cfg.contains(line), "`{line}` missing:\n{cfg}");
     }
     let verdict = haproxy_check(&cfg);
-    assert!(verdict.is_ok(), "haproxy -c rejected the config: {verdict:?}\n{cfg}");
+    assert!(
+        verdict.is_ok(),
+        "haproxy -c rejected the config: {verdict:?}\n{cfg}"
+    );
 }
 
 #[test]
@@ -118,11 +142,22 @@ fn injection_attempts_are_refused_not_rendered() {
     let driver = host.load(&drivers().haproxy);
     let device = device("haproxy-1", DeviceKind::Virtual, 16, None);
     let mut lb = web_shop("lb-3", "127.0.0.12");
-    lb.pools[0].health_monitor.as_mut().expect("monitor").url_path =
-        Some("/ok\n    http-request deny".into());
-    let error = driver.translate(&lb, &device).expect_err("hostile path must be refused");
+    lb.pools[0]
+        .health_monitor
+        .as_mut()
+        .expect("monitor")
+        .url_path = Some("/ok\n    http-request deny".into());
+    let error = driver
+        .translate(&lb, &device)
+        .expect_err("hostile path must be refused");
     assert!(
-        matches!(&error, Error::Refused { function: "translate", .. }),
+        matches!(
+            &error,
+            Error::Refused {
+                function: "translate",
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("URL path"), "{error}");
@@ -158,7 +193,10 @@ fn validate_flavor_checks_keys_and_values() {
     let (_dir, host) = host();
     let driver = host.load(&drivers().haproxy);
     driver
-        .validate_flavor(&flavor("gold", &[("maxconn", "100000"), ("spawn-capacity", "4")]))
+        .validate_flavor(&flavor(
+            "gold",
+            &[("maxconn", "100000"), ("spawn-capacity", "4")],
+        ))
         .expect("valid flavor");
     let error = driver
         .validate_flavor(&flavor("gold", &[("maxconn", "lots")]))
@@ -167,7 +205,10 @@ fn validate_flavor_checks_keys_and_values() {
     let error = driver
         .validate_flavor(&flavor("gold", &[("vlan", "7")]))
         .expect_err("unknown key");
-    assert!(error.to_string().contains("`vlan` is not supported"), "{error}");
+    assert!(
+        error.to_string().contains("`vlan` is not supported"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -183,7 +224,13 @@ fn select_prefers_room_and_spawns_when_everything_is_full() {
         candidate(device("appliance", DeviceKind::Physical, 10, None), 0, 0),
     ];
     let hints = driver.select(&request, &candidates).expect("select");
-    let score = |id: &str| match &hints.devices.iter().find(|h| h.device_id == id).expect("hint").verdict {
+    let score = |id: &str| match &hints
+        .devices
+        .iter()
+        .find(|h| h.device_id == id)
+        .expect("hint")
+        .verdict
+    {
         Verdict::Score(n) => Some(*n),
         Verdict::Reject(_) => None,
     };
@@ -218,12 +265,17 @@ fn apply_and_remove_push_through_the_device_api() {
     assert_eq!(received.len(), 2, "{received:?}");
     assert_eq!(received[0].method, "PUT");
     assert_eq!(received[0].path, "/v1/loadbalancers/lb-6/config");
-    assert_eq!(received[0].headers.get("content-type").map(String::as_str), Some("text/x-haproxy-cfg"));
+    assert_eq!(
+        received[0].headers.get("content-type").map(String::as_str),
+        Some("text/x-haproxy-cfg")
+    );
     assert_eq!(received[0].body, config.body.as_bytes());
     assert_eq!(received[1].method, "DELETE");
 
     // A device that refuses yields the driver's error, with the device's answer.
     agent.respond("/v1/loadbalancers/lb-6/config", 503);
-    let error = driver.apply(&lb, &device, &config).expect_err("device refused");
+    let error = driver
+        .apply(&lb, &device, &config)
+        .expect_err("device refused");
     assert!(error.to_string().contains("503"), "{error}");
 }

@@ -55,10 +55,18 @@ fn endless_loop_is_stopped_at_its_deadline() {
     let request = request_for(&lb);
     let candidates = [candidate(device("d1", DeviceKind::Virtual, 4, None), 0, 0)];
     let started = Instant::now();
-    let error = looper.select(&request, &candidates).expect_err("must be stopped");
+    let error = looper
+        .select(&request, &candidates)
+        .expect_err("must be stopped");
     let message = error.to_string();
-    assert_eq!(failure(error, "looper", "select"), Failure::Deadline(Duration::from_millis(200)));
-    assert!(message.contains("driver looper 0.0.1: `select` ran past its deadline"), "{message}");
+    assert_eq!(
+        failure(error, "looper", "select"),
+        Failure::Deadline(Duration::from_millis(200))
+    );
+    assert!(
+        message.contains("driver looper 0.0.1: `select` ran past its deadline"),
+        "{message}"
+    );
     // Stopped, not left running: well under the time a runaway would take.
     assert!(started.elapsed() < Duration::from_secs(30));
 
@@ -95,13 +103,19 @@ fn memory_growth_past_the_limit_fails_cleanly() {
         .expect_err("out of memory");
     let message = error.to_string();
     match failure(error, "memory-hog", "translate") {
-        Failure::MemoryLimit { wanted, limit: reported } => {
+        Failure::MemoryLimit {
+            wanted,
+            limit: reported,
+        } => {
             assert_eq!(reported, limit);
             assert!(wanted > limit);
         }
         other => panic!("expected a memory-limit failure, got {other}"),
     }
-    assert!(message.contains("past the limit of 33554432 bytes"), "{message}");
+    assert!(
+        message.contains("past the limit of 33554432 bytes"),
+        "{message}"
+    );
     host_still_serves(&host, &hog);
 }
 
@@ -115,12 +129,18 @@ fn panic_becomes_a_readable_error() {
         .translate(&lb, &device("d1", DeviceKind::Virtual, 4, None))
         .expect_err("panic");
     let message = error.to_string();
-    assert!(matches!(failure(error, "panicker", "translate"), Failure::Trap { .. }));
+    assert!(matches!(
+        failure(error, "panicker", "translate"),
+        Failure::Trap { .. }
+    ));
     assert!(
         message.contains("fixture panic: cannot translate load balancer lb-9"),
         "the guest's panic message is in the error: {message}"
     );
-    assert!(message.starts_with("driver panicker 0.0.1: `translate` trapped"), "{message}");
+    assert!(
+        message.starts_with("driver panicker 0.0.1: `translate` trapped"),
+        "{message}"
+    );
     host_still_serves(&host, &panicker);
 }
 
@@ -142,7 +162,10 @@ fn snoop_reaches_nothing_outside_its_sandbox() {
     listener.set_nonblocking(true).expect("nonblocking");
 
     let snoop = host.load(&fixtures().snoop);
-    let mut probe = web_shop("lb-snoop", &listener.local_addr().expect("address").to_string());
+    let mut probe = web_shop(
+        "lb-snoop",
+        &listener.local_addr().expect("address").to_string(),
+    );
     probe.name = "device/adc-1".into();
     let report = snoop
         .translate(&probe, &adc)
@@ -154,13 +177,31 @@ fn snoop_reaches_nothing_outside_its_sandbox() {
     }
     assert_eq!(report["own_keys"], serde_json::json!([]));
     assert!(report["file"]["Err"].is_string(), "opened a file: {report}");
-    assert!(report["dir"]["Err"].is_string(), "listed a directory: {report}");
+    assert!(
+        report["dir"]["Err"].is_string(),
+        "listed a directory: {report}"
+    );
     assert_eq!(report["env"], serde_json::json!([]), "saw the environment");
-    assert!(report["socket"]["Err"].is_string(), "opened a socket: {report}");
-    assert!(listener.accept().is_err(), "a connection reached the listener");
-    let device_call = report["device_call"]["Err"].as_str().expect("device call refused");
-    assert!(device_call.contains("no device `adc-1` for driver snoop"), "{device_call}");
-    assert_eq!(appliance.received().len(), requests_before, "the snoop reached acme's appliance");
+    assert!(
+        report["socket"]["Err"].is_string(),
+        "opened a socket: {report}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the listener"
+    );
+    let device_call = report["device_call"]["Err"]
+        .as_str()
+        .expect("device call refused");
+    assert!(
+        device_call.contains("no device `adc-1` for driver snoop"),
+        "{device_call}"
+    );
+    assert_eq!(
+        appliance.received().len(),
+        requests_before,
+        "the snoop reached acme's appliance"
+    );
 
     // The state the snoop looked for is really there, for its owner: another load balancer
     // with the same VIP is refused on that device.
@@ -168,18 +209,30 @@ fn snoop_reaches_nothing_outside_its_sandbox() {
     let hints = acme
         .select(&request_for(&other), &[candidate(adc.clone(), 1, 1)])
         .expect("select");
-    assert!(format!("{hints:?}").contains("already configured"), "{hints:?}");
+    assert!(
+        format!("{hints:?}").contains("already configured"),
+        "{hints:?}"
+    );
 }
 
 #[test]
 fn a_file_that_is_not_a_driver_is_refused_clearly() {
     let (_dir, host) = host_with(RuntimeConfig::default());
-    let error = host.runtime.load(b"not wasm at all", "junk.wasm").expect_err("junk");
+    let error = host
+        .runtime
+        .load(b"not wasm at all", "junk.wasm")
+        .expect_err("junk");
     let message = error.to_string();
-    assert!(message.starts_with("junk.wasm: not a valid driver component"), "{message}");
+    assert!(
+        message.starts_with("junk.wasm: not a valid driver component"),
+        "{message}"
+    );
 
     // A valid core module, but not a component.
     let core = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-    let error = host.runtime.load(&core, "core.wasm").expect_err("core module");
+    let error = host
+        .runtime
+        .load(&core, "core.wasm")
+        .expect_err("core module");
     assert!(error.to_string().contains("component"), "{error}");
 }

@@ -24,7 +24,9 @@ fn readme_steps_produce_a_loadable_driver() {
     let project = work.path().join("my-driver");
 
     // 1. cargo new --lib my-driver
-    run(cargo().current_dir(work.path()).args(["new", "--lib", "--vcs", "none", "my-driver"]));
+    run(cargo()
+        .current_dir(work.path())
+        .args(["new", "--lib", "--vcs", "none", "my-driver"]));
     // 2. a cdylib, depending on the SDK
     let manifest = project.join("Cargo.toml");
     let mut text = std::fs::read_to_string(&manifest).expect("manifest");
@@ -34,9 +36,17 @@ fn readme_steps_produce_a_loadable_driver() {
     ));
     std::fs::write(&manifest, text).expect("manifest");
     // 3. the toolchain with the wasm32-wasip2 target
-    std::fs::copy(root.join("rust-toolchain.toml"), project.join("rust-toolchain.toml")).expect("toolchain");
+    std::fs::copy(
+        root.join("rust-toolchain.toml"),
+        project.join("rust-toolchain.toml"),
+    )
+    .expect("toolchain");
     // 4. the template driver
-    std::fs::copy(root.join("sdk/template/src/lib.rs"), project.join("src/lib.rs")).expect("template");
+    std::fs::copy(
+        root.join("sdk/template/src/lib.rs"),
+        project.join("src/lib.rs"),
+    )
+    .expect("template");
     // 5. cargo build --release --target wasm32-wasip2 (sharing compiled dependencies)
     let target = root.join("target/template");
     run(cargo()
@@ -51,11 +61,16 @@ fn readme_steps_produce_a_loadable_driver() {
     let host = TestHost::open(data.path());
     let driver = host.load(&wasm);
     assert_eq!(driver.name().as_str(), "example-lb");
-    driver.validate_flavor(&flavor("gold", &[("tier", "gold")])).expect("known key");
+    driver
+        .validate_flavor(&flavor("gold", &[("tier", "gold")]))
+        .expect("known key");
     let error = driver
         .validate_flavor(&flavor("gold", &[("colour", "red")]))
         .expect_err("unknown key is refused by the SDK default");
-    assert!(error.to_string().contains("`colour` is not supported"), "{error}");
+    assert!(
+        error.to_string().contains("`colour` is not supported"),
+        "{error}"
+    );
     let lb = web_shop("lb-1", "127.0.0.30");
     let device = device("dev-1", DeviceKind::Virtual, 4, None);
     let hints = driver

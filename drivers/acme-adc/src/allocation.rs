@@ -31,11 +31,16 @@ pub struct NewVlan {
 
 impl DeviceAllocations {
     pub fn has_vlan(&self, vlan: u16) -> bool {
-        self.interfaces.values().any(|vlans| vlans.contains_key(&vlan))
+        self.interfaces
+            .values()
+            .any(|vlans| vlans.contains_key(&vlan))
     }
 
     pub fn vlan_count(&self) -> u32 {
-        self.interfaces.values().map(|vlans| vlans.len() as u32).sum()
+        self.interfaces
+            .values()
+            .map(|vlans| vlans.len() as u32)
+            .sum()
     }
 
     /// VLANs that can still be added across `interfaces` interfaces of `limit` VLANs each.
@@ -132,5 +137,71 @@ impl DeviceAllocations {
         }
         self.interfaces.retain(|_, vlans| !vlans.is_empty());
         freed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lbaas_driver_sdk::Network;
+
+    fn lb(id: &str, vip: &str, vlans: &[u16]) -> LoadBalancer {
+        let network = |vlan: u16| Network {
+            id: format!("net-{vlan}"),
+            cidr: "10.0.0.0/24".into(),
+            vlan: Some(vlan),
+        };
+        LoadBalancer {
+            id: id.into(),
+            name: id.into(),
+            project_id: "p".into(),
+            vip_address: vip.into(),
+            vip_network: network(vlans[0]),
+            member_networks: vlans[1..].iter().map(|v| network(*v)).collect(),
+            listeners: vec![],
+            pools: vec![],
+            flavor: None,
+            admin_state_up: true,
+        }
+    }
+
+    #[test]
+    fn vlans_fill_interfaces_in_order_and_are_shared() {
+        let mut a = DeviceAllocations::default();
+        let added = a
+            .allocate(&lb("lb1", "10.0.0.1", &[10, 20, 30]), 2, 2)
+            .expect("fits");
+        let placed: Vec<(u16, u32)> = added.iter().map(|v| (v.vlan, v.interface)).collect();
+        assert_eq!(placed, [(10, 0), (20, 0), (30, 1)]);
+        // A second load balancer on VLAN 10 shares it; VLAN 40 takes the last slot.
+        let added = a
+            .allocate(&lb("lb2", "10.0.0.2", &[10, 40]), 2, 2)
+            .expect("fits");
+        assert_eq!(added.len(), 1);
+        assert_eq!(a.free_vlans(2, 2), 0);
+    }
+
+    #[test]
+    fn failed_allocation_changes_nothing() {
+        let mut a = DeviceAllocations::default();
+        a.allocate(&lb("lb1", "10.0.0.1", &[10, 20]), 2, 1)
+            .expect("fits");
+        let before = a.clone();
+        assert!(a.allocate(&lb("lb2", "10.0.0.2", &[10, 30]), 2, 1).is_err());
+        assert!(a.allocate(&lb("lb3", "10.0.0.1", &[10]), 2, 1).is_err());
+        assert_eq!(a, before);
+    }
+
+    #[test]
+    fn release_frees_only_unshared_vlans() {
+        let mut a = DeviceAllocations::default();
+        a.allocate(&lb("lb1", "10.0.0.1", &[10, 20]), 4, 1)
+            .expect("fits");
+        a.allocate(&lb("lb2", "10.0.0.2", &[10]), 4, 1)
+            .expect("fits");
+        assert_eq!(a.release("lb1"), vec![20]);
+        assert_eq!(a.vip_owner("10.0.0.1"), None);
+        assert_eq!(a.release("lb2"), vec![10]);
+        assert!(a.is_empty());
     }
 }

@@ -12,7 +12,10 @@ use crate::allocation::NewVlan;
 pub const MAX_VIPS_PER_DEVICE: u32 = 64;
 
 pub fn service_path(lb: &LoadBalancer) -> String {
-    format!("/api/v3/partitions/{}/virtual-services/{}", lb.project_id, lb.id)
+    format!(
+        "/api/v3/partitions/{}/virtual-services/{}",
+        lb.project_id, lb.id
+    )
 }
 
 pub fn vlan_path(vlan: u16) -> String {
@@ -61,7 +64,11 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
     let pools = lb.pools.iter().map(pool).collect::<Result<Vec<_>, _>>()?;
     let vlans: Vec<Value> = std::iter::once(&lb.vip_network)
         .chain(lb.member_networks.iter())
-        .filter_map(|network| network.vlan.map(|tag| json!({ "tag": tag, "network": network.id })))
+        .filter_map(|network| {
+            network
+                .vlan
+                .map(|tag| json!({ "tag": tag, "network": network.id }))
+        })
         .collect();
     let document = json!({
         "apiVersion": "acme.adc/v3",

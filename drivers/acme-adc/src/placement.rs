@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use lbaas_driver_sdk::{Candidate, Device, DeviceHint, DeviceKind, Hints, PlacementRequest, Verdict};
+use lbaas_driver_sdk::{
+    Candidate, Device, DeviceHint, DeviceKind, Hints, PlacementRequest, Verdict,
+};
 
 use crate::DEFAULT_MAX_VLANS_PER_INTERFACE;
 use crate::allocation::DeviceAllocations;
@@ -48,7 +50,14 @@ pub fn select(
         .iter()
         .map(|candidate| {
             let device = &candidate.device;
-            let verdict = match verdict(request, candidate, cluster, spread, &wanted, &mut allocations_of) {
+            let verdict = match verdict(
+                request,
+                candidate,
+                cluster,
+                spread,
+                &wanted,
+                &mut allocations_of,
+            ) {
                 Ok(score) => Verdict::Score(score),
                 Err(reason) => Verdict::Reject(reason),
             };
@@ -83,7 +92,10 @@ fn verdict(
     }
     let capacity = device.capacity.min(crate::appliance::MAX_VIPS_PER_DEVICE);
     if candidate.load_balancers >= capacity {
-        return Err(format!("full: {} of {capacity} VIPs", candidate.load_balancers));
+        return Err(format!(
+            "full: {} of {capacity} VIPs",
+            candidate.load_balancers
+        ));
     }
 
     let allocations = allocations_of(&device.id);
@@ -95,7 +107,10 @@ fn verdict(
             "VIP address {address} already configured on this appliance (no overlapping IPs)"
         ));
     }
-    let wired = wanted.iter().filter(|vlan| allocations.has_vlan(**vlan)).count() as u32;
+    let wired = wanted
+        .iter()
+        .filter(|vlan| allocations.has_vlan(**vlan))
+        .count() as u32;
     let needed = wanted.len() as u32 - wired;
     let limit = vlan_limit(device);
     let free = allocations.free_vlans(limit, interfaces(device));

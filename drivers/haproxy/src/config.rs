@@ -30,10 +30,12 @@ fn invalid(message: String) -> DriverError {
 
 /// Renders `lb` for `device`. Deterministic: the same input gives the same bytes.
 pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError> {
-    let vip: IpAddr = lb
-        .vip_address
-        .parse()
-        .map_err(|_| invalid(format!("VIP address `{}` is not an IP address", lb.vip_address)))?;
+    let vip: IpAddr = lb.vip_address.parse().map_err(|_| {
+        invalid(format!(
+            "VIP address `{}` is not an IP address",
+            lb.vip_address
+        ))
+    })?;
     let maxconn = match lb.flavor.as_ref().and_then(|flavor| flavor.get("maxconn")) {
         Some(value) => value
             .parse::<u32>()
@@ -87,7 +89,11 @@ fn render_frontend(
     }
     let _ = writeln!(out, "    timeout client {}ms", listener.timeout_client_data);
     if listener.timeout_tcp_inspect > 0 {
-        let _ = writeln!(out, "    tcp-request inspect-delay {}ms", listener.timeout_tcp_inspect);
+        let _ = writeln!(
+            out,
+            "    tcp-request inspect-delay {}ms",
+            listener.timeout_tcp_inspect
+        );
     }
     if !listener.allowed_cidrs.is_empty() {
         let cidrs = listener
@@ -102,9 +108,15 @@ fn render_frontend(
         let _ = writeln!(out, "    option forwardfor");
     }
     if let Some(pool_id) = &listener.default_pool_id {
-        let pool = lb.pools.iter().find(|pool| &pool.id == pool_id).ok_or_else(|| {
-            invalid(format!("listener {id} names default pool {pool_id}, which is not in the load balancer"))
-        })?;
+        let pool = lb
+            .pools
+            .iter()
+            .find(|pool| &pool.id == pool_id)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "listener {id} names default pool {pool_id}, which is not in the load balancer"
+                ))
+            })?;
         let pool_mode = self::mode(pool.protocol, "pool")?;
         if pool_mode != mode {
             return Err(invalid(format!(
@@ -159,7 +171,10 @@ fn render_backend(
     for member in &pool.members {
         let member_id = checked_id("member", &member.id)?;
         let address: IpAddr = member.address.parse().map_err(|_| {
-            invalid(format!("member {member_id} address `{}` is not an IP address", member.address))
+            invalid(format!(
+                "member {member_id} address `{}` is not an IP address",
+                member.address
+            ))
         })?;
         if member.weight > 256 {
             return Err(invalid(format!(
@@ -173,7 +188,13 @@ fn render_backend(
             member.weight
         );
         if let Some(hm) = monitor {
-            let _ = write!(line, " check inter {}s fall {} rise {}", hm.delay.max(1), hm.max_retries_down.max(1), hm.max_retries.max(1));
+            let _ = write!(
+                line,
+                " check inter {}s fall {} rise {}",
+                hm.delay.max(1),
+                hm.max_retries_down.max(1),
+                hm.max_retries.max(1)
+            );
             if check_ssl {
                 line.push_str(" check-ssl verify none");
             }
@@ -219,20 +240,32 @@ fn render_persistence(out: &mut String, pool: &Pool, mode: &str) -> Result<bool,
         }
         PersistenceKind::HttpCookie => {
             if mode != "http" {
-                return Err(invalid(format!("pool {}: HTTP_COOKIE persistence needs an HTTP pool", pool.id)));
+                return Err(invalid(format!(
+                    "pool {}: HTTP_COOKIE persistence needs an HTTP pool",
+                    pool.id
+                )));
             }
             let _ = writeln!(out, "    cookie SRV insert indirect nocache");
             Ok(true)
         }
         PersistenceKind::AppCookie => {
             if mode != "http" {
-                return Err(invalid(format!("pool {}: APP_COOKIE persistence needs an HTTP pool", pool.id)));
+                return Err(invalid(format!(
+                    "pool {}: APP_COOKIE persistence needs an HTTP pool",
+                    pool.id
+                )));
             }
             let name = persistence.cookie_name.as_deref().ok_or_else(|| {
-                invalid(format!("pool {}: APP_COOKIE persistence needs a cookie name", pool.id))
+                invalid(format!(
+                    "pool {}: APP_COOKIE persistence needs a cookie name",
+                    pool.id
+                ))
             })?;
             let name = checked_token("cookie name", name)?;
-            let _ = writeln!(out, "    stick-table type string len 64 size 100k expire 30m");
+            let _ = writeln!(
+                out,
+                "    stick-table type string len 64 size 100k expire 30m"
+            );
             let _ = writeln!(out, "    stick store-response res.cook({name})");
             let _ = writeln!(out, "    stick match req.cook({name})");
             Ok(false)
@@ -269,7 +302,11 @@ fn render_monitor(out: &mut String, hm: &HealthMonitor, mode: &str) -> Result<bo
 
 /// `"200"` → `status 200`; `"200,202"` or `"200-204"` → an anchored `rstatus` alternation.
 fn expect_status(codes: &str) -> Result<String, DriverError> {
-    let bad = || invalid(format!("expected codes `{codes}` must look like 200, 200,202 or 200-204"));
+    let bad = || {
+        invalid(format!(
+            "expected codes `{codes}` must look like 200, 200,202 or 200-204"
+        ))
+    };
     let mut all = Vec::new();
     for part in codes.split(',') {
         let (low, high) = match part.split_once('-') {
@@ -283,7 +320,9 @@ fn expect_status(codes: &str) -> Result<String, DriverError> {
         }
         all.extend(low..=high);
         if all.len() > MAX_EXPECTED_CODES {
-            return Err(invalid(format!("expected codes `{codes}` name more than {MAX_EXPECTED_CODES} codes")));
+            return Err(invalid(format!(
+                "expected codes `{codes}` name more than {MAX_EXPECTED_CODES} codes"
+            )));
         }
     }
     all.sort_unstable();
@@ -314,42 +353,51 @@ fn socket(address: IpAddr, port: u16) -> String {
     }
 }
 
-/// Ids become section and server names: letters, digits, `-`, `_`, `.` only.
-fn checked_id<'a>(what: &str, id: &'a str) -> Result<&'a str, DriverError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(id)
-    } else {
-        Err(invalid(format!("{what} id `{}` may only hold letters, digits, '-', '_' and '.'", id.escape_debug())))
-    }
-}
-
+/// Ids become section and server names, tokens become keywords' arguments: letters, digits,
+/// `-`, `_`, `.` only.
 fn checked_token<'a>(what: &str, token: &'a str) -> Result<&'a str, DriverError> {
     let ok = !token.is_empty()
         && token.len() <= 64
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(token)
     } else {
-        Err(invalid(format!("{what} `{}` is not a plain token", token.escape_debug())))
+        Err(invalid(format!(
+            "{what} `{}` may only hold letters, digits, '-', '_' and '.'",
+            token.escape_debug()
+        )))
     }
+}
+
+fn checked_id<'a>(what: &str, id: &'a str) -> Result<&'a str, DriverError> {
+    checked_token(&format!("{what} id"), id)
 }
 
 fn checked_path(path: &str) -> Result<&str, DriverError> {
     let ok = path.starts_with('/')
         && path.len() <= 2048
-        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'#' && b != b'\\');
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'#' && b != b'\\');
     if ok {
         Ok(path)
     } else {
-        Err(invalid(format!("URL path `{}` must start with '/' and hold no spaces or control characters", path.escape_debug())))
+        Err(invalid(format!(
+            "URL path `{}` must start with '/' and hold no spaces or control characters",
+            path.escape_debug()
+        )))
     }
 }
 
 fn checked_cidr(cidr: &str) -> Result<&str, DriverError> {
-    let bad = || invalid(format!("allowed CIDR `{}` is not an address/prefix", cidr.escape_debug()));
+    let bad = || {
+        invalid(format!(
+            "allowed CIDR `{}` is not an address/prefix",
+            cidr.escape_debug()
+        ))
+    };
     let (address, prefix) = cidr.split_once('/').unwrap_or((cidr, ""));
     let address: IpAddr = address.parse().map_err(|_| bad())?;
     if !prefix.is_empty() {
@@ -369,8 +417,14 @@ mod tests {
     #[test]
     fn expected_codes_forms() {
         assert_eq!(expect_status("200").ok(), Some("status 200".into()));
-        assert_eq!(expect_status("200,202").ok(), Some("rstatus ^(200|202)$".into()));
-        assert_eq!(expect_status("200-202").ok(), Some("rstatus ^(200|201|202)$".into()));
+        assert_eq!(
+            expect_status("200,202").ok(),
+            Some("rstatus ^(200|202)$".into())
+        );
+        assert_eq!(
+            expect_status("200-202").ok(),
+            Some("rstatus ^(200|201|202)$".into())
+        );
         assert!(expect_status("abc").is_err());
         assert!(expect_status("204-200").is_err());
         assert!(expect_status("100-599").is_err());

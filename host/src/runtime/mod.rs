@@ -89,7 +89,11 @@ pub enum Failure {
     #[error("trapped: {trap}{}", guest.as_deref().map(|g| format!("; the driver said: {g}")).unwrap_or_default())]
     Trap { trap: String, guest: Option<String> },
     #[error("returned {what} of {size} bytes, more than the {limit}-byte limit")]
-    OutputTooLarge { what: &'static str, size: usize, limit: usize },
+    OutputTooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
 }
@@ -156,7 +160,8 @@ impl Runtime {
     ) -> Result<Self> {
         let engine = engine::build(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::Engine(e.to_string()))?;
         bindings::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(e.to_string()))?;
         let cache = match &config.cache_dir {
@@ -208,18 +213,22 @@ impl Runtime {
         match bytes.get(..8) {
             Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => {
                 return Err(invalid(
-                    "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)".into(),
+                    "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
+                        .into(),
                 ));
             }
             Some([0x00, 0x61, 0x73, 0x6d, ..]) => {}
             _ => return Err(invalid("it is not a WebAssembly file".into())),
         }
-        let cached = shared.cache.as_ref().and_then(|c| c.load(&shared.engine, &sha256));
+        let cached = shared
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&shared.engine, &sha256));
         let (component, origin_kind) = match cached {
             Some(component) => (component, Origin::Cache),
             None => {
-                let component = Component::new(&shared.engine, bytes)
-                    .map_err(|e| invalid(format!("{e:#}")))?;
+                let component =
+                    Component::new(&shared.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
                 if let Some(cache) = &shared.cache {
                     cache.store(&sha256, &component);
                 }
@@ -241,9 +250,13 @@ impl Runtime {
             sha256: sha256.clone(),
         };
         let probe_context = self.context(probe_identity, Arc::new(NoState))?;
-        let capabilities = call(&shared.config, &pre, &probe_context, "capabilities", |d, s| {
-            d.lbaas_driver_driver().call_capabilities(s)
-        })?;
+        let capabilities = call(
+            &shared.config,
+            &pre,
+            &probe_context,
+            "capabilities",
+            |d, s| d.lbaas_driver_driver().call_capabilities(s),
+        )?;
         let name = DriverName::new(capabilities.name.clone())
             .map_err(|e| invalid(format!("it reports an unusable name: {e}")))?;
         let identity = LoadedIdentity {
@@ -297,7 +310,9 @@ impl crate::state::Namespace for NoState {
         Ok(None)
     }
     fn set(&self, _key: &str, _value: &[u8]) -> crate::state::Result<()> {
-        Err(crate::state::StateError::InvalidKey("no state during capabilities".into()))
+        Err(crate::state::StateError::InvalidKey(
+            "no state during capabilities".into(),
+        ))
     }
     fn delete(&self, _key: &str) -> crate::state::Result<bool> {
         Ok(false)
@@ -370,7 +385,13 @@ impl LoadedDriver {
         }
     }
 
-    fn too_large(&self, function: &'static str, what: &'static str, size: usize, limit: usize) -> Error {
+    fn too_large(
+        &self,
+        function: &'static str,
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    ) -> Error {
         let identity = self.identity();
         Error::Call {
             driver: identity.name.clone(),
@@ -388,16 +409,22 @@ impl LoadedDriver {
 
     /// Asks the driver again for its capabilities.
     pub fn fetch_capabilities(&self) -> Result<DriverCapabilities> {
-        self.call("capabilities", |d, s| d.lbaas_driver_driver().call_capabilities(s))
+        self.call("capabilities", |d, s| {
+            d.lbaas_driver_driver().call_capabilities(s)
+        })
     }
 
     pub fn validate_flavor(&self, flavor: &Flavor) -> Result<()> {
-        self.call("validate-flavor", |d, s| d.lbaas_driver_driver().call_validate_flavor(s, flavor))?
-            .map_err(|e| self.refused("validate-flavor", e))
+        self.call("validate-flavor", |d, s| {
+            d.lbaas_driver_driver().call_validate_flavor(s, flavor)
+        })?
+        .map_err(|e| self.refused("validate-flavor", e))
     }
 
     pub fn select(&self, request: &PlacementRequest, candidates: &[Candidate]) -> Result<Hints> {
-        let hints = self.call("select", |d, s| d.lbaas_driver_driver().call_select(s, request, candidates))?;
+        let hints = self.call("select", |d, s| {
+            d.lbaas_driver_driver().call_select(s, request, candidates)
+        })?;
         // A hint for a device that was not offered is ignored rather than trusted.
         if hints.devices.len() > candidates.len() {
             return Err(self.too_large("select", "hints", hints.devices.len(), candidates.len()));
@@ -407,7 +434,9 @@ impl LoadedDriver {
 
     pub fn translate(&self, lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig> {
         let config = self
-            .call("translate", |d, s| d.lbaas_driver_driver().call_translate(s, lb, device))?
+            .call("translate", |d, s| {
+                d.lbaas_driver_driver().call_translate(s, lb, device)
+            })?
             .map_err(|e| self.refused("translate", e))?;
         let limit = self.inner.config.max_config_bytes;
         if config.body.len() > limit {
@@ -417,13 +446,17 @@ impl LoadedDriver {
     }
 
     pub fn apply(&self, lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<()> {
-        self.call("apply", |d, s| d.lbaas_driver_driver().call_apply(s, lb, device, config))?
-            .map_err(|e| self.refused("apply", e))
+        self.call("apply", |d, s| {
+            d.lbaas_driver_driver().call_apply(s, lb, device, config)
+        })?
+        .map_err(|e| self.refused("apply", e))
     }
 
     pub fn remove(&self, lb: &LoadBalancer, device: &Device) -> Result<()> {
-        self.call("remove", |d, s| d.lbaas_driver_driver().call_remove(s, lb, device))?
-            .map_err(|e| self.refused("remove", e))
+        self.call("remove", |d, s| {
+            d.lbaas_driver_driver().call_remove(s, lb, device)
+        })?
+        .map_err(|e| self.refused("remove", e))
     }
 }
 

@@ -33,11 +33,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.address, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -109,7 +113,9 @@ pub fn check(
 ) -> Result<Permitted, DeviceApiError> {
     let endpoint = endpoint
         .filter(|endpoint| &endpoint.driver == driver)
-        .ok_or_else(|| DeviceApiError::UnknownDevice(format!("no device `{device_id}` for driver {driver}")))?;
+        .ok_or_else(|| {
+            DeviceApiError::UnknownDevice(format!("no device `{device_id}` for driver {driver}"))
+        })?;
     check_path(&request.path)?;
     for header in &request.headers {
         check_header(&header.key, &header.value)?;
@@ -137,7 +143,12 @@ pub fn check(
 }
 
 fn check_path(path: &str) -> Result<(), DeviceApiError> {
-    let refuse = |why: &str| Err(DeviceApiError::NotPermitted(format!("path `{}` {why}", path.escape_debug())));
+    let refuse = |why: &str| {
+        Err(DeviceApiError::NotPermitted(format!(
+            "path `{}` {why}",
+            path.escape_debug()
+        )))
+    };
     if !path.starts_with('/') || path.starts_with("//") {
         return refuse("must be absolute on the device (start with a single '/')");
     }
@@ -148,7 +159,10 @@ fn check_path(path: &str) -> Result<(), DeviceApiError> {
         return refuse("holds characters that are not allowed");
     }
     let segments = path.split(['?']).next().unwrap_or_default();
-    if segments.split('/').any(|s| s == ".." || s == "." || s.eq_ignore_ascii_case("%2e%2e")) {
+    if segments
+        .split('/')
+        .any(|s| s == ".." || s == "." || s.eq_ignore_ascii_case("%2e%2e"))
+    {
         return refuse("may not hold '.' or '..' segments");
     }
     Ok(())
@@ -160,13 +174,23 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token {
-        return Err(DeviceApiError::NotPermitted(format!("header name `{}` is invalid", name.escape_debug())));
+        return Err(DeviceApiError::NotPermitted(format!(
+            "header name `{}` is invalid",
+            name.escape_debug()
+        )));
     }
-    if RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-        return Err(DeviceApiError::NotPermitted(format!("header `{name}` is set by the host only")));
+    if RESERVED_HEADERS
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+    {
+        return Err(DeviceApiError::NotPermitted(format!(
+            "header `{name}` is set by the host only"
+        )));
     }
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(DeviceApiError::NotPermitted(format!("header `{name}` has a control character in its value")));
+        return Err(DeviceApiError::NotPermitted(format!(
+            "header `{name}` has a control character in its value"
+        )));
     }
     Ok(())
 }
@@ -190,8 +214,8 @@ fn endpoint_host(url: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::types::Entry;
     use crate::runtime::bindings::device_api::Method;
+    use crate::runtime::bindings::types::Entry;
 
     fn endpoint(driver: &str, url: &str) -> Option<DeviceEndpoint> {
         Some(DeviceEndpoint {
@@ -215,15 +239,37 @@ mod tests {
         DriverName::new("acme-adc").expect("name")
     }
 
+    /// acme-adc asks for `request` on device d1, which belongs to `owner` at `url`.
+    fn check_device(
+        owner: &str,
+        url: &str,
+        request: &Request,
+    ) -> Result<Permitted, DeviceApiError> {
+        check(
+            &DevicePolicy::default(),
+            &me(),
+            "d1",
+            endpoint(owner, url),
+            request,
+        )
+    }
+
     #[test]
     fn own_device_on_allowed_network_passes() {
-        let ok = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1:8443/"), &request("/api/v3/x?y=1"));
-        assert_eq!(ok.map(|p| p.url).ok().as_deref(), Some("http://127.0.0.1:8443/api/v3/x?y=1"));
+        let ok = check_device(
+            "acme-adc",
+            "http://127.0.0.1:8443/",
+            &request("/api/v3/x?y=1"),
+        );
+        assert_eq!(
+            ok.map(|p| p.url).ok().as_deref(),
+            Some("http://127.0.0.1:8443/api/v3/x?y=1")
+        );
     }
 
     #[test]
     fn another_drivers_device_looks_unknown() {
-        let theirs = check(&DevicePolicy::default(), &me(), "d1", endpoint("haproxy", "http://127.0.0.1:1"), &request("/"));
+        let theirs = check_device("haproxy", "http://127.0.0.1:1", &request("/"));
         let missing = check(&DevicePolicy::default(), &me(), "d1", None, &request("/"));
         assert!(matches!(theirs, Err(DeviceApiError::UnknownDevice(_))));
         assert_eq!(format!("{theirs:?}"), format!("{missing:?}"));
@@ -231,23 +277,53 @@ mod tests {
 
     #[test]
     fn endpoints_outside_the_allow_list_are_refused() {
-        for url in ["http://10.1.2.3", "http://device.example", "http://user:pw@127.0.0.1", "file:///etc/passwd"] {
-            let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", url), &request("/"));
-            assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))), "{url}");
+        for url in [
+            "http://10.1.2.3",
+            "http://device.example",
+            "http://user:pw@127.0.0.1",
+            "file:///etc/passwd",
+        ] {
+            let result = check_device("acme-adc", url, &request("/"));
+            assert!(
+                matches!(result, Err(DeviceApiError::NotPermitted(_))),
+                "{url}"
+            );
         }
     }
 
     #[test]
     fn hostile_paths_and_headers_are_refused() {
-        for path in ["", "x", "//evil.example/", "/a/../b", "/a b", "/a\r\nHost: x", "/#frag"] {
-            let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1"), &request(path));
-            assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))), "{path:?}");
+        for path in [
+            "",
+            "x",
+            "//evil.example/",
+            "/a/../b",
+            "/a b",
+            "/a\r\nHost: x",
+            "/#frag",
+        ] {
+            let result = check_device("acme-adc", "http://127.0.0.1", &request(path));
+            assert!(
+                matches!(result, Err(DeviceApiError::NotPermitted(_))),
+                "{path:?}"
+            );
         }
-        for (name, value) in [("Authorization", "Basic x"), ("Host", "x"), ("x-ok", "a\r\nb"), ("bad name", "v")] {
+        for (name, value) in [
+            ("Authorization", "Basic x"),
+            ("Host", "x"),
+            ("x-ok", "a\r\nb"),
+            ("bad name", "v"),
+        ] {
             let mut req = request("/");
-            req.headers.push(Entry { key: name.into(), value: value.into() });
-            let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1"), &req);
-            assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))), "{name}");
+            req.headers.push(Entry {
+                key: name.into(),
+                value: value.into(),
+            });
+            let result = check_device("acme-adc", "http://127.0.0.1", &req);
+            assert!(
+                matches!(result, Err(DeviceApiError::NotPermitted(_))),
+                "{name}"
+            );
         }
     }
 
@@ -255,7 +331,7 @@ mod tests {
     fn oversized_bodies_are_refused() {
         let mut req = request("/");
         req.body = vec![0; DevicePolicy::default().max_request_bytes + 1];
-        let result = check(&DevicePolicy::default(), &me(), "d1", endpoint("acme-adc", "http://127.0.0.1"), &req);
+        let result = check_device("acme-adc", "http://127.0.0.1", &req);
         assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))));
     }
 

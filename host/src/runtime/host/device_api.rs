@@ -21,8 +21,21 @@ impl Host for HostState {
         let identity = &context.identity;
         let endpoint = context.devices.endpoint(&device_id);
         let started = Instant::now();
-        let result = permissions::check(&context.policy, &identity.name, &device_id, endpoint, &request)
-            .and_then(|permitted| send(&context.http, context.policy.max_response_bytes, permitted, &request));
+        let result = permissions::check(
+            &context.policy,
+            &identity.name,
+            &device_id,
+            endpoint,
+            &request,
+        )
+        .and_then(|permitted| {
+            send(
+                &context.http,
+                context.policy.max_response_bytes,
+                permitted,
+                &request,
+            )
+        });
         let outcome = match &result {
             Ok(response) => format!("status {}", response.status),
             Err(error) => format!("{error:?}"),
@@ -110,7 +123,8 @@ fn send(
 
 fn basic_auth(username: &str, password: &str) -> String {
     use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     format!("Basic {encoded}")
 }
 
@@ -118,7 +132,10 @@ fn basic_auth(username: &str, password: &str) -> String {
 mod tests {
     #[test]
     fn basic_auth_matches_rfc7617() {
-        assert_eq!(super::basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            super::basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         assert_eq!(super::basic_auth("a", "b"), "Basic YTpi");
     }
 }

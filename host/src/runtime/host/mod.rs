@@ -84,7 +84,9 @@ impl HostState {
             return None;
         }
         let start = text.len().saturating_sub(1024);
-        let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         Some(text[start..].to_owned())
     }
 }
