@@ -1,12 +1,17 @@
-//! The LBaaS host: the driver runtime (wasmtime), driver-private state, the device directory
-//! drivers reach through the host, and the HTTP server.
+//! The LBaaS host: the Octavia-compatible API, the durable store and job worker, the driver
+//! runtime (wasmtime), driver-private state, and the device directory drivers reach through
+//! the host.
 
 #![deny(unsafe_code)]
 
+pub mod api;
+pub mod convert;
 pub mod devices;
 pub mod ids;
+pub mod model;
 pub mod runtime;
-pub mod server;
 pub mod state;
+pub mod store;
+pub mod worker;
 
 pub use ids::{DriverName, InvalidId};

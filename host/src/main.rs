@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use lbaas_host::api::{self, Api, Auth, Drivers};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
-use lbaas_host::server::{self, AppState};
 use lbaas_host::state::SledStateStore;
+use lbaas_host::store::SledStore;
+use lbaas_host::worker::{self, StoreDevices};
 
 /// Where `cargo drivers` puts the bundled drivers.
 const BUNDLED_DRIVERS: &str = "target/wasm/wasm32-wasip2/release";
@@ -42,6 +44,15 @@ enum Command {
         /// Networks device management endpoints may be in (repeatable). Default: loopback.
         #[arg(long = "device-network", value_name = "CIDR")]
         device_networks: Vec<Cidr>,
+        /// `none` (Octavia's noauth) or `tokens` (with --tokens-file).
+        #[arg(long, default_value = "none", value_parser = ["none", "tokens"])]
+        auth: String,
+        /// JSON object mapping tokens to {"project_id", "roles"}, for --auth tokens.
+        #[arg(long, value_name = "FILE")]
+        tokens_file: Option<PathBuf>,
+        /// Jobs the worker runs at once.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
     },
     /// Work with driver components.
     Driver {
@@ -83,7 +94,25 @@ fn run() -> anyhow::Result<()> {
             data_dir,
             driver_dir,
             device_networks,
-        } => serve(listen, &data_dir, &driver_dir, device_networks),
+            auth,
+            tokens_file,
+            workers,
+        } => {
+            let auth = match (auth.as_str(), tokens_file) {
+                ("tokens", Some(file)) => Auth::tokens_file(&file)?,
+                ("tokens", None) => bail!("--auth tokens needs --tokens-file FILE"),
+                (_, Some(_)) => bail!("--tokens-file needs --auth tokens"),
+                _ => Auth::None,
+            };
+            serve(
+                listen,
+                &data_dir,
+                &driver_dir,
+                device_networks,
+                auth,
+                workers,
+            )
+        }
         Command::Driver {
             command: DriverCommand::Inspect { file },
         } => inspect(&file),
@@ -123,6 +152,8 @@ fn serve(
     data_dir: &Path,
     driver_dir: &Path,
     device_networks: Vec<Cidr>,
+    auth: Auth,
+    workers: usize,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
@@ -136,16 +167,33 @@ fn serve(
         config.device_policy.allowed_networks = device_networks;
     }
     let state = SledStateStore::new(db.clone(), config.state_quota);
-    let runtime = Runtime::new(config, Arc::new(state), Arc::new(StaticDevices::new()))?;
+    let store: Arc<dyn lbaas_host::store::Store> = Arc::new(SledStore::new(db.clone())?);
+    let devices = Arc::new(StoreDevices::new(store.clone()));
+    let runtime = Runtime::new(config, Arc::new(state), devices)?;
     let drivers = load_drivers(&runtime, driver_dir)?;
+    let count = drivers.len();
+    let default_provider = drivers
+        .iter()
+        .find(|d| d.name().as_str() == "haproxy")
+        .or(drivers.first())
+        .map(|d| d.name().to_string());
 
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(address = %listener.local_addr()?, drivers = drivers.len(), "lbaasd serving");
-        let app = server::app(Arc::new(AppState { drivers }));
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        let api = Arc::new(Api::new(
+            store,
+            Arc::new(Drivers::new(drivers)),
+            auth,
+            default_provider,
+            jobs,
+        ));
+        worker::spawn(api.clone(), queue, workers);
+        tracing::info!(address = %listener.local_addr()?, drivers = count, "lbaasd serving");
+        let app = api::router(api);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

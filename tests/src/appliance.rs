@@ -22,6 +22,7 @@ pub struct Received {
 struct Shared {
     received: Mutex<Vec<Received>>,
     statuses: Mutex<HashMap<String, u16>>,
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 pub struct FakeAppliance {
@@ -73,6 +74,13 @@ impl FakeAppliance {
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().expect("lock").clone()
+    }
+
+    /// Answers every request only after `ms` milliseconds from now on.
+    pub fn delay(&self, ms: u64) {
+        self.shared
+            .delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Answers requests to `path` with `status` from now on.

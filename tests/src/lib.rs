@@ -3,6 +3,7 @@
 //! builds realistic load balancers.
 
 pub mod appliance;
+pub mod control;
 pub mod model;
 
 use std::path::{Path, PathBuf};

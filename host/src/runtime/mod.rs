@@ -109,7 +109,10 @@ pub enum Error {
         function: &'static str,
         failure: Failure,
     },
-    #[error("driver {driver} {version}: `{function}` refused: {error}")]
+    #[error(
+        "driver {driver} {version}: `{function}` refused: {}",
+        describe_driver_error(error)
+    )]
     Refused {
         driver: DriverName,
         version: String,
@@ -125,6 +128,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A driver's error in words, for operators and users.
+pub fn describe_driver_error(error: &DriverError) -> String {
+    match error {
+        DriverError::InvalidInput(why) => format!("invalid input: {why}"),
+        DriverError::Unsupported(why) => format!("unsupported: {why}"),
+        DriverError::DeviceUnreachable(why) => format!("device unreachable: {why}"),
+        DriverError::DeviceRejected(why) => format!("device rejected the request: {why}"),
+        DriverError::State(why) => format!("driver state: {why}"),
+        DriverError::Internal(why) => format!("driver bug: {why}"),
+    }
+}
 
 /// Who a loaded driver is: the name it reports, its version, and the digest of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,462 @@
+//! Admin extensions under `/v2/admin/`: the device registry and the network model VIPs are
+//! allocated from. Admins register shared devices; a project member may register a private
+//! virtual device for its own project.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::devices::Credentials;
+use crate::model::{Device, DeviceKind, Network, Subnet};
+use crate::store::Batch;
+
+use super::auth::Context;
+use super::body::Body;
+use super::error::{ApiError, ApiResult};
+use super::loadbalancers::{new_id, now};
+use super::query::ListQuery;
+use super::snapshot::{device_visible, network_visible};
+use super::{Api, Outcome, base_url, validate, views};
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/devices", get(list_devices).post(create_device))
+        .route(
+            "/devices/{id}",
+            get(show_device).put(update_device).delete(delete_device),
+        )
+        .route("/networks", get(list_networks).post(create_network))
+        .route("/networks/{id}", get(show_network).delete(delete_network))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEnvelope {
+    device: DeviceCreate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceCreate {
+    name: Option<String>,
+    kind: DeviceKind,
+    driver: String,
+    management_url: String,
+    credentials: Option<Credentials>,
+    capacity: i64,
+    project_id: Option<String>,
+    cluster: Option<String>,
+    networks: Option<Vec<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+    enabled: Option<bool>,
+}
+
+fn capacity(value: i64) -> ApiResult<u32> {
+    u32::try_from(value)
+        .ok()
+        .filter(|c| (1..=100_000).contains(c))
+        .ok_or_else(|| ApiError::bad_request(format!("capacity {value} is out of range 1-100000")))
+}
+
+fn management_url(value: &str) -> ApiResult<String> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "management_url `{value}` must be an http:// or https:// URL"
+            ))
+        })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    validate::ip("management_url host", host)?;
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+async fn create_device(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Body(body): Body<DeviceEnvelope>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_member()?;
+    let view = api
+        .write(move |api, snapshot| {
+            let body = body.device;
+            // Admins register shared devices (or one project's); members only their own
+            // project's virtual balancers.
+            let project_id = match (ctx.is_admin(), body.project_id) {
+                (true, project) => project,
+                (false, Some(p)) if p != ctx.project_id => return Err(ApiError::forbidden()),
+                (false, _) if body.kind != DeviceKind::Virtual => {
+                    return Err(ApiError::bad_request(
+                        "A project may only register virtual devices.",
+                    ));
+                }
+                (false, _) => Some(ctx.project_id.clone()),
+            };
+            let driver = api.drivers.get(&body.driver).ok_or_else(|| {
+                ApiError::bad_request(format!("Driver '{}' is not loaded.", body.driver))
+            })?;
+            let kind = match body.kind {
+                DeviceKind::Physical => crate::runtime::DeviceKind::Physical,
+                DeviceKind::Virtual => crate::runtime::DeviceKind::Virtual,
+            };
+            if !driver.capabilities().device_kinds.contains(&kind) {
+                return Err(ApiError::bad_request(format!(
+                    "Driver '{}' does not manage {:?} devices.",
+                    body.driver, body.kind
+                )));
+            }
+            let networks = body.networks.unwrap_or_default();
+            for network in &networks {
+                snapshot.network(&ctx, network).map_err(|_| {
+                    ApiError::bad_request(format!("Network {network} could not be found."))
+                })?;
+            }
+            let device = Device {
+                id: new_id(),
+                name: validate::text("name", body.name, 255)?,
+                kind: body.kind,
+                driver: body.driver,
+                management_url: management_url(&body.management_url)?,
+                credentials: body.credentials,
+                capacity: capacity(body.capacity)?,
+                project_id,
+                cluster: body.cluster,
+                networks,
+                metadata: body.metadata.unwrap_or_default(),
+                enabled: body.enabled.unwrap_or(true),
+                created_at: now(),
+                updated_at: None,
+            };
+            let mut batch = Batch::new();
+            batch.put(&device);
+            Ok(Outcome::new(batch, views::device(snapshot, &device)))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "device": view }))))
+}
+
+async fn list_devices(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let query = ListQuery::parse(raw.as_deref())?;
+    let url = format!("{}/v2/admin/devices", base_url(&headers));
+    api.read(move |_, snapshot| {
+        let items = snapshot
+            .devices
+            .iter()
+            .filter(|d| device_visible(&ctx, d))
+            .map(|d| views::device(snapshot, d))
+            .collect();
+        query.respond("devices", &url, items).map(Json)
+    })
+    .await
+}
+
+async fn show_device(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    api.read(move |_, snapshot| {
+        Ok(Json(
+            json!({ "device": views::device(snapshot, snapshot.device(&ctx, &id)?) }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceUpdateEnvelope {
+    device: DeviceUpdate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceUpdate {
+    name: Option<String>,
+    management_url: Option<String>,
+    credentials: Option<Credentials>,
+    capacity: Option<i64>,
+    cluster: Option<String>,
+    networks: Option<Vec<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+    enabled: Option<bool>,
+}
+
+fn writable_device<'a>(
+    snapshot: &'a super::Snapshot,
+    ctx: &Context,
+    id: &str,
+) -> ApiResult<&'a Device> {
+    let device = snapshot.device(ctx, id)?;
+    let allowed = match &device.project_id {
+        None => ctx.is_admin(),
+        Some(project) => ctx.can_write(project),
+    };
+    if allowed {
+        Ok(device)
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+async fn update_device(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+    Body(body): Body<DeviceUpdateEnvelope>,
+) -> ApiResult<Json<Value>> {
+    let view = api
+        .write(move |_, snapshot| {
+            let mut device = writable_device(snapshot, &ctx, &id)?.clone();
+            let body = body.device;
+            if let Some(name) = body.name {
+                device.name = validate::text("name", Some(name), 255)?;
+            }
+            if let Some(url) = body.management_url {
+                device.management_url = management_url(&url)?;
+            }
+            if let Some(credentials) = body.credentials {
+                device.credentials = Some(credentials);
+            }
+            if let Some(value) = body.capacity {
+                let value = capacity(value)?;
+                let load = snapshot.load_of(&id);
+                if (value as usize) < load {
+                    return Err(ApiError::conflict(format!(
+                        "Device {id} carries {load} load balancers; capacity cannot drop to {value}."
+                    )));
+                }
+                device.capacity = value;
+            }
+            if let Some(cluster) = body.cluster {
+                device.cluster = Some(cluster);
+            }
+            if let Some(networks) = body.networks {
+                device.networks = networks;
+            }
+            if let Some(metadata) = body.metadata {
+                device.metadata = metadata;
+            }
+            if let Some(enabled) = body.enabled {
+                device.enabled = enabled;
+            }
+            device.updated_at = Some(now());
+            let mut batch = Batch::new();
+            batch.put(&device);
+            Ok(Outcome::new(batch, views::device(snapshot, &device)))
+        })
+        .await?;
+    Ok(Json(json!({ "device": view })))
+}
+
+async fn delete_device(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    api.write(move |_, snapshot| {
+        writable_device(snapshot, &ctx, &id)?;
+        let load = snapshot.load_of(&id);
+        if load > 0 {
+            return Err(ApiError::conflict(format!(
+                "Device {id} still carries {load} load balancers; move or delete them first."
+            )));
+        }
+        let mut batch = Batch::new();
+        batch.delete::<Device>(&id);
+        Ok(Outcome::new(batch, ()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkEnvelope {
+    network: NetworkCreate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkCreate {
+    id: Option<String>,
+    name: Option<String>,
+    project_id: Option<String>,
+    vlan: Option<i64>,
+    subnets: Vec<SubnetCreate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubnetCreate {
+    id: Option<String>,
+    name: Option<String>,
+    cidr: String,
+    gateway_ip: Option<String>,
+}
+
+fn checked_id(value: Option<String>) -> ApiResult<String> {
+    match value {
+        None => Ok(new_id()),
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(id)
+        }
+        Some(id) => Err(ApiError::bad_request(format!(
+            "id `{}` may only hold letters, digits, '-' and '_'",
+            id.escape_debug()
+        ))),
+    }
+}
+
+async fn create_network(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Body(body): Body<NetworkEnvelope>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_admin()?;
+    let view = api
+        .write(move |_, snapshot| {
+            let body = body.network;
+            let id = checked_id(body.id)?;
+            if snapshot.networks.iter().any(|n| n.id == id) {
+                return Err(ApiError::conflict(format!("Network {id} already exists.")));
+            }
+            let vlan = match body.vlan {
+                Some(v) if (1..=4094).contains(&v) => Some(v as u16),
+                Some(v) => {
+                    return Err(ApiError::bad_request(format!(
+                        "vlan {v} is out of range 1-4094"
+                    )));
+                }
+                None => None,
+            };
+            if body.subnets.is_empty() {
+                return Err(ApiError::bad_request(
+                    "A network needs at least one subnet.",
+                ));
+            }
+            let mut subnets = Vec::new();
+            for subnet in body.subnets {
+                let cidr = validate::Cidr::parse("cidr", &subnet.cidr)?;
+                if let Some(gateway) = &subnet.gateway_ip
+                    && !cidr.contains(validate::ip("gateway_ip", gateway)?)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "gateway_ip {gateway} is outside {}",
+                        subnet.cidr
+                    )));
+                }
+                let subnet_id = checked_id(subnet.id)?;
+                let taken = snapshot
+                    .networks
+                    .iter()
+                    .flat_map(|n| &n.subnets)
+                    .any(|s| s.id == subnet_id)
+                    || subnets.iter().any(|s: &Subnet| s.id == subnet_id);
+                if taken {
+                    return Err(ApiError::conflict(format!(
+                        "Subnet {subnet_id} already exists."
+                    )));
+                }
+                subnets.push(Subnet {
+                    id: subnet_id,
+                    name: validate::text("name", subnet.name, 255)?,
+                    cidr: subnet.cidr,
+                    gateway_ip: subnet.gateway_ip,
+                });
+            }
+            let network = Network {
+                id,
+                name: validate::text("name", body.name, 255)?,
+                project_id: body.project_id,
+                vlan,
+                subnets,
+                created_at: now(),
+            };
+            let mut batch = Batch::new();
+            batch.put(&network);
+            Ok(Outcome::new(batch, views::network(&network)))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "network": view }))))
+}
+
+async fn list_networks(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let query = ListQuery::parse(raw.as_deref())?;
+    let url = format!("{}/v2/admin/networks", base_url(&headers));
+    api.read(move |_, snapshot| {
+        let items = snapshot
+            .networks
+            .iter()
+            .filter(|n| network_visible(&ctx, n))
+            .map(views::network)
+            .collect();
+        query.respond("networks", &url, items).map(Json)
+    })
+    .await
+}
+
+async fn show_network(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    api.read(move |_, snapshot| {
+        Ok(Json(
+            json!({ "network": views::network(snapshot.network(&ctx, &id)?) }),
+        ))
+    })
+    .await
+}
+
+async fn delete_network(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.require_admin()?;
+    api.write(move |_, snapshot| {
+        snapshot.network(&ctx, &id)?;
+        if snapshot
+            .loadbalancers
+            .iter()
+            .any(|lb| lb.vip_network_id == id)
+        {
+            return Err(ApiError::conflict(format!(
+                "Network {id} holds load balancer VIPs."
+            )));
+        }
+        let mut batch = Batch::new();
+        batch.delete::<Network>(&id);
+        Ok(Outcome::new(batch, ()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

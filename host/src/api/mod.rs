@@ -1,0 +1,270 @@
+//! The load-balancer API: Octavia's v2 API (so openstacksdk and the `openstack loadbalancer`
+//! CLI work unchanged), the admin extensions under `/v2/admin/`, and the read-only subset of
+//! Neutron's API the CLI needs to resolve subnets.
+//!
+//! Every write takes the API's write lock, validates against a snapshot of the store, commits
+//! the change and the job that will finish it in one transaction, and answers only once the
+//! commit is durable.
+
+mod admin;
+pub mod auth;
+mod body;
+pub mod error;
+mod flavors;
+mod healthmonitors;
+mod listeners;
+mod loadbalancers;
+mod members;
+mod neutron;
+mod pools;
+mod query;
+mod snapshot;
+mod validate;
+mod views;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::runtime::LoadedDriver;
+use crate::store::{Batch, Store};
+
+pub use auth::{Auth, Context};
+pub use error::{ApiError, ApiResult};
+pub use flavors::profile_providers;
+pub use snapshot::Snapshot;
+
+/// Whether `address` lies inside `cidr` (false when either does not parse).
+pub fn subnet_contains(cidr: &str, address: &str) -> bool {
+    match (validate::Cidr::parse("cidr", cidr), address.parse()) {
+        (Ok(cidr), Ok(address)) => cidr.contains(address),
+        _ => false,
+    }
+}
+
+/// The drivers the host has loaded, by name. Each is one Octavia provider.
+#[derive(Default)]
+pub struct Drivers {
+    by_name: RwLock<BTreeMap<String, LoadedDriver>>,
+}
+
+impl Drivers {
+    pub fn new(drivers: impl IntoIterator<Item = LoadedDriver>) -> Self {
+        let by_name = drivers
+            .into_iter()
+            .map(|d| (d.name().to_string(), d))
+            .collect();
+        Self {
+            by_name: RwLock::new(by_name),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<LoadedDriver> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<LoadedDriver> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Tells the worker that a load balancer has a job waiting.
+pub type JobSender = tokio::sync::mpsc::UnboundedSender<String>;
+
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub drivers: Arc<Drivers>,
+    pub auth: Auth,
+    /// The provider of load balancers created without flavor or provider.
+    pub default_provider: Option<String>,
+    writes: tokio::sync::Mutex<()>,
+    jobs: JobSender,
+}
+
+/// What a write produced: the batch to commit, the load balancers that now have a job, and
+/// the answer.
+pub struct Outcome<T> {
+    pub batch: Batch,
+    pub jobs: Vec<String>,
+    pub value: T,
+}
+
+impl<T> Outcome<T> {
+    pub fn new(batch: Batch, value: T) -> Self {
+        Self {
+            batch,
+            jobs: Vec::new(),
+            value,
+        }
+    }
+
+    pub fn with_job(mut self, lb_id: &str) -> Self {
+        self.jobs.push(lb_id.to_owned());
+        self
+    }
+}
+
+impl Api {
+    pub fn new(
+        store: Arc<dyn Store>,
+        drivers: Arc<Drivers>,
+        auth: Auth,
+        default_provider: Option<String>,
+        jobs: JobSender,
+    ) -> Self {
+        Self {
+            store,
+            drivers,
+            auth,
+            default_provider,
+            writes: tokio::sync::Mutex::new(()),
+            jobs,
+        }
+    }
+
+    /// Runs `read` on a snapshot of the store, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Api, &Snapshot) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = Snapshot::load(&*api.store)?;
+            read(&api, &snapshot)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// Runs `write` under the write lock on a fresh snapshot, commits what it returns, makes it
+    /// durable, and wakes the worker for the jobs it created.
+    pub async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        write: impl FnOnce(&Api, &Snapshot) -> ApiResult<Outcome<T>> + Send + 'static,
+    ) -> ApiResult<T> {
+        let api = self.clone();
+        let outcome = {
+            let _lock = self.writes.lock().await;
+            tokio::task::spawn_blocking(move || {
+                let snapshot = Snapshot::load(&*api.store)?;
+                let outcome = write(&api, &snapshot)?;
+                outcome.batch.commit(&*api.store)?;
+                Ok::<_, ApiError>(outcome)
+            })
+            .await
+            .map_err(ApiError::internal)??
+        };
+        // Durable before acknowledged; concurrent writers share the flush.
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(ApiError::internal)??;
+        for lb in outcome.jobs {
+            let _ = self.jobs.send(lb);
+        }
+        Ok(outcome.value)
+    }
+
+    /// Runs a blocking driver call (validate-flavor) off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        tokio::task::spawn_blocking(call)
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+impl FromRequestParts<Arc<Api>> for Context {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        api: &Arc<Api>,
+    ) -> Result<Self, Self::Rejection> {
+        api.auth.context(parts)
+    }
+}
+
+/// `http://host:port` of this request, for links.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    let lbaas = Router::new()
+        .merge(loadbalancers::routes())
+        .merge(listeners::routes())
+        .merge(pools::routes())
+        .merge(members::routes())
+        .merge(healthmonitors::routes())
+        .merge(flavors::routes());
+    let v2 = Router::new()
+        .route("/", get(version))
+        .nest("/lbaas", lbaas)
+        .nest("/admin", admin::routes());
+    Router::new()
+        .route("/", get(versions))
+        .route("/healthz", get(healthz))
+        .nest("/v2", v2.clone())
+        .nest("/v2.0", v2.merge(neutron::routes()))
+        .fallback(not_found)
+        .with_state(api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "The resource could not be found.")
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+fn version_entry(base: &str, id: &str, path: &str, status: &str) -> Value {
+    json!({
+        "id": id,
+        "status": status,
+        "updated": "2024-01-01T00:00:00Z",
+        "links": [{ "href": format!("{base}/{path}/"), "rel": "self" }],
+    })
+}
+
+/// `GET /`: Octavia's version list. `v2.0` is the path, `v2.x` the current microversion line.
+async fn versions(headers: HeaderMap) -> (StatusCode, Json<Value>) {
+    let base = base_url(&headers);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "versions": [
+                version_entry(&base, "v2.0", "v2", "SUPPORTED"),
+                version_entry(&base, "v2.29", "v2", "CURRENT"),
+            ]
+        })),
+    )
+}
+
+/// `GET /v2` and `GET /v2.0`: the current version alone.
+async fn version(State(_api): State<Arc<Api>>, headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    Json(json!({ "version": version_entry(&base, "v2.29", "v2", "CURRENT") }))
+}

@@ -1,0 +1,212 @@
+//! The control plane's records in the driver contract's types: what `translate`, `apply` and
+//! `remove` receive.
+
+use crate::model;
+use crate::runtime as wit;
+
+pub fn protocol(p: model::Protocol) -> wit::Protocol {
+    match p {
+        model::Protocol::Http => wit::Protocol::Http,
+        model::Protocol::Https => wit::Protocol::Https,
+        model::Protocol::Tcp => wit::Protocol::Tcp,
+        model::Protocol::Udp => wit::Protocol::Udp,
+        model::Protocol::Sctp => wit::Protocol::Sctp,
+        model::Protocol::TerminatedHttps => wit::Protocol::TerminatedHttps,
+        model::Protocol::Proxy => wit::Protocol::Proxy,
+        model::Protocol::ProxyV2 => wit::Protocol::ProxyV2,
+    }
+}
+
+pub fn algorithm(a: model::LbAlgorithm) -> wit::Algorithm {
+    match a {
+        model::LbAlgorithm::RoundRobin => wit::Algorithm::RoundRobin,
+        model::LbAlgorithm::LeastConnections => wit::Algorithm::LeastConnections,
+        model::LbAlgorithm::SourceIp => wit::Algorithm::SourceIp,
+        model::LbAlgorithm::SourceIpPort => wit::Algorithm::SourceIpPort,
+    }
+}
+
+fn monitor_kind(t: model::MonitorType) -> wit::HealthMonitorKind {
+    match t {
+        model::MonitorType::Http => wit::HealthMonitorKind::Http,
+        model::MonitorType::Https => wit::HealthMonitorKind::Https,
+        model::MonitorType::Ping => wit::HealthMonitorKind::Ping,
+        model::MonitorType::Tcp => wit::HealthMonitorKind::Tcp,
+        model::MonitorType::TlsHello => wit::HealthMonitorKind::TlsHello,
+        model::MonitorType::UdpConnect => wit::HealthMonitorKind::UdpConnect,
+        model::MonitorType::Sctp => wit::HealthMonitorKind::Sctp,
+    }
+}
+
+fn persistence(p: &model::SessionPersistence) -> wit::SessionPersistence {
+    wit::SessionPersistence {
+        kind: match p.kind {
+            model::PersistenceType::SourceIp => wit::PersistenceKind::SourceIp,
+            model::PersistenceType::HttpCookie => wit::PersistenceKind::HttpCookie,
+            model::PersistenceType::AppCookie => wit::PersistenceKind::AppCookie,
+        },
+        cookie_name: p.cookie_name.clone(),
+    }
+}
+
+pub fn network(n: &model::Network) -> wit::Network {
+    wit::Network {
+        id: n.id.clone(),
+        cidr: n
+            .subnets
+            .first()
+            .map(|s| s.cidr.clone())
+            .unwrap_or_default(),
+        vlan: n.vlan,
+    }
+}
+
+fn entries(map: &std::collections::BTreeMap<String, String>) -> Vec<wit::Entry> {
+    map.iter()
+        .map(|(key, value)| wit::Entry {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+pub fn device(d: &model::Device) -> wit::Device {
+    wit::Device {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        kind: match d.kind {
+            model::DeviceKind::Physical => wit::DeviceKind::Physical,
+            model::DeviceKind::Virtual => wit::DeviceKind::Virtual,
+        },
+        capacity: d.capacity,
+        cluster: d.cluster.clone(),
+        owner_project: d.project_id.clone(),
+        networks: d.networks.clone(),
+        metadata: entries(&d.metadata),
+    }
+}
+
+/// A flavor's metadata: the profile's `flavor_data` object, scalar values as text.
+pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
+    let data: serde_json::Value = serde_json::from_str(flavor_data)
+        .map_err(|e| format!("flavor_data is not valid JSON: {e}"))?;
+    let object = data
+        .as_object()
+        .ok_or_else(|| "flavor_data must be a JSON object".to_owned())?;
+    let metadata = object
+        .iter()
+        .filter(|(key, _)| key.as_str() != "providers")
+        .map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "flavor_data key `{key}` must be a string, number or boolean, not {other}"
+                    ));
+                }
+            };
+            Ok(wit::Entry {
+                key: key.clone(),
+                value,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(wit::Flavor {
+        name: name.to_owned(),
+        metadata,
+    })
+}
+
+/// The whole load balancer as a driver sees it. Children marked `PENDING_DELETE` are left
+/// out: the device must end up without them.
+pub fn load_balancer(
+    lb: &model::LoadBalancer,
+    listeners: &[&model::Listener],
+    pools: &[&model::Pool],
+    members: &[&model::Member],
+    monitors: &[&model::HealthMonitor],
+    vip_network: wit::Network,
+    member_networks: Vec<wit::Network>,
+    flavor: Option<wit::Flavor>,
+) -> wit::LoadBalancer {
+    let live =
+        |c: &model::Common| c.provisioning_status != model::ProvisioningStatus::PendingDelete;
+    let wit_pools = pools
+        .iter()
+        .filter(|p| live(&p.common))
+        .map(|p| wit::Pool {
+            id: p.common.id.clone(),
+            name: p.common.name.clone(),
+            protocol: protocol(p.protocol),
+            algorithm: algorithm(p.lb_algorithm),
+            members: members
+                .iter()
+                .filter(|m| m.pool_id == p.common.id && live(&m.common))
+                .map(|m| wit::Member {
+                    id: m.common.id.clone(),
+                    name: m.common.name.clone(),
+                    address: m.address.clone(),
+                    protocol_port: m.protocol_port,
+                    weight: m.weight,
+                    backup: m.backup,
+                    admin_state_up: m.common.admin_state_up,
+                    subnet_id: m.subnet_id.clone(),
+                    monitor_address: m.monitor_address.clone(),
+                    monitor_port: m.monitor_port,
+                })
+                .collect(),
+            health_monitor: monitors
+                .iter()
+                .find(|h| h.pool_id == p.common.id && live(&h.common))
+                .map(|h| wit::HealthMonitor {
+                    id: h.common.id.clone(),
+                    kind: monitor_kind(h.kind),
+                    delay: h.delay,
+                    timeout: h.timeout,
+                    max_retries: h.max_retries,
+                    max_retries_down: h.max_retries_down,
+                    http_method: h.http_method.clone(),
+                    url_path: h.url_path.clone(),
+                    expected_codes: h.expected_codes.clone(),
+                    admin_state_up: h.common.admin_state_up,
+                }),
+            session_persistence: p.session_persistence.as_ref().map(persistence),
+            admin_state_up: p.common.admin_state_up,
+        })
+        .collect();
+    let wit_listeners = listeners
+        .iter()
+        .filter(|l| live(&l.common))
+        .map(|l| wit::Listener {
+            id: l.common.id.clone(),
+            name: l.common.name.clone(),
+            protocol: protocol(l.protocol),
+            protocol_port: l.protocol_port,
+            connection_limit: u32::try_from(l.connection_limit).ok(),
+            default_pool_id: l
+                .default_pool_id
+                .clone()
+                .filter(|id| pools.iter().any(|p| &p.common.id == id && live(&p.common))),
+            timeout_client_data: l.timeout_client_data,
+            timeout_member_connect: l.timeout_member_connect,
+            timeout_member_data: l.timeout_member_data,
+            timeout_tcp_inspect: l.timeout_tcp_inspect,
+            allowed_cidrs: l.allowed_cidrs.clone(),
+            admin_state_up: l.common.admin_state_up,
+        })
+        .collect();
+    wit::LoadBalancer {
+        id: lb.common.id.clone(),
+        name: lb.common.name.clone(),
+        project_id: lb.common.project_id.clone(),
+        vip_address: lb.vip_address.clone(),
+        vip_network,
+        member_networks,
+        listeners: wit_listeners,
+        pools: wit_pools,
+        flavor,
+        admin_state_up: lb.common.admin_state_up,
+    }
+}

@@ -1,0 +1,282 @@
+//! The control plane's records: Octavia's resources (load balancers and their children,
+//! flavors), the admin extensions (devices, networks), and jobs. What the store keeps, in the
+//! vocabulary of Octavia's v2 API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::devices::Credentials;
+
+/// Bumped when a record's stored shape changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Octavia's provisioning states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProvisioningStatus {
+    Active,
+    Deleted,
+    Error,
+    PendingCreate,
+    PendingUpdate,
+    PendingDelete,
+}
+
+impl ProvisioningStatus {
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            Self::PendingCreate | Self::PendingUpdate | Self::PendingDelete
+        )
+    }
+}
+
+/// Octavia's operating states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperatingStatus {
+    Online,
+    Draining,
+    Offline,
+    Degraded,
+    Error,
+    NoMonitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+    #[serde(rename = "TERMINATED_HTTPS")]
+    TerminatedHttps,
+    #[serde(rename = "PROXY")]
+    Proxy,
+    #[serde(rename = "PROXYV2")]
+    ProxyV2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbAlgorithm {
+    RoundRobin,
+    LeastConnections,
+    SourceIp,
+    SourceIpPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MonitorType {
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+    #[serde(rename = "PING")]
+    Ping,
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "TLS-HELLO")]
+    TlsHello,
+    #[serde(rename = "UDP-CONNECT")]
+    UdpConnect,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PersistenceType {
+    SourceIp,
+    HttpCookie,
+    AppCookie,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPersistence {
+    #[serde(rename = "type")]
+    pub kind: PersistenceType,
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_granularity: Option<String>,
+}
+
+/// Fields every Octavia resource of a project carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Common {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub admin_state_up: bool,
+    pub provisioning_status: ProvisioningStatus,
+    pub operating_status: OperatingStatus,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    #[serde(flatten)]
+    pub common: Common,
+    pub vip_address: String,
+    pub vip_network_id: String,
+    pub vip_subnet_id: String,
+    pub vip_port_id: String,
+    pub provider: String,
+    pub flavor_id: Option<String>,
+    /// The device the load balancer is placed on, once scheduled.
+    pub device_id: Option<String>,
+    /// Why the last provisioning failed, for the user to read.
+    pub fault: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    #[serde(flatten)]
+    pub common: Common,
+    pub loadbalancer_id: String,
+    pub protocol: Protocol,
+    pub protocol_port: u16,
+    /// -1: unlimited.
+    pub connection_limit: i64,
+    pub default_pool_id: Option<String>,
+    pub timeout_client_data: u32,
+    pub timeout_member_connect: u32,
+    pub timeout_member_data: u32,
+    pub timeout_tcp_inspect: u32,
+    pub allowed_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    #[serde(flatten)]
+    pub common: Common,
+    pub loadbalancer_id: String,
+    pub protocol: Protocol,
+    pub lb_algorithm: LbAlgorithm,
+    pub session_persistence: Option<SessionPersistence>,
+    pub healthmonitor_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    #[serde(flatten)]
+    pub common: Common,
+    pub loadbalancer_id: String,
+    pub pool_id: String,
+    pub address: String,
+    pub protocol_port: u16,
+    pub weight: u32,
+    pub backup: bool,
+    pub subnet_id: Option<String>,
+    pub monitor_address: Option<String>,
+    pub monitor_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthMonitor {
+    #[serde(flatten)]
+    pub common: Common,
+    pub loadbalancer_id: String,
+    pub pool_id: String,
+    #[serde(rename = "type")]
+    pub kind: MonitorType,
+    pub delay: u32,
+    pub timeout: u32,
+    pub max_retries: u32,
+    pub max_retries_down: u32,
+    pub http_method: Option<String>,
+    pub url_path: Option<String>,
+    pub expected_codes: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlavorProfile {
+    pub id: String,
+    pub name: String,
+    /// The provider (driver). Beyond Octavia, `flavor_data` may list several under
+    /// `"providers"`; then any of them is eligible.
+    pub provider_name: String,
+    /// JSON object text, as Octavia keeps it.
+    pub flavor_data: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flavor {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub flavor_profile_id: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Physical,
+    Virtual,
+}
+
+/// A device a driver manages. `credentials` are stored, never returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    pub kind: DeviceKind,
+    pub driver: String,
+    pub management_url: String,
+    pub credentials: Option<Credentials>,
+    pub capacity: u32,
+    /// None: shared by every project (admin-registered).
+    pub project_id: Option<String>,
+    pub cluster: Option<String>,
+    /// Network ids the device is already wired to.
+    pub networks: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub cidr: String,
+    pub gateway_ip: Option<String>,
+}
+
+/// A network VIP addresses are allocated from, with its subnets and an optional VLAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// None: shared.
+    pub project_id: Option<String>,
+    pub vlan: Option<u16>,
+    pub subnets: Vec<Subnet>,
+    pub created_at: String,
+}
+
+/// Work the worker owes a load balancer: make the device match the stored model (or remove
+/// the load balancer when it is `PENDING_DELETE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub loadbalancer_id: String,
+    pub created_at: String,
+    pub attempts: u32,
+}

@@ -1,0 +1,343 @@
+//! The control plane's durable store: one keyspace per resource kind, atomic multi-kind
+//! commits, explicit durability. Behind the [`Store`] trait; sled is the embedded default.
+//!
+//! Records are JSON in an envelope carrying [`SCHEMA_VERSION`], so a later version can tell
+//! which shape it reads.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{
+    Device, Flavor, FlavorProfile, HealthMonitor, Job, Listener, LoadBalancer, Member, Network,
+    Pool, SCHEMA_VERSION,
+};
+
+/// The kinds of record, each in its own keyspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    LoadBalancer,
+    Listener,
+    Pool,
+    Member,
+    HealthMonitor,
+    FlavorProfile,
+    Flavor,
+    Device,
+    Network,
+    Job,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::LoadBalancer,
+        Kind::Listener,
+        Kind::Pool,
+        Kind::Member,
+        Kind::HealthMonitor,
+        Kind::FlavorProfile,
+        Kind::Flavor,
+        Kind::Device,
+        Kind::Network,
+        Kind::Job,
+    ];
+
+    pub fn tree(self) -> &'static str {
+        match self {
+            Kind::LoadBalancer => "loadbalancers",
+            Kind::Listener => "listeners",
+            Kind::Pool => "pools",
+            Kind::Member => "members",
+            Kind::HealthMonitor => "healthmonitors",
+            Kind::FlavorProfile => "flavorprofiles",
+            Kind::Flavor => "flavors",
+            Kind::Device => "devices",
+            Kind::Network => "networks",
+            Kind::Job => "jobs",
+        }
+    }
+
+    fn index(self) -> usize {
+        Kind::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("stored {kind} record `{id}` is unreadable: {reason}")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        reason: String,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One write of a commit.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Put {
+        kind: Kind,
+        id: String,
+        bytes: Vec<u8>,
+    },
+    Delete {
+        kind: Kind,
+        id: String,
+    },
+}
+
+/// Raw, kind-scoped storage. Implementations apply a commit atomically: all writes or none.
+pub trait Store: Send + Sync {
+    fn get(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>>;
+    /// Every record of a kind, in key order.
+    fn scan(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>>;
+    fn commit(&self, writes: &[Write]) -> Result<()>;
+    /// Makes every committed write durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// A record type and its keyspace.
+pub trait Record: Serialize + DeserializeOwned {
+    const KIND: Kind;
+    fn id(&self) -> &str;
+}
+
+macro_rules! record {
+    ($ty:ty, $kind:expr, |$r:ident| $id:expr) => {
+        impl Record for $ty {
+            const KIND: Kind = $kind;
+            fn id(&self) -> &str {
+                let $r = self;
+                $id
+            }
+        }
+    };
+}
+
+record!(LoadBalancer, Kind::LoadBalancer, |r| &r.common.id);
+record!(Listener, Kind::Listener, |r| &r.common.id);
+record!(Pool, Kind::Pool, |r| &r.common.id);
+record!(Member, Kind::Member, |r| &r.common.id);
+record!(HealthMonitor, Kind::HealthMonitor, |r| &r.common.id);
+record!(FlavorProfile, Kind::FlavorProfile, |r| &r.id);
+record!(Flavor, Kind::Flavor, |r| &r.id);
+record!(Device, Kind::Device, |r| &r.id);
+record!(Network, Kind::Network, |r| &r.id);
+record!(Job, Kind::Job, |r| &r.id);
+
+#[derive(Serialize, serde::Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    data: T,
+}
+
+fn decode<R: Record>(id: &str, bytes: &[u8]) -> Result<R> {
+    let envelope: Envelope<R> = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        kind: R::KIND.tree(),
+        id: id.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if envelope.v != SCHEMA_VERSION {
+        return Err(StoreError::Corrupt {
+            kind: R::KIND.tree(),
+            id: id.to_owned(),
+            reason: format!(
+                "schema version {} (this host reads {SCHEMA_VERSION})",
+                envelope.v
+            ),
+        });
+    }
+    Ok(envelope.data)
+}
+
+/// Typed reads over any [`Store`].
+pub trait StoreExt {
+    fn load<R: Record>(&self, id: &str) -> Result<Option<R>>;
+    fn all<R: Record>(&self) -> Result<Vec<R>>;
+}
+
+impl<S: Store + ?Sized> StoreExt for S {
+    fn load<R: Record>(&self, id: &str) -> Result<Option<R>> {
+        match self.get(R::KIND, id)? {
+            Some(bytes) => decode(id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn all<R: Record>(&self) -> Result<Vec<R>> {
+        self.scan(R::KIND)?
+            .into_iter()
+            .map(|(id, bytes)| decode(&id, &bytes))
+            .collect()
+    }
+}
+
+/// Writes gathered for one atomic commit.
+#[derive(Debug, Default)]
+pub struct Batch {
+    writes: Vec<Write>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put<R: Record>(&mut self, record: &R) -> &mut Self {
+        let envelope = Envelope {
+            v: SCHEMA_VERSION,
+            data: record,
+        };
+        // Records are plain data; encoding them cannot fail.
+        let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
+        self.writes.push(Write::Put {
+            kind: R::KIND,
+            id: record.id().to_owned(),
+            bytes,
+        });
+        self
+    }
+
+    pub fn delete<R: Record>(&mut self, id: &str) -> &mut Self {
+        self.writes.push(Write::Delete {
+            kind: R::KIND,
+            id: id.to_owned(),
+        });
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Whether this batch writes the record `id` of `kind`.
+    pub fn puts_id(&self, kind: Kind, id: &str) -> bool {
+        self.writes
+            .iter()
+            .any(|w| matches!(w, Write::Put { kind: k, id: i, .. } if *k == kind && i == id))
+    }
+
+    pub fn commit(&self, store: &dyn Store) -> Result<()> {
+        store.commit(&self.writes)
+    }
+}
+
+/// The embedded default: a sled database, one tree per kind.
+pub struct SledStore {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+impl SledStore {
+    pub fn new(db: sled::Db) -> Result<Self> {
+        let trees = Kind::ALL
+            .iter()
+            .map(|kind| db.open_tree(kind.tree()).map_err(backend))
+            .collect::<Result<_>>()?;
+        Ok(Self { db, trees })
+    }
+
+    fn tree(&self, kind: Kind) -> &sled::Tree {
+        &self.trees[kind.index()]
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree(kind)
+            .get(id)
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>> {
+        self.tree(kind)
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<()> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+        let trees: &[sled::Tree] = &self.trees;
+        trees
+            .transaction(|trees| {
+                for write in writes {
+                    match write {
+                        Write::Put { kind, id, bytes } => {
+                            trees[kind.index()].insert(id.as_bytes(), bytes.as_slice())?;
+                        }
+                        Write::Delete { kind, id } => {
+                            trees[kind.index()].remove(id.as_bytes())?;
+                        }
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Job;
+
+    fn job(id: &str) -> Job {
+        Job {
+            id: id.into(),
+            loadbalancer_id: "lb".into(),
+            created_at: "now".into(),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn commits_are_atomic_and_typed_reads_work() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let store = SledStore::new(db).expect("store");
+        let mut batch = Batch::new();
+        batch.put(&job("a")).put(&job("b"));
+        batch.commit(&store).expect("commit");
+        let jobs: Vec<Job> = store.all().expect("all");
+        assert_eq!(jobs.len(), 2);
+        let mut batch = Batch::new();
+        batch.delete::<Job>("a");
+        batch.commit(&store).expect("commit");
+        assert_eq!(store.load::<Job>("a").expect("load"), None);
+        assert_eq!(store.load::<Job>("b").expect("load"), Some(job("b")));
+    }
+
+    #[test]
+    fn unreadable_records_are_reported_not_panicked() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let store = SledStore::new(db).expect("store");
+        store
+            .commit(&[Write::Put {
+                kind: Kind::Job,
+                id: "x".into(),
+                bytes: b"{\"v\":99,\"data\":{}}".to_vec(),
+            }])
+            .expect("commit");
+        let error = store.load::<Job>("x").expect_err("bad version");
+        assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+}

@@ -1,0 +1,197 @@
+//! A whole control plane in the test process: sled store in a temporary folder, the real
+//! driver components, the worker, and the API on a loopback port — plus a JSON client.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::runtime::{Runtime, RuntimeConfig};
+use lbaas_host::state::SledStateStore;
+use lbaas_host::store::SledStore;
+use lbaas_host::worker::{self, StoreDevices};
+use serde_json::Value;
+
+use crate::drivers;
+
+pub struct ControlPlane {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane over `data_dir` (reusing what an earlier one left there).
+    pub fn start(data_dir: &Path, auth: Auth) -> Self {
+        let db = sled::open(data_dir.join("db")).expect("open database");
+        let config = RuntimeConfig {
+            cache_dir: Some(data_dir.join("cache")),
+            ..RuntimeConfig::default()
+        };
+        let state = SledStateStore::new(db.clone(), config.state_quota);
+        let store: Arc<dyn lbaas_host::store::Store> =
+            Arc::new(SledStore::new(db.clone()).expect("store"));
+        let runtime = Runtime::new(
+            config,
+            Arc::new(state),
+            Arc::new(StoreDevices::new(store.clone())),
+        )
+        .expect("runtime");
+        let loaded = vec![
+            runtime.load_file(&drivers().haproxy).expect("haproxy"),
+            runtime.load_file(&drivers().acme_adc).expect("acme-adc"),
+        ];
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let tokio = tokio::runtime::Runtime::new().expect("tokio");
+            tokio.block_on(async move {
+                let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+                let api = Arc::new(Api::new(
+                    store,
+                    Arc::new(Drivers::new(loaded)),
+                    auth,
+                    Some("haproxy".into()),
+                    jobs,
+                ));
+                worker::spawn(api.clone(), queue, 4);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                ready_tx
+                    .send(listener.local_addr().expect("address"))
+                    .expect("ready");
+                axum::serve(listener, api::router(api))
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+            db.flush().expect("flush");
+        });
+        let address = ready_rx.recv().expect("control plane started");
+        Self {
+            url: format!("http://{address}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and waits until it has shut down.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client {
+            url: self.url.clone(),
+            token: token.map(Into::into),
+            project: None,
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A JSON client: every call returns the status and the body (JSON, or `null`).
+#[derive(Clone)]
+pub struct Client {
+    url: String,
+    token: Option<String>,
+    project: Option<String>,
+}
+
+impl Client {
+    /// Acts for `project` (noauth's `X-Project-Id`).
+    pub fn as_project(mut self, project: &str) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("x-auth-token", token);
+        }
+        if let Some(project) = &self.project {
+            request = request.header("x-project-id", project);
+        }
+        let request = request
+            .body(body.unwrap_or_default().as_bytes().to_vec())
+            .expect("request");
+        let mut response = agent.run(request).expect("HTTP call");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("POST", path, Some(&body.to_string()))
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("PUT", path, Some(&body.to_string()))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.call("DELETE", path, None)
+    }
+
+    /// POSTs and insists on `201 Created`; returns the body.
+    pub fn create(&self, path: &str, body: &Value) -> Value {
+        let (status, value) = self.post(path, body);
+        assert_eq!(status, 201, "POST {path} {body} answered {status}: {value}");
+        value
+    }
+
+    /// Polls a load balancer until it leaves `PENDING_*`; returns it.
+    pub fn settle(&self, lb_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/v2/lbaas/loadbalancers/{lb_id}"));
+            if status == 404 {
+                return Value::Null;
+            }
+            let lb = body["loadbalancer"].clone();
+            let state = lb["provisioning_status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !state.starts_with("PENDING_") {
+                return lb;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "load balancer {lb_id} stuck in {state}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

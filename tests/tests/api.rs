@@ -1,0 +1,815 @@
+//! The Octavia-compatible API over real HTTP, with the real driver components: service types,
+//! devices, a load balancer created as a full tree and driven to ACTIVE, child changes, batch
+//! member updates, cascade delete, project isolation, failures ending in ERROR, durability
+//! across a restart, and a table of bad requests.
+
+use std::collections::HashMap;
+
+use lbaas_host::api::Auth;
+use lbaas_host::api::auth::TokenGrant;
+use lbaas_tests::appliance::FakeAppliance;
+use lbaas_tests::control::{Client, ControlPlane};
+use serde_json::{Value, json};
+
+fn grant(project: &str, roles: &[&str]) -> TokenGrant {
+    TokenGrant {
+        project_id: project.into(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    }
+}
+
+fn tokens() -> Auth {
+    Auth::Tokens(HashMap::from([
+        ("admin-token".to_owned(), grant("admin-project", &["admin"])),
+        (
+            "alice-token".to_owned(),
+            grant("project-a", &["load-balancer_member"]),
+        ),
+        (
+            "bob-token".to_owned(),
+            grant("project-b", &["load-balancer_member"]),
+        ),
+        (
+            "audit-token".to_owned(),
+            grant("project-a", &["load-balancer_observer"]),
+        ),
+    ]))
+}
+
+/// Networks, one HAProxy device behind `agent`, one flavor per bundled driver.
+struct World {
+    haproxy_flavor: String,
+    acme_flavor: String,
+    haproxy_device: String,
+}
+
+fn setup(admin: &Client, agent: &FakeAppliance, acme_appliance: &FakeAppliance) -> World {
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "name": "public", "vlan": 100,
+                "subnets": [{"id": "subnet-vip", "cidr": "127.0.10.0/24", "gateway_ip": "127.0.10.1"}]}}),
+    );
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-app", "name": "app", "vlan": 201,
+                "subnets": [{"id": "subnet-app", "cidr": "10.0.1.0/24"}]}}),
+    );
+    let device = admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
+                "management_url": agent.url(), "capacity": 10,
+                "credentials": {"type": "bearer", "token": "s3cret"}}}),
+    );
+    assert!(
+        device["device"].get("credentials").is_none(),
+        "credentials leak: {device}"
+    );
+    assert_eq!(device["device"]["credentials_set"], true);
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+                "management_url": acme_appliance.url(), "capacity": 8, "cluster": "east",
+                "metadata": {"max-vlans-per-interface": "2"}}}),
+    );
+    let profile = |provider: &str, data: Value| {
+        admin.create(
+            "/v2/lbaas/flavorprofiles",
+            &json!({"flavorprofile": {"name": format!("{provider}-profile"), "provider_name": provider,
+                    "flavor_data": data.to_string()}}),
+        )["flavorprofile"]["id"]
+            .as_str()
+            .expect("profile id")
+            .to_owned()
+    };
+    let flavor = |name: &str, profile: String| {
+        admin.create(
+            "/v2/lbaas/flavors",
+            &json!({"flavor": {"name": name, "flavor_profile_id": profile}}),
+        )["flavor"]["id"]
+            .as_str()
+            .expect("flavor id")
+            .to_owned()
+    };
+    World {
+        haproxy_flavor: flavor("low-cost-lb", profile("haproxy", json!({"maxconn": 20000}))),
+        acme_flavor: flavor(
+            "high-perf-lb",
+            profile("acme-adc", json!({"cluster": "east"})),
+        ),
+        haproxy_device: device["device"]["id"]
+            .as_str()
+            .expect("device id")
+            .to_owned(),
+    }
+}
+
+fn web_tree(flavor: &str) -> Value {
+    json!({"loadbalancer": {
+        "name": "shop", "vip_subnet_id": "subnet-vip", "flavor_id": flavor,
+        "listeners": [{
+            "name": "http", "protocol": "HTTP", "protocol_port": 80,
+            "default_pool": {
+                "name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                "members": [
+                    {"address": "10.0.1.11", "protocol_port": 8080},
+                    {"address": "10.0.1.12", "protocol_port": 8080, "weight": 5}
+                ],
+                "healthmonitor": {"type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2,
+                                  "url_path": "/healthz"}
+            }
+        }]
+    }})
+}
+
+fn id(value: &Value, kind: &str) -> String {
+    value[kind]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {kind} id in {value}"))
+        .to_owned()
+}
+
+fn last_config(agent: &FakeAppliance, lb: &str) -> String {
+    let path = format!("/v1/loadbalancers/{lb}/config");
+    agent
+        .received()
+        .iter()
+        .rev()
+        .find(|r| r.method == "PUT" && r.path == path)
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn full_lifecycle_of_a_load_balancer() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), tokens());
+    let admin = cp.client(Some("admin-token"));
+    let alice = cp.client(Some("alice-token"));
+    let bob = cp.client(Some("bob-token"));
+    let world = setup(&admin, &agent, &adc);
+
+    // Version discovery and providers, as clients see them.
+    let (status, versions) = alice.get("/");
+    assert_eq!(status, 200);
+    assert_eq!(versions["versions"][1]["status"], "CURRENT");
+    let (_, providers) = alice.get("/v2/lbaas/providers");
+    let names: Vec<&str> = providers["providers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["acme-adc", "haproxy"]);
+    let (_, caps) = alice.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities");
+    assert_eq!(caps["flavor_capabilities"][0]["name"], "cluster");
+
+    // A full tree in one request: PENDING_CREATE at once, then ACTIVE.
+    let created = alice.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor));
+    let lb = id(&created, "loadbalancer");
+    assert_eq!(
+        created["loadbalancer"]["provisioning_status"],
+        "PENDING_CREATE"
+    );
+    assert_eq!(created["loadbalancer"]["vip_address"], "127.0.10.2");
+    let active = alice.settle(&lb);
+    assert_eq!(active["provisioning_status"], "ACTIVE", "{active}");
+    assert_eq!(active["operating_status"], "ONLINE");
+    assert_eq!(active["provider"], "haproxy");
+    let config = last_config(&agent, &lb);
+    assert!(config.contains("bind 127.0.10.2:80"), "{config}");
+    assert!(config.contains("10.0.1.12:8080 weight 5"), "{config}");
+    assert!(
+        config.contains("maxconn 20000"),
+        "flavor metadata reaches the driver: {config}"
+    );
+    let put = agent
+        .received()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("a PUT");
+    assert_eq!(
+        put.headers.get("authorization").map(String::as_str),
+        Some("Bearer s3cret")
+    );
+
+    // The status tree.
+    let (_, tree) = alice.get(&format!("/v2/lbaas/loadbalancers/{lb}/status"));
+    let listener_tree = &tree["statuses"]["loadbalancer"]["listeners"][0];
+    assert_eq!(listener_tree["provisioning_status"], "ACTIVE");
+    let pool_tree = &listener_tree["pools"][0];
+    assert_eq!(pool_tree["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(pool_tree["health_monitor"]["type"], "HTTP");
+    assert_eq!(pool_tree["members"][0]["operating_status"], "ONLINE");
+    let pool = pool_tree["id"].as_str().expect("pool id").to_owned();
+
+    // Another project sees none of it.
+    let (status, listed) = bob.get("/v2/lbaas/loadbalancers");
+    assert_eq!(status, 200);
+    assert_eq!(listed["loadbalancers"], json!([]));
+    assert_eq!(bob.get(&format!("/v2/lbaas/loadbalancers/{lb}")).0, 404);
+    assert_eq!(bob.get(&format!("/v2/lbaas/pools/{pool}/members")).0, 404);
+    assert_eq!(
+        bob.delete(&format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"))
+            .0,
+        404
+    );
+    assert_eq!(
+        bob.get(&format!("/v2/admin/devices/{}", world.haproxy_device))
+            .0,
+        404
+    );
+    // An observer of the project reads but cannot write.
+    let auditor = cp.client(Some("audit-token"));
+    assert_eq!(auditor.get(&format!("/v2/lbaas/loadbalancers/{lb}")).0, 200);
+    assert_eq!(
+        auditor
+            .put(
+                &format!("/v2/lbaas/loadbalancers/{lb}"),
+                &json!({"loadbalancer": {"name": "x"}})
+            )
+            .0,
+        403
+    );
+    // Without a token: 401.
+    assert_eq!(cp.client(None).get("/v2/lbaas/loadbalancers").0, 401);
+
+    // Add a member: the load balancer goes PENDING_UPDATE, then ACTIVE with it configured.
+    let member = alice.create(
+        &format!("/v2/lbaas/pools/{pool}/members"),
+        &json!({"member": {"address": "10.0.1.13", "protocol_port": 8080, "backup": true}}),
+    );
+    assert_eq!(member["member"]["provisioning_status"], "PENDING_CREATE");
+    assert_eq!(alice.settle(&lb)["provisioning_status"], "ACTIVE");
+    assert!(
+        last_config(&agent, &lb)
+            .contains("10.0.1.13:8080 weight 1 check inter 5s fall 3 rise 2 backup")
+    );
+
+    // Batch update: replace the member set.
+    let (status, _) = alice.put(
+        &format!("/v2/lbaas/pools/{pool}/members"),
+        &json!({"members": [
+            {"address": "10.0.1.12", "protocol_port": 8080, "weight": 2},
+            {"address": "10.0.1.20", "protocol_port": 8080}
+        ]}),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(alice.settle(&lb)["provisioning_status"], "ACTIVE");
+    let (_, members) = alice.get(&format!("/v2/lbaas/pools/{pool}/members"));
+    let mut addresses: Vec<(String, u64)> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["address"].as_str().unwrap_or_default().to_owned(),
+                m["weight"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    addresses.sort();
+    assert_eq!(
+        addresses,
+        [("10.0.1.12".to_owned(), 2), ("10.0.1.20".to_owned(), 1)]
+    );
+    let config = last_config(&agent, &lb);
+    assert!(
+        !config.contains("10.0.1.11") && !config.contains("10.0.1.13"),
+        "{config}"
+    );
+
+    // Update the pool's algorithm.
+    let (status, _) = alice.put(
+        &format!("/v2/lbaas/pools/{pool}"),
+        &json!({"pool": {"lb_algorithm": "LEAST_CONNECTIONS"}}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(alice.settle(&lb)["provisioning_status"], "ACTIVE");
+    assert!(last_config(&agent, &lb).contains("balance leastconn"));
+
+    // Paging and filters.
+    let second = alice.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "second", "vip_network_id": "net-vip"}}),
+    );
+    let second = id(&second, "loadbalancer");
+    alice.settle(&second);
+    let (_, page) = alice.get("/v2/lbaas/loadbalancers?limit=1");
+    assert_eq!(page["loadbalancers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["loadbalancers_links"][0]["rel"], "next");
+    let (_, named) = alice.get("/v2/lbaas/loadbalancers?name=second&fields=id&fields=name");
+    assert_eq!(
+        named["loadbalancers"],
+        json!([{"id": second, "name": "second"}])
+    );
+
+    // Deleting a load balancer with children needs cascade; cascade removes it everywhere.
+    assert_eq!(
+        alice.delete(&format!("/v2/lbaas/loadbalancers/{lb}")).0,
+        400
+    );
+    assert_eq!(
+        alice
+            .delete(&format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"))
+            .0,
+        204
+    );
+    assert_eq!(alice.settle(&lb), Value::Null);
+    assert!(
+        agent
+            .received()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.contains(&lb))
+    );
+    assert_eq!(alice.get(&format!("/v2/lbaas/pools/{pool}")).0, 404);
+
+    // The acme flavor places on the appliance, which records the VLANs.
+    let on_adc = alice.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "fast", "vip_subnet_id": "subnet-vip", "flavor_id": world.acme_flavor,
+                "listeners": [{"protocol": "TCP", "protocol_port": 443}]}}),
+    );
+    let on_adc = id(&on_adc, "loadbalancer");
+    assert_eq!(alice.settle(&on_adc)["provider"], "acme-adc");
+    assert!(
+        adc.received()
+            .iter()
+            .any(|r| r.path == "/api/v3/network/vlans/100")
+    );
+}
+
+#[test]
+fn failures_end_in_error_with_a_readable_fault() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    let world = setup(&admin, &agent, &adc);
+    let tenant = cp.client(None).as_project("project-a");
+
+    // The device refuses.
+    agent.delay(300);
+    let lb = id(
+        &tenant.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
+        "loadbalancer",
+    );
+    // While PENDING_*, every change is refused with 409.
+    let (status, body) = tenant.put(
+        &format!("/v2/lbaas/loadbalancers/{lb}"),
+        &json!({"loadbalancer": {"name": "x"}}),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("immutable")
+    );
+    assert_eq!(
+        tenant
+            .delete(&format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"))
+            .0,
+        409
+    );
+    assert_eq!(tenant.settle(&lb)["provisioning_status"], "ACTIVE");
+    agent.delay(0);
+
+    let path = "/v1/loadbalancers/LB/config";
+    let second = id(
+        &tenant.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"vip_subnet_id": "subnet-vip"}}),
+        ),
+        "loadbalancer",
+    );
+    tenant.settle(&second);
+    agent.respond(&path.replace("LB", &second), 503);
+    let (status, _) = tenant.post(
+        "/v2/lbaas/listeners",
+        &json!({"listener": {"loadbalancer_id": second, "protocol": "TCP", "protocol_port": 22}}),
+    );
+    assert_eq!(status, 201);
+    let failed = tenant.settle(&second);
+    assert_eq!(failed["provisioning_status"], "ERROR");
+    let fault = failed["fault"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("503") && fault.contains("haproxy"),
+        "{fault}"
+    );
+    let (_, listeners) = tenant.get(&format!("/v2/lbaas/listeners?loadbalancer_id={second}"));
+    assert_eq!(listeners["listeners"][0]["provisioning_status"], "ERROR");
+
+    // No device can take it: ERROR with "no capacity".
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-x", "subnets": [{"id": "subnet-x", "cidr": "127.0.20.0/24"}]}}),
+    );
+    let (_, devices) = admin.get("/v2/admin/devices?driver=acme-adc");
+    let adc_id = devices["devices"][0]["id"]
+        .as_str()
+        .expect("adc")
+        .to_owned();
+    assert_eq!(
+        admin
+            .put(
+                &format!("/v2/admin/devices/{adc_id}"),
+                &json!({"device": {"enabled": false}})
+            )
+            .0,
+        200
+    );
+    let stranded = id(
+        &tenant.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"vip_subnet_id": "subnet-x", "flavor_id": world.acme_flavor}}),
+        ),
+        "loadbalancer",
+    );
+    let stranded = tenant.settle(&stranded);
+    assert_eq!(stranded["provisioning_status"], "ERROR");
+    assert!(
+        stranded["fault"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no capacity"),
+        "{stranded}"
+    );
+
+    // A device in use cannot be deleted; an ERROR load balancer can be.
+    let (status, body) = admin.delete(&format!("/v2/admin/devices/{}", world.haproxy_device));
+    assert_eq!(status, 409, "{body}");
+}
+
+#[test]
+fn acknowledged_writes_survive_a_restart_and_jobs_resume() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let adc = FakeAppliance::start();
+    let lb;
+    {
+        let cp = ControlPlane::start(data.path(), Auth::None);
+        let admin = cp.client(None);
+        let world = setup(&admin, &agent, &adc);
+        // The device is slow: the host stops while the job is unfinished.
+        agent.delay(2_000);
+        lb = id(
+            &admin.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
+            "loadbalancer",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        cp.stop();
+    }
+    agent.delay(0);
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    let settled = admin.settle(&lb);
+    assert_eq!(settled["provisioning_status"], "ACTIVE", "{settled}");
+    let (_, flavors) = admin.get("/v2/lbaas/flavors");
+    assert_eq!(flavors["flavors"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn bad_requests_get_clear_4xx_answers() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), tokens());
+    let admin = cp.client(Some("admin-token"));
+    let alice = cp.client(Some("alice-token"));
+    let bob = cp.client(Some("bob-token"));
+    let world = setup(&admin, &agent, &adc);
+    let lb = id(
+        &alice.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
+        "loadbalancer",
+    );
+    alice.settle(&lb);
+    let (_, pools) = alice.get("/v2/lbaas/pools");
+    let pool = pools["pools"][0]["id"].as_str().expect("pool").to_owned();
+
+    let lbs = "/v2/lbaas/loadbalancers";
+    let listeners = "/v2/lbaas/listeners";
+    let members = format!("/v2/lbaas/pools/{pool}/members");
+    let body_1 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 70000}}}}"#
+    );
+    let body_2 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 0}}}}"#
+    );
+    let body_3 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "GOPHER", "protocol_port": 70}}}}"#
+    );
+    let body_4 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 80}}}}"#
+    );
+    let body_5 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 81, "allowed_cidrs": ["10.0.0.0/33"]}}}}"#
+    );
+    let body_6 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "UDP", "protocol_port": 53}}}}"#
+    );
+    let body_7 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 82}}}}"#
+    );
+    let body_8 = format!(
+        r#"{{"healthmonitor": {{"pool_id": "{pool}", "type": "TCP", "delay": 1, "timeout": 5, "max_retries": 3}}}}"#
+    );
+    let cases: Vec<(&Client, &str, String, &str, u16, &str)> = vec![
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            "{not json",
+            400,
+            "Invalid input",
+        ),
+        (&alice, "POST", lbs.into(), "", 400, "empty"),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": 42}}"#,
+            400,
+            "invalid type",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "colour": "red"}}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {}}"#,
+            400,
+            "vip_subnet_id",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": "nope"}}"#,
+            400,
+            "Subnet nope",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "vip_address": "10.9.9.9"}}"#,
+            400,
+            "not inside",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "vip_address": "127.0.10.2"}}"#,
+            409,
+            "already allocated",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "provider": "f5"}}"#,
+            400,
+            "Provider 'f5'",
+        ),
+        (
+            &alice,
+            "POST",
+            lbs.into(),
+            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "project_id": "project-b"}}"#,
+            403,
+            "Policy",
+        ),
+        (&alice, "POST", listeners.into(), &body_1, 400, "70000"),
+        (&alice, "POST", listeners.into(), &body_2, 400, "not a port"),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_3,
+            400,
+            "unknown variant",
+        ),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_4,
+            409,
+            "already using protocol_port 80",
+        ),
+        (&alice, "POST", listeners.into(), &body_5, 400, "not a CIDR"),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_6,
+            400,
+            "does not support",
+        ),
+        (
+            &bob,
+            "POST",
+            listeners.into(),
+            &body_7,
+            400,
+            "could not be found",
+        ),
+        (
+            &alice,
+            "POST",
+            members.clone(),
+            r#"{"member": {"address": "not-an-ip", "protocol_port": 80}}"#,
+            400,
+            "not an IP address",
+        ),
+        (
+            &alice,
+            "POST",
+            members.clone(),
+            r#"{"member": {"address": "10.0.1.50", "protocol_port": 80, "weight": 300}}"#,
+            400,
+            "weight 300",
+        ),
+        (
+            &alice,
+            "POST",
+            members.clone(),
+            r#"{"member": {"address": "10.0.1.11", "protocol_port": 8080}}"#,
+            409,
+            "already using",
+        ),
+        (
+            &bob,
+            "POST",
+            members.clone(),
+            r#"{"member": {"address": "10.0.1.60", "protocol_port": 80}}"#,
+            404,
+            "could not be found",
+        ),
+        (
+            &alice,
+            "POST",
+            "/v2/lbaas/healthmonitors".into(),
+            &body_8,
+            409,
+            "already has",
+        ),
+        (
+            &alice,
+            "PUT",
+            format!("/v2/lbaas/pools/{pool}"),
+            r#"{"pool": {"lb_algorithm": "FASTEST"}}"#,
+            400,
+            "unknown variant",
+        ),
+        (
+            &alice,
+            "POST",
+            "/v2/lbaas/flavors".into(),
+            r#"{"flavor": {"name": "x"}}"#,
+            403,
+            "Policy",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/lbaas/flavorprofiles".into(),
+            r#"{"flavorprofile": {"name": "x", "provider_name": "haproxy", "flavor_data": "{\"maxconn\": \"lots\"}"}}"#,
+            400,
+            "rejected the flavor metadata",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/lbaas/flavorprofiles".into(),
+            r#"{"flavorprofile": {"name": "x", "provider_name": "haproxy", "flavor_data": "[1]"}}"#,
+            400,
+            "JSON object",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/admin/networks".into(),
+            r#"{"network": {"subnets": [{"cidr": "300.0.0.0/8"}]}}"#,
+            400,
+            "not a CIDR",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/admin/devices".into(),
+            r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "ftp://x", "capacity": 1}}"#,
+            400,
+            "http://",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/admin/devices".into(),
+            r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "http://127.0.0.1:1", "capacity": 0}}"#,
+            400,
+            "capacity 0",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/admin/devices".into(),
+            r#"{"device": {"kind": "physical", "driver": "haproxy", "management_url": "http://127.0.0.1:1", "capacity": 1}}"#,
+            400,
+            "does not manage",
+        ),
+        (
+            &alice,
+            "POST",
+            "/v2/admin/devices".into(),
+            r#"{"device": {"kind": "physical", "driver": "acme-adc", "management_url": "http://127.0.0.1:1", "capacity": 1}}"#,
+            400,
+            "only register virtual",
+        ),
+        (
+            &alice,
+            "POST",
+            "/v2/admin/networks".into(),
+            r#"{"network": {"subnets": [{"cidr": "10.0.0.0/8"}]}}"#,
+            403,
+            "Policy",
+        ),
+        (
+            &alice,
+            "GET",
+            "/v2/lbaas/loadbalancers?limit=abc".into(),
+            "",
+            400,
+            "limit",
+        ),
+        (
+            &alice,
+            "GET",
+            "/v2/lbaas/loadbalancers?colour=red".into(),
+            "",
+            400,
+            "colour",
+        ),
+        (
+            &alice,
+            "GET",
+            "/v2/lbaas/loadbalancers/does-not-exist".into(),
+            "",
+            404,
+            "could not be found",
+        ),
+        (
+            &alice,
+            "DELETE",
+            format!("{lbs}/{lb}"),
+            "",
+            400,
+            "has children",
+        ),
+        (
+            &alice,
+            "GET",
+            "/v2/nothing/here".into(),
+            "",
+            404,
+            "could not be found",
+        ),
+    ];
+    for (client, method, path, body, expected, words) in cases {
+        let body = (!body.is_empty()).then_some(body);
+        let (status, answer) = client.call(method, &path, body);
+        assert_eq!(
+            status, expected,
+            "{method} {path} {body:?} answered {status}: {answer}"
+        );
+        let fault = answer["faultstring"].as_str().unwrap_or_default();
+        assert!(
+            fault.contains(words),
+            "{method} {path} {body:?}: `{fault}` should mention `{words}`"
+        );
+        assert_eq!(answer["faultcode"], "Client");
+    }
+    // Nothing stored was harmed: the load balancer is still ACTIVE with its tree.
+    let (_, tree) = alice.get(&format!("/v2/lbaas/loadbalancers/{lb}/status"));
+    assert_eq!(
+        tree["statuses"]["loadbalancer"]["provisioning_status"],
+        "ACTIVE"
+    );
+    assert_eq!(
+        tree["statuses"]["loadbalancer"]["listeners"][0]["pools"][0]["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
