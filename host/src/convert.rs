@@ -119,18 +119,29 @@ pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
     })
 }
 
+/// A load balancer's children, as stored.
+pub struct Children<'a> {
+    pub listeners: Vec<&'a model::Listener>,
+    pub pools: Vec<&'a model::Pool>,
+    pub members: Vec<&'a model::Member>,
+    pub monitors: Vec<&'a model::HealthMonitor>,
+}
+
 /// The whole load balancer as a driver sees it. Children marked `PENDING_DELETE` are left
 /// out: the device must end up without them.
 pub fn load_balancer(
     lb: &model::LoadBalancer,
-    listeners: &[&model::Listener],
-    pools: &[&model::Pool],
-    members: &[&model::Member],
-    monitors: &[&model::HealthMonitor],
+    children: &Children<'_>,
     vip_network: wit::Network,
     member_networks: Vec<wit::Network>,
     flavor: Option<wit::Flavor>,
 ) -> wit::LoadBalancer {
+    let Children {
+        listeners,
+        pools,
+        members,
+        monitors,
+    } = children;
     let live =
         |c: &model::Common| c.provisioning_status != model::ProvisioningStatus::PendingDelete;
     let wit_pools = pools

@@ -308,16 +308,13 @@ fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, Str
         }
         None => None,
     };
-    let model = convert::load_balancer(
-        lb,
-        &listeners,
-        &pools,
-        &members,
-        &monitors,
-        vip_network,
-        member_networks,
-        flavor,
-    );
+    let children = convert::Children {
+        listeners,
+        pools,
+        members,
+        monitors,
+    };
+    let model = convert::load_balancer(lb, &children, vip_network, member_networks, flavor);
     Ok(Some(Work {
         lb: lb.clone(),
         driver,

@@ -219,15 +219,18 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(members::routes())
         .merge(healthmonitors::routes())
         .merge(flavors::routes());
+    // Neutron's networks and subnets sit beside Octavia's routes: clients without Keystone
+    // look them up at the same endpoint, under whichever version prefix they discovered.
     let v2 = Router::new()
         .route("/", get(version))
         .nest("/lbaas", lbaas)
-        .nest("/admin", admin::routes());
+        .nest("/admin", admin::routes())
+        .merge(neutron::routes());
     Router::new()
         .route("/", get(versions))
         .route("/healthz", get(healthz))
         .nest("/v2", v2.clone())
-        .nest("/v2.0", v2.merge(neutron::routes()))
+        .nest("/v2.0", v2)
         .fallback(not_found)
         .with_state(api)
 }

@@ -253,6 +253,39 @@ pub fn vip_location<'a>(
     }
 }
 
+/// The provider's driver must support the protocol and algorithm asked for.
+pub fn provider_supports(
+    api: &super::Api,
+    provider: &str,
+    protocol: Option<Protocol>,
+    algorithm: Option<LbAlgorithm>,
+) -> ApiResult<()> {
+    let driver = api
+        .drivers
+        .get(provider)
+        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
+    let caps = driver.capabilities();
+    if let Some(protocol) = protocol
+        && !caps.protocols.contains(&crate::convert::protocol(protocol))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: protocol {}",
+            protocol_name(protocol)
+        )));
+    }
+    if let Some(algorithm) = algorithm
+        && !caps
+            .algorithms
+            .contains(&crate::convert::algorithm(algorithm))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: lb_algorithm {}",
+            algorithm_name(algorithm)
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,37 +337,4 @@ mod tests {
         assert!(port("p", 65536).is_err());
         assert_eq!(port("p", 443).ok(), Some(443));
     }
-}
-
-/// The provider's driver must support the protocol and algorithm asked for.
-pub fn provider_supports(
-    api: &super::Api,
-    provider: &str,
-    protocol: Option<Protocol>,
-    algorithm: Option<LbAlgorithm>,
-) -> ApiResult<()> {
-    let driver = api
-        .drivers
-        .get(provider)
-        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
-    let caps = driver.capabilities();
-    if let Some(protocol) = protocol
-        && !caps.protocols.contains(&crate::convert::protocol(protocol))
-    {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' does not support a requested option: protocol {}",
-            protocol_name(protocol)
-        )));
-    }
-    if let Some(algorithm) = algorithm
-        && !caps
-            .algorithms
-            .contains(&crate::convert::algorithm(algorithm))
-    {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' does not support a requested option: lb_algorithm {}",
-            algorithm_name(algorithm)
-        )));
-    }
-    Ok(())
 }
