@@ -135,22 +135,21 @@ struct Envelope<T> {
 }
 
 fn decode<R: Record>(id: &str, bytes: &[u8]) -> Result<R> {
-    let envelope: Envelope<R> = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    let corrupt = |reason: String| StoreError::Corrupt {
         kind: R::KIND.tree(),
         id: id.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    // The version first: a record of another schema is reported as such, not as garbage.
+    let envelope: Envelope<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     if envelope.v != SCHEMA_VERSION {
-        return Err(StoreError::Corrupt {
-            kind: R::KIND.tree(),
-            id: id.to_owned(),
-            reason: format!(
-                "schema version {} (this host reads {SCHEMA_VERSION})",
-                envelope.v
-            ),
-        });
+        return Err(corrupt(format!(
+            "schema version {} (this host reads {SCHEMA_VERSION})",
+            envelope.v
+        )));
     }
-    Ok(envelope.data)
+    serde_json::from_value(envelope.data).map_err(|e| corrupt(e.to_string()))
 }
 
 /// Typed reads over any [`Store`].

@@ -22,6 +22,8 @@ const CONTROL: &[&str] = &[
 
 #[derive(Debug, Default)]
 pub struct ListQuery {
+    /// Every parameter but `marker`, to carry into the next page's link.
+    carried: Vec<(String, String)>,
     filters: Vec<(String, String)>,
     fields: Vec<String>,
     limit: Option<usize>,
@@ -37,6 +39,9 @@ impl ListQuery {
         let mut sort_dirs = Vec::new();
         for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             let (key, value) = (key.into_owned(), value.into_owned());
+            if key != "marker" {
+                query.carried.push((key.clone(), value.clone()));
+            }
             match key.as_str() {
                 "fields" => query.fields.extend(value.split(',').map(str::to_owned)),
                 "limit" => {
@@ -89,16 +94,6 @@ impl ListQuery {
                 )));
             }
         }
-        items.retain(|item| {
-            self.filters
-                .iter()
-                .all(|(key, wanted)| matches(item.get(key), wanted))
-                && self.tags.iter().all(|tag| {
-                    item.get("tags")
-                        .and_then(Value::as_array)
-                        .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
-                })
-        });
         if !self.sort.is_empty() {
             items.sort_by(|a, b| {
                 for (key, ascending) in &self.sort {
@@ -111,6 +106,7 @@ impl ListQuery {
                 std::cmp::Ordering::Equal
             });
         }
+        // The marker is a position in the sorted listing, whatever the filters.
         if let Some(marker) = &self.marker {
             let position = items
                 .iter()
@@ -118,6 +114,16 @@ impl ListQuery {
                 .ok_or_else(|| ApiError::not_found("Marker", marker))?;
             items.drain(..=position);
         }
+        items.retain(|item| {
+            self.filters
+                .iter()
+                .all(|(key, wanted)| matches(item.get(key), wanted))
+                && self.tags.iter().all(|tag| {
+                    item.get("tags")
+                        .and_then(Value::as_array)
+                        .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
+                })
+        });
         let mut links = Vec::new();
         if let Some(limit) = self.limit.filter(|l| *l > 0)
             && items.len() > limit
@@ -128,10 +134,11 @@ impl ListQuery {
                 .and_then(|i| i.get("id"))
                 .and_then(Value::as_str)
             {
-                links.push(json!({
-                    "rel": "next",
-                    "href": format!("{base_url}?limit={limit}&marker={last}"),
-                }));
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&self.carried)
+                    .append_pair("marker", last)
+                    .finish();
+                links.push(json!({ "rel": "next", "href": format!("{base_url}?{query}") }));
             }
         }
         if !self.fields.is_empty() {
@@ -199,7 +206,7 @@ mod tests {
         assert_eq!(body["things"], json!([{"id": "id-1"}, {"id": "id-3"}]));
         assert_eq!(
             body["things_links"][0]["href"],
-            "http://h/v2/lbaas/things?limit=2&marker=id-3"
+            "http://h/v2/lbaas/things?name=n1&limit=2&fields=id&marker=id-3"
         );
         let q = ListQuery::parse(Some("marker=id-3&admin_state_up=true")).expect("parse");
         let body = q.respond("things", "x", items()).expect("respond");
