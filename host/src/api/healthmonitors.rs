@@ -15,7 +15,7 @@ use crate::store::Batch;
 use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
-use super::loadbalancers::{ensure_mutable, new_common, now, touch_parent};
+use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
 use super::query::ListQuery;
 use super::{Api, Outcome, base_url, validate, views};
 
@@ -318,11 +318,8 @@ async fn update(
             }
             hm.common.provisioning_status = ProvisioningStatus::PendingUpdate;
             hm.common.updated_at = Some(now());
-            let mut batch = Batch::new();
-            touch_parent(snapshot, &hm.loadbalancer_id, &mut batch)?;
-            batch.put(&hm);
-            let lb = hm.loadbalancer_id.clone();
-            Ok(Outcome::new(batch, views::healthmonitor(&hm)).with_job(&lb))
+            let lb_id = hm.loadbalancer_id.clone();
+            child_change(snapshot, &lb_id, &hm, views::healthmonitor(&hm))
         })
         .await?;
     Ok(Json(json!({ "healthmonitor": view })))
@@ -340,11 +337,8 @@ async fn delete(
         }
         let mut hm = hm.clone();
         hm.common.provisioning_status = ProvisioningStatus::PendingDelete;
-        let mut batch = Batch::new();
-        touch_parent(snapshot, &hm.loadbalancer_id, &mut batch)?;
-        batch.put(&hm);
-        let lb = hm.loadbalancer_id.clone();
-        Ok(Outcome::new(batch, ()).with_job(&lb))
+        let lb_id = hm.loadbalancer_id.clone();
+        child_change(snapshot, &lb_id, &hm, ())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

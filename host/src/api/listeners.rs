@@ -15,7 +15,7 @@ use crate::store::Batch;
 use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
-use super::loadbalancers::{ensure_mutable, new_common, now, touch_parent};
+use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
 use super::pools::{self, PoolCreate};
 use super::query::ListQuery;
 use super::snapshot::Snapshot;
@@ -366,11 +366,13 @@ async fn update(
             }
             listener.common.provisioning_status = ProvisioningStatus::PendingUpdate;
             listener.common.updated_at = Some(now());
-            let mut batch = Batch::new();
-            touch_parent(snapshot, &listener.loadbalancer_id, &mut batch)?;
-            batch.put(&listener);
-            let lb = listener.loadbalancer_id.clone();
-            Ok(Outcome::new(batch, views::listener(snapshot, &listener)).with_job(&lb))
+            let lb_id = listener.loadbalancer_id.clone();
+            child_change(
+                snapshot,
+                &lb_id,
+                &listener,
+                views::listener(snapshot, &listener),
+            )
         })
         .await?;
     Ok(Json(json!({ "listener": view })))
@@ -388,11 +390,8 @@ async fn delete(
         }
         let mut listener = listener.clone();
         listener.common.provisioning_status = ProvisioningStatus::PendingDelete;
-        let mut batch = Batch::new();
-        touch_parent(snapshot, &listener.loadbalancer_id, &mut batch)?;
-        batch.put(&listener);
-        let lb = listener.loadbalancer_id.clone();
-        Ok(Outcome::new(batch, ()).with_job(&lb))
+        let lb_id = listener.loadbalancer_id.clone();
+        child_change(snapshot, &lb_id, &listener, ())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::model::{Common, Job, LoadBalancer, OperatingStatus, ProvisioningStatus};
-use crate::store::Batch;
+use crate::store::{Batch, Record};
 
 use super::auth::Context;
 use super::body::Body;
@@ -72,6 +72,19 @@ pub fn touch_parent(snapshot: &Snapshot, lb_id: &str, batch: &mut Batch) -> ApiR
     batch.put(&lb);
     batch.put(&job(lb_id));
     Ok(())
+}
+
+/// Records a new or changed child; its load balancer moves to `PENDING_UPDATE` with a job.
+pub fn child_change<R: Record, T>(
+    snapshot: &Snapshot,
+    lb_id: &str,
+    child: &R,
+    value: T,
+) -> ApiResult<Outcome<T>> {
+    let mut batch = Batch::new();
+    touch_parent(snapshot, lb_id, &mut batch)?;
+    batch.put(child);
+    Ok(Outcome::new(batch, value).with_job(lb_id))
 }
 
 pub fn ensure_mutable(lb: &LoadBalancer) -> ApiResult<()> {

@@ -20,7 +20,7 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::healthmonitors::{self, HealthMonitorCreate};
-use super::loadbalancers::{ensure_mutable, new_common, now, touch_parent};
+use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
 use super::members::{self, MemberCreate};
 use super::query::ListQuery;
 use super::snapshot::Snapshot;
@@ -341,11 +341,8 @@ async fn update(
             }
             pool.common.provisioning_status = ProvisioningStatus::PendingUpdate;
             pool.common.updated_at = Some(now());
-            let mut batch = Batch::new();
-            touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
-            batch.put(&pool);
             let lb_id = pool.loadbalancer_id.clone();
-            Ok(Outcome::new(batch, views::pool(snapshot, &pool)).with_job(&lb_id))
+            child_change(snapshot, &lb_id, &pool, views::pool(snapshot, &pool))
         })
         .await?;
     Ok(Json(json!({ "pool": view })))
@@ -363,11 +360,8 @@ async fn delete(
         }
         let mut pool = pool.clone();
         pool.common.provisioning_status = ProvisioningStatus::PendingDelete;
-        let mut batch = Batch::new();
-        touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
-        batch.put(&pool);
         let lb_id = pool.loadbalancer_id.clone();
-        Ok(Outcome::new(batch, ()).with_job(&lb_id))
+        child_change(snapshot, &lb_id, &pool, ())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
