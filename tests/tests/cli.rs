@@ -127,15 +127,15 @@ fn serve_answers_and_restarts_from_the_compile_cache() {
         .read_json()
         .expect("json");
     assert_eq!(health["status"], "ok");
-    let root: serde_json::Value = ureq::get(&url)
+    let providers: serde_json::Value = ureq::get(&format!("{url}/v2/lbaas/providers"))
         .call()
-        .expect("root")
+        .expect("providers")
         .body_mut()
         .read_json()
         .expect("json");
-    let names: Vec<&str> = root["drivers"]
+    let names: Vec<&str> = providers["providers"]
         .as_array()
-        .expect("drivers")
+        .expect("providers")
         .iter()
         .filter_map(|d| d["name"].as_str())
         .collect();
