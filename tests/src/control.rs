@@ -94,11 +94,9 @@ impl ControlPlane {
     }
 
     pub fn client(&self, token: Option<&str>) -> Client {
-        Client {
-            url: self.url.clone(),
-            token: token.map(Into::into),
-            project: None,
-        }
+        let mut client = Client::new(&self.url);
+        client.token = token.map(Into::into);
+        client
     }
 }
 
@@ -117,6 +115,15 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the API at `url`, without a token.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            token: None,
+            project: None,
+        }
+    }
+
     /// Acts for `project` (noauth's `X-Project-Id`).
     pub fn as_project(mut self, project: &str) -> Self {
         self.project = Some(project.into());
@@ -124,6 +131,11 @@ impl Client {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.try_call(method, path, body).expect("HTTP call")
+    }
+
+    /// Like [`Client::call`], but `None` when the server cannot be reached or hangs up.
+    pub fn try_call(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, Value)> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -141,11 +153,11 @@ impl Client {
         let request = request
             .body(body.unwrap_or_default().as_bytes().to_vec())
             .expect("request");
-        let mut response = agent.run(request).expect("HTTP call");
+        let mut response = agent.run(request).ok()?;
         let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let text = response.body_mut().read_to_string().ok()?;
         let value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        (status, value)
+        Some((status, value))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {

@@ -5,6 +5,7 @@
 pub mod appliance;
 pub mod control;
 pub mod model;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,27 +1,8 @@
 //! The `lbaasd` binary as an operator runs it: `driver inspect` on good and bad files, and
 //! `serve` answering on loopback, restarting from the compiled-driver cache.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use lbaas_tests::{cargo, drivers, workspace_root};
-
-fn lbaasd() -> Command {
-    let root = workspace_root();
-    let status = cargo()
-        .current_dir(&root)
-        .args(["build", "--quiet", "-p", "lbaas-host", "--bin", "lbaasd"])
-        .status()
-        .expect("build lbaasd");
-    assert!(status.success());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    let mut command = Command::new(target.join("debug/lbaasd"));
-    command.env("RUST_LOG", "info").env_remove("RUST_BACKTRACE");
-    command
-}
+use lbaas_tests::drivers;
+use lbaas_tests::process::{Server, lbaasd};
 
 #[test]
 fn inspect_prints_capabilities_as_json() {
@@ -70,47 +51,6 @@ fn inspect_refuses_a_file_that_is_not_a_driver() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `lbaasd serve` on a free loopback port; returns it once it listens, with its log.
-fn serve(data: &std::path::Path, driver_dir: &std::path::Path) -> (Server, String, Vec<String>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let mut child = lbaasd()
-        .args(["serve", "--listen", &address, "--data-dir"])
-        .arg(data)
-        .arg("--driver-dir")
-        .arg(driver_dir)
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lbaasd serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
-    let mut log = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.expect("log line");
-        let ready = line.contains("lbaasd serving");
-        log.push(line);
-        if ready || Instant::now() > deadline {
-            break;
-        }
-    }
-    assert!(log.iter().any(|l| l.contains("lbaasd serving")), "{log:#?}");
-    (server, format!("http://{address}"), log)
-}
-
 #[test]
 fn serve_answers_and_restarts_from_the_compile_cache() {
     let data = tempfile::tempdir().expect("data dir");
@@ -119,7 +59,8 @@ fn serve_answers_and_restarts_from_the_compile_cache() {
     std::fs::copy(&drivers().acme_adc, driver_dir.path().join("acme-adc.wasm")).expect("copy");
     std::fs::write(driver_dir.path().join("broken.wasm"), "junk").expect("write");
 
-    let (server, url, log) = serve(data.path(), driver_dir.path());
+    let server = Server::start(data.path(), driver_dir.path(), &[]);
+    let (url, log) = (server.url.clone(), server.log());
     let health: serde_json::Value = ureq::get(&format!("{url}/healthz"))
         .call()
         .expect("healthz")
@@ -153,7 +94,8 @@ fn serve_answers_and_restarts_from_the_compile_cache() {
     drop(server);
 
     // A restart deserialises the cached compilation instead of compiling again.
-    let (_server, _url, log) = serve(data.path(), driver_dir.path());
+    let server = Server::start(data.path(), driver_dir.path(), &[]);
+    let log = server.log();
     assert_eq!(
         log.iter().filter(|l| l.contains("origin=Cache")).count(),
         2,

@@ -1,0 +1,97 @@
+//! `lbaasd` as a separate process, as an operator runs it: built on demand, started on a free
+//! loopback port, its log collected, killed (SIGKILL) on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::{cargo, workspace_root};
+
+/// The `lbaasd` binary of this workspace, freshly built.
+pub fn lbaasd() -> Command {
+    let root = workspace_root();
+    let status = cargo()
+        .current_dir(&root)
+        .args(["build", "--quiet", "-p", "lbaas-host", "--bin", "lbaasd"])
+        .status()
+        .expect("build lbaasd");
+    assert!(status.success());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("target"));
+    let mut command = Command::new(target.join("debug/lbaasd"));
+    command
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// A running `lbaasd serve`.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `lbaasd serve` over `data` with the drivers in `driver_dir` and `extra` arguments;
+    /// returns once it listens.
+    pub fn start(data: &Path, driver_dir: &Path, extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let mut child = lbaasd()
+            .args(["serve", "--listen", &address, "--data-dir"])
+            .arg(data)
+            .arg("--driver-dir")
+            .arg(driver_dir)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lbaasd serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        // Drains the log for the server's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let ready = line.contains("lbaasd serving");
+                lines.lock().expect("log").push(line);
+                if ready {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let started = ready_rx.recv_timeout(Duration::from_secs(120)).is_ok();
+        let server = Self {
+            child,
+            url: format!("http://{address}"),
+            log,
+        };
+        assert!(started, "lbaasd did not start: {:#?}", server.log());
+        server
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,111 @@
+//! Crash safety: load balancers are being created by several clients when `lbaasd` is killed
+//! with SIGKILL. After a restart every acknowledged load balancer is there, and none is left
+//! `PENDING_*`: the worker resumes the jobs the dead process left.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lbaas_tests::appliance::FakeAppliance;
+use lbaas_tests::control::Client;
+use lbaas_tests::drivers;
+use lbaas_tests::process::Server;
+use serde_json::json;
+
+/// noauth: the project comes from the request.
+fn client(url: &str) -> Client {
+    Client::new(url).as_project("project-a")
+}
+
+#[test]
+fn acknowledged_creates_survive_sigkill() {
+    let data = tempfile::tempdir().expect("data dir");
+    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let agent = FakeAppliance::start();
+    // Slow enough that jobs are in flight when the host dies.
+    agent.delay(50);
+
+    let server = Server::start(data.path(), &driver_dir, &["--workers", "2"]);
+    let admin = client(&server.url);
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.60.0/22"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
+                "management_url": agent.url(), "capacity": 1000}}),
+    );
+
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let (url, acknowledged, stop) = (server.url.clone(), acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = client(&url);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let body = json!({"loadbalancer": {"name": format!("c{n}-{i}"), "vip_subnet_id": "subnet-vip",
+                        "listeners": [{"protocol": "TCP", "protocol_port": 80}]}});
+                    match client.try_call("POST", "/v2/lbaas/loadbalancers", Some(&body.to_string())) {
+                        Some((201, created)) => {
+                            let id = created["loadbalancer"]["id"].as_str().unwrap_or_default().to_owned();
+                            acknowledged.lock().expect("lock").push(id);
+                        }
+                        Some(_) => {}
+                        // The host is gone: whatever was not answered was not acknowledged.
+                        None => break,
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 4,
+        "too few creates before the kill: {}",
+        acknowledged.len()
+    );
+
+    agent.delay(0);
+    let server = Server::start(data.path(), &driver_dir, &[]);
+    let after = client(&server.url);
+    for id in &acknowledged {
+        let lb = after.settle(id);
+        assert_eq!(
+            lb["provisioning_status"], "ACTIVE",
+            "acknowledged load balancer {id}: {lb}"
+        );
+    }
+    let (_, listed) = after.get("/v2/lbaas/loadbalancers");
+    let listed = listed["loadbalancers"].as_array().expect("list").clone();
+    assert!(listed.len() >= acknowledged.len());
+    for lb in &listed {
+        let state = lb["provisioning_status"].as_str().unwrap_or_default();
+        assert!(
+            !state.starts_with("PENDING_"),
+            "left pending after restart: {lb}"
+        );
+    }
+    // The clients outpace the slow device, so the dead host left jobs behind: the new one
+    // resumed them.
+    let resumed = server
+        .log()
+        .into_iter()
+        .find(|l| l.contains("resuming unfinished jobs"));
+    assert!(resumed.is_some(), "{:#?}", server.log());
+    eprintln!(
+        "{} acknowledged creates before SIGKILL; {}",
+        acknowledged.len(),
+        resumed.unwrap_or_default()
+    );
+}
