@@ -134,7 +134,8 @@ struct Envelope<T> {
     data: T,
 }
 
-fn decode<R: Record>(id: &str, bytes: &[u8]) -> Result<R> {
+/// Reads one stored record.
+pub fn decode<R: Record>(id: &str, bytes: &[u8]) -> Result<R> {
     let corrupt = |reason: String| StoreError::Corrupt {
         kind: R::KIND.tree(),
         id: id.to_owned(),
@@ -210,6 +211,10 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
+    }
+
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
     }
 
     /// Whether this batch writes the record `id` of `kind`.

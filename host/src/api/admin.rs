@@ -20,9 +20,8 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{new_id, now};
-use super::query::ListQuery;
 use super::snapshot::{device_visible, network_visible};
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -152,16 +151,14 @@ async fn list_devices(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/admin/devices", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "devices", url, move |snapshot| {
+        Ok(snapshot
             .devices
             .iter()
             .filter(|d| device_visible(&ctx, d))
             .map(|d| views::device(snapshot, d))
-            .collect();
-        query.respond("devices", &url, items).map(Json)
+            .collect())
     })
     .await
 }
@@ -409,16 +406,14 @@ async fn list_networks(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/admin/networks", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "networks", url, move |snapshot| {
+        Ok(snapshot
             .networks
             .iter()
             .filter(|n| network_visible(&ctx, n))
             .map(views::network)
-            .collect();
-        query.respond("networks", &url, items).map(Json)
+            .collect())
     })
     .await
 }

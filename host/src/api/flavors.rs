@@ -18,7 +18,7 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::new_id;
 use super::query::ListQuery;
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -182,15 +182,13 @@ async fn list_profiles(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     ctx.require_admin()?;
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/flavorprofiles", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "flavorprofiles", url, |snapshot| {
+        Ok(snapshot
             .flavorprofiles
             .iter()
             .map(views::flavorprofile)
-            .collect();
-        query.respond("flavorprofiles", &url, items).map(Json)
+            .collect())
     })
     .await
 }
@@ -323,11 +321,9 @@ async fn list_flavors(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/flavors", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot.flavors.iter().map(views::flavor).collect();
-        query.respond("flavors", &url, items).map(Json)
+    listing(&api, raw, "flavors", url, |snapshot| {
+        Ok(snapshot.flavors.iter().map(views::flavor).collect())
     })
     .await
 }

@@ -16,8 +16,7 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
-use super::query::ListQuery;
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -225,16 +224,14 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/healthmonitors", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "healthmonitors", url, move |snapshot| {
+        Ok(snapshot
             .healthmonitors
             .iter()
             .filter(|h| ctx.can_read(&h.common.project_id))
             .map(views::healthmonitor)
-            .collect();
-        query.respond("healthmonitors", &url, items).map(Json)
+            .collect())
     })
     .await
 }

@@ -17,9 +17,8 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
 use super::pools::{self, PoolCreate};
-use super::query::ListQuery;
 use super::snapshot::Snapshot;
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 /// Longest timeout Octavia accepts, in milliseconds (one year).
 const MAX_TIMEOUT_MS: u32 = 31_536_000;
@@ -247,10 +246,9 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/listeners", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "listeners", url, move |snapshot| {
+        Ok(snapshot
             .listeners
             .iter()
             .filter(|l| ctx.can_read(&l.common.project_id))
@@ -260,8 +258,7 @@ async fn list(
                 view["loadbalancer_id"] = json!(l.loadbalancer_id);
                 view
             })
-            .collect();
-        query.respond("listeners", &url, items).map(Json)
+            .collect())
     })
     .await
 }

@@ -20,7 +20,7 @@ use super::listeners::{self, ListenerCreate};
 use super::pools::{self, PoolCreate};
 use super::query::ListQuery;
 use super::snapshot::{Snapshot, network_visible};
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -258,16 +258,14 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/loadbalancers", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "loadbalancers", url, move |snapshot| {
+        Ok(snapshot
             .loadbalancers
             .iter()
             .filter(|lb| ctx.can_read(&lb.common.project_id))
             .map(|lb| views::loadbalancer(snapshot, lb))
-            .collect();
-        query.respond("loadbalancers", &url, items).map(Json)
+            .collect())
     })
     .await
 }

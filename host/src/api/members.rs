@@ -18,9 +18,8 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{ensure_mutable, new_common, now, touch_parent};
 use super::pools::explicit;
-use super::query::ListQuery;
 use super::snapshot::Snapshot;
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -222,12 +221,10 @@ async fn list(
     Path(pool_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/pools/{pool_id}/members", base_url(&headers));
-    api.read(move |_, snapshot| {
+    listing(&api, raw, "members", url, move |snapshot| {
         snapshot.pool(&ctx, &pool_id)?;
-        let items = snapshot.members_of(&pool_id).map(views::member).collect();
-        query.respond("members", &url, items).map(Json)
+        Ok(snapshot.members_of(&pool_id).map(views::member).collect())
     })
     .await
 }

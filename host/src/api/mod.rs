@@ -93,6 +93,9 @@ pub struct Api {
     /// The provider of load balancers created without flavor or provider.
     pub default_provider: Option<String>,
     writes: tokio::sync::Mutex<()>,
+    /// The store's records, decoded once and kept current by every commit (all writes go
+    /// through [`Api::write`]).
+    cache: std::sync::Mutex<Option<Arc<Snapshot>>>,
     jobs: JobSender,
 }
 
@@ -133,8 +136,25 @@ impl Api {
             auth,
             default_provider,
             writes: tokio::sync::Mutex::new(()),
+            cache: std::sync::Mutex::new(None),
             jobs,
         }
+    }
+
+    /// The current snapshot: the cached one, or one loaded from the store.
+    fn snapshot(&self) -> ApiResult<Arc<Snapshot>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = cache.as_ref() {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = Arc::new(Snapshot::load(&*self.store)?);
+        *cache = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Replaces the cached snapshot after a commit (or drops it, to reload on next use).
+    fn set_snapshot(&self, snapshot: Option<Arc<Snapshot>>) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
     }
 
     /// Runs `read` on a snapshot of the store, off the async threads.
@@ -144,7 +164,7 @@ impl Api {
     ) -> ApiResult<T> {
         let api = self.clone();
         tokio::task::spawn_blocking(move || {
-            let snapshot = Snapshot::load(&*api.store)?;
+            let snapshot = api.snapshot()?;
             read(&api, &snapshot)
         })
         .await
@@ -161,9 +181,27 @@ impl Api {
         let outcome = {
             let _lock = self.writes.lock().await;
             tokio::task::spawn_blocking(move || {
-                let snapshot = Snapshot::load(&*api.store)?;
+                let snapshot = api.snapshot()?;
                 let outcome = write(&api, &snapshot)?;
-                outcome.batch.commit(&*api.store)?;
+                if outcome.batch.is_empty() {
+                    return Ok(outcome);
+                }
+                if let Err(error) = outcome.batch.commit(&*api.store) {
+                    api.set_snapshot(None);
+                    return Err(error.into());
+                }
+                // Readers keep the snapshot they hold; the cache moves on. Taken out of the
+                // cache, it is usually updated in place rather than copied.
+                drop(snapshot);
+                let taken = api.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut next = match taken {
+                    Some(snapshot) => snapshot,
+                    None => api.snapshot()?,
+                };
+                match Arc::make_mut(&mut next).apply(outcome.batch.writes()) {
+                    Ok(()) => api.set_snapshot(Some(next)),
+                    Err(_) => api.set_snapshot(None),
+                }
                 Ok::<_, ApiError>(outcome)
             })
             .await
@@ -200,6 +238,20 @@ impl FromRequestParts<Arc<Api>> for Context {
     ) -> Result<Self, Self::Rejection> {
         api.auth.context(parts)
     }
+}
+
+/// Answers a list request: `items` are the views the caller may see; the query's filters,
+/// sorting, paging and fields apply to them.
+pub(crate) async fn listing(
+    api: &Arc<Api>,
+    raw_query: Option<String>,
+    kind: &'static str,
+    url: String,
+    items: impl FnOnce(&Snapshot) -> ApiResult<Vec<Value>> + Send + 'static,
+) -> ApiResult<Json<Value>> {
+    let query = query::ListQuery::parse(raw_query.as_deref())?;
+    api.read(move |_, snapshot| query.respond(kind, &url, items(snapshot)?).map(Json))
+        .await
 }
 
 /// `http://host:port` of this request, for links.

@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 
 use crate::model::{Network, Subnet};
 
-use super::Api;
 use super::auth::Context;
 use super::error::{ApiError, ApiResult};
-use super::query::ListQuery;
 use super::snapshot::network_visible;
+use super::{Api, listing};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -62,15 +61,13 @@ async fn list_networks(
     ctx: Context,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "networks", String::new(), move |snapshot| {
+        Ok(snapshot
             .networks
             .iter()
             .filter(|n| network_visible(&ctx, n))
             .map(network_view)
-            .collect();
-        query.respond("networks", "", items).map(Json)
+            .collect())
     })
     .await
 }
@@ -94,15 +91,13 @@ async fn list_subnets(
     ctx: Context,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "subnets", String::new(), move |snapshot| {
+        Ok(snapshot
             .networks
             .iter()
             .filter(|n| network_visible(&ctx, n))
             .flat_map(|n| n.subnets.iter().map(move |s| subnet_view(n, s)))
-            .collect();
-        query.respond("subnets", "", items).map(Json)
+            .collect())
     })
     .await
 }

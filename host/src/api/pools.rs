@@ -22,9 +22,8 @@ use super::error::{ApiError, ApiResult};
 use super::healthmonitors::{self, HealthMonitorCreate};
 use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
 use super::members::{self, MemberCreate};
-use super::query::ListQuery;
 use super::snapshot::Snapshot;
-use super::{Api, Outcome, base_url, validate, views};
+use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -251,10 +250,9 @@ async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let query = ListQuery::parse(raw.as_deref())?;
     let url = format!("{}/v2/lbaas/pools", base_url(&headers));
-    api.read(move |_, snapshot| {
-        let items = snapshot
+    listing(&api, raw, "pools", url, move |snapshot| {
+        Ok(snapshot
             .pools
             .iter()
             .filter(|p| ctx.can_read(&p.common.project_id))
@@ -263,8 +261,7 @@ async fn list(
                 view["loadbalancer_id"] = json!(p.loadbalancer_id);
                 view
             })
-            .collect();
-        query.respond("pools", &url, items).map(Json)
+            .collect())
     })
     .await
 }

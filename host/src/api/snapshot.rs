@@ -4,11 +4,13 @@
 use crate::model::{
     Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network, Pool,
 };
-use crate::store::{Batch, Store, StoreExt};
+use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 
 use super::auth::Context;
 use super::error::{ApiError, ApiResult};
 
+/// Every record kind but jobs, each sorted by id as the store keeps them.
+#[derive(Clone)]
 pub struct Snapshot {
     pub loadbalancers: Vec<LoadBalancer>,
     pub listeners: Vec<Listener>,
@@ -50,6 +52,39 @@ impl Snapshot {
             devices: store.all()?,
             networks: store.all()?,
         })
+    }
+
+    /// Brings the snapshot up to date with a committed batch, without reading the store again.
+    pub fn apply(&mut self, writes: &[Write]) -> crate::store::Result<()> {
+        for write in writes {
+            match write {
+                Write::Put { kind, id, bytes } => match kind {
+                    Kind::LoadBalancer => upsert(&mut self.loadbalancers, decode(id, bytes)?),
+                    Kind::Listener => upsert(&mut self.listeners, decode(id, bytes)?),
+                    Kind::Pool => upsert(&mut self.pools, decode(id, bytes)?),
+                    Kind::Member => upsert(&mut self.members, decode(id, bytes)?),
+                    Kind::HealthMonitor => upsert(&mut self.healthmonitors, decode(id, bytes)?),
+                    Kind::FlavorProfile => upsert(&mut self.flavorprofiles, decode(id, bytes)?),
+                    Kind::Flavor => upsert(&mut self.flavors, decode(id, bytes)?),
+                    Kind::Device => upsert(&mut self.devices, decode(id, bytes)?),
+                    Kind::Network => upsert(&mut self.networks, decode(id, bytes)?),
+                    Kind::Job => {}
+                },
+                Write::Delete { kind, id } => match kind {
+                    Kind::LoadBalancer => remove(&mut self.loadbalancers, id),
+                    Kind::Listener => remove(&mut self.listeners, id),
+                    Kind::Pool => remove(&mut self.pools, id),
+                    Kind::Member => remove(&mut self.members, id),
+                    Kind::HealthMonitor => remove(&mut self.healthmonitors, id),
+                    Kind::FlavorProfile => remove(&mut self.flavorprofiles, id),
+                    Kind::Flavor => remove(&mut self.flavors, id),
+                    Kind::Device => remove(&mut self.devices, id),
+                    Kind::Network => remove(&mut self.networks, id),
+                    Kind::Job => {}
+                },
+            }
+        }
+        Ok(())
     }
 
     /// A scratch snapshot holding only `lb`, for building a new load balancer's tree.
@@ -196,6 +231,19 @@ impl Snapshot {
 }
 
 /// Shared devices are the operator's business; a project sees only its own private devices.
+fn upsert<R: Record>(items: &mut Vec<R>, record: R) {
+    match items.binary_search_by(|r| r.id().cmp(record.id())) {
+        Ok(i) => items[i] = record,
+        Err(i) => items.insert(i, record),
+    }
+}
+
+fn remove<R: Record>(items: &mut Vec<R>, id: &str) {
+    if let Ok(i) = items.binary_search_by(|r| r.id().cmp(id)) {
+        items.remove(i);
+    }
+}
+
 pub fn device_visible(ctx: &Context, device: &Device) -> bool {
     ctx.reads_all()
         || device
