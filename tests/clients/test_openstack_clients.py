@@ -190,15 +190,28 @@ class OpenStackClients(unittest.TestCase):
         return json.loads(result.stdout) if "-f" in args else result.stdout
 
     def test_cli_flows(self):
+        # The operator's side: a service type per bundled driver.
+        for provider, data in (("haproxy", '{"spawn-capacity": 4}'), ("acme-adc", '{"cluster": "east"}')):
+            profile = self.cli("admin-token", "loadbalancer", "flavorprofile", "create", "--name",
+                               f"cli-{provider}", "--provider", provider, "--flavor-data", data, "-f", "json")
+            flavor = self.cli("admin-token", "loadbalancer", "flavor", "create", "--name", f"cli-{provider}",
+                              "--flavorprofile", profile["id"], "--enable", "-f", "json")
+            self.assertEqual(flavor["enabled"], True)
+        caps = self.cli("admin-token", "loadbalancer", "provider", "capability", "list", "haproxy", "-f", "json")
+        self.assertIn("maxconn", [c["name"] for c in caps])
+
         lb = self.cli("alice-token", "loadbalancer", "create", "--name", "cli-lb",
-                      "--vip-subnet-id", "public-subnet", "--flavor", "haproxy-flavor", "--wait", "-f", "json")
+                      "--vip-subnet-id", "public-subnet", "--flavor", "cli-haproxy", "--wait", "-f", "json")
         self.assertEqual(lb["provisioning_status"], "ACTIVE")
         listener = self.cli("alice-token", "loadbalancer", "listener", "create", "--name", "tcp",
                             "--protocol", "TCP", "--protocol-port", "5432", "--wait", "-f", "json", lb["id"])
         pool = self.cli("alice-token", "loadbalancer", "pool", "create", "--name", "db", "--protocol", "TCP",
                         "--lb-algorithm", "SOURCE_IP", "--listener", listener["id"], "--wait", "-f", "json")
-        self.cli("alice-token", "loadbalancer", "member", "create", "--address", "10.0.2.31",
-                 "--protocol-port", "5432", "--wait", "-f", "json", pool["id"])
+        member = self.cli("alice-token", "loadbalancer", "member", "create", "--address", "10.0.2.31",
+                          "--protocol-port", "5432", "--wait", "-f", "json", pool["id"])
+        self.cli("alice-token", "loadbalancer", "member", "set", "--weight", "7", "--wait", pool["id"], member["id"])
+        shown = self.cli("alice-token", "loadbalancer", "member", "show", "-f", "json", pool["id"], member["id"])
+        self.assertEqual(shown["weight"], 7)
         self.cli("alice-token", "loadbalancer", "healthmonitor", "create", "--type", "TCP", "--delay", "5",
                  "--timeout", "3", "--max-retries", "3", "--wait", "-f", "json", pool["id"])
         status = self.cli("alice-token", "loadbalancer", "status", "show", lb["id"])

@@ -27,6 +27,10 @@ pub fn routes() -> Router<Arc<Api>> {
             "/providers/{name}/flavor_capabilities",
             get(flavor_capabilities),
         )
+        .route(
+            "/providers/{name}/availability_zone_capabilities",
+            get(availability_zone_capabilities),
+        )
         .route("/flavorprofiles", get(list_profiles).post(create_profile))
         .route(
             "/flavorprofiles/{id}",
@@ -81,6 +85,18 @@ async fn flavor_capabilities(
         .map(|key| json!({ "name": key.name, "description": key.help }))
         .collect();
     Ok(Json(json!({ "flavor_capabilities": keys })))
+}
+
+/// Availability zones are not modelled: every provider has no zone capabilities.
+async fn availability_zone_capabilities(
+    State(api): State<Arc<Api>>,
+    _ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    api.drivers
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("Provider", &name))?;
+    Ok(Json(json!({ "availability_zone_capabilities": [] })))
 }
 
 /// The providers a profile makes eligible: `provider_name`, plus any named in `flavor_data`'s
