@@ -813,3 +813,76 @@ fn bad_requests_get_clear_4xx_answers() {
         Some(2)
     );
 }
+
+#[test]
+fn private_devices_serve_only_their_project() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), tokens());
+    let admin = cp.client(Some("admin-token"));
+    let alice = cp.client(Some("alice-token"));
+    let bob = cp.client(Some("bob-token"));
+
+    // Version documents under both prefixes.
+    for prefix in ["/v2", "/v2.0"] {
+        let (status, doc) = alice.get(prefix);
+        assert_eq!(status, 200, "{prefix}");
+        assert_eq!(doc["version"]["status"], "CURRENT");
+    }
+
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.70.0/24"}]}}),
+    );
+    // A project member registers its own virtual balancer; it belongs to the project.
+    let device = alice.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "my-haproxy", "kind": "virtual", "driver": "haproxy",
+                "management_url": agent.url(), "capacity": 5}}),
+    );
+    let device_id = id(&device, "device");
+    assert_eq!(device["device"]["project_id"], "project-a");
+    // Only that project and admins see it.
+    assert_eq!(alice.get(&format!("/v2/admin/devices/{device_id}")).0, 200);
+    assert_eq!(admin.get(&format!("/v2/admin/devices/{device_id}")).0, 200);
+    assert_eq!(bob.get(&format!("/v2/admin/devices/{device_id}")).0, 404);
+    assert_eq!(bob.get("/v2/admin/devices").1["devices"], json!([]));
+    assert_eq!(
+        bob.put(
+            &format!("/v2/admin/devices/{device_id}"),
+            &json!({"device": {"enabled": false}})
+        )
+        .0,
+        404
+    );
+
+    // Only that project's load balancers are placed on it.
+    let mine = id(
+        &alice.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"vip_subnet_id": "subnet-vip"}}),
+        ),
+        "loadbalancer",
+    );
+    assert_eq!(alice.settle(&mine)["provisioning_status"], "ACTIVE");
+    let theirs = id(
+        &bob.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"vip_subnet_id": "subnet-vip"}}),
+        ),
+        "loadbalancer",
+    );
+    let theirs = bob.settle(&theirs);
+    assert_eq!(theirs["provisioning_status"], "ERROR");
+    assert!(
+        theirs["fault"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no capacity"),
+        "{theirs}"
+    );
+    assert_eq!(
+        admin.get(&format!("/v2/admin/devices/{device_id}")).1["device"]["load_balancers"],
+        1
+    );
+}
