@@ -15,7 +15,10 @@ use crate::store::Batch;
 use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
-use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
+use super::loadbalancers::{
+    child_change, delete_child, ensure_mutable, new_common, now, touch_parent,
+};
+use super::snapshot::Snapshot;
 use super::{Api, Outcome, base_url, listing, validate, views};
 
 pub fn routes() -> Router<Arc<Api>> {
@@ -327,16 +330,5 @@ async fn delete(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    api.write(move |_, snapshot| {
-        let hm = snapshot.healthmonitor(&ctx, &id)?;
-        if !ctx.can_write(&hm.common.project_id) {
-            return Err(ApiError::forbidden());
-        }
-        let mut hm = hm.clone();
-        hm.common.provisioning_status = ProvisioningStatus::PendingDelete;
-        let lb_id = hm.loadbalancer_id.clone();
-        child_change(snapshot, &lb_id, &hm, ())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_child(&api, ctx, id, Snapshot::healthmonitor).await
 }

@@ -15,7 +15,9 @@ use crate::store::Batch;
 use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
-use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
+use super::loadbalancers::{
+    child_change, delete_child, ensure_mutable, new_common, now, touch_parent,
+};
 use super::pools::{self, PoolCreate};
 use super::snapshot::Snapshot;
 use super::{Api, Outcome, base_url, listing, validate, views};
@@ -380,18 +382,7 @@ async fn delete(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    api.write(move |_, snapshot| {
-        let listener = snapshot.listener(&ctx, &id)?;
-        if !ctx.can_write(&listener.common.project_id) {
-            return Err(ApiError::forbidden());
-        }
-        let mut listener = listener.clone();
-        listener.common.provisioning_status = ProvisioningStatus::PendingDelete;
-        let lb_id = listener.loadbalancer_id.clone();
-        child_change(snapshot, &lb_id, &listener, ())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_child(&api, ctx, id, Snapshot::listener).await
 }
 
 async fn stats(

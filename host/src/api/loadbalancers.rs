@@ -74,6 +74,56 @@ pub fn touch_parent(snapshot: &Snapshot, lb_id: &str, batch: &mut Batch) -> ApiR
     Ok(())
 }
 
+/// A record that belongs to one load balancer.
+pub trait Child: Record + Clone + Send + 'static {
+    fn common(&self) -> &Common;
+    fn common_mut(&mut self) -> &mut Common;
+    fn loadbalancer_id(&self) -> &str;
+}
+
+macro_rules! child {
+    ($ty:ty) => {
+        impl Child for $ty {
+            fn common(&self) -> &Common {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut Common {
+                &mut self.common
+            }
+            fn loadbalancer_id(&self) -> &str {
+                &self.loadbalancer_id
+            }
+        }
+    };
+}
+
+child!(crate::model::Listener);
+child!(crate::model::Pool);
+child!(crate::model::Member);
+child!(crate::model::HealthMonitor);
+
+/// Deletes a child the caller may write: it becomes `PENDING_DELETE`, and the job that
+/// removes it from the device is queued.
+pub async fn delete_child<R: Child>(
+    api: &Arc<Api>,
+    ctx: Context,
+    id: String,
+    find: for<'a> fn(&'a Snapshot, &Context, &str) -> ApiResult<&'a R>,
+) -> ApiResult<StatusCode> {
+    api.write(move |_, snapshot| {
+        let child = find(snapshot, &ctx, &id)?;
+        if !ctx.can_write(&child.common().project_id) {
+            return Err(ApiError::forbidden());
+        }
+        let mut child = child.clone();
+        child.common_mut().provisioning_status = ProvisioningStatus::PendingDelete;
+        let lb_id = child.loadbalancer_id().to_owned();
+        child_change(snapshot, &lb_id, &child, ())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Records a new or changed child; its load balancer moves to `PENDING_UPDATE` with a job.
 pub fn child_change<R: Record, T>(
     snapshot: &Snapshot,

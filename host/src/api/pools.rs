@@ -20,7 +20,9 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::healthmonitors::{self, HealthMonitorCreate};
-use super::loadbalancers::{child_change, ensure_mutable, new_common, now, touch_parent};
+use super::loadbalancers::{
+    child_change, delete_child, ensure_mutable, new_common, now, touch_parent,
+};
 use super::members::{self, MemberCreate};
 use super::snapshot::Snapshot;
 use super::{Api, Outcome, base_url, listing, validate, views};
@@ -350,16 +352,5 @@ async fn delete(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    api.write(move |_, snapshot| {
-        let pool = snapshot.pool(&ctx, &id)?;
-        if !ctx.can_write(&pool.common.project_id) {
-            return Err(ApiError::forbidden());
-        }
-        let mut pool = pool.clone();
-        pool.common.provisioning_status = ProvisioningStatus::PendingDelete;
-        let lb_id = pool.loadbalancer_id.clone();
-        child_change(snapshot, &lb_id, &pool, ())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_child(&api, ctx, id, Snapshot::pool).await
 }
