@@ -886,3 +886,70 @@ fn private_devices_serve_only_their_project() {
         1
     );
 }
+
+#[test]
+fn children_are_deleted_one_by_one() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    let world = setup(&admin, &agent, &adc);
+    let lb = id(
+        &admin.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
+        "loadbalancer",
+    );
+    admin.settle(&lb);
+    let (_, tree) = admin.get(&format!("/v2/lbaas/loadbalancers/{lb}/status"));
+    let listener = tree["statuses"]["loadbalancer"]["listeners"][0]["id"]
+        .as_str()
+        .expect("listener")
+        .to_owned();
+    let pool_tree = &tree["statuses"]["loadbalancer"]["listeners"][0]["pools"][0];
+    let pool = pool_tree["id"].as_str().expect("pool").to_owned();
+    let monitor = pool_tree["health_monitor"]["id"]
+        .as_str()
+        .expect("monitor")
+        .to_owned();
+
+    assert_eq!(
+        admin
+            .delete(&format!("/v2/lbaas/healthmonitors/{monitor}"))
+            .0,
+        204
+    );
+    assert_eq!(admin.settle(&lb)["provisioning_status"], "ACTIVE");
+    assert_eq!(
+        admin.get(&format!("/v2/lbaas/healthmonitors/{monitor}")).0,
+        404
+    );
+    assert_eq!(
+        admin.get(&format!("/v2/lbaas/pools/{pool}")).1["pool"]["healthmonitor_id"],
+        Value::Null
+    );
+    assert!(!last_config(&agent, &lb).contains("httpchk"));
+
+    assert_eq!(admin.delete(&format!("/v2/lbaas/pools/{pool}")).0, 204);
+    admin.settle(&lb);
+    assert_eq!(admin.get(&format!("/v2/lbaas/pools/{pool}")).0, 404);
+    assert_eq!(admin.get(&format!("/v2/lbaas/pools/{pool}/members")).0, 404);
+    assert_eq!(
+        admin.get(&format!("/v2/lbaas/listeners/{listener}")).1["listener"]["default_pool_id"],
+        Value::Null
+    );
+    assert!(!last_config(&agent, &lb).contains("backend"));
+
+    assert_eq!(
+        admin.delete(&format!("/v2/lbaas/listeners/{listener}")).0,
+        204
+    );
+    admin.settle(&lb);
+    assert_eq!(admin.get(&format!("/v2/lbaas/listeners/{listener}")).0, 404);
+    assert!(!last_config(&agent, &lb).contains("frontend"));
+    // With no children left, a plain delete works.
+    assert_eq!(
+        admin.delete(&format!("/v2/lbaas/loadbalancers/{lb}")).0,
+        204
+    );
+    assert_eq!(admin.settle(&lb), Value::Null);
+}
