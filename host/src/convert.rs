@@ -17,6 +17,20 @@ pub fn protocol(p: model::Protocol) -> wit::Protocol {
     }
 }
 
+/// Octavia's name of a protocol.
+pub fn protocol_name(p: wit::Protocol) -> &'static str {
+    match p {
+        wit::Protocol::Http => "HTTP",
+        wit::Protocol::Https => "HTTPS",
+        wit::Protocol::Tcp => "TCP",
+        wit::Protocol::Udp => "UDP",
+        wit::Protocol::Sctp => "SCTP",
+        wit::Protocol::TerminatedHttps => "TERMINATED_HTTPS",
+        wit::Protocol::Proxy => "PROXY",
+        wit::Protocol::ProxyV2 => "PROXYV2",
+    }
+}
+
 pub fn algorithm(a: model::LbAlgorithm) -> wit::Algorithm {
     match a {
         model::LbAlgorithm::RoundRobin => wit::Algorithm::RoundRobin,
@@ -95,7 +109,8 @@ pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
         .ok_or_else(|| "flavor_data must be a JSON object".to_owned())?;
     let metadata = object
         .iter()
-        .filter(|(key, _)| key.as_str() != "providers")
+        // The host's own keys: eligible providers and scheduler weights.
+        .filter(|(key, _)| !matches!(key.as_str(), "providers" | "scheduler"))
         .map(|(key, value)| {
             let value = match value {
                 serde_json::Value::String(s) => s.clone(),

@@ -280,3 +280,12 @@ pub struct Job {
     pub created_at: String,
     pub attempts: u32,
 }
+
+/// Why a load balancer is where it is: the scheduler's explanation of its last placement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The load balancer's id.
+    pub loadbalancer_id: String,
+    pub decided_at: String,
+    pub explanation: lbaas_scheduler::Explanation,
+}

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{
     Device, Flavor, FlavorProfile, HealthMonitor, Job, Listener, LoadBalancer, Member, Network,
-    Pool, SCHEMA_VERSION,
+    Placement, Pool, SCHEMA_VERSION,
 };
 
 /// The kinds of record, each in its own keyspace.
@@ -25,10 +25,11 @@ pub enum Kind {
     Device,
     Network,
     Job,
+    Placement,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -39,6 +40,7 @@ impl Kind {
         Kind::Device,
         Kind::Network,
         Kind::Job,
+        Kind::Placement,
     ];
 
     pub fn tree(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Device => "devices",
             Kind::Network => "networks",
             Kind::Job => "jobs",
+            Kind::Placement => "placements",
         }
     }
 
@@ -127,6 +130,7 @@ record!(Flavor, Kind::Flavor, |r| &r.id);
 record!(Device, Kind::Device, |r| &r.id);
 record!(Network, Kind::Network, |r| &r.id);
 record!(Job, Kind::Job, |r| &r.id);
+record!(Placement, Kind::Placement, |r| &r.loadbalancer_id);
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {

@@ -11,13 +11,15 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::api::{Api, Outcome, Snapshot};
 use crate::devices::{DeviceDirectory, DeviceEndpoint};
+use lbaas_scheduler::Outcome as Decision;
+
 use crate::model::{
-    Common, Device, HealthMonitor, Job, Listener, LoadBalancer, Member, OperatingStatus, Pool,
-    ProvisioningStatus,
+    Common, Device, HealthMonitor, Job, Listener, LoadBalancer, Member, OperatingStatus, Placement,
+    Pool, ProvisioningStatus,
 };
 use crate::runtime::{self as wit, LoadedDriver};
 use crate::store::{Batch, Store, StoreExt};
-use crate::{DriverName, convert};
+use crate::{DriverName, convert, placement};
 
 /// Resolves device ids for the runtime's `device-api` from the device registry.
 pub struct StoreDevices {
@@ -124,39 +126,7 @@ struct Work {
 }
 
 async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
-    let id = lb_id.to_owned();
-    // Place first, reserving the device under the write lock: capacity is re-checked there.
-    let placed = api
-        .write(move |api, snapshot| {
-            let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
-                let mut batch = Batch::new();
-                batch.delete::<Job>(&id);
-                return Ok(Outcome::new(batch, None));
-            };
-            if lb.device_id.is_some()
-                || lb.common.provisioning_status == ProvisioningStatus::PendingDelete
-            {
-                return Ok(Outcome::new(Batch::new(), Some(Ok(()))));
-            }
-            match place(api, snapshot, lb) {
-                Ok(device) => {
-                    let mut lb = lb.clone();
-                    lb.device_id = Some(device.id.clone());
-                    lb.provider = device.driver.clone();
-                    let mut batch = Batch::new();
-                    batch.put(&lb);
-                    Ok(Outcome::new(batch, Some(Ok(()))))
-                }
-                Err(fault) => Ok(Outcome::new(Batch::new(), Some(Err(fault)))),
-            }
-        })
-        .await
-        .map_err(|e| e.message)?;
-    match placed {
-        None => return Ok(Step::Done),
-        Some(Err(fault)) => return Err(fault),
-        Some(Ok(())) => {}
-    }
+    place(api, lb_id).await?;
 
     let id = lb_id.to_owned();
     let work = api
@@ -205,39 +175,79 @@ async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
     Ok(if deleting { Step::Removed } else { Step::Done })
 }
 
-/// The placeholder scheduler: the least loaded enabled device of an eligible provider that
-/// the load balancer's project may use and that has room.
-fn place<'a>(api: &Api, snapshot: &'a Snapshot, lb: &LoadBalancer) -> Result<&'a Device, String> {
-    let providers = eligible_providers(snapshot, lb);
-    let candidates = snapshot.devices.iter().filter(|d| {
-        providers.contains(&d.driver)
-            && api.drivers.get(&d.driver).is_some()
-            && d.enabled
-            && d.project_id
-                .as_deref()
-                .is_none_or(|p| p == lb.common.project_id)
-            && snapshot.load_of(&d.id) < d.capacity as usize
-    });
-    candidates
-        .min_by(|a, b| {
-            let load = |d: &Device| snapshot.load_of(&d.id) as f64 / f64::from(d.capacity.max(1));
-            load(a).total_cmp(&load(b)).then_with(|| a.id.cmp(&b.id))
-        })
-        .ok_or_else(|| {
-            format!(
-                "no capacity: no enabled device of provider {} can take this load balancer",
-                providers.join(" or ")
-            )
-        })
-}
+/// Attempts at placing before giving up on a device taken by concurrent placements.
+const PLACEMENT_ATTEMPTS: usize = 5;
 
-fn eligible_providers(snapshot: &Snapshot, lb: &LoadBalancer) -> Vec<String> {
-    lb.flavor_id
-        .as_deref()
-        .and_then(|id| snapshot.flavor(id).ok())
-        .and_then(|flavor| snapshot.flavorprofile(&flavor.flavor_profile_id).ok())
-        .map(crate::api::profile_providers)
-        .unwrap_or_else(|| vec![lb.provider.clone()])
+/// Places the load balancer if it has no device yet: the scheduler decides on a snapshot
+/// (asking the drivers, without the write lock), then the device is reserved under the write
+/// lock after checking again that it still has room. The decision is recorded either way.
+async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
+    for _ in 0..PLACEMENT_ATTEMPTS {
+        let id = lb_id.to_owned();
+        let decision = api
+            .read(move |api, snapshot| {
+                let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
+                    return Ok(None);
+                };
+                if lb.device_id.is_some()
+                    || lb.common.provisioning_status == ProvisioningStatus::PendingDelete
+                {
+                    return Ok(None);
+                }
+                let target = placement::Target::of(snapshot, lb);
+                Ok(Some(placement::decide(&api.drivers, snapshot, &target)))
+            })
+            .await
+            .map_err(|e| e.message)?;
+        let Some(explanation) = decision else {
+            return Ok(());
+        };
+        let id = lb_id.to_owned();
+        let reserved = api
+            .write(move |_, snapshot| {
+                let record = Placement {
+                    loadbalancer_id: id.clone(),
+                    decided_at: crate::api::now(),
+                    explanation: explanation.clone(),
+                };
+                let mut batch = Batch::new();
+                batch.put(&record);
+                let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
+                    return Ok(Outcome::new(Batch::new(), Ok(true)));
+                };
+                let result = match &explanation.outcome {
+                    Decision::Placed { device_id, driver } => {
+                        let room = snapshot
+                            .devices
+                            .iter()
+                            .find(|d| &d.id == device_id)
+                            .is_some_and(|d| d.enabled && snapshot.load_of(device_id) < d.capacity as usize);
+                        if !room {
+                            // Taken meanwhile: decide again.
+                            return Ok(Outcome::new(Batch::new(), Ok(false)));
+                        }
+                        let mut lb = lb.clone();
+                        lb.device_id = Some(device_id.clone());
+                        lb.provider = driver.clone();
+                        batch.put(&lb);
+                        Ok(true)
+                    }
+                    Decision::Spawn { driver, .. } => Err(format!(
+                        "no capacity: driver {driver} asked for a new device, and this host has no provisioner yet"
+                    )),
+                    Decision::NoCapacity { reason } => Err(reason.clone()),
+                };
+                Ok(Outcome::new(batch, result))
+            })
+            .await
+            .map_err(|e| e.message)?;
+        match reserved {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(fault) => return Err(fault),
+        }
+    }
+    Err("no capacity: devices kept filling up while this load balancer was being placed".into())
 }
 
 fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, String> {
@@ -426,7 +436,10 @@ fn remove_all(snapshot: &Snapshot, lb_id: &str) -> Batch {
         }
         batch.delete::<Pool>(&pool.common.id);
     }
-    batch.delete::<LoadBalancer>(lb_id).delete::<Job>(lb_id);
+    batch
+        .delete::<LoadBalancer>(lb_id)
+        .delete::<Job>(lb_id)
+        .delete::<Placement>(lb_id);
     batch
 }
 

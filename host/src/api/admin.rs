@@ -32,6 +32,8 @@ pub fn routes() -> Router<Arc<Api>> {
         )
         .route("/networks", get(list_networks).post(create_network))
         .route("/networks/{id}", get(show_network).delete(delete_network))
+        .route("/loadbalancers/{id}/placement", get(show_placement))
+        .route("/placements/dry-run", axum::routing::post(dry_run))
 }
 
 #[derive(Deserialize)]
@@ -454,4 +456,98 @@ async fn delete_network(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why a load balancer is on its device: the recorded decision.
+async fn show_placement(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    api.read(move |_, snapshot| {
+        let lb = snapshot.loadbalancer(&ctx, &id)?;
+        let placement = snapshot
+            .placements
+            .iter()
+            .find(|p| p.loadbalancer_id == id)
+            .ok_or_else(|| ApiError::not_found("Placement of load balancer", &id))?;
+        let mut view = serde_json::to_value(placement).map_err(ApiError::internal)?;
+        view["device_id"] = json!(lb.device_id);
+        Ok(Json(json!({ "placement": view })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRunEnvelope {
+    placement: DryRun,
+}
+
+/// A hypothetical load balancer to place.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    project_id: Option<String>,
+    vip_subnet_id: Option<String>,
+    vip_network_id: Option<String>,
+    vip_address: Option<String>,
+    flavor_id: Option<String>,
+    provider: Option<String>,
+    #[serde(default)]
+    member_networks: Vec<String>,
+    #[serde(default)]
+    protocols: Vec<crate::model::Protocol>,
+}
+
+/// What the scheduler would decide for a hypothetical load balancer; changes nothing.
+async fn dry_run(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Body(body): Body<DryRunEnvelope>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let body = body.placement;
+    api.read(move |api, snapshot| {
+        let (network, _) = validate::vip_location(
+            snapshot.networks.iter(),
+            body.vip_subnet_id.as_deref(),
+            body.vip_network_id.as_deref(),
+        )?;
+        for id in &body.member_networks {
+            snapshot
+                .network(&ctx, id)
+                .map_err(|_| ApiError::bad_request(format!("Network {id} could not be found.")))?;
+        }
+        let provider = match (&body.flavor_id, &body.provider) {
+            (Some(flavor), _) => {
+                let flavor = snapshot.flavor(flavor).map_err(|_| {
+                    ApiError::bad_request(format!("Flavor {flavor} could not be found."))
+                })?;
+                snapshot
+                    .flavorprofile(&flavor.flavor_profile_id)?
+                    .provider_name
+                    .clone()
+            }
+            (None, Some(provider)) => provider.clone(),
+            (None, None) => api
+                .default_provider
+                .clone()
+                .ok_or_else(|| ApiError::bad_request("No provider is loaded on this host."))?,
+        };
+        let target = crate::placement::Target {
+            loadbalancer_id: "dry-run".into(),
+            project_id: body.project_id.unwrap_or_else(|| ctx.project_id.clone()),
+            vip_address: body.vip_address,
+            vip_network: network.id.clone(),
+            member_networks: body.member_networks,
+            protocols: body.protocols,
+            flavor_id: body.flavor_id,
+            provider,
+        };
+        let explanation = crate::placement::decide(&api.drivers, snapshot, &target);
+        Ok(Json(json!({ "placement": explanation })))
+    })
+    .await
 }

@@ -120,6 +120,8 @@ pub fn profile_providers(profile: &FlavorProfile) -> Vec<String> {
 async fn validate_profile(api: &Arc<Api>, name: &str, profile: &FlavorProfile) -> ApiResult<()> {
     let flavor = crate::convert::flavor(name, &profile.flavor_data)
         .map_err(|e| ApiError::bad_request(format!("Invalid flavor_data: {e}")))?;
+    crate::placement::weights(&profile.flavor_data)
+        .map_err(|e| ApiError::bad_request(format!("Invalid flavor_data: {e}")))?;
     if let Ok(Value::Object(data)) = serde_json::from_str::<Value>(&profile.flavor_data)
         && data
             .get("providers")

@@ -38,6 +38,7 @@ use crate::store::{Batch, Store};
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};
 pub use flavors::profile_providers;
+pub use loadbalancers::now;
 pub use snapshot::Snapshot;
 
 /// Whether `address` lies inside `cidr` (false when either does not parse).

@@ -2,7 +2,8 @@
 //! validate against a snapshot taken under the write lock.
 
 use crate::model::{
-    Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network, Pool,
+    Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network,
+    Placement, Pool,
 };
 use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 
@@ -21,6 +22,7 @@ pub struct Snapshot {
     pub flavors: Vec<Flavor>,
     pub devices: Vec<Device>,
     pub networks: Vec<Network>,
+    pub placements: Vec<Placement>,
 }
 
 /// Looks up a project-owned object the caller may read; another project's object is "not
@@ -51,6 +53,7 @@ impl Snapshot {
             flavors: store.all()?,
             devices: store.all()?,
             networks: store.all()?,
+            placements: store.all()?,
         })
     }
 
@@ -68,6 +71,7 @@ impl Snapshot {
                     Kind::Flavor => upsert(&mut self.flavors, decode(id, bytes)?),
                     Kind::Device => upsert(&mut self.devices, decode(id, bytes)?),
                     Kind::Network => upsert(&mut self.networks, decode(id, bytes)?),
+                    Kind::Placement => upsert(&mut self.placements, decode(id, bytes)?),
                     Kind::Job => {}
                 },
                 Write::Delete { kind, id } => match kind {
@@ -80,6 +84,7 @@ impl Snapshot {
                     Kind::Flavor => remove(&mut self.flavors, id),
                     Kind::Device => remove(&mut self.devices, id),
                     Kind::Network => remove(&mut self.networks, id),
+                    Kind::Placement => remove(&mut self.placements, id),
                     Kind::Job => {}
                 },
             }
@@ -99,6 +104,7 @@ impl Snapshot {
             flavors: Vec::new(),
             devices: Vec::new(),
             networks: Vec::new(),
+            placements: Vec::new(),
         }
     }
 

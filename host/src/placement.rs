@@ -1,0 +1,258 @@
+//! The host's side of placement: the scheduler's view of the store (devices with their load,
+//! drivers with their capabilities, the request with the flavor's weights), and the drivers'
+//! `select` through the Wasm runtime.
+
+use std::collections::BTreeMap;
+
+use lbaas_scheduler::{
+    DeviceView, DriverHints, DriverInfo, Explanation, Hints, Offer, Request, SpawnSpec, Verdict,
+    Weights,
+};
+
+use crate::api::{Drivers, Snapshot, profile_providers};
+use crate::model::{self, Device, LoadBalancer, Protocol};
+use crate::runtime as wit;
+use crate::{api, convert};
+
+/// Candidates each driver judges.
+pub const TOP_K: usize = 8;
+
+/// A load balancer to place: a stored one, or a hypothetical one (dry run).
+pub struct Target {
+    pub loadbalancer_id: String,
+    pub project_id: String,
+    pub vip_address: Option<String>,
+    pub vip_network: String,
+    pub member_networks: Vec<String>,
+    pub protocols: Vec<Protocol>,
+    pub flavor_id: Option<String>,
+    pub provider: String,
+}
+
+impl Target {
+    /// The stored load balancer `lb`, with the networks of its members and its protocols.
+    pub fn of(snapshot: &Snapshot, lb: &LoadBalancer) -> Self {
+        let id = lb.common.id.as_str();
+        let mut member_networks: Vec<String> = Vec::new();
+        for member in snapshot.members.iter().filter(|m| m.loadbalancer_id == id) {
+            let network = snapshot.networks.iter().find(|n| {
+                n.subnets.iter().any(|s| {
+                    member.subnet_id.as_deref() == Some(s.id.as_str())
+                        || api::subnet_contains(&s.cidr, &member.address)
+                })
+            });
+            if let Some(network) = network
+                && !member_networks.contains(&network.id)
+            {
+                member_networks.push(network.id.clone());
+            }
+        }
+        let mut protocols: Vec<Protocol> = snapshot
+            .listeners_of(id)
+            .map(|l| l.protocol)
+            .chain(snapshot.pools_of(id).map(|p| p.protocol))
+            .collect();
+        protocols.dedup();
+        Self {
+            loadbalancer_id: id.to_owned(),
+            project_id: lb.common.project_id.clone(),
+            vip_address: Some(lb.vip_address.clone()),
+            vip_network: lb.vip_network_id.clone(),
+            member_networks,
+            protocols,
+            flavor_id: lb.flavor_id.clone(),
+            provider: lb.provider.clone(),
+        }
+    }
+}
+
+/// The flavor's scheduler weights: `flavor_data.scheduler`, Octavia's metadata left alone.
+pub fn weights(flavor_data: &str) -> Result<Weights, String> {
+    let data: serde_json::Value = serde_json::from_str(flavor_data)
+        .map_err(|e| format!("flavor_data is not valid JSON: {e}"))?;
+    match data.get("scheduler") {
+        None => Ok(Weights::default()),
+        Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+            format!("flavor_data `scheduler` must be an object of least_loaded, wired, project_affinity, network_affinity numbers: {e}")
+        }),
+    }
+}
+
+fn flavor_of<'a>(
+    snapshot: &'a Snapshot,
+    target: &Target,
+) -> Option<(&'a model::Flavor, &'a model::FlavorProfile)> {
+    let flavor = snapshot.flavor(target.flavor_id.as_deref()?).ok()?;
+    let profile = snapshot.flavorprofile(&flavor.flavor_profile_id).ok()?;
+    Some((flavor, profile))
+}
+
+/// Decides where `target` goes, asking the drivers. Changes nothing.
+pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explanation {
+    let flavor = flavor_of(snapshot, target);
+    let eligible = flavor
+        .map(|(_, profile)| profile_providers(profile))
+        .unwrap_or_else(|| vec![target.provider.clone()]);
+    let weights = flavor
+        .and_then(|(_, profile)| weights(&profile.flavor_data).ok())
+        .unwrap_or_default();
+    let count = |device: &str, also: &dyn Fn(&LoadBalancer) -> bool| {
+        snapshot
+            .loadbalancers
+            .iter()
+            .filter(|lb| {
+                lb.device_id.as_deref() == Some(device)
+                    && lb.common.id != target.loadbalancer_id
+                    && also(lb)
+            })
+            .count() as u32
+    };
+    let devices: Vec<DeviceView> = snapshot
+        .devices
+        .iter()
+        .map(|d| DeviceView {
+            id: d.id.clone(),
+            driver: d.driver.clone(),
+            enabled: d.enabled,
+            healthy: true,
+            capacity: d.capacity,
+            load: count(&d.id, &|_| true),
+            project_load: count(&d.id, &|lb| lb.common.project_id == target.project_id),
+            network_load: count(&d.id, &|lb| lb.vip_network_id == target.vip_network),
+            owner: d.project_id.clone(),
+            networks: d.networks.clone(),
+        })
+        .collect();
+    let infos: Vec<DriverInfo> = drivers
+        .all()
+        .iter()
+        .map(|driver| {
+            let caps = driver.capabilities();
+            DriverInfo {
+                name: caps.name.clone(),
+                protocols: caps
+                    .protocols
+                    .iter()
+                    .map(|p| convert::protocol_name(*p).to_owned())
+                    .collect(),
+                can_spawn: caps.can_spawn,
+                max_vips_per_device: caps.limits.max_vips_per_device,
+            }
+        })
+        .collect();
+    let request = Request {
+        project_id: target.project_id.clone(),
+        vip_network: target.vip_network.clone(),
+        member_networks: target.member_networks.clone(),
+        protocols: target
+            .protocols
+            .iter()
+            .map(|p| convert::protocol_name(convert::protocol(*p)).to_owned())
+            .collect(),
+        drivers: eligible,
+        weights,
+        top_k: TOP_K,
+    };
+    let hints = WasmHints {
+        drivers,
+        snapshot,
+        target,
+        flavor: flavor.and_then(|(f, p)| convert::flavor(&f.name, &p.flavor_data).ok()),
+    };
+    lbaas_scheduler::schedule(&devices, &infos, &request, &hints)
+}
+
+/// Asks drivers through the runtime.
+struct WasmHints<'a> {
+    drivers: &'a Drivers,
+    snapshot: &'a Snapshot,
+    target: &'a Target,
+    flavor: Option<wit::Flavor>,
+}
+
+impl WasmHints<'_> {
+    fn network(&self, id: &str) -> wit::Network {
+        self.snapshot
+            .networks
+            .iter()
+            .find(|n| n.id == id)
+            .map(convert::network)
+            .unwrap_or(wit::Network {
+                id: id.to_owned(),
+                cidr: String::new(),
+                vlan: None,
+            })
+    }
+
+    fn device(&self, id: &str) -> Option<&Device> {
+        self.snapshot.devices.iter().find(|d| d.id == id)
+    }
+}
+
+impl DriverHints for WasmHints<'_> {
+    fn select(
+        &self,
+        driver: &str,
+        _request: &Request,
+        offers: &[Offer<'_>],
+    ) -> Result<Hints, String> {
+        let loaded = self
+            .drivers
+            .get(driver)
+            .ok_or_else(|| format!("driver {driver} is not loaded"))?;
+        let target = self.target;
+        let request = wit::PlacementRequest {
+            load_balancer_id: target.loadbalancer_id.clone(),
+            project_id: target.project_id.clone(),
+            vip_address: target.vip_address.clone(),
+            vip_network: self.network(&target.vip_network),
+            member_networks: target
+                .member_networks
+                .iter()
+                .map(|n| self.network(n))
+                .collect(),
+            protocols: target
+                .protocols
+                .iter()
+                .map(|p| convert::protocol(*p))
+                .collect(),
+            flavor: self.flavor.clone(),
+        };
+        let candidates: Vec<wit::Candidate> = offers
+            .iter()
+            .filter_map(|offer| {
+                Some(wit::Candidate {
+                    device: convert::device(self.device(&offer.device.id)?),
+                    load_balancers: offer.device.load,
+                    project_load_balancers: offer.device.project_load,
+                    host_score: offer.host_score,
+                })
+            })
+            .collect();
+        let hints = loaded
+            .select(&request, &candidates)
+            .map_err(|e| e.to_string())?;
+        Ok(Hints {
+            verdicts: hints
+                .devices
+                .into_iter()
+                .map(|hint| {
+                    let verdict = match hint.verdict {
+                        wit::Verdict::Reject(reason) => Verdict::Reject(reason),
+                        wit::Verdict::Score(score) => Verdict::Score(score),
+                    };
+                    (hint.device_id, verdict)
+                })
+                .collect(),
+            spawn: hints.spawn.map(|spec| SpawnSpec {
+                name: spec.name,
+                capacity: spec.capacity,
+                metadata: spec
+                    .metadata
+                    .into_iter()
+                    .map(|e| (e.key, e.value))
+                    .collect::<BTreeMap<_, _>>(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,265 @@
+//! Placement through the HTTP API with the real Wasm drivers: decisions explained, dry runs,
+//! and the placement rules of the original discussion that this scheduler covers so far.
+
+use lbaas_host::api::Auth;
+use lbaas_tests::appliance::FakeAppliance;
+use lbaas_tests::control::{Client, ControlPlane};
+use serde_json::{Value, json};
+
+fn id(value: &Value, kind: &str) -> String {
+    value[kind]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {kind} id in {value}"))
+        .to_owned()
+}
+
+fn network(admin: &Client, id: &str, vlan: u16, cidr: &str) {
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": id, "vlan": vlan, "subnets": [{"id": format!("{id}-subnet"), "cidr": cidr}]}}),
+    );
+}
+
+fn device(admin: &Client, body: Value) -> String {
+    id(
+        &admin.create("/v2/admin/devices", &json!({ "device": body })),
+        "device",
+    )
+}
+
+fn flavor(admin: &Client, name: &str, provider: &str, data: Value) -> String {
+    let profile = admin.create(
+        "/v2/lbaas/flavorprofiles",
+        &json!({"flavorprofile": {"name": name, "provider_name": provider, "flavor_data": data.to_string()}}),
+    );
+    let profile = id(&profile, "flavorprofile");
+    id(
+        &admin.create(
+            "/v2/lbaas/flavors",
+            &json!({"flavor": {"name": name, "flavor_profile_id": profile}}),
+        ),
+        "flavor",
+    )
+}
+
+/// Creates a load balancer with one member on `member_net` and waits for it to settle.
+fn create_lb(client: &Client, vip_net: &str, member_net_address: &str, flavor: &str) -> Value {
+    let created = client.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"vip_subnet_id": format!("{vip_net}-subnet"), "flavor_id": flavor,
+            "listeners": [{"protocol": "TCP", "protocol_port": 443, "default_pool": {
+                "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN",
+                "members": [{"address": member_net_address, "protocol_port": 8443}]}}]}}),
+    );
+    client.settle(&id(&created, "loadbalancer"))
+}
+
+fn device_of(admin: &Client, lb: &Value) -> String {
+    let lb_id = lb["id"].as_str().expect("lb id");
+    let (status, placement) = admin.get(&format!("/v2/admin/loadbalancers/{lb_id}/placement"));
+    assert_eq!(status, 200, "{placement}");
+    placement["placement"]["device_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn decisions_are_explained_and_dry_runs_change_nothing() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.0.80.0/24");
+    network(&admin, "app", 201, "10.1.0.0/24");
+    let wired = device(
+        &admin,
+        json!({"name": "wired", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 10, "networks": ["vip", "app"]}),
+    );
+    let bare = device(
+        &admin,
+        json!({"name": "bare", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 10}),
+    );
+    let off = device(
+        &admin,
+        json!({"name": "off", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 10, "enabled": false}),
+    );
+    let plain = flavor(&admin, "plain", "haproxy", json!({}));
+
+    // Dry run first: the wired device would win; nothing is created or reserved.
+    let (status, dry) = admin.post(
+        "/v2/admin/placements/dry-run",
+        &json!({"placement": {"vip_subnet_id": "vip-subnet", "member_networks": ["app"], "protocols": ["TCP"], "flavor_id": plain}}),
+    );
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        dry["placement"]["outcome"]["device_id"],
+        wired.as_str(),
+        "{dry}"
+    );
+    assert_eq!(
+        admin.get("/v2/lbaas/loadbalancers").1["loadbalancers"],
+        json!([])
+    );
+
+    let lb = create_lb(&admin, "vip", "10.1.0.11", &plain);
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+    assert_eq!(device_of(&admin, &lb), wired);
+    let lb_id = lb["id"].as_str().expect("id");
+    let (_, placement) = admin.get(&format!("/v2/admin/loadbalancers/{lb_id}/placement"));
+    let candidates = placement["placement"]["explanation"]["candidates"]
+        .as_array()
+        .expect("candidates")
+        .clone();
+    assert_eq!(candidates.len(), 3);
+    let report = |device: &str| {
+        candidates
+            .iter()
+            .find(|c| c["device_id"] == device)
+            .expect("report")
+            .clone()
+    };
+    assert_eq!(report(&off)["filtered_by"], "disabled");
+    assert_eq!(report(&wired)["weighers"]["wired"], 100.0);
+    assert_eq!(report(&bare)["weighers"]["wired"], 0.0);
+    assert!(
+        report(&wired)["driver_verdict"]["score"].is_number(),
+        "{}",
+        report(&wired)
+    );
+    assert_eq!(report(&bare)["offered"], true);
+    assert_eq!(
+        placement["placement"]["explanation"]["outcome"]["result"],
+        "placed"
+    );
+}
+
+#[test]
+fn acme_limits_reject_devices_the_generic_filters_allow() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip-a", 100, "127.0.81.0/24");
+    network(&admin, "app-a", 201, "10.2.0.0/24");
+    network(&admin, "vip-b", 300, "127.0.82.0/24");
+    network(&admin, "app-b", 301, "10.3.0.0/24");
+    // One appliance, one interface of two VLANs.
+    let appliance = device(
+        &admin,
+        json!({"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+        "management_url": adc.url(), "capacity": 32, "cluster": "east",
+        "metadata": {"max-vlans-per-interface": "2"}}),
+    );
+    let fast = flavor(&admin, "high-perf", "acme-adc", json!({"cluster": "east"}));
+    let tenant_a = cp.client(None).as_project("a");
+    let tenant_b = cp.client(None).as_project("b");
+
+    let first = create_lb(&tenant_a, "vip-a", "10.2.0.11", &fast);
+    assert_eq!(first["provisioning_status"], "ACTIVE", "{first}");
+    assert_eq!(device_of(&admin, &first), appliance);
+
+    // Capacity, protocol and visibility all allow adc-1, but it has no VLAN slot left.
+    let second = create_lb(&tenant_b, "vip-b", "10.3.0.11", &fast);
+    assert_eq!(second["provisioning_status"], "ERROR");
+    let second_id = second["id"].as_str().expect("id");
+    let (_, placement) = admin.get(&format!("/v2/admin/loadbalancers/{second_id}/placement"));
+    let report = &placement["placement"]["explanation"]["candidates"][0];
+    assert_eq!(report["filtered_by"], Value::Null, "{report}");
+    let rejection = report["driver_verdict"]["reject"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(rejection.contains("VLANs exhausted"), "{report}");
+    assert!(
+        second["fault"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("VLANs exhausted"),
+        "{second}"
+    );
+
+    // The same VIP address on the same appliance: no overlapping IPs.
+    let first_vip = first["vip_address"].as_str().expect("vip");
+    let (_, dry) = admin.post(
+        "/v2/admin/placements/dry-run",
+        &json!({"placement": {"project_id": "c", "vip_subnet_id": "vip-a-subnet", "vip_address": first_vip,
+                "member_networks": ["app-a"], "flavor_id": fast}}),
+    );
+    let rejection = dry["placement"]["candidates"][0]["driver_verdict"]["reject"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(rejection.contains("overlapping"), "{dry}");
+}
+
+#[test]
+fn a_tenants_vips_spread_across_the_cluster() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.0.83.0/24");
+    network(&admin, "app", 201, "10.4.0.0/24");
+    let mut devices = Vec::new();
+    for name in ["adc-1", "adc-2"] {
+        devices.push(device(
+            &admin,
+            json!({"name": name, "kind": "physical", "driver": "acme-adc",
+            "management_url": adc.url(), "capacity": 32, "cluster": "east"}),
+        ));
+    }
+    let fast = flavor(&admin, "high-perf", "acme-adc", json!({"cluster": "east"}));
+    let tenant = cp.client(None).as_project("a");
+    let one = create_lb(&tenant, "vip", "10.4.0.11", &fast);
+    let two = create_lb(&tenant, "vip", "10.4.0.12", &fast);
+    let (d1, d2) = (device_of(&admin, &one), device_of(&admin, &two));
+    assert_ne!(
+        d1, d2,
+        "the driver spreads a project's VIPs across its cluster"
+    );
+}
+
+#[test]
+fn flavor_weights_group_a_projects_load_balancers() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.0.84.0/24");
+    for name in ["h-1", "h-2"] {
+        device(
+            &admin,
+            json!({"name": name, "kind": "virtual", "driver": "haproxy",
+            "management_url": agent.url(), "capacity": 10}),
+        );
+    }
+    let grouped = flavor(
+        &admin,
+        "grouped",
+        "haproxy",
+        json!({"scheduler": {"project_affinity": 3.0}}),
+    );
+    let tenant = cp.client(None).as_project("a");
+    let one = create_lb(&tenant, "vip", "10.5.0.11", &grouped);
+    let two = create_lb(&tenant, "vip", "10.5.0.12", &grouped);
+    assert_eq!(
+        device_of(&admin, &one),
+        device_of(&admin, &two),
+        "grouped on one device"
+    );
+
+    // Without the weight, the least loaded device takes the next one.
+    let plain = flavor(&admin, "plain", "haproxy", json!({}));
+    let three = create_lb(&tenant, "vip", "10.5.0.13", &plain);
+    assert_ne!(device_of(&admin, &three), device_of(&admin, &one));
+
+    // A bad weights object is refused when the profile is created.
+    let (status, body) = admin.post(
+        "/v2/lbaas/flavorprofiles",
+        &json!({"flavorprofile": {"name": "bad", "provider_name": "haproxy",
+                "flavor_data": json!({"scheduler": {"gravity": 1}}).to_string()}}),
+    );
+    assert_eq!(status, 400, "{body}");
+}
