@@ -263,3 +263,73 @@ fn flavor_weights_group_a_projects_load_balancers() {
     );
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn concurrent_creates_never_overbook_a_device() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.0.0/22");
+    let capacities = [5u64, 7, 9];
+    for (i, capacity) in capacities.iter().enumerate() {
+        device(
+            &admin,
+            json!({"name": format!("h-{i}"), "kind": "virtual", "driver": "haproxy",
+            "management_url": agent.url(), "capacity": capacity}),
+        );
+    }
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            let client = cp.client(None).as_project(&format!("p{}", c % 4));
+            std::thread::spawn(move || {
+                (0..200 / 16 + usize::from(c < 200 % 16))
+                    .map(|_| {
+                        let created = client.create(
+                            "/v2/lbaas/loadbalancers",
+                            &json!({"loadbalancer": {"vip_subnet_id": "vip-subnet"}}),
+                        );
+                        id(&created, "loadbalancer")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("client"))
+        .collect();
+    assert_eq!(ids.len(), 200);
+
+    let (mut active, mut refused) = (0, 0);
+    for lb in &ids {
+        let lb = admin.settle(lb);
+        match lb["provisioning_status"].as_str() {
+            Some("ACTIVE") => active += 1,
+            Some("ERROR") => {
+                assert!(
+                    lb["fault"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("no capacity"),
+                    "{lb}"
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected state {other:?}: {lb}"),
+        }
+    }
+    let (_, devices) = admin.get("/v2/admin/devices");
+    for device in devices["devices"].as_array().expect("devices") {
+        assert!(
+            device["load_balancers"].as_u64() <= device["capacity"].as_u64(),
+            "over capacity: {device}"
+        );
+        assert_eq!(
+            device["load_balancers"], device["capacity"],
+            "capacity left unused: {device}"
+        );
+    }
+    assert_eq!(active, capacities.iter().sum::<u64>());
+    assert_eq!(active + refused, 200);
+}
