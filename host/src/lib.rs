@@ -10,6 +10,7 @@ pub mod devices;
 pub mod ids;
 pub mod model;
 pub mod placement;
+pub mod provision;
 pub mod runtime;
 pub mod state;
 pub mod store;

@@ -243,8 +243,12 @@ pub struct Device {
     /// None: shared by every project (admin-registered).
     pub project_id: Option<String>,
     pub cluster: Option<String>,
-    /// Network ids the device is already wired to.
+    /// Network ids the device is wired to: registered with it, or attached by placement.
     pub networks: Vec<String>,
+    /// Networks placement attached, each with the load balancers that need it; the last one
+    /// to go releases the attachment.
+    #[serde(default)]
+    pub attachments: BTreeMap<String, std::collections::BTreeSet<String>>,
     pub metadata: BTreeMap<String, String>,
     pub enabled: bool,
     pub created_at: String,

@@ -17,6 +17,7 @@ use crate::model::{
     Common, Device, HealthMonitor, Job, Listener, LoadBalancer, Member, OperatingStatus, Placement,
     Pool, ProvisioningStatus,
 };
+use crate::provision::Provisioner;
 use crate::runtime::{self as wit, LoadedDriver};
 use crate::store::{Batch, Store, StoreExt};
 use crate::{DriverName, convert, placement};
@@ -202,6 +203,12 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
         let Some(explanation) = decision else {
             return Ok(());
         };
+        let spawned = match (&explanation.outcome, &api.provisioner) {
+            (Decision::Spawn { driver, spec }, Some(provisioner)) => {
+                Some(provision_device(provisioner, driver, spec).await?)
+            }
+            _ => None,
+        };
         let id = lb_id.to_owned();
         let reserved = api
             .write(move |_, snapshot| {
@@ -232,9 +239,18 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
                         batch.put(&lb);
                         Ok(true)
                     }
-                    Decision::Spawn { driver, .. } => Err(format!(
-                        "no capacity: driver {driver} asked for a new device, and this host has no provisioner yet"
-                    )),
+                    Decision::Spawn { driver, .. } => match spawned {
+                        Some(device) => {
+                            let mut lb = lb.clone();
+                            lb.device_id = Some(device.id.clone());
+                            lb.provider = driver.clone();
+                            batch.put(&device).put(&lb);
+                            Ok(true)
+                        }
+                        None => Err(format!(
+                            "no capacity: driver {driver} asked for a new device, and this host has no provisioner"
+                        )),
+                    },
                     Decision::NoCapacity { reason } => Err(reason.clone()),
                 };
                 Ok(Outcome::new(batch, result))
@@ -248,6 +264,90 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
         }
     }
     Err("no capacity: devices kept filling up while this load balancer was being placed".into())
+}
+
+/// Has the provisioner create the device a driver asked for; returns its registry record.
+async fn provision_device(
+    provisioner: &Arc<dyn Provisioner>,
+    driver: &str,
+    spec: &lbaas_scheduler::SpawnSpec,
+) -> Result<Device, String> {
+    let (provisioner, name, wanted) = (provisioner.clone(), driver.to_owned(), spec.clone());
+    let provisioned = tokio::task::spawn_blocking(move || provisioner.provision(&name, &wanted))
+        .await
+        .map_err(|e| format!("provisioning aborted: {e}"))?
+        .map_err(|e| format!("provisioning a new {driver} device failed: {e}"))?;
+    tracing::info!(driver, name = spec.name.as_str(), "spawned a device");
+    Ok(Device {
+        id: crate::api::new_id(),
+        name: spec.name.clone(),
+        kind: crate::model::DeviceKind::Virtual,
+        driver: driver.to_owned(),
+        management_url: provisioned.management_url,
+        credentials: provisioned.credentials,
+        capacity: spec.capacity.max(1),
+        project_id: None,
+        cluster: None,
+        networks: Vec::new(),
+        attachments: Default::default(),
+        metadata: spec.metadata.clone(),
+        enabled: true,
+        created_at: crate::api::now(),
+        updated_at: None,
+    })
+}
+
+/// Attaches the load balancer's device to every network it needs and is not on; releases
+/// the attachments it no longer needs (all of them when `keep` is false).
+fn wire(snapshot: &Snapshot, lb: &LoadBalancer, keep: bool, batch: &mut Batch) {
+    let Some(device) = lb
+        .device_id
+        .as_deref()
+        .and_then(|id| snapshot.devices.iter().find(|d| d.id == id))
+    else {
+        return;
+    };
+    let needed: Vec<String> = if keep {
+        let target = placement::Target::of(snapshot, lb);
+        std::iter::once(target.vip_network)
+            .chain(target.member_networks)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let lb_id = &lb.common.id;
+    let mut device = device.clone();
+    let before = device.clone();
+    for network in &needed {
+        if !device.networks.contains(network) {
+            device.networks.push(network.clone());
+            device
+                .attachments
+                .entry(network.clone())
+                .or_default()
+                .insert(lb_id.clone());
+        } else if let Some(users) = device.attachments.get_mut(network) {
+            users.insert(lb_id.clone());
+        }
+    }
+    for (network, users) in device.attachments.iter_mut() {
+        if !needed.contains(network) {
+            users.remove(lb_id);
+        }
+    }
+    let released: Vec<String> = device
+        .attachments
+        .iter()
+        .filter(|(_, users)| users.is_empty())
+        .map(|(network, _)| network.clone())
+        .collect();
+    for network in &released {
+        device.attachments.remove(network);
+        device.networks.retain(|n| n != network);
+    }
+    if device != before {
+        batch.put(&device);
+    }
 }
 
 fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, String> {
@@ -412,6 +512,7 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> Batch {
         .iter()
         .find(|lb| lb.common.id == lb_id)
     {
+        wire(snapshot, lb, true, &mut batch);
         let mut lb = lb.clone();
         settle(&mut lb.common, OperatingStatus::Online);
         lb.fault = None;
@@ -424,6 +525,13 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> Batch {
 /// The load balancer is gone from its device: it and every child leave the store.
 fn remove_all(snapshot: &Snapshot, lb_id: &str) -> Batch {
     let mut batch = Batch::new();
+    if let Some(lb) = snapshot
+        .loadbalancers
+        .iter()
+        .find(|lb| lb.common.id == lb_id)
+    {
+        wire(snapshot, lb, false, &mut batch);
+    }
     for listener in snapshot.listeners_of(lb_id) {
         batch.delete::<Listener>(&listener.common.id);
     }
@@ -478,6 +586,11 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> Batch {
         .find(|lb| lb.common.id == lb_id)
     {
         let mut lb = lb.clone();
+        // A load balancer that never got onto its device gives the reservation back.
+        if lb.common.provisioning_status == ProvisioningStatus::PendingCreate {
+            wire(snapshot, &lb, false, &mut batch);
+            lb.device_id = None;
+        }
         lb.common.provisioning_status = ProvisioningStatus::Error;
         lb.common.operating_status = OperatingStatus::Error;
         lb.fault = Some(fault.chars().take(1024).collect());

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::provision::FixedEndpoint;
 use lbaas_host::runtime::{Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
@@ -24,6 +25,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane over `data_dir` (reusing what an earlier one left there).
     pub fn start(data_dir: &Path, auth: Auth) -> Self {
+        Self::start_with(data_dir, auth, None)
+    }
+
+    /// Like [`ControlPlane::start`]; devices drivers ask to spawn are registered at once with
+    /// the management endpoint `spawn_url`.
+    pub fn start_with(data_dir: &Path, auth: Auth, spawn_url: Option<String>) -> Self {
         let db = sled::open(data_dir.join("db")).expect("open database");
         let config = RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
@@ -48,13 +55,17 @@ impl ControlPlane {
             let tokio = tokio::runtime::Runtime::new().expect("tokio");
             tokio.block_on(async move {
                 let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-                let api = Arc::new(Api::new(
+                let mut api = Api::new(
                     store,
                     Arc::new(Drivers::new(loaded)),
                     auth,
                     Some("haproxy".into()),
                     jobs,
-                ));
+                );
+                if let Some(management_url) = spawn_url {
+                    api = api.with_provisioner(Arc::new(FixedEndpoint { management_url }));
+                }
+                let api = Arc::new(api);
                 worker::spawn(api.clone(), queue, 4);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await

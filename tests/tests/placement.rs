@@ -250,8 +250,9 @@ fn flavor_weights_group_a_projects_load_balancers() {
         "grouped on one device"
     );
 
-    // Without the weight, the least loaded device takes the next one.
-    let plain = flavor(&admin, "plain", "haproxy", json!({}));
+    // Weighing load alone (the busy device is now also wired to the VIP network, which would
+    // otherwise count for it), the least loaded device takes the next one.
+    let plain = flavor(&admin, "plain", "haproxy", json!({"scheduler": {"wired": 0.0}}));
     let three = create_lb(&tenant, "vip", "10.5.0.13", &plain);
     assert_ne!(device_of(&admin, &three), device_of(&admin, &one));
 
@@ -332,4 +333,85 @@ fn concurrent_creates_never_overbook_a_device() {
     }
     assert_eq!(active, capacities.iter().sum::<u64>());
     assert_eq!(active + refused, 200);
+}
+
+#[test]
+fn a_full_fleet_spawns_a_new_device_and_wiring_follows_the_load_balancers() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start_with(data.path(), Auth::None, Some(agent.url()));
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.8.0/24");
+    network(&admin, "app", 201, "10.6.0.0/24");
+    let only = device(
+        &admin,
+        json!({"name": "h-1", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 1}),
+    );
+    let plain = flavor(&admin, "plain", "haproxy", json!({"spawn-capacity": 3}));
+
+    // The first fills the only device and wires it to both networks.
+    let first = create_lb(&admin, "vip", "10.6.0.11", &plain);
+    assert_eq!(device_of(&admin, &first), only);
+    let (_, wired) = admin.get(&format!("/v2/admin/devices/{only}"));
+    assert_eq!(
+        wired["device"]["networks"],
+        json!(["vip", "app"]),
+        "{wired}"
+    );
+
+    // The fleet is full: the haproxy driver asks for a device, which is registered and used.
+    let second = create_lb(&admin, "vip", "10.6.0.12", &plain);
+    assert_eq!(second["provisioning_status"], "ACTIVE", "{second}");
+    let spawned = device_of(&admin, &second);
+    assert_ne!(spawned, only);
+    let (_, device) = admin.get(&format!("/v2/admin/devices/{spawned}"));
+    assert_eq!(device["device"]["capacity"], 3);
+    assert!(
+        device["device"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("haproxy-"),
+        "{device}"
+    );
+    let second_id = second["id"].as_str().expect("id");
+    let (_, placement) = admin.get(&format!("/v2/admin/loadbalancers/{second_id}/placement"));
+    assert_eq!(
+        placement["placement"]["explanation"]["outcome"]["result"], "spawn",
+        "{placement}"
+    );
+
+    // Deleting the last user of an attachment releases it.
+    let first_id = first["id"].as_str().expect("id");
+    assert_eq!(
+        admin
+            .delete(&format!("/v2/lbaas/loadbalancers/{first_id}?cascade=true"))
+            .0,
+        204
+    );
+    assert_eq!(admin.settle(first_id), Value::Null);
+    let (_, released) = admin.get(&format!("/v2/admin/devices/{only}"));
+    assert_eq!(released["device"]["networks"], json!([]), "{released}");
+    assert_eq!(released["device"]["load_balancers"], 0);
+}
+
+#[test]
+fn a_failed_create_gives_its_reservation_back() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.9.0/24");
+    let only = device(
+        &admin,
+        json!({"name": "h-1", "kind": "virtual", "driver": "haproxy",
+        "management_url": "http://127.0.0.1:9", "capacity": 1}),
+    );
+    let plain = flavor(&admin, "plain", "haproxy", json!({}));
+    // The device cannot be reached: the create fails, and the device is free again.
+    let failed = create_lb(&admin, "vip", "10.7.0.11", &plain);
+    assert_eq!(failed["provisioning_status"], "ERROR", "{failed}");
+    let (_, device) = admin.get(&format!("/v2/admin/devices/{only}"));
+    assert_eq!(device["device"]["load_balancers"], 0, "{device}");
+    drop(agent);
 }

@@ -134,6 +134,7 @@ async fn create_device(
                 project_id,
                 cluster: body.cluster,
                 networks,
+                attachments: BTreeMap::new(),
                 metadata: body.metadata.unwrap_or_default(),
                 enabled: body.enabled.unwrap_or(true),
                 created_at: now(),

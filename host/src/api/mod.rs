@@ -38,7 +38,7 @@ use crate::store::{Batch, Store};
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};
 pub use flavors::profile_providers;
-pub use loadbalancers::now;
+pub use loadbalancers::{new_id, now};
 pub use snapshot::Snapshot;
 
 /// Whether `address` lies inside `cidr` (false when either does not parse).
@@ -93,6 +93,8 @@ pub struct Api {
     pub auth: Auth,
     /// The provider of load balancers created without flavor or provider.
     pub default_provider: Option<String>,
+    /// Creates virtual devices when a driver asks to spawn one.
+    pub provisioner: Option<Arc<dyn crate::provision::Provisioner>>,
     writes: tokio::sync::Mutex<()>,
     /// The store's records, decoded once and kept current by every commit (all writes go
     /// through [`Api::write`]).
@@ -136,10 +138,17 @@ impl Api {
             drivers,
             auth,
             default_provider,
+            provisioner: None,
             writes: tokio::sync::Mutex::new(()),
             cache: std::sync::Mutex::new(None),
             jobs,
         }
+    }
+
+    /// Lets drivers spawn devices through `provisioner`.
+    pub fn with_provisioner(mut self, provisioner: Arc<dyn crate::provision::Provisioner>) -> Self {
+        self.provisioner = Some(provisioner);
+        self
     }
 
     /// The current snapshot: the cached one, or one loaded from the store.
