@@ -141,6 +141,18 @@ pub struct LoadBalancer {
     pub device_id: Option<String>,
     /// Why the last provisioning failed, for the user to read.
     pub fault: Option<String>,
+    /// A move to another device the worker has yet to finish.
+    #[serde(default)]
+    pub migration: Option<Migration>,
+}
+
+/// Moving a load balancer off its device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The device it leaves.
+    pub from: String,
+    /// The device the operator named; otherwise the scheduler chooses.
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,10 @@ pub struct Target {
     pub protocols: Vec<Protocol>,
     pub flavor_id: Option<String>,
     pub provider: String,
+    /// A device that must not be chosen (the one a migration leaves).
+    pub exclude: Option<String>,
+    /// The only device that may be chosen (a migration to a named device).
+    pub only: Option<String>,
 }
 
 impl Target {
@@ -62,6 +66,8 @@ impl Target {
             protocols,
             flavor_id: lb.flavor_id.clone(),
             provider: lb.provider.clone(),
+            exclude: lb.migration.as_ref().map(|m| m.from.clone()),
+            only: lb.migration.as_ref().and_then(|m| m.to.clone()),
         }
     }
 }
@@ -110,6 +116,8 @@ pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explan
     let devices: Vec<DeviceView> = snapshot
         .devices
         .iter()
+        .filter(|d| target.exclude.as_deref() != Some(d.id.as_str()))
+        .filter(|d| target.only.as_deref().is_none_or(|only| only == d.id))
         .map(|d| DeviceView {
             id: d.id.clone(),
             driver: d.driver.clone(),

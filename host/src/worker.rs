@@ -123,6 +123,8 @@ struct Work {
     lb: LoadBalancer,
     driver: LoadedDriver,
     device: Option<Device>,
+    /// The device a migration leaves, once the load balancer is on its new one.
+    left: Option<Device>,
     model: wit::LoadBalancer,
 }
 
@@ -143,6 +145,7 @@ async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
         lb,
         driver,
         device,
+        left,
         model,
     } = work;
     let call = tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -156,7 +159,15 @@ async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
             .map_err(|e| e.to_string())?;
         driver
             .apply(&model, &device, &config)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // Moved: the old device forgets it. A failed or unreachable old device does not hold
+        // the move back.
+        if let Some(left) = left
+            && let Err(error) = driver.remove(&model, &convert::device(&left))
+        {
+            tracing::warn!(device = left.id.as_str(), %error, "could not remove a migrated load balancer from its old device");
+        }
+        Ok(())
     })
     .await
     .map_err(|e| format!("driver call aborted: {e}"))?;
@@ -190,7 +201,11 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
                 let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
                     return Ok(None);
                 };
-                if lb.device_id.is_some()
+                let migrating = lb
+                    .migration
+                    .as_ref()
+                    .is_some_and(|m| lb.device_id.as_deref() == Some(m.from.as_str()));
+                if (lb.device_id.is_some() && !migrating)
                     || lb.common.provisioning_status == ProvisioningStatus::PendingDelete
                 {
                     return Ok(None);
@@ -300,11 +315,7 @@ async fn provision_device(
 /// Attaches the load balancer's device to every network it needs and is not on; releases
 /// the attachments it no longer needs (all of them when `keep` is false).
 fn wire(snapshot: &Snapshot, lb: &LoadBalancer, keep: bool, batch: &mut Batch) {
-    let Some(device) = lb
-        .device_id
-        .as_deref()
-        .and_then(|id| snapshot.devices.iter().find(|d| d.id == id))
-    else {
+    let Some(device_id) = lb.device_id.as_deref() else {
         return;
     };
     let needed: Vec<String> = if keep {
@@ -315,10 +326,25 @@ fn wire(snapshot: &Snapshot, lb: &LoadBalancer, keep: bool, batch: &mut Batch) {
     } else {
         Vec::new()
     };
-    let lb_id = &lb.common.id;
+    wire_device(snapshot, &lb.common.id, device_id, &needed, batch);
+}
+
+/// Makes `device`'s attachments for `lb_id` exactly `needed` (beyond what it was registered
+/// with).
+fn wire_device(
+    snapshot: &Snapshot,
+    lb_id: &str,
+    device_id: &str,
+    needed: &[String],
+    batch: &mut Batch,
+) {
+    let Some(device) = snapshot.devices.iter().find(|d| d.id == device_id) else {
+        return;
+    };
+    let lb_id = &lb_id.to_owned();
     let mut device = device.clone();
     let before = device.clone();
-    for network in &needed {
+    for network in needed {
         if !device.networks.contains(network) {
             device.networks.push(network.clone());
             device
@@ -425,10 +451,17 @@ fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, Str
         monitors,
     };
     let model = convert::load_balancer(lb, &children, vip_network, member_networks, flavor);
+    let left = lb
+        .migration
+        .as_ref()
+        .filter(|m| lb.device_id.as_deref() != Some(m.from.as_str()))
+        .and_then(|m| snapshot.devices.iter().find(|d| d.id == m.from))
+        .cloned();
     Ok(Some(Work {
         lb: lb.clone(),
         driver,
         device,
+        left,
         model,
     }))
 }
@@ -514,6 +547,9 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> Batch {
     {
         wire(snapshot, lb, true, &mut batch);
         let mut lb = lb.clone();
+        if let Some(migration) = lb.migration.take() {
+            wire_device(snapshot, &lb.common.id, &migration.from, &[], &mut batch);
+        }
         settle(&mut lb.common, OperatingStatus::Online);
         lb.fault = None;
         batch.put(&lb);
@@ -591,6 +627,7 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> Batch {
             wire(snapshot, &lb, false, &mut batch);
             lb.device_id = None;
         }
+        lb.migration = None;
         lb.common.provisioning_status = ProvisioningStatus::Error;
         lb.common.operating_status = OperatingStatus::Error;
         lb.fault = Some(fault.chars().take(1024).collect());

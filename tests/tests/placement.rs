@@ -252,7 +252,12 @@ fn flavor_weights_group_a_projects_load_balancers() {
 
     // Weighing load alone (the busy device is now also wired to the VIP network, which would
     // otherwise count for it), the least loaded device takes the next one.
-    let plain = flavor(&admin, "plain", "haproxy", json!({"scheduler": {"wired": 0.0}}));
+    let plain = flavor(
+        &admin,
+        "plain",
+        "haproxy",
+        json!({"scheduler": {"wired": 0.0}}),
+    );
     let three = create_lb(&tenant, "vip", "10.5.0.13", &plain);
     assert_ne!(device_of(&admin, &three), device_of(&admin, &one));
 
@@ -414,4 +419,85 @@ fn a_failed_create_gives_its_reservation_back() {
     let (_, device) = admin.get(&format!("/v2/admin/devices/{only}"));
     assert_eq!(device["device"]["load_balancers"], 0, "{device}");
     drop(agent);
+}
+
+#[test]
+fn a_load_balancer_moves_off_a_disabled_device() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (agent_1, agent_2) = (FakeAppliance::start(), FakeAppliance::start());
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.10.0/24");
+    let one = device(
+        &admin,
+        json!({"name": "h-1", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent_1.url(), "capacity": 4}),
+    );
+    let two = device(
+        &admin,
+        json!({"name": "h-2", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent_2.url(), "capacity": 4, "enabled": false}),
+    );
+    let plain = flavor(&admin, "plain", "haproxy", json!({}));
+    let lb = create_lb(&admin, "vip", "10.8.0.11", &plain);
+    assert_eq!(device_of(&admin, &lb), one);
+    let lb_id = lb["id"].as_str().expect("id").to_owned();
+
+    // h-1 goes out of service; h-2 comes in. Migrate, letting the scheduler choose.
+    admin.put(
+        &format!("/v2/admin/devices/{one}"),
+        &json!({"device": {"enabled": false}}),
+    );
+    admin.put(
+        &format!("/v2/admin/devices/{two}"),
+        &json!({"device": {"enabled": true}}),
+    );
+    let (status, body) = admin.call(
+        "PUT",
+        &format!("/v2/admin/loadbalancers/{lb_id}/migrate"),
+        None,
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(admin.settle(&lb_id)["provisioning_status"], "ACTIVE");
+    assert_eq!(device_of(&admin, &lb), two);
+    let config = format!("/v1/loadbalancers/{lb_id}/config");
+    assert!(
+        agent_2
+            .received()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == config)
+    );
+    assert!(
+        agent_1
+            .received()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == config)
+    );
+    assert_eq!(
+        admin.get(&format!("/v2/admin/devices/{one}")).1["device"]["networks"],
+        json!([])
+    );
+    assert_eq!(
+        admin.get(&format!("/v2/admin/devices/{two}")).1["device"]["networks"],
+        json!(["vip"])
+    );
+
+    // Back to a named device.
+    admin.put(
+        &format!("/v2/admin/devices/{one}"),
+        &json!({"device": {"enabled": true}}),
+    );
+    let (status, _) = admin.put(
+        &format!("/v2/admin/loadbalancers/{lb_id}/migrate"),
+        &json!({"migrate": {"device_id": one}}),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(admin.settle(&lb_id)["provisioning_status"], "ACTIVE");
+    assert_eq!(device_of(&admin, &lb), one);
+    // Refused: to the device it is on, or a device of another driver.
+    let (status, body) = admin.put(
+        &format!("/v2/admin/loadbalancers/{lb_id}/migrate"),
+        &json!({"migrate": {"device_id": one}}),
+    );
+    assert_eq!(status, 400, "{body}");
 }

@@ -33,6 +33,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/networks", get(list_networks).post(create_network))
         .route("/networks/{id}", get(show_network).delete(delete_network))
         .route("/loadbalancers/{id}/placement", get(show_placement))
+        .route("/loadbalancers/{id}/migrate", axum::routing::put(migrate))
         .route("/placements/dry-run", axum::routing::post(dry_run))
 }
 
@@ -546,9 +547,80 @@ async fn dry_run(
             protocols: body.protocols,
             flavor_id: body.flavor_id,
             provider,
+            exclude: None,
+            only: None,
         };
         let explanation = crate::placement::decide(&api.drivers, snapshot, &target);
         Ok(Json(json!({ "placement": explanation })))
     })
     .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MigrateEnvelope {
+    #[serde(default)]
+    migrate: MigrateBody,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MigrateBody {
+    device_id: Option<String>,
+}
+
+/// Moves a load balancer off its device (disabled or failing): placement runs again (or takes
+/// the named device), the configuration is applied there, then removed from the old device.
+async fn migrate(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_admin()?;
+    // The body is optional: without one, the scheduler picks the new device.
+    let body: MigrateEnvelope = if body.is_empty() {
+        MigrateEnvelope::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("Invalid input: {e}")))?
+    };
+    let to = body.migrate.device_id;
+    let view = api
+        .write(move |_, snapshot| {
+            let lb = snapshot.loadbalancer(&ctx, &id)?;
+            super::loadbalancers::ensure_mutable(lb)?;
+            let from = lb.device_id.clone().ok_or_else(|| {
+                ApiError::conflict(format!("Load Balancer {id} is on no device."))
+            })?;
+            if let Some(to) = &to {
+                let device = snapshot
+                    .devices
+                    .iter()
+                    .find(|d| &d.id == to)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("Device {to} could not be found."))
+                    })?;
+                if device.id == from {
+                    return Err(ApiError::bad_request(format!(
+                        "Load Balancer {id} is already on device {to}."
+                    )));
+                }
+                if device.driver != lb.provider {
+                    return Err(ApiError::bad_request(format!(
+                        "Device {to} is managed by {}, not by {}.",
+                        device.driver, lb.provider
+                    )));
+                }
+            }
+            let mut lb = lb.clone();
+            lb.migration = Some(crate::model::Migration { from, to });
+            lb.common.provisioning_status = crate::model::ProvisioningStatus::PendingUpdate;
+            lb.common.updated_at = Some(now());
+            let mut batch = Batch::new();
+            batch.put(&lb).put(&super::loadbalancers::job(&id));
+            Ok(Outcome::new(batch, views::loadbalancer(snapshot, &lb)).with_job(&id))
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "loadbalancer": view }))))
 }

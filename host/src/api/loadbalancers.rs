@@ -283,6 +283,7 @@ async fn create(
                 flavor_id: body.flavor_id,
                 device_id: None,
                 fault: None,
+                migration: None,
             };
 
             let mut batch = Batch::new();
