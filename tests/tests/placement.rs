@@ -501,3 +501,111 @@ fn a_load_balancer_moves_off_a_disabled_device() {
     );
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn physical_appliances_first_then_virtual_then_a_new_one() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (adc, agent) = (FakeAppliance::start(), FakeAppliance::start());
+    let cp = ControlPlane::start_with(data.path(), Auth::None, Some(agent.url()));
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.11.0/24");
+    let appliance = device(
+        &admin,
+        json!({"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+        "management_url": adc.url(), "capacity": 1, "cluster": "east"}),
+    );
+    let vm = device(
+        &admin,
+        json!({"name": "h-1", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 1}),
+    );
+    // One service type, two eligible drivers: the scheduler compares across them.
+    let any = flavor(
+        &admin,
+        "any-lb",
+        "acme-adc",
+        json!({"providers": ["haproxy"]}),
+    );
+
+    let first = create_lb(&admin, "vip", "10.9.0.11", &any);
+    assert_eq!(
+        device_of(&admin, &first),
+        appliance,
+        "the appliance is preferred while it has room"
+    );
+    assert_eq!(first["provider"], "acme-adc");
+    let second = create_lb(&admin, "vip", "10.9.0.12", &any);
+    assert_eq!(device_of(&admin, &second), vm, "then the virtual balancer");
+    assert_eq!(second["provider"], "haproxy");
+    let third = create_lb(&admin, "vip", "10.9.0.13", &any);
+    let spawned = device_of(&admin, &third);
+    assert!(spawned != appliance && spawned != vm, "then a spawned one");
+    assert_eq!(third["provisioning_status"], "ACTIVE");
+}
+
+#[test]
+fn relative_load_beats_absolute_vip_count() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.12.0/24");
+    let plain = flavor(
+        &admin,
+        "plain",
+        "haproxy",
+        json!({"scheduler": {"wired": 0.0}}),
+    );
+    let small = device(
+        &admin,
+        json!({"name": "small", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 2}),
+    );
+    let on_small = create_lb(&admin, "vip", "10.10.0.11", &plain);
+    assert_eq!(device_of(&admin, &on_small), small);
+    let big = device(
+        &admin,
+        json!({"name": "big", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 100}),
+    );
+    for i in 0..9 {
+        let lb = create_lb(&admin, "vip", &format!("10.10.0.{}", 20 + i), &plain);
+        assert_eq!(device_of(&admin, &lb), big);
+    }
+    // big carries 9 VIPs, small 1: big is still the less loaded (9% against 50%).
+    let next = create_lb(&admin, "vip", "10.10.0.40", &plain);
+    assert_eq!(device_of(&admin, &next), big);
+}
+
+#[test]
+fn a_networks_vips_can_be_grouped() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip-x", 100, "127.1.13.0/24");
+    network(&admin, "vip-y", 101, "127.1.14.0/24");
+    let grouped = flavor(
+        &admin,
+        "grouped",
+        "haproxy",
+        json!({"scheduler": {"wired": 0.0, "network_affinity": 3.0}}),
+    );
+    let first = device(
+        &admin,
+        json!({"name": "h-1", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 10}),
+    );
+    let x1 = create_lb(&admin, "vip-x", "10.11.0.11", &grouped);
+    assert_eq!(device_of(&admin, &x1), first);
+    let second = device(
+        &admin,
+        json!({"name": "h-2", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent.url(), "capacity": 10}),
+    );
+    // Another VIP on network x joins the first despite h-2 being empty; one on y does not.
+    let x2 = create_lb(&admin, "vip-x", "10.11.0.12", &grouped);
+    assert_eq!(device_of(&admin, &x2), first);
+    let y1 = create_lb(&admin, "vip-y", "10.11.0.13", &grouped);
+    assert_eq!(device_of(&admin, &y1), second);
+}
