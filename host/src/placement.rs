@@ -93,8 +93,34 @@ fn flavor_of<'a>(
     Some((flavor, profile))
 }
 
-/// Decides where `target` goes, asking the drivers. Changes nothing.
+/// Decides where `target` goes, asking the drivers through the Wasm runtime. Changes nothing.
 pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explanation {
+    let flavor = flavor_of(snapshot, target)
+        .and_then(|(f, p)| convert::flavor(&f.name, &p.flavor_data).ok());
+    let hints = WasmHints {
+        drivers,
+        snapshot,
+        target,
+        flavor,
+    };
+    decide_with(drivers, snapshot, target, &hints)
+}
+
+/// Loads of every device, counted in one pass over the load balancers.
+#[derive(Default, Clone, Copy)]
+struct Load {
+    all: u32,
+    project: u32,
+    network: u32,
+}
+
+/// Decides where `target` goes with `hints` standing in for the drivers' `select`.
+pub fn decide_with(
+    drivers: &Drivers,
+    snapshot: &Snapshot,
+    target: &Target,
+    hints: &dyn DriverHints,
+) -> Explanation {
     let flavor = flavor_of(snapshot, target);
     let eligible = flavor
         .map(|(_, profile)| profile_providers(profile))
@@ -102,33 +128,43 @@ pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explan
     let weights = flavor
         .and_then(|(_, profile)| weights(&profile.flavor_data).ok())
         .unwrap_or_default();
-    let count = |device: &str, also: &dyn Fn(&LoadBalancer) -> bool| {
-        snapshot
-            .loadbalancers
-            .iter()
-            .filter(|lb| {
-                lb.device_id.as_deref() == Some(device)
-                    && lb.common.id != target.loadbalancer_id
-                    && also(lb)
-            })
-            .count() as u32
-    };
+    let mut loads: std::collections::HashMap<&str, Load> = std::collections::HashMap::new();
+    for lb in &snapshot.loadbalancers {
+        let Some(device) = lb.device_id.as_deref() else {
+            continue;
+        };
+        if lb.common.id == target.loadbalancer_id {
+            continue;
+        }
+        let load = loads.entry(device).or_default();
+        load.all += 1;
+        load.project += u32::from(lb.common.project_id == target.project_id);
+        load.network += u32::from(lb.vip_network_id == target.vip_network);
+    }
     let devices: Vec<DeviceView> = snapshot
         .devices
         .iter()
         .filter(|d| target.exclude.as_deref() != Some(d.id.as_str()))
         .filter(|d| target.only.as_deref().is_none_or(|only| only == d.id))
-        .map(|d| DeviceView {
-            id: d.id.clone(),
-            driver: d.driver.clone(),
-            enabled: d.enabled,
-            healthy: true,
-            capacity: d.capacity,
-            load: count(&d.id, &|_| true),
-            project_load: count(&d.id, &|lb| lb.common.project_id == target.project_id),
-            network_load: count(&d.id, &|lb| lb.vip_network_id == target.vip_network),
-            owner: d.project_id.clone(),
-            networks: d.networks.clone(),
+        .map(|d| {
+            let load = loads.get(d.id.as_str()).copied().unwrap_or_default();
+            DeviceView {
+                id: d.id.clone(),
+                driver: d.driver.clone(),
+                enabled: d.enabled,
+                healthy: true,
+                capacity: d.capacity,
+                load: load.all,
+                project_load: load.project,
+                network_load: load.network,
+                owner: d.project_id.clone(),
+                networks: d.networks.clone(),
+                interfaces: d
+                    .metadata
+                    .get("interfaces")
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(1),
+            }
         })
         .collect();
     let infos: Vec<DriverInfo> = drivers
@@ -145,6 +181,7 @@ pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explan
                     .collect(),
                 can_spawn: caps.can_spawn,
                 max_vips_per_device: caps.limits.max_vips_per_device,
+                max_vlans_per_interface: caps.limits.max_vlans_per_interface,
             }
         })
         .collect();
@@ -161,13 +198,7 @@ pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explan
         weights,
         top_k: TOP_K,
     };
-    let hints = WasmHints {
-        drivers,
-        snapshot,
-        target,
-        flavor: flavor.and_then(|(f, p)| convert::flavor(&f.name, &p.flavor_data).ok()),
-    };
-    lbaas_scheduler::schedule(&devices, &infos, &request, &hints)
+    lbaas_scheduler::schedule(&devices, &infos, &request, hints)
 }
 
 /// Asks drivers through the runtime.

@@ -28,6 +28,8 @@ pub struct DeviceView {
     pub owner: Option<String>,
     /// Networks the device is already wired to.
     pub networks: Vec<String>,
+    /// Data interfaces, each carrying up to the driver's VLANs-per-interface limit.
+    pub interfaces: u32,
 }
 
 /// What the scheduler needs to know of a driver.
@@ -39,6 +41,8 @@ pub struct DriverInfo {
     pub can_spawn: bool,
     /// A driver-declared ceiling on VIPs per device.
     pub max_vips_per_device: Option<u32>,
+    /// A driver-declared ceiling on networks (VLANs) per device interface.
+    pub max_vlans_per_interface: Option<u32>,
 }
 
 /// How much each host weigher counts, settable per flavor. A negative project weight spreads
@@ -183,6 +187,18 @@ fn filter(device: &DeviceView, driver: Option<&DriverInfo>, request: &Request) -
         && device.load >= max
     {
         return Some(format!("driver limit of {max} VIPs per device reached"));
+    }
+    if let Some(limit) = driver.max_vlans_per_interface {
+        let slots = limit.saturating_mul(device.interfaces.max(1)) as usize;
+        let new = std::iter::once(&request.vip_network)
+            .chain(&request.member_networks)
+            .filter(|n| !device.networks.contains(n))
+            .count();
+        if device.networks.len() + new > slots {
+            return Some(format!(
+                "driver limit of {limit} VLANs per interface: {new} more network(s) do not fit"
+            ));
+        }
     }
     if let Some(missing) = request
         .protocols

@@ -17,6 +17,7 @@ fn device(id: &str, driver: &str, capacity: u32, load: u32) -> DeviceView {
         network_load: 0,
         owner: None,
         networks: vec![],
+        interfaces: 1,
     }
 }
 
@@ -26,6 +27,7 @@ fn driver(name: &str, can_spawn: bool) -> DriverInfo {
         protocols: vec!["TCP".into(), "HTTP".into()],
         can_spawn,
         max_vips_per_device: None,
+        max_vlans_per_interface: None,
     }
 }
 
@@ -139,6 +141,30 @@ fn filters_name_their_reason() {
         Outcome::NoCapacity { reason } => assert!(reason.contains("disabled"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn driver_vlan_limits_filter_devices_without_room_for_the_networks() {
+    let mut crowded = device("crowded", "acme", 10, 1);
+    crowded.networks = vec!["x".into(), "y".into()];
+    let mut roomy = device("roomy", "acme", 10, 1);
+    roomy.networks = vec!["x".into()];
+    let mut acme = driver("acme", false);
+    acme.max_vlans_per_interface = Some(3);
+    let result = schedule(&[crowded, roomy], &[acme], &request(&["acme"]), &Accepting);
+    assert_eq!(placed(&result), Some("roomy"));
+    let crowded = result
+        .candidates
+        .iter()
+        .find(|c| c.device_id == "crowded")
+        .expect("report");
+    assert!(
+        crowded
+            .filtered_by
+            .as_deref()
+            .is_some_and(|f| f.contains("VLANs")),
+        "{crowded:?}"
+    );
 }
 
 #[test]
@@ -291,6 +317,7 @@ fn arbitrary_device() -> impl Strategy<Value = DeviceView> {
                     network_load: 0,
                     owner,
                     networks,
+                    interfaces: 1,
                 }
             },
         )
