@@ -627,7 +627,13 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> Batch {
             wire(snapshot, &lb, false, &mut batch);
             lb.device_id = None;
         }
-        lb.migration = None;
+        // A failed move leaves it where it was: the new device gives its reservation back.
+        if let Some(migration) = lb.migration.take()
+            && lb.device_id.as_deref() != Some(migration.from.as_str())
+        {
+            wire(snapshot, &lb, false, &mut batch);
+            lb.device_id = Some(migration.from);
+        }
         lb.common.provisioning_status = ProvisioningStatus::Error;
         lb.common.operating_status = OperatingStatus::Error;
         lb.fault = Some(fault.chars().take(1024).collect());

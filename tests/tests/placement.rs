@@ -609,3 +609,52 @@ fn a_networks_vips_can_be_grouped() {
     let y1 = create_lb(&admin, "vip-y", "10.11.0.13", &grouped);
     assert_eq!(device_of(&admin, &y1), second);
 }
+
+#[test]
+fn a_failed_move_leaves_the_load_balancer_where_it_was() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (agent_1, agent_2) = (FakeAppliance::start(), FakeAppliance::start());
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.1.15.0/24");
+    let one = device(
+        &admin,
+        json!({"name": "h-1", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent_1.url(), "capacity": 4}),
+    );
+    let plain = flavor(&admin, "plain", "haproxy", json!({}));
+    let lb = create_lb(&admin, "vip", "10.12.0.11", &plain);
+    let lb_id = lb["id"].as_str().expect("id").to_owned();
+    assert_eq!(device_of(&admin, &lb), one);
+
+    let two = device(
+        &admin,
+        json!({"name": "h-2", "kind": "virtual", "driver": "haproxy",
+        "management_url": agent_2.url(), "capacity": 4}),
+    );
+    agent_2.respond(&format!("/v1/loadbalancers/{lb_id}/config"), 503);
+    let (status, _) = admin.put(
+        &format!("/v2/admin/loadbalancers/{lb_id}/migrate"),
+        &json!({"migrate": {"device_id": two}}),
+    );
+    assert_eq!(status, 202);
+    let failed = admin.settle(&lb_id);
+    assert_eq!(failed["provisioning_status"], "ERROR");
+    assert!(
+        failed["fault"].as_str().unwrap_or_default().contains("503"),
+        "{failed}"
+    );
+    assert_eq!(device_of(&admin, &lb), one, "still on its old device");
+    assert_eq!(
+        admin.get(&format!("/v2/admin/devices/{two}")).1["device"]["load_balancers"],
+        0
+    );
+    assert_eq!(
+        admin.get(&format!("/v2/admin/devices/{two}")).1["device"]["networks"],
+        json!([])
+    );
+    assert!(
+        !agent_1.received().iter().any(|r| r.method == "DELETE"),
+        "the old device kept it"
+    );
+}
