@@ -9,6 +9,7 @@ pub mod convert;
 pub mod devices;
 pub mod ids;
 pub mod model;
+pub mod net;
 pub mod placement;
 pub mod provision;
 pub mod runtime;

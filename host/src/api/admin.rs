@@ -360,7 +360,7 @@ async fn create_network(
             }
             let mut subnets = Vec::new();
             for subnet in body.subnets {
-                let cidr = validate::Cidr::parse("cidr", &subnet.cidr)?;
+                let cidr = validate::cidr("cidr", &subnet.cidr)?;
                 if let Some(gateway) = &subnet.gateway_ip
                     && !cidr.contains(validate::ip("gateway_ip", gateway)?)
                 {

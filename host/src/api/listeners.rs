@@ -87,7 +87,7 @@ fn connection_limit(value: Option<i64>) -> ApiResult<i64> {
 fn cidrs(values: Option<Vec<String>>) -> ApiResult<Vec<String>> {
     let values = values.unwrap_or_default();
     for value in &values {
-        validate::Cidr::parse("allowed_cidrs", value)?;
+        validate::cidr("allowed_cidrs", value)?;
     }
     Ok(values)
 }

@@ -43,7 +43,7 @@ pub use snapshot::Snapshot;
 
 /// Whether `address` lies inside `cidr` (false when either does not parse).
 pub fn subnet_contains(cidr: &str, address: &str) -> bool {
-    match (validate::Cidr::parse("cidr", cidr), address.parse()) {
+    match (validate::cidr("cidr", cidr), address.parse()) {
         (Ok(cidr), Ok(address)) => cidr.contains(address),
         _ => false,
     }

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use crate::net::Cidr;
+
 use crate::model::{LbAlgorithm, MonitorType, Network, Protocol, Subnet};
 
 use super::error::{ApiError, ApiResult};
@@ -48,83 +50,19 @@ pub fn ip(field: &str, value: &str) -> ApiResult<IpAddr> {
         .map_err(|_| ApiError::bad_request(format!("{field} `{value}` is not an IP address")))
 }
 
-/// An IP network, `address/prefix`.
-#[derive(Debug, Clone, Copy)]
-pub struct Cidr {
-    pub address: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(field: &str, value: &str) -> ApiResult<Self> {
-        let bad = || {
-            ApiError::bad_request(format!(
-                "{field} `{value}` is not a CIDR such as 10.0.0.0/24"
-            ))
-        };
-        let (address, prefix) = value.split_once('/').ok_or_else(bad)?;
-        let address: IpAddr = address.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        let bits = if address.is_ipv4() { 32 } else { 128 };
-        if prefix > bits {
-            return Err(bad());
-        }
-        Ok(Self { address, prefix })
-    }
-
-    fn bits(&self) -> u32 {
-        if self.address.is_ipv4() { 32 } else { 128 }
-    }
-
-    fn as_u128(ip: IpAddr) -> u128 {
-        match ip {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)),
-            IpAddr::V6(v6) => u128::from(v6),
-        }
-    }
-
-    fn mask(&self) -> u128 {
-        let host_bits = self.bits() - u32::from(self.prefix);
-        let all = if self.bits() == 32 {
-            u128::from(u32::MAX)
-        } else {
-            u128::MAX
-        };
-        all.checked_shl(host_bits).unwrap_or(0) & all
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.address.is_ipv4()
-            && Self::as_u128(ip) & self.mask() == Self::as_u128(self.address) & self.mask()
-    }
-
-    /// Usable host addresses, lowest first (network and broadcast excluded for IPv4).
-    pub fn hosts(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        let base = Self::as_u128(self.address) & self.mask();
-        let size = 1u128
-            .checked_shl(self.bits() - u32::from(self.prefix))
-            .unwrap_or(u128::MAX);
-        let (first, last) = if self.address.is_ipv4() && size > 2 {
-            (1, size - 2)
-        } else {
-            (1, size.saturating_sub(1))
-        };
-        let v4 = self.address.is_ipv4();
-        (first..=last).take(1 << 16).map(move |offset| {
-            let n = base + offset;
-            if v4 {
-                IpAddr::V4(std::net::Ipv4Addr::from(n as u32))
-            } else {
-                IpAddr::V6(std::net::Ipv6Addr::from(n))
-            }
-        })
-    }
+/// `value` as a CIDR, or a 400 naming `field`.
+pub fn cidr(field: &str, value: &str) -> ApiResult<Cidr> {
+    value.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field} `{value}` is not a CIDR such as 10.0.0.0/24"
+        ))
+    })
 }
 
 /// Picks the VIP address: the requested one (inside the subnet, not taken) or the lowest free
 /// host address that is not the gateway.
 pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) -> ApiResult<String> {
-    let cidr = Cidr::parse("subnet cidr", &subnet.cidr)?;
+    let cidr = cidr("subnet cidr", &subnet.cidr)?;
     if let Some(requested) = requested {
         let address = ip("vip_address", requested)?;
         if !cidr.contains(address) {
@@ -330,9 +268,9 @@ mod tests {
 
     #[test]
     fn cidrs_and_ports() {
-        assert!(Cidr::parse("c", "10.0.0.0/33").is_err());
-        assert!(Cidr::parse("c", "10.0.0/8").is_err());
-        assert!(Cidr::parse("c", "fd00::/64").is_ok());
+        assert!(cidr("c", "10.0.0.0/33").is_err());
+        assert!(cidr("c", "10.0.0/8").is_err());
+        assert!(cidr("c", "fd00::/64").is_ok());
         assert!(port("p", 0).is_err());
         assert!(port("p", 65536).is_err());
         assert_eq!(port("p", 443).ok(), Some(443));

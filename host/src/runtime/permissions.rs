@@ -22,53 +22,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "te",
 ];
 
-/// An IP network in CIDR form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{text}` is not a CIDR such as 10.0.0.0/8");
-        let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
-        let address: IpAddr = address.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(bad());
-        }
-        Ok(Self { address, prefix })
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
-    }
-}
+pub use crate::net::Cidr;
 
 /// What the operator allows drivers to reach.
 #[derive(Debug, Clone)]
@@ -333,15 +287,5 @@ mod tests {
         req.body = vec![0; DevicePolicy::default().max_request_bytes + 1];
         let result = check_device("acme-adc", "http://127.0.0.1", &req);
         assert!(matches!(result, Err(DeviceApiError::NotPermitted(_))));
-    }
-
-    #[test]
-    fn cidr_matching() {
-        let net: Cidr = "10.0.0.0/8".parse().expect("cidr");
-        assert!(net.contains("10.200.0.1".parse().expect("ip")));
-        assert!(!net.contains("11.0.0.1".parse().expect("ip")));
-        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
-        assert!(all.contains("8.8.8.8".parse().expect("ip")));
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
     }
 }
