@@ -60,6 +60,14 @@ impl Cidr {
     }
 }
 
+/// Whether `address` lies inside `cidr`; false when either does not parse.
+pub fn contains(cidr: &str, address: &str) -> bool {
+    match (cidr.parse::<Cidr>(), address.parse::<IpAddr>()) {
+        (Ok(cidr), Ok(address)) => cidr.contains(address),
+        _ => false,
+    }
+}
+
 impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {

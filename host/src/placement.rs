@@ -10,9 +10,9 @@ use lbaas_scheduler::{
 };
 
 use crate::api::{Drivers, Snapshot, profile_providers};
+use crate::convert;
 use crate::model::{self, Device, LoadBalancer, Protocol};
 use crate::runtime as wit;
-use crate::{api, convert};
 
 /// Candidates each driver judges.
 pub const TOP_K: usize = 8;
@@ -42,7 +42,7 @@ impl Target {
             let network = snapshot.networks.iter().find(|n| {
                 n.subnets.iter().any(|s| {
                     member.subnet_id.as_deref() == Some(s.id.as_str())
-                        || api::subnet_contains(&s.cidr, &member.address)
+                        || crate::net::contains(&s.cidr, &member.address)
                 })
             });
             if let Some(network) = network

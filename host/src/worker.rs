@@ -417,20 +417,13 @@ fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, Str
         .find(|n| n.id == lb.vip_network_id)
         .map(convert::network)
         .ok_or_else(|| format!("VIP network {} no longer exists", lb.vip_network_id))?;
-    let mut member_networks: Vec<wit::Network> = Vec::new();
-    for member in &members {
-        let network = snapshot.networks.iter().find(|n| {
-            n.subnets.iter().any(|s| {
-                member.subnet_id.as_deref() == Some(s.id.as_str())
-                    || crate::api::subnet_contains(&s.cidr, &member.address)
-            })
-        });
-        if let Some(network) = network
-            && !member_networks.iter().any(|n| n.id == network.id)
-        {
-            member_networks.push(convert::network(network));
-        }
-    }
+    // The same networks placement wired the device to.
+    let member_networks: Vec<wit::Network> = placement::Target::of(snapshot, lb)
+        .member_networks
+        .iter()
+        .filter_map(|id| snapshot.networks.iter().find(|n| &n.id == id))
+        .map(convert::network)
+        .collect();
     let flavor = match lb
         .flavor_id
         .as_deref()

@@ -41,14 +41,6 @@ pub use flavors::profile_providers;
 pub use loadbalancers::{new_id, now};
 pub use snapshot::Snapshot;
 
-/// Whether `address` lies inside `cidr` (false when either does not parse).
-pub fn subnet_contains(cidr: &str, address: &str) -> bool {
-    match (validate::cidr("cidr", cidr), address.parse()) {
-        (Ok(cidr), Ok(address)) => cidr.contains(address),
-        _ => false,
-    }
-}
-
 /// The drivers the host has loaded, by name. Each is one Octavia provider.
 #[derive(Default)]
 pub struct Drivers {
