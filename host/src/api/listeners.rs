@@ -392,10 +392,7 @@ async fn stats(
 ) -> ApiResult<Json<Value>> {
     api.read(move |_, snapshot| {
         snapshot.listener(&ctx, &id)?;
-        Ok(Json(
-            json!({"stats": {"active_connections": 0, "bytes_in": 0, "bytes_out": 0,
-                                  "request_errors": 0, "total_connections": 0}}),
-        ))
+        Ok(Json(views::zero_stats()))
     })
     .await
 }

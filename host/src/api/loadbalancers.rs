@@ -485,10 +485,7 @@ async fn stats(
     api.read(move |_, snapshot| {
         snapshot.loadbalancer(&ctx, &id)?;
         // Counters come from the data plane; until it reports, they are zero.
-        Ok(Json(
-            json!({"stats": {"active_connections": 0, "bytes_in": 0, "bytes_out": 0,
-                                  "request_errors": 0, "total_connections": 0}}),
-        ))
+        Ok(Json(views::zero_stats()))
     })
     .await
 }

@@ -144,3 +144,9 @@ pub fn device(snapshot: &Snapshot, device: &Device) -> Value {
 pub fn network(network: &Network) -> Value {
     Value::Object(object(network))
 }
+
+/// Statistics before the data plane reports any: every counter zero.
+pub fn zero_stats() -> Value {
+    json!({"stats": {"active_connections": 0, "bytes_in": 0, "bytes_out": 0,
+                     "request_errors": 0, "total_connections": 0}})
+}
