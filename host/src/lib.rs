@@ -4,11 +4,13 @@
 
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod convert;
 pub mod devices;
 pub mod ids;
 pub mod model;
+pub mod monitor;
 pub mod net;
 pub mod placement;
 pub mod provision;

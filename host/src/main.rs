@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lbaas_host::api::{self, Api, Auth, Drivers};
 use lbaas_host::devices::StaticDevices;
+use lbaas_host::monitor;
+use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
@@ -28,6 +30,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the host.
@@ -53,12 +57,62 @@ enum Command {
         /// Jobs the worker runs at once.
         #[arg(long, default_value_t = 4)]
         workers: usize,
+        #[command(flatten)]
+        data_plane: DataPlane,
     },
     /// Work with driver components.
     Driver {
         #[command(subcommand)]
         command: DriverCommand,
     },
+}
+
+/// How the host runs the HAProxy devices drivers ask it to spawn, and watches every device.
+#[derive(clap::Args)]
+struct DataPlane {
+    /// The device agent executable. Default: `lbaas-agent` beside `lbaasd`.
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
+    /// The HAProxy executable spawned devices run.
+    #[arg(long, value_name = "PATH", default_value = "haproxy")]
+    haproxy: PathBuf,
+    /// Loopback range spawned devices take their management addresses from.
+    #[arg(long, value_name = "CIDR", default_value = "127.128.0.0/16")]
+    spawn_addresses: Cidr,
+    /// Management port of spawned devices.
+    #[arg(long, default_value_t = 9443)]
+    agent_port: u16,
+    /// Do not spawn devices: load balancers go only on registered devices.
+    #[arg(long)]
+    no_spawn: bool,
+    /// How often device health and traffic counters are read.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    status_interval: std::time::Duration,
+}
+
+impl DataPlane {
+    fn provisioner(&self, data_dir: &Path) -> anyhow::Result<Option<Arc<dyn Provisioner>>> {
+        if self.no_spawn {
+            return Ok(None);
+        }
+        let agent = match &self.agent {
+            Some(agent) => agent.clone(),
+            None => std::env::current_exe()?.with_file_name("lbaas-agent"),
+        };
+        if !agent.exists() {
+            tracing::warn!(agent = %agent.display(), "no device agent: load balancers go only on registered devices");
+            return Ok(None);
+        }
+        let local = LocalProcesses::new(
+            agent,
+            self.haproxy.clone(),
+            data_dir.join("devices"),
+            self.spawn_addresses,
+            self.agent_port,
+        )
+        .map_err(anyhow::Error::msg)?;
+        Ok(Some(Arc::new(local)))
+    }
 }
 
 #[derive(Subcommand)]
@@ -97,6 +151,7 @@ fn run() -> anyhow::Result<()> {
             auth,
             tokens_file,
             workers,
+            data_plane,
         } => {
             let auth = match (auth.as_str(), tokens_file) {
                 ("tokens", Some(file)) => Auth::tokens_file(&file)?,
@@ -111,6 +166,7 @@ fn run() -> anyhow::Result<()> {
                 device_networks,
                 auth,
                 workers,
+                &data_plane,
             )
         }
         Command::Driver {
@@ -154,6 +210,7 @@ fn serve(
     device_networks: Vec<Cidr>,
     auth: Auth,
     workers: usize,
+    data_plane: &DataPlane,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
@@ -178,20 +235,28 @@ fn serve(
         .or(drivers.first())
         .map(|d| d.name().to_string());
 
+    let provisioner = data_plane.provisioner(data_dir)?;
+
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        let api = Arc::new(Api::new(
+        let mut api = Api::new(
             store,
             Arc::new(Drivers::new(drivers)),
             auth,
             default_provider,
             jobs,
-        ));
+        );
+        if let Some(provisioner) = provisioner {
+            api = api.with_provisioner(provisioner);
+        }
+        let api = Arc::new(api);
+        worker::adopt_devices(&api).await;
         worker::spawn(api.clone(), queue, workers);
+        monitor::spawn(api.clone(), data_plane.status_interval);
         tracing::info!(address = %listener.local_addr()?, drivers = count, "lbaasd serving");
         let app = api::router(api);
         axum::serve(listener, app)

@@ -263,6 +263,10 @@ pub struct Device {
     pub attachments: BTreeMap<String, std::collections::BTreeSet<String>>,
     pub metadata: BTreeMap<String, String>,
     pub enabled: bool,
+    /// Set when the host's provisioner started the device: its handle for stopping it. Such a
+    /// device is deleted, and stopped, once its last load balancer leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<String>,
     pub created_at: String,
     pub updated_at: Option<String>,
 }

@@ -45,6 +45,29 @@ impl DeviceDirectory for StoreDevices {
     }
 }
 
+/// Hands the provisioner the devices it started that the registry still holds, before any
+/// job runs: it restarts what is missing and stops what no record names.
+pub async fn adopt_devices(api: &Arc<Api>) {
+    let Some(provisioner) = api.provisioner.clone() else {
+        return;
+    };
+    let handles = api
+        .read(|_, snapshot| {
+            Ok(snapshot
+                .devices
+                .iter()
+                .filter_map(|d| d.provisioned.clone())
+                .collect::<Vec<_>>())
+        })
+        .await;
+    // Without the registry nothing can be told apart from an orphan: leave everything be.
+    let Ok(handles) = handles else {
+        tracing::error!("cannot read the device registry; spawned devices are not adopted");
+        return;
+    };
+    let _ = tokio::task::spawn_blocking(move || provisioner.adopt(&handles)).await;
+}
+
 /// Starts the worker: `concurrency` jobs at a time, fed by `jobs` and, first, by every job
 /// left in the store by a previous run.
 pub fn spawn(api: Arc<Api>, mut jobs: UnboundedReceiver<String>, concurrency: usize) {
@@ -104,8 +127,19 @@ async fn run(api: &Arc<Api>, lb_id: &str) {
         Ok(Step::Removed) => Ok(()),
         Err(fault) => {
             tracing::warn!(loadbalancer = lb_id, %fault, "provisioning failed");
-            api.write(move |_, snapshot| Ok(Outcome::new(fail(snapshot, &lb, &fault), ())))
-                .await
+            let retired = api
+                .write(move |_, snapshot| {
+                    let (batch, retired) = fail(snapshot, &lb, &fault);
+                    Ok(Outcome::new(batch, retired))
+                })
+                .await;
+            match retired {
+                Ok(retired) => {
+                    release(api, retired).await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            }
         }
     };
     if let Err(error) = recorded {
@@ -119,13 +153,13 @@ enum Step {
 }
 
 /// What a driver call needs, read from one snapshot.
-struct Work {
-    lb: LoadBalancer,
-    driver: LoadedDriver,
-    device: Option<Device>,
+pub(crate) struct Work {
+    pub(crate) lb: LoadBalancer,
+    pub(crate) driver: LoadedDriver,
+    pub(crate) device: Option<Device>,
     /// The device a migration leaves, once the load balancer is on its new one.
-    left: Option<Device>,
-    model: wit::LoadBalancer,
+    pub(crate) left: Option<Device>,
+    pub(crate) model: wit::LoadBalancer,
 }
 
 async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
@@ -174,16 +208,18 @@ async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
     call?;
 
     let id = lb.common.id.clone();
-    api.write(move |_, snapshot| {
-        let batch = if deleting {
-            remove_all(snapshot, &id)
-        } else {
-            succeed(snapshot, &id)
-        };
-        Ok(Outcome::new(batch, ()))
-    })
-    .await
-    .map_err(|e| e.message)?;
+    let retired = api
+        .write(move |_, snapshot| {
+            let (batch, retired) = if deleting {
+                remove_all(snapshot, &id)
+            } else {
+                succeed(snapshot, &id)
+            };
+            Ok(Outcome::new(batch, retired))
+        })
+        .await
+        .map_err(|e| e.message)?;
+    release(api, retired).await;
     Ok(if deleting { Step::Removed } else { Step::Done })
 }
 
@@ -224,6 +260,7 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
             }
             _ => None,
         };
+        let handle = spawned.as_ref().and_then(|d| d.provisioned.clone());
         let id = lb_id.to_owned();
         let reserved = api
             .write(move |_, snapshot| {
@@ -235,7 +272,8 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
                 let mut batch = Batch::new();
                 batch.put(&record);
                 let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
-                    return Ok(Outcome::new(Batch::new(), Ok(true)));
+                    // Deleted meanwhile: the next round finds nothing to place.
+                    return Ok(Outcome::new(Batch::new(), Ok(false)));
                 };
                 let result = match &explanation.outcome {
                     Decision::Placed { device_id, driver } => {
@@ -271,8 +309,13 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
                 Ok(Outcome::new(batch, result))
             })
             .await
-            .map_err(|e| e.message)?;
-        match reserved {
+            .map_err(|e| e.message);
+        let stored = matches!(reserved, Ok(Ok(true)));
+        if !stored {
+            // A device started for this load balancer and not recorded must not linger.
+            release(api, handle).await;
+        }
+        match reserved? {
             Ok(true) => return Ok(()),
             Ok(false) => continue,
             Err(fault) => return Err(fault),
@@ -307,9 +350,44 @@ async fn provision_device(
         attachments: Default::default(),
         metadata: spec.metadata.clone(),
         enabled: true,
+        provisioned: provisioned.handle,
         created_at: crate::api::now(),
         updated_at: None,
     })
+}
+
+/// Has the provisioner stop a device the registry no longer holds.
+async fn release(api: &Arc<Api>, handle: Option<String>) {
+    let (Some(handle), Some(provisioner)) = (handle, api.provisioner.clone()) else {
+        return;
+    };
+    let stopped = tokio::task::spawn_blocking(move || provisioner.release(&handle)).await;
+    match stopped {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "cannot stop a released device"),
+        Err(error) => tracing::error!(%error, "stopping a released device aborted"),
+    }
+}
+
+/// A device the provisioner started goes away with the last load balancer on it: deleted
+/// from the registry in `batch`; returns its handle, for stopping once committed.
+fn retire_if_empty(
+    snapshot: &Snapshot,
+    device_id: &str,
+    leaving: &str,
+    batch: &mut Batch,
+) -> Option<String> {
+    let device = snapshot.devices.iter().find(|d| d.id == device_id)?;
+    let handle = device.provisioned.clone()?;
+    let others = snapshot
+        .loadbalancers
+        .iter()
+        .any(|lb| lb.device_id.as_deref() == Some(device_id) && lb.common.id != leaving);
+    if others {
+        return None;
+    }
+    batch.delete::<Device>(device_id);
+    Some(handle)
 }
 
 /// Attaches the load balancer's device to every network it needs and is not on; releases
@@ -376,7 +454,7 @@ fn wire_device(
     }
 }
 
-fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, String> {
+pub(crate) fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, String> {
     let Some(lb) = snapshot
         .loadbalancers
         .iter()
@@ -468,9 +546,11 @@ fn settle(common: &mut Common, operating: OperatingStatus) {
     };
 }
 
-/// The device matches the model: pending children become `ACTIVE` or disappear.
-fn succeed(snapshot: &Snapshot, lb_id: &str) -> Batch {
+/// The device matches the model: pending children become `ACTIVE` or disappear. Returns the
+/// handle of a spawned device a migration left empty.
+fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
     let mut batch = Batch::new();
+    let mut retired = None;
     let gone = |c: &Common| c.provisioning_status == ProvisioningStatus::PendingDelete;
     let deleted_pools: Vec<&str> = snapshot
         .pools_of(lb_id)
@@ -542,24 +622,30 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> Batch {
         let mut lb = lb.clone();
         if let Some(migration) = lb.migration.take() {
             wire_device(snapshot, &lb.common.id, &migration.from, &[], &mut batch);
+            retired = retire_if_empty(snapshot, &migration.from, lb_id, &mut batch);
         }
         settle(&mut lb.common, OperatingStatus::Online);
         lb.fault = None;
         batch.put(&lb);
     }
     batch.delete::<Job>(lb_id);
-    batch
+    (batch, retired)
 }
 
-/// The load balancer is gone from its device: it and every child leave the store.
-fn remove_all(snapshot: &Snapshot, lb_id: &str) -> Batch {
+/// The load balancer is gone from its device: it and every child leave the store, and so
+/// does a spawned device it leaves empty (whose handle is returned).
+fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
     let mut batch = Batch::new();
+    let mut retired = None;
     if let Some(lb) = snapshot
         .loadbalancers
         .iter()
         .find(|lb| lb.common.id == lb_id)
     {
         wire(snapshot, lb, false, &mut batch);
+        if let Some(device_id) = &lb.device_id {
+            retired = retire_if_empty(snapshot, device_id, lb_id, &mut batch);
+        }
     }
     for listener in snapshot.listeners_of(lb_id) {
         batch.delete::<Listener>(&listener.common.id);
@@ -577,12 +663,14 @@ fn remove_all(snapshot: &Snapshot, lb_id: &str) -> Batch {
         .delete::<LoadBalancer>(lb_id)
         .delete::<Job>(lb_id)
         .delete::<Placement>(lb_id);
-    batch
+    (batch, retired)
 }
 
-/// Provisioning failed: the load balancer and its pending children end in `ERROR`.
-fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> Batch {
+/// Provisioning failed: the load balancer and its pending children end in `ERROR`. A spawned
+/// device that a load balancer never got onto is retired (its handle returned).
+fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<String>) {
     let mut batch = Batch::new();
+    let mut retired = None;
     let errored = |common: &mut Common| {
         if common.provisioning_status.is_pending() {
             common.provisioning_status = ProvisioningStatus::Error;
@@ -618,13 +706,18 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> Batch {
         // A load balancer that never got onto its device gives the reservation back.
         if lb.common.provisioning_status == ProvisioningStatus::PendingCreate {
             wire(snapshot, &lb, false, &mut batch);
-            lb.device_id = None;
+            if let Some(device_id) = lb.device_id.take() {
+                retired = retire_if_empty(snapshot, &device_id, lb_id, &mut batch);
+            }
         }
         // A failed move leaves it where it was: the new device gives its reservation back.
         if let Some(migration) = lb.migration.take()
             && lb.device_id.as_deref() != Some(migration.from.as_str())
         {
             wire(snapshot, &lb, false, &mut batch);
+            if let Some(device_id) = &lb.device_id {
+                retired = retire_if_empty(snapshot, device_id, lb_id, &mut batch);
+            }
             lb.device_id = Some(migration.from);
         }
         lb.common.provisioning_status = ProvisioningStatus::Error;
@@ -633,5 +726,5 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> Batch {
         batch.put(&lb);
     }
     batch.delete::<Job>(lb_id);
-    batch
+    (batch, retired)
 }

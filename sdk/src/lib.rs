@@ -39,9 +39,9 @@ pub mod state;
 pub use bindings::lbaas::driver::types::DriverCapabilities as Capabilities;
 pub use bindings::lbaas::driver::types::{
     Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverError, Entry, Flavor,
-    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits, Listener, LoadBalancer, Member,
-    Network, PersistenceKind, PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec,
-    Verdict,
+    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits, Listener, ListenerCounters,
+    LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network, PersistenceKind,
+    PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec, Verdict,
 };
 
 /// Everything a driver usually needs, in one `use`.
@@ -49,7 +49,8 @@ pub mod prelude {
     pub use crate::{
         Algorithm, Candidate, Capabilities, Device, DeviceConfig, DeviceHint, DeviceKind, Driver,
         DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
-        Listener, LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
+        Listener, ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth,
+        MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
         SessionPersistence, SpawnSpec, Verdict, device, export_driver, log, state,
     };
 }
@@ -117,6 +118,15 @@ pub trait Driver {
             return Ok(());
         }
         response.success().map(drop)
+    }
+
+    /// Reads member health and listener counters from the device. The default reports nothing
+    /// (`unsupported`), and the host leaves the load balancer's statuses as they are.
+    fn status(lb: &LoadBalancer, device: &Device) -> Result<LoadBalancerStatus, DriverError> {
+        let _ = (lb, device);
+        Err(DriverError::Unsupported(
+            "this driver does not report status".into(),
+        ))
     }
 }
 
@@ -238,6 +248,12 @@ macro_rules! export_driver {
                     device: $crate::Device,
                 ) -> Result<(), $crate::DriverError> {
                     <$driver as $crate::Driver>::remove(&lb, &device)
+                }
+                fn status(
+                    lb: $crate::LoadBalancer,
+                    device: $crate::Device,
+                ) -> Result<$crate::LoadBalancerStatus, $crate::DriverError> {
+                    <$driver as $crate::Driver>::status(&lb, &device)
                 }
             }
 

@@ -67,6 +67,7 @@ fn snapshot() -> Snapshot {
             attachments: BTreeMap::new(),
             metadata: BTreeMap::new(),
             enabled: d % 97 != 0,
+            provisioned: None,
             created_at: String::new(),
             updated_at: None,
         })

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lbaas_host::api::{self, Api, Auth, Drivers};
-use lbaas_host::provision::FixedEndpoint;
+use lbaas_host::monitor;
+use lbaas_host::provision::{FixedEndpoint, Provisioner};
 use lbaas_host::runtime::{Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
@@ -31,6 +32,29 @@ impl ControlPlane {
     /// Like [`ControlPlane::start`]; devices drivers ask to spawn are registered at once with
     /// the management endpoint `spawn_url`.
     pub fn start_with(data_dir: &Path, auth: Auth, spawn_url: Option<String>) -> Self {
+        let provisioner = spawn_url.map(|management_url| {
+            Arc::new(FixedEndpoint { management_url }) as Arc<dyn Provisioner>
+        });
+        Self::launch(data_dir, auth, provisioner, None)
+    }
+
+    /// A control plane whose drivers spawn devices through `provisioner`, adopting those it
+    /// started before, with the status monitor polling every `status_interval`.
+    pub fn start_with_data_plane(
+        data_dir: &Path,
+        auth: Auth,
+        provisioner: Arc<dyn Provisioner>,
+        status_interval: Duration,
+    ) -> Self {
+        Self::launch(data_dir, auth, Some(provisioner), Some(status_interval))
+    }
+
+    fn launch(
+        data_dir: &Path,
+        auth: Auth,
+        provisioner: Option<Arc<dyn Provisioner>>,
+        status_interval: Option<Duration>,
+    ) -> Self {
         let db = sled::open(data_dir.join("db")).expect("open database");
         let config = RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
@@ -62,11 +86,15 @@ impl ControlPlane {
                     Some("haproxy".into()),
                     jobs,
                 );
-                if let Some(management_url) = spawn_url {
-                    api = api.with_provisioner(Arc::new(FixedEndpoint { management_url }));
+                if let Some(provisioner) = provisioner {
+                    api = api.with_provisioner(provisioner);
                 }
                 let api = Arc::new(api);
+                worker::adopt_devices(&api).await;
                 worker::spawn(api.clone(), queue, 4);
+                if let Some(interval) = status_interval {
+                    monitor::spawn(api.clone(), interval);
+                }
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .expect("bind");

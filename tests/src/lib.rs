@@ -3,6 +3,7 @@
 //! builds realistic load balancers.
 
 pub mod appliance;
+pub mod backend;
 pub mod control;
 pub mod model;
 pub mod process;

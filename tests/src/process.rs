@@ -2,26 +2,31 @@
 //! loopback port, its log collected, killed (SIGKILL) on drop.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::{cargo, workspace_root};
 
-/// The `lbaasd` binary of this workspace, freshly built.
-pub fn lbaasd() -> Command {
+/// A binary of the host crate, freshly built (debug).
+pub fn host_binary(name: &str) -> PathBuf {
     let root = workspace_root();
     let status = cargo()
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", "lbaas-host", "--bin", "lbaasd"])
+        .args(["build", "--quiet", "-p", "lbaas-host", "--bin", name])
         .status()
-        .expect("build lbaasd");
-    assert!(status.success());
+        .unwrap_or_else(|e| panic!("build {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(Into::into)
         .unwrap_or_else(|_| root.join("target"));
-    let mut command = Command::new(target.join("debug/lbaasd"));
+    target.join("debug").join(name)
+}
+
+/// The `lbaasd` binary of this workspace, freshly built.
+pub fn lbaasd() -> Command {
+    let mut command = Command::new(host_binary("lbaasd"));
     command
         .env("RUST_LOG", "info")
         .env_remove("RUST_BACKTRACE")

@@ -17,7 +17,6 @@ pub(crate) const PROTOCOLS: [Protocol; 5] = [
     Protocol::ProxyV2,
 ];
 
-const DEFAULT_MAXCONN: u32 = 50_000;
 /// Octavia's defaults when no listener names a pool's timeouts (milliseconds).
 const DEFAULT_MEMBER_CONNECT_MS: u32 = 5_000;
 const DEFAULT_MEMBER_DATA_MS: u32 = 50_000;
@@ -36,11 +35,14 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
             lb.vip_address
         ))
     })?;
+    // Without a flavor's limit, HAProxy derives one from the file descriptors it may open.
     let maxconn = match lb.flavor.as_ref().and_then(|flavor| flavor.get("maxconn")) {
-        Some(value) => value
-            .parse::<u32>()
-            .map_err(|_| invalid(format!("flavor maxconn `{value}` is not a number")))?,
-        None => DEFAULT_MAXCONN,
+        Some(value) => Some(
+            value
+                .parse::<u32>()
+                .map_err(|_| invalid(format!("flavor maxconn `{value}` is not a number")))?,
+        ),
+        None => None,
     };
 
     let mut out = String::with_capacity(4096);
@@ -53,9 +55,12 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
         checked_id("load balancer", &lb.id)?,
         checked_id("device", &device.id)?,
     );
+    if let Some(maxconn) = maxconn {
+        let _ = writeln!(out, "\nglobal\n    maxconn {maxconn}");
+    }
     let _ = writeln!(
         out,
-        "\nglobal\n    maxconn {maxconn}\n\ndefaults\n    retries 3\n    option redispatch\n    \
+        "\ndefaults\n    retries 3\n    option redispatch\n    \
          timeout connect {DEFAULT_MEMBER_CONNECT_MS}ms\n    timeout client 50000ms\n    \
          timeout server {DEFAULT_MEMBER_DATA_MS}ms"
     );

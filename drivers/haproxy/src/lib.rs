@@ -2,6 +2,7 @@
 //! spawn at will. `translate` renders one complete `haproxy.cfg` per load balancer.
 
 mod config;
+mod status;
 
 use lbaas_driver_sdk::prelude::*;
 
@@ -98,10 +99,66 @@ impl Driver for HaproxyDriver {
 
     fn translate(lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig, DriverError> {
         Ok(DeviceConfig {
-            content_type: "text/x-haproxy-cfg".into(),
+            content_type: CONTENT_TYPE.into(),
             body: render(lb, device)?,
         })
     }
+
+    /// Hands the configuration to the device agent, which checks it with `haproxy -c` and
+    /// reloads; a refusal carries HAProxy's own message.
+    fn apply(lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<(), DriverError> {
+        let response = device::Request::put(&config_path(lb))
+            .header("content-type", &config.content_type)
+            .body(config.body.as_bytes().to_vec())
+            .send(&device.id)?;
+        if response.is_success() {
+            return Ok(());
+        }
+        Err(agent_error(&response))
+    }
+
+    fn remove(lb: &LoadBalancer, device: &Device) -> Result<(), DriverError> {
+        let response = device::Request::delete(&config_path(lb)).send(&device.id)?;
+        if response.is_success() || response.status == 404 {
+            return Ok(());
+        }
+        Err(agent_error(&response))
+    }
+
+    fn status(lb: &LoadBalancer, device: &Device) -> Result<LoadBalancerStatus, DriverError> {
+        let path = format!("/v1/loadbalancers/{}/stats", lb.id);
+        let response = device::Request::get(&path).send(&device.id)?;
+        if !response.is_success() {
+            return Err(agent_error(&response));
+        }
+        Ok(status::from_stats(lb, &response.json()?))
+    }
+}
+
+const CONTENT_TYPE: &str = "text/x-haproxy-cfg";
+
+fn config_path(lb: &LoadBalancer) -> String {
+    format!("/v1/loadbalancers/{}/config", lb.id)
+}
+
+/// The agent answers errors as `{"error": "..."}`.
+fn agent_error(response: &device::Response) -> DriverError {
+    #[derive(serde::Deserialize)]
+    struct AgentError {
+        error: String,
+    }
+    let message = match response.json::<AgentError>() {
+        Ok(body) => body.error,
+        Err(_) => String::from_utf8_lossy(&response.body)
+            .chars()
+            .take(512)
+            .collect(),
+    };
+    DriverError::DeviceRejected(format!(
+        "HAProxy agent answered {}: {}",
+        response.status,
+        message.trim()
+    ))
 }
 
 /// An HAProxy device takes a load balancer while it has room; emptier devices score higher.

@@ -138,6 +138,7 @@ async fn create_device(
                 attachments: BTreeMap::new(),
                 metadata: body.metadata.unwrap_or_default(),
                 enabled: body.enabled.unwrap_or(true),
+                provisioned: None,
                 created_at: now(),
                 updated_at: None,
             };
@@ -271,19 +272,27 @@ async fn delete_device(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    api.write(move |_, snapshot| {
-        writable_device(snapshot, &ctx, &id)?;
-        let load = snapshot.load_of(&id);
-        if load > 0 {
-            return Err(ApiError::conflict(format!(
-                "Device {id} still carries {load} load balancers; move or delete them first."
-            )));
-        }
-        let mut batch = Batch::new();
-        batch.delete::<Device>(&id);
-        Ok(Outcome::new(batch, ()))
-    })
-    .await?;
+    let handle = api
+        .write(move |_, snapshot| {
+            let handle = writable_device(snapshot, &ctx, &id)?.provisioned.clone();
+            let load = snapshot.load_of(&id);
+            if load > 0 {
+                return Err(ApiError::conflict(format!(
+                    "Device {id} still carries {load} load balancers; move or delete them first."
+                )));
+            }
+            let mut batch = Batch::new();
+            batch.delete::<Device>(&id);
+            Ok(Outcome::new(batch, handle))
+        })
+        .await?;
+    // A device the host started is stopped with its record.
+    if let (Some(handle), Some(provisioner)) = (handle, api.provisioner.clone()) {
+        tokio::task::spawn_blocking(move || provisioner.release(&handle))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -390,9 +390,9 @@ async fn stats(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    api.read(move |_, snapshot| {
+    api.read(move |api, snapshot| {
         snapshot.listener(&ctx, &id)?;
-        Ok(Json(views::zero_stats()))
+        Ok(Json(views::stats(api.traffic.listener(&id))))
     })
     .await
 }

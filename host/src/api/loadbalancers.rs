@@ -482,10 +482,10 @@ async fn stats(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    api.read(move |_, snapshot| {
+    api.read(move |api, snapshot| {
         snapshot.loadbalancer(&ctx, &id)?;
-        // Counters come from the data plane; until it reports, they are zero.
-        Ok(Json(views::zero_stats()))
+        let listeners = snapshot.listeners_of(&id).map(|l| l.common.id.as_str());
+        Ok(Json(views::stats(api.traffic.sum(listeners))))
     })
     .await
 }

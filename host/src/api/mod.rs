@@ -87,6 +87,8 @@ pub struct Api {
     pub default_provider: Option<String>,
     /// Creates virtual devices when a driver asks to spawn one.
     pub provisioner: Option<Arc<dyn crate::provision::Provisioner>>,
+    /// Listener traffic totals, fed by the status monitor.
+    pub traffic: crate::monitor::Traffic,
     writes: tokio::sync::Mutex<()>,
     /// The store's records, decoded once and kept current by every commit (all writes go
     /// through [`Api::write`]).
@@ -131,6 +133,7 @@ impl Api {
             auth,
             default_provider,
             provisioner: None,
+            traffic: Default::default(),
             writes: tokio::sync::Mutex::new(()),
             cache: std::sync::Mutex::new(None),
             jobs,

@@ -1,6 +1,7 @@
 //! Records as Octavia's API shows them: field names, relation lists (`[{"id": …}]`), and the
 //! attributes clients expect even when this host does not use them.
 
+use crate::monitor::Counters;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -133,6 +134,8 @@ pub fn flavor(flavor: &Flavor) -> Value {
 pub fn device(snapshot: &Snapshot, device: &Device) -> Value {
     let mut map = object(device);
     map.remove("credentials");
+    map.remove("provisioned");
+    map.insert("spawned".into(), json!(device.provisioned.is_some()));
     map.insert(
         "credentials_set".into(),
         json!(device.credentials.is_some()),
@@ -145,8 +148,13 @@ pub fn network(network: &Network) -> Value {
     Value::Object(object(network))
 }
 
-/// Statistics before the data plane reports any: every counter zero.
-pub fn zero_stats() -> Value {
-    json!({"stats": {"active_connections": 0, "bytes_in": 0, "bytes_out": 0,
-                     "request_errors": 0, "total_connections": 0}})
+/// Octavia's statistics object.
+pub fn stats(counters: Counters) -> Value {
+    json!({"stats": {
+        "active_connections": counters.active_connections,
+        "bytes_in": counters.bytes_in,
+        "bytes_out": counters.bytes_out,
+        "request_errors": counters.request_errors,
+        "total_connections": counters.total_connections,
+    }})
 }

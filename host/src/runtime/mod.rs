@@ -30,8 +30,9 @@ use host::{DriverContext, HostState, LogLimiter};
 pub use bindings::types::{
     Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverCapabilities,
     DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
-    Listener, LoadBalancer, Member, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
-    SessionPersistence, SpawnSpec, Verdict,
+    Listener, ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth,
+    MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, Protocol, SessionPersistence,
+    SpawnSpec, Verdict,
 };
 pub use cache::Origin;
 pub use permissions::{Cidr, DevicePolicy};
@@ -472,6 +473,23 @@ impl LoadedDriver {
             d.lbaas_driver_driver().call_remove(s, lb, device)
         })?
         .map_err(|e| self.refused("remove", e))
+    }
+
+    /// Member health and listener counters, as the device reports them.
+    pub fn status(&self, lb: &LoadBalancer, device: &Device) -> Result<LoadBalancerStatus> {
+        let status = self
+            .call("status", |d, s| {
+                d.lbaas_driver_driver().call_status(s, lb, device)
+            })?
+            .map_err(|e| self.refused("status", e))?;
+        // One entry per listener and member the host asked about, at most.
+        let members: usize = lb.pools.iter().map(|p| p.members.len()).sum();
+        let reported = status.listeners.len() + status.members.len();
+        let limit = lb.listeners.len() + members;
+        if reported > limit {
+            return Err(self.too_large("status", "status entries", reported, limit));
+        }
+        Ok(status)
     }
 }
 

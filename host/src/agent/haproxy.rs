@@ -1,0 +1,468 @@
+//! One HAProxy in master-worker mode, driven through files, signals and its sockets.
+//!
+//! The state folder holds everything: `base.cfg` (written by the agent: the stats socket),
+//! `conf.d/<load balancer>.cfg` (one per load balancer, exactly as the driver rendered it),
+//! the master's pid file and CLI socket, the worker's stats socket, and `haproxy.log` (the
+//! master's output, where HAProxy explains a refused reload).
+//!
+//! A reload is `SIGUSR2` to the master: it re-reads the files, starts a new worker and lets
+//! the old one finish its connections, so established connections survive. If the new
+//! configuration cannot start, the master keeps the old worker and counts a failed reload,
+//! which [`Haproxy::reload`] reads back from `show proc`.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+/// How long a start or a reload may take before the agent gives up on it.
+const SETTLE: Duration = Duration::from_secs(15);
+/// Unix socket paths are limited to 108 bytes, terminator included.
+const MAX_SOCKET_PATH: usize = 107;
+
+pub struct Haproxy {
+    binary: PathBuf,
+    dir: PathBuf,
+}
+
+/// The master's view of itself (`show proc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Processes {
+    pub master: u32,
+    pub workers: Vec<u32>,
+    /// Reloads since the master started.
+    pub reloads: u64,
+    /// Failed reloads since the last one that succeeded.
+    pub failed: u64,
+}
+
+/// One line of `show stat`, in the agent's wire format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatRow {
+    pub proxy: String,
+    pub server: String,
+    pub status: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub current_sessions: u64,
+    pub total_sessions: u64,
+    pub request_errors: u64,
+}
+
+impl Haproxy {
+    pub fn new(binary: PathBuf, dir: PathBuf) -> Self {
+        Self { binary, dir }
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.join("conf.d")
+    }
+
+    fn base(&self) -> PathBuf {
+        self.dir.join("base.cfg")
+    }
+
+    fn master_socket(&self) -> PathBuf {
+        self.dir.join("master.sock")
+    }
+
+    fn stats_socket(&self) -> PathBuf {
+        self.dir.join("stats.sock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("haproxy.pid")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("haproxy.log")
+    }
+
+    /// Adopts the HAProxy a previous agent left running in this folder, or starts one with
+    /// the configurations found there.
+    pub fn start_or_adopt(&self) -> Result<Processes, String> {
+        fs::create_dir_all(self.conf_dir())
+            .map_err(|e| format!("cannot create {}: {e}", self.conf_dir().display()))?;
+        for socket in [self.master_socket(), self.stats_socket()] {
+            if socket.as_os_str().len() > MAX_SOCKET_PATH {
+                return Err(format!(
+                    "state folder {} is too deep for a Unix socket path",
+                    self.dir.display()
+                ));
+            }
+        }
+        self.write_base()?;
+        if let Ok(processes) = self.processes() {
+            tracing::info!(master = processes.master, "adopted a running HAProxy");
+            return Ok(processes);
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file())
+            .map_err(|e| format!("cannot open {}: {e}", self.log_file().display()))?;
+        let _ = fs::remove_file(self.master_socket());
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("-W")
+            .arg("-S")
+            .arg(self.master_socket())
+            .arg("-p")
+            .arg(self.pid_file())
+            .arg("-f")
+            .arg(self.base())
+            .arg("-f")
+            .arg(self.conf_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            // Its own process group: a signal meant for the agent's group (Ctrl-C) leaves
+            // the data plane running.
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if let Ok(processes) = self.processes()
+                && !processes.workers.is_empty()
+            {
+                tracing::info!(master = processes.master, "started HAProxy");
+                // The master is reaped by whoever outlives it; the agent does not wait.
+                std::thread::spawn(move || child.wait());
+                return Ok(processes);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "HAProxy exited at start ({status}): {}",
+                    self.log_tail()
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("HAProxy did not start: {}", self.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn write_base(&self) -> Result<(), String> {
+        let base = format!(
+            "# Written by lbaas-agent at every start; load balancers live in conf.d/.\n\
+             global\n    stats socket {} mode 600 level admin\n    stats timeout 10s\n",
+            self.stats_socket().display()
+        );
+        fs::write(self.base(), base).map_err(|e| format!("cannot write base.cfg: {e}"))
+    }
+
+    /// Checks the configuration formed by base.cfg and `files` (`haproxy -c`); the error is
+    /// HAProxy's own message.
+    pub fn check(&self, files: &[PathBuf]) -> Result<(), String> {
+        let mut command = Command::new(&self.binary);
+        command.arg("-c").arg("-f").arg(self.base());
+        for file in files {
+            command.arg("-f").arg(file);
+        }
+        let output = command
+            .output()
+            .map_err(|e| format!("cannot run {} -c: {e}", self.binary.display()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        Err(alerts(&text))
+    }
+
+    /// Reloads and waits until the master reports the outcome.
+    pub fn reload(&self) -> Result<(), String> {
+        let before = self.processes()?;
+        let offset = fs::metadata(self.log_file()).map(|m| m.len()).unwrap_or(0);
+        kill(Pid::from_raw(before.master as i32), Signal::SIGUSR2)
+            .map_err(|e| format!("cannot signal HAProxy's master: {e}"))?;
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            // While re-executing, the master does not answer; that is expected.
+            if let Ok(now) = self.processes()
+                && now.reloads > before.reloads
+            {
+                if now.failed > 0 {
+                    return Err(alerts(&self.log_since(offset)));
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "HAProxy did not finish reloading: {}",
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops HAProxy at once (its master, and with it every worker); returns once the master
+    /// has exited.
+    pub fn stop(&self) {
+        let Ok(processes) = self.processes() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(processes.master as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + SETTLE;
+        while running(processes.master) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asks the master for its processes.
+    pub fn processes(&self) -> Result<Processes, String> {
+        let text = ask(&self.master_socket(), "show proc")?;
+        parse_processes(&text).ok_or_else(|| format!("unexpected `show proc` answer: {text}"))
+    }
+
+    /// Every proxy's and server's counters and state.
+    pub fn stats(&self) -> Result<Vec<StatRow>, String> {
+        parse_stats(&ask(&self.stats_socket(), "show stat")?)
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = fs::File::open(self.log_file())
+            && file.seek(SeekFrom::Start(offset)).is_ok()
+        {
+            let _ = file.take(64 * 1024).read_to_string(&mut text);
+        }
+        text
+    }
+
+    fn log_tail(&self) -> String {
+        let length = fs::metadata(self.log_file()).map(|m| m.len()).unwrap_or(0);
+        let text = self.log_since(length.saturating_sub(2048));
+        text.lines()
+            .last()
+            .unwrap_or("(no output)")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// Whether process `pid` runs (a zombie waiting to be reaped does not).
+pub fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(!stat.rsplit_once(") ")?.1.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Sends one command to an HAProxy CLI socket and reads the whole answer.
+fn ask(socket: &Path, command: &str) -> Result<String, String> {
+    let unreachable = |e: std::io::Error| format!("HAProxy socket {}: {e}", socket.display());
+    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(unreachable)?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(unreachable)?;
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .map_err(unreachable)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(unreachable)?;
+    Ok(answer)
+}
+
+/// HAProxy's errors, without its notices: the `[ALERT]` lines, stripped of their prefix.
+fn alerts(text: &str) -> String {
+    let alerts: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("[ALERT]"))
+        .map(|line| match line.split_once(" : ") {
+            Some((_, message)) => message.trim().trim_start_matches("config : "),
+            None => line.trim(),
+        })
+        .filter(|line| !line.contains("Fatal errors found"))
+        .collect();
+    if alerts.is_empty() {
+        return text
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("HAProxy failed")
+            .to_owned();
+    }
+    alerts.join("; ")
+}
+
+/// Parses `show proc`:
+///
+/// ```text
+/// #<PID>          <type>          <reloads>       <uptime>        <version>
+/// 5339            master          1 [failed: 0]   0d00h10m13s     2.6.12
+/// # workers
+/// 5551            worker          0               0d00h00m01s     2.6.12
+/// ```
+fn parse_processes(text: &str) -> Option<Processes> {
+    let mut master = None;
+    let mut workers = Vec::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let mut fields = line.split_whitespace();
+        let (Some(pid), Some(kind)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let pid: u32 = pid.parse().ok()?;
+        match kind {
+            "master" => {
+                let reloads = fields.next()?.parse().ok()?;
+                let failed = line
+                    .split_once("[failed:")
+                    .and_then(|(_, rest)| rest.split(']').next())
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                master = Some((pid, reloads, failed));
+            }
+            "worker" => workers.push(pid),
+            _ => {}
+        }
+    }
+    let (master, reloads, failed) = master?;
+    Some(Processes {
+        master,
+        workers,
+        reloads,
+        failed,
+    })
+}
+
+/// Parses `show stat`'s CSV (its header line starts with `# `).
+fn parse_stats(text: &str) -> Result<Vec<StatRow>, String> {
+    let text = text.strip_prefix("# ").unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("unreadable `show stat` header: {e}"))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("`show stat` has no `{name}` column"))
+    };
+    let [proxy, server, status, bin, bout, scur, stot, ereq] = [
+        "pxname", "svname", "status", "bin", "bout", "scur", "stot", "ereq",
+    ]
+    .map(column);
+    let (proxy, server, status) = (proxy?, server?, status?);
+    let (bin, bout, scur, stot, ereq) = (bin?, bout?, scur?, stot?, ereq?);
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("unreadable `show stat` line: {e}"))?;
+        let text = |i: usize| record.get(i).unwrap_or_default().to_owned();
+        let number = |i: usize| record.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+        rows.push(StatRow {
+            proxy: text(proxy),
+            server: text(server),
+            status: text(status),
+            bytes_in: number(bin),
+            bytes_out: number(bout),
+            current_sessions: number(scur),
+            total_sessions: number(stot),
+            request_errors: number(ereq),
+        });
+    }
+    Ok(rows)
+}
+
+/// The frontends, backends and listens a configuration file defines.
+pub fn sections(config: &str) -> Vec<String> {
+    config
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("frontend" | "backend" | "listen"), Some(name)) => Some(name.to_owned()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_show_proc() {
+        let text = "#<PID>          <type>          <reloads>       <uptime>        <version>\n\
+                    5339            master          3 [failed: 2]   0d00h10m28s     2.6.12\n\
+                    # workers\n\
+                    5551            worker          2               0d00h00m16s     2.6.12\n\
+                    5600            worker          0               0d00h00m01s     2.6.12\n\
+                    # programs\n";
+        assert_eq!(
+            parse_processes(text),
+            Some(Processes {
+                master: 5339,
+                workers: vec![5551, 5600],
+                reloads: 3,
+                failed: 2,
+            })
+        );
+        assert_eq!(parse_processes("Unknown command\n"), None);
+    }
+
+    #[test]
+    fn reads_show_stat() {
+        let text = "# pxname,svname,qcur,scur,stot,bin,bout,ereq,status,check_desc\n\
+                    l1,FRONTEND,,3,10,100,200,1,OPEN,\n\
+                    p1,m1,0,0,4,50,60,,DOWN,Layer4 connection problem\n\n";
+        let rows = parse_stats(text).expect("parses");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            StatRow {
+                proxy: "l1".into(),
+                server: "FRONTEND".into(),
+                status: "OPEN".into(),
+                bytes_in: 100,
+                bytes_out: 200,
+                current_sessions: 3,
+                total_sessions: 10,
+                request_errors: 1,
+            }
+        );
+        assert_eq!(
+            (rows[1].status.as_str(), rows[1].request_errors),
+            ("DOWN", 0)
+        );
+        assert!(parse_stats("# pxname,svname\n").is_err());
+    }
+
+    #[test]
+    fn keeps_only_alerts() {
+        let log = "[NOTICE]   (5339) : Reloading HAProxy\n\
+                   [ALERT]    (5339) : Binding [conf.d/c.cfg:3] for frontend l2: cannot bind socket (Address already in use) for [127.9.0.2:18081]\n\
+                   [ALERT]    (5339) : config : Fatal errors found in configuration.\n\
+                   [WARNING]  (5339) : Loading failure!\n";
+        assert_eq!(
+            alerts(log),
+            "Binding [conf.d/c.cfg:3] for frontend l2: cannot bind socket (Address already in use) for [127.9.0.2:18081]"
+        );
+    }
+
+    #[test]
+    fn finds_sections() {
+        let config =
+            "global\n    maxconn 10\nfrontend l1\n    bind 1.2.3.4:80\nbackend p1\n\nlisten x y\n";
+        assert_eq!(sections(config), ["l1", "p1", "x"]);
+    }
+}

@@ -1,0 +1,96 @@
+//! `lbaas-agent`: the management agent of one HAProxy device. See `lbaas_host::agent`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use lbaas_host::agent::{self, Agent};
+
+/// Runs beside one HAProxy and lets the LBaaS host configure it.
+#[derive(Debug, Parser)]
+#[command(name = "lbaas-agent", version)]
+struct Args {
+    /// Address of the management API.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    listen: SocketAddr,
+    /// Folder for HAProxy's configuration, sockets, pid file and log. An HAProxy already
+    /// running from this folder is adopted.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// File holding the bearer token the host must present. Without it, anyone who reaches
+    /// the agent may configure it: only for a management address nobody else can reach.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The HAProxy executable.
+    #[arg(long, default_value = "haproxy")]
+    haproxy: PathBuf,
+    /// Stop HAProxy when the agent is asked to stop (SIGTERM/SIGINT); by default it keeps
+    /// serving and the next agent adopts it.
+    #[arg(long)]
+    stop_haproxy_on_exit: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let token = match &args.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            let token = token.trim().to_owned();
+            if token.is_empty() {
+                bail!("the token file {} is empty", path.display());
+            }
+            Some(token)
+        }
+        None => {
+            tracing::warn!("no --token-file: the management API accepts every caller");
+            None
+        }
+    };
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let state_dir = args.state_dir.canonicalize()?;
+    std::fs::write(state_dir.join("agent.pid"), std::process::id().to_string())?;
+    let agent = Agent::start(args.haproxy.clone(), &state_dir, token.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let agent = Arc::new(agent);
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(listen = %args.listen, state_dir = %state_dir.display(), "agent ready");
+        axum::serve(listener, agent::router(agent.clone()))
+            .with_graceful_shutdown(stop_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    if args.stop_haproxy_on_exit {
+        agent.haproxy().stop();
+    }
+    let _ = std::fs::remove_file(state_dir.join("agent.pid"));
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

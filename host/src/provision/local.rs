@@ -1,0 +1,375 @@
+//! Devices as local processes: each spawned device is an `lbaas-agent` with its own HAProxy,
+//! listening on a fresh loopback address. Everything about one device lives in
+//! `<root>/<handle>/`: its management address, its bearer token, the agent's log and pid file,
+//! and the agent's HAProxy state.
+//!
+//! The processes run in their own process groups and outlive the host: traffic keeps flowing
+//! while the host restarts. At start the host [adopts](Provisioner::adopt) them: a device
+//! whose agent is gone gets a new agent (which adopts the running HAProxy), and a folder no
+//! device record names is stopped and removed, so nothing is orphaned.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lbaas_scheduler::SpawnSpec;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::{Provisioned, Provisioner};
+use crate::devices::Credentials;
+use crate::net::Cidr;
+
+/// How long a new agent may take to answer its health check.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping process may take before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct LocalProcesses {
+    agent: PathBuf,
+    haproxy: PathBuf,
+    root: PathBuf,
+    addresses: Cidr,
+    port: u16,
+    /// Drivers whose devices speak the agent's API.
+    drivers: Vec<String>,
+    /// One provisioning, release or adoption at a time.
+    busy: Mutex<()>,
+}
+
+impl LocalProcesses {
+    /// Devices get management addresses from `addresses` (loopback) at `port`, and live in
+    /// `root`.
+    pub fn new(
+        agent: PathBuf,
+        haproxy: PathBuf,
+        root: PathBuf,
+        addresses: Cidr,
+        port: u16,
+    ) -> Result<Self, String> {
+        if !addresses.address.is_loopback() {
+            return Err(format!(
+                "local devices listen on loopback addresses; {addresses} is not loopback"
+            ));
+        }
+        fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        Ok(Self {
+            agent,
+            haproxy,
+            root,
+            addresses,
+            port,
+            drivers: vec!["haproxy".into()],
+            busy: Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dir(&self, handle: &str) -> Result<PathBuf, String> {
+        if handle.is_empty() || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{handle}` is not a local device handle"));
+        }
+        Ok(self.root.join(handle))
+    }
+
+    /// Handles of every device folder.
+    fn handles(&self) -> Vec<String> {
+        fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| self.dir(name).is_ok())
+            .collect()
+    }
+
+    /// Management addresses taken by existing devices.
+    fn taken(&self) -> HashSet<IpAddr> {
+        self.handles()
+            .iter()
+            .filter_map(|handle| read_address(&self.root.join(handle)).ok())
+            .map(|address| address.ip())
+            .collect()
+    }
+
+    /// The first address of the range that no device has and nothing else listens on.
+    fn free_address(&self) -> Result<SocketAddr, String> {
+        let taken = self.taken();
+        self.addresses
+            .hosts()
+            .filter(|ip| !taken.contains(ip))
+            .map(|ip| SocketAddr::new(ip, self.port))
+            .find(|address| TcpListener::bind(address).is_ok())
+            .ok_or_else(|| format!("no free management address left in {}", self.addresses))
+    }
+
+    /// Starts the agent of the device in `dir`; returns once it answers.
+    fn start_agent(&self, dir: &Path) -> Result<(), String> {
+        let address = read_address(dir)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .map_err(|e| format!("cannot open the agent's log: {e}"))?;
+        let mut child = Command::new(&self.agent)
+            .arg("--listen")
+            .arg(address.to_string())
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("--token-file")
+            .arg(dir.join("token"))
+            .arg("--haproxy")
+            .arg(&self.haproxy)
+            .arg("--stop-haproxy-on-exit")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            // Not in the host's process group: stopping the host leaves the device serving.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.agent.display()))?;
+        let token = read_token(dir)?;
+        let url = format!("http://{address}/v1/health");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if healthy(&url, &token) {
+                // Reaped by a thread while the host runs; after a host restart, by init.
+                std::thread::spawn(move || child.wait());
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "the device agent exited at start ({status}): {}",
+                    log_tail(dir)
+                ));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the device agent did not start: {}", log_tail(dir)));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Stops the agent (which stops its HAProxy), makes sure HAProxy is gone too, and removes
+    /// the folder.
+    fn stop(&self, dir: &Path) {
+        if let Some(pid) = running(&dir.join("agent.pid"), "lbaas-agent") {
+            terminate(pid, "lbaas-agent");
+        }
+        if let Some(pid) = running(&dir.join("haproxy.pid"), "haproxy") {
+            terminate(pid, "haproxy");
+        }
+        // A process on its way out may still remove its own files meanwhile.
+        for attempt in 0.. {
+            match fs::remove_dir_all(dir) {
+                Ok(()) => return,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+                Err(error) if attempt == 10 => {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot remove a stopped device's folder");
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Stops every device this provisioner started, known or not. For tests and teardown:
+    /// `lbaasd` itself leaves devices running when it stops.
+    pub fn stop_all(&self) {
+        let _busy = self.lock();
+        for handle in self.handles() {
+            self.stop(&self.root.join(handle));
+        }
+    }
+
+    /// Pids of the agent and HAProxy master of a device, when they run (for tests and tools).
+    pub fn processes(&self, handle: &str) -> Vec<u32> {
+        let Ok(dir) = self.dir(handle) else {
+            return Vec::new();
+        };
+        [("agent.pid", "lbaas-agent"), ("haproxy.pid", "haproxy")]
+            .into_iter()
+            .filter_map(|(file, name)| running(&dir.join(file), name))
+            .collect()
+    }
+}
+
+impl Provisioner for LocalProcesses {
+    fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, String> {
+        if !self.drivers.iter().any(|d| d == driver) {
+            return Err(format!(
+                "this host spawns HAProxy devices only; driver {driver}'s devices cannot be spawned here"
+            ));
+        }
+        let _busy = self.lock();
+        let address = self.free_address()?;
+        let handle = hex::encode(random::<6>()?);
+        let token = hex::encode(random::<32>()?);
+        let dir = self.root.join(&handle);
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let written = fs::write(dir.join("address"), address.to_string())
+            .and_then(|()| fs::write(dir.join("name"), &spec.name))
+            .and_then(|()| {
+                fs::OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(dir.join("token"))?
+                    .write_all(token.as_bytes())
+            });
+        if let Err(error) = written {
+            self.stop(&dir);
+            return Err(format!("cannot write the device's files: {error}"));
+        }
+        if let Err(error) = self.start_agent(&dir) {
+            self.stop(&dir);
+            return Err(error);
+        }
+        tracing::info!(handle, %address, name = spec.name.as_str(), "started a local HAProxy device");
+        Ok(Provisioned {
+            management_url: format!("http://{address}"),
+            credentials: Some(Credentials::Bearer { token }),
+            handle: Some(handle),
+        })
+    }
+
+    fn release(&self, handle: &str) -> Result<(), String> {
+        let dir = self.dir(handle)?;
+        let _busy = self.lock();
+        self.stop(&dir);
+        tracing::info!(handle, "stopped a local HAProxy device");
+        Ok(())
+    }
+
+    fn adopt(&self, handles: &[String]) {
+        let _busy = self.lock();
+        for orphan in self.handles().iter().filter(|h| !handles.contains(h)) {
+            tracing::warn!(
+                handle = orphan.as_str(),
+                "stopping a local device no record names"
+            );
+            self.stop(&self.root.join(orphan));
+        }
+        self.revive_locked(handles);
+    }
+
+    fn revive(&self, handles: &[String]) {
+        let _busy = self.lock();
+        self.revive_locked(handles);
+    }
+}
+
+impl LocalProcesses {
+    fn revive_locked(&self, handles: &[String]) {
+        for handle in handles {
+            let Ok(dir) = self.dir(handle) else { continue };
+            if running(&dir.join("agent.pid"), "lbaas-agent").is_some() {
+                continue;
+            }
+            if !dir.join("token").exists() {
+                tracing::error!(
+                    handle = handle.as_str(),
+                    "a local device's folder is gone; it cannot be restarted"
+                );
+                continue;
+            }
+            match self.start_agent(&dir) {
+                Ok(()) => {
+                    tracing::info!(handle = handle.as_str(), "restarted a local device's agent")
+                }
+                Err(error) => {
+                    tracing::error!(handle = handle.as_str(), %error, "cannot restart a local device's agent")
+                }
+            }
+        }
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(bytes)
+}
+
+fn read_address(dir: &Path) -> Result<SocketAddr, String> {
+    fs::read_to_string(dir.join("address"))
+        .map_err(|e| e.to_string())?
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad address file in {}: {e}", dir.display()))
+}
+
+fn read_token(dir: &Path) -> Result<String, String> {
+    fs::read_to_string(dir.join("token"))
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| format!("cannot read the device's token: {e}"))
+}
+
+fn healthy(url: &str, token: &str) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .is_ok()
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    let tail: Vec<&str> = lines.into_iter().rev().collect();
+    if tail.is_empty() {
+        "(no output)".into()
+    } else {
+        tail.join(" | ")
+    }
+}
+
+/// The pid in `pid_file` when that process runs and is `name` (a recycled pid is not).
+fn running(pid_file: &Path, name: &str) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    is(pid, name).then_some(pid)
+}
+
+/// Whether process `pid` runs the program `name` (and is not a zombie).
+fn is(pid: u32, name: &str) -> bool {
+    if !crate::agent::haproxy::running(pid) {
+        return false;
+    }
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let program = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    Path::new(std::ffi::OsStr::from_bytes(program))
+        .file_name()
+        .is_some_and(|file| file == name)
+}
+
+/// SIGTERM, then SIGKILL if it does not go.
+fn terminate(pid: u32, name: &str) {
+    let target = Pid::from_raw(pid as i32);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while is(pid, name) {
+        if Instant::now() > deadline {
+            let _ = kill(target, Signal::SIGKILL);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

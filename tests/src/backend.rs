@@ -1,0 +1,188 @@
+//! Tiny backends for traffic tests, on loopback: each answers with its own name.
+//!
+//! - An HTTP request (`GET`, `HEAD`, …) gets `200 OK` with the name as body, and the
+//!   connection closes.
+//! - Any other first line is raw TCP: `hold` turns the connection into a line echo that lasts
+//!   until the client closes it (a long-lived connection); anything else gets the name and a
+//!   newline.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub struct Backend {
+    pub name: String,
+    pub address: SocketAddr,
+    serving: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Backend {
+    /// Starts a backend called `name` on a free port of 127.0.0.1.
+    pub fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend");
+        let address = listener.local_addr().expect("backend address");
+        let mut backend = Self {
+            name: name.to_owned(),
+            address,
+            serving: None,
+        };
+        backend.serve(listener);
+        backend
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = self.name.clone();
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let name = name.clone();
+                std::thread::spawn(move || answer(stream, &name));
+            }
+        });
+        self.serving = Some((stop, thread));
+    }
+
+    /// Stops listening: new connections are refused.
+    pub fn stop(&mut self) {
+        if let Some((stop, thread)) = self.serving.take() {
+            stop.store(true, Ordering::SeqCst);
+            // Wakes the accept loop, which sees the flag and drops the listener.
+            let _ = TcpStream::connect(self.address);
+            let _ = thread.join();
+        }
+    }
+
+    /// Listens again on the same address.
+    pub fn restart(&mut self) {
+        if self.serving.is_some() {
+            return;
+        }
+        let listener = TcpListener::bind(self.address).expect("rebind a backend");
+        self.serve(listener);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answer(stream: TcpStream, name: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+        return;
+    }
+    let http = ["GET ", "HEAD ", "POST ", "OPTIONS "]
+        .iter()
+        .any(|method| first.starts_with(method));
+    if http {
+        // The rest of the head, up to the blank line.
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let _ = write!(
+            writer,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+            name.len()
+        );
+        let _ = writer.shutdown(Shutdown::Write);
+        return;
+    }
+    if first.trim() == "hold" {
+        let _ = writeln!(writer, "{name} holding");
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = writeln!(writer, "{name}: {}", line.trim());
+            line.clear();
+        }
+        return;
+    }
+    let _ = writeln!(writer, "{name}");
+    let _ = writer.shutdown(Shutdown::Write);
+}
+
+/// `GET /` on `address` through a new connection; the body, or `None` when it fails.
+pub fn http_get(address: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// One raw TCP exchange: sends a line, returns the first line answered.
+pub fn tcp_line(address: SocketAddr, line: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    writeln!(stream, "{line}").ok()?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).ok()?;
+    (!answer.is_empty()).then(|| answer.trim().to_owned())
+}
+
+/// A long-lived connection through a TCP listener: every line sent comes back from the same
+/// backend.
+pub struct Held {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// The backend that holds it.
+    pub backend: String,
+}
+
+impl Held {
+    pub fn open(address: SocketAddr) -> Option<Self> {
+        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut writer = stream.try_clone().ok()?;
+        writeln!(writer, "hold").ok()?;
+        let mut reader = BufReader::new(stream);
+        let mut greeting = String::new();
+        reader.read_line(&mut greeting).ok()?;
+        let backend = greeting.strip_suffix(" holding\n")?.to_owned();
+        Some(Self {
+            reader,
+            writer,
+            backend,
+        })
+    }
+
+    /// Sends `line` and returns the echo, or `None` when the connection is gone.
+    pub fn echo(&mut self, line: &str) -> Option<String> {
+        writeln!(self.writer, "{line}").ok()?;
+        let mut answer = String::new();
+        if self.reader.read_line(&mut answer).ok()? == 0 {
+            return None;
+        }
+        Some(answer.trim().to_owned())
+    }
+}
+
+/// Whether something accepts TCP connections at `address`.
+pub fn accepts(address: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+}

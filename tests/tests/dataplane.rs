@@ -1,0 +1,505 @@
+//! The data plane end to end, through the public API only: the HAProxy driver's load
+//! balancers run on devices the host spawns (an `lbaas-agent` and a real HAProxy on a loopback
+//! address), and the tests send real traffic through their VIPs to tiny backends.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lbaas_host::agent::haproxy::running;
+use lbaas_host::api::Auth;
+use lbaas_host::provision::{LocalProcesses, Provisioner};
+use lbaas_tests::backend::{Backend, Held, accepts, http_get, tcp_line};
+use lbaas_tests::control::{Client, ControlPlane};
+use lbaas_tests::process::host_binary;
+use serde_json::{Value, json};
+
+const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Stops every device a test's provisioner started, however the test ends.
+struct Devices(Arc<LocalProcesses>);
+
+impl Devices {
+    fn new(root: &Path, addresses: &str) -> Self {
+        let local = LocalProcesses::new(
+            host_binary("lbaas-agent"),
+            "haproxy".into(),
+            root.to_owned(),
+            addresses.parse().expect("CIDR"),
+            9443,
+        )
+        .expect("local provisioner");
+        Self(Arc::new(local))
+    }
+
+    /// Handles of the device folders.
+    fn handles(&self, root: &Path) -> Vec<String> {
+        let mut handles: Vec<String> = std::fs::read_dir(root)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        handles.sort();
+        handles
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        self.0.stop_all();
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn id(body: &Value, kind: &str) -> String {
+    body[kind]["id"].as_str().expect("id").to_owned()
+}
+
+fn vip(lb: &Value, port: u16) -> SocketAddr {
+    let ip: IpAddr = lb["vip_address"]
+        .as_str()
+        .expect("VIP")
+        .parse()
+        .expect("IP");
+    SocketAddr::new(ip, port)
+}
+
+/// Who answered `count` requests, in order.
+fn answers(address: SocketAddr, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| http_get(address).unwrap_or_else(|| "(failed)".into()))
+        .collect()
+}
+
+fn distinct(answers: &[String]) -> BTreeSet<&str> {
+    answers.iter().map(String::as_str).collect()
+}
+
+/// Waits until requests to `address` reach exactly `backends`.
+fn wait_for_backends(address: SocketAddr, backends: &[&str]) {
+    let wanted: BTreeSet<&str> = backends.iter().copied().collect();
+    wait_until(&format!("{address} reaches exactly {backends:?}"), || {
+        distinct(&answers(address, backends.len() * 4)) == wanted
+    });
+}
+
+fn operating(client: &Client, path: &str, kind: &str) -> String {
+    let (_, body) = client.get(path);
+    body[kind]["operating_status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn wait_operating(client: &Client, path: &str, kind: &str, status: &str) {
+    wait_until(&format!("{path} is {status}"), || {
+        operating(client, path, kind) == status
+    });
+}
+
+fn settle_active(client: &Client, lb_id: &str) -> Value {
+    let lb = client.settle(lb_id);
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+    lb
+}
+
+fn setup_network(admin: &Client, id: &str, cidr: &str) {
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": format!("net-{id}"), "name": id,
+                "subnets": [{"id": format!("subnet-{id}"), "cidr": cidr}]}}),
+    );
+}
+
+fn haproxy_flavor(admin: &Client) -> String {
+    let profile = admin.create(
+        "/v2/lbaas/flavorprofiles",
+        &json!({"flavorprofile": {"name": "haproxy", "provider_name": "haproxy",
+                "flavor_data": json!({"maxconn": 2000}).to_string()}}),
+    );
+    let flavor = admin.create(
+        "/v2/lbaas/flavors",
+        &json!({"flavor": {"name": "haproxy", "flavor_profile_id": id(&profile, "flavorprofile")}}),
+    );
+    id(&flavor, "flavor")
+}
+
+fn member(backend: &Backend) -> Value {
+    json!({"address": "127.0.0.1", "protocol_port": backend.port(), "name": backend.name})
+}
+
+/// The member of `pool_id` that points at `backend`.
+fn member_id(client: &Client, pool_id: &str, backend: &Backend) -> String {
+    let (_, body) = client.get(&format!("/v2/lbaas/pools/{pool_id}/members"));
+    body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["protocol_port"] == backend.port())
+        .and_then(|m| m["id"].as_str())
+        .expect("member of the backend")
+        .to_owned()
+}
+
+fn pool_of(client: &Client, lb_id: &str, protocol: &str) -> String {
+    let (_, body) = client.get(&format!("/v2/lbaas/pools?loadbalancer_id={lb_id}"));
+    body["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .find(|p| p["protocol"] == protocol)
+        .and_then(|p| p["id"].as_str())
+        .expect("pool")
+        .to_owned()
+}
+
+fn devices(admin: &Client) -> Vec<Value> {
+    let (_, body) = admin.get("/v2/admin/devices");
+    body["devices"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn traffic_flows_through_spawned_haproxy_devices() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let root = data.path().join("devices");
+    let local = Devices::new(&root, "127.130.0.0/24");
+    let plane = ControlPlane::start_with_data_plane(
+        data.path(),
+        Auth::None,
+        local.0.clone(),
+        STATUS_INTERVAL,
+    );
+    let admin = plane.client(None).as_project("admin-project");
+    let tenant = plane.client(None).as_project("tenant");
+    setup_network(&admin, "vip", "127.140.0.0/24");
+    let flavor = haproxy_flavor(&admin);
+    let b0 = Backend::start("b0");
+    let mut b1 = Backend::start("b1");
+    let b2 = Backend::start("b2");
+
+    // An HTTP listener with a monitored round-robin pool, and a TCP listener.
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+        "name": "web", "vip_subnet_id": "subnet-vip", "flavor_id": flavor,
+        "listeners": [
+            {"name": "http", "protocol": "HTTP", "protocol_port": 8080,
+             "default_pool": {"name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                              "members": [member(&b0), member(&b1)],
+                              "healthmonitor": {"type": "HTTP", "delay": 1, "timeout": 1,
+                                                "max_retries": 1, "max_retries_down": 1,
+                                                "url_path": "/"}}},
+            {"name": "raw", "protocol": "TCP", "protocol_port": 9090,
+             "default_pool": {"name": "raw", "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN",
+                              "members": [member(&b0), member(&b1), member(&b2)]}}
+        ]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let lb = settle_active(&tenant, &lb_id);
+    assert_eq!(lb["provider"], "haproxy");
+    let (http, tcp) = (vip(&lb, 8080), vip(&lb, 9090));
+    let spawned = devices(&admin);
+    assert_eq!(spawned.len(), 1, "one device spawned: {spawned:?}");
+    assert_eq!(spawned[0]["spawned"], true);
+
+    // Round robin: every backend in turn.
+    let first = answers(http, 6);
+    assert_eq!(distinct(&first), BTreeSet::from(["b0", "b1"]), "{first:?}");
+    assert!(first.windows(2).all(|w| w[0] != w[1]), "in turn: {first:?}");
+    // Raw TCP passes through.
+    let raw = tcp_line(tcp, "hello").expect("TCP through the VIP");
+    assert!(["b0", "b1", "b2"].contains(&raw.as_str()), "{raw}");
+    // A long-lived connection, held across every reload below.
+    let mut held = Held::open(tcp).expect("long-lived connection");
+    assert_eq!(
+        held.echo("one").as_deref(),
+        Some(format!("{}: one", held.backend).as_str())
+    );
+    // Counted as active by the listener (until a reload hands it to a retiring worker, whose
+    // counters HAProxy no longer reports).
+    let (_, listeners) = tenant.get(&format!("/v2/lbaas/listeners?loadbalancer_id={lb_id}"));
+    let raw_listener = listeners["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|l| l["protocol"] == "TCP")
+        .and_then(|l| l["id"].as_str())
+        .expect("TCP listener")
+        .to_owned();
+    wait_until("the held connection shows as active", || {
+        let (_, stats) = tenant.get(&format!("/v2/lbaas/listeners/{raw_listener}/stats"));
+        stats["stats"]["active_connections"].as_u64() >= Some(1)
+    });
+
+    // A backend stops: its member goes ERROR, the pool and load balancer DEGRADED, and the
+    // traffic goes to the other one.
+    let http_pool = pool_of(&tenant, &lb_id, "HTTP");
+    let m1 = format!(
+        "/v2/lbaas/pools/{http_pool}/members/{}",
+        member_id(&tenant, &http_pool, &b1)
+    );
+    wait_operating(&tenant, &m1, "member", "ONLINE");
+    b1.stop();
+    wait_operating(&tenant, &m1, "member", "ERROR");
+    wait_operating(
+        &tenant,
+        &format!("/v2/lbaas/pools/{http_pool}"),
+        "pool",
+        "DEGRADED",
+    );
+    wait_operating(
+        &tenant,
+        &format!("/v2/lbaas/loadbalancers/{lb_id}"),
+        "loadbalancer",
+        "DEGRADED",
+    );
+    let (_, tree) = tenant.get(&format!("/v2/lbaas/loadbalancers/{lb_id}/status"));
+    assert_eq!(
+        tree["statuses"]["loadbalancer"]["operating_status"], "DEGRADED",
+        "{tree}"
+    );
+    assert_eq!(distinct(&answers(http, 6)), BTreeSet::from(["b0"]));
+    // It comes back.
+    b1.restart();
+    wait_operating(&tenant, &m1, "member", "ONLINE");
+    wait_operating(
+        &tenant,
+        &format!("/v2/lbaas/pools/{http_pool}"),
+        "pool",
+        "ONLINE",
+    );
+    wait_operating(
+        &tenant,
+        &format!("/v2/lbaas/loadbalancers/{lb_id}"),
+        "loadbalancer",
+        "ONLINE",
+    );
+    wait_for_backends(http, &["b0", "b1"]);
+
+    // SOURCE_IP: one client, one backend.
+    let pool_path = format!("/v2/lbaas/pools/{http_pool}");
+    let change = |path: &str, body: Value| {
+        let (status, answer) = tenant.put(path, &body);
+        assert_eq!(status, 200, "PUT {path}: {answer}");
+        settle_active(&tenant, &lb_id);
+    };
+    change(&pool_path, json!({"pool": {"lb_algorithm": "SOURCE_IP"}}));
+    assert_eq!(distinct(&answers(http, 8)).len(), 1);
+    // Back to round robin, with a third member.
+    change(&pool_path, json!({"pool": {"lb_algorithm": "ROUND_ROBIN"}}));
+    tenant.create(
+        &format!("/v2/lbaas/pools/{http_pool}/members"),
+        &json!({"member": member(&b2)}),
+    );
+    settle_active(&tenant, &lb_id);
+    wait_for_backends(http, &["b0", "b1", "b2"]);
+    // Weight 0 takes b0 out of rotation; admin state down takes b1 out.
+    let m0 = format!(
+        "/v2/lbaas/pools/{http_pool}/members/{}",
+        member_id(&tenant, &http_pool, &b0)
+    );
+    change(&m0, json!({"member": {"weight": 0}}));
+    wait_for_backends(http, &["b1", "b2"]);
+    change(&m1, json!({"member": {"admin_state_up": false}}));
+    wait_for_backends(http, &["b2"]);
+    wait_operating(&tenant, &m1, "member", "OFFLINE");
+
+    // The connection opened before all those reloads is still open.
+    assert_eq!(
+        held.echo("two").as_deref(),
+        Some(format!("{}: two", held.backend).as_str())
+    );
+
+    // Real counters.
+    wait_until("the load balancer's stats count the traffic", || {
+        let (_, stats) = tenant.get(&format!("/v2/lbaas/loadbalancers/{lb_id}/stats"));
+        stats["stats"]["bytes_in"].as_u64() > Some(1000)
+            && stats["stats"]["bytes_out"].as_u64() > Some(1000)
+            && stats["stats"]["total_connections"].as_u64() >= Some(30)
+    });
+
+    // A second load balancer lands on the same device and leaves the first undisturbed.
+    let second = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "second", "vip_subnet_id": "subnet-vip", "flavor_id": flavor,
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&b2)]}}]}}),
+    );
+    let second_id = id(&second, "loadbalancer");
+    let second_lb = settle_active(&tenant, &second_id);
+    let second_http = vip(&second_lb, 8080);
+    assert_eq!(
+        devices(&admin).len(),
+        1,
+        "the second load balancer shares the device"
+    );
+    assert_eq!(devices(&admin)[0]["load_balancers"], 2);
+    wait_for_backends(second_http, &["b2"]);
+    wait_for_backends(http, &["b2"]);
+    assert_eq!(
+        held.echo("three").as_deref(),
+        Some(format!("{}: three", held.backend).as_str())
+    );
+
+    // HAProxy refuses a configuration (its port is taken): the load balancer ends ERROR with
+    // HAProxy's message, and what ran before keeps running.
+    let blocker = std::net::TcpListener::bind(vip(&second_lb, 7070)).expect("take the port");
+    tenant.create(
+        "/v2/lbaas/listeners",
+        &json!({"listener": {"loadbalancer_id": second_id, "protocol": "TCP", "protocol_port": 7070}}),
+    );
+    let refused = tenant.settle(&second_id);
+    assert_eq!(refused["provisioning_status"], "ERROR", "{refused}");
+    let fault = refused["fault"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("cannot bind socket") && fault.contains("7070"),
+        "HAProxy's message in the fault: {fault}"
+    );
+    drop(blocker);
+    wait_for_backends(second_http, &["b2"]);
+    wait_for_backends(http, &["b2"]);
+    assert_eq!(
+        held.echo("four").as_deref(),
+        Some(format!("{}: four", held.backend).as_str())
+    );
+
+    // Cascade delete closes the VIP's ports; the device stays for the second load balancer.
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
+    assert_eq!(status, 204);
+    assert!(tenant.settle(&lb_id).is_null(), "deleted");
+    assert!(
+        !accepts(http) && !accepts(tcp),
+        "the first VIP's ports are closed"
+    );
+    wait_for_backends(second_http, &["b2"]);
+    let handles = local.handles(&root);
+    assert_eq!(handles.len(), 1);
+    let pids = local.0.processes(&handles[0]);
+    assert_eq!(pids.len(), 2, "agent and HAProxy run");
+
+    // The last load balancer goes: the spawned device is deleted and its processes stop.
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{second_id}?cascade=true"));
+    assert_eq!(status, 204, "an ERROR load balancer can be deleted");
+    assert!(tenant.settle(&second_id).is_null());
+    assert!(
+        devices(&admin).is_empty(),
+        "the empty spawned device is gone"
+    );
+    wait_until("its processes stop and its folder is gone", || {
+        local.0.processes(&handles[0]).is_empty() && local.handles(&root).is_empty()
+    });
+    for pid in pids {
+        assert!(!running(pid), "process {pid} stopped");
+    }
+    assert!(!accepts(second_http));
+    plane.stop();
+}
+
+#[test]
+fn spawned_devices_outlive_the_host_and_are_adopted() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let root = data.path().join("devices");
+    let local = Devices::new(&root, "127.131.0.0/24");
+    let b0 = Backend::start("b0");
+    let b1 = Backend::start("b1");
+
+    let plane = ControlPlane::start_with_data_plane(
+        data.path(),
+        Auth::None,
+        local.0.clone(),
+        STATUS_INTERVAL,
+    );
+    let admin = plane.client(None).as_project("admin-project");
+    let tenant = plane.client(None).as_project("tenant");
+    setup_network(&admin, "vip", "127.141.0.0/24");
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "web", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&b0)]}}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let http = vip(&settle_active(&tenant, &lb_id), 8080);
+    wait_for_backends(http, &["b0"]);
+    let handle = local.handles(&root).pop().expect("a device folder");
+    let pids = local.0.processes(&handle);
+    let (agent, haproxy) = (pids[0], pids[1]);
+
+    // The host stops; the device keeps serving, even when its agent dies too.
+    plane.stop();
+    wait_for_backends(http, &["b0"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the agent");
+    wait_until("the agent is gone", || {
+        local.0.processes(&handle) == [haproxy]
+    });
+    wait_for_backends(http, &["b0"]);
+    // A device no record names (as if the host died between starting it and recording it).
+    let orphan = local
+        .0
+        .provision(
+            "haproxy",
+            &lbaas_scheduler::SpawnSpec {
+                name: "orphan".into(),
+                capacity: 1,
+                metadata: Default::default(),
+            },
+        )
+        .expect("start an unrecorded device")
+        .handle
+        .expect("handle");
+    let orphan_pids = local.0.processes(&orphan);
+    assert_eq!(orphan_pids.len(), 2);
+
+    // The host starts again: the orphan is stopped, the known device gets a new agent that
+    // adopts the HAProxy still serving.
+    let plane = ControlPlane::start_with_data_plane(
+        data.path(),
+        Auth::None,
+        local.0.clone(),
+        STATUS_INTERVAL,
+    );
+    let tenant = plane.client(None).as_project("tenant");
+    assert_eq!(local.handles(&root), std::slice::from_ref(&handle));
+    for pid in orphan_pids {
+        assert!(!running(pid), "orphan process {pid} stopped");
+    }
+    let adopted = local.0.processes(&handle);
+    assert_eq!(adopted.len(), 2, "agent and HAProxy run");
+    assert_ne!(adopted[0], agent, "a new agent");
+    assert_eq!(adopted[1], haproxy, "the same HAProxy, adopted");
+
+    // And it is managed as before.
+    let pool = pool_of(&tenant, &lb_id, "HTTP");
+    tenant.create(
+        &format!("/v2/lbaas/pools/{pool}/members"),
+        &json!({"member": member(&b1)}),
+    );
+    settle_active(&tenant, &lb_id);
+    wait_for_backends(http, &["b0", "b1"]);
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
+    assert_eq!(status, 204);
+    assert!(tenant.settle(&lb_id).is_null());
+    wait_until("the device stops with its last load balancer", || {
+        local.0.processes(&handle).is_empty()
+    });
+    assert!(!accepts(http));
+    plane.stop();
+}
