@@ -2,6 +2,7 @@
 //! hosts on temporary data folders, fakes an appliance's management API on loopback, and
 //! builds realistic load balancers.
 
+pub mod acme_sim;
 pub mod appliance;
 pub mod backend;
 pub mod control;
