@@ -30,7 +30,8 @@ TOKENS = {
 
 
 class Agent(BaseHTTPRequestHandler):
-    """A device agent that accepts every configuration and remembers it."""
+    """A device agent that accepts every configuration and remembers it (the real one,
+    lbaas-agent with HAProxy, is exercised with traffic by tests/tests/dataplane.rs)."""
 
     received = []
 
@@ -41,7 +42,8 @@ class Agent(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.end_headers()
-        self.wfile.write(b"{}")
+        # Statistics as lbaas-agent reports them: nothing to report here.
+        self.wfile.write(b'{"rows": []}' if self.path.endswith("/stats") else b"{}")
 
     do_PUT = do_DELETE = do_POST = do_GET = _answer
 
