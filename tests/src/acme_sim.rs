@@ -432,13 +432,11 @@ mod tests {
         );
         let overlap = a
             .put_service("p", "b", service("b", "10.0.0.5", &[]))
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(overlap.1.contains("overlapping"), "{}", overlap.1);
         let missing = a
             .put_service("p", "c", service("c", "10.0.0.6", &[200]))
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(missing.1.contains("VLAN 200"), "{}", missing.1);
         assert!(
             a.put_service("p", "d", service("d", "10.0.0.7", &[]))
@@ -446,8 +444,7 @@ mod tests {
         );
         let full = a
             .put_service("p", "e", service("e", "10.0.0.8", &[]))
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(full.1.contains("limit"), "{}", full.1);
         // A VLAN in use stays.
         assert_eq!(
