@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod audit;
 pub mod api;
 pub mod convert;
 pub mod devices;

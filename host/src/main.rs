@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::audit::{self, AuditLog};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::monitor;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
@@ -64,6 +65,31 @@ enum Command {
     Driver {
         #[command(subcommand)]
         command: DriverCommand,
+    },
+    /// Check or export the drivers' audit log (with the host stopped; a running host serves
+    /// GET /v2/admin/audit and /v2/admin/audit/verify).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 if a record was edited or deleted.
+    Verify {
+        /// The host's data folder.
+        #[arg(default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Write every record as JSON Lines.
+    Export {
+        /// The host's data folder.
+        #[arg(default_value = "./data")]
+        data_dir: PathBuf,
+        /// Where to write; default: standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -172,6 +198,7 @@ fn run() -> anyhow::Result<()> {
         Command::Driver {
             command: DriverCommand::Inspect { file },
         } => inspect(&file),
+        Command::Audit { command } => audit_command(command),
     }
 }
 
@@ -196,6 +223,58 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+fn open_existing(data_dir: &Path) -> anyhow::Result<sled::Db> {
+    let path = data_dir.join("db");
+    if !path.exists() {
+        bail!("no database in {} (is it the host's --data-dir?)", data_dir.display());
+    }
+    sled::open(&path).with_context(|| {
+        format!(
+            "cannot open the database in {} (a running lbaasd holds it: stop it, or use GET /v2/admin/audit/verify)",
+            data_dir.display()
+        )
+    })
+}
+
+fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { data_dir } => {
+            let verification = audit::verify(&open_existing(&data_dir)?)?;
+            match &verification.broken {
+                None => {
+                    println!(
+                        "audit log intact: {} records, head {}",
+                        verification.records,
+                        verification.head.as_deref().unwrap_or("(empty)")
+                    );
+                    Ok(())
+                }
+                Some(why) => bail!(
+                    "audit log broken after {} good records: {why}",
+                    verification.records
+                ),
+            }
+        }
+        AuditCommand::Export { data_dir, output } => {
+            let db = open_existing(&data_dir)?;
+            let count = match output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    let count = audit::export(&db, &mut file)?;
+                    std::io::Write::flush(&mut file)?;
+                    count
+                }
+                None => audit::export(&db, &mut std::io::stdout().lock())?,
+            };
+            eprintln!("{count} audit records exported");
+            Ok(())
+        }
+    }
 }
 
 /// A private scratch path for a throw-away database.
@@ -226,7 +305,8 @@ fn serve(
     let state = SledStateStore::new(db.clone(), config.state_quota);
     let store: Arc<dyn lbaas_host::store::Store> = Arc::new(SledStore::new(db.clone())?);
     let devices = Arc::new(StoreDevices::new(store.clone()));
-    let runtime = Runtime::new(config, Arc::new(state), devices)?;
+    let audit_log = Arc::new(AuditLog::open(&db)?);
+    let runtime = Runtime::audited(config, Arc::new(state), devices, audit_log.clone())?;
     let drivers = load_drivers(&runtime, driver_dir)?;
     let count = drivers.len();
     let default_provider = drivers
@@ -249,7 +329,8 @@ fn serve(
             auth,
             default_provider,
             jobs,
-        );
+        )
+        .with_audit(audit_log);
         if let Some(provisioner) = provisioner {
             api = api.with_provisioner(provisioner);
         }

@@ -167,9 +167,11 @@ pub fn decide_with(
             }
         })
         .collect();
+    // A quarantined driver takes no new load balancers.
     let infos: Vec<DriverInfo> = drivers
         .all()
         .iter()
+        .filter(|driver| driver.quarantined().is_none())
         .map(|driver| {
             let caps = driver.capabilities();
             DriverInfo {

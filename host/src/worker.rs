@@ -466,6 +466,15 @@ pub(crate) fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option
         .drivers
         .get(&lb.provider)
         .ok_or_else(|| format!("provider {} is not loaded on this host", lb.provider))?;
+    if let Some(reason) = driver.quarantined() {
+        return Err(format!(
+            "driver {} {} is quarantined ({reason}); an admin can release it \
+             (POST /v2/admin/drivers/{}/release)",
+            lb.provider,
+            driver.identity().version,
+            lb.provider
+        ));
+    }
     let device = match &lb.device_id {
         Some(id) => Some(
             snapshot

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lbaas_host::audit::AuditLog;
 use lbaas_host::api::{self, Api, Auth, Drivers};
 use lbaas_host::monitor;
 use lbaas_host::provision::{FixedEndpoint, Provisioner};
@@ -63,10 +64,12 @@ impl ControlPlane {
         let state = SledStateStore::new(db.clone(), config.state_quota);
         let store: Arc<dyn lbaas_host::store::Store> =
             Arc::new(SledStore::new(db.clone()).expect("store"));
-        let runtime = Runtime::new(
+        let audit = Arc::new(AuditLog::open(&db).expect("audit log"));
+        let runtime = Runtime::audited(
             config,
             Arc::new(state),
             Arc::new(StoreDevices::new(store.clone())),
+            audit.clone(),
         )
         .expect("runtime");
         let loaded = vec![
@@ -85,7 +88,8 @@ impl ControlPlane {
                     auth,
                     Some("haproxy".into()),
                     jobs,
-                );
+                )
+                .with_audit(audit);
                 if let Some(provisioner) = provisioner {
                     api = api.with_provisioner(provisioner);
                 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use lbaas_host::audit::AuditLog;
 use lbaas_host::DriverName;
 use lbaas_host::devices::{DeviceEndpoint, StaticDevices};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
@@ -116,6 +117,8 @@ pub fn fixtures() -> &'static Fixtures {
 /// A host runtime over a data folder, as `lbaasd serve` builds it.
 pub struct TestHost {
     pub runtime: Runtime,
+    /// Every import call and lifecycle event of the drivers it loads.
+    pub audit: Arc<AuditLog>,
     pub devices: Arc<StaticDevices>,
     pub state: Arc<SledStateStore>,
 }
@@ -128,15 +131,15 @@ impl TestHost {
 
     pub fn open_with(data_dir: &Path, mut config: RuntimeConfig) -> Self {
         config.cache_dir = Some(data_dir.join("cache"));
-        let state = Arc::new(
-            SledStateStore::open(&data_dir.join("db"), config.state_quota)
-                .expect("open the state store"),
-        );
+        let db = sled::open(data_dir.join("db")).expect("open the database");
+        let state = Arc::new(SledStateStore::new(db.clone(), config.state_quota));
+        let audit = Arc::new(AuditLog::open(&db).expect("open the audit log"));
         let devices = Arc::new(StaticDevices::new());
-        let runtime =
-            Runtime::new(config, state.clone(), devices.clone()).expect("start the runtime");
+        let runtime = Runtime::audited(config, state.clone(), devices.clone(), audit.clone())
+            .expect("start the runtime");
         Self {
             runtime,
+            audit,
             devices,
             state,
         }

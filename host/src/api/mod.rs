@@ -18,6 +18,7 @@ mod members;
 mod neutron;
 mod pools;
 mod query;
+mod security;
 mod snapshot;
 mod validate;
 mod views;
@@ -89,6 +90,8 @@ pub struct Api {
     pub provisioner: Option<Arc<dyn crate::provision::Provisioner>>,
     /// Listener traffic totals, fed by the status monitor.
     pub traffic: crate::monitor::Traffic,
+    /// The drivers' audit log, when the host keeps one.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
     writes: tokio::sync::Mutex<()>,
     /// The store's records, decoded once and kept current by every commit (all writes go
     /// through [`Api::write`]).
@@ -134,10 +137,17 @@ impl Api {
             default_provider,
             provisioner: None,
             traffic: Default::default(),
+            audit: None,
             writes: tokio::sync::Mutex::new(()),
             cache: std::sync::Mutex::new(None),
             jobs,
         }
+    }
+
+    /// Serves the audit log under `/v2/admin/audit`.
+    pub fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Lets drivers spawn devices through `provisioner`.
@@ -281,7 +291,7 @@ pub fn router(api: Arc<Api>) -> Router {
     let v2 = Router::new()
         .route("/", get(version))
         .nest("/lbaas", lbaas)
-        .nest("/admin", admin::routes())
+        .nest("/admin", admin::routes().merge(security::routes()))
         .merge(neutron::routes());
     Router::new()
         .route("/", get(versions))

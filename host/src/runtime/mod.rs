@@ -21,6 +21,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::DriverName;
+use crate::audit::{self, AuditSink, Discard};
 use crate::devices::DeviceDirectory;
 use crate::state::StateStore;
 
@@ -42,8 +43,17 @@ pub use permissions::{Cidr, DevicePolicy};
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    /// Longest a single call may run.
+    /// Longest a call may run: `select`, which sits on the placement path…
+    pub select_deadline: Duration,
+    /// …`apply`, `remove` and `status`, which wait for devices…
+    pub device_deadline: Duration,
+    /// …and every other export.
     pub call_deadline: Duration,
+    /// Failed calls in a row (traps, deadlines, limits) after which a driver version is
+    /// quarantined: no new placements until an admin releases it.
+    pub quarantine_after: u32,
+    /// `log` calls one driver call may make.
+    pub max_log_calls: u32,
     /// Largest linear memory of a driver instance, in bytes.
     pub memory_limit: usize,
     /// Largest wasm stack, in bytes.
@@ -65,7 +75,11 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            select_deadline: Duration::from_millis(500),
+            device_deadline: Duration::from_secs(30),
             call_deadline: Duration::from_secs(2),
+            quarantine_after: 5,
+            max_log_calls: 1_000,
             memory_limit: 64 << 20,
             stack_limit: 512 << 10,
             max_instances: 64,
@@ -97,6 +111,34 @@ pub enum Failure {
     },
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    #[error("exceeded a limit: {0}")]
+    Limit(String),
+}
+
+impl Failure {
+    /// The audit log's name for this failure.
+    fn audit_name(&self) -> &'static str {
+        match self {
+            Failure::Deadline(_) => "limit.deadline",
+            Failure::MemoryLimit { .. } => "limit.memory",
+            Failure::StackOverflow(_) => "limit.stack",
+            Failure::OutputTooLarge { .. } => "limit.output",
+            Failure::Limit(_) => "limit.import",
+            Failure::Trap { .. } => "call.trap",
+            Failure::Instantiate(_) => "call.instantiate",
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The deadline of one export.
+    pub fn deadline(&self, function: &str) -> Duration {
+        match function {
+            "select" => self.select_deadline,
+            "apply" | "remove" | "status" => self.device_deadline,
+            _ => self.call_deadline,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +193,7 @@ pub struct LoadedIdentity {
 }
 
 struct Shared {
+    audit: Arc<dyn AuditSink>,
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<cache::ComponentCache>,
@@ -169,10 +212,21 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// A runtime that keeps no audit log (tools, benchmarks).
     pub fn new(
         config: RuntimeConfig,
         state: Arc<dyn StateStore>,
         devices: Arc<dyn DeviceDirectory>,
+    ) -> Result<Self> {
+        Self::audited(config, state, devices, Arc::new(Discard))
+    }
+
+    /// A runtime that records every import call and lifecycle event in `audit`.
+    pub fn audited(
+        config: RuntimeConfig,
+        state: Arc<dyn StateStore>,
+        devices: Arc<dyn DeviceDirectory>,
+        audit: Arc<dyn AuditSink>,
     ) -> Result<Self> {
         let engine = engine::build(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
@@ -194,6 +248,7 @@ impl Runtime {
         let ticker = engine::EpochTicker::start(engine.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
+                audit,
                 engine,
                 linker,
                 cache,
@@ -296,6 +351,7 @@ impl Runtime {
                 capabilities,
                 origin: origin_kind,
                 config: shared.config.clone(),
+                health: Health::default(),
             }),
         })
     }
@@ -314,6 +370,8 @@ impl Runtime {
             policy: shared.policy.clone(),
             http: shared.http.clone(),
             log_limiter: LogLimiter::new(rate, rate.saturating_mul(10)),
+            audit: shared.audit.clone(),
+            max_log_calls: shared.config.max_log_calls,
         }))
     }
 }
@@ -347,6 +405,14 @@ struct LoadedInner {
     capabilities: DriverCapabilities,
     origin: Origin,
     config: RuntimeConfig,
+    health: Health,
+}
+
+/// Failed calls in a row, and the quarantine they lead to.
+#[derive(Default)]
+struct Health {
+    failures: std::sync::atomic::AtomicU32,
+    quarantine: std::sync::Mutex<Option<String>>,
 }
 
 /// One loaded driver version, ready to call. Cheap to clone; calls may run concurrently.
@@ -388,7 +454,96 @@ impl LoadedDriver {
         run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         let inner = &self.inner;
-        call(&inner.config, &inner.pre, &inner.context, function, run)
+        let result = call(&inner.config, &inner.pre, &inner.context, function, run);
+        match &result {
+            Ok(_) => inner.health.failures.store(0, std::sync::atomic::Ordering::Relaxed),
+            Err(Error::Call { failure, .. }) => self.failed(function, failure),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Counts a failed call; quarantines the driver version at the configured count.
+    fn failed(&self, function: &str, failure: &Failure) {
+        let inner = &self.inner;
+        let failures = inner
+            .health
+            .failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if failures < inner.config.quarantine_after {
+            return;
+        }
+        let mut quarantine = inner
+            .health
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if quarantine.is_some() {
+            return;
+        }
+        let reason = format!("{failures} failed calls in a row, the last: `{function}` {failure}");
+        let identity = self.identity();
+        tracing::error!(driver = %identity.name, version = %identity.version, %reason, "driver quarantined");
+        inner.context.audit.append(vec![self.event(
+            "lifecycle.quarantine",
+            Some(function.to_owned()),
+            audit::Outcome::Denied,
+            Some(reason.clone()),
+        )]);
+        *quarantine = Some(reason);
+    }
+
+    fn event(
+        &self,
+        function: &str,
+        target: Option<String>,
+        outcome: audit::Outcome,
+        detail: Option<String>,
+    ) -> audit::Event {
+        let identity = self.identity();
+        audit::Event {
+            driver: identity.name.to_string(),
+            version: identity.version.clone(),
+            sha256: identity.sha256.clone(),
+            function: function.to_owned(),
+            target,
+            bytes: 0,
+            outcome,
+            duration_us: 0,
+            detail,
+        }
+    }
+
+    /// Why the driver version is quarantined, when it is.
+    pub fn quarantined(&self) -> Option<String> {
+        self.inner
+            .health
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lifts the quarantine (an admin's decision, recorded); false when there was none.
+    pub fn release(&self, by: &str) -> bool {
+        let inner = &self.inner;
+        let lifted = inner
+            .health
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        inner.health.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+        if lifted.is_some() {
+            inner.context.audit.append(vec![self.event(
+                "lifecycle.release",
+                None,
+                audit::Outcome::Ok,
+                Some(format!("released by {by}")),
+            )]);
+        }
+        lifted.is_some()
     }
 
     fn refused(&self, function: &'static str, error: DriverError) -> Error {
@@ -409,11 +564,19 @@ impl LoadedDriver {
         limit: usize,
     ) -> Error {
         let identity = self.identity();
+        let failure = Failure::OutputTooLarge { what, size, limit };
+        self.inner.context.audit.append(vec![self.event(
+            failure.audit_name(),
+            Some(function.to_owned()),
+            audit::Outcome::Denied,
+            Some(failure.to_string()),
+        )]);
+        self.failed(function, &failure);
         Error::Call {
             driver: identity.name.clone(),
             version: identity.version.clone(),
             function,
-            failure: Failure::OutputTooLarge { what, size, limit },
+            failure,
         }
     }
 
@@ -503,18 +666,32 @@ fn call<R>(
     run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R> {
     let engine = pre.engine();
+    let deadline = config.deadline(function);
     let mut store = Store::new(engine, HostState::new(context.clone(), config.memory_limit));
     store.limiter(|state| state.limiter());
-    store.set_epoch_deadline(engine::ticks(config.call_deadline));
+    store.set_epoch_deadline(engine::ticks(deadline));
     store.epoch_deadline_trap();
 
+    let started = std::time::Instant::now();
     let result = pre
         .instantiate(&mut store)
         .map_err(|e| (e, true))
         .and_then(|driver| run(&driver, &mut store).map_err(|e| (e, false)));
-    result.map_err(|(error, instantiating)| {
-        let failure = classify(config, &store, &error, instantiating);
+    let mut events = store.data_mut().take_audit();
+    let result = result.map_err(|(error, instantiating)| {
+        let failure = classify(config, deadline, &store, &error, instantiating);
         let identity = &context.identity;
+        events.push(audit::Event {
+            driver: identity.name.to_string(),
+            version: identity.version.clone(),
+            sha256: identity.sha256.clone(),
+            function: failure.audit_name().to_owned(),
+            target: Some(function.to_owned()),
+            bytes: 0,
+            outcome: audit::Outcome::Denied,
+            duration_us: started.elapsed().as_micros() as u64,
+            detail: Some(failure.to_string()),
+        });
         tracing::warn!(
             driver = %identity.name,
             version = %identity.version,
@@ -528,11 +705,14 @@ fn call<R>(
             function,
             failure,
         }
-    })
+    });
+    context.audit.append(events);
+    result
 }
 
 fn classify(
     config: &RuntimeConfig,
+    deadline: Duration,
     store: &Store<HostState>,
     error: &wasmtime::Error,
     instantiating: bool,
@@ -544,8 +724,11 @@ fn classify(
             limit: config.memory_limit,
         };
     }
+    if let Some(limit) = error.downcast_ref::<host::ImportLimit>() {
+        return Failure::Limit(limit.0.clone());
+    }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::Deadline(config.call_deadline),
+        Some(Trap::Interrupt) => Failure::Deadline(deadline),
         Some(Trap::StackOverflow) => Failure::StackOverflow(config.stack_limit),
         Some(trap) => Failure::Trap {
             trap: trap.to_string(),

@@ -1,9 +1,10 @@
 //! The `device-api` import: HTTP to one of the calling driver's devices. The permission check
-//! comes first; the host adds the credentials; every call is recorded in the audit trail.
+//! comes first; the host adds the credentials; every call is recorded in the audit log.
 
 use std::io::Read;
 use std::time::Instant;
 
+use crate::audit::Outcome;
 use crate::devices::Credentials;
 use crate::runtime::bindings::device_api::{DeviceApiError, Host, Method, Request, Response};
 use crate::runtime::bindings::types::Entry;
@@ -36,22 +37,21 @@ impl Host for HostState {
                 &request,
             )
         });
-        let outcome = match &result {
-            Ok(response) => format!("status {}", response.status),
-            Err(error) => format!("{error:?}"),
+        let (outcome, detail) = match &result {
+            Ok(response) => (Outcome::Ok, format!("status {}", response.status)),
+            Err(error @ (DeviceApiError::NotPermitted(_) | DeviceApiError::UnknownDevice(_))) => {
+                (Outcome::Denied, format!("{error:?}"))
+            }
+            Err(error) => (Outcome::Failed, format!("{error:?}")),
         };
-        tracing::info!(
-            target: "audit",
-            driver = identity.name.as_str(),
-            version = identity.version.as_str(),
-            sha256 = identity.sha256.as_str(),
-            device = device_id.as_str(),
-            method = ?request.method,
-            path = request.path.as_str(),
-            request_bytes = request.body.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            outcome = outcome.as_str(),
-            "device-api call"
+        let target = format!("{device_id} {:?} {}", request.method, request.path);
+        self.audit(
+            "device-api.send",
+            Some(target),
+            request.body.len(),
+            outcome,
+            started,
+            Some(detail),
         );
         Ok(result)
     }

@@ -8,7 +8,7 @@ use crate::runtime::bindings::log::{Host, Level};
 
 use super::HostState;
 
-/// Longest message kept, in bytes.
+/// Longest message kept, in bytes; longer ones are cut.
 const MAX_MESSAGE: usize = 2048;
 
 /// A token bucket: `burst` messages at once, refilled at `per_second`.
@@ -47,8 +47,18 @@ impl LogLimiter {
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let limit = self.context.max_log_calls;
+        let (calls, dropped_here, bytes) = &mut self.logs;
+        *calls += 1;
+        *bytes += message.len() as u64;
+        if *calls > limit {
+            return Err(wasmtime::Error::new(super::ImportLimit(format!(
+                "more than {limit} log messages in one call"
+            ))));
+        }
         let (admitted, dropped) = self.context.log_limiter.admit();
         if !admitted {
+            *dropped_here += 1;
             return Ok(());
         }
         let identity = &self.context.identity;

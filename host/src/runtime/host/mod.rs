@@ -6,12 +6,14 @@ mod log;
 mod state;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::audit::{AuditSink, Event, Outcome};
 use crate::devices::DeviceDirectory;
 use crate::state::Namespace;
 
@@ -31,7 +33,22 @@ pub struct DriverContext {
     pub policy: Arc<DevicePolicy>,
     pub http: ureq::Agent,
     pub log_limiter: LogLimiter,
+    pub audit: Arc<dyn AuditSink>,
+    pub max_log_calls: u32,
 }
+
+/// An import refused because the call went past one of its limits; fails the call with
+/// [`super::Failure::Limit`].
+#[derive(Debug)]
+pub struct ImportLimit(pub String);
+
+impl std::fmt::Display for ImportLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ImportLimit {}
 
 /// The data of one call's store.
 pub struct HostState {
@@ -40,6 +57,10 @@ pub struct HostState {
     limits: MemoryLimit,
     pub(super) stderr: MemoryOutputPipe,
     pub(super) context: Arc<DriverContext>,
+    /// Import calls of this driver call, appended to the audit log when it ends.
+    audit: Vec<Event>,
+    /// `log` calls so far, and messages the rate limit dropped.
+    logs: (u32, u32, u64),
 }
 
 impl HostState {
@@ -63,7 +84,55 @@ impl HostState {
             },
             stderr,
             context,
+            audit: Vec::new(),
+            logs: (0, 0, 0),
         }
+    }
+
+    /// Notes an import call for the audit log.
+    pub(super) fn audit(
+        &mut self,
+        function: &str,
+        target: Option<String>,
+        bytes: usize,
+        outcome: Outcome,
+        started: Instant,
+        detail: Option<String>,
+    ) {
+        let identity = &self.context.identity;
+        self.audit.push(Event {
+            driver: identity.name.to_string(),
+            version: identity.version.clone(),
+            sha256: identity.sha256.clone(),
+            function: function.to_owned(),
+            target,
+            bytes: bytes as u64,
+            outcome,
+            duration_us: started.elapsed().as_micros() as u64,
+            detail,
+        });
+    }
+
+    /// The call's audit events, with one summary of its `log` calls.
+    pub fn take_audit(&mut self) -> Vec<Event> {
+        let (calls, dropped, bytes) = std::mem::take(&mut self.logs);
+        if calls > 0 {
+            let identity = &self.context.identity;
+            self.audit.push(Event {
+                driver: identity.name.to_string(),
+                version: identity.version.clone(),
+                sha256: identity.sha256.clone(),
+                function: "log.log".into(),
+                target: None,
+                bytes,
+                outcome: if dropped > 0 { Outcome::Denied } else { Outcome::Ok },
+                duration_us: 0,
+                detail: Some(format!(
+                    "{calls} messages, {dropped} dropped by the rate limit"
+                )),
+            });
+        }
+        std::mem::take(&mut self.audit)
     }
 
     pub fn limiter(&mut self) -> &mut MemoryLimit {

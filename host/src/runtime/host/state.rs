@@ -1,6 +1,9 @@
 //! The `state` import: the calling driver's own namespace, nothing else. Keys are opaque
 //! strings inside that namespace; there is no path to another driver's tree.
 
+use std::time::Instant;
+
+use crate::audit::Outcome;
 use crate::runtime::bindings::state::{Host, StateError};
 use crate::state::StateError as StoreError;
 
@@ -19,20 +22,55 @@ fn to_guest(error: StoreError) -> StateError {
     }
 }
 
+fn outcome<T>(result: &Result<T, StateError>) -> (Outcome, Option<String>) {
+    match result {
+        Ok(_) => (Outcome::Ok, None),
+        Err(StateError::Storage(why)) => (Outcome::Failed, Some(why.clone())),
+        Err(StateError::QuotaExceeded(why) | StateError::InvalidKey(why)) => {
+            (Outcome::Denied, Some(why.clone()))
+        }
+    }
+}
+
+impl HostState {
+    fn audited<T>(
+        &mut self,
+        function: &str,
+        key: &str,
+        bytes: impl FnOnce(&T) -> usize,
+        started: Instant,
+        result: Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let (outcome, detail) = outcome(&result);
+        let size = result.as_ref().map(bytes).unwrap_or(0);
+        self.audit(function, Some(key.to_owned()), size, outcome, started, detail);
+        result
+    }
+}
+
 impl Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, StateError>> {
-        Ok(self.context.namespace.get(&key).map_err(to_guest))
+        let started = Instant::now();
+        let result = self.context.namespace.get(&key).map_err(to_guest);
+        Ok(self.audited("state.get", &key, |v| v.as_ref().map_or(0, Vec::len), started, result))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
-        Ok(self.context.namespace.set(&key, &value).map_err(to_guest))
+        let started = Instant::now();
+        let result = self.context.namespace.set(&key, &value).map_err(to_guest);
+        let size = value.len();
+        Ok(self.audited("state.set", &key, |_| size, started, result))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, StateError>> {
-        Ok(self.context.namespace.delete(&key).map_err(to_guest))
+        let started = Instant::now();
+        let result = self.context.namespace.delete(&key).map_err(to_guest);
+        Ok(self.audited("state.delete", &key, |_| 0, started, result))
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, StateError>> {
-        Ok(self.context.namespace.keys(&prefix).map_err(to_guest))
+        let started = Instant::now();
+        let result = self.context.namespace.keys(&prefix).map_err(to_guest);
+        Ok(self.audited("state.keys", &prefix, Vec::len, started, result))
     }
 }

@@ -1,0 +1,204 @@
+//! What security teams and operators need about drivers, under `/v2/admin/` (admins only):
+//!
+//! - `GET /drivers`, `GET /drivers/{name}`: each loaded driver version — SHA-256, capabilities
+//!   summary, whether it is quarantined and why.
+//! - `POST /drivers/{name}/release`: lifts a quarantine (recorded in the audit log).
+//! - `GET /audit`: the audit log, filtered by `driver`, `version`, `function` (a name or a
+//!   prefix such as `state` or `limit`), `outcome` (`ok`, `denied`, `failed`), `since` and
+//!   `until` (RFC 3339), paged with `limit` (default 1000, at most 10000) and `marker` (the last
+//!   `seq` seen).
+//! - `GET /audit/verify`: checks the hash chain.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::audit::{AuditLog, Filter, Outcome};
+use crate::runtime::LoadedDriver;
+
+use super::Api;
+use super::auth::Context;
+use super::error::{ApiError, ApiResult};
+
+const DEFAULT_LIMIT: usize = 1_000;
+const MAX_LIMIT: usize = 10_000;
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/drivers", get(list_drivers))
+        .route("/drivers/{name}", get(show_driver))
+        .route("/drivers/{name}/release", post(release))
+        .route("/audit", get(query))
+        .route("/audit/verify", get(verify))
+}
+
+fn view(driver: &LoadedDriver) -> Value {
+    let identity = driver.identity();
+    let caps = driver.capabilities();
+    let quarantine = driver.quarantined();
+    json!({
+        "name": identity.name,
+        "version": identity.version,
+        "sha256": identity.sha256,
+        "vendor": caps.vendor,
+        "can_spawn": caps.can_spawn,
+        "quarantined": quarantine.is_some(),
+        "quarantine_reason": quarantine,
+    })
+}
+
+fn find(api: &Api, name: &str) -> ApiResult<LoadedDriver> {
+    api.drivers
+        .get(name)
+        .ok_or_else(|| ApiError::not_found("Driver", name))
+}
+
+async fn list_drivers(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let drivers: Vec<Value> = api.drivers.all().iter().map(view).collect();
+    Ok(Json(json!({ "drivers": drivers })))
+}
+
+async fn show_driver(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    Ok(Json(json!({ "driver": view(&find(&api, &name)?) })))
+}
+
+async fn release(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let driver = find(&api, &name)?;
+    if !driver.release(&format!("project {}", ctx.project_id)) {
+        return Err(ApiError::conflict(format!(
+            "Driver {name} is not quarantined."
+        )));
+    }
+    Ok(Json(json!({ "driver": view(&driver) })))
+}
+
+fn audit_log(api: &Api) -> ApiResult<Arc<AuditLog>> {
+    api.audit
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "This host keeps no audit log."))
+}
+
+/// Parses the audit query; unknown parameters and bad values are refused.
+fn filter(raw: Option<&str>) -> ApiResult<Filter> {
+    let mut filter = Filter {
+        limit: DEFAULT_LIMIT,
+        ..Filter::default()
+    };
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "driver" => filter.driver = Some(value),
+            "version" => filter.version = Some(value),
+            "function" => filter.function = Some(value),
+            "outcome" => {
+                filter.outcome = Some(match value.as_str() {
+                    "ok" => Outcome::Ok,
+                    "denied" => Outcome::Denied,
+                    "failed" => Outcome::Failed,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "outcome `{other}` is not one of ok, denied, failed."
+                        )));
+                    }
+                })
+            }
+            "since" | "until" => {
+                let at = humantime::parse_rfc3339_weak(&value).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "{key} `{value}` is not an RFC 3339 time (e.g. 2026-11-25T12:00:00Z)."
+                    ))
+                })?;
+                // Records carry the same form, so they compare as strings.
+                let at = humantime::format_rfc3339_micros(at).to_string();
+                if key == "since" {
+                    filter.since = Some(at);
+                } else {
+                    filter.until = Some(at);
+                }
+            }
+            "limit" => {
+                filter.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit must be a whole number in 1..={MAX_LIMIT}."
+                        ))
+                    })?
+            }
+            "marker" => {
+                filter.after = Some(value.parse().map_err(|_| {
+                    ApiError::bad_request("marker must be a record's seq.".to_owned())
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown audit query parameter `{other}`."
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+async fn query(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let filter = filter(raw.as_deref())?;
+    let log = audit_log(&api)?;
+    let records = tokio::task::spawn_blocking(move || log.query(&filter))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "audit": records })))
+}
+
+async fn verify(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let log = audit_log(&api)?;
+    let verification = tokio::task::spawn_blocking(move || log.verify())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "intact": verification.intact(),
+        "records": verification.records,
+        "head": verification.head,
+        "broken": verification.broken,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_queries_are_checked() {
+        let parsed = filter(Some("driver=haproxy&outcome=denied&limit=5&marker=9&function=state"))
+            .expect("valid");
+        assert_eq!(parsed.driver.as_deref(), Some("haproxy"));
+        assert_eq!(parsed.outcome, Some(Outcome::Denied));
+        assert_eq!((parsed.limit, parsed.after), (5, Some(9)));
+        for bad in ["outcome=maybe", "limit=0", "limit=x", "since=yesterday", "colour=red", "marker=-1"] {
+            let error = filter(Some(bad)).expect_err(bad);
+            assert_eq!(error.status.as_u16(), 400, "{bad}");
+        }
+    }
+}
