@@ -163,7 +163,10 @@ impl AuditLog {
                 prev,
                 hash: hash.clone(),
             };
-            batch.insert(&record_key(seq), serde_json::to_vec(&record).unwrap_or_default());
+            batch.insert(
+                &record_key(seq),
+                serde_json::to_vec(&record).unwrap_or_default(),
+            );
             prev = hash;
             seq += 1;
         }
@@ -224,13 +227,18 @@ impl Filter {
         let event = &record.event;
         self.driver.as_ref().is_none_or(|d| *d == event.driver)
             && self.version.as_ref().is_none_or(|v| *v == event.version)
-            && self
-                .function
-                .as_ref()
-                .is_none_or(|f| event.function == *f || event.function.starts_with(&format!("{f}.")))
+            && self.function.as_ref().is_none_or(|f| {
+                event.function == *f || event.function.starts_with(&format!("{f}."))
+            })
             && self.outcome.is_none_or(|o| o == event.outcome)
-            && self.since.as_ref().is_none_or(|s| record.at.as_str() >= s.as_str())
-            && self.until.as_ref().is_none_or(|u| record.at.as_str() <= u.as_str())
+            && self
+                .since
+                .as_ref()
+                .is_none_or(|s| record.at.as_str() >= s.as_str())
+            && self
+                .until
+                .as_ref()
+                .is_none_or(|u| record.at.as_str() <= u.as_str())
     }
 }
 
@@ -262,7 +270,10 @@ fn verify_tree(tree: &sled::Tree) -> Verification {
             Ok(entry) => entry,
             Err(error) => return broken(expected_seq, format!("unreadable: {error}")),
         };
-        let Some(seq) = key.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+        let Some(seq) = key
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
         else {
             return broken(expected_seq, "a record key is malformed".into());
         };
@@ -273,16 +284,25 @@ fn verify_tree(tree: &sled::Tree) -> Verification {
             );
         }
         let Ok(record) = serde_json::from_slice::<Record>(&bytes) else {
-            return broken(expected_seq, format!("record {seq} is not a valid record: edited"));
+            return broken(
+                expected_seq,
+                format!("record {seq} is not a valid record: edited"),
+            );
         };
         if record.seq != seq || record.prev != prev {
             return broken(
                 expected_seq,
-                format!("record {seq} does not follow record {}: edited or reordered", seq.wrapping_sub(1)),
+                format!(
+                    "record {seq} does not follow record {}: edited or reordered",
+                    seq.wrapping_sub(1)
+                ),
             );
         }
         if digest(record.seq, &record.at, &record.event, &record.prev) != record.hash {
-            return broken(expected_seq, format!("record {seq} does not match its hash: edited"));
+            return broken(
+                expected_seq,
+                format!("record {seq} does not match its hash: edited"),
+            );
         }
         prev = record.hash;
         expected_seq += 1;
@@ -359,7 +379,16 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().expect("db");
         let log = AuditLog::open(&db).expect("log");
         let events = (0..records)
-            .map(|i| event(if i % 2 == 0 { "state.get" } else { "device-api.send" }, Outcome::Ok))
+            .map(|i| {
+                event(
+                    if i % 2 == 0 {
+                        "state.get"
+                    } else {
+                        "device-api.send"
+                    },
+                    Outcome::Ok,
+                )
+            })
             .collect();
         log.append_all(events).expect("append");
         (db, log)
@@ -372,7 +401,8 @@ mod tests {
         assert!(log.verify().intact());
         drop(log);
         let log = AuditLog::open(&db).expect("reopen");
-        log.append_all(vec![event("log.log", Outcome::Denied)]).expect("append");
+        log.append_all(vec![event("log.log", Outcome::Denied)])
+            .expect("append");
         let verified = verify(&db).expect("verify");
         assert!(verified.intact(), "{verified:?}");
         assert_eq!(verified.records, 6);
@@ -383,12 +413,20 @@ mod tests {
         let (db, log) = log_with(4);
         let tree = db.open_tree(TREE).expect("tree");
         let mut record: Record =
-            serde_json::from_slice(&tree.get(record_key(2)).expect("get").expect("record")).expect("json");
+            serde_json::from_slice(&tree.get(record_key(2)).expect("get").expect("record"))
+                .expect("json");
         record.event.outcome = Outcome::Ok;
         record.event.target = Some("someone else's key".into());
-        tree.insert(record_key(2), serde_json::to_vec(&record).expect("json")).expect("edit");
+        tree.insert(record_key(2), serde_json::to_vec(&record).expect("json"))
+            .expect("edit");
         let verified = log.verify();
-        assert!(verified.broken.as_deref().is_some_and(|b| b.contains("record 2") && b.contains("edited")), "{verified:?}");
+        assert!(
+            verified
+                .broken
+                .as_deref()
+                .is_some_and(|b| b.contains("record 2") && b.contains("edited")),
+            "{verified:?}"
+        );
     }
 
     #[test]
@@ -397,24 +435,70 @@ mod tests {
         let tree = db.open_tree(TREE).expect("tree");
         tree.remove(record_key(1)).expect("delete");
         let verified = log.verify();
-        assert!(verified.broken.as_deref().is_some_and(|b| b.contains("record 1 is missing")), "{verified:?}");
+        assert!(
+            verified
+                .broken
+                .as_deref()
+                .is_some_and(|b| b.contains("record 1 is missing")),
+            "{verified:?}"
+        );
 
         let (db, log) = log_with(4);
-        db.open_tree(TREE).expect("tree").remove(record_key(3)).expect("delete");
+        db.open_tree(TREE)
+            .expect("tree")
+            .remove(record_key(3))
+            .expect("delete");
         let verified = log.verify();
-        assert!(verified.broken.as_deref().is_some_and(|b| b.contains("deleted at the end")), "{verified:?}");
+        assert!(
+            verified
+                .broken
+                .as_deref()
+                .is_some_and(|b| b.contains("deleted at the end")),
+            "{verified:?}"
+        );
     }
 
     #[test]
     fn queries_filter_and_page() {
         let (_db, log) = log_with(6);
-        log.append_all(vec![event("state.set", Outcome::Denied)]).expect("append");
-        let all = |filter: Filter| log.query(&Filter { limit: 100, ..filter });
+        log.append_all(vec![event("state.set", Outcome::Denied)])
+            .expect("append");
+        let all = |filter: Filter| {
+            log.query(&Filter {
+                limit: 100,
+                ..filter
+            })
+        };
         assert_eq!(all(Filter::default()).len(), 7);
-        assert_eq!(all(Filter { function: Some("device-api".into()), ..Default::default() }).len(), 3);
-        assert_eq!(all(Filter { outcome: Some(Outcome::Denied), ..Default::default() }).len(), 1);
-        assert_eq!(all(Filter { driver: Some("other".into()), ..Default::default() }).len(), 0);
-        let page = log.query(&Filter { limit: 2, after: Some(3), ..Default::default() });
+        assert_eq!(
+            all(Filter {
+                function: Some("device-api".into()),
+                ..Default::default()
+            })
+            .len(),
+            3
+        );
+        assert_eq!(
+            all(Filter {
+                outcome: Some(Outcome::Denied),
+                ..Default::default()
+            })
+            .len(),
+            1
+        );
+        assert_eq!(
+            all(Filter {
+                driver: Some("other".into()),
+                ..Default::default()
+            })
+            .len(),
+            0
+        );
+        let page = log.query(&Filter {
+            limit: 2,
+            after: Some(3),
+            ..Default::default()
+        });
         assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 5]);
         let mut out = Vec::new();
         assert_eq!(export(&_db, &mut out).expect("export"), 7);

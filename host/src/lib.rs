@@ -5,8 +5,8 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
-pub mod audit;
 pub mod api;
+pub mod audit;
 pub mod convert;
 pub mod devices;
 pub mod ids;

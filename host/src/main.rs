@@ -228,7 +228,10 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
 fn open_existing(data_dir: &Path) -> anyhow::Result<sled::Db> {
     let path = data_dir.join("db");
     if !path.exists() {
-        bail!("no database in {} (is it the host's --data-dir?)", data_dir.display());
+        bail!(
+            "no database in {} (is it the host's --data-dir?)",
+            data_dir.display()
+        );
     }
     sled::open(&path).with_context(|| {
         format!(

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lbaas_host::audit::AuditLog;
 use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::audit::AuditLog;
 use lbaas_host::monitor;
 use lbaas_host::provision::{FixedEndpoint, Provisioner};
 use lbaas_host::runtime::{Runtime, RuntimeConfig};
@@ -17,6 +17,13 @@ use lbaas_host::worker::{self, StoreDevices};
 use serde_json::Value;
 
 use crate::drivers;
+
+/// What else a test's control plane runs with.
+#[derive(Default)]
+pub struct Options {
+    pub extra_drivers: Vec<std::path::PathBuf>,
+    pub config: RuntimeConfig,
+}
 
 pub struct ControlPlane {
     pub url: String,
@@ -36,7 +43,13 @@ impl ControlPlane {
         let provisioner = spawn_url.map(|management_url| {
             Arc::new(FixedEndpoint { management_url }) as Arc<dyn Provisioner>
         });
-        Self::launch(data_dir, auth, provisioner, None)
+        Self::launch(data_dir, auth, provisioner, None, Options::default())
+    }
+
+    /// A control plane that also loads `options.extra_drivers`, with `options.config` for the
+    /// runtime.
+    pub fn start_with_options(data_dir: &Path, auth: Auth, options: Options) -> Self {
+        Self::launch(data_dir, auth, None, None, options)
     }
 
     /// A control plane whose drivers spawn devices through `provisioner`, adopting those it
@@ -47,7 +60,13 @@ impl ControlPlane {
         provisioner: Arc<dyn Provisioner>,
         status_interval: Duration,
     ) -> Self {
-        Self::launch(data_dir, auth, Some(provisioner), Some(status_interval))
+        Self::launch(
+            data_dir,
+            auth,
+            Some(provisioner),
+            Some(status_interval),
+            Options::default(),
+        )
     }
 
     fn launch(
@@ -55,11 +74,12 @@ impl ControlPlane {
         auth: Auth,
         provisioner: Option<Arc<dyn Provisioner>>,
         status_interval: Option<Duration>,
+        options: Options,
     ) -> Self {
         let db = sled::open(data_dir.join("db")).expect("open database");
         let config = RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
-            ..RuntimeConfig::default()
+            ..options.config
         };
         let state = SledStateStore::new(db.clone(), config.state_quota);
         let store: Arc<dyn lbaas_host::store::Store> =
@@ -72,10 +92,17 @@ impl ControlPlane {
             audit.clone(),
         )
         .expect("runtime");
-        let loaded = vec![
+        let mut loaded = vec![
             runtime.load_file(&drivers().haproxy).expect("haproxy"),
             runtime.load_file(&drivers().acme_adc).expect("acme-adc"),
         ];
+        for path in &options.extra_drivers {
+            loaded.push(
+                runtime
+                    .load_file(path)
+                    .unwrap_or_else(|e| panic!("load {}: {e}", path.display())),
+            );
+        }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use lbaas_host::audit::AuditLog;
 use lbaas_host::DriverName;
+use lbaas_host::audit::AuditLog;
 use lbaas_host::devices::{DeviceEndpoint, StaticDevices};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use lbaas_host::audit::{Filter, Outcome, Record};
 use lbaas_host::runtime::{DeviceKind, Error, Failure, LoadedDriver, RuntimeConfig};
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::model::*;
@@ -47,7 +48,7 @@ fn host_still_serves(host: &TestHost, hostile: &LoadedDriver) {
 #[test]
 fn endless_loop_is_stopped_at_its_deadline() {
     let (_dir, host) = host_with(RuntimeConfig {
-        call_deadline: Duration::from_millis(200),
+        select_deadline: Duration::from_millis(200),
         ..RuntimeConfig::default()
     });
     let looper = host.load(&fixtures().looper);
@@ -73,6 +74,16 @@ fn endless_loop_is_stopped_at_its_deadline() {
     // A second runaway call is stopped too, and the instance does not carry over.
     assert!(looper.select(&request, &candidates).is_err());
     host_still_serves(&host, &looper);
+    let hits = audited(&host, "looper", "limit.deadline");
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[0].event.target.as_deref(), Some("select"));
+    assert!(
+        hits[0]
+            .event
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("200ms"))
+    );
 }
 
 #[test]
@@ -87,6 +98,7 @@ fn unbounded_recursion_hits_the_stack_limit() {
     assert!(matches!(failure, Failure::StackOverflow(_)), "{failure:?}");
     assert!(message.contains("overflowed its stack"), "{message}");
     host_still_serves(&host, &looper);
+    assert_eq!(audited(&host, "looper", "limit.stack").len(), 1);
 }
 
 #[test]
@@ -117,6 +129,7 @@ fn memory_growth_past_the_limit_fails_cleanly() {
         "{message}"
     );
     host_still_serves(&host, &hog);
+    assert_eq!(audited(&host, "memory-hog", "limit.memory").len(), 1);
 }
 
 #[test]
@@ -142,6 +155,7 @@ fn panic_becomes_a_readable_error() {
         "{message}"
     );
     host_still_serves(&host, &panicker);
+    assert_eq!(audited(&host, "panicker", "call.trap").len(), 1);
 }
 
 #[test]
@@ -213,6 +227,156 @@ fn snoop_reaches_nothing_outside_its_sandbox() {
         format!("{hints:?}").contains("already configured"),
         "{hints:?}"
     );
+
+    // The audit log shows what the snoop attempted: state reads, all inside its own (empty)
+    // namespace, and a device call that was refused.
+    let reads = audited(&host, "snoop", "state.get");
+    assert_eq!(reads.len(), 4, "{reads:?}");
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.event.bytes == 0 && r.event.outcome == Outcome::Ok)
+    );
+    assert!(
+        reads
+            .iter()
+            .any(|r| r.event.target.as_deref() == Some("driver/acme-adc/device/adc-1"))
+    );
+    let sends = audited(&host, "snoop", "device-api.send");
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0].event.outcome, Outcome::Denied);
+    assert!(
+        sends[0]
+            .event
+            .target
+            .as_deref()
+            .is_some_and(|t| t.starts_with("adc-1 "))
+    );
+    // acme-adc's own calls are there too, allowed.
+    assert!(
+        audited(&host, "acme-adc", "device-api.send")
+            .iter()
+            .all(|r| r.event.outcome == Outcome::Ok)
+    );
+    assert!(host.audit.verify().intact());
+}
+
+/// The audit records of `driver` whose function is or starts with `function`.
+fn audited(host: &TestHost, driver: &str, function: &str) -> Vec<Record> {
+    host.audit.query(&Filter {
+        driver: Some(driver.into()),
+        function: Some(function.into()),
+        limit: 10_000,
+        ..Filter::default()
+    })
+}
+
+#[test]
+fn floods_fail_the_call_with_the_limit_named() {
+    let (_dir, host) = host_with(RuntimeConfig {
+        state_quota: 1 << 20,
+        ..RuntimeConfig::default()
+    });
+    let looper = host.load(&fixtures().looper);
+    let device = device("d1", DeviceKind::Virtual, 4, None);
+    let named = |name: &str| {
+        let mut lb = web_shop("lb-flood", "127.0.0.20");
+        lb.name = name.into();
+        lb
+    };
+
+    // The log.
+    let error = looper
+        .translate(&named("flood"), &device)
+        .expect_err("flood");
+    let message = error.to_string();
+    assert!(
+        matches!(failure(error, "looper", "translate"), Failure::Limit(_)),
+        "{message}"
+    );
+    assert!(
+        message.contains("more than 1000 log messages in one call"),
+        "{message}"
+    );
+    let logs = audited(&host, "looper", "log.log");
+    assert_eq!(
+        logs.len(),
+        1,
+        "one summary, not a record per message: {logs:?}"
+    );
+    assert_eq!(audited(&host, "looper", "limit.import").len(), 1);
+
+    // The returned configuration.
+    let error = looper.translate(&named("huge"), &device).expect_err("huge");
+    let message = error.to_string();
+    assert!(
+        matches!(
+            failure(error, "looper", "translate"),
+            Failure::OutputTooLarge { .. }
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("more than the 1048576-byte limit"),
+        "{message}"
+    );
+    assert_eq!(audited(&host, "looper", "limit.output").len(), 1);
+
+    // Private state past its quota: the driver gets the quota error as a value, and passes it on.
+    let error = looper
+        .translate(&named("hoard"), &device)
+        .expect_err("hoard");
+    let message = error.to_string();
+    assert!(matches!(error, Error::Refused { .. }), "{message}");
+    assert!(message.contains("quota"), "{message}");
+    let denied: Vec<Record> = audited(&host, "looper", "state.set")
+        .into_iter()
+        .filter(|r| r.event.outcome == Outcome::Denied)
+        .collect();
+    assert_eq!(denied.len(), 1, "the write past the quota is recorded");
+    host_still_serves(&host, &looper);
+    assert!(host.audit.verify().intact());
+}
+
+#[test]
+fn failing_calls_in_a_row_quarantine_a_driver_until_released() {
+    let (_dir, host) = host_with(RuntimeConfig {
+        quarantine_after: 3,
+        ..RuntimeConfig::default()
+    });
+    let panicker = host.load(&fixtures().panicker);
+    let device = device("d1", DeviceKind::Virtual, 4, None);
+    let mut explode = web_shop("lb-1", "127.0.0.20");
+    explode.name = "explode".into();
+    let calm = web_shop("lb-2", "127.0.0.21");
+    // A success of the same export starts the count again; other exports do not count.
+    assert!(panicker.translate(&explode, &device).is_err());
+    assert!(panicker.translate(&explode, &device).is_err());
+    panicker.translate(&calm, &device).expect("fine");
+    assert!(panicker.translate(&explode, &device).is_err());
+    panicker
+        .validate_flavor(&flavor("plain", &[]))
+        .expect("fine");
+    assert!(panicker.translate(&explode, &device).is_err());
+    assert_eq!(panicker.quarantined(), None);
+    assert!(panicker.translate(&explode, &device).is_err());
+    let reason = panicker.quarantined().expect("quarantined");
+    assert!(
+        reason.contains("3 failed `translate` calls in a row"),
+        "{reason}"
+    );
+    assert!(reason.contains("fixture panic"), "{reason}");
+    assert_eq!(audited(&host, "panicker", "lifecycle.quarantine").len(), 1);
+
+    assert!(panicker.release("admin"));
+    assert_eq!(panicker.quarantined(), None);
+    assert!(!panicker.release("admin"), "nothing left to release");
+    let released = audited(&host, "panicker", "lifecycle.release");
+    assert_eq!(released.len(), 1);
+    assert_eq!(
+        released[0].event.detail.as_deref(),
+        Some("released by admin")
+    );
 }
 
 #[test]
@@ -235,4 +399,23 @@ fn a_file_that_is_not_a_driver_is_refused_clearly() {
         .load(&core, "core.wasm")
         .expect_err("core module");
     assert!(error.to_string().contains("component"), "{error}");
+}
+
+#[test]
+fn deadlines_hold_after_the_runtime_that_loaded_the_driver_is_gone() {
+    let (_dir, host) = host_with(RuntimeConfig {
+        select_deadline: Duration::from_millis(100),
+        ..RuntimeConfig::default()
+    });
+    let looper = host.load(&fixtures().looper);
+    drop(host);
+    let lb = web_shop("lb-1", "127.0.0.20");
+    let candidates = [candidate(device("d1", DeviceKind::Virtual, 4, None), 0, 0)];
+    let error = looper
+        .select(&request_for(&lb), &candidates)
+        .expect_err("still stopped at its deadline");
+    assert_eq!(
+        failure(error, "looper", "select"),
+        Failure::Deadline(Duration::from_millis(100))
+    );
 }

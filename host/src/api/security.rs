@@ -191,12 +191,21 @@ mod tests {
 
     #[test]
     fn audit_queries_are_checked() {
-        let parsed = filter(Some("driver=haproxy&outcome=denied&limit=5&marker=9&function=state"))
-            .expect("valid");
+        let parsed = filter(Some(
+            "driver=haproxy&outcome=denied&limit=5&marker=9&function=state",
+        ))
+        .expect("valid");
         assert_eq!(parsed.driver.as_deref(), Some("haproxy"));
         assert_eq!(parsed.outcome, Some(Outcome::Denied));
         assert_eq!((parsed.limit, parsed.after), (5, Some(9)));
-        for bad in ["outcome=maybe", "limit=0", "limit=x", "since=yesterday", "colour=red", "marker=-1"] {
+        for bad in [
+            "outcome=maybe",
+            "limit=0",
+            "limit=x",
+            "since=yesterday",
+            "colour=red",
+            "marker=-1",
+        ] {
             let error = filter(Some(bad)).expect_err(bad);
             assert_eq!(error.status.as_u16(), 400, "{bad}");
         }

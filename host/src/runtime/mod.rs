@@ -202,7 +202,7 @@ struct Shared {
     policy: Arc<DevicePolicy>,
     http: ureq::Agent,
     config: RuntimeConfig,
-    _ticker: engine::EpochTicker,
+    ticker: Arc<engine::EpochTicker>,
 }
 
 /// The driver runtime. Cheap to clone.
@@ -257,7 +257,7 @@ impl Runtime {
                 policy: Arc::new(config.device_policy.clone()),
                 http,
                 config,
-                _ticker: ticker,
+                ticker: Arc::new(ticker),
             }),
         })
     }
@@ -352,6 +352,7 @@ impl Runtime {
                 origin: origin_kind,
                 config: shared.config.clone(),
                 health: Health::default(),
+                _ticker: shared.ticker.clone(),
             }),
         })
     }
@@ -406,13 +407,41 @@ struct LoadedInner {
     origin: Origin,
     config: RuntimeConfig,
     health: Health,
+    /// Deadlines need the epoch to advance for as long as the driver can be called, even
+    /// after the runtime that loaded it is gone.
+    _ticker: Arc<engine::EpochTicker>,
 }
 
-/// Failed calls in a row, and the quarantine they lead to.
+/// Failed calls in a row of each export, and the quarantine they lead to. Counted per export:
+/// a driver whose `translate` always fails is broken even while its `select` works.
 #[derive(Default)]
 struct Health {
-    failures: std::sync::atomic::AtomicU32,
+    failures: std::sync::Mutex<std::collections::HashMap<&'static str, u32>>,
     quarantine: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    fn succeeded(&self, function: &'static str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = failures.get_mut(function) {
+            *count = 0;
+        }
+    }
+
+    /// Counts a failure; returns how many in a row.
+    fn failed(&self, function: &'static str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(function).or_default();
+        *count += 1;
+        *count
+    }
+
+    fn clear(&self) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 /// One loaded driver version, ready to call. Cheap to clone; calls may run concurrently.
@@ -456,7 +485,7 @@ impl LoadedDriver {
         let inner = &self.inner;
         let result = call(&inner.config, &inner.pre, &inner.context, function, run);
         match &result {
-            Ok(_) => inner.health.failures.store(0, std::sync::atomic::Ordering::Relaxed),
+            Ok(_) => inner.health.succeeded(function),
             Err(Error::Call { failure, .. }) => self.failed(function, failure),
             Err(_) => {}
         }
@@ -464,13 +493,9 @@ impl LoadedDriver {
     }
 
     /// Counts a failed call; quarantines the driver version at the configured count.
-    fn failed(&self, function: &str, failure: &Failure) {
+    fn failed(&self, function: &'static str, failure: &Failure) {
         let inner = &self.inner;
-        let failures = inner
-            .health
-            .failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        let failures = inner.health.failed(function);
         if failures < inner.config.quarantine_after {
             return;
         }
@@ -482,7 +507,7 @@ impl LoadedDriver {
         if quarantine.is_some() {
             return;
         }
-        let reason = format!("{failures} failed calls in a row, the last: `{function}` {failure}");
+        let reason = format!("{failures} failed `{function}` calls in a row, the last: {failure}");
         let identity = self.identity();
         tracing::error!(driver = %identity.name, version = %identity.version, %reason, "driver quarantined");
         inner.context.audit.append(vec![self.event(
@@ -534,7 +559,7 @@ impl LoadedDriver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        inner.health.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+        inner.health.clear();
         if lifted.is_some() {
             inner.context.audit.append(vec![self.event(
                 "lifecycle.release",

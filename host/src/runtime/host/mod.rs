@@ -125,7 +125,11 @@ impl HostState {
                 function: "log.log".into(),
                 target: None,
                 bytes,
-                outcome: if dropped > 0 { Outcome::Denied } else { Outcome::Ok },
+                outcome: if dropped > 0 {
+                    Outcome::Denied
+                } else {
+                    Outcome::Ok
+                },
                 duration_us: 0,
                 detail: Some(format!(
                     "{calls} messages, {dropped} dropped by the rate limit"

@@ -43,7 +43,14 @@ impl HostState {
     ) -> Result<T, StateError> {
         let (outcome, detail) = outcome(&result);
         let size = result.as_ref().map(bytes).unwrap_or(0);
-        self.audit(function, Some(key.to_owned()), size, outcome, started, detail);
+        self.audit(
+            function,
+            Some(key.to_owned()),
+            size,
+            outcome,
+            started,
+            detail,
+        );
         result
     }
 }
@@ -52,7 +59,13 @@ impl Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, StateError>> {
         let started = Instant::now();
         let result = self.context.namespace.get(&key).map_err(to_guest);
-        Ok(self.audited("state.get", &key, |v| v.as_ref().map_or(0, Vec::len), started, result))
+        Ok(self.audited(
+            "state.get",
+            &key,
+            |v| v.as_ref().map_or(0, Vec::len),
+            started,
+            result,
+        ))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
