@@ -220,6 +220,8 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
         "version": driver.identity().version,
         "sha256": driver.identity().sha256,
         "capabilities": driver.capabilities(),
+        "manifest": driver.manifest(),
+        "grant": driver.grant(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -264,7 +264,44 @@ macro_rules! export_driver {
     };
 }
 
+/// Embeds the driver's manifest — what it asks the host for — in the component, as the
+/// custom section `lbaas-manifest`, so it travels with (and is signed with) the `.wasm`:
+///
+/// ```ignore
+/// lbaas_driver_sdk::manifest!(include_str!("../manifest.json"));
+/// ```
+///
+/// The JSON: `name`, `version`, `wit` (the contract, e.g. `lbaas:driver@0.1.0`), and what the
+/// driver requests — `device_api` (`{"methods": ["GET", …], "paths": ["/v1/", …]}`, or `null`
+/// for none), `memory_bytes`, `state_bytes`, `deadlines_ms` (`select`, `device`, `other`).
+/// The operator's policy caps each request; the host enforces what it grants.
+#[macro_export]
+macro_rules! manifest {
+    ($json:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            const MANIFEST: &str = $json;
+            #[unsafe(link_section = "lbaas-manifest")]
+            #[used]
+            static LBAAS_MANIFEST: [u8; MANIFEST.len()] =
+                $crate::__private::manifest_bytes::<{ MANIFEST.len() }>(MANIFEST);
+        };
+    };
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::*;
+
+    /// The bytes of `text` as an array, at compile time.
+    pub const fn manifest_bytes<const N: usize>(text: &str) -> [u8; N] {
+        let bytes = text.as_bytes();
+        let mut out = [0u8; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = bytes[i];
+            i += 1;
+        }
+        out
+    }
 }

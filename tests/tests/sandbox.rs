@@ -211,6 +211,13 @@ fn snoop_reaches_nothing_outside_its_sandbox() {
         device_call.contains("no device `adc-1` for driver snoop"),
         "{device_call}"
     );
+    let not_granted = report["device_call_not_granted"]["Err"]
+        .as_str()
+        .expect("a call its manifest does not ask for is refused");
+    assert!(
+        not_granted.contains("path /admin/factory-reset is not granted to driver snoop"),
+        "{not_granted}"
+    );
     assert_eq!(
         appliance.received().len(),
         requests_before,
@@ -243,7 +250,7 @@ fn snoop_reaches_nothing_outside_its_sandbox() {
             .any(|r| r.event.target.as_deref() == Some("driver/acme-adc/device/adc-1"))
     );
     let sends = audited(&host, "snoop", "device-api.send");
-    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends.len(), 2, "{sends:?}");
     assert_eq!(sends[0].event.outcome, Outcome::Denied);
     assert!(
         sends[0]

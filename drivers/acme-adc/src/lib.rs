@@ -162,3 +162,4 @@ impl Driver for AcmeAdcDriver {
 }
 
 export_driver!(AcmeAdcDriver);
+lbaas_driver_sdk::manifest!(include_str!("../manifest.json"));

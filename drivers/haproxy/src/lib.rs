@@ -182,3 +182,4 @@ fn short_id(id: &str) -> &str {
 }
 
 export_driver!(HaproxyDriver);
+lbaas_driver_sdk::manifest!(include_str!("../manifest.json"));

@@ -1,7 +1,8 @@
 //! What security teams and operators need about drivers, under `/v2/admin/` (admins only):
 //!
 //! - `GET /drivers`, `GET /drivers/{name}`: each loaded driver version — SHA-256, capabilities
-//!   summary, whether it is quarantined and why.
+//!   summary, its manifest (what it asked for) and grant (what the host enforces), whether it
+//!   is quarantined and why.
 //! - `POST /drivers/{name}/release`: lifts a quarantine (recorded in the audit log).
 //! - `GET /audit`: the audit log, filtered by `driver`, `version`, `function` (a name or a
 //!   prefix such as `state` or `limit`), `outcome` (`ok`, `denied`, `failed`), `since` and
@@ -48,6 +49,8 @@ fn view(driver: &LoadedDriver) -> Value {
         "can_spawn": caps.can_spawn,
         "quarantined": quarantine.is_some(),
         "quarantine_reason": quarantine,
+        "manifest": driver.manifest(),
+        "grant": driver.grant(),
     })
 }
 

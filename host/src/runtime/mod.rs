@@ -10,6 +10,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod host;
+pub mod manifest;
 pub mod permissions;
 
 use std::path::{Path, PathBuf};
@@ -291,6 +292,8 @@ impl Runtime {
             Some([0x00, 0x61, 0x73, 0x6d, ..]) => {}
             _ => return Err(invalid("it is not a WebAssembly file".into())),
         }
+        let manifest = manifest::read(bytes).map_err(invalid)?;
+        let grant = manifest::grant(manifest.as_ref(), &shared.config);
         let cached = shared
             .cache
             .as_ref()
@@ -320,7 +323,7 @@ impl Runtime {
             version: "?".into(),
             sha256: sha256.clone(),
         };
-        let probe_context = self.context(probe_identity, Arc::new(NoState))?;
+        let probe_context = self.context(probe_identity, Arc::new(NoState), grant.clone())?;
         let capabilities = call(
             &shared.config,
             &pre,
@@ -335,8 +338,16 @@ impl Runtime {
             version: capabilities.version.clone(),
             sha256,
         };
+        if let Some(manifest) = &manifest
+            && (manifest.name != identity.name.as_str() || manifest.version != identity.version)
+        {
+            return Err(invalid(format!(
+                "its manifest names {} {} but the driver reports {} {}",
+                manifest.name, manifest.version, identity.name, identity.version
+            )));
+        }
         let namespace = shared.state.namespace(&name)?;
-        let context = self.context(identity, namespace)?;
+        let context = self.context(identity, namespace, grant)?;
         tracing::info!(
             driver = %name,
             version = %capabilities.version,
@@ -352,6 +363,7 @@ impl Runtime {
                 origin: origin_kind,
                 config: shared.config.clone(),
                 health: Health::default(),
+                manifest,
                 _ticker: shared.ticker.clone(),
             }),
         })
@@ -361,6 +373,7 @@ impl Runtime {
         &self,
         identity: LoadedIdentity,
         namespace: Arc<dyn crate::state::Namespace>,
+        grant: manifest::Grant,
     ) -> Result<Arc<DriverContext>> {
         let shared = &self.shared;
         let rate = shared.config.log_rate;
@@ -373,6 +386,7 @@ impl Runtime {
             log_limiter: LogLimiter::new(rate, rate.saturating_mul(10)),
             audit: shared.audit.clone(),
             max_log_calls: shared.config.max_log_calls,
+            grant,
         }))
     }
 }
@@ -407,6 +421,7 @@ struct LoadedInner {
     origin: Origin,
     config: RuntimeConfig,
     health: Health,
+    manifest: Option<manifest::Manifest>,
     /// Deadlines need the epoch to advance for as long as the driver can be called, even
     /// after the runtime that loaded it is gone.
     _ticker: Arc<engine::EpochTicker>,
@@ -470,6 +485,16 @@ impl LoadedDriver {
     /// The capabilities the driver reported when it was loaded.
     pub fn capabilities(&self) -> &DriverCapabilities {
         &self.inner.capabilities
+    }
+
+    /// What the driver asked for, when it carries a manifest.
+    pub fn manifest(&self) -> Option<&manifest::Manifest> {
+        self.inner.manifest.as_ref()
+    }
+
+    /// What the host enforces for it: its requests under the operator's caps.
+    pub fn grant(&self) -> &manifest::Grant {
+        &self.inner.context.grant
     }
 
     /// Whether the compiled code came from the on-disk cache.
@@ -691,8 +716,11 @@ fn call<R>(
     run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R> {
     let engine = pre.engine();
-    let deadline = config.deadline(function);
-    let mut store = Store::new(engine, HostState::new(context.clone(), config.memory_limit));
+    let deadline = context.grant.deadline(function);
+    let mut store = Store::new(
+        engine,
+        HostState::new(context.clone(), context.grant.memory_bytes),
+    );
     store.limiter(|state| state.limiter());
     store.set_epoch_deadline(engine::ticks(deadline));
     store.epoch_deadline_trap();
@@ -746,7 +774,7 @@ fn classify(
     if let Some(wanted) = state.memory_exceeded() {
         return Failure::MemoryLimit {
             wanted,
-            limit: config.memory_limit,
+            limit: state.context.grant.memory_bytes,
         };
     }
     if let Some(limit) = error.downcast_ref::<host::ImportLimit>() {

@@ -22,21 +22,27 @@ impl Host for HostState {
         let identity = &context.identity;
         let endpoint = context.devices.endpoint(&device_id);
         let started = Instant::now();
-        let result = permissions::check(
-            &context.policy,
-            &identity.name,
-            &device_id,
-            endpoint,
-            &request,
-        )
-        .and_then(|permitted| {
-            send(
-                &context.http,
-                context.policy.max_response_bytes,
-                permitted,
-                &request,
-            )
-        });
+        let result = context
+            .grant
+            .permits(identity.name.as_str(), request.method, &request.path)
+            .map_err(DeviceApiError::NotPermitted)
+            .and_then(|()| {
+                permissions::check(
+                    &context.policy,
+                    &identity.name,
+                    &device_id,
+                    endpoint,
+                    &request,
+                )
+            })
+            .and_then(|permitted| {
+                send(
+                    &context.http,
+                    context.policy.max_response_bytes,
+                    permitted,
+                    &request,
+                )
+            });
         let (outcome, detail) = match &result {
             Ok(response) => (Outcome::Ok, format!("status {}", response.status)),
             Err(error @ (DeviceApiError::NotPermitted(_) | DeviceApiError::UnknownDevice(_))) => {

@@ -35,6 +35,8 @@ pub struct DriverContext {
     pub log_limiter: LogLimiter,
     pub audit: Arc<dyn AuditSink>,
     pub max_log_calls: u32,
+    /// What this driver version may use: its manifest's requests under the operator's caps.
+    pub grant: super::manifest::Grant,
 }
 
 /// An import refused because the call went past one of its limits; fails the call with

@@ -70,7 +70,16 @@ impl Host for HostState {
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
         let started = Instant::now();
-        let result = self.context.namespace.set(&key, &value).map_err(to_guest);
+        let granted = self.context.grant.state_bytes;
+        let namespace = &self.context.namespace;
+        let wanted = namespace.usage() + (key.len() + value.len()) as u64;
+        let result = if wanted > granted {
+            Err(StateError::QuotaExceeded(format!(
+                "the driver's granted state of {granted} bytes would be exceeded ({wanted} bytes)"
+            )))
+        } else {
+            namespace.set(&key, &value).map_err(to_guest)
+        };
         let size = value.len();
         Ok(self.audited("state.set", &key, |_| size, started, result))
     }

@@ -1,0 +1,290 @@
+//! A driver's manifest — what it asks for — and the grant the host enforces.
+//!
+//! The manifest is the custom section `lbaas-manifest` of the component (the SDK's
+//! `manifest!` writes it), so it is covered by the component's SHA-256 and signature. The
+//! operator's policy ([`RuntimeConfig`]) caps every request: the grant is the smaller of the two.
+//! A driver without a manifest gets the policy's caps, and `device-api` with any method and path.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::RuntimeConfig;
+use super::bindings::device_api::Method;
+
+/// The custom section's name.
+pub const SECTION: &str = "lbaas-manifest";
+/// Contract versions this host serves.
+pub const SUPPORTED_WIT: &[&str] = &["lbaas:driver@0.1.0"];
+/// Largest manifest read.
+const MAX_MANIFEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub wit: String,
+    /// `None`: the driver needs no device access.
+    pub device_api: Option<DeviceApiRequest>,
+    pub memory_bytes: Option<u64>,
+    pub state_bytes: Option<u64>,
+    pub deadlines_ms: Option<DeadlinesMs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceApiRequest {
+    pub methods: Vec<String>,
+    /// Path prefixes, each starting with `/`.
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlinesMs {
+    pub select: Option<u64>,
+    /// `apply`, `remove`, `status`.
+    pub device: Option<u64>,
+    pub other: Option<u64>,
+}
+
+/// What the host enforces for one driver version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub device_api: Option<DeviceApiGrant>,
+    pub memory_bytes: usize,
+    pub state_bytes: u64,
+    #[serde(with = "millis")]
+    pub select_deadline: Duration,
+    #[serde(with = "millis")]
+    pub device_deadline: Duration,
+    #[serde(with = "millis")]
+    pub call_deadline: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceApiGrant {
+    pub methods: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+mod millis {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+pub fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+impl Grant {
+    /// The deadline of one export.
+    pub fn deadline(&self, function: &str) -> Duration {
+        match function {
+            "select" => self.select_deadline,
+            "apply" | "remove" | "status" => self.device_deadline,
+            _ => self.call_deadline,
+        }
+    }
+
+    /// Whether the grant lets the driver send `method` to `path`; the refusal in words.
+    pub fn permits(&self, driver: &str, method: Method, path: &str) -> Result<(), String> {
+        let Some(grant) = &self.device_api else {
+            return Err(format!("driver {driver} was not granted device-api"));
+        };
+        let method = method_name(method);
+        if !grant.methods.iter().any(|m| m == method) {
+            return Err(format!(
+                "method {method} is not granted to driver {driver} (granted: {})",
+                grant.methods.join(", ")
+            ));
+        }
+        let path_only = path.split('?').next().unwrap_or_default();
+        if !grant
+            .paths
+            .iter()
+            .any(|prefix| path_only.starts_with(prefix.as_str()))
+        {
+            return Err(format!(
+                "path {path_only} is not granted to driver {driver} (granted: {})",
+                grant.paths.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The manifest in `bytes`, if the component carries one.
+pub fn read(bytes: &[u8]) -> Result<Option<Manifest>, String> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| format!("unreadable component: {e}"))?;
+        if let wasmparser::Payload::CustomSection(section) = payload
+            && section.name() == SECTION
+        {
+            let data = section.data();
+            if data.len() > MAX_MANIFEST {
+                return Err(format!("its manifest is larger than {MAX_MANIFEST} bytes"));
+            }
+            let manifest: Manifest = serde_json::from_slice(data)
+                .map_err(|e| format!("its manifest is not valid: {e}"))?;
+            return check(manifest).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn check(manifest: Manifest) -> Result<Manifest, String> {
+    if !SUPPORTED_WIT.contains(&manifest.wit.as_str()) {
+        return Err(format!(
+            "it targets {}, which this host does not serve (supported: {})",
+            manifest.wit,
+            SUPPORTED_WIT.join(", ")
+        ));
+    }
+    if let Some(device_api) = &manifest.device_api {
+        if let Some(bad) = device_api
+            .methods
+            .iter()
+            .find(|m| !METHODS.contains(&m.as_str()))
+        {
+            return Err(format!("its manifest asks for an unknown method `{bad}`"));
+        }
+        if let Some(bad) = device_api.paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(format!(
+                "its manifest's path prefix `{bad}` does not start with /"
+            ));
+        }
+    }
+    Ok(manifest)
+}
+
+/// What `manifest` gets under the operator's caps in `config`.
+pub fn grant(manifest: Option<&Manifest>, config: &RuntimeConfig) -> Grant {
+    let capped = |requested: Option<u64>, cap: Duration| {
+        requested.map_or(cap, |ms| Duration::from_millis(ms).min(cap))
+    };
+    let deadlines = manifest
+        .and_then(|m| m.deadlines_ms.clone())
+        .unwrap_or_default();
+    let device_api = match manifest {
+        None => Some(DeviceApiGrant {
+            methods: METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            paths: vec!["/".into()],
+        }),
+        Some(manifest) => manifest.device_api.as_ref().map(|request| DeviceApiGrant {
+            methods: request.methods.clone(),
+            paths: request.paths.clone(),
+        }),
+    };
+    Grant {
+        device_api,
+        memory_bytes: manifest
+            .and_then(|m| m.memory_bytes)
+            .map_or(config.memory_limit, |m| {
+                (m.min(config.memory_limit as u64)) as usize
+            }),
+        state_bytes: manifest
+            .and_then(|m| m.state_bytes)
+            .map_or(config.state_quota, |s| s.min(config.state_quota)),
+        select_deadline: capped(deadlines.select, config.select_deadline),
+        device_deadline: capped(deadlines.device, config.device_deadline),
+        call_deadline: capped(deadlines.other, config.call_deadline),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "haproxy".into(),
+            version: "0.1.0".into(),
+            wit: "lbaas:driver@0.1.0".into(),
+            device_api: Some(DeviceApiRequest {
+                methods: vec!["GET".into(), "PUT".into()],
+                paths: vec!["/v1/loadbalancers/".into()],
+            }),
+            memory_bytes: Some(1 << 40),
+            state_bytes: Some(1024),
+            deadlines_ms: Some(DeadlinesMs {
+                select: Some(100),
+                device: Some(10_000_000),
+                other: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_policy_caps_every_request() {
+        let config = RuntimeConfig::default();
+        let grant = grant(Some(&manifest()), &config);
+        assert_eq!(grant.memory_bytes, config.memory_limit, "capped");
+        assert_eq!(grant.state_bytes, 1024, "asked for less");
+        assert_eq!(grant.select_deadline, Duration::from_millis(100));
+        assert_eq!(grant.device_deadline, config.device_deadline, "capped");
+        assert_eq!(
+            grant.call_deadline, config.call_deadline,
+            "not asked: the cap"
+        );
+    }
+
+    #[test]
+    fn device_api_is_what_was_asked_for() {
+        let grant = grant(Some(&manifest()), &RuntimeConfig::default());
+        assert!(
+            grant
+                .permits("haproxy", Method::Put, "/v1/loadbalancers/x/config")
+                .is_ok()
+        );
+        let method = grant.permits("haproxy", Method::Delete, "/v1/loadbalancers/x/config");
+        assert!(method.is_err_and(|e| e.contains("method DELETE is not granted")));
+        let path = grant.permits("haproxy", Method::Get, "/admin/reboot?x=/v1/loadbalancers/");
+        assert!(path.is_err_and(|e| e.contains("path /admin/reboot is not granted")));
+        let none = Grant {
+            device_api: None,
+            ..grant.clone()
+        };
+        assert!(
+            none.permits("quiet", Method::Get, "/")
+                .is_err_and(|e| e.contains("not granted device-api"))
+        );
+        // No manifest: everything, within the caps.
+        let open = super::grant(None, &RuntimeConfig::default());
+        assert!(open.permits("old", Method::Patch, "/anything").is_ok());
+    }
+
+    #[test]
+    fn manifests_are_checked() {
+        assert!(check(manifest()).is_ok());
+        let wrong_wit = Manifest {
+            wit: "lbaas:driver@9.0.0".into(),
+            ..manifest()
+        };
+        assert!(check(wrong_wit).is_err_and(|e| e.contains("does not serve")));
+        let mut bad_method = manifest();
+        bad_method
+            .device_api
+            .as_mut()
+            .expect("api")
+            .methods
+            .push("BREW".into());
+        assert!(check(bad_method).is_err());
+        let mut bad_path = manifest();
+        bad_path.device_api.as_mut().expect("api").paths = vec!["v1".into()];
+        assert!(check(bad_path).is_err());
+    }
+}
