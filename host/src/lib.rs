@@ -10,6 +10,7 @@ pub mod audit;
 pub mod convert;
 pub mod devices;
 pub mod ids;
+pub mod integrity;
 pub mod model;
 pub mod monitor;
 pub mod net;

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::audit::AuditSink as _;
 use lbaas_host::audit::{self, AuditLog};
 use lbaas_host::devices::StaticDevices;
+use lbaas_host::integrity::{self, Trust};
 use lbaas_host::monitor;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
@@ -60,6 +62,8 @@ enum Command {
         workers: usize,
         #[command(flatten)]
         data_plane: DataPlane,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Work with driver components.
     Driver {
@@ -143,11 +147,45 @@ impl DataPlane {
 
 #[derive(Subcommand)]
 enum DriverCommand {
-    /// Load a driver component and print its identity and capabilities as JSON.
+    /// Check a driver component's signature and pins, load it, and print its identity,
+    /// capabilities, manifest and grant as JSON.
     Inspect {
         /// The component, e.g. target/wasm/wasm32-wasip2/release/lbaas_driver_haproxy.wasm.
         file: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
+    /// Make an ed25519 key pair for signing drivers: FILE (secret) and FILE.pub.
+    Keygen { file: PathBuf },
+    /// Sign a driver component: writes FILE.wasm.sig.
+    Sign {
+        /// The secret key (from `driver keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        file: PathBuf,
+    },
+}
+
+/// Which driver components the host runs.
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// A vendor's ed25519 public key (hex, from `driver keygen`) whose signatures are
+    /// trusted (repeatable). A component's signature is FILE.wasm.sig beside it.
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    trusted_keys: Vec<PathBuf>,
+    /// Refuse unsigned components.
+    #[arg(long)]
+    require_signatures: bool,
+    /// Run only components with this SHA-256 (repeatable).
+    #[arg(long = "pin", value_name = "SHA256")]
+    pins: Vec<String>,
+}
+
+impl TrustArgs {
+    fn trust(&self) -> anyhow::Result<Trust> {
+        Trust::new(&self.trusted_keys, self.require_signatures, &self.pins)
+            .map_err(anyhow::Error::msg)
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -178,6 +216,7 @@ fn run() -> anyhow::Result<()> {
             tokens_file,
             workers,
             data_plane,
+            trust,
         } => {
             let auth = match (auth.as_str(), tokens_file) {
                 ("tokens", Some(file)) => Auth::tokens_file(&file)?,
@@ -193,17 +232,51 @@ fn run() -> anyhow::Result<()> {
                 auth,
                 workers,
                 &data_plane,
+                &trust.trust()?,
             )
         }
-        Command::Driver {
-            command: DriverCommand::Inspect { file },
-        } => inspect(&file),
+        Command::Driver { command } => match command {
+            DriverCommand::Inspect { file, trust } => inspect(&file, &trust.trust()?),
+            DriverCommand::Keygen { file } => keygen(&file),
+            DriverCommand::Sign { key, file } => {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let signature = integrity::sign(&key, &bytes).map_err(anyhow::Error::msg)?;
+                let path = integrity::signature_path(&file);
+                std::fs::write(&path, signature)?;
+                println!("{}", path.display());
+                Ok(())
+            }
+        },
         Command::Audit { command } => audit_command(command),
     }
 }
 
-fn inspect(file: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+fn keygen(file: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (secret, public) = integrity::keygen().map_err(anyhow::Error::msg)?;
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?
+        .write_all(secret.as_bytes())?;
+    let public_file = integrity::signature_path(file).with_extension("pub");
+    std::fs::write(&public_file, &public)?;
+    println!(
+        "secret key: {}\npublic key: {} ({public})",
+        file.display(),
+        public_file.display()
+    );
+    Ok(())
+}
+
+fn inspect(file: &Path, trust: &Trust) -> anyhow::Result<()> {
+    let (bytes, accepted) = trust
+        .check_file(file)
+        .map_err(|e| anyhow::anyhow!("{}: refused: {e}", file.display()))?;
     let scratch = tempfile_dir()?;
     let state = SledStateStore::new(
         sled::Config::new().temporary(true).path(&scratch).open()?,
@@ -222,6 +295,7 @@ fn inspect(file: &Path) -> anyhow::Result<()> {
         "capabilities": driver.capabilities(),
         "manifest": driver.manifest(),
         "grant": driver.grant(),
+        "signed_by": accepted.signed_by,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -295,6 +369,7 @@ fn serve(
     auth: Auth,
     workers: usize,
     data_plane: &DataPlane,
+    trust: &Trust,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
@@ -312,7 +387,7 @@ fn serve(
     let devices = Arc::new(StoreDevices::new(store.clone()));
     let audit_log = Arc::new(AuditLog::open(&db)?);
     let runtime = Runtime::audited(config, Arc::new(state), devices, audit_log.clone())?;
-    let drivers = load_drivers(&runtime, driver_dir)?;
+    let drivers = load_drivers(&runtime, driver_dir, trust, &audit_log)?;
     let count = drivers.len();
     let default_provider = drivers
         .iter()
@@ -357,7 +432,12 @@ fn serve(
 
 /// Loads every `*.wasm` in `dir`. A file that is not a valid driver is reported and skipped;
 /// two files claiming the same driver name stop the start.
-fn load_drivers(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<LoadedDriver>> {
+fn load_drivers(
+    runtime: &Runtime,
+    dir: &Path,
+    trust: &Trust,
+    audit: &AuditLog,
+) -> anyhow::Result<Vec<LoadedDriver>> {
     let entries = std::fs::read_dir(dir).with_context(|| {
         format!(
             "cannot read driver folder {} (build the bundled drivers with `cargo drivers`)",
@@ -371,7 +451,31 @@ fn load_drivers(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<LoadedDrive
     paths.sort();
     let mut drivers: Vec<LoadedDriver> = Vec::new();
     for path in paths {
-        match runtime.load_file(&path) {
+        let bytes = match trust.check_file(&path) {
+            Ok((bytes, accepted)) => {
+                tracing::info!(file = %path.display(), sha256 = accepted.sha256, signed_by = ?accepted.signed_by, "driver accepted");
+                bytes
+            }
+            Err(reason) => {
+                tracing::error!(file = %path.display(), %reason, "refusing driver");
+                audit.append(vec![audit::Event {
+                    driver: path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    version: String::new(),
+                    sha256: String::new(),
+                    function: "lifecycle.refused".into(),
+                    target: Some(path.display().to_string()),
+                    bytes: 0,
+                    outcome: audit::Outcome::Denied,
+                    duration_us: 0,
+                    detail: Some(reason),
+                }]);
+                continue;
+            }
+        };
+        match runtime.load(&bytes, &path.display().to_string()) {
             Ok(driver) => {
                 if let Some(other) = drivers.iter().find(|d| d.name() == driver.name()) {
                     bail!(

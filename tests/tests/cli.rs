@@ -107,3 +107,171 @@ fn serve_answers_and_restarts_from_the_compile_cache() {
         "{log:#?}"
     );
 }
+
+/// Runs `lbaasd` with `args`; (success, stdout, stderr).
+fn run(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let output = lbaasd().args(args).output().expect("run lbaasd");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn signatures_and_pins_decide_which_drivers_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name);
+    let driver = path("haproxy.wasm");
+    std::fs::copy(&drivers().haproxy, &driver).expect("copy");
+    for key in ["vendor", "stranger"] {
+        let (ok, _, stderr) = run(&["driver".as_ref(), "keygen".as_ref(), path(key).as_os_str()]);
+        assert!(ok, "{stderr}");
+    }
+    let sign = |key: &str, file: &std::path::Path| {
+        let (ok, _, stderr) = run(&[
+            "driver".as_ref(),
+            "sign".as_ref(),
+            "--key".as_ref(),
+            path(key).as_os_str(),
+            file.as_os_str(),
+        ]);
+        assert!(ok, "{stderr}");
+    };
+    let inspect = |file: &std::path::Path, extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec!["driver".into(), "inspect".into()];
+        args.push(file.into());
+        args.extend(extra.iter().map(|a| (*a).into()));
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        run(&args)
+    };
+    let trusted = path("vendor.pub");
+    let strict = [
+        "--trusted-key",
+        trusted.to_str().expect("utf8"),
+        "--require-signatures",
+    ];
+
+    // Unsigned: refused when signatures are required.
+    let (ok, _, stderr) = inspect(&driver, &strict);
+    assert!(!ok && stderr.contains("unsigned"), "{stderr}");
+    // Signed by the trusted vendor: runs, and says who signed it.
+    sign("vendor", &driver);
+    let (ok, stdout, stderr) = inspect(&driver, &strict);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["signed_by"].as_str().map(str::len), Some(16));
+    assert_eq!(report["manifest"]["name"], "haproxy");
+    assert_eq!(
+        report["grant"]["device_api"]["paths"][0],
+        "/v1/loadbalancers/"
+    );
+    // A byte changed after signing: refused.
+    let mut bytes = std::fs::read(&driver).expect("read");
+    let tampered = path("tampered.wasm");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&tampered, &bytes).expect("write");
+    std::fs::copy(
+        lbaas_host::integrity::signature_path(&driver),
+        lbaas_host::integrity::signature_path(&tampered),
+    )
+    .expect("copy signature");
+    let (ok, _, stderr) = inspect(&tampered, &strict);
+    assert!(!ok && stderr.contains("does not verify"), "{stderr}");
+    // Signed by a key nobody trusts: refused.
+    sign("stranger", &driver);
+    let (ok, _, stderr) = inspect(&driver, &strict);
+    assert!(!ok && stderr.contains("does not verify"), "{stderr}");
+    // Pinned: only the pinned digest runs.
+    let (_, stdout, _) = inspect(&driver, &[]);
+    let sha256: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let sha256 = sha256["sha256"].as_str().expect("sha256").to_owned();
+    assert!(inspect(&driver, &["--pin", &sha256]).0);
+    let (ok, _, stderr) = inspect(&drivers().acme_adc, &["--pin", &sha256]);
+    assert!(!ok && stderr.contains("is not pinned"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn audit_verify_detects_edited_and_deleted_records() {
+    use lbaas_host::audit::{AuditLog, Event, Outcome, Record};
+    let data = tempfile::tempdir().expect("data dir");
+    let seed = |data: &std::path::Path| {
+        let db = sled::open(data.join("db")).expect("db");
+        let log = AuditLog::open(&db).expect("log");
+        let events = (0..5)
+            .map(|i| Event {
+                driver: "haproxy".into(),
+                version: "0.1.0".into(),
+                sha256: "ab".into(),
+                function: "state.get".into(),
+                target: Some(format!("key-{i}")),
+                bytes: 0,
+                outcome: Outcome::Ok,
+                duration_us: 1,
+                detail: None,
+            })
+            .collect();
+        log.append_all(events).expect("append");
+        db.flush().expect("flush");
+        db
+    };
+    let verify =
+        |data: &std::path::Path| run(&["audit".as_ref(), "verify".as_ref(), data.as_os_str()]);
+
+    let db = seed(data.path());
+    drop(db);
+    let (ok, stdout, stderr) = verify(data.path());
+    assert!(
+        ok && stdout.contains("intact: 5 records"),
+        "{stdout}{stderr}"
+    );
+    let (ok, stdout, _) = run(&["audit".as_ref(), "export".as_ref(), data.path().as_os_str()]);
+    assert!(ok);
+    let records: Vec<Record> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record per line"))
+        .collect();
+    assert_eq!(records.len(), 5);
+
+    // Someone rewrites what a driver touched.
+    let tree = sled::open(data.path().join("db"))
+        .expect("db")
+        .open_tree("audit")
+        .expect("tree");
+    let (key, value) = tree
+        .scan_prefix(b"r")
+        .nth(2)
+        .expect("record")
+        .expect("readable");
+    let mut record: Record = serde_json::from_slice(&value).expect("record");
+    record.event.target = Some("nothing to see".into());
+    tree.insert(key, serde_json::to_vec(&record).expect("json"))
+        .expect("edit");
+    tree.flush().expect("flush");
+    drop(tree);
+    let (ok, _, stderr) = verify(data.path());
+    assert!(
+        !ok && stderr.contains("record 2 does not match its hash: edited"),
+        "{stderr}"
+    );
+
+    // Someone deletes a record.
+    let other = tempfile::tempdir().expect("data dir");
+    let db = seed(other.path());
+    let tree = db.open_tree("audit").expect("tree");
+    let (key, _) = tree
+        .scan_prefix(b"r")
+        .nth(1)
+        .expect("record")
+        .expect("readable");
+    tree.remove(key).expect("delete");
+    db.flush().expect("flush");
+    drop((tree, db));
+    let (ok, _, stderr) = verify(other.path());
+    assert!(!ok && stderr.contains("record 1 is missing"), "{stderr}");
+
+    let (ok, _, stderr) = verify(&other.path().join("nowhere"));
+    assert!(!ok && stderr.contains("no database"), "{stderr}");
+}

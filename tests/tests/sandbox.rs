@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lbaas_host::audit::{Filter, Outcome, Record};
-use lbaas_host::runtime::{DeviceKind, Error, Failure, LoadedDriver, RuntimeConfig};
+use lbaas_host::runtime::{DeviceKind, Error, Failure, LoadedDriver, Origin, RuntimeConfig};
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::model::*;
 use lbaas_tests::{TestHost, drivers, fixtures};
@@ -425,4 +425,40 @@ fn deadlines_hold_after_the_runtime_that_loaded_the_driver_is_gone() {
         failure(error, "looper", "select"),
         Failure::Deadline(Duration::from_millis(100))
     );
+}
+
+#[test]
+fn a_tampered_cache_file_is_not_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lb = web_shop("lb-1", "127.0.0.20");
+    let device = device("d1", DeviceKind::Virtual, 4, None);
+    {
+        let host = TestHost::open(dir.path());
+        let haproxy = host.load(&drivers().haproxy);
+        assert_eq!(haproxy.origin(), Origin::Compiled);
+    }
+    {
+        let host = TestHost::open(dir.path());
+        assert_eq!(host.load(&drivers().haproxy).origin(), Origin::Cache);
+    }
+    // Change one byte of the compiled code on disk.
+    let cached = std::fs::read_dir(dir.path().join("cache"))
+        .expect("cache dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a cached component");
+    let mut bytes = std::fs::read(&cached).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&cached, bytes).expect("tamper");
+    let host = TestHost::open(dir.path());
+    let haproxy = host.load(&drivers().haproxy);
+    assert_eq!(
+        haproxy.origin(),
+        Origin::Compiled,
+        "the tampered file was not used"
+    );
+    haproxy
+        .translate(&lb, &device)
+        .expect("the recompiled driver works");
 }

@@ -1,0 +1,224 @@
+//! Which driver components the host agrees to run: pinned by SHA-256, signed with ed25519 by
+//! a vendor key the operator trusts.
+//!
+//! A signature is 64 bytes, hex-encoded, over the exact bytes of the `.wasm` (manifest
+//! included), kept beside it as `<file>.wasm.sig`. Keys are 32-byte ed25519 public keys,
+//! hex-encoded in a file; `lbaasd driver keygen` makes a pair and `lbaasd driver sign` signs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// The operator's rules for driver components.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    keys: Vec<(String, VerifyingKey)>,
+    require_signatures: bool,
+    /// When set, only components with one of these SHA-256 digests run.
+    pins: Option<BTreeSet<String>>,
+}
+
+/// Why a component may run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Accepted {
+    pub sha256: String,
+    /// The id of the trusted key that signed it.
+    pub signed_by: Option<String>,
+}
+
+/// A key's short id: the first 16 hex digits of the SHA-256 of its bytes.
+pub fn key_id(key: &VerifyingKey) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))[..16].to_owned()
+}
+
+fn read_hex<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let bytes =
+        hex::decode(text.trim()).map_err(|_| format!("{what} {} is not hex", path.display()))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("{what} {} is not {N} bytes", path.display()))
+}
+
+/// Where a component's signature lives.
+pub fn signature_path(component: &Path) -> PathBuf {
+    let mut name = component.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+impl Trust {
+    /// Trusts the public keys in `key_files`, requires signatures when asked, and pins
+    /// `pins` (SHA-256 digests, hex) when any are given.
+    pub fn new(
+        key_files: &[PathBuf],
+        require_signatures: bool,
+        pins: &[String],
+    ) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for path in key_files {
+            let bytes = read_hex::<32>(path, "public key")?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .map_err(|e| format!("public key {} is not an ed25519 key: {e}", path.display()))?;
+            keys.push((key_id(&key), key));
+        }
+        if require_signatures && keys.is_empty() {
+            return Err(
+                "signatures are required but no key is trusted (--trusted-key FILE)".into(),
+            );
+        }
+        let pins = if pins.is_empty() {
+            None
+        } else {
+            let mut set = BTreeSet::new();
+            for pin in pins {
+                let pin = pin.trim().to_ascii_lowercase();
+                if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "pin `{pin}` is not a SHA-256 digest (64 hex digits)"
+                    ));
+                }
+                set.insert(pin);
+            }
+            Some(set)
+        };
+        Ok(Self {
+            keys,
+            require_signatures,
+            pins,
+        })
+    }
+
+    /// Checks `bytes` against the pins and, if it has one, its signature (hex text).
+    pub fn check(&self, bytes: &[u8], signature: Option<&str>) -> Result<Accepted, String> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        if let Some(pins) = &self.pins
+            && !pins.contains(&sha256)
+        {
+            return Err(format!("its SHA-256 {sha256} is not pinned"));
+        }
+        let signed_by = match signature {
+            None if self.require_signatures => {
+                return Err("it is unsigned, and this host requires signatures".into());
+            }
+            None => None,
+            // Trusting no key, the host has nothing to check a signature against.
+            Some(_) if self.keys.is_empty() => None,
+            Some(text) => {
+                let bytes_sig: [u8; 64] = hex::decode(text.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("its signature is not 64 hex-encoded bytes")?;
+                let signature = Signature::from_bytes(&bytes_sig);
+                let signer = self
+                    .keys
+                    .iter()
+                    .find(|(_, key)| key.verify_strict(bytes, &signature).is_ok());
+                match signer {
+                    Some((id, _)) => Some(id.clone()),
+                    None => {
+                        return Err(format!(
+                            "its signature does not verify with any trusted key ({} trusted)",
+                            self.keys.len()
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Accepted { sha256, signed_by })
+    }
+
+    /// Reads `path` and its signature, if any, and checks them; returns the bytes.
+    pub fn check_file(&self, path: &Path) -> Result<(Vec<u8>, Accepted), String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let signature = std::fs::read_to_string(signature_path(path)).ok();
+        let accepted = self.check(&bytes, signature.as_deref())?;
+        Ok((bytes, accepted))
+    }
+}
+
+/// A new key pair: the secret key's hex, the public key's hex.
+pub fn keygen() -> Result<(String, String), String> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+    let key = SigningKey::from_bytes(&secret);
+    Ok((
+        hex::encode(secret),
+        hex::encode(key.verifying_key().as_bytes()),
+    ))
+}
+
+/// Signs `bytes` with the secret key in `key_file`; the signature's hex.
+pub fn sign(key_file: &Path, bytes: &[u8]) -> Result<String, String> {
+    let secret = read_hex::<32>(key_file, "secret key")?;
+    let key = SigningKey::from_bytes(&secret);
+    Ok(hex::encode(key.sign(bytes).to_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let (secret, public) = keygen().expect("keygen");
+        let (s, p) = (dir.join(name), dir.join(format!("{name}.pub")));
+        std::fs::write(&s, secret).expect("write");
+        std::fs::write(&p, public).expect("write");
+        (s, p)
+    }
+
+    #[test]
+    fn signatures_pins_and_policy() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (vendor, vendor_pub) = keys(dir.path(), "vendor");
+        let (stranger, _) = keys(dir.path(), "stranger");
+        let bytes = b"\0asm component bytes".to_vec();
+        let good = sign(&vendor, &bytes).expect("sign");
+        let forged = sign(&stranger, &bytes).expect("sign");
+
+        let open = Trust::new(&[vendor_pub.clone()], false, &[]).expect("trust");
+        let accepted = open.check(&bytes, Some(&good)).expect("signed");
+        assert!(accepted.signed_by.is_some());
+        assert_eq!(
+            open.check(&bytes, None)
+                .expect("unsigned is fine")
+                .signed_by,
+            None
+        );
+        assert!(
+            open.check(&bytes, Some(&forged))
+                .is_err_and(|e| e.contains("does not verify"))
+        );
+        let mut tampered = bytes.clone();
+        tampered[5] ^= 1;
+        assert!(open.check(&tampered, Some(&good)).is_err());
+        assert!(
+            open.check(&bytes, Some("zz"))
+                .is_err_and(|e| e.contains("not 64"))
+        );
+
+        let strict = Trust::new(&[vendor_pub.clone()], true, &[]).expect("trust");
+        assert!(
+            strict
+                .check(&bytes, None)
+                .is_err_and(|e| e.contains("unsigned"))
+        );
+        assert!(
+            Trust::new(&[], true, &[]).is_err(),
+            "requiring signatures needs a key"
+        );
+
+        let pinned = Trust::new(&[], false, &[accepted.sha256.clone()]).expect("trust");
+        assert!(pinned.check(&bytes, None).is_ok());
+        assert!(
+            pinned
+                .check(&tampered, None)
+                .is_err_and(|e| e.contains("not pinned"))
+        );
+        assert!(Trust::new(&[], false, &["abc".into()]).is_err());
+    }
+}
