@@ -462,3 +462,21 @@ fn a_tampered_cache_file_is_not_run() {
         .translate(&lb, &device)
         .expect("the recompiled driver works");
 }
+
+#[test]
+fn a_busy_wait_on_the_clock_is_stopped_at_its_deadline() {
+    let (_dir, host) = host_with(RuntimeConfig {
+        device_deadline: Duration::from_millis(150),
+        ..RuntimeConfig::default()
+    });
+    let looper = host.load(&fixtures().looper);
+    let lb = web_shop("lb-1", "127.0.0.20");
+    let error = looper
+        .remove(&lb, &device("d1", DeviceKind::Virtual, 4, None))
+        .expect_err("stopped");
+    assert_eq!(
+        failure(error, "looper", "remove"),
+        Failure::Deadline(Duration::from_millis(150))
+    );
+    host_still_serves(&host, &looper);
+}
