@@ -180,7 +180,7 @@ mod tests {
         let good = sign(&vendor, &bytes).expect("sign");
         let forged = sign(&stranger, &bytes).expect("sign");
 
-        let open = Trust::new(&[vendor_pub.clone()], false, &[]).expect("trust");
+        let open = Trust::new(std::slice::from_ref(&vendor_pub), false, &[]).expect("trust");
         let accepted = open.check(&bytes, Some(&good)).expect("signed");
         assert!(accepted.signed_by.is_some());
         assert_eq!(
@@ -201,7 +201,7 @@ mod tests {
                 .is_err_and(|e| e.contains("not 64"))
         );
 
-        let strict = Trust::new(&[vendor_pub.clone()], true, &[]).expect("trust");
+        let strict = Trust::new(std::slice::from_ref(&vendor_pub), true, &[]).expect("trust");
         assert!(
             strict
                 .check(&bytes, None)
@@ -212,7 +212,7 @@ mod tests {
             "requiring signatures needs a key"
         );
 
-        let pinned = Trust::new(&[], false, &[accepted.sha256.clone()]).expect("trust");
+        let pinned = Trust::new(&[], false, std::slice::from_ref(&accepted.sha256)).expect("trust");
         assert!(pinned.check(&bytes, None).is_ok());
         assert!(
             pinned

@@ -224,15 +224,18 @@ fn run() -> anyhow::Result<()> {
                 (_, Some(_)) => bail!("--tokens-file needs --auth tokens"),
                 _ => Auth::None,
             };
+            let sources = Sources {
+                data_dir: &data_dir,
+                driver_dir: &driver_dir,
+                trust: trust.trust()?,
+            };
             serve(
                 listen,
-                &data_dir,
-                &driver_dir,
+                &sources,
                 device_networks,
                 auth,
                 workers,
                 &data_plane,
-                &trust.trust()?,
             )
         }
         Command::Driver { command } => match command {
@@ -361,16 +364,26 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(std::env::temp_dir().join(format!("lbaasd-inspect-{}", std::process::id())))
 }
 
+/// Where the host's state and drivers come from, and which drivers it accepts.
+struct Sources<'a> {
+    data_dir: &'a Path,
+    driver_dir: &'a Path,
+    trust: Trust,
+}
+
 fn serve(
     listen: SocketAddr,
-    data_dir: &Path,
-    driver_dir: &Path,
+    sources: &Sources<'_>,
     device_networks: Vec<Cidr>,
     auth: Auth,
     workers: usize,
     data_plane: &DataPlane,
-    trust: &Trust,
 ) -> anyhow::Result<()> {
+    let Sources {
+        data_dir,
+        driver_dir,
+        trust,
+    } = sources;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
     let db = sled::open(data_dir.join("db"))
