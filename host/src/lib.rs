@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod convert;
 pub mod devices;
+pub mod drivers;
 pub mod ids;
 pub mod integrity;
 pub mod model;

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lbaas_host::api::{self, Api, Auth, Drivers};
-use lbaas_host::audit::AuditSink as _;
 use lbaas_host::audit::{self, AuditLog};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::integrity::{self, Trust};
 use lbaas_host::monitor;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
-use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
+use lbaas_host::runtime::{Cidr, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
 use lbaas_host::worker::{self, StoreDevices};
@@ -45,9 +44,13 @@ enum Command {
         /// Folder for the database and the compiled-driver cache.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// Folder of driver components (`*.wasm`) to load at start.
+        /// Folder of driver components (`*.wasm`, each optionally signed in `FILE.wasm.sig`):
+        /// a file not seen before is uploaded and activated, at start and while serving.
         #[arg(long, default_value = BUNDLED_DRIVERS)]
         driver_dir: PathBuf,
+        /// How often the driver folder is looked at for new files.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+        driver_poll: std::time::Duration,
         /// Networks device management endpoints may be in (repeatable). Default: loopback.
         #[arg(long = "device-network", value_name = "CIDR")]
         device_networks: Vec<Cidr>,
@@ -211,6 +214,7 @@ fn run() -> anyhow::Result<()> {
             listen,
             data_dir,
             driver_dir,
+            driver_poll,
             device_networks,
             auth,
             tokens_file,
@@ -227,6 +231,7 @@ fn run() -> anyhow::Result<()> {
             let sources = Sources {
                 data_dir: &data_dir,
                 driver_dir: &driver_dir,
+                driver_poll,
                 trust: trust.trust()?,
             };
             serve(
@@ -368,6 +373,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 struct Sources<'a> {
     data_dir: &'a Path,
     driver_dir: &'a Path,
+    driver_poll: std::time::Duration,
     trust: Trust,
 }
 
@@ -382,8 +388,10 @@ fn serve(
     let Sources {
         data_dir,
         driver_dir,
+        driver_poll,
         trust,
     } = sources;
+    let driver_poll = *driver_poll;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
     let db = sled::open(data_dir.join("db"))
@@ -400,12 +408,24 @@ fn serve(
     let devices = Arc::new(StoreDevices::new(store.clone()));
     let audit_log = Arc::new(AuditLog::open(&db)?);
     let runtime = Runtime::audited(config, Arc::new(state), devices, audit_log.clone())?;
-    let drivers = load_drivers(&runtime, driver_dir, trust, &audit_log)?;
-    let count = drivers.len();
+    let drivers = Arc::new(
+        Drivers::managed(runtime, trust.clone(), store.clone(), audit_log.clone())
+            .map_err(anyhow::Error::msg)?,
+    );
+    // The driver folder: new files are uploaded and activated, at start and while serving.
+    let profiles: Vec<lbaas_host::model::FlavorProfile> = {
+        use lbaas_host::store::StoreExt as _;
+        store.all()?
+    };
+    let mut watcher = lbaas_host::drivers::FolderWatch::new(driver_dir.to_path_buf());
+    watcher.scan(&drivers, &profiles);
+    let count = drivers.all().len();
+    if count == 0 {
+        tracing::warn!(dir = %driver_dir.display(), "no drivers active");
+    }
     let default_provider = drivers
-        .iter()
-        .find(|d| d.name().as_str() == "haproxy")
-        .or(drivers.first())
+        .get("haproxy")
+        .or_else(|| drivers.all().into_iter().next())
         .map(|d| d.name().to_string());
 
     let provisioner = data_plane.provisioner(data_dir)?;
@@ -416,14 +436,7 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        let mut api = Api::new(
-            store,
-            Arc::new(Drivers::new(drivers)),
-            auth,
-            default_provider,
-            jobs,
-        )
-        .with_audit(audit_log);
+        let mut api = Api::new(store, drivers, auth, default_provider, jobs).with_audit(audit_log);
         if let Some(provisioner) = provisioner {
             api = api.with_provisioner(provisioner);
         }
@@ -431,6 +444,7 @@ fn serve(
         worker::adopt_devices(&api).await;
         worker::spawn(api.clone(), queue, workers);
         monitor::spawn(api.clone(), data_plane.status_interval);
+        lbaas_host::drivers::watch(api.clone(), watcher, driver_poll);
         tracing::info!(address = %listener.local_addr()?, drivers = count, "lbaasd serving");
         let app = api::router(api);
         axum::serve(listener, app)
@@ -441,73 +455,6 @@ fn serve(
     db.flush()?;
     tracing::info!("lbaasd stopped");
     Ok(())
-}
-
-/// Loads every `*.wasm` in `dir`. A file that is not a valid driver is reported and skipped;
-/// two files claiming the same driver name stop the start.
-fn load_drivers(
-    runtime: &Runtime,
-    dir: &Path,
-    trust: &Trust,
-    audit: &AuditLog,
-) -> anyhow::Result<Vec<LoadedDriver>> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "cannot read driver folder {} (build the bundled drivers with `cargo drivers`)",
-            dir.display()
-        )
-    })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
-        .collect();
-    paths.sort();
-    let mut drivers: Vec<LoadedDriver> = Vec::new();
-    for path in paths {
-        let bytes = match trust.check_file(&path) {
-            Ok((bytes, accepted)) => {
-                tracing::info!(file = %path.display(), sha256 = accepted.sha256, signed_by = ?accepted.signed_by, "driver accepted");
-                bytes
-            }
-            Err(reason) => {
-                tracing::error!(file = %path.display(), %reason, "refusing driver");
-                audit.append(vec![audit::Event {
-                    driver: path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    version: String::new(),
-                    sha256: String::new(),
-                    function: "lifecycle.refused".into(),
-                    target: Some(path.display().to_string()),
-                    bytes: 0,
-                    outcome: audit::Outcome::Denied,
-                    duration_us: 0,
-                    detail: Some(reason),
-                }]);
-                continue;
-            }
-        };
-        match runtime.load(&bytes, &path.display().to_string()) {
-            Ok(driver) => {
-                if let Some(other) = drivers.iter().find(|d| d.name() == driver.name()) {
-                    bail!(
-                        "{} and another file both provide driver `{}` ({} and {})",
-                        path.display(),
-                        driver.name(),
-                        other.identity().sha256,
-                        driver.identity().sha256
-                    );
-                }
-                drivers.push(driver);
-            }
-            Err(error) => tracing::error!(%error, "skipping driver"),
-        }
-    }
-    if drivers.is_empty() {
-        tracing::warn!(dir = %dir.display(), "no drivers loaded");
-    }
-    Ok(drivers)
 }
 
 async fn shutdown_signal() {

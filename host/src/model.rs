@@ -308,4 +308,58 @@ pub struct Placement {
     pub loadbalancer_id: String,
     pub decided_at: String,
     pub explanation: lbaas_scheduler::Explanation,
+    /// The driver version whose placement this is (none when nothing was placed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_by: Option<PlacedBy>,
+}
+
+/// A driver version, as a placement names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedBy {
+    pub driver: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// One driver (an Octavia provider) and the versions an operator has uploaded of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverRecord {
+    pub name: String,
+    /// SHA-256 of the version that serves the driver's load balancers, if any.
+    pub active: Option<String>,
+    /// Versions active before, the most recent last: what `rollback` goes back to.
+    #[serde(default)]
+    pub previous: Vec<String>,
+    /// No new placements; existing load balancers keep working.
+    #[serde(default)]
+    pub draining: bool,
+    pub versions: Vec<DriverVersion>,
+}
+
+/// One uploaded driver version. Its bytes are kept by SHA-256 beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverVersion {
+    pub sha256: String,
+    /// The version the component reports.
+    pub version: String,
+    /// The WIT package it targets (from its manifest; `None` when it carries none).
+    pub wit: Option<String>,
+    pub size: u64,
+    pub uploaded_at: String,
+    /// `upload` (the admin API), `directory` (`--driver-dir`).
+    pub source: String,
+    /// The signature given with the upload (hex), checked again at every load.
+    pub signature: Option<String>,
+    /// The trusted key that signed it.
+    pub signed_by: Option<String>,
+    /// Refused for activation until enabled again.
+    #[serde(default)]
+    pub disabled: bool,
+    pub activated_at: Option<String>,
+}
+
+impl DriverRecord {
+    pub fn version(&self, sha256: &str) -> Option<&DriverVersion> {
+        self.versions.iter().find(|v| v.sha256 == sha256)
+    }
 }

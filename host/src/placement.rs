@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 
 use lbaas_scheduler::{
-    DeviceView, DriverHints, DriverInfo, Explanation, Hints, Offer, Request, SpawnSpec, Verdict,
-    Weights,
+    DeviceView, DriverHints, DriverInfo, Explanation, Hints, Offer, Outcome as Decision, Request,
+    SpawnSpec, Verdict, Weights,
 };
 
 use crate::api::{Drivers, Snapshot, profile_providers};
 use crate::convert;
 use crate::model::{self, Device, LoadBalancer, Protocol};
-use crate::runtime as wit;
+use crate::runtime::{self as wit, LoadedDriver, LoadedIdentity};
 
 /// Candidates each driver judges.
 pub const TOP_K: usize = 8;
@@ -93,17 +93,58 @@ fn flavor_of<'a>(
     Some((flavor, profile))
 }
 
+/// A decision, and the driver versions that took part in it.
+pub struct Decided {
+    pub explanation: Explanation,
+    /// Each placeable driver's active version when the decision was made, by name.
+    pub versions: BTreeMap<String, LoadedIdentity>,
+}
+
+impl Decided {
+    /// Who made the placement, when it placed or spawned.
+    pub fn placed_by(&self) -> Option<model::PlacedBy> {
+        let driver = match &self.explanation.outcome {
+            Decision::Placed { driver, .. } | Decision::Spawn { driver, .. } => driver,
+            Decision::NoCapacity { .. } => return None,
+        };
+        self.versions.get(driver).map(|identity| model::PlacedBy {
+            driver: driver.clone(),
+            version: identity.version.clone(),
+            sha256: identity.sha256.clone(),
+        })
+    }
+}
+
 /// Decides where `target` goes, asking the drivers through the Wasm runtime. Changes nothing.
-pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Explanation {
+/// The active versions are taken once, so one decision never mixes two versions of a driver.
+pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Decided {
     let flavor = flavor_of(snapshot, target)
         .and_then(|(f, p)| convert::flavor(&f.name, &p.flavor_data).ok());
+    let serving = drivers.placeable();
     let hints = WasmHints {
-        drivers,
+        drivers: &serving,
         snapshot,
         target,
         flavor,
     };
-    decide_with(drivers, snapshot, target, &hints)
+    let explanation = decide_among(&serving, snapshot, target, &hints);
+    Decided {
+        explanation,
+        versions: serving
+            .iter()
+            .map(|d| (d.name().to_string(), d.identity().clone()))
+            .collect(),
+    }
+}
+
+/// Decides where `target` goes with `hints` standing in for the drivers' `select`.
+pub fn decide_with(
+    drivers: &Drivers,
+    snapshot: &Snapshot,
+    target: &Target,
+    hints: &dyn DriverHints,
+) -> Explanation {
+    decide_among(&drivers.placeable(), snapshot, target, hints)
 }
 
 /// Loads of every device, counted in one pass over the load balancers.
@@ -114,9 +155,8 @@ struct Load {
     network: u32,
 }
 
-/// Decides where `target` goes with `hints` standing in for the drivers' `select`.
-pub fn decide_with(
-    drivers: &Drivers,
+fn decide_among(
+    serving: &[LoadedDriver],
     snapshot: &Snapshot,
     target: &Target,
     hints: &dyn DriverHints,
@@ -167,11 +207,9 @@ pub fn decide_with(
             }
         })
         .collect();
-    // A quarantined driver takes no new load balancers.
-    let infos: Vec<DriverInfo> = drivers
-        .all()
+    // A draining or quarantined driver takes no new load balancers.
+    let infos: Vec<DriverInfo> = serving
         .iter()
-        .filter(|driver| driver.quarantined().is_none())
         .map(|driver| {
             let caps = driver.capabilities();
             DriverInfo {
@@ -205,7 +243,7 @@ pub fn decide_with(
 
 /// Asks drivers through the runtime.
 struct WasmHints<'a> {
-    drivers: &'a Drivers,
+    drivers: &'a [LoadedDriver],
     snapshot: &'a Snapshot,
     target: &'a Target,
     flavor: Option<wit::Flavor>,
@@ -239,7 +277,8 @@ impl DriverHints for WasmHints<'_> {
     ) -> Result<Hints, String> {
         let loaded = self
             .drivers
-            .get(driver)
+            .iter()
+            .find(|d| d.name().as_str() == driver)
             .ok_or_else(|| format!("driver {driver} is not loaded"))?;
         let target = self.target;
         let request = wit::PlacementRequest {

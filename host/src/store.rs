@@ -26,10 +26,14 @@ pub enum Kind {
     Network,
     Job,
     Placement,
+    /// A driver's versions and which one is active.
+    Driver,
+    /// A driver version's component bytes, by SHA-256 (raw bytes, no envelope).
+    DriverBlob,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -41,6 +45,8 @@ impl Kind {
         Kind::Network,
         Kind::Job,
         Kind::Placement,
+        Kind::Driver,
+        Kind::DriverBlob,
     ];
 
     pub fn tree(self) -> &'static str {
@@ -56,6 +62,8 @@ impl Kind {
             Kind::Network => "networks",
             Kind::Job => "jobs",
             Kind::Placement => "placements",
+            Kind::Driver => "drivers",
+            Kind::DriverBlob => "driver_blobs",
         }
     }
 
@@ -131,6 +139,7 @@ record!(Device, Kind::Device, |r| &r.id);
 record!(Network, Kind::Network, |r| &r.id);
 record!(Job, Kind::Job, |r| &r.id);
 record!(Placement, Kind::Placement, |r| &r.loadbalancer_id);
+record!(crate::model::DriverRecord, Kind::Driver, |r| &r.name);
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {

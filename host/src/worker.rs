@@ -251,9 +251,11 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.message)?;
-        let Some(explanation) = decision else {
+        let Some(decided) = decision else {
             return Ok(());
         };
+        let placed_by = decided.placed_by();
+        let explanation = decided.explanation;
         let spawned = match (&explanation.outcome, &api.provisioner) {
             (Decision::Spawn { driver, spec }, Some(provisioner)) => {
                 Some(provision_device(provisioner, driver, spec).await?)
@@ -268,6 +270,7 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
                     loadbalancer_id: id.clone(),
                     decided_at: crate::api::now(),
                     explanation: explanation.clone(),
+                    placed_by: placed_by.clone(),
                 };
                 let mut batch = Batch::new();
                 batch.put(&record);

@@ -171,7 +171,7 @@ fn benches(c: &mut Criterion) {
         only: None,
     };
     // Same decision both ways before timing.
-    let wasm = placement::decide(&drivers, &snapshot, &target);
+    let wasm = placement::decide(&drivers, &snapshot, &target).explanation;
     let native = placement::decide_with(&drivers, &snapshot, &target, &NativeHaproxy);
     assert_eq!(wasm.outcome, native.outcome);
     assert!(

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use lbaas_host::api::{self, Api, Auth, Drivers};
 use lbaas_host::audit::AuditLog;
+use lbaas_host::drivers::FileOutcome;
+use lbaas_host::integrity::Trust;
 use lbaas_host::monitor;
 use lbaas_host::provision::{FixedEndpoint, Provisioner};
 use lbaas_host::runtime::{Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
+use lbaas_host::store::StoreExt as _;
 use lbaas_host::worker::{self, StoreDevices};
 use serde_json::Value;
 
@@ -23,6 +26,8 @@ use crate::drivers;
 pub struct Options {
     pub extra_drivers: Vec<std::path::PathBuf>,
     pub config: RuntimeConfig,
+    /// Which components the host accepts (uploads included).
+    pub trust: Trust,
 }
 
 pub struct ControlPlane {
@@ -92,15 +97,17 @@ impl ControlPlane {
             audit.clone(),
         )
         .expect("runtime");
-        let mut loaded = vec![
-            runtime.load_file(&drivers().haproxy).expect("haproxy"),
-            runtime.load_file(&drivers().acme_adc).expect("acme-adc"),
-        ];
-        for path in &options.extra_drivers {
-            loaded.push(
-                runtime
-                    .load_file(path)
-                    .unwrap_or_else(|e| panic!("load {}: {e}", path.display())),
+        // As `lbaasd serve` does with its driver folder: every file uploaded and activated.
+        let registry = Drivers::managed(runtime, options.trust, store.clone(), audit.clone())
+            .expect("driver registry");
+        let mut files = vec![drivers().haproxy.clone(), drivers().acme_adc.clone()];
+        files.extend(options.extra_drivers.iter().cloned());
+        let profiles: Vec<lbaas_host::model::FlavorProfile> = store.all().expect("profiles");
+        for (file, outcome) in files.iter().zip(registry.sync_files(&files, &profiles)) {
+            assert!(
+                !matches!(outcome, FileOutcome::Refused { .. }),
+                "{}: {outcome:?}",
+                file.display()
             );
         }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
@@ -111,7 +118,7 @@ impl ControlPlane {
                 let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
                 let mut api = Api::new(
                     store,
-                    Arc::new(Drivers::new(loaded)),
+                    Arc::new(registry),
                     auth,
                     Some("haproxy".into()),
                     jobs,
@@ -206,6 +213,29 @@ impl Client {
 
     /// Like [`Client::call`], but `None` when the server cannot be reached or hangs up.
     pub fn try_call(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, Value)> {
+        self.send(
+            method,
+            path,
+            "application/json",
+            &[],
+            body.unwrap_or_default().as_bytes().to_vec(),
+        )
+    }
+
+    /// POSTs a driver component (`.wasm`) to `path`, with `headers` (e.g. its signature).
+    pub fn upload(&self, path: &str, component: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        self.send("POST", path, "application/wasm", headers, component)
+            .expect("HTTP call")
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Option<(u16, Value)> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -213,16 +243,17 @@ impl Client {
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url))
-            .header("content-type", "application/json");
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             request = request.header("x-auth-token", token);
         }
         if let Some(project) = &self.project {
             request = request.header("x-project-id", project);
         }
-        let request = request
-            .body(body.unwrap_or_default().as_bytes().to_vec())
-            .expect("request");
+        let request = request.body(body).expect("request");
         let mut response = agent.run(request).ok()?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().ok()?;

@@ -114,6 +114,42 @@ pub fn fixtures() -> &'static Fixtures {
     })
 }
 
+/// Driver versions for the lifecycle tests: a good next version of the HAProxy driver, and
+/// versions that must be refused.
+pub struct LifecycleFixtures {
+    /// `haproxy 0.1.1`: the bundled driver's logic under the next version.
+    pub haproxy_next: PathBuf,
+    /// `haproxy 0.9.0-picky`: refuses every flavor.
+    pub haproxy_picky: PathBuf,
+    /// Traps in `capabilities`.
+    pub broken_caps: PathBuf,
+    /// Targets `lbaas:driver@9.0.0`.
+    pub future_wit: PathBuf,
+}
+
+/// Built in a target folder of their own: the fixtures that reuse the HAProxy driver's logic
+/// need it without its exports, which a build beside the driver itself would turn on.
+pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
+    static FIXTURES: OnceLock<LifecycleFixtures> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let paths = build_components(
+            "wasm-lifecycle",
+            &[
+                "fixture-haproxy-next",
+                "fixture-haproxy-picky",
+                "fixture-broken-caps",
+                "fixture-future-wit",
+            ],
+        );
+        LifecycleFixtures {
+            haproxy_next: paths[0].clone(),
+            haproxy_picky: paths[1].clone(),
+            broken_caps: paths[2].clone(),
+            future_wit: paths[3].clone(),
+        }
+    })
+}
+
 /// A host runtime over a data folder, as `lbaasd serve` builds it.
 pub struct TestHost {
     pub runtime: Runtime,

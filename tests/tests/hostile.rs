@@ -84,6 +84,7 @@ fn hostile_drivers_fail_alone_and_are_audited() {
                 quarantine_after: 3,
                 ..RuntimeConfig::default()
             },
+            ..Options::default()
         },
     );
     let admin = plane.client(Some("admin-token"));

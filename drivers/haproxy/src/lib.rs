@@ -181,5 +181,7 @@ fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
+#[cfg(feature = "export")]
 export_driver!(HaproxyDriver);
+#[cfg(feature = "export")]
 lbaas_driver_sdk::manifest!(include_str!("../manifest.json"));

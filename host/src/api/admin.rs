@@ -559,7 +559,7 @@ async fn dry_run(
             exclude: None,
             only: None,
         };
-        let explanation = crate::placement::decide(&api.drivers, snapshot, &target);
+        let explanation = crate::placement::decide(&api.drivers, snapshot, &target).explanation;
         Ok(Json(json!({ "placement": explanation })))
     })
     .await

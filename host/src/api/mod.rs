@@ -9,6 +9,7 @@
 mod admin;
 pub mod auth;
 mod body;
+mod drivers;
 pub mod error;
 mod flavors;
 mod healthmonitors;
@@ -23,8 +24,7 @@ mod snapshot;
 mod validate;
 mod views;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -33,49 +33,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::runtime::LoadedDriver;
 use crate::store::{Batch, Store};
 
+pub use crate::drivers::Drivers;
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};
 pub use flavors::profile_providers;
 pub use loadbalancers::{new_id, now};
 pub use snapshot::Snapshot;
-
-/// The drivers the host has loaded, by name. Each is one Octavia provider.
-#[derive(Default)]
-pub struct Drivers {
-    by_name: RwLock<BTreeMap<String, LoadedDriver>>,
-}
-
-impl Drivers {
-    pub fn new(drivers: impl IntoIterator<Item = LoadedDriver>) -> Self {
-        let by_name = drivers
-            .into_iter()
-            .map(|d| (d.name().to_string(), d))
-            .collect();
-        Self {
-            by_name: RwLock::new(by_name),
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<LoadedDriver> {
-        self.by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    pub fn all(&self) -> Vec<LoadedDriver> {
-        self.by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-}
 
 /// Tells the worker that a load balancer has a job waiting.
 pub type JobSender = tokio::sync::mpsc::UnboundedSender<String>;
@@ -291,7 +256,12 @@ pub fn router(api: Arc<Api>) -> Router {
     let v2 = Router::new()
         .route("/", get(version))
         .nest("/lbaas", lbaas)
-        .nest("/admin", admin::routes().merge(security::routes()))
+        .nest(
+            "/admin",
+            admin::routes()
+                .merge(security::routes())
+                .merge(drivers::routes()),
+        )
         .merge(neutron::routes());
     Router::new()
         .route("/", get(versions))

@@ -1,9 +1,6 @@
-//! What security teams and operators need about drivers, under `/v2/admin/` (admins only):
+//! What security teams need about drivers, under `/v2/admin/` (admins only; the drivers
+//! themselves are in `drivers.rs`):
 //!
-//! - `GET /drivers`, `GET /drivers/{name}`: each loaded driver version — SHA-256, capabilities
-//!   summary, its manifest (what it asked for) and grant (what the host enforces), whether it
-//!   is quarantined and why.
-//! - `POST /drivers/{name}/release`: lifts a quarantine (recorded in the audit log).
 //! - `GET /audit`: the audit log, filtered by `driver`, `version`, `function` (a name or a
 //!   prefix such as `state` or `limit`), `outcome` (`ok`, `denied`, `failed`), `since` and
 //!   `until` (RFC 3339), paged with `limit` (default 1000, at most 10000) and `marker` (the last
@@ -12,14 +9,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditLog, Filter, Outcome};
-use crate::runtime::LoadedDriver;
 
 use super::Api;
 use super::auth::Context;
@@ -30,64 +26,8 @@ const MAX_LIMIT: usize = 10_000;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
-        .route("/drivers", get(list_drivers))
-        .route("/drivers/{name}", get(show_driver))
-        .route("/drivers/{name}/release", post(release))
         .route("/audit", get(query))
         .route("/audit/verify", get(verify))
-}
-
-fn view(driver: &LoadedDriver) -> Value {
-    let identity = driver.identity();
-    let caps = driver.capabilities();
-    let quarantine = driver.quarantined();
-    json!({
-        "name": identity.name,
-        "version": identity.version,
-        "sha256": identity.sha256,
-        "vendor": caps.vendor,
-        "can_spawn": caps.can_spawn,
-        "quarantined": quarantine.is_some(),
-        "quarantine_reason": quarantine,
-        "manifest": driver.manifest(),
-        "grant": driver.grant(),
-    })
-}
-
-fn find(api: &Api, name: &str) -> ApiResult<LoadedDriver> {
-    api.drivers
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("Driver", name))
-}
-
-async fn list_drivers(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
-    ctx.require_admin()?;
-    let drivers: Vec<Value> = api.drivers.all().iter().map(view).collect();
-    Ok(Json(json!({ "drivers": drivers })))
-}
-
-async fn show_driver(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    ctx.require_admin()?;
-    Ok(Json(json!({ "driver": view(&find(&api, &name)?) })))
-}
-
-async fn release(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    ctx.require_admin()?;
-    let driver = find(&api, &name)?;
-    if !driver.release(&format!("project {}", ctx.project_id)) {
-        return Err(ApiError::conflict(format!(
-            "Driver {name} is not quarantined."
-        )));
-    }
-    Ok(Json(json!({ "driver": view(&driver) })))
 }
 
 fn audit_log(api: &Api) -> ApiResult<Arc<AuditLog>> {

@@ -72,7 +72,7 @@ impl Snapshot {
                     Kind::Device => upsert(&mut self.devices, decode(id, bytes)?),
                     Kind::Network => upsert(&mut self.networks, decode(id, bytes)?),
                     Kind::Placement => upsert(&mut self.placements, decode(id, bytes)?),
-                    Kind::Job => {}
+                    Kind::Job | Kind::Driver | Kind::DriverBlob => {}
                 },
                 Write::Delete { kind, id } => match kind {
                     Kind::LoadBalancer => remove(&mut self.loadbalancers, id),
@@ -85,7 +85,7 @@ impl Snapshot {
                     Kind::Device => remove(&mut self.devices, id),
                     Kind::Network => remove(&mut self.networks, id),
                     Kind::Placement => remove(&mut self.placements, id),
-                    Kind::Job => {}
+                    Kind::Job | Kind::Driver | Kind::DriverBlob => {}
                 },
             }
         }

@@ -364,6 +364,7 @@ impl Runtime {
                 config: shared.config.clone(),
                 health: Health::default(),
                 manifest,
+                size: bytes.len(),
                 _ticker: shared.ticker.clone(),
             }),
         })
@@ -422,6 +423,8 @@ struct LoadedInner {
     config: RuntimeConfig,
     health: Health,
     manifest: Option<manifest::Manifest>,
+    /// Bytes of the component.
+    size: usize,
     /// Deadlines need the epoch to advance for as long as the driver can be called, even
     /// after the runtime that loaded it is gone.
     _ticker: Arc<engine::EpochTicker>,
@@ -495,6 +498,11 @@ impl LoadedDriver {
     /// What the host enforces for it: its requests under the operator's caps.
     pub fn grant(&self) -> &manifest::Grant {
         &self.inner.context.grant
+    }
+
+    /// Bytes of the component.
+    pub fn size(&self) -> usize {
+        self.inner.size
     }
 
     /// Whether the compiled code came from the on-disk cache.

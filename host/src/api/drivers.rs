@@ -1,0 +1,343 @@
+//! Driver versions under `/v2/admin/drivers` (admins only): what operators use to change
+//! drivers while the host serves.
+//!
+//! - `GET /drivers`, `GET /drivers/{name}`: each driver — its active version (SHA-256,
+//!   capabilities summary, manifest and grant, quarantine), whether it is draining, and every
+//!   uploaded version.
+//! - `POST /drivers`: the body is a component (`.wasm`); `X-Driver-Signature` may carry its
+//!   signature (hex). It is validated, then stored inactive (`?activate=true` activates it too).
+//!   201 with the version.
+//! - `POST /drivers/{name}/versions/{version}/activate`, `POST /drivers/{name}/rollback`:
+//!   change the active version (checked again first). `{version}` is a SHA-256, a unique
+//!   prefix of one (8+ hex digits), or a version string.
+//! - `POST /drivers/{name}/drain`, `/undrain`: no new placements / placements again.
+//! - `POST /drivers/{name}/versions/{version}/disable`, `/enable`.
+//! - `DELETE /drivers/{name}/versions/{version}`: a version no load balancer needs.
+//! - `POST /drivers/{name}/release`: lifts a quarantine of the active version.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::drivers::{LifecycleError, MAX_COMPONENT_BYTES};
+use crate::model::{DriverRecord, DriverVersion};
+use crate::runtime::LoadedDriver;
+
+use super::Api;
+use super::auth::Context;
+use super::error::{ApiError, ApiResult};
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route(
+            "/drivers",
+            get(list_drivers)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES + 1)),
+        )
+        .route("/drivers/{name}", get(show_driver))
+        .route("/drivers/{name}/release", post(release))
+        .route("/drivers/{name}/rollback", post(rollback))
+        .route("/drivers/{name}/drain", post(drain))
+        .route("/drivers/{name}/undrain", post(undrain))
+        .route("/drivers/{name}/versions/{version}", delete(delete_version))
+        .route(
+            "/drivers/{name}/versions/{version}/activate",
+            post(activate),
+        )
+        .route("/drivers/{name}/versions/{version}/disable", post(disable))
+        .route("/drivers/{name}/versions/{version}/enable", post(enable))
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            LifecycleError::Conflict(m) => ApiError::conflict(m),
+            LifecycleError::Invalid(m) => ApiError::bad_request(m),
+            LifecycleError::Unmanaged => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            LifecycleError::Storage(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// The active version as it runs.
+fn active_view(driver: &LoadedDriver) -> Value {
+    let identity = driver.identity();
+    let caps = driver.capabilities();
+    let quarantine = driver.quarantined();
+    json!({
+        "version": identity.version,
+        "sha256": identity.sha256,
+        "vendor": caps.vendor,
+        "can_spawn": caps.can_spawn,
+        "quarantined": quarantine.is_some(),
+        "quarantine_reason": quarantine,
+        "manifest": driver.manifest(),
+        "grant": driver.grant(),
+    })
+}
+
+fn version_view(version: &DriverVersion, record: &DriverRecord) -> Value {
+    let state = if record.active.as_deref() == Some(version.sha256.as_str()) {
+        "ACTIVE"
+    } else if version.disabled {
+        "DISABLED"
+    } else {
+        "INACTIVE"
+    };
+    let mut view = serde_json::to_value(version).unwrap_or_default();
+    if let Some(map) = view.as_object_mut() {
+        map.remove("signature");
+        map.insert("state".into(), state.into());
+        map.insert(
+            "rollback_target".into(),
+            (record.previous.last() == Some(&version.sha256)).into(),
+        );
+    }
+    view
+}
+
+/// A driver: its record with the active version's details on top (as before versions
+/// existed, `version`, `sha256`, `quarantined`… describe the active one).
+fn view(api: &Api, record: &DriverRecord) -> Value {
+    let mut view = match api.drivers.get(&record.name) {
+        Some(active) => active_view(&active),
+        None => json!({ "version": null, "sha256": null, "quarantined": false }),
+    };
+    if let Some(map) = view.as_object_mut() {
+        map.insert("name".into(), record.name.clone().into());
+        map.insert("draining".into(), record.draining.into());
+        map.insert(
+            "versions".into(),
+            record
+                .versions
+                .iter()
+                .map(|v| version_view(v, record))
+                .collect(),
+        );
+    }
+    view
+}
+
+fn record(api: &Api, name: &str) -> ApiResult<DriverRecord> {
+    api.drivers
+        .record(name)
+        .ok_or_else(|| ApiError::not_found("Driver", name))
+}
+
+/// Who made a change, for the audit log.
+fn actor(ctx: &Context) -> String {
+    format!("admin API, project {}", ctx.project_id)
+}
+
+async fn list_drivers(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let drivers: Vec<Value> = api
+        .drivers
+        .records()
+        .iter()
+        .map(|record| view(&api, record))
+        .collect();
+    Ok(Json(json!({ "drivers": drivers })))
+}
+
+async fn show_driver(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    Ok(Json(json!({ "driver": view(&api, &record(&api, &name)?) })))
+}
+
+async fn release(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let driver = api
+        .drivers
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("Driver", &name))?;
+    if !driver.release(&format!("project {}", ctx.project_id)) {
+        return Err(ApiError::conflict(format!(
+            "Driver {name} is not quarantined."
+        )));
+    }
+    Ok(Json(json!({ "driver": view(&api, &record(&api, &name)?) })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    #[serde(default)]
+    activate: bool,
+}
+
+async fn upload(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_admin()?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "The request body must be a driver component (.wasm).",
+        ));
+    }
+    let signature = match headers.get("x-driver-signature") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-Driver-Signature must be hex text."))?
+                .to_owned(),
+        ),
+    };
+    let by = actor(&ctx);
+    let (record, version) = api
+        .read(move |api, snapshot| {
+            let (record, version) = api.drivers.upload(
+                &body,
+                signature.as_deref(),
+                "upload",
+                &snapshot.flavorprofiles,
+            )?;
+            if !query.activate {
+                return Ok((record, version));
+            }
+            let record = api.drivers.activate(
+                &record.name,
+                &version.sha256,
+                &by,
+                &snapshot.flavorprofiles,
+            )?;
+            Ok((record, version))
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "version": version_view(&version, &record),
+            "driver": view(&api, &record),
+        })),
+    ))
+}
+
+/// Runs one lifecycle change off the async threads, against the current flavor profiles.
+async fn change(
+    api: &Arc<Api>,
+    change: impl FnOnce(&Api, &super::Snapshot) -> Result<DriverRecord, LifecycleError> + Send + 'static,
+) -> ApiResult<Json<Value>> {
+    let record = api
+        .read(move |api, snapshot| change(api, snapshot).map_err(ApiError::from))
+        .await?;
+    Ok(Json(json!({ "driver": view(api, &record) })))
+}
+
+async fn activate(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, snapshot| {
+        api.drivers
+            .activate(&name, &version, &by, &snapshot.flavorprofiles)
+    })
+    .await
+}
+
+async fn rollback(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, snapshot| {
+        api.drivers.rollback(&name, &by, &snapshot.flavorprofiles)
+    })
+    .await
+}
+
+async fn drain(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, _| {
+        api.drivers.set_draining(&name, true, &by)
+    })
+    .await
+}
+
+async fn undrain(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, _| {
+        api.drivers.set_draining(&name, false, &by)
+    })
+    .await
+}
+
+async fn disable(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, _| {
+        api.drivers.set_disabled(&name, &version, true, &by)
+    })
+    .await
+}
+
+async fn enable(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, _| {
+        api.drivers.set_disabled(&name, &version, false, &by)
+    })
+    .await
+}
+
+async fn delete_version(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    api.read(move |api, snapshot| {
+        let in_use = snapshot.loadbalancers.iter().any(|lb| lb.provider == name);
+        api.drivers
+            .delete_version(&name, &version, in_use, &by)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

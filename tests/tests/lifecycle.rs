@@ -1,0 +1,408 @@
+//! Driver versions changed while the host serves, through the admin API only: broken versions
+//! are refused and the running one keeps serving; a new HAProxy driver version is activated and
+//! rolled back three times while eight clients create and delete load balancers, without a
+//! single failed request; drain, disable, delete; the active version survives a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lbaas_host::api::Auth;
+use lbaas_host::api::auth::TokenGrant;
+use lbaas_host::integrity::{self, Trust};
+use lbaas_tests::appliance::FakeAppliance;
+use lbaas_tests::control::{Client, ControlPlane, Options};
+use lbaas_tests::lifecycle_fixtures;
+use serde_json::{Value, json};
+
+fn auth() -> Auth {
+    let grant = |project: &str, role: &str| TokenGrant {
+        project_id: project.into(),
+        roles: vec![role.into()],
+    };
+    Auth::Tokens(HashMap::from([
+        ("admin-token".to_owned(), grant("admin-project", "admin")),
+        (
+            "tenant-token".to_owned(),
+            grant("tenant", "load-balancer_member"),
+        ),
+    ]))
+}
+
+/// A vendor key the host trusts, and a signature of `file` made with it.
+struct Vendor {
+    _dir: tempfile::TempDir,
+    secret: std::path::PathBuf,
+    public: std::path::PathBuf,
+}
+
+impl Vendor {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("key dir");
+        let (secret, public) = integrity::keygen().expect("keygen");
+        let secret_file = dir.path().join("vendor.key");
+        let public_file = dir.path().join("vendor.pub");
+        std::fs::write(&secret_file, secret).expect("write key");
+        std::fs::write(&public_file, public).expect("write key");
+        Self {
+            _dir: dir,
+            secret: secret_file,
+            public: public_file,
+        }
+    }
+
+    fn sign(&self, bytes: &[u8]) -> String {
+        integrity::sign(&self.secret, bytes).expect("sign")
+    }
+}
+
+fn start(data: &std::path::Path, vendor: &Vendor) -> ControlPlane {
+    ControlPlane::start_with_options(
+        data,
+        auth(),
+        Options {
+            trust: Trust::new(std::slice::from_ref(&vendor.public), false, &[]).expect("trust"),
+            ..Options::default()
+        },
+    )
+}
+
+/// The active version of `driver`.
+fn active(admin: &Client, driver: &str) -> String {
+    let (status, body) = admin.get(&format!("/v2/admin/drivers/{driver}"));
+    assert_eq!(status, 200, "{body}");
+    body["driver"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn refused_upload(admin: &Client, bytes: Vec<u8>, headers: &[(&str, &str)], expected: &str) {
+    let (status, body) = admin.upload("/v2/admin/drivers", bytes, headers);
+    assert_eq!(status, 400, "{body}");
+    let message = body["faultstring"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in {message:?}"
+    );
+}
+
+fn audit(admin: &Client, query: &str) -> Vec<Value> {
+    let (status, body) = admin.get(&format!("/v2/admin/audit?{query}"));
+    assert_eq!(status, 200, "{body}");
+    body["audit"].as_array().cloned().unwrap_or_default()
+}
+
+fn lb_body(name: &str, flavor: &str) -> Value {
+    json!({"loadbalancer": {"name": name, "vip_subnet_id": "subnet-vip", "flavor_id": flavor,
+            "listeners": [{"protocol": "TCP", "protocol_port": 443}]}})
+}
+
+/// What the eight clients saw.
+#[derive(Default)]
+struct Churn {
+    cycles: usize,
+    failures: Vec<String>,
+    /// Placements per driver version.
+    placed_by: BTreeMap<String, usize>,
+}
+
+/// One client: create, wait for ACTIVE, read the placement, delete, wait until gone — until
+/// `stop`. Anything else is a failure.
+fn churn(client: &Client, flavor: &str, n: usize, stop: &AtomicBool, seen: &Mutex<Churn>) {
+    let fail = |what: String| seen.lock().expect("lock").failures.push(what);
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let (status, created) = client.post(
+            "/v2/lbaas/loadbalancers",
+            &lb_body(&format!("churn-{n}-{i}"), flavor),
+        );
+        if status != 201 {
+            fail(format!("create answered {status}: {created}"));
+            continue;
+        }
+        let id = created["loadbalancer"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let lb = client.settle(&id);
+        if lb["provisioning_status"] != "ACTIVE" {
+            fail(format!("load balancer {id} ended {lb}"));
+            continue;
+        }
+        let (status, placement) = client.get(&format!("/v2/admin/loadbalancers/{id}/placement"));
+        let version = placement["placement"]["placed_by"]["version"]
+            .as_str()
+            .map(str::to_owned);
+        match (status, version) {
+            (200, Some(version)) => {
+                *seen
+                    .lock()
+                    .expect("lock")
+                    .placed_by
+                    .entry(version)
+                    .or_default() += 1
+            }
+            _ => fail(format!("placement of {id} answered {status}: {placement}")),
+        }
+        let (status, body) = client.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"));
+        if status != 204 {
+            fail(format!("delete of {id} answered {status}: {body}"));
+            continue;
+        }
+        let gone = client.settle(&id);
+        if !gone.is_null() {
+            fail(format!("load balancer {id} was not deleted: {gone}"));
+            continue;
+        }
+        seen.lock().expect("lock").cycles += 1;
+    }
+}
+
+#[test]
+fn driver_versions_change_while_the_host_serves() {
+    let data = tempfile::tempdir().expect("data dir");
+    let vendor = Vendor::new();
+    let fixtures = lifecycle_fixtures();
+    let agent = FakeAppliance::start();
+    let plane = start(data.path(), &vendor);
+    // Admins only; the clients act with both roles (the placement record is an admin view).
+    let admin = plane.client(Some("admin-token"));
+    let tenant = plane.client(Some("tenant-token"));
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.60.0/22"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
+                "management_url": agent.url(), "capacity": 10000}}),
+    );
+    let profile = admin.create(
+        "/v2/lbaas/flavorprofiles",
+        &json!({"flavorprofile": {"name": "hp", "provider_name": "haproxy",
+                "flavor_data": "{\"maxconn\": 20000}"}}),
+    );
+    let flavor = admin.create(
+        "/v2/lbaas/flavors",
+        &json!({"flavor": {"name": "low-cost-lb", "enabled": true,
+                "flavor_profile_id": profile["flavorprofile"]["id"]}}),
+    );
+    let flavor = flavor["flavor"]["id"].as_str().expect("flavor").to_owned();
+    assert_eq!(active(&admin, "haproxy"), "0.1.0");
+
+    // Only admins change drivers.
+    let next = std::fs::read(&fixtures.haproxy_next).expect("haproxy-next");
+    let (status, _) = tenant.upload("/v2/admin/drivers", next.clone(), &[]);
+    assert_eq!(status, 403);
+
+    // Broken versions are refused before they are stored; the running version stays.
+    let read = |path: &std::path::Path| std::fs::read(path).expect("fixture");
+    refused_upload(
+        &admin,
+        read(&fixtures.broken_caps),
+        &[],
+        "capabilities are broken in this build",
+    );
+    refused_upload(
+        &admin,
+        read(&fixtures.haproxy_picky),
+        &[],
+        "picky refuses flavor",
+    );
+    refused_upload(
+        &admin,
+        read(&fixtures.future_wit),
+        &[],
+        "lbaas:driver@9.0.0",
+    );
+    let forged = vendor.sign(b"some other bytes");
+    refused_upload(
+        &admin,
+        next.clone(),
+        &[("x-driver-signature", &forged)],
+        "signature",
+    );
+    refused_upload(
+        &admin,
+        b"not a component".to_vec(),
+        &[],
+        "not a WebAssembly file",
+    );
+    let (status, body) = admin.upload("/v2/admin/drivers", Vec::new(), &[]);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        audit(&admin, "function=lifecycle.refused").len(),
+        5,
+        "each refusal is audited"
+    );
+    assert_eq!(active(&admin, "haproxy"), "0.1.0");
+    let (_, record) = admin.get("/v2/admin/drivers/haproxy");
+    assert_eq!(
+        record["driver"]["versions"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // The good version, signed: stored, inactive.
+    let signature = vendor.sign(&next);
+    let (status, uploaded) = admin.upload(
+        "/v2/admin/drivers",
+        next.clone(),
+        &[("x-driver-signature", &signature)],
+    );
+    assert_eq!(status, 201, "{uploaded}");
+    assert_eq!(uploaded["version"]["version"], "0.1.1");
+    assert_eq!(uploaded["version"]["state"], "INACTIVE");
+    assert!(uploaded["version"]["signed_by"].is_string(), "{uploaded}");
+    assert_eq!(active(&admin, "haproxy"), "0.1.0");
+    let (status, _) = admin.upload(
+        "/v2/admin/drivers",
+        next.clone(),
+        &[("x-driver-signature", &signature)],
+    );
+    assert_eq!(status, 409, "uploaded once");
+
+    // Eight clients create and delete load balancers while the version changes six times.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Churn::default()));
+    let clients: Vec<_> = (0..8)
+        .map(|n| {
+            let (client, flavor, stop, seen) =
+                (admin.clone(), flavor.clone(), stop.clone(), seen.clone());
+            std::thread::spawn(move || churn(&client, &flavor, n, &stop, &seen))
+        })
+        .collect();
+    let started = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(2500));
+        let (status, body) = admin.post(
+            "/v2/admin/drivers/haproxy/versions/0.1.1/activate",
+            &json!({}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["driver"]["version"], "0.1.1");
+        std::thread::sleep(Duration::from_millis(2500));
+        let (status, body) = admin.post("/v2/admin/drivers/haproxy/rollback", &json!({}));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["driver"]["version"], "0.1.0");
+    }
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(started.elapsed()));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.failures.is_empty(),
+        "{} failures, the first: {:#?}",
+        seen.failures.len(),
+        &seen.failures[..seen.failures.len().min(5)]
+    );
+    assert!(seen.cycles >= 16, "too few cycles: {}", seen.cycles);
+    assert_eq!(
+        seen.placed_by.keys().collect::<Vec<_>>(),
+        ["0.1.0", "0.1.1"],
+        "both versions placed load balancers: {:?}",
+        seen.placed_by
+    );
+    assert_eq!(
+        seen.placed_by.values().sum::<usize>(),
+        seen.cycles,
+        "every placement names its version"
+    );
+    println!(
+        "churn: {} create/delete cycles, placements by version {:?}",
+        seen.cycles, seen.placed_by
+    );
+    drop(seen);
+    // The folder's version at start, then three activations.
+    let activations = audit(&admin, "driver=haproxy&function=lifecycle.activate");
+    assert_eq!(activations.len(), 4, "{activations:#?}");
+    assert_eq!(
+        audit(&admin, "driver=haproxy&function=lifecycle.rollback").len(),
+        3
+    );
+    let (_, all) = admin.get("/v2/lbaas/loadbalancers");
+    assert_eq!(
+        all["loadbalancers"],
+        json!([]),
+        "every load balancer ended DELETED"
+    );
+
+    // Drain: no new placements; the load balancers there keep working.
+    let kept = admin.create("/v2/lbaas/loadbalancers", &lb_body("kept", &flavor));
+    let kept_id = kept["loadbalancer"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(admin.settle(&kept_id)["provisioning_status"], "ACTIVE");
+    let (status, drained) = admin.post("/v2/admin/drivers/haproxy/drain", &json!({}));
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["driver"]["draining"], true);
+    let held = admin.create("/v2/lbaas/loadbalancers", &lb_body("held", &flavor));
+    let held = admin.settle(held["loadbalancer"]["id"].as_str().expect("id"));
+    assert_eq!(held["provisioning_status"], "ERROR", "{held}");
+    let (status, _) = admin.put(
+        &format!("/v2/lbaas/loadbalancers/{kept_id}"),
+        &json!({"loadbalancer": {"description": "still served"}}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(admin.settle(&kept_id)["provisioning_status"], "ACTIVE");
+    let (status, _) = admin.post("/v2/admin/drivers/haproxy/undrain", &json!({}));
+    assert_eq!(status, 200);
+    let again = admin.create("/v2/lbaas/loadbalancers", &lb_body("again", &flavor));
+    let again = admin.settle(again["loadbalancer"]["id"].as_str().expect("id"));
+    assert_eq!(again["provisioning_status"], "ACTIVE", "{again}");
+
+    // Disable and delete: the active version stays put while load balancers need it.
+    let (status, body) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.0/disable",
+        &json!({}),
+    );
+    assert_eq!(status, 409, "the active version: {body}");
+    let (status, body) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.1/disable",
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.1/activate",
+        &json!({}),
+    );
+    assert_eq!(status, 409, "disabled: {body}");
+    let (status, _) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.1/enable",
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = admin.delete("/v2/admin/drivers/haproxy/versions/0.1.0");
+    assert_eq!(status, 409, "load balancers need it: {body}");
+    let (status, body) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/nope/activate",
+        &json!({}),
+    );
+    assert_eq!(status, 404, "{body}");
+
+    // The last activation survives a restart, even with the old file still in the folder.
+    let (status, _) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.1/activate",
+        &json!({}),
+    );
+    assert_eq!(status, 200);
+    plane.stop();
+    let plane = start(data.path(), &vendor);
+    let admin = plane.client(Some("admin-token"));
+    assert_eq!(active(&admin, "haproxy"), "0.1.1");
+    let (_, kept) = admin.get(&format!("/v2/lbaas/loadbalancers/{kept_id}"));
+    assert_eq!(kept["loadbalancer"]["provisioning_status"], "ACTIVE");
+    // An inactive version no load balancer needs can go.
+    let (status, body) = admin.delete("/v2/admin/drivers/haproxy/versions/0.1.0");
+    assert_eq!(status, 204, "{body}");
+    let (_, record) = admin.get("/v2/admin/drivers/haproxy");
+    assert_eq!(
+        record["driver"]["versions"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (_, verified) = admin.get("/v2/admin/audit/verify");
+    assert_eq!(verified["intact"], true, "{verified}");
+    plane.stop();
+}
