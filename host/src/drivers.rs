@@ -64,6 +64,8 @@ struct Manager {
     audit: Arc<dyn AuditSink>,
     /// One lifecycle change at a time.
     changes: Mutex<()>,
+    /// Whether uploads must pass the conformance kit.
+    conformance: bool,
 }
 
 /// The drivers the host serves, by name. Each active version is one Octavia provider.
@@ -134,6 +136,7 @@ impl Drivers {
             store,
             audit,
             changes: Mutex::new(()),
+            conformance: true,
         };
         let records: Vec<DriverRecord> = manager.store.all().map_err(storage)?;
         let mut lines = BTreeMap::new();
@@ -168,6 +171,15 @@ impl Drivers {
             lines: RwLock::new(lines),
             manager: Some(manager),
         })
+    }
+
+    /// Stores uploads without running the conformance kit on them — for tests that need a
+    /// driver which passed it and misbehaves afterwards. Every other check still runs.
+    pub fn without_conformance(mut self) -> Self {
+        if let Some(manager) = &mut self.manager {
+            manager.conformance = false;
+        }
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Line>> {
@@ -250,7 +262,7 @@ impl Drivers {
                 "",
                 None,
                 "lifecycle.refused",
-                Some(format!("upload {sha256} ({source})")),
+                Some(format!("{source} ({sha256})")),
                 audit::Outcome::Denied,
                 reason.clone(),
             );
@@ -273,9 +285,18 @@ impl Drivers {
             .map_err(|e| refuse(format!("refused: {e}")))?;
         let driver = manager
             .runtime
-            .load(bytes, &format!("upload {}", &sha256[..12]))
+            .load(bytes, &format!("{source} ({})", &sha256[..12]))
             .map_err(|e| refuse(e.to_string()))?;
         check(&driver, profiles).map_err(&refuse)?;
+        if manager.conformance {
+            let report = crate::conformance::check(&driver);
+            if !report.passed() {
+                return Err(refuse(format!(
+                    "it fails the conformance kit: {}",
+                    report.failures().join("; ")
+                )));
+            }
+        }
         let name = driver.name().to_string();
         let version = version_of(
             &driver,
@@ -695,9 +716,9 @@ impl Drivers {
                 (name, version)
             }
             None => {
-                let (record, version) = self
-                    .upload_locked(manager, &bytes, signature.as_deref(), "directory", profiles)
-                    .map_err(|e| LifecycleError::Invalid(format!("{}: {e}", path.display())))?;
+                let source = format!("directory {}", path.display());
+                let (record, version) =
+                    self.upload_locked(manager, &bytes, signature.as_deref(), &source, profiles)?;
                 (record.name, version.version)
             }
         };

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api;
 pub mod audit;
+pub mod conformance;
 pub mod convert;
 pub mod devices;
 pub mod drivers;

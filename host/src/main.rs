@@ -13,7 +13,7 @@ use lbaas_host::devices::StaticDevices;
 use lbaas_host::integrity::{self, Trust};
 use lbaas_host::monitor;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
-use lbaas_host::runtime::{Cidr, Runtime, RuntimeConfig};
+use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
 use lbaas_host::worker::{self, StoreDevices};
@@ -158,6 +158,16 @@ enum DriverCommand {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    /// Run the conformance kit (the checks an upload must pass) on a component; exit 1 when a
+    /// check fails.
+    Check {
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
     /// Make an ed25519 key pair for signing drivers: FILE (secret) and FILE.pub.
     Keygen { file: PathBuf },
     /// Sign a driver component: writes FILE.wasm.sig.
@@ -245,6 +255,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Driver { command } => match command {
             DriverCommand::Inspect { file, trust } => inspect(&file, &trust.trust()?),
+            DriverCommand::Check { file, json, trust } => conformance(&file, json, &trust.trust()?),
             DriverCommand::Keygen { file } => keygen(&file),
             DriverCommand::Sign { key, file } => {
                 let bytes = std::fs::read(&file)
@@ -281,21 +292,24 @@ fn keygen(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn inspect(file: &Path, trust: &Trust) -> anyhow::Result<()> {
+/// Checks `file` against the operator's trust and loads it in a throw-away runtime.
+fn load_alone(file: &Path, trust: &Trust) -> anyhow::Result<(LoadedDriver, integrity::Accepted)> {
     let (bytes, accepted) = trust
         .check_file(file)
         .map_err(|e| anyhow::anyhow!("{}: refused: {e}", file.display()))?;
-    let scratch = tempfile_dir()?;
-    let state = SledStateStore::new(
-        sled::Config::new().temporary(true).path(&scratch).open()?,
-        1 << 20,
-    );
+    let scratch = sled::Config::new().temporary(true).open()?;
+    let state = SledStateStore::new(scratch, 1 << 20);
     let runtime = Runtime::new(
         RuntimeConfig::default(),
         Arc::new(state),
         Arc::new(StaticDevices::new()),
     )?;
     let driver = runtime.load(&bytes, &file.display().to_string())?;
+    Ok((driver, accepted))
+}
+
+fn inspect(file: &Path, trust: &Trust) -> anyhow::Result<()> {
+    let (driver, accepted) = load_alone(file, trust)?;
     let report = serde_json::json!({
         "name": driver.identity().name,
         "version": driver.identity().version,
@@ -306,6 +320,25 @@ fn inspect(file: &Path, trust: &Trust) -> anyhow::Result<()> {
         "signed_by": accepted.signed_by,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn conformance(file: &Path, json: bool, trust: &Trust) -> anyhow::Result<()> {
+    let (driver, _) = load_alone(file, trust)?;
+    let report = lbaas_host::conformance::check(&driver);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    if !report.passed() {
+        bail!(
+            "{} {} fails {} conformance check(s)",
+            report.driver,
+            report.version,
+            report.failures().len()
+        );
+    }
     Ok(())
 }
 
@@ -362,11 +395,6 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// A private scratch path for a throw-away database.
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    Ok(std::env::temp_dir().join(format!("lbaasd-inspect-{}", std::process::id())))
 }
 
 /// Where the host's state and drivers come from, and which drivers it accepts.

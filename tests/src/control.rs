@@ -28,6 +28,8 @@ pub struct Options {
     pub config: RuntimeConfig,
     /// Which components the host accepts (uploads included).
     pub trust: Trust,
+    /// Store drivers that fail the conformance kit (hostile fixtures that fail it on purpose).
+    pub skip_conformance: bool,
 }
 
 pub struct ControlPlane {
@@ -98,8 +100,11 @@ impl ControlPlane {
         )
         .expect("runtime");
         // As `lbaasd serve` does with its driver folder: every file uploaded and activated.
-        let registry = Drivers::managed(runtime, options.trust, store.clone(), audit.clone())
+        let mut registry = Drivers::managed(runtime, options.trust, store.clone(), audit.clone())
             .expect("driver registry");
+        if options.skip_conformance {
+            registry = registry.without_conformance();
+        }
         let mut files = vec![drivers().haproxy.clone(), drivers().acme_adc.clone()];
         files.extend(options.extra_drivers.iter().cloned());
         let profiles: Vec<lbaas_host::model::FlavorProfile> = store.all().expect("profiles");

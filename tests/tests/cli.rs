@@ -275,3 +275,42 @@ fn audit_verify_detects_edited_and_deleted_records() {
     let (ok, _, stderr) = verify(&other.path().join("nowhere"));
     assert!(!ok && stderr.contains("no database"), "{stderr}");
 }
+
+#[test]
+fn the_conformance_kit_passes_good_drivers_and_names_what_fails() {
+    for driver in [&drivers().haproxy, &drivers().acme_adc] {
+        let (ok, stdout, stderr) = run(&["driver".as_ref(), "check".as_ref(), driver.as_os_str()]);
+        assert!(ok, "{stdout}{stderr}");
+        assert!(stdout.contains(", 0 failed"), "{stdout}");
+        assert!(
+            stdout.contains("ok    translate accepts TCP with ROUND_ROBIN"),
+            "{stdout}"
+        );
+    }
+    // The looper spins in `select`: the kit says so and exits non-zero, in words and in JSON.
+    let looper = &lbaas_tests::fixtures().looper;
+    let (ok, stdout, stderr) = run(&["driver".as_ref(), "check".as_ref(), looper.as_os_str()]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("FAIL  select on 1 candidates is safe and deterministic")
+            && stdout.contains("deadline"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("fails"), "{stderr}");
+    let (ok, stdout, _) = run(&[
+        "driver".as_ref(),
+        "check".as_ref(),
+        "--json".as_ref(),
+        looper.as_os_str(),
+    ]);
+    assert!(!ok);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
+    assert_eq!(report["driver"], "looper");
+    assert!(
+        report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .any(|c| c["failure"].is_string())
+    );
+}

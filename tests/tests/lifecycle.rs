@@ -406,3 +406,88 @@ fn driver_versions_change_while_the_host_serves() {
     assert_eq!(verified["intact"], true, "{verified}");
     plane.stop();
 }
+
+/// Polls until `done`, for at most a minute.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_driver_folder_activates_new_files_and_refuses_broken_ones() {
+    let data = tempfile::tempdir().expect("data dir");
+    let folder = tempfile::tempdir().expect("driver folder");
+    let fixtures = lifecycle_fixtures();
+    let copy = |from: &std::path::Path, name: &str| {
+        // Written aside and renamed in, as a deployment tool would: never seen half-written.
+        let partial = folder.path().join(format!("{name}.partial"));
+        std::fs::copy(from, &partial).expect("copy");
+        std::fs::rename(&partial, folder.path().join(name)).expect("rename");
+    };
+    copy(&lbaas_tests::drivers().haproxy, "haproxy.wasm");
+    copy(&lbaas_tests::drivers().acme_adc, "acme-adc.wasm");
+    let server = lbaas_tests::process::Server::start(
+        data.path(),
+        folder.path(),
+        &["--driver-poll", "100ms", "--no-spawn"],
+    );
+    let admin = Client::new(&server.url).as_project("operators");
+    assert_eq!(active(&admin, "haproxy"), "0.1.0");
+
+    // A new version dropped in is uploaded and activated.
+    copy(&fixtures.haproxy_next, "haproxy-0.1.1.wasm");
+    wait_until("haproxy 0.1.1 is active", || {
+        active(&admin, "haproxy") == "0.1.1"
+    });
+    let (_, record) = admin.get("/v2/admin/drivers/haproxy");
+    let versions = record["driver"]["versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(versions.len(), 2, "{record}");
+    assert!(
+        versions[1]["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("directory ") && s.ends_with("haproxy-0.1.1.wasm")),
+        "{record}"
+    );
+
+    // Broken files are refused and logged; the running version stays.
+    std::fs::write(
+        folder.path().join("corrupt.wasm"),
+        b"\0asm\x0d\0\x01\0garbage",
+    )
+    .expect("write");
+    copy(&fixtures.future_wit, "haproxy-9.wasm");
+    wait_until("both broken files are refused", || {
+        audit(&admin, "function=lifecycle.refused").len() == 2
+    });
+    let refusals = audit(&admin, "function=lifecycle.refused");
+    let details: Vec<String> = refusals
+        .iter()
+        .map(|r| format!("{} {}", r["target"], r["detail"]))
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("corrupt.wasm")),
+        "{details:#?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("haproxy-9.wasm") && d.contains("lbaas:driver@9.0.0")),
+        "{details:#?}"
+    );
+    let log = server.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("corrupt.wasm") && l.contains("driver file refused")),
+        "{log:#?}"
+    );
+    assert_eq!(active(&admin, "haproxy"), "0.1.1");
+    // Nothing is retried until the file changes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(audit(&admin, "function=lifecycle.refused").len(), 2);
+}

@@ -15,7 +15,7 @@ use super::bindings::device_api::Method;
 /// The custom section's name.
 pub const SECTION: &str = "lbaas-manifest";
 /// Contract versions this host serves.
-pub const SUPPORTED_WIT: &[&str] = &["lbaas:driver@0.1.0"];
+pub const SUPPORTED_WIT: &[&str] = super::bindings::CONTRACTS;
 /// Largest manifest read.
 const MAX_MANIFEST: usize = 64 * 1024;
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::DriverName;
@@ -26,7 +26,7 @@ use crate::audit::{self, AuditSink, Discard};
 use crate::devices::DeviceDirectory;
 use crate::state::StateStore;
 
-use bindings::VendorDriverPre;
+use bindings::{DriverInstance, DriverPre};
 use host::{DriverContext, HostState, LogLimiter};
 
 pub use bindings::types::{
@@ -233,8 +233,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::Engine(e.to_string()))?;
-        bindings::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| Error::Engine(e.to_string()))?;
+        bindings::add_to_linker(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(cache::ComponentCache::new(dir, &engine)?),
             None => None,
@@ -313,7 +312,16 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = VendorDriverPre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = DriverPre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+        if let Some(manifest) = &manifest
+            && manifest.wit != pre.contract()
+        {
+            return Err(invalid(format!(
+                "its manifest says it targets {} but it implements {}",
+                manifest.wit,
+                pre.contract()
+            )));
+        }
 
         // Until the driver has told its name, calls run under a placeholder identity with an
         // empty, throw-away namespace and no devices.
@@ -329,7 +337,7 @@ impl Runtime {
             &pre,
             &probe_context,
             "capabilities",
-            |d, s| d.lbaas_driver_driver().call_capabilities(s),
+            |d, s| d.capabilities(s),
         )?;
         let name = DriverName::new(capabilities.name.clone())
             .map_err(|e| invalid(format!("it reports an unusable name: {e}")))?;
@@ -416,7 +424,7 @@ impl crate::state::Namespace for NoState {
 }
 
 struct LoadedInner {
-    pre: VendorDriverPre<HostState>,
+    pre: DriverPre,
     context: Arc<DriverContext>,
     capabilities: DriverCapabilities,
     origin: Origin,
@@ -513,7 +521,7 @@ impl LoadedDriver {
     fn call<R>(
         &self,
         function: &'static str,
-        run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
+        run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         let inner = &self.inner;
         let result = call(&inner.config, &inner.pre, &inner.context, function, run);
@@ -646,22 +654,16 @@ impl LoadedDriver {
 
     /// Asks the driver again for its capabilities.
     pub fn fetch_capabilities(&self) -> Result<DriverCapabilities> {
-        self.call("capabilities", |d, s| {
-            d.lbaas_driver_driver().call_capabilities(s)
-        })
+        self.call("capabilities", |d, s| d.capabilities(s))
     }
 
     pub fn validate_flavor(&self, flavor: &Flavor) -> Result<()> {
-        self.call("validate-flavor", |d, s| {
-            d.lbaas_driver_driver().call_validate_flavor(s, flavor)
-        })?
-        .map_err(|e| self.refused("validate-flavor", e))
+        self.call("validate-flavor", |d, s| d.validate_flavor(s, flavor))?
+            .map_err(|e| self.refused("validate-flavor", e))
     }
 
     pub fn select(&self, request: &PlacementRequest, candidates: &[Candidate]) -> Result<Hints> {
-        let hints = self.call("select", |d, s| {
-            d.lbaas_driver_driver().call_select(s, request, candidates)
-        })?;
+        let hints = self.call("select", |d, s| d.select(s, request, candidates))?;
         // A hint for a device that was not offered is ignored rather than trusted.
         if hints.devices.len() > candidates.len() {
             return Err(self.too_large("select", "hints", hints.devices.len(), candidates.len()));
@@ -671,9 +673,7 @@ impl LoadedDriver {
 
     pub fn translate(&self, lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig> {
         let config = self
-            .call("translate", |d, s| {
-                d.lbaas_driver_driver().call_translate(s, lb, device)
-            })?
+            .call("translate", |d, s| d.translate(s, lb, device))?
             .map_err(|e| self.refused("translate", e))?;
         let limit = self.inner.config.max_config_bytes;
         if config.body.len() > limit {
@@ -683,25 +683,35 @@ impl LoadedDriver {
     }
 
     pub fn apply(&self, lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<()> {
-        self.call("apply", |d, s| {
-            d.lbaas_driver_driver().call_apply(s, lb, device, config)
-        })?
-        .map_err(|e| self.refused("apply", e))
+        self.call("apply", |d, s| d.apply(s, lb, device, config))?
+            .map_err(|e| self.refused("apply", e))
     }
 
     pub fn remove(&self, lb: &LoadBalancer, device: &Device) -> Result<()> {
-        self.call("remove", |d, s| {
-            d.lbaas_driver_driver().call_remove(s, lb, device)
-        })?
-        .map_err(|e| self.refused("remove", e))
+        self.call("remove", |d, s| d.remove(s, lb, device))?
+            .map_err(|e| self.refused("remove", e))
+    }
+
+    /// The contract version the driver implements (`lbaas:driver@0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        self.inner.pre.contract()
+    }
+
+    /// Converts the state `from_version` of this driver left, before this version becomes
+    /// active. A driver of contract 0.1.0 has nothing to run: `Ok(false)`.
+    pub fn migrate_state(&self, from_version: &str) -> Result<bool> {
+        match self.call("migrate-state", |d, s| d.migrate_state(s, from_version))? {
+            None => Ok(false),
+            Some(result) => result
+                .map(|()| true)
+                .map_err(|e| self.refused("migrate-state", e)),
+        }
     }
 
     /// Member health and listener counters, as the device reports them.
     pub fn status(&self, lb: &LoadBalancer, device: &Device) -> Result<LoadBalancerStatus> {
         let status = self
-            .call("status", |d, s| {
-                d.lbaas_driver_driver().call_status(s, lb, device)
-            })?
+            .call("status", |d, s| d.status(s, lb, device))?
             .map_err(|e| self.refused("status", e))?;
         // One entry per listener and member the host asked about, at most.
         let members: usize = lb.pools.iter().map(|p| p.members.len()).sum();
@@ -718,10 +728,10 @@ impl LoadedDriver {
 /// naming driver, version and function. The instance is dropped afterwards, trap or not.
 fn call<R>(
     config: &RuntimeConfig,
-    pre: &VendorDriverPre<HostState>,
+    pre: &DriverPre,
     context: &Arc<DriverContext>,
     function: &'static str,
-    run: impl FnOnce(&bindings::VendorDriver, &mut Store<HostState>) -> wasmtime::Result<R>,
+    run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R> {
     let engine = pre.engine();
     let deadline = context.grant.deadline(function);

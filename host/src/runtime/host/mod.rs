@@ -4,6 +4,7 @@
 mod device_api;
 mod log;
 mod state;
+mod v0_2;
 
 use std::sync::Arc;
 use std::time::Instant;
