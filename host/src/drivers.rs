@@ -447,7 +447,16 @@ impl Drivers {
         if let Some(reason) = driver.quarantined() {
             return Err(refused(format!("it is quarantined ({reason})")));
         }
-        check(&driver, profiles).map_err(refused)?;
+        check(&driver, profiles).map_err(&refused)?;
+        // The state the active version left carries over; the new one converts it first.
+        let from = self
+            .read()
+            .get(name)
+            .and_then(|line| line.active.as_ref().map(|d| d.identity().version.clone()))
+            .unwrap_or_default();
+        driver
+            .migrate_state(&from)
+            .map_err(|e| refused(format!("its state migration failed: {e}")))?;
 
         let mut updated = record.clone();
         match how {
@@ -835,7 +844,7 @@ fn version_of(
     DriverVersion {
         sha256: identity.sha256.clone(),
         version: identity.version.clone(),
-        wit: driver.manifest().map(|m| m.wit.clone()),
+        wit: Some(driver.contract().to_owned()),
         size: driver.size() as u64,
         uploaded_at: crate::api::now(),
         source: source.to_owned(),

@@ -314,6 +314,7 @@ fn inspect(file: &Path, trust: &Trust) -> anyhow::Result<()> {
         "name": driver.identity().name,
         "version": driver.identity().version,
         "sha256": driver.identity().sha256,
+        "contract": driver.contract(),
         "capabilities": driver.capabilities(),
         "manifest": driver.manifest(),
         "grant": driver.grant(),

@@ -342,7 +342,7 @@ pub struct DriverVersion {
     pub sha256: String,
     /// The version the component reports.
     pub version: String,
-    /// The WIT package it targets (from its manifest; `None` when it carries none).
+    /// The WIT contract it implements (`lbaas:driver@0.2.0`).
     pub wit: Option<String>,
     pub size: u64,
     pub uploaded_at: String,

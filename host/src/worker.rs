@@ -4,7 +4,7 @@
 //! `ACTIVE`, or `ERROR` with a fault message the user can read. Jobs live in the store, so a
 //! restarted host resumes every unfinished one.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -71,7 +71,9 @@ pub async fn adopt_devices(api: &Arc<Api>) {
 /// Starts the worker: `concurrency` jobs at a time, fed by `jobs` and, first, by every job
 /// left in the store by a previous run.
 pub fn spawn(api: Arc<Api>, mut jobs: UnboundedReceiver<String>, concurrency: usize) {
-    let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // The load balancers whose job is running, and whether they were asked for again
+    // meanwhile (a change committed while the job ran, which it may not have seen).
+    let running: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     tokio::spawn(async move {
         let store = api.store.clone();
@@ -95,23 +97,29 @@ pub fn spawn(api: Arc<Api>, mut jobs: UnboundedReceiver<String>, concurrency: us
                     None => return,
                 },
             };
-            if !running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(lb_id.clone())
             {
-                continue;
+                let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(again) = running.get_mut(&lb_id) {
+                    *again = true;
+                    continue;
+                }
+                running.insert(lb_id.clone(), false);
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
             let (api, running) = (api.clone(), running.clone());
             tokio::spawn(async move {
-                run(&api, &lb_id).await;
-                running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&lb_id);
+                loop {
+                    run(&api, &lb_id).await;
+                    let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
+                    if running.get(&lb_id) == Some(&true) {
+                        running.insert(lb_id.clone(), false);
+                        continue;
+                    }
+                    running.remove(&lb_id);
+                    break;
+                }
                 drop(permit);
             });
         }

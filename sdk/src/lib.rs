@@ -23,7 +23,7 @@
 mod bindings {
     wit_bindgen::generate!({
         world: "vendor-driver",
-        path: "../wit/lbaas-driver@0.1.0",
+        path: "../wit/lbaas-driver@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_driver_world",
         default_bindings_module: "lbaas_driver_sdk::__private",
@@ -118,6 +118,15 @@ pub trait Driver {
             return Ok(());
         }
         response.success().map(drop)
+    }
+
+    /// Converts the private state an earlier version of this driver left, before this version
+    /// becomes active (`from_version` is that version, empty if none was active). The
+    /// namespace carries over between versions; an error refuses the activation and the
+    /// earlier version stays active. The default keeps the state as it is.
+    fn migrate_state(from_version: &str) -> Result<(), DriverError> {
+        let _ = from_version;
+        Ok(())
     }
 
     /// Reads member health and listener counters from the device. The default reports nothing
@@ -255,6 +264,9 @@ macro_rules! export_driver {
                 ) -> Result<$crate::LoadBalancerStatus, $crate::DriverError> {
                     <$driver as $crate::Driver>::status(&lb, &device)
                 }
+                fn migrate_state(from_version: String) -> Result<(), $crate::DriverError> {
+                    <$driver as $crate::Driver>::migrate_state(&from_version)
+                }
             }
 
             $crate::__private::__export_driver_world!(
@@ -271,7 +283,7 @@ macro_rules! export_driver {
 /// lbaas_driver_sdk::manifest!(include_str!("../manifest.json"));
 /// ```
 ///
-/// The JSON: `name`, `version`, `wit` (the contract, e.g. `lbaas:driver@0.1.0`), and what the
+/// The JSON: `name`, `version`, `wit` (the contract, e.g. `lbaas:driver@0.2.0`), and what the
 /// driver requests — `device_api` (`{"methods": ["GET", …], "paths": ["/v1/", …]}`, or `null`
 /// for none), `memory_bytes`, `state_bytes`, `deadlines_ms` (`select`, `device`, `other`).
 /// The operator's policy caps each request; the host enforces what it grants.

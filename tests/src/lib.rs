@@ -125,6 +125,10 @@ pub struct LifecycleFixtures {
     pub broken_caps: PathBuf,
     /// Targets `lbaas:driver@9.0.0`.
     pub future_wit: PathBuf,
+    /// `haproxy 0.1.2`: its `migrate-state` fails.
+    pub haproxy_stuck: PathBuf,
+    /// `legacy 0.1.0`, built against contract 0.1.0 without the SDK.
+    pub frozen_0_1: PathBuf,
 }
 
 /// Built in a target folder of their own: the fixtures that reuse the HAProxy driver's logic
@@ -139,6 +143,8 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
                 "fixture-haproxy-picky",
                 "fixture-broken-caps",
                 "fixture-future-wit",
+                "fixture-haproxy-stuck",
+                "fixture-frozen-0-1",
             ],
         );
         LifecycleFixtures {
@@ -146,6 +152,8 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
             haproxy_picky: paths[1].clone(),
             broken_caps: paths[2].clone(),
             future_wit: paths[3].clone(),
+            haproxy_stuck: paths[4].clone(),
+            frozen_0_1: paths[5].clone(),
         }
     })
 }

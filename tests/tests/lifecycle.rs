@@ -331,6 +331,38 @@ fn driver_versions_change_while_the_host_serves() {
         "every load balancer ended DELETED"
     );
 
+    // The first activation of 0.1.1 converted 0.1.0's state (its `migrate-state` ran, as a
+    // 0.2.0 contract driver); a version whose migration fails is refused, the old one stays.
+    let migrated = audit(&admin, "driver=haproxy&version=0.1.1&function=state.set");
+    assert!(
+        migrated
+            .iter()
+            .any(|r| r["target"] == "migrated-from/0.1.0"),
+        "{migrated:#?}"
+    );
+    let stuck = std::fs::read(&fixtures.haproxy_stuck).expect("haproxy-stuck");
+    let signature = vendor.sign(&stuck);
+    let (status, body) = admin.upload(
+        "/v2/admin/drivers",
+        stuck,
+        &[("x-driver-signature", &signature)],
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.2/activate",
+        &json!({}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["faultstring"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("state migration failed")
+            && message.contains("fixture migration always fails"),
+        "{message}"
+    );
+    assert_eq!(active(&admin, "haproxy"), "0.1.0");
+    let (status, _) = admin.delete("/v2/admin/drivers/haproxy/versions/0.1.2");
+    assert_eq!(status, 204);
+
     // Drain: no new placements; the load balancers there keep working.
     let kept = admin.create("/v2/lbaas/loadbalancers", &lb_body("kept", &flavor));
     let kept_id = kept["loadbalancer"]["id"].as_str().expect("id").to_owned();
@@ -490,4 +522,42 @@ fn the_driver_folder_activates_new_files_and_refuses_broken_ones() {
     // Nothing is retried until the file changes.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(audit(&admin, "function=lifecycle.refused").len(), 2);
+}
+
+#[test]
+fn a_driver_built_against_contract_0_1_keeps_serving() {
+    let data = tempfile::tempdir().expect("data dir");
+    let vendor = Vendor::new();
+    let agent = FakeAppliance::start();
+    let plane = start(data.path(), &vendor);
+    let admin = plane.client(Some("admin-token"));
+    // The bundled drivers follow the newest contract.
+    let (_, haproxy) = admin.get("/v2/admin/drivers/haproxy");
+    assert_eq!(haproxy["driver"]["contract"], "lbaas:driver@0.2.0");
+
+    let legacy = std::fs::read(&lifecycle_fixtures().frozen_0_1).expect("frozen fixture");
+    let (status, uploaded) = admin.upload("/v2/admin/drivers?activate=true", legacy, &[]);
+    assert_eq!(status, 201, "{uploaded}");
+    assert_eq!(uploaded["version"]["wit"], "lbaas:driver@0.1.0");
+    assert_eq!(uploaded["driver"]["contract"], "lbaas:driver@0.1.0");
+    assert_eq!(uploaded["version"]["state"], "ACTIVE");
+
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.61.0/24"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "legacy-1", "kind": "virtual", "driver": "legacy",
+                "management_url": agent.url(), "capacity": 10}}),
+    );
+    let created = admin.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "old-contract", "vip_subnet_id": "subnet-vip",
+                "provider": "legacy", "listeners": [{"protocol": "TCP", "protocol_port": 80}]}}),
+    );
+    let lb = admin.settle(created["loadbalancer"]["id"].as_str().expect("id"));
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+    assert_eq!(lb["provider"], "legacy");
+    plane.stop();
 }

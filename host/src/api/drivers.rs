@@ -75,6 +75,7 @@ fn active_view(driver: &LoadedDriver) -> Value {
     json!({
         "version": identity.version,
         "sha256": identity.sha256,
+        "contract": driver.contract(),
         "vendor": caps.vendor,
         "can_spawn": caps.can_spawn,
         "quarantined": quarantine.is_some(),
