@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::{self, AuditSink};
 use crate::integrity::{self, Trust};
-use crate::model::{DriverRecord, DriverVersion, FlavorProfile};
+use crate::model::{Canary, DriverRecord, DriverVersion, FlavorProfile};
 use crate::runtime::{self, LoadedDriver, Runtime};
 use crate::store::{Batch, Kind, Store, StoreExt, Write};
 
@@ -52,8 +52,39 @@ fn storage(error: impl std::fmt::Display) -> LifecycleError {
 struct Line {
     record: DriverRecord,
     active: Option<LoadedDriver>,
+    /// The canary version and its share of placements, when one runs.
+    canary: Option<(LoadedDriver, u8)>,
+    /// Placements decided so far, to spread the canary's share evenly.
+    placements: std::sync::atomic::AtomicU64,
     /// Versions loaded in this process, by SHA-256 (the active one among them).
     loaded: HashMap<String, LoadedDriver>,
+}
+
+impl Line {
+    fn new(record: DriverRecord) -> Self {
+        Self {
+            record,
+            active: None,
+            canary: None,
+            placements: Default::default(),
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// The version that takes the next placement: the canary for its share (spread evenly:
+    /// with 25 %, every fourth), the active version otherwise.
+    fn next_placement(&self) -> Option<LoadedDriver> {
+        if let Some((canary, percent)) = &self.canary {
+            let n = self
+                .placements
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let percent = u64::from(*percent);
+            if (n + 1) * percent / 100 > n * percent / 100 {
+                return Some(canary.clone());
+            }
+        }
+        self.active.clone()
+    }
 }
 
 /// What the registry needs to change drivers: where to compile, whom to trust, where to keep.
@@ -105,13 +136,12 @@ impl Drivers {
                     active: Some(identity.sha256.clone()),
                     previous: Vec::new(),
                     draining: false,
+                    canary: None,
                     versions: vec![version_of(&driver, "fixed", None, None)],
                 };
-                let line = Line {
-                    record,
-                    active: Some(driver.clone()),
-                    loaded: HashMap::from([(identity.sha256, driver)]),
-                };
+                let mut line = Line::new(record);
+                line.active = Some(driver.clone());
+                line.loaded.insert(identity.sha256, driver);
                 (identity.name.to_string(), line)
             })
             .collect();
@@ -141,11 +171,18 @@ impl Drivers {
         let records: Vec<DriverRecord> = manager.store.all().map_err(storage)?;
         let mut lines = BTreeMap::new();
         for record in records {
-            let mut line = Line {
-                record,
-                active: None,
-                loaded: HashMap::new(),
-            };
+            let mut line = Line::new(record);
+            if let Some(canary) = line.record.canary.clone() {
+                match manager.load_stored(&line.record, &canary.sha256) {
+                    Ok(driver) => {
+                        line.loaded.insert(canary.sha256.clone(), driver.clone());
+                        line.canary = Some((driver, canary.percent));
+                    }
+                    Err(error) => {
+                        tracing::error!(driver = %line.record.name, sha = %canary.sha256, %error, "cannot restore the canary version; the active version takes every placement");
+                    }
+                }
+            }
             if let Some(sha) = line.record.active.clone() {
                 match manager.load_stored(&line.record, &sha) {
                     Ok(driver) => {
@@ -203,14 +240,29 @@ impl Drivers {
             .collect()
     }
 
-    /// The active versions that take new load balancers: not draining, not quarantined.
+    /// The versions that take the next load balancer, one per driver that is not draining:
+    /// the active version, or the canary for its share of placements. Quarantined versions
+    /// take none.
     pub fn placeable(&self) -> Vec<LoadedDriver> {
         self.read()
             .values()
             .filter(|line| !line.record.draining)
-            .filter_map(|line| line.active.clone())
+            .filter_map(Line::next_placement)
             .filter(|driver| driver.quarantined().is_none())
             .collect()
+    }
+
+    /// The version that serves a load balancer of `name` placed by version `placed_by`: the
+    /// canary for the load balancers it placed, the active version for every other.
+    pub fn serving(&self, name: &str, placed_by: Option<&str>) -> Option<LoadedDriver> {
+        let lines = self.read();
+        let line = lines.get(name)?;
+        match (&line.canary, placed_by) {
+            (Some((canary, _)), Some(sha)) if canary.identity().sha256 == sha => {
+                Some(canary.clone())
+            }
+            _ => line.active.clone(),
+        }
     }
 
     /// Every driver's record: its versions and which one is active.
@@ -305,16 +357,15 @@ impl Drivers {
             accepted.signed_by,
         );
         let mut lines = self.write();
-        let line = lines.entry(name.clone()).or_insert_with(|| Line {
-            record: DriverRecord {
+        let line = lines.entry(name.clone()).or_insert_with(|| {
+            Line::new(DriverRecord {
                 name: name.clone(),
                 active: None,
                 previous: Vec::new(),
                 draining: false,
+                canary: None,
                 versions: Vec::new(),
-            },
-            active: None,
-            loaded: HashMap::new(),
+            })
         });
         let mut record = line.record.clone();
         record.versions.push(version.clone());
@@ -377,6 +428,22 @@ impl Drivers {
         let manager = self.manager()?;
         let _change = manager.lock();
         let record = self.record_of(name)?;
+        if let Some(canary) = &record.canary {
+            // Rolling back a canary ends it: the active version takes every placement again.
+            let version = record.version(&canary.sha256).cloned();
+            let mut updated = record.clone();
+            updated.canary = None;
+            self.store_record(manager, updated, |line| line.canary = None)?;
+            manager.audit_event(
+                name,
+                version.as_ref(),
+                "lifecycle.rollback",
+                Some(by.to_owned()),
+                audit::Outcome::Ok,
+                "canary ended".into(),
+            );
+            return self.record_of(name);
+        }
         let sha = record
             .previous
             .iter()
@@ -396,15 +463,18 @@ impl Drivers {
             .ok_or_else(|| LifecycleError::NotFound(format!("Driver {name} could not be found.")))
     }
 
-    fn switch(
+    /// Everything a version must pass before it serves: not disabled, not already active,
+    /// loadable, not quarantined, the upload checks again, and (when `migrate`) the state
+    /// migration from the active version.
+    fn prepare(
         &self,
         manager: &Manager,
         name: &str,
         sha: &str,
-        by: &str,
+        event: &str,
         profiles: &[FlavorProfile],
-        how: Switch,
-    ) -> Result<DriverRecord> {
+        migrate: bool,
+    ) -> Result<(DriverRecord, DriverVersion, LoadedDriver)> {
         let record = self.record_of(name)?;
         let version = record
             .version(sha)
@@ -435,7 +505,7 @@ impl Drivers {
                 name,
                 Some(&version),
                 "lifecycle.refused",
-                Some(how.event().to_owned()),
+                Some(event.to_owned()),
                 audit::Outcome::Denied,
                 reason.clone(),
             );
@@ -448,30 +518,46 @@ impl Drivers {
             return Err(refused(format!("it is quarantined ({reason})")));
         }
         check(&driver, profiles).map_err(&refused)?;
-        // The state the active version left carries over; the new one converts it first.
-        let from = self
-            .read()
-            .get(name)
-            .and_then(|line| line.active.as_ref().map(|d| d.identity().version.clone()))
-            .unwrap_or_default();
-        driver
-            .migrate_state(&from)
-            .map_err(|e| refused(format!("its state migration failed: {e}")))?;
+        if migrate {
+            // The state the active version left carries over; the new one converts it first.
+            let from = self
+                .read()
+                .get(name)
+                .and_then(|line| line.active.as_ref().map(|d| d.identity().version.clone()))
+                .unwrap_or_default();
+            driver
+                .migrate_state(&from)
+                .map_err(|e| refused(format!("its state migration failed: {e}")))?;
+        }
+        Ok((record, version, driver))
+    }
 
+    fn switch(
+        &self,
+        manager: &Manager,
+        name: &str,
+        sha: &str,
+        by: &str,
+        profiles: &[FlavorProfile],
+        how: Switch,
+    ) -> Result<DriverRecord> {
+        // A promoted canary migrated its state when it started.
+        let migrate = !matches!(how, Switch::Promote);
+        let (record, version, driver) =
+            self.prepare(manager, name, sha, how.event(), profiles, migrate)?;
         let mut updated = record.clone();
         match how {
-            Switch::Activate => {
+            Switch::Activate | Switch::Promote => {
                 if let Some(old) = updated.active.take() {
                     updated.previous.retain(|s| s != &old);
                     updated.previous.push(old);
                 }
             }
-            Switch::Rollback => {
-                updated.previous.retain(|s| s != sha);
-            }
+            Switch::Rollback => {}
         }
         updated.previous.retain(|s| s != sha);
         updated.active = Some(sha.to_owned());
+        updated.canary = None;
         let now = crate::api::now();
         if let Some(v) = updated.versions.iter_mut().find(|v| v.sha256 == sha) {
             v.activated_at = Some(now);
@@ -486,6 +572,7 @@ impl Drivers {
                 line.loaded.insert(sha.to_owned(), driver.clone());
                 // The swap: new calls take this version; running calls keep theirs.
                 line.active = Some(driver);
+                line.canary = None;
             }
         }
         manager.audit_event(
@@ -498,6 +585,68 @@ impl Drivers {
         );
         tracing::info!(driver = name, version = %version.version, sha256 = sha, "driver version {}", how.done());
         Ok(updated)
+    }
+
+    /// Starts a canary: `percent` (1..=99) of new placements of `name` go to `reference`,
+    /// which serves the load balancers it placed; the active version serves the rest.
+    /// Checked (and its state migrated) as an activation is.
+    pub fn start_canary(
+        &self,
+        name: &str,
+        reference: &str,
+        percent: u8,
+        by: &str,
+        profiles: &[FlavorProfile],
+    ) -> Result<DriverRecord> {
+        let manager = self.manager()?;
+        let _change = manager.lock();
+        if !(1..=99).contains(&percent) {
+            return Err(LifecycleError::Invalid(format!(
+                "a canary takes 1 to 99 percent of placements, not {percent}"
+            )));
+        }
+        let record = self.record_of(name)?;
+        if record.active.is_none() {
+            return Err(LifecycleError::Conflict(format!(
+                "driver {name} has no active version for a canary to run beside; activate one"
+            )));
+        }
+        let sha = resolve(&record, reference)?;
+        let (record, version, driver) =
+            self.prepare(manager, name, &sha, "lifecycle.canary", profiles, true)?;
+        let mut updated = record;
+        updated.canary = Some(Canary {
+            sha256: sha.clone(),
+            percent,
+        });
+        self.store_record(manager, updated, |line| {
+            line.loaded.insert(sha.clone(), driver.clone());
+            line.canary = Some((driver, percent));
+        })?;
+        manager.audit_event(
+            name,
+            Some(&version),
+            "lifecycle.canary",
+            Some(by.to_owned()),
+            audit::Outcome::Ok,
+            format!("{percent}% of placements"),
+        );
+        self.record_of(name)
+    }
+
+    /// Makes the canary the active version.
+    pub fn promote(
+        &self,
+        name: &str,
+        by: &str,
+        profiles: &[FlavorProfile],
+    ) -> Result<DriverRecord> {
+        let manager = self.manager()?;
+        let _change = manager.lock();
+        let canary = self.record_of(name)?.canary.ok_or_else(|| {
+            LifecycleError::Conflict(format!("driver {name} has no canary to promote"))
+        })?;
+        self.switch(manager, name, &canary.sha256, by, profiles, Switch::Promote)
     }
 
     /// Drains `name` (no new placements; its load balancers keep working) or ends the drain.
@@ -541,6 +690,7 @@ impl Drivers {
         let _change = manager.lock();
         let mut record = self.record_of(name)?;
         let sha = resolve(&record, reference)?;
+        refuse_canary(&record, &sha)?;
         if disabled && record.active.as_deref() == Some(sha.as_str()) {
             return Err(LifecycleError::Conflict(format!(
                 "{name} {sha} is the active version; activate or roll back to another first"
@@ -593,6 +743,7 @@ impl Drivers {
         let _change = manager.lock();
         let mut record = self.record_of(name)?;
         let sha = resolve(&record, reference)?;
+        refuse_canary(&record, &sha)?;
         let active = record.active.as_deref() == Some(sha.as_str());
         if active && in_use {
             return Err(LifecycleError::Conflict(format!(
@@ -746,6 +897,7 @@ impl Drivers {
 enum Switch {
     Activate,
     Rollback,
+    Promote,
 }
 
 impl Switch {
@@ -753,6 +905,7 @@ impl Switch {
         match self {
             Switch::Activate => "lifecycle.activate",
             Switch::Rollback => "lifecycle.rollback",
+            Switch::Promote => "lifecycle.promote",
         }
     }
 
@@ -760,6 +913,7 @@ impl Switch {
         match self {
             Switch::Activate => "activated",
             Switch::Rollback => "rolled back to",
+            Switch::Promote => "promoted",
         }
     }
 }
@@ -853,6 +1007,17 @@ fn version_of(
         disabled: false,
         activated_at: None,
     }
+}
+
+/// A canary version stays until the canary ends (promote or roll back).
+fn refuse_canary(record: &DriverRecord, sha: &str) -> Result<()> {
+    if record.canary.as_ref().is_some_and(|c| c.sha256 == sha) {
+        return Err(LifecycleError::Conflict(format!(
+            "{} {sha} runs as a canary; promote it or roll it back first",
+            record.name
+        )));
+    }
+    Ok(())
 }
 
 /// A SHA-256, a unique prefix of one (8 hex digits or more), or a version string.
@@ -1056,6 +1221,7 @@ mod tests {
             active: None,
             previous: Vec::new(),
             draining: false,
+            canary: None,
             versions: vec![
                 version("ab", "1.0.0"),
                 version("ac", "1.1.0"),

@@ -333,7 +333,18 @@ pub struct DriverRecord {
     /// No new placements; existing load balancers keep working.
     #[serde(default)]
     pub draining: bool,
+    /// A version taking a share of new placements before it takes all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
     pub versions: Vec<DriverVersion>,
+}
+
+/// A canary: `percent` of new placements go to version `sha256`, which also serves the load
+/// balancers it placed; the active version serves the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    pub sha256: String,
+    pub percent: u8,
 }
 
 /// One uploaded driver version. Its bytes are kept by SHA-256 beside it.

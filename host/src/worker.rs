@@ -473,9 +473,16 @@ pub(crate) fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option
     else {
         return Ok(None);
     };
+    // A canary serves the load balancers it placed; the active version every other.
+    let placed_by = snapshot
+        .placements
+        .iter()
+        .find(|p| p.loadbalancer_id == lb_id)
+        .and_then(|p| p.placed_by.as_ref())
+        .map(|by| by.sha256.as_str());
     let driver = api
         .drivers
-        .get(&lb.provider)
+        .serving(&lb.provider, placed_by)
         .ok_or_else(|| format!("provider {} is not loaded on this host", lb.provider))?;
     if let Some(reason) = driver.quarantined() {
         return Err(format!(

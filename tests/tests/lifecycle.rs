@@ -331,6 +331,66 @@ fn driver_versions_change_while_the_host_serves() {
         "every load balancer ended DELETED"
     );
 
+    // A canary: half of the new placements go to 0.1.1, which serves what it placed.
+    let (status, body) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.1/canary",
+        &json!({"canary": {"percent": 50}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["driver"]["version"], "0.1.0",
+        "the active version stays"
+    );
+    assert_eq!(body["driver"]["canary"]["percent"], 50);
+    let placed: Vec<(String, String)> = (0..4)
+        .map(|i| {
+            let lb = admin.create(
+                "/v2/lbaas/loadbalancers",
+                &lb_body(&format!("canary-{i}"), &flavor),
+            );
+            let id = lb["loadbalancer"]["id"].as_str().expect("id").to_owned();
+            assert_eq!(admin.settle(&id)["provisioning_status"], "ACTIVE");
+            let (_, placement) = admin.get(&format!("/v2/admin/loadbalancers/{id}/placement"));
+            let version = placement["placement"]["placed_by"]["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (id, version)
+        })
+        .collect();
+    let canaries = placed.iter().filter(|(_, v)| v == "0.1.1").count();
+    assert_eq!(canaries, 2, "{placed:?}");
+    for bad in [json!({"canary": {"percent": 0}}), json!({"percent": 5})] {
+        let (status, body) = admin.post("/v2/admin/drivers/haproxy/versions/0.1.1/canary", &bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = admin.delete("/v2/admin/drivers/haproxy/versions/0.1.1");
+    assert_eq!(status, 409, "a running canary stays: {body}");
+    // Promoted, it serves everything; rolled back, 0.1.0 does again.
+    let (status, body) = admin.post("/v2/admin/drivers/haproxy/promote", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["driver"]["version"], "0.1.1");
+    assert!(body["driver"]["canary"].is_null(), "{body}");
+    let (status, _) = admin.post("/v2/admin/drivers/haproxy/promote", &json!({}));
+    assert_eq!(status, 409, "no canary left");
+    let (status, _) = admin.post("/v2/admin/drivers/haproxy/rollback", &json!({}));
+    assert_eq!(status, 200);
+    // A canary ended by rollback leaves the active version alone.
+    let (status, _) = admin.post(
+        "/v2/admin/drivers/haproxy/versions/0.1.1/canary",
+        &json!({"canary": {"percent": 25}}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = admin.post("/v2/admin/drivers/haproxy/rollback", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["driver"]["version"], "0.1.0");
+    assert!(body["driver"]["canary"].is_null(), "{body}");
+    for (id, _) in &placed {
+        let (status, _) = admin.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"));
+        assert_eq!(status, 204);
+        assert!(admin.settle(id).is_null());
+    }
+
     // The first activation of 0.1.1 converted 0.1.0's state (its `migrate-state` ran, as a
     // 0.2.0 contract driver); a version whose migration fails is refused, the old one stays.
     let migrated = audit(&admin, "driver=haproxy&version=0.1.1&function=state.set");

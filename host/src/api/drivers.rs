@@ -10,6 +10,9 @@
 //! - `POST /drivers/{name}/versions/{version}/activate`, `POST /drivers/{name}/rollback`:
 //!   change the active version (checked again first). `{version}` is a SHA-256, a unique
 //!   prefix of one (8+ hex digits), or a version string.
+//! - `POST /drivers/{name}/versions/{version}/canary` with `{"canary": {"percent": N}}`: N %
+//!   of new placements go to that version (which serves what it placed); `POST
+//!   /drivers/{name}/promote` makes it active; `rollback` ends it.
 //! - `POST /drivers/{name}/drain`, `/undrain`: no new placements / placements again.
 //! - `POST /drivers/{name}/versions/{version}/disable`, `/enable`.
 //! - `DELETE /drivers/{name}/versions/{version}`: a version no load balancer needs.
@@ -44,6 +47,8 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/drivers/{name}", get(show_driver))
         .route("/drivers/{name}/release", post(release))
         .route("/drivers/{name}/rollback", post(rollback))
+        .route("/drivers/{name}/promote", post(promote))
+        .route("/drivers/{name}/versions/{version}/canary", post(canary))
         .route("/drivers/{name}/drain", post(drain))
         .route("/drivers/{name}/undrain", post(undrain))
         .route("/drivers/{name}/versions/{version}", delete(delete_version))
@@ -88,6 +93,12 @@ fn active_view(driver: &LoadedDriver) -> Value {
 fn version_view(version: &DriverVersion, record: &DriverRecord) -> Value {
     let state = if record.active.as_deref() == Some(version.sha256.as_str()) {
         "ACTIVE"
+    } else if record
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.sha256 == version.sha256)
+    {
+        "CANARY"
     } else if version.disabled {
         "DISABLED"
     } else {
@@ -115,6 +126,10 @@ fn view(api: &Api, record: &DriverRecord) -> Value {
     if let Some(map) = view.as_object_mut() {
         map.insert("name".into(), record.name.clone().into());
         map.insert("draining".into(), record.draining.into());
+        map.insert(
+            "canary".into(),
+            serde_json::to_value(&record.canary).unwrap_or_default(),
+        );
         map.insert(
             "versions".into(),
             record
@@ -270,6 +285,57 @@ async fn rollback(
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
         api.drivers.rollback(&name, &by, &snapshot.flavorprofiles)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryEnvelope {
+    canary: CanaryBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryBody {
+    percent: u8,
+}
+
+async fn canary(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Json<CanaryEnvelope>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "Expected {{\"canary\": {{\"percent\": 1..99}}}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let by = actor(&ctx);
+    change(&api, move |api, snapshot| {
+        api.drivers.start_canary(
+            &name,
+            &version,
+            body.canary.percent,
+            &by,
+            &snapshot.flavorprofiles,
+        )
+    })
+    .await
+}
+
+async fn promote(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let by = actor(&ctx);
+    change(&api, move |api, snapshot| {
+        api.drivers.promote(&name, &by, &snapshot.flavorprofiles)
     })
     .await
 }
