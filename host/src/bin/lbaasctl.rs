@@ -630,7 +630,10 @@ fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'
             }
             let records: Vec<Value> = last.into_iter().collect();
             print(&Value::Array(records.clone()), &audit_table);
-            while follow {
+            if !follow {
+                return Ok(());
+            }
+            loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let page = audit_page(client, &filter, marker)?;
                 if let Some(seq) = page.last().and_then(|r| r["seq"].as_u64()) {
