@@ -2,10 +2,10 @@
 //! host serves. Kept private to the runtime; the types callers need are re-exported from
 //! [`crate::runtime`].
 //!
-//! Every version shares the logical model of 0.1.0 (`types` is the same in each, and mapped to
-//! one set of Rust types), so the rest of the host sees one driver, whatever contract it was
+//! Each version's `types` only adds to the one before, so every version's `types` is mapped to
+//! the newest one's Rust types: the rest of the host sees one driver, whatever contract it was
 //! built against. [`DriverPre`] / [`DriverInstance`] dispatch to the version a component
-//! implements.
+//! implements, and answer for exports an older contract lacks.
 
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
@@ -17,6 +17,7 @@ pub mod v0_1 {
         path: "../wit/lbaas-driver@0.1.0",
         world: "vendor-driver",
         imports: { default: trappable },
+        with: { "lbaas:driver/types": super::v0_2::lbaas::driver::types },
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
 }
@@ -26,13 +27,12 @@ pub mod v0_2 {
         path: "../wit/lbaas-driver@0.2.0",
         world: "vendor-driver",
         imports: { default: trappable },
-        with: { "lbaas:driver/types": super::v0_1::lbaas::driver::types },
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
 }
 
-pub use v0_1::lbaas::driver::types;
 pub use v0_1::lbaas::driver::{device_api, log, state};
+pub use v0_2::lbaas::driver::types;
 
 use types::{
     Candidate, Device, DeviceConfig, DriverCapabilities, DriverError, Flavor, Hints, LoadBalancer,
@@ -45,12 +45,12 @@ pub const CONTRACTS: &[&str] = &["lbaas:driver@0.1.0", "lbaas:driver@0.2.0"];
 /// Adds the imports of every contract version to `linker`.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
-    v0_1::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    // 0.2.0's `types` are 0.1.0's: its world would add them again under the old name.
-    linker.allow_shadowing(true);
     v0_2::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    // 0.1.0's `types` are 0.2.0's: its world would add them again under the new name.
+    linker.allow_shadowing(true);
+    v0_1::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     linker.allow_shadowing(false);
-    linker.instance("lbaas:driver/types@0.2.0")?;
+    linker.instance("lbaas:driver/types@0.1.0")?;
     Ok(())
 }
 
@@ -168,13 +168,19 @@ impl DriverInstance {
         each_version!(self, |d| d.call_remove(&mut *s, lb, device))
     }
 
+    /// `status`, which 0.1.0 drivers do not have: they report nothing (`unsupported`).
     pub fn status(
         &self,
         s: &mut Store<HostState>,
         lb: &LoadBalancer,
         device: &Device,
     ) -> Call<Result<LoadBalancerStatus, DriverError>> {
-        each_version!(self, |d| d.call_status(&mut *s, lb, device))
+        match self {
+            Self::V0_1(_) => Ok(Err(DriverError::Unsupported(
+                "contract lbaas:driver@0.1.0 has no status export".into(),
+            ))),
+            Self::V0_2(d) => d.lbaas_driver_driver().call_status(s, lb, device),
+        }
     }
 
     /// `migrate-state`, which 0.1.0 drivers do not have (`None`).
