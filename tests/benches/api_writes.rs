@@ -1,10 +1,12 @@
 //! A load generator for acknowledged API writes: load balancer creates (each committed with its
 //! job and flushed to disk before the answer) from 1 client, the baseline, and from 16 clients
-//! at once, each run on a fresh store. Concurrent writers share flushes, so throughput should
-//! grow with clients instead of staying at one fsync per create.
+//! at once, each run three times on a fresh store. Concurrent writers share flushes, so
+//! throughput should grow with clients instead of staying at one fsync per create. The results
+//! go to `target/bench/api_writes.json` for `cargo xtask bench`.
 //!
 //! `cargo bench -p lbaas-tests --bench api_writes`
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lbaas_host::api::Auth;
@@ -12,6 +14,8 @@ use lbaas_tests::control::{Client, ControlPlane};
 use serde_json::json;
 
 const CREATES: usize = 400;
+/// Runs of each load; the median is reported, the others give the spread.
+const RUNS: usize = 3;
 
 fn run(clients: usize) -> Duration {
     let data = tempfile::tempdir().expect("temp dir");
@@ -43,19 +47,37 @@ fn run(clients: usize) -> Duration {
 fn main() {
     // Criterion-style filters are accepted and ignored: this generator always runs both loads.
     let _ = run(4); // warm-up: page cache, compile cache, allocator
-    let baseline = run(1);
-    let concurrent = run(16);
     let rate = |d: Duration| CREATES as f64 / d.as_secs_f64();
-    println!(
-        "api-writes/1-client    {:>8.0} creates/s ({CREATES} in {baseline:.2?})",
-        rate(baseline)
-    );
-    println!(
-        "api-writes/16-clients  {:>8.0} creates/s ({CREATES} in {concurrent:.2?})",
-        rate(concurrent)
-    );
+    let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for _ in 0..RUNS {
+        for (figure, clients) in [("1-client", 1), ("16-clients", 16)] {
+            results.entry(figure).or_default().push(rate(run(clients)));
+        }
+    }
+    let median = |runs: &[f64]| {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    for (figure, runs) in &results {
+        println!(
+            "api-writes/{figure:<11} {:>8.0} creates/s (median of {RUNS}: {runs:.0?})",
+            median(runs)
+        );
+    }
     println!(
         "ratio 16-clients / 1-client throughput: {:.2}",
-        rate(concurrent) / rate(baseline)
+        median(&results["16-clients"]) / median(&results["1-client"])
     );
+    // For `cargo xtask bench`, which writes docs/benchmarks.md.
+    let dir = lbaas_tests::workspace_root().join("target/bench");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join("api_writes.json"),
+            serde_json::to_vec_pretty(&results).unwrap_or_default(),
+        )
+    });
+    if let Err(error) = written {
+        eprintln!("cannot record the results in {}: {error}", dir.display());
+    }
 }

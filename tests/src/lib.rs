@@ -131,13 +131,14 @@ pub struct LifecycleFixtures {
     pub frozen_0_1: PathBuf,
 }
 
-/// Built in a target folder of their own: the fixtures that reuse the HAProxy driver's logic
-/// need it without its exports, which a build beside the driver itself would turn on.
+/// Built beside the hostile fixtures but in a cargo run of their own: the fixtures that reuse
+/// the HAProxy driver's logic need it without its exports, which building it in the same run
+/// as the driver itself would turn on.
 pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
     static FIXTURES: OnceLock<LifecycleFixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
         let paths = build_components(
-            "wasm-lifecycle",
+            "wasm-fixtures",
             &[
                 "fixture-haproxy-next",
                 "fixture-haproxy-picky",

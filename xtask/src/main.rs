@@ -1,0 +1,391 @@
+//! `cargo xtask bench`: runs every benchmark of the project and rewrites `docs/benchmarks.md`
+//! with the machine, the commit, and for each figure its median, its spread (the 95 %
+//! confidence interval of the median, or the range of repeated runs) and its ratio to the
+//! baseline measured in the same run. Nothing here asserts a time.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run every benchmark and rewrite docs/benchmarks.md.
+    Bench {
+        /// Rewrite the document from the results of the last run, without running anything.
+        #[arg(long)]
+        no_run: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Bench { no_run } => bench(no_run),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// The benchmark targets of `lbaas-tests`, in the order they run.
+const BENCHES: &[&str] = &["select", "placement", "activation", "api_writes"];
+
+fn bench(no_run: bool) -> anyhow::Result<()> {
+    if !no_run {
+        for bench in BENCHES {
+            eprintln!("xtask: running the {bench} benchmark");
+            let status = cargo()
+                .args(["bench", "-p", "lbaas-tests", "--bench", bench])
+                .status()
+                .with_context(|| format!("cannot run cargo bench --bench {bench}"))?;
+            if !status.success() {
+                bail!("the {bench} benchmark failed");
+            }
+        }
+    }
+    let results = Results::read(&root().join("target"))?;
+    let document = render(&results, &Machine::read(), &commit());
+    let path = root().join("docs/benchmarks.md");
+    std::fs::write(&path, document).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// A median with its spread, in one unit.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Measure {
+    fn ratio_to(&self, baseline: &Measure) -> f64 {
+        self.median / baseline.median
+    }
+}
+
+#[derive(Deserialize)]
+struct Estimates {
+    median: Estimate,
+}
+
+#[derive(Deserialize)]
+struct Estimate {
+    point_estimate: f64,
+    confidence_interval: Interval,
+}
+
+#[derive(Deserialize)]
+struct Interval {
+    lower_bound: f64,
+    upper_bound: f64,
+}
+
+/// Criterion's estimate of one benchmark, in milliseconds.
+fn criterion(target: &Path, id: &str) -> anyhow::Result<Measure> {
+    let path = target.join("criterion").join(id).join("new/estimates.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no result for {id} ({}): run `cargo xtask bench`",
+            path.display()
+        )
+    })?;
+    let estimates: Estimates = serde_json::from_str(&text)?;
+    let ms = |ns: f64| ns / 1e6;
+    Ok(Measure {
+        median: ms(estimates.median.point_estimate),
+        low: ms(estimates.median.confidence_interval.lower_bound),
+        high: ms(estimates.median.confidence_interval.upper_bound),
+    })
+}
+
+/// The load generators' results: `target/bench/<name>.json`, each a map of figure to its
+/// repeated measurements.
+fn generated(target: &Path, name: &str, figure: &str) -> anyhow::Result<Measure> {
+    let path = target.join("bench").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no result for {name} ({}): run `cargo xtask bench`",
+            path.display()
+        )
+    })?;
+    let all: std::collections::BTreeMap<String, Vec<f64>> = serde_json::from_str(&text)?;
+    let mut runs = all
+        .get(figure)
+        .cloned()
+        .with_context(|| format!("{name} has no figure {figure}"))?;
+    if runs.is_empty() {
+        bail!("{name} measured nothing for {figure}");
+    }
+    runs.sort_by(f64::total_cmp);
+    Ok(Measure {
+        median: runs[runs.len() / 2],
+        low: runs[0],
+        high: runs[runs.len() - 1],
+    })
+}
+
+struct Results {
+    select_native: Measure,
+    select_wasm: Measure,
+    instantiate_pooling: Measure,
+    instantiate_on_demand: Measure,
+    placement_native: Measure,
+    placement_wasm: Measure,
+    activation_cold: Measure,
+    activation_cached: Measure,
+    activation_loaded: Measure,
+    writes_1: Measure,
+    writes_16: Measure,
+}
+
+impl Results {
+    fn read(target: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            select_native: criterion(target, "select-32-candidates/native")?,
+            select_wasm: criterion(target, "select-32-candidates/wasm")?,
+            instantiate_pooling: criterion(target, "instantiate/pooling")?,
+            instantiate_on_demand: criterion(target, "instantiate/on-demand")?,
+            placement_native: criterion(target, "placement-10k-devices-100k-lbs/native-hints")?,
+            placement_wasm: criterion(target, "placement-10k-devices-100k-lbs/wasm-driver")?,
+            activation_cold: criterion(target, "upload-to-serving/cold-compile")?,
+            activation_cached: criterion(target, "upload-to-serving/cached-compile")?,
+            activation_loaded: criterion(target, "activation/loaded-version")?,
+            writes_1: generated(target, "api_writes", "1-client")?,
+            writes_16: generated(target, "api_writes", "16-clients")?,
+        })
+    }
+}
+
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory: String,
+    kernel: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown CPU".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|kb| kb.trim().trim_end_matches(" kB").parse::<f64>().ok())
+            .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            memory,
+            kernel,
+        }
+    }
+}
+
+/// The commit measured, marked when the tree had changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let hash = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{hash} (with uncommitted changes)")
+    } else {
+        hash
+    }
+}
+
+fn ms(m: &Measure) -> String {
+    let pick = |v: f64| {
+        if v >= 100.0 {
+            format!("{v:.0} ms")
+        } else if v >= 1.0 {
+            format!("{v:.2} ms")
+        } else {
+            format!("{:.1} µs", v * 1000.0)
+        }
+    };
+    format!("{} ({}–{})", pick(m.median), pick(m.low), pick(m.high))
+}
+
+fn per_second(m: &Measure) -> String {
+    format!("{:.0} /s ({:.0}–{:.0})", m.median, m.low, m.high)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+fn render(r: &Results, machine: &Machine, commit: &str) -> String {
+    let mut out = String::new();
+    let select_ratio = r.select_wasm.ratio_to(&r.select_native);
+    let placement_ratio = r.placement_wasm.ratio_to(&r.placement_native);
+    let placements_per_second = 1000.0 / r.placement_wasm.median;
+    let instantiation_us = r.instantiate_pooling.median * 1000.0;
+    let _ = writeln!(
+        out,
+        "# Benchmarks\n\n\
+         Generated by `cargo xtask bench` on {} — do not edit by hand.\n\n\
+         - Machine: {}, {} cores, {} memory, Linux {}.\n\
+         - Commit: `{}`.\n\
+         - Each figure: the median, then its spread in parentheses (the 95 % confidence interval \
+           of criterion's median, or the lowest and highest of repeated load-generator runs), \
+           and its ratio to a baseline measured in the same run. Absolute times show the scale \
+           and vary with the machine; the ratios are what to compare.\n",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        machine.cpu,
+        machine.cores,
+        machine.memory,
+        machine.kernel,
+        commit
+    );
+    let _ = writeln!(
+        out,
+        "## Summary against the aims\n\n\
+         | figure | measured | baseline | ratio | aim | |\n|---|---|---|---|---|---|"
+    );
+    let row = |out: &mut String, cells: [&str; 6]| {
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    };
+    row(
+        &mut out,
+        [
+            "one `select` call, 32 candidates",
+            &ms(&r.select_wasm),
+            &format!("native logic {}", ms(&r.select_native)),
+            &format!("{select_ratio:.2}"),
+            "≤ 3× native",
+            verdict(select_ratio <= 3.0),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "one full placement, 10,000 devices / 100,000 load balancers",
+            &ms(&r.placement_wasm),
+            &format!("native driver {}", ms(&r.placement_native)),
+            &format!("{placement_ratio:.2}"),
+            "≤ 1.3× native",
+            verdict(placement_ratio <= 1.3),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "placements per second, same store (one at a time)",
+            &format!("{placements_per_second:.0} /s"),
+            "—",
+            "—",
+            "≥ 5,000 /s on 2 cores",
+            verdict(placements_per_second >= 5000.0),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "instantiation per call (pooling)",
+            &ms(&r.instantiate_pooling),
+            &format!("on-demand {}", ms(&r.instantiate_on_demand)),
+            &format!(
+                "{:.2}",
+                r.instantiate_pooling.ratio_to(&r.instantiate_on_demand)
+            ),
+            "< 10 µs",
+            verdict(instantiation_us < 10.0),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "upload + activation of a new version (compiled code cached)",
+            &ms(&r.activation_cached),
+            &format!("cold compile {}", ms(&r.activation_cold)),
+            &format!("{:.3}", r.activation_cached.ratio_to(&r.activation_cold)),
+            "< 50 ms cached",
+            verdict(r.activation_cached.median < 50.0),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "activation alone of an uploaded version already loaded (checks, migration, swap)",
+            &ms(&r.activation_loaded),
+            &format!("cold compile {}", ms(&r.activation_cold)),
+            &format!("{:.4}", r.activation_loaded.ratio_to(&r.activation_cold)),
+            "< 50 ms",
+            verdict(r.activation_loaded.median < 50.0),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "acknowledged creates, 16 clients (flushed before the answer)",
+            &per_second(&r.writes_16),
+            &format!("1 client {}", per_second(&r.writes_1)),
+            &format!("{:.2}", r.writes_16.median / r.writes_1.median),
+            "—",
+            "",
+        ],
+    );
+    for (figure, aim) in [
+        (
+            "API `GET /v2/lbaas/loadbalancers/{id}` throughput, p50 / p99",
+            "≥ 50 % of a static axum handler",
+        ),
+        (
+            "create a full-tree load balancer until ACTIVE, p50 / p99, 16 clients",
+            "p50 < 20 ms",
+        ),
+        (
+            "host RSS: idle, 20 driver versions, 100,000 load balancers",
+            "report",
+        ),
+        (
+            "durability cost: creates/s flushed before the answer vs not",
+            "report",
+        ),
+    ] {
+        row(&mut out, [figure, "not measured yet", "—", "—", aim, ""]);
+    }
+    out.push('\n');
+    let _ = writeln!(out, "{}", include_str!("../benchmarks-notes.md"));
+    out
+}
