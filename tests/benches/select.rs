@@ -200,6 +200,23 @@ fn benches(c: &mut Criterion) {
                 .expect("select")
         })
     });
+    // The same driver over the same state, on a runtime that keeps no audit log: what the
+    // audit records of the call's 32 `state.get` imports cost.
+    let unaudited = runtime::Runtime::new(
+        RuntimeConfig::default(),
+        host.state.clone(),
+        host.devices.clone(),
+    )
+    .expect("runtime")
+    .load_file(&drivers().acme_adc)
+    .expect("acme-adc");
+    group.bench_function("wasm-unaudited", |b| {
+        b.iter(|| {
+            unaudited
+                .select(black_box(&request), black_box(&candidates))
+                .expect("select")
+        })
+    });
     group.finish();
 
     let on_demand_dir = tempfile::tempdir().expect("temp dir");

@@ -149,6 +149,7 @@ fn generated(target: &Path, name: &str, figure: &str) -> anyhow::Result<Measure>
 struct Results {
     select_native: Measure,
     select_wasm: Measure,
+    select_unaudited: Measure,
     instantiate_pooling: Measure,
     instantiate_on_demand: Measure,
     placement_native: Measure,
@@ -165,6 +166,7 @@ impl Results {
         Ok(Self {
             select_native: criterion(target, "select-32-candidates/native")?,
             select_wasm: criterion(target, "select-32-candidates/wasm")?,
+            select_unaudited: criterion(target, "select-32-candidates/wasm-unaudited")?,
             instantiate_pooling: criterion(target, "instantiate/pooling")?,
             instantiate_on_demand: criterion(target, "instantiate/on-demand")?,
             placement_native: criterion(target, "placement-10k-devices-100k-lbs/native-hints")?,
@@ -294,6 +296,17 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
             &format!("{select_ratio:.2}"),
             "≤ 3× native",
             verdict(select_ratio <= 3.0),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "… the same `select` on a runtime without the audit log",
+            &ms(&r.select_unaudited),
+            &format!("native logic {}", ms(&r.select_native)),
+            &format!("{:.2}", r.select_unaudited.ratio_to(&r.select_native)),
+            "(explains the row above)",
+            "",
         ],
     );
     row(
