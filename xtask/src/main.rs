@@ -48,7 +48,7 @@ fn cargo() -> Command {
 }
 
 /// The benchmark targets of `lbaas-tests`, in the order they run.
-const BENCHES: &[&str] = &["select", "placement", "activation", "api_writes"];
+const BENCHES: &[&str] = &["select", "placement", "activation", "api_writes", "memory"];
 
 fn bench(no_run: bool) -> anyhow::Result<()> {
     if !no_run {
@@ -159,6 +159,9 @@ struct Results {
     activation_loaded: Measure,
     writes_1: Measure,
     writes_16: Measure,
+    rss_idle: Measure,
+    rss_versions: Measure,
+    rss_load_balancers: Measure,
 }
 
 impl Results {
@@ -176,6 +179,9 @@ impl Results {
             activation_loaded: criterion(target, "activation/loaded-version")?,
             writes_1: generated(target, "api_writes", "1-client")?,
             writes_16: generated(target, "api_writes", "16-clients")?,
+            rss_idle: generated(target, "memory", "idle")?,
+            rss_versions: generated(target, "memory", "20-versions")?,
+            rss_load_balancers: generated(target, "memory", "100k-load-balancers")?,
         })
     }
 }
@@ -378,6 +384,24 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
             "",
         ],
     );
+    row(
+        &mut out,
+        [
+            "host RSS: idle / with 20 more driver versions / with 100,000 load balancers",
+            &format!(
+                "{:.0} / {:.0} / {:.0} MiB",
+                r.rss_idle.median, r.rss_versions.median, r.rss_load_balancers.median
+            ),
+            "idle",
+            &format!(
+                "1 / {:.2} / {:.2}",
+                r.rss_versions.median / r.rss_idle.median,
+                r.rss_load_balancers.median / r.rss_idle.median
+            ),
+            "report, and explain growth",
+            "",
+        ],
+    );
     for (figure, aim) in [
         (
             "API `GET /v2/lbaas/loadbalancers/{id}` throughput, p50 / p99",
@@ -386,10 +410,6 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
         (
             "create a full-tree load balancer until ACTIVE, p50 / p99, 16 clients",
             "p50 < 20 ms",
-        ),
-        (
-            "host RSS: idle, 20 driver versions, 100,000 load balancers",
-            "report",
         ),
         (
             "durability cost: creates/s flushed before the answer vs not",

@@ -1,0 +1,159 @@
+//! The host's resident memory (RSS of this process, in which a whole control plane runs):
+//! idle with the bundled drivers, with 20 more driver versions uploaded (and loaded), and with
+//! 100,000 load balancers (each with a listener) in the store, the host restarted over it and
+//! its snapshot loaded. Results go to `target/bench/memory.json` for `cargo xtask bench`.
+//!
+//! `cargo bench -p lbaas-tests --bench memory`
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lbaas_host::api::Auth;
+use lbaas_host::model::{
+    Common, Listener, LoadBalancer, OperatingStatus, Protocol, ProvisioningStatus,
+};
+use lbaas_host::store::{Batch, SledStore};
+use lbaas_tests::control::ControlPlane;
+use lbaas_tests::lifecycle_fixtures;
+
+const VERSIONS: usize = 20;
+const LOAD_BALANCERS: usize = 100_000;
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches(" kB").parse::<f64>().ok())
+        .unwrap_or_default()
+        / 1024.0
+}
+
+/// `component` with one more custom section: the same driver, another SHA-256.
+fn variant(component: &[u8], n: usize) -> Vec<u8> {
+    fn leb128(mut value: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"lbaas-bench-variant";
+    let payload = n.to_le_bytes();
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(&payload);
+    let mut out = component.to_vec();
+    out.push(0); // custom section
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn common(id: String) -> Common {
+    Common {
+        id,
+        project_id: "bench".into(),
+        name: String::new(),
+        description: String::new(),
+        admin_state_up: true,
+        provisioning_status: ProvisioningStatus::Active,
+        operating_status: OperatingStatus::Online,
+        created_at: "2026-11-25T00:00:00".into(),
+        updated_at: None,
+        tags: Vec::new(),
+    }
+}
+
+/// Load balancer `i` and its TCP listener, ACTIVE on one of 1,000 devices.
+fn load_balancer(i: usize) -> (LoadBalancer, Listener) {
+    let lb = LoadBalancer {
+        common: common(format!("lb-{i:06}")),
+        vip_address: format!("10.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256),
+        vip_network_id: "net".into(),
+        vip_subnet_id: "subnet".into(),
+        vip_port_id: String::new(),
+        provider: "haproxy".into(),
+        flavor_id: None,
+        device_id: Some(format!("dev-{:04}", i % 1000)),
+        fault: None,
+        migration: None,
+    };
+    let listener = Listener {
+        common: common(format!("listener-{i:06}")),
+        loadbalancer_id: lb.common.id.clone(),
+        protocol: Protocol::Tcp,
+        protocol_port: 80,
+        connection_limit: -1,
+        default_pool_id: None,
+        timeout_client_data: 50_000,
+        timeout_member_connect: 5_000,
+        timeout_member_data: 50_000,
+        timeout_tcp_inspect: 0,
+        allowed_cidrs: Vec::new(),
+    };
+    (lb, listener)
+}
+
+fn main() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let plane = ControlPlane::start(data.path(), Auth::None);
+    let admin = plane.client(None).as_project("bench");
+    let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    std::thread::sleep(Duration::from_secs(1));
+    results.insert("idle", vec![rss_mib()]);
+
+    let next = std::fs::read(&lifecycle_fixtures().haproxy_next).expect("haproxy-next");
+    for n in 0..VERSIONS {
+        let (status, body) = admin.upload("/v2/admin/drivers", variant(&next, n), &[]);
+        assert_eq!(status, 201, "version {n}: {body}");
+    }
+    results.insert("20-versions", vec![rss_mib()]);
+
+    plane.stop();
+
+    // 100,000 load balancers, written to the store as the API would have left them.
+    let seeded = Instant::now();
+    {
+        let db = sled::open(data.path().join("db")).expect("db");
+        let store = SledStore::new(db.clone()).expect("store");
+        for chunk in 0..LOAD_BALANCERS / 10_000 {
+            let mut batch = Batch::new();
+            for i in chunk * 10_000..(chunk + 1) * 10_000 {
+                let (lb, listener) = load_balancer(i);
+                batch.put(&lb).put(&listener);
+            }
+            batch.commit(&store).expect("commit");
+        }
+        db.flush().expect("flush");
+    }
+    let seeded = seeded.elapsed();
+    let plane = ControlPlane::start(data.path(), Auth::None);
+    let admin = plane.client(None).as_project("bench");
+    let (status, listed) = admin.get("/v2/lbaas/loadbalancers?limit=1");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["loadbalancers"].as_array().map(Vec::len), Some(1));
+    results.insert("100k-load-balancers", vec![rss_mib()]);
+
+    for (figure, mib) in &results {
+        println!("memory/{figure:<20} {:>8.1} MiB", mib[0]);
+    }
+    println!("{LOAD_BALANCERS} load balancers and listeners written in {seeded:.1?}");
+    let dir = lbaas_tests::workspace_root().join("target/bench");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join("memory.json"),
+            serde_json::to_vec_pretty(&results).unwrap_or_default(),
+        )
+    });
+    if let Err(error) = written {
+        eprintln!("cannot record the results in {}: {error}", dir.display());
+    }
+    plane.stop();
+}
