@@ -1,0 +1,154 @@
+//! API read throughput and latency with wrk (from the system packages): `GET
+//! /v2/lbaas/loadbalancers/{id}` against an in-process control plane, and — the baseline — a
+//! static axum handler in the same process answering a body of the same size. Three runs of
+//! each, 16 connections, 2 wrk threads. Results go to `target/bench/api_reads.json` for
+//! `cargo xtask bench`.
+//!
+//! `cargo bench -p lbaas-tests --bench api_reads` (needs `wrk`; `cargo xtask bench` installs it)
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use lbaas_host::api::Auth;
+use lbaas_tests::control::ControlPlane;
+use serde_json::json;
+
+const RUNS: usize = 3;
+const SECONDS: u32 = 5;
+
+/// What one wrk run measured.
+struct Run {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// A wrk duration (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
+fn millis(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => return None,
+    })
+}
+
+fn wrk(url: &str, headers: &[&str]) -> Run {
+    let mut command = Command::new("wrk");
+    command.args(["-t2", "-c16", &format!("-d{SECONDS}s"), "--latency"]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("run wrk (apt-get install wrk; `cargo xtask bench` installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {text}");
+    assert!(!text.contains("Non-2xx"), "errors during the run: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.trim()
+                    .strip_prefix(prefix)
+                    .map(str::trim)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no `{prefix}` in wrk's output: {text}"))
+    };
+    Run {
+        requests_per_second: field("Requests/sec:").parse().expect("requests/sec"),
+        p50_ms: millis(&field("50%")).expect("p50"),
+        p99_ms: millis(&field("99%")).expect("p99"),
+    }
+}
+
+/// A static axum handler answering `body` to `GET /`, on its own runtime thread.
+fn static_server(body: String) -> String {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            ready_tx
+                .send(listener.local_addr().expect("address"))
+                .expect("ready");
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::get(move || {
+                    let body = body.clone();
+                    async move { ([("content-type", "application/json")], body) }
+                }),
+            );
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    format!("http://{}/", ready_rx.recv().expect("static server"))
+}
+
+fn main() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let plane = ControlPlane::start(data.path(), Auth::None);
+    let client = plane.client(None).as_project("bench");
+    client.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net", "subnets": [{"id": "subnet", "cidr": "10.30.0.0/24"}]}}),
+    );
+    let created = client.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "read-me", "vip_subnet_id": "subnet",
+                "listeners": [{"protocol": "TCP", "protocol_port": 80}]}}),
+    );
+    let id = created["loadbalancer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    client.settle(&id);
+    let path = format!("/v2/lbaas/loadbalancers/{id}");
+    let (status, shown) = client.get(&path);
+    assert_eq!(status, 200, "{shown}");
+    let baseline = static_server(shown.to_string());
+    let api = format!("{}{path}", plane.url);
+
+    let mut results: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..RUNS {
+        for (name, url, headers) in [
+            ("static", baseline.as_str(), &[][..]),
+            ("get", api.as_str(), &["X-Project-Id: bench"][..]),
+        ] {
+            let run = wrk(url, headers);
+            results
+                .entry(format!("{name}-requests-per-second"))
+                .or_default()
+                .push(run.requests_per_second);
+            results
+                .entry(format!("{name}-p50-ms"))
+                .or_default()
+                .push(run.p50_ms);
+            results
+                .entry(format!("{name}-p99-ms"))
+                .or_default()
+                .push(run.p99_ms);
+        }
+    }
+    for (figure, runs) in &results {
+        println!("api-reads/{figure:<28} {runs:.3?}");
+    }
+    let dir = lbaas_tests::workspace_root().join("target/bench");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join("api_reads.json"),
+            serde_json::to_vec_pretty(&results).unwrap_or_default(),
+        )
+    });
+    if let Err(error) = written {
+        eprintln!("cannot record the results in {}: {error}", dir.display());
+    }
+    plane.stop();
+}
