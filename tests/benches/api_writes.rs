@@ -1,8 +1,9 @@
 //! A load generator for acknowledged API writes: load balancer creates (each committed with its
 //! job and flushed to disk before the answer) from 1 client, the baseline, and from 16 clients
 //! at once, each run three times on a fresh store. Concurrent writers share flushes, so
-//! throughput should grow with clients instead of staying at one fsync per create. The results
-//! go to `target/bench/api_writes.json` for `cargo xtask bench`.
+//! throughput should grow with clients instead of staying at one fsync per create. A third load
+//! (16 clients, answered before the flush) measures what durability costs. The results go to
+//! `target/bench/api_writes.json` for `cargo xtask bench`.
 //!
 //! `cargo bench -p lbaas-tests --bench api_writes`
 
@@ -10,16 +11,23 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lbaas_host::api::Auth;
-use lbaas_tests::control::{Client, ControlPlane};
+use lbaas_tests::control::{Client, ControlPlane, Options};
 use serde_json::json;
 
 const CREATES: usize = 400;
 /// Runs of each load; the median is reported, the others give the spread.
 const RUNS: usize = 3;
 
-fn run(clients: usize) -> Duration {
+fn run(clients: usize, durable: bool) -> Duration {
     let data = tempfile::tempdir().expect("temp dir");
-    let cp = ControlPlane::start(data.path(), Auth::None);
+    let cp = ControlPlane::start_with_options(
+        data.path(),
+        Auth::None,
+        Options {
+            acknowledge_before_flush: !durable,
+            ..Options::default()
+        },
+    );
     let admin = cp.client(None);
     admin.create(
         "/v2/admin/networks",
@@ -46,12 +54,19 @@ fn run(clients: usize) -> Duration {
 
 fn main() {
     // Criterion-style filters are accepted and ignored: this generator always runs both loads.
-    let _ = run(4); // warm-up: page cache, compile cache, allocator
+    let _ = run(4, true); // warm-up: page cache, compile cache, allocator
     let rate = |d: Duration| CREATES as f64 / d.as_secs_f64();
     let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for _ in 0..RUNS {
-        for (figure, clients) in [("1-client", 1), ("16-clients", 16)] {
-            results.entry(figure).or_default().push(rate(run(clients)));
+        for (figure, clients, durable) in [
+            ("1-client", 1, true),
+            ("16-clients", 16, true),
+            ("16-clients-no-flush", 16, false),
+        ] {
+            results
+                .entry(figure)
+                .or_default()
+                .push(rate(run(clients, durable)));
         }
     }
     let median = |runs: &[f64]| {

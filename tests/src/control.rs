@@ -30,6 +30,8 @@ pub struct Options {
     pub trust: Trust,
     /// Store drivers that fail the conformance kit (hostile fixtures that fail it on purpose).
     pub skip_conformance: bool,
+    /// Answer writes before they are flushed (benchmarks of what durability costs).
+    pub acknowledge_before_flush: bool,
 }
 
 pub struct ControlPlane {
@@ -100,6 +102,7 @@ impl ControlPlane {
         )
         .expect("runtime");
         // As `lbaasd serve` does with its driver folder: every file uploaded and activated.
+        let acknowledge_before_flush = options.acknowledge_before_flush;
         let mut registry = Drivers::managed(runtime, options.trust, store.clone(), audit.clone())
             .expect("driver registry");
         if options.skip_conformance {
@@ -131,6 +134,9 @@ impl ControlPlane {
                 .with_audit(audit);
                 if let Some(provisioner) = provisioner {
                     api = api.with_provisioner(provisioner);
+                }
+                if acknowledge_before_flush {
+                    api = api.acknowledge_before_flush();
                 }
                 let api = Arc::new(api);
                 worker::adopt_devices(&api).await;

@@ -58,6 +58,9 @@ pub struct Api {
     /// The drivers' audit log, when the host keeps one.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     writes: tokio::sync::Mutex<()>,
+    /// Every write is flushed to disk before it is answered (the default). Off only to measure
+    /// what durability costs: an acknowledged write may then be lost in a crash.
+    flush_before_ack: bool,
     /// The store's records, decoded once and kept current by every commit (all writes go
     /// through [`Api::write`]).
     cache: std::sync::Mutex<Option<Arc<Snapshot>>>,
@@ -104,6 +107,7 @@ impl Api {
             traffic: Default::default(),
             audit: None,
             writes: tokio::sync::Mutex::new(()),
+            flush_before_ack: true,
             cache: std::sync::Mutex::new(None),
             jobs,
         }
@@ -112,6 +116,13 @@ impl Api {
     /// Serves the audit log under `/v2/admin/audit`.
     pub fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Answers writes without waiting for the disk: for measuring what durability costs only
+    /// (an acknowledged write may be lost in a crash).
+    pub fn acknowledge_before_flush(mut self) -> Self {
+        self.flush_before_ack = false;
         self
     }
 
@@ -188,10 +199,12 @@ impl Api {
             .map_err(ApiError::internal)??
         };
         // Durable before acknowledged; concurrent writers share the flush.
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(ApiError::internal)??;
+        if self.flush_before_ack {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(ApiError::internal)??;
+        }
         for lb in outcome.jobs {
             let _ = self.jobs.send(lb);
         }
