@@ -140,15 +140,6 @@ fn main() {
     for (figure, runs) in &results {
         println!("api-reads/{figure:<28} {runs:.3?}");
     }
-    let dir = lbaas_tests::workspace_root().join("target/bench");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            dir.join("api_reads.json"),
-            serde_json::to_vec_pretty(&results).unwrap_or_default(),
-        )
-    });
-    if let Err(error) = written {
-        eprintln!("cannot record the results in {}: {error}", dir.display());
-    }
+    lbaas_tests::record_bench("api_reads", &results);
     plane.stop();
 }

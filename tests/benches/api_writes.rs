@@ -84,15 +84,5 @@ fn main() {
         "ratio 16-clients / 1-client throughput: {:.2}",
         median(&results["16-clients"]) / median(&results["1-client"])
     );
-    // For `cargo xtask bench`, which writes docs/benchmarks.md.
-    let dir = lbaas_tests::workspace_root().join("target/bench");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            dir.join("api_writes.json"),
-            serde_json::to_vec_pretty(&results).unwrap_or_default(),
-        )
-    });
-    if let Err(error) = written {
-        eprintln!("cannot record the results in {}: {error}", dir.display());
-    }
+    lbaas_tests::record_bench("api_writes", &results);
 }

@@ -132,14 +132,5 @@ fn main() {
     for (figure, runs) in &results {
         println!("create-latency/{figure:<7} {runs:.1?}");
     }
-    let dir = lbaas_tests::workspace_root().join("target/bench");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            dir.join("create_latency.json"),
-            serde_json::to_vec_pretty(&results).unwrap_or_default(),
-        )
-    });
-    if let Err(error) = written {
-        eprintln!("cannot record the results in {}: {error}", dir.display());
-    }
+    lbaas_tests::record_bench("create_latency", &results);
 }

@@ -21,13 +21,7 @@ const LOAD_BALANCERS: usize = 100_000;
 
 /// Resident memory of this process, in MiB.
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|kb| kb.trim().trim_end_matches(" kB").parse::<f64>().ok())
-        .unwrap_or_default()
-        / 1024.0
+    lbaas_tests::rss_bytes() as f64 / (1024.0 * 1024.0)
 }
 
 /// `component` with one more custom section: the same driver, another SHA-256.
@@ -145,15 +139,6 @@ fn main() {
         println!("memory/{figure:<20} {:>8.1} MiB", mib[0]);
     }
     println!("{LOAD_BALANCERS} load balancers and listeners written in {seeded:.1?}");
-    let dir = lbaas_tests::workspace_root().join("target/bench");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            dir.join("memory.json"),
-            serde_json::to_vec_pretty(&results).unwrap_or_default(),
-        )
-    });
-    if let Err(error) = written {
-        eprintln!("cannot record the results in {}: {error}", dir.display());
-    }
+    lbaas_tests::record_bench("memory", &results);
     plane.stop();
 }

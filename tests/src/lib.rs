@@ -159,6 +159,35 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
     })
 }
 
+/// Resident memory of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// Records a load generator's results (each figure's runs) in `target/bench/<name>.json`,
+/// where `cargo xtask bench` reads them.
+pub fn record_bench<K: serde::Serialize + Ord>(
+    name: &str,
+    results: &std::collections::BTreeMap<K, Vec<f64>>,
+) {
+    let dir = workspace_root().join("target/bench");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join(format!("{name}.json")),
+            serde_json::to_vec_pretty(results).unwrap_or_default(),
+        )
+    });
+    if let Err(error) = written {
+        eprintln!("cannot record the results in {}: {error}", dir.display());
+    }
+}
+
 /// A host runtime over a data folder, as `lbaasd serve` builds it.
 pub struct TestHost {
     pub runtime: Runtime,

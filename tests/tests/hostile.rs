@@ -21,17 +21,6 @@ fn id(body: &Value, kind: &str) -> String {
     body[kind]["id"].as_str().expect("id").to_owned()
 }
 
-/// Resident memory of this process (the host runs in it), in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|kb| kb.trim().trim_end_matches(" kB").parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 fn create(tenant: &Client, provider: &str, name: &str) -> Value {
     let created = tenant.create(
         "/v2/lbaas/loadbalancers",
@@ -108,7 +97,7 @@ fn hostile_drivers_fail_alone_and_are_audited() {
     // The well-behaved driver serves throughout.
     let good = create(&tenant, "haproxy", "good");
     assert_eq!(good["provisioning_status"], "ACTIVE", "{good}");
-    let baseline = rss();
+    let baseline = lbaas_tests::rss_bytes();
 
     let cases = [
         ("looper", "spin", "ran past its deadline of 100ms"),
@@ -145,7 +134,7 @@ fn hostile_drivers_fail_alone_and_are_audited() {
         assert!(!state.starts_with("PENDING"), "{lb}");
     }
     // The memory the hostile calls took came back (each memory-hog call grew to 32 MiB).
-    let grown = rss().saturating_sub(baseline);
+    let grown = lbaas_tests::rss_bytes().saturating_sub(baseline);
     assert!(grown < 48 << 20, "host memory grew by {grown} bytes");
 
     // The snoop tries everything and reaches nothing; the audit log shows each attempt.
