@@ -63,6 +63,9 @@ enum Command {
         /// Jobs the worker runs at once.
         #[arg(long, default_value_t = 4)]
         workers: usize,
+        /// MiB of database pages kept cached in memory.
+        #[arg(long, default_value_t = lbaas_host::store::DEFAULT_CACHE_BYTES >> 20)]
+        cache_mib: u64,
         #[command(flatten)]
         data_plane: DataPlane,
         #[command(flatten)]
@@ -229,6 +232,7 @@ fn run() -> anyhow::Result<()> {
             auth,
             tokens_file,
             workers,
+            cache_mib,
             data_plane,
             trust,
         } => {
@@ -242,6 +246,7 @@ fn run() -> anyhow::Result<()> {
                 data_dir: &data_dir,
                 driver_dir: &driver_dir,
                 driver_poll,
+                cache_mib,
                 trust: trust.trust()?,
             };
             serve(
@@ -403,6 +408,8 @@ struct Sources<'a> {
     data_dir: &'a Path,
     driver_dir: &'a Path,
     driver_poll: std::time::Duration,
+    /// MiB of database pages kept cached.
+    cache_mib: u64,
     trust: Trust,
 }
 
@@ -418,12 +425,13 @@ fn serve(
         data_dir,
         driver_dir,
         driver_poll,
+        cache_mib,
         trust,
     } = sources;
     let driver_poll = *driver_poll;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
-    let db = sled::open(data_dir.join("db"))
+    let db = lbaas_host::store::open_database(&data_dir.join("db"), *cache_mib << 20)
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let mut config = RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),

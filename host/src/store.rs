@@ -242,6 +242,19 @@ impl Batch {
     }
 }
 
+/// Bytes of pages sled keeps cached by default. sled's own default is 1 GiB, which a host
+/// with 100,000 load balancers fills: most of its memory was cache.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Opens (or creates) the host's sled database at `path`, caching at most `cache_bytes` of
+/// pages.
+pub fn open_database(path: &std::path::Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .open()
+}
+
 /// The embedded default: a sled database, one tree per kind.
 pub struct SledStore {
     db: sled::Db,

@@ -85,7 +85,11 @@ impl ControlPlane {
         status_interval: Option<Duration>,
         options: Options,
     ) -> Self {
-        let db = sled::open(data_dir.join("db")).expect("open database");
+        let db = lbaas_host::store::open_database(
+            &data_dir.join("db"),
+            lbaas_host::store::DEFAULT_CACHE_BYTES,
+        )
+        .expect("open database");
         let config = RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
             ..options.config
