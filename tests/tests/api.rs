@@ -350,8 +350,9 @@ fn failures_end_in_error_with_a_readable_fault() {
     let world = setup(&admin, &agent, &adc);
     let tenant = cp.client(None).as_project("project-a");
 
-    // The device refuses.
-    agent.delay(300);
+    // The device answers slowly: long enough that the two changes below surely arrive while
+    // the create is still pending (300 ms proved too short on a busy machine).
+    agent.delay(1500);
     let lb = id(
         &tenant.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
         "loadbalancer",
