@@ -475,9 +475,7 @@ pub(crate) fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option
     };
     // A canary serves the load balancers it placed; the active version every other.
     let placed_by = snapshot
-        .placements
-        .iter()
-        .find(|p| p.loadbalancer_id == lb_id)
+        .placement(lb_id)
         .and_then(|p| p.placed_by.as_ref())
         .map(|by| by.sha256.as_str());
     let driver = api

@@ -479,9 +479,7 @@ async fn show_placement(
     api.read(move |_, snapshot| {
         let lb = snapshot.loadbalancer(&ctx, &id)?;
         let placement = snapshot
-            .placements
-            .iter()
-            .find(|p| p.loadbalancer_id == id)
+            .placement(&id)
             .ok_or_else(|| ApiError::not_found("Placement of load balancer", &id))?;
         let mut view = serde_json::to_value(placement).map_err(ApiError::internal)?;
         view["device_id"] = json!(lb.device_id);

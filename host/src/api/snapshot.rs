@@ -124,6 +124,14 @@ impl Snapshot {
         }
     }
 
+    /// The last placement decision of load balancer `lb_id` (placements are kept sorted by it).
+    pub fn placement(&self, lb_id: &str) -> Option<&Placement> {
+        self.placements
+            .binary_search_by(|p| p.loadbalancer_id.as_str().cmp(lb_id))
+            .ok()
+            .map(|i| &self.placements[i])
+    }
+
     pub fn loadbalancer(&self, ctx: &Context, id: &str) -> ApiResult<&LoadBalancer> {
         visible(&self.loadbalancers, "Load Balancer", id, ctx, |r| {
             (&r.common.id, &r.common.project_id)
