@@ -2,6 +2,7 @@
 //! drivers with their capabilities, the request with the flavor's weights), and the drivers'
 //! `select` through the Wasm runtime.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use lbaas_scheduler::{
@@ -147,14 +148,6 @@ pub fn decide_with(
     decide_among(&drivers.placeable(), snapshot, target, hints)
 }
 
-/// Loads of every device, counted in one pass over the load balancers.
-#[derive(Default, Clone, Copy)]
-struct Load {
-    all: u32,
-    project: u32,
-    network: u32,
-}
-
 fn decide_among(
     serving: &[LoadedDriver],
     snapshot: &Snapshot,
@@ -168,43 +161,33 @@ fn decide_among(
     let weights = flavor
         .and_then(|(_, profile)| weights(&profile.flavor_data).ok())
         .unwrap_or_default();
-    let mut loads: std::collections::HashMap<&str, Load> = std::collections::HashMap::new();
-    for lb in &snapshot.loadbalancers {
-        let Some(device) = lb.device_id.as_deref() else {
-            continue;
-        };
-        if lb.common.id == target.loadbalancer_id {
-            continue;
-        }
-        let load = loads.entry(device).or_default();
-        load.all += 1;
-        load.project += u32::from(lb.common.project_id == target.project_id);
-        load.network += u32::from(lb.vip_network_id == target.vip_network);
-    }
-    let devices: Vec<DeviceView> = snapshot
+    let loads = snapshot.device_loads(
+        &target.loadbalancer_id,
+        &target.project_id,
+        &target.vip_network,
+    );
+    let devices: Vec<DeviceView<'_>> = snapshot
         .devices
         .iter()
-        .filter(|d| target.exclude.as_deref() != Some(d.id.as_str()))
-        .filter(|d| target.only.as_deref().is_none_or(|only| only == d.id))
-        .map(|d| {
-            let load = loads.get(d.id.as_str()).copied().unwrap_or_default();
-            DeviceView {
-                id: d.id.clone(),
-                driver: d.driver.clone(),
-                enabled: d.enabled,
-                healthy: true,
-                capacity: d.capacity,
-                load: load.all,
-                project_load: load.project,
-                network_load: load.network,
-                owner: d.project_id.clone(),
-                networks: d.networks.clone(),
-                interfaces: d
-                    .metadata
-                    .get("interfaces")
-                    .and_then(|i| i.parse().ok())
-                    .unwrap_or(1),
-            }
+        .enumerate()
+        .filter(|(_, d)| target.exclude.as_deref() != Some(d.id.as_str()))
+        .filter(|(_, d)| target.only.as_deref().is_none_or(|only| only == d.id))
+        .map(|(i, d)| DeviceView {
+            id: Cow::Borrowed(&d.id),
+            driver: Cow::Borrowed(&d.driver),
+            enabled: d.enabled,
+            healthy: true,
+            capacity: d.capacity,
+            load: loads.all[i],
+            project_load: loads.project[i],
+            network_load: loads.network[i],
+            owner: d.project_id.as_deref().map(Cow::Borrowed),
+            networks: Cow::Borrowed(&d.networks),
+            interfaces: d
+                .metadata
+                .get("interfaces")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(1),
         })
         .collect();
     // A draining or quarantined driver takes no new load balancers.
@@ -264,7 +247,7 @@ impl WasmHints<'_> {
     }
 
     fn device(&self, id: &str) -> Option<&Device> {
-        self.snapshot.devices.iter().find(|d| d.id == id)
+        self.snapshot.device_by_id(id)
     }
 }
 

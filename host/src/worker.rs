@@ -242,7 +242,7 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
         let id = lb_id.to_owned();
         let decision = api
             .read(move |api, snapshot| {
-                let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
+                let Some(lb) = snapshot.loadbalancer_by_id(&id) else {
                     return Ok(None);
                 };
                 let migrating = lb
@@ -282,7 +282,7 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
                 };
                 let mut batch = Batch::new();
                 batch.put(&record);
-                let Some(lb) = snapshot.loadbalancers.iter().find(|lb| lb.common.id == id) else {
+                let Some(lb) = snapshot.loadbalancer_by_id(&id) else {
                     // Deleted meanwhile: the next round finds nothing to place.
                     return Ok(Outcome::new(Batch::new(), Ok(false)));
                 };
@@ -388,12 +388,12 @@ fn retire_if_empty(
     leaving: &str,
     batch: &mut Batch,
 ) -> Option<String> {
-    let device = snapshot.devices.iter().find(|d| d.id == device_id)?;
+    let device = snapshot.device_by_id(device_id)?;
     let handle = device.provisioned.clone()?;
-    let others = snapshot
-        .loadbalancers
-        .iter()
-        .any(|lb| lb.device_id.as_deref() == Some(device_id) && lb.common.id != leaving);
+    let leaving_here = snapshot
+        .loadbalancer_by_id(leaving)
+        .is_some_and(|lb| lb.device_id.as_deref() == Some(device_id));
+    let others = snapshot.load_of(device_id) > usize::from(leaving_here);
     if others {
         return None;
     }
@@ -427,7 +427,7 @@ fn wire_device(
     needed: &[String],
     batch: &mut Batch,
 ) {
-    let Some(device) = snapshot.devices.iter().find(|d| d.id == device_id) else {
+    let Some(device) = snapshot.device_by_id(device_id) else {
         return;
     };
     let lb_id = &lb_id.to_owned();
@@ -466,11 +466,7 @@ fn wire_device(
 }
 
 pub(crate) fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option<Work>, String> {
-    let Some(lb) = snapshot
-        .loadbalancers
-        .iter()
-        .find(|lb| lb.common.id == lb_id)
-    else {
+    let Some(lb) = snapshot.loadbalancer_by_id(lb_id) else {
         return Ok(None);
     };
     // A canary serves the load balancers it placed; the active version every other.
@@ -551,7 +547,7 @@ pub(crate) fn work(api: &Api, snapshot: &Snapshot, lb_id: &str) -> Result<Option
         .migration
         .as_ref()
         .filter(|m| lb.device_id.as_deref() != Some(m.from.as_str()))
-        .and_then(|m| snapshot.devices.iter().find(|d| d.id == m.from))
+        .and_then(|m| snapshot.device_by_id(&m.from))
         .cloned();
     Ok(Some(Work {
         lb: lb.clone(),
@@ -638,11 +634,7 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
         settle(&mut pool.common, OperatingStatus::Online);
         batch.put(&pool);
     }
-    if let Some(lb) = snapshot
-        .loadbalancers
-        .iter()
-        .find(|lb| lb.common.id == lb_id)
-    {
+    if let Some(lb) = snapshot.loadbalancer_by_id(lb_id) {
         wire(snapshot, lb, true, &mut batch);
         let mut lb = lb.clone();
         if let Some(migration) = lb.migration.take() {
@@ -662,11 +654,7 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
 fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
     let mut batch = Batch::new();
     let mut retired = None;
-    if let Some(lb) = snapshot
-        .loadbalancers
-        .iter()
-        .find(|lb| lb.common.id == lb_id)
-    {
+    if let Some(lb) = snapshot.loadbalancer_by_id(lb_id) {
         wire(snapshot, lb, false, &mut batch);
         if let Some(device_id) = &lb.device_id {
             retired = retire_if_empty(snapshot, device_id, lb_id, &mut batch);
@@ -722,11 +710,7 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<String>
             batch.put(&hm);
         }
     }
-    if let Some(lb) = snapshot
-        .loadbalancers
-        .iter()
-        .find(|lb| lb.common.id == lb_id)
-    {
+    if let Some(lb) = snapshot.loadbalancer_by_id(lb_id) {
         let mut lb = lb.clone();
         // A load balancer that never got onto its device gives the reservation back.
         if lb.common.provisioning_status == ProvisioningStatus::PendingCreate {

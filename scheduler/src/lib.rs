@@ -6,15 +6,22 @@
 //! of each driver go to that driver's `select` (reject / score / ask to spawn) → the best
 //! accepted candidate across drivers wins. Every step is recorded in an [`Explanation`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A device as the scheduler sees it, with its load at the time of the decision.
+/// Pools of up to this many candidates are explained candidate by candidate. Larger ones list
+/// the candidates offered to a driver and count the others by why they were not chosen, so an
+/// explanation (stored with every placement) stays small with thousands of devices.
+pub const EXPLAIN_EVERY_CANDIDATE: usize = 32;
+
+/// A device as the scheduler sees it, with its load at the time of the decision. The host
+/// lends its records' strings; tests may own theirs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceView {
-    pub id: String,
-    pub driver: String,
+pub struct DeviceView<'a> {
+    pub id: Cow<'a, str>,
+    pub driver: Cow<'a, str>,
     pub enabled: bool,
     pub healthy: bool,
     pub capacity: u32,
@@ -25,9 +32,9 @@ pub struct DeviceView {
     /// Of those, with their VIP on the request's VIP network.
     pub network_load: u32,
     /// None: shared; otherwise the only project that may use it.
-    pub owner: Option<String>,
+    pub owner: Option<Cow<'a, str>>,
     /// Networks the device is already wired to.
-    pub networks: Vec<String>,
+    pub networks: Cow<'a, [String]>,
     /// Data interfaces, each carrying up to the driver's VLANs-per-interface limit.
     pub interfaces: u32,
 }
@@ -84,7 +91,7 @@ pub struct Request {
 /// A candidate offered to a driver, with the host's score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer<'a> {
-    pub device: &'a DeviceView,
+    pub device: &'a DeviceView<'a>,
     pub host_score: i32,
 }
 
@@ -147,46 +154,100 @@ pub struct CandidateReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
+    /// Every candidate when there are at most [`EXPLAIN_EVERY_CANDIDATE`]; otherwise those
+    /// offered to a driver.
     pub candidates: Vec<CandidateReport>,
+    /// Devices of the eligible drivers considered.
+    #[serde(default)]
+    pub considered: usize,
+    /// The candidates not listed, counted by why they were not chosen: the filter that
+    /// removed them, or `not among the best candidates`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unlisted: BTreeMap<String, usize>,
     /// Driver calls that failed, by driver.
     pub driver_errors: BTreeMap<String, String>,
     pub outcome: Outcome,
 }
 
-/// The host filters, in order; the first that fails removes the device.
-fn filter(device: &DeviceView, driver: Option<&DriverInfo>, request: &Request) -> Option<String> {
-    let Some(driver) = driver else {
-        return Some(format!("driver {} is not loaded", device.driver));
-    };
-    if !request.drivers.contains(&device.driver) {
-        return Some(format!(
-            "driver {} is not eligible for this flavor",
-            device.driver
-        ));
+/// Why a host filter removed a device. Kept as data until an explanation needs the words,
+/// so judging thousands of devices allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Filtered<'a> {
+    NotLoaded(&'a str),
+    Disabled,
+    Unhealthy,
+    Private,
+    AtCapacity { load: u32, capacity: u32 },
+    VipLimit(u32),
+    VlanLimit { limit: u32, new: usize },
+    Protocol(&'a str),
+}
+
+impl Filtered<'_> {
+    /// The filter's name, for counting.
+    fn kind(&self) -> &'static str {
+        match self {
+            Filtered::NotLoaded(_) => "driver not loaded",
+            Filtered::Disabled => "disabled",
+            Filtered::Unhealthy => "unhealthy",
+            Filtered::Private => "private to another project",
+            Filtered::AtCapacity { .. } => "at capacity",
+            Filtered::VipLimit(_) => "driver limit of VIPs per device",
+            Filtered::VlanLimit { .. } => "driver limit of VLANs per interface",
+            Filtered::Protocol(_) => "protocol not supported",
+        }
     }
+
+    fn describe(&self) -> String {
+        match *self {
+            Filtered::NotLoaded(driver) => format!("driver {driver} is not loaded"),
+            Filtered::AtCapacity { load, capacity } => {
+                format!("at capacity ({load} of {capacity})")
+            }
+            Filtered::VipLimit(max) => format!("driver limit of {max} VIPs per device reached"),
+            Filtered::VlanLimit { limit, new } => format!(
+                "driver limit of {limit} VLANs per interface: {new} more network(s) do not fit"
+            ),
+            Filtered::Protocol(missing) => format!("driver does not support protocol {missing}"),
+            other => other.kind().to_owned(),
+        }
+    }
+}
+
+/// The host filters, in order; the first that fails removes the device. Only devices of the
+/// request's eligible drivers reach them.
+fn filter<'a>(
+    device: &'a DeviceView<'_>,
+    driver: Option<&'a DriverInfo>,
+    missing: Option<&'a str>,
+    request: &'a Request,
+) -> Option<Filtered<'a>> {
+    let Some(driver) = driver else {
+        return Some(Filtered::NotLoaded(&device.driver));
+    };
     if !device.enabled {
-        return Some("disabled".into());
+        return Some(Filtered::Disabled);
     }
     if !device.healthy {
-        return Some("unhealthy".into());
+        return Some(Filtered::Unhealthy);
     }
     if device
         .owner
         .as_deref()
         .is_some_and(|owner| owner != request.project_id)
     {
-        return Some("private to another project".into());
+        return Some(Filtered::Private);
     }
     if device.load >= device.capacity {
-        return Some(format!(
-            "at capacity ({} of {})",
-            device.load, device.capacity
-        ));
+        return Some(Filtered::AtCapacity {
+            load: device.load,
+            capacity: device.capacity,
+        });
     }
     if let Some(max) = driver.max_vips_per_device
         && device.load >= max
     {
-        return Some(format!("driver limit of {max} VIPs per device reached"));
+        return Some(Filtered::VipLimit(max));
     }
     if let Some(limit) = driver.max_vlans_per_interface {
         let slots = limit.saturating_mul(device.interfaces.max(1)) as usize;
@@ -195,36 +256,39 @@ fn filter(device: &DeviceView, driver: Option<&DriverInfo>, request: &Request) -
             .filter(|n| !device.networks.contains(n))
             .count();
         if device.networks.len() + new > slots {
-            return Some(format!(
-                "driver limit of {limit} VLANs per interface: {new} more network(s) do not fit"
-            ));
+            return Some(Filtered::VlanLimit { limit, new });
         }
     }
-    if let Some(missing) = request
+    missing.map(Filtered::Protocol)
+}
+
+/// A protocol the request needs that `driver` does not serve.
+fn missing_protocol<'a>(driver: &DriverInfo, request: &'a Request) -> Option<&'a str> {
+    request
         .protocols
         .iter()
         .find(|p| !driver.protocols.contains(p))
-    {
-        return Some(format!("driver does not support protocol {missing}"));
-    }
-    None
+        .map(String::as_str)
 }
 
-/// Weigher contributions, each a fraction in [0, 1] (or [-1, 1]) times its weight times 100.
-fn weigh(device: &DeviceView, request: &Request, peaks: &Peaks) -> BTreeMap<String, f64> {
+/// The host weighers' contributions, in the order of [`WEIGHERS`].
+type Contributions = [f64; 4];
+const WEIGHERS: [&str; 4] = [
+    "least_loaded",
+    "wired",
+    "project_affinity",
+    "network_affinity",
+];
+
+fn weigh(device: &DeviceView<'_>, request: &Request, peaks: &Peaks) -> Contributions {
     let w = request.weights;
-    let mut contributions = BTreeMap::new();
     let free = 1.0 - f64::from(device.load) / f64::from(device.capacity.max(1));
-    contributions.insert("least_loaded".to_owned(), w.least_loaded * free * 100.0);
-    let wanted: Vec<&String> = std::iter::once(&request.vip_network)
+    let wanted = 1 + request.member_networks.len();
+    let wired = std::iter::once(&request.vip_network)
         .chain(&request.member_networks)
-        .collect();
-    let wired = wanted
-        .iter()
         .filter(|n| device.networks.contains(n))
         .count() as f64
-        / wanted.len().max(1) as f64;
-    contributions.insert("wired".to_owned(), w.wired * wired * 100.0);
+        / wanted as f64;
     let share = |value: u32, peak: u32| {
         if peak == 0 {
             0.0
@@ -232,118 +296,166 @@ fn weigh(device: &DeviceView, request: &Request, peaks: &Peaks) -> BTreeMap<Stri
             f64::from(value) / f64::from(peak)
         }
     };
-    contributions.insert(
-        "project_affinity".to_owned(),
+    [
+        w.least_loaded * free * 100.0,
+        w.wired * wired * 100.0,
         w.project_affinity * share(device.project_load, peaks.project) * 100.0,
-    );
-    contributions.insert(
-        "network_affinity".to_owned(),
         w.network_affinity * share(device.network_load, peaks.network) * 100.0,
-    );
-    contributions
+    ]
 }
 
-/// The largest loads among the candidates, to scale the affinity weighers.
 struct Peaks {
     project: u32,
     network: u32,
 }
 
-/// Decides where a load balancer goes.
+/// One candidate while it is judged.
+struct Judged<'a> {
+    device: &'a DeviceView<'a>,
+    /// Its driver's position among the eligible ones.
+    driver: usize,
+    filtered: Option<Filtered<'a>>,
+    contributions: Contributions,
+    host_score: i32,
+    offered: bool,
+    verdict: Option<Verdict>,
+}
+
+impl Judged<'_> {
+    fn report(&self) -> CandidateReport {
+        let weighed = self.filtered.is_none();
+        CandidateReport {
+            device_id: self.device.id.to_string(),
+            driver: self.device.driver.to_string(),
+            filtered_by: self.filtered.map(|f| f.describe()),
+            weighers: if weighed {
+                WEIGHERS
+                    .iter()
+                    .zip(self.contributions)
+                    .map(|(name, value)| ((*name).to_owned(), value))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
+            host_score: weighed.then_some(self.host_score),
+            offered: self.offered,
+            driver_verdict: self.verdict.clone(),
+        }
+    }
+
+    /// Why it was not chosen, in a word, for counting.
+    fn unlisted_reason(&self) -> &'static str {
+        match self.filtered {
+            Some(filtered) => filtered.kind(),
+            None => "not among the best candidates",
+        }
+    }
+}
+
+/// Places one load balancer: filters, weighers, the drivers' verdicts on their top K, the
+/// best accepted candidate. Linear in the devices (the top K is selected, not sorted out of
+/// all of them).
 pub fn schedule(
-    devices: &[DeviceView],
+    devices: &[DeviceView<'_>],
     drivers: &[DriverInfo],
     request: &Request,
     hints: &dyn DriverHints,
 ) -> Explanation {
     let driver_info = |name: &str| drivers.iter().find(|d| d.name == name);
     // Only the eligible drivers' devices are candidates; sorted so the order given never
-    // matters.
-    let mut pool: Vec<&DeviceView> = devices
+    // matters (the host gives them sorted already).
+    let mut eligible: Vec<&String> = request.drivers.iter().collect();
+    eligible.sort();
+    eligible.dedup();
+    let infos: Vec<Option<&DriverInfo>> = eligible.iter().map(|name| driver_info(name)).collect();
+    let missing: Vec<Option<&str>> = infos
         .iter()
-        .filter(|d| request.drivers.contains(&d.driver))
+        .map(|info| info.and_then(|info| missing_protocol(info, request)))
         .collect();
-    pool.sort_by(|a, b| a.id.cmp(&b.id));
-
-    let mut reports: Vec<CandidateReport> = pool
+    // Each candidate with the position of its driver in `eligible`.
+    let mut pool: Vec<(&DeviceView<'_>, usize)> = devices
         .iter()
-        .map(|device| CandidateReport {
-            device_id: device.id.clone(),
-            driver: device.driver.clone(),
-            filtered_by: filter(device, driver_info(&device.driver), request),
-            weighers: BTreeMap::new(),
-            host_score: None,
+        .filter_map(|d| Some((d, eligible.iter().position(|e| **e == d.driver)?)))
+        .collect();
+    if !pool.is_sorted_by(|a, b| a.0.id <= b.0.id) {
+        pool.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    }
+
+    let mut judged: Vec<Judged<'_>> = pool
+        .iter()
+        .map(|&(device, driver)| Judged {
+            device,
+            driver,
+            filtered: filter(device, infos[driver], missing[driver], request),
+            contributions: [0.0; 4],
+            host_score: 0,
             offered: false,
-            driver_verdict: None,
+            verdict: None,
         })
         .collect();
-    let survivors: Vec<usize> = (0..pool.len())
-        .filter(|&i| reports[i].filtered_by.is_none())
-        .collect();
+    let survivors = || judged.iter().filter(|j| j.filtered.is_none());
     let peaks = Peaks {
-        project: survivors
-            .iter()
-            .map(|&i| pool[i].project_load)
+        project: survivors()
+            .map(|j| j.device.project_load)
             .max()
             .unwrap_or(0),
-        network: survivors
-            .iter()
-            .map(|&i| pool[i].network_load)
+        network: survivors()
+            .map(|j| j.device.network_load)
             .max()
             .unwrap_or(0),
     };
-    for &i in &survivors {
-        let weighers = weigh(pool[i], request, &peaks);
-        let total: f64 = weighers.values().sum();
-        reports[i].host_score = Some(total.round() as i32);
-        reports[i].weighers = weighers;
+    for candidate in judged.iter_mut().filter(|j| j.filtered.is_none()) {
+        candidate.contributions = weigh(candidate.device, request, &peaks);
+        candidate.host_score = candidate.contributions.iter().sum::<f64>().round() as i32;
     }
 
     // Each eligible driver judges its own top K (or, with none, may ask to spawn).
     let mut driver_errors = BTreeMap::new();
     let mut spawn: Option<(String, SpawnSpec)> = None;
-    let mut eligible: Vec<&String> = request.drivers.iter().collect();
-    eligible.sort();
-    eligible.dedup();
-    for driver in eligible {
-        let Some(info) = driver_info(driver) else {
+    // Higher score first; on a tie the lower device id, which is the lower position.
+    let best_first = |judged: &[Judged<'_>], a: usize, b: usize| {
+        judged[b]
+            .host_score
+            .cmp(&judged[a].host_score)
+            .then(a.cmp(&b))
+    };
+    for (position, driver) in eligible.into_iter().enumerate() {
+        let Some(info) = infos[position] else {
             continue;
         };
-        let mut mine: Vec<usize> = survivors
-            .iter()
-            .copied()
-            .filter(|&i| &pool[i].driver == driver)
+        let mut mine: Vec<usize> = (0..judged.len())
+            .filter(|&i| judged[i].filtered.is_none() && judged[i].driver == position)
             .collect();
-        mine.sort_by(|&a, &b| {
-            reports[b]
-                .host_score
-                .cmp(&reports[a].host_score)
-                .then_with(|| pool[a].id.cmp(&pool[b].id))
-        });
-        mine.truncate(request.top_k.max(1));
+        let k = request.top_k.max(1);
+        if mine.len() > k {
+            mine.select_nth_unstable_by(k - 1, |&a, &b| best_first(&judged, a, b));
+            mine.truncate(k);
+        }
+        mine.sort_by(|&a, &b| best_first(&judged, a, b));
         if mine.is_empty() && !info.can_spawn {
             continue;
         }
         let offers: Vec<Offer<'_>> = mine
             .iter()
             .map(|&i| Offer {
-                device: pool[i],
-                host_score: reports[i].host_score.unwrap_or(0),
+                device: judged[i].device,
+                host_score: judged[i].host_score,
             })
             .collect();
+        let answer = hints.select(driver, request, &offers);
         for &i in &mine {
-            reports[i].offered = true;
+            judged[i].offered = true;
         }
-        match hints.select(driver, request, &offers) {
+        match answer {
             Ok(answer) => {
                 for &i in &mine {
                     let verdict = answer
                         .verdicts
                         .iter()
-                        .find(|(id, _)| *id == pool[i].id)
+                        .find(|(id, _)| *id == judged[i].device.id)
                         .map(|(_, v)| v.clone())
                         .unwrap_or_else(|| Verdict::Reject("the driver gave no verdict".into()));
-                    reports[i].driver_verdict = Some(verdict);
+                    judged[i].verdict = Some(verdict);
                 }
                 if let Some(spec) = answer.spawn
                     && info.can_spawn
@@ -354,8 +466,7 @@ pub fn schedule(
             }
             Err(error) => {
                 for &i in &mine {
-                    reports[i].driver_verdict =
-                        Some(Verdict::Reject(format!("driver failed: {error}")));
+                    judged[i].verdict = Some(Verdict::Reject(format!("driver failed: {error}")));
                 }
                 driver_errors.insert(driver.clone(), error);
             }
@@ -363,51 +474,69 @@ pub fn schedule(
     }
 
     // The best accepted candidate across drivers; ties go to the lower device id.
-    let winner = reports
+    let winner = judged
         .iter()
-        .filter_map(|r| match r.driver_verdict {
-            Some(Verdict::Score(score)) => Some((score, r)),
+        .filter_map(|j| match j.verdict {
+            Some(Verdict::Score(score)) => Some((score, j)),
             _ => None,
         })
-        .max_by(|(a, ra), (b, rb)| a.cmp(b).then_with(|| rb.device_id.cmp(&ra.device_id)));
+        .max_by(|(a, ja), (b, jb)| a.cmp(b).then_with(|| jb.device.id.cmp(&ja.device.id)));
     let outcome = match (winner, spawn) {
-        (Some((_, report)), _) => Outcome::Placed {
-            device_id: report.device_id.clone(),
-            driver: report.driver.clone(),
+        (Some((_, judged)), _) => Outcome::Placed {
+            device_id: judged.device.id.to_string(),
+            driver: judged.device.driver.to_string(),
         },
         (None, Some((driver, spec))) => Outcome::Spawn { driver, spec },
         (None, None) => Outcome::NoCapacity {
-            reason: no_capacity_reason(request, &reports),
+            reason: no_capacity_reason(request, &judged),
         },
     };
+    let list_all = judged.len() <= EXPLAIN_EVERY_CANDIDATE;
+    let mut unlisted = BTreeMap::new();
+    let mut candidates = Vec::new();
+    for candidate in &judged {
+        if list_all || candidate.offered {
+            candidates.push(candidate.report());
+        } else {
+            *unlisted
+                .entry(candidate.unlisted_reason().to_owned())
+                .or_default() += 1;
+        }
+    }
     Explanation {
-        candidates: reports,
+        candidates,
+        considered: judged.len(),
+        unlisted,
         driver_errors,
         outcome,
     }
 }
 
-fn no_capacity_reason(request: &Request, reports: &[CandidateReport]) -> String {
-    if reports.is_empty() {
+fn no_capacity_reason(request: &Request, judged: &[Judged<'_>]) -> String {
+    if judged.is_empty() {
         return format!(
             "no capacity: no device of provider {} is registered",
             request.drivers.join(" or ")
         );
     }
-    let mut reasons: Vec<String> = reports
+    let reasons: Vec<String> = judged
         .iter()
-        .map(|r| {
-            let why = match (&r.filtered_by, &r.driver_verdict) {
-                (Some(filter), _) => filter.clone(),
+        .take(8)
+        .map(|j| {
+            let why = match (&j.filtered, &j.verdict) {
+                (Some(filter), _) => filter.describe(),
                 (None, Some(Verdict::Reject(reason))) => reason.clone(),
                 _ => "not among the best candidates".into(),
             };
-            format!("{}: {why}", r.device_id)
+            format!("{}: {why}", j.device.id)
         })
         .collect();
-    reasons.truncate(8);
+    let more = match judged.len() - reasons.len() {
+        0 => String::new(),
+        n => format!("; and {n} more"),
+    };
     format!(
-        "no capacity: no device can take this load balancer ({})",
+        "no capacity: no device can take this load balancer ({}{more})",
         reasons.join("; ")
     )
 }

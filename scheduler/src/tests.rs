@@ -5,10 +5,10 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn device(id: &str, driver: &str, capacity: u32, load: u32) -> DeviceView {
+fn device(id: &str, driver: &str, capacity: u32, load: u32) -> DeviceView<'static> {
     DeviceView {
-        id: id.into(),
-        driver: driver.into(),
+        id: id.to_owned().into(),
+        driver: driver.to_owned().into(),
         enabled: true,
         healthy: true,
         capacity,
@@ -16,7 +16,7 @@ fn device(id: &str, driver: &str, capacity: u32, load: u32) -> DeviceView {
         project_load: 0,
         network_load: 0,
         owner: None,
-        networks: vec![],
+        networks: Cow::Owned(vec![]),
         interfaces: 1,
     }
 }
@@ -56,7 +56,7 @@ impl DriverHints for Accepting {
         Ok(Hints {
             verdicts: offers
                 .iter()
-                .map(|o| (o.device.id.clone(), Verdict::Score(o.host_score)))
+                .map(|o| (o.device.id.to_string(), Verdict::Score(o.host_score)))
                 .collect(),
             spawn: offers.is_empty().then(|| SpawnSpec {
                 name: "new".into(),
@@ -146,9 +146,9 @@ fn filters_name_their_reason() {
 #[test]
 fn driver_vlan_limits_filter_devices_without_room_for_the_networks() {
     let mut crowded = device("crowded", "acme", 10, 1);
-    crowded.networks = vec!["x".into(), "y".into()];
+    crowded.networks = vec!["x".into(), "y".into()].into();
     let mut roomy = device("roomy", "acme", 10, 1);
-    roomy.networks = vec!["x".into()];
+    roomy.networks = vec!["x".into()].into();
     let mut acme = driver("acme", false);
     acme.max_vlans_per_interface = Some(3);
     let result = schedule(&[crowded, roomy], &[acme], &request(&["acme"]), &Accepting);
@@ -170,7 +170,7 @@ fn driver_vlan_limits_filter_devices_without_room_for_the_networks() {
 #[test]
 fn wired_devices_are_preferred() {
     let mut wired = device("wired", "haproxy", 10, 5);
-    wired.networks = vec!["vip".into(), "app".into()];
+    wired.networks = vec!["vip".into(), "app".into()].into();
     let bare = device("bare", "haproxy", 10, 4);
     let result = schedule(
         &[wired, bare],
@@ -224,7 +224,7 @@ fn the_driver_can_reject_what_the_host_allows() {
 
 #[test]
 fn only_the_top_k_are_offered() {
-    let devices: Vec<DeviceView> = (0..20)
+    let devices: Vec<DeviceView<'_>> = (0..20)
         .map(|i| device(&format!("d{i:02}"), "haproxy", 20, i))
         .collect();
     let mut req = request(&["haproxy"]);
@@ -232,6 +232,37 @@ fn only_the_top_k_are_offered() {
     let result = schedule(&devices, &[driver("haproxy", false)], &req, &Accepting);
     assert_eq!(result.candidates.iter().filter(|c| c.offered).count(), 3);
     assert_eq!(placed(&result), Some("d00"));
+}
+
+#[test]
+fn a_large_pool_lists_the_offered_candidates_and_counts_the_rest() {
+    let mut devices: Vec<DeviceView<'_>> = (0..1000)
+        .map(|i| device(&format!("d{i:04}"), "haproxy", 10, (i % 10) as u32))
+        .collect();
+    devices[3].enabled = false;
+    let mut req = request(&["haproxy"]);
+    req.top_k = 4;
+    let result = schedule(&devices, &[driver("haproxy", false)], &req, &Accepting);
+    assert_eq!(result.considered, 1000);
+    assert_eq!(result.candidates.len(), 4);
+    assert!(result.candidates.iter().all(|c| c.offered));
+    // Load 9 of 10 leaves the most room on the devices ending in 0.
+    assert_eq!(placed(&result), Some("d0000"));
+    assert_eq!(result.unlisted.get("disabled"), Some(&1));
+    assert_eq!(result.unlisted.get("at capacity"), None);
+    assert_eq!(
+        result.unlisted.get("not among the best candidates"),
+        Some(&(1000 - 4 - 1))
+    );
+    // Small pools are explained candidate by candidate.
+    let small = schedule(
+        &devices[..10],
+        &[driver("haproxy", false)],
+        &req,
+        &Accepting,
+    );
+    assert_eq!(small.candidates.len(), 10);
+    assert!(small.unlisted.is_empty());
 }
 
 #[test]
@@ -289,7 +320,7 @@ fn a_failing_driver_rejects_its_candidates() {
     );
 }
 
-fn arbitrary_device() -> impl Strategy<Value = DeviceView> {
+fn arbitrary_device() -> impl Strategy<Value = DeviceView<'static>> {
     (
         0u32..40,
         prop_oneof![Just("haproxy"), Just("acme")],
@@ -307,7 +338,7 @@ fn arbitrary_device() -> impl Strategy<Value = DeviceView> {
         .prop_map(
             |(n, driver, enabled, healthy, capacity, load, project_load, owner, networks)| {
                 DeviceView {
-                    id: format!("dev-{n:02}"),
+                    id: format!("dev-{n:02}").into(),
                     driver: driver.into(),
                     enabled,
                     healthy,
@@ -315,15 +346,15 @@ fn arbitrary_device() -> impl Strategy<Value = DeviceView> {
                     load,
                     project_load: project_load.min(load),
                     network_load: 0,
-                    owner,
-                    networks,
+                    owner: owner.map(Cow::Owned),
+                    networks: networks.into(),
                     interfaces: 1,
                 }
             },
         )
 }
 
-fn unique(mut devices: Vec<DeviceView>) -> Vec<DeviceView> {
+fn unique(mut devices: Vec<DeviceView<'static>>) -> Vec<DeviceView<'static>> {
     devices.sort_by(|a, b| a.id.cmp(&b.id));
     devices.dedup_by(|a, b| a.id == b.id);
     devices

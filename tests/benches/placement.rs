@@ -89,6 +89,7 @@ fn snapshot() -> Snapshot {
     let mut snapshot = Snapshot::empty_for(&loadbalancers[0]);
     snapshot.loadbalancers = loadbalancers;
     snapshot.devices = devices;
+    snapshot.recount();
     snapshot.networks = networks;
     snapshot
 }
@@ -121,13 +122,13 @@ impl DriverHints for NativeHaproxy {
             .iter()
             .map(|o| lbaas_driver_sdk::Candidate {
                 device: lbaas_driver_sdk::Device {
-                    id: o.device.id.clone(),
+                    id: o.device.id.to_string(),
                     name: String::new(),
                     kind: lbaas_driver_sdk::DeviceKind::Virtual,
                     capacity: o.device.capacity,
                     cluster: None,
                     owner_project: None,
-                    networks: o.device.networks.clone(),
+                    networks: o.device.networks.to_vec(),
                     metadata: vec![],
                 },
                 load_balancers: o.device.load,

@@ -200,20 +200,21 @@ fn audit_verify_detects_edited_and_deleted_records() {
     let seed = |data: &std::path::Path| {
         let db = sled::open(data.join("db")).expect("db");
         let log = AuditLog::open(&db).expect("log");
-        let events = (0..5)
-            .map(|i| Event {
-                driver: "haproxy".into(),
-                version: "0.1.0".into(),
-                sha256: "ab".into(),
-                function: "state.get".into(),
-                target: Some(format!("key-{i}")),
-                bytes: 0,
-                outcome: Outcome::Ok,
-                duration_us: 1,
-                detail: None,
-            })
-            .collect();
-        log.append_all(events).expect("append");
+        // One append per event: five stored chunks of one record each.
+        for event in (0..5).map(|i| Event {
+            driver: "haproxy".into(),
+            version: "0.1.0".into(),
+            sha256: "ab".into(),
+            function: "state.get".into(),
+            target: Some(format!("key-{i}")),
+            bytes: 0,
+            outcome: Outcome::Ok,
+            duration_us: 1,
+            detail: None,
+        }) {
+            log.append_all(vec![event]).expect("append");
+        }
+        drop(log);
         db.flush().expect("flush");
         db
     };
@@ -245,9 +246,9 @@ fn audit_verify_detects_edited_and_deleted_records() {
         .nth(2)
         .expect("record")
         .expect("readable");
-    let mut record: Record = serde_json::from_slice(&value).expect("record");
-    record.event.target = Some("nothing to see".into());
-    tree.insert(key, serde_json::to_vec(&record).expect("json"))
+    let mut chunk: Vec<Record> = serde_json::from_slice(&value).expect("a chunk of records");
+    chunk[0].event.target = Some("nothing to see".into());
+    tree.insert(key, serde_json::to_vec(&chunk).expect("json"))
         .expect("edit");
     tree.flush().expect("flush");
     drop(tree);

@@ -1,6 +1,8 @@
 //! A consistent read of the control plane's records, with the lookups handlers need. Writes
 //! validate against a snapshot taken under the write lock.
 
+use std::collections::HashMap;
+
 use crate::model::{
     Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network,
     Placement, Pool,
@@ -10,7 +12,8 @@ use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 use super::auth::Context;
 use super::error::{ApiError, ApiResult};
 
-/// Every record kind but jobs, each sorted by id as the store keeps them.
+/// Every record kind but jobs, each sorted by id as the store keeps them, and the load of
+/// every device, kept up to date with them.
 #[derive(Clone)]
 pub struct Snapshot {
     pub loadbalancers: Vec<LoadBalancer>,
@@ -23,27 +26,55 @@ pub struct Snapshot {
     pub devices: Vec<Device>,
     pub networks: Vec<Network>,
     pub placements: Vec<Placement>,
+    loads: Loads,
+}
+
+/// Load balancers per device, counted once and then kept with each change, so a placement
+/// decision reads them instead of counting every load balancer.
+#[derive(Clone, Default)]
+struct Loads {
+    /// Per device, in the order of `devices`.
+    all: Vec<u32>,
+    /// Per project, then per device (its index in `devices`).
+    by_project: HashMap<String, HashMap<usize, u32>>,
+    /// Per VIP network, then per device (its index in `devices`).
+    by_network: HashMap<String, HashMap<usize, u32>>,
+}
+
+/// The loads of every device (in the order of `Snapshot::devices`) as one placement sees them.
+pub struct DeviceLoads {
+    pub all: Vec<u32>,
+    /// Of the requesting project.
+    pub project: Vec<u32>,
+    /// On the request's VIP network.
+    pub network: Vec<u32>,
 }
 
 /// Looks up a project-owned object the caller may read; another project's object is "not
 /// found", exactly like a missing one.
-fn visible<'a, T>(
+fn visible<'a, T: Record>(
     items: &'a [T],
     what: &str,
     id: &str,
     ctx: &Context,
     key: impl Fn(&T) -> (&str, &str),
 ) -> ApiResult<&'a T> {
-    items
-        .iter()
-        .find(|item| key(item).0 == id)
+    find(items, id)
         .filter(|item| ctx.can_read(key(item).1))
         .ok_or_else(|| ApiError::not_found(what, id))
 }
 
+/// The record with id `id` (records are kept sorted by id).
+fn find<'a, R: Record>(items: &'a [R], id: &str) -> Option<&'a R> {
+    items
+        .binary_search_by(|r| r.id().cmp(id))
+        .ok()
+        .map(|i| &items[i])
+}
+
 impl Snapshot {
     pub fn load(store: &dyn Store) -> crate::store::Result<Self> {
-        Ok(Self {
+        let mut snapshot = Self {
             loadbalancers: store.all()?,
             listeners: store.all()?,
             pools: store.all()?,
@@ -54,7 +85,111 @@ impl Snapshot {
             devices: store.all()?,
             networks: store.all()?,
             placements: store.all()?,
-        })
+            loads: Loads::default(),
+        };
+        snapshot.recount();
+        Ok(snapshot)
+    }
+
+    /// Counts every device's load again: after loading, or after the devices or load
+    /// balancers were replaced wholesale (benchmarks build snapshots that way).
+    pub fn recount(&mut self) {
+        self.loads = Loads {
+            all: vec![0; self.devices.len()],
+            ..Loads::default()
+        };
+        for i in 0..self.loadbalancers.len() {
+            let lb = self.loadbalancers[i].clone();
+            self.count(&lb, true);
+        }
+    }
+
+    /// Adds (or takes away) one load balancer's part of its device's load.
+    fn count(&mut self, lb: &LoadBalancer, add: bool) {
+        let Some(device) = lb.device_id.as_deref() else {
+            return;
+        };
+        // A load balancer on a device not (yet) recorded counts when the device arrives:
+        // adding or removing a device recounts.
+        let Ok(i) = self.devices.binary_search_by(|d| d.id.as_str().cmp(device)) else {
+            return;
+        };
+        let step = |n: &mut u32| *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        step(&mut self.loads.all[i]);
+        for (map, key) in [
+            (&mut self.loads.by_project, &lb.common.project_id),
+            (&mut self.loads.by_network, &lb.vip_network_id),
+        ] {
+            let per_device = map.entry(key.clone()).or_default();
+            let n = per_device.entry(i).or_default();
+            step(n);
+            if *n == 0 {
+                per_device.remove(&i);
+                if per_device.is_empty() {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    fn put_loadbalancer(&mut self, lb: LoadBalancer) {
+        match self
+            .loadbalancers
+            .binary_search_by(|r| r.common.id.cmp(&lb.common.id))
+        {
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.loadbalancers[i], lb.clone());
+                self.count(&old, false);
+            }
+            Err(i) => self.loadbalancers.insert(i, lb.clone()),
+        }
+        self.count(&lb, true);
+    }
+
+    fn remove_loadbalancer(&mut self, id: &str) {
+        if let Ok(i) = self
+            .loadbalancers
+            .binary_search_by(|r| r.common.id.as_str().cmp(id))
+        {
+            let old = self.loadbalancers.remove(i);
+            self.count(&old, false);
+        }
+    }
+
+    /// Every device's load as a placement of `lb_id` (of `project_id`, VIP on `vip_network`)
+    /// sees it: without `lb_id`'s own part, when it is already placed.
+    pub fn device_loads(&self, lb_id: &str, project_id: &str, vip_network: &str) -> DeviceLoads {
+        let mut loads = DeviceLoads {
+            all: self.loads.all.clone(),
+            project: vec![0; self.devices.len()],
+            network: vec![0; self.devices.len()],
+        };
+        let index = |device: &str| {
+            self.devices
+                .binary_search_by(|d| d.id.as_str().cmp(device))
+                .ok()
+        };
+        for (map, key, dense) in [
+            (&self.loads.by_project, project_id, &mut loads.project),
+            (&self.loads.by_network, vip_network, &mut loads.network),
+        ] {
+            for (&i, &n) in map.get(key).into_iter().flatten() {
+                dense[i] = n;
+            }
+        }
+        if let Some(own) = find(&self.loadbalancers, lb_id)
+            && let Some(i) = own.device_id.as_deref().and_then(index)
+        {
+            let less = |n: &mut u32| *n = n.saturating_sub(1);
+            less(&mut loads.all[i]);
+            if own.common.project_id == project_id {
+                less(&mut loads.project[i]);
+            }
+            if own.vip_network_id == vip_network {
+                less(&mut loads.network[i]);
+            }
+        }
+        loads
     }
 
     /// Brings the snapshot up to date with a committed batch, without reading the store again.
@@ -62,27 +197,37 @@ impl Snapshot {
         for write in writes {
             match write {
                 Write::Put { kind, id, bytes } => match kind {
-                    Kind::LoadBalancer => upsert(&mut self.loadbalancers, decode(id, bytes)?),
+                    Kind::LoadBalancer => self.put_loadbalancer(decode(id, bytes)?),
                     Kind::Listener => upsert(&mut self.listeners, decode(id, bytes)?),
                     Kind::Pool => upsert(&mut self.pools, decode(id, bytes)?),
                     Kind::Member => upsert(&mut self.members, decode(id, bytes)?),
                     Kind::HealthMonitor => upsert(&mut self.healthmonitors, decode(id, bytes)?),
                     Kind::FlavorProfile => upsert(&mut self.flavorprofiles, decode(id, bytes)?),
                     Kind::Flavor => upsert(&mut self.flavors, decode(id, bytes)?),
-                    Kind::Device => upsert(&mut self.devices, decode(id, bytes)?),
+                    Kind::Device => {
+                        let device: Device = decode(id, bytes)?;
+                        let new = find(&self.devices, &device.id).is_none();
+                        upsert(&mut self.devices, device);
+                        if new {
+                            self.recount();
+                        }
+                    }
                     Kind::Network => upsert(&mut self.networks, decode(id, bytes)?),
                     Kind::Placement => upsert(&mut self.placements, decode(id, bytes)?),
                     Kind::Job | Kind::Driver | Kind::DriverBlob => {}
                 },
                 Write::Delete { kind, id } => match kind {
-                    Kind::LoadBalancer => remove(&mut self.loadbalancers, id),
+                    Kind::LoadBalancer => self.remove_loadbalancer(id),
                     Kind::Listener => remove(&mut self.listeners, id),
                     Kind::Pool => remove(&mut self.pools, id),
                     Kind::Member => remove(&mut self.members, id),
                     Kind::HealthMonitor => remove(&mut self.healthmonitors, id),
                     Kind::FlavorProfile => remove(&mut self.flavorprofiles, id),
                     Kind::Flavor => remove(&mut self.flavors, id),
-                    Kind::Device => remove(&mut self.devices, id),
+                    Kind::Device => {
+                        remove(&mut self.devices, id);
+                        self.recount();
+                    }
                     Kind::Network => remove(&mut self.networks, id),
                     Kind::Placement => remove(&mut self.placements, id),
                     Kind::Job | Kind::Driver | Kind::DriverBlob => {}
@@ -105,6 +250,7 @@ impl Snapshot {
             devices: Vec::new(),
             networks: Vec::new(),
             placements: Vec::new(),
+            loads: Loads::default(),
         }
     }
 
@@ -166,26 +312,28 @@ impl Snapshot {
     }
 
     pub fn flavor(&self, id: &str) -> ApiResult<&Flavor> {
-        self.flavors
-            .iter()
-            .find(|f| f.id == id)
-            .ok_or_else(|| ApiError::not_found("Flavor", id))
+        find(&self.flavors, id).ok_or_else(|| ApiError::not_found("Flavor", id))
     }
 
     pub fn flavorprofile(&self, id: &str) -> ApiResult<&FlavorProfile> {
-        self.flavorprofiles
-            .iter()
-            .find(|f| f.id == id)
-            .ok_or_else(|| ApiError::not_found("Flavor profile", id))
+        find(&self.flavorprofiles, id).ok_or_else(|| ApiError::not_found("Flavor profile", id))
     }
 
     /// A device the caller may see: shared ones and its project's own; admins see all.
     pub fn device(&self, ctx: &Context, id: &str) -> ApiResult<&Device> {
-        self.devices
-            .iter()
-            .find(|d| d.id == id)
+        find(&self.devices, id)
             .filter(|d| device_visible(ctx, d))
             .ok_or_else(|| ApiError::not_found("Device", id))
+    }
+
+    /// Load balancer `id`, whoever owns it (the worker's lookup).
+    pub fn loadbalancer_by_id(&self, id: &str) -> Option<&LoadBalancer> {
+        find(&self.loadbalancers, id)
+    }
+
+    /// Device `id`, whoever may see it (the scheduler's and worker's lookup).
+    pub fn device_by_id(&self, id: &str) -> Option<&Device> {
+        find(&self.devices, id)
     }
 
     pub fn network(&self, ctx: &Context, id: &str) -> ApiResult<&Network> {
@@ -227,20 +375,16 @@ impl Snapshot {
 
     /// The load balancer owning a child, which must exist.
     pub fn parent(&self, lb_id: &str) -> ApiResult<&LoadBalancer> {
-        self.loadbalancers
-            .iter()
-            .find(|lb| lb.common.id == lb_id)
-            .ok_or_else(|| {
-                ApiError::internal(format!("load balancer {lb_id} of a child is missing"))
-            })
+        find(&self.loadbalancers, lb_id).ok_or_else(|| {
+            ApiError::internal(format!("load balancer {lb_id} of a child is missing"))
+        })
     }
 
     /// Load balancers placed on a device.
     pub fn load_of(&self, device_id: &str) -> usize {
-        self.loadbalancers
-            .iter()
-            .filter(|lb| lb.device_id.as_deref() == Some(device_id))
-            .count()
+        self.devices
+            .binary_search_by(|d| d.id.as_str().cmp(device_id))
+            .map_or(0, |i| self.loads.all[i] as usize)
     }
 }
 
@@ -272,4 +416,136 @@ pub fn network_visible(ctx: &Context, network: &Network) -> bool {
             .project_id
             .as_deref()
             .is_none_or(|p| p == ctx.project_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{Common, DeviceKind, OperatingStatus, ProvisioningStatus};
+
+    fn device(id: &str) -> Device {
+        Device {
+            id: id.into(),
+            name: String::new(),
+            kind: DeviceKind::Virtual,
+            driver: "haproxy".into(),
+            management_url: "http://127.0.0.1:9".into(),
+            credentials: None,
+            capacity: 10,
+            project_id: None,
+            cluster: None,
+            networks: Vec::new(),
+            attachments: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            enabled: true,
+            provisioned: None,
+            created_at: String::new(),
+            updated_at: None,
+        }
+    }
+
+    fn lb(id: &str, project: &str, network: &str, device: Option<&str>) -> LoadBalancer {
+        LoadBalancer {
+            common: Common {
+                id: id.into(),
+                project_id: project.into(),
+                name: String::new(),
+                description: String::new(),
+                admin_state_up: true,
+                provisioning_status: ProvisioningStatus::Active,
+                operating_status: OperatingStatus::Online,
+                created_at: String::new(),
+                updated_at: None,
+                tags: Vec::new(),
+            },
+            vip_address: String::new(),
+            vip_network_id: network.into(),
+            vip_subnet_id: String::new(),
+            vip_port_id: String::new(),
+            provider: "haproxy".into(),
+            flavor_id: None,
+            device_id: device.map(str::to_owned),
+            fault: None,
+            migration: None,
+        }
+    }
+
+    /// The loads counted from scratch, as the scheduler once did for every decision.
+    fn counted(snapshot: &Snapshot, lb_id: &str, project: &str, network: &str) -> Vec<[u32; 3]> {
+        snapshot
+            .devices
+            .iter()
+            .map(|d| {
+                let mine = snapshot.loadbalancers.iter().filter(|lb| {
+                    lb.device_id.as_deref() == Some(d.id.as_str()) && lb.common.id != lb_id
+                });
+                let mut loads = [0; 3];
+                for lb in mine {
+                    loads[0] += 1;
+                    loads[1] += u32::from(lb.common.project_id == project);
+                    loads[2] += u32::from(lb.vip_network_id == network);
+                }
+                loads
+            })
+            .collect()
+    }
+
+    fn kept(snapshot: &Snapshot, lb_id: &str, project: &str, network: &str) -> Vec<[u32; 3]> {
+        let loads = snapshot.device_loads(lb_id, project, network);
+        (0..snapshot.devices.len())
+            .map(|i| [loads.all[i], loads.project[i], loads.network[i]])
+            .collect()
+    }
+
+    #[test]
+    fn device_loads_kept_with_each_write_match_a_recount() {
+        let mut snapshot = Snapshot::empty_for(&lb("seed", "p", "n1", None));
+        snapshot.recount();
+        let apply = |snapshot: &mut Snapshot, batch: &Batch| {
+            snapshot.apply(batch.writes()).expect("apply");
+        };
+        let mut batch = Batch::new();
+        batch.put(&device("b")).put(&device("d"));
+        // Placed on a device that does not exist yet.
+        batch.put(&lb("lb-1", "p", "n1", Some("c")));
+        batch.put(&lb("lb-2", "q", "n1", Some("b")));
+        batch.put(&lb("lb-3", "p", "n2", Some("b")));
+        apply(&mut snapshot, &batch);
+        // The device arrives; a load balancer moves; another goes; one is placed.
+        let mut batch = Batch::new();
+        batch.put(&device("c")).put(&device("a"));
+        batch.put(&lb("lb-2", "q", "n1", Some("d")));
+        batch.delete::<LoadBalancer>("lb-3");
+        batch.put(&lb("lb-4", "p", "n1", Some("c")));
+        apply(&mut snapshot, &batch);
+
+        for (lb_id, project, network) in [
+            ("new", "p", "n1"),
+            ("lb-1", "p", "n1"),
+            ("lb-2", "p", "n2"),
+            ("new", "z", "n9"),
+        ] {
+            assert_eq!(
+                kept(&snapshot, lb_id, project, network),
+                counted(&snapshot, lb_id, project, network),
+                "{lb_id} {project} {network}"
+            );
+        }
+        assert_eq!(snapshot.load_of("c"), 2);
+        assert_eq!(snapshot.load_of("b"), 0);
+        // Devices are a, b, c, d; lb-1 and lb-4 (p, n1) on c, lb-2 (q, n1) on d.
+        assert_eq!(
+            kept(&snapshot, "new", "p", "n1"),
+            [[0, 0, 0], [0, 0, 0], [2, 2, 2], [1, 0, 1]]
+        );
+        batch = Batch::new();
+        batch.delete::<Device>("c");
+        apply(&mut snapshot, &batch);
+        assert_eq!(
+            kept(&snapshot, "new", "p", "n1"),
+            counted(&snapshot, "new", "p", "n1")
+        );
+    }
 }
