@@ -244,7 +244,7 @@ async fn show(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    api.read(move |_, snapshot| {
+    api.read_one(move |_, snapshot| {
         let hm = snapshot.healthmonitor(&ctx, &id)?;
         Ok(Json(json!({ "healthmonitor": views::healthmonitor(hm) })))
     })

@@ -270,7 +270,7 @@ async fn show(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    api.read(move |_, snapshot| {
+    api.read_one(move |_, snapshot| {
         let listener = snapshot.listener(&ctx, &id)?;
         Ok(Json(
             json!({ "listener": views::listener(snapshot, listener) }),

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -326,13 +327,23 @@ async fn show(
     ctx: Context,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let query = ListQuery::parse(raw.as_deref())?;
-    api.read(move |_, snapshot| {
+    api.read_one(move |_, snapshot| {
         let lb = snapshot.loadbalancer(&ctx, &id)?;
-        Ok(Json(
-            json!({ "loadbalancer": query.project(views::loadbalancer(snapshot, lb)) }),
-        ))
+        if query.selects_fields() {
+            let view = query.project(views::loadbalancer(snapshot, lb));
+            return Ok(Json(json!({ "loadbalancer": view })).into_response());
+        }
+        #[derive(serde::Serialize)]
+        struct Envelope<'a> {
+            loadbalancer: views::LoadBalancerView<'a>,
+        }
+        let body = serde_json::to_vec(&Envelope {
+            loadbalancer: views::LoadBalancerView::of(snapshot, lb),
+        })
+        .map_err(ApiError::internal)?;
+        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
     })
     .await
 }

@@ -234,7 +234,7 @@ async fn show(
     ctx: Context,
     Path((pool_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    api.read(move |_, snapshot| {
+    api.read_one(move |_, snapshot| {
         let member = snapshot.member(&ctx, &pool_id, &id)?;
         Ok(Json(json!({ "member": views::member(member) })))
     })

@@ -162,6 +162,25 @@ impl Api {
         .map_err(ApiError::internal)?
     }
 
+    /// Runs a small `read` (one object and its view) where the request is: on the async
+    /// thread when the snapshot is in memory, saving the hop to the blocking pool and back
+    /// (a third of a `GET` of one load balancer); in the blocking pool when the snapshot must
+    /// be loaded from the store first.
+    pub async fn read_one<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Api, &Snapshot) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match cached {
+            Some(snapshot) => read(self, &snapshot),
+            None => self.read(read).await,
+        }
+    }
+
     /// Runs `write` under the write lock on a fresh snapshot, commits what it returns, makes it
     /// durable, and wakes the worker for the jobs it created.
     pub async fn write<T: Send + 'static>(

@@ -273,7 +273,7 @@ async fn show(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    api.read(move |_, snapshot| {
+    api.read_one(move |_, snapshot| {
         let pool = snapshot.pool(&ctx, &id)?;
         Ok(Json(json!({ "pool": views::pool(snapshot, pool) })))
     })

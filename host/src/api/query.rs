@@ -151,6 +151,11 @@ impl ListQuery {
     }
 
     /// Keeps only the requested fields of one item.
+    /// Whether `fields` asks for only some attributes.
+    pub fn selects_fields(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
     pub fn project(&self, item: Value) -> Value {
         if self.fields.is_empty() {
             return item;
