@@ -1188,7 +1188,7 @@ pub fn watch(api: Arc<crate::api::Api>, folder: FolderWatch, interval: std::time
             let result = api
                 .read(move |api, snapshot| {
                     let mut folder = scan.lock().unwrap_or_else(|e| e.into_inner());
-                    folder.scan(&api.drivers, &snapshot.flavorprofiles);
+                    folder.scan(&api.drivers, &snapshot.flavorprofiles.to_vec());
                     Ok(())
                 })
                 .await;

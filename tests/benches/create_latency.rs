@@ -2,7 +2,8 @@
 //! monitor in one request) from 16 clients at once, on the acme-adc driver whose appliance
 //! answers at once (a fake appliance on loopback). Each client creates its load balancers one
 //! after another and polls every 2 ms until ACTIVE; the latency runs from sending the create to
-//! seeing ACTIVE. Three runs, each on a fresh store. Results go to
+//! seeing ACTIVE. The same with one client alone shows what one create costs without queueing.
+//! Three runs of each, each on a fresh store. Results go to
 //! `target/bench/create_latency.json` for `cargo xtask bench`.
 //!
 //! `cargo bench -p lbaas-tests --bench create_latency`
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 const RUNS: usize = 3;
 const CLIENTS: usize = 16;
 const PER_CLIENT: usize = 10;
+const POLL_MS: u64 = 2;
 
 fn tree(name: &str, flavor: &str) -> Value {
     json!({"loadbalancer": {
@@ -37,8 +39,8 @@ fn tree(name: &str, flavor: &str) -> Value {
     }})
 }
 
-/// Milliseconds from each create to ACTIVE.
-fn run() -> Vec<f64> {
+/// Milliseconds from each create to ACTIVE, `clients` creating at once.
+fn run(clients: usize) -> Vec<f64> {
     let data = tempfile::tempdir().expect("temp dir");
     let appliance = FakeAppliance::start();
     let plane = ControlPlane::start(data.path(), Auth::None);
@@ -71,7 +73,7 @@ fn run() -> Vec<f64> {
         &json!({"flavor": {"name": "high-perf-lb", "flavor_profile_id": profile["flavorprofile"]["id"]}}),
     );
     let flavor = flavor["flavor"]["id"].as_str().expect("flavor").to_owned();
-    let threads: Vec<_> = (0..CLIENTS)
+    let threads: Vec<_> = (0..clients)
         .map(|c| {
             let (client, flavor): (Client, String) = (admin.clone(), flavor.clone());
             std::thread::spawn(move || {
@@ -93,7 +95,7 @@ fn run() -> Vec<f64> {
                                 Some(s) if !s.starts_with("PENDING") => {
                                     panic!("load balancer {id} ended {shown}")
                                 }
-                                _ => std::thread::sleep(Duration::from_millis(2)),
+                                _ => std::thread::sleep(Duration::from_millis(POLL_MS)),
                             }
                         }
                         started.elapsed().as_secs_f64() * 1000.0
@@ -118,16 +120,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for _ in 0..RUNS {
-        let mut latencies = run();
-        latencies.sort_by(f64::total_cmp);
-        results
-            .entry("p50-ms")
-            .or_default()
-            .push(percentile(&latencies, 0.50));
-        results
-            .entry("p99-ms")
-            .or_default()
-            .push(percentile(&latencies, 0.99));
+        // One client alone: what one create costs without queueing behind others.
+        for (clients, p50, p99) in [
+            (CLIENTS, "p50-ms", "p99-ms"),
+            (1, "alone-p50-ms", "alone-p99-ms"),
+        ] {
+            let mut latencies = run(clients);
+            latencies.sort_by(f64::total_cmp);
+            results
+                .entry(p50)
+                .or_default()
+                .push(percentile(&latencies, 0.50));
+            results
+                .entry(p99)
+                .or_default()
+                .push(percentile(&latencies, 0.99));
+        }
     }
     for (figure, runs) in &results {
         println!("create-latency/{figure:<7} {runs:.1?}");

@@ -87,10 +87,10 @@ fn snapshot() -> Snapshot {
         })
         .collect();
     let mut snapshot = Snapshot::empty_for(&loadbalancers[0]);
-    snapshot.loadbalancers = loadbalancers;
-    snapshot.devices = devices;
+    snapshot.loadbalancers = loadbalancers.into();
+    snapshot.devices = devices.into();
     snapshot.recount();
-    snapshot.networks = networks;
+    snapshot.networks = networks.into();
     snapshot
 }
 

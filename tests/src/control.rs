@@ -144,7 +144,14 @@ impl ControlPlane {
                 }
                 let api = Arc::new(api);
                 worker::adopt_devices(&api).await;
-                worker::spawn(api.clone(), queue, 4);
+                worker::spawn(
+                    api.clone(),
+                    queue,
+                    std::env::var("LBAAS_WORKERS")
+                        .ok()
+                        .and_then(|w| w.parse().ok())
+                        .unwrap_or(4),
+                );
                 if let Some(interval) = status_interval {
                     monitor::spawn(api.clone(), interval);
                 }

@@ -158,12 +158,13 @@ async fn list_devices(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/admin/devices", base_url(&headers));
     listing(&api, raw, "devices", url, move |snapshot| {
-        Ok(snapshot
-            .devices
-            .iter()
-            .filter(|d| device_visible(&ctx, d))
-            .map(|d| views::device(snapshot, d))
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .devices
+                .iter()
+                .filter(move |d| device_visible(&ctx, d))
+                .map(|d| views::device(snapshot, d)),
+        ))
     })
     .await
 }
@@ -421,12 +422,13 @@ async fn list_networks(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/admin/networks", base_url(&headers));
     listing(&api, raw, "networks", url, move |snapshot| {
-        Ok(snapshot
-            .networks
-            .iter()
-            .filter(|n| network_visible(&ctx, n))
-            .map(views::network)
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .networks
+                .iter()
+                .filter(move |n| network_visible(&ctx, n))
+                .map(views::network),
+        ))
     })
     .await
 }

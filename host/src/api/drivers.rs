@@ -228,7 +228,7 @@ async fn upload(
                 &body,
                 signature.as_deref(),
                 "upload",
-                &snapshot.flavorprofiles,
+                &snapshot.flavorprofiles.to_vec(),
             )?;
             if !query.activate {
                 return Ok((record, version));
@@ -237,7 +237,7 @@ async fn upload(
                 &record.name,
                 &version.sha256,
                 &by,
-                &snapshot.flavorprofiles,
+                &snapshot.flavorprofiles.to_vec(),
             )?;
             Ok((record, version))
         })
@@ -271,7 +271,7 @@ async fn activate(
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
         api.drivers
-            .activate(&name, &version, &by, &snapshot.flavorprofiles)
+            .activate(&name, &version, &by, &snapshot.flavorprofiles.to_vec())
     })
     .await
 }
@@ -284,7 +284,8 @@ async fn rollback(
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
-        api.drivers.rollback(&name, &by, &snapshot.flavorprofiles)
+        api.drivers
+            .rollback(&name, &by, &snapshot.flavorprofiles.to_vec())
     })
     .await
 }
@@ -321,7 +322,7 @@ async fn canary(
             &version,
             body.canary.percent,
             &by,
-            &snapshot.flavorprofiles,
+            &snapshot.flavorprofiles.to_vec(),
         )
     })
     .await
@@ -335,7 +336,8 @@ async fn promote(
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
-        api.drivers.promote(&name, &by, &snapshot.flavorprofiles)
+        api.drivers
+            .promote(&name, &by, &snapshot.flavorprofiles.to_vec())
     })
     .await
 }

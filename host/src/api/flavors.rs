@@ -49,7 +49,7 @@ async fn providers(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let query = ListQuery::parse(raw.as_deref())?;
-    let items = api
+    let items: Vec<Value> = api
         .drivers
         .all()
         .iter()
@@ -202,11 +202,9 @@ async fn list_profiles(
     ctx.require_admin()?;
     let url = format!("{}/v2/lbaas/flavorprofiles", base_url(&headers));
     listing(&api, raw, "flavorprofiles", url, |snapshot| {
-        Ok(snapshot
-            .flavorprofiles
-            .iter()
-            .map(views::flavorprofile)
-            .collect())
+        Ok(Box::new(
+            snapshot.flavorprofiles.iter().map(views::flavorprofile),
+        ))
     })
     .await
 }
@@ -341,7 +339,7 @@ async fn list_flavors(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/lbaas/flavors", base_url(&headers));
     listing(&api, raw, "flavors", url, |snapshot| {
-        Ok(snapshot.flavors.iter().map(views::flavor).collect())
+        Ok(Box::new(snapshot.flavors.iter().map(views::flavor)))
     })
     .await
 }

@@ -229,12 +229,13 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/lbaas/healthmonitors", base_url(&headers));
     listing(&api, raw, "healthmonitors", url, move |snapshot| {
-        Ok(snapshot
-            .healthmonitors
-            .iter()
-            .filter(|h| ctx.can_read(&h.common.project_id))
-            .map(views::healthmonitor)
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .healthmonitors
+                .iter()
+                .filter(move |h| ctx.can_read(&h.common.project_id))
+                .map(views::healthmonitor),
+        ))
     })
     .await
 }

@@ -250,17 +250,18 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/lbaas/listeners", base_url(&headers));
     listing(&api, raw, "listeners", url, move |snapshot| {
-        Ok(snapshot
-            .listeners
-            .iter()
-            .filter(|l| ctx.can_read(&l.common.project_id))
-            .map(|l| {
-                let mut view = views::listener(snapshot, l);
-                // Filterable by the load balancer, as the CLI does.
-                view["loadbalancer_id"] = json!(l.loadbalancer_id);
-                view
-            })
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .listeners
+                .iter()
+                .filter(move |l| ctx.can_read(&l.common.project_id))
+                .map(|l| {
+                    let mut view = views::listener(snapshot, l);
+                    // Filterable by the load balancer, as the CLI does.
+                    view["loadbalancer_id"] = json!(l.loadbalancer_id);
+                    view
+                }),
+        ))
     })
     .await
 }

@@ -312,12 +312,13 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/lbaas/loadbalancers", base_url(&headers));
     listing(&api, raw, "loadbalancers", url, move |snapshot| {
-        Ok(snapshot
-            .loadbalancers
-            .iter()
-            .filter(|lb| ctx.can_read(&lb.common.project_id))
-            .map(|lb| views::loadbalancer(snapshot, lb))
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .loadbalancers
+                .iter()
+                .filter(move |lb| ctx.can_read(&lb.common.project_id))
+                .map(|lb| views::loadbalancer(snapshot, lb)),
+        ))
     })
     .await
 }

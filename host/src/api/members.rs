@@ -224,7 +224,8 @@ async fn list(
     let url = format!("{}/v2/lbaas/pools/{pool_id}/members", base_url(&headers));
     listing(&api, raw, "members", url, move |snapshot| {
         snapshot.pool(&ctx, &pool_id)?;
-        Ok(snapshot.members_of(&pool_id).map(views::member).collect())
+        let members: Vec<Value> = snapshot.members_of(&pool_id).map(views::member).collect();
+        Ok(Box::new(members.into_iter()))
     })
     .await
 }

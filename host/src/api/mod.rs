@@ -21,6 +21,7 @@ mod pools;
 mod query;
 mod security;
 mod snapshot;
+mod table;
 mod validate;
 mod views;
 
@@ -41,6 +42,7 @@ pub use error::{ApiError, ApiResult};
 pub use flavors::profile_providers;
 pub use loadbalancers::{new_id, now};
 pub use snapshot::Snapshot;
+pub use table::Table;
 
 /// Tells the worker that a load balancer has a job waiting.
 pub type JobSender = tokio::sync::mpsc::UnboundedSender<String>;
@@ -170,11 +172,7 @@ impl Api {
         self: &Arc<Self>,
         read: impl FnOnce(&Api, &Snapshot) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match cached {
             Some(snapshot) => read(self, &snapshot),
             None => self.read(read).await,
@@ -252,19 +250,22 @@ impl FromRequestParts<Arc<Api>> for Context {
     }
 }
 
-/// Answers a list request: `items` are the views the caller may see; the query's filters,
-/// sorting, paging and fields apply to them.
+/// Answers a list request: `items` are the views the caller may see, in id order, built as
+/// the listing consumes them; the query's filters, sorting, paging and fields apply to them.
 pub(crate) async fn listing(
     api: &Arc<Api>,
     raw_query: Option<String>,
     kind: &'static str,
     url: String,
-    items: impl FnOnce(&Snapshot) -> ApiResult<Vec<Value>> + Send + 'static,
+    items: impl for<'s> FnOnce(&'s Snapshot) -> ApiResult<Views<'s>> + Send + 'static,
 ) -> ApiResult<Json<Value>> {
     let query = query::ListQuery::parse(raw_query.as_deref())?;
     api.read(move |_, snapshot| query.respond(kind, &url, items(snapshot)?).map(Json))
         .await
 }
+
+/// Views of a listing, made one at a time.
+pub(crate) type Views<'s> = Box<dyn Iterator<Item = Value> + 's>;
 
 /// `http://host:port` of this request, for links.
 pub fn base_url(headers: &HeaderMap) -> String {

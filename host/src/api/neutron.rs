@@ -62,12 +62,13 @@ async fn list_networks(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     listing(&api, raw, "networks", String::new(), move |snapshot| {
-        Ok(snapshot
-            .networks
-            .iter()
-            .filter(|n| network_visible(&ctx, n))
-            .map(network_view)
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .networks
+                .iter()
+                .filter(move |n| network_visible(&ctx, n))
+                .map(network_view),
+        ))
     })
     .await
 }
@@ -92,12 +93,13 @@ async fn list_subnets(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     listing(&api, raw, "subnets", String::new(), move |snapshot| {
-        Ok(snapshot
-            .networks
-            .iter()
-            .filter(|n| network_visible(&ctx, n))
-            .flat_map(|n| n.subnets.iter().map(move |s| subnet_view(n, s)))
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .networks
+                .iter()
+                .filter(move |n| network_visible(&ctx, n))
+                .flat_map(|n| n.subnets.iter().map(move |s| subnet_view(n, s))),
+        ))
     })
     .await
 }

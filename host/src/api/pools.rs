@@ -254,16 +254,17 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let url = format!("{}/v2/lbaas/pools", base_url(&headers));
     listing(&api, raw, "pools", url, move |snapshot| {
-        Ok(snapshot
-            .pools
-            .iter()
-            .filter(|p| ctx.can_read(&p.common.project_id))
-            .map(|p| {
-                let mut view = views::pool(snapshot, p);
-                view["loadbalancer_id"] = json!(p.loadbalancer_id);
-                view
-            })
-            .collect())
+        Ok(Box::new(
+            snapshot
+                .pools
+                .iter()
+                .filter(move |p| ctx.can_read(&p.common.project_id))
+                .map(|p| {
+                    let mut view = views::pool(snapshot, p);
+                    view["loadbalancer_id"] = json!(p.loadbalancer_id);
+                    view
+                }),
+        ))
     })
     .await
 }

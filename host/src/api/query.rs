@@ -82,20 +82,31 @@ impl ListQuery {
         Ok(query)
     }
 
-    /// Filters, sorts, pages and projects `items` (views, already visible to the caller). The
-    /// envelope is `{ kind: [...], "<kind>_links": [...] }`.
-    pub fn respond(&self, kind: &str, base_url: &str, mut items: Vec<Value>) -> ApiResult<Value> {
-        for (key, _) in &self.filters {
-            if let Some(first) = items.first()
-                && first.get(key).is_none()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "`{key}` is not a filterable attribute of {kind}"
-                )));
+    /// Filters, sorts, pages and projects `items` (views, already visible to the caller, in
+    /// id order). The envelope is `{ kind: [...], "<kind>_links": [...] }`. Without `sort`,
+    /// views are consumed one at a time and only the page is kept: `?limit=10` over 100,000
+    /// load balancers holds ten views, not 100,000.
+    pub fn respond(
+        &self,
+        kind: &str,
+        base_url: &str,
+        items: impl IntoIterator<Item = Value>,
+    ) -> ApiResult<Value> {
+        let mut items = items.into_iter().peekable();
+        if let Some(first) = items.peek() {
+            for (key, _) in &self.filters {
+                if first.get(key).is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "`{key}` is not a filterable attribute of {kind}"
+                    )));
+                }
             }
         }
-        if !self.sort.is_empty() {
-            items.sort_by(|a, b| {
+        let mut ordered: Box<dyn Iterator<Item = Value>> = if self.sort.is_empty() {
+            Box::new(items)
+        } else {
+            let mut all: Vec<Value> = items.collect();
+            all.sort_by(|a, b| {
                 for (key, ascending) in &self.sort {
                     let order = compare(a.get(key), b.get(key));
                     let order = if *ascending { order } else { order.reverse() };
@@ -105,16 +116,16 @@ impl ListQuery {
                 }
                 std::cmp::Ordering::Equal
             });
-        }
+            Box::new(all.into_iter())
+        };
         // The marker is a position in the sorted listing, whatever the filters.
         if let Some(marker) = &self.marker {
-            let position = items
-                .iter()
-                .position(|item| item.get("id").and_then(Value::as_str) == Some(marker))
-                .ok_or_else(|| ApiError::not_found("Marker", marker))?;
-            items.drain(..=position);
+            let id = |item: &Value| item.get("id").and_then(Value::as_str) == Some(marker);
+            if !ordered.by_ref().any(|item| id(&item)) {
+                return Err(ApiError::not_found("Marker", marker));
+            }
         }
-        items.retain(|item| {
+        let wanted = |item: &Value| {
             self.filters
                 .iter()
                 .all(|(key, wanted)| matches(item.get(key), wanted))
@@ -123,34 +134,39 @@ impl ListQuery {
                         .and_then(Value::as_array)
                         .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
                 })
-        });
+        };
+        let limit = self.limit.filter(|l| *l > 0);
+        let mut page = Vec::new();
+        let mut more = false;
+        for item in ordered.filter(wanted) {
+            if limit.is_some_and(|limit| page.len() == limit) {
+                more = true;
+                break;
+            }
+            page.push(item);
+        }
         let mut links = Vec::new();
-        if let Some(limit) = self.limit.filter(|l| *l > 0)
-            && items.len() > limit
-        {
-            items.truncate(limit);
-            if let Some(last) = items
+        if more
+            && let Some(last) = page
                 .last()
                 .and_then(|i| i.get("id"))
                 .and_then(Value::as_str)
-            {
-                let query = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&self.carried)
-                    .append_pair("marker", last)
-                    .finish();
-                links.push(json!({ "rel": "next", "href": format!("{base_url}?{query}") }));
-            }
+        {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&self.carried)
+                .append_pair("marker", last)
+                .finish();
+            links.push(json!({ "rel": "next", "href": format!("{base_url}?{query}") }));
         }
         if !self.fields.is_empty() {
-            items = items.into_iter().map(|item| self.project(item)).collect();
+            page = page.into_iter().map(|item| self.project(item)).collect();
         }
         let mut body = Map::new();
-        body.insert(kind.to_owned(), Value::Array(items));
+        body.insert(kind.to_owned(), Value::Array(page));
         body.insert(format!("{kind}_links"), Value::Array(links));
         Ok(Value::Object(body))
     }
 
-    /// Keeps only the requested fields of one item.
     /// Whether `fields` asks for only some attributes.
     pub fn selects_fields(&self) -> bool {
         !self.fields.is_empty()

@@ -11,21 +11,22 @@ use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 
 use super::auth::Context;
 use super::error::{ApiError, ApiResult};
+use super::table::Table;
 
 /// Every record kind but jobs, each sorted by id as the store keeps them, and the load of
 /// every device, kept up to date with them.
 #[derive(Clone)]
 pub struct Snapshot {
-    pub loadbalancers: Vec<LoadBalancer>,
-    pub listeners: Vec<Listener>,
-    pub pools: Vec<Pool>,
-    pub members: Vec<Member>,
-    pub healthmonitors: Vec<HealthMonitor>,
-    pub flavorprofiles: Vec<FlavorProfile>,
-    pub flavors: Vec<Flavor>,
-    pub devices: Vec<Device>,
-    pub networks: Vec<Network>,
-    pub placements: Vec<Placement>,
+    pub loadbalancers: Table<LoadBalancer>,
+    pub listeners: Table<Listener>,
+    pub pools: Table<Pool>,
+    pub members: Table<Member>,
+    pub healthmonitors: Table<HealthMonitor>,
+    pub flavorprofiles: Table<FlavorProfile>,
+    pub flavors: Table<Flavor>,
+    pub devices: Table<Device>,
+    pub networks: Table<Network>,
+    pub placements: Table<Placement>,
     loads: Loads,
 }
 
@@ -53,38 +54,31 @@ pub struct DeviceLoads {
 /// Looks up a project-owned object the caller may read; another project's object is "not
 /// found", exactly like a missing one.
 fn visible<'a, T: Record>(
-    items: &'a [T],
+    items: &'a Table<T>,
     what: &str,
     id: &str,
     ctx: &Context,
     key: impl Fn(&T) -> (&str, &str),
 ) -> ApiResult<&'a T> {
-    find(items, id)
+    items
+        .find(id)
         .filter(|item| ctx.can_read(key(item).1))
         .ok_or_else(|| ApiError::not_found(what, id))
-}
-
-/// The record with id `id` (records are kept sorted by id).
-fn find<'a, R: Record>(items: &'a [R], id: &str) -> Option<&'a R> {
-    items
-        .binary_search_by(|r| r.id().cmp(id))
-        .ok()
-        .map(|i| &items[i])
 }
 
 impl Snapshot {
     pub fn load(store: &dyn Store) -> crate::store::Result<Self> {
         let mut snapshot = Self {
-            loadbalancers: store.all()?,
-            listeners: store.all()?,
-            pools: store.all()?,
-            members: store.all()?,
-            healthmonitors: store.all()?,
-            flavorprofiles: store.all()?,
-            flavors: store.all()?,
-            devices: store.all()?,
-            networks: store.all()?,
-            placements: store.all()?,
+            loadbalancers: store.all::<_>()?.into(),
+            listeners: store.all::<_>()?.into(),
+            pools: store.all::<_>()?.into(),
+            members: store.all::<_>()?.into(),
+            healthmonitors: store.all::<_>()?.into(),
+            flavorprofiles: store.all::<_>()?.into(),
+            flavors: store.all::<_>()?.into(),
+            devices: store.all::<_>()?.into(),
+            networks: store.all::<_>()?.into(),
+            placements: store.all::<_>()?.into(),
             loads: Loads::default(),
         };
         snapshot.recount();
@@ -98,9 +92,8 @@ impl Snapshot {
             all: vec![0; self.devices.len()],
             ..Loads::default()
         };
-        for i in 0..self.loadbalancers.len() {
-            let lb = self.loadbalancers[i].clone();
-            self.count(&lb, true);
+        for lb in self.loadbalancers.clone().iter() {
+            self.count(lb, true);
         }
     }
 
@@ -111,7 +104,7 @@ impl Snapshot {
         };
         // A load balancer on a device not (yet) recorded counts when the device arrives:
         // adding or removing a device recounts.
-        let Ok(i) = self.devices.binary_search_by(|d| d.id.as_str().cmp(device)) else {
+        let Ok(i) = self.devices.position(device) else {
             return;
         };
         let step = |n: &mut u32| *n = if add { *n + 1 } else { n.saturating_sub(1) };
@@ -133,25 +126,15 @@ impl Snapshot {
     }
 
     fn put_loadbalancer(&mut self, lb: LoadBalancer) {
-        match self
-            .loadbalancers
-            .binary_search_by(|r| r.common.id.cmp(&lb.common.id))
-        {
-            Ok(i) => {
-                let old = std::mem::replace(&mut self.loadbalancers[i], lb.clone());
-                self.count(&old, false);
-            }
-            Err(i) => self.loadbalancers.insert(i, lb.clone()),
+        let counted = lb.clone();
+        if let Some(old) = self.loadbalancers.upsert(lb) {
+            self.count(&old, false);
         }
-        self.count(&lb, true);
+        self.count(&counted, true);
     }
 
     fn remove_loadbalancer(&mut self, id: &str) {
-        if let Ok(i) = self
-            .loadbalancers
-            .binary_search_by(|r| r.common.id.as_str().cmp(id))
-        {
-            let old = self.loadbalancers.remove(i);
+        if let Some(old) = self.loadbalancers.remove(id) {
             self.count(&old, false);
         }
     }
@@ -164,11 +147,7 @@ impl Snapshot {
             project: vec![0; self.devices.len()],
             network: vec![0; self.devices.len()],
         };
-        let index = |device: &str| {
-            self.devices
-                .binary_search_by(|d| d.id.as_str().cmp(device))
-                .ok()
-        };
+        let index = |device: &str| self.devices.position(device).ok();
         for (map, key, dense) in [
             (&self.loads.by_project, project_id, &mut loads.project),
             (&self.loads.by_network, vip_network, &mut loads.network),
@@ -177,7 +156,7 @@ impl Snapshot {
                 dense[i] = n;
             }
         }
-        if let Some(own) = find(&self.loadbalancers, lb_id)
+        if let Some(own) = self.loadbalancers.find(lb_id)
             && let Some(i) = own.device_id.as_deref().and_then(index)
         {
             let less = |n: &mut u32| *n = n.saturating_sub(1);
@@ -198,38 +177,37 @@ impl Snapshot {
             match write {
                 Write::Put { kind, id, bytes } => match kind {
                     Kind::LoadBalancer => self.put_loadbalancer(decode(id, bytes)?),
-                    Kind::Listener => upsert(&mut self.listeners, decode(id, bytes)?),
-                    Kind::Pool => upsert(&mut self.pools, decode(id, bytes)?),
-                    Kind::Member => upsert(&mut self.members, decode(id, bytes)?),
-                    Kind::HealthMonitor => upsert(&mut self.healthmonitors, decode(id, bytes)?),
-                    Kind::FlavorProfile => upsert(&mut self.flavorprofiles, decode(id, bytes)?),
-                    Kind::Flavor => upsert(&mut self.flavors, decode(id, bytes)?),
+                    Kind::Listener => drop(self.listeners.upsert(decode(id, bytes)?)),
+                    Kind::Pool => drop(self.pools.upsert(decode(id, bytes)?)),
+                    Kind::Member => drop(self.members.upsert(decode(id, bytes)?)),
+                    Kind::HealthMonitor => drop(self.healthmonitors.upsert(decode(id, bytes)?)),
+                    Kind::FlavorProfile => drop(self.flavorprofiles.upsert(decode(id, bytes)?)),
+                    Kind::Flavor => drop(self.flavors.upsert(decode(id, bytes)?)),
                     Kind::Device => {
                         let device: Device = decode(id, bytes)?;
-                        let new = find(&self.devices, &device.id).is_none();
-                        upsert(&mut self.devices, device);
-                        if new {
+                        if self.devices.upsert(device).is_none() {
                             self.recount();
                         }
                     }
-                    Kind::Network => upsert(&mut self.networks, decode(id, bytes)?),
-                    Kind::Placement => upsert(&mut self.placements, decode(id, bytes)?),
+                    Kind::Network => drop(self.networks.upsert(decode(id, bytes)?)),
+                    Kind::Placement => drop(self.placements.upsert(decode(id, bytes)?)),
                     Kind::Job | Kind::Driver | Kind::DriverBlob => {}
                 },
                 Write::Delete { kind, id } => match kind {
                     Kind::LoadBalancer => self.remove_loadbalancer(id),
-                    Kind::Listener => remove(&mut self.listeners, id),
-                    Kind::Pool => remove(&mut self.pools, id),
-                    Kind::Member => remove(&mut self.members, id),
-                    Kind::HealthMonitor => remove(&mut self.healthmonitors, id),
-                    Kind::FlavorProfile => remove(&mut self.flavorprofiles, id),
-                    Kind::Flavor => remove(&mut self.flavors, id),
+                    Kind::Listener => drop(self.listeners.remove(id)),
+                    Kind::Pool => drop(self.pools.remove(id)),
+                    Kind::Member => drop(self.members.remove(id)),
+                    Kind::HealthMonitor => drop(self.healthmonitors.remove(id)),
+                    Kind::FlavorProfile => drop(self.flavorprofiles.remove(id)),
+                    Kind::Flavor => drop(self.flavors.remove(id)),
                     Kind::Device => {
-                        remove(&mut self.devices, id);
-                        self.recount();
+                        if self.devices.remove(id).is_some() {
+                            self.recount();
+                        }
                     }
-                    Kind::Network => remove(&mut self.networks, id),
-                    Kind::Placement => remove(&mut self.placements, id),
+                    Kind::Network => drop(self.networks.remove(id)),
+                    Kind::Placement => drop(self.placements.remove(id)),
                     Kind::Job | Kind::Driver | Kind::DriverBlob => {}
                 },
             }
@@ -240,16 +218,16 @@ impl Snapshot {
     /// A scratch snapshot holding only `lb`, for building a new load balancer's tree.
     pub fn empty_for(lb: &LoadBalancer) -> Self {
         Self {
-            loadbalancers: vec![lb.clone()],
-            listeners: Vec::new(),
-            pools: Vec::new(),
-            members: Vec::new(),
-            healthmonitors: Vec::new(),
-            flavorprofiles: Vec::new(),
-            flavors: Vec::new(),
-            devices: Vec::new(),
-            networks: Vec::new(),
-            placements: Vec::new(),
+            loadbalancers: vec![lb.clone()].into(),
+            listeners: Table::default(),
+            pools: Table::default(),
+            members: Table::default(),
+            healthmonitors: Table::default(),
+            flavorprofiles: Table::default(),
+            flavors: Table::default(),
+            devices: Table::default(),
+            networks: Table::default(),
+            placements: Table::default(),
             loads: Loads::default(),
         }
     }
@@ -272,10 +250,7 @@ impl Snapshot {
 
     /// The last placement decision of load balancer `lb_id` (placements are kept sorted by it).
     pub fn placement(&self, lb_id: &str) -> Option<&Placement> {
-        self.placements
-            .binary_search_by(|p| p.loadbalancer_id.as_str().cmp(lb_id))
-            .ok()
-            .map(|i| &self.placements[i])
+        self.placements.find(lb_id)
     }
 
     pub fn loadbalancer(&self, ctx: &Context, id: &str) -> ApiResult<&LoadBalancer> {
@@ -312,28 +287,33 @@ impl Snapshot {
     }
 
     pub fn flavor(&self, id: &str) -> ApiResult<&Flavor> {
-        find(&self.flavors, id).ok_or_else(|| ApiError::not_found("Flavor", id))
+        self.flavors
+            .find(id)
+            .ok_or_else(|| ApiError::not_found("Flavor", id))
     }
 
     pub fn flavorprofile(&self, id: &str) -> ApiResult<&FlavorProfile> {
-        find(&self.flavorprofiles, id).ok_or_else(|| ApiError::not_found("Flavor profile", id))
+        self.flavorprofiles
+            .find(id)
+            .ok_or_else(|| ApiError::not_found("Flavor profile", id))
     }
 
     /// A device the caller may see: shared ones and its project's own; admins see all.
     pub fn device(&self, ctx: &Context, id: &str) -> ApiResult<&Device> {
-        find(&self.devices, id)
+        self.devices
+            .find(id)
             .filter(|d| device_visible(ctx, d))
             .ok_or_else(|| ApiError::not_found("Device", id))
     }
 
     /// Load balancer `id`, whoever owns it (the worker's lookup).
     pub fn loadbalancer_by_id(&self, id: &str) -> Option<&LoadBalancer> {
-        find(&self.loadbalancers, id)
+        self.loadbalancers.find(id)
     }
 
     /// Device `id`, whoever may see it (the scheduler's and worker's lookup).
     pub fn device_by_id(&self, id: &str) -> Option<&Device> {
-        find(&self.devices, id)
+        self.devices.find(id)
     }
 
     pub fn network(&self, ctx: &Context, id: &str) -> ApiResult<&Network> {
@@ -375,7 +355,7 @@ impl Snapshot {
 
     /// The load balancer owning a child, which must exist.
     pub fn parent(&self, lb_id: &str) -> ApiResult<&LoadBalancer> {
-        find(&self.loadbalancers, lb_id).ok_or_else(|| {
+        self.loadbalancers.find(lb_id).ok_or_else(|| {
             ApiError::internal(format!("load balancer {lb_id} of a child is missing"))
         })
     }
@@ -383,25 +363,12 @@ impl Snapshot {
     /// Load balancers placed on a device.
     pub fn load_of(&self, device_id: &str) -> usize {
         self.devices
-            .binary_search_by(|d| d.id.as_str().cmp(device_id))
+            .position(device_id)
             .map_or(0, |i| self.loads.all[i] as usize)
     }
 }
 
 /// Shared devices are the operator's business; a project sees only its own private devices.
-fn upsert<R: Record>(items: &mut Vec<R>, record: R) {
-    match items.binary_search_by(|r| r.id().cmp(record.id())) {
-        Ok(i) => items[i] = record,
-        Err(i) => items.insert(i, record),
-    }
-}
-
-fn remove<R: Record>(items: &mut Vec<R>, id: &str) {
-    if let Ok(i) = items.binary_search_by(|r| r.id().cmp(id)) {
-        items.remove(i);
-    }
-}
-
 pub fn device_visible(ctx: &Context, device: &Device) -> bool {
     ctx.reads_all()
         || device
