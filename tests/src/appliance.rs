@@ -119,6 +119,11 @@ async fn record(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    // A slow device: answers after the delay set by `delay`.
+    let delay = shared.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let status = shared
         .statuses
         .lock()
