@@ -65,7 +65,9 @@ pub struct Api {
     flush_before_ack: bool,
     /// The store's records, decoded once and kept current by every commit (all writes go
     /// through [`Api::write`]).
-    cache: std::sync::Mutex<Option<Arc<Snapshot>>>,
+    cache: std::sync::Mutex<Cached>,
+    /// Signalled when an update of the cached snapshot ends.
+    updated: std::sync::Condvar,
     jobs: JobSender,
 }
 
@@ -110,7 +112,8 @@ impl Api {
             audit: None,
             writes: tokio::sync::Mutex::new(()),
             flush_before_ack: true,
-            cache: std::sync::Mutex::new(None),
+            cache: std::sync::Mutex::new(Cached::Missing),
+            updated: std::sync::Condvar::new(),
             jobs,
         }
     }
@@ -134,20 +137,38 @@ impl Api {
         self
     }
 
-    /// The current snapshot: the cached one, or one loaded from the store.
+    /// The current snapshot: the cached one, or one loaded from the store. While a writer
+    /// brings the cached one up to date, waits for it (microseconds) rather than loading
+    /// every record again.
     fn snapshot(&self) -> ApiResult<Arc<Snapshot>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(snapshot) = cache.as_ref() {
-            return Ok(snapshot.clone());
+        loop {
+            match &*cache {
+                Cached::Ready(snapshot) => return Ok(snapshot.clone()),
+                Cached::Updating => {
+                    cache = self.updated.wait(cache).unwrap_or_else(|e| e.into_inner());
+                }
+                Cached::Missing => break,
+            }
         }
         let snapshot = Arc::new(Snapshot::load(&*self.store)?);
-        *cache = Some(snapshot.clone());
+        *cache = Cached::Ready(snapshot.clone());
         Ok(snapshot)
     }
 
-    /// Replaces the cached snapshot after a commit (or drops it, to reload on next use).
-    fn set_snapshot(&self, snapshot: Option<Arc<Snapshot>>) {
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    /// Takes the cached snapshot out to update it in place; readers wait until the update
+    /// ends (however it ends: the guard ends it when dropped).
+    fn begin_update(&self) -> Update<'_> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = match std::mem::replace(&mut *cache, Cached::Updating) {
+            Cached::Ready(snapshot) => Some(snapshot),
+            Cached::Missing | Cached::Updating => None,
+        };
+        Update {
+            api: self,
+            taken,
+            ended: false,
+        }
     }
 
     /// Runs `read` on a snapshot of the store, off the async threads.
@@ -172,7 +193,10 @@ impl Api {
         self: &Arc<Self>,
         read: impl FnOnce(&Api, &Snapshot) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let cached = match &*self.cache.lock().unwrap_or_else(|e| e.into_inner()) {
+            Cached::Ready(snapshot) => Some(snapshot.clone()),
+            Cached::Missing | Cached::Updating => None,
+        };
         match cached {
             Some(snapshot) => read(self, &snapshot),
             None => self.read(read).await,
@@ -195,21 +219,24 @@ impl Api {
                     return Ok(outcome);
                 }
                 if let Err(error) = outcome.batch.commit(&*api.store) {
-                    api.set_snapshot(None);
+                    api.begin_update().finish(None);
                     return Err(error.into());
                 }
                 // Readers keep the snapshot they hold; the cache moves on. Taken out of the
-                // cache, it is usually updated in place rather than copied.
+                // cache, it is usually updated in place rather than copied (with shared
+                // records, a copy is of the changed kinds' pointers).
                 drop(snapshot);
-                let taken = api.cache.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let mut next = match taken {
-                    Some(snapshot) => snapshot,
-                    None => api.snapshot()?,
-                };
-                match Arc::make_mut(&mut next).apply(outcome.batch.writes()) {
-                    Ok(()) => api.set_snapshot(Some(next)),
-                    Err(_) => api.set_snapshot(None),
-                }
+                let mut update = api.begin_update();
+                let next = update.taken.take().map_or_else(
+                    || Snapshot::load(&*api.store).ok().map(Arc::new),
+                    |mut next| {
+                        Arc::make_mut(&mut next)
+                            .apply(outcome.batch.writes())
+                            .ok()
+                            .map(|()| next)
+                    },
+                );
+                update.finish(next);
                 Ok::<_, ApiError>(outcome)
             })
             .await
@@ -262,6 +289,47 @@ pub(crate) async fn listing(
     let query = query::ListQuery::parse(raw_query.as_deref())?;
     api.read(move |_, snapshot| query.respond(kind, &url, items(snapshot)?).map(Json))
         .await
+}
+
+/// An update of the cached snapshot in progress.
+struct Update<'a> {
+    api: &'a Api,
+    /// The snapshot to update, if one was cached.
+    taken: Option<Arc<Snapshot>>,
+    ended: bool,
+}
+
+impl Update<'_> {
+    /// Ends the update: the new snapshot, or none (the next reader loads one).
+    fn finish(mut self, snapshot: Option<Arc<Snapshot>>) {
+        self.end(snapshot);
+    }
+
+    fn end(&mut self, snapshot: Option<Arc<Snapshot>>) {
+        self.ended = true;
+        *self.api.cache.lock().unwrap_or_else(|e| e.into_inner()) = match snapshot {
+            Some(snapshot) => Cached::Ready(snapshot),
+            None => Cached::Missing,
+        };
+        self.api.updated.notify_all();
+    }
+}
+
+impl Drop for Update<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end(None);
+        }
+    }
+}
+
+/// The cached snapshot.
+enum Cached {
+    /// None yet, or dropped after a failure: the next reader loads one.
+    Missing,
+    Ready(Arc<Snapshot>),
+    /// A writer is bringing it up to date.
+    Updating,
 }
 
 /// Views of a listing, made one at a time.
