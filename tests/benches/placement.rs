@@ -190,6 +190,32 @@ fn benches(c: &mut Criterion) {
         b.iter(|| placement::decide(&drivers, black_box(&snapshot), &target))
     });
     group.finish();
+
+    // Placements per second with both cores deciding at once (criterion times one thread):
+    // decisions read a shared snapshot and call the driver concurrently, as the worker's jobs
+    // do. Three runs of three seconds.
+    let runs: Vec<f64> = (0..3)
+        .map(|_| {
+            let decided = std::sync::atomic::AtomicUsize::new(0);
+            let started = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        while started.elapsed() < std::time::Duration::from_secs(3) {
+                            black_box(placement::decide(&drivers, &snapshot, &target));
+                            decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            decided.into_inner() as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect();
+    println!("placement/two-threads-per-second {runs:.0?}");
+    lbaas_tests::record_bench(
+        "placement",
+        &std::collections::BTreeMap::from([("two-threads-per-second", runs)]),
+    );
 }
 
 criterion_group!(group, benches);
