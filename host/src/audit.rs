@@ -37,7 +37,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 /// How many appends may wait for the writer before callers wait for it.
 const QUEUE: usize = 1024;
 /// How long the writer lets appends gather after the first one of a burst.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 /// The most records the writer puts in one chunk.
 const CHUNK_RECORDS: usize = 4096;
 

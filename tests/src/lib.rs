@@ -188,6 +188,16 @@ pub fn record_bench<K: serde::Serialize + Ord>(
     }
 }
 
+/// The state keys an audit record of `state.get` names: one key, or a call's reads as a JSON
+/// array.
+pub fn audited_keys(target: Option<&str>) -> Vec<String> {
+    match target {
+        Some(list) if list.starts_with('[') => serde_json::from_str(list).unwrap_or_default(),
+        Some(key) => vec![key.to_owned()],
+        None => Vec::new(),
+    }
+}
+
 /// A host runtime over a data folder, as `lbaasd serve` builds it.
 pub struct TestHost {
     pub runtime: Runtime,

@@ -840,6 +840,14 @@ fn explain_table(value: &Value) -> String {
         ]);
     }
     out.push_str(&format!("{t}\n"));
+    // Large pools list the offered candidates; the others are counted by reason.
+    if let Some(unlisted) = p["explanation"]["unlisted"].as_object() {
+        let considered = text(&p["explanation"]["considered"]);
+        out.push_str(&format!("{considered} devices considered; not listed:\n"));
+        for (reason, count) in unlisted {
+            out.push_str(&format!("  {}  {reason}\n", text(count)));
+        }
+    }
     out
 }
 

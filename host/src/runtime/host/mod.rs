@@ -64,6 +64,16 @@ pub struct HostState {
     audit: Vec<Event>,
     /// `log` calls so far, and messages the rate limit dropped.
     logs: (u32, u32, u64),
+    /// Successful `state.get` calls so far, summarized in one record when the call ends.
+    reads: Reads,
+}
+
+/// The successful state reads of one driver call.
+#[derive(Default)]
+struct Reads {
+    keys: Vec<String>,
+    bytes: u64,
+    duration_us: u64,
 }
 
 impl HostState {
@@ -89,6 +99,7 @@ impl HostState {
             context,
             audit: Vec::new(),
             logs: (0, 0, 0),
+            reads: Reads::default(),
         }
     }
 
@@ -116,8 +127,37 @@ impl HostState {
         });
     }
 
-    /// The call's audit events, with one summary of its `log` calls.
+    /// Notes a successful read of the driver's own state: summarized per call (a `select`
+    /// reads a record per candidate), like `log` calls. Writes, deletions, device calls and
+    /// every refused or failed call stay one record each.
+    pub(super) fn audit_read(&mut self, key: &str, bytes: usize, started: Instant) {
+        self.reads.keys.push(key.to_owned());
+        self.reads.bytes += bytes as u64;
+        self.reads.duration_us += started.elapsed().as_micros() as u64;
+    }
+
+    /// The call's audit events, with one summary of its successful state reads (the key, or
+    /// the keys as a JSON array, in order) and one of its `log` calls.
     pub fn take_audit(&mut self) -> Vec<Event> {
+        let reads = std::mem::take(&mut self.reads);
+        if !reads.keys.is_empty() {
+            let identity = &self.context.identity;
+            let count = reads.keys.len();
+            self.audit.push(Event {
+                driver: identity.name.to_string(),
+                version: identity.version.clone(),
+                sha256: identity.sha256.clone(),
+                function: "state.get".into(),
+                target: Some(match <[String; 1]>::try_from(reads.keys) {
+                    Ok([key]) => key,
+                    Err(keys) => serde_json::to_string(&keys).unwrap_or_default(),
+                }),
+                bytes: reads.bytes,
+                outcome: Outcome::Ok,
+                duration_us: reads.duration_us,
+                detail: Some(format!("{count} reads")),
+            });
+        }
         let (calls, dropped, bytes) = std::mem::take(&mut self.logs);
         if calls > 0 {
             let identity = &self.context.identity;

@@ -59,13 +59,11 @@ impl Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, StateError>> {
         let started = Instant::now();
         let result = self.context.namespace.get(&key).map_err(to_guest);
-        Ok(self.audited(
-            "state.get",
-            &key,
-            |v| v.as_ref().map_or(0, Vec::len),
-            started,
-            result,
-        ))
+        if let Ok(value) = &result {
+            self.audit_read(&key, value.as_ref().map_or(0, Vec::len), started);
+            return Ok(result);
+        }
+        Ok(self.audited("state.get", &key, |_| 0, started, result))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
