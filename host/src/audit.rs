@@ -1,5 +1,6 @@
-//! The audit log: what every driver did (each import call) and what happened to it (limits
-//! hit, quarantine, release), as a hash chain in its own sled tree.
+//! The audit log: what every driver did (each import call; the successful state reads and the
+//! log messages of one driver call are one summary record each, naming every key read) and
+//! what happened to it (limits hit, quarantine, release), as a hash chain in its own sled tree.
 //!
 //! Record `n` stores the SHA-256 of record `n - 1` (`prev`) and its own hash over its content
 //! and `prev`. A head entry, written in the same atomic batch as each chunk of records, names
