@@ -492,21 +492,22 @@ pub fn schedule(
         },
     };
     let list_all = judged.len() <= EXPLAIN_EVERY_CANDIDATE;
-    let mut unlisted = BTreeMap::new();
+    let mut unlisted: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut candidates = Vec::new();
     for candidate in &judged {
         if list_all || candidate.offered {
             candidates.push(candidate.report());
         } else {
-            *unlisted
-                .entry(candidate.unlisted_reason().to_owned())
-                .or_default() += 1;
+            *unlisted.entry(candidate.unlisted_reason()).or_default() += 1;
         }
     }
     Explanation {
         candidates,
         considered: judged.len(),
-        unlisted,
+        unlisted: unlisted
+            .into_iter()
+            .map(|(reason, count)| (reason.to_owned(), count))
+            .collect(),
         driver_errors,
         outcome,
     }
