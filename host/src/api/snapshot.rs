@@ -28,6 +28,33 @@ pub struct Snapshot {
     pub networks: Table<Network>,
     pub placements: Table<Placement>,
     loads: Loads,
+    /// Child ids by parent, when kept (snapshots of the store keep them; a scratch snapshot
+    /// being filled with a new load balancer's tree does not, and its lookups scan).
+    children: Option<std::sync::Arc<Children>>,
+}
+
+/// The ids of each parent's children, so a view or a job finds a load balancer's listeners
+/// and pools, and a pool's members and health monitor, without scanning every record.
+#[derive(Clone, Default)]
+struct Children {
+    listeners: HashMap<String, Vec<String>>,
+    pools: HashMap<String, Vec<String>>,
+    members: HashMap<String, Vec<String>>,
+    healthmonitors: HashMap<String, Vec<String>>,
+}
+
+fn link(map: &mut HashMap<String, Vec<String>>, parent: &str, id: &str, add: bool) {
+    if add {
+        let ids = map.entry(parent.to_owned()).or_default();
+        if let Err(i) = ids.binary_search_by(|c| c.as_str().cmp(id)) {
+            ids.insert(i, id.to_owned());
+        }
+    } else if let Some(ids) = map.get_mut(parent) {
+        ids.retain(|c| c != id);
+        if ids.is_empty() {
+            map.remove(parent);
+        }
+    }
 }
 
 /// Load balancers per device, counted once and then kept with each change, so a placement
@@ -80,8 +107,10 @@ impl Snapshot {
             networks: store.all::<_>()?.into(),
             placements: store.all::<_>()?.into(),
             loads: Loads::default(),
+            children: None,
         };
         snapshot.recount();
+        snapshot.reindex();
         Ok(snapshot)
     }
 
@@ -94,6 +123,50 @@ impl Snapshot {
         };
         for lb in self.loadbalancers.clone().iter() {
             self.count(lb, true);
+        }
+    }
+
+    /// Builds the index of children by parent.
+    fn reindex(&mut self) {
+        let mut children = Children::default();
+        for l in &self.listeners {
+            link(
+                &mut children.listeners,
+                &l.loadbalancer_id,
+                &l.common.id,
+                true,
+            );
+        }
+        for p in &self.pools {
+            link(&mut children.pools, &p.loadbalancer_id, &p.common.id, true);
+        }
+        for m in &self.members {
+            link(&mut children.members, &m.pool_id, &m.common.id, true);
+        }
+        for h in &self.healthmonitors {
+            link(&mut children.healthmonitors, &h.pool_id, &h.common.id, true);
+        }
+        self.children = Some(std::sync::Arc::new(children));
+    }
+
+    /// Keeps the index of children by parent with one record put (`new`) or removed.
+    fn relink<T>(
+        &mut self,
+        old: Option<std::sync::Arc<T>>,
+        new: Option<(&str, &str)>,
+        index: fn(&mut Children) -> &mut HashMap<String, Vec<String>>,
+        parent: fn(&T) -> (&str, &str),
+    ) {
+        let Some(children) = self.children.as_mut() else {
+            return;
+        };
+        let map = index(std::sync::Arc::make_mut(children));
+        if let Some(old) = old {
+            let (parent, id) = parent(&old);
+            link(map, parent, id, false);
+        }
+        if let Some((parent, id)) = new {
+            link(map, parent, id, true);
         }
     }
 
@@ -177,10 +250,50 @@ impl Snapshot {
             match write {
                 Write::Put { kind, id, bytes } => match kind {
                     Kind::LoadBalancer => self.put_loadbalancer(decode(id, bytes)?),
-                    Kind::Listener => drop(self.listeners.upsert(decode(id, bytes)?)),
-                    Kind::Pool => drop(self.pools.upsert(decode(id, bytes)?)),
-                    Kind::Member => drop(self.members.upsert(decode(id, bytes)?)),
-                    Kind::HealthMonitor => drop(self.healthmonitors.upsert(decode(id, bytes)?)),
+                    Kind::Listener => {
+                        let l: Listener = decode(id, bytes)?;
+                        let new = (l.loadbalancer_id.clone(), l.common.id.clone());
+                        let old = self.listeners.upsert(l);
+                        self.relink(
+                            old,
+                            Some((&new.0, &new.1)),
+                            |c| &mut c.listeners,
+                            |l| (&l.loadbalancer_id, &l.common.id),
+                        );
+                    }
+                    Kind::Pool => {
+                        let p: Pool = decode(id, bytes)?;
+                        let new = (p.loadbalancer_id.clone(), p.common.id.clone());
+                        let old = self.pools.upsert(p);
+                        self.relink(
+                            old,
+                            Some((&new.0, &new.1)),
+                            |c| &mut c.pools,
+                            |p| (&p.loadbalancer_id, &p.common.id),
+                        );
+                    }
+                    Kind::Member => {
+                        let m: Member = decode(id, bytes)?;
+                        let new = (m.pool_id.clone(), m.common.id.clone());
+                        let old = self.members.upsert(m);
+                        self.relink(
+                            old,
+                            Some((&new.0, &new.1)),
+                            |c| &mut c.members,
+                            |m| (&m.pool_id, &m.common.id),
+                        );
+                    }
+                    Kind::HealthMonitor => {
+                        let h: HealthMonitor = decode(id, bytes)?;
+                        let new = (h.pool_id.clone(), h.common.id.clone());
+                        let old = self.healthmonitors.upsert(h);
+                        self.relink(
+                            old,
+                            Some((&new.0, &new.1)),
+                            |c| &mut c.healthmonitors,
+                            |h| (&h.pool_id, &h.common.id),
+                        );
+                    }
                     Kind::FlavorProfile => drop(self.flavorprofiles.upsert(decode(id, bytes)?)),
                     Kind::Flavor => drop(self.flavors.upsert(decode(id, bytes)?)),
                     Kind::Device => {
@@ -195,10 +308,42 @@ impl Snapshot {
                 },
                 Write::Delete { kind, id } => match kind {
                     Kind::LoadBalancer => self.remove_loadbalancer(id),
-                    Kind::Listener => drop(self.listeners.remove(id)),
-                    Kind::Pool => drop(self.pools.remove(id)),
-                    Kind::Member => drop(self.members.remove(id)),
-                    Kind::HealthMonitor => drop(self.healthmonitors.remove(id)),
+                    Kind::Listener => {
+                        let old = self.listeners.remove(id);
+                        self.relink(
+                            old,
+                            None,
+                            |c| &mut c.listeners,
+                            |l| (&l.loadbalancer_id, &l.common.id),
+                        );
+                    }
+                    Kind::Pool => {
+                        let old = self.pools.remove(id);
+                        self.relink(
+                            old,
+                            None,
+                            |c| &mut c.pools,
+                            |p| (&p.loadbalancer_id, &p.common.id),
+                        );
+                    }
+                    Kind::Member => {
+                        let old = self.members.remove(id);
+                        self.relink(
+                            old,
+                            None,
+                            |c| &mut c.members,
+                            |m| (&m.pool_id, &m.common.id),
+                        );
+                    }
+                    Kind::HealthMonitor => {
+                        let old = self.healthmonitors.remove(id);
+                        self.relink(
+                            old,
+                            None,
+                            |c| &mut c.healthmonitors,
+                            |h| (&h.pool_id, &h.common.id),
+                        );
+                    }
                     Kind::FlavorProfile => drop(self.flavorprofiles.remove(id)),
                     Kind::Flavor => drop(self.flavors.remove(id)),
                     Kind::Device => {
@@ -229,6 +374,7 @@ impl Snapshot {
             networks: Table::default(),
             placements: Table::default(),
             loads: Loads::default(),
+            children: None,
         }
     }
 
@@ -333,24 +479,45 @@ impl Snapshot {
             .ok_or_else(|| ApiError::not_found("Subnet", id))
     }
 
-    pub fn listeners_of<'a>(&'a self, lb_id: &'a str) -> impl Iterator<Item = &'a Listener> + 'a {
-        self.listeners
-            .iter()
-            .filter(move |l| l.loadbalancer_id == lb_id)
+    pub fn listeners_of<'a>(
+        &'a self,
+        lb_id: &'a str,
+    ) -> Box<dyn Iterator<Item = &'a Listener> + 'a> {
+        match &self.children {
+            Some(children) => Box::new(lookup(&children.listeners, lb_id, &self.listeners)),
+            None => Box::new(
+                self.listeners
+                    .iter()
+                    .filter(move |l| l.loadbalancer_id == lb_id),
+            ),
+        }
     }
 
-    pub fn pools_of<'a>(&'a self, lb_id: &'a str) -> impl Iterator<Item = &'a Pool> + 'a {
-        self.pools
-            .iter()
-            .filter(move |p| p.loadbalancer_id == lb_id)
+    pub fn pools_of<'a>(&'a self, lb_id: &'a str) -> Box<dyn Iterator<Item = &'a Pool> + 'a> {
+        match &self.children {
+            Some(children) => Box::new(lookup(&children.pools, lb_id, &self.pools)),
+            None => Box::new(
+                self.pools
+                    .iter()
+                    .filter(move |p| p.loadbalancer_id == lb_id),
+            ),
+        }
     }
 
-    pub fn members_of<'a>(&'a self, pool_id: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
-        self.members.iter().filter(move |m| m.pool_id == pool_id)
+    pub fn members_of<'a>(&'a self, pool_id: &'a str) -> Box<dyn Iterator<Item = &'a Member> + 'a> {
+        match &self.children {
+            Some(children) => Box::new(lookup(&children.members, pool_id, &self.members)),
+            None => Box::new(self.members.iter().filter(move |m| m.pool_id == pool_id)),
+        }
     }
 
     pub fn healthmonitor_of(&self, pool_id: &str) -> Option<&HealthMonitor> {
-        self.healthmonitors.iter().find(|h| h.pool_id == pool_id)
+        match &self.children {
+            Some(children) => {
+                lookup(&children.healthmonitors, pool_id, &self.healthmonitors).next()
+            }
+            None => self.healthmonitors.iter().find(|h| h.pool_id == pool_id),
+        }
     }
 
     /// The load balancer owning a child, which must exist.
@@ -366,6 +533,19 @@ impl Snapshot {
             .position(device_id)
             .map_or(0, |i| self.loads.all[i] as usize)
     }
+}
+
+/// The children of `parent` listed in `index`, in id order.
+fn lookup<'a, T: Record>(
+    index: &'a HashMap<String, Vec<String>>,
+    parent: &str,
+    table: &'a Table<T>,
+) -> impl Iterator<Item = &'a T> + 'a {
+    index
+        .get(parent)
+        .into_iter()
+        .flatten()
+        .filter_map(move |id| table.find(id))
 }
 
 /// Shared devices are the operator's business; a project sees only its own private devices.
@@ -513,6 +693,98 @@ mod tests {
         assert_eq!(
             kept(&snapshot, "new", "p", "n1"),
             counted(&snapshot, "new", "p", "n1")
+        );
+    }
+
+    fn common_of(id: &str) -> Common {
+        lb(id, "p", "n", None).common
+    }
+
+    fn listener(id: &str, lb_id: &str) -> Listener {
+        Listener {
+            common: common_of(id),
+            loadbalancer_id: lb_id.into(),
+            protocol: crate::model::Protocol::Http,
+            protocol_port: 80,
+            connection_limit: -1,
+            default_pool_id: None,
+            timeout_client_data: 0,
+            timeout_member_connect: 0,
+            timeout_member_data: 0,
+            timeout_tcp_inspect: 0,
+            allowed_cidrs: Vec::new(),
+        }
+    }
+
+    fn member(id: &str, pool_id: &str) -> Member {
+        Member {
+            common: common_of(id),
+            loadbalancer_id: "lb".into(),
+            pool_id: pool_id.into(),
+            address: "10.0.0.1".into(),
+            protocol_port: 80,
+            weight: 1,
+            backup: false,
+            subnet_id: None,
+            monitor_address: None,
+            monitor_port: None,
+        }
+    }
+
+    #[test]
+    fn the_children_index_answers_what_a_scan_answers() {
+        let mut snapshot = Snapshot::empty_for(&lb("lb-a", "p", "n", None));
+        snapshot.reindex();
+        let mut batch = Batch::new();
+        for (id, parent) in [("l1", "lb-a"), ("l2", "lb-b"), ("l3", "lb-a")] {
+            batch.put(&listener(id, parent));
+        }
+        for (id, pool) in [("m1", "pool-1"), ("m2", "pool-2"), ("m3", "pool-1")] {
+            batch.put(&member(id, pool));
+        }
+        snapshot.apply(batch.writes()).expect("apply");
+        let mut batch = Batch::new();
+        batch.delete::<Listener>("l1");
+        batch.put(&listener("l2", "lb-a"));
+        batch.delete::<Member>("m3");
+        batch.put(&member("m4", "pool-2"));
+        snapshot.apply(batch.writes()).expect("apply");
+
+        fn ids<'a>(it: Box<dyn Iterator<Item = &'a str> + 'a>) -> Vec<&'a str> {
+            it.collect()
+        }
+        for parent in ["lb-a", "lb-b", "lb-c"] {
+            let indexed = ids(Box::new(
+                snapshot.listeners_of(parent).map(|l| l.common.id.as_str()),
+            ));
+            let scanned = ids(Box::new(
+                snapshot
+                    .listeners
+                    .iter()
+                    .filter(|l| l.loadbalancer_id == parent)
+                    .map(|l| l.common.id.as_str()),
+            ));
+            assert_eq!(indexed, scanned, "{parent}");
+        }
+        for pool in ["pool-1", "pool-2"] {
+            let indexed = ids(Box::new(
+                snapshot.members_of(pool).map(|m| m.common.id.as_str()),
+            ));
+            let scanned = ids(Box::new(
+                snapshot
+                    .members
+                    .iter()
+                    .filter(|m| m.pool_id == pool)
+                    .map(|m| m.common.id.as_str()),
+            ));
+            assert_eq!(indexed, scanned, "{pool}");
+        }
+        assert_eq!(
+            snapshot
+                .listeners_of("lb-a")
+                .map(|l| l.common.id.as_str())
+                .collect::<Vec<_>>(),
+            ["l2", "l3"]
         );
     }
 }

@@ -60,9 +60,12 @@ pub fn cidr(field: &str, value: &str) -> ApiResult<Cidr> {
 }
 
 /// Picks the VIP address: the requested one (inside the subnet, not taken) or the lowest free
-/// host address that is not the gateway.
+/// host address that is not the gateway. `taken` is parsed once: a search that parsed every
+/// taken address for every candidate made the `n`-th create on a subnet cost `n²` parses.
 pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) -> ApiResult<String> {
     let cidr = cidr("subnet cidr", &subnet.cidr)?;
+    let taken: std::collections::HashSet<IpAddr> =
+        taken.iter().filter_map(|t| t.parse().ok()).collect();
     if let Some(requested) = requested {
         let address = ip("vip_address", requested)?;
         if !cidr.contains(address) {
@@ -71,10 +74,7 @@ pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) ->
                 subnet.id, subnet.cidr
             )));
         }
-        if taken
-            .iter()
-            .any(|t| t.parse::<IpAddr>().ok() == Some(address))
-        {
+        if taken.contains(&address) {
             return Err(ApiError::conflict(format!(
                 "IP address {requested} is already allocated on subnet {}",
                 subnet.id
@@ -87,12 +87,7 @@ pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) ->
         .as_deref()
         .and_then(|g| g.parse::<IpAddr>().ok());
     cidr.hosts()
-        .find(|candidate| {
-            Some(*candidate) != gateway
-                && !taken
-                    .iter()
-                    .any(|t| t.parse::<IpAddr>().ok() == Some(*candidate))
-        })
+        .find(|candidate| Some(*candidate) != gateway && !taken.contains(candidate))
         .map(|address| address.to_string())
         .ok_or_else(|| {
             ApiError::conflict(format!("Subnet {} has no free IP address left", subnet.id))
