@@ -43,6 +43,76 @@ struct Children {
     healthmonitors: HashMap<String, Vec<String>>,
 }
 
+/// Where a kind of child is indexed, and its parent.
+struct Child<T> {
+    index: fn(&mut Children) -> &mut HashMap<String, Vec<String>>,
+    read: fn(&Children) -> &HashMap<String, Vec<String>>,
+    parent: fn(&T) -> &str,
+}
+
+impl Child<Listener> {
+    const LISTENER: Self = Self {
+        index: |c| &mut c.listeners,
+        read: |c| &c.listeners,
+        parent: |l| &l.loadbalancer_id,
+    };
+}
+
+impl Child<Pool> {
+    const POOL: Self = Self {
+        index: |c| &mut c.pools,
+        read: |c| &c.pools,
+        parent: |p| &p.loadbalancer_id,
+    };
+}
+
+impl Child<Member> {
+    const MEMBER: Self = Self {
+        index: |c| &mut c.members,
+        read: |c| &c.members,
+        parent: |m| &m.pool_id,
+    };
+}
+
+impl Child<HealthMonitor> {
+    const HEALTHMONITOR: Self = Self {
+        index: |c| &mut c.healthmonitors,
+        read: |c| &c.healthmonitors,
+        parent: |h| &h.pool_id,
+    };
+}
+
+/// Puts a child record, keeping the index (when there is one) with it.
+fn put_child<T: Record>(
+    table: &mut Table<T>,
+    children: &mut Option<std::sync::Arc<Children>>,
+    child: Child<T>,
+    record: T,
+) {
+    let new = ((child.parent)(&record).to_owned(), record.id().to_owned());
+    let old = table.upsert(record);
+    if let Some(children) = children {
+        let map = (child.index)(std::sync::Arc::make_mut(children));
+        if let Some(old) = old {
+            link(map, (child.parent)(&old), old.id(), false);
+        }
+        link(map, &new.0, &new.1, true);
+    }
+}
+
+/// Removes a child record, keeping the index (when there is one) with it.
+fn remove_child<T: Record>(
+    table: &mut Table<T>,
+    children: &mut Option<std::sync::Arc<Children>>,
+    child: Child<T>,
+    id: &str,
+) {
+    if let (Some(old), Some(children)) = (table.remove(id), children) {
+        let map = (child.index)(std::sync::Arc::make_mut(children));
+        link(map, (child.parent)(&old), old.id(), false);
+    }
+}
+
 fn link(map: &mut HashMap<String, Vec<String>>, parent: &str, id: &str, add: bool) {
     if add {
         let ids = map.entry(parent.to_owned()).or_default();
@@ -149,27 +219,6 @@ impl Snapshot {
         self.children = Some(std::sync::Arc::new(children));
     }
 
-    /// Keeps the index of children by parent with one record put (`new`) or removed.
-    fn relink<T>(
-        &mut self,
-        old: Option<std::sync::Arc<T>>,
-        new: Option<(&str, &str)>,
-        index: fn(&mut Children) -> &mut HashMap<String, Vec<String>>,
-        parent: fn(&T) -> (&str, &str),
-    ) {
-        let Some(children) = self.children.as_mut() else {
-            return;
-        };
-        let map = index(std::sync::Arc::make_mut(children));
-        if let Some(old) = old {
-            let (parent, id) = parent(&old);
-            link(map, parent, id, false);
-        }
-        if let Some((parent, id)) = new {
-            link(map, parent, id, true);
-        }
-    }
-
     /// Adds (or takes away) one load balancer's part of its device's load.
     fn count(&mut self, lb: &LoadBalancer, add: bool) {
         let Some(device) = lb.device_id.as_deref() else {
@@ -250,50 +299,30 @@ impl Snapshot {
             match write {
                 Write::Put { kind, id, bytes } => match kind {
                     Kind::LoadBalancer => self.put_loadbalancer(decode(id, bytes)?),
-                    Kind::Listener => {
-                        let l: Listener = decode(id, bytes)?;
-                        let new = (l.loadbalancer_id.clone(), l.common.id.clone());
-                        let old = self.listeners.upsert(l);
-                        self.relink(
-                            old,
-                            Some((&new.0, &new.1)),
-                            |c| &mut c.listeners,
-                            |l| (&l.loadbalancer_id, &l.common.id),
-                        );
-                    }
-                    Kind::Pool => {
-                        let p: Pool = decode(id, bytes)?;
-                        let new = (p.loadbalancer_id.clone(), p.common.id.clone());
-                        let old = self.pools.upsert(p);
-                        self.relink(
-                            old,
-                            Some((&new.0, &new.1)),
-                            |c| &mut c.pools,
-                            |p| (&p.loadbalancer_id, &p.common.id),
-                        );
-                    }
-                    Kind::Member => {
-                        let m: Member = decode(id, bytes)?;
-                        let new = (m.pool_id.clone(), m.common.id.clone());
-                        let old = self.members.upsert(m);
-                        self.relink(
-                            old,
-                            Some((&new.0, &new.1)),
-                            |c| &mut c.members,
-                            |m| (&m.pool_id, &m.common.id),
-                        );
-                    }
-                    Kind::HealthMonitor => {
-                        let h: HealthMonitor = decode(id, bytes)?;
-                        let new = (h.pool_id.clone(), h.common.id.clone());
-                        let old = self.healthmonitors.upsert(h);
-                        self.relink(
-                            old,
-                            Some((&new.0, &new.1)),
-                            |c| &mut c.healthmonitors,
-                            |h| (&h.pool_id, &h.common.id),
-                        );
-                    }
+                    Kind::Listener => put_child(
+                        &mut self.listeners,
+                        &mut self.children,
+                        Child::LISTENER,
+                        decode(id, bytes)?,
+                    ),
+                    Kind::Pool => put_child(
+                        &mut self.pools,
+                        &mut self.children,
+                        Child::POOL,
+                        decode(id, bytes)?,
+                    ),
+                    Kind::Member => put_child(
+                        &mut self.members,
+                        &mut self.children,
+                        Child::MEMBER,
+                        decode(id, bytes)?,
+                    ),
+                    Kind::HealthMonitor => put_child(
+                        &mut self.healthmonitors,
+                        &mut self.children,
+                        Child::HEALTHMONITOR,
+                        decode(id, bytes)?,
+                    ),
                     Kind::FlavorProfile => drop(self.flavorprofiles.upsert(decode(id, bytes)?)),
                     Kind::Flavor => drop(self.flavors.upsert(decode(id, bytes)?)),
                     Kind::Device => {
@@ -309,41 +338,20 @@ impl Snapshot {
                 Write::Delete { kind, id } => match kind {
                     Kind::LoadBalancer => self.remove_loadbalancer(id),
                     Kind::Listener => {
-                        let old = self.listeners.remove(id);
-                        self.relink(
-                            old,
-                            None,
-                            |c| &mut c.listeners,
-                            |l| (&l.loadbalancer_id, &l.common.id),
-                        );
+                        remove_child(&mut self.listeners, &mut self.children, Child::LISTENER, id)
                     }
                     Kind::Pool => {
-                        let old = self.pools.remove(id);
-                        self.relink(
-                            old,
-                            None,
-                            |c| &mut c.pools,
-                            |p| (&p.loadbalancer_id, &p.common.id),
-                        );
+                        remove_child(&mut self.pools, &mut self.children, Child::POOL, id)
                     }
                     Kind::Member => {
-                        let old = self.members.remove(id);
-                        self.relink(
-                            old,
-                            None,
-                            |c| &mut c.members,
-                            |m| (&m.pool_id, &m.common.id),
-                        );
+                        remove_child(&mut self.members, &mut self.children, Child::MEMBER, id)
                     }
-                    Kind::HealthMonitor => {
-                        let old = self.healthmonitors.remove(id);
-                        self.relink(
-                            old,
-                            None,
-                            |c| &mut c.healthmonitors,
-                            |h| (&h.pool_id, &h.common.id),
-                        );
-                    }
+                    Kind::HealthMonitor => remove_child(
+                        &mut self.healthmonitors,
+                        &mut self.children,
+                        Child::HEALTHMONITOR,
+                        id,
+                    ),
                     Kind::FlavorProfile => drop(self.flavorprofiles.remove(id)),
                     Kind::Flavor => drop(self.flavors.remove(id)),
                     Kind::Device => {
@@ -483,40 +491,33 @@ impl Snapshot {
         &'a self,
         lb_id: &'a str,
     ) -> Box<dyn Iterator<Item = &'a Listener> + 'a> {
-        match &self.children {
-            Some(children) => Box::new(lookup(&children.listeners, lb_id, &self.listeners)),
-            None => Box::new(
-                self.listeners
-                    .iter()
-                    .filter(move |l| l.loadbalancer_id == lb_id),
-            ),
-        }
+        self.children_of(&self.listeners, Child::LISTENER, lb_id)
     }
 
     pub fn pools_of<'a>(&'a self, lb_id: &'a str) -> Box<dyn Iterator<Item = &'a Pool> + 'a> {
-        match &self.children {
-            Some(children) => Box::new(lookup(&children.pools, lb_id, &self.pools)),
-            None => Box::new(
-                self.pools
-                    .iter()
-                    .filter(move |p| p.loadbalancer_id == lb_id),
-            ),
-        }
+        self.children_of(&self.pools, Child::POOL, lb_id)
     }
 
     pub fn members_of<'a>(&'a self, pool_id: &'a str) -> Box<dyn Iterator<Item = &'a Member> + 'a> {
-        match &self.children {
-            Some(children) => Box::new(lookup(&children.members, pool_id, &self.members)),
-            None => Box::new(self.members.iter().filter(move |m| m.pool_id == pool_id)),
-        }
+        self.children_of(&self.members, Child::MEMBER, pool_id)
     }
 
-    pub fn healthmonitor_of(&self, pool_id: &str) -> Option<&HealthMonitor> {
+    pub fn healthmonitor_of<'a>(&'a self, pool_id: &'a str) -> Option<&'a HealthMonitor> {
+        self.children_of(&self.healthmonitors, Child::HEALTHMONITOR, pool_id)
+            .next()
+    }
+
+    /// The children of `parent` in `table`, in id order: from the index, or (in a scratch
+    /// snapshot) by a scan.
+    fn children_of<'a, T: Record>(
+        &'a self,
+        table: &'a Table<T>,
+        child: Child<T>,
+        parent: &'a str,
+    ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
         match &self.children {
-            Some(children) => {
-                lookup(&children.healthmonitors, pool_id, &self.healthmonitors).next()
-            }
-            None => self.healthmonitors.iter().find(|h| h.pool_id == pool_id),
+            Some(children) => Box::new(lookup((child.read)(children), parent, table)),
+            None => Box::new(table.iter().filter(move |r| (child.parent)(r) == parent)),
         }
     }
 
