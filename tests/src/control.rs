@@ -40,6 +40,16 @@ pub struct ControlPlane {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Jobs the worker runs at once: 4, as `lbaasd serve` defaults to, or `LBAAS_WORKERS` (the
+/// create-latency benchmark was run with 1 and 16 to see how much the slots matter).
+fn worker_slots() -> usize {
+    std::env::var("LBAAS_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or(4)
+}
+
 impl ControlPlane {
     /// Starts a control plane over `data_dir` (reusing what an earlier one left there).
     pub fn start(data_dir: &Path, auth: Auth) -> Self {
@@ -144,14 +154,7 @@ impl ControlPlane {
                 }
                 let api = Arc::new(api);
                 worker::adopt_devices(&api).await;
-                worker::spawn(
-                    api.clone(),
-                    queue,
-                    std::env::var("LBAAS_WORKERS")
-                        .ok()
-                        .and_then(|w| w.parse().ok())
-                        .unwrap_or(4),
-                );
+                worker::spawn(api.clone(), queue, worker_slots());
                 if let Some(interval) = status_interval {
                     monitor::spawn(api.clone(), interval);
                 }
