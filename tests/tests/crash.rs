@@ -29,12 +29,12 @@ fn acknowledged_creates_survive_sigkill() {
     let admin = client(&server.url);
     admin.create(
         "/v2/admin/networks",
-        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.60.0/22"}]}}),
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.48.0/20"}]}}),
     );
     admin.create(
         "/v2/admin/devices",
         &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
-                "management_url": agent.url(), "capacity": 1000}}),
+                "management_url": agent.url(), "capacity": 100000}}),
     );
 
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
