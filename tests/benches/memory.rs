@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lbaas_host::api::Auth;
-use lbaas_host::model::{
-    Common, Listener, LoadBalancer, OperatingStatus, Protocol, ProvisioningStatus,
-};
+use lbaas_host::model::{Common, Listener, LoadBalancer, Protocol};
 use lbaas_host::store::{Batch, SledStore};
 use lbaas_tests::control::ControlPlane;
 use lbaas_tests::lifecycle_fixtures;
@@ -51,18 +49,7 @@ fn variant(component: &[u8], n: usize) -> Vec<u8> {
 }
 
 fn common(id: String) -> Common {
-    Common {
-        id,
-        project_id: "bench".into(),
-        name: String::new(),
-        description: String::new(),
-        admin_state_up: true,
-        provisioning_status: ProvisioningStatus::Active,
-        operating_status: OperatingStatus::Online,
-        created_at: "2026-11-25T00:00:00".into(),
-        updated_at: None,
-        tags: Vec::new(),
-    }
+    lbaas_tests::active_common(id, "bench".into())
 }
 
 /// Load balancer `i` and its TCP listener, ACTIVE on one of 1,000 devices.

@@ -9,9 +9,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lbaas_driver_sdk::Driver;
 use lbaas_host::api::{Drivers, Snapshot};
-use lbaas_host::model::{
-    Common, Device, DeviceKind, LoadBalancer, Network, OperatingStatus, ProvisioningStatus, Subnet,
-};
+use lbaas_host::model::{Common, Device, DeviceKind, LoadBalancer, Network, Subnet};
 use lbaas_host::placement::{self, Target};
 use lbaas_scheduler::{DriverHints, Hints, Offer, Request, Verdict};
 use lbaas_tests::{TestHost, drivers};
@@ -22,18 +20,7 @@ const NETWORKS: usize = 50;
 const PROJECTS: usize = 1_000;
 
 fn common(id: String, project: String) -> Common {
-    Common {
-        id,
-        project_id: project,
-        name: String::new(),
-        description: String::new(),
-        admin_state_up: true,
-        provisioning_status: ProvisioningStatus::Active,
-        operating_status: OperatingStatus::Online,
-        created_at: "2026-11-25T00:00:00".into(),
-        updated_at: None,
-        tags: Vec::new(),
-    }
+    lbaas_tests::active_common(id, project)
 }
 
 fn snapshot() -> Snapshot {

@@ -188,6 +188,24 @@ pub fn record_bench<K: serde::Serialize + Ord>(
     }
 }
 
+/// The common fields of an ACTIVE, ONLINE record of `project`, for benchmarks that write
+/// records straight to the store.
+pub fn active_common(id: String, project: String) -> lbaas_host::model::Common {
+    use lbaas_host::model::{Common, OperatingStatus, ProvisioningStatus};
+    Common {
+        id,
+        project_id: project,
+        name: String::new(),
+        description: String::new(),
+        admin_state_up: true,
+        provisioning_status: ProvisioningStatus::Active,
+        operating_status: OperatingStatus::Online,
+        created_at: "2026-11-25T00:00:00".into(),
+        updated_at: None,
+        tags: Vec::new(),
+    }
+}
+
 /// The state keys an audit record of `state.get` names: one key, or a call's reads as a JSON
 /// array.
 pub fn audited_keys(target: Option<&str>) -> Vec<String> {
