@@ -73,12 +73,7 @@ fn static_server(body: String) -> String {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("tokio");
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            ready_tx
-                .send(listener.local_addr().expect("address"))
-                .expect("ready");
+            let listener = lbaas_tests::loopback_listener(ready_tx).await;
             let app = axum::Router::new().route(
                 "/",
                 axum::routing::get(move || {

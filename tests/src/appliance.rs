@@ -44,12 +44,7 @@ impl FakeAppliance {
                 .build()
                 .expect("tokio runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                ready_tx
-                    .send(listener.local_addr().expect("address"))
-                    .expect("ready");
+                let listener = crate::loopback_listener(ready_tx).await;
                 let app = Router::new().fallback(record).with_state(state);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {

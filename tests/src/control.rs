@@ -158,12 +158,7 @@ impl ControlPlane {
                 if let Some(interval) = status_interval {
                     monitor::spawn(api.clone(), interval);
                 }
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                ready_tx
-                    .send(listener.local_addr().expect("address"))
-                    .expect("ready");
+                let listener = crate::loopback_listener(ready_tx).await;
                 axum::serve(listener, api::router(api))
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;

@@ -188,6 +188,20 @@ pub fn record_bench<K: serde::Serialize + Ord>(
     }
 }
 
+/// A listener on a free loopback port for an in-process server, its address told to the test
+/// thread waiting on `ready`.
+pub async fn loopback_listener(
+    ready: std::sync::mpsc::Sender<std::net::SocketAddr>,
+) -> tokio::net::TcpListener {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    ready
+        .send(listener.local_addr().expect("address"))
+        .expect("the test waits for the address");
+    listener
+}
+
 /// The common fields of an ACTIVE, ONLINE record of `project`, for benchmarks that write
 /// records straight to the store.
 pub fn active_common(id: String, project: String) -> lbaas_host::model::Common {
