@@ -248,11 +248,16 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 /// Opens (or creates) the host's sled database at `path`, caching at most `cache_bytes` of
 /// pages.
+/// The database folder is closed to other users (spawned devices run as one): it holds device
+/// credentials and the audit log.
 pub fn open_database(path: &std::path::Path, cache_bytes: u64) -> sled::Result<sled::Db> {
-    sled::Config::new()
+    use std::os::unix::fs::PermissionsExt;
+    let db = sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)
-        .open()
+        .open()?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    Ok(db)
 }
 
 /// The embedded default: a sled database, one tree per kind.

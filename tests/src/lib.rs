@@ -129,6 +129,9 @@ pub struct LifecycleFixtures {
     pub haproxy_stuck: PathBuf,
     /// `legacy 0.1.0`, built against contract 0.1.0 without the SDK.
     pub frozen_0_1: PathBuf,
+    /// `haproxy 0.6.6`: hostile, smuggles `program`, `stats socket`, `http-request return
+    /// ... file` or `external-check` into its configuration and hides the device's refusal.
+    pub haproxy_inject: PathBuf,
 }
 
 /// Built beside the hostile fixtures but in a cargo run of their own: the fixtures that reuse
@@ -146,6 +149,7 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
                 "fixture-future-wit",
                 "fixture-haproxy-stuck",
                 "fixture-frozen-0-1",
+                "fixture-haproxy-inject",
             ],
         );
         LifecycleFixtures {
@@ -155,6 +159,7 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
             future_wit: paths[3].clone(),
             haproxy_stuck: paths[4].clone(),
             frozen_0_1: paths[5].clone(),
+            haproxy_inject: paths[6].clone(),
         }
     })
 }
@@ -283,9 +288,12 @@ impl TestHost {
     }
 }
 
-/// Checks a configuration with `haproxy -c -f`. HAProxy must be installed (the README's test
-/// command installs it).
+/// Checks a configuration as a device agent would: against the agent's allow-list, then with
+/// `haproxy -c -f`. HAProxy must be installed (the README's test command installs it).
 pub fn haproxy_check(config: &str) -> Result<String, String> {
+    let policy = lbaas_host::agent::ConfigPolicy::default();
+    lbaas_host::agent::policy::check(config, &policy)
+        .map_err(|violation| format!("the agent's policy refused it: {violation}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, config).map_err(|e| e.to_string())?;

@@ -503,3 +503,184 @@ fn spawned_devices_outlive_the_host_and_are_adopted() {
     assert!(!accepts(http));
     plane.stop();
 }
+
+/// The uid a process runs as (`/proc/<pid>/status`).
+fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Child processes of `pid` (HAProxy's workers, of its master).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A hostile version of the HAProxy driver renders `program`, `stats socket`, `http-request
+/// return ... file` and `external-check` into its configuration and tells the host every apply
+/// succeeded. The agent refuses each by its allow-list (naming line and keyword), the host
+/// holds the driver to the refusal, and the load balancer serving beside them is untouched.
+/// The device runs as the dedicated user, which cannot read the host's database.
+#[test]
+fn a_driver_cannot_make_a_device_run_commands() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let root = data.path().join("devices");
+    let local = Devices::new(&root, "127.132.0.0/24");
+    let plane = ControlPlane::start_with_data_plane(
+        data.path(),
+        Auth::None,
+        local.0.clone(),
+        STATUS_INTERVAL,
+    );
+    let admin = plane.client(None).as_project("admin-project");
+    let tenant = plane.client(None).as_project("tenant");
+    setup_network(&admin, "vip", "127.142.0.0/24");
+    let b0 = Backend::start("b0");
+    let honest = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "honest", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&b0)]}}]}}),
+    );
+    let honest_id = id(&honest, "loadbalancer");
+    let honest_http = vip(&settle_active(&tenant, &honest_id), 8080);
+    wait_for_backends(honest_http, &["b0"]);
+
+    // The hostile version becomes the active HAProxy driver.
+    let bytes = std::fs::read(&lbaas_tests::lifecycle_fixtures().haproxy_inject).expect("fixture");
+    let (status, body) = admin.upload("/v2/admin/drivers?activate=true", bytes, &[]);
+    assert_eq!(status, 201, "{body}");
+
+    let attacks = [
+        ("inject-program", "program"),
+        ("inject-stats-socket", "stats"),
+        ("inject-file", "http-request"),
+        ("inject-external-check", "option"),
+    ];
+    for (port, (name, keyword)) in (9100..).zip(attacks) {
+        let created = tenant.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {
+                "name": name, "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+                "listeners": [{"protocol": "HTTP", "protocol_port": port,
+                               "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                                "members": [member(&b0)]}}]}}),
+        );
+        let lb_id = id(&created, "loadbalancer");
+        // What the attack would have created.
+        let target = std::path::PathBuf::from(format!("/tmp/lbaas-pwned-{lb_id}"));
+        let lb = tenant.settle(&lb_id);
+        assert_eq!(lb["provisioning_status"], "ERROR", "{name}: {lb}");
+        let fault = lb["fault"].as_str().unwrap_or_default();
+        assert!(
+            fault.contains("policy refuses") && fault.contains(&format!("`{keyword}`")),
+            "{name}: the fault names the keyword: {fault}"
+        );
+        assert!(
+            fault.contains("line "),
+            "{name}: the fault names the line: {fault}"
+        );
+        assert!(!target.exists(), "{name}: nothing ran on the device");
+        assert!(!accepts(vip(&lb, port)), "{name}: nothing listens");
+        assert!(!accepts(vip(&lb, port + 1)), "{name}: no leaking frontend");
+    }
+    // The honest load balancer kept serving throughout.
+    wait_for_backends(honest_http, &["b0"]);
+
+    // Audited: each refused device call, with the digest of what was sent.
+    let (_, audit) = admin.get("/v2/admin/audit?function=device-api.send&outcome=denied");
+    let refused: Vec<&Value> = audit["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|r| {
+            r["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("refused by the device")
+        })
+        .collect();
+    assert_eq!(refused.len(), attacks.len(), "{audit}");
+    for record in &refused {
+        assert_eq!(record["version"], "0.6.6");
+        let detail = record["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("body sha256 "), "{detail}");
+    }
+    let (_, failures) = admin.get("/v2/admin/audit?function=device.refused");
+    assert_eq!(
+        failures["audit"].as_array().map(Vec::len),
+        Some(attacks.len()),
+        "{failures}"
+    );
+    // The device keeps its own history of what it installed and refused.
+    let handle = local.handles(&root).pop().expect("a device");
+    let history = std::fs::read_to_string(root.join(&handle).join("history.jsonl"))
+        .expect("the agent's history");
+    let entries: Vec<Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        entries.iter().filter(|e| e["action"] == "refused").count(),
+        attacks.len()
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["sha256"].as_str().is_some_and(|d| d.len() == 64))
+    );
+
+    // Least privilege: the device runs as the dedicated user (when the host may switch
+    // users), its folder is closed to others, and that user cannot read the host's database.
+    if let Some(user) = local.0.device_user() {
+        let pids = local.0.processes(&handle);
+        assert_eq!(pids.len(), 2, "agent and HAProxy run");
+        let workers = children(pids[1]);
+        assert!(!workers.is_empty(), "HAProxy has workers");
+        for pid in pids.iter().chain(&workers) {
+            assert_eq!(
+                uid_of(*pid),
+                Some(user.uid),
+                "process {pid} runs as the device user"
+            );
+        }
+        use std::os::unix::fs::MetadataExt;
+        let folder = std::fs::metadata(root.join(&handle)).expect("device folder");
+        assert_eq!((folder.uid(), folder.mode() & 0o777), (user.uid, 0o700));
+        use std::os::unix::process::CommandExt;
+        let db = data.path().join("db").join("conf");
+        assert!(db.exists());
+        for (program, arg) in [("cat", &db), ("ls", &data.path().join("db"))] {
+            let output = std::process::Command::new(program)
+                .arg(arg)
+                .uid(user.uid)
+                .gid(user.gid)
+                .output()
+                .expect("run as the device user");
+            assert!(
+                !output.status.success(),
+                "the device user read {}",
+                arg.display()
+            );
+            assert!(
+                String::from_utf8_lossy(&output.stderr).contains("Permission denied"),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    } else {
+        eprintln!("not root: devices run as the host's user; the privilege checks are skipped");
+    }
+    plane.stop();
+}

@@ -61,6 +61,10 @@ impl Haproxy {
         Self { binary, dir }
     }
 
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn conf_dir(&self) -> PathBuf {
         self.dir.join("conf.d")
     }

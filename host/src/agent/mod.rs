@@ -5,18 +5,22 @@
 //! |---|---|
 //! | `GET /v1/health` | HAProxy's master and workers, reload counts, load balancers served |
 //! | `GET /v1/loadbalancers` | ids of the load balancers configured here |
-//! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body with `haproxy -c`, installs it and reloads; on any failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
-//! | `GET /v1/loadbalancers/{id}/config` | the installed configuration |
+//! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body against the [allow-list](policy), then with `haproxy -c`, installs it and reloads; answers `{"sha256"}`. A policy refusal is `422 {"error", "line", "keyword"}` with the header `lbaas-refusal: policy`; on any other failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
+//! | `GET /v1/loadbalancers/{id}/config` | the installed configuration (its SHA-256 in `x-config-sha256`) |
 //! | `DELETE /v1/loadbalancers/{id}/config` | removes it and reloads (`404` if unknown) |
 //! | `GET /v1/loadbalancers/{id}/stats` | `{"rows": [...]}`: `show stat` lines of its frontends, backends and servers |
+//! | `GET /v1/history` | `{"entries": [...]}`: every configuration installed, removed or refused here (time, load balancer, SHA-256, bytes), oldest first |
 //!
 //! When the agent was started with a token, every request must carry `Authorization: Bearer
 //! <token>`.
-//! Changes are serialised: one check-install-reload at a time.
+//! Changes are serialised: one check-install-reload at a time. The configuration a driver
+//! rendered is attacker-controlled: nothing reaches HAProxy before [`policy::check`] passed it.
 
 pub mod haproxy;
+pub mod policy;
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,12 +34,20 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use haproxy::Haproxy;
+pub use policy::ConfigPolicy;
+
+/// Header of a refusal by the configuration policy, so the host can tell it from HAProxy's own
+/// errors (and hold a driver to it).
+pub const REFUSAL_HEADER: &str = "lbaas-refusal";
+/// Entries of the installation history kept in memory for `GET /v1/history`.
+const HISTORY_ANSWER: usize = 1000;
 
 /// Largest configuration the agent accepts (the host caps what a driver renders at 1 MiB).
 const MAX_CONFIG_BYTES: usize = 2 << 20;
 
 pub struct Agent {
     haproxy: Haproxy,
+    policy: ConfigPolicy,
     /// SHA-256 of the bearer token, when one is required.
     token: Option<[u8; 32]>,
     /// Held for every change, so checks, installs and reloads never interleave.
@@ -44,11 +56,34 @@ pub struct Agent {
 
 /// An answer other than success: status and message, sent as `{"error": message}`.
 #[derive(Debug)]
-pub struct Refusal(StatusCode, String);
+pub struct Refusal(StatusCode, String, Option<policy::Violation>);
+
+impl Refusal {
+    fn new(status: StatusCode, message: String) -> Self {
+        Self(status, message, None)
+    }
+
+    /// The message sent as `error`.
+    pub fn message(&self) -> &str {
+        &self.1
+    }
+}
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        match self.2 {
+            None => (self.0, Json(json!({"error": self.1}))).into_response(),
+            Some(violation) => (
+                self.0,
+                [(REFUSAL_HEADER, "policy")],
+                Json(json!({
+                    "error": self.1,
+                    "line": violation.line,
+                    "keyword": violation.keyword,
+                })),
+            )
+                .into_response(),
+        }
     }
 }
 
@@ -60,11 +95,13 @@ impl Agent {
         haproxy_binary: PathBuf,
         state_dir: &Path,
         token: Option<&str>,
+        policy: ConfigPolicy,
     ) -> Result<Self, String> {
         let haproxy = Haproxy::new(haproxy_binary, state_dir.to_owned());
         haproxy.start_or_adopt()?;
         Ok(Self {
             haproxy,
+            policy,
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             changes: Mutex::new(()),
         })
@@ -90,10 +127,55 @@ impl Agent {
         files
     }
 
-    /// Checks `config` together with every other installed file, installs it and reloads.
-    /// When the check or the reload fails, the previous file is put back.
+    fn history_file(&self) -> PathBuf {
+        self.haproxy.state_dir().join("history.jsonl")
+    }
+
+    /// Appends to the installation history: what was installed, removed or refused here.
+    fn record(&self, id: &str, action: &str, config: &[u8], detail: Option<&str>) {
+        let entry = json!({
+            "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            "loadbalancer": id,
+            "action": action,
+            "sha256": hex::encode(Sha256::digest(config)),
+            "bytes": config.len(),
+            "detail": detail,
+        });
+        let written = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.history_file())
+            .and_then(|mut file| writeln!(file, "{entry}"));
+        if let Err(error) = written {
+            tracing::error!(%error, "cannot append to the installation history");
+        }
+    }
+
+    /// The newest entries of the installation history, oldest first.
+    pub fn history(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.history_file()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(HISTORY_ANSWER)..]
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Checks `config` against the policy, then together with every other installed file,
+    /// installs it and reloads. When the check or the reload fails, the previous file is put
+    /// back.
     pub fn put(&self, id: &str, config: &str) -> Answer<bool> {
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(violation) = policy::check(config, &self.policy) {
+            let message = format!("the device's configuration policy refused it: {violation}");
+            tracing::warn!(loadbalancer = id, %violation, "configuration refused by policy");
+            self.record(id, "refused", config.as_bytes(), Some(&message));
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                message,
+                Some(violation),
+            ));
+        }
         let target = self.config_file(id);
         let previous = fs::read_to_string(&target).ok();
         if previous.as_deref() == Some(config) {
@@ -109,7 +191,7 @@ impl Agent {
         files.push(candidate.clone());
         if let Err(message) = self.haproxy.check(&files) {
             let _ = fs::remove_file(&candidate);
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("HAProxy refused the configuration: {message}"),
             ));
@@ -122,7 +204,7 @@ impl Agent {
                 Some(previous) => fs::write(&target, previous).map_err(internal)?,
                 None => fs::remove_file(&target).map_err(internal)?,
             }
-            return Err(Refusal(
+            return Err(Refusal::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("HAProxy could not start the configuration: {message}"),
             ));
@@ -132,6 +214,7 @@ impl Agent {
             bytes = config.len(),
             "configuration installed"
         );
+        self.record(id, "installed", config.as_bytes(), None);
         Ok(previous.is_none())
     }
 
@@ -145,9 +228,10 @@ impl Agent {
         fs::remove_file(&target).map_err(internal)?;
         if let Err(message) = self.haproxy.reload() {
             fs::write(&target, previous).map_err(internal)?;
-            return Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, message));
+            return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, message));
         }
         tracing::info!(loadbalancer = id, "configuration removed");
+        self.record(id, "removed", previous.as_bytes(), None);
         Ok(true)
     }
 
@@ -158,7 +242,7 @@ impl Agent {
         let rows = self
             .haproxy
             .stats()
-            .map_err(|e| Refusal(StatusCode::SERVICE_UNAVAILABLE, e))?;
+            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
         Ok(rows
             .into_iter()
             .filter(|row| sections.contains(&row.proxy))
@@ -188,14 +272,14 @@ impl Agent {
 }
 
 fn internal(error: std::io::Error) -> Refusal {
-    Refusal(
+    Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("agent storage: {error}"),
     )
 }
 
 fn not_found(id: &str) -> Refusal {
-    Refusal(
+    Refusal::new(
         StatusCode::NOT_FOUND,
         format!("load balancer {id} is not configured here"),
     )
@@ -211,7 +295,7 @@ fn checked(id: &str) -> Answer<&str> {
     if plain {
         Ok(id)
     } else {
-        Err(Refusal(
+        Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "a load balancer id is 1 to 128 letters, digits, `-` or `_`".into(),
         ))
@@ -228,6 +312,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
             get(show_config).put(put_config).delete(delete_config),
         )
         .route("/v1/loadbalancers/{id}/stats", get(stats))
+        .route("/v1/history", get(history))
         .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
         .layer(middleware::from_fn_with_state(agent.clone(), authenticate))
         .with_state(agent)
@@ -235,7 +320,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 async fn authenticate(State(agent): State<Arc<Agent>>, request: Request, next: Next) -> Response {
     if !agent.authorised(&request) {
-        return Refusal(
+        return Refusal::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token".into(),
         )
@@ -250,13 +335,13 @@ async fn blocking<T: Send + 'static>(
 ) -> Answer<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 async fn health(State(agent): State<Arc<Agent>>) -> Answer<Json<Value>> {
     blocking(move || {
         let processes = agent.haproxy.processes().map_err(|e| {
-            Refusal(
+            Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("HAProxy is not running: {e}"),
             )
@@ -274,26 +359,35 @@ async fn list(State(agent): State<Arc<Agent>>) -> Json<Value> {
     Json(json!({"loadbalancers": agent.ids()}))
 }
 
+async fn history(State(agent): State<Arc<Agent>>) -> Answer<Json<Value>> {
+    let entries = blocking(move || Ok(agent.history())).await?;
+    Ok(Json(json!({"entries": entries})))
+}
+
 async fn show_config(
     State(agent): State<Arc<Agent>>,
     UrlPath(id): UrlPath<String>,
-) -> Answer<String> {
+) -> Answer<([(&'static str, String); 1], String)> {
     let id = checked(&id)?;
-    fs::read_to_string(agent.config_file(id)).map_err(|_| not_found(id))
+    let config = fs::read_to_string(agent.config_file(id)).map_err(|_| not_found(id))?;
+    let digest = hex::encode(Sha256::digest(config.as_bytes()));
+    Ok(([("x-config-sha256", digest)], config))
 }
 
 async fn put_config(
     State(agent): State<Arc<Agent>>,
     UrlPath(id): UrlPath<String>,
     body: String,
-) -> Answer<StatusCode> {
+) -> Answer<(StatusCode, Json<Value>)> {
     checked(&id)?;
+    let digest = hex::encode(Sha256::digest(body.as_bytes()));
     let created = blocking(move || agent.put(&id, &body)).await?;
-    Ok(if created {
+    let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
-    })
+    };
+    Ok((status, Json(json!({"sha256": digest}))))
 }
 
 async fn delete_config(

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use lbaas_host::agent::{self, Agent};
+use lbaas_host::agent::{self, Agent, ConfigPolicy};
+use lbaas_host::net::Cidr;
 
 /// Runs beside one HAProxy and lets the LBaaS host configure it.
 #[derive(Debug, Parser)]
@@ -28,6 +29,13 @@ struct Args {
     /// The HAProxy executable.
     #[arg(long, default_value = "haproxy")]
     haproxy: PathBuf,
+    /// Networks the configuration's `server` lines may point into (repeatable; default: any
+    /// IP address). Host names, Unix sockets and the agent's own address are always refused.
+    #[arg(long = "allow-server", value_name = "CIDR")]
+    allow_servers: Vec<Cidr>,
+    /// Networks the configuration's `bind` lines may listen on (repeatable; default: any).
+    #[arg(long = "allow-bind", value_name = "CIDR")]
+    allow_binds: Vec<Cidr>,
     /// Stop HAProxy when the agent is asked to stop (SIGTERM/SIGINT); by default it keeps
     /// serving and the next agent adopts it.
     #[arg(long)]
@@ -59,7 +67,12 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
     let state_dir = args.state_dir.canonicalize()?;
     std::fs::write(state_dir.join("agent.pid"), std::process::id().to_string())?;
-    let agent = Agent::start(args.haproxy.clone(), &state_dir, token.as_deref())
+    let policy = ConfigPolicy {
+        servers: args.allow_servers.clone(),
+        binds: args.allow_binds.clone(),
+        reserved: vec![args.listen],
+    };
+    let agent = Agent::start(args.haproxy.clone(), &state_dir, token.as_deref(), policy)
         .map_err(anyhow::Error::msg)?;
     let agent = Arc::new(agent);
 

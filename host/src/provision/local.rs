@@ -3,6 +3,10 @@
 //! `<root>/<handle>/`: its management address, its bearer token, the agent's log and pid file,
 //! and the agent's HAProxy state.
 //!
+//! Devices run as the dedicated system user of [`privilege`](super::privilege) when the host
+//! is root; their folders belong to it (mode 0700), and the agent refuses any configuration
+//! line that names the agent's own management socket.
+//!
 //! The processes run in their own process groups and outlive the host: traffic keeps flowing
 //! while the host restarts. At start the host [adopts](Provisioner::adopt) them: a device
 //! whose agent is gone gets a new agent (which adopts the running HAProxy), and a folder no
@@ -24,6 +28,7 @@ use lbaas_scheduler::SpawnSpec;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::privilege::{self, DeviceUser};
 use super::{Provisioned, Provisioner};
 use crate::devices::Credentials;
 use crate::net::Cidr;
@@ -41,6 +46,8 @@ pub struct LocalProcesses {
     port: u16,
     /// Drivers whose devices speak the agent's API.
     drivers: Vec<String>,
+    /// Who devices run as; `None` when the host is not root (then they run as the host's user).
+    user: Option<DeviceUser>,
     /// One provisioning, release or adoption at a time.
     busy: Mutex<()>,
 }
@@ -61,6 +68,27 @@ impl LocalProcesses {
             ));
         }
         fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        let user = DeviceUser::ensure()?;
+        match user {
+            Some(_) => {
+                // The device user passes through the root to its own folder, and sees nothing else.
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&root, fs::Permissions::from_mode(0o711))
+                    .map_err(|e| format!("cannot restrict {}: {e}", root.display()))?;
+                if let Some(closed) = privilege::closed_ancestor(&root) {
+                    return Err(format!(
+                        "devices run as the system user {}, which cannot reach {}: {} is closed to \
+                         other users (choose a data folder others may pass through)",
+                        privilege::DEVICE_USER,
+                        root.display(),
+                        closed.display()
+                    ));
+                }
+            }
+            None => {
+                tracing::warn!("the host is not root: spawned devices run as the host's own user")
+            }
+        }
         Ok(Self {
             agent,
             haproxy,
@@ -68,6 +96,7 @@ impl LocalProcesses {
             addresses,
             port,
             drivers: vec!["haproxy".into()],
+            user,
             busy: Mutex::new(()),
         })
     }
@@ -113,6 +142,11 @@ impl LocalProcesses {
             .ok_or_else(|| format!("no free management address left in {}", self.addresses))
     }
 
+    /// Who spawned devices run as (`None`: the host's own user).
+    pub fn device_user(&self) -> Option<DeviceUser> {
+        self.user
+    }
+
     /// Starts the agent of the device in `dir`; returns once it answers.
     fn start_agent(&self, dir: &Path) -> Result<(), String> {
         let address = read_address(dir)?;
@@ -121,7 +155,18 @@ impl LocalProcesses {
             .append(true)
             .open(dir.join("agent.log"))
             .map_err(|e| format!("cannot open the agent's log: {e}"))?;
-        let mut child = Command::new(&self.agent)
+        let mut command = Command::new(&self.agent);
+        if let Some(user) = &self.user {
+            user.own(dir).map_err(|e| {
+                format!(
+                    "cannot give {} to {}: {e}",
+                    dir.display(),
+                    privilege::DEVICE_USER
+                )
+            })?;
+            user.apply(&mut command);
+        }
+        let mut child = command
             .arg("--listen")
             .arg(address.to_string())
             .arg("--state-dir")

@@ -4,6 +4,7 @@
 //! management endpoint.
 
 mod local;
+pub mod privilege;
 
 use lbaas_scheduler::SpawnSpec;
 

@@ -114,6 +114,8 @@ pub enum Failure {
     Instantiate(String),
     #[error("exceeded a limit: {0}")]
     Limit(String),
+    #[error("sent a device what its policy refuses: {0}")]
+    DeviceRefused(String),
 }
 
 impl Failure {
@@ -127,6 +129,7 @@ impl Failure {
             Failure::Limit(_) => "limit.import",
             Failure::Trap { .. } => "call.trap",
             Failure::Instantiate(_) => "call.instantiate",
+            Failure::DeviceRefused(_) => "device.refused",
         }
     }
 }
@@ -748,7 +751,13 @@ fn call<R>(
         .instantiate(&mut store)
         .map_err(|e| (e, true))
         .and_then(|driver| run(&driver, &mut store).map_err(|e| (e, false)));
+    let refusal = store.data_mut().take_device_refusal();
     let mut events = store.data_mut().take_audit();
+    // What the driver made of a device's policy refusal does not matter: the call failed.
+    let result = match (result, refusal) {
+        (Ok(_), Some(refusal)) => Err((wasmtime::Error::new(DeviceRefusal(refusal)), false)),
+        (result, _) => result,
+    };
     let result = result.map_err(|(error, instantiating)| {
         let failure = classify(config, deadline, &store, &error, instantiating);
         let identity = &context.identity;
@@ -781,6 +790,36 @@ fn call<R>(
     result
 }
 
+/// A device refused by its policy what the driver sent during the call.
+#[derive(Debug)]
+struct DeviceRefusal(String);
+
+impl std::fmt::Display for DeviceRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeviceRefusal {}
+
+/// `text` as one line of at most `max` characters: control characters escaped, so that what a
+/// driver or a device wrote cannot forge a log line or a record's layout.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for (count, c) in text.chars().enumerate() {
+        if count == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn classify(
     config: &RuntimeConfig,
     deadline: Duration,
@@ -797,6 +836,9 @@ fn classify(
     }
     if let Some(limit) = error.downcast_ref::<host::ImportLimit>() {
         return Failure::Limit(limit.0.clone());
+    }
+    if let Some(refusal) = error.downcast_ref::<DeviceRefusal>() {
+        return Failure::DeviceRefused(refusal.0.clone());
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Deadline(deadline),

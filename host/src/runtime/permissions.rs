@@ -20,6 +20,16 @@ const RESERVED_HEADERS: &[&str] = &[
     "connection",
     "upgrade",
     "te",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+];
+
+/// Headers that change the method a server acts on, past the method the grant allowed.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 pub use crate::net::Cidr;
@@ -113,11 +123,17 @@ fn check_path(path: &str) -> Result<(), DeviceApiError> {
         return refuse("holds characters that are not allowed");
     }
     let segments = path.split(['?']).next().unwrap_or_default();
-    if segments
-        .split('/')
-        .any(|s| s == ".." || s == "." || s.eq_ignore_ascii_case("%2e%2e"))
-    {
+    if segments.split('/').any(|s| s == ".." || s == ".") {
         return refuse("may not hold '.' or '..' segments");
+    }
+    // Encoded dots, slashes and backslashes: a server that decodes them would see segments
+    // (`.%2e`, `..%2f`) the grant's path prefixes never did.
+    let lowered = segments.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%00"]
+        .iter()
+        .any(|e| lowered.contains(e))
+    {
+        return refuse("may not hold encoded dots, slashes, backslashes or NULs");
     }
     Ok(())
 }
@@ -139,6 +155,14 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
     {
         return Err(DeviceApiError::NotPermitted(format!(
             "header `{name}` is set by the host only"
+        )));
+    }
+    if METHOD_OVERRIDES
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+    {
+        return Err(DeviceApiError::NotPermitted(format!(
+            "header `{name}` would override the request's method"
         )));
     }
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -255,6 +279,11 @@ mod tests {
             "/a b",
             "/a\r\nHost: x",
             "/#frag",
+            "/v1/loadbalancers/.%2e/admin",
+            "/v1/loadbalancers/%2E%2E/admin",
+            "/v1/loadbalancers/..%2fadmin",
+            "/v1/loadbalancers/x%5c..%5cadmin",
+            "/v1/%2e",
         ] {
             let result = check_device("acme-adc", "http://127.0.0.1", &request(path));
             assert!(
@@ -267,6 +296,10 @@ mod tests {
             ("Host", "x"),
             ("x-ok", "a\r\nb"),
             ("bad name", "v"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("X-Method-Override", "DELETE"),
+            ("Forwarded", "for=127.0.0.1"),
         ] {
             let mut req = request("/");
             req.headers.push(Entry {

@@ -1,8 +1,12 @@
 //! The `device-api` import: HTTP to one of the calling driver's devices. The permission check
-//! comes first; the host adds the credentials; every call is recorded in the audit log.
+//! comes first; the host adds the credentials; every call is recorded in the audit log with the
+//! SHA-256 of the body sent. A device's policy refusal (the agent's `lbaas-refusal` header)
+//! fails the driver call whatever the driver makes of it.
 
 use std::io::Read;
 use std::time::Instant;
+
+use sha2::{Digest, Sha256};
 
 use crate::audit::Outcome;
 use crate::devices::Credentials;
@@ -43,8 +47,19 @@ impl Host for HostState {
                     &request,
                 )
             });
+        let digest = hex::encode(Sha256::digest(&request.body));
         let (outcome, detail) = match &result {
-            Ok(response) => (Outcome::Ok, format!("status {}", response.status)),
+            Ok(response) => match policy_refusal(response) {
+                Some(refusal) => {
+                    let detail = format!(
+                        "status {}, refused by the device: {refusal}",
+                        response.status
+                    );
+                    self.device_refused(refusal);
+                    (Outcome::Denied, detail)
+                }
+                None => (Outcome::Ok, format!("status {}", response.status)),
+            },
             Err(error @ (DeviceApiError::NotPermitted(_) | DeviceApiError::UnknownDevice(_))) => {
                 (Outcome::Denied, format!("{error:?}"))
             }
@@ -57,7 +72,7 @@ impl Host for HostState {
             request.body.len(),
             outcome,
             started,
-            Some(detail),
+            Some(format!("{detail}; body sha256 {digest}")),
         );
         Ok(result)
     }
@@ -125,6 +140,22 @@ fn send(
         headers,
         body,
     })
+}
+
+/// The message of a device's refusal by policy (`lbaas-refusal: policy` and `{"error": ...}`),
+/// bounded: a device's answer is not trusted either.
+fn policy_refusal(response: &Response) -> Option<String> {
+    let refused = response.headers.iter().any(|entry| {
+        entry.key.eq_ignore_ascii_case(crate::agent::REFUSAL_HEADER) && entry.value == "policy"
+    });
+    if !refused {
+        return None;
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|body| body["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "no reason given".into());
+    Some(crate::runtime::printable(&message, 512))
 }
 
 fn basic_auth(username: &str, password: &str) -> String {

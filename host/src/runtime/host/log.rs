@@ -8,7 +8,7 @@ use crate::runtime::bindings::log::{Host, Level};
 
 use super::HostState;
 
-/// Longest message kept, in bytes; longer ones are cut.
+/// Longest message kept, in characters; longer ones are cut.
 const MAX_MESSAGE: usize = 2048;
 
 /// A token bucket: `burst` messages at once, refilled at `per_second`.
@@ -66,11 +66,9 @@ impl Host for HostState {
         if dropped > 0 {
             tracing::warn!(target: "driver", driver, version, dropped, "driver log messages dropped by rate limit");
         }
-        let mut end = message.len().min(MAX_MESSAGE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let message = &message[..end];
+        // Control characters escaped: a newline in a driver's message cannot forge a host log
+        // line, nor an escape sequence repaint an operator's terminal.
+        let message = crate::runtime::printable(&message, MAX_MESSAGE);
         match level {
             Level::Trace => tracing::trace!(target: "driver", driver, version, "{message}"),
             Level::Debug => tracing::debug!(target: "driver", driver, version, "{message}"),

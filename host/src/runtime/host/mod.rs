@@ -66,6 +66,8 @@ pub struct HostState {
     logs: (u32, u32, u64),
     /// Successful `state.get` calls so far, summarized in one record when the call ends.
     reads: Reads,
+    /// The first refusal by a device's policy during this call: it fails the call.
+    device_refusal: Option<String>,
 }
 
 /// The successful state reads of one driver call.
@@ -91,16 +93,24 @@ impl HostState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: MemoryLimit {
-                limit: memory_limit,
-                exceeded: None,
-            },
+            limits: MemoryLimit::new(memory_limit),
             stderr,
             context,
             audit: Vec::new(),
             logs: (0, 0, 0),
             reads: Reads::default(),
+            device_refusal: None,
         }
+    }
+
+    /// Notes that a device refused what the driver sent by its policy.
+    pub(super) fn device_refused(&mut self, refusal: String) {
+        self.device_refusal.get_or_insert(refusal);
+    }
+
+    /// The device's policy refusal of this call, if there was one.
+    pub fn take_device_refusal(&mut self) -> Option<String> {
+        self.device_refusal.take()
     }
 
     /// Notes an import call for the audit log.
@@ -216,23 +226,40 @@ impl WasiView for HostState {
     }
 }
 
-/// Refuses memory growth past the configured limit and remembers that it did.
+/// Refuses memory growth past the configured limit and remembers that it did. The limit is
+/// for the whole instance: a component of several memories (each core module may bring its
+/// own) shares one grant among them.
 pub struct MemoryLimit {
     limit: usize,
+    /// Bytes of every memory of the instance together.
+    total: usize,
     exceeded: Option<usize>,
 }
 
+impl MemoryLimit {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            total: 0,
+            exceeded: None,
+        }
+    }
+}
+
 impl ResourceLimiter for MemoryLimit {
+    /// Called for every memory's creation (from 0) and every growth.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = Some(desired);
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.exceeded = Some(total);
             return Ok(false);
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -248,3 +275,23 @@ impl ResourceLimiter for MemoryLimit {
 
 /// The `types` interface has no functions; linking it needs only this.
 impl crate::runtime::bindings::types::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memories_share_one_grant() {
+        let mib = 1 << 20;
+        let mut limit = MemoryLimit::new(64 * mib);
+        // Two memories of 40 MiB each: the second does not fit beside the first.
+        assert!(limit.memory_growing(0, 40 * mib, None).ok() == Some(true));
+        assert!(limit.memory_growing(0, 40 * mib, None).ok() == Some(false));
+        assert_eq!(limit.exceeded, Some(80 * mib));
+        // The first may still grow within what is left.
+        assert!(limit.memory_growing(40 * mib, 60 * mib, None).ok() == Some(true));
+        assert!(limit.memory_growing(0, 8 * mib, None).ok() == Some(false));
+        assert!(limit.memory_growing(0, 4 * mib, None).ok() == Some(true));
+    }
+}
+

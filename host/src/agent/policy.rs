@@ -1,0 +1,734 @@
+//! What the agent lets reach HAProxy. A driver renders the configuration, and a driver is
+//! untrusted code: HAProxy's language can run programs (`program`, `external-check`), load Lua,
+//! read and serve files (`errorfile`, `http-request return ... file`, `ca-file`), open Unix
+//! sockets (`stats socket`, `server x /path`) and expand the environment. So the agent does not
+//! pass the file to `haproxy -c` and hope: it parses it against an allow-list of the sections
+//! and keywords a load balancer needs, with every argument checked, before HAProxy sees it.
+//!
+//! Allowed: comment lines; `global` with `maxconn` only; `defaults`; `frontend` and `backend`
+//! with the keywords below. Every name is a plain token, every address an IP literal and port
+//! (servers and binds within the agent's allowed networks, never the agent's own management
+//! socket), every number a number. Anything else — another section, another keyword, an
+//! option that names a file or a socket, quotes, backslashes, `$` — is a [`Violation`] naming
+//! the line and the keyword.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::net::Cidr;
+
+/// Longest line accepted (the bundled driver's longest is a server line of ~150 bytes).
+const MAX_LINE: usize = 4096;
+/// Longest name of a section, server, ACL or cookie.
+const MAX_NAME: usize = 64;
+
+/// Where a configuration may send and accept traffic.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigPolicy {
+    /// Networks `server` lines (and their health-check `addr`) may point into; empty: any.
+    pub servers: Vec<Cidr>,
+    /// Networks `bind` lines may listen on; empty: any.
+    pub binds: Vec<Cidr>,
+    /// Sockets no line may name: the agent's own management API.
+    pub reserved: Vec<SocketAddr>,
+}
+
+/// Why a configuration was refused: the line (1-based), its keyword and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub line: usize,
+    pub keyword: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: `{}` {}", self.line, self.keyword, self.reason)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Global,
+    Defaults,
+    Frontend,
+    Backend,
+}
+
+/// Checks a whole configuration file against the allow-list.
+pub fn check(config: &str, policy: &ConfigPolicy) -> Result<(), Violation> {
+    let mut section = None;
+    for (index, raw) in config.split('\n').enumerate() {
+        let number = index + 1;
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let words: Vec<&str> = line.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
+        let Some(&keyword) = words.first() else {
+            continue;
+        };
+        let refuse = |reason: String| Violation {
+            line: number,
+            keyword: shown(keyword),
+            reason,
+        };
+        if keyword.starts_with('#') {
+            continue;
+        }
+        if line.len() > MAX_LINE {
+            return Err(refuse(format!("is on a line longer than {MAX_LINE} bytes")));
+        }
+        if let Some(bad) = line.chars().find(|c| !allowed_char(*c)) {
+            return Err(refuse(format!(
+                "is on a line holding {}, which no allowed keyword takes",
+                describe_char(bad)
+            )));
+        }
+        let args = &words[1..];
+        let rule = Line {
+            keyword,
+            args,
+            policy,
+        };
+        let opened = rule.section().map_err(|violation| Violation {
+            line: number,
+            ..violation
+        })?;
+        if let Some(opened) = opened {
+            section = Some(opened);
+            continue;
+        }
+        let Some(current) = section else {
+            return Err(refuse("appears before any section".into()));
+        };
+        rule.check(current).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+/// Printable ASCII and tabs, without the characters HAProxy gives a meaning beyond a plain
+/// word: quotes and backslashes (escapes, environment expansion) and backticks. `$` is refused
+/// too, except inside the one `rstatus` form checked below.
+fn allowed_char(c: char) -> bool {
+    (c.is_ascii_graphic() || c == ' ' || c == '\t') && !matches!(c, '"' | '\'' | '\\' | '`')
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        '"' | '\'' => "a quote".into(),
+        '\\' => "a backslash".into(),
+        c if c.is_control() => format!("the control character {:?}", c),
+        c => format!("`{}`", c.escape_debug()),
+    }
+}
+
+/// A keyword as a refusal shows it: bounded and printable.
+fn shown(keyword: &str) -> String {
+    keyword
+        .chars()
+        .take(40)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+struct Line<'a> {
+    keyword: &'a str,
+    args: &'a [&'a str],
+    policy: &'a ConfigPolicy,
+}
+
+type Rule = Result<(), String>;
+
+impl Line<'_> {
+    /// The section this line opens, if it is a section header.
+    fn section(&self) -> Result<Option<Section>, Violation> {
+        let section = match self.keyword {
+            "global" => Section::Global,
+            "defaults" => Section::Defaults,
+            "frontend" => Section::Frontend,
+            "backend" => Section::Backend,
+            "listen" | "program" | "userlist" | "peers" | "resolvers" | "mailers" | "cache"
+            | "ring" | "http-errors" | "log-forward" | "crt-store" | "traces" | "fcgi-app" => {
+                return Err(self.violation("section is not allowed on this device"));
+            }
+            _ => return Ok(None),
+        };
+        let arity = match section {
+            Section::Global => self.args.is_empty(),
+            Section::Defaults => self.args.len() <= 1,
+            Section::Frontend | Section::Backend => self.args.len() == 1,
+        };
+        if !arity {
+            return Err(self.violation("section header has the wrong number of names"));
+        }
+        if let Some(name) = self.args.first() {
+            name_ok(name).map_err(|reason| self.violation(&reason))?;
+        }
+        Ok(Some(section))
+    }
+
+    fn violation(&self, reason: &str) -> Violation {
+        Violation {
+            line: 0,
+            keyword: shown(self.keyword),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn check(&self, section: Section) -> Rule {
+        use Section::*;
+        let args = self.args;
+        match (section, self.keyword) {
+            (Global | Defaults | Frontend | Backend, "maxconn") => count(args),
+            (Defaults | Backend, "retries") => count(args),
+            (Defaults | Backend, "option") if args == ["redispatch"] => Ok(()),
+            (Defaults | Frontend | Backend, "timeout") => self.timeout(section),
+            (Defaults | Frontend | Backend, "mode") => one_of(args, &["http", "tcp"]),
+            (Frontend | Backend, "disabled") => none(args),
+            (Frontend, "bind") => self.bind(),
+            (Frontend, "tcp-request") => self.tcp_request(),
+            (Frontend, "acl") => self.acl(),
+            (Frontend, "option") => one_of(args, &["forwardfor", "httplog", "tcplog"]),
+            (Frontend, "default_backend") => match args {
+                [name] => name_ok(name),
+                _ => Err("takes one backend name".into()),
+            },
+            (Backend, "balance") => one_of(args, &["roundrobin", "leastconn", "source", "first"]),
+            (Backend, "option") => self.backend_option(),
+            (Backend, "http-check") => http_check(args),
+            (Backend, "stick-table") => stick_table(args),
+            (Backend, "stick") => stick(args),
+            (Backend, "cookie") => cookie(args),
+            (Backend, "server") => self.server(),
+            (Global, _) => Err("is not allowed in `global` (only `maxconn` is)".into()),
+            _ => Err("is not an allowed keyword here".into()),
+        }
+    }
+
+    fn timeout(&self, section: Section) -> Rule {
+        let kinds: &[&str] = match section {
+            Section::Frontend => &["client", "http-request", "http-keep-alive", "tunnel"],
+            Section::Backend => &["connect", "server", "check", "queue", "tunnel"],
+            _ => &[
+                "connect",
+                "client",
+                "server",
+                "check",
+                "queue",
+                "tunnel",
+                "http-request",
+                "http-keep-alive",
+            ],
+        };
+        match self.args {
+            [kind, value] if kinds.contains(kind) => duration(value),
+            _ => Err(format!("takes one of {} and a duration", kinds.join(", "))),
+        }
+    }
+
+    fn bind(&self) -> Rule {
+        match self.args {
+            [address] => {
+                let socket = socket(address)?;
+                self.reachable(socket, &self.policy.binds, "bind")
+            }
+            _ => Err(
+                "takes one address:port and no options (no certificates, sockets or files)".into(),
+            ),
+        }
+    }
+
+    fn tcp_request(&self) -> Rule {
+        match self.args {
+            ["inspect-delay", value] => duration(value),
+            ["connection", "reject" | "accept", "if" | "unless", acl] => {
+                name_ok(acl.strip_prefix('!').unwrap_or(acl))
+            }
+            _ => Err("allows only `inspect-delay` and `connection reject|accept if ACL`".into()),
+        }
+    }
+
+    fn acl(&self) -> Rule {
+        match self.args {
+            [name, "src", cidrs @ ..] if !cidrs.is_empty() => {
+                name_ok(name)?;
+                cidrs.iter().try_for_each(|cidr| {
+                    cidr.parse::<Cidr>()
+                        .map(|_| ())
+                        .or_else(|_| cidr.parse::<IpAddr>().map(|_| ()))
+                        .map_err(|_| format!("`{}` is not an address or CIDR", shown(cidr)))
+                })
+            }
+            _ => Err("allows only `acl NAME src CIDR...`".into()),
+        }
+    }
+
+    fn backend_option(&self) -> Rule {
+        match self.args {
+            ["redispatch" | "ssl-hello-chk" | "forwardfor"] => Ok(()),
+            ["httpchk"] => Ok(()),
+            ["httpchk", method, path] => {
+                method_ok(method)?;
+                path_ok(path)
+            }
+            ["httpchk", method, path, version] => {
+                method_ok(method)?;
+                path_ok(path)?;
+                one_of(&[version], &["HTTP/1.0", "HTTP/1.1"])
+            }
+            _ => Err(
+                "allows only redispatch, ssl-hello-chk, forwardfor and httpchk METHOD PATH".into(),
+            ),
+        }
+    }
+
+    fn server(&self) -> Rule {
+        let [name, address, options @ ..] = self.args else {
+            return Err("takes a name and an address:port".into());
+        };
+        name_ok(name)?;
+        let target = socket(address)?;
+        self.reachable(target, &self.policy.servers, "server")?;
+        let mut check_addr = target.ip();
+        let mut check_port = target.port();
+        let mut rest = options.iter();
+        while let Some(&option) = rest.next() {
+            let mut value = || {
+                rest.next()
+                    .copied()
+                    .ok_or_else(|| format!("server option `{}` needs a value", shown(option)))
+            };
+            match option {
+                "check" | "check-ssl" | "send-proxy" | "send-proxy-v2" | "backup" | "disabled" => {}
+                "weight" | "fall" | "rise" | "maxconn" => count(&[value()?])?,
+                "inter" | "fastinter" | "downinter" => duration(value()?)?,
+                "verify" => one_of(&[value()?], &["none"])?,
+                "cookie" => name_ok(value()?)?,
+                "addr" => {
+                    let text = value()?;
+                    check_addr = text.parse().map_err(|_| {
+                        format!("check address `{}` is not an IP address", shown(text))
+                    })?;
+                }
+                "port" => check_port = port(value()?)?,
+                other => {
+                    return Err(format!(
+                        "server option `{}` is not allowed (only weight, check, inter, fall, rise, \
+                         check-ssl, verify none, addr, port, send-proxy, send-proxy-v2, cookie, \
+                         backup, disabled, maxconn)",
+                        shown(other)
+                    ));
+                }
+            }
+        }
+        self.reachable(
+            SocketAddr::new(check_addr, check_port),
+            &self.policy.servers,
+            "health check",
+        )
+    }
+
+    /// Whether `socket` lies within `networks` (when the agent restricts them) and is not one
+    /// the agent keeps for itself.
+    fn reachable(&self, socket: SocketAddr, networks: &[Cidr], what: &str) -> Rule {
+        if !networks.is_empty() && !networks.iter().any(|net| net.contains(socket.ip())) {
+            return Err(format!(
+                "{what} address {} is outside the networks this device allows",
+                socket.ip()
+            ));
+        }
+        let reserved = self.policy.reserved.iter().any(|r| {
+            r.port() == socket.port()
+                && (r.ip() == socket.ip()
+                    || r.ip().is_unspecified()
+                    || socket.ip().is_unspecified())
+        });
+        if reserved {
+            return Err(format!(
+                "{what} address {socket} is the device agent's own management address"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn none(args: &[&str]) -> Rule {
+    if args.is_empty() {
+        Ok(())
+    } else {
+        Err("takes no arguments".into())
+    }
+}
+
+fn one_of(args: &[&str], allowed: &[&str]) -> Rule {
+    match args {
+        [value] if allowed.contains(value) => Ok(()),
+        _ => Err(format!("takes one of: {}", allowed.join(", "))),
+    }
+}
+
+fn count(args: &[&str]) -> Rule {
+    match args {
+        [value]
+            if !value.is_empty()
+                && value.len() <= 9
+                && value.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(())
+        }
+        _ => Err("takes one number".into()),
+    }
+}
+
+/// `500`, `500ms`, `5s`, `30m`, `1h`, `1d`.
+fn duration(value: &str) -> Rule {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &value[digits.len()..];
+    let ok = !digits.is_empty()
+        && digits.len() <= 9
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && matches!(unit, "" | "ms" | "s" | "m" | "h" | "d");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a duration", shown(value)))
+    }
+}
+
+fn port(value: &str) -> Result<u16, String> {
+    match value.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(format!("`{}` is not a port", shown(value))),
+    }
+}
+
+/// `1.2.3.4:80` or `ipv6@2001:db8::1:80`: IP literals only (no host names, Unix sockets,
+/// abstract sockets or inherited file descriptors).
+fn socket(text: &str) -> Result<SocketAddr, String> {
+    let bad = || {
+        format!(
+            "`{}` is not an IP address and port (no host names, sockets or ranges)",
+            shown(text)
+        )
+    };
+    let (ip, port_text) = match text.strip_prefix("ipv6@") {
+        Some(v6) => v6.rsplit_once(':').ok_or_else(bad)?,
+        None => text.rsplit_once(':').ok_or_else(bad)?,
+    };
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    if text.starts_with("ipv6@") != ip.is_ipv6() {
+        return Err(bad());
+    }
+    let port = port(port_text).map_err(|_| bad())?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn name_ok(name: &str) -> Rule {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name `{}` may only hold up to {MAX_NAME} letters, digits, '-', '_' and '.'",
+            shown(name)
+        ))
+    }
+}
+
+fn method_ok(method: &str) -> Rule {
+    if !method.is_empty() && method.len() <= 16 && method.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not an HTTP method", shown(method)))
+    }
+}
+
+fn path_ok(path: &str) -> Rule {
+    if path.starts_with('/') && path.len() <= 2048 && !path.contains(['#', '$']) {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a URL path", shown(path)))
+    }
+}
+
+/// `http-check expect status 200` or `http-check expect rstatus ^(200|202)$`.
+fn http_check(args: &[&str]) -> Rule {
+    match args {
+        ["expect", "status", code] if status_code(code) => Ok(()),
+        ["expect", "rstatus", pattern] => {
+            let codes = pattern
+                .strip_prefix("^(")
+                .and_then(|p| p.strip_suffix(")$"))
+                .filter(|codes| codes.split('|').all(status_code));
+            codes
+                .map(|_| ())
+                .ok_or_else(|| "allows only `rstatus ^(CODE|CODE...)$`".into())
+        }
+        _ => Err("allows only `expect status CODE` and `expect rstatus ^(CODE|...)$`".into()),
+    }
+}
+
+fn status_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `stick-table type ip|ipv6|string [len N] size N[k|m] expire DURATION`.
+fn stick_table(args: &[&str]) -> Rule {
+    let mut rest = args.iter();
+    let mut typed = false;
+    while let Some(&word) = rest.next() {
+        let value = rest.next().copied().unwrap_or_default();
+        match word {
+            "type" => {
+                one_of(&[value], &["ip", "ipv6", "string", "integer"])?;
+                typed = true;
+            }
+            "len" => count(&[value])?,
+            "size" => count(&[value.trim_end_matches(['k', 'm', 'g'])])?,
+            "expire" => duration(value)?,
+            other => {
+                return Err(format!(
+                    "stick-table option `{}` is not allowed (type, len, size, expire)",
+                    shown(other)
+                ));
+            }
+        }
+    }
+    if typed {
+        Ok(())
+    } else {
+        Err("needs a type".into())
+    }
+}
+
+/// `stick on src`, `stick match req.cook(NAME)`, `stick store-response res.cook(NAME)`.
+fn stick(args: &[&str]) -> Rule {
+    let cookie = |fetch: &str, prefix: &str| {
+        fetch
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map_or(
+                Err(format!("`{}` is not an allowed sample", shown(fetch))),
+                name_ok,
+            )
+    };
+    match args {
+        ["on", "src"] => Ok(()),
+        ["match" | "on", fetch] => cookie(fetch, "req.cook("),
+        ["store-response", fetch] => cookie(fetch, "res.cook("),
+        _ => Err("allows only `on src` and cookie matches".into()),
+    }
+}
+
+/// `cookie NAME insert|rewrite|prefix [indirect] [nocache] [postonly] [preserve] [httponly] [secure]`.
+fn cookie(args: &[&str]) -> Rule {
+    let [name, options @ ..] = args else {
+        return Err("takes a cookie name".into());
+    };
+    name_ok(name)?;
+    const OPTIONS: &[&str] = &[
+        "insert", "rewrite", "prefix", "indirect", "nocache", "postonly", "preserve", "httponly",
+        "secure",
+    ];
+    match options.iter().find(|o| !OPTIONS.contains(o)) {
+        None => Ok(()),
+        Some(other) => Err(format!("cookie option `{}` is not allowed", shown(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ConfigPolicy {
+        ConfigPolicy {
+            servers: Vec::new(),
+            binds: Vec::new(),
+            reserved: vec!["127.128.0.1:9443".parse().expect("socket")],
+        }
+    }
+
+    /// What the bundled HAProxy driver renders for a full tree (HTTP with cookies and an HTTP
+    /// monitor, TCP with source persistence, PROXY protocol, IPv6 members).
+    const DRIVER_OUTPUT: &str = "\
+# Generated by the lbaas haproxy driver 0.1.0 for load balancer lb-1 on device d-1.
+# Do not edit: the next change of the load balancer replaces this file.
+
+global
+    maxconn 2000
+
+defaults
+    retries 3
+    option redispatch
+    timeout connect 5000ms
+    timeout client 50000ms
+    timeout server 50000ms
+
+frontend l-1
+    mode http
+    bind 127.0.50.1:8080
+    maxconn 100
+    timeout client 50000ms
+    tcp-request inspect-delay 0ms
+    acl allowed-cidr src 10.0.0.0/8 192.168.1.1
+    tcp-request connection reject if !allowed-cidr
+    option forwardfor
+    default_backend p-1
+    disabled
+
+frontend l-2
+    mode tcp
+    bind ipv6@::1:8443
+    timeout client 50000ms
+    default_backend p-2
+
+backend p-1
+    mode http
+    balance roundrobin
+    timeout connect 5000ms
+    timeout server 50000ms
+    cookie SRV insert indirect nocache
+    timeout check 1s
+    option httpchk GET /health?x=1
+    http-check expect rstatus ^(200|202)$
+    server m-1 127.0.0.1:8001 weight 1 check inter 2s fall 2 rise 3 addr 127.0.0.2 port 9000 cookie m-1
+    server m-2 127.0.0.1:8002 weight 0 check inter 2s fall 2 rise 3 backup disabled
+
+backend p-2
+    mode tcp
+    balance source
+    timeout connect 5000ms
+    timeout server 50000ms
+    stick-table type ipv6 size 100k expire 30m
+    stick on src
+    stick-table type string len 64 size 100k expire 30m
+    stick store-response res.cook(JSESSIONID)
+    stick match req.cook(JSESSIONID)
+    option ssl-hello-chk
+    http-check expect status 200
+    server m-3 ipv6@2001:db8::1:443 weight 256 check inter 5s fall 1 rise 1 check-ssl verify none send-proxy-v2
+    server m-4 127.0.0.1:8004 weight 1 send-proxy
+";
+
+    #[test]
+    fn the_bundled_drivers_output_passes() {
+        assert_eq!(check(DRIVER_OUTPUT, &policy()), Ok(()));
+    }
+
+    /// Each hostile addition is refused, naming its line and keyword.
+    #[test]
+    fn hostile_configurations_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("program evil\n    command /bin/sh -c id", "program"),
+            ("global\n    lua-load /tmp/x.lua", "lua-load"),
+            (
+                "global\n    stats socket /tmp/admin.sock level admin",
+                "stats",
+            ),
+            ("global\n    user root", "user"),
+            (
+                "backend p-9\n    option external-check\n    external-check command /bin/sh",
+                "option",
+            ),
+            (
+                "backend p-9\n    external-check command /bin/sh",
+                "external-check",
+            ),
+            (
+                "frontend l-9\n    http-request return status 200 file /etc/shadow",
+                "http-request",
+            ),
+            ("frontend l-9\n    errorfile 503 /etc/passwd", "errorfile"),
+            (
+                "frontend l-9\n    bind 127.0.0.1:80 ssl crt /var/lib/lbaas/key.pem",
+                "bind",
+            ),
+            ("frontend l-9\n    bind /tmp/haproxy.sock", "bind"),
+            ("frontend l-9\n    bind unix@/tmp/x.sock", "bind"),
+            ("frontend l-9\n    bind 127.128.0.1:9443", "bind"),
+            ("frontend l-9\n    log /dev/log local0", "log"),
+            (
+                "backend p-9\n    server s /run/haproxy/admin.sock",
+                "server",
+            ),
+            ("backend p-9\n    server s abns@x", "server"),
+            ("backend p-9\n    server s localhost:80", "server"),
+            (
+                "backend p-9\n    server s 127.0.0.1:80 ca-file /etc/ssl/x.pem verify required",
+                "server",
+            ),
+            (
+                "backend p-9\n    server s 127.0.0.1:80 check addr 127.128.0.1 port 9443",
+                "server",
+            ),
+            ("backend p-9\n    server s 127.128.0.1:9443", "server"),
+            ("backend p-9\n    server s \"${HOME}\":80", "server"),
+            (
+                "backend p-9\n    option httpchk GET /x HTTP/1.1\\r\\nHost:\\ x",
+                "option",
+            ),
+            (
+                "backend p-9\n    http-check expect rstatus .*",
+                "http-check",
+            ),
+            (
+                "userlist admins\n    user a insecure-password b",
+                "userlist",
+            ),
+            (".if defined(HOME)\n.endif", ".if"),
+            ("    maxconn 10", "maxconn"),
+            ("frontend l-9\n    mode http # trailing", "mode"),
+            ("frontend l-9 extra", "frontend"),
+            (
+                "frontend l-9\n    default_backend p\u{0}",
+                "default_backend",
+            ),
+        ];
+        for (config, keyword) in cases {
+            let violation =
+                check(config, &policy()).expect_err(&format!("{config:?} must be refused"));
+            assert_eq!(&violation.keyword, keyword, "{config:?}: {violation}");
+            assert!(violation.line >= 1, "{violation}");
+            assert!(
+                violation
+                    .to_string()
+                    .starts_with(&format!("line {}: `{keyword}`", violation.line))
+            );
+        }
+    }
+
+    #[test]
+    fn the_refusal_names_the_line() {
+        let config = format!("{DRIVER_OUTPUT}\nprogram evil\n    command /bin/sh -c id\n");
+        let violation = check(&config, &policy()).expect_err("refused");
+        let line = config
+            .lines()
+            .position(|l| l == "program evil")
+            .expect("line")
+            + 1;
+        assert_eq!(violation.line, line);
+        assert_eq!(
+            violation.to_string(),
+            format!("line {line}: `program` section is not allowed on this device")
+        );
+    }
+
+    #[test]
+    fn networks_bound_servers_and_binds() {
+        let restricted = ConfigPolicy {
+            servers: vec!["10.0.0.0/8".parse().expect("cidr")],
+            binds: vec!["127.0.50.0/24".parse().expect("cidr")],
+            reserved: Vec::new(),
+        };
+        let ok = "frontend l\n    bind 127.0.50.1:80\nbackend p\n    server m 10.1.1.1:80 check\n";
+        assert_eq!(check(ok, &restricted), Ok(()));
+        let outside = "backend p\n    server m 127.0.0.1:9876\n";
+        let violation = check(outside, &restricted).expect_err("refused");
+        assert!(violation.reason.contains("outside"), "{violation}");
+        let bind = "frontend l\n    bind 0.0.0.0:22\n";
+        assert!(check(bind, &restricted).is_err());
+        let check_elsewhere = "backend p\n    server m 10.1.1.1:80 check addr 127.0.0.1\n";
+        assert!(check(check_elsewhere, &restricted).is_err());
+    }
+}
