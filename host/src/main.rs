@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::api::{self, Api, Auth, DeviceRegistration, Drivers};
 use lbaas_host::audit::{self, AuditLog};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::integrity::{self, Trust};
@@ -54,9 +54,14 @@ enum Command {
         /// Networks device management endpoints may be in (repeatable). Default: loopback.
         #[arg(long = "device-network", value_name = "CIDR")]
         device_networks: Vec<Cidr>,
-        /// `none` (Octavia's noauth) or `tokens` (with --tokens-file).
+        /// `none` (Octavia's noauth: everything allowed; loopback listen addresses only) or
+        /// `tokens` (with --tokens-file).
         #[arg(long, default_value = "none", value_parser = ["none", "tokens"])]
         auth: String,
+        /// Who may register devices: `admins`, or also project `members` (a virtual device of
+        /// their own project).
+        #[arg(long, default_value = "admins", value_parser = ["admins", "members"])]
+        device_registration: String,
         /// JSON object mapping tokens to {"project_id", "roles"}, for --auth tokens.
         #[arg(long, value_name = "FILE")]
         tokens_file: Option<PathBuf>,
@@ -230,6 +235,7 @@ fn run() -> anyhow::Result<()> {
             driver_poll,
             device_networks,
             auth,
+            device_registration,
             tokens_file,
             workers,
             cache_mib,
@@ -242,6 +248,12 @@ fn run() -> anyhow::Result<()> {
                 (_, Some(_)) => bail!("--tokens-file needs --auth tokens"),
                 _ => Auth::None,
             };
+            if matches!(auth, Auth::None) && !listen.ip().is_loopback() {
+                bail!(
+                    "--auth none lets every caller act as admin: it listens on loopback addresses \
+                     only, not {listen} (use --auth tokens)"
+                );
+            }
             let sources = Sources {
                 data_dir: &data_dir,
                 driver_dir: &driver_dir,
@@ -254,6 +266,7 @@ fn run() -> anyhow::Result<()> {
                 &sources,
                 device_networks,
                 auth,
+                device_registration == "members",
                 workers,
                 &data_plane,
             )
@@ -418,6 +431,7 @@ fn serve(
     sources: &Sources<'_>,
     device_networks: Vec<Cidr>,
     auth: Auth,
+    members_register_devices: bool,
     workers: usize,
     data_plane: &DataPlane,
 ) -> anyhow::Result<()> {
@@ -440,6 +454,18 @@ fn serve(
     if !device_networks.is_empty() {
         config.device_policy.allowed_networks = device_networks;
     }
+    // Bound before anything else starts, so its real address (port 0 picks one) is known.
+    let std_listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    std_listener.set_nonblocking(true)?;
+    let listen = std_listener.local_addr()?;
+    // Nothing a driver or a tenant names may aim the host's HTTP client at the host itself.
+    config.device_policy.reserved = vec![listen];
+    let registration = DeviceRegistration {
+        networks: config.device_policy.allowed_networks.clone(),
+        reserved: vec![listen],
+        members: members_register_devices,
+    };
     let state = SledStateStore::new(db.clone(), config.state_quota);
     let store: Arc<dyn lbaas_host::store::Store> = Arc::new(SledStore::new(db.clone())?);
     let devices = Arc::new(StoreDevices::new(store.clone()));
@@ -469,11 +495,11 @@ fn serve(
 
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        let mut api = Api::new(store, drivers, auth, default_provider, jobs).with_audit(audit_log);
+        let mut api = Api::new(store, drivers, auth, default_provider, jobs)
+            .with_audit(audit_log)
+            .with_device_registration(registration);
         if let Some(provisioner) = provisioner {
             api = api.with_provisioner(provisioner);
         }

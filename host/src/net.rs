@@ -1,7 +1,8 @@
-//! IP networks in CIDR form, shared by the device allow-list and the network model.
+//! IP networks in CIDR form, shared by the device allow-list and the network model, and the
+//! management URLs of devices.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// An IP network, `address/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,50 @@ impl Cidr {
             }
         })
     }
+}
+
+/// The socket of an `http(s)://ip[:port][/path]` URL (port 80 or 443 when absent). Host
+/// names and user information are refused: allow-lists are checked on addresses, and resolving
+/// names would let DNS move a device.
+pub fn url_socket(url: &str) -> Option<SocketAddr> {
+    let (rest, default_port) = match url.strip_prefix("http://") {
+        Some(rest) => (rest, 80),
+        None => (url.strip_prefix("https://")?, 443),
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let ip: IpAddr = host.parse().ok()?;
+    let port = match port {
+        Some(port) => port.parse().ok().filter(|&p| p > 0)?,
+        None => default_port,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Whether `socket` is one of the host's own listening sockets (`reserved`): the same port on
+/// the same address, on an address the host listens on all of, or on any loopback address when
+/// the host listens on loopback (127.0.0.2 reaches a server bound to 127.0.0.1 only if it is
+/// bound to it, but a wildcard bind answers every loopback address).
+pub fn is_reserved(socket: SocketAddr, reserved: &[SocketAddr]) -> bool {
+    reserved.iter().any(|own| {
+        own.port() == socket.port()
+            && (own.ip() == socket.ip()
+                || own.ip().is_unspecified()
+                || (own.ip().is_loopback() && socket.ip().is_loopback())
+                || socket.ip().is_unspecified())
+    })
 }
 
 /// Whether `address` lies inside `cidr`; false when either does not parse.
@@ -118,5 +163,36 @@ mod tests {
         let net: Cidr = "192.0.2.0/30".parse().expect("cidr");
         let hosts: Vec<IpAddr> = net.hosts().collect();
         assert_eq!(hosts, [ip("192.0.2.1"), ip("192.0.2.2")]);
+    }
+
+    #[test]
+    fn management_urls_and_the_hosts_own_sockets() {
+        let socket = |text: &str| text.parse::<SocketAddr>().expect("socket");
+        assert_eq!(
+            url_socket("http://127.0.0.1:9443/x"),
+            Some(socket("127.0.0.1:9443"))
+        );
+        assert_eq!(url_socket("https://10.0.0.1"), Some(socket("10.0.0.1:443")));
+        assert_eq!(url_socket("http://[::1]:80"), Some(socket("[::1]:80")));
+        for bad in [
+            "http://device.example",
+            "http://u:p@127.0.0.1",
+            "ftp://1.2.3.4",
+            "http://1.2.3.4:0",
+        ] {
+            assert_eq!(url_socket(bad), None, "{bad}");
+        }
+        let host = [socket("127.0.0.1:9876")];
+        assert!(is_reserved(socket("127.0.0.1:9876"), &host));
+        assert!(
+            is_reserved(socket("127.0.0.2:9876"), &host),
+            "another loopback address"
+        );
+        assert!(!is_reserved(socket("127.0.0.1:9877"), &host));
+        assert!(is_reserved(
+            socket("10.1.1.1:9876"),
+            &[socket("0.0.0.0:9876")]
+        ));
+        assert!(!is_reserved(socket("10.1.1.1:9876"), &host));
     }
 }

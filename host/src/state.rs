@@ -12,6 +12,14 @@ use crate::DriverName;
 pub const MAX_KEY_BYTES: usize = 512;
 /// Largest single value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// What one key costs the quota besides its bytes: the store's own per-entry bookkeeping. A
+/// million one-byte keys are not free, and the quota says so.
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// The bytes an entry counts against the quota.
+pub fn entry_cost(key: usize, value: usize) -> u64 {
+    (key + value) as u64 + ENTRY_OVERHEAD
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -35,7 +43,7 @@ pub trait Namespace: Send + Sync {
     fn delete(&self, key: &str) -> Result<bool>;
     /// Keys starting with `prefix`, in byte order.
     fn keys(&self, prefix: &str) -> Result<Vec<String>>;
-    /// Bytes used (keys and values).
+    /// Bytes used: keys, values and [`ENTRY_OVERHEAD`] per entry.
     fn usage(&self) -> u64;
 }
 
@@ -85,7 +93,7 @@ impl StateStore for SledStateStore {
         let mut used = 0;
         for entry in tree.iter() {
             let (key, value) = entry?;
-            used += (key.len() + value.len()) as u64;
+            used += entry_cost(key.len(), value.len());
         }
         let namespace = Arc::new(SledNamespace {
             tree,
@@ -134,9 +142,9 @@ impl Namespace for SledNamespace {
         let old = self
             .tree
             .get(key)?
-            .map_or(0, |v| (key.len() + v.len()) as u64);
+            .map_or(0, |v| entry_cost(key.len(), v.len()));
         let used = self.used.load(Ordering::Acquire);
-        let wanted = used - old + (key.len() + value.len()) as u64;
+        let wanted = used - old + entry_cost(key.len(), value.len());
         if wanted > self.quota && wanted > used {
             return Err(StateError::QuotaExceeded {
                 quota: self.quota,
@@ -154,7 +162,7 @@ impl Namespace for SledNamespace {
         match self.tree.remove(key)? {
             Some(old) => {
                 self.used
-                    .fetch_sub((key.len() + old.len()) as u64, Ordering::AcqRel);
+                    .fetch_sub(entry_cost(key.len(), old.len()), Ordering::AcqRel);
                 Ok(true)
             }
             None => Ok(false),
@@ -204,12 +212,13 @@ mod tests {
 
     #[test]
     fn quota_counts_keys_and_values() {
-        let (_dir, store) = store(100);
+        let (_dir, store) = store(100 + 2 * ENTRY_OVERHEAD);
         let ns = store
             .namespace(&DriverName::new("a").expect("name"))
             .expect("ns");
-        ns.set("key", &[0; 90]).expect("fits");
-        assert_eq!(ns.usage(), 93);
+        ns.set("key", &[0; 90 + ENTRY_OVERHEAD as usize])
+            .expect("fits");
+        assert_eq!(ns.usage(), 93 + 2 * ENTRY_OVERHEAD);
         assert!(matches!(
             ns.set("other", &[0; 10]),
             Err(StateError::QuotaExceeded { .. })
@@ -218,7 +227,24 @@ mod tests {
         ns.set("key", &[0; 10]).expect("shrink");
         ns.set("other", &[0; 10]).expect("fits now");
         assert!(ns.delete("key").expect("delete"));
-        assert_eq!(ns.usage(), 15);
+        assert_eq!(ns.usage(), 15 + ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn every_key_costs_its_overhead() {
+        let (_dir, store) = store(10 * ENTRY_OVERHEAD);
+        let ns = store
+            .namespace(&DriverName::new("a").expect("name"))
+            .expect("ns");
+        // Ten one-byte keys of empty values fill a quota of ten overheads (plus their bytes).
+        let stored = (0..20)
+            .take_while(|i| ns.set(&format!("{}", i % 10), b"").is_ok() || *i >= 10)
+            .count();
+        assert!(stored >= 9, "{stored}");
+        assert!(matches!(
+            ns.set("one-more", b""),
+            Err(StateError::QuotaExceeded { .. })
+        ));
     }
 
     #[test]
@@ -236,7 +262,7 @@ mod tests {
         }
         let store = SledStateStore::open(dir.path(), 1000).expect("reopen");
         let ns = store.namespace(&name).expect("ns");
-        assert_eq!(ns.usage(), 3);
+        assert_eq!(ns.usage(), 3 + ENTRY_OVERHEAD);
         assert_eq!(ns.keys("").expect("keys"), vec!["k".to_owned()]);
     }
 

@@ -23,6 +23,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     statuses: Mutex<HashMap<String, u16>>,
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Answer with the request's headers (a device that echoes what it got).
+    echo: std::sync::atomic::AtomicBool,
 }
 
 pub struct FakeAppliance {
@@ -78,6 +80,13 @@ impl FakeAppliance {
             .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Answers every request with its own headers as JSON from now on: a device that echoes.
+    pub fn echo_headers(&self) {
+        self.shared
+            .echo
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Answers requests to `path` with `status` from now on.
     pub fn respond(&self, path: &str, status: u16) {
         self.shared
@@ -105,15 +114,20 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, &'static str) {
+) -> (StatusCode, String) {
     let path = uri
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let headers = headers
+    let headers: HashMap<String, String> = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    let answer = if shared.echo.load(std::sync::atomic::Ordering::Relaxed) {
+        serde_json::to_string(&headers).unwrap_or_default()
+    } else {
+        "{}".to_owned()
+    };
     // A slow device: answers after the delay set by `delay`.
     let delay = shared.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
     if delay > 0 {
@@ -134,6 +148,6 @@ async fn record(
     });
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        "{}",
+        answer,
     )
 }

@@ -1,12 +1,11 @@
 //! A whole control plane in the test process: sled store in a temporary folder, the real
 //! driver components, the worker, and the API on a loopback port — plus a JSON client.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lbaas_host::api::{self, Api, Auth, Drivers};
+use lbaas_host::api::{self, Api, Auth, DeviceRegistration, Drivers};
 use lbaas_host::audit::AuditLog;
 use lbaas_host::drivers::FileOutcome;
 use lbaas_host::integrity::Trust;
@@ -32,6 +31,8 @@ pub struct Options {
     pub skip_conformance: bool,
     /// Answer writes before they are flushed (benchmarks of what durability costs).
     pub acknowledge_before_flush: bool,
+    /// Let project members register virtual devices (`--device-registration members`).
+    pub members_register_devices: bool,
 }
 
 pub struct ControlPlane {
@@ -100,9 +101,21 @@ impl ControlPlane {
             lbaas_host::store::DEFAULT_CACHE_BYTES,
         )
         .expect("open database");
-        let config = RuntimeConfig {
+        // Bound first, so the host's own address is known to the device allow-lists.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let address = listener.local_addr().expect("address");
+        let mut config = RuntimeConfig {
             cache_dir: Some(data_dir.join("cache")),
             ..options.config
+        };
+        config.device_policy.reserved = vec![address];
+        let registration = DeviceRegistration {
+            networks: config.device_policy.allowed_networks.clone(),
+            reserved: vec![address],
+            members: options.members_register_devices,
         };
         let state = SledStateStore::new(db.clone(), config.state_quota);
         let store: Arc<dyn lbaas_host::store::Store> =
@@ -132,7 +145,6 @@ impl ControlPlane {
                 file.display()
             );
         }
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let tokio = tokio::runtime::Runtime::new().expect("tokio");
@@ -145,7 +157,8 @@ impl ControlPlane {
                     Some("haproxy".into()),
                     jobs,
                 )
-                .with_audit(audit);
+                .with_audit(audit)
+                .with_device_registration(registration);
                 if let Some(provisioner) = provisioner {
                     api = api.with_provisioner(provisioner);
                 }
@@ -158,7 +171,7 @@ impl ControlPlane {
                 if let Some(interval) = status_interval {
                     monitor::spawn(api.clone(), interval);
                 }
-                let listener = crate::loopback_listener(ready_tx).await;
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 axum::serve(listener, api::router(api))
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;
@@ -168,7 +181,6 @@ impl ControlPlane {
             });
             db.flush().expect("flush");
         });
-        let address = ready_rx.recv().expect("control plane started");
         Self {
             url: format!("http://{address}"),
             stop: Some(stop_tx),

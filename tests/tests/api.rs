@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use lbaas_host::api::Auth;
 use lbaas_host::api::auth::TokenGrant;
 use lbaas_tests::appliance::FakeAppliance;
-use lbaas_tests::control::{Client, ControlPlane};
+use lbaas_tests::control::{Client, ControlPlane, Options};
 use serde_json::{Value, json};
 
 fn grant(project: &str, roles: &[&str]) -> TokenGrant {
@@ -734,9 +734,25 @@ fn bad_requests_get_clear_4xx_answers() {
             &alice,
             "POST",
             "/v2/admin/devices".into(),
-            r#"{"device": {"kind": "physical", "driver": "acme-adc", "management_url": "http://127.0.0.1:1", "capacity": 1}}"#,
+            r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "http://127.0.0.1:1", "capacity": 1}}"#,
+            403,
+            "does not allow",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/admin/devices".into(),
+            r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "http://10.9.9.9:9443", "capacity": 1}}"#,
             400,
-            "only register virtual",
+            "outside the device networks",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/admin/devices".into(),
+            r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "http://localhost:9443", "capacity": 1}}"#,
+            400,
+            "IP address",
         ),
         (
             &alice,
@@ -819,7 +835,15 @@ fn bad_requests_get_clear_4xx_answers() {
 fn private_devices_serve_only_their_project() {
     let data = tempfile::tempdir().expect("temp dir");
     let agent = FakeAppliance::start();
-    let cp = ControlPlane::start(data.path(), tokens());
+    // The operator lets members register their own devices (admins only by default).
+    let cp = ControlPlane::start_with_options(
+        data.path(),
+        tokens(),
+        Options {
+            members_register_devices: true,
+            ..Options::default()
+        },
+    );
     let admin = cp.client(Some("admin-token"));
     let alice = cp.client(Some("alice-token"));
     let bob = cp.client(Some("bob-token"));
@@ -843,6 +867,32 @@ fn private_devices_serve_only_their_project() {
     );
     let device_id = id(&device, "device");
     assert_eq!(device["device"]["project_id"], "project-a");
+    // Still only virtual ones, never aimed at the control plane itself.
+    let (status, body) = alice.post(
+        "/v2/admin/devices",
+        &json!({"device": {"kind": "physical", "driver": "acme-adc",
+                "management_url": agent.url(), "capacity": 1}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only register virtual")
+    );
+    let (status, body) = alice.post(
+        "/v2/admin/devices",
+        &json!({"device": {"kind": "virtual", "driver": "haproxy",
+                "management_url": cp.url.replace("127.0.0.1", "127.0.0.9"), "capacity": 1}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("own address"),
+        "{body}"
+    );
     // Only that project and admins see it.
     assert_eq!(alice.get(&format!("/v2/admin/devices/{device_id}")).0, 200);
     assert_eq!(admin.get(&format!("/v2/admin/devices/{device_id}")).0, 200);

@@ -23,6 +23,35 @@ fn inspect_prints_capabilities_as_json() {
     assert_eq!(report["sha256"].as_str().map(str::len), Some(64));
 }
 
+/// `--auth none` makes every caller an admin: the host refuses to offer that beyond loopback.
+#[test]
+fn noauth_refuses_a_listen_address_beyond_loopback() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = lbaasd()
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--auth",
+            "none",
+            "--no-spawn",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("run lbaasd");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--auth none") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+    assert!(
+        !data.path().join("db").exists(),
+        "refused before anything was opened"
+    );
+}
+
 #[test]
 fn inspect_refuses_a_file_that_is_not_a_driver() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use lbaas_host::audit::{Filter, Outcome, Record};
 use lbaas_host::runtime::{DeviceKind, Error, Failure, LoadedDriver, Origin, RuntimeConfig};
+use lbaas_host::state::StateStore as _;
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::model::*;
 use lbaas_tests::{TestHost, drivers, fixtures};
@@ -346,6 +347,65 @@ fn floods_fail_the_call_with_the_limit_named() {
     assert!(host.audit.verify().intact());
 }
 
+/// Floods of import calls (refused keys, huge keys, a million tiny keys) fail the call at the
+/// import budget: the host keeps a bounded number of audit records of bounded size for it,
+/// and its memory stays near where it was.
+#[test]
+fn import_floods_are_bounded_by_the_grant() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let looper = host.load(&fixtures().looper);
+    let device = device("d1", DeviceKind::Virtual, 4, None);
+    let before = lbaas_tests::rss_bytes();
+    for attack in ["refused-keys", "huge-keys", "tiny-keys"] {
+        let mut lb = web_shop("lb-flood", "127.0.0.20");
+        lb.name = attack.into();
+        let error = looper.translate(&lb, &device).expect_err(attack);
+        let message = error.to_string();
+        // Huge keys (half a MiB each) run into the deadline first: copying them in is the
+        // guest's time, not the host's memory.
+        let contained = match failure(error, "looper", "translate") {
+            Failure::Limit(limit) => {
+                limit.contains("import calls") || limit.contains("bytes of audit records")
+            }
+            Failure::Deadline(_) => attack == "huge-keys",
+            _ => false,
+        };
+        assert!(contained, "{attack}: {message}");
+    }
+    // At most one record per import call, each key cut to its start and digest.
+    let records = host.audit.query(&Filter {
+        limit: 1_000_000,
+        ..Filter::default()
+    });
+    assert!(
+        records.len() <= 3 * 10_001 + 10,
+        "{} records",
+        records.len()
+    );
+    let longest = records
+        .iter()
+        .filter_map(|r| r.event.target.as_ref().map(String::len))
+        .max()
+        .unwrap_or(0);
+    assert!(longest < 400, "an audited key of {longest} bytes");
+    assert!(records.iter().any(|r| {
+        r.event
+            .target
+            .as_deref()
+            .is_some_and(|t| t.contains("sha256"))
+    }));
+    // A million tiny keys did not fit either: each key costs the quota its overhead.
+    let tiny = host
+        .state
+        .namespace(&lbaas_host::DriverName::new("looper").expect("name"))
+        .expect("namespace");
+    assert!(tiny.keys("t").expect("keys").len() < 10_001);
+    let grown = lbaas_tests::rss_bytes().saturating_sub(before);
+    assert!(grown < 256 << 20, "the host grew by {} MiB", grown >> 20);
+    host_still_serves(&host, &looper);
+    assert!(host.audit.verify().intact());
+}
+
 #[test]
 fn failing_calls_in_a_row_quarantine_a_driver_until_released() {
     let (_dir, host) = host_with(RuntimeConfig {
@@ -480,4 +540,73 @@ fn a_busy_wait_on_the_clock_is_stopped_at_its_deadline() {
         Failure::Deadline(Duration::from_millis(150))
     );
     host_still_serves(&host, &looper);
+}
+
+/// A tarpit device (it answers after 12 s) cannot hold a driver call past its deadline:
+/// the device call gets what is left of the deadline, not the device timeout.
+#[test]
+fn a_tarpit_device_does_not_outlast_the_call_deadline() {
+    let (_dir, host) = host_with(RuntimeConfig {
+        device_deadline: Duration::from_millis(500),
+        ..RuntimeConfig::default()
+    });
+    let haproxy = host.load(&drivers().haproxy);
+    let tarpit = FakeAppliance::start();
+    // Longer than the 10 s device timeout, which is what the call got before.
+    tarpit.delay(12_000);
+    host.register_device("haproxy-1", "haproxy", &tarpit.url());
+    let lb = web_shop("lb-tarpit", "127.0.0.21");
+    let device = device("haproxy-1", DeviceKind::Virtual, 16, None);
+    let config = haproxy.translate(&lb, &device).expect("translate");
+    let error = haproxy
+        .apply(&lb, &device, &config)
+        .expect_err("the device never answers in time");
+    let message = error.to_string();
+    assert!(
+        message.contains("did not answer within") && message.contains("deadline"),
+        "{message}"
+    );
+    // What the device call was given is under the call's deadline, not the 10 s device cap.
+    let given = message
+        .split("within ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the timeout is named");
+    assert!(given.ends_with("ms"), "a sub-second timeout: {given}");
+}
+
+/// A device that echoes the request it got hands the driver nothing of the credential the
+/// host injected.
+#[test]
+fn an_echoing_device_does_not_leak_the_injected_credential() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let snoop = host.load(&fixtures().snoop);
+    let echo = FakeAppliance::start();
+    echo.echo_headers();
+    host.devices.insert(lbaas_host::devices::DeviceEndpoint {
+        device_id: "snoop-dev".into(),
+        driver: lbaas_host::DriverName::new("snoop").expect("name"),
+        management_url: echo.url(),
+        credentials: Some(lbaas_host::devices::Credentials::Bearer {
+            token: "tok-0123456789abcdef".into(),
+        }),
+    });
+    let config = snoop
+        .translate(
+            &web_shop("lb-echo", "127.0.0.22"),
+            &device("snoop-dev", DeviceKind::Virtual, 4, None),
+        )
+        .expect("the snoop reports");
+    let report: serde_json::Value = serde_json::from_str(&config.body).expect("JSON report");
+    let answer = report["device_call"]["Ok"]["body"]
+        .as_str()
+        .expect("the device answered");
+    // The device got the credential and echoed its header; the driver sees it redacted.
+    let received = echo.received();
+    assert!(
+        received[0].headers["authorization"].contains("tok-0123456789abcdef"),
+        "{received:?}"
+    );
+    assert!(!config.body.contains("tok-0123456789abcdef"), "{answer}");
+    assert!(answer.contains("Bearer [redacted]"), "{answer}");
 }

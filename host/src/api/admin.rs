@@ -1,6 +1,8 @@
 //! Admin extensions under `/v2/admin/`: the device registry and the network model VIPs are
-//! allocated from. Admins register shared devices; a project member may register a private
-//! virtual device for its own project.
+//! allocated from. Admins register shared devices; where the operator allows it
+//! (`--device-registration members`), a project member may register a private virtual device
+//! for its own project. A management URL is an IP literal inside the device networks and never
+//! one of the host's own listening sockets: the host sends requests there, with credentials.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,21 +68,26 @@ fn capacity(value: i64) -> ApiResult<u32> {
         .ok_or_else(|| ApiError::bad_request(format!("capacity {value} is out of range 1-100000")))
 }
 
-fn management_url(value: &str) -> ApiResult<String> {
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "management_url `{value}` must be an http:// or https:// URL"
-            ))
-        })?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    validate::ip("management_url host", host)?;
+fn management_url(rules: &super::DeviceRegistration, value: &str) -> ApiResult<String> {
+    let socket = crate::net::url_socket(value).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "management_url `{}` must be an http:// or https:// URL with an IP address",
+            value.escape_debug()
+        ))
+    })?;
+    if !rules.networks.iter().any(|net| net.contains(socket.ip())) {
+        let networks: Vec<String> = rules.networks.iter().map(ToString::to_string).collect();
+        return Err(ApiError::bad_request(format!(
+            "management_url address {} is outside the device networks ({}).",
+            socket.ip(),
+            networks.join(", ")
+        )));
+    }
+    if crate::net::is_reserved(socket, &rules.reserved) {
+        return Err(ApiError::bad_request(format!(
+            "management_url {socket} is this control plane's own address."
+        )));
+    }
     Ok(value.trim_end_matches('/').to_owned())
 }
 
@@ -90,6 +97,9 @@ async fn create_device(
     Body(body): Body<DeviceEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
+    if !ctx.is_admin() && !api.registration.members {
+        return Err(ApiError::forbidden());
+    }
     let view = api
         .write(move |api, snapshot| {
             let body = body.device;
@@ -129,7 +139,7 @@ async fn create_device(
                 name: validate::text("name", body.name, 255)?,
                 kind: body.kind,
                 driver: body.driver,
-                management_url: management_url(&body.management_url)?,
+                management_url: management_url(&api.registration, &body.management_url)?,
                 credentials: body.credentials,
                 capacity: capacity(body.capacity)?,
                 project_id,
@@ -225,14 +235,14 @@ async fn update_device(
     Body(body): Body<DeviceUpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
     let view = api
-        .write(move |_, snapshot| {
+        .write(move |api, snapshot| {
             let mut device = writable_device(snapshot, &ctx, &id)?.clone();
             let body = body.device;
             if let Some(name) = body.name {
                 device.name = validate::text("name", Some(name), 255)?;
             }
             if let Some(url) = body.management_url {
-                device.management_url = management_url(&url)?;
+                device.management_url = management_url(&api.registration, &url)?;
             }
             if let Some(credentials) = body.credentials {
                 device.credentials = Some(credentials);

@@ -59,6 +59,8 @@ pub struct Api {
     pub traffic: crate::monitor::Traffic,
     /// The drivers' audit log, when the host keeps one.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Who may register devices, and where their management endpoints may be.
+    pub registration: DeviceRegistration,
     writes: tokio::sync::Mutex<()>,
     /// Every write is flushed to disk before it is answered (the default). Off only to measure
     /// what durability costs: an acknowledged write may then be lost in a crash.
@@ -69,6 +71,30 @@ pub struct Api {
     /// Signalled when an update of the cached snapshot ends.
     updated: std::sync::Condvar,
     jobs: JobSender,
+}
+
+/// Who may register devices and where they may point the host's HTTP client: a management URL
+/// is where the host sends requests, with credentials, on a driver's behalf.
+#[derive(Debug, Clone)]
+pub struct DeviceRegistration {
+    /// Networks management URLs must lie in: the same as the runtime's device allow-list
+    /// (`--device-network`), checked at registration as at every call.
+    pub networks: Vec<crate::net::Cidr>,
+    /// Sockets no device may point at: the host's own listening addresses.
+    pub reserved: Vec<std::net::SocketAddr>,
+    /// Whether project members may register virtual devices of their own project
+    /// (`--device-registration members`); by default only admins register devices.
+    pub members: bool,
+}
+
+impl Default for DeviceRegistration {
+    fn default() -> Self {
+        Self {
+            networks: crate::runtime::permissions::DevicePolicy::default().allowed_networks,
+            reserved: Vec::new(),
+            members: false,
+        }
+    }
 }
 
 /// What a write produced: the batch to commit, the load balancers that now have a job, and
@@ -110,6 +136,7 @@ impl Api {
             provisioner: None,
             traffic: Default::default(),
             audit: None,
+            registration: DeviceRegistration::default(),
             writes: tokio::sync::Mutex::new(()),
             flush_before_ack: true,
             cache: std::sync::Mutex::new(Cached::Missing),
@@ -119,6 +146,12 @@ impl Api {
     }
 
     /// Serves the audit log under `/v2/admin/audit`.
+    /// Sets who may register devices and where they may point.
+    pub fn with_device_registration(mut self, registration: DeviceRegistration) -> Self {
+        self.registration = registration;
+        self
+    }
+
     pub fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
         self.audit = Some(audit);
         self

@@ -55,6 +55,11 @@ pub struct RuntimeConfig {
     pub quarantine_after: u32,
     /// `log` calls one driver call may make.
     pub max_log_calls: u32,
+    /// Import calls of any kind one driver call may make (each may leave an audit record).
+    pub max_import_calls: u32,
+    /// Bytes of audit records (keys, device ids, details) one driver call may leave; past it
+    /// the call fails, so what the host keeps for a call is bounded by the grant.
+    pub max_audit_bytes: usize,
     /// Largest linear memory of a driver instance, in bytes.
     pub memory_limit: usize,
     /// Largest wasm stack, in bytes.
@@ -81,6 +86,8 @@ impl Default for RuntimeConfig {
             call_deadline: Duration::from_secs(2),
             quarantine_after: 5,
             max_log_calls: 1_000,
+            max_import_calls: 10_000,
+            max_audit_bytes: 1 << 20,
             memory_limit: 64 << 20,
             stack_limit: 512 << 10,
             max_instances: 64,
@@ -398,6 +405,8 @@ impl Runtime {
             log_limiter: LogLimiter::new(rate, rate.saturating_mul(10)),
             audit: shared.audit.clone(),
             max_log_calls: shared.config.max_log_calls,
+            max_import_calls: shared.config.max_import_calls,
+            max_audit_bytes: shared.config.max_audit_bytes,
             grant,
         }))
     }
@@ -740,7 +749,7 @@ fn call<R>(
     let deadline = context.grant.deadline(function);
     let mut store = Store::new(
         engine,
-        HostState::new(context.clone(), context.grant.memory_bytes),
+        HostState::new(context.clone(), context.grant.memory_bytes, deadline),
     );
     store.limiter(|state| state.limiter());
     store.set_epoch_deadline(engine::ticks(deadline));

@@ -2,8 +2,6 @@
 //! `device-api` call. A request passes only if the device belongs to the calling driver, its
 //! endpoint is on the operator's allow-list, and the path, headers and body are within policy.
 
-use std::net::IpAddr;
-
 use crate::DriverName;
 use crate::devices::DeviceEndpoint;
 
@@ -39,8 +37,11 @@ pub use crate::net::Cidr;
 pub struct DevicePolicy {
     /// Management endpoints must resolve into one of these networks.
     pub allowed_networks: Vec<Cidr>,
+    /// Sockets no device may be reached at: the host's own listening addresses.
+    pub reserved: Vec<std::net::SocketAddr>,
     pub max_request_bytes: usize,
     pub max_response_bytes: u64,
+    /// The longest a device call may take (less when the driver call's deadline is nearer).
     pub timeout: std::time::Duration,
 }
 
@@ -51,6 +52,7 @@ impl Default for DevicePolicy {
                 .iter()
                 .filter_map(|c| c.parse().ok())
                 .collect(),
+            reserved: Vec::new(),
             max_request_bytes: 1 << 20,
             max_response_bytes: 4 << 20,
             timeout: std::time::Duration::from_secs(10),
@@ -92,12 +94,18 @@ pub fn check(
         )));
     }
     let base = endpoint.management_url.trim_end_matches('/');
-    let host = endpoint_host(base).ok_or_else(|| {
+    let socket = crate::net::url_socket(base).ok_or_else(|| {
         DeviceApiError::NotPermitted(format!("device {device_id} has no usable management URL"))
     })?;
+    let host = socket.ip();
     if !policy.allowed_networks.iter().any(|net| net.contains(host)) {
         return Err(DeviceApiError::NotPermitted(format!(
             "device {device_id}'s management address {host} is outside the allowed networks"
+        )));
+    }
+    if crate::net::is_reserved(socket, &policy.reserved) {
+        return Err(DeviceApiError::NotPermitted(format!(
+            "device {device_id}'s management address {socket} is the host's own"
         )));
     }
     Ok(Permitted {
@@ -171,22 +179,6 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
         )));
     }
     Ok(())
-}
-
-/// The IP literal host of an `http(s)://host[:port]` URL. Hostnames are refused: the
-/// allow-list is checked on addresses, and resolving names would let DNS move a device.
-fn endpoint_host(url: &str) -> Option<IpAddr> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let authority = rest.split('/').next()?;
-    if authority.contains('@') {
-        return None;
-    }
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next()?.parse().ok();
-    }
-    authority.split(':').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -312,6 +304,35 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn the_hosts_own_address_is_refused() {
+        let policy = DevicePolicy {
+            reserved: vec!["127.0.0.1:9876".parse().expect("socket")],
+            ..DevicePolicy::default()
+        };
+        for url in ["http://127.0.0.1:9876", "http://127.0.0.5:9876/"] {
+            let result = check(
+                &policy,
+                &me(),
+                "d1",
+                endpoint("acme-adc", url),
+                &request("/v2/admin/drivers"),
+            );
+            assert!(
+                matches!(result, Err(DeviceApiError::NotPermitted(_))),
+                "{url}"
+            );
+        }
+        let other = check(
+            &policy,
+            &me(),
+            "d1",
+            endpoint("acme-adc", "http://127.0.0.1:9443"),
+            &request("/"),
+        );
+        assert!(other.is_ok());
     }
 
     #[test]

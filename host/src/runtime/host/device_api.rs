@@ -22,10 +22,13 @@ impl Host for HostState {
         device_id: String,
         request: Request,
     ) -> wasmtime::Result<Result<Response, DeviceApiError>> {
+        self.count_import()?;
         let context = &self.context;
         let identity = &context.identity;
         let endpoint = context.devices.endpoint(&device_id);
         let started = Instant::now();
+        // A device call never outlives the driver call: min(what is left, the policy's cap).
+        let timeout = self.remaining().min(context.policy.timeout);
         let result = context
             .grant
             .permits(identity.name.as_str(), request.method, &request.path)
@@ -40,9 +43,15 @@ impl Host for HostState {
                 )
             })
             .and_then(|permitted| {
+                if timeout.is_zero() {
+                    return Err(DeviceApiError::Unreachable(
+                        "the driver call's deadline has passed".into(),
+                    ));
+                }
                 send(
                     &context.http,
                     context.policy.max_response_bytes,
+                    timeout,
                     permitted,
                     &request,
                 )
@@ -81,6 +90,7 @@ impl Host for HostState {
 fn send(
     agent: &ureq::Agent,
     max_response: u64,
+    timeout: std::time::Duration,
     permitted: permissions::Permitted,
     request: &Request,
 ) -> Result<Response, DeviceApiError> {
@@ -109,9 +119,18 @@ fn send(
     let http_request = builder
         .body(request.body.clone())
         .map_err(|e| DeviceApiError::NotPermitted(format!("malformed request: {e}")))?;
-    let mut response = agent
-        .run(http_request)
-        .map_err(|e| DeviceApiError::Unreachable(e.to_string()))?;
+    let http_request = agent
+        .configure_request(http_request)
+        .timeout_global(Some(timeout))
+        .build();
+    let secrets = secrets(permitted.endpoint.credentials.as_ref());
+    let mut response = agent.run(http_request).map_err(|error| match error {
+        ureq::Error::Timeout(_) => DeviceApiError::Unreachable(format!(
+            "the device did not answer within {timeout:?} (what was left of the driver \
+             call's deadline, at most the device timeout)"
+        )),
+        other => DeviceApiError::Unreachable(scrub_text(&other.to_string(), &secrets)),
+    })?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -119,7 +138,7 @@ fn send(
         .filter_map(|(name, value)| {
             Some(Entry {
                 key: name.as_str().to_owned(),
-                value: value.to_str().ok()?.to_owned(),
+                value: scrub_text(value.to_str().ok()?, &secrets),
             })
         })
         .collect();
@@ -138,8 +157,54 @@ fn send(
     Ok(Response {
         status,
         headers,
-        body,
+        body: scrub(body, &secrets),
     })
+}
+
+/// What the host injected into a request that a device might echo back: the secrets
+/// themselves and the header values built from them.
+fn secrets(credentials: Option<&Credentials>) -> Vec<String> {
+    let mut secrets = match credentials {
+        Some(Credentials::Basic { username, password }) => {
+            let header = basic_auth(username, password);
+            let encoded = header.trim_start_matches("Basic ").to_owned();
+            vec![header, encoded, password.clone()]
+        }
+        Some(Credentials::Bearer { token }) => vec![token.clone()],
+        None => Vec::new(),
+    };
+    // Too short to search for without mangling ordinary answers; such a credential is weak
+    // anyway.
+    secrets.retain(|s| s.len() >= 4);
+    secrets
+}
+
+const REDACTED: &[u8] = b"[redacted]";
+
+/// `body` with every occurrence of a secret replaced: a device that echoes the request (or
+/// its headers) does not hand the driver the credential the host added.
+fn scrub(body: Vec<u8>, secrets: &[String]) -> Vec<u8> {
+    let mut body = body;
+    for secret in secrets {
+        let secret = secret.as_bytes();
+        if !body.windows(secret.len()).any(|w| w == secret) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(body.len());
+        let mut rest = body.as_slice();
+        while let Some(at) = rest.windows(secret.len()).position(|w| w == secret) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(REDACTED);
+            rest = &rest[at + secret.len()..];
+        }
+        out.extend_from_slice(rest);
+        body = out;
+    }
+    body
+}
+
+fn scrub_text(text: &str, secrets: &[String]) -> String {
+    String::from_utf8_lossy(&scrub(text.as_bytes().to_vec(), secrets)).into_owned()
 }
 
 /// The message of a device's refusal by policy (`lbaas-refusal: policy` and `{"error": ...}`),
@@ -167,12 +232,42 @@ fn basic_auth(username: &str, password: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_credentials_are_scrubbed() {
+        let basic = Credentials::Basic {
+            username: "admin".into(),
+            password: "s3cret-pass".into(),
+        };
+        let secrets = secrets(Some(&basic));
+        let echoed = format!(
+            "{{\"headers\": {{\"authorization\": \"{}\"}}, \"again\": \"s3cret-pass s3cret-pass\"}}",
+            basic_auth("admin", "s3cret-pass")
+        );
+        let scrubbed = String::from_utf8(scrub(echoed.into_bytes(), &secrets)).expect("text");
+        assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
+        assert!(!scrubbed.contains("YWRtaW46czNjcmV0LXBhc3M="), "{scrubbed}");
+        assert_eq!(scrubbed.matches("[redacted]").count(), 3, "{scrubbed}");
+        let bearer = Credentials::Bearer {
+            token: "abcdef0123456789".into(),
+        };
+        assert_eq!(
+            scrub_text("Bearer abcdef0123456789!", &super::secrets(Some(&bearer))),
+            "Bearer [redacted]!"
+        );
+        assert_eq!(
+            scrub(b"nothing".to_vec(), &super::secrets(None)),
+            b"nothing"
+        );
+    }
+
     #[test]
     fn basic_auth_matches_rfc7617() {
         assert_eq!(
-            super::basic_auth("Aladdin", "open sesame"),
+            basic_auth("Aladdin", "open sesame"),
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
-        assert_eq!(super::basic_auth("a", "b"), "Basic YTpi");
+        assert_eq!(basic_auth("a", "b"), "Basic YTpi");
     }
 }

@@ -47,6 +47,7 @@ impl LogLimiter {
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.count_import()?;
         let limit = self.context.max_log_calls;
         let (calls, dropped_here, bytes) = &mut self.logs;
         *calls += 1;

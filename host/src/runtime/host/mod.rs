@@ -25,6 +25,24 @@ pub use log::LogLimiter;
 
 /// Bytes of a guest's stderr kept to explain a trap.
 const STDERR_CAPTURE: usize = 16 * 1024;
+/// Longest key, device id or path kept whole in an audit record; longer ones keep their start
+/// and the SHA-256 of the whole.
+const AUDITED_TEXT: usize = 128;
+
+/// `text` as an audit record keeps it: printable, and when long, its start and its digest.
+fn audited_text(text: &str) -> String {
+    if text.len() <= AUDITED_TEXT && !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    format!(
+        "{}…({} bytes, sha256 {})",
+        crate::runtime::printable(text, AUDITED_TEXT / 2),
+        text.len(),
+        &digest[..16]
+    )
+}
 
 /// Shared by every call of one loaded driver version.
 pub struct DriverContext {
@@ -36,6 +54,8 @@ pub struct DriverContext {
     pub log_limiter: LogLimiter,
     pub audit: Arc<dyn AuditSink>,
     pub max_log_calls: u32,
+    pub max_import_calls: u32,
+    pub max_audit_bytes: usize,
     /// What this driver version may use: its manifest's requests under the operator's caps.
     pub grant: super::manifest::Grant,
 }
@@ -68,6 +88,11 @@ pub struct HostState {
     reads: Reads,
     /// The first refusal by a device's policy during this call: it fails the call.
     device_refusal: Option<String>,
+    /// When the call's deadline passes: imports that block (device calls) end by then too.
+    deadline_at: Instant,
+    /// Import calls so far, and bytes of audit records kept for this call.
+    imports: u32,
+    audit_bytes: usize,
 }
 
 /// The successful state reads of one driver call.
@@ -79,7 +104,11 @@ struct Reads {
 }
 
 impl HostState {
-    pub fn new(context: Arc<DriverContext>, memory_limit: usize) -> Self {
+    pub fn new(
+        context: Arc<DriverContext>,
+        memory_limit: usize,
+        deadline: std::time::Duration,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         // Default-deny, spelled out: no preopened directories, no environment, no arguments,
         // no sockets, no name lookups. The guest's stderr is captured to explain traps.
@@ -100,7 +129,35 @@ impl HostState {
             logs: (0, 0, 0),
             reads: Reads::default(),
             device_refusal: None,
+            deadline_at: Instant::now() + deadline,
+            imports: 0,
+            audit_bytes: 0,
         }
+    }
+
+    /// Counts one import call; fails the driver call past its import or audit budget, so the
+    /// host never keeps more for one call than its grant allows.
+    pub(super) fn count_import(&mut self) -> wasmtime::Result<()> {
+        self.imports += 1;
+        let context = &self.context;
+        if self.imports > context.max_import_calls {
+            return Err(wasmtime::Error::new(ImportLimit(format!(
+                "more than {} import calls in one call",
+                context.max_import_calls
+            ))));
+        }
+        if self.audit_bytes > context.max_audit_bytes {
+            return Err(wasmtime::Error::new(ImportLimit(format!(
+                "more than {} bytes of audit records in one call",
+                context.max_audit_bytes
+            ))));
+        }
+        Ok(())
+    }
+
+    /// What is left of the call's deadline.
+    pub(super) fn remaining(&self) -> std::time::Duration {
+        self.deadline_at.saturating_duration_since(Instant::now())
     }
 
     /// Notes that a device refused what the driver sent by its policy.
@@ -124,6 +181,12 @@ impl HostState {
         detail: Option<String>,
     ) {
         let identity = &self.context.identity;
+        let target = target.as_deref().map(audited_text);
+        let detail = detail.map(|d| crate::runtime::printable(&d, 1024));
+        self.audit_bytes += function.len()
+            + target.as_ref().map_or(0, String::len)
+            + detail.as_ref().map_or(0, String::len)
+            + 64;
         self.audit.push(Event {
             driver: identity.name.to_string(),
             version: identity.version.clone(),
@@ -141,7 +204,9 @@ impl HostState {
     /// reads a record per candidate), like `log` calls. Writes, deletions, device calls and
     /// every refused or failed call stay one record each.
     pub(super) fn audit_read(&mut self, key: &str, bytes: usize, started: Instant) {
-        self.reads.keys.push(key.to_owned());
+        let key = audited_text(key);
+        self.audit_bytes += key.len() + 3;
+        self.reads.keys.push(key);
         self.reads.bytes += bytes as u64;
         self.reads.duration_us += started.elapsed().as_micros() as u64;
     }
@@ -294,4 +359,3 @@ mod tests {
         assert!(limit.memory_growing(0, 4 * mib, None).ok() == Some(true));
     }
 }
-

@@ -57,6 +57,7 @@ impl HostState {
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, StateError>> {
+        self.count_import()?;
         let started = Instant::now();
         let result = self.context.namespace.get(&key).map_err(to_guest);
         if let Ok(value) = &result {
@@ -67,10 +68,11 @@ impl Host for HostState {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
+        self.count_import()?;
         let started = Instant::now();
         let granted = self.context.grant.state_bytes;
         let namespace = &self.context.namespace;
-        let wanted = namespace.usage() + (key.len() + value.len()) as u64;
+        let wanted = namespace.usage() + crate::state::entry_cost(key.len(), value.len());
         let result = if wanted > granted {
             Err(StateError::QuotaExceeded(format!(
                 "the driver's granted state of {granted} bytes would be exceeded ({wanted} bytes)"
@@ -83,12 +85,14 @@ impl Host for HostState {
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, StateError>> {
+        self.count_import()?;
         let started = Instant::now();
         let result = self.context.namespace.delete(&key).map_err(to_guest);
         Ok(self.audited("state.delete", &key, |_| 0, started, result))
     }
 
     fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, StateError>> {
+        self.count_import()?;
         let started = Instant::now();
         let result = self.context.namespace.keys(&prefix).map_err(to_guest);
         Ok(self.audited("state.keys", &prefix, Vec::len, started, result))
