@@ -48,6 +48,9 @@ pub struct LocalProcesses {
     drivers: Vec<String>,
     /// Who devices run as; `None` when the host is not root (then they run as the host's user).
     user: Option<DeviceUser>,
+    /// Why the device user cannot reach its folders, when it cannot: nothing is spawned then
+    /// (the host still serves registered devices).
+    unreachable: Option<String>,
     /// One provisioning, release or adoption at a time.
     busy: Mutex<()>,
 }
@@ -69,6 +72,7 @@ impl LocalProcesses {
         }
         fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         let user = DeviceUser::ensure()?;
+        let mut unreachable = None;
         match user {
             Some(_) => {
                 // The device user passes through the root to its own folder, and sees nothing else.
@@ -76,13 +80,15 @@ impl LocalProcesses {
                 fs::set_permissions(&root, fs::Permissions::from_mode(0o711))
                     .map_err(|e| format!("cannot restrict {}: {e}", root.display()))?;
                 if let Some(closed) = privilege::closed_ancestor(&root) {
-                    return Err(format!(
+                    let why = format!(
                         "devices run as the system user {}, which cannot reach {}: {} is closed to \
                          other users (choose a data folder others may pass through)",
                         privilege::DEVICE_USER,
                         root.display(),
                         closed.display()
-                    ));
+                    );
+                    tracing::warn!("{why}; no device can be spawned");
+                    unreachable = Some(why);
                 }
             }
             None => {
@@ -97,6 +103,7 @@ impl LocalProcesses {
             port,
             drivers: vec!["haproxy".into()],
             user,
+            unreachable,
             busy: Mutex::new(()),
         })
     }
@@ -259,6 +266,9 @@ impl Provisioner for LocalProcesses {
             return Err(format!(
                 "this host spawns HAProxy devices only; driver {driver}'s devices cannot be spawned here"
             ));
+        }
+        if let Some(why) = &self.unreachable {
+            return Err(why.clone());
         }
         let _busy = self.lock();
         let address = self.free_address()?;
