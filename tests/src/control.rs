@@ -146,6 +146,8 @@ impl ControlPlane {
             );
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Told once the host has adopted its devices and serves, as `lbaasd serve` is ready then.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let tokio = tokio::runtime::Runtime::new().expect("tokio");
             tokio.block_on(async move {
@@ -172,6 +174,9 @@ impl ControlPlane {
                     monitor::spawn(api.clone(), interval);
                 }
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                ready_tx
+                    .send(())
+                    .expect("the test waits until the host is ready");
                 axum::serve(listener, api::router(api))
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;
@@ -181,6 +186,7 @@ impl ControlPlane {
             });
             db.flush().expect("flush");
         });
+        ready_rx.recv().expect("control plane started");
         Self {
             url: format!("http://{address}"),
             stop: Some(stop_tx),

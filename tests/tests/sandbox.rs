@@ -561,18 +561,26 @@ fn a_tarpit_device_does_not_outlast_the_call_deadline() {
     let error = haproxy
         .apply(&lb, &device, &config)
         .expect_err("the device never answers in time");
+    // The driver sees the device call time out (or, on a loaded machine, the call's deadline
+    // passes while it returns): either way the call ends by its deadline.
     let message = error.to_string();
     assert!(
-        message.contains("did not answer within") && message.contains("deadline"),
+        message.contains("did not answer within") || message.contains("ran past its deadline"),
         "{message}"
     );
-    // What the device call was given is under the call's deadline, not the 10 s device cap.
-    let given = message
+    // What the device call was given is what was left of the call's 500 ms, not the 10 s device
+    // timeout: the audit record of the call says so.
+    let calls = audited(&host, "haproxy", "device-api.send");
+    let detail = calls
+        .last()
+        .and_then(|record| record.event.detail.clone())
+        .expect("the device call is audited");
+    let given = detail
         .split("within ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
-        .expect("the timeout is named");
-    assert!(given.ends_with("ms"), "a sub-second timeout: {given}");
+        .unwrap_or_default();
+    assert!(given.ends_with("ms"), "a sub-second timeout: {detail}");
 }
 
 /// A device that echoes the request it got hands the driver nothing of the credential the
