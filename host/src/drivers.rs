@@ -137,6 +137,7 @@ impl Drivers {
                     previous: Vec::new(),
                     draining: false,
                     canary: None,
+                    publisher: None,
                     versions: vec![version_of(&driver, "fixed", None, None)],
                 };
                 let mut line = Line::new(record);
@@ -310,6 +311,8 @@ impl Drivers {
     ) -> Result<(DriverRecord, DriverVersion)> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let refuse = |reason: String| {
+            // What the component said reaches the message bounded and on one line.
+            let reason = crate::runtime::printable(&reason, 2048);
             manager.audit_event(
                 "",
                 None,
@@ -335,13 +338,30 @@ impl Drivers {
             .trust
             .check(bytes, signature)
             .map_err(|e| refuse(format!("refused: {e}")))?;
-        let driver = manager
+        // Until every check passed, the component runs cut off from the live state and devices
+        // of the name it claims: nothing an unapproved component does touches them.
+        let isolated = manager
             .runtime
-            .load(bytes, &format!("{source} ({})", &sha256[..12]))
+            .load_isolated(bytes, &format!("{source} ({})", &sha256[..12]))
             .map_err(|e| refuse(e.to_string()))?;
-        check(&driver, profiles).map_err(&refuse)?;
+        let name = isolated.name().to_string();
+        // A name belongs to the key that signed its first trusted version.
+        let publisher = self.record(&name).and_then(|record| record.publisher);
+        if let Some(owner) = &publisher
+            && accepted.signed_by.as_ref() != Some(owner)
+        {
+            let by = match &accepted.signed_by {
+                Some(key) => format!("signed by {key}"),
+                None => "unsigned".to_owned(),
+            };
+            return Err(refuse(format!(
+                "the driver name {name} belongs to the publisher key {owner}; this component is \
+                 {by} (an admin may hand the name over: PUT /v2/admin/drivers/{name}/publisher)"
+            )));
+        }
+        check(&isolated, profiles).map_err(&refuse)?;
         if manager.conformance {
-            let report = crate::conformance::check(&driver);
+            let report = crate::conformance::check(&isolated);
             if !report.passed() {
                 return Err(refuse(format!(
                     "it fails the conformance kit: {}",
@@ -349,7 +369,10 @@ impl Drivers {
                 )));
             }
         }
-        let name = driver.name().to_string();
+        let driver = manager
+            .runtime
+            .bind(&isolated)
+            .map_err(|e| refuse(e.to_string()))?;
         let version = version_of(
             &driver,
             source,
@@ -364,11 +387,15 @@ impl Drivers {
                 previous: Vec::new(),
                 draining: false,
                 canary: None,
+                publisher: None,
                 versions: Vec::new(),
             })
         });
         let mut record = line.record.clone();
         record.versions.push(version.clone());
+        if record.publisher.is_none() {
+            record.publisher.clone_from(&version.signed_by);
+        }
         let mut batch = Batch::new();
         batch.put(&record);
         let mut writes = batch.writes().to_vec();
@@ -673,6 +700,35 @@ impl Drivers {
             Some(by.to_owned()),
             audit::Outcome::Ok,
             String::new(),
+        );
+        self.record_of(name)
+    }
+
+    /// Hands a driver name to another publisher key (or frees it: `None`): an admin's
+    /// decision, audited. Versions already stored stay; new ones must be signed by the key.
+    pub fn set_publisher(
+        &self,
+        name: &str,
+        publisher: Option<String>,
+        by: &str,
+    ) -> Result<DriverRecord> {
+        let manager = self.manager()?;
+        let _change = manager.lock();
+        let mut record = self.record_of(name)?;
+        let before = record.publisher.clone();
+        record.publisher.clone_from(&publisher);
+        self.store_record(manager, record, |_| {})?;
+        manager.audit_event(
+            name,
+            None,
+            "lifecycle.publisher",
+            Some(by.to_owned()),
+            audit::Outcome::Ok,
+            format!(
+                "publisher {} -> {}",
+                before.as_deref().unwrap_or("none"),
+                publisher.as_deref().unwrap_or("none")
+            ),
         );
         self.record_of(name)
     }
@@ -1222,6 +1278,7 @@ mod tests {
             previous: Vec::new(),
             draining: false,
             canary: None,
+            publisher: None,
             versions: vec![
                 version("ab", "1.0.0"),
                 version("ac", "1.1.0"),

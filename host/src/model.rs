@@ -336,6 +336,10 @@ pub struct DriverRecord {
     /// A version taking a share of new placements before it takes all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// The trusted key the name belongs to: the signer of its first signed version, or whom an
+    /// admin handed it to. Versions signed by another key (or unsigned) are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
     pub versions: Vec<DriverVersion>,
 }
 

@@ -186,6 +186,78 @@ impl Namespace for SledNamespace {
     }
 }
 
+/// A namespace kept in memory and dropped with its handle: what a component under upload
+/// checks writes to, so nothing it does reaches the live state of the name it claims.
+pub struct MemoryNamespace {
+    quota: u64,
+    entries: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryNamespace {
+    pub fn new(quota: u64) -> Self {
+        Self {
+            quota,
+            entries: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<u8>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Namespace for MemoryNamespace {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        Ok(self.entries().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(StateError::ValueTooLarge(value.len()));
+        }
+        let mut entries = self.entries();
+        let used: u64 = entries
+            .iter()
+            .map(|(k, v)| entry_cost(k.len(), v.len()))
+            .sum();
+        let old = entries
+            .get(key)
+            .map_or(0, |v| entry_cost(key.len(), v.len()));
+        let wanted = used - old + entry_cost(key.len(), value.len());
+        if wanted > self.quota && wanted > used {
+            return Err(StateError::QuotaExceeded {
+                quota: self.quota,
+                wanted,
+            });
+        }
+        entries.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        Ok(self.entries().remove(key).is_some())
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .entries()
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn usage(&self) -> u64 {
+        self.entries()
+            .iter()
+            .map(|(k, v)| entry_cost(k.len(), v.len()))
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +336,23 @@ mod tests {
         let ns = store.namespace(&name).expect("ns");
         assert_eq!(ns.usage(), 3 + ENTRY_OVERHEAD);
         assert_eq!(ns.keys("").expect("keys"), vec!["k".to_owned()]);
+    }
+
+    #[test]
+    fn memory_namespaces_keep_their_quota_and_nothing_else() {
+        let scratch = MemoryNamespace::new(ENTRY_OVERHEAD + 10);
+        scratch.set("k", b"123456789").expect("fits");
+        assert_eq!(
+            scratch.get("k").expect("get").as_deref(),
+            Some(&b"123456789"[..])
+        );
+        assert!(matches!(
+            scratch.set("j", b""),
+            Err(StateError::QuotaExceeded { .. })
+        ));
+        assert_eq!(scratch.keys("").expect("keys"), vec!["k".to_owned()]);
+        assert!(scratch.delete("k").expect("delete"));
+        assert_eq!(scratch.usage(), 0);
     }
 
     #[test]

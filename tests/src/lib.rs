@@ -89,6 +89,8 @@ pub struct Fixtures {
     pub memory_hog: PathBuf,
     pub panicker: PathBuf,
     pub snoop: PathBuf,
+    /// Claims to be `acme-adc` and loots whatever that name reaches.
+    pub name_claim: PathBuf,
 }
 
 /// The hostile guest fixtures of `tests/fixtures/`, built apart from the drivers so that
@@ -103,6 +105,7 @@ pub fn fixtures() -> &'static Fixtures {
                 "fixture-memory-hog",
                 "fixture-panicker",
                 "fixture-snoop",
+                "fixture-name-claim",
             ],
         );
         Fixtures {
@@ -110,6 +113,7 @@ pub fn fixtures() -> &'static Fixtures {
             memory_hog: paths[1].clone(),
             panicker: paths[2].clone(),
             snoop: paths[3].clone(),
+            name_claim: paths[4].clone(),
         }
     })
 }

@@ -227,3 +227,77 @@ fn hostile_drivers_fail_alone_and_are_audited() {
     assert!(verified["records"].as_u64() > Some(10), "{verified}");
     plane.stop();
 }
+
+/// A component that claims to be `acme-adc` is uploaded while acme-adc serves. The upload
+/// checks run it against a throw-away namespace with no devices: it reads none of acme-adc's
+/// state, plants nothing in it, reaches none of its appliances, and what it records in the
+/// audit log is marked unapproved. Its refusal carries nothing of acme-adc's.
+#[test]
+fn a_component_claiming_another_drivers_name_reaches_nothing() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let appliance = FakeAppliance::start();
+    let plane = ControlPlane::start(data.path(), Auth::None);
+    let admin = plane.client(None).as_project("admin-project");
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "name": "public",
+                "subnets": [{"id": "subnet-vip", "cidr": "127.0.61.0/24"}]}}),
+    );
+    let device = admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+                "management_url": appliance.url(), "capacity": 8,
+                "credentials": {"type": "basic", "username": "acme", "password": "appliance-secret"}}}),
+    );
+    let device_id = id(&device, "device");
+    // acme-adc keeps its allocations for the device in its own state.
+    let first = create(&admin, "acme-adc", "first");
+    assert_eq!(first["provisioning_status"], "ACTIVE", "{first}");
+    let requests_before = appliance.received().len();
+    let acme_records_before = audit(&admin, "driver=acme-adc&limit=1000").len();
+
+    let claim = std::fs::read(&fixtures().name_claim).expect("fixture");
+    let (status, body) = admin.upload("/v2/admin/drivers", claim, &[]);
+    assert_eq!(status, 400, "{body}");
+    let refusal = body["faultstring"].as_str().unwrap_or_default();
+    assert!(refusal.contains("conformance kit"), "{refusal}");
+    // What it reached: its own throw-away namespace (only what it planted there) and no devices.
+    assert!(refusal.contains(r#""device_calls":[]"#), "{refusal}");
+    assert!(!refusal.contains("device/"), "acme-adc's keys: {refusal}");
+    assert!(!refusal.contains(&device_id), "{refusal}");
+    assert!(!refusal.contains("appliance-secret"), "{refusal}");
+    assert_eq!(
+        appliance.received().len(),
+        requests_before,
+        "the claimant reached acme's appliance"
+    );
+    // Its audit records are marked unapproved; acme-adc's own are unchanged.
+    assert_eq!(
+        audit(&admin, "driver=acme-adc&limit=1000").len(),
+        acme_records_before,
+        "records under the real name"
+    );
+    let unapproved = audit(
+        &admin,
+        "driver=unapproved:acme-adc&function=state&limit=1000",
+    );
+    assert!(
+        unapproved
+            .iter()
+            .any(|r| r["target"] == "planted-by-claimant"),
+        "the attempt is on record: {unapproved:?}"
+    );
+    // acme-adc is untouched: still its version, and its state still holds the first load
+    // balancer's VIP (a second one gets another address on the same device).
+    let (_, record) = admin.get("/v2/admin/drivers/acme-adc");
+    assert_eq!(record["driver"]["version"], "0.1.0", "{record}");
+    assert_eq!(
+        record["driver"]["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{record}"
+    );
+    let second = create(&admin, "acme-adc", "second");
+    assert_eq!(second["provisioning_status"], "ACTIVE", "{second}");
+    assert_ne!(second["vip_address"], first["vip_address"]);
+    plane.stop();
+}

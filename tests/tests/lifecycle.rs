@@ -621,3 +621,91 @@ fn a_driver_built_against_contract_0_1_keeps_serving() {
     assert_eq!(lb["provider"], "legacy");
     plane.stop();
 }
+
+/// A driver name belongs to the key that signed its first trusted version: a version signed by
+/// another trusted key, or unsigned, is refused until an admin hands the name over (audited).
+#[test]
+fn a_name_belongs_to_the_key_that_first_signed_it() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (first, second) = (Vendor::new(), Vendor::new());
+    let plane = ControlPlane::start_with_options(
+        data.path(),
+        auth(),
+        Options {
+            trust: Trust::new(&[first.public.clone(), second.public.clone()], false, &[])
+                .expect("trust"),
+            ..Options::default()
+        },
+    );
+    let admin = plane.client(Some("admin-token"));
+    let tenant = plane.client(Some("tenant-token"));
+    let fixtures = lifecycle_fixtures();
+    let next = std::fs::read(&fixtures.haproxy_next).expect("fixture");
+    let stuck = std::fs::read(&fixtures.haproxy_stuck).expect("fixture");
+
+    let (status, uploaded) = admin.upload(
+        "/v2/admin/drivers",
+        next.clone(),
+        &[("x-driver-signature", &first.sign(&next))],
+    );
+    assert_eq!(status, 201, "{uploaded}");
+    let owner = uploaded["version"]["signed_by"]
+        .as_str()
+        .expect("signed")
+        .to_owned();
+    let (_, record) = admin.get("/v2/admin/drivers/haproxy");
+    assert_eq!(record["driver"]["publisher"], owner.as_str());
+
+    // Another trusted key, and no key at all, cannot publish under the name.
+    let (status, body) = admin.upload(
+        "/v2/admin/drivers",
+        stuck.clone(),
+        &[("x-driver-signature", &second.sign(&stuck))],
+    );
+    assert_eq!(status, 400, "{body}");
+    let refusal = body["faultstring"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        refusal.contains(&format!("belongs to the publisher key {owner}")),
+        "{refusal}"
+    );
+    let other = refusal
+        .split("signed by ")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .expect("the refusal names the other key")
+        .to_owned();
+    assert_ne!(other, owner);
+    refused_upload(&admin, stuck.clone(), &[], "this component is unsigned");
+
+    // Only an admin hands the name over, and it is on record.
+    let handover = json!({"publisher": other});
+    assert_eq!(
+        tenant
+            .put("/v2/admin/drivers/haproxy/publisher", &handover)
+            .0,
+        403
+    );
+    let (status, body) = admin.put("/v2/admin/drivers/haproxy/publisher", &handover);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["driver"]["publisher"], other.as_str());
+    let (status, _) = admin.put(
+        "/v2/admin/drivers/haproxy/publisher",
+        &json!({"publisher": "not a key"}),
+    );
+    assert_eq!(status, 400);
+    let records = audit(&admin, "driver=haproxy&function=lifecycle.publisher");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(
+        records[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&owner) && d.contains(&other)),
+        "{records:?}"
+    );
+    let (status, body) = admin.upload(
+        "/v2/admin/drivers",
+        stuck.clone(),
+        &[("x-driver-signature", &second.sign(&stuck))],
+    );
+    assert_eq!(status, 201, "{body}");
+    plane.stop();
+}

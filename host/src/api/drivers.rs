@@ -50,6 +50,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/drivers/{name}/promote", post(promote))
         .route("/drivers/{name}/versions/{version}/canary", post(canary))
         .route("/drivers/{name}/drain", post(drain))
+        .route("/drivers/{name}/publisher", axum::routing::put(publisher))
         .route("/drivers/{name}/undrain", post(undrain))
         .route("/drivers/{name}/versions/{version}", delete(delete_version))
         .route(
@@ -126,6 +127,7 @@ fn view(api: &Api, record: &DriverRecord) -> Value {
     if let Some(map) = view.as_object_mut() {
         map.insert("name".into(), record.name.clone().into());
         map.insert("draining".into(), record.draining.into());
+        map.insert("publisher".into(), record.publisher.clone().into());
         map.insert(
             "canary".into(),
             serde_json::to_value(&record.canary).unwrap_or_default(),
@@ -338,6 +340,42 @@ async fn promote(
     change(&api, move |api, snapshot| {
         api.drivers
             .promote(&name, &by, &snapshot.flavorprofiles.to_vec())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublisherEnvelope {
+    /// The id of a trusted key (`lbaasd driver keygen` prints it), or null to free the name.
+    publisher: Option<String>,
+}
+
+/// Hands a driver name to another publisher key: new versions must be signed by it.
+async fn publisher(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(name): Path<String>,
+    body: Result<Json<PublisherEnvelope>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "Expected {{\"publisher\": \"KEY-ID\" or null}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if let Some(key) = &body.publisher
+        && (key.len() != 16 || !key.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "publisher `{}` is not a key id (16 hex digits)",
+            key.escape_debug()
+        )));
+    }
+    let by = actor(&ctx);
+    change(&api, move |api, _| {
+        api.drivers.set_publisher(&name, body.publisher, &by)
     })
     .await
 }

@@ -54,7 +54,9 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> was
     Ok(())
 }
 
-/// A component ready to instantiate, by the contract version it implements.
+/// A component ready to instantiate, by the contract version it implements. Cloning shares
+/// the compiled component.
+#[derive(Clone)]
 pub enum DriverPre {
     V0_1(v0_1::VendorDriverPre<HostState>),
     V0_2(v0_2::VendorDriverPre<HostState>),

@@ -285,6 +285,45 @@ impl Runtime {
     /// Loads a driver component: compiles it (or takes it from the cache), links it against
     /// the host's imports, and asks it for its capabilities. `origin` names it in errors.
     pub fn load(&self, bytes: &[u8], origin: &str) -> Result<LoadedDriver> {
+        self.load_as(bytes, origin, Binding::Live)
+    }
+
+    /// Loads a driver component cut off from everything live: a throw-away in-memory state
+    /// namespace and no devices, whatever name it claims. Upload checks run on such a load, so
+    /// a component the operator has not approved reads, writes and reaches nothing real;
+    /// [`Runtime::bind`] gives the approved one its namespace and devices.
+    pub fn load_isolated(&self, bytes: &[u8], origin: &str) -> Result<LoadedDriver> {
+        self.load_as(bytes, origin, Binding::Isolated)
+    }
+
+    /// The same driver version bound to its name's live state namespace and the host's devices.
+    pub fn bind(&self, driver: &LoadedDriver) -> Result<LoadedDriver> {
+        let inner = &driver.inner;
+        let identity = (*inner.context.identity).clone();
+        let namespace = self.shared.state.namespace(&identity.name)?;
+        let context = self.context(
+            identity,
+            namespace,
+            self.shared.devices.clone(),
+            inner.context.grant.clone(),
+            Binding::Live,
+        )?;
+        Ok(LoadedDriver {
+            inner: Arc::new(LoadedInner {
+                pre: inner.pre.clone(),
+                context,
+                capabilities: inner.capabilities.clone(),
+                origin: inner.origin,
+                config: inner.config.clone(),
+                health: Health::default(),
+                manifest: inner.manifest.clone(),
+                size: inner.size,
+                _ticker: self.shared.ticker.clone(),
+            }),
+        })
+    }
+
+    fn load_as(&self, bytes: &[u8], origin: &str, binding: Binding) -> Result<LoadedDriver> {
         let shared = &self.shared;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let invalid = |reason: String| Error::InvalidComponent {
@@ -341,7 +380,13 @@ impl Runtime {
             version: "?".into(),
             sha256: sha256.clone(),
         };
-        let probe_context = self.context(probe_identity, Arc::new(NoState), grant.clone())?;
+        let probe_context = self.context(
+            probe_identity,
+            Arc::new(NoState),
+            Arc::new(crate::devices::StaticDevices::new()),
+            grant.clone(),
+            binding,
+        )?;
         let capabilities = call(
             &shared.config,
             &pre,
@@ -364,8 +409,15 @@ impl Runtime {
                 manifest.name, manifest.version, identity.name, identity.version
             )));
         }
-        let namespace = shared.state.namespace(&name)?;
-        let context = self.context(identity, namespace, grant)?;
+        let (namespace, devices): (Arc<dyn crate::state::Namespace>, Arc<dyn DeviceDirectory>) =
+            match binding {
+                Binding::Live => (shared.state.namespace(&name)?, shared.devices.clone()),
+                Binding::Isolated => (
+                    Arc::new(crate::state::MemoryNamespace::new(grant.state_bytes)),
+                    Arc::new(crate::devices::StaticDevices::new()),
+                ),
+            };
+        let context = self.context(identity, namespace, devices, grant, binding)?;
         tracing::info!(
             driver = %name,
             version = %capabilities.version,
@@ -392,14 +444,20 @@ impl Runtime {
         &self,
         identity: LoadedIdentity,
         namespace: Arc<dyn crate::state::Namespace>,
+        devices: Arc<dyn DeviceDirectory>,
         grant: manifest::Grant,
+        binding: Binding,
     ) -> Result<Arc<DriverContext>> {
         let shared = &self.shared;
+        let audit_driver = match binding {
+            Binding::Live => identity.name.to_string(),
+            Binding::Isolated => format!("unapproved:{}", identity.name),
+        };
         let rate = shared.config.log_rate;
         Ok(Arc::new(DriverContext {
             identity: Arc::new(identity),
             namespace,
-            devices: shared.devices.clone(),
+            devices,
             policy: shared.policy.clone(),
             http: shared.http.clone(),
             log_limiter: LogLimiter::new(rate, rate.saturating_mul(10)),
@@ -407,9 +465,19 @@ impl Runtime {
             max_log_calls: shared.config.max_log_calls,
             max_import_calls: shared.config.max_import_calls,
             max_audit_bytes: shared.config.max_audit_bytes,
+            audit_driver,
             grant,
         }))
     }
+}
+
+/// What a loaded driver version is bound to.
+#[derive(Clone, Copy)]
+enum Binding {
+    /// Its name's state namespace and the host's devices.
+    Live,
+    /// A throw-away namespace and no devices (upload checks).
+    Isolated,
 }
 
 /// The namespace a driver sees before it has a name: reads nothing, keeps nothing.
@@ -581,7 +649,7 @@ impl LoadedDriver {
     ) -> audit::Event {
         let identity = self.identity();
         audit::Event {
-            driver: identity.name.to_string(),
+            driver: self.inner.context.audit_driver.clone(),
             version: identity.version.clone(),
             sha256: identity.sha256.clone(),
             function: function.to_owned(),
@@ -771,7 +839,7 @@ fn call<R>(
         let failure = classify(config, deadline, &store, &error, instantiating);
         let identity = &context.identity;
         events.push(audit::Event {
-            driver: identity.name.to_string(),
+            driver: context.audit_driver.clone(),
             version: identity.version.clone(),
             sha256: identity.sha256.clone(),
             function: failure.audit_name().to_owned(),

@@ -56,6 +56,9 @@ pub struct DriverContext {
     pub max_log_calls: u32,
     pub max_import_calls: u32,
     pub max_audit_bytes: usize,
+    /// The driver name audit records carry: the name, or `unapproved:<name>` for a component
+    /// under upload checks, so its records never pass for the name's owner's.
+    pub audit_driver: String,
     /// What this driver version may use: its manifest's requests under the operator's caps.
     pub grant: super::manifest::Grant,
 }
@@ -188,7 +191,7 @@ impl HostState {
             + detail.as_ref().map_or(0, String::len)
             + 64;
         self.audit.push(Event {
-            driver: identity.name.to_string(),
+            driver: self.context.audit_driver.clone(),
             version: identity.version.clone(),
             sha256: identity.sha256.clone(),
             function: function.to_owned(),
@@ -219,7 +222,7 @@ impl HostState {
             let identity = &self.context.identity;
             let count = reads.keys.len();
             self.audit.push(Event {
-                driver: identity.name.to_string(),
+                driver: self.context.audit_driver.clone(),
                 version: identity.version.clone(),
                 sha256: identity.sha256.clone(),
                 function: "state.get".into(),
@@ -237,7 +240,7 @@ impl HostState {
         if calls > 0 {
             let identity = &self.context.identity;
             self.audit.push(Event {
-                driver: identity.name.to_string(),
+                driver: self.context.audit_driver.clone(),
                 version: identity.version.clone(),
                 sha256: identity.sha256.clone(),
                 function: "log.log".into(),
