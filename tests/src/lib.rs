@@ -256,7 +256,21 @@ impl TestHost {
 
     pub fn open_with(data_dir: &Path, mut config: RuntimeConfig) -> Self {
         config.cache_dir = Some(data_dir.join("cache"));
-        let db = sled::open(data_dir.join("db")).expect("open the database");
+        // After a "restart" in the same process, sled's background threads may hold the
+        // previous handle's file lock a moment longer.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::open(data_dir.join("db")) {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock") && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => panic!("open the database: {error}"),
+            }
+        };
         let state = Arc::new(SledStateStore::new(db.clone(), config.state_quota));
         let audit = Arc::new(AuditLog::open(&db).expect("open the audit log"));
         let devices = Arc::new(StaticDevices::new());

@@ -524,6 +524,60 @@ fn a_tampered_cache_file_is_not_run() {
         .expect("the recompiled driver works");
 }
 
+/// Someone who can write the cache folder puts another component's compiled code, with its
+/// tag, under the name of a trusted one: the tag is bound to the component and made with a
+/// secret kept outside the folder, so the swap is refused, reported, and the trusted driver
+/// compiled again.
+#[test]
+fn swapping_both_cache_files_is_caught() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (haproxy_sha, acme_sha) = {
+        let host = TestHost::open(dir.path());
+        (
+            host.load(&drivers().haproxy).identity().sha256.clone(),
+            host.load(&drivers().acme_adc).identity().sha256.clone(),
+        )
+    };
+    let cache = dir.path().join("cache");
+    assert!(
+        dir.path().join("cache.key").exists(),
+        "the secret lives beside the folder"
+    );
+    let entry = |sha: &str| {
+        std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "cwasm")
+                    && p.file_name()
+                        .is_some_and(|f| f.to_string_lossy().starts_with(sha))
+            })
+            .expect("a cached component")
+    };
+    let haproxy = entry(&haproxy_sha);
+    let acme = entry(&acme_sha);
+    let tag = |path: &std::path::Path| path.with_extension("cwasm.mac");
+    std::fs::copy(&acme, &haproxy).expect("swap the code");
+    std::fs::copy(tag(&acme), tag(&haproxy)).expect("swap the tag");
+
+    let host = TestHost::open(dir.path());
+    let loaded = host.load(&drivers().haproxy);
+    assert_eq!(
+        loaded.origin(),
+        Origin::Compiled,
+        "the swapped code was not used"
+    );
+    assert_eq!(loaded.name().as_str(), "haproxy");
+    let rejected = host.audit.query(&Filter {
+        function: Some("cache.rejected".into()),
+        limit: 100,
+        ..Filter::default()
+    });
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].event.outcome, Outcome::Denied);
+    assert_eq!(host.load(&drivers().acme_adc).origin(), Origin::Cache);
+}
+
 #[test]
 fn a_busy_wait_on_the_clock_is_stopped_at_its_deadline() {
     let (_dir, host) = host_with(RuntimeConfig {

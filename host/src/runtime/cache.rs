@@ -2,21 +2,34 @@
 //! compatibility hash, so a restart deserialises instead of recompiling.
 //!
 //! Deserialising runs native code the file describes, so a cached file is used only if its
-//! bytes still have the SHA-256 recorded beside it (`<name>.cwasm.sha256`) when it was written;
-//! a file that was altered, truncated or swapped is deleted and the component compiled again.
-//! (Someone able to rewrite both files in the host's data folder can also rewrite the database;
-//! the folder must be the host's alone.)
+//! bytes carry the tag written beside it (`<name>.cwasm.mac`): an HMAC-SHA-256 under a secret
+//! key kept outside the cache folder (`<cache folder>.key`, mode 0600). Whoever can rewrite the
+//! cache folder cannot forge a tag, so swapping both files for another compiled component is
+//! caught like any other change: the entry is deleted, reported, and the component compiled
+//! again.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 pub struct ComponentCache {
     dir: PathBuf,
     engine_key: String,
+    /// The secret the tags are made with; never in the cache folder.
+    secret: [u8; 32],
+}
+
+/// What the cache had for a component.
+pub enum Lookup {
+    Hit(Component),
+    Miss,
+    /// An entry was there but not trustworthy (its tag does not match, or it does not
+    /// deserialise): deleted; the reason.
+    Rejected(String),
 }
 
 /// Where a component came from.
@@ -37,7 +50,48 @@ impl ComponentCache {
         Ok(Self {
             dir: dir.to_owned(),
             engine_key: format!("{:016x}", hasher.finish()),
+            secret: Self::secret(&Self::key_path(dir))?,
         })
+    }
+
+    /// `<cache folder>.key`: beside the folder, not in it.
+    fn key_path(dir: &Path) -> PathBuf {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".key");
+        PathBuf::from(name)
+    }
+
+    /// The secret in `path`, created (random, mode 0600) when missing.
+    fn secret(path: &Path) -> std::io::Result<[u8; 32]> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let mut secret = [0u8; 32];
+            return hex::decode_to_slice(text.trim(), &mut secret)
+                .map(|()| secret)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)?
+            .write_all(hex::encode(secret).as_bytes())?;
+        Ok(secret)
+    }
+
+    /// The tag of `bytes` cached for `sha256`: it binds the compiled code to the component
+    /// it was compiled from, under the secret.
+    fn tag(&self, sha256: &str, bytes: &[u8]) -> Hmac<Sha256> {
+        // Any key length is accepted by HMAC.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(sha256.as_bytes());
+        mac.update(&[0]);
+        mac.update(bytes);
+        mac
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -45,7 +99,7 @@ impl ComponentCache {
     }
 
     fn digest_path(path: &Path) -> PathBuf {
-        path.with_extension("cwasm.sha256")
+        path.with_extension("cwasm.mac")
     }
 
     fn discard(path: &Path, why: &str) {
@@ -54,29 +108,33 @@ impl ComponentCache {
         let _ = std::fs::remove_file(Self::digest_path(path));
     }
 
-    /// The cached component for `sha256`, or `None` when absent or unusable.
-    pub fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    /// The cached component for `sha256`, if there is a trustworthy one.
+    pub fn load(&self, engine: &Engine, sha256: &str) -> Lookup {
         let path = self.path(sha256);
-        let bytes = std::fs::read(&path).ok()?;
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Lookup::Miss;
+        };
         let recorded = std::fs::read_to_string(Self::digest_path(&path)).unwrap_or_default();
-        if hex::encode(Sha256::digest(&bytes)) != recorded.trim() {
-            Self::discard(
-                &path,
-                "its bytes do not match the digest recorded when it was written",
-            );
-            return None;
+        let mut tag = [0u8; 32];
+        let verified = hex::decode_to_slice(recorded.trim(), &mut tag).is_ok()
+            && self.tag(sha256, &bytes).verify_slice(&tag).is_ok();
+        if !verified {
+            let why = "its bytes do not carry the tag written with them (altered or swapped)";
+            Self::discard(&path, why);
+            return Lookup::Rejected(why.into());
         }
         // SAFETY: the bytes are exactly those `store` below wrote from `Component::serialize`
-        // of this engine configuration (the name carries the engine's compatibility hash, the
-        // digest file their SHA-256), in a folder owned by the host; wasmtime also checks the
-        // header and version on load.
+        // of this engine configuration for this component (the name carries the engine's
+        // compatibility hash; the tag, under a secret kept outside the folder, binds the bytes
+        // to the component's SHA-256); wasmtime also checks the header and version on load.
         #[allow(unsafe_code)]
         let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
-            Ok(component) => Some(component),
+            Ok(component) => Lookup::Hit(component),
             Err(error) => {
-                Self::discard(&path, &error.to_string());
-                None
+                let why = error.to_string();
+                Self::discard(&path, &why);
+                Lookup::Rejected(why)
             }
         }
     }
@@ -89,11 +147,11 @@ impl ComponentCache {
             .and_then(|bytes| {
                 let path = self.path(sha256);
                 let partial = path.with_extension(format!("partial-{}", std::process::id()));
-                // The digest first: a crash in between leaves a mismatch, never a file that
-                // is trusted without one.
+                // The tag first: a crash in between leaves a mismatch, never a file that is
+                // trusted without one.
                 std::fs::write(
                     Self::digest_path(&path),
-                    hex::encode(Sha256::digest(&bytes)),
+                    hex::encode(self.tag(sha256, &bytes).finalize().into_bytes()),
                 )?;
                 std::fs::write(&partial, &bytes)?;
                 std::fs::rename(&partial, &path)

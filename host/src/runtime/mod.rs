@@ -342,10 +342,28 @@ impl Runtime {
         }
         let manifest = manifest::read(bytes).map_err(invalid)?;
         let grant = manifest::grant(manifest.as_ref(), &shared.config);
-        let cached = shared
-            .cache
-            .as_ref()
-            .and_then(|c| c.load(&shared.engine, &sha256));
+        let cached = match &shared.cache {
+            Some(cache) => cache.load(&shared.engine, &sha256),
+            None => cache::Lookup::Miss,
+        };
+        let cached = match cached {
+            cache::Lookup::Hit(component) => Some(component),
+            cache::Lookup::Miss => None,
+            cache::Lookup::Rejected(why) => {
+                shared.audit.append(vec![audit::Event {
+                    driver: String::new(),
+                    version: String::new(),
+                    sha256: sha256.clone(),
+                    function: "cache.rejected".into(),
+                    target: Some(crate::runtime::printable(origin, 256)),
+                    bytes: bytes.len() as u64,
+                    outcome: audit::Outcome::Denied,
+                    duration_us: 0,
+                    detail: Some(format!("compiled code not used, compiled again: {why}")),
+                }]);
+                None
+            }
+        };
         let (component, origin_kind) = match cached {
             Some(component) => (component, Origin::Cache),
             None => {
