@@ -161,6 +161,7 @@ impl Drivers {
         store: Arc<dyn Store>,
         audit: Arc<dyn AuditSink>,
     ) -> Result<Self> {
+        runtime.keep_quarantines(Arc::new(StoredQuarantines(store.clone())));
         let manager = Manager {
             runtime,
             trust,
@@ -1142,6 +1143,46 @@ fn check(driver: &LoadedDriver, profiles: &[FlavorProfile]) -> Result<(), String
         })?;
     }
     Ok(())
+}
+
+/// Quarantines kept in the store, one record per driver version, written (and flushed) when
+/// a version is quarantined and removed when an admin releases it.
+struct StoredQuarantines(Arc<dyn Store>);
+
+impl runtime::QuarantineStore for StoredQuarantines {
+    fn quarantined(&self, sha256: &str) -> Option<String> {
+        match self.0.load::<crate::model::Quarantine>(sha256) {
+            Ok(record) => record.map(|q| q.reason),
+            Err(error) => {
+                // Unreadable: the version starts quarantined rather than trusted.
+                tracing::error!(%error, sha256, "cannot read a driver version's quarantine");
+                Some(format!("its quarantine record cannot be read: {error}"))
+            }
+        }
+    }
+
+    fn quarantine(&self, identity: &runtime::LoadedIdentity, reason: &str) {
+        let record = crate::model::Quarantine {
+            sha256: identity.sha256.clone(),
+            driver: identity.name.to_string(),
+            version: identity.version.clone(),
+            reason: reason.to_owned(),
+            at: crate::api::now(),
+        };
+        let mut batch = Batch::new();
+        batch.put(&record);
+        if let Err(error) = batch.commit(&*self.0).and_then(|()| self.0.flush()) {
+            tracing::error!(%error, driver = %identity.name, "cannot keep a quarantine; it lasts until the host restarts");
+        }
+    }
+
+    fn release(&self, sha256: &str) {
+        let mut batch = Batch::new();
+        batch.delete::<crate::model::Quarantine>(sha256);
+        if let Err(error) = batch.commit(&*self.0).and_then(|()| self.0.flush()) {
+            tracing::error!(%error, sha256, "cannot remove a released quarantine");
+        }
+    }
 }
 
 /// The `.wasm` files of `dir`, oldest first (so the newest file of a driver ends active).

@@ -351,6 +351,17 @@ pub struct Canary {
     pub percent: u8,
 }
 
+/// A quarantined driver version: no new placements and no calls for its load balancers until
+/// an admin releases it. Stored, so a restart does not lift it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub sha256: String,
+    pub driver: String,
+    pub version: String,
+    pub reason: String,
+    pub at: String,
+}
+
 /// One uploaded driver version. Its bytes are kept by SHA-256 beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriverVersion {

@@ -30,10 +30,12 @@ pub enum Kind {
     Driver,
     /// A driver version's component bytes, by SHA-256 (raw bytes, no envelope).
     DriverBlob,
+    /// A quarantined driver version, by SHA-256: kept so a restart does not lift it.
+    Quarantine,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -47,6 +49,7 @@ impl Kind {
         Kind::Placement,
         Kind::Driver,
         Kind::DriverBlob,
+        Kind::Quarantine,
     ];
 
     pub fn tree(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Kind {
             Kind::Placement => "placements",
             Kind::Driver => "drivers",
             Kind::DriverBlob => "driver_blobs",
+            Kind::Quarantine => "quarantines",
         }
     }
 
@@ -140,6 +144,7 @@ record!(Network, Kind::Network, |r| &r.id);
 record!(Job, Kind::Job, |r| &r.id);
 record!(Placement, Kind::Placement, |r| &r.loadbalancer_id);
 record!(crate::model::DriverRecord, Kind::Driver, |r| &r.name);
+record!(crate::model::Quarantine, Kind::Quarantine, |r| &r.sha256);
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {

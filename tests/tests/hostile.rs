@@ -301,3 +301,75 @@ fn a_component_claiming_another_drivers_name_reaches_nothing() {
     assert_ne!(second["vip_address"], first["vip_address"]);
     plane.stop();
 }
+
+/// A quarantine is kept in the store: a restart does not lift it; a release, once made, holds
+/// across the next restart too.
+#[test]
+fn quarantine_survives_a_restart() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let options = || Options {
+        extra_drivers: vec![fixtures().panicker.clone()],
+        config: RuntimeConfig {
+            quarantine_after: 2,
+            ..RuntimeConfig::default()
+        },
+        skip_conformance: true,
+        ..Options::default()
+    };
+    let plane = ControlPlane::start_with_options(data.path(), Auth::None, options());
+    let admin = plane.client(None).as_project("admin-project");
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "name": "public",
+                "subnets": [{"id": "subnet-vip", "cidr": "127.0.62.0/24"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "panicker-1", "kind": "virtual", "driver": "panicker",
+                "management_url": agent.url(), "capacity": 50}}),
+    );
+    for _ in 0..2 {
+        let lb = create(&admin, "panicker", "explode");
+        assert_eq!(lb["provisioning_status"], "ERROR", "{lb}");
+    }
+    let quarantined = |admin: &Client| {
+        let (_, driver) = admin.get("/v2/admin/drivers/panicker");
+        (
+            driver["driver"]["quarantined"] == true,
+            driver["driver"]["quarantine_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let (held, reason) = quarantined(&admin);
+    assert!(
+        held && reason.contains("2 failed `translate` calls in a row"),
+        "{reason}"
+    );
+    plane.stop();
+
+    let plane = ControlPlane::start_with_options(data.path(), Auth::None, options());
+    let admin = plane.client(None).as_project("admin-project");
+    assert_eq!(
+        quarantined(&admin),
+        (true, reason),
+        "kept across the restart"
+    );
+    let refused = create(&admin, "panicker", "calm");
+    assert_eq!(
+        refused["provisioning_status"], "ERROR",
+        "no new placements: {refused}"
+    );
+    let (status, released) = admin.post("/v2/admin/drivers/panicker/release", &json!({}));
+    assert_eq!(status, 200, "{released}");
+    plane.stop();
+
+    let plane = ControlPlane::start_with_options(data.path(), Auth::None, options());
+    let admin = plane.client(None).as_project("admin-project");
+    assert!(!quarantined(&admin).0, "the release holds across a restart");
+    let calm = create(&admin, "panicker", "calm");
+    assert_eq!(calm["provisioning_status"], "ACTIVE", "{calm}");
+    plane.stop();
+}

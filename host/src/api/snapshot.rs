@@ -333,7 +333,7 @@ impl Snapshot {
                     }
                     Kind::Network => drop(self.networks.upsert(decode(id, bytes)?)),
                     Kind::Placement => drop(self.placements.upsert(decode(id, bytes)?)),
-                    Kind::Job | Kind::Driver | Kind::DriverBlob => {}
+                    Kind::Job | Kind::Driver | Kind::DriverBlob | Kind::Quarantine => {}
                 },
                 Write::Delete { kind, id } => match kind {
                     Kind::LoadBalancer => self.remove_loadbalancer(id),
@@ -361,7 +361,7 @@ impl Snapshot {
                     }
                     Kind::Network => drop(self.networks.remove(id)),
                     Kind::Placement => drop(self.placements.remove(id)),
-                    Kind::Job | Kind::Driver | Kind::DriverBlob => {}
+                    Kind::Job | Kind::Driver | Kind::DriverBlob | Kind::Quarantine => {}
                 },
             }
         }

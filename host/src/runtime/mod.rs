@@ -214,6 +214,8 @@ struct Shared {
     http: ureq::Agent,
     config: RuntimeConfig,
     ticker: Arc<engine::EpochTicker>,
+    /// Set once by the driver registry of a host that keeps records.
+    quarantines: std::sync::OnceLock<Arc<dyn QuarantineStore>>,
 }
 
 /// The driver runtime. Cheap to clone.
@@ -268,8 +270,29 @@ impl Runtime {
                 http,
                 config,
                 ticker: Arc::new(ticker),
+                quarantines: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Keeps quarantines in `store` from now on: each version loaded afterwards starts
+    /// quarantined when the store says so, and quarantines and releases are written there.
+    pub fn keep_quarantines(&self, store: Arc<dyn QuarantineStore>) {
+        let _ = self.shared.quarantines.set(store);
+    }
+
+    /// A live driver's health: quarantined when the store remembers it so.
+    fn health_of(&self, sha256: &str) -> Health {
+        let health = Health::default();
+        if let Some(reason) = self
+            .shared
+            .quarantines
+            .get()
+            .and_then(|store| store.quarantined(sha256))
+        {
+            *health.quarantine.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        }
+        health
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -315,7 +338,8 @@ impl Runtime {
                 capabilities: inner.capabilities.clone(),
                 origin: inner.origin,
                 config: inner.config.clone(),
-                health: Health::default(),
+                health: self.health_of(&inner.context.identity.sha256),
+                quarantines: self.shared.quarantines.get().cloned(),
                 manifest: inner.manifest.clone(),
                 size: inner.size,
                 _ticker: self.shared.ticker.clone(),
@@ -443,6 +467,13 @@ impl Runtime {
             origin = ?origin_kind,
             "driver loaded"
         );
+        let (health, quarantines) = match binding {
+            Binding::Live => (
+                self.health_of(&context.identity.sha256),
+                shared.quarantines.get().cloned(),
+            ),
+            Binding::Isolated => (Health::default(), None),
+        };
         Ok(LoadedDriver {
             inner: Arc::new(LoadedInner {
                 pre,
@@ -450,7 +481,8 @@ impl Runtime {
                 capabilities,
                 origin: origin_kind,
                 config: shared.config.clone(),
-                health: Health::default(),
+                health,
+                quarantines,
                 manifest,
                 size: bytes.len(),
                 _ticker: shared.ticker.clone(),
@@ -487,6 +519,14 @@ impl Runtime {
             grant,
         }))
     }
+}
+
+/// Where quarantines are kept, so that a restart does not lift one.
+pub trait QuarantineStore: Send + Sync {
+    /// Why version `sha256` is quarantined, if it is.
+    fn quarantined(&self, sha256: &str) -> Option<String>;
+    fn quarantine(&self, identity: &LoadedIdentity, reason: &str);
+    fn release(&self, sha256: &str);
 }
 
 /// What a loaded driver version is bound to.
@@ -528,6 +568,8 @@ struct LoadedInner {
     origin: Origin,
     config: RuntimeConfig,
     health: Health,
+    /// Where this version's quarantine is kept, when the host keeps records.
+    quarantines: Option<Arc<dyn QuarantineStore>>,
     manifest: Option<manifest::Manifest>,
     /// Bytes of the component.
     size: usize,
@@ -655,6 +697,9 @@ impl LoadedDriver {
             audit::Outcome::Denied,
             Some(reason.clone()),
         )]);
+        if let Some(store) = &inner.quarantines {
+            store.quarantine(identity, &reason);
+        }
         *quarantine = Some(reason);
     }
 
@@ -699,6 +744,9 @@ impl LoadedDriver {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         inner.health.clear();
+        if let Some(store) = &inner.quarantines {
+            store.release(&self.identity().sha256);
+        }
         if lifted.is_some() {
             inner.context.audit.append(vec![self.event(
                 "lifecycle.release",
