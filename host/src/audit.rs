@@ -448,7 +448,58 @@ impl Verification {
     }
 }
 
+/// The chain's head at one moment, for the operator to keep outside the host's data folder:
+/// the database's own head entry can be rewritten along with a cut-off tail, a checkpoint kept
+/// elsewhere cannot. `verify` against it finds its record, with its hash, still in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Records in the chain when the checkpoint was taken (the last one is `records - 1`).
+    pub records: u64,
+    /// The hash of the last of them.
+    pub hash: String,
+    /// When it was taken (RFC 3339).
+    pub at: String,
+}
+
+impl Verification {
+    /// A checkpoint of the chain as verified; `None` for an empty or broken chain.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        match (&self.broken, &self.head) {
+            (None, Some(hash)) => Some(Checkpoint {
+                records: self.records,
+                hash: hash.clone(),
+                at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 fn verify_tree(tree: &sled::Tree) -> Verification {
+    verify_tree_against(tree, None)
+}
+
+/// Walks the chain; with a checkpoint, also requires its record, with its hash, in the chain.
+fn verify_tree_against(tree: &sled::Tree, checkpoint: Option<&Checkpoint>) -> Verification {
+    let verification = walk(tree, checkpoint);
+    match checkpoint {
+        Some(checkpoint) if verification.intact() && verification.records < checkpoint.records => {
+            Verification {
+                broken: Some(format!(
+                    "the chain ends at record {} but the checkpoint of {} names record {}: \
+                     records deleted at the end",
+                    verification.records as i128 - 1,
+                    checkpoint.at,
+                    checkpoint.records as i128 - 1
+                )),
+                ..verification
+            }
+        }
+        _ => verification,
+    }
+}
+
+fn walk(tree: &sled::Tree, checkpoint: Option<&Checkpoint>) -> Verification {
     let mut expected_seq = 0u64;
     let mut prev = GENESIS.to_owned();
     let broken = |records: u64, why: String| Verification {
@@ -502,6 +553,19 @@ fn verify_tree(tree: &sled::Tree) -> Verification {
                     format!("record {seq} does not match its hash: edited"),
                 );
             }
+            if let Some(checkpoint) = checkpoint
+                && checkpoint.records == seq + 1
+                && checkpoint.hash != record.hash
+            {
+                return broken(
+                    expected_seq,
+                    format!(
+                        "record {seq} is not the one the checkpoint of {} names: the chain was \
+                         rewritten",
+                        checkpoint.at
+                    ),
+                );
+            }
             prev = record.hash;
             expected_seq += 1;
         }
@@ -537,6 +601,12 @@ fn verify_tree(tree: &sled::Tree) -> Verification {
 /// Checks the chain in a database (the host must not be running on it).
 pub fn verify(db: &sled::Db) -> sled::Result<Verification> {
     Ok(verify_tree(&db.open_tree(TREE)?))
+}
+
+/// Checks the chain in a database against a checkpoint taken earlier: a chain cut short of it,
+/// or rewritten before it, is broken even when its own head entry was rewritten to match.
+pub fn verify_against(db: &sled::Db, checkpoint: &Checkpoint) -> sled::Result<Verification> {
+    Ok(verify_tree_against(&db.open_tree(TREE)?, Some(checkpoint)))
 }
 
 /// Writes every record as JSON Lines; returns how many.

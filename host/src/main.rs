@@ -96,6 +96,20 @@ enum AuditCommand {
         /// The host's data folder.
         #[arg(default_value = "./data")]
         data_dir: PathBuf,
+        /// A checkpoint taken earlier (`audit checkpoint`, or `GET /v2/admin/audit/checkpoint`)
+        /// and kept outside the data folder: records cut off the end, or rewritten before it,
+        /// are found even when the chain's own head was rewritten to match.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Verify the chain and print a checkpoint of its head (JSON), to keep elsewhere.
+    Checkpoint {
+        /// The host's data folder.
+        #[arg(default_value = "./data")]
+        data_dir: PathBuf,
+        /// Where to write; default: standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Write every record as JSON Lines.
     Export {
@@ -379,8 +393,25 @@ fn open_existing(data_dir: &Path) -> anyhow::Result<sled::Db> {
 
 fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { data_dir } => {
-            let verification = audit::verify(&open_existing(&data_dir)?)?;
+        AuditCommand::Verify {
+            data_dir,
+            checkpoint,
+        } => {
+            let db = open_existing(&data_dir)?;
+            let verification = match checkpoint {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let value: serde_json::Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+                    // The API answers `{"checkpoint": ...}`; `audit checkpoint` writes it bare.
+                    let checkpoint: audit::Checkpoint =
+                        serde_json::from_value(value.get("checkpoint").cloned().unwrap_or(value))
+                            .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+                    audit::verify_against(&db, &checkpoint)?
+                }
+                None => audit::verify(&db)?,
+            };
             match &verification.broken {
                 None => {
                     println!(
@@ -395,6 +426,25 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
                     verification.records
                 ),
             }
+        }
+        AuditCommand::Checkpoint { data_dir, output } => {
+            let verification = audit::verify(&open_existing(&data_dir)?)?;
+            if let Some(why) = &verification.broken {
+                bail!(
+                    "audit log broken after {} good records: {why}",
+                    verification.records
+                );
+            }
+            let checkpoint = verification
+                .checkpoint()
+                .ok_or_else(|| anyhow::anyhow!("the audit log is empty: nothing to checkpoint"))?;
+            let text = serde_json::to_string_pretty(&checkpoint)?;
+            match output {
+                Some(path) => std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{text}"),
+            }
+            Ok(())
         }
         AuditCommand::Export { data_dir, output } => {
             let db = open_existing(&data_dir)?;

@@ -304,6 +304,57 @@ fn audit_verify_detects_edited_and_deleted_records() {
 
     let (ok, _, stderr) = verify(&other.path().join("nowhere"));
     assert!(!ok && stderr.contains("no database"), "{stderr}");
+
+    // Someone cuts the last two records off and rewrites the head to match: the chain alone
+    // looks intact, the checkpoint the operator kept elsewhere says otherwise.
+    let cut = tempfile::tempdir().expect("data dir");
+    drop(seed(cut.path()));
+    let kept = tempfile::tempdir().expect("the operator's safe place");
+    let checkpoint = kept.path().join("audit-checkpoint.json");
+    let (ok, _, stderr) = run(&[
+        "audit".as_ref(),
+        "checkpoint".as_ref(),
+        cut.path().as_os_str(),
+        "-o".as_ref(),
+        checkpoint.as_os_str(),
+    ]);
+    assert!(ok, "{stderr}");
+    let taken: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("written"))
+            .expect("JSON");
+    assert_eq!(taken["records"], 5, "{taken}");
+    let db = sled::open(cut.path().join("db")).expect("db");
+    let tree = db.open_tree("audit").expect("tree");
+    let entries: Vec<(sled::IVec, sled::IVec)> = tree
+        .scan_prefix(b"r")
+        .map(|e| e.expect("readable"))
+        .collect();
+    for (key, _) in &entries[3..] {
+        tree.remove(key).expect("cut");
+    }
+    let last: Vec<Record> = serde_json::from_slice(&entries[2].1).expect("a chunk of records");
+    let head = serde_json::json!({"seq": last[0].seq, "hash": last[0].hash});
+    tree.insert("head", serde_json::to_vec(&head).expect("json"))
+        .expect("rewrite the head");
+    db.flush().expect("flush");
+    drop((tree, db));
+    let (ok, stdout, stderr) = verify(cut.path());
+    assert!(
+        ok && stdout.contains("intact: 3 records"),
+        "the cut is invisible alone: {stdout}{stderr}"
+    );
+    let (ok, _, stderr) = run(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        cut.path().as_os_str(),
+        "--checkpoint".as_ref(),
+        checkpoint.as_os_str(),
+    ]);
+    assert!(
+        !ok && stderr.contains("the chain ends at record 2 but the checkpoint")
+            && stderr.contains("names record 4: records deleted at the end"),
+        "{stderr}"
+    );
 }
 
 #[test]

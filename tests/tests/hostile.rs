@@ -214,6 +214,7 @@ fn hostile_drivers_fail_alone_and_are_audited() {
     for path in [
         "/v2/admin/audit",
         "/v2/admin/audit/verify",
+        "/v2/admin/audit/checkpoint",
         "/v2/admin/drivers",
     ] {
         let (status, _) = tenant.get(path);
@@ -225,6 +226,16 @@ fn hostile_drivers_fail_alone_and_are_audited() {
     let (_, verified) = admin.get("/v2/admin/audit/verify");
     assert_eq!(verified["intact"], true, "{verified}");
     assert!(verified["records"].as_u64() > Some(10), "{verified}");
+    let (status, checkpoint) = admin.get("/v2/admin/audit/checkpoint");
+    assert_eq!(status, 200, "{checkpoint}");
+    assert!(
+        checkpoint["checkpoint"]["records"].as_u64() >= verified["records"].as_u64(),
+        "{checkpoint}"
+    );
+    assert_eq!(
+        checkpoint["checkpoint"]["hash"].as_str().map(str::len),
+        Some(64)
+    );
     plane.stop();
 }
 

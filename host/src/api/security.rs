@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/audit", get(query))
         .route("/audit/verify", get(verify))
+        .route("/audit/checkpoint", get(checkpoint))
 }
 
 fn audit_log(api: &Api) -> ApiResult<Arc<AuditLog>> {
@@ -112,6 +113,23 @@ async fn query(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "audit": records })))
+}
+
+/// The chain's head now, verified, for the operator to keep elsewhere and check later with
+/// `lbaasd audit verify --checkpoint FILE`.
+async fn checkpoint(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let log = audit_log(&api)?;
+    let verification = tokio::task::spawn_blocking(move || log.verify())
+        .await
+        .map_err(ApiError::internal)?;
+    match (verification.checkpoint(), verification.broken) {
+        (Some(checkpoint), _) => Ok(Json(json!({ "checkpoint": checkpoint }))),
+        (None, Some(broken)) => Err(ApiError::conflict(format!(
+            "The audit log is broken; no checkpoint of it: {broken}"
+        ))),
+        (None, None) => Err(ApiError::conflict("The audit log is empty.")),
+    }
 }
 
 async fn verify(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
