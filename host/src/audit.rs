@@ -145,6 +145,12 @@ fn decode_entry(bytes: &[u8]) -> serde_json::Result<Vec<Record>> {
 /// not audit.
 pub trait AuditSink: Send + Sync {
     fn append(&self, events: Vec<Event>);
+
+    /// Appends and returns once the events are on disk: for what must be on record even if
+    /// the host dies right after (a device call about to change a device).
+    fn append_durable(&self, events: Vec<Event>) {
+        self.append(events);
+    }
 }
 
 /// Drops every event.
@@ -279,6 +285,14 @@ impl AuditSink for AuditLog {
         });
         if !sent {
             tracing::error!("cannot append to the audit log: its writer has stopped");
+        }
+    }
+
+    fn append_durable(&self, events: Vec<Event>) {
+        self.append(events);
+        self.sync();
+        if let Err(error) = self.tree.flush() {
+            tracing::error!(%error, "cannot flush the audit log");
         }
     }
 }

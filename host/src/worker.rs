@@ -183,6 +183,25 @@ async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
     };
 
     let deleting = work.lb.common.provisioning_status == ProvisioningStatus::PendingDelete;
+    // The driver calls below may take the host down (a hostile driver, a device that kills
+    // it): each start is on disk first, so a job whose calls never finished is known at the
+    // next start, counted against its driver, and not run a third time.
+    let unfinished = start_attempt(api, lb_id).await?;
+    if unfinished > 0 {
+        let function = if deleting { "remove" } else { "apply" };
+        work.driver.interrupted(
+            function,
+            format!("the host stopped while load balancer {lb_id}'s `{function}` ran"),
+        );
+    }
+    if unfinished >= MAX_UNFINISHED_ATTEMPTS {
+        let identity = work.driver.identity();
+        return Err(format!(
+            "the host stopped {unfinished} times while driver {} {} ran this load balancer's \
+             calls; they are not run again",
+            identity.name, identity.version
+        ));
+    }
     let Work {
         lb,
         driver,
@@ -229,6 +248,36 @@ async fn converge(api: &Arc<Api>, lb_id: &str) -> Result<Step, String> {
         .map_err(|e| e.message)?;
     release(api, retired).await;
     Ok(if deleting { Step::Removed } else { Step::Done })
+}
+
+/// Driver-call attempts of one job that never finished (the host stopped during them) after
+/// which the job ends in `ERROR` instead of running them again.
+const MAX_UNFINISHED_ATTEMPTS: u32 = 2;
+
+/// Counts, durably, that the job of `lb_id` starts its driver calls; returns how many earlier
+/// starts never finished (the job is deleted when it ends, so those are starts the host did
+/// not survive).
+async fn start_attempt(api: &Arc<Api>, lb_id: &str) -> Result<u32, String> {
+    let id = lb_id.to_owned();
+    api.write(move |api, _| {
+        let job = api
+            .store
+            .load::<Job>(&id)
+            .map_err(|e| crate::api::ApiError::internal(e.to_string()))?;
+        let mut batch = Batch::new();
+        let unfinished = match job {
+            Some(mut job) => {
+                let unfinished = job.attempts;
+                job.attempts += 1;
+                batch.put(&job);
+                unfinished
+            }
+            None => 0,
+        };
+        Ok(Outcome::new(batch, unfinished))
+    })
+    .await
+    .map_err(|e| e.message)
 }
 
 /// Attempts at placing before giving up on a device taken by concurrent placements.

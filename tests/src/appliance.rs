@@ -23,6 +23,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     statuses: Mutex<HashMap<String, u16>>,
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests that arrived, answered or not (a delayed one counts at once).
+    arrived: std::sync::atomic::AtomicU64,
     /// Answer with the request's headers (a device that echoes what it got).
     echo: std::sync::atomic::AtomicBool,
 }
@@ -71,6 +73,13 @@ impl FakeAppliance {
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().expect("lock").clone()
+    }
+
+    /// Requests that have arrived so far, including those still waiting out a delay.
+    pub fn arrived(&self) -> u64 {
+        self.shared
+            .arrived
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Answers every request only after `ms` milliseconds from now on.
@@ -128,6 +137,9 @@ async fn record(
     } else {
         "{}".to_owned()
     };
+    shared
+        .arrived
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // A slow device: answers after the delay set by `delay`.
     let delay = shared.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
     if delay > 0 {

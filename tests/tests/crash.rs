@@ -109,3 +109,99 @@ fn acknowledged_creates_survive_sigkill() {
         resumed.unwrap_or_default()
     );
 }
+
+/// A device call during which the host dies (here: SIGKILL while the device holds the
+/// request) is on record before it was sent; the restarted host counts it against the driver
+/// and tries again; after the second such death the job ends `ERROR` instead of looping.
+#[test]
+fn a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time() {
+    let data = tempfile::tempdir().expect("data dir");
+    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let device = FakeAppliance::start();
+    // It holds every request past the moment the test kills the host.
+    device.delay(15_000);
+    let wait_for = |arrivals: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while device.arrived() < arrivals {
+            assert!(std::time::Instant::now() < deadline, "no request arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let server = Server::start(data.path(), &driver_dir, &[]);
+    let admin = client(&server.url);
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.49.0/24"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
+                "management_url": device.url(), "capacity": 10}}),
+    );
+    let created = admin.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "fatal", "vip_subnet_id": "subnet-vip",
+                "listeners": [{"protocol": "TCP", "protocol_port": 80}]}}),
+    );
+    let lb_id = created["loadbalancer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    wait_for(1);
+    server.kill();
+
+    // On record although the host died during the call: what was about to be sent, and where.
+    let export = || {
+        let output = lbaas_tests::process::lbaasd()
+            .args(["audit", "export"])
+            .arg(data.path())
+            .output()
+            .expect("lbaasd audit export");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a record"))
+            .collect::<Vec<_>>()
+    };
+    let records = export();
+    let intents: Vec<_> = records
+        .iter()
+        .filter(|r| r["function"] == "device-api.intent")
+        .collect();
+    assert_eq!(intents.len(), 1, "{records:#?}");
+    assert!(
+        intents[0]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("Put /v1/loadbalancers/{lb_id}/config"))),
+        "{intents:?}"
+    );
+    assert!(
+        intents[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("body sha256 "))
+    );
+
+    // The restarted host resumes the job, the call takes it down again.
+    let server = Server::start(data.path(), &driver_dir, &[]);
+    wait_for(2);
+    server.kill();
+
+    // The third start ends the job instead of sending the call again.
+    let server = Server::start(data.path(), &driver_dir, &[]);
+    let lb = client(&server.url).settle(&lb_id);
+    assert_eq!(lb["provisioning_status"], "ERROR", "{lb}");
+    assert!(
+        lb["fault"]
+            .as_str()
+            .is_some_and(|f| f.contains("the host stopped 2 times") && f.contains("haproxy")),
+        "{lb}"
+    );
+    assert_eq!(device.arrived(), 2, "not sent a third time");
+    drop(server);
+    let interrupted = export()
+        .into_iter()
+        .filter(|r| r["function"] == "call.interrupted")
+        .count();
+    assert_eq!(interrupted, 2, "each death counted against the driver");
+}

@@ -123,6 +123,8 @@ pub enum Failure {
     Limit(String),
     #[error("sent a device what its policy refuses: {0}")]
     DeviceRefused(String),
+    #[error("was under way when the host stopped: {0}")]
+    Interrupted(String),
 }
 
 impl Failure {
@@ -137,6 +139,7 @@ impl Failure {
             Failure::Trap { .. } => "call.trap",
             Failure::Instantiate(_) => "call.instantiate",
             Failure::DeviceRefused(_) => "device.refused",
+            Failure::Interrupted(_) => "call.interrupted",
         }
     }
 }
@@ -722,6 +725,19 @@ impl LoadedDriver {
             duration_us: 0,
             detail,
         }
+    }
+
+    /// Records that a call of this version was under way when the host stopped (found at the
+    /// next start): audited, and counted as a failure of `function` towards quarantine.
+    pub fn interrupted(&self, function: &'static str, detail: String) {
+        let failure = Failure::Interrupted(detail);
+        self.inner.context.audit.append_durable(vec![self.event(
+            failure.audit_name(),
+            Some(function.to_owned()),
+            audit::Outcome::Denied,
+            Some(failure.to_string()),
+        )]);
+        self.failed(function, &failure);
     }
 
     /// Why the driver version is quarantined, when it is.

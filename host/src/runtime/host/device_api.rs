@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::Outcome;
+use crate::audit::{Event, Outcome};
 use crate::devices::Credentials;
 use crate::runtime::bindings::device_api::{DeviceApiError, Host, Method, Request, Response};
 use crate::runtime::bindings::types::Entry;
@@ -29,6 +29,8 @@ impl Host for HostState {
         let started = Instant::now();
         // A device call never outlives the driver call: min(what is left, the policy's cap).
         let timeout = self.remaining().min(context.policy.timeout);
+        let digest = hex::encode(Sha256::digest(&request.body));
+        let target = format!("{device_id} {:?} {}", request.method, request.path);
         let result = context
             .grant
             .permits(identity.name.as_str(), request.method, &request.path)
@@ -48,6 +50,22 @@ impl Host for HostState {
                         "the driver call's deadline has passed".into(),
                     ));
                 }
+                // A call that changes a device is on disk before it is sent: if it brings the
+                // host down, the record of it stays.
+                if request.method != Method::Get {
+                    let identity = &context.identity;
+                    context.audit.append_durable(vec![Event {
+                        driver: context.audit_driver.clone(),
+                        version: identity.version.clone(),
+                        sha256: identity.sha256.clone(),
+                        function: "device-api.intent".into(),
+                        target: Some(super::audited_text(&target)),
+                        bytes: request.body.len() as u64,
+                        outcome: Outcome::Ok,
+                        duration_us: 0,
+                        detail: Some(format!("about to send; body sha256 {digest}")),
+                    }]);
+                }
                 send(
                     &context.http,
                     context.policy.max_response_bytes,
@@ -56,7 +74,6 @@ impl Host for HostState {
                     &request,
                 )
             });
-        let digest = hex::encode(Sha256::digest(&request.body));
         let (outcome, detail) = match &result {
             Ok(response) => match policy_refusal(response) {
                 Some(refusal) => {
@@ -74,7 +91,6 @@ impl Host for HostState {
             }
             Err(error) => (Outcome::Failed, format!("{error:?}")),
         };
-        let target = format!("{device_id} {:?} {}", request.method, request.path);
         self.audit(
             "device-api.send",
             Some(target),

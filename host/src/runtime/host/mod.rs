@@ -30,7 +30,7 @@ const STDERR_CAPTURE: usize = 16 * 1024;
 const AUDITED_TEXT: usize = 128;
 
 /// `text` as an audit record keeps it: printable, and when long, its start and its digest.
-fn audited_text(text: &str) -> String {
+pub(super) fn audited_text(text: &str) -> String {
     if text.len() <= AUDITED_TEXT && !text.chars().any(char::is_control) {
         return text.to_owned();
     }
