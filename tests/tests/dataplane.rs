@@ -53,6 +53,43 @@ impl Drop for Devices {
     }
 }
 
+/// A control plane whose HAProxy devices are spawned on `addresses`, with a VIP network
+/// `vips`, and an admin and a tenant to call it. Fields drop in order: the host stops before
+/// its devices, and the data folder goes last (bind them in reverse when destructuring).
+struct Stage {
+    plane: ControlPlane,
+    admin: Client,
+    tenant: Client,
+    local: Devices,
+    root: std::path::PathBuf,
+    data: tempfile::TempDir,
+}
+
+impl Stage {
+    fn start(addresses: &str, vips: &str) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let root = data.path().join("devices");
+        let local = Devices::new(&root, addresses);
+        let plane = ControlPlane::start_with_data_plane(
+            data.path(),
+            Auth::None,
+            local.0.clone(),
+            STATUS_INTERVAL,
+        );
+        let admin = plane.client(None).as_project("admin-project");
+        let tenant = plane.client(None).as_project("tenant");
+        setup_network(&admin, "vip", vips);
+        Self {
+            plane,
+            admin,
+            tenant,
+            local,
+            root,
+            data,
+        }
+    }
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
@@ -170,18 +207,15 @@ fn devices(admin: &Client) -> Vec<Value> {
 
 #[test]
 fn traffic_flows_through_spawned_haproxy_devices() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let root = data.path().join("devices");
-    let local = Devices::new(&root, "127.130.0.0/24");
-    let plane = ControlPlane::start_with_data_plane(
-        data.path(),
-        Auth::None,
-        local.0.clone(),
-        STATUS_INTERVAL,
-    );
-    let admin = plane.client(None).as_project("admin-project");
-    let tenant = plane.client(None).as_project("tenant");
-    setup_network(&admin, "vip", "127.140.0.0/24");
+    // Bound in this order so they drop in reverse: the host, then its devices, then the folder.
+    let Stage {
+        data: _data,
+        root,
+        local,
+        tenant,
+        admin,
+        plane,
+    } = Stage::start("127.130.0.0/24", "127.140.0.0/24");
     let flavor = haproxy_flavor(&admin);
     let b0 = Backend::start("b0");
     let mut b1 = Backend::start("b1");
@@ -532,18 +566,15 @@ fn children(pid: u32) -> Vec<u32> {
 /// The device runs as the dedicated user, which cannot read the host's database.
 #[test]
 fn a_driver_cannot_make_a_device_run_commands() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let root = data.path().join("devices");
-    let local = Devices::new(&root, "127.132.0.0/24");
-    let plane = ControlPlane::start_with_data_plane(
-        data.path(),
-        Auth::None,
-        local.0.clone(),
-        STATUS_INTERVAL,
-    );
-    let admin = plane.client(None).as_project("admin-project");
-    let tenant = plane.client(None).as_project("tenant");
-    setup_network(&admin, "vip", "127.142.0.0/24");
+    // Bound in this order so they drop in reverse: the host, then its devices, then the folder.
+    let Stage {
+        data,
+        root,
+        local,
+        tenant,
+        admin,
+        plane,
+    } = Stage::start("127.132.0.0/24", "127.142.0.0/24");
     let b0 = Backend::start("b0");
     let honest = tenant.create(
         "/v2/lbaas/loadbalancers",
