@@ -56,6 +56,7 @@ const BENCHES: &[&str] = &[
     "api_reads",
     "create_latency",
     "memory",
+    "audit",
 ];
 
 /// wrk drives the API read benchmark; installed from the system packages when missing, as the
@@ -225,6 +226,9 @@ struct Results {
     rss_idle: Measure,
     rss_versions: Measure,
     rss_load_balancers: Measure,
+    audit_read_back: Measure,
+    audit_verify: Measure,
+    audit_query: Measure,
 }
 
 impl Results {
@@ -257,6 +261,9 @@ impl Results {
             rss_idle: generated(target, "memory", "idle")?,
             rss_versions: generated(target, "memory", "20-versions")?,
             rss_load_balancers: generated(target, "memory", "100k-load-balancers")?,
+            audit_read_back: criterion(target, "audit-1m-records/read-back")?,
+            audit_verify: criterion(target, "audit-1m-records/verify")?,
+            audit_query: criterion(target, "audit-1m-records/query-one-driver")?,
         })
     }
 }
@@ -527,6 +534,28 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
                 per_second(&r.writes_16_no_flush)
             ),
             &format!("{:.2}", r.writes_16.median / r.writes_16_no_flush.median),
+            "report",
+            "",
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "`audit verify`, 1,000,000 records (walk the chain, re-hash every record)",
+            &ms(&r.audit_verify),
+            &format!("reading them back unchecked {}", ms(&r.audit_read_back)),
+            &format!("{:.2}", r.audit_verify.ratio_to(&r.audit_read_back)),
+            "report; fast at millions",
+            "",
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "audit query at 1,000,000 records: first page (100) of one driver's device calls",
+            &ms(&r.audit_query),
+            &format!("reading all back {}", ms(&r.audit_read_back)),
+            &format!("{:.4}", r.audit_query.ratio_to(&r.audit_read_back)),
             "report",
             "",
         ],
