@@ -1013,3 +1013,21 @@ fn classify(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    /// What a driver or a device wrote stays one line and bounded: a newline cannot forge a
+    /// host log line, an escape sequence cannot reach a terminal.
+    #[test]
+    fn printable_text_is_one_bounded_line() {
+        let forged = "ok\n2026-11-30T00:00:00Z  INFO lbaasd: driver released by admin\r\x1b[2J";
+        let shown = printable(forged, 200);
+        assert!(!shown.contains(['\n', '\r', '\x1b']), "{shown}");
+        assert!(shown.starts_with("ok\\n2026"), "{shown}");
+        assert!(shown.ends_with("\\r\\u{1b}[2J"), "{shown}");
+        assert_eq!(printable(&"é".repeat(10), 4), "éééé…");
+        assert_eq!(printable("plain", 10), "plain");
+    }
+}
