@@ -269,7 +269,7 @@ impl AuditLog {
     /// Checks the chain.
     pub fn verify(&self) -> Verification {
         self.sync();
-        verify_tree(&self.tree)
+        verify_tree(&self.tree, None)
     }
 }
 
@@ -489,12 +489,8 @@ impl Verification {
     }
 }
 
-fn verify_tree(tree: &sled::Tree) -> Verification {
-    verify_tree_against(tree, None)
-}
-
 /// Walks the chain; with a checkpoint, also requires its record, with its hash, in the chain.
-fn verify_tree_against(tree: &sled::Tree, checkpoint: Option<&Checkpoint>) -> Verification {
+fn verify_tree(tree: &sled::Tree, checkpoint: Option<&Checkpoint>) -> Verification {
     let verification = walk(tree, checkpoint);
     match checkpoint {
         Some(checkpoint) if verification.intact() && verification.records < checkpoint.records => {
@@ -614,13 +610,13 @@ fn walk(tree: &sled::Tree, checkpoint: Option<&Checkpoint>) -> Verification {
 
 /// Checks the chain in a database (the host must not be running on it).
 pub fn verify(db: &sled::Db) -> sled::Result<Verification> {
-    Ok(verify_tree(&db.open_tree(TREE)?))
+    Ok(verify_tree(&db.open_tree(TREE)?, None))
 }
 
 /// Checks the chain in a database against a checkpoint taken earlier: a chain cut short of it,
 /// or rewritten before it, is broken even when its own head entry was rewritten to match.
 pub fn verify_against(db: &sled::Db, checkpoint: &Checkpoint) -> sled::Result<Verification> {
-    Ok(verify_tree_against(&db.open_tree(TREE)?, Some(checkpoint)))
+    Ok(verify_tree(&db.open_tree(TREE)?, Some(checkpoint)))
 }
 
 /// Writes every record as JSON Lines; returns how many.

@@ -511,11 +511,8 @@ fn serve(
     let listen = std_listener.local_addr()?;
     // Nothing a driver or a tenant names may aim the host's HTTP client at the host itself.
     config.device_policy.reserved = vec![listen];
-    let registration = DeviceRegistration {
-        networks: config.device_policy.allowed_networks.clone(),
-        reserved: vec![listen],
-        members: members_register_devices,
-    };
+    let registration =
+        DeviceRegistration::for_policy(&config.device_policy, members_register_devices);
     let state = SledStateStore::new(db.clone(), config.state_quota);
     let store: Arc<dyn lbaas_host::store::Store> = Arc::new(SledStore::new(db.clone())?);
     let devices = Arc::new(StoreDevices::new(store.clone()));

@@ -112,11 +112,8 @@ impl ControlPlane {
             ..options.config
         };
         config.device_policy.reserved = vec![address];
-        let registration = DeviceRegistration {
-            networks: config.device_policy.allowed_networks.clone(),
-            reserved: vec![address],
-            members: options.members_register_devices,
-        };
+        let registration =
+            DeviceRegistration::for_policy(&config.device_policy, options.members_register_devices);
         let state = SledStateStore::new(db.clone(), config.state_quota);
         let store: Arc<dyn lbaas_host::store::Store> =
             Arc::new(SledStore::new(db.clone()).expect("store"));

@@ -200,6 +200,16 @@ fn pool_of(client: &Client, lb_id: &str, protocol: &str) -> String {
         .to_owned()
 }
 
+/// A load balancer of the HAProxy driver named `name`: one HTTP listener on `port` with a
+/// round-robin pool of `backend`.
+fn web_lb(name: &str, port: u16, backend: &Backend) -> Value {
+    json!({"loadbalancer": {
+        "name": name, "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+        "listeners": [{"protocol": "HTTP", "protocol_port": port,
+                       "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                        "members": [member(backend)]}}]}})
+}
+
 fn devices(admin: &Client) -> Vec<Value> {
     let (_, body) = admin.get("/v2/admin/devices");
     body["devices"].as_array().cloned().unwrap_or_default()
@@ -458,14 +468,7 @@ fn spawned_devices_outlive_the_host_and_are_adopted() {
     let admin = plane.client(None).as_project("admin-project");
     let tenant = plane.client(None).as_project("tenant");
     setup_network(&admin, "vip", "127.141.0.0/24");
-    let created = tenant.create(
-        "/v2/lbaas/loadbalancers",
-        &json!({"loadbalancer": {
-            "name": "web", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
-            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
-                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                                            "members": [member(&b0)]}}]}}),
-    );
+    let created = tenant.create("/v2/lbaas/loadbalancers", &web_lb("web", 8080, &b0));
     let lb_id = id(&created, "loadbalancer");
     let http = vip(&settle_active(&tenant, &lb_id), 8080);
     wait_for_backends(http, &["b0"]);
@@ -576,14 +579,7 @@ fn a_driver_cannot_make_a_device_run_commands() {
         plane,
     } = Stage::start("127.132.0.0/24", "127.142.0.0/24");
     let b0 = Backend::start("b0");
-    let honest = tenant.create(
-        "/v2/lbaas/loadbalancers",
-        &json!({"loadbalancer": {
-            "name": "honest", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
-            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
-                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                                            "members": [member(&b0)]}}]}}),
-    );
+    let honest = tenant.create("/v2/lbaas/loadbalancers", &web_lb("honest", 8080, &b0));
     let honest_id = id(&honest, "loadbalancer");
     let honest_http = vip(&settle_active(&tenant, &honest_id), 8080);
     wait_for_backends(honest_http, &["b0"]);
@@ -600,14 +596,7 @@ fn a_driver_cannot_make_a_device_run_commands() {
         ("inject-external-check", "option"),
     ];
     for (port, (name, keyword)) in (9100..).zip(attacks) {
-        let created = tenant.create(
-            "/v2/lbaas/loadbalancers",
-            &json!({"loadbalancer": {
-                "name": name, "vip_subnet_id": "subnet-vip", "provider": "haproxy",
-                "listeners": [{"protocol": "HTTP", "protocol_port": port,
-                               "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                                                "members": [member(&b0)]}}]}}),
-        );
+        let created = tenant.create("/v2/lbaas/loadbalancers", &web_lb(name, port, &b0));
         let lb_id = id(&created, "loadbalancer");
         // What the attack would have created.
         let target = std::path::PathBuf::from(format!("/tmp/lbaas-pwned-{lb_id}"));

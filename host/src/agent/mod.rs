@@ -89,6 +89,21 @@ impl IntoResponse for Refusal {
 
 type Answer<T> = Result<T, Refusal>;
 
+/// A configuration and its SHA-256, computed once: answered, and kept in the history.
+pub struct Config<'a> {
+    pub text: &'a str,
+    pub sha256: String,
+}
+
+impl<'a> Config<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        }
+    }
+}
+
 impl Agent {
     /// Starts (or adopts) the HAProxy whose files live in `state_dir`.
     pub fn start(
@@ -132,13 +147,13 @@ impl Agent {
     }
 
     /// Appends to the installation history: what was installed, removed or refused here.
-    fn record(&self, id: &str, action: &str, config: &[u8], detail: Option<&str>) {
+    fn record(&self, id: &str, action: &str, config: &Config<'_>, detail: Option<&str>) {
         let entry = json!({
             "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             "loadbalancer": id,
             "action": action,
-            "sha256": hex::encode(Sha256::digest(config)),
-            "bytes": config.len(),
+            "sha256": config.sha256,
+            "bytes": config.text.len(),
             "detail": detail,
         });
         let written = fs::OpenOptions::new()
@@ -164,12 +179,13 @@ impl Agent {
     /// Checks `config` against the policy, then together with every other installed file,
     /// installs it and reloads. When the check or the reload fails, the previous file is put
     /// back.
-    pub fn put(&self, id: &str, config: &str) -> Answer<bool> {
+    pub fn put(&self, id: &str, config: &Config<'_>) -> Answer<bool> {
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(violation) = policy::check(config, &self.policy) {
+        let text = config.text;
+        if let Err(violation) = policy::check(text, &self.policy) {
             let message = format!("the device's configuration policy refused it: {violation}");
             tracing::warn!(loadbalancer = id, %violation, "configuration refused by policy");
-            self.record(id, "refused", config.as_bytes(), Some(&message));
+            self.record(id, "refused", config, Some(&message));
             return Err(Refusal(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 message,
@@ -178,11 +194,11 @@ impl Agent {
         }
         let target = self.config_file(id);
         let previous = fs::read_to_string(&target).ok();
-        if previous.as_deref() == Some(config) {
+        if previous.as_deref() == Some(text) {
             return Ok(false);
         }
         let candidate = self.haproxy.conf_dir().join(format!("{id}.candidate"));
-        fs::write(&candidate, config).map_err(internal)?;
+        fs::write(&candidate, text).map_err(internal)?;
         let mut files: Vec<PathBuf> = self
             .installed()
             .into_iter()
@@ -211,10 +227,10 @@ impl Agent {
         }
         tracing::info!(
             loadbalancer = id,
-            bytes = config.len(),
+            bytes = text.len(),
             "configuration installed"
         );
-        self.record(id, "installed", config.as_bytes(), None);
+        self.record(id, "installed", config, None);
         Ok(previous.is_none())
     }
 
@@ -231,7 +247,7 @@ impl Agent {
             return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, message));
         }
         tracing::info!(loadbalancer = id, "configuration removed");
-        self.record(id, "removed", previous.as_bytes(), None);
+        self.record(id, "removed", &Config::new(&previous), None);
         Ok(true)
     }
 
@@ -380,14 +396,17 @@ async fn put_config(
     body: String,
 ) -> Answer<(StatusCode, Json<Value>)> {
     checked(&id)?;
-    let digest = hex::encode(Sha256::digest(body.as_bytes()));
-    let created = blocking(move || agent.put(&id, &body)).await?;
+    let (created, sha256) = blocking(move || {
+        let config = Config::new(&body);
+        Ok((agent.put(&id, &config)?, config.sha256))
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({"sha256": digest}))))
+    Ok((status, Json(json!({ "sha256": sha256 }))))
 }
 
 async fn delete_config(

@@ -87,13 +87,22 @@ pub struct DeviceRegistration {
     pub members: bool,
 }
 
+impl DeviceRegistration {
+    /// The rules that match the runtime's device allow-list: the networks and reserved
+    /// sockets every `device-api` call is checked against, so registration refuses what calls
+    /// would.
+    pub fn for_policy(policy: &crate::runtime::DevicePolicy, members: bool) -> Self {
+        Self {
+            networks: policy.allowed_networks.clone(),
+            reserved: policy.reserved.clone(),
+            members,
+        }
+    }
+}
+
 impl Default for DeviceRegistration {
     fn default() -> Self {
-        Self {
-            networks: crate::runtime::permissions::DevicePolicy::default().allowed_networks,
-            reserved: Vec::new(),
-            members: false,
-        }
+        Self::for_policy(&crate::runtime::DevicePolicy::default(), false)
     }
 }
 

@@ -98,14 +98,14 @@ impl ComponentCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
-    fn digest_path(path: &Path) -> PathBuf {
+    fn tag_path(path: &Path) -> PathBuf {
         path.with_extension("cwasm.mac")
     }
 
     fn discard(path: &Path, why: &str) {
         tracing::warn!(path = %path.display(), why, "discarding a cached component; compiling again");
         let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(Self::digest_path(path));
+        let _ = std::fs::remove_file(Self::tag_path(path));
     }
 
     /// The cached component for `sha256`, if there is a trustworthy one.
@@ -114,7 +114,7 @@ impl ComponentCache {
         let Ok(bytes) = std::fs::read(&path) else {
             return Lookup::Miss;
         };
-        let recorded = std::fs::read_to_string(Self::digest_path(&path)).unwrap_or_default();
+        let recorded = std::fs::read_to_string(Self::tag_path(&path)).unwrap_or_default();
         let mut tag = [0u8; 32];
         let verified = hex::decode_to_slice(recorded.trim(), &mut tag).is_ok()
             && self.tag(sha256, &bytes).verify_slice(&tag).is_ok();
@@ -150,7 +150,7 @@ impl ComponentCache {
                 // The tag first: a crash in between leaves a mismatch, never a file that is
                 // trusted without one.
                 std::fs::write(
-                    Self::digest_path(&path),
+                    Self::tag_path(&path),
                     hex::encode(self.tag(sha256, &bytes).finalize().into_bytes()),
                 )?;
                 std::fs::write(&partial, &bytes)?;

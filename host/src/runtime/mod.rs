@@ -311,15 +311,7 @@ impl Runtime {
     /// Loads a driver component: compiles it (or takes it from the cache), links it against
     /// the host's imports, and asks it for its capabilities. `origin` names it in errors.
     pub fn load(&self, bytes: &[u8], origin: &str) -> Result<LoadedDriver> {
-        self.load_as(bytes, origin, Binding::Live)
-    }
-
-    /// Loads a driver component cut off from everything live: a throw-away in-memory state
-    /// namespace and no devices, whatever name it claims. Upload checks run on such a load, so
-    /// a component the operator has not approved reads, writes and reaches nothing real;
-    /// [`Runtime::bind`] gives the approved one its namespace and devices.
-    pub fn load_isolated(&self, bytes: &[u8], origin: &str) -> Result<LoadedDriver> {
-        self.load_as(bytes, origin, Binding::Isolated)
+        self.bind(&self.load_isolated(bytes, origin)?)
     }
 
     /// The same driver version bound to its name's live state namespace and the host's devices.
@@ -350,7 +342,11 @@ impl Runtime {
         })
     }
 
-    fn load_as(&self, bytes: &[u8], origin: &str, binding: Binding) -> Result<LoadedDriver> {
+    /// Loads a driver component cut off from everything live: a throw-away in-memory state
+    /// namespace and no devices, whatever name it claims. Upload checks run on such a load, so
+    /// a component the operator has not approved reads, writes and reaches nothing real;
+    /// [`Runtime::bind`] gives the approved one its namespace and devices.
+    pub fn load_isolated(&self, bytes: &[u8], origin: &str) -> Result<LoadedDriver> {
         let shared = &self.shared;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let invalid = |reason: String| Error::InvalidComponent {
@@ -418,7 +414,7 @@ impl Runtime {
         }
 
         // Until the driver has told its name, calls run under a placeholder identity with an
-        // empty, throw-away namespace and no devices.
+        // empty, throw-away namespace and no devices (recorded under that placeholder).
         let probe = DriverName::new("unnamed-driver").map_err(|e| invalid(e.to_string()))?;
         let probe_identity = LoadedIdentity {
             name: probe,
@@ -430,7 +426,7 @@ impl Runtime {
             Arc::new(NoState),
             Arc::new(crate::devices::StaticDevices::new()),
             grant.clone(),
-            binding,
+            Binding::Live,
         )?;
         let capabilities = call(
             &shared.config,
@@ -454,15 +450,13 @@ impl Runtime {
                 manifest.name, manifest.version, identity.name, identity.version
             )));
         }
-        let (namespace, devices): (Arc<dyn crate::state::Namespace>, Arc<dyn DeviceDirectory>) =
-            match binding {
-                Binding::Live => (shared.state.namespace(&name)?, shared.devices.clone()),
-                Binding::Isolated => (
-                    Arc::new(crate::state::MemoryNamespace::new(grant.state_bytes)),
-                    Arc::new(crate::devices::StaticDevices::new()),
-                ),
-            };
-        let context = self.context(identity, namespace, devices, grant, binding)?;
+        let context = self.context(
+            identity,
+            Arc::new(crate::state::MemoryNamespace::new(grant.state_bytes)),
+            Arc::new(crate::devices::StaticDevices::new()),
+            grant,
+            Binding::Isolated,
+        )?;
         tracing::info!(
             driver = %name,
             version = %capabilities.version,
@@ -470,13 +464,6 @@ impl Runtime {
             origin = ?origin_kind,
             "driver loaded"
         );
-        let (health, quarantines) = match binding {
-            Binding::Live => (
-                self.health_of(&context.identity.sha256),
-                shared.quarantines.get().cloned(),
-            ),
-            Binding::Isolated => (Health::default(), None),
-        };
         Ok(LoadedDriver {
             inner: Arc::new(LoadedInner {
                 pre,
@@ -484,8 +471,8 @@ impl Runtime {
                 capabilities,
                 origin: origin_kind,
                 config: shared.config.clone(),
-                health,
-                quarantines,
+                health: Health::default(),
+                quarantines: None,
                 manifest,
                 size: bytes.len(),
                 _ticker: shared.ticker.clone(),
@@ -713,18 +700,9 @@ impl LoadedDriver {
         outcome: audit::Outcome,
         detail: Option<String>,
     ) -> audit::Event {
-        let identity = self.identity();
-        audit::Event {
-            driver: self.inner.context.audit_driver.clone(),
-            version: identity.version.clone(),
-            sha256: identity.sha256.clone(),
-            function: function.to_owned(),
-            target,
-            bytes: 0,
-            outcome,
-            duration_us: 0,
-            detail,
-        }
+        self.inner
+            .context
+            .event(function, target, 0, outcome, 0, detail)
     }
 
     /// Records that a call of this version was under way when the host stopped (found at the
@@ -919,18 +897,15 @@ fn call<R>(
     };
     let result = result.map_err(|(error, instantiating)| {
         let failure = classify(config, deadline, &store, &error, instantiating);
+        events.push(context.event(
+            failure.audit_name(),
+            Some(function.to_owned()),
+            0,
+            audit::Outcome::Denied,
+            started.elapsed().as_micros() as u64,
+            Some(failure.to_string()),
+        ));
         let identity = &context.identity;
-        events.push(audit::Event {
-            driver: context.audit_driver.clone(),
-            version: identity.version.clone(),
-            sha256: identity.sha256.clone(),
-            function: failure.audit_name().to_owned(),
-            target: Some(function.to_owned()),
-            bytes: 0,
-            outcome: audit::Outcome::Denied,
-            duration_us: started.elapsed().as_micros() as u64,
-            detail: Some(failure.to_string()),
-        });
         tracing::warn!(
             driver = %identity.name,
             version = %identity.version,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::{Event, Outcome};
+use crate::audit::Outcome;
 use crate::devices::Credentials;
 use crate::runtime::bindings::device_api::{DeviceApiError, Host, Method, Request, Response};
 use crate::runtime::bindings::types::Entry;
@@ -53,18 +53,14 @@ impl Host for HostState {
                 // A call that changes a device is on disk before it is sent: if it brings the
                 // host down, the record of it stays.
                 if request.method != Method::Get {
-                    let identity = &context.identity;
-                    context.audit.append_durable(vec![Event {
-                        driver: context.audit_driver.clone(),
-                        version: identity.version.clone(),
-                        sha256: identity.sha256.clone(),
-                        function: "device-api.intent".into(),
-                        target: Some(super::audited_text(&target)),
-                        bytes: request.body.len() as u64,
-                        outcome: Outcome::Ok,
-                        duration_us: 0,
-                        detail: Some(format!("about to send; body sha256 {digest}")),
-                    }]);
+                    context.audit.append_durable(vec![context.event(
+                        "device-api.intent",
+                        Some(super::audited_text(&target)),
+                        request.body.len() as u64,
+                        Outcome::Ok,
+                        0,
+                        Some(format!("about to send; body sha256 {digest}")),
+                    )]);
                 }
                 send(
                     &context.http,
@@ -199,19 +195,24 @@ const REDACTED: &[u8] = b"[redacted]";
 
 /// `body` with every occurrence of a secret replaced: a device that echoes the request (or
 /// its headers) does not hand the driver the credential the host added.
-fn scrub(body: Vec<u8>, secrets: &[String]) -> Vec<u8> {
-    let mut body = body;
+fn scrub(mut body: Vec<u8>, secrets: &[String]) -> Vec<u8> {
     for secret in secrets {
         let secret = secret.as_bytes();
-        if !body.windows(secret.len()).any(|w| w == secret) {
+        let find = |haystack: &[u8]| haystack.windows(secret.len()).position(|w| w == secret);
+        // Most answers hold no secret: they are returned as they are, without a copy.
+        let Some(mut at) = find(&body) else {
             continue;
-        }
+        };
         let mut out = Vec::with_capacity(body.len());
         let mut rest = body.as_slice();
-        while let Some(at) = rest.windows(secret.len()).position(|w| w == secret) {
+        loop {
             out.extend_from_slice(&rest[..at]);
             out.extend_from_slice(REDACTED);
             rest = &rest[at + secret.len()..];
+            match find(rest) {
+                Some(next) => at = next,
+                None => break,
+            }
         }
         out.extend_from_slice(rest);
         body = out;

@@ -63,6 +63,32 @@ pub struct DriverContext {
     pub grant: super::manifest::Grant,
 }
 
+impl DriverContext {
+    /// An audit event of this driver version, named as its records are (`audit_driver`).
+    pub fn event(
+        &self,
+        function: &str,
+        target: Option<String>,
+        bytes: u64,
+        outcome: Outcome,
+        duration_us: u64,
+        detail: Option<String>,
+    ) -> Event {
+        let identity = &self.identity;
+        Event {
+            driver: self.audit_driver.clone(),
+            version: identity.version.clone(),
+            sha256: identity.sha256.clone(),
+            function: function.to_owned(),
+            target,
+            bytes,
+            outcome,
+            duration_us,
+            detail,
+        }
+    }
+}
+
 /// An import refused because the call went past one of its limits; fails the call with
 /// [`super::Failure::Limit`].
 #[derive(Debug)]
@@ -183,24 +209,21 @@ impl HostState {
         started: Instant,
         detail: Option<String>,
     ) {
-        let identity = &self.context.identity;
         let target = target.as_deref().map(audited_text);
         let detail = detail.map(|d| crate::runtime::printable(&d, 1024));
         self.audit_bytes += function.len()
             + target.as_ref().map_or(0, String::len)
             + detail.as_ref().map_or(0, String::len)
             + 64;
-        self.audit.push(Event {
-            driver: self.context.audit_driver.clone(),
-            version: identity.version.clone(),
-            sha256: identity.sha256.clone(),
-            function: function.to_owned(),
+        let event = self.context.event(
+            function,
             target,
-            bytes: bytes as u64,
+            bytes as u64,
             outcome,
-            duration_us: started.elapsed().as_micros() as u64,
+            started.elapsed().as_micros() as u64,
             detail,
-        });
+        );
+        self.audit.push(event);
     }
 
     /// Notes a successful read of the driver's own state: summarized per call (a `select`
@@ -219,43 +242,39 @@ impl HostState {
     pub fn take_audit(&mut self) -> Vec<Event> {
         let reads = std::mem::take(&mut self.reads);
         if !reads.keys.is_empty() {
-            let identity = &self.context.identity;
             let count = reads.keys.len();
-            self.audit.push(Event {
-                driver: self.context.audit_driver.clone(),
-                version: identity.version.clone(),
-                sha256: identity.sha256.clone(),
-                function: "state.get".into(),
-                target: Some(match <[String; 1]>::try_from(reads.keys) {
-                    Ok([key]) => key,
-                    Err(keys) => serde_json::to_string(&keys).unwrap_or_default(),
-                }),
-                bytes: reads.bytes,
-                outcome: Outcome::Ok,
-                duration_us: reads.duration_us,
-                detail: Some(format!("{count} reads")),
-            });
+            let keys = match <[String; 1]>::try_from(reads.keys) {
+                Ok([key]) => key,
+                Err(keys) => serde_json::to_string(&keys).unwrap_or_default(),
+            };
+            let event = self.context.event(
+                "state.get",
+                Some(keys),
+                reads.bytes,
+                Outcome::Ok,
+                reads.duration_us,
+                Some(format!("{count} reads")),
+            );
+            self.audit.push(event);
         }
         let (calls, dropped, bytes) = std::mem::take(&mut self.logs);
         if calls > 0 {
-            let identity = &self.context.identity;
-            self.audit.push(Event {
-                driver: self.context.audit_driver.clone(),
-                version: identity.version.clone(),
-                sha256: identity.sha256.clone(),
-                function: "log.log".into(),
-                target: None,
+            let outcome = if dropped > 0 {
+                Outcome::Denied
+            } else {
+                Outcome::Ok
+            };
+            let event = self.context.event(
+                "log.log",
+                None,
                 bytes,
-                outcome: if dropped > 0 {
-                    Outcome::Denied
-                } else {
-                    Outcome::Ok
-                },
-                duration_us: 0,
-                detail: Some(format!(
+                outcome,
+                0,
+                Some(format!(
                     "{calls} messages, {dropped} dropped by the rate limit"
                 )),
-            });
+            );
+            self.audit.push(event);
         }
         std::mem::take(&mut self.audit)
     }
