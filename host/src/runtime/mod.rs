@@ -186,17 +186,22 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A driver's error in words, for operators and users.
+/// A driver's error in words, for operators and users: its text escaped and bounded, since it
+/// reaches faults, logs and terminals.
 pub fn describe_driver_error(error: &DriverError) -> String {
-    match error {
-        DriverError::InvalidInput(why) => format!("invalid input: {why}"),
-        DriverError::Unsupported(why) => format!("unsupported: {why}"),
-        DriverError::DeviceUnreachable(why) => format!("device unreachable: {why}"),
-        DriverError::DeviceRejected(why) => format!("device rejected the request: {why}"),
-        DriverError::State(why) => format!("driver state: {why}"),
-        DriverError::Internal(why) => format!("driver bug: {why}"),
-    }
+    let (what, why) = match error {
+        DriverError::InvalidInput(why) => ("invalid input", why),
+        DriverError::Unsupported(why) => ("unsupported", why),
+        DriverError::DeviceUnreachable(why) => ("device unreachable", why),
+        DriverError::DeviceRejected(why) => ("device rejected the request", why),
+        DriverError::State(why) => ("driver state", why),
+        DriverError::Internal(why) => ("driver bug", why),
+    };
+    format!("{what}: {}", printable(why, MAX_DRIVER_TEXT))
 }
+
+/// Most characters of a driver's own text (an error, a panic message) kept in a fault.
+const MAX_DRIVER_TEXT: usize = 2048;
 
 /// Who a loaded driver is: the name it reports, its version, and the digest of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -300,7 +300,8 @@ impl HostState {
         let start = (start..text.len())
             .find(|&i| text.is_char_boundary(i))
             .unwrap_or(0);
-        Some(text[start..].to_owned())
+        // What a driver wrote reaches faults and terminals: one escaped line.
+        Some(crate::runtime::printable(&text[start..], 1024))
     }
 }
 
