@@ -26,6 +26,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -178,6 +179,8 @@ pub struct AuditLog {
     tree: sled::Tree,
     queue: Option<SyncSender<Message>>,
     writer: Option<JoinHandle<()>>,
+    /// Signs the checkpoints this host gives out.
+    signer: Option<SigningKey>,
 }
 
 impl AuditLog {
@@ -203,6 +206,7 @@ impl AuditLog {
             tree,
             queue: Some(queue),
             writer: Some(writer),
+            signer: None,
         })
     }
 
@@ -270,6 +274,23 @@ impl AuditLog {
     pub fn verify(&self) -> Verification {
         self.sync();
         verify_tree(&self.tree, None)
+    }
+
+    /// Signs the checkpoints this log gives out with `key`.
+    pub fn with_signer(mut self, key: SigningKey) -> Self {
+        self.signer = Some(key);
+        self
+    }
+
+    /// The chain verified and its head as a checkpoint, signed when the log has a signer;
+    /// `Err` with the verification when the chain is empty or broken.
+    pub fn checkpoint(&self) -> Result<Checkpoint, Verification> {
+        let verification = self.verify();
+        match (verification.checkpoint(), &self.signer) {
+            (Some(checkpoint), Some(key)) => Ok(checkpoint.signed(key)),
+            (Some(checkpoint), None) => Ok(checkpoint),
+            (None, _) => Err(verification),
+        }
     }
 }
 
@@ -465,6 +486,10 @@ impl Verification {
 /// The chain's head at one moment, for the operator to keep outside the host's data folder:
 /// the database's own head entry can be rewritten along with a cut-off tail, a checkpoint kept
 /// elsewhere cannot. `verify` against it finds its record, with its hash, still in the chain.
+///
+/// A host with a checkpoint key signs its checkpoints (ed25519 over [`Checkpoint::message`]),
+/// so one kept where others can write is still known to be the host's: checked against the
+/// host's public key, an edited checkpoint (fewer records, another hash) is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Records in the chain when the checkpoint was taken (the last one is `records - 1`).
@@ -473,6 +498,68 @@ pub struct Checkpoint {
     pub hash: String,
     /// When it was taken (RFC 3339).
     pub at: String,
+    /// The public key (hex) of the host that signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The ed25519 signature (hex) of [`Checkpoint::message`] under `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Checkpoint {
+    /// What is signed: the fields, one per line, after a line naming the format.
+    pub fn message(&self) -> String {
+        format!(
+            "lbaas audit checkpoint v1\n{}\n{}\n{}\n",
+            self.records, self.hash, self.at
+        )
+    }
+
+    /// The checkpoint signed with `key`.
+    pub fn signed(mut self, key: &SigningKey) -> Self {
+        self.key = Some(hex::encode(key.verifying_key().as_bytes()));
+        self.signature = Some(hex::encode(key.sign(self.message().as_bytes()).to_bytes()));
+        self
+    }
+
+    /// Checks the signature, against `trusted` when given (else against the key the
+    /// checkpoint names, which shows only that it was not edited since it was signed). The id
+    /// of the key that signed it, `None` when unsigned and no key was asked for.
+    pub fn check_signature(
+        &self,
+        trusted: Option<&VerifyingKey>,
+    ) -> Result<Option<String>, String> {
+        let (key, signature) = match (&self.key, &self.signature, trusted) {
+            (None, None, None) => return Ok(None),
+            (Some(key), Some(signature), _) => (key, signature),
+            (_, _, Some(_)) | (Some(_), None, _) | (None, Some(_), _) => {
+                return Err("the checkpoint is not signed".into());
+            }
+        };
+        let named = <[u8; 32]>::try_from(hex::decode(key).unwrap_or_default())
+            .ok()
+            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+            .ok_or("the checkpoint's key is not an ed25519 public key")?;
+        if let Some(trusted) = trusted
+            && trusted != &named
+        {
+            return Err(format!(
+                "the checkpoint is signed by key {}, not by the host's key {}",
+                crate::integrity::key_id(&named),
+                crate::integrity::key_id(trusted)
+            ));
+        }
+        let signature = <[u8; 64]>::try_from(hex::decode(signature).unwrap_or_default())
+            .map(|bytes| Signature::from_bytes(&bytes))
+            .map_err(|_| "the checkpoint's signature is not 64 bytes of hex")?;
+        named
+            .verify_strict(self.message().as_bytes(), &signature)
+            .map_err(|_| {
+                "the checkpoint's signature does not verify: it was edited after it was signed"
+                    .to_owned()
+            })?;
+        Ok(Some(crate::integrity::key_id(&named)))
+    }
 }
 
 impl Verification {
@@ -483,6 +570,8 @@ impl Verification {
                 records: self.records,
                 hash: hash.clone(),
                 at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                key: None,
+                signature: None,
             }),
             _ => None,
         }

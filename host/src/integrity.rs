@@ -60,9 +60,7 @@ impl Trust {
     ) -> Result<Self, String> {
         let mut keys = Vec::new();
         for path in key_files {
-            let bytes = read_hex::<32>(path, "public key")?;
-            let key = VerifyingKey::from_bytes(&bytes)
-                .map_err(|e| format!("public key {} is not an ed25519 key: {e}", path.display()))?;
+            let key = public_key_file(path)?;
             keys.push((key_id(&key), key));
         }
         if require_signatures && keys.is_empty() {
@@ -150,6 +148,41 @@ pub fn keygen() -> Result<(String, String), String> {
         hex::encode(secret),
         hex::encode(key.verifying_key().as_bytes()),
     ))
+}
+
+/// The 32-byte secret in `path` (hex), created at random with mode 0600 when missing: the
+/// cache's HMAC key, the audit checkpoints' signing key.
+pub fn secret_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let mut secret = [0u8; 32];
+        return hex::decode_to_slice(text.trim(), &mut secret)
+            .map(|()| secret)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())));
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(hex::encode(secret).as_bytes())?;
+    Ok(secret)
+}
+
+/// The ed25519 key whose secret is in `path` (as `driver keygen` writes it), created when
+/// missing.
+pub fn signing_key_file(path: &Path) -> std::io::Result<SigningKey> {
+    secret_file(path).map(|secret| SigningKey::from_bytes(&secret))
+}
+
+/// The ed25519 public key in `path` (hex).
+pub fn public_key_file(path: &Path) -> Result<VerifyingKey, String> {
+    let bytes = read_hex::<32>(path, "public key")?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| format!("public key {} is not an ed25519 key: {e}", path.display()))
 }
 
 /// Signs `bytes` with the secret key in `key_file`; the signature's hex.

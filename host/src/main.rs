@@ -72,6 +72,8 @@ enum Command {
         #[arg(long, default_value_t = lbaas_host::store::DEFAULT_CACHE_BYTES >> 20)]
         cache_mib: u64,
         #[command(flatten)]
+        audit_key: AuditKey,
+        #[command(flatten)]
         data_plane: DataPlane,
         #[command(flatten)]
         trust: TrustArgs,
@@ -101,8 +103,13 @@ enum AuditCommand {
         /// are found even when the chain's own head was rewritten to match.
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
+        /// The host's checkpoint public key (`audit public-key`), kept with the checkpoint:
+        /// the checkpoint must carry this key's signature. Without it, a signed checkpoint is
+        /// checked against the key it names only.
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        checkpoint_key: Option<PathBuf>,
     },
-    /// Verify the chain and print a checkpoint of its head (JSON), to keep elsewhere.
+    /// Verify the chain and print a signed checkpoint of its head (JSON), to keep elsewhere.
     Checkpoint {
         /// The host's data folder.
         #[arg(default_value = "./data")]
@@ -110,6 +117,16 @@ enum AuditCommand {
         /// Where to write; default: standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        audit_key: AuditKey,
+    },
+    /// Print the public key that checks this host's checkpoints (hex), to keep elsewhere.
+    PublicKey {
+        /// The host's data folder.
+        #[arg(default_value = "./data")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        audit_key: AuditKey,
     },
     /// Write every record as JSON Lines.
     Export {
@@ -120,6 +137,29 @@ enum AuditCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+/// Where the key that signs audit checkpoints is.
+#[derive(clap::Args)]
+struct AuditKey {
+    /// Secret ed25519 key (hex) that signs audit checkpoints, created (mode 0600) when missing.
+    /// Default: `audit.key` in the data folder; keep it elsewhere so that someone with the data
+    /// folder cannot sign checkpoints.
+    #[arg(long = "audit-key", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+impl AuditKey {
+    fn path(&self, data_dir: &Path) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit.key"))
+    }
+}
+
+fn checkpoint_signer(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    integrity::signing_key_file(path)
+        .with_context(|| format!("cannot read or create the audit key {}", path.display()))
 }
 
 /// How the host runs the HAProxy devices drivers ask it to spawn, and watches every device.
@@ -253,6 +293,7 @@ fn run() -> anyhow::Result<()> {
             tokens_file,
             workers,
             cache_mib,
+            audit_key,
             data_plane,
             trust,
         } => {
@@ -274,6 +315,7 @@ fn run() -> anyhow::Result<()> {
                 driver_poll,
                 cache_mib,
                 trust: trust.trust()?,
+                audit_key: audit_key.path(&data_dir),
             };
             serve(
                 listen,
@@ -391,23 +433,46 @@ fn open_existing(data_dir: &Path) -> anyhow::Result<sled::Db> {
     })
 }
 
+/// A checkpoint as `audit checkpoint` writes it, or as the API answers it (`{"checkpoint": …}`).
+fn read_checkpoint(path: &Path) -> anyhow::Result<audit::Checkpoint> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+    serde_json::from_value(value.get("checkpoint").cloned().unwrap_or(value))
+        .with_context(|| format!("{} is not a checkpoint", path.display()))
+}
+
 fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify {
             data_dir,
             checkpoint,
+            checkpoint_key,
         } => {
             let db = open_existing(&data_dir)?;
             let verification = match checkpoint {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    let value: serde_json::Value = serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not a checkpoint", path.display()))?;
-                    // The API answers `{"checkpoint": ...}`; `audit checkpoint` writes it bare.
-                    let checkpoint: audit::Checkpoint =
-                        serde_json::from_value(value.get("checkpoint").cloned().unwrap_or(value))
-                            .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+                    let checkpoint = read_checkpoint(&path)?;
+                    let trusted = checkpoint_key
+                        .map(|file| integrity::public_key_file(&file))
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?;
+                    match checkpoint.check_signature(trusted.as_ref()) {
+                        Ok(Some(key)) => println!(
+                            "checkpoint of {} records signed by key {key}{}",
+                            checkpoint.records,
+                            if trusted.is_some() {
+                                ""
+                            } else {
+                                " (pass --checkpoint-key to require the host's key)"
+                            }
+                        ),
+                        Ok(None) => {
+                            println!("checkpoint of {} records, unsigned", checkpoint.records)
+                        }
+                        Err(why) => bail!("{}: {why}", path.display()),
+                    }
                     audit::verify_against(&db, &checkpoint)?
                 }
                 None => audit::verify(&db)?,
@@ -427,7 +492,12 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
                 ),
             }
         }
-        AuditCommand::Checkpoint { data_dir, output } => {
+        AuditCommand::Checkpoint {
+            data_dir,
+            output,
+            audit_key,
+        } => {
+            let signer = checkpoint_signer(&audit_key.path(&data_dir))?;
             let verification = audit::verify(&open_existing(&data_dir)?)?;
             if let Some(why) = &verification.broken {
                 bail!(
@@ -437,13 +507,22 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             }
             let checkpoint = verification
                 .checkpoint()
-                .ok_or_else(|| anyhow::anyhow!("the audit log is empty: nothing to checkpoint"))?;
+                .ok_or_else(|| anyhow::anyhow!("the audit log is empty: nothing to checkpoint"))?
+                .signed(&signer);
             let text = serde_json::to_string_pretty(&checkpoint)?;
             match output {
                 Some(path) => std::fs::write(&path, text + "\n")
                     .with_context(|| format!("cannot write {}", path.display()))?,
                 None => println!("{text}"),
             }
+            Ok(())
+        }
+        AuditCommand::PublicKey {
+            data_dir,
+            audit_key,
+        } => {
+            let signer = checkpoint_signer(&audit_key.path(&data_dir))?;
+            println!("{}", hex::encode(signer.verifying_key().as_bytes()));
             Ok(())
         }
         AuditCommand::Export { data_dir, output } => {
@@ -474,6 +553,8 @@ struct Sources<'a> {
     /// MiB of database pages kept cached.
     cache_mib: u64,
     trust: Trust,
+    /// The secret key that signs audit checkpoints.
+    audit_key: PathBuf,
 }
 
 fn serve(
@@ -491,6 +572,7 @@ fn serve(
         driver_poll,
         cache_mib,
         trust,
+        audit_key,
     } = sources;
     let driver_poll = *driver_poll;
     std::fs::create_dir_all(data_dir)
@@ -516,7 +598,7 @@ fn serve(
     let state = SledStateStore::new(db.clone(), config.state_quota);
     let store: Arc<dyn lbaas_host::store::Store> = Arc::new(SledStore::new(db.clone())?);
     let devices = Arc::new(StoreDevices::new(store.clone()));
-    let audit_log = Arc::new(AuditLog::open(&db)?);
+    let audit_log = Arc::new(AuditLog::open(&db)?.with_signer(checkpoint_signer(audit_key)?));
     let runtime = Runtime::audited(config, Arc::new(state), devices, audit_log.clone())?;
     let drivers = Arc::new(
         Drivers::managed(runtime, trust.clone(), store.clone(), audit_log.clone())

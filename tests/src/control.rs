@@ -117,7 +117,9 @@ impl ControlPlane {
         let state = SledStateStore::new(db.clone(), config.state_quota);
         let store: Arc<dyn lbaas_host::store::Store> =
             Arc::new(SledStore::new(db.clone()).expect("store"));
-        let audit = Arc::new(AuditLog::open(&db).expect("audit log"));
+        let signer = lbaas_host::integrity::signing_key_file(&data_dir.join("audit.key"))
+            .expect("audit key");
+        let audit = Arc::new(AuditLog::open(&db).expect("audit log").with_signer(signer));
         let runtime = Runtime::audited(
             config,
             Arc::new(state),

@@ -311,14 +311,29 @@ fn audit_verify_detects_edited_and_deleted_records() {
     drop(seed(cut.path()));
     let kept = tempfile::tempdir().expect("the operator's safe place");
     let checkpoint = kept.path().join("audit-checkpoint.json");
+    // The signing key lives outside the data folder too; its public half is kept with the
+    // checkpoints.
+    let key = kept.path().join("audit.key");
     let (ok, _, stderr) = run(&[
         "audit".as_ref(),
         "checkpoint".as_ref(),
         cut.path().as_os_str(),
         "-o".as_ref(),
         checkpoint.as_os_str(),
+        "--audit-key".as_ref(),
+        key.as_os_str(),
     ]);
     assert!(ok, "{stderr}");
+    let (ok, public, stderr) = run(&[
+        "audit".as_ref(),
+        "public-key".as_ref(),
+        cut.path().as_os_str(),
+        "--audit-key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(ok && public.trim().len() == 64, "{public}{stderr}");
+    let public_key = kept.path().join("audit.pub");
+    std::fs::write(&public_key, public.trim()).expect("keep the public key");
     let taken: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("written"))
             .expect("JSON");
@@ -355,6 +370,46 @@ fn audit_verify_detects_edited_and_deleted_records() {
             && stderr.contains("names record 4: records deleted at the end"),
         "{stderr}"
     );
+    let verify_signed = |checkpoint: &std::path::Path| {
+        run(&[
+            "audit".as_ref(),
+            "verify".as_ref(),
+            cut.path().as_os_str(),
+            "--checkpoint".as_ref(),
+            checkpoint.as_os_str(),
+            "--checkpoint-key".as_ref(),
+            public_key.as_os_str(),
+        ])
+    };
+    let (ok, stdout, stderr) = verify_signed(&checkpoint);
+    assert!(!ok && stdout.contains("signed by key"), "{stdout}{stderr}");
+    // Editing the kept checkpoint to match the cut chain breaks its signature.
+    let mut edited = taken.clone();
+    edited["records"] = 3.into();
+    edited["hash"] = last[0].hash.clone().into();
+    let forged = kept.path().join("edited.json");
+    std::fs::write(&forged, edited.to_string()).expect("write");
+    let (ok, _, stderr) = verify_signed(&forged);
+    assert!(!ok && stderr.contains("does not verify"), "{stderr}");
+    // So does signing it again with another key, such as one made in the data folder.
+    let (ok, _, stderr) = run(&[
+        "audit".as_ref(),
+        "checkpoint".as_ref(),
+        cut.path().as_os_str(),
+        "-o".as_ref(),
+        forged.as_os_str(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = verify_signed(&forged);
+    assert!(!ok && stderr.contains("not by the host's key"), "{stderr}");
+    // An unsigned checkpoint is refused when the host's key is asked for.
+    let mut unsigned = taken.clone();
+    let fields = unsigned.as_object_mut().expect("object");
+    fields.remove("key");
+    fields.remove("signature");
+    std::fs::write(&forged, unsigned.to_string()).expect("write");
+    let (ok, _, stderr) = verify_signed(&forged);
+    assert!(!ok && stderr.contains("not signed"), "{stderr}");
 }
 
 #[test]

@@ -236,6 +236,18 @@ fn hostile_drivers_fail_alone_and_are_audited() {
         checkpoint["checkpoint"]["hash"].as_str().map(str::len),
         Some(64)
     );
+    // Signed with the host's key: it checks, and an edited copy does not.
+    let mut kept: lbaas_host::audit::Checkpoint =
+        serde_json::from_value(checkpoint["checkpoint"].clone()).expect("a checkpoint");
+    let host_key = lbaas_host::integrity::signing_key_file(&data.path().join("audit.key"))
+        .expect("the host's key")
+        .verifying_key();
+    assert!(
+        kept.check_signature(Some(&host_key))
+            .is_ok_and(|id| id.is_some())
+    );
+    kept.records -= 1;
+    assert!(kept.check_signature(Some(&host_key)).is_err());
     plane.stop();
 }
 

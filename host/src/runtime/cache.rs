@@ -50,7 +50,7 @@ impl ComponentCache {
         Ok(Self {
             dir: dir.to_owned(),
             engine_key: format!("{:016x}", hasher.finish()),
-            secret: Self::secret(&Self::key_path(dir))?,
+            secret: crate::integrity::secret_file(&Self::key_path(dir))?,
         })
     }
 
@@ -59,27 +59,6 @@ impl ComponentCache {
         let mut name = dir.as_os_str().to_owned();
         name.push(".key");
         PathBuf::from(name)
-    }
-
-    /// The secret in `path`, created (random, mode 0600) when missing.
-    fn secret(path: &Path) -> std::io::Result<[u8; 32]> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let mut secret = [0u8; 32];
-            return hex::decode_to_slice(text.trim(), &mut secret)
-                .map(|()| secret)
-                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())));
-        }
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(path)?
-            .write_all(hex::encode(secret).as_bytes())?;
-        Ok(secret)
     }
 
     /// The tag of `bytes` cached for `sha256`: it binds the compiled code to the component
