@@ -7,6 +7,7 @@ pub mod appliance;
 pub mod backend;
 pub mod control;
 pub mod model;
+pub mod multimemory;
 pub mod process;
 
 use std::path::{Path, PathBuf};
@@ -91,6 +92,11 @@ pub struct Fixtures {
     pub snoop: PathBuf,
     /// Claims to be `acme-adc` and loots whatever that name reaches.
     pub name_claim: PathBuf,
+    /// `translate` takes 40 MiB of its memory: fits the default grant.
+    pub memory_pair: PathBuf,
+    /// The same with a second memory that `translate` grows by 40 MiB first
+    /// ([`multimemory`]): together past the grant.
+    pub memory_pair_two: PathBuf,
 }
 
 /// The hostile guest fixtures of `tests/fixtures/`, built apart from the drivers so that
@@ -106,14 +112,21 @@ pub fn fixtures() -> &'static Fixtures {
                 "fixture-panicker",
                 "fixture-snoop",
                 "fixture-name-claim",
+                "fixture-memory-pair",
             ],
         );
+        let memory_pair_two = paths[5].with_file_name("memory_pair_two.wasm");
+        let single = std::fs::read(&paths[5]).expect("the memory-pair fixture");
+        std::fs::write(&memory_pair_two, multimemory::with_second_memory(&single))
+            .expect("write the two-memory fixture");
         Fixtures {
             looper: paths[0].clone(),
             memory_hog: paths[1].clone(),
             panicker: paths[2].clone(),
             snoop: paths[3].clone(),
             name_claim: paths[4].clone(),
+            memory_pair: paths[5].clone(),
+            memory_pair_two,
         }
     })
 }

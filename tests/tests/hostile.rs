@@ -396,3 +396,89 @@ fn quarantine_survives_a_restart() {
     assert_eq!(calm["provisioning_status"], "ACTIVE", "{calm}");
     plane.stop();
 }
+
+/// A component with a second memory, against live hosts serving an honest load balancer: with
+/// the pooling allocator (the default) its upload is refused, naming the memories; allocating
+/// on demand, its load balancer ends `ERROR` at the one memory grant both memories share. The
+/// honest load balancer is untouched either way.
+#[test]
+fn a_second_memory_gets_no_grant_of_its_own() {
+    let agent = FakeAppliance::start();
+    let serve = |data: &std::path::Path, pooling: bool, extra_drivers| {
+        let plane = ControlPlane::start_with_options(
+            data,
+            Auth::None,
+            Options {
+                extra_drivers,
+                config: RuntimeConfig {
+                    pooling,
+                    ..RuntimeConfig::default()
+                },
+                skip_conformance: true,
+                ..Options::default()
+            },
+        );
+        let admin = plane.client(None).as_project("admin-project");
+        admin.create(
+            "/v2/admin/networks",
+            &json!({"network": {"id": "net-vip", "name": "public",
+                    "subnets": [{"id": "subnet-vip", "cidr": "127.0.64.0/24"}]}}),
+        );
+        // The memory pair is loaded only where it can be (allocating on demand).
+        let drivers: &[&str] = if pooling {
+            &["haproxy"]
+        } else {
+            &["haproxy", "memory-pair"]
+        };
+        for driver in drivers {
+            admin.create(
+                "/v2/admin/devices",
+                &json!({"device": {"name": format!("{driver}-1"), "kind": "virtual",
+                        "driver": driver, "management_url": agent.url(), "capacity": 50}}),
+            );
+        }
+        let good = create(&admin, "haproxy", "good");
+        assert_eq!(good["provisioning_status"], "ACTIVE", "{good}");
+        (
+            plane,
+            admin,
+            id(&json!({ "loadbalancer": good }), "loadbalancer"),
+        )
+    };
+    let still_active = |admin: &Client, lb: &str| {
+        let (_, body) = admin.get(&format!("/v2/lbaas/loadbalancers/{lb}"));
+        assert_eq!(body["loadbalancer"]["provisioning_status"], "ACTIVE");
+    };
+
+    let pooled = tempfile::tempdir().expect("temp dir");
+    let (plane, admin, good) = serve(pooled.path(), true, vec![]);
+    let component = std::fs::read(&fixtures().memory_pair_two).expect("fixture");
+    let (status, body) = admin.upload("/v2/admin/drivers", component, &[]);
+    assert_eq!(status, 400, "{body}");
+    let refusal = body["faultstring"].as_str().unwrap_or_default();
+    assert!(refusal.contains("defined memories count of 2"), "{refusal}");
+    still_active(&admin, &good);
+    plane.stop();
+
+    let on_demand = tempfile::tempdir().expect("temp dir");
+    let (plane, admin, good) = serve(
+        on_demand.path(),
+        false,
+        vec![fixtures().memory_pair_two.clone()],
+    );
+    let pair = create(&admin, "memory-pair", "pair");
+    assert_eq!(pair["provisioning_status"], "ERROR", "{pair}");
+    let fault = pair["fault"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("past the limit of 67108864 bytes"),
+        "{fault}"
+    );
+    assert_eq!(
+        audit(&admin, "driver=memory-pair&function=limit.memory").len(),
+        1
+    );
+    still_active(&admin, &good);
+    let fresh = create(&admin, "haproxy", "fresh");
+    assert_eq!(fresh["provisioning_status"], "ACTIVE", "{fresh}");
+    plane.stop();
+}

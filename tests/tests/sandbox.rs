@@ -672,3 +672,46 @@ fn an_echoing_device_does_not_leak_the_injected_credential() {
     assert!(!config.body.contains("tok-0123456789abcdef"), "{answer}");
     assert!(answer.contains("Bearer [redacted]"), "{answer}");
 }
+
+/// A component whose module has a second memory gets no second grant: each memory alone fits
+/// the grant, the two together do not. Under the pooling allocator (the default) such a module
+/// is not even loaded: a pooled instance has one memory per module.
+#[test]
+fn a_second_memory_shares_the_grant() {
+    let lb = web_shop("lb-pair", "127.0.0.23");
+    let device = device("d1", DeviceKind::Virtual, 4, None);
+
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let refused = host
+        .runtime
+        .load_file(&fixtures().memory_pair_two)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("defined memories count of 2 exceeds the per-instance limit of 1"),
+        "{refused}"
+    );
+
+    let (_dir, host) = host_with(RuntimeConfig {
+        pooling: false,
+        ..RuntimeConfig::default()
+    });
+    let single = host.load(&fixtures().memory_pair);
+    let used = single.translate(&lb, &device).expect("40 MiB fits");
+    assert!(used.body.ends_with("used 40 MiB"), "{}", used.body);
+    let pair = host.load(&fixtures().memory_pair_two);
+    let error = pair
+        .translate(&lb, &device)
+        .expect_err("40 + 40 MiB does not");
+    let message = error.to_string();
+    assert!(
+        matches!(
+            failure(error, "memory-pair", "translate"),
+            Failure::MemoryLimit { limit, .. } if limit == 64 << 20
+        ),
+        "{message}"
+    );
+    assert_eq!(audited(&host, "memory-pair", "limit.memory").len(), 1);
+    host_still_serves(&host, &pair);
+}
