@@ -43,6 +43,15 @@ impl Report {
         self.checks.iter().all(|c| c.failure.is_none())
     }
 
+    /// The names of the failed checks (the kit's words only, nothing the driver answered).
+    pub fn failed_checks(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.failure.is_some())
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     /// The failed checks, in words.
     pub fn failures(&self) -> Vec<String> {
         self.checks

@@ -311,19 +311,25 @@ impl Drivers {
         profiles: &[FlavorProfile],
     ) -> Result<(DriverRecord, DriverVersion)> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let refuse = |reason: String| {
-            // What the component said reaches the message bounded and on one line.
+        // The refusal, audited with `detail` (what the component answered, bounded and on one
+        // line) when the answer to the uploader leaves it out.
+        let refuse_with = |reason: String, detail: Option<String>| {
             let reason = crate::runtime::printable(&reason, 2048);
+            let detail = detail.map_or_else(
+                || reason.clone(),
+                |detail| format!("{reason}: {}", crate::runtime::printable(&detail, 8192)),
+            );
             manager.audit_event(
                 "",
                 None,
                 "lifecycle.refused",
                 Some(format!("{source} ({sha256})")),
                 audit::Outcome::Denied,
-                reason.clone(),
+                detail,
             );
             LifecycleError::Invalid(reason)
         };
+        let refuse = |reason: String| refuse_with(reason, None);
         if bytes.len() > MAX_COMPONENT_BYTES {
             return Err(refuse(format!(
                 "the component is {} bytes, more than the {MAX_COMPONENT_BYTES}-byte limit",
@@ -364,10 +370,20 @@ impl Drivers {
         if manager.conformance {
             let report = crate::conformance::check(&isolated);
             if !report.passed() {
-                return Err(refuse(format!(
-                    "it fails the conformance kit: {}",
-                    report.failures().join("; ")
-                )));
+                // The checks by name only: what the component answered stays out of the
+                // answer (it is in the audit record, and `lbaasd driver check` shows it).
+                let failed = report.failed_checks();
+                return Err(refuse_with(
+                    format!(
+                        "it fails {} of the conformance kit's {} checks: {} (what the driver \
+                         answered is in the audit log, lifecycle.refused; `lbaasd driver check \
+                         FILE` runs the kit locally)",
+                        failed.len(),
+                        report.checks.len(),
+                        failed.join("; ")
+                    ),
+                    Some(report.failures().join("; ")),
+                ));
             }
         }
         let driver = manager

@@ -284,11 +284,19 @@ fn a_component_claiming_another_drivers_name_reaches_nothing() {
     assert_eq!(status, 400, "{body}");
     let refusal = body["faultstring"].as_str().unwrap_or_default();
     assert!(refusal.contains("conformance kit"), "{refusal}");
-    // What it reached: its own throw-away namespace (only what it planted there) and no devices.
-    assert!(refusal.contains(r#""device_calls":[]"#), "{refusal}");
-    assert!(!refusal.contains("device/"), "acme-adc's keys: {refusal}");
-    assert!(!refusal.contains(&device_id), "{refusal}");
-    assert!(!refusal.contains("appliance-secret"), "{refusal}");
+    // The answer names the failed checks, not what the component returned.
+    assert!(!refusal.contains("device_calls"), "{refusal}");
+    // What it reached, from the refusal's audit record: its own throw-away namespace (only
+    // what it planted there) and no devices.
+    let refused = audit(&admin, "function=lifecycle.refused");
+    let detail = refused
+        .last()
+        .and_then(|r| r["detail"].as_str())
+        .unwrap_or_default();
+    assert!(detail.contains(r#""device_calls":[]"#), "{detail}");
+    assert!(!detail.contains("device/"), "acme-adc's keys: {detail}");
+    assert!(!detail.contains(&device_id), "{detail}");
+    assert!(!detail.contains("appliance-secret"), "{detail}");
     assert_eq!(
         appliance.received().len(),
         requests_before,
