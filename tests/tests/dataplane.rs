@@ -675,6 +675,20 @@ fn a_driver_cannot_make_a_device_run_commands() {
                 "process {pid} runs as the device user"
             );
         }
+        // HAProxy's workers are shut in an empty, read-only folder of the device's own.
+        for pid in &workers {
+            let jail = std::fs::read_link(format!("/proc/{pid}/root")).expect("a worker's root");
+            assert!(
+                jail.starts_with(root.join(&handle)) && jail.ends_with("jail"),
+                "worker {pid} lives in {}",
+                jail.display()
+            );
+            assert_eq!(
+                std::fs::read_dir(&jail).map(Iterator::count).ok(),
+                Some(0),
+                "the jail is empty"
+            );
+        }
         use std::os::unix::fs::MetadataExt;
         let folder = std::fs::metadata(root.join(&handle)).expect("device folder");
         assert_eq!((folder.uid(), folder.mode() & 0o777), (user.uid, 0o700));

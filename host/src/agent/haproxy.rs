@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -157,12 +158,28 @@ impl Haproxy {
         }
     }
 
+    /// The empty folder HAProxy's workers shut themselves in.
+    pub fn jail(&self) -> PathBuf {
+        self.dir.join("jail")
+    }
+
     fn write_base(&self) -> Result<(), String> {
-        let base = format!(
+        let mut base = format!(
             "# Written by lbaas-agent at every start; load balancers live in conf.d/.\n\
              global\n    stats socket {} mode 600 level admin\n    stats timeout 10s\n",
             self.stats_socket().display()
         );
+        // Once its listeners are bound, a worker needs no file: where the agent may chroot
+        // (root, or a device user keeping CAP_SYS_CHROOT), HAProxy's workers live in an empty,
+        // read-only folder.
+        if crate::provision::privilege::may_chroot() {
+            let jail = std::path::absolute(self.jail())
+                .map_err(|e| format!("cannot resolve {}: {e}", self.jail().display()))?;
+            fs::create_dir_all(&jail)
+                .and_then(|()| fs::set_permissions(&jail, fs::Permissions::from_mode(0o500)))
+                .map_err(|e| format!("cannot prepare {}: {e}", jail.display()))?;
+            base.push_str(&format!("    chroot {}\n", jail.display()));
+        }
         fs::write(self.base(), base).map_err(|e| format!("cannot write base.cfg: {e}"))
     }
 

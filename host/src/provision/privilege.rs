@@ -1,9 +1,12 @@
 //! Spawned devices run least-privileged. A device agent and its HAProxy execute what a driver
 //! rendered (checked by the agent's allow-list, but defence in depth), so they never run as
 //! the host's user: when the host runs as root, they run as the dedicated system user
-//! [`DEVICE_USER`] (created when missing), keeping one capability, `CAP_NET_BIND_SERVICE`, so
-//! listeners may use ports below 1024, and with `no_new_privs` set. Their folder belongs to
-//! that user and is closed to others; the host's database and cache are closed to it.
+//! [`DEVICE_USER`] (created when missing), keeping two capabilities, `CAP_NET_BIND_SERVICE`, so
+//! listeners may use ports below 1024, and `CAP_SYS_CHROOT`, so HAProxy's workers shut
+//! themselves in an empty folder once their listeners are bound, and with `no_new_privs` set
+//! (so a chroot cannot be turned into a privilege by a set-uid program: none gains any). Their
+//! folder belongs to that user and is closed to others; the host's database and cache are
+//! closed to it.
 //!
 //! A host that does not run as root cannot switch users: its devices run as its own user, and
 //! the host says so at start.
@@ -19,6 +22,10 @@ pub const DEVICE_USER: &str = "lbaas-device";
 
 /// `CAP_NET_BIND_SERVICE` (linux/capability.h).
 const CAP_NET_BIND_SERVICE: u32 = 10;
+/// `CAP_SYS_CHROOT` (linux/capability.h).
+pub const CAP_SYS_CHROOT: u32 = 18;
+/// What spawned devices keep.
+const KEPT: [u32; 2] = [CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT];
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
@@ -95,8 +102,8 @@ impl DeviceUser {
         Ok(())
     }
 
-    /// Makes `command` run as the device user, with only `CAP_NET_BIND_SERVICE` (inherited by
-    /// what it executes: HAProxy) and `no_new_privs`.
+    /// Makes `command` run as the device user, with only `CAP_NET_BIND_SERVICE` and
+    /// `CAP_SYS_CHROOT` (inherited by what it executes: HAProxy) and `no_new_privs`.
     pub fn apply(&self, command: &mut Command) {
         let (uid, gid) = (self.uid, self.gid);
         // SAFETY: the closure runs in the forked child before exec; it only makes system calls
@@ -130,8 +137,8 @@ fn check(result: libc::c_long) -> io::Result<()> {
     }
 }
 
-/// Becomes `uid`:`gid` keeping `CAP_NET_BIND_SERVICE` as an ambient capability. Called between
-/// fork and exec: system calls only.
+/// Becomes `uid`:`gid` keeping [`KEPT`] as ambient capabilities. Called between fork and exec:
+/// system calls only.
 fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: plain system calls on values owned by this frame.
     #[allow(unsafe_code)]
@@ -145,7 +152,7 @@ fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
             version: CAPABILITY_VERSION_3,
             pid: 0,
         };
-        let mask = 1u32 << CAP_NET_BIND_SERVICE;
+        let mask = KEPT.iter().fold(0u32, |mask, cap| mask | 1 << cap);
         let data = [
             CapData {
                 effective: mask,
@@ -163,19 +170,32 @@ fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
             &header as *const CapHeader,
             data.as_ptr(),
         ))?;
-        check(
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                CAP_NET_BIND_SERVICE as libc::c_ulong,
-                0,
-                0,
-            )
-            .into(),
-        )?;
+        for cap in KEPT {
+            check(
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                )
+                .into(),
+            )?;
+        }
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())?;
     }
     Ok(())
+}
+
+/// Whether this process may `chroot` (`CAP_SYS_CHROOT` in its effective set).
+pub fn may_chroot() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|effective| effective & (1 << CAP_SYS_CHROOT) != 0)
 }
 
 /// The first folder on the way to `dir` that others may not pass through (mode without `o+x`),
