@@ -85,6 +85,90 @@ pub fn drivers() -> &'static Drivers {
     })
 }
 
+/// A package of `tests/fixtures/`, as `cargo metadata` describes it.
+struct FixturePackage {
+    name: String,
+    /// Whether it reuses the HAProxy driver's logic (without its exports), so it is built in
+    /// a cargo run apart from the driver's.
+    reuses_haproxy: bool,
+}
+
+/// Every package under `tests/fixtures/`: the list is the folder, so a fixture is never
+/// forgotten by the build (and `tests/tests/layout.rs` fails on one no test uses).
+fn fixture_packages() -> &'static [FixturePackage] {
+    static PACKAGES: OnceLock<Vec<FixturePackage>> = OnceLock::new();
+    PACKAGES.get_or_init(|| {
+        let output = cargo()
+            .current_dir(workspace_root())
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .output()
+            .expect("cannot run cargo metadata");
+        assert!(
+            output.status.success(),
+            "cargo metadata failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+        let folder = workspace_root().join("tests").join("fixtures");
+        let mut packages: Vec<FixturePackage> = metadata["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .filter(|p| {
+                p["manifest_path"]
+                    .as_str()
+                    .is_some_and(|m| Path::new(m).starts_with(&folder))
+            })
+            .map(|p| FixturePackage {
+                name: p["name"].as_str().expect("package name").to_owned(),
+                reuses_haproxy: p["dependencies"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["name"] == "lbaas-driver-haproxy")),
+            })
+            .collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        packages
+    })
+}
+
+/// The component of the fixture package in `tests/fixtures/<folder>`, built (with the other
+/// packages of its kind, once) when first asked for.
+fn fixture(folder: &str) -> PathBuf {
+    static BUILT: [OnceLock<std::collections::BTreeMap<String, PathBuf>>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    let name = format!("fixture-{folder}");
+    let package = fixture_packages()
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no fixture package in tests/fixtures/{folder}"));
+    let kind = package.reuses_haproxy;
+    BUILT[usize::from(kind)].get_or_init(|| {
+        let names: Vec<&str> = fixture_packages()
+            .iter()
+            .filter(|p| p.reuses_haproxy == kind)
+            .map(|p| p.name.as_str())
+            .collect();
+        let paths = build_components("wasm-fixtures", &names);
+        names.iter().map(|n| (*n).to_owned()).zip(paths).collect()
+    })[&name]
+        .clone()
+}
+
+/// The folders of `tests/fixtures/` holding a fixture package.
+pub fn fixture_folders() -> Vec<String> {
+    fixture_packages()
+        .iter()
+        .filter_map(|p| p.name.strip_prefix("fixture-").map(str::to_owned))
+        .collect()
+}
+
 pub struct Fixtures {
     pub looper: PathBuf,
     pub memory_hog: PathBuf,
@@ -104,28 +188,18 @@ pub struct Fixtures {
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let paths = build_components(
-            "wasm-fixtures",
-            &[
-                "fixture-looper",
-                "fixture-memory-hog",
-                "fixture-panicker",
-                "fixture-snoop",
-                "fixture-name-claim",
-                "fixture-memory-pair",
-            ],
-        );
-        let memory_pair_two = paths[5].with_file_name("memory_pair_two.wasm");
-        let single = std::fs::read(&paths[5]).expect("the memory-pair fixture");
+        let memory_pair = fixture("memory-pair");
+        let memory_pair_two = memory_pair.with_file_name("memory_pair_two.wasm");
+        let single = std::fs::read(&memory_pair).expect("the memory-pair fixture");
         std::fs::write(&memory_pair_two, multimemory::with_second_memory(&single))
             .expect("write the two-memory fixture");
         Fixtures {
-            looper: paths[0].clone(),
-            memory_hog: paths[1].clone(),
-            panicker: paths[2].clone(),
-            snoop: paths[3].clone(),
-            name_claim: paths[4].clone(),
-            memory_pair: paths[5].clone(),
+            looper: fixture("looper"),
+            memory_hog: fixture("memory-hog"),
+            panicker: fixture("panicker"),
+            snoop: fixture("snoop"),
+            name_claim: fixture("name-claim"),
+            memory_pair,
             memory_pair_two,
         }
     })
@@ -151,33 +225,19 @@ pub struct LifecycleFixtures {
     pub haproxy_inject: PathBuf,
 }
 
-/// Built beside the hostile fixtures but in a cargo run of their own: the fixtures that reuse
-/// the HAProxy driver's logic need it without its exports, which building it in the same run
-/// as the driver itself would turn on.
+/// The fixtures that reuse the HAProxy driver's logic are built in a cargo run of their own:
+/// they need the driver without its exports, which building it in the same run as the driver
+/// itself would turn on.
 pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
     static FIXTURES: OnceLock<LifecycleFixtures> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let paths = build_components(
-            "wasm-fixtures",
-            &[
-                "fixture-haproxy-next",
-                "fixture-haproxy-picky",
-                "fixture-broken-caps",
-                "fixture-future-wit",
-                "fixture-haproxy-stuck",
-                "fixture-frozen-0-1",
-                "fixture-haproxy-inject",
-            ],
-        );
-        LifecycleFixtures {
-            haproxy_next: paths[0].clone(),
-            haproxy_picky: paths[1].clone(),
-            broken_caps: paths[2].clone(),
-            future_wit: paths[3].clone(),
-            haproxy_stuck: paths[4].clone(),
-            frozen_0_1: paths[5].clone(),
-            haproxy_inject: paths[6].clone(),
-        }
+    FIXTURES.get_or_init(|| LifecycleFixtures {
+        haproxy_next: fixture("haproxy-next"),
+        haproxy_picky: fixture("haproxy-picky"),
+        broken_caps: fixture("broken-caps"),
+        future_wit: fixture("future-wit"),
+        haproxy_stuck: fixture("haproxy-stuck"),
+        frozen_0_1: fixture("frozen-0-1"),
+        haproxy_inject: fixture("haproxy-inject"),
     })
 }
 

@@ -1,0 +1,101 @@
+//! The project's layout holds: released contracts stay as released, and every fixture in
+//! `tests/fixtures/` is built and used. Source-level checks: they run in milliseconds and
+//! build no driver.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// Every file of every released contract folder, with its SHA-256. A released contract is
+/// frozen: drivers built against it must keep loading. A change belongs in a new version's
+/// folder, pinned here when it is released.
+const RELEASED: &[(&str, &str)] = &[
+    (
+        "lbaas-driver@0.1.0/driver.wit",
+        "4860f42d2dd59586fd6f6705bceb00d8f930f9a7ae8cd81a5c09caf8112821f8",
+    ),
+    (
+        "lbaas-driver@0.2.0/driver.wit",
+        "fdb77cb1dbaa51a985c9aa26a7b3a6a1af57b9a11f97d9f10e137704f769d36a",
+    ),
+];
+
+/// Files under `dir`, by their path relative to `root`.
+fn files(root: &Path, dir: &Path, into: &mut BTreeMap<String, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).expect("readable folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files(root, &path, into);
+        } else {
+            let relative = path.strip_prefix(root).expect("under the root");
+            into.insert(
+                relative.to_string_lossy().into_owned(),
+                std::fs::read(&path).expect("readable file"),
+            );
+        }
+    }
+}
+
+#[test]
+fn released_contracts_are_frozen() {
+    let wit = lbaas_tests::workspace_root().join("wit");
+    let mut found = BTreeMap::new();
+    files(&wit, &wit, &mut found);
+    let pinned: BTreeMap<&str, &str> = RELEASED.iter().copied().collect();
+    for (file, bytes) in &found {
+        let digest = hex::encode(Sha256::digest(bytes));
+        match pinned.get(file.as_str()) {
+            Some(expected) => assert_eq!(
+                &digest, expected,
+                "wit/{file} changed after its release: put the change in a new version's folder"
+            ),
+            None => panic!("wit/{file} is not pinned: pin it here when its version is released"),
+        }
+    }
+    for file in pinned.keys() {
+        assert!(found.contains_key(*file), "released wit/{file} is gone");
+    }
+}
+
+/// Every package in `tests/fixtures/` is built (the test support maps its folder to a field)
+/// and some test or benchmark uses that field: a fixture nobody runs fails here.
+#[test]
+fn every_fixture_is_built_and_used() {
+    let root = lbaas_tests::workspace_root();
+    let support = std::fs::read_to_string(root.join("tests/src/lib.rs")).expect("lib.rs");
+    let mut users = String::new();
+    for folder in ["tests/tests", "tests/benches"] {
+        for entry in std::fs::read_dir(root.join(folder)).expect("folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                users += &std::fs::read_to_string(&path).expect("source");
+            }
+        }
+    }
+    let folders = lbaas_tests::fixture_folders();
+    let on_disk: Vec<String> = std::fs::read_dir(root.join("tests/fixtures"))
+        .expect("fixtures")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    for folder in &on_disk {
+        assert!(
+            folders.contains(folder),
+            "tests/fixtures/{folder} is not a package of the workspace"
+        );
+    }
+    for folder in &folders {
+        assert!(
+            support.contains(&format!("fixture(\"{folder}\")")),
+            "tests/fixtures/{folder} is built by no field of the test support"
+        );
+        let field = folder.replace('-', "_");
+        let used = users.match_indices(&format!(".{field}")).any(|(at, hit)| {
+            !users[at + hit.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        });
+        assert!(
+            used,
+            "tests/fixtures/{folder} (`{field}`) is used by no test"
+        );
+    }
+}
