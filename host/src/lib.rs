@@ -4,7 +4,6 @@
 
 #![deny(unsafe_code)]
 
-pub mod agent;
 pub mod api;
 pub mod audit;
 pub mod conformance;

@@ -12,8 +12,9 @@ use lbaas_host::audit::{self, AuditLog};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::integrity::{self, Trust};
 use lbaas_host::monitor;
+use lbaas_host::net::IpNet;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
-use lbaas_host::runtime::{Cidr, LoadedDriver, Runtime, RuntimeConfig};
+use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
 use lbaas_host::store::SledStore;
 use lbaas_host::worker::{self, StoreDevices};
@@ -53,7 +54,7 @@ enum Command {
         driver_poll: std::time::Duration,
         /// Networks device management endpoints may be in (repeatable). Default: loopback.
         #[arg(long = "device-network", value_name = "CIDR")]
-        device_networks: Vec<Cidr>,
+        device_networks: Vec<IpNet>,
         /// `none` (Octavia's noauth: everything allowed; loopback listen addresses only) or
         /// `tokens` (with --tokens-file).
         #[arg(long, default_value = "none", value_parser = ["none", "tokens"])]
@@ -173,7 +174,7 @@ struct DataPlane {
     haproxy: PathBuf,
     /// Loopback range spawned devices take their management addresses from.
     #[arg(long, value_name = "CIDR", default_value = "127.128.0.0/16")]
-    spawn_addresses: Cidr,
+    spawn_addresses: IpNet,
     /// Management port of spawned devices.
     #[arg(long, default_value_t = 9443)]
     agent_port: u16,
@@ -560,7 +561,7 @@ struct Sources<'a> {
 fn serve(
     listen: SocketAddr,
     sources: &Sources<'_>,
-    device_networks: Vec<Cidr>,
+    device_networks: Vec<IpNet>,
     auth: Auth,
     members_register_devices: bool,
     workers: usize,

@@ -1,64 +1,15 @@
-//! IP networks in CIDR form, shared by the device allow-list and the network model, and the
-//! management URLs of devices.
+//! IP networks (`ipnet`'s `IpNet`), shared by the device allow-list and the network model, and
+//! the management URLs of devices.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-/// An IP network, `address/prefix`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub address: IpAddr,
-    pub prefix: u8,
-}
+pub use ipnet::IpNet;
 
-impl Cidr {
-    fn bits(&self) -> u32 {
-        if self.address.is_ipv4() { 32 } else { 128 }
-    }
-
-    fn as_u128(ip: IpAddr) -> u128 {
-        match ip {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)),
-            IpAddr::V6(v6) => u128::from(v6),
-        }
-    }
-
-    fn mask(&self) -> u128 {
-        let host_bits = self.bits() - u32::from(self.prefix);
-        let all = if self.bits() == 32 {
-            u128::from(u32::MAX)
-        } else {
-            u128::MAX
-        };
-        all.checked_shl(host_bits).unwrap_or(0) & all
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.address.is_ipv4()
-            && Self::as_u128(ip) & self.mask() == Self::as_u128(self.address) & self.mask()
-    }
-
-    /// Usable host addresses, lowest first (network and broadcast excluded for IPv4).
-    pub fn hosts(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        let base = Self::as_u128(self.address) & self.mask();
-        let size = 1u128
-            .checked_shl(self.bits() - u32::from(self.prefix))
-            .unwrap_or(u128::MAX);
-        let (first, last) = if self.address.is_ipv4() && size > 2 {
-            (1, size - 2)
-        } else {
-            (1, size.saturating_sub(1))
-        };
-        let v4 = self.address.is_ipv4();
-        (first..=last).take(1 << 16).map(move |offset| {
-            let n = base + offset;
-            if v4 {
-                IpAddr::V4(std::net::Ipv4Addr::from(n as u32))
-            } else {
-                IpAddr::V6(std::net::Ipv6Addr::from(n))
-            }
-        })
-    }
+/// Usable host addresses of `net`, lowest first: without the network address (and for IPv4
+/// the broadcast address), at most 65,536 of them.
+pub fn hosts(net: &IpNet) -> impl Iterator<Item = IpAddr> + '_ {
+    let network = net.network();
+    net.hosts().filter(move |ip| *ip != network).take(1 << 16)
 }
 
 /// The socket of an `http(s)://ip[:port][/path]` URL (port 80 or 443 when absent). Host
@@ -107,30 +58,9 @@ pub fn is_reserved(socket: SocketAddr, reserved: &[SocketAddr]) -> bool {
 
 /// Whether `address` lies inside `cidr`; false when either does not parse.
 pub fn contains(cidr: &str, address: &str) -> bool {
-    match (cidr.parse::<Cidr>(), address.parse::<IpAddr>()) {
-        (Ok(cidr), Ok(address)) => cidr.contains(address),
+    match (cidr.parse::<IpNet>(), address.parse::<IpAddr>()) {
+        (Ok(cidr), Ok(address)) => cidr.contains(&address),
         _ => false,
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{text}` is not a CIDR such as 10.0.0.0/24");
-        let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
-        let address: IpAddr = address.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        let bits = if address.is_ipv4() { 32 } else { 128 };
-        if prefix > bits {
-            return Err(bad());
-        }
-        Ok(Self { address, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
     }
 }
 
@@ -143,26 +73,23 @@ mod tests {
     }
 
     #[test]
-    fn parsing_and_matching() {
-        let net: Cidr = "10.0.0.0/8".parse().expect("cidr");
-        assert!(net.contains(ip("10.200.0.1")));
-        assert!(!net.contains(ip("11.0.0.1")));
-        assert!(!net.contains(ip("::1")));
-        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
-        assert!(all.contains(ip("8.8.8.8")));
-        let v6: Cidr = "fd00::/64".parse().expect("cidr");
-        assert!(v6.contains(ip("fd00::5")));
+    fn containment() {
+        assert!(contains("10.0.0.0/8", "10.200.0.1"));
+        assert!(!contains("10.0.0.0/8", "11.0.0.1"));
+        assert!(!contains("10.0.0.0/8", "::1"));
+        assert!(contains("fd00::/64", "fd00::5"));
         for bad in ["10.0.0.0/33", "10.0.0/8", "10.0.0.0", "x/8"] {
-            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+            assert!(!contains(bad, "10.0.0.1"), "{bad}");
         }
-        assert_eq!(net.to_string(), "10.0.0.0/8");
     }
 
     #[test]
     fn hosts_skip_network_and_broadcast() {
-        let net: Cidr = "192.0.2.0/30".parse().expect("cidr");
-        let hosts: Vec<IpAddr> = net.hosts().collect();
+        let net: IpNet = "192.0.2.0/30".parse().expect("cidr");
+        let hosts: Vec<IpAddr> = super::hosts(&net).collect();
         assert_eq!(hosts, [ip("192.0.2.1"), ip("192.0.2.2")]);
+        let v6: IpNet = "fd00::/126".parse().expect("cidr");
+        assert_eq!(super::hosts(&v6).next(), Some(ip("fd00::1")));
     }
 
     #[test]

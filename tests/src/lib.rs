@@ -382,8 +382,8 @@ impl TestHost {
 /// Checks a configuration as a device agent would: against the agent's allow-list, then with
 /// `haproxy -c -f`. HAProxy must be installed (the README's test command installs it).
 pub fn haproxy_check(config: &str) -> Result<String, String> {
-    let policy = lbaas_host::agent::ConfigPolicy::default();
-    lbaas_host::agent::policy::check(config, &policy)
+    let policy = lbaas_agent::ConfigPolicy::default();
+    lbaas_agent::policy::check(config, &policy)
         .map_err(|violation| format!("the agent's policy refused it: {violation}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("haproxy.cfg");

@@ -9,12 +9,20 @@ use std::time::Duration;
 
 use crate::{cargo, workspace_root};
 
-/// A binary of the host crate, freshly built (debug).
+/// The package whose binary `name` is.
+fn package_of(name: &str) -> &'static str {
+    match name {
+        "lbaas-agent" => "lbaas-agent",
+        _ => "lbaas-host",
+    }
+}
+
+/// A binary of the workspace (`lbaasd`, `lbaasctl`, `lbaas-agent`), freshly built (debug).
 pub fn host_binary(name: &str) -> PathBuf {
     let root = workspace_root();
     let status = cargo()
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", "lbaas-host", "--bin", name])
+        .args(["build", "--quiet", "-p", package_of(name), "--bin", name])
         .status()
         .unwrap_or_else(|e| panic!("build {name}: {e}"));
     assert!(status.success(), "building {name} failed");

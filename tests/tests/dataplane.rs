@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lbaas_host::agent::haproxy::running;
+use lbaas_agent::haproxy::running;
 use lbaas_host::api::Auth;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_tests::backend::{Backend, Held, accepts, http_get, tcp_line};

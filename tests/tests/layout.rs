@@ -99,3 +99,13 @@ fn every_fixture_is_built_and_used() {
         );
     }
 }
+
+/// The host fails a driver call when a device refuses it by policy, recognised by a header the
+/// agent sends: both sides name the same one.
+#[test]
+fn host_and_agent_agree_on_the_refusal_header() {
+    assert_eq!(
+        lbaas_host::runtime::DEVICE_REFUSAL_HEADER,
+        lbaas_agent::REFUSAL_HEADER
+    );
+}

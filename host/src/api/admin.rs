@@ -75,7 +75,7 @@ fn management_url(rules: &super::DeviceRegistration, value: &str) -> ApiResult<S
             value.escape_debug()
         ))
     })?;
-    if !rules.networks.iter().any(|net| net.contains(socket.ip())) {
+    if !rules.networks.iter().any(|net| net.contains(&socket.ip())) {
         let networks: Vec<String> = rules.networks.iter().map(ToString::to_string).collect();
         return Err(ApiError::bad_request(format!(
             "management_url address {} is outside the device networks ({}).",
@@ -382,7 +382,7 @@ async fn create_network(
             for subnet in body.subnets {
                 let cidr = validate::cidr("cidr", &subnet.cidr)?;
                 if let Some(gateway) = &subnet.gateway_ip
-                    && !cidr.contains(validate::ip("gateway_ip", gateway)?)
+                    && !cidr.contains(&validate::ip("gateway_ip", gateway)?)
                 {
                     return Err(ApiError::bad_request(format!(
                         "gateway_ip {gateway} is outside {}",

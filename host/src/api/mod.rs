@@ -79,7 +79,7 @@ pub struct Api {
 pub struct DeviceRegistration {
     /// Networks management URLs must lie in: the same as the runtime's device allow-list
     /// (`--device-network`), checked at registration as at every call.
-    pub networks: Vec<crate::net::Cidr>,
+    pub networks: Vec<crate::net::IpNet>,
     /// Sockets no device may point at: the host's own listening addresses.
     pub reserved: Vec<std::net::SocketAddr>,
     /// Whether project members may register virtual devices of their own project

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::net::Cidr;
+use crate::net::IpNet;
 
 use crate::model::{LbAlgorithm, MonitorType, Network, Protocol, Subnet};
 
@@ -51,7 +51,7 @@ pub fn ip(field: &str, value: &str) -> ApiResult<IpAddr> {
 }
 
 /// `value` as a CIDR, or a 400 naming `field`.
-pub fn cidr(field: &str, value: &str) -> ApiResult<Cidr> {
+pub fn cidr(field: &str, value: &str) -> ApiResult<IpNet> {
     value.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "{field} `{value}` is not a CIDR such as 10.0.0.0/24"
@@ -68,7 +68,7 @@ pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) ->
         taken.iter().filter_map(|t| t.parse().ok()).collect();
     if let Some(requested) = requested {
         let address = ip("vip_address", requested)?;
-        if !cidr.contains(address) {
+        if !cidr.contains(&address) {
             return Err(ApiError::bad_request(format!(
                 "vip_address {requested} is not inside subnet {} ({})",
                 subnet.id, subnet.cidr
@@ -86,7 +86,7 @@ pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) ->
         .gateway_ip
         .as_deref()
         .and_then(|g| g.parse::<IpAddr>().ok());
-    cidr.hosts()
+    crate::net::hosts(&cidr)
         .find(|candidate| Some(*candidate) != gateway && !taken.contains(candidate))
         .map(|address| address.to_string())
         .ok_or_else(|| {

@@ -31,7 +31,7 @@ use nix::unistd::Pid;
 use super::privilege::{self, DeviceUser};
 use super::{Provisioned, Provisioner};
 use crate::devices::Credentials;
-use crate::net::Cidr;
+use crate::net::IpNet;
 
 /// How long a new agent may take to answer its health check.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,7 +42,7 @@ pub struct LocalProcesses {
     agent: PathBuf,
     haproxy: PathBuf,
     root: PathBuf,
-    addresses: Cidr,
+    addresses: IpNet,
     port: u16,
     /// Drivers whose devices speak the agent's API.
     drivers: Vec<String>,
@@ -62,10 +62,10 @@ impl LocalProcesses {
         agent: PathBuf,
         haproxy: PathBuf,
         root: PathBuf,
-        addresses: Cidr,
+        addresses: IpNet,
         port: u16,
     ) -> Result<Self, String> {
-        if !addresses.address.is_loopback() {
+        if !addresses.addr().is_loopback() {
             return Err(format!(
                 "local devices listen on loopback addresses; {addresses} is not loopback"
             ));
@@ -141,8 +141,7 @@ impl LocalProcesses {
     /// The first address of the range that no device has and nothing else listens on.
     fn free_address(&self) -> Result<SocketAddr, String> {
         let taken = self.taken();
-        self.addresses
-            .hosts()
+        crate::net::hosts(&self.addresses)
             .filter(|ip| !taken.contains(ip))
             .map(|ip| SocketAddr::new(ip, self.port))
             .find(|address| TcpListener::bind(address).is_ok())
@@ -403,9 +402,12 @@ fn running(pid_file: &Path, name: &str) -> Option<u32> {
     is(pid, name).then_some(pid)
 }
 
-/// Whether process `pid` runs the program `name` (and is not a zombie).
+/// Whether process `pid` runs the program `name` (and is not a zombie waiting to be reaped).
 fn is(pid: u32, name: &str) -> bool {
-    if !crate::agent::haproxy::running(pid) {
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('Z')));
+    if zombie != Some(false) {
         return false;
     }
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

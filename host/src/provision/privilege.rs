@@ -23,7 +23,7 @@ pub const DEVICE_USER: &str = "lbaas-device";
 /// `CAP_NET_BIND_SERVICE` (linux/capability.h).
 const CAP_NET_BIND_SERVICE: u32 = 10;
 /// `CAP_SYS_CHROOT` (linux/capability.h).
-pub const CAP_SYS_CHROOT: u32 = 18;
+const CAP_SYS_CHROOT: u32 = 18;
 /// What spawned devices keep.
 const KEPT: [u32; 2] = [CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT];
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
@@ -185,17 +185,6 @@ fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())?;
     }
     Ok(())
-}
-
-/// Whether this process may `chroot` (`CAP_SYS_CHROOT` in its effective set).
-pub fn may_chroot() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
-        })
-        .is_some_and(|effective| effective & (1 << CAP_SYS_CHROOT) != 0)
 }
 
 /// The first folder on the way to `dir` that others may not pass through (mode without `o+x`),

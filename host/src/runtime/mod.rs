@@ -37,7 +37,8 @@ pub use bindings::types::{
     SpawnSpec, Verdict,
 };
 pub use cache::Origin;
-pub use permissions::{Cidr, DevicePolicy};
+pub use host::REFUSAL_HEADER as DEVICE_REFUSAL_HEADER;
+pub use permissions::DevicePolicy;
 
 /// Limits and knobs of the runtime.
 #[derive(Debug, Clone)]

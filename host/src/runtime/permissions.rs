@@ -30,13 +30,13 @@ const METHOD_OVERRIDES: &[&str] = &[
     "x-method-override",
 ];
 
-pub use crate::net::Cidr;
+use crate::net::IpNet;
 
 /// What the operator allows drivers to reach.
 #[derive(Debug, Clone)]
 pub struct DevicePolicy {
     /// Management endpoints must resolve into one of these networks.
-    pub allowed_networks: Vec<Cidr>,
+    pub allowed_networks: Vec<IpNet>,
     /// Sockets no device may be reached at: the host's own listening addresses.
     pub reserved: Vec<std::net::SocketAddr>,
     pub max_request_bytes: usize,
@@ -98,7 +98,11 @@ pub fn check(
         DeviceApiError::NotPermitted(format!("device {device_id} has no usable management URL"))
     })?;
     let host = socket.ip();
-    if !policy.allowed_networks.iter().any(|net| net.contains(host)) {
+    if !policy
+        .allowed_networks
+        .iter()
+        .any(|net| net.contains(&host))
+    {
         return Err(DeviceApiError::NotPermitted(format!(
             "device {device_id}'s management address {host} is outside the allowed networks"
         )));

@@ -224,12 +224,17 @@ fn scrub_text(text: &str, secrets: &[String]) -> String {
     String::from_utf8_lossy(&scrub(text.as_bytes().to_vec(), secrets)).into_owned()
 }
 
-/// The message of a device's refusal by policy (`lbaas-refusal: policy` and `{"error": ...}`),
+/// The header by which a device says it refused a request by its policy (`lbaas-refusal:
+/// policy`), whatever the driver then makes of it; `lbaas-agent` answers it.
+pub const REFUSAL_HEADER: &str = "lbaas-refusal";
+
+/// The message of a device's refusal by policy ([`REFUSAL_HEADER`] and `{"error": ...}`),
 /// bounded: a device's answer is not trusted either.
 fn policy_refusal(response: &Response) -> Option<String> {
-    let refused = response.headers.iter().any(|entry| {
-        entry.key.eq_ignore_ascii_case(crate::agent::REFUSAL_HEADER) && entry.value == "policy"
-    });
+    let refused = response
+        .headers
+        .iter()
+        .any(|entry| entry.key.eq_ignore_ascii_case(REFUSAL_HEADER) && entry.value == "policy");
     if !refused {
         return None;
     }

@@ -2,6 +2,7 @@
 //! WIT interface.
 
 mod device_api;
+pub use device_api::REFUSAL_HEADER;
 mod log;
 mod state;
 mod v0_2;

@@ -1,4 +1,4 @@
-//! `lbaas-agent`: the management agent of one HAProxy device. See `lbaas_host::agent`.
+//! `lbaas-agent`: the management agent of one HAProxy device. See the `lbaas_agent` library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use lbaas_host::agent::{self, Agent, ConfigPolicy};
-use lbaas_host::net::Cidr;
+use ipnet::IpNet;
+use lbaas_agent::{self as agent, Agent, ConfigPolicy};
 
 /// Runs beside one HAProxy and lets the LBaaS host configure it.
 #[derive(Debug, Parser)]
@@ -32,10 +32,10 @@ struct Args {
     /// Networks the configuration's `server` lines may point into (repeatable; default: any
     /// IP address). Host names, Unix sockets and the agent's own address are always refused.
     #[arg(long = "allow-server", value_name = "CIDR")]
-    allow_servers: Vec<Cidr>,
+    allow_servers: Vec<IpNet>,
     /// Networks the configuration's `bind` lines may listen on (repeatable; default: any).
     #[arg(long = "allow-bind", value_name = "CIDR")]
-    allow_binds: Vec<Cidr>,
+    allow_binds: Vec<IpNet>,
     /// Stop HAProxy when the agent is asked to stop (SIGTERM/SIGINT); by default it keeps
     /// serving and the next agent adopts it.
     #[arg(long)]

@@ -37,7 +37,8 @@ pub use haproxy::Haproxy;
 pub use policy::ConfigPolicy;
 
 /// Header of a refusal by the configuration policy, so the host can tell it from HAProxy's own
-/// errors (and hold a driver to it).
+/// errors (and hold a driver to it). The host's side of this contract is
+/// `lbaas_host::runtime::DEVICE_REFUSAL_HEADER`; a test keeps the two equal.
 pub const REFUSAL_HEADER: &str = "lbaas-refusal";
 /// Entries of the installation history kept in memory for `GET /v1/history`.
 const HISTORY_ANSWER: usize = 1000;

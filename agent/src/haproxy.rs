@@ -172,7 +172,7 @@ impl Haproxy {
         // Once its listeners are bound, a worker needs no file: where the agent may chroot
         // (root, or a device user keeping CAP_SYS_CHROOT), HAProxy's workers live in an empty,
         // read-only folder.
-        if crate::provision::privilege::may_chroot() {
+        if may_chroot() {
             let jail = std::path::absolute(self.jail())
                 .map_err(|e| format!("cannot resolve {}: {e}", self.jail().display()))?;
             fs::create_dir_all(&jail)
@@ -272,6 +272,21 @@ impl Haproxy {
             .trim()
             .to_owned()
     }
+}
+
+/// `CAP_SYS_CHROOT` (linux/capability.h).
+const CAP_SYS_CHROOT: u32 = 18;
+
+/// Whether this process may `chroot` (`CAP_SYS_CHROOT` in its effective set: root, or a device
+/// user the host left that capability).
+fn may_chroot() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|effective| effective & (1 << CAP_SYS_CHROOT) != 0)
 }
 
 /// Whether process `pid` runs (a zombie waiting to be reaped does not).

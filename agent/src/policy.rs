@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::net::Cidr;
+use ipnet::IpNet;
 
 /// Longest line accepted (the bundled driver's longest is a server line of ~150 bytes).
 const MAX_LINE: usize = 4096;
@@ -25,9 +25,9 @@ const MAX_NAME: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub struct ConfigPolicy {
     /// Networks `server` lines (and their health-check `addr`) may point into; empty: any.
-    pub servers: Vec<Cidr>,
+    pub servers: Vec<IpNet>,
     /// Networks `bind` lines may listen on; empty: any.
-    pub binds: Vec<Cidr>,
+    pub binds: Vec<IpNet>,
     /// Sockets no line may name: the agent's own management API.
     pub reserved: Vec<SocketAddr>,
 }
@@ -250,7 +250,7 @@ impl Line<'_> {
             [name, "src", cidrs @ ..] if !cidrs.is_empty() => {
                 name_ok(name)?;
                 cidrs.iter().try_for_each(|cidr| {
-                    cidr.parse::<Cidr>()
+                    cidr.parse::<IpNet>()
                         .map(|_| ())
                         .or_else(|_| cidr.parse::<IpAddr>().map(|_| ()))
                         .map_err(|_| format!("`{}` is not an address or CIDR", shown(cidr)))
@@ -327,8 +327,8 @@ impl Line<'_> {
 
     /// Whether `socket` lies within `networks` (when the agent restricts them) and is not one
     /// the agent keeps for itself.
-    fn reachable(&self, socket: SocketAddr, networks: &[Cidr], what: &str) -> Rule {
-        if !networks.is_empty() && !networks.iter().any(|net| net.contains(socket.ip())) {
+    fn reachable(&self, socket: SocketAddr, networks: &[IpNet], what: &str) -> Rule {
+        if !networks.is_empty() && !networks.iter().any(|net| net.contains(&socket.ip())) {
             return Err(format!(
                 "{what} address {} is outside the networks this device allows",
                 socket.ip()
