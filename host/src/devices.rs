@@ -4,26 +4,9 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use serde::{Deserialize, Serialize};
-
 use crate::DriverName;
 
-/// Credentials the host injects into requests to a device. Never shown to a driver.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Credentials {
-    Basic { username: String, password: String },
-    Bearer { token: String },
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
-            Credentials::Bearer { .. } => f.write_str("Bearer(<redacted>)"),
-        }
-    }
-}
+pub use lbaas_core::model::Credentials;
 
 /// Where and how to reach one device.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -602,7 +602,7 @@ impl Drivers {
         updated.previous.retain(|s| s != sha);
         updated.active = Some(sha.to_owned());
         updated.canary = None;
-        let now = crate::api::now();
+        let now = crate::ids::now();
         if let Some(v) = updated.versions.iter_mut().find(|v| v.sha256 == sha) {
             v.activated_at = Some(now);
         }
@@ -1073,7 +1073,7 @@ fn version_of(
         version: identity.version.clone(),
         wit: Some(driver.contract().to_owned()),
         size: driver.size() as u64,
-        uploaded_at: crate::api::now(),
+        uploaded_at: crate::ids::now(),
         source: source.to_owned(),
         signature,
         signed_by,
@@ -1183,7 +1183,7 @@ impl runtime::QuarantineStore for StoredQuarantines {
             driver: identity.name.to_string(),
             version: identity.version.clone(),
             reason: reason.to_owned(),
-            at: crate::api::now(),
+            at: crate::ids::now(),
         };
         let mut batch = Batch::new();
         batch.put(&record);

@@ -10,9 +10,7 @@ pub mod conformance;
 pub mod convert;
 pub mod devices;
 pub mod drivers;
-pub mod ids;
 pub mod integrity;
-pub mod model;
 pub mod monitor;
 pub mod net;
 pub mod placement;
@@ -22,4 +20,4 @@ pub mod state;
 pub mod store;
 pub mod worker;
 
-pub use ids::{DriverName, InvalidId};
+pub use lbaas_core::{DriverName, InvalidId, ids, model};

@@ -325,7 +325,7 @@ async fn place(api: &Arc<Api>, lb_id: &str) -> Result<(), String> {
             .write(move |_, snapshot| {
                 let record = Placement {
                     loadbalancer_id: id.clone(),
-                    decided_at: crate::api::now(),
+                    decided_at: crate::ids::now(),
                     explanation: explanation.clone(),
                     placed_by: placed_by.clone(),
                 };
@@ -397,7 +397,7 @@ async fn provision_device(
         .map_err(|e| format!("provisioning a new {driver} device failed: {e}"))?;
     tracing::info!(driver, name = spec.name.as_str(), "spawned a device");
     Ok(Device {
-        id: crate::api::new_id(),
+        id: crate::ids::new_id(),
         name: spec.name.clone(),
         kind: crate::model::DeviceKind::Virtual,
         driver: driver.to_owned(),
@@ -411,7 +411,7 @@ async fn provision_device(
         metadata: spec.metadata.clone(),
         enabled: true,
         provisioned: provisioned.handle,
-        created_at: crate::api::now(),
+        created_at: crate::ids::now(),
         updated_at: None,
     })
 }

@@ -31,14 +31,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/loadbalancers/{id}/stats", get(stats))
 }
 
-pub fn now() -> String {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    stamp.trim_end_matches('Z').to_owned()
-}
-
-pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
+pub use lbaas_core::ids::{new_id, now};
 
 /// The fields every new child starts with.
 pub fn new_common(

@@ -1,4 +1,5 @@
-//! Validated identifiers. A value of these types has been checked once, at the boundary.
+//! Identifiers and the clock: validated identifiers (a value of these types has been checked
+//! once, at the boundary), new record ids, and the time stamps records carry.
 
 use std::fmt;
 
@@ -65,6 +66,18 @@ impl fmt::Display for DriverName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The time now as records carry it: RFC 3339 in whole seconds, without the zone (UTC), as
+/// Octavia shows `created_at` and `updated_at`.
+pub fn now() -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    stamp.trim_end_matches('Z').to_owned()
+}
+
+/// A new record id (a random UUID, as Octavia's).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[cfg(test)]

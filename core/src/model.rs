@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::devices::Credentials;
-
 /// Bumped when a record's stored shape changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -387,5 +385,22 @@ pub struct DriverVersion {
 impl DriverRecord {
     pub fn version(&self, sha256: &str) -> Option<&DriverVersion> {
         self.versions.iter().find(|v| v.sha256 == sha256)
+    }
+}
+
+/// Credentials the host injects into requests to a device. Never shown to a driver.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Credentials {
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credentials::Bearer { .. } => f.write_str("Bearer(<redacted>)"),
+        }
     }
 }
