@@ -3,6 +3,7 @@
 //! as types, which the host serializes and `lbaasctl` reads. Serde only: no storage, no HTTP,
 //! no Wasm.
 
+pub mod audit;
 pub mod ids;
 pub mod model;
 

@@ -30,6 +30,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use lbaas_core::audit::{AuditSink, Discard, Event, Outcome, Record, Verification};
+
 /// The tree that holds the chain.
 pub const TREE: &str = "audit";
 const HEAD: &[u8] = b"head";
@@ -42,58 +44,6 @@ const QUEUE: usize = 1024;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 /// The most records the writer puts in one chunk.
 const CHUNK_RECORDS: usize = 4096;
-
-/// Whether what was attempted happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    /// Refused by the host's policy (permissions, quotas, limits).
-    Denied,
-    /// Attempted and failed (device unreachable, storage error, trap).
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Denied => "denied",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-/// One thing to record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub driver: String,
-    pub version: String,
-    pub sha256: String,
-    /// The import (`state.set`, `device-api.send`, `log.log`), or a lifecycle event
-    /// (`lifecycle.quarantine`, `limit.deadline`, …).
-    pub function: String,
-    /// The device, state key or export touched.
-    pub target: Option<String>,
-    /// Bytes sent or stored.
-    pub bytes: u64,
-    pub outcome: Outcome,
-    pub duration_us: u64,
-    /// What happened, in words (a status code, an error).
-    pub detail: Option<String>,
-}
-
-/// An event in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub seq: u64,
-    /// RFC 3339, microseconds, UTC.
-    pub at: String,
-    #[serde(flatten)]
-    pub event: Event,
-    pub prev: String,
-    pub hash: String,
-}
 
 /// What the hash covers: everything but the hash itself, in a fixed order.
 #[derive(Serialize)]
@@ -140,26 +90,6 @@ fn decode_entry(bytes: &[u8]) -> serde_json::Result<Vec<Record>> {
         Some(b'[') => serde_json::from_slice(bytes),
         _ => serde_json::from_slice(bytes).map(|record| vec![record]),
     }
-}
-
-/// Where audit events go. The runtime holds one; [`Discard`] is for tools and tests that do
-/// not audit.
-pub trait AuditSink: Send + Sync {
-    fn append(&self, events: Vec<Event>);
-
-    /// Appends and returns once the events are on disk: for what must be on record even if
-    /// the host dies right after (a device call about to change a device).
-    fn append_durable(&self, events: Vec<Event>) {
-        self.append(events);
-    }
-}
-
-/// Drops every event.
-#[derive(Debug, Default)]
-pub struct Discard;
-
-impl AuditSink for Discard {
-    fn append(&self, _events: Vec<Event>) {}
 }
 
 /// What the writer thread is asked to do.
@@ -286,7 +216,7 @@ impl AuditLog {
     /// `Err` with the verification when the chain is empty or broken.
     pub fn checkpoint(&self) -> Result<Checkpoint, Verification> {
         let verification = self.verify();
-        match (verification.checkpoint(), &self.signer) {
+        match (Checkpoint::of(&verification), &self.signer) {
             (Some(checkpoint), Some(key)) => Ok(checkpoint.signed(key)),
             (Some(checkpoint), None) => Ok(checkpoint),
             (None, _) => Err(verification),
@@ -468,21 +398,6 @@ impl Filter {
     }
 }
 
-/// What [`verify`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verification {
-    pub records: u64,
-    pub head: Option<String>,
-    /// The first break, in words; `None` when the chain is intact.
-    pub broken: Option<String>,
-}
-
-impl Verification {
-    pub fn intact(&self) -> bool {
-        self.broken.is_none()
-    }
-}
-
 /// The chain's head at one moment, for the operator to keep outside the host's data folder:
 /// the database's own head entry can be rewritten along with a cut-off tail, a checkpoint kept
 /// elsewhere cannot. `verify` against it finds its record, with its hash, still in the chain.
@@ -507,6 +422,21 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A checkpoint of the chain as `verification` found it; `None` for an empty or broken
+    /// chain.
+    pub fn of(verification: &Verification) -> Option<Self> {
+        match (&verification.broken, &verification.head) {
+            (None, Some(hash)) => Some(Self {
+                records: verification.records,
+                hash: hash.clone(),
+                at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                key: None,
+                signature: None,
+            }),
+            _ => None,
+        }
+    }
+
     /// What is signed: the fields, one per line, after a line naming the format.
     pub fn message(&self) -> String {
         format!(
@@ -559,22 +489,6 @@ impl Checkpoint {
                     .to_owned()
             })?;
         Ok(Some(crate::integrity::key_id(&named)))
-    }
-}
-
-impl Verification {
-    /// A checkpoint of the chain as verified; `None` for an empty or broken chain.
-    pub fn checkpoint(&self) -> Option<Checkpoint> {
-        match (&self.broken, &self.head) {
-            (None, Some(hash)) => Some(Checkpoint {
-                records: self.records,
-                hash: hash.clone(),
-                at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-                key: None,
-                signature: None,
-            }),
-            _ => None,
-        }
     }
 }
 

@@ -506,8 +506,7 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
                     verification.records
                 );
             }
-            let checkpoint = verification
-                .checkpoint()
+            let checkpoint = audit::Checkpoint::of(&verification)
                 .ok_or_else(|| anyhow::anyhow!("the audit log is empty: nothing to checkpoint"))?
                 .signed(&signer);
             let text = serde_json::to_string_pretty(&checkpoint)?;
