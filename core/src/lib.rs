@@ -6,5 +6,6 @@
 pub mod audit;
 pub mod ids;
 pub mod model;
+pub mod views;
 
 pub use ids::{DriverName, InvalidId};

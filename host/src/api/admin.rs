@@ -24,6 +24,7 @@ use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{new_id, now};
 use super::snapshot::{device_visible, network_visible};
 use super::{Api, Outcome, base_url, listing, validate, views};
+use lbaas_core::views::{PlacementAnswer, PlacementView};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -486,16 +487,19 @@ async fn show_placement(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PlacementAnswer>> {
     ctx.require_admin()?;
     api.read(move |_, snapshot| {
         let lb = snapshot.loadbalancer(&ctx, &id)?;
         let placement = snapshot
             .placement(&id)
             .ok_or_else(|| ApiError::not_found("Placement of load balancer", &id))?;
-        let mut view = serde_json::to_value(placement).map_err(ApiError::internal)?;
-        view["device_id"] = json!(lb.device_id);
-        Ok(Json(json!({ "placement": view })))
+        Ok(Json(PlacementAnswer {
+            placement: PlacementView {
+                decision: placement.clone(),
+                device_id: lb.device_id.clone(),
+            },
+        }))
     })
     .await
 }

@@ -26,11 +26,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::drivers::{LifecycleError, MAX_COMPONENT_BYTES};
-use crate::model::{DriverRecord, DriverVersion};
-use crate::runtime::LoadedDriver;
+use crate::model::DriverRecord;
+use lbaas_core::views::{DriverAnswer, DriverList, DriverView, UploadAnswer, VersionView};
 
 use super::Api;
 use super::auth::Context;
@@ -73,75 +73,42 @@ impl From<LifecycleError> for ApiError {
     }
 }
 
-/// The active version as it runs.
-fn active_view(driver: &LoadedDriver) -> Value {
-    let identity = driver.identity();
-    let caps = driver.capabilities();
-    let quarantine = driver.quarantined();
-    json!({
-        "version": identity.version,
-        "sha256": identity.sha256,
-        "contract": driver.contract(),
-        "vendor": caps.vendor,
-        "can_spawn": caps.can_spawn,
-        "quarantined": quarantine.is_some(),
-        "quarantine_reason": quarantine,
-        "manifest": driver.manifest(),
-        "grant": driver.grant(),
+/// A driver: its record with the active version's details on top.
+fn view(api: &Api, record: &DriverRecord) -> DriverView {
+    let active = api.drivers.get(&record.name);
+    let quarantine = active.as_ref().and_then(|driver| driver.quarantined());
+    let document = |value: Option<serde_json::Result<Value>>| value.and_then(Result::ok);
+    DriverView {
+        name: record.name.clone(),
+        version: active.as_ref().map(|d| d.identity().version.clone()),
+        sha256: active.as_ref().map(|d| d.identity().sha256.clone()),
+        contract: active.as_ref().map(|d| d.contract().to_string()),
+        vendor: active.as_ref().map(|d| d.capabilities().vendor.clone()),
+        can_spawn: active.as_ref().map(|d| d.capabilities().can_spawn),
+        quarantined: quarantine.is_some(),
+        quarantine_reason: quarantine,
+        manifest: document(
+            active
+                .as_ref()
+                .and_then(|d| d.manifest().map(serde_json::to_value)),
+        ),
+        grant: document(active.as_ref().map(|d| serde_json::to_value(d.grant()))),
+        draining: record.draining,
+        publisher: record.publisher.clone(),
+        canary: record.canary.clone(),
+        versions: record
+            .versions
+            .iter()
+            .map(|v| VersionView::of(v, record))
+            .collect(),
+    }
+}
+
+/// The answer of every route that shows one driver.
+fn answer(api: &Api, record: &DriverRecord) -> Json<DriverAnswer> {
+    Json(DriverAnswer {
+        driver: view(api, record),
     })
-}
-
-fn version_view(version: &DriverVersion, record: &DriverRecord) -> Value {
-    let state = if record.active.as_deref() == Some(version.sha256.as_str()) {
-        "ACTIVE"
-    } else if record
-        .canary
-        .as_ref()
-        .is_some_and(|c| c.sha256 == version.sha256)
-    {
-        "CANARY"
-    } else if version.disabled {
-        "DISABLED"
-    } else {
-        "INACTIVE"
-    };
-    let mut view = serde_json::to_value(version).unwrap_or_default();
-    if let Some(map) = view.as_object_mut() {
-        map.remove("signature");
-        map.insert("state".into(), state.into());
-        map.insert(
-            "rollback_target".into(),
-            (record.previous.last() == Some(&version.sha256)).into(),
-        );
-    }
-    view
-}
-
-/// A driver: its record with the active version's details on top (as before versions
-/// existed, `version`, `sha256`, `quarantined`… describe the active one).
-fn view(api: &Api, record: &DriverRecord) -> Value {
-    let mut view = match api.drivers.get(&record.name) {
-        Some(active) => active_view(&active),
-        None => json!({ "version": null, "sha256": null, "quarantined": false }),
-    };
-    if let Some(map) = view.as_object_mut() {
-        map.insert("name".into(), record.name.clone().into());
-        map.insert("draining".into(), record.draining.into());
-        map.insert("publisher".into(), record.publisher.clone().into());
-        map.insert(
-            "canary".into(),
-            serde_json::to_value(&record.canary).unwrap_or_default(),
-        );
-        map.insert(
-            "versions".into(),
-            record
-                .versions
-                .iter()
-                .map(|v| version_view(v, record))
-                .collect(),
-        );
-    }
-    view
 }
 
 fn record(api: &Api, name: &str) -> ApiResult<DriverRecord> {
@@ -155,31 +122,31 @@ fn actor(ctx: &Context) -> String {
     format!("admin API, project {}", ctx.project_id)
 }
 
-async fn list_drivers(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
+async fn list_drivers(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<DriverList>> {
     ctx.require_admin()?;
-    let drivers: Vec<Value> = api
+    let drivers = api
         .drivers
         .records()
         .iter()
         .map(|record| view(&api, record))
         .collect();
-    Ok(Json(json!({ "drivers": drivers })))
+    Ok(Json(DriverList { drivers }))
 }
 
 async fn show_driver(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    Ok(Json(json!({ "driver": view(&api, &record(&api, &name)?) })))
+    Ok(answer(&api, &record(&api, &name)?))
 }
 
 async fn release(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let driver = api
         .drivers
@@ -190,7 +157,7 @@ async fn release(
             "Driver {name} is not quarantined."
         )));
     }
-    Ok(Json(json!({ "driver": view(&api, &record(&api, &name)?) })))
+    Ok(answer(&api, &record(&api, &name)?))
 }
 
 #[derive(Deserialize, Default)]
@@ -206,7 +173,7 @@ async fn upload(
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UploadAnswer>)> {
     ctx.require_admin()?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if body.is_empty() {
@@ -246,10 +213,10 @@ async fn upload(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "version": version_view(&version, &record),
-            "driver": view(&api, &record),
-        })),
+        Json(UploadAnswer {
+            version: VersionView::of(&version, &record),
+            driver: view(&api, &record),
+        }),
     ))
 }
 
@@ -257,18 +224,18 @@ async fn upload(
 async fn change(
     api: &Arc<Api>,
     change: impl FnOnce(&Api, &super::Snapshot) -> Result<DriverRecord, LifecycleError> + Send + 'static,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     let record = api
         .read(move |api, snapshot| change(api, snapshot).map_err(ApiError::from))
         .await?;
-    Ok(Json(json!({ "driver": view(api, &record) })))
+    Ok(answer(api, &record))
 }
 
 async fn activate(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
@@ -282,7 +249,7 @@ async fn rollback(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
@@ -309,7 +276,7 @@ async fn canary(
     ctx: Context,
     Path((name, version)): Path<(String, String)>,
     body: Result<Json<CanaryEnvelope>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -334,7 +301,7 @@ async fn promote(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, snapshot| {
@@ -357,7 +324,7 @@ async fn publisher(
     ctx: Context,
     Path(name): Path<String>,
     body: Result<Json<PublisherEnvelope>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -384,7 +351,7 @@ async fn drain(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, _| {
@@ -397,7 +364,7 @@ async fn undrain(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, _| {
@@ -410,7 +377,7 @@ async fn disable(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, _| {
@@ -423,7 +390,7 @@ async fn enable(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
     let by = actor(&ctx);
     change(&api, move |api, _| {

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditLog, Filter, Outcome, Verification};
+use lbaas_core::views::{AuditPage, VerifyAnswer};
 
 use super::Api;
 use super::auth::Context;
@@ -105,14 +106,14 @@ async fn query(
     State(api): State<Arc<Api>>,
     ctx: Context,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditPage>> {
     ctx.require_admin()?;
     let filter = filter(raw.as_deref())?;
     let log = audit_log(&api)?;
     let records = tokio::task::spawn_blocking(move || log.query(&filter))
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "audit": records })))
+    Ok(Json(AuditPage { audit: records }))
 }
 
 /// The chain's head now, verified, for the operator to keep elsewhere and check later with
@@ -135,18 +136,13 @@ async fn checkpoint(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json
     }
 }
 
-async fn verify(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<Value>> {
+async fn verify(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<VerifyAnswer>> {
     ctx.require_admin()?;
     let log = audit_log(&api)?;
     let verification = tokio::task::spawn_blocking(move || log.verify())
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "intact": verification.intact(),
-        "records": verification.records,
-        "head": verification.head,
-        "broken": verification.broken,
-    })))
+    Ok(Json(VerifyAnswer::from(&verification)))
 }
 
 #[cfg(test)]

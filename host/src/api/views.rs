@@ -194,17 +194,10 @@ pub fn flavor(flavor: &Flavor) -> Value {
 }
 
 /// A device without its credentials: only whether some are set.
+/// A device as the admin API shows it ([`lbaas_core::views::DeviceView`]).
 pub fn device(snapshot: &Snapshot, device: &Device) -> Value {
-    let mut map = object(device);
-    map.remove("credentials");
-    map.remove("provisioned");
-    map.insert("spawned".into(), json!(device.provisioned.is_some()));
-    map.insert(
-        "credentials_set".into(),
-        json!(device.credentials.is_some()),
-    );
-    map.insert("load_balancers".into(), json!(snapshot.load_of(&device.id)));
-    Value::Object(map)
+    let view = lbaas_core::views::DeviceView::of(device, snapshot.load_of(&device.id));
+    serde_json::to_value(view).unwrap_or(Value::Null)
 }
 
 pub fn network(network: &Network) -> Value {
