@@ -9,3 +9,12 @@ pub mod model;
 pub mod views;
 
 pub use ids::{DriverName, InvalidId};
+
+use std::path::{Path, PathBuf};
+
+/// Where a component's signature lives: `FILE.wasm.sig` beside `FILE.wasm`.
+pub fn signature_path(component: &Path) -> PathBuf {
+    let mut name = component.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}

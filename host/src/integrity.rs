@@ -43,12 +43,7 @@ fn read_hex<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], String> 
         .map_err(|_| format!("{what} {} is not {N} bytes", path.display()))
 }
 
-/// Where a component's signature lives.
-pub fn signature_path(component: &Path) -> PathBuf {
-    let mut name = component.as_os_str().to_owned();
-    name.push(".sig");
-    PathBuf::from(name)
-}
+pub use lbaas_core::signature_path;
 
 impl Trust {
     /// Trusts the public keys in `key_files`, requires signatures when asked, and pins

@@ -13,6 +13,7 @@ use crate::{cargo, workspace_root};
 fn package_of(name: &str) -> &'static str {
     match name {
         "lbaas-agent" => "lbaas-agent",
+        "lbaasctl" => "lbaas-cli",
         _ => "lbaas-host",
     }
 }

@@ -109,3 +109,69 @@ fn host_and_agent_agree_on_the_refusal_header() {
         lbaas_agent::REFUSAL_HEADER
     );
 }
+
+/// Each crate depends on what its job needs and nothing that belongs to another layer: the
+/// records and views (core) carry no storage, HTTP or Wasm; the device agent, which runs on
+/// device hosts, and the operators' CLI, which runs on laptops, carry none of the host.
+#[test]
+fn crates_depend_only_on_what_their_job_needs() {
+    let output = lbaas_tests::cargo()
+        .current_dir(lbaas_tests::workspace_root())
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .expect("cargo metadata");
+    assert!(output.status.success());
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let dependencies = |package: &str| -> Vec<String> {
+        metadata["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .find(|p| p["name"] == package)
+            .unwrap_or_else(|| panic!("no package {package}"))["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let host_side = ["lbaas-host", "wasmtime", "wasmtime-wasi", "sled"];
+    let rules: &[(&str, &[&str])] = &[
+        (
+            "lbaas-scheduler",
+            &[
+                "lbaas-core",
+                "lbaas-host",
+                "wasmtime",
+                "sled",
+                "axum",
+                "tokio",
+            ],
+        ),
+        (
+            "lbaas-core",
+            &["lbaas-host", "wasmtime", "sled", "axum", "tokio", "ureq"],
+        ),
+        (
+            "lbaas-agent",
+            &[&host_side[..], &["lbaas-core", "lbaas-scheduler"]].concat(),
+        ),
+        ("lbaas-cli", &[&host_side[..], &["axum", "tokio"]].concat()),
+    ];
+    for (package, forbidden) in rules {
+        let has = dependencies(package);
+        for name in *forbidden {
+            assert!(
+                !has.iter().any(|d| d == name),
+                "{package} depends on {name}: {has:?}"
+            );
+        }
+    }
+}

@@ -12,6 +12,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
+use lbaas_core::audit::Record;
+use lbaas_core::views::{
+    AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, PlacementAnswer, UploadAnswer,
+    VerifyAnswer,
+};
+use lbaas_scheduler::{Outcome, Verdict};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -298,16 +305,28 @@ impl Client {
     }
 }
 
+/// The host's answer as the type this CLI reads it as; an answer of another shape (a host of
+/// another version) is said to be one rather than shown as empty columns.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T> {
+    serde_json::from_value(value.clone()).map_err(|e| {
+        Failure::Local(format!(
+            "the host answered in a shape this lbaasctl does not read ({e}); are they of \
+             different versions? --json prints the answer as it is"
+        ))
+    })
+}
+
 fn run(client: &Client, json_out: bool, command: Command) -> Result<()> {
-    let print = |value: &Value, table: &dyn Fn(&Value) -> String| {
+    let print = |value: &Value, table: &dyn Fn(&Value) -> Result<String>| -> Result<()> {
         if json_out {
             println!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             );
         } else {
-            print!("{}", table(value));
+            print!("{}", table(value)?);
         }
+        Ok(())
     };
     match command {
         Command::Driver(command) => driver(client, command, &print),
@@ -317,25 +336,26 @@ fn run(client: &Client, json_out: bool, command: Command) -> Result<()> {
                 "/v2/admin/loadbalancers/{}/placement",
                 segment(&loadbalancer_id)
             ))?;
-            print(&placement, &explain_table);
-            Ok(())
+            print(&placement, &|v| explain_table(&typed(v)?))
         }
         Command::Audit(command) => audit(client, command, json_out, &print),
     }
 }
 
-type Print<'a> = dyn Fn(&Value, &dyn Fn(&Value) -> String) + 'a;
+type Print<'a> = dyn Fn(&Value, &dyn Fn(&Value) -> Result<String>) -> Result<()> + 'a;
 
 fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<()> {
     let action = |path: String, doing: &str| -> Result<Value> {
         spinner(doing, || client.send("POST", &path, json!({})))
     };
     match command {
-        DriverCommand::List => print(&client.get("/v2/admin/drivers")?, &drivers_table),
+        DriverCommand::List => print(&client.get("/v2/admin/drivers")?, &|v| {
+            Ok(drivers_table(&typed(v)?))
+        })?,
         DriverCommand::Inspect { name } => print(
             &client.get(&format!("/v2/admin/drivers/{}", segment(&name)))?,
             &driver_table,
-        ),
+        )?,
         DriverCommand::Upload {
             file,
             signature,
@@ -343,14 +363,15 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
         } => {
             let answer = upload(client, &file, signature.as_deref(), activate)?;
             print(&answer, &|v| {
-                format!(
+                let answer: UploadAnswer = typed(v)?;
+                Ok(format!(
                     "uploaded {} {} ({}), {}\n",
-                    v["driver"]["name"].as_str().unwrap_or_default(),
-                    v["version"]["version"].as_str().unwrap_or_default(),
-                    short(&v["version"]["sha256"]),
-                    v["version"]["state"].as_str().unwrap_or_default()
-                )
-            });
+                    answer.driver.name,
+                    answer.version.version,
+                    short(&answer.version.sha256),
+                    answer.version.state.as_str()
+                ))
+            })?;
         }
         DriverCommand::Activate { name, version } => {
             let path = format!(
@@ -358,7 +379,7 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
                 segment(&name),
                 segment(&version)
             );
-            print(&action(path, "activating")?, &driver_table);
+            print(&action(path, "activating")?, &driver_table)?;
         }
         DriverCommand::Canary {
             name,
@@ -374,20 +395,20 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
             print(
                 &spinner("starting the canary", || client.send("POST", &path, body))?,
                 &driver_table,
-            );
+            )?;
         }
         DriverCommand::Promote { name } => {
             let path = format!("/v2/admin/drivers/{}/promote", segment(&name));
-            print(&action(path, "promoting")?, &driver_table);
+            print(&action(path, "promoting")?, &driver_table)?;
         }
         DriverCommand::Rollback { name } => {
             let path = format!("/v2/admin/drivers/{}/rollback", segment(&name));
-            print(&action(path, "rolling back")?, &driver_table);
+            print(&action(path, "rolling back")?, &driver_table)?;
         }
         DriverCommand::Drain { name, undo } => {
             let verb = if undo { "undrain" } else { "drain" };
             let path = format!("/v2/admin/drivers/{}/{verb}", segment(&name));
-            print(&action(path, "draining")?, &driver_table);
+            print(&action(path, "draining")?, &driver_table)?;
         }
         DriverCommand::Disable {
             name,
@@ -400,7 +421,7 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
                 segment(&name),
                 segment(&version)
             );
-            print(&action(path, "updating")?, &driver_table);
+            print(&action(path, "updating")?, &driver_table)?;
         }
         DriverCommand::Delete { name, version } => {
             client.call(
@@ -416,12 +437,12 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
             )?;
             print(
                 &json!({"deleted": {"driver": name, "version": version}}),
-                &|_| format!("deleted {name} {version}\n"),
-            );
+                &|_| Ok(format!("deleted {name} {version}\n")),
+            )?;
         }
         DriverCommand::Release { name } => {
             let path = format!("/v2/admin/drivers/{}/release", segment(&name));
-            print(&action(path, "releasing")?, &driver_table);
+            print(&action(path, "releasing")?, &driver_table)?;
         }
     }
     Ok(())
@@ -432,7 +453,7 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
 fn upload(client: &Client, file: &Path, signature: Option<&Path>, activate: bool) -> Result<Value> {
     let bytes = std::fs::read(file)
         .map_err(|e| Failure::Local(format!("cannot read {}: {e}", file.display())))?;
-    let default_signature = lbaas_host::integrity::signature_path(file);
+    let default_signature = lbaas_core::signature_path(file);
     let signature = match signature {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             Failure::Local(format!("cannot read signature {}: {e}", path.display()))
@@ -486,7 +507,9 @@ fn spinner<T>(message: &str, work: impl FnOnce() -> T) -> T {
 
 fn device(client: &Client, command: DeviceCommand, print: &Print<'_>) -> Result<()> {
     match command {
-        DeviceCommand::List => print(&client.get("/v2/admin/devices")?, &devices_table),
+        DeviceCommand::List => print(&client.get("/v2/admin/devices")?, &|v| {
+            Ok(devices_table(&typed(v)?))
+        })?,
         DeviceCommand::Add {
             name,
             kind,
@@ -514,12 +537,12 @@ fn device(client: &Client, command: DeviceCommand, print: &Print<'_>) -> Result<
             }
             let created = client.send("POST", "/v2/admin/devices", json!({ "device": device }))?;
             print(&created, &|v| {
-                format!(
+                let created: DeviceAnswer = typed(v)?;
+                Ok(format!(
                     "added device {} ({})\n",
-                    v["device"]["id"].as_str().unwrap_or_default(),
-                    v["device"]["name"].as_str().unwrap_or_default()
-                )
-            });
+                    created.device.id, created.device.name
+                ))
+            })?;
         }
         DeviceCommand::Disable { id, undo } => {
             let updated = client.send(
@@ -528,12 +551,13 @@ fn device(client: &Client, command: DeviceCommand, print: &Print<'_>) -> Result<
                 json!({"device": {"enabled": undo}}),
             )?;
             print(&updated, &|v| {
-                format!(
+                let updated: DeviceAnswer = typed(v)?;
+                Ok(format!(
                     "device {} {}\n",
-                    v["device"]["id"].as_str().unwrap_or_default(),
+                    updated.device.id,
                     if undo { "enabled" } else { "disabled" }
-                )
-            });
+                ))
+            })?;
         }
     }
     Ok(())
@@ -542,20 +566,24 @@ fn device(client: &Client, command: DeviceCommand, print: &Print<'_>) -> Result<
 fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'_>) -> Result<()> {
     match command {
         AuditCommand::Verify => {
-            let verified = client.get("/v2/admin/audit/verify")?;
-            print(&verified, &|v| match v["intact"].as_bool() {
-                Some(true) => format!(
-                    "audit log intact: {} records, head {}\n",
-                    v["records"],
-                    v["head"].as_str().unwrap_or("(empty)")
-                ),
-                _ => format!(
-                    "audit log BROKEN after {} good records: {}\n",
-                    v["records"],
-                    v["broken"].as_str().unwrap_or_default()
-                ),
-            });
-            if verified["intact"] != true {
+            let answer = client.get("/v2/admin/audit/verify")?;
+            let verified: VerifyAnswer = typed(&answer)?;
+            print(&answer, &|_| {
+                Ok(if verified.intact {
+                    format!(
+                        "audit log intact: {} records, head {}\n",
+                        verified.records,
+                        verified.head.as_deref().unwrap_or("(empty)")
+                    )
+                } else {
+                    format!(
+                        "audit log BROKEN after {} good records: {}\n",
+                        verified.records,
+                        verified.broken.as_deref().unwrap_or_default()
+                    )
+                })
+            })?;
+            if !verified.intact {
                 return Err(Failure::Refused(
                     "the audit log's hash chain is broken".into(),
                 ));
@@ -577,6 +605,7 @@ fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'
                 if let Some(seq) = marker {
                     path.push_str(&format!("&marker={seq}"));
                 }
+                // Exported as the host wrote them (fields this lbaasctl does not know kept).
                 let page = client.get(&path)?;
                 let records = page["audit"].as_array().cloned().unwrap_or_default();
                 for record in &records {
@@ -610,7 +639,7 @@ fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'
             }
             // The newest `lines`: page through to the end, keeping the last ones.
             let mut marker: Option<u64> = None;
-            let mut last: std::collections::VecDeque<Value> = Default::default();
+            let mut last: std::collections::VecDeque<Record> = Default::default();
             loop {
                 let page = audit_page(client, &filter, marker)?;
                 for record in &page {
@@ -619,7 +648,7 @@ fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'
                         last.pop_front();
                     }
                 }
-                match page.last().and_then(|r| r["seq"].as_u64()) {
+                match page.last().map(|r| r.seq) {
                     Some(seq) if page.len() == 10_000 => marker = Some(seq),
                     Some(seq) => {
                         marker = Some(seq);
@@ -628,20 +657,21 @@ fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'
                     None => break,
                 }
             }
-            let records: Vec<Value> = last.into_iter().collect();
-            print(&Value::Array(records.clone()), &audit_table);
+            let records: Vec<Record> = last.into_iter().collect();
+            let shown = serde_json::to_value(&records).unwrap_or_default();
+            print(&shown, &|_| Ok(audit_table(&records)))?;
             if !follow {
                 return Ok(());
             }
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let page = audit_page(client, &filter, marker)?;
-                if let Some(seq) = page.last().and_then(|r| r["seq"].as_u64()) {
+                if let Some(seq) = page.last().map(|r| r.seq) {
                     marker = Some(seq);
                 }
                 for record in page {
                     if json_out {
-                        println!("{record}");
+                        println!("{}", serde_json::to_string(&record).unwrap_or_default());
                     } else {
                         print!("{}", audit_line(&record));
                     }
@@ -652,15 +682,12 @@ fn audit(client: &Client, command: AuditCommand, json_out: bool, print: &Print<'
     Ok(())
 }
 
-fn audit_page(client: &Client, filter: &str, after: Option<u64>) -> Result<Vec<Value>> {
+fn audit_page(client: &Client, filter: &str, after: Option<u64>) -> Result<Vec<Record>> {
     let mut path = format!("/v2/admin/audit?limit=10000{filter}");
     if let Some(seq) = after {
         path.push_str(&format!("&marker={seq}"));
     }
-    Ok(client.get(&path)?["audit"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+    typed::<AuditPage>(&client.get(&path)?).map(|page| page.audit)
 }
 
 /// A path segment, percent-encoded.
@@ -668,19 +695,14 @@ fn segment(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn short(value: &Value) -> String {
-    value
-        .as_str()
-        .map(|s| s.chars().take(12).collect())
-        .unwrap_or_default()
+/// The first 12 characters of a digest.
+fn short(digest: &str) -> String {
+    digest.chars().take(12).collect()
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// An optional field, `-` when absent.
+fn or_dash(value: Option<&impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
 fn table(header: &[&str]) -> Table {
@@ -692,7 +714,7 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
-fn drivers_table(value: &Value) -> String {
+fn drivers_table(list: &DriverList) -> String {
     let mut t = table(&[
         "name",
         "active",
@@ -702,47 +724,42 @@ fn drivers_table(value: &Value) -> String {
         "draining",
         "quarantined",
     ]);
-    for d in value["drivers"].as_array().into_iter().flatten() {
+    for d in &list.drivers {
         t.add_row(vec![
-            text(&d["name"]),
-            text(&d["version"]),
-            text(&d["contract"]),
-            short(&d["sha256"]),
-            d["versions"]
-                .as_array()
-                .map(Vec::len)
-                .unwrap_or(0)
-                .to_string(),
-            text(&d["draining"]),
-            text(&d["quarantined"]),
+            d.name.clone(),
+            or_dash(d.version.as_ref()),
+            or_dash(d.contract.as_ref()),
+            d.sha256.as_deref().map(short).unwrap_or_default(),
+            d.versions.len().to_string(),
+            d.draining.to_string(),
+            d.quarantined.to_string(),
         ]);
     }
     format!("{t}\n")
 }
 
-fn driver_table(value: &Value) -> String {
-    let d = &value["driver"];
+fn driver_table(value: &Value) -> Result<String> {
+    let d = typed::<DriverAnswer>(value)?.driver;
     let mut out = format!(
         "driver {}: active {} ({}), {}{}\n",
-        text(&d["name"]),
-        text(&d["version"]),
-        short(&d["sha256"]),
-        text(&d["contract"]),
-        if d["draining"] == true {
-            ", DRAINING"
-        } else {
-            ""
-        }
+        d.name,
+        or_dash(d.version.as_ref()),
+        d.sha256.as_deref().map(short).unwrap_or_default(),
+        or_dash(d.contract.as_ref()),
+        if d.draining { ", DRAINING" } else { "" }
     );
-    if !d["canary"].is_null() {
+    if let Some(canary) = &d.canary {
         out.push_str(&format!(
             "canary: {} takes {}% of placements\n",
-            short(&d["canary"]["sha256"]),
-            text(&d["canary"]["percent"])
+            short(&canary.sha256),
+            canary.percent
         ));
     }
-    if d["quarantined"] == true {
-        out.push_str(&format!("QUARANTINED: {}\n", text(&d["quarantine_reason"])));
+    if d.quarantined {
+        out.push_str(&format!(
+            "QUARANTINED: {}\n",
+            or_dash(d.quarantine_reason.as_ref())
+        ));
     }
     let mut t = table(&[
         "version",
@@ -753,29 +770,29 @@ fn driver_table(value: &Value) -> String {
         "signed by",
         "uploaded",
     ]);
-    for v in d["versions"].as_array().into_iter().flatten() {
-        let mut state = text(&v["state"]);
-        if v["rollback_target"] == true {
+    for v in &d.versions {
+        let mut state = v.state.as_str().to_owned();
+        if v.rollback_target {
             state.push_str(" (rollback)");
         }
         t.add_row(vec![
-            text(&v["version"]),
-            short(&v["sha256"]),
+            v.version.clone(),
+            short(&v.sha256),
             state,
-            text(&v["wit"]),
-            text(&v["source"]),
-            text(&v["signed_by"]),
-            text(&v["uploaded_at"]),
+            or_dash(v.wit.as_ref()),
+            v.source.clone(),
+            or_dash(v.signed_by.as_ref()),
+            v.uploaded_at.clone(),
         ]);
     }
     out.push_str(&format!("{t}\n"));
-    if !d["grant"].is_null() {
-        out.push_str(&format!("grant: {}\n", d["grant"]));
+    if let Some(grant) = &d.grant {
+        out.push_str(&format!("grant: {grant}\n"));
     }
-    out
+    Ok(out)
 }
 
-fn devices_table(value: &Value) -> String {
+fn devices_table(list: &DeviceList) -> String {
     let mut t = table(&[
         "id",
         "name",
@@ -786,36 +803,32 @@ fn devices_table(value: &Value) -> String {
         "spawned",
         "management url",
     ]);
-    for d in value["devices"].as_array().into_iter().flatten() {
+    for d in &list.devices {
         t.add_row(vec![
-            text(&d["id"]),
-            text(&d["name"]),
-            text(&d["kind"]),
-            text(&d["driver"]),
-            format!("{}/{}", text(&d["load_balancers"]), text(&d["capacity"])),
-            text(&d["enabled"]),
-            text(&d["spawned"]),
-            text(&d["management_url"]),
+            d.id.clone(),
+            d.name.clone(),
+            format!("{:?}", d.kind).to_lowercase(),
+            d.driver.clone(),
+            format!("{}/{}", d.load_balancers, d.capacity),
+            d.enabled.to_string(),
+            d.spawned.to_string(),
+            d.management_url.clone(),
         ]);
     }
     format!("{t}\n")
 }
 
-fn explain_table(value: &Value) -> String {
-    let p = &value["placement"];
+fn explain_table(answer: &PlacementAnswer) -> Result<String> {
+    let p = &answer.placement.decision;
+    let explanation = &p.explanation;
     let mut out = format!(
         "decided {} by {}\noutcome: {}\n",
-        text(&p["decided_at"]),
-        match &p["placed_by"] {
-            Value::Null => "-".to_owned(),
-            by => format!(
-                "{} {} ({})",
-                text(&by["driver"]),
-                text(&by["version"]),
-                short(&by["sha256"])
-            ),
+        p.decided_at,
+        match &p.placed_by {
+            None => "-".to_owned(),
+            Some(by) => format!("{} {} ({})", by.driver, by.version, short(&by.sha256)),
         },
-        outcome_text(&p["explanation"]["outcome"])
+        outcome_text(&explanation.outcome)
     );
     let mut t = table(&[
         "device",
@@ -825,84 +838,67 @@ fn explain_table(value: &Value) -> String {
         "offered",
         "driver verdict",
     ]);
-    for c in p["explanation"]["candidates"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for c in &explanation.candidates {
         t.add_row(vec![
-            text(&c["device_id"]),
-            text(&c["driver"]),
-            text(&c["filtered_by"]),
-            text(&c["host_score"]),
-            text(&c["offered"]),
-            verdict_text(&c["driver_verdict"]),
+            c.device_id.clone(),
+            c.driver.clone(),
+            or_dash(c.filtered_by.as_ref()),
+            or_dash(c.host_score.as_ref()),
+            c.offered.to_string(),
+            match &c.driver_verdict {
+                None => "-".to_owned(),
+                Some(Verdict::Score(score)) => format!("score {score}"),
+                Some(Verdict::Reject(reason)) => format!("reject: {reason}"),
+            },
         ]);
     }
     out.push_str(&format!("{t}\n"));
     // Large pools list the offered candidates; the others are counted by reason.
-    if let Some(unlisted) = p["explanation"]["unlisted"].as_object() {
-        let considered = text(&p["explanation"]["considered"]);
-        out.push_str(&format!("{considered} devices considered; not listed:\n"));
-        for (reason, count) in unlisted {
-            out.push_str(&format!("  {}  {reason}\n", text(count)));
+    if !explanation.unlisted.is_empty() {
+        out.push_str(&format!(
+            "{} devices considered; not listed:\n",
+            explanation.considered
+        ));
+        for (reason, count) in &explanation.unlisted {
+            out.push_str(&format!("  {count}  {reason}\n"));
         }
     }
-    out
+    Ok(out)
 }
 
-fn outcome_text(outcome: &Value) -> String {
-    match outcome["result"].as_str() {
-        Some("placed") => format!(
-            "placed on {} by {}",
-            text(&outcome["device_id"]),
-            text(&outcome["driver"])
-        ),
-        Some("spawn") => format!("{} asked for a new device", text(&outcome["driver"])),
-        Some("no_capacity") => format!("no capacity: {}", text(&outcome["reason"])),
-        _ => text(outcome),
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Placed { device_id, driver } => format!("placed on {device_id} by {driver}"),
+        Outcome::Spawn { driver, .. } => format!("{driver} asked for a new device"),
+        Outcome::NoCapacity { reason } => format!("no capacity: {reason}"),
     }
 }
 
-fn verdict_text(verdict: &Value) -> String {
-    if let Some(score) = verdict.get("score") {
-        format!("score {score}")
-    } else if let Some(reason) = verdict.get("reject") {
-        format!("reject: {}", text(reason))
-    } else {
-        text(verdict)
-    }
+/// A record's cells, in the table's order.
+fn audit_cells(r: &Record) -> [String; 8] {
+    [
+        r.seq.to_string(),
+        r.at.clone(),
+        r.event.driver.clone(),
+        r.event.version.clone(),
+        r.event.function.clone(),
+        r.event.outcome.as_str().to_owned(),
+        or_dash(r.event.target.as_ref()),
+        or_dash(r.event.detail.as_ref()),
+    ]
 }
 
-fn audit_line(r: &Value) -> String {
-    format!(
-        "{:>6} {} {} {} {} {} {} {}\n",
-        text(&r["seq"]),
-        text(&r["at"]),
-        text(&r["driver"]),
-        text(&r["version"]),
-        text(&r["function"]),
-        text(&r["outcome"]),
-        text(&r["target"]),
-        text(&r["detail"])
-    )
+fn audit_line(r: &Record) -> String {
+    let [seq, rest @ ..] = audit_cells(r);
+    format!("{seq:>6} {}\n", rest.join(" "))
 }
 
-fn audit_table(value: &Value) -> String {
+fn audit_table(records: &[Record]) -> String {
     let mut t = table(&[
         "seq", "at", "driver", "version", "function", "outcome", "target", "detail",
     ]);
-    for r in value.as_array().into_iter().flatten() {
-        t.add_row(vec![
-            text(&r["seq"]),
-            text(&r["at"]),
-            text(&r["driver"]),
-            text(&r["version"]),
-            text(&r["function"]),
-            text(&r["outcome"]),
-            text(&r["target"]),
-            text(&r["detail"]),
-        ]);
+    for r in records {
+        t.add_row(audit_cells(r).to_vec());
     }
     format!("{t}\n")
 }
