@@ -6,18 +6,15 @@
 
 pub mod api;
 pub mod audit;
-pub mod conformance;
-pub mod convert;
-pub mod devices;
 pub mod drivers;
-pub mod integrity;
 pub mod monitor;
-pub mod net;
 pub mod placement;
 pub mod provision;
-pub mod runtime;
 pub mod state;
 pub mod store;
 pub mod worker;
 
 pub use lbaas_core::{DriverName, InvalidId, ids, model};
+/// The driver runtime and what it brings: the conformance kit, component integrity, the
+/// device directory and networks, conversions to the WIT types.
+pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};

@@ -1,55 +1,18 @@
-//! Driver-private state: one namespace per driver, with a quota. The sled backend keeps each
-//! namespace in its own tree, `driver/<name>`; a namespace handle can reach nothing else.
+//! Driver-private state in sled, the embedded default: each driver's namespace in its own tree,
+//! `driver/<name>`. The namespace contract (quota, key rules) is the runtime's.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use lbaas_runtime::state::*;
+
 use crate::DriverName;
 
-/// Longest key a driver may use, in bytes.
-pub const MAX_KEY_BYTES: usize = 512;
-/// Largest single value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
-/// What one key costs the quota besides its bytes: the store's own per-entry bookkeeping. A
-/// million one-byte keys are not free, and the quota says so.
-pub const ENTRY_OVERHEAD: u64 = 64;
-
-/// The bytes an entry counts against the quota.
-pub fn entry_cost(key: usize, value: usize) -> u64 {
-    (key + value) as u64 + ENTRY_OVERHEAD
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("quota of {quota} bytes exceeded: the namespace would hold {wanted} bytes")]
-    QuotaExceeded { quota: u64, wanted: u64 },
-    #[error("invalid key: {0}")]
-    InvalidKey(String),
-    #[error("value of {0} bytes is larger than the {MAX_VALUE_BYTES}-byte limit")]
-    ValueTooLarge(usize),
-    #[error("storage: {0}")]
-    Storage(#[from] sled::Error),
-}
-
-pub type Result<T, E = StateError> = std::result::Result<T, E>;
-
-/// One driver's key-value namespace.
-pub trait Namespace: Send + Sync {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    fn set(&self, key: &str, value: &[u8]) -> Result<()>;
-    /// True when the key existed.
-    fn delete(&self, key: &str) -> Result<bool>;
-    /// Keys starting with `prefix`, in byte order.
-    fn keys(&self, prefix: &str) -> Result<Vec<String>>;
-    /// Bytes used: keys, values and [`ENTRY_OVERHEAD`] per entry.
-    fn usage(&self) -> u64;
-}
-
-/// Hands out namespaces by driver name.
-pub trait StateStore: Send + Sync {
-    fn namespace(&self, driver: &DriverName) -> Result<Arc<dyn Namespace>>;
+/// A sled failure, in the state contract's terms.
+fn storage(error: sled::Error) -> StateError {
+    StateError::Storage(error.to_string())
 }
 
 /// The embedded default: a sled database, one tree per driver.
@@ -70,7 +33,7 @@ impl SledStateStore {
     }
 
     pub fn open(path: &Path, quota: u64) -> Result<Self> {
-        Ok(Self::new(sled::open(path)?, quota))
+        Ok(Self::new(sled::open(path).map_err(storage)?, quota))
     }
 
     pub fn tree_name(driver: &DriverName) -> String {
@@ -78,7 +41,7 @@ impl SledStateStore {
     }
 
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        self.db.flush().map_err(storage)?;
         Ok(())
     }
 }
@@ -89,10 +52,13 @@ impl StateStore for SledStateStore {
         if let Some(namespace) = open.get(driver) {
             return Ok(namespace.clone());
         }
-        let tree = self.db.open_tree(Self::tree_name(driver))?;
+        let tree = self
+            .db
+            .open_tree(Self::tree_name(driver))
+            .map_err(storage)?;
         let mut used = 0;
         for entry in tree.iter() {
-            let (key, value) = entry?;
+            let (key, value) = entry.map_err(storage)?;
             used += entry_cost(key.len(), value.len());
         }
         let namespace = Arc::new(SledNamespace {
@@ -114,23 +80,14 @@ struct SledNamespace {
     write: Mutex<()>,
 }
 
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() {
-        return Err(StateError::InvalidKey("empty".into()));
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(StateError::InvalidKey(format!(
-            "{} bytes, longer than {MAX_KEY_BYTES}",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
 impl Namespace for SledNamespace {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
-        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+        Ok(self
+            .tree
+            .get(key)
+            .map_err(storage)?
+            .map(|value| value.to_vec()))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -141,7 +98,8 @@ impl Namespace for SledNamespace {
         let _writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let old = self
             .tree
-            .get(key)?
+            .get(key)
+            .map_err(storage)?
             .map_or(0, |v| entry_cost(key.len(), v.len()));
         let used = self.used.load(Ordering::Acquire);
         let wanted = used - old + entry_cost(key.len(), value.len());
@@ -151,7 +109,7 @@ impl Namespace for SledNamespace {
                 wanted,
             });
         }
-        self.tree.insert(key, value)?;
+        self.tree.insert(key, value).map_err(storage)?;
         self.used.store(wanted, Ordering::Release);
         Ok(())
     }
@@ -159,7 +117,7 @@ impl Namespace for SledNamespace {
     fn delete(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         let _writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        match self.tree.remove(key)? {
+        match self.tree.remove(key).map_err(storage)? {
             Some(old) => {
                 self.used
                     .fetch_sub(entry_cost(key.len(), old.len()), Ordering::AcqRel);
@@ -174,7 +132,7 @@ impl Namespace for SledNamespace {
             .scan_prefix(prefix)
             .keys()
             .map(|key| {
-                let key = key?;
+                let key = key.map_err(storage)?;
                 // Keys are only ever written from `&str`.
                 Ok(String::from_utf8_lossy(&key).into_owned())
             })
@@ -183,78 +141,6 @@ impl Namespace for SledNamespace {
 
     fn usage(&self) -> u64 {
         self.used.load(Ordering::Acquire)
-    }
-}
-
-/// A namespace kept in memory and dropped with its handle: what a component under upload
-/// checks writes to, so nothing it does reaches the live state of the name it claims.
-pub struct MemoryNamespace {
-    quota: u64,
-    entries: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
-}
-
-impl MemoryNamespace {
-    pub fn new(quota: u64) -> Self {
-        Self {
-            quota,
-            entries: Mutex::new(std::collections::BTreeMap::new()),
-        }
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<u8>>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Namespace for MemoryNamespace {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        check_key(key)?;
-        Ok(self.entries().get(key).cloned())
-    }
-
-    fn set(&self, key: &str, value: &[u8]) -> Result<()> {
-        check_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(StateError::ValueTooLarge(value.len()));
-        }
-        let mut entries = self.entries();
-        let used: u64 = entries
-            .iter()
-            .map(|(k, v)| entry_cost(k.len(), v.len()))
-            .sum();
-        let old = entries
-            .get(key)
-            .map_or(0, |v| entry_cost(key.len(), v.len()));
-        let wanted = used - old + entry_cost(key.len(), value.len());
-        if wanted > self.quota && wanted > used {
-            return Err(StateError::QuotaExceeded {
-                quota: self.quota,
-                wanted,
-            });
-        }
-        entries.insert(key.to_owned(), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&self, key: &str) -> Result<bool> {
-        check_key(key)?;
-        Ok(self.entries().remove(key).is_some())
-    }
-
-    fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self
-            .entries()
-            .keys()
-            .filter(|key| key.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-
-    fn usage(&self) -> u64 {
-        self.entries()
-            .iter()
-            .map(|(k, v)| entry_cost(k.len(), v.len()))
-            .sum()
     }
 }
 
@@ -336,23 +222,6 @@ mod tests {
         let ns = store.namespace(&name).expect("ns");
         assert_eq!(ns.usage(), 3 + ENTRY_OVERHEAD);
         assert_eq!(ns.keys("").expect("keys"), vec!["k".to_owned()]);
-    }
-
-    #[test]
-    fn memory_namespaces_keep_their_quota_and_nothing_else() {
-        let scratch = MemoryNamespace::new(ENTRY_OVERHEAD + 10);
-        scratch.set("k", b"123456789").expect("fits");
-        assert_eq!(
-            scratch.get("k").expect("get").as_deref(),
-            Some(&b"123456789"[..])
-        );
-        assert!(matches!(
-            scratch.set("j", b""),
-            Err(StateError::QuotaExceeded { .. })
-        ));
-        assert_eq!(scratch.keys("").expect("keys"), vec!["k".to_owned()]);
-        assert!(scratch.delete("k").expect("delete"));
-        assert_eq!(scratch.usage(), 0);
     }
 
     #[test]

@@ -111,8 +111,9 @@ fn host_and_agent_agree_on_the_refusal_header() {
 }
 
 /// Each crate depends on what its job needs and nothing that belongs to another layer: the
-/// records and views (core) carry no storage, HTTP or Wasm; the device agent, which runs on
-/// device hosts, and the operators' CLI, which runs on laptops, carry none of the host.
+/// records and views (core) carry no storage, HTTP or Wasm; the driver runtime no storage or
+/// HTTP server; the device agent, which runs on device hosts, and the operators' CLI, which
+/// runs on laptops, carry none of the host.
 #[test]
 fn crates_depend_only_on_what_their_job_needs() {
     let output = lbaas_tests::cargo()

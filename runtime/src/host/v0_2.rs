@@ -1,8 +1,8 @@
 //! The imports of contract 0.2.0: the same host functions as 0.1.0, whose implementations
 //! they call. Only the interface-local types (errors, enums, the HTTP request) are converted.
 
-use crate::runtime::bindings::v0_1::lbaas::driver as old;
-use crate::runtime::bindings::v0_2::lbaas::driver as new;
+use crate::bindings::v0_1::lbaas::driver as old;
+use crate::bindings::v0_2::lbaas::driver as new;
 
 use super::HostState;
 

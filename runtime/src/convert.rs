@@ -1,8 +1,8 @@
 //! The control plane's records in the driver contract's types: what `translate`, `apply` and
 //! `remove` receive.
 
-use crate::model;
-use crate::runtime as wit;
+use crate as wit;
+use lbaas_core::model;
 
 pub fn protocol(p: model::Protocol) -> wit::Protocol {
     match p {

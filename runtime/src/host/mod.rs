@@ -15,9 +15,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::audit::{AuditSink, Event, Outcome};
 use crate::devices::DeviceDirectory;
 use crate::state::Namespace;
+use lbaas_core::audit::{AuditSink, Event, Outcome};
 
 use super::LoadedIdentity;
 use super::permissions::DevicePolicy;
@@ -39,7 +39,7 @@ pub(super) fn audited_text(text: &str) -> String {
     let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
     format!(
         "{}…({} bytes, sha256 {})",
-        crate::runtime::printable(text, AUDITED_TEXT / 2),
+        crate::printable(text, AUDITED_TEXT / 2),
         text.len(),
         &digest[..16]
     )
@@ -211,7 +211,7 @@ impl HostState {
         detail: Option<String>,
     ) {
         let target = target.as_deref().map(audited_text);
-        let detail = detail.map(|d| crate::runtime::printable(&d, 1024));
+        let detail = detail.map(|d| crate::printable(&d, 1024));
         self.audit_bytes += function.len()
             + target.as_ref().map_or(0, String::len)
             + detail.as_ref().map_or(0, String::len)
@@ -302,7 +302,7 @@ impl HostState {
             .find(|&i| text.is_char_boundary(i))
             .unwrap_or(0);
         // What a driver wrote reaches faults and terminals: one escaped line.
-        Some(crate::runtime::printable(&text[start..], 1024))
+        Some(crate::printable(&text[start..], 1024))
     }
 }
 
@@ -363,7 +363,7 @@ impl ResourceLimiter for MemoryLimit {
 }
 
 /// The `types` interface has no functions; linking it needs only this.
-impl crate::runtime::bindings::types::Host for HostState {}
+impl crate::bindings::types::Host for HostState {}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::runtime::bindings::log::{Host, Level};
+use crate::bindings::log::{Host, Level};
 
 use super::HostState;
 
@@ -69,7 +69,7 @@ impl Host for HostState {
         }
         // Control characters escaped: a newline in a driver's message cannot forge a host log
         // line, nor an escape sequence repaint an operator's terminal.
-        let message = crate::runtime::printable(&message, MAX_MESSAGE);
+        let message = crate::printable(&message, MAX_MESSAGE);
         match level {
             Level::Trace => tracing::trace!(target: "driver", driver, version, "{message}"),
             Level::Debug => tracing::debug!(target: "driver", driver, version, "{message}"),

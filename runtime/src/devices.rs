@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::DriverName;
+use lbaas_core::DriverName;
 
 pub use lbaas_core::model::Credentials;
 

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::runtime::{
+use crate::{
     Algorithm, Candidate, Device, DeviceKind, Entry, Error, Flavor, Listener, LoadBalancer,
     LoadedDriver, Member, Network, PlacementRequest, Pool, Protocol,
 };

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use crate::audit::Outcome;
-use crate::runtime::bindings::state::{Host, StateError};
+use crate::bindings::state::{Host, StateError};
 use crate::state::StateError as StoreError;
+use lbaas_core::audit::Outcome;
 
 use super::HostState;
 

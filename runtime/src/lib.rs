@@ -8,10 +8,16 @@
 
 mod bindings;
 mod cache;
+pub mod conformance;
+pub mod convert;
+pub mod devices;
 mod engine;
 mod host;
+pub mod integrity;
 pub mod manifest;
+pub mod net;
 pub mod permissions;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,10 +27,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::DriverName;
-use crate::audit::{self, AuditSink, Discard};
 use crate::devices::DeviceDirectory;
 use crate::state::StateStore;
+use lbaas_core::DriverName;
+use lbaas_core::audit::{self, AuditSink, Discard};
 
 use bindings::{DriverInstance, DriverPre};
 use host::{DriverContext, HostState, LogLimiter};
@@ -384,7 +390,7 @@ impl Runtime {
                     version: String::new(),
                     sha256: sha256.clone(),
                     function: "cache.rejected".into(),
-                    target: Some(crate::runtime::printable(origin, 256)),
+                    target: Some(crate::printable(origin, 256)),
                     bytes: bytes.len() as u64,
                     outcome: audit::Outcome::Denied,
                     duration_us: 0,

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::Outcome;
+use crate::bindings::device_api::{DeviceApiError, Host, Method, Request, Response};
+use crate::bindings::types::Entry;
 use crate::devices::Credentials;
-use crate::runtime::bindings::device_api::{DeviceApiError, Host, Method, Request, Response};
-use crate::runtime::bindings::types::Entry;
-use crate::runtime::permissions;
+use crate::permissions;
+use lbaas_core::audit::Outcome;
 
 use super::HostState;
 
@@ -242,7 +242,7 @@ fn policy_refusal(response: &Response) -> Option<String> {
         .ok()
         .and_then(|body| body["error"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "no reason given".into());
-    Some(crate::runtime::printable(&message, 512))
+    Some(crate::printable(&message, 512))
 }
 
 fn basic_auth(username: &str, password: &str) -> String {

@@ -1,6 +1,6 @@
 //! Host-side bindings generated from the WIT contract, one module per released version the
 //! host serves. Kept private to the runtime; the types callers need are re-exported from
-//! [`crate::runtime`].
+//! [`crate`].
 //!
 //! Each version's `types` only adds to the one before, so every version's `types` is mapped to
 //! the newest one's Rust types: the rest of the host sees one driver, whatever contract it was

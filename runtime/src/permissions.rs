@@ -2,8 +2,8 @@
 //! `device-api` call. A request passes only if the device belongs to the calling driver, its
 //! endpoint is on the operator's allow-list, and the path, headers and body are within policy.
 
-use crate::DriverName;
 use crate::devices::DeviceEndpoint;
+use lbaas_core::DriverName;
 
 use super::bindings::device_api::{DeviceApiError, Request};
 
@@ -188,8 +188,8 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::device_api::Method;
-    use crate::runtime::bindings::types::Entry;
+    use crate::bindings::device_api::Method;
+    use crate::bindings::types::Entry;
 
     fn endpoint(driver: &str, url: &str) -> Option<DeviceEndpoint> {
         Some(DeviceEndpoint {
