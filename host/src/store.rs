@@ -336,6 +336,66 @@ impl Store for SledStore {
     }
 }
 
+/// Every record in memory: for tests and tools that need no disk. A commit applies its writes
+/// under one lock, so it is atomic as the trait requires; `flush` has nothing to do.
+#[derive(Debug)]
+pub struct MemoryStore {
+    kinds: std::sync::Mutex<[std::collections::BTreeMap<String, Vec<u8>>; Kind::ALL.len()]>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            kinds: std::sync::Mutex::new(std::array::from_fn(|_| Default::default())),
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn kinds(
+        &self,
+    ) -> std::sync::MutexGuard<'_, [std::collections::BTreeMap<String, Vec<u8>>; Kind::ALL.len()]>
+    {
+        self.kinds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.kinds()[kind.index()].get(id).cloned())
+    }
+
+    fn scan(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.kinds()[kind.index()]
+            .iter()
+            .map(|(id, bytes)| (id.clone(), bytes.clone()))
+            .collect())
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<()> {
+        let mut kinds = self.kinds();
+        for write in writes {
+            match write {
+                Write::Put { kind, id, bytes } => {
+                    kinds[kind.index()].insert(id.clone(), bytes.clone());
+                }
+                Write::Delete { kind, id } => {
+                    kinds[kind.index()].remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,34 +410,44 @@ mod tests {
         }
     }
 
+    /// The sled backend and the in-memory one: what the trait promises, both keep.
+    fn backends() -> Vec<Box<dyn Store>> {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        vec![
+            Box::new(SledStore::new(db).expect("store")),
+            Box::new(MemoryStore::new()),
+        ]
+    }
+
     #[test]
     fn commits_are_atomic_and_typed_reads_work() {
-        let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = SledStore::new(db).expect("store");
-        let mut batch = Batch::new();
-        batch.put(&job("a")).put(&job("b"));
-        batch.commit(&store).expect("commit");
-        let jobs: Vec<Job> = store.all().expect("all");
-        assert_eq!(jobs.len(), 2);
-        let mut batch = Batch::new();
-        batch.delete::<Job>("a");
-        batch.commit(&store).expect("commit");
-        assert_eq!(store.load::<Job>("a").expect("load"), None);
-        assert_eq!(store.load::<Job>("b").expect("load"), Some(job("b")));
+        for store in backends() {
+            let store = &*store;
+            let mut batch = Batch::new();
+            batch.put(&job("a")).put(&job("b"));
+            batch.commit(store).expect("commit");
+            let jobs: Vec<Job> = store.all().expect("all");
+            assert_eq!(jobs.len(), 2);
+            let mut batch = Batch::new();
+            batch.delete::<Job>("a");
+            batch.commit(store).expect("commit");
+            assert_eq!(store.load::<Job>("a").expect("load"), None);
+            assert_eq!(store.load::<Job>("b").expect("load"), Some(job("b")));
+        }
     }
 
     #[test]
     fn unreadable_records_are_reported_not_panicked() {
-        let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = SledStore::new(db).expect("store");
-        store
-            .commit(&[Write::Put {
-                kind: Kind::Job,
-                id: "x".into(),
-                bytes: b"{\"v\":99,\"data\":{}}".to_vec(),
-            }])
-            .expect("commit");
-        let error = store.load::<Job>("x").expect_err("bad version");
-        assert!(error.to_string().contains("schema version 99"), "{error}");
+        for store in backends() {
+            store
+                .commit(&[Write::Put {
+                    kind: Kind::Job,
+                    id: "x".into(),
+                    bytes: b"{\"v\":99,\"data\":{}}".to_vec(),
+                }])
+                .expect("commit");
+            let error = store.load::<Job>("x").expect_err("bad version");
+            assert!(error.to_string().contains("schema version 99"), "{error}");
+        }
     }
 }

@@ -22,8 +22,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "The request body is empty; a JSON object is expected.",
             ));
         }
-        serde_json::from_slice(&bytes)
+        // The error names the field it is about (`loadbalancer.vip_subnet_id`), as Octavia's
+        // "Invalid input for field/attribute …" does.
+        let mut json = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut json)
             .map(Body)
-            .map_err(|e| ApiError::bad_request(format!("Invalid input: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let error = e.into_inner();
+                if path == "." || error.is_syntax() || error.is_eof() {
+                    ApiError::bad_request(format!("Invalid input: {error}"))
+                } else {
+                    ApiError::bad_request(format!(
+                        "Invalid input for field/attribute {path}: {error}"
+                    ))
+                }
+            })
     }
 }
