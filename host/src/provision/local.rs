@@ -29,7 +29,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::privilege::{self, DeviceUser};
-use super::{Provisioned, Provisioner};
+use super::{ProvisionError, Provisioned, Provisioner};
 use crate::devices::Credentials;
 use crate::net::IpNet;
 
@@ -112,9 +112,9 @@ impl LocalProcesses {
         self.busy.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn dir(&self, handle: &str) -> Result<PathBuf, String> {
+    fn dir(&self, handle: &str) -> Result<PathBuf, ProvisionError> {
         if handle.is_empty() || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("`{handle}` is not a local device handle"));
+            return Err(ProvisionError::UnknownHandle(handle.to_owned()));
         }
         Ok(self.root.join(handle))
     }
@@ -139,13 +139,13 @@ impl LocalProcesses {
     }
 
     /// The first address of the range that no device has and nothing else listens on.
-    fn free_address(&self) -> Result<SocketAddr, String> {
+    fn free_address(&self) -> Result<SocketAddr, ProvisionError> {
         let taken = self.taken();
         crate::net::hosts(&self.addresses)
             .filter(|ip| !taken.contains(ip))
             .map(|ip| SocketAddr::new(ip, self.port))
             .find(|address| TcpListener::bind(address).is_ok())
-            .ok_or_else(|| format!("no free management address left in {}", self.addresses))
+            .ok_or_else(|| ProvisionError::Exhausted(self.addresses.to_string()))
     }
 
     /// Who spawned devices run as (`None`: the host's own user).
@@ -154,22 +154,20 @@ impl LocalProcesses {
     }
 
     /// Starts the agent of the device in `dir`; returns once it answers.
-    fn start_agent(&self, dir: &Path) -> Result<(), String> {
+    fn start_agent(&self, dir: &Path) -> Result<(), ProvisionError> {
         let address = read_address(dir)?;
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("agent.log"))
-            .map_err(|e| format!("cannot open the agent's log: {e}"))?;
+            .map_err(ProvisionError::system("cannot open the agent's log"))?;
         let mut command = Command::new(&self.agent);
         if let Some(user) = &self.user {
-            user.own(dir).map_err(|e| {
-                format!(
-                    "cannot give {} to {}: {e}",
-                    dir.display(),
-                    privilege::DEVICE_USER
-                )
-            })?;
+            user.own(dir).map_err(ProvisionError::system(format!(
+                "cannot give {} to {}",
+                dir.display(),
+                privilege::DEVICE_USER
+            )))?;
             user.apply(&mut command);
         }
         let mut child = command
@@ -185,12 +183,18 @@ impl LocalProcesses {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(
+                log.try_clone()
+                    .map_err(ProvisionError::system("cannot share the agent's log"))?,
+            )
             .stderr(log)
             // Not in the host's process group: stopping the host leaves the device serving.
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.agent.display()))?;
+            .map_err(|source| ProvisionError::Program {
+                program: self.agent.clone(),
+                source,
+            })?;
         let token = read_token(dir)?;
         let url = format!("http://{address}/v1/health");
         let deadline = Instant::now() + START_TIMEOUT;
@@ -201,15 +205,18 @@ impl LocalProcesses {
                 return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
+                return Err(ProvisionError::Start(format!(
                     "the device agent exited at start ({status}): {}",
                     log_tail(dir)
-                ));
+                )));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("the device agent did not start: {}", log_tail(dir)));
+                return Err(ProvisionError::Start(format!(
+                    "the device agent did not start: {}",
+                    log_tail(dir)
+                )));
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -260,21 +267,22 @@ impl LocalProcesses {
 }
 
 impl Provisioner for LocalProcesses {
-    fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, String> {
+    fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, ProvisionError> {
         if !self.drivers.iter().any(|d| d == driver) {
-            return Err(format!(
-                "this host spawns HAProxy devices only; driver {driver}'s devices cannot be spawned here"
-            ));
+            return Err(ProvisionError::Unsupported(driver.to_owned()));
         }
         if let Some(why) = &self.unreachable {
-            return Err(why.clone());
+            return Err(ProvisionError::Unavailable(why.clone()));
         }
         let _busy = self.lock();
         let address = self.free_address()?;
         let handle = hex::encode(random::<6>()?);
         let token = hex::encode(random::<32>()?);
         let dir = self.root.join(&handle);
-        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(&dir).map_err(ProvisionError::system(format!(
+            "cannot create {}",
+            dir.display()
+        )))?;
         let written = fs::write(dir.join("address"), address.to_string())
             .and_then(|()| fs::write(dir.join("name"), &spec.name))
             .and_then(|()| {
@@ -285,9 +293,12 @@ impl Provisioner for LocalProcesses {
                     .open(dir.join("token"))?
                     .write_all(token.as_bytes())
             });
-        if let Err(error) = written {
+        if let Err(source) = written {
             self.stop(&dir);
-            return Err(format!("cannot write the device's files: {error}"));
+            return Err(ProvisionError::System {
+                what: "cannot write the device's files".into(),
+                source,
+            });
         }
         if let Err(error) = self.start_agent(&dir) {
             self.stop(&dir);
@@ -301,7 +312,7 @@ impl Provisioner for LocalProcesses {
         })
     }
 
-    fn release(&self, handle: &str) -> Result<(), String> {
+    fn release(&self, handle: &str) -> Result<(), ProvisionError> {
         let dir = self.dir(handle)?;
         let _busy = self.lock();
         self.stop(&dir);
@@ -353,24 +364,30 @@ impl LocalProcesses {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], String> {
+fn random<const N: usize>() -> Result<[u8; N], ProvisionError> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| ProvisionError::System {
+        what: "no randomness".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok(bytes)
 }
 
-fn read_address(dir: &Path) -> Result<SocketAddr, String> {
-    fs::read_to_string(dir.join("address"))
-        .map_err(|e| e.to_string())?
-        .trim()
-        .parse()
-        .map_err(|e| format!("bad address file in {}: {e}", dir.display()))
+fn read_address(dir: &Path) -> Result<SocketAddr, ProvisionError> {
+    let text = fs::read_to_string(dir.join("address")).map_err(ProvisionError::system(format!(
+        "cannot read the address file in {}",
+        dir.display()
+    )))?;
+    text.trim().parse().map_err(|e| ProvisionError::System {
+        what: format!("bad address file in {}", dir.display()),
+        source: std::io::Error::other(e),
+    })
 }
 
-fn read_token(dir: &Path) -> Result<String, String> {
+fn read_token(dir: &Path) -> Result<String, ProvisionError> {
     fs::read_to_string(dir.join("token"))
         .map(|t| t.trim().to_owned())
-        .map_err(|e| format!("cannot read the device's token: {e}"))
+        .map_err(ProvisionError::system("cannot read the device's token"))
 }
 
 fn healthy(url: &str, token: &str) -> bool {
@@ -428,5 +445,42 @@ fn terminate(pid: u32, name: &str) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device whose agent program is missing fails in plain words: what is missing and how
+    /// to say where it is; its folder is not left behind.
+    #[test]
+    fn a_missing_agent_is_named_with_what_to_do() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let devices = LocalProcesses::new(
+            PathBuf::from("/nonexistent/lbaas-agent"),
+            PathBuf::from("haproxy"),
+            root.path().join("devices"),
+            "127.201.0.0/29".parse().expect("range"),
+            9443,
+        )
+        .expect("a provisioner");
+        let error = devices
+            .provision("haproxy", &SpawnSpec::default())
+            .expect_err("no agent to run");
+        assert!(matches!(error, ProvisionError::Program { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("cannot run /nonexistent/lbaas-agent:")
+                && message.contains("install it, or name it with lbaasd serve --agent PATH"),
+            "{message}"
+        );
+        assert!(devices.handles().is_empty(), "a half-made device was left");
+        let error = devices.release("not-hex").expect_err("no such device");
+        assert!(matches!(error, ProvisionError::UnknownHandle(_)), "{error:?}");
+        let error = devices
+            .provision("acme-adc", &SpawnSpec::default())
+            .expect_err("not spawned here");
+        assert!(matches!(error, ProvisionError::Unsupported(_)), "{error:?}");
     }
 }

@@ -12,6 +12,60 @@ use crate::devices::Credentials;
 
 pub use local::LocalProcesses;
 
+/// Why a device could not be provisioned or released, by whose move it is: an operator's
+/// (`Unavailable`, `Program`), the machine's (`System`, `Exhausted`), the device's own start
+/// (`Start`), or the caller's (`Unsupported`, `UnknownHandle`).
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// This provisioner does not make devices of that driver.
+    #[error("this host spawns HAProxy devices only; driver {0}'s devices cannot be spawned here")]
+    Unsupported(String),
+    /// The host, as set up, cannot spawn devices (an operator must change something).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A program a device runs is missing or cannot be run.
+    #[error("cannot run {program}: {source}{hint}", hint = program_hint(.source))]
+    Program {
+        program: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every management address of the range is taken.
+    #[error("no free management address left in {0}")]
+    Exhausted(String),
+    /// The machine refused a step (files, permissions, randomness).
+    #[error("{what}: {source}")]
+    System {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device's programs started but did not come up.
+    #[error("{0}")]
+    Start(String),
+    /// A handle that names nothing this provisioner started.
+    #[error("`{0}` is not a local device handle")]
+    UnknownHandle(String),
+}
+
+/// What to do about a program that did not run, in plain words.
+fn program_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            " (not found: install it, or name it with lbaasd serve --agent PATH / --haproxy PATH)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (not executable by the host)",
+        _ => "",
+    }
+}
+
+impl ProvisionError {
+    fn system(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::System { what, source }
+    }
+}
+
 /// Where a new device can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provisioned {
@@ -24,10 +78,10 @@ pub struct Provisioned {
 
 pub trait Provisioner: Send + Sync {
     /// Creates a device of `driver` as `spec` asks; blocking.
-    fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, String>;
+    fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, ProvisionError>;
 
     /// Stops what [`Provisioner::provision`] started for a device being deleted; blocking.
-    fn release(&self, handle: &str) -> Result<(), String> {
+    fn release(&self, handle: &str) -> Result<(), ProvisionError> {
         let _ = handle;
         Ok(())
     }
@@ -52,7 +106,7 @@ pub struct FixedEndpoint {
 }
 
 impl Provisioner for FixedEndpoint {
-    fn provision(&self, _driver: &str, _spec: &SpawnSpec) -> Result<Provisioned, String> {
+    fn provision(&self, _driver: &str, _spec: &SpawnSpec) -> Result<Provisioned, ProvisionError> {
         Ok(Provisioned {
             management_url: self.management_url.clone(),
             credentials: None,
