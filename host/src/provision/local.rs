@@ -477,7 +477,10 @@ mod tests {
         );
         assert!(devices.handles().is_empty(), "a half-made device was left");
         let error = devices.release("not-hex").expect_err("no such device");
-        assert!(matches!(error, ProvisionError::UnknownHandle(_)), "{error:?}");
+        assert!(
+            matches!(error, ProvisionError::UnknownHandle(_)),
+            "{error:?}"
+        );
         let error = devices
             .provision("acme-adc", &SpawnSpec::default())
             .expect_err("not spawned here");
