@@ -82,16 +82,7 @@ pub trait Driver {
     /// every candidate with the host's own score and never spawns.
     fn select(request: &PlacementRequest, candidates: &[Candidate]) -> Hints {
         let _ = request;
-        Hints {
-            devices: candidates
-                .iter()
-                .map(|candidate| DeviceHint {
-                    device_id: candidate.device.id.clone(),
-                    verdict: Verdict::Score(candidate.host_score),
-                })
-                .collect(),
-            spawn: None,
-        }
+        Hints::accept_all(candidates)
     }
 
     /// Renders the device configuration for a load balancer. Must be pure: no state, no I/O.
@@ -201,6 +192,20 @@ impl FlavorKey {
 }
 
 impl Hints {
+    /// Hints that accept every candidate with the host's own score.
+    pub fn accept_all(candidates: &[Candidate]) -> Self {
+        Self {
+            devices: candidates
+                .iter()
+                .map(|candidate| DeviceHint {
+                    device_id: candidate.device.id.clone(),
+                    verdict: Verdict::Score(candidate.host_score),
+                })
+                .collect(),
+            spawn: None,
+        }
+    }
+
     /// Hints that reject every candidate with the same reason.
     pub fn reject_all(candidates: &[Candidate], reason: &str) -> Self {
         Self {

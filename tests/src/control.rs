@@ -345,3 +345,28 @@ impl Client {
         }
     }
 }
+
+/// The id in an answer's `{kind: {"id": …}}`.
+pub fn id_of(body: &Value, kind: &str) -> String {
+    body[kind]["id"].as_str().expect("id").to_owned()
+}
+
+impl Client {
+    /// Creates a load balancer of `provider` named `name` (one TCP listener, VIP on the subnet
+    /// `subnet-vip`) and waits until it settles.
+    pub fn create_loadbalancer(&self, provider: &str, name: &str) -> Value {
+        let created = self.create(
+            "/v2/lbaas/loadbalancers",
+            &serde_json::json!({"loadbalancer": {"name": name, "vip_subnet_id": "subnet-vip",
+                "provider": provider, "listeners": [{"protocol": "TCP", "protocol_port": 443}]}}),
+        );
+        self.settle(&id_of(&created, "loadbalancer"))
+    }
+
+    /// Audit records matching `query` (as `GET /v2/admin/audit` takes it).
+    pub fn audit(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/v2/admin/audit?{query}"));
+        assert_eq!(status, 200, "{body}");
+        body["audit"].as_array().cloned().unwrap_or_default()
+    }
+}

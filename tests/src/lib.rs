@@ -85,6 +85,27 @@ pub fn drivers() -> &'static Drivers {
     })
 }
 
+/// The workspace's own packages as `cargo metadata --no-deps` describes them.
+pub fn cargo_metadata() -> serde_json::Value {
+    let output = cargo()
+        .current_dir(workspace_root())
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .expect("cannot run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON")
+}
+
 /// A package of `tests/fixtures/`, as `cargo metadata` describes it.
 struct FixturePackage {
     name: String,
@@ -98,24 +119,7 @@ struct FixturePackage {
 fn fixture_packages() -> &'static [FixturePackage] {
     static PACKAGES: OnceLock<Vec<FixturePackage>> = OnceLock::new();
     PACKAGES.get_or_init(|| {
-        let output = cargo()
-            .current_dir(workspace_root())
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--no-deps",
-                "--offline",
-            ])
-            .output()
-            .expect("cannot run cargo metadata");
-        assert!(
-            output.status.success(),
-            "cargo metadata failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let metadata: serde_json::Value =
-            serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+        let metadata = cargo_metadata();
         let folder = workspace_root().join("tests").join("fixtures");
         let mut packages: Vec<FixturePackage> = metadata["packages"]
             .as_array()

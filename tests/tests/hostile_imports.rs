@@ -7,27 +7,16 @@ use std::time::Duration;
 use lbaas_host::api::Auth;
 use lbaas_host::runtime::RuntimeConfig;
 use lbaas_tests::appliance::FakeAppliance;
-use lbaas_tests::control::{Client, ControlPlane, Options};
+use lbaas_tests::control::{Client, ControlPlane, Options, id_of as id};
 use lbaas_tests::fixtures;
 use serde_json::{Value, json};
 
-fn id(body: &Value, kind: &str) -> String {
-    body[kind]["id"].as_str().expect("id").to_owned()
-}
-
-fn create(tenant: &Client, provider: &str, name: &str) -> Value {
-    let created = tenant.create(
-        "/v2/lbaas/loadbalancers",
-        &json!({"loadbalancer": {"name": name, "vip_subnet_id": "subnet-vip", "provider": provider,
-                "listeners": [{"protocol": "TCP", "protocol_port": 443}]}}),
-    );
-    tenant.settle(&id(&created, "loadbalancer"))
+fn create(client: &Client, provider: &str, name: &str) -> Value {
+    client.create_loadbalancer(provider, name)
 }
 
 fn audit(admin: &Client, query: &str) -> Vec<Value> {
-    let (status, body) = admin.get(&format!("/v2/admin/audit?{query}"));
-    assert_eq!(status, 200, "{body}");
-    body["audit"].as_array().cloned().unwrap_or_default()
+    admin.audit(query)
 }
 
 /// Records in the audit chain.

@@ -116,19 +116,7 @@ fn host_and_agent_agree_on_the_refusal_header() {
 /// runs on laptops, carry none of the host.
 #[test]
 fn crates_depend_only_on_what_their_job_needs() {
-    let output = lbaas_tests::cargo()
-        .current_dir(lbaas_tests::workspace_root())
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .output()
-        .expect("cargo metadata");
-    assert!(output.status.success());
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let metadata = lbaas_tests::cargo_metadata();
     let dependencies = |package: &str| -> Vec<String> {
         metadata["packages"]
             .as_array()
