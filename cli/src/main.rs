@@ -308,7 +308,7 @@ impl Client {
 /// The host's answer as the type this CLI reads it as; an answer of another shape (a host of
 /// another version) is said to be one rather than shown as empty columns.
 fn typed<T: DeserializeOwned>(value: &Value) -> Result<T> {
-    serde_json::from_value(value.clone()).map_err(|e| {
+    T::deserialize(value).map_err(|e| {
         Failure::Local(format!(
             "the host answered in a shape this lbaasctl does not read ({e}); are they of \
              different versions? --json prints the answer as it is"

@@ -26,7 +26,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::drivers::{LifecycleError, MAX_COMPONENT_BYTES};
 use crate::model::DriverRecord;
@@ -77,7 +76,6 @@ impl From<LifecycleError> for ApiError {
 fn view(api: &Api, record: &DriverRecord) -> DriverView {
     let active = api.drivers.get(&record.name);
     let quarantine = active.as_ref().and_then(|driver| driver.quarantined());
-    let document = |value: Option<serde_json::Result<Value>>| value.and_then(Result::ok);
     DriverView {
         name: record.name.clone(),
         version: active.as_ref().map(|d| d.identity().version.clone()),
@@ -87,12 +85,13 @@ fn view(api: &Api, record: &DriverRecord) -> DriverView {
         can_spawn: active.as_ref().map(|d| d.capabilities().can_spawn),
         quarantined: quarantine.is_some(),
         quarantine_reason: quarantine,
-        manifest: document(
-            active
-                .as_ref()
-                .and_then(|d| d.manifest().map(serde_json::to_value)),
-        ),
-        grant: document(active.as_ref().map(|d| serde_json::to_value(d.grant()))),
+        manifest: active
+            .as_ref()
+            .and_then(|d| d.manifest())
+            .and_then(|m| serde_json::to_value(m).ok()),
+        grant: active
+            .as_ref()
+            .and_then(|d| serde_json::to_value(d.grant()).ok()),
         draining: record.draining,
         publisher: record.publisher.clone(),
         canary: record.canary.clone(),
