@@ -1,11 +1,13 @@
 //! What every part of the control plane shares and nothing more: the records the store keeps
 //! (in the vocabulary of Octavia's v2 API), validated identifiers, and the admin API's answers
-//! as types, which the host serializes and `lbaasctl` reads. Serde only: no storage, no HTTP,
-//! no Wasm.
+//! as types, which the host serializes and `lbaasctl` reads; the storage and audit traits the
+//! backends implement. No storage engine, no HTTP, no Wasm.
 
 pub mod audit;
 pub mod ids;
 pub mod model;
+pub mod state;
+pub mod store;
 pub mod views;
 
 pub use ids::{DriverName, InvalidId};
@@ -17,4 +19,11 @@ pub fn signature_path(component: &Path) -> PathBuf {
     let mut name = component.as_os_str().to_owned();
     name.push(".sig");
     PathBuf::from(name)
+}
+
+/// The short id of a public key (the first 16 hex digits of its SHA-256), as logs and answers
+/// name publishers and checkpoint signers.
+pub fn key_id(key: &ed25519_dalek::VerifyingKey) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))[..16].to_owned()
 }

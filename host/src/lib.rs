@@ -1,20 +1,26 @@
-//! The LBaaS host: the Octavia-compatible API, the durable store and job worker, the driver
-//! runtime (wasmtime), driver-private state, and the device directory drivers reach through
-//! the host.
+//! `lbaasd`, the composition root: it opens the storage backends, builds the driver runtime and
+//! registry, wires the control plane, the API and the background tasks, and serves. What each
+//! part does lives in its own crate; this one only puts them together (and re-exports them
+//! under one roof for the tests and benchmarks).
 
 #![deny(unsafe_code)]
 
-pub mod api;
-pub mod audit;
-pub mod drivers;
-pub mod monitor;
-pub mod placement;
-pub mod provision;
-pub mod state;
-pub mod store;
-pub mod worker;
+pub mod builder;
 
+pub use builder::{DriverSource, HostBuilder};
+pub use lbaas_api as api;
+pub use lbaas_control::{
+    ControlPlane, drivers, monitor, placement, plane, provision, snapshot, worker,
+};
 pub use lbaas_core::{DriverName, InvalidId, ids, model};
 /// The driver runtime and what it brings: the conformance kit, component integrity, the
 /// device directory and networks, conversions to the WIT types.
 pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};
+/// The embedded storage backends.
+pub use lbaas_sled::{audit, state};
+
+/// The control plane's store: the trait and its in-memory backend, and the sled backend.
+pub mod store {
+    pub use lbaas_core::store::*;
+    pub use lbaas_sled::store::*;
+}

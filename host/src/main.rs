@@ -7,17 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use lbaas_host::api::{self, Api, Auth, DeviceRegistration, Drivers};
-use lbaas_host::audit::{self, AuditLog};
+use lbaas_host::api::Auth;
+use lbaas_host::audit;
+use lbaas_host::builder::{DriverSource, HostBuilder};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::integrity::{self, Trust};
-use lbaas_host::monitor;
 use lbaas_host::net::IpNet;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
-use lbaas_host::store::SledStore;
-use lbaas_host::worker::{self, StoreDevices};
 
 /// Where `cargo drivers` puts the bundled drivers.
 const BUNDLED_DRIVERS: &str = "target/wasm/wasm32-wasip2/release";
@@ -574,77 +572,40 @@ fn serve(
         trust,
         audit_key,
     } = sources;
-    let driver_poll = *driver_poll;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
-    let db = lbaas_host::store::open_database(&data_dir.join("db"), *cache_mib << 20)
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-    let mut config = RuntimeConfig {
-        cache_dir: Some(data_dir.join("cache")),
-        ..RuntimeConfig::default()
-    };
+    let mut config = RuntimeConfig::default();
     if !device_networks.is_empty() {
         config.device_policy.allowed_networks = device_networks;
     }
-    // Bound before anything else starts, so its real address (port 0 picks one) is known.
-    let std_listener = std::net::TcpListener::bind(listen)
+    let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
-    std_listener.set_nonblocking(true)?;
-    let listen = std_listener.local_addr()?;
-    // Nothing a driver or a tenant names may aim the host's HTTP client at the host itself.
-    config.device_policy.reserved = vec![listen];
-    let registration =
-        DeviceRegistration::for_policy(&config.device_policy, members_register_devices);
-    let state = SledStateStore::new(db.clone(), config.state_quota);
-    let store: Arc<dyn lbaas_host::store::Store> = Arc::new(SledStore::new(db.clone())?);
-    let devices = Arc::new(StoreDevices::new(store.clone()));
-    let audit_log = Arc::new(AuditLog::open(&db)?.with_signer(checkpoint_signer(audit_key)?));
-    let runtime = Runtime::audited(config, Arc::new(state), devices, audit_log.clone())?;
-    let drivers = Arc::new(
-        Drivers::managed(runtime, trust.clone(), store.clone(), audit_log.clone())
-            .map_err(anyhow::Error::msg)?,
-    );
-    // The driver folder: new files are uploaded and activated, at start and while serving.
-    let profiles: Vec<lbaas_host::model::FlavorProfile> = {
-        use lbaas_host::store::StoreExt as _;
-        store.all()?
-    };
-    let mut watcher = lbaas_host::drivers::FolderWatch::new(driver_dir.to_path_buf());
-    watcher.scan(&drivers, &profiles);
-    let count = drivers.all().len();
+    let mut builder = HostBuilder::new(data_dir)
+        .cache_bytes(*cache_mib << 20)
+        .runtime(config)
+        .trust(trust.clone())
+        .auth(auth)
+        .audit_key(audit_key.clone())
+        .drivers(DriverSource::Folder {
+            dir: driver_dir.to_path_buf(),
+            poll: *driver_poll,
+        })
+        .status_interval(data_plane.status_interval)
+        .workers(workers)
+        .members_register_devices(members_register_devices);
+    if let Some(provisioner) = data_plane.provisioner(data_dir)? {
+        builder = builder.provisioner(provisioner);
+    }
+    let host = builder.build(listener)?;
+    let address = host.address();
+    let count = host.plane().drivers.all().len();
     if count == 0 {
         tracing::warn!(dir = %driver_dir.display(), "no drivers active");
     }
-    let default_provider = drivers
-        .get("haproxy")
-        .or_else(|| drivers.all().into_iter().next())
-        .map(|d| d.name().to_string());
-
-    let provisioner = data_plane.provisioner(data_dir)?;
-
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async {
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        let mut api = Api::new(store, drivers, auth, default_provider, jobs)
-            .with_audit(audit_log)
-            .with_device_registration(registration);
-        if let Some(provisioner) = provisioner {
-            api = api.with_provisioner(provisioner);
-        }
-        let api = Arc::new(api);
-        worker::adopt_devices(&api).await;
-        worker::spawn(api.clone(), queue, workers);
-        monitor::spawn(api.clone(), data_plane.status_interval);
-        lbaas_host::drivers::watch(api.clone(), watcher, driver_poll);
-        tracing::info!(address = %listener.local_addr()?, drivers = count, "lbaasd serving");
-        let app = api::router(api);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        anyhow::Ok(())
+        let serving = host.start().await?;
+        tracing::info!(%address, drivers = count, "lbaasd serving");
+        serving.run(shutdown_signal()).await
     })?;
-    db.flush()?;
     tracing::info!("lbaasd stopped");
     Ok(())
 }

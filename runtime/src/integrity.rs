@@ -28,10 +28,7 @@ pub struct Accepted {
     pub signed_by: Option<String>,
 }
 
-/// A key's short id: the first 16 hex digits of the SHA-256 of its bytes.
-pub fn key_id(key: &VerifyingKey) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))[..16].to_owned()
-}
+pub use lbaas_core::key_id;
 
 fn read_hex<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], String> {
     let text = std::fs::read_to_string(path)

@@ -8,9 +8,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lbaas_driver_sdk::Driver;
-use lbaas_host::api::{Drivers, Snapshot};
+use lbaas_host::drivers::Drivers;
 use lbaas_host::model::{Common, Device, DeviceKind, LoadBalancer, Network, Subnet};
 use lbaas_host::placement::{self, Target};
+use lbaas_host::snapshot::Snapshot;
 use lbaas_scheduler::{DriverHints, Hints, Offer, Request, Verdict};
 use lbaas_tests::{TestHost, drivers};
 

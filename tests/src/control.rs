@@ -5,17 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lbaas_host::api::{self, Api, Auth, DeviceRegistration, Drivers};
-use lbaas_host::audit::AuditLog;
-use lbaas_host::drivers::FileOutcome;
+use lbaas_host::api::Auth;
 use lbaas_host::integrity::Trust;
-use lbaas_host::monitor;
 use lbaas_host::provision::{FixedEndpoint, Provisioner};
-use lbaas_host::runtime::{Runtime, RuntimeConfig};
-use lbaas_host::state::SledStateStore;
-use lbaas_host::store::SledStore;
-use lbaas_host::store::StoreExt as _;
-use lbaas_host::worker::{self, StoreDevices};
+use lbaas_host::runtime::RuntimeConfig;
+use lbaas_host::{DriverSource, HostBuilder};
 use serde_json::Value;
 
 use crate::drivers;
@@ -96,94 +90,48 @@ impl ControlPlane {
         status_interval: Option<Duration>,
         options: Options,
     ) -> Self {
-        let db = lbaas_host::store::open_database(
-            &data_dir.join("db"),
-            lbaas_host::store::DEFAULT_CACHE_BYTES,
-        )
-        .expect("open database");
-        // Bound first, so the host's own address is known to the device allow-lists.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let address = listener.local_addr().expect("address");
-        let mut config = RuntimeConfig {
-            cache_dir: Some(data_dir.join("cache")),
-            ..options.config
-        };
-        config.device_policy.reserved = vec![address];
-        let registration =
-            DeviceRegistration::for_policy(&config.device_policy, options.members_register_devices);
-        let state = SledStateStore::new(db.clone(), config.state_quota);
-        let store: Arc<dyn lbaas_host::store::Store> =
-            Arc::new(SledStore::new(db.clone()).expect("store"));
-        let signer = lbaas_host::integrity::signing_key_file(&data_dir.join("audit.key"))
-            .expect("audit key");
-        let audit = Arc::new(AuditLog::open(&db).expect("audit log").with_signer(signer));
-        let runtime = Runtime::audited(
-            config,
-            Arc::new(state),
-            Arc::new(StoreDevices::new(store.clone())),
-            audit.clone(),
-        )
-        .expect("runtime");
         // As `lbaasd serve` does with its driver folder: every file uploaded and activated.
-        let acknowledge_before_flush = options.acknowledge_before_flush;
-        let mut registry = Drivers::managed(runtime, options.trust, store.clone(), audit.clone())
-            .expect("driver registry");
-        if options.skip_conformance {
-            registry = registry.without_conformance();
-        }
         let mut files = vec![drivers().haproxy.clone(), drivers().acme_adc.clone()];
         files.extend(options.extra_drivers.iter().cloned());
-        let profiles: Vec<lbaas_host::model::FlavorProfile> = store.all().expect("profiles");
-        for (file, outcome) in files.iter().zip(registry.sync_files(&files, &profiles)) {
-            assert!(
-                !matches!(outcome, FileOutcome::Refused { .. }),
-                "{}: {outcome:?}",
-                file.display()
-            );
+        let mut builder = HostBuilder::new(data_dir)
+            .runtime(options.config)
+            .trust(options.trust)
+            .auth(auth)
+            .drivers(DriverSource::Files(files))
+            .workers(worker_slots())
+            .members_register_devices(options.members_register_devices);
+        if let Some(provisioner) = provisioner {
+            builder = builder.provisioner(provisioner);
         }
+        if let Some(interval) = status_interval {
+            builder = builder.status_interval(interval);
+        }
+        if options.skip_conformance {
+            builder = builder.without_conformance();
+        }
+        if options.acknowledge_before_flush {
+            builder = builder.acknowledge_before_flush();
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let host = builder.build(listener).expect("wire the host");
+        let address = host.address();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Told once the host has adopted its devices and serves, as `lbaasd serve` is ready then.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let tokio = tokio::runtime::Runtime::new().expect("tokio");
             tokio.block_on(async move {
-                let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-                let mut api = Api::new(
-                    store,
-                    Arc::new(registry),
-                    auth,
-                    Some("haproxy".into()),
-                    jobs,
-                )
-                .with_audit(audit)
-                .with_device_registration(registration);
-                if let Some(provisioner) = provisioner {
-                    api = api.with_provisioner(provisioner);
-                }
-                if acknowledge_before_flush {
-                    api = api.acknowledge_before_flush();
-                }
-                let api = Arc::new(api);
-                worker::adopt_devices(&api).await;
-                worker::spawn(api.clone(), queue, worker_slots());
-                if let Some(interval) = status_interval {
-                    monitor::spawn(api.clone(), interval);
-                }
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let serving = host.start().await.expect("start the host");
                 ready_tx
                     .send(())
                     .expect("the test waits until the host is ready");
-                axum::serve(listener, api::router(api))
-                    .with_graceful_shutdown(async {
+                serving
+                    .run(async {
                         let _ = stop_rx.await;
                     })
                     .await
                     .expect("serve");
             });
-            db.flush().expect("flush");
         });
         ready_rx.recv().expect("control plane started");
         Self {

@@ -1,0 +1,121 @@
+//! API errors, answered with Octavia's fault body: `{"faultcode", "faultstring", "debuginfo"}`.
+//! Internal errors are logged in full and answered with a generic message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("{what} {id} could not be found."),
+        )
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Policy does not allow this request to be performed.",
+        )
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        )
+    }
+
+    /// A load balancer that is `PENDING_*` refuses every change.
+    pub fn immutable(lb_id: &str) -> Self {
+        Self::conflict(format!(
+            "Load Balancer {lb_id} is immutable and cannot be updated."
+        ))
+    }
+
+    /// Something on the host's side failed: logged, never shown.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed inside the host");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The host could not complete the request; the error is logged.",
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// The control plane's errors as answers: what it could not find is `404`, a refused driver
+/// lifecycle step is what the refusal says, and the host's own failures are `500` (logged,
+/// never shown).
+impl From<lbaas_control::Error> for ApiError {
+    fn from(error: lbaas_control::Error) -> Self {
+        use lbaas_control::Error;
+        match error {
+            Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            Error::Lifecycle(error) => error.into(),
+            Error::Store(_) | Error::Task(_) | Error::Inconsistent(_) => Self::internal(error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let faultcode = if self.status.is_server_error() {
+            "Server"
+        } else {
+            "Client"
+        };
+        let body = json!({
+            "faultcode": faultcode,
+            "faultstring": self.message,
+            "debuginfo": null,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<lbaas_control::drivers::LifecycleError> for ApiError {
+    fn from(error: lbaas_control::drivers::LifecycleError) -> Self {
+        match error {
+            lbaas_control::drivers::LifecycleError::NotFound(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, m)
+            }
+            lbaas_control::drivers::LifecycleError::Conflict(m) => ApiError::conflict(m),
+            lbaas_control::drivers::LifecycleError::Invalid(m) => ApiError::bad_request(m),
+            lbaas_control::drivers::LifecycleError::Unmanaged => {
+                ApiError::new(StatusCode::CONFLICT, error.to_string())
+            }
+            lbaas_control::drivers::LifecycleError::Storage(m) => ApiError::internal(m),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The load-balancer API: Octavia's v2 API (so openstacksdk and the `openstack loadbalancer`
+//! CLI work unchanged), the admin extensions under `/v2/admin/`, and the read-only subset of
+//! Neutron's API the CLI needs to resolve subnets.
+//!
+//! This layer authenticates, maps requests to the control plane's reads and writes, and maps
+//! their answers and errors to HTTP; what a write does and when it commits is the control
+//! plane's ([`ControlPlane::write`]).
+
+#![deny(unsafe_code)]
+
+mod admin;
+pub mod auth;
+mod body;
+mod drivers;
+pub mod error;
+mod flavors;
+mod healthmonitors;
+mod listeners;
+mod loadbalancers;
+mod members;
+mod neutron;
+mod pools;
+mod query;
+mod security;
+mod validate;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use lbaas_control::{Change, ControlPlane, Snapshot};
+use lbaas_core::audit::AuditTrail;
+use serde_json::{Value, json};
+
+use lbaas_control::{convert, model, monitor, net, placement, runtime, store};
+
+pub use auth::{Auth, Context};
+pub use error::{ApiError, ApiResult};
+
+/// What the handlers share: the control plane they call, how callers are authenticated, and
+/// the audit trail admins read.
+pub struct Api {
+    pub plane: Arc<ControlPlane>,
+    pub auth: Auth,
+    /// The drivers' audit trail, when the host keeps one.
+    pub audit: Option<Arc<dyn AuditTrail>>,
+}
+
+impl std::ops::Deref for Api {
+    type Target = ControlPlane;
+
+    fn deref(&self) -> &ControlPlane {
+        &self.plane
+    }
+}
+
+impl Api {
+    pub fn new(plane: Arc<ControlPlane>, auth: Auth) -> Self {
+        Self {
+            plane,
+            auth,
+            audit: None,
+        }
+    }
+
+    /// Serves the audit trail under `/v2/admin/audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditTrail>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// [`ControlPlane::read`], answering API errors.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ControlPlane, &Snapshot) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.plane.read(read).await
+    }
+
+    /// [`ControlPlane::read_one`], answering API errors.
+    pub async fn read_one<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ControlPlane, &Snapshot) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.plane.read_one(read).await
+    }
+
+    /// [`ControlPlane::write`], answering API errors.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&ControlPlane, &Snapshot) -> ApiResult<Change<T>> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.plane.write(write).await
+    }
+
+    /// Runs a blocking driver call (validate-flavor) off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        Ok(self.plane.blocking(call).await?)
+    }
+}
+
+impl FromRequestParts<Arc<Api>> for Context {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        api: &Arc<Api>,
+    ) -> Result<Self, Self::Rejection> {
+        api.auth.context(parts)
+    }
+}
+
+/// Answers a list request: `items` are the views the caller may see, in id order, built as
+/// the listing consumes them; the query's filters, sorting, paging and fields apply to them.
+pub(crate) async fn listing(
+    api: &Arc<Api>,
+    raw_query: Option<String>,
+    kind: &'static str,
+    url: String,
+    items: impl for<'s> FnOnce(&'s Snapshot) -> ApiResult<Views<'s>> + Send + 'static,
+) -> ApiResult<Json<Value>> {
+    let query = query::ListQuery::parse(raw_query.as_deref())?;
+    api.read(move |_, snapshot| query.respond(kind, &url, items(snapshot)?).map(Json))
+        .await
+}
+
+/// Views of a listing, made one at a time.
+pub(crate) type Views<'s> = Box<dyn Iterator<Item = Value> + 's>;
+
+/// `http://host:port` of this request, for links.
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    let lbaas = Router::new()
+        .merge(loadbalancers::routes())
+        .merge(listeners::routes())
+        .merge(pools::routes())
+        .merge(members::routes())
+        .merge(healthmonitors::routes())
+        .merge(flavors::routes());
+    // Neutron's networks and subnets sit beside Octavia's routes: clients without Keystone
+    // look them up at the same endpoint, under whichever version prefix they discovered.
+    let v2 = Router::new()
+        .route("/", get(version))
+        .nest("/lbaas", lbaas)
+        .nest(
+            "/admin",
+            admin::routes()
+                .merge(security::routes())
+                .merge(drivers::routes()),
+        )
+        .merge(neutron::routes());
+    Router::new()
+        .route("/", get(versions))
+        .route("/healthz", get(healthz))
+        .nest("/v2", v2.clone())
+        .nest("/v2.0", v2)
+        .fallback(not_found)
+        .with_state(api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "The resource could not be found.")
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+fn version_entry(base: &str, id: &str, path: &str, status: &str) -> Value {
+    json!({
+        "id": id,
+        "status": status,
+        "updated": "2024-01-01T00:00:00Z",
+        "links": [{ "href": format!("{base}/{path}/"), "rel": "self" }],
+    })
+}
+
+/// `GET /`: Octavia's version list. `v2.0` is the path, `v2.x` the current microversion line.
+async fn versions(headers: HeaderMap) -> (StatusCode, Json<Value>) {
+    let base = base_url(&headers);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "versions": [
+                version_entry(&base, "v2.0", "v2", "SUPPORTED"),
+                version_entry(&base, "v2.29", "v2", "CURRENT"),
+            ]
+        })),
+    )
+}
+
+/// `GET /v2` and `GET /v2.0`: the current version alone.
+async fn version(State(_api): State<Arc<Api>>, headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    Json(json!({ "version": version_entry(&base, "v2.29", "v2", "CURRENT") }))
+}

@@ -1,0 +1,399 @@
+//! `/lbaas/listeners`: one frontend of a load balancer, on one protocol and port.
+
+use lbaas_control::ControlPlane;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::model::{Listener, LoadBalancer, Protocol, ProvisioningStatus};
+use crate::store::Batch;
+
+use super::auth::Context;
+use super::body::Body;
+use super::error::{ApiError, ApiResult};
+use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
+use super::pools::{self, PoolCreate};
+use super::{Api, Change, base_url, listing, validate, views};
+use lbaas_control::snapshot::Snapshot;
+use lbaas_core::ids::now;
+
+/// Longest timeout Octavia accepts, in milliseconds (one year).
+const MAX_TIMEOUT_MS: u32 = 31_536_000;
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/listeners", get(list).post(create))
+        .route("/listeners/{id}", get(show).put(update).delete(delete))
+        .route("/listeners/{id}/stats", get(stats))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateEnvelope {
+    listener: ListenerCreate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerCreate {
+    loadbalancer_id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    admin_state_up: Option<bool>,
+    project_id: Option<String>,
+    tenant_id: Option<String>,
+    protocol: Protocol,
+    protocol_port: i64,
+    connection_limit: Option<i64>,
+    default_pool_id: Option<String>,
+    /// Full-tree creation only: a new pool for this listener.
+    default_pool: Option<PoolCreate>,
+    timeout_client_data: Option<u32>,
+    timeout_member_connect: Option<u32>,
+    timeout_member_data: Option<u32>,
+    timeout_tcp_inspect: Option<u32>,
+    allowed_cidrs: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    insert_headers: Option<Map<String, Value>>,
+    default_tls_container_ref: Option<String>,
+    sni_container_refs: Option<Vec<String>>,
+    l7policies: Option<Vec<Value>>,
+}
+
+fn timeout(field: &str, value: Option<u32>, default: u32) -> ApiResult<u32> {
+    let value = value.unwrap_or(default);
+    if value > MAX_TIMEOUT_MS {
+        return Err(ApiError::bad_request(format!(
+            "{field} {value} is out of range 0-{MAX_TIMEOUT_MS}"
+        )));
+    }
+    Ok(value)
+}
+
+fn connection_limit(value: Option<i64>) -> ApiResult<i64> {
+    match value.unwrap_or(-1) {
+        n if n == -1 || (1..=i64::from(u32::MAX)).contains(&n) => Ok(n),
+        n => Err(ApiError::bad_request(format!(
+            "connection_limit {n} must be -1 (unlimited) or a positive number"
+        ))),
+    }
+}
+
+fn cidrs(values: Option<Vec<String>>) -> ApiResult<Vec<String>> {
+    let values = values.unwrap_or_default();
+    for value in &values {
+        validate::cidr("allowed_cidrs", value)?;
+    }
+    Ok(values)
+}
+
+/// Checks and builds a listener of `lb`, given the listeners it already has.
+fn build<'a>(
+    api: &ControlPlane,
+    lb: &LoadBalancer,
+    siblings: impl Iterator<Item = &'a Listener>,
+    body: &mut ListenerCreate,
+) -> ApiResult<Listener> {
+    validate::same_project(
+        body.project_id.as_deref(),
+        body.tenant_id.as_deref(),
+        &lb.common.project_id,
+    )?;
+    let protocol = validate::listener_protocol(body.protocol)?;
+    let protocol_port = validate::port("protocol_port", body.protocol_port)?;
+    if body.default_tls_container_ref.is_some()
+        || body
+            .sni_container_refs
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        || protocol == Protocol::TerminatedHttps
+    {
+        return Err(ApiError::bad_request(
+            "TLS termination (TERMINATED_HTTPS, certificates) is not supported by this host yet.",
+        ));
+    }
+    if body.l7policies.as_ref().is_some_and(|p| !p.is_empty()) {
+        return Err(ApiError::bad_request(
+            "L7 policies are not supported by this host yet.",
+        ));
+    }
+    if body.insert_headers.as_ref().is_some_and(|h| !h.is_empty()) {
+        return Err(ApiError::bad_request(
+            "insert_headers is not supported by this host yet.",
+        ));
+    }
+    validate::provider_supports(api, &lb.provider, Some(protocol), None)?;
+    let clash = |l: &Listener| {
+        l.protocol_port == protocol_port
+            && (l.protocol == Protocol::Udp) == (protocol == Protocol::Udp)
+    };
+    if siblings.into_iter().any(clash) {
+        return Err(ApiError::conflict(format!(
+            "Another Listener on this Load Balancer is already using protocol_port {protocol_port}"
+        )));
+    }
+    Ok(Listener {
+        common: new_common(
+            &lb.common.project_id,
+            body.name.take(),
+            body.description.take(),
+            body.admin_state_up,
+            body.tags.take(),
+        )?,
+        loadbalancer_id: lb.common.id.clone(),
+        protocol,
+        protocol_port,
+        connection_limit: connection_limit(body.connection_limit)?,
+        default_pool_id: None,
+        timeout_client_data: timeout("timeout_client_data", body.timeout_client_data, 50_000)?,
+        timeout_member_connect: timeout(
+            "timeout_member_connect",
+            body.timeout_member_connect,
+            5_000,
+        )?,
+        timeout_member_data: timeout("timeout_member_data", body.timeout_member_data, 50_000)?,
+        timeout_tcp_inspect: timeout("timeout_tcp_inspect", body.timeout_tcp_inspect, 0)?,
+        allowed_cidrs: cidrs(body.allowed_cidrs.take())?,
+    })
+}
+
+/// The pool a listener may use by default: same load balancer, compatible protocol.
+fn check_default_pool(snapshot: &Snapshot, listener: &Listener, pool_id: &str) -> ApiResult<()> {
+    let pool = snapshot
+        .pools
+        .iter()
+        .find(|p| p.common.id == pool_id && p.loadbalancer_id == listener.loadbalancer_id)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Pool {pool_id} could not be found on this load balancer."
+            ))
+        })?;
+    if !validate::listener_pool_compatible(listener.protocol, pool.protocol) {
+        return Err(ApiError::bad_request(format!(
+            "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
+            validate::protocol_name(pool.protocol),
+            validate::protocol_name(listener.protocol)
+        )));
+    }
+    Ok(())
+}
+
+/// Full-tree creation: adds the listener (and its inline default pool) to `tree`.
+pub fn build_tree(
+    api: &ControlPlane,
+    tree: &mut Snapshot,
+    lb: &LoadBalancer,
+    mut body: ListenerCreate,
+) -> ApiResult<()> {
+    if body.default_pool_id.is_some() {
+        return Err(ApiError::bad_request(
+            "In a full load balancer tree, give a listener's pool inline as default_pool.",
+        ));
+    }
+    let mut listener = build(api, lb, tree.listeners.iter(), &mut body)?;
+    if let Some(pool) = body.default_pool {
+        let pool_id = pools::build_tree(api, tree, lb, pool, Some(listener.protocol))?;
+        check_default_pool(tree, &listener, &pool_id)?;
+        listener.default_pool_id = Some(pool_id);
+    }
+    tree.listeners.push(listener);
+    Ok(())
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Body(body): Body<CreateEnvelope>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_member()?;
+    let view = api
+        .write(move |api, snapshot| {
+            let mut body = body.listener;
+            let lb_id = body
+                .loadbalancer_id
+                .take()
+                .ok_or_else(|| ApiError::bad_request("loadbalancer_id is required."))?;
+            if body.default_pool.is_some() {
+                return Err(ApiError::bad_request("default_pool is only accepted in a full load balancer tree; use default_pool_id."));
+            }
+            let lb = snapshot
+                .loadbalancer(&ctx, &lb_id)
+                .map_err(|_| ApiError::bad_request(format!("Load Balancer {lb_id} could not be found.")))?;
+            if !ctx.can_write(&lb.common.project_id) {
+                return Err(ApiError::forbidden());
+            }
+            ensure_mutable(lb)?;
+            let mut listener = build(api, lb, snapshot.listeners_of(&lb_id), &mut body)?;
+            if let Some(pool_id) = body.default_pool_id.take() {
+                check_default_pool(snapshot, &listener, &pool_id)?;
+                listener.default_pool_id = Some(pool_id);
+            }
+            let mut batch = Batch::new();
+            touch_parent(snapshot, &lb_id, &mut batch)?;
+            batch.put(&listener);
+            Ok(Change::new(batch, views::listener(snapshot, &listener)).with_job(&lb_id))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "listener": view }))))
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let url = format!("{}/v2/lbaas/listeners", base_url(&headers));
+    listing(&api, raw, "listeners", url, move |snapshot| {
+        Ok(Box::new(
+            snapshot
+                .listeners
+                .iter()
+                .filter(move |l| ctx.can_read(&l.common.project_id))
+                .map(|l| {
+                    let mut view = views::listener(snapshot, l);
+                    // Filterable by the load balancer, as the CLI does.
+                    view["loadbalancer_id"] = json!(l.loadbalancer_id);
+                    view
+                }),
+        ))
+    })
+    .await
+}
+
+async fn show(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    api.read_one(move |_, snapshot| {
+        let listener = snapshot.listener(&ctx, &id)?;
+        Ok(Json(
+            json!({ "listener": views::listener(snapshot, listener) }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEnvelope {
+    listener: ListenerUpdate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerUpdate {
+    name: Option<String>,
+    description: Option<String>,
+    admin_state_up: Option<bool>,
+    connection_limit: Option<i64>,
+    /// `null` detaches the default pool.
+    #[serde(default, deserialize_with = "super::pools::explicit")]
+    default_pool_id: Option<Option<String>>,
+    timeout_client_data: Option<u32>,
+    timeout_member_connect: Option<u32>,
+    timeout_member_data: Option<u32>,
+    timeout_tcp_inspect: Option<u32>,
+    allowed_cidrs: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+}
+
+async fn update(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateEnvelope>,
+) -> ApiResult<Json<Value>> {
+    let view = api
+        .write(move |_, snapshot| {
+            let current = snapshot.listener(&ctx, &id)?;
+            if !ctx.can_write(&current.common.project_id) {
+                return Err(ApiError::forbidden());
+            }
+            let body = body.listener;
+            let mut listener = current.clone();
+            if let Some(name) = body.name {
+                listener.common.name = validate::text("name", Some(name), 255)?;
+            }
+            if let Some(description) = body.description {
+                listener.common.description =
+                    validate::text("description", Some(description), 255)?;
+            }
+            if let Some(up) = body.admin_state_up {
+                listener.common.admin_state_up = up;
+            }
+            if body.connection_limit.is_some() {
+                listener.connection_limit = connection_limit(body.connection_limit)?;
+            }
+            if let Some(pool) = body.default_pool_id {
+                if let Some(pool_id) = &pool {
+                    check_default_pool(snapshot, &listener, pool_id)?;
+                }
+                listener.default_pool_id = pool;
+            }
+            let l = &mut listener;
+            l.timeout_client_data = timeout(
+                "timeout_client_data",
+                body.timeout_client_data,
+                l.timeout_client_data,
+            )?;
+            l.timeout_member_connect = timeout(
+                "timeout_member_connect",
+                body.timeout_member_connect,
+                l.timeout_member_connect,
+            )?;
+            l.timeout_member_data = timeout(
+                "timeout_member_data",
+                body.timeout_member_data,
+                l.timeout_member_data,
+            )?;
+            l.timeout_tcp_inspect = timeout(
+                "timeout_tcp_inspect",
+                body.timeout_tcp_inspect,
+                l.timeout_tcp_inspect,
+            )?;
+            if body.allowed_cidrs.is_some() {
+                listener.allowed_cidrs = cidrs(body.allowed_cidrs)?;
+            }
+            if let Some(tags) = body.tags {
+                listener.common.tags = tags;
+            }
+            listener.common.provisioning_status = ProvisioningStatus::PendingUpdate;
+            listener.common.updated_at = Some(now());
+            let lb_id = listener.loadbalancer_id.clone();
+            child_change(
+                snapshot,
+                &lb_id,
+                &listener,
+                views::listener(snapshot, &listener),
+            )
+        })
+        .await?;
+    Ok(Json(json!({ "listener": view })))
+}
+
+async fn delete(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    delete_child(&api, ctx, id, Snapshot::listener).await
+}
+
+async fn stats(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    api.read(move |api, snapshot| {
+        snapshot.listener(&ctx, &id)?;
+        Ok(Json(views::stats(api.traffic.listener(&id))))
+    })
+    .await
+}

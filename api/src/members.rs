@@ -1,0 +1,333 @@
+//! `/lbaas/pools/{pool_id}/members`: the servers behind a pool, one by one or all at once
+//! (the batch `PUT` replaces the whole set).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::model::{Member, Pool, ProvisioningStatus};
+use crate::store::{Batch, Kind};
+
+use super::auth::Context;
+use super::body::Body;
+use super::error::{ApiError, ApiResult};
+use super::loadbalancers::{ensure_mutable, new_common, touch_parent};
+use super::pools::explicit;
+use super::{Api, Change, base_url, listing, validate, views};
+use lbaas_control::snapshot::Snapshot;
+use lbaas_core::ids::now;
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route(
+            "/pools/{pool_id}/members",
+            get(list).post(create).put(batch_update),
+        )
+        .route(
+            "/pools/{pool_id}/members/{id}",
+            get(show).put(update).delete(delete),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateEnvelope {
+    member: MemberCreate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberCreate {
+    name: Option<String>,
+    address: String,
+    protocol_port: i64,
+    weight: Option<i64>,
+    backup: Option<bool>,
+    admin_state_up: Option<bool>,
+    subnet_id: Option<String>,
+    monitor_address: Option<String>,
+    monitor_port: Option<i64>,
+    project_id: Option<String>,
+    tenant_id: Option<String>,
+    tags: Option<Vec<String>>,
+    request_sriov: Option<bool>,
+}
+
+fn weight(value: Option<i64>) -> ApiResult<u32> {
+    match value.unwrap_or(1) {
+        w @ 0..=256 => Ok(w as u32),
+        w => Err(ApiError::bad_request(format!(
+            "weight {w} is out of range 0-256"
+        ))),
+    }
+}
+
+/// Checks and builds a member of `pool`, given the members it already has.
+pub fn build<'a>(
+    pool: &Pool,
+    siblings: impl Iterator<Item = &'a Member>,
+    body: MemberCreate,
+) -> ApiResult<Member> {
+    if body.request_sriov == Some(true) {
+        return Err(ApiError::bad_request(
+            "SR-IOV members are not supported by this host.",
+        ));
+    }
+    validate::same_project(
+        body.project_id.as_deref(),
+        body.tenant_id.as_deref(),
+        &pool.common.project_id,
+    )?;
+    let address = validate::ip("address", &body.address)?.to_string();
+    let protocol_port = validate::port("protocol_port", body.protocol_port)?;
+    let monitor_address = match body.monitor_address {
+        Some(a) => Some(validate::ip("monitor_address", &a)?.to_string()),
+        None => None,
+    };
+    let monitor_port = match body.monitor_port {
+        Some(p) => Some(validate::port("monitor_port", p)?),
+        None => None,
+    };
+    if siblings
+        .into_iter()
+        .any(|m| m.address == address && m.protocol_port == protocol_port)
+    {
+        return Err(ApiError::conflict(format!(
+            "Another member on this pool is already using ip {address} on protocol_port {protocol_port}"
+        )));
+    }
+    Ok(Member {
+        common: new_common(
+            &pool.common.project_id,
+            body.name,
+            None,
+            body.admin_state_up,
+            body.tags,
+        )?,
+        loadbalancer_id: pool.loadbalancer_id.clone(),
+        pool_id: pool.common.id.clone(),
+        address,
+        protocol_port,
+        weight: weight(body.weight)?,
+        backup: body.backup.unwrap_or(false),
+        subnet_id: body.subnet_id,
+        monitor_address,
+        monitor_port,
+    })
+}
+
+/// The pool, writable by the caller, on a load balancer that accepts changes.
+fn writable_pool<'a>(snapshot: &'a Snapshot, ctx: &Context, pool_id: &str) -> ApiResult<&'a Pool> {
+    let pool = snapshot.pool(ctx, pool_id)?;
+    if !ctx.can_write(&pool.common.project_id) {
+        return Err(ApiError::forbidden());
+    }
+    ensure_mutable(snapshot.parent(&pool.loadbalancer_id)?)?;
+    Ok(pool)
+}
+
+fn check_subnet(snapshot: &Snapshot, ctx: &Context, member: &Member) -> ApiResult<()> {
+    if let Some(subnet_id) = &member.subnet_id {
+        snapshot.subnet(ctx, subnet_id).map_err(|_| {
+            ApiError::bad_request(format!("Subnet {subnet_id} could not be found."))
+        })?;
+    }
+    Ok(())
+}
+
+async fn create(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(pool_id): Path<String>,
+    Body(body): Body<CreateEnvelope>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_member()?;
+    let view = api
+        .write(move |_, snapshot| {
+            let pool = writable_pool(snapshot, &ctx, &pool_id)?;
+            let member = build(pool, snapshot.members_of(&pool_id), body.member)?;
+            check_subnet(snapshot, &ctx, &member)?;
+            let mut batch = Batch::new();
+            touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
+            batch.put(&member);
+            let lb = pool.loadbalancer_id.clone();
+            Ok(Change::new(batch, views::member(&member)).with_job(&lb))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "member": view }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchEnvelope {
+    members: Vec<MemberCreate>,
+}
+
+/// Replaces the pool's members: ones with the same address and port are updated, new ones
+/// created, the rest deleted.
+async fn batch_update(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(pool_id): Path<String>,
+    Body(body): Body<BatchEnvelope>,
+) -> ApiResult<StatusCode> {
+    ctx.require_member()?;
+    api.write(move |_, snapshot| {
+        let pool = writable_pool(snapshot, &ctx, &pool_id)?;
+        let mut wanted: Vec<Member> = Vec::new();
+        for body in body.members {
+            let member = build(pool, wanted.iter(), body)?;
+            check_subnet(snapshot, &ctx, &member)?;
+            wanted.push(member);
+        }
+        let mut batch = Batch::new();
+        touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
+        let existing: Vec<&Member> = snapshot.members_of(&pool_id).collect();
+        for mut member in wanted {
+            if let Some(old) = existing
+                .iter()
+                .find(|m| m.address == member.address && m.protocol_port == member.protocol_port)
+            {
+                member.common.id = old.common.id.clone();
+                member.common.created_at = old.common.created_at.clone();
+                member.common.updated_at = Some(now());
+                member.common.provisioning_status = ProvisioningStatus::PendingUpdate;
+                member.common.operating_status = old.common.operating_status;
+            }
+            batch.put(&member);
+        }
+        for old in existing {
+            if !batch.puts_id(Kind::Member, &old.common.id) {
+                let mut gone = old.clone();
+                gone.common.provisioning_status = ProvisioningStatus::PendingDelete;
+                batch.put(&gone);
+            }
+        }
+        let lb = pool.loadbalancer_id.clone();
+        Ok(Change::new(batch, ()).with_job(&lb))
+    })
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    headers: HeaderMap,
+    Path(pool_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let url = format!("{}/v2/lbaas/pools/{pool_id}/members", base_url(&headers));
+    listing(&api, raw, "members", url, move |snapshot| {
+        snapshot.pool(&ctx, &pool_id)?;
+        let members: Vec<Value> = snapshot.members_of(&pool_id).map(views::member).collect();
+        Ok(Box::new(members.into_iter()))
+    })
+    .await
+}
+
+async fn show(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((pool_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    api.read_one(move |_, snapshot| {
+        let member = snapshot.member(&ctx, &pool_id, &id)?;
+        Ok(Json(json!({ "member": views::member(member) })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEnvelope {
+    member: MemberUpdate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberUpdate {
+    name: Option<String>,
+    weight: Option<i64>,
+    backup: Option<bool>,
+    admin_state_up: Option<bool>,
+    #[serde(default, deserialize_with = "explicit")]
+    monitor_address: Option<Option<String>>,
+    #[serde(default, deserialize_with = "explicit")]
+    monitor_port: Option<Option<i64>>,
+    tags: Option<Vec<String>>,
+}
+
+async fn update(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((pool_id, id)): Path<(String, String)>,
+    Body(body): Body<UpdateEnvelope>,
+) -> ApiResult<Json<Value>> {
+    let view = api
+        .write(move |_, snapshot| {
+            let pool = writable_pool(snapshot, &ctx, &pool_id)?;
+            let mut member = snapshot.member(&ctx, &pool_id, &id)?.clone();
+            let body = body.member;
+            if let Some(name) = body.name {
+                member.common.name = validate::text("name", Some(name), 255)?;
+            }
+            if body.weight.is_some() {
+                member.weight = weight(body.weight)?;
+            }
+            if let Some(backup) = body.backup {
+                member.backup = backup;
+            }
+            if let Some(up) = body.admin_state_up {
+                member.common.admin_state_up = up;
+            }
+            if let Some(address) = body.monitor_address {
+                member.monitor_address = match address {
+                    Some(a) => Some(validate::ip("monitor_address", &a)?.to_string()),
+                    None => None,
+                };
+            }
+            if let Some(port) = body.monitor_port {
+                member.monitor_port = match port {
+                    Some(p) => Some(validate::port("monitor_port", p)?),
+                    None => None,
+                };
+            }
+            if let Some(tags) = body.tags {
+                member.common.tags = tags;
+            }
+            member.common.provisioning_status = ProvisioningStatus::PendingUpdate;
+            member.common.updated_at = Some(now());
+            let mut batch = Batch::new();
+            touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
+            batch.put(&member);
+            let lb = pool.loadbalancer_id.clone();
+            Ok(Change::new(batch, views::member(&member)).with_job(&lb))
+        })
+        .await?;
+    Ok(Json(json!({ "member": view })))
+}
+
+async fn delete(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path((pool_id, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    api.write(move |_, snapshot| {
+        let pool = writable_pool(snapshot, &ctx, &pool_id)?;
+        let mut member = snapshot.member(&ctx, &pool_id, &id)?.clone();
+        member.common.provisioning_status = ProvisioningStatus::PendingDelete;
+        let mut batch = Batch::new();
+        touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
+        batch.put(&member);
+        let lb = pool.loadbalancer_id.clone();
+        Ok(Change::new(batch, ()).with_job(&lb))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,273 @@
+//! Checks shared by the resources: names, ports, addresses, CIDRs, Octavia's protocol
+//! combinations, and VIP allocation from the network model.
+
+use std::net::IpAddr;
+
+use crate::net::IpNet;
+
+use crate::model::{LbAlgorithm, MonitorType, Network, Protocol, Subnet};
+
+use super::error::{ApiError, ApiResult};
+
+pub fn text(field: &str, value: Option<String>, max: usize) -> ApiResult<String> {
+    let value = value.unwrap_or_default();
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ApiError::bad_request(format!(
+            "{field} holds control characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// A child's `project_id` / `tenant_id`, when given, must be its load balancer's project.
+pub fn same_project(
+    project_id: Option<&str>,
+    tenant_id: Option<&str>,
+    owner: &str,
+) -> ApiResult<()> {
+    match project_id.or(tenant_id) {
+        Some(project) if project != owner => Err(ApiError::bad_request(format!(
+            "project_id {project} is not the project of the load balancer ({owner})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub fn port(field: &str, value: i64) -> ApiResult<u16> {
+    u16::try_from(value).ok().filter(|p| *p > 0).ok_or_else(|| {
+        ApiError::bad_request(format!("{field} {value} is not a port number (1-65535)"))
+    })
+}
+
+pub fn ip(field: &str, value: &str) -> ApiResult<IpAddr> {
+    value
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{field} `{value}` is not an IP address")))
+}
+
+/// `value` as a CIDR, or a 400 naming `field`.
+pub fn cidr(field: &str, value: &str) -> ApiResult<IpNet> {
+    value.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field} `{value}` is not a CIDR such as 10.0.0.0/24"
+        ))
+    })
+}
+
+/// Picks the VIP address: the requested one (inside the subnet, not taken) or the lowest free
+/// host address that is not the gateway. `taken` is parsed once: a search that parsed every
+/// taken address for every candidate made the `n`-th create on a subnet cost `n²` parses.
+pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) -> ApiResult<String> {
+    let cidr = cidr("subnet cidr", &subnet.cidr)?;
+    let taken: std::collections::HashSet<IpAddr> =
+        taken.iter().filter_map(|t| t.parse().ok()).collect();
+    if let Some(requested) = requested {
+        let address = ip("vip_address", requested)?;
+        if !cidr.contains(&address) {
+            return Err(ApiError::bad_request(format!(
+                "vip_address {requested} is not inside subnet {} ({})",
+                subnet.id, subnet.cidr
+            )));
+        }
+        if taken.contains(&address) {
+            return Err(ApiError::conflict(format!(
+                "IP address {requested} is already allocated on subnet {}",
+                subnet.id
+            )));
+        }
+        return Ok(address.to_string());
+    }
+    let gateway = subnet
+        .gateway_ip
+        .as_deref()
+        .and_then(|g| g.parse::<IpAddr>().ok());
+    crate::net::hosts(&cidr)
+        .find(|candidate| Some(*candidate) != gateway && !taken.contains(candidate))
+        .map(|address| address.to_string())
+        .ok_or_else(|| {
+            ApiError::conflict(format!("Subnet {} has no free IP address left", subnet.id))
+        })
+}
+
+/// Pool protocols a listener protocol may use, as Octavia allows.
+pub fn listener_pool_compatible(listener: Protocol, pool: Protocol) -> bool {
+    use Protocol::*;
+    match listener {
+        Tcp => matches!(pool, Http | Https | Proxy | ProxyV2 | Tcp),
+        Http | TerminatedHttps => matches!(pool, Http | Proxy | ProxyV2),
+        Https => matches!(pool, Https | Proxy | ProxyV2 | Tcp),
+        Udp => pool == Udp,
+        Sctp => pool == Sctp,
+        Proxy | ProxyV2 => false,
+    }
+}
+
+pub fn listener_protocol(protocol: Protocol) -> ApiResult<Protocol> {
+    match protocol {
+        Protocol::Proxy | Protocol::ProxyV2 => Err(ApiError::bad_request(format!(
+            "protocol {} is a pool protocol, not a listener protocol",
+            protocol_name(protocol)
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Health monitor types a pool protocol may use, as Octavia allows.
+pub fn monitor_compatible(pool: Protocol, monitor: MonitorType) -> bool {
+    match pool {
+        Protocol::Udp => matches!(
+            monitor,
+            MonitorType::UdpConnect | MonitorType::Http | MonitorType::Tcp | MonitorType::Ping
+        ),
+        Protocol::Sctp => matches!(
+            monitor,
+            MonitorType::Sctp | MonitorType::Http | MonitorType::Tcp | MonitorType::Ping
+        ),
+        _ => !matches!(monitor, MonitorType::UdpConnect | MonitorType::Sctp),
+    }
+}
+
+pub fn protocol_name(protocol: Protocol) -> String {
+    serde_json::to_value(protocol)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub fn algorithm_name(algorithm: LbAlgorithm) -> String {
+    serde_json::to_value(algorithm)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The network and subnet a VIP goes on, from `vip_subnet_id` or `vip_network_id`.
+pub fn vip_location<'a>(
+    networks: impl Iterator<Item = &'a Network>,
+    subnet_id: Option<&str>,
+    network_id: Option<&str>,
+) -> ApiResult<(&'a Network, &'a Subnet)> {
+    let networks: Vec<&Network> = networks.collect();
+    match (subnet_id, network_id) {
+        (Some(subnet_id), network_id) => networks
+            .iter()
+            .find_map(|n| {
+                n.subnets
+                    .iter()
+                    .find(|s| s.id == subnet_id)
+                    .map(|s| (*n, s))
+            })
+            .filter(|(n, _)| network_id.is_none_or(|id| id == n.id))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("Subnet {subnet_id} could not be found."))
+            }),
+        (None, Some(network_id)) => {
+            let network = networks
+                .iter()
+                .find(|n| n.id == network_id)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("Network {network_id} could not be found."))
+                })?;
+            let subnet = network.subnets.first().ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Network {network_id} has no subnet to allocate a VIP from."
+                ))
+            })?;
+            Ok((network, subnet))
+        }
+        (None, None) => Err(ApiError::bad_request(
+            "One of vip_subnet_id or vip_network_id must be specified.",
+        )),
+    }
+}
+
+/// The provider's driver must support the protocol and algorithm asked for.
+pub fn provider_supports(
+    api: &lbaas_control::ControlPlane,
+    provider: &str,
+    protocol: Option<Protocol>,
+    algorithm: Option<LbAlgorithm>,
+) -> ApiResult<()> {
+    let driver = api
+        .drivers
+        .get(provider)
+        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
+    let caps = driver.capabilities();
+    if let Some(protocol) = protocol
+        && !caps.protocols.contains(&crate::convert::protocol(protocol))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: protocol {}",
+            protocol_name(protocol)
+        )));
+    }
+    if let Some(algorithm) = algorithm
+        && !caps
+            .algorithms
+            .contains(&crate::convert::algorithm(algorithm))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Provider '{provider}' does not support a requested option: lb_algorithm {}",
+            algorithm_name(algorithm)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(cidr: &str, gateway: Option<&str>) -> Subnet {
+        Subnet {
+            id: "s".into(),
+            name: "s".into(),
+            cidr: cidr.into(),
+            gateway_ip: gateway.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn vip_allocation_skips_gateway_and_taken() {
+        let s = subnet("192.0.2.0/29", Some("192.0.2.1"));
+        assert_eq!(
+            allocate_vip(&s, None, &[]).ok().as_deref(),
+            Some("192.0.2.2")
+        );
+        assert_eq!(
+            allocate_vip(&s, None, &["192.0.2.2", "192.0.2.3"])
+                .ok()
+                .as_deref(),
+            Some("192.0.2.4")
+        );
+        let all = [
+            "192.0.2.2",
+            "192.0.2.3",
+            "192.0.2.4",
+            "192.0.2.5",
+            "192.0.2.6",
+        ];
+        assert!(allocate_vip(&s, None, &all).is_err());
+        assert!(allocate_vip(&s, Some("10.0.0.1"), &[]).is_err());
+        assert!(allocate_vip(&s, Some("192.0.2.3"), &["192.0.2.3"]).is_err());
+        assert_eq!(
+            allocate_vip(&s, Some("192.0.2.6"), &[]).ok().as_deref(),
+            Some("192.0.2.6")
+        );
+    }
+
+    #[test]
+    fn cidrs_and_ports() {
+        assert!(cidr("c", "10.0.0.0/33").is_err());
+        assert!(cidr("c", "10.0.0/8").is_err());
+        assert!(cidr("c", "fd00::/64").is_ok());
+        assert!(port("p", 0).is_err());
+        assert!(port("p", 65536).is_err());
+        assert_eq!(port("p", 443).ok(), Some(443));
+    }
+}

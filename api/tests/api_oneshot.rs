@@ -1,0 +1,262 @@
+//! The API's handlers without a socket, a disk or a driver: a router over an in-memory store,
+//! called with `tower::ServiceExt::oneshot` (as axum's own testing example does). Auth, input
+//! validation, paging and the shape of every error, in milliseconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use lbaas_api::auth::TokenGrant;
+use lbaas_api::{Api, Auth, router};
+use lbaas_control::ControlPlane;
+use lbaas_control::drivers::Drivers;
+use lbaas_control::runtime::LoadedDriver;
+use lbaas_core::store::MemoryStore;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const ADMIN: &str = "admin-token";
+const MEMBER: &str = "member-token";
+const READER: &str = "reader-token";
+
+/// A host with no drivers, whose jobs nobody runs (the receiver is kept so sends succeed).
+fn host() -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let grant = |project: &str, role: &str| TokenGrant {
+        project_id: project.into(),
+        roles: vec![role.into()],
+    };
+    let auth = Auth::Tokens(HashMap::from([
+        (ADMIN.to_owned(), grant("admin-project", "admin")),
+        (MEMBER.to_owned(), grant("tenant", "load-balancer_member")),
+        (READER.to_owned(), grant("tenant", "load-balancer_observer")),
+    ]));
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+    let plane = ControlPlane::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Drivers::new(Vec::<LoadedDriver>::new())),
+        None,
+        jobs,
+    );
+    let api = Api::new(Arc::new(plane), auth);
+    (router(Arc::new(api)), queue)
+}
+
+/// One request; the status and the body as JSON (`null` when empty or not JSON).
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("x-auth-token", token);
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("an answer");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Octavia's error shape: a client or server fault code, a readable message, no debug info.
+fn assert_fault(status: StatusCode, body: &Value, wanted: StatusCode, mentions: &str) {
+    assert_eq!(status, wanted, "{body}");
+    let code = if wanted.is_client_error() {
+        "Client"
+    } else {
+        "Server"
+    };
+    assert_eq!(body["faultcode"], code, "{body}");
+    assert!(body["debuginfo"].is_null(), "{body}");
+    let message = body["faultstring"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(mentions),
+        "{message:?} does not mention {mentions:?}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_roles_and_projects_are_enforced() {
+    let (app, _jobs) = host();
+    let (status, body) = call(&app, "GET", "/v2/lbaas/loadbalancers", None, None).await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "requires authentication",
+    );
+    let (status, body) = call(&app, "GET", "/v2/lbaas/loadbalancers", Some("forged"), None).await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "requires authentication",
+    );
+
+    for token in [MEMBER, READER] {
+        let (status, body) = call(&app, "GET", "/v2/lbaas/loadbalancers", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["loadbalancers"], json!([]));
+        // Members see their project's devices; the audit log and drivers are admins' only.
+        for path in ["/v2/admin/audit", "/v2/admin/drivers"] {
+            let (status, body) = call(&app, "GET", path, Some(token), None).await;
+            assert_fault(
+                status,
+                &body,
+                StatusCode::FORBIDDEN,
+                "Policy does not allow",
+            );
+        }
+    }
+    // An observer reads but does not write.
+    let body = r#"{"loadbalancer": {"vip_subnet_id": "subnet-1"}}"#;
+    let (status, answer) = call(
+        &app,
+        "POST",
+        "/v2/lbaas/loadbalancers",
+        Some(READER),
+        Some(body),
+    )
+    .await;
+    assert_fault(
+        status,
+        &answer,
+        StatusCode::FORBIDDEN,
+        "Policy does not allow",
+    );
+    let (status, body) = call(&app, "GET", "/v2/admin/devices", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_octavia_faults() {
+    let (app, _jobs) = host();
+    let post = |body: &'static str| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/v2/lbaas/loadbalancers",
+                Some(MEMBER),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, body) = post("{not json").await;
+    assert_fault(status, &body, StatusCode::BAD_REQUEST, "");
+    let (status, body) = post(r#"{"loadbalancer": {"vip_subnet_id": "s", "colour": "red"}}"#).await;
+    assert_fault(status, &body, StatusCode::BAD_REQUEST, "colour");
+    let (status, body) = post(r#"{"loadbalancer": {"vip_subnet_id": 7}}"#).await;
+    assert_fault(status, &body, StatusCode::BAD_REQUEST, "vip_subnet_id");
+    // Well formed, but this host has no driver to run it.
+    let (status, body) = post(r#"{"loadbalancer": {"vip_subnet_id": "nowhere"}}"#).await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "No provider is loaded",
+    );
+
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/v2/lbaas/loadbalancers/4e0f0ab6-0000-4000-8000-000000000000",
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_fault(status, &body, StatusCode::NOT_FOUND, "4e0f0ab6");
+    let (status, _) = call(&app, "GET", "/v2/lbaas/no-such-thing", Some(MEMBER), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A device of a driver this host does not have, and one aimed outside the device networks.
+    let device = |driver: &str, url: &str| {
+        json!({"device": {"name": "d", "kind": "virtual", "driver": driver,
+                          "management_url": url, "capacity": 4}})
+        .to_string()
+    };
+    let body = device("acme-adc", "http://127.0.0.1:9443");
+    let (status, answer) = call(&app, "POST", "/v2/admin/devices", Some(ADMIN), Some(&body)).await;
+    assert_fault(status, &answer, StatusCode::BAD_REQUEST, "not loaded");
+}
+
+#[tokio::test]
+async fn lists_page_by_limit_and_marker() {
+    let (app, _jobs) = host();
+    for n in 0..5 {
+        let body = json!({"network": {"name": format!("net-{n}"),
+                          "subnets": [{"cidr": format!("10.{n}.0.0/24")}]}})
+        .to_string();
+        let (status, created) =
+            call(&app, "POST", "/v2/admin/networks", Some(ADMIN), Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    let mut path = "/v2/admin/networks?limit=2".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let (status, page) = call(&app, "GET", &path, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let names: Vec<String> = page["networks"]
+            .as_array()
+            .expect("networks")
+            .iter()
+            .filter_map(|n| n["name"].as_str().map(str::to_owned))
+            .collect();
+        pages.push(names);
+        let next = page["networks_links"]
+            .as_array()
+            .and_then(|links| links.iter().find(|l| l["rel"] == "next"))
+            .and_then(|l| l["href"].as_str())
+            .map(str::to_owned);
+        match next {
+            Some(href) => {
+                let query = href.split_once('?').map(|(_, q)| q).unwrap_or_default();
+                path = format!("/v2/admin/networks?{query}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let mut all: Vec<String> = pages.concat();
+    all.sort();
+    assert_eq!(all, ["net-0", "net-1", "net-2", "net-3", "net-4"]);
+    for bad in ["limit=-1", "limit=many", "marker=no-such-network"] {
+        let (status, body) = call(
+            &app,
+            "GET",
+            &format!("/v2/admin/networks?{bad}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert!(status.is_client_error(), "{bad}: {status} {body}");
+        assert_eq!(body["faultcode"], "Client", "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_version_documents_answer_without_a_token() {
+    let (app, _jobs) = host();
+    let (status, body) = call(&app, "GET", "/", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["versions"].as_array().is_some_and(|v| !v.is_empty()),
+        "{body}"
+    );
+}

@@ -1,0 +1,34 @@
+//! What the control plane's reads and writes fail with, in its own terms. The API renders
+//! these as HTTP answers (in one place: `lbaas-api`'s error module); the worker renders its
+//! own [`JobError`](crate::worker::JobError) as a load balancer's fault.
+
+use crate::drivers::LifecycleError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object does not exist, or the reader may not see it (the same answer, so that
+    /// another project's ids cannot be probed).
+    #[error("{what} {id} could not be found.")]
+    NotFound { what: &'static str, id: String },
+    /// A driver lifecycle step was refused.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// A blocking task of the control plane panicked or was cancelled.
+    #[error("a control-plane task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The records contradict each other (a child whose load balancer is missing).
+    #[error("inconsistent records: {0}")]
+    Inconsistent(String),
+}
+
+impl Error {
+    pub fn not_found(what: &'static str, id: &str) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_owned(),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The control plane: what the host does, without how it is asked. It owns the records'
+//! read and write paths ([`ControlPlane`]), the driver registry and its lifecycle, placement,
+//! the job worker, the status monitor and device provisioning. The API above it only
+//! authenticates, maps requests and errors, and calls it; the storage backends below it are
+//! behind `lbaas-core`'s traits; the driver runtime beside it runs the components.
+
+#![deny(unsafe_code)]
+
+pub mod drivers;
+pub mod error;
+pub mod monitor;
+pub mod placement;
+pub mod plane;
+pub mod provision;
+pub mod snapshot;
+pub mod table;
+pub mod tasks;
+pub mod worker;
+
+pub use error::Error;
+pub use plane::{Change, ControlPlane, DeviceRegistration, JobSender};
+pub use snapshot::{Reader, Snapshot};
+pub use table::Table;
+
+pub use lbaas_core::{DriverName, audit, ids, model, store};
+pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};

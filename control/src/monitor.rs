@@ -1,0 +1,387 @@
+//! The status monitor: every few seconds it asks each active load balancer's driver for the
+//! device's view (`status`), turns member health into operating statuses as Octavia does, and
+//! keeps the listeners' traffic counters for the `stats` endpoints.
+//!
+//! Octavia's rules: a member failing its checks is `ERROR`, one taken out by configuration
+//! `OFFLINE`, one nobody checks `NO_MONITOR`; a pool with some members in `ERROR` is
+//! `DEGRADED`, with all of them `ERROR`; a load balancer with a pool in `DEGRADED` or `ERROR`
+//! is `DEGRADED`, and one whose device cannot be reached is `ERROR`. Only objects that are
+//! `ACTIVE` change: a pending one is the worker's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::model::{Common, LoadBalancer, OperatingStatus, ProvisioningStatus};
+use crate::plane::{Change, ControlPlane};
+use crate::runtime::{self as wit, DriverError, MemberHealth};
+use crate::snapshot::Snapshot;
+use crate::store::Batch;
+use crate::tasks::Stop;
+use crate::worker;
+
+/// Status calls running at once in a round.
+const CONCURRENCY: usize = 8;
+
+/// Octavia's listener and load-balancer statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub active_connections: u64,
+    pub total_connections: u64,
+    pub request_errors: u64,
+}
+
+impl Counters {
+    fn add(self, other: Counters) -> Counters {
+        Counters {
+            bytes_in: self.bytes_in + other.bytes_in,
+            bytes_out: self.bytes_out + other.bytes_out,
+            active_connections: self.active_connections + other.active_connections,
+            total_connections: self.total_connections + other.total_connections,
+            request_errors: self.request_errors + other.request_errors,
+        }
+    }
+
+    /// Whether `next` counts from zero again (the device reloaded or restarted).
+    fn restarted(&self, next: &Counters) -> bool {
+        next.bytes_in < self.bytes_in
+            || next.bytes_out < self.bytes_out
+            || next.total_connections < self.total_connections
+            || next.request_errors < self.request_errors
+    }
+}
+
+impl From<&wit::ListenerCounters> for Counters {
+    fn from(c: &wit::ListenerCounters) -> Self {
+        Counters {
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            active_connections: c.active_connections,
+            total_connections: c.total_connections,
+            request_errors: c.request_errors,
+        }
+    }
+}
+
+/// Running traffic totals per listener. A device's counters start again at every reload;
+/// the totals carry what earlier generations counted. Kept in memory: a host restart starts
+/// the totals from what the devices report then.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    listeners: Mutex<HashMap<String, Totals>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    /// What earlier device generations counted (no active connections).
+    carried: Counters,
+    last: Counters,
+}
+
+impl Traffic {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Totals>> {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a device's reading for one listener.
+    pub fn record(&self, listener_id: &str, reading: Counters) {
+        let mut listeners = self.lock();
+        let totals = listeners.entry(listener_id.to_owned()).or_default();
+        if totals.last.restarted(&reading) {
+            totals.carried = totals.carried.add(Counters {
+                active_connections: 0,
+                ..totals.last
+            });
+        }
+        totals.last = reading;
+    }
+
+    /// A listener's totals.
+    pub fn listener(&self, listener_id: &str) -> Counters {
+        self.lock()
+            .get(listener_id)
+            .map(|t| t.carried.add(t.last))
+            .unwrap_or_default()
+    }
+
+    /// The sum over several listeners (a load balancer's).
+    pub fn sum<'a>(&self, listener_ids: impl IntoIterator<Item = &'a str>) -> Counters {
+        listener_ids
+            .into_iter()
+            .map(|id| self.listener(id))
+            .fold(Counters::default(), Counters::add)
+    }
+
+    /// Drops listeners that no longer exist.
+    fn retain(&self, live: &dyn Fn(&str) -> bool) {
+        self.lock().retain(|id, _| live(id));
+    }
+}
+
+/// What one status call found.
+enum Report {
+    Status(wit::LoadBalancerStatus),
+    /// The driver reports nothing; statuses stay as they are.
+    Silent,
+    /// The device could not be asked.
+    Unreachable(String),
+}
+
+/// Polls every `interval` until `stop`.
+pub async fn run(api: Arc<ControlPlane>, interval: Duration, mut stop: Stop) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.requested() => return,
+            _ = ticker.tick() => round(&api).await,
+        }
+    }
+}
+
+/// One polling round over every active load balancer.
+pub async fn round(api: &Arc<ControlPlane>) {
+    let Ok(work) = api
+        .read(|api, snapshot| {
+            let handles: Vec<String> = snapshot
+                .devices
+                .iter()
+                .filter_map(|d| d.provisioned.clone())
+                .collect();
+            let work: Vec<worker::Work> = snapshot
+                .loadbalancers
+                .iter()
+                .filter(|lb| {
+                    lb.common.provisioning_status == ProvisioningStatus::Active
+                        && lb.device_id.is_some()
+                })
+                .filter_map(|lb| worker::work(api, snapshot, &lb.common.id).ok().flatten())
+                .collect();
+            Ok::<_, Error>((handles, work))
+        })
+        .await
+    else {
+        return;
+    };
+    let (handles, work) = work;
+    if let Some(provisioner) = api.provisioner.clone() {
+        let _ = tokio::task::spawn_blocking(move || provisioner.revive(&handles)).await;
+    }
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut calls = tokio::task::JoinSet::new();
+    for item in work {
+        let permits = permits.clone();
+        calls.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let lb_id = item.lb.common.id.clone();
+            let report = tokio::task::spawn_blocking(move || ask(&item)).await;
+            (
+                lb_id,
+                report.unwrap_or_else(|e| Report::Unreachable(e.to_string())),
+            )
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(Ok(report)) = calls.join_next().await {
+        reports.push(report);
+    }
+
+    for (_, report) in &reports {
+        if let Report::Status(status) = report {
+            for listener in &status.listeners {
+                api.traffic
+                    .record(&listener.listener_id, Counters::from(listener));
+            }
+        }
+    }
+    let written = api
+        .write(move |_, snapshot| {
+            let mut batch = Batch::new();
+            for (lb_id, report) in &reports {
+                apply(snapshot, lb_id, report, &mut batch);
+            }
+            Ok::<_, Error>(Change::new(batch, ()))
+        })
+        .await;
+    if let Err(error) = written {
+        tracing::warn!(%error, "cannot record operating statuses");
+    }
+    if let Ok(live) = api
+        .read(|_, snapshot| {
+            Ok::<_, Error>(
+                snapshot
+                    .listeners
+                    .iter()
+                    .map(|l| l.common.id.clone())
+                    .collect::<std::collections::HashSet<_>>(),
+            )
+        })
+        .await
+    {
+        api.traffic.retain(&|id| live.contains(id));
+    }
+}
+
+fn ask(item: &worker::Work) -> Report {
+    let Some(device) = &item.device else {
+        return Report::Silent;
+    };
+    match item
+        .driver
+        .status(&item.model, &crate::convert::device(device))
+    {
+        Ok(status) => Report::Status(status),
+        Err(crate::runtime::Error::Refused {
+            error: DriverError::Unsupported(_),
+            ..
+        }) => Report::Silent,
+        Err(error) => Report::Unreachable(error.to_string()),
+    }
+}
+
+/// Puts into `batch` the objects of `lb_id` whose operating status the report changes.
+fn apply(snapshot: &Snapshot, lb_id: &str, report: &Report, batch: &mut Batch) {
+    let Some(lb) = snapshot
+        .loadbalancers
+        .iter()
+        .find(|lb| lb.common.id == lb_id)
+    else {
+        return;
+    };
+    if lb.common.provisioning_status != ProvisioningStatus::Active {
+        return;
+    }
+    let status = match report {
+        Report::Silent => return,
+        Report::Unreachable(why) => {
+            if lb.common.operating_status != OperatingStatus::Error {
+                tracing::warn!(loadbalancer = lb_id, %why, "device unreachable");
+                let mut lb = lb.clone();
+                lb.common.operating_status = OperatingStatus::Error;
+                batch.put(&lb);
+            }
+            return;
+        }
+        Report::Status(status) => status,
+    };
+    let health: HashMap<&str, MemberHealth> = status
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.health))
+        .collect();
+    let mut pools_ok = true;
+    for pool in snapshot.pools_of(lb_id) {
+        let mut enabled = 0;
+        let mut failing = 0;
+        for member in snapshot.members_of(&pool.common.id) {
+            let operating = match health.get(member.common.id.as_str()) {
+                _ if !member.common.admin_state_up => OperatingStatus::Offline,
+                Some(MemberHealth::Online) => OperatingStatus::Online,
+                Some(MemberHealth::Down) => OperatingStatus::Error,
+                Some(MemberHealth::Draining) => OperatingStatus::Draining,
+                Some(MemberHealth::Disabled) => OperatingStatus::Offline,
+                Some(MemberHealth::Unchecked) => OperatingStatus::NoMonitor,
+                None => member.common.operating_status,
+            };
+            if member.common.admin_state_up {
+                enabled += 1;
+                failing += usize::from(operating == OperatingStatus::Error);
+            }
+            if let Some(member) = changed(&member.common, operating, |c| {
+                let mut m = member.clone();
+                m.common = c;
+                m
+            }) {
+                batch.put(&member);
+            }
+        }
+        let operating = if !pool.common.admin_state_up {
+            OperatingStatus::Offline
+        } else if failing == 0 {
+            OperatingStatus::Online
+        } else if failing == enabled {
+            OperatingStatus::Error
+        } else {
+            OperatingStatus::Degraded
+        };
+        pools_ok &= matches!(
+            operating,
+            OperatingStatus::Online | OperatingStatus::Offline
+        );
+        if let Some(pool) = changed(&pool.common, operating, |c| {
+            let mut p = pool.clone();
+            p.common = c;
+            p
+        }) {
+            batch.put(&pool);
+        }
+    }
+    let operating = lb_operating(lb, pools_ok);
+    if let Some(lb) = changed(&lb.common, operating, |c| {
+        let mut l = lb.clone();
+        l.common = c;
+        l
+    }) {
+        batch.put(&lb);
+    }
+}
+
+fn lb_operating(lb: &LoadBalancer, pools_ok: bool) -> OperatingStatus {
+    if !lb.common.admin_state_up {
+        OperatingStatus::Offline
+    } else if pools_ok {
+        OperatingStatus::Online
+    } else {
+        OperatingStatus::Degraded
+    }
+}
+
+/// The object with its new operating status, when it is `ACTIVE` and the status differs.
+fn changed<T>(
+    common: &Common,
+    operating: OperatingStatus,
+    rebuild: impl FnOnce(Common) -> T,
+) -> Option<T> {
+    if common.provisioning_status != ProvisioningStatus::Active
+        || common.operating_status == operating
+    {
+        return None;
+    }
+    let mut common = common.clone();
+    common.operating_status = operating;
+    Some(rebuild(common))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(bytes: u64, total: u64, active: u64) -> Counters {
+        Counters {
+            bytes_in: bytes,
+            bytes_out: bytes * 2,
+            active_connections: active,
+            total_connections: total,
+            request_errors: 0,
+        }
+    }
+
+    #[test]
+    fn totals_survive_a_device_reload() {
+        let traffic = Traffic::default();
+        traffic.record("l1", counters(100, 4, 1));
+        traffic.record("l1", counters(150, 6, 2));
+        assert_eq!(traffic.listener("l1"), counters(150, 6, 2));
+        // Reloaded: the device counts from zero again.
+        traffic.record("l1", counters(10, 1, 1));
+        assert_eq!(traffic.listener("l1"), counters(160, 7, 1));
+        traffic.record("l2", counters(1, 1, 0));
+        assert_eq!(traffic.sum(["l1", "l2"]), counters(161, 8, 1));
+        traffic.retain(&|id| id == "l2");
+        assert_eq!(traffic.listener("l1"), Counters::default());
+    }
+}

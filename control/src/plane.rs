@@ -1,0 +1,346 @@
+//! The control plane's one read path and one write path.
+//!
+//! Reads see a [`Snapshot`] of every record, decoded once and kept current by each commit.
+//! Every write — a tenant's change, a job's progress, a driver lifecycle step — takes the write
+//! lock, decides on a fresh snapshot, commits the [`Change`] it returns in one transaction,
+//! runs the change's commit hooks while still holding the lock, and is answered only once the
+//! commit is durable.
+
+use std::sync::Arc;
+
+use crate::drivers::Drivers;
+use crate::error::Error;
+use crate::monitor::Traffic;
+use crate::net::IpNet;
+use crate::provision::Provisioner;
+use crate::snapshot::Snapshot;
+use crate::store::{Batch, Store};
+
+/// Tells the worker that a load balancer has a job waiting.
+pub type JobSender = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// The application: records, drivers, devices and the paths every read and write takes. The
+/// API, the worker, the status monitor and the driver folder's watcher all act through it.
+pub struct ControlPlane {
+    pub store: Arc<dyn Store>,
+    pub drivers: Arc<Drivers>,
+    /// The provider of load balancers created without flavor or provider.
+    pub default_provider: Option<String>,
+    /// Creates virtual devices when a driver asks to spawn one.
+    pub provisioner: Option<Arc<dyn Provisioner>>,
+    /// Listener traffic totals, fed by the status monitor.
+    pub traffic: Traffic,
+    /// Who may register devices, and where their management endpoints may be.
+    pub registration: DeviceRegistration,
+    writes: tokio::sync::Mutex<()>,
+    /// Every write is flushed to disk before it is answered (the default). Off only to measure
+    /// what durability costs: an acknowledged write may then be lost in a crash.
+    flush_before_ack: bool,
+    /// The store's records, decoded once and kept current by every commit (all writes go
+    /// through [`ControlPlane::write`]).
+    cache: std::sync::Mutex<Cached>,
+    /// Signalled when an update of the cached snapshot ends.
+    updated: std::sync::Condvar,
+    jobs: JobSender,
+}
+
+/// Who may register devices and where they may point the host's HTTP client: a management URL
+/// is where the host sends requests, with credentials, on a driver's behalf.
+#[derive(Debug, Clone)]
+pub struct DeviceRegistration {
+    /// Networks management URLs must lie in: the same as the runtime's device allow-list
+    /// (`--device-network`), checked at registration as at every call.
+    pub networks: Vec<IpNet>,
+    /// Sockets no device may point at: the host's own listening addresses.
+    pub reserved: Vec<std::net::SocketAddr>,
+    /// Whether project members may register virtual devices of their own project
+    /// (`--device-registration members`); by default only admins register devices.
+    pub members: bool,
+}
+
+impl DeviceRegistration {
+    /// The rules that match the runtime's device allow-list: the networks and reserved
+    /// sockets every `device-api` call is checked against, so registration refuses what calls
+    /// would.
+    pub fn for_policy(policy: &crate::runtime::DevicePolicy, members: bool) -> Self {
+        Self {
+            networks: policy.allowed_networks.clone(),
+            reserved: policy.reserved.clone(),
+            members,
+        }
+    }
+}
+
+impl Default for DeviceRegistration {
+    fn default() -> Self {
+        Self::for_policy(&crate::runtime::DevicePolicy::default(), false)
+    }
+}
+
+/// Runs after a change is committed, before the write lock is released: it brings what lives
+/// beside the store (the driver registry's loaded versions) to the committed state.
+type CommitHook = Box<dyn FnOnce(&ControlPlane) + Send>;
+
+/// What a write decided: the batch to commit, the load balancers that now have a job, what
+/// must follow the commit, and the answer.
+pub struct Change<T> {
+    pub batch: Batch,
+    pub jobs: Vec<String>,
+    pub value: T,
+    hooks: Vec<CommitHook>,
+}
+
+impl<T> Change<T> {
+    pub fn new(batch: Batch, value: T) -> Self {
+        Self {
+            batch,
+            jobs: Vec::new(),
+            value,
+            hooks: Vec::new(),
+        }
+    }
+
+    pub fn with_job(mut self, lb_id: &str) -> Self {
+        self.jobs.push(lb_id.to_owned());
+        self
+    }
+
+    /// Runs `hook` once the batch is committed, still under the write lock (so the next
+    /// write sees what it did). It does not run when the commit fails.
+    pub fn on_commit(mut self, hook: impl FnOnce(&ControlPlane) + Send + 'static) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+}
+
+impl ControlPlane {
+    pub fn new(
+        store: Arc<dyn Store>,
+        drivers: Arc<Drivers>,
+        default_provider: Option<String>,
+        jobs: JobSender,
+    ) -> Self {
+        Self {
+            store,
+            drivers,
+            default_provider,
+            provisioner: None,
+            traffic: Traffic::default(),
+            registration: DeviceRegistration::default(),
+            writes: tokio::sync::Mutex::new(()),
+            flush_before_ack: true,
+            cache: std::sync::Mutex::new(Cached::Missing),
+            updated: std::sync::Condvar::new(),
+            jobs,
+        }
+    }
+
+    /// Sets who may register devices and where they may point.
+    pub fn with_device_registration(mut self, registration: DeviceRegistration) -> Self {
+        self.registration = registration;
+        self
+    }
+
+    /// Answers writes without waiting for the disk: for measuring what durability costs only
+    /// (an acknowledged write may be lost in a crash).
+    pub fn acknowledge_before_flush(mut self) -> Self {
+        self.flush_before_ack = false;
+        self
+    }
+
+    /// Lets drivers spawn devices through `provisioner`.
+    pub fn with_provisioner(mut self, provisioner: Arc<dyn Provisioner>) -> Self {
+        self.provisioner = Some(provisioner);
+        self
+    }
+
+    /// The current snapshot: the cached one, or one loaded from the store. While a writer
+    /// brings the cached one up to date, waits for it (microseconds) rather than loading
+    /// every record again.
+    fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*cache {
+                Cached::Ready(snapshot) => return Ok(snapshot.clone()),
+                Cached::Updating => {
+                    cache = self.updated.wait(cache).unwrap_or_else(|e| e.into_inner());
+                }
+                Cached::Missing => break,
+            }
+        }
+        let snapshot = Arc::new(Snapshot::load(&*self.store)?);
+        *cache = Cached::Ready(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Takes the cached snapshot out to update it in place; readers wait until the update
+    /// ends (however it ends: the guard ends it when dropped).
+    fn begin_update(&self) -> Update<'_> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = match std::mem::replace(&mut *cache, Cached::Updating) {
+            Cached::Ready(snapshot) => Some(snapshot),
+            Cached::Missing | Cached::Updating => None,
+        };
+        Update {
+            plane: self,
+            taken,
+            ended: false,
+        }
+    }
+
+    /// Runs `read` on a snapshot of the store, off the async threads.
+    pub async fn read<T, E>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&ControlPlane, &Snapshot) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let plane = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = plane.snapshot()?;
+            read(&plane, &snapshot)
+        })
+        .await
+        .map_err(Error::from)?
+    }
+
+    /// Runs a small `read` (one object and its view) where the request is: on the async
+    /// thread when the snapshot is in memory, saving the hop to the blocking pool and back
+    /// (a third of a `GET` of one load balancer); in the blocking pool when the snapshot must
+    /// be loaded from the store first.
+    pub async fn read_one<T, E>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&ControlPlane, &Snapshot) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let cached = match &*self.cache.lock().unwrap_or_else(|e| e.into_inner()) {
+            Cached::Ready(snapshot) => Some(snapshot.clone()),
+            Cached::Missing | Cached::Updating => None,
+        };
+        match cached {
+            Some(snapshot) => read(self, &snapshot),
+            None => self.read(read).await,
+        }
+    }
+
+    /// Runs `write` under the write lock on a fresh snapshot, commits what it returns, runs its
+    /// commit hooks, makes it durable, and wakes the worker for the jobs it created.
+    pub async fn write<T, E>(
+        self: &Arc<Self>,
+        write: impl FnOnce(&ControlPlane, &Snapshot) -> Result<Change<T>, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let plane = self.clone();
+        let change = {
+            let _lock = self.writes.lock().await;
+            tokio::task::spawn_blocking(move || plane.commit(write))
+                .await
+                .map_err(Error::from)??
+        };
+        // Durable before acknowledged; concurrent writers share the flush.
+        if self.flush_before_ack {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(Error::from)?
+                .map_err(Error::from)?;
+        }
+        for lb in change.jobs {
+            let _ = self.jobs.send(lb);
+        }
+        Ok(change.value)
+    }
+
+    /// The part of a write under the lock: decide, commit, bring the snapshot and the registry
+    /// up to date.
+    fn commit<T, E: From<Error>>(
+        &self,
+        write: impl FnOnce(&ControlPlane, &Snapshot) -> Result<Change<T>, E>,
+    ) -> Result<Change<T>, E> {
+        let snapshot = self.snapshot()?;
+        let mut change = write(self, &snapshot)?;
+        if change.batch.is_empty() && change.hooks.is_empty() {
+            return Ok(change);
+        }
+        if let Err(error) = change.batch.commit(&*self.store) {
+            self.begin_update().finish(None);
+            return Err(Error::from(error).into());
+        }
+        // Readers keep the snapshot they hold; the cache moves on. Taken out of the cache, it
+        // is usually updated in place rather than copied (with shared records, a copy is of
+        // the changed kinds' pointers).
+        drop(snapshot);
+        let mut update = self.begin_update();
+        let next = update.taken.take().map_or_else(
+            || Snapshot::load(&*self.store).ok().map(Arc::new),
+            |mut next| {
+                Arc::make_mut(&mut next)
+                    .apply(change.batch.writes())
+                    .ok()
+                    .map(|()| next)
+            },
+        );
+        update.finish(next);
+        for hook in std::mem::take(&mut change.hooks) {
+            hook(self);
+        }
+        Ok(change)
+    }
+
+    /// Runs a blocking call (a driver's validate-flavor) off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        Ok(tokio::task::spawn_blocking(call).await?)
+    }
+}
+
+/// An update of the cached snapshot in progress.
+struct Update<'a> {
+    plane: &'a ControlPlane,
+    /// The snapshot to update, if one was cached.
+    taken: Option<Arc<Snapshot>>,
+    ended: bool,
+}
+
+impl Update<'_> {
+    /// Ends the update: the new snapshot, or none (the next reader loads one).
+    fn finish(mut self, snapshot: Option<Arc<Snapshot>>) {
+        self.end(snapshot);
+    }
+
+    fn end(&mut self, snapshot: Option<Arc<Snapshot>>) {
+        self.ended = true;
+        *self.plane.cache.lock().unwrap_or_else(|e| e.into_inner()) = match snapshot {
+            Some(snapshot) => Cached::Ready(snapshot),
+            None => Cached::Missing,
+        };
+        self.plane.updated.notify_all();
+    }
+}
+
+impl Drop for Update<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end(None);
+        }
+    }
+}
+
+/// The cached snapshot.
+enum Cached {
+    /// None yet, or dropped after a failure: the next reader loads one.
+    Missing,
+    Ready(Arc<Snapshot>),
+    /// A writer is bringing it up to date.
+    Updating,
+}

@@ -1,0 +1,306 @@
+//! One way to wire a host, for `lbaasd serve` and for the tests: the sled backends in a data
+//! folder, the audited driver runtime, the driver registry and its drivers, the control plane,
+//! the API, and the background tasks that shutdown drains.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lbaas_api::{Api, Auth};
+use lbaas_control::drivers::{Drivers, FileOutcome, FolderWatch};
+use lbaas_control::provision::Provisioner;
+use lbaas_control::tasks::Tasks;
+use lbaas_control::worker::StoreDevices;
+use lbaas_control::{ControlPlane, DeviceRegistration, drivers, monitor, worker};
+use lbaas_core::model::FlavorProfile;
+use lbaas_core::store::{Store, StoreExt as _};
+use lbaas_runtime::integrity::Trust;
+use lbaas_runtime::{Runtime, RuntimeConfig};
+use lbaas_sled::audit::AuditLog;
+use lbaas_sled::state::SledStateStore;
+use lbaas_sled::{DEFAULT_CACHE_BYTES, SledStore};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Where a host's drivers come from.
+#[derive(Debug, Clone)]
+pub enum DriverSource {
+    /// Directory mode: each new `*.wasm` file is uploaded and activated, at start and every
+    /// `poll` while serving; a refused file is audited and logged, the running version stays.
+    Folder { dir: PathBuf, poll: Duration },
+    /// These files, uploaded and activated at start; any refusal fails the start.
+    Files(Vec<PathBuf>),
+}
+
+/// How to wire a host. Everything but the data folder has the default `lbaasd serve` uses.
+pub struct HostBuilder {
+    data_dir: PathBuf,
+    cache_bytes: u64,
+    runtime: RuntimeConfig,
+    trust: Trust,
+    auth: Auth,
+    audit_key: Option<PathBuf>,
+    drivers: DriverSource,
+    provisioner: Option<Arc<dyn Provisioner>>,
+    status_interval: Option<Duration>,
+    workers: usize,
+    members_register_devices: bool,
+    conformance: bool,
+    flush_before_ack: bool,
+}
+
+impl HostBuilder {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            runtime: RuntimeConfig::default(),
+            trust: Trust::default(),
+            auth: Auth::None,
+            audit_key: None,
+            drivers: DriverSource::Files(Vec::new()),
+            provisioner: None,
+            status_interval: None,
+            workers: 4,
+            members_register_devices: false,
+            conformance: true,
+            flush_before_ack: true,
+        }
+    }
+
+    /// Bytes of pages the database keeps cached.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// The driver runtime's limits and device policy (its cache folder and the host's own
+    /// address are set by [`HostBuilder::build`]).
+    pub fn runtime(mut self, config: RuntimeConfig) -> Self {
+        self.runtime = config;
+        self
+    }
+
+    /// Which components the host accepts.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The key that signs audit checkpoints; by default `audit.key` in the data folder,
+    /// created when missing.
+    pub fn audit_key(mut self, path: PathBuf) -> Self {
+        self.audit_key = Some(path);
+        self
+    }
+
+    pub fn drivers(mut self, source: DriverSource) -> Self {
+        self.drivers = source;
+        self
+    }
+
+    /// Lets drivers spawn devices through `provisioner`.
+    pub fn provisioner(mut self, provisioner: Arc<dyn Provisioner>) -> Self {
+        self.provisioner = Some(provisioner);
+        self
+    }
+
+    /// Polls every device's status this often (without, the status monitor does not run).
+    pub fn status_interval(mut self, interval: Duration) -> Self {
+        self.status_interval = Some(interval);
+        self
+    }
+
+    /// Jobs the worker runs at once.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Lets project members register virtual devices of their own project.
+    pub fn members_register_devices(mut self, members: bool) -> Self {
+        self.members_register_devices = members;
+        self
+    }
+
+    /// Stores drivers that fail the conformance kit: for tests of drivers that pass it and
+    /// misbehave later. Every other check still runs.
+    pub fn without_conformance(mut self) -> Self {
+        self.conformance = false;
+        self
+    }
+
+    /// Answers writes before they reach the disk: for measuring what durability costs only.
+    pub fn acknowledge_before_flush(mut self) -> Self {
+        self.flush_before_ack = false;
+        self
+    }
+
+    /// Opens the data folder, builds the runtime and the registry, loads the drivers and wires
+    /// the control plane and the API behind `listener` (bound already, so the host's own
+    /// address is known to the device allow-lists).
+    pub fn build(self, listener: std::net::TcpListener) -> anyhow::Result<Host> {
+        let data_dir = &self.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
+        let db = lbaas_sled::open_database(&data_dir.join("db"), self.cache_bytes)
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let mut config = RuntimeConfig {
+            cache_dir: Some(data_dir.join("cache")),
+            ..self.runtime
+        };
+        // Nothing a driver or a tenant names may aim the host's HTTP client at the host itself.
+        config.device_policy.reserved = vec![address];
+        let registration =
+            DeviceRegistration::for_policy(&config.device_policy, self.members_register_devices);
+        let state = SledStateStore::new(db.clone(), config.state_quota);
+        let store: Arc<dyn Store> = Arc::new(SledStore::new(db.clone())?);
+        let audit_key = self.audit_key.unwrap_or_else(|| data_dir.join("audit.key"));
+        let signer = lbaas_runtime::integrity::signing_key_file(&audit_key).with_context(|| {
+            format!(
+                "cannot read or create the audit key {}",
+                audit_key.display()
+            )
+        })?;
+        let audit = Arc::new(AuditLog::open(&db)?.with_signer(signer));
+        let runtime = Runtime::audited(
+            config,
+            Arc::new(state),
+            Arc::new(StoreDevices::new(store.clone())),
+            audit.clone(),
+        )?;
+        let mut registry = Drivers::managed(runtime, self.trust, store.clone(), audit.clone())?;
+        if !self.conformance {
+            registry = registry.without_conformance();
+        }
+        let profiles: Vec<FlavorProfile> = store.all()?;
+        let watcher = match self.drivers {
+            DriverSource::Folder { dir, poll } => {
+                let mut watcher = FolderWatch::new(dir);
+                watcher.scan(&registry, &profiles);
+                Some((watcher, poll))
+            }
+            DriverSource::Files(files) => {
+                for (file, outcome) in files.iter().zip(registry.sync_files(&files, &profiles)) {
+                    if let FileOutcome::Refused { reason } = outcome {
+                        anyhow::bail!("driver {} was refused: {reason}", file.display());
+                    }
+                }
+                None
+            }
+        };
+        let default_provider = registry
+            .get("haproxy")
+            .or_else(|| registry.all().into_iter().next())
+            .map(|d| d.name().to_string());
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        let mut plane = ControlPlane::new(store, Arc::new(registry), default_provider, jobs)
+            .with_device_registration(registration);
+        if let Some(provisioner) = self.provisioner {
+            plane = plane.with_provisioner(provisioner);
+        }
+        if !self.flush_before_ack {
+            plane = plane.acknowledge_before_flush();
+        }
+        let plane = Arc::new(plane);
+        let api = Arc::new(Api::new(plane.clone(), self.auth).with_audit(audit));
+        Ok(Host {
+            plane,
+            api,
+            db,
+            listener,
+            address,
+            queue,
+            watcher,
+            status_interval: self.status_interval,
+            workers: self.workers,
+        })
+    }
+}
+
+/// A host wired and not yet serving.
+pub struct Host {
+    plane: Arc<ControlPlane>,
+    api: Arc<Api>,
+    db: sled::Db,
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+    queue: UnboundedReceiver<String>,
+    watcher: Option<(FolderWatch, Duration)>,
+    status_interval: Option<Duration>,
+    workers: usize,
+}
+
+impl Host {
+    /// Where the API listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn plane(&self) -> &Arc<ControlPlane> {
+        &self.plane
+    }
+
+    /// Adopts the devices spawned by an earlier run, then starts the background tasks: the
+    /// host is ready to serve when this returns. Must run inside a Tokio runtime.
+    pub async fn start(self) -> anyhow::Result<Serving> {
+        let plane = self.plane;
+        worker::adopt_devices(&plane).await;
+        let mut tasks = Tasks::new();
+        tasks.spawn(
+            "job worker",
+            worker::run_jobs(plane.clone(), self.queue, self.workers, tasks.stop_signal()),
+        );
+        if let Some(interval) = self.status_interval {
+            tasks.spawn(
+                "status monitor",
+                monitor::run(plane.clone(), interval, tasks.stop_signal()),
+            );
+        }
+        if let Some((watcher, poll)) = self.watcher {
+            tasks.spawn(
+                "driver folder",
+                drivers::watch(plane.clone(), watcher, poll, tasks.stop_signal()),
+            );
+        }
+        Ok(Serving {
+            listener: tokio::net::TcpListener::from_std(self.listener)?,
+            app: lbaas_api::router(self.api),
+            tasks,
+            db: self.db,
+        })
+    }
+}
+
+/// A started host: the API not yet accepting, the background tasks running.
+pub struct Serving {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tasks: Tasks,
+    db: sled::Db,
+}
+
+impl Serving {
+    /// Serves until `shutdown` resolves, then lets open requests finish, drains the
+    /// background tasks (running jobs end; queued ones stay stored for the next start) and
+    /// flushes the database.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.tasks.drain().await;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
