@@ -557,8 +557,7 @@ async fn dry_run(
             }
             (None, Some(provider)) => provider.clone(),
             (None, None) => api
-                .default_provider
-                .clone()
+                .default_provider()
                 .ok_or_else(|| ApiError::bad_request("No provider is loaded on this host."))?,
         };
         let target = crate::placement::Target {

@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::model::DriverRecord;
-use lbaas_control::drivers::{LifecycleError, MAX_COMPONENT_BYTES};
+use lbaas_control::drivers::{MAX_COMPONENT_BYTES, Step};
 use lbaas_core::views::{DriverAnswer, DriverList, DriverView, UploadAnswer, VersionView};
 
 use super::Api;
@@ -178,27 +178,21 @@ async fn upload(
                 .to_owned(),
         ),
     };
-    let by = actor(&ctx);
-    let (record, version) = api
-        .read(move |api, snapshot| {
-            let (record, version) = api.drivers.upload(
-                &body,
-                signature.as_deref(),
-                "upload",
-                &snapshot.flavorprofiles.to_vec(),
-            )?;
-            if !query.activate {
-                return Ok((record, version));
-            }
-            let record = api.drivers.activate(
-                &record.name,
-                &version.sha256,
-                &by,
-                &snapshot.flavorprofiles.to_vec(),
-            )?;
-            Ok((record, version))
-        })
+    let (mut record, version) = api
+        .plane
+        .upload_driver(body.to_vec(), signature, "upload")
         .await?;
+    if query.activate {
+        record = api
+            .plane
+            .driver_step(
+                &record.name,
+                Step::Activate(version.sha256.clone()),
+                &actor(&ctx),
+            )
+            .await?
+            .unwrap_or(record);
+    }
     Ok((
         StatusCode::CREATED,
         Json(UploadAnswer {
@@ -208,16 +202,13 @@ async fn upload(
     ))
 }
 
-/// Runs one lifecycle change off the async threads, against the current flavor profiles.
-async fn change(
-    api: &Arc<Api>,
-    change: impl FnOnce(&ControlPlane, &super::Snapshot) -> Result<DriverRecord, LifecycleError>
-    + Send
-    + 'static,
-) -> ApiResult<Json<DriverAnswer>> {
+/// Takes one lifecycle step and answers with the driver afterwards.
+async fn step(api: &Api, ctx: &Context, name: &str, step: Step) -> ApiResult<Json<DriverAnswer>> {
     let record = api
-        .read(move |api, snapshot| change(api, snapshot).map_err(ApiError::from))
-        .await?;
+        .plane
+        .driver_step(name, step, &actor(ctx))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Driver", name))?;
     Ok(answer(api, &record))
 }
 
@@ -227,12 +218,7 @@ async fn activate(
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, snapshot| {
-        api.drivers
-            .activate(&name, &version, &by, &snapshot.flavorprofiles.to_vec())
-    })
-    .await
+    step(&api, &ctx, &name, Step::Activate(version)).await
 }
 
 async fn rollback(
@@ -241,12 +227,7 @@ async fn rollback(
     Path(name): Path<String>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, snapshot| {
-        api.drivers
-            .rollback(&name, &by, &snapshot.flavorprofiles.to_vec())
-    })
-    .await
+    step(&api, &ctx, &name, Step::Rollback).await
 }
 
 #[derive(Deserialize)]
@@ -274,16 +255,12 @@ async fn canary(
             e.body_text()
         ))
     })?;
-    let by = actor(&ctx);
-    change(&api, move |api, snapshot| {
-        api.drivers.start_canary(
-            &name,
-            &version,
-            body.canary.percent,
-            &by,
-            &snapshot.flavorprofiles.to_vec(),
-        )
-    })
+    step(
+        &api,
+        &ctx,
+        &name,
+        Step::Canary(version, body.canary.percent),
+    )
     .await
 }
 
@@ -293,12 +270,7 @@ async fn promote(
     Path(name): Path<String>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, snapshot| {
-        api.drivers
-            .promote(&name, &by, &snapshot.flavorprofiles.to_vec())
-    })
-    .await
+    step(&api, &ctx, &name, Step::Promote).await
 }
 
 #[derive(Deserialize)]
@@ -330,11 +302,7 @@ async fn publisher(
             key.escape_debug()
         )));
     }
-    let by = actor(&ctx);
-    change(&api, move |api, _| {
-        api.drivers.set_publisher(&name, body.publisher, &by)
-    })
-    .await
+    step(&api, &ctx, &name, Step::Publisher(body.publisher)).await
 }
 
 async fn drain(
@@ -343,11 +311,7 @@ async fn drain(
     Path(name): Path<String>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, _| {
-        api.drivers.set_draining(&name, true, &by)
-    })
-    .await
+    step(&api, &ctx, &name, Step::Drain).await
 }
 
 async fn undrain(
@@ -356,11 +320,7 @@ async fn undrain(
     Path(name): Path<String>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, _| {
-        api.drivers.set_draining(&name, false, &by)
-    })
-    .await
+    step(&api, &ctx, &name, Step::Undrain).await
 }
 
 async fn disable(
@@ -369,11 +329,7 @@ async fn disable(
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, _| {
-        api.drivers.set_disabled(&name, &version, true, &by)
-    })
-    .await
+    step(&api, &ctx, &name, Step::Disable(version)).await
 }
 
 async fn enable(
@@ -382,11 +338,7 @@ async fn enable(
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<DriverAnswer>> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    change(&api, move |api, _| {
-        api.drivers.set_disabled(&name, &version, false, &by)
-    })
-    .await
+    step(&api, &ctx, &name, Step::Enable(version)).await
 }
 
 async fn delete_version(
@@ -395,13 +347,8 @@ async fn delete_version(
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     ctx.require_admin()?;
-    let by = actor(&ctx);
-    api.read(move |api, snapshot| {
-        let in_use = snapshot.loadbalancers.iter().any(|lb| lb.provider == name);
-        api.drivers
-            .delete_version(&name, &version, in_use, &by)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    api.plane
+        .driver_step(&name, Step::Delete(version), &actor(&ctx))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

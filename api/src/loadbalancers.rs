@@ -206,8 +206,7 @@ fn provider_for(
         None => match provider {
             Some(provider) => provider.to_owned(),
             None => api
-                .default_provider
-                .clone()
+                .default_provider()
                 .ok_or_else(|| ApiError::bad_request("No provider is loaded on this host."))?,
         },
     };

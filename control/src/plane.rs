@@ -24,8 +24,9 @@ pub type JobSender = tokio::sync::mpsc::UnboundedSender<String>;
 pub struct ControlPlane {
     pub store: Arc<dyn Store>,
     pub drivers: Arc<Drivers>,
-    /// The provider of load balancers created without flavor or provider.
-    pub default_provider: Option<String>,
+    /// The provider load balancers created without flavor or provider get, while it is
+    /// active.
+    preferred_provider: Option<String>,
     /// Creates virtual devices when a driver asks to spawn one.
     pub provisioner: Option<Arc<dyn Provisioner>>,
     /// Listener traffic totals, fed by the status monitor.
@@ -117,13 +118,13 @@ impl ControlPlane {
     pub fn new(
         store: Arc<dyn Store>,
         drivers: Arc<Drivers>,
-        default_provider: Option<String>,
+        preferred_provider: Option<String>,
         jobs: JobSender,
     ) -> Self {
         Self {
             store,
             drivers,
-            default_provider,
+            preferred_provider,
             provisioner: None,
             traffic: Traffic::default(),
             registration: DeviceRegistration::default(),
@@ -133,6 +134,16 @@ impl ControlPlane {
             updated: std::sync::Condvar::new(),
             jobs,
         }
+    }
+
+    /// The provider of load balancers created without flavor or provider: the preferred one
+    /// while it is active, else the first active driver.
+    pub fn default_provider(&self) -> Option<String> {
+        self.preferred_provider
+            .as_deref()
+            .and_then(|name| self.drivers.get(name))
+            .or_else(|| self.drivers.all().into_iter().next())
+            .map(|driver| driver.name().to_string())
     }
 
     /// Sets who may register devices and where they may point.

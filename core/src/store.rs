@@ -220,6 +220,25 @@ impl Batch {
         self
     }
 
+    /// Stores `bytes` as they are (no envelope): a driver component's bytes by SHA-256.
+    pub fn put_raw(&mut self, kind: Kind, id: &str, bytes: Vec<u8>) -> &mut Self {
+        self.writes.push(Write::Put {
+            kind,
+            id: id.to_owned(),
+            bytes,
+        });
+        self
+    }
+
+    /// Deletes `id` of `kind`, for a kind without a record type (driver blobs).
+    pub fn delete_raw(&mut self, kind: Kind, id: &str) -> &mut Self {
+        self.writes.push(Write::Delete {
+            kind,
+            id: id.to_owned(),
+        });
+        self
+    }
+
     pub fn delete<R: Record>(&mut self, id: &str) -> &mut Self {
         self.writes.push(Write::Delete {
             kind: R::KIND,

@@ -14,8 +14,7 @@ use lbaas_control::provision::Provisioner;
 use lbaas_control::tasks::Tasks;
 use lbaas_control::worker::StoreDevices;
 use lbaas_control::{ControlPlane, DeviceRegistration, drivers, monitor, worker};
-use lbaas_core::model::FlavorProfile;
-use lbaas_core::store::{Store, StoreExt as _};
+use lbaas_core::store::Store;
 use lbaas_runtime::integrity::Trust;
 use lbaas_runtime::{Runtime, RuntimeConfig};
 use lbaas_sled::audit::AuditLog;
@@ -181,28 +180,9 @@ impl HostBuilder {
         if !self.conformance {
             registry = registry.without_conformance();
         }
-        let profiles: Vec<FlavorProfile> = store.all()?;
-        let watcher = match self.drivers {
-            DriverSource::Folder { dir, poll } => {
-                let mut watcher = FolderWatch::new(dir);
-                watcher.scan(&registry, &profiles);
-                Some((watcher, poll))
-            }
-            DriverSource::Files(files) => {
-                for (file, outcome) in files.iter().zip(registry.sync_files(&files, &profiles)) {
-                    if let FileOutcome::Refused { reason } = outcome {
-                        anyhow::bail!("driver {} was refused: {reason}", file.display());
-                    }
-                }
-                None
-            }
-        };
-        let default_provider = registry
-            .get("haproxy")
-            .or_else(|| registry.all().into_iter().next())
-            .map(|d| d.name().to_string());
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        let mut plane = ControlPlane::new(store, Arc::new(registry), default_provider, jobs)
+        // The bundled HAProxy driver takes load balancers that name no provider, while active.
+        let mut plane = ControlPlane::new(store, Arc::new(registry), Some("haproxy".into()), jobs)
             .with_device_registration(registration);
         if let Some(provisioner) = self.provisioner {
             plane = plane.with_provisioner(provisioner);
@@ -219,7 +199,7 @@ impl HostBuilder {
             listener,
             address,
             queue,
-            watcher,
+            drivers: self.drivers,
             status_interval: self.status_interval,
             workers: self.workers,
         })
@@ -234,7 +214,7 @@ pub struct Host {
     listener: std::net::TcpListener,
     address: SocketAddr,
     queue: UnboundedReceiver<String>,
-    watcher: Option<(FolderWatch, Duration)>,
+    drivers: DriverSource,
     status_interval: Option<Duration>,
     workers: usize,
 }
@@ -249,10 +229,30 @@ impl Host {
         &self.plane
     }
 
-    /// Adopts the devices spawned by an earlier run, then starts the background tasks: the
-    /// host is ready to serve when this returns. Must run inside a Tokio runtime.
+    /// Loads the drivers (a refused file of [`DriverSource::Files`] fails the start), adopts
+    /// the devices spawned by an earlier run, then starts the background tasks: the host is
+    /// ready to serve when this returns. Must run inside a Tokio runtime.
     pub async fn start(self) -> anyhow::Result<Serving> {
         let plane = self.plane;
+        let watcher = match self.drivers {
+            DriverSource::Folder { dir, poll } => {
+                let mut watcher = FolderWatch::new(dir);
+                watcher.scan(&plane).await;
+                Some((watcher, poll))
+            }
+            DriverSource::Files(files) => {
+                let outcomes = plane.sync_driver_files(&files).await;
+                for (file, outcome) in files.iter().zip(outcomes) {
+                    if let FileOutcome::Refused { reason } = outcome {
+                        anyhow::bail!("driver {} was refused: {reason}", file.display());
+                    }
+                }
+                None
+            }
+        };
+        if plane.drivers.all().is_empty() {
+            tracing::warn!("no drivers active");
+        }
         worker::adopt_devices(&plane).await;
         let mut tasks = Tasks::new();
         tasks.spawn(
@@ -265,7 +265,7 @@ impl Host {
                 monitor::run(plane.clone(), interval, tasks.stop_signal()),
             );
         }
-        if let Some((watcher, poll)) = self.watcher {
+        if let Some((watcher, poll)) = watcher {
             tasks.spawn(
                 "driver folder",
                 drivers::watch(plane.clone(), watcher, poll, tasks.stop_signal()),

@@ -596,14 +596,12 @@ fn serve(
     }
     let host = builder.build(listener)?;
     let address = host.address();
-    let count = host.plane().drivers.all().len();
-    if count == 0 {
-        tracing::warn!(dir = %driver_dir.display(), "no drivers active");
-    }
+    let plane = host.plane().clone();
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async {
         let serving = host.start().await?;
-        tracing::info!(%address, drivers = count, "lbaasd serving");
+        let drivers = plane.drivers.all().len();
+        tracing::info!(%address, drivers, dir = %driver_dir.display(), "lbaasd serving");
         serving.run(shutdown_signal()).await
     })?;
     tracing::info!("lbaasd stopped");

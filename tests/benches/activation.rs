@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use lbaas_host::ControlPlane;
 use lbaas_host::audit::Discard;
-use lbaas_host::drivers::{Drivers, FileOutcome};
+use lbaas_host::drivers::{Drivers, FileOutcome, Step};
 use lbaas_host::integrity::Trust;
 use lbaas_host::runtime::{Runtime, RuntimeConfig};
 use lbaas_host::state::SledStateStore;
@@ -19,7 +20,9 @@ use lbaas_tests::{drivers, lifecycle_fixtures};
 struct Bench {
     _dir: tempfile::TempDir,
     cache: std::path::PathBuf,
-    registry: Drivers,
+    /// Each lifecycle step goes through the control plane's write path, as the admin API's.
+    plane: Arc<ControlPlane>,
+    tokio: tokio::runtime::Runtime,
     next: Vec<u8>,
 }
 
@@ -39,9 +42,12 @@ fn setup() -> Bench {
         Arc::new(StoreDevices::new(store.clone())),
     )
     .expect("runtime");
-    let registry =
-        Drivers::managed(runtime, Trust::default(), store, Arc::new(Discard)).expect("registry");
-    let outcome = registry.sync_files(std::slice::from_ref(&drivers().haproxy), &[]);
+    let registry = Drivers::managed(runtime, Trust::default(), store.clone(), Arc::new(Discard))
+        .expect("registry");
+    let (jobs, _) = tokio::sync::mpsc::unbounded_channel();
+    let plane = Arc::new(ControlPlane::new(store, Arc::new(registry), None, jobs));
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let outcome = tokio.block_on(plane.sync_driver_files(std::slice::from_ref(&drivers().haproxy)));
     assert!(
         matches!(outcome[0], FileOutcome::Activated { .. }),
         "{outcome:?}"
@@ -50,25 +56,36 @@ fn setup() -> Bench {
     Bench {
         _dir: dir,
         cache,
-        registry,
+        plane,
+        tokio,
         next,
     }
 }
 
 impl Bench {
+    fn step(&self, step: Step) {
+        self.tokio
+            .block_on(self.plane.driver_step("haproxy", step, "bench"))
+            .expect("lifecycle step");
+    }
+
+    fn upload(&self) -> String {
+        let (_, version) = self
+            .tokio
+            .block_on(self.plane.upload_driver(self.next.clone(), None, "bench"))
+            .expect("upload");
+        version.sha256
+    }
+
     /// Uploads and activates 0.1.1; returns how long until it served.
     fn upload_and_activate(&self) -> Duration {
         let started = Instant::now();
-        let (record, version) = self
-            .registry
-            .upload(&self.next, None, "bench", &[])
-            .expect("upload");
-        self.registry
-            .activate(&record.name, &version.sha256, "bench", &[])
-            .expect("activate");
+        let sha256 = self.upload();
+        self.step(Step::Activate(sha256.clone()));
         let elapsed = started.elapsed();
         assert_eq!(
-            self.registry
+            self.plane
+                .drivers
                 .get("haproxy")
                 .expect("active")
                 .identity()
@@ -76,12 +93,8 @@ impl Bench {
             "0.1.1"
         );
         // Untimed: back to where the next round starts.
-        self.registry
-            .rollback("haproxy", "bench", &[])
-            .expect("rollback");
-        self.registry
-            .delete_version("haproxy", &version.sha256, false, "bench")
-            .expect("delete");
+        self.step(Step::Rollback);
+        self.step(Step::Delete(sha256));
         elapsed
     }
 
@@ -113,10 +126,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     // The swap alone: 0.1.1 uploaded once and kept loaded; activate, then roll back.
-    let (record, version) = bench
-        .registry
-        .upload(&bench.next, None, "bench", &[])
-        .expect("upload");
+    let sha256 = bench.upload();
     let mut group = c.benchmark_group("activation");
     group.sample_size(20);
     group.bench_function("loaded-version", |b| {
@@ -124,15 +134,9 @@ fn benches(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let started = Instant::now();
-                bench
-                    .registry
-                    .activate(&record.name, &version.sha256, "bench", &[])
-                    .expect("activate");
+                bench.step(Step::Activate(sha256.clone()));
                 total += started.elapsed();
-                bench
-                    .registry
-                    .rollback("haproxy", "bench", &[])
-                    .expect("rollback");
+                bench.step(Step::Rollback);
             }
             total
         })

@@ -1,0 +1,634 @@
+//! The drivers a host serves, and their lifecycle: upload, activate, roll back, canary, drain,
+//! disable, delete — while the host runs.
+//!
+//! Each driver name (one Octavia provider) has any number of uploaded versions, identified by
+//! SHA-256, of which at most one is *active*: it takes every new call. Swapping the active
+//! version replaces one `Arc` in a map under a short write lock; calls already running hold a
+//! clone of the old [`LoadedDriver`] and finish on it, so no call fails because of a swap.
+//!
+//! A lifecycle step is decided on the driver record by a pure state machine ([`lifecycle`]);
+//! the version it needs passes its checks again ([`admission`]) off the write lock; then the
+//! record (and, for an upload, the component's bytes) is committed through the control plane's
+//! one write path, and the registry follows the commit before the write lock is released.
+//! Steps are taken one at a time. Records live in the store (`drivers`), the component bytes
+//! beside them (`driver_blobs`, by SHA-256, checked against their key at every load). Every
+//! step is recorded in the audit log.
+
+pub mod admission;
+pub mod directory;
+pub mod lifecycle;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use crate::audit::{self, AuditSink};
+use crate::error::Error;
+use crate::integrity::Trust;
+use crate::model::{DriverRecord, DriverVersion, FlavorProfile};
+use crate::plane::{Change, ControlPlane};
+use crate::runtime::{self, LoadedDriver, Runtime};
+use crate::snapshot::Snapshot;
+use crate::store::{Batch, Kind, Store, StoreExt};
+
+pub use admission::Upload;
+pub use directory::{FileOutcome, FolderWatch, watch};
+pub use lifecycle::{Facts, LifecycleError, Serving, Step, Transition};
+
+/// Largest component accepted.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+type Result<T, E = LifecycleError> = std::result::Result<T, E>;
+
+fn storage(error: impl std::fmt::Display) -> LifecycleError {
+    LifecycleError::Storage(error.to_string())
+}
+
+/// One driver name: its record and the versions compiled so far.
+struct Line {
+    record: DriverRecord,
+    active: Option<LoadedDriver>,
+    /// The canary version and its share of placements, when one runs.
+    canary: Option<(LoadedDriver, u8)>,
+    /// Placements decided so far, to spread the canary's share evenly.
+    placements: std::sync::atomic::AtomicU64,
+    /// Versions loaded in this process, by SHA-256 (the active one among them).
+    loaded: HashMap<String, LoadedDriver>,
+}
+
+impl Line {
+    fn new(record: DriverRecord) -> Self {
+        Self {
+            record,
+            active: None,
+            canary: None,
+            placements: Default::default(),
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// The version that takes the next placement: the canary for its share (spread evenly:
+    /// with 25 %, every fourth), the active version otherwise.
+    fn next_placement(&self) -> Option<LoadedDriver> {
+        if let Some((canary, percent)) = &self.canary {
+            let n = self
+                .placements
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let percent = u64::from(*percent);
+            if (n + 1) * percent / 100 > n * percent / 100 {
+                return Some(canary.clone());
+            }
+        }
+        self.active.clone()
+    }
+}
+
+/// What the registry needs to change drivers: where to compile, whom to trust, where to keep.
+struct Manager {
+    runtime: Runtime,
+    trust: Trust,
+    store: Arc<dyn Store>,
+    audit: Arc<dyn AuditSink>,
+    /// One lifecycle step at a time, from its decision to the registry following its commit.
+    steps: tokio::sync::Mutex<()>,
+    /// Whether uploads must pass the conformance kit.
+    conformance: bool,
+}
+
+/// The drivers the host serves, by name. Each active version is one Octavia provider.
+#[derive(Default)]
+pub struct Drivers {
+    lines: RwLock<BTreeMap<String, Line>>,
+    manager: Option<Manager>,
+}
+
+impl Drivers {
+    /// A fixed set of drivers (tools, tests): no uploads, no records.
+    pub fn new(drivers: impl IntoIterator<Item = LoadedDriver>) -> Self {
+        let lines = drivers
+            .into_iter()
+            .map(|driver| {
+                let identity = driver.identity().clone();
+                let record = DriverRecord {
+                    name: identity.name.to_string(),
+                    active: Some(identity.sha256.clone()),
+                    previous: Vec::new(),
+                    draining: false,
+                    canary: None,
+                    publisher: None,
+                    versions: vec![admission::version_of(&driver, "fixed", None, None)],
+                };
+                let mut line = Line::new(record);
+                line.active = Some(driver.clone());
+                line.loaded.insert(identity.sha256, driver);
+                (identity.name.to_string(), line)
+            })
+            .collect();
+        Self {
+            lines: RwLock::new(lines),
+            manager: None,
+        }
+    }
+
+    /// The registry of a host that manages versions: restores every stored driver and loads
+    /// its active version. A version that no longer loads (its bytes changed, the operator's
+    /// trust changed) is reported, audited and left inactive.
+    pub fn managed(
+        runtime: Runtime,
+        trust: Trust,
+        store: Arc<dyn Store>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self> {
+        runtime.keep_quarantines(Arc::new(StoredQuarantines(store.clone())));
+        let manager = Manager {
+            runtime,
+            trust,
+            store,
+            audit,
+            steps: tokio::sync::Mutex::new(()),
+            conformance: true,
+        };
+        let records: Vec<DriverRecord> = manager.store.all().map_err(storage)?;
+        let mut lines = BTreeMap::new();
+        for record in records {
+            let mut line = Line::new(record);
+            if let Some(canary) = line.record.canary.clone() {
+                match manager.load_stored(&line.record, &canary.sha256) {
+                    Ok(driver) => {
+                        line.loaded.insert(canary.sha256.clone(), driver.clone());
+                        line.canary = Some((driver, canary.percent));
+                    }
+                    Err(error) => {
+                        tracing::error!(driver = %line.record.name, sha = %canary.sha256, %error, "cannot restore the canary version; the active version takes every placement");
+                    }
+                }
+            }
+            if let Some(sha) = line.record.active.clone() {
+                match manager.load_stored(&line.record, &sha) {
+                    Ok(driver) => {
+                        line.active = Some(driver.clone());
+                        line.loaded.insert(sha, driver);
+                    }
+                    Err(error) => {
+                        tracing::error!(driver = %line.record.name, %sha, %error, "cannot restore the active driver version");
+                        manager.audit_event(
+                            &line.record.name,
+                            None,
+                            "lifecycle.refused",
+                            Some(format!("restore {sha}")),
+                            audit::Outcome::Denied,
+                            error.to_string(),
+                        );
+                    }
+                }
+            }
+            lines.insert(line.record.name.clone(), line);
+        }
+        Ok(Self {
+            lines: RwLock::new(lines),
+            manager: Some(manager),
+        })
+    }
+
+    /// Stores uploads without running the conformance kit on them — for tests that need a
+    /// driver which passed it and misbehaves afterwards. Every other check still runs.
+    pub fn without_conformance(mut self) -> Self {
+        if let Some(manager) = &mut self.manager {
+            manager.conformance = false;
+        }
+        self
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Line>> {
+        self.lines.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Line>> {
+        self.lines.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The active version of `name`.
+    pub fn get(&self, name: &str) -> Option<LoadedDriver> {
+        self.read().get(name).and_then(|line| line.active.clone())
+    }
+
+    /// Every active version.
+    pub fn all(&self) -> Vec<LoadedDriver> {
+        self.read()
+            .values()
+            .filter_map(|line| line.active.clone())
+            .collect()
+    }
+
+    /// The versions that take the next load balancer, one per driver that is not draining:
+    /// the active version, or the canary for its share of placements. Quarantined versions
+    /// take none.
+    pub fn placeable(&self) -> Vec<LoadedDriver> {
+        self.read()
+            .values()
+            .filter(|line| !line.record.draining)
+            .filter_map(Line::next_placement)
+            .filter(|driver| driver.quarantined().is_none())
+            .collect()
+    }
+
+    /// The version that serves a load balancer of `name` placed by version `placed_by`: the
+    /// canary for the load balancers it placed, the active version for every other.
+    pub fn serving(&self, name: &str, placed_by: Option<&str>) -> Option<LoadedDriver> {
+        let lines = self.read();
+        let line = lines.get(name)?;
+        match (&line.canary, placed_by) {
+            (Some((canary, _)), Some(sha)) if canary.identity().sha256 == sha => {
+                Some(canary.clone())
+            }
+            _ => line.active.clone(),
+        }
+    }
+
+    /// Every driver's record: its versions and which one is active.
+    pub fn records(&self) -> Vec<DriverRecord> {
+        self.read()
+            .values()
+            .map(|line| line.record.clone())
+            .collect()
+    }
+
+    pub fn record(&self, name: &str) -> Option<DriverRecord> {
+        self.read().get(name).map(|line| line.record.clone())
+    }
+
+    /// Whether this host changes drivers while it runs.
+    pub fn is_managed(&self) -> bool {
+        self.manager.is_some()
+    }
+
+    fn manager(&self) -> Result<&Manager> {
+        self.manager.as_ref().ok_or(LifecycleError::Unmanaged)
+    }
+
+    /// The driver and version a component's SHA-256 was uploaded as, under any name.
+    pub fn find_sha(&self, sha256: &str) -> Option<(String, String)> {
+        self.read().values().find_map(|line| {
+            line.record
+                .version(sha256)
+                .map(|v| (line.record.name.clone(), v.version.clone()))
+        })
+    }
+
+    /// Decides `step` for driver `name` and admits the version it needs: loaded (or found
+    /// loaded), quarantine-free, checked again, its state converted when the step asks for it.
+    /// A refused admission is audited. Blocking; nothing is committed yet.
+    fn prepare(
+        &self,
+        name: &str,
+        step: &Step,
+        facts: &Facts,
+        by: &str,
+        profiles: &[FlavorProfile],
+    ) -> Result<Prepared> {
+        let manager = self.manager()?;
+        let record = self.record(name).ok_or_else(|| {
+            LifecycleError::NotFound(format!("Driver {name} could not be found."))
+        })?;
+        let transition = lifecycle::decide(&record, step, facts)?;
+        let driver = match &transition.admit {
+            None => None,
+            Some(admit) => {
+                Some(self.admit_stored(manager, &record, &transition, admit, profiles)?)
+            }
+        };
+        Ok(Prepared {
+            name: name.to_owned(),
+            transition,
+            driver,
+            blob: None,
+            by: by.to_owned(),
+        })
+    }
+
+    /// Everything a stored version passes before it serves: it loads, it is not quarantined,
+    /// the upload checks pass again, and (when asked) its state migration from the active
+    /// version succeeds.
+    fn admit_stored(
+        &self,
+        manager: &Manager,
+        record: &DriverRecord,
+        transition: &Transition,
+        admit: &lifecycle::Admit,
+        profiles: &[FlavorProfile],
+    ) -> Result<LoadedDriver> {
+        let (name, sha) = (&record.name, &admit.sha256);
+        let version = transition.version.clone();
+        let loaded = self
+            .read()
+            .get(name.as_str())
+            .and_then(|l| l.loaded.get(sha).cloned());
+        let driver = match loaded {
+            Some(driver) => driver,
+            None => manager.load_stored(record, sha)?,
+        };
+        let refused = |reason: String| {
+            manager.audit_event(
+                name,
+                version.as_ref(),
+                "lifecycle.refused",
+                Some(transition.event.to_owned()),
+                audit::Outcome::Denied,
+                reason.clone(),
+            );
+            LifecycleError::Invalid(format!(
+                "{name} {} was not activated: {reason}",
+                version.as_ref().map_or("", |v| v.version.as_str())
+            ))
+        };
+        if let Some(reason) = driver.quarantined() {
+            return Err(refused(format!("it is quarantined ({reason})")));
+        }
+        admission::check(&driver, profiles).map_err(&refused)?;
+        if admit.migrate {
+            // The state the active version left carries over; the new one converts it first.
+            let from = self
+                .read()
+                .get(name.as_str())
+                .and_then(|line| line.active.as_ref().map(|d| d.identity().version.clone()))
+                .unwrap_or_default();
+            driver
+                .migrate_state(&from)
+                .map_err(|e| refused(format!("its state migration failed: {e}")))?;
+        }
+        Ok(driver)
+    }
+
+    /// Admits an upload and decides the step that stores it. Blocking; nothing is committed.
+    fn prepare_upload(
+        &self,
+        upload: Upload<'_>,
+        facts: &Facts,
+        profiles: &[FlavorProfile],
+    ) -> Result<Prepared> {
+        let manager = self.manager()?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&upload.bytes));
+        if let Some((name, version)) = self.find_sha(&sha256) {
+            return Err(LifecycleError::Conflict(format!(
+                "this component (SHA-256 {sha256}) is already uploaded as {name} {version}"
+            )));
+        }
+        let source = upload.source.to_owned();
+        let publisher_of = |name: &str| self.record(name).and_then(|record| record.publisher);
+        let admitted = manager.admit(upload, &publisher_of, profiles)?;
+        let name = admitted.driver.name().to_string();
+        let record = self
+            .record(&name)
+            .unwrap_or_else(|| lifecycle::new_record(&name));
+        let transition = lifecycle::decide(&record, &Step::Add(admitted.version.clone()), facts)?;
+        Ok(Prepared {
+            name,
+            transition,
+            driver: Some(admitted.driver),
+            blob: Some(admitted.bytes),
+            by: source,
+        })
+    }
+
+    /// The registry follows a committed step: the record, and which versions serve.
+    fn follow(&self, name: &str, transition: &Transition, driver: Option<LoadedDriver>) {
+        let mut lines = self.write();
+        let Some(record) = &transition.record else {
+            lines.remove(name);
+            return;
+        };
+        let line = lines
+            .entry(name.to_owned())
+            .or_insert_with(|| Line::new(record.clone()));
+        line.record = record.clone();
+        if let Some(driver) = &driver {
+            line.loaded
+                .insert(driver.identity().sha256.clone(), driver.clone());
+        }
+        match (&transition.serving, driver) {
+            (Serving::Active(_), Some(driver)) => {
+                // The swap: new calls take this version; running calls keep theirs.
+                line.active = Some(driver);
+                line.canary = None;
+            }
+            (Serving::Canary(_, percent), Some(driver)) => {
+                line.canary = Some((driver, *percent));
+            }
+            (Serving::CanaryEnded, _) => line.canary = None,
+            (Serving::Unloaded(sha), _) => {
+                line.loaded.remove(sha);
+            }
+            (Serving::Deleted { sha256, was_active }, _) => {
+                line.loaded.remove(sha256);
+                if *was_active {
+                    line.active = None;
+                }
+            }
+            (Serving::Active(_) | Serving::Canary(..), None)
+            | (Serving::Unchanged | Serving::Removed { .. }, _) => {}
+        }
+    }
+}
+
+/// A lifecycle step decided and admitted, ready to commit.
+pub struct Prepared {
+    name: String,
+    transition: Transition,
+    /// The version admitted to serve, or the one uploaded.
+    driver: Option<LoadedDriver>,
+    /// The component's bytes, for an upload.
+    blob: Option<Vec<u8>>,
+    /// Who took the step, for the audit log.
+    by: String,
+}
+
+impl Prepared {
+    /// Checks again, under the write lock, what the decision read outside it: an active
+    /// version is deleted only while no load balancer of its driver exists.
+    fn recheck(&self, snapshot: &Snapshot) -> Result<()> {
+        if self.transition.deletes_active() && in_use(snapshot, &self.name) {
+            let sha = self.transition.deleted_blob().unwrap_or_default();
+            return Err(lifecycle::in_use(&self.name, sha));
+        }
+        Ok(())
+    }
+
+    /// The change that commits the step: the record (or its deletion), the bytes stored or
+    /// deleted, and, once committed, the registry following it and the audit record.
+    fn into_change(self) -> Change<Option<DriverRecord>> {
+        let Prepared {
+            name,
+            transition,
+            driver,
+            blob,
+            by,
+        } = self;
+        let mut batch = Batch::new();
+        match &transition.record {
+            Some(record) => batch.put(record),
+            None => batch.delete::<DriverRecord>(&name),
+        };
+        if let (Some(bytes), Some(version)) = (blob, &transition.version) {
+            batch.put_raw(Kind::DriverBlob, &version.sha256, bytes);
+        }
+        if let Some(sha) = transition.deleted_blob() {
+            batch.delete_raw(Kind::DriverBlob, sha);
+        }
+        let record = transition.record.clone();
+        Change::new(batch, record).on_commit(move |plane| {
+            plane.drivers.follow(&name, &transition, driver);
+            if let Some(manager) = &plane.drivers.manager {
+                manager.audit_event(
+                    &name,
+                    transition.version.as_ref(),
+                    transition.event,
+                    Some(by),
+                    audit::Outcome::Ok,
+                    transition.detail.clone(),
+                );
+            }
+            if let Some(version) = &transition.version {
+                tracing::info!(driver = %name, version = %version.version, sha256 = %version.sha256, step = transition.event, "driver lifecycle step taken");
+            }
+        })
+    }
+}
+
+/// Whether load balancers of driver `name` exist.
+fn in_use(snapshot: &Snapshot, name: &str) -> bool {
+    snapshot.loadbalancers.iter().any(|lb| lb.provider == name)
+}
+
+/// The driver lifecycle through the control plane: each step decided and admitted outside the
+/// write lock, one step at a time, then committed through the one write path.
+impl ControlPlane {
+    /// Takes `step` for driver `name`, on behalf of `by`. The record afterwards; `None` once
+    /// the driver's last version is deleted.
+    pub async fn driver_step(
+        self: &Arc<Self>,
+        name: &str,
+        step: Step,
+        by: &str,
+    ) -> Result<Option<DriverRecord>, Error> {
+        let _one_at_a_time = self.drivers.manager()?.steps.lock().await;
+        let (name, by) = (name.to_owned(), by.to_owned());
+        let prepared = self
+            .read(move |plane, snapshot| {
+                let facts = Facts {
+                    now: crate::ids::now(),
+                    in_use: in_use(snapshot, &name),
+                };
+                let profiles = snapshot.flavorprofiles.to_vec();
+                Ok::<_, Error>(
+                    plane
+                        .drivers
+                        .prepare(&name, &step, &facts, &by, &profiles)?,
+                )
+            })
+            .await?;
+        self.write(move |_, snapshot| {
+            prepared.recheck(snapshot)?;
+            Ok::<_, Error>(prepared.into_change())
+        })
+        .await
+    }
+
+    /// Validates a component and stores it as a new, inactive version of the driver it
+    /// reports.
+    pub async fn upload_driver(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        signature: Option<String>,
+        source: &str,
+    ) -> Result<(DriverRecord, DriverVersion), Error> {
+        let _one_at_a_time = self.drivers.manager()?.steps.lock().await;
+        let source = source.to_owned();
+        let prepared = self
+            .read(move |plane, snapshot| {
+                let upload = Upload {
+                    bytes,
+                    signature: signature.as_deref(),
+                    source: &source,
+                };
+                let facts = Facts {
+                    now: crate::ids::now(),
+                    in_use: false,
+                };
+                let profiles = snapshot.flavorprofiles.to_vec();
+                Ok::<_, Error>(plane.drivers.prepare_upload(upload, &facts, &profiles)?)
+            })
+            .await?;
+        let version =
+            prepared.transition.version.clone().ok_or_else(|| {
+                Error::Inconsistent("an upload decided without its version".into())
+            })?;
+        let record = self
+            .write(move |_, _| Ok::<_, Error>(prepared.into_change()))
+            .await?
+            .ok_or_else(|| Error::Inconsistent("an upload left no driver record".into()))?;
+        Ok((record, version))
+    }
+}
+
+impl Manager {
+    fn audit_event(
+        &self,
+        driver: &str,
+        version: Option<&DriverVersion>,
+        function: &str,
+        target: Option<String>,
+        outcome: audit::Outcome,
+        detail: String,
+    ) {
+        self.audit.append(vec![audit::Event {
+            driver: driver.to_owned(),
+            version: version.map(|v| v.version.clone()).unwrap_or_default(),
+            sha256: version.map(|v| v.sha256.clone()).unwrap_or_default(),
+            function: function.to_owned(),
+            target,
+            bytes: version.map(|v| v.size).unwrap_or_default(),
+            outcome,
+            duration_us: 0,
+            detail: (!detail.is_empty()).then_some(detail),
+        }]);
+    }
+}
+
+/// Quarantines kept in the store, one record per driver version, written (and flushed) when
+/// a version is quarantined and removed when an admin releases it.
+struct StoredQuarantines(Arc<dyn Store>);
+
+impl runtime::QuarantineStore for StoredQuarantines {
+    fn quarantined(&self, sha256: &str) -> Option<String> {
+        match self.0.load::<crate::model::Quarantine>(sha256) {
+            Ok(record) => record.map(|q| q.reason),
+            Err(error) => {
+                // Unreadable: the version starts quarantined rather than trusted.
+                tracing::error!(%error, sha256, "cannot read a driver version's quarantine");
+                Some(format!("its quarantine record cannot be read: {error}"))
+            }
+        }
+    }
+
+    fn quarantine(&self, identity: &runtime::LoadedIdentity, reason: &str) {
+        let record = crate::model::Quarantine {
+            sha256: identity.sha256.clone(),
+            driver: identity.name.to_string(),
+            version: identity.version.clone(),
+            reason: reason.to_owned(),
+            at: crate::ids::now(),
+        };
+        let mut batch = Batch::new();
+        batch.put(&record);
+        if let Err(error) = batch.commit(&*self.0).and_then(|()| self.0.flush()) {
+            tracing::error!(%error, driver = %identity.name, "cannot keep a quarantine; it lasts until the host restarts");
+        }
+    }
+
+    fn release(&self, sha256: &str) {
+        let mut batch = Batch::new();
+        batch.delete::<crate::model::Quarantine>(sha256);
+        if let Err(error) = batch.commit(&*self.0).and_then(|()| self.0.flush()) {
+            tracing::error!(%error, sha256, "cannot remove a released quarantine");
+        }
+    }
+}
