@@ -17,7 +17,7 @@ use lbaas_core::views::{
     AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, PlacementAnswer, UploadAnswer,
     VerifyAnswer,
 };
-use lbaas_scheduler::{Outcome, Verdict};
+use lbaas_scheduler::{Decision, Verdict};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -866,11 +866,11 @@ fn explain_table(answer: &PlacementAnswer) -> Result<String> {
     Ok(out)
 }
 
-fn outcome_text(outcome: &Outcome) -> String {
+fn outcome_text(outcome: &Decision) -> String {
     match outcome {
-        Outcome::Placed { device_id, driver } => format!("placed on {device_id} by {driver}"),
-        Outcome::Spawn { driver, .. } => format!("{driver} asked for a new device"),
-        Outcome::NoCapacity { reason } => format!("no capacity: {reason}"),
+        Decision::Placed { device_id, driver } => format!("placed on {device_id} by {driver}"),
+        Decision::Spawn { driver, .. } => format!("{driver} asked for a new device"),
+        Decision::NoCapacity { reason } => format!("no capacity: {reason}"),
     }
 }
 

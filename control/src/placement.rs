@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use lbaas_scheduler::{
-    DeviceView, DriverHints, DriverInfo, Explanation, Hints, Offer, Outcome as Decision, Request,
-    SpawnSpec, Verdict, Weights,
+    Decision, DeviceView, DriverHints, DriverInfo, Explanation, Hints, Offer, Request, SpawnSpec,
+    Verdict, Weights,
 };
 
 use crate::convert;

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::devices::{DeviceDirectory, DeviceEndpoint};
 use crate::plane::{Change, ControlPlane};
 use crate::snapshot::Snapshot;
-use lbaas_scheduler::Outcome as Decision;
+use lbaas_scheduler::Decision;
 
 use crate::error::Error;
 use crate::model::{

@@ -4,9 +4,9 @@
 //! backends implement. No storage engine, no HTTP, no Wasm.
 
 pub mod audit;
+pub mod driver_state;
 pub mod ids;
 pub mod model;
-pub mod state;
 pub mod store;
 pub mod views;
 

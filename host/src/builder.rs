@@ -18,7 +18,7 @@ use lbaas_core::store::Store;
 use lbaas_runtime::integrity::Trust;
 use lbaas_runtime::{Runtime, RuntimeConfig};
 use lbaas_sled::audit::AuditLog;
-use lbaas_sled::state::SledStateStore;
+use lbaas_sled::driver_state::SledStateStore;
 use lbaas_sled::{DEFAULT_CACHE_BYTES, SledStore};
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -17,7 +17,7 @@ pub use lbaas_core::{DriverName, InvalidId, ids, model};
 /// device directory and networks, conversions to the WIT types.
 pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};
 /// The embedded storage backends.
-pub use lbaas_sled::{audit, state};
+pub use lbaas_sled::{audit, driver_state};
 
 /// The control plane's store: the trait and its in-memory backend, and the sled backend.
 pub mod store {

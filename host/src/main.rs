@@ -11,11 +11,11 @@ use lbaas_host::api::Auth;
 use lbaas_host::audit;
 use lbaas_host::builder::{DriverSource, HostBuilder};
 use lbaas_host::devices::StaticDevices;
+use lbaas_host::driver_state::SledStateStore;
 use lbaas_host::integrity::{self, Trust};
 use lbaas_host::net::IpNet;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
-use lbaas_host::state::SledStateStore;
 
 /// Where `cargo drivers` puts the bundled drivers.
 const BUNDLED_DRIVERS: &str = "target/wasm/wasm32-wasip2/release";
@@ -203,8 +203,7 @@ impl DataPlane {
             data_dir.join("devices"),
             self.spawn_addresses,
             self.agent_port,
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         Ok(Some(Arc::new(local)))
     }
 }

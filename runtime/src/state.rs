@@ -1,4 +1,4 @@
 //! The driver-private state contract, which the `state` import serves: defined beside the other
 //! storage traits in `lbaas-core`, implemented by the backends.
 
-pub use lbaas_core::state::*;
+pub use lbaas_core::driver_state::*;

@@ -131,7 +131,7 @@ pub trait DriverHints {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Decision {
     Placed { device_id: String, driver: String },
     Spawn { driver: String, spec: SpawnSpec },
     NoCapacity { reason: String },
@@ -166,7 +166,7 @@ pub struct Explanation {
     pub unlisted: BTreeMap<String, usize>,
     /// Driver calls that failed, by driver.
     pub driver_errors: BTreeMap<String, String>,
-    pub outcome: Outcome,
+    pub outcome: Decision,
 }
 
 /// Why a host filter removed a device. Kept as data until an explanation needs the words,
@@ -482,12 +482,12 @@ pub fn schedule(
         })
         .max_by(|(a, ja), (b, jb)| a.cmp(b).then_with(|| jb.device.id.cmp(&ja.device.id)));
     let outcome = match (winner, spawn) {
-        (Some((_, judged)), _) => Outcome::Placed {
+        (Some((_, judged)), _) => Decision::Placed {
             device_id: judged.device.id.to_string(),
             driver: judged.device.driver.to_string(),
         },
-        (None, Some((driver, spec))) => Outcome::Spawn { driver, spec },
-        (None, None) => Outcome::NoCapacity {
+        (None, Some((driver, spec))) => Decision::Spawn { driver, spec },
+        (None, None) => Decision::NoCapacity {
             reason: no_capacity_reason(request, &judged),
         },
     };

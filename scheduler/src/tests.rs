@@ -89,7 +89,7 @@ impl DriverHints for RejectOne {
 
 fn placed(explanation: &Explanation) -> Option<&str> {
     match &explanation.outcome {
-        Outcome::Placed { device_id, .. } => Some(device_id),
+        Decision::Placed { device_id, .. } => Some(device_id),
         _ => None,
     }
 }
@@ -138,7 +138,7 @@ fn filters_name_their_reason() {
             .all(|c| c.device_id != "other-driver")
     );
     match &result.outcome {
-        Outcome::NoCapacity { reason } => assert!(reason.contains("disabled"), "{reason}"),
+        Decision::NoCapacity { reason } => assert!(reason.contains("disabled"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
@@ -275,7 +275,7 @@ fn a_spawning_driver_is_asked_when_nothing_fits() {
         &Accepting,
     );
     match result.outcome {
-        Outcome::Spawn { driver, spec } => {
+        Decision::Spawn { driver, spec } => {
             assert_eq!(driver, "haproxy");
             assert_eq!(spec.capacity, 4);
         }
@@ -313,7 +313,7 @@ fn a_failing_driver_rejects_its_candidates() {
         &request(&["x"]),
         &Broken,
     );
-    assert!(matches!(result.outcome, Outcome::NoCapacity { .. }));
+    assert!(matches!(result.outcome, Decision::NoCapacity { .. }));
     assert_eq!(
         result.driver_errors.get("x").map(String::as_str),
         Some("trapped")

@@ -164,7 +164,7 @@ fn benches(c: &mut Criterion) {
     let native = placement::decide_with(&drivers, &snapshot, &target, &NativeHaproxy);
     assert_eq!(wasm.outcome, native.outcome);
     assert!(
-        matches!(wasm.outcome, lbaas_scheduler::Outcome::Placed { .. }),
+        matches!(wasm.outcome, lbaas_scheduler::Decision::Placed { .. }),
         "{:?}",
         wasm.outcome
     );

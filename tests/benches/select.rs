@@ -8,8 +8,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lbaas_driver_acme_adc::allocation::{self, DeviceAllocations};
 use lbaas_host::DriverName;
+use lbaas_host::driver_state::StateStore;
 use lbaas_host::runtime::{self, DeviceKind, RuntimeConfig};
-use lbaas_host::state::StateStore;
 use lbaas_tests::model::*;
 use lbaas_tests::{TestHost, drivers};
 
@@ -241,7 +241,7 @@ fn benches(c: &mut Criterion) {
 /// The driver's placement logic, compiled natively, reading the same records from the same
 /// store the Wasm driver reads through its `state` import.
 fn native_select(
-    namespace: &dyn lbaas_host::state::Namespace,
+    namespace: &dyn lbaas_host::driver_state::Namespace,
     request: &lbaas_driver_sdk::PlacementRequest,
     candidates: &[lbaas_driver_sdk::Candidate],
 ) -> lbaas_driver_sdk::Hints {

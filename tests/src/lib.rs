@@ -17,8 +17,8 @@ use std::sync::{Arc, OnceLock};
 use lbaas_host::DriverName;
 use lbaas_host::audit::AuditLog;
 use lbaas_host::devices::{DeviceEndpoint, StaticDevices};
+use lbaas_host::driver_state::SledStateStore;
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
-use lbaas_host::state::SledStateStore;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use lbaas_host::audit::{Filter, Outcome, Record};
+use lbaas_host::driver_state::StateStore as _;
 use lbaas_host::runtime::{DeviceKind, Error, Failure, LoadedDriver, Origin, RuntimeConfig};
-use lbaas_host::state::StateStore as _;
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::model::*;
 use lbaas_tests::{TestHost, drivers, fixtures};

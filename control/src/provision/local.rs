@@ -64,21 +64,28 @@ impl LocalProcesses {
         root: PathBuf,
         addresses: IpNet,
         port: u16,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ProvisionError> {
         if !addresses.addr().is_loopback() {
-            return Err(format!(
+            return Err(ProvisionError::Unavailable(format!(
                 "local devices listen on loopback addresses; {addresses} is not loopback"
-            ));
+            )));
         }
-        fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        fs::create_dir_all(&root).map_err(|source| ProvisionError::System {
+            what: format!("cannot create {}", root.display()),
+            source,
+        })?;
         let user = DeviceUser::ensure()?;
         let mut unreachable = None;
         match user {
             Some(_) => {
                 // The device user passes through the root to its own folder, and sees nothing else.
                 use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&root, fs::Permissions::from_mode(0o711))
-                    .map_err(|e| format!("cannot restrict {}: {e}", root.display()))?;
+                fs::set_permissions(&root, fs::Permissions::from_mode(0o711)).map_err(
+                    |source| ProvisionError::System {
+                        what: format!("cannot restrict {}", root.display()),
+                        source,
+                    },
+                )?;
                 if let Some(closed) = privilege::closed_ancestor(&root) {
                     let why = format!(
                         "devices run as the system user {}, which cannot reach {}: {} is closed to \

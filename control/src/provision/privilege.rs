@@ -17,6 +17,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
+use super::ProvisionError;
+
 /// The system user spawned devices run as.
 pub const DEVICE_USER: &str = "lbaas-device";
 
@@ -39,7 +41,7 @@ pub struct DeviceUser {
 impl DeviceUser {
     /// The dedicated user, created when missing; `None` when the host is not root (it cannot
     /// switch users then).
-    pub fn ensure() -> Result<Option<Self>, String> {
+    pub fn ensure() -> Result<Option<Self>, ProvisionError> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
@@ -60,27 +62,33 @@ impl DeviceUser {
                 DEVICE_USER,
             ])
             .output()
-            .map_err(|e| format!("cannot run useradd to create {DEVICE_USER}: {e}"))?;
+            .map_err(|source| ProvisionError::Program {
+                program: "useradd".into(),
+                source,
+            })?;
         // Another host may have created it meanwhile (exit code 9: the user exists).
         if !output.status.success() && output.status.code() != Some(9) {
-            return Err(format!(
+            return Err(ProvisionError::Unavailable(format!(
                 "useradd could not create the system user {DEVICE_USER}: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
-            ));
+            )));
         }
         tracing::info!(
             user = DEVICE_USER,
             "created the system user spawned devices run as"
         );
-        Self::lookup()?
-            .map(Some)
-            .ok_or_else(|| format!("the system user {DEVICE_USER} was not created"))
+        Self::lookup()?.map(Some).ok_or_else(|| {
+            ProvisionError::Unavailable(format!("the system user {DEVICE_USER} was not created"))
+        })
     }
 
     /// The dedicated user, if it exists.
-    pub fn lookup() -> Result<Option<Self>, String> {
-        let user = nix::unistd::User::from_name(DEVICE_USER)
-            .map_err(|e| format!("cannot look up the user {DEVICE_USER}: {e}"))?;
+    pub fn lookup() -> Result<Option<Self>, ProvisionError> {
+        let user =
+            nix::unistd::User::from_name(DEVICE_USER).map_err(|e| ProvisionError::System {
+                what: format!("cannot look up the user {DEVICE_USER}"),
+                source: e.into(),
+            })?;
         Ok(user.map(|user| Self {
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),

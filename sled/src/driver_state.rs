@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use lbaas_core::state::*;
+pub use lbaas_core::driver_state::*;
 
 use lbaas_core::DriverName;
 
