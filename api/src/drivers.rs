@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -46,19 +46,25 @@ pub fn routes() -> Router<Arc<Api>> {
         )
         .route("/drivers/{name}", get(show_driver))
         .route("/drivers/{name}/release", post(release))
-        .route("/drivers/{name}/rollback", post(rollback))
-        .route("/drivers/{name}/promote", post(promote))
+        .route("/drivers/{name}/rollback", driver_step(|| Step::Rollback))
+        .route("/drivers/{name}/promote", driver_step(|| Step::Promote))
         .route("/drivers/{name}/versions/{version}/canary", post(canary))
-        .route("/drivers/{name}/drain", post(drain))
+        .route("/drivers/{name}/drain", driver_step(|| Step::Drain))
         .route("/drivers/{name}/publisher", axum::routing::put(publisher))
-        .route("/drivers/{name}/undrain", post(undrain))
+        .route("/drivers/{name}/undrain", driver_step(|| Step::Undrain))
         .route("/drivers/{name}/versions/{version}", delete(delete_version))
         .route(
             "/drivers/{name}/versions/{version}/activate",
-            post(activate),
+            version_step(Step::Activate),
         )
-        .route("/drivers/{name}/versions/{version}/disable", post(disable))
-        .route("/drivers/{name}/versions/{version}/enable", post(enable))
+        .route(
+            "/drivers/{name}/versions/{version}/disable",
+            version_step(Step::Disable),
+        )
+        .route(
+            "/drivers/{name}/versions/{version}/enable",
+            version_step(Step::Enable),
+        )
 }
 
 /// A driver: its record with the active version's details on top.
@@ -202,6 +208,28 @@ async fn upload(
     ))
 }
 
+/// `POST` of a route that takes one lifecycle step of the driver it names.
+fn driver_step(step: fn() -> Step) -> MethodRouter<Arc<Api>> {
+    post(
+        move |State(api): State<Arc<Api>>, ctx: Context, Path(name): Path<String>| async move {
+            ctx.require_admin()?;
+            self::step(&api, &ctx, &name, step()).await
+        },
+    )
+}
+
+/// `POST` of a route that takes one lifecycle step with the driver version it names.
+fn version_step(step: fn(String) -> Step) -> MethodRouter<Arc<Api>> {
+    post(
+        move |State(api): State<Arc<Api>>,
+              ctx: Context,
+              Path((name, version)): Path<(String, String)>| async move {
+            ctx.require_admin()?;
+            self::step(&api, &ctx, &name, step(version)).await
+        },
+    )
+}
+
 /// Takes one lifecycle step and answers with the driver afterwards.
 async fn step(api: &Api, ctx: &Context, name: &str, step: Step) -> ApiResult<Json<DriverAnswer>> {
     let record = api
@@ -210,24 +238,6 @@ async fn step(api: &Api, ctx: &Context, name: &str, step: Step) -> ApiResult<Jso
         .await?
         .ok_or_else(|| ApiError::not_found("Driver", name))?;
     Ok(answer(api, &record))
-}
-
-async fn activate(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Activate(version)).await
-}
-
-async fn rollback(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Rollback).await
 }
 
 #[derive(Deserialize)]
@@ -264,15 +274,6 @@ async fn canary(
     .await
 }
 
-async fn promote(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Promote).await
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublisherEnvelope {
@@ -303,42 +304,6 @@ async fn publisher(
         )));
     }
     step(&api, &ctx, &name, Step::Publisher(body.publisher)).await
-}
-
-async fn drain(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Drain).await
-}
-
-async fn undrain(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Undrain).await
-}
-
-async fn disable(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Disable(version)).await
-}
-
-async fn enable(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<DriverAnswer>> {
-    ctx.require_admin()?;
-    step(&api, &ctx, &name, Step::Enable(version)).await
 }
 
 async fn delete_version(

@@ -260,3 +260,35 @@ async fn the_version_documents_answer_without_a_token() {
         "{body}"
     );
 }
+
+/// A host whose drivers are fixed at start takes no lifecycle step: admins are told why,
+/// others are refused by policy first, and an unknown driver is not found.
+#[tokio::test]
+async fn driver_steps_on_a_fixed_host_are_refused_with_the_reason() {
+    let (app, _jobs) = host();
+    for (method, path) in [
+        ("POST", "/v2/admin/drivers"),
+        ("POST", "/v2/admin/drivers/haproxy/rollback"),
+        ("POST", "/v2/admin/drivers/haproxy/drain"),
+        ("POST", "/v2/admin/drivers/haproxy/versions/1.0/activate"),
+        ("POST", "/v2/admin/drivers/haproxy/versions/1.0/disable"),
+        ("DELETE", "/v2/admin/drivers/haproxy/versions/1.0"),
+    ] {
+        let (status, body) = call(&app, method, path, Some(MEMBER), Some("\0asm")).await;
+        assert_fault(
+            status,
+            &body,
+            StatusCode::FORBIDDEN,
+            "Policy does not allow",
+        );
+        let (status, body) = call(&app, method, path, Some(ADMIN), Some("\0asm")).await;
+        assert_fault(status, &body, StatusCode::CONFLICT, "fixed at start");
+    }
+    let (status, body) = call(&app, "GET", "/v2/admin/drivers/nothing", Some(ADMIN), None).await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::NOT_FOUND,
+        "Driver nothing could not be found",
+    );
+}

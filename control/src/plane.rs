@@ -355,3 +355,117 @@ enum Cached {
     /// A writer is bringing it up to date.
     Updating,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::model::Network;
+    use crate::runtime::LoadedDriver;
+    use crate::store::{MemoryStore, StoreError, Write};
+
+    fn network(id: &str) -> Network {
+        Network {
+            id: id.into(),
+            name: String::new(),
+            project_id: None,
+            vlan: None,
+            subnets: Vec::new(),
+            created_at: "now".into(),
+        }
+    }
+
+    fn plane(store: Arc<dyn Store>) -> Arc<ControlPlane> {
+        let (jobs, _) = tokio::sync::mpsc::unbounded_channel();
+        let drivers = Arc::new(Drivers::new(Vec::<LoadedDriver>::new()));
+        Arc::new(ControlPlane::new(store, drivers, None, jobs))
+    }
+
+    /// A disk that refuses every commit.
+    struct Full(MemoryStore);
+
+    impl Store for Full {
+        fn get(&self, kind: crate::store::Kind, id: &str) -> crate::store::Result<Option<Vec<u8>>> {
+            self.0.get(kind, id)
+        }
+
+        fn scan(&self, kind: crate::store::Kind) -> crate::store::Result<Vec<(String, Vec<u8>)>> {
+            self.0.scan(kind)
+        }
+
+        fn commit(&self, _: &[Write]) -> crate::store::Result<()> {
+            Err(StoreError::Backend("no space left on device".into()))
+        }
+
+        fn flush(&self) -> crate::store::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Writes `network` with a hook that notes what it saw in the store.
+    async fn put(
+        plane: &Arc<ControlPlane>,
+        id: &'static str,
+        seen: &Arc<Mutex<Vec<bool>>>,
+    ) -> Result<(), Error> {
+        let seen = seen.clone();
+        plane
+            .write(move |_, _| {
+                let mut batch = Batch::new();
+                batch.put(&network(id));
+                Ok::<_, Error>(Change::new(batch, ()).on_commit(move |plane| {
+                    let stored = plane
+                        .store
+                        .get(crate::store::Kind::Network, id)
+                        .is_ok_and(|r| r.is_some());
+                    seen.lock().expect("seen").push(stored);
+                }))
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_commit_hook_runs_after_the_commit_and_only_then() {
+        let plane = plane(Arc::new(MemoryStore::new()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        put(&plane, "net-1", &seen).await.expect("write");
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [true],
+            "ran once, after the commit"
+        );
+        let networks = plane
+            .read(|_, snapshot| Ok::<_, Error>(snapshot.networks.len()))
+            .await
+            .expect("read");
+        assert_eq!(networks, 1, "the snapshot moved on with the commit");
+
+        // A refused write commits nothing and runs no hook.
+        let refused = plane
+            .write(|_, _| Err::<Change<()>, _>(Error::not_found("Network", "net-2")))
+            .await;
+        assert!(matches!(refused, Err(Error::NotFound { .. })));
+        assert_eq!(seen.lock().expect("seen").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_runs_no_hook_and_leaves_the_snapshot_as_stored() {
+        let plane = plane(Arc::new(Full(MemoryStore::new())));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failed = put(&plane, "net-1", &seen).await;
+        assert!(
+            matches!(&failed, Err(Error::Store(e)) if e.to_string().contains("no space left")),
+            "{failed:?}"
+        );
+        assert!(
+            seen.lock().expect("seen").is_empty(),
+            "no hook after a failed commit"
+        );
+        let networks = plane
+            .read(|_, snapshot| Ok::<_, Error>(snapshot.networks.len()))
+            .await
+            .expect("read");
+        assert_eq!(networks, 0, "nothing that was not stored is seen");
+    }
+}

@@ -94,50 +94,11 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests {
-    use lbaas_core::model::Job;
-    use lbaas_core::store::{Batch, StoreExt as _};
-
     use super::*;
 
-    fn job(id: &str) -> Job {
-        Job {
-            id: id.into(),
-            loadbalancer_id: "lb".into(),
-            created_at: "now".into(),
-            attempts: 0,
-        }
-    }
-
-    fn store() -> SledStore {
+    #[test]
+    fn the_sled_store_keeps_the_contract() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        SledStore::new(db).expect("store")
-    }
-
-    #[test]
-    fn commits_are_atomic_and_typed_reads_work() {
-        let store = store();
-        let mut batch = Batch::new();
-        batch.put(&job("a")).put(&job("b"));
-        batch.commit(&store).expect("commit");
-        assert_eq!(store.all::<Job>().expect("all").len(), 2);
-        let mut batch = Batch::new();
-        batch.delete::<Job>("a");
-        batch.commit(&store).expect("commit");
-        assert_eq!(store.load::<Job>("a").expect("load"), None);
-        assert_eq!(store.load::<Job>("b").expect("load"), Some(job("b")));
-    }
-
-    #[test]
-    fn unreadable_records_are_reported_not_panicked() {
-        let store = store();
-        store
-            .commit(&[Write::Put {
-                kind: Kind::Job,
-                id: "x".into(),
-                bytes: b"{\"v\":99,\"data\":{}}".to_vec(),
-            }])
-            .expect("commit");
-        let error = store.load::<Job>("x").expect_err("bad version");
-        assert!(error.to_string().contains("schema version 99"), "{error}");
+        lbaas_core::store::check_contract(&SledStore::new(db).expect("store"));
     }
 }
