@@ -51,6 +51,15 @@ impl ApiError {
         )
     }
 
+    /// What the provider's driver cannot do: `501`, with Octavia's faultstring, which clients
+    /// and Octavia's test suite take as "not implemented here" rather than a broken request.
+    pub fn unsupported(provider: &str, option: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("Provider '{provider}' does not support a requested option: {option}"),
+        )
+    }
+
     /// A load balancer that is `PENDING_*` refuses every change.
     pub fn immutable(lb_id: &str) -> Self {
         Self::conflict(format!(

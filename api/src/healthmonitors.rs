@@ -78,11 +78,7 @@ fn timing(delay: i64, timeout: i64, max_retries: i64, max_retries_down: i64) -> 
         max_retries: range("max_retries", max_retries, 1, 10)?,
         max_retries_down: range("max_retries_down", max_retries_down, 1, 10)?,
     };
-    if timing.timeout > timing.delay {
-        return Err(ApiError::bad_request(
-            "timeout must be less than or equal to delay",
-        ));
-    }
+    // Octavia accepts a timeout longer than the delay (a check may outlast the interval).
     Ok(timing)
 }
 

@@ -123,9 +123,7 @@ fn build<'a>(
         ));
     }
     if body.insert_headers.as_ref().is_some_and(|h| !h.is_empty()) {
-        return Err(ApiError::bad_request(
-            "insert_headers is not supported by this host yet.",
-        ));
+        return Err(ApiError::unsupported(&lb.provider, "insert_headers"));
     }
     validate::provider_supports(api, &lb.provider, Some(protocol), None)?;
     let clash = |l: &Listener| {

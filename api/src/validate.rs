@@ -201,20 +201,20 @@ pub fn provider_supports(
     if let Some(protocol) = protocol
         && !caps.protocols.contains(&crate::convert::protocol(protocol))
     {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' does not support a requested option: protocol {}",
-            protocol_name(protocol)
-        )));
+        return Err(ApiError::unsupported(
+            provider,
+            format_args!("protocol {}", protocol_name(protocol)),
+        ));
     }
     if let Some(algorithm) = algorithm
         && !caps
             .algorithms
             .contains(&crate::convert::algorithm(algorithm))
     {
-        return Err(ApiError::bad_request(format!(
-            "Provider '{provider}' does not support a requested option: lb_algorithm {}",
-            algorithm_name(algorithm)
-        )));
+        return Err(ApiError::unsupported(
+            provider,
+            format_args!("lb_algorithm {}", algorithm_name(algorithm)),
+        ));
     }
     Ok(())
 }

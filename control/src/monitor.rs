@@ -261,7 +261,11 @@ fn apply(snapshot: &Snapshot, lb_id: &str, report: &Report, batch: &mut Batch) {
             if lb.common.operating_status != OperatingStatus::Error {
                 tracing::warn!(loadbalancer = lb_id, %why, "device unreachable");
                 let mut lb = lb.clone();
-                lb.common.operating_status = OperatingStatus::Error;
+                lb.common.set_statuses(
+                    ProvisioningStatus::Active,
+                    OperatingStatus::Error,
+                    &crate::ids::now(),
+                );
                 batch.put(&lb);
             }
             return;
@@ -299,15 +303,16 @@ fn apply(snapshot: &Snapshot, lb_id: &str, report: &Report, batch: &mut Batch) {
                 batch.put(&member);
             }
         }
-        let operating = if !pool.common.admin_state_up {
-            OperatingStatus::Offline
-        } else if failing == 0 {
-            OperatingStatus::Online
-        } else if failing == enabled {
-            OperatingStatus::Error
-        } else {
-            OperatingStatus::Degraded
-        };
+        let operating =
+            if !pool.common.admin_state_up || !worker::attached(snapshot, lb_id, &pool.common.id) {
+                OperatingStatus::Offline
+            } else if failing == 0 {
+                OperatingStatus::Online
+            } else if failing == enabled {
+                OperatingStatus::Error
+            } else {
+                OperatingStatus::Degraded
+            };
         pools_ok &= matches!(
             operating,
             OperatingStatus::Online | OperatingStatus::Offline
@@ -352,7 +357,7 @@ fn changed<T>(
         return None;
     }
     let mut common = common.clone();
-    common.operating_status = operating;
+    common.set_statuses(ProvisioningStatus::Active, operating, &crate::ids::now());
     Some(rebuild(common))
 }
 

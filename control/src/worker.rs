@@ -684,13 +684,13 @@ pub(crate) fn work(
     }))
 }
 
-fn settle(common: &mut Common, operating: OperatingStatus) {
-    common.provisioning_status = ProvisioningStatus::Active;
-    common.operating_status = if common.admin_state_up {
+fn settle(common: &mut Common, operating: OperatingStatus, now: &str) {
+    let operating = if common.admin_state_up {
         operating
     } else {
         OperatingStatus::Offline
     };
+    common.set_statuses(ProvisioningStatus::Active, operating, now);
 }
 
 /// The device matches the model: pending children become `ACTIVE` or disappear. Returns the
@@ -698,6 +698,7 @@ fn settle(common: &mut Common, operating: OperatingStatus) {
 fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
     let mut batch = Batch::new();
     let mut retired = None;
+    let now = crate::ids::now();
     let gone = |c: &Common| c.provisioning_status == ProvisioningStatus::PendingDelete;
     let deleted_pools: Vec<&str> = snapshot
         .pools_of(lb_id)
@@ -717,7 +718,7 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
         {
             listener.default_pool_id = None;
         }
-        settle(&mut listener.common, OperatingStatus::Online);
+        settle(&mut listener.common, OperatingStatus::Online, &now);
         batch.put(&listener);
     }
     for pool in snapshot.pools_of(lb_id) {
@@ -737,6 +738,7 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
                 } else {
                     OperatingStatus::NoMonitor
                 },
+                &now,
             );
             batch.put(&member);
         }
@@ -745,7 +747,7 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
                 batch.delete::<HealthMonitor>(&hm.common.id);
             } else {
                 let mut hm = hm.clone();
-                settle(&mut hm.common, OperatingStatus::Online);
+                settle(&mut hm.common, OperatingStatus::Online, &now);
                 batch.put(&hm);
             }
         }
@@ -757,7 +759,13 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
         if monitor.is_some_and(|h| gone(&h.common)) {
             pool.healthmonitor_id = None;
         }
-        settle(&mut pool.common, OperatingStatus::Online);
+        // A pool no listener sends traffic to is offline, as Octavia shows it.
+        let operating = if attached(snapshot, lb_id, &pool.common.id) {
+            OperatingStatus::Online
+        } else {
+            OperatingStatus::Offline
+        };
+        settle(&mut pool.common, operating, &now);
         batch.put(&pool);
     }
     if let Some(lb) = snapshot.loadbalancer_by_id(lb_id) {
@@ -767,12 +775,20 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
             wire_device(snapshot, &lb.common.id, &migration.from, &[], &mut batch);
             retired = retire_if_empty(snapshot, &migration.from, lb_id, &mut batch);
         }
-        settle(&mut lb.common, OperatingStatus::Online);
+        settle(&mut lb.common, OperatingStatus::Online, &now);
         lb.fault = None;
         batch.put(&lb);
     }
     batch.delete::<Job>(lb_id);
     (batch, retired)
+}
+
+/// Whether a live listener of the load balancer sends traffic to the pool (its default pool).
+pub(crate) fn attached(snapshot: &Snapshot, lb_id: &str, pool_id: &str) -> bool {
+    snapshot.listeners_of(lb_id).any(|l| {
+        l.common.provisioning_status != ProvisioningStatus::PendingDelete
+            && l.default_pool_id.as_deref() == Some(pool_id)
+    })
 }
 
 /// The load balancer is gone from its device: it and every child leave the store, and so
@@ -810,10 +826,10 @@ fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
 fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<String>) {
     let mut batch = Batch::new();
     let mut retired = None;
+    let now = crate::ids::now();
     let errored = |common: &mut Common| {
         if common.provisioning_status.is_pending() {
-            common.provisioning_status = ProvisioningStatus::Error;
-            common.operating_status = OperatingStatus::Error;
+            common.set_statuses(ProvisioningStatus::Error, OperatingStatus::Error, &now);
         }
     };
     for listener in snapshot.listeners_of(lb_id) {
@@ -855,11 +871,142 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<String>
             }
             lb.device_id = Some(migration.from);
         }
-        lb.common.provisioning_status = ProvisioningStatus::Error;
-        lb.common.operating_status = OperatingStatus::Error;
+        lb.common
+            .set_statuses(ProvisioningStatus::Error, OperatingStatus::Error, &now);
         lb.fault = Some(fault.chars().take(1024).collect());
         batch.put(&lb);
     }
     batch.delete::<Job>(lb_id);
     (batch, retired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LbAlgorithm, Protocol};
+    use crate::store::{Kind, Record, Write, decode};
+
+    fn common(id: &str) -> Common {
+        Common {
+            id: id.into(),
+            project_id: "p".into(),
+            name: String::new(),
+            description: String::new(),
+            admin_state_up: true,
+            provisioning_status: ProvisioningStatus::PendingCreate,
+            operating_status: OperatingStatus::Offline,
+            created_at: "then".into(),
+            updated_at: None,
+            tags: Vec::new(),
+        }
+    }
+
+    fn pool(id: &str) -> Pool {
+        Pool {
+            common: common(id),
+            loadbalancer_id: "lb".into(),
+            protocol: Protocol::Http,
+            lb_algorithm: LbAlgorithm::RoundRobin,
+            session_persistence: None,
+            healthmonitor_id: None,
+        }
+    }
+
+    /// A load balancer being created: one listener sending to pool `used`, and pool `spare`
+    /// that no listener names.
+    fn pending_tree() -> Snapshot {
+        let lb = LoadBalancer {
+            common: common("lb"),
+            vip_address: "192.0.2.10".into(),
+            vip_network_id: "net".into(),
+            vip_subnet_id: "subnet".into(),
+            vip_port_id: String::new(),
+            provider: "haproxy".into(),
+            flavor_id: None,
+            device_id: None,
+            fault: None,
+            migration: None,
+        };
+        let listener = Listener {
+            common: common("listener"),
+            loadbalancer_id: "lb".into(),
+            protocol: Protocol::Http,
+            protocol_port: 80,
+            connection_limit: -1,
+            default_pool_id: Some("used".into()),
+            timeout_client_data: 0,
+            timeout_member_connect: 0,
+            timeout_member_data: 0,
+            timeout_tcp_inspect: 0,
+            allowed_cidrs: Vec::new(),
+        };
+        let mut snapshot = Snapshot::empty_for(&lb);
+        let mut batch = Batch::new();
+        batch.put(&listener).put(&pool("used")).put(&pool("spare"));
+        snapshot.apply(batch.writes()).expect("apply");
+        snapshot
+    }
+
+    /// The record `id` of `kind` as `batch` writes it.
+    fn written<R: Record>(batch: &Batch, kind: Kind, id: &str) -> R {
+        batch
+            .writes()
+            .iter()
+            .find_map(|write| match write {
+                Write::Put {
+                    kind: k,
+                    id: i,
+                    bytes,
+                } if *k == kind && i == id => Some(decode(i, bytes).expect("a record")),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{kind:?} {id} is not written"))
+    }
+
+    #[test]
+    fn a_finished_job_stamps_updated_at_and_leaves_an_unattached_pool_offline() {
+        let (batch, _) = succeed(&pending_tree(), "lb");
+        let lb: LoadBalancer = written(&batch, Kind::LoadBalancer, "lb");
+        assert_eq!(lb.common.provisioning_status, ProvisioningStatus::Active);
+        assert!(
+            lb.common.updated_at.is_some(),
+            "a status change stamps updated_at"
+        );
+        let used: Pool = written(&batch, Kind::Pool, "used");
+        assert_eq!(used.common.operating_status, OperatingStatus::Online);
+        let spare: Pool = written(&batch, Kind::Pool, "spare");
+        assert_eq!(spare.common.provisioning_status, ProvisioningStatus::Active);
+        assert_eq!(spare.common.operating_status, OperatingStatus::Offline);
+        assert!(spare.common.updated_at.is_some());
+    }
+
+    #[test]
+    fn a_failed_job_stamps_updated_at_with_the_fault() {
+        let (batch, _) = fail(&pending_tree(), "lb", "no capacity: every device is full");
+        let lb: LoadBalancer = written(&batch, Kind::LoadBalancer, "lb");
+        assert_eq!(lb.common.provisioning_status, ProvisioningStatus::Error);
+        assert!(lb.common.updated_at.is_some());
+        assert_eq!(
+            lb.fault.as_deref(),
+            Some("no capacity: every device is full")
+        );
+        let listener: Listener = written(&batch, Kind::Listener, "listener");
+        assert_eq!(
+            listener.common.provisioning_status,
+            ProvisioningStatus::Error
+        );
+        assert!(listener.common.updated_at.is_some());
+    }
+
+    #[test]
+    fn settling_an_unchanged_status_keeps_updated_at() {
+        let mut common = common("x");
+        common.provisioning_status = ProvisioningStatus::Active;
+        common.operating_status = OperatingStatus::Online;
+        common.updated_at = Some("earlier".into());
+        settle(&mut common, OperatingStatus::Online, "now");
+        assert_eq!(common.updated_at.as_deref(), Some("earlier"));
+        settle(&mut common, OperatingStatus::Degraded, "now");
+        assert_eq!(common.updated_at.as_deref(), Some("now"));
+    }
 }

@@ -125,6 +125,23 @@ pub struct Common {
     pub tags: Vec<String>,
 }
 
+impl Common {
+    /// Sets both statuses; a change stamps `updated_at` with `now`, as Octavia does on every
+    /// status change (clients and its test suite wait for `updated_at` after a create).
+    pub fn set_statuses(
+        &mut self,
+        provisioning: ProvisioningStatus,
+        operating: OperatingStatus,
+        now: &str,
+    ) {
+        if self.provisioning_status != provisioning || self.operating_status != operating {
+            self.provisioning_status = provisioning;
+            self.operating_status = operating;
+            self.updated_at = Some(now.to_owned());
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadBalancer {
     #[serde(flatten)]
