@@ -14,6 +14,7 @@ use crate::store::Batch;
 
 use super::auth::Context;
 use super::body::Body;
+use super::body::Int;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
 use super::{Api, Change, base_url, listing, validate, views};
@@ -32,6 +33,7 @@ struct CreateEnvelope {
     healthmonitor: HealthMonitorCreate,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthMonitorCreate {
@@ -39,9 +41,13 @@ pub struct HealthMonitorCreate {
     name: Option<String>,
     #[serde(rename = "type")]
     kind: MonitorType,
+    #[serde_as(as = "Int")]
     delay: i64,
+    #[serde_as(as = "Int")]
     timeout: i64,
+    #[serde_as(as = "Int")]
     max_retries: i64,
+    #[serde_as(as = "Option<Int>")]
     max_retries_down: Option<i64>,
     http_method: Option<String>,
     url_path: Option<String>,
@@ -253,13 +259,18 @@ struct UpdateEnvelope {
     healthmonitor: HealthMonitorUpdate,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HealthMonitorUpdate {
     name: Option<String>,
+    #[serde_as(as = "Option<Int>")]
     delay: Option<i64>,
+    #[serde_as(as = "Option<Int>")]
     timeout: Option<i64>,
+    #[serde_as(as = "Option<Int>")]
     max_retries: Option<i64>,
+    #[serde_as(as = "Option<Int>")]
     max_retries_down: Option<i64>,
     http_method: Option<String>,
     url_path: Option<String>,

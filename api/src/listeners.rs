@@ -15,6 +15,7 @@ use crate::store::Batch;
 
 use super::auth::Context;
 use super::body::Body;
+use super::body::Int;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
 use super::pools::{self, PoolCreate};
@@ -38,6 +39,7 @@ struct CreateEnvelope {
     listener: ListenerCreate,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerCreate {
@@ -48,14 +50,20 @@ pub struct ListenerCreate {
     project_id: Option<String>,
     tenant_id: Option<String>,
     protocol: Protocol,
+    #[serde_as(as = "Int")]
     protocol_port: i64,
+    #[serde_as(as = "Option<Int>")]
     connection_limit: Option<i64>,
     default_pool_id: Option<String>,
     /// Full-tree creation only: a new pool for this listener.
     default_pool: Option<PoolCreate>,
+    #[serde_as(as = "Option<Int>")]
     timeout_client_data: Option<u32>,
+    #[serde_as(as = "Option<Int>")]
     timeout_member_connect: Option<u32>,
+    #[serde_as(as = "Option<Int>")]
     timeout_member_data: Option<u32>,
+    #[serde_as(as = "Option<Int>")]
     timeout_tcp_inspect: Option<u32>,
     allowed_cidrs: Option<Vec<String>>,
     tags: Option<Vec<String>>,
@@ -284,19 +292,25 @@ struct UpdateEnvelope {
     listener: ListenerUpdate,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListenerUpdate {
     name: Option<String>,
     description: Option<String>,
     admin_state_up: Option<bool>,
+    #[serde_as(as = "Option<Int>")]
     connection_limit: Option<i64>,
     /// `null` detaches the default pool.
     #[serde(default, deserialize_with = "super::pools::explicit")]
     default_pool_id: Option<Option<String>>,
+    #[serde_as(as = "Option<Int>")]
     timeout_client_data: Option<u32>,
+    #[serde_as(as = "Option<Int>")]
     timeout_member_connect: Option<u32>,
+    #[serde_as(as = "Option<Int>")]
     timeout_member_data: Option<u32>,
+    #[serde_as(as = "Option<Int>")]
     timeout_tcp_inspect: Option<u32>,
     allowed_cidrs: Option<Vec<String>>,
     tags: Option<Vec<String>>,

@@ -15,6 +15,7 @@ use crate::store::{Batch, Kind};
 
 use super::auth::Context;
 use super::body::Body;
+use super::body::Int;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{ensure_mutable, new_common, touch_parent};
 use super::pools::explicit;
@@ -40,17 +41,21 @@ struct CreateEnvelope {
     member: MemberCreate,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberCreate {
     name: Option<String>,
     address: String,
+    #[serde_as(as = "Int")]
     protocol_port: i64,
+    #[serde_as(as = "Option<Int>")]
     weight: Option<i64>,
     backup: Option<bool>,
     admin_state_up: Option<bool>,
     subnet_id: Option<String>,
     monitor_address: Option<String>,
+    #[serde_as(as = "Option<Int>")]
     monitor_port: Option<i64>,
     project_id: Option<String>,
     tenant_id: Option<String>,
@@ -249,10 +254,12 @@ struct UpdateEnvelope {
     member: MemberUpdate,
 }
 
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MemberUpdate {
     name: Option<String>,
+    #[serde_as(as = "Option<Int>")]
     weight: Option<i64>,
     backup: Option<bool>,
     admin_state_up: Option<bool>,

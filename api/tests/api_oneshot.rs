@@ -292,3 +292,49 @@ async fn driver_steps_on_a_fixed_host_are_refused_with_the_reason() {
         "Driver nothing could not be found",
     );
 }
+
+/// Integers may come as JSON strings (`"80"`), as Octavia takes them; anything else that is
+/// not an integer is refused naming the field.
+#[tokio::test]
+async fn integers_sent_as_strings_are_taken() {
+    let (app, _jobs) = host();
+    let member = |port: &str| {
+        format!(
+            r#"{{"member": {{"address": "192.0.2.5", "protocol_port": {port}, "weight": "3"}}}}"#
+        )
+    };
+    let path = "/v2/lbaas/pools/no-such-pool/members";
+    // Taken as integers: the request gets as far as the missing pool.
+    for port in [r#""80""#, "80"] {
+        let (status, body) = call(&app, "POST", path, Some(ADMIN), Some(&member(port))).await;
+        assert_fault(status, &body, StatusCode::NOT_FOUND, "no-such-pool");
+    }
+    let (status, body) = call(
+        &app,
+        "POST",
+        path,
+        Some(ADMIN),
+        Some(&member(r#""eighty""#)),
+    )
+    .await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "Invalid input for field/attribute member.protocol_port",
+    );
+    let monitor = r#"{"healthmonitor": {"pool_id": "no-such-pool", "type": "TCP", "delay": "5", "timeout": "10", "max_retries": "3"}}"#;
+    let (_, body) = call(
+        &app,
+        "POST",
+        "/v2/lbaas/healthmonitors",
+        Some(ADMIN),
+        Some(monitor),
+    )
+    .await;
+    let fault = body["faultstring"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("no-such-pool could not be found"),
+        "the body was taken and the pool looked up: {body}"
+    );
+}
