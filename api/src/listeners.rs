@@ -92,10 +92,21 @@ fn connection_limit(value: Option<i64>) -> ApiResult<i64> {
     }
 }
 
-fn cidrs(values: Option<Vec<String>>) -> ApiResult<Vec<String>> {
+/// The allowed CIDRs, each of the VIP's IP version (traffic to the VIP comes from that
+/// family only), as Octavia checks them.
+fn cidrs(values: Option<Vec<String>>, vip_address: &str) -> ApiResult<Vec<String>> {
     let values = values.unwrap_or_default();
+    let vip = vip_address.parse::<std::net::IpAddr>().ok();
     for value in &values {
-        validate::cidr("allowed_cidrs", value)?;
+        let cidr = validate::cidr("allowed_cidrs", value)?;
+        if let Some(vip) = vip
+            && vip.is_ipv4() != cidr.addr().is_ipv4()
+        {
+            return Err(ApiError::bad_request(format!(
+                "Validation failure: CIDR {value} IP version incompatible with VIP {vip_address} IP \
+                 version."
+            )));
+        }
     }
     Ok(values)
 }
@@ -164,7 +175,7 @@ fn build<'a>(
         )?,
         timeout_member_data: timeout("timeout_member_data", body.timeout_member_data, 50_000)?,
         timeout_tcp_inspect: timeout("timeout_tcp_inspect", body.timeout_tcp_inspect, 0)?,
-        allowed_cidrs: cidrs(body.allowed_cidrs.take())?,
+        allowed_cidrs: cidrs(body.allowed_cidrs.take(), &lb.vip_address)?,
     })
 }
 
@@ -371,7 +382,8 @@ async fn update(
                 l.timeout_tcp_inspect,
             )?;
             if body.allowed_cidrs.is_some() {
-                listener.allowed_cidrs = cidrs(body.allowed_cidrs)?;
+                let lb = snapshot.parent(&listener.loadbalancer_id)?;
+                listener.allowed_cidrs = cidrs(body.allowed_cidrs, &lb.vip_address)?;
             }
             if let Some(tags) = body.tags {
                 listener.common.tags = tags;

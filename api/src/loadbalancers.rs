@@ -472,11 +472,11 @@ async fn status(
                        "operating_status": o, "pools": pools})
             })
             .collect();
-        let pools: Vec<Value> = snapshot.pools_of(&id).filter_map(|p| pool_tree(&p.common.id)).collect();
+        // Octavia's tree: pools appear under the listeners that send traffic to them.
         let (p, o) = statuses(&lb.common);
         Ok(Json(json!({"statuses": {"loadbalancer": {
             "id": lb.common.id, "name": lb.common.name, "provisioning_status": p,
-            "operating_status": o, "listeners": listeners, "pools": pools,
+            "operating_status": o, "listeners": listeners,
         }}})))
     })
     .await

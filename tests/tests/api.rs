@@ -197,6 +197,11 @@ fn full_lifecycle_of_a_load_balancer() {
     // The status tree.
     let (_, tree) = alice.get(&format!("/v2/lbaas/loadbalancers/{lb}/status"));
     let listener_tree = &tree["statuses"]["loadbalancer"]["listeners"][0];
+    // Octavia's tree: pools only under the listeners that use them.
+    assert!(
+        tree["statuses"]["loadbalancer"].get("pools").is_none(),
+        "{tree}"
+    );
     assert_eq!(listener_tree["provisioning_status"], "ACTIVE");
     let pool_tree = &listener_tree["pools"][0];
     assert_eq!(pool_tree["members"].as_array().map(Vec::len), Some(2));
@@ -520,6 +525,9 @@ fn bad_requests_get_clear_4xx_answers() {
     let body_9 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 83, "insert_headers": {{"X-Forwarded-For": "true"}}}}}}"#
     );
+    let body_10 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 84, "allowed_cidrs": ["2001:db8::/32"]}}}}"#
+    );
     let cases: Vec<(&Client, &str, String, &str, u16, &str)> = vec![
         (
             &alice,
@@ -628,6 +636,14 @@ fn bad_requests_get_clear_4xx_answers() {
             &body_9,
             501,
             "does not support a requested option: insert_headers",
+        ),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_10,
+            400,
+            "IP version incompatible with VIP",
         ),
         (
             &bob,
