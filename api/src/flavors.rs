@@ -61,9 +61,14 @@ async fn providers(
             })
         })
         .collect();
-    query.respond("providers", "", items).map(|mut body| {
+    unpaged(&query, "providers", items)
+}
+
+/// A list Octavia answers without paging links, its filters and `fields` applied.
+fn unpaged(query: &ListQuery, kind: &str, items: Vec<Value>) -> ApiResult<Json<Value>> {
+    query.respond(kind, "", items).map(|mut body| {
         if let Some(map) = body.as_object_mut() {
-            map.remove("providers_links");
+            map.remove(&format!("{kind}_links"));
         }
         Json(body)
     })
@@ -73,7 +78,9 @@ async fn flavor_capabilities(
     State(api): State<Arc<Api>>,
     _ctx: Context,
     Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
+    let query = ListQuery::parse(raw.as_deref())?;
     let driver = api
         .drivers
         .get(&name)
@@ -84,7 +91,7 @@ async fn flavor_capabilities(
         .iter()
         .map(|key| json!({ "name": key.name, "description": key.help }))
         .collect();
-    Ok(Json(json!({ "flavor_capabilities": keys })))
+    unpaged(&query, "flavor_capabilities", keys)
 }
 
 /// Availability zones are not modelled: every provider has no zone capabilities.

@@ -164,6 +164,10 @@ fn full_lifecycle_of_a_load_balancer() {
     assert_eq!(names, ["acme-adc", "haproxy"]);
     let (_, caps) = alice.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities");
     assert_eq!(caps["flavor_capabilities"][0]["name"], "cluster");
+    // Filters and `fields` apply, as to every list.
+    let (_, caps) =
+        alice.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities?name=cluster&fields=name");
+    assert_eq!(caps["flavor_capabilities"], json!([{ "name": "cluster" }]));
 
     // A full tree in one request: PENDING_CREATE at once, then ACTIVE.
     let created = alice.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor));
