@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/loadbalancers/{id}", get(show).put(update).delete(delete))
         .route("/loadbalancers/{id}/status", get(status))
         .route("/loadbalancers/{id}/stats", get(stats))
+        .route("/loadbalancers/{id}/failover", put(failover))
 }
 
 use lbaas_core::ids::{new_id, now};
@@ -480,6 +481,40 @@ async fn status(
         }}})))
     })
     .await
+}
+
+/// `PUT /loadbalancers/{id}/failover` (admins): the load balancer's configuration is applied
+/// again, where it is while its device is enabled and the status monitor reaches it, else on a
+/// device the scheduler picks (as an admin's migration). `202` without a body, as Octavia
+/// answers; the load balancer is `PENDING_UPDATE` until the job ends.
+async fn failover(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.require_admin()?;
+    api.write(move |_, snapshot| {
+        let lb = snapshot.loadbalancer(&ctx, &id)?;
+        ensure_mutable(lb)?;
+        let mut lb = lb.clone();
+        if let Some(device_id) = lb.device_id.clone() {
+            let failed = snapshot.device_by_id(&device_id).is_none_or(|d| !d.enabled)
+                || lb.common.operating_status == OperatingStatus::Error;
+            if failed {
+                lb.migration = Some(crate::model::Migration {
+                    from: device_id,
+                    to: None,
+                });
+            }
+        }
+        lb.common.provisioning_status = ProvisioningStatus::PendingUpdate;
+        lb.common.updated_at = Some(now());
+        let mut batch = Batch::new();
+        batch.put(&lb).put(&job(&id));
+        Ok(Change::new(batch, ()).with_job(&id))
+    })
+    .await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 async fn stats(

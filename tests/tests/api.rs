@@ -862,6 +862,18 @@ fn bad_requests_get_clear_4xx_answers() {
             .map(Vec::len),
         Some(2)
     );
+
+    // Failover is an admin's: 202, the configuration applied again, ACTIVE where it was.
+    let failover = format!("/v2/lbaas/loadbalancers/{lb}/failover");
+    let (status, answer) = alice.call("PUT", &failover, None);
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = admin.call("PUT", &failover, None);
+    assert_eq!(status, 202, "{answer}");
+    let settled = admin.settle(&lb);
+    assert_eq!(settled["provisioning_status"], "ACTIVE", "{settled}");
+    assert!(settled["updated_at"].is_string(), "{settled}");
+    let (status, _) = admin.call("PUT", "/v2/lbaas/loadbalancers/nope/failover", None);
+    assert_eq!(status, 404);
 }
 
 #[test]
