@@ -216,6 +216,7 @@ async fn create(
             touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
             batch.put(&hm).put(&pool);
             let lb = pool.loadbalancer_id.clone();
+            super::quotas::enforce(snapshot, &hm.common.project_id, &batch)?;
             Ok(Change::new(batch, views::healthmonitor(&hm)).with_job(&lb))
         })
         .await?;

@@ -21,6 +21,7 @@ mod members;
 mod neutron;
 mod pools;
 mod query;
+mod quotas;
 mod security;
 mod validate;
 mod views;
@@ -150,7 +151,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(pools::routes())
         .merge(members::routes())
         .merge(healthmonitors::routes())
-        .merge(flavors::routes());
+        .merge(flavors::routes())
+        .merge(quotas::routes());
     // Neutron's networks and subnets sit beside Octavia's routes: clients without Keystone
     // look them up at the same endpoint, under whichever version prefix they discovered.
     let v2 = Router::new()

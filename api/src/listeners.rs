@@ -253,6 +253,7 @@ async fn create(
             let mut batch = Batch::new();
             touch_parent(snapshot, &lb_id, &mut batch)?;
             batch.put(&listener);
+            super::quotas::enforce(snapshot, &listener.common.project_id, &batch)?;
             Ok(Change::new(batch, views::listener(snapshot, &listener)).with_job(&lb_id))
         })
         .await?;

@@ -292,6 +292,7 @@ async fn create(
             tree.put_children(&mut batch);
             batch.put(&lb).put(&job(&lb.common.id));
             let view = views::loadbalancer(&tree, &lb);
+            super::quotas::enforce(snapshot, &lb.common.project_id, &batch)?;
             Ok(Change::new(batch, view).with_job(&lb.common.id))
         })
         .await?;

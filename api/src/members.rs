@@ -161,6 +161,7 @@ async fn create(
             touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
             batch.put(&member);
             let lb = pool.loadbalancer_id.clone();
+            super::quotas::enforce(snapshot, &member.common.project_id, &batch)?;
             Ok(Change::new(batch, views::member(&member)).with_job(&lb))
         })
         .await?;
@@ -214,6 +215,7 @@ async fn batch_update(
             }
         }
         let lb = pool.loadbalancer_id.clone();
+        super::quotas::enforce(snapshot, &pool.common.project_id, &batch)?;
         Ok(Change::new(batch, ()).with_job(&lb))
     })
     .await?;

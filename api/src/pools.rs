@@ -240,6 +240,7 @@ async fn create(
             if let Some(listener_id) = listener_id {
                 view["listeners"] = json!([{ "id": listener_id }]);
             }
+            super::quotas::enforce(snapshot, &pool.common.project_id, &batch)?;
             Ok(Change::new(batch, view).with_job(&lb_id))
         })
         .await?;

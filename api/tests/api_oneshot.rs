@@ -338,3 +338,71 @@ async fn integers_sent_as_strings_are_taken() {
         "the body was taken and the pool looked up: {body}"
     );
 }
+
+/// Octavia's quotas API: admins set, reset and list them; a project reads its own; values are
+/// bounded; both spellings of the renamed keys are taken and shown.
+#[tokio::test]
+async fn quotas_are_set_read_and_reset_by_whom_octavia_lets() {
+    let (app, _jobs) = host();
+    let path = "/v2/lbaas/quotas/tenant";
+    let (status, body) = call(&app, "GET", path, Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["quota"]["loadbalancer"], -1,
+        "no quota of its own: no limit"
+    );
+    let (status, body) = call(&app, "GET", "/v2/lbaas/quotas/other", Some(MEMBER), None).await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "Policy does not allow",
+    );
+
+    let update = r#"{"quota": {"load_balancer": 2, "member": "5"}}"#;
+    let (status, body) = call(&app, "PUT", path, Some(MEMBER), Some(update)).await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::FORBIDDEN,
+        "Policy does not allow",
+    );
+    let (status, body) = call(&app, "PUT", path, Some(ADMIN), Some(update)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for (key, value) in [
+        ("loadbalancer", 2),
+        ("load_balancer", 2),
+        ("member", 5),
+        ("listener", -1),
+    ] {
+        assert_eq!(body["quota"][key], value, "{key}: {body}");
+    }
+    let (status, body) = call(
+        &app,
+        "PUT",
+        path,
+        Some(ADMIN),
+        Some(r#"{"quota": {"pool": -2}}"#),
+    )
+    .await;
+    assert_fault(status, &body, StatusCode::BAD_REQUEST, "quota.pool");
+
+    // The project sees its own in the list; an admin sees every project's.
+    let (_, body) = call(&app, "GET", "/v2/lbaas/quotas", Some(READER), None).await;
+    assert_eq!(body["quotas"][0]["project_id"], "tenant", "{body}");
+    assert_eq!(body["quotas"][0]["member"], 5, "{body}");
+    let (_, body) = call(
+        &app,
+        "GET",
+        "/v2/lbaas/quotas/tenant/default",
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(body["quota"]["member"], -1, "{body}");
+
+    let (status, _) = call(&app, "DELETE", path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, body) = call(&app, "GET", path, Some(READER), None).await;
+    assert_eq!(body["quota"]["member"], -1, "reset to the default: {body}");
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::model::{
     Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network,
-    Placement, Pool,
+    Placement, Pool, Quota,
 };
 use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 
@@ -38,6 +38,7 @@ pub struct Snapshot {
     pub devices: Table<Device>,
     pub networks: Table<Network>,
     pub placements: Table<Placement>,
+    pub quotas: Table<Quota>,
     loads: Loads,
     /// Child ids by parent, when kept (snapshots of the store keep them; a scratch snapshot
     /// being filled with a new load balancer's tree does not, and its lookups scan).
@@ -187,6 +188,7 @@ impl Snapshot {
             devices: store.all::<_>()?.into(),
             networks: store.all::<_>()?.into(),
             placements: store.all::<_>()?.into(),
+            quotas: store.all::<_>()?.into(),
             loads: Loads::default(),
             children: None,
         };
@@ -344,6 +346,7 @@ impl Snapshot {
                     }
                     Kind::Network => drop(self.networks.upsert(decode(id, bytes)?)),
                     Kind::Placement => drop(self.placements.upsert(decode(id, bytes)?)),
+                    Kind::Quota => drop(self.quotas.upsert(decode(id, bytes)?)),
                     Kind::Job | Kind::Driver | Kind::DriverBlob | Kind::Quarantine => {}
                 },
                 Write::Delete { kind, id } => match kind {
@@ -372,6 +375,7 @@ impl Snapshot {
                     }
                     Kind::Network => drop(self.networks.remove(id)),
                     Kind::Placement => drop(self.placements.remove(id)),
+                    Kind::Quota => drop(self.quotas.remove(id)),
                     Kind::Job | Kind::Driver | Kind::DriverBlob | Kind::Quarantine => {}
                 },
             }
@@ -392,6 +396,7 @@ impl Snapshot {
             devices: Table::default(),
             networks: Table::default(),
             placements: Table::default(),
+            quotas: Table::default(),
             loads: Loads::default(),
             children: None,
         }

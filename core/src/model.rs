@@ -377,6 +377,20 @@ pub struct Quarantine {
     pub at: String,
 }
 
+/// A project's quotas: the most objects of each kind it may have. `None` takes the host's
+/// default; -1 is unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub project_id: String,
+    pub loadbalancer: Option<i64>,
+    pub listener: Option<i64>,
+    pub pool: Option<i64>,
+    pub member: Option<i64>,
+    pub healthmonitor: Option<i64>,
+    pub l7policy: Option<i64>,
+    pub l7rule: Option<i64>,
+}
+
 /// One uploaded driver version. Its bytes are kept by SHA-256 beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriverVersion {

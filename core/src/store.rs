@@ -33,10 +33,12 @@ pub enum Kind {
     DriverBlob,
     /// A quarantined driver version, by SHA-256: kept so a restart does not lift it.
     Quarantine,
+    /// A project's quotas, by project id.
+    Quota,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -51,6 +53,7 @@ impl Kind {
         Kind::Driver,
         Kind::DriverBlob,
         Kind::Quarantine,
+        Kind::Quota,
     ];
 
     pub fn tree(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Driver => "drivers",
             Kind::DriverBlob => "driver_blobs",
             Kind::Quarantine => "quarantines",
+            Kind::Quota => "quotas",
         }
     }
 
@@ -146,6 +150,7 @@ record!(Job, Kind::Job, |r| &r.id);
 record!(Placement, Kind::Placement, |r| &r.loadbalancer_id);
 record!(crate::model::DriverRecord, Kind::Driver, |r| &r.name);
 record!(crate::model::Quarantine, Kind::Quarantine, |r| &r.sha256);
+record!(crate::model::Quota, Kind::Quota, |r| &r.project_id);
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {

@@ -863,6 +863,19 @@ fn bad_requests_get_clear_4xx_answers() {
         Some(2)
     );
 
+    // A quota met refuses the create with Octavia's 403; reset, creates go through again.
+    let quota = "/v2/lbaas/quotas/project-a";
+    let (status, answer) = admin.call("PUT", quota, Some(r#"{"quota": {"listener": 0}}"#));
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = alice.call("POST", listeners, Some(&body_7));
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(
+        answer["faultstring"],
+        "Quota has been met for resources: Listener"
+    );
+    let (status, _) = admin.call("DELETE", quota, None);
+    assert_eq!(status, 202);
+
     // Failover is an admin's: 202, the configuration applied again, ACTIVE where it was.
     let failover = format!("/v2/lbaas/loadbalancers/{lb}/failover");
     let (status, answer) = alice.call("PUT", &failover, None);
