@@ -637,10 +637,8 @@ async fn migrate(
             }
             let mut lb = lb.clone();
             lb.migration = Some(crate::model::Migration { from, to });
-            lb.common.provisioning_status = crate::model::ProvisioningStatus::PendingUpdate;
-            lb.common.updated_at = Some(now());
             let mut batch = Batch::new();
-            batch.put(&lb).put(&super::loadbalancers::job(&id));
+            super::loadbalancers::queue_update(&mut lb, &mut batch);
             Ok(Change::new(batch, views::loadbalancer(snapshot, &lb)).with_job(&id))
         })
         .await?;

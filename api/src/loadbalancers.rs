@@ -62,12 +62,15 @@ pub fn new_common(
 pub fn touch_parent(snapshot: &Snapshot, lb_id: &str, batch: &mut Batch) -> ApiResult<()> {
     let lb = snapshot.parent(lb_id)?;
     ensure_mutable(lb)?;
-    let mut lb = lb.clone();
+    queue_update(&mut lb.clone(), batch);
+    Ok(())
+}
+
+/// Puts `lb` in `PENDING_UPDATE` with the job that makes its device match, into `batch`.
+pub fn queue_update(lb: &mut LoadBalancer, batch: &mut Batch) {
     lb.common.provisioning_status = ProvisioningStatus::PendingUpdate;
     lb.common.updated_at = Some(now());
-    batch.put(&lb);
-    batch.put(&job(lb_id));
-    Ok(())
+    batch.put(lb).put(&job(&lb.common.id));
 }
 
 /// A record that belongs to one load balancer.
@@ -508,10 +511,8 @@ async fn failover(
                 });
             }
         }
-        lb.common.provisioning_status = ProvisioningStatus::PendingUpdate;
-        lb.common.updated_at = Some(now());
         let mut batch = Batch::new();
-        batch.put(&lb).put(&job(&id));
+        queue_update(&mut lb, &mut batch);
         Ok(Change::new(batch, ()).with_job(&id))
     })
     .await?;

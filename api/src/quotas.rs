@@ -12,9 +12,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::model::Quota;
-use crate::store::{Batch, Kind, Write};
-use lbaas_control::Snapshot;
+use crate::model::{Common, Quota};
+use crate::store::{Batch, Record, Write};
+use lbaas_control::{Snapshot, Table};
 
 use super::auth::Context;
 use super::body::{Body, Int};
@@ -86,73 +86,63 @@ fn view(quota: &Quota) -> Value {
     })
 }
 
-/// One counted kind: its store kind, Octavia's name in the refusal, its quota, and how many
-/// objects of it a project has.
+/// One counted kind: Octavia's name for it in the refusal, its quota, and how many objects
+/// of it the project would have after the batch (`None` when the batch adds none).
 struct Counted {
-    kind: Kind,
     name: &'static str,
     limit: fn(&Quota) -> Option<i64>,
-    used: fn(&Snapshot, &str) -> usize,
-    exists: fn(&Snapshot, &str) -> bool,
+    demand: fn(&Snapshot, &str, &Batch) -> Option<usize>,
 }
 
 const COUNTED: [Counted; 5] = [
     Counted {
-        kind: Kind::LoadBalancer,
         name: "Load Balancer",
         limit: |q| q.loadbalancer,
-        used: |s, p| {
-            s.loadbalancers
-                .iter()
-                .filter(|r| r.common.project_id == p)
-                .count()
-        },
-        exists: |s, id| s.loadbalancers.find(id).is_some(),
+        demand: |s, p, b| demand(&s.loadbalancers, |r| &r.common, p, b),
     },
     Counted {
-        kind: Kind::Listener,
         name: "Listener",
         limit: |q| q.listener,
-        used: |s, p| {
-            s.listeners
-                .iter()
-                .filter(|r| r.common.project_id == p)
-                .count()
-        },
-        exists: |s, id| s.listeners.find(id).is_some(),
+        demand: |s, p, b| demand(&s.listeners, |r| &r.common, p, b),
     },
     Counted {
-        kind: Kind::Pool,
         name: "Pool",
         limit: |q| q.pool,
-        used: |s, p| s.pools.iter().filter(|r| r.common.project_id == p).count(),
-        exists: |s, id| s.pools.find(id).is_some(),
+        demand: |s, p, b| demand(&s.pools, |r| &r.common, p, b),
     },
     Counted {
-        kind: Kind::Member,
         name: "Member",
         limit: |q| q.member,
-        used: |s, p| {
-            s.members
-                .iter()
-                .filter(|r| r.common.project_id == p)
-                .count()
-        },
-        exists: |s, id| s.members.find(id).is_some(),
+        demand: |s, p, b| demand(&s.members, |r| &r.common, p, b),
     },
     Counted {
-        kind: Kind::HealthMonitor,
         name: "Health Monitor",
         limit: |q| q.healthmonitor,
-        used: |s, p| {
-            s.healthmonitors
-                .iter()
-                .filter(|r| r.common.project_id == p)
-                .count()
-        },
-        exists: |s, id| s.healthmonitors.find(id).is_some(),
+        demand: |s, p, b| demand(&s.healthmonitors, |r| &r.common, p, b),
     },
 ];
+
+/// The records of `table`'s kind that `batch` adds (ids not in the table yet) plus those
+/// `project_id` has; `None`, without counting them, when the batch adds none.
+fn demand<T: Record>(
+    table: &Table<T>,
+    common: fn(&T) -> &Common,
+    project_id: &str,
+    batch: &Batch,
+) -> Option<usize> {
+    let added = batch
+        .writes()
+        .iter()
+        .filter(|w| matches!(w, Write::Put { kind, id, .. } if *kind == T::KIND && table.find(id).is_none()))
+        .count();
+    (added > 0).then(|| {
+        added
+            + table
+                .iter()
+                .filter(|r| common(r).project_id == project_id)
+                .count()
+    })
+}
 
 /// Refuses a write that would take `project_id` past a quota: every object `batch` creates
 /// (a record not in the snapshot yet) counts. Octavia's `403` and message.
@@ -162,16 +152,10 @@ pub fn enforce(snapshot: &Snapshot, project_id: &str, batch: &Batch) -> ApiResul
         let Some(limit) = (counted.limit)(&quota).filter(|l| *l >= 0) else {
             continue;
         };
-        let added = batch
-            .writes()
-            .iter()
-            .filter(|w| matches!(w, Write::Put { kind, id, .. } if *kind == counted.kind && !(counted.exists)(snapshot, id)))
-            .count();
-        if added == 0 {
+        let Some(total) = (counted.demand)(snapshot, project_id, batch) else {
             continue;
-        }
-        let used = (counted.used)(snapshot, project_id);
-        if used + added > usize::try_from(limit).unwrap_or(usize::MAX) {
+        };
+        if total > usize::try_from(limit).unwrap_or(usize::MAX) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("Quota has been met for resources: {}", counted.name),

@@ -17,14 +17,6 @@ impl Stop {
     pub async fn requested(&mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
-
-    /// A signal that never fires: for a task run on its own (tests, tools).
-    pub fn never() -> Self {
-        let (sender, receiver) = watch::channel(false);
-        // Kept alive, so `requested` waits forever rather than seeing a closed channel.
-        std::mem::forget(sender);
-        Self(receiver)
-    }
 }
 
 /// A set of named background tasks that shutdown drains.
