@@ -5,12 +5,29 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A refused identifier or label. Values come from drivers, which are hostile: the error keeps
+/// at most [`InvalidId::SHOWN`] characters of one and shows them escaped, so neither a log line,
+/// a terminal nor a fault can be written to through it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} `{value}`: {why}")]
+#[error("invalid {what} \"{}\": {why}", value.escape_debug())]
 pub struct InvalidId {
     pub what: &'static str,
+    /// The start of the refused value, unescaped.
     pub value: String,
     pub why: &'static str,
+}
+
+impl InvalidId {
+    /// How many characters of a refused value the error keeps.
+    pub const SHOWN: usize = 64;
+
+    fn new(what: &'static str, value: &str, why: &'static str) -> Self {
+        Self {
+            what,
+            value: value.chars().take(Self::SHOWN).collect(),
+            why,
+        }
+    }
 }
 
 /// A driver's name: 1 to 64 of `a-z`, `0-9` and `-`, starting with a letter. It names the
@@ -35,11 +52,7 @@ impl DriverName {
             None
         };
         match why {
-            Some(why) => Err(InvalidId {
-                what: "driver name",
-                value,
-                why,
-            }),
+            Some(why) => Err(InvalidId::new("driver name", &value, why)),
             None => Ok(Self(value)),
         }
     }
@@ -66,6 +79,38 @@ impl fmt::Display for DriverName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A version as a driver reports it: 1 to 64 of `A-Z`, `a-z`, `0-9` and `.+-_~` (every semantic
+/// version fits). It is shown to operators, written to logs and audited, so it is checked when
+/// the driver loads.
+pub fn check_driver_version(value: &str) -> Result<(), InvalidId> {
+    let why = if value.is_empty() || value.len() > 64 {
+        Some("must be 1 to 64 characters long")
+    } else if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".+-_~".contains(&b))
+    {
+        Some("may only hold A-Z, a-z, 0-9 and '.+-_~'")
+    } else {
+        None
+    };
+    why.map_or(Ok(()), |why| {
+        Err(InvalidId::new("driver version", value, why))
+    })
+}
+
+/// Free text a driver reports about itself (its vendor, a flavor key's help): at most `max`
+/// bytes and no control characters (no line breaks, no terminal escapes).
+pub fn check_driver_text(what: &'static str, value: &str, max: usize) -> Result<(), InvalidId> {
+    let why = if value.len() > max {
+        Some("is too long")
+    } else if value.chars().any(char::is_control) {
+        Some("holds control characters")
+    } else {
+        None
+    };
+    why.map_or(Ok(()), |why| Err(InvalidId::new(what, value, why)))
 }
 
 /// The time now as records carry it: RFC 3339 in whole seconds, without the zone (UTC), as
@@ -114,5 +159,35 @@ mod tests {
         ] {
             assert!(DriverName::new(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn driver_versions_and_texts() {
+        for good in ["0.1.0", "1.2.3-rc.1+build.5", "2024_06~x"] {
+            assert!(check_driver_version(good).is_ok(), "{good} refused");
+        }
+        for bad in [
+            "",
+            "1.0 beta",
+            "1.0\n",
+            "1.0\u{1b}[2J",
+            "v/1",
+            &"1".repeat(65),
+        ] {
+            assert!(check_driver_version(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_driver_text("vendor", "Acme Networks, Inc. — ADC", 128).is_ok());
+        assert!(check_driver_text("vendor", "Acme\u{1b}]0;owned\u{7}", 128).is_err());
+        assert!(check_driver_text("vendor", "line\nbreak", 128).is_err());
+        assert!(check_driver_text("vendor", &"x".repeat(129), 128).is_err());
+    }
+
+    #[test]
+    fn a_refused_value_is_shown_short_and_escaped() {
+        let hostile = format!("9.9\u{1b}[2J\nlevel=ERROR forged{}", "x".repeat(10_000));
+        let message = check_driver_version(&hostile).unwrap_err().to_string();
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.contains("\\u{1b}[2J\\n"), "{message}");
+        assert!(message.len() < 200, "{} bytes", message.len());
     }
 }

@@ -10,7 +10,7 @@ pub mod model;
 pub mod store;
 pub mod views;
 
-pub use ids::{DriverName, InvalidId};
+pub use ids::{DriverName, InvalidId, check_driver_text, check_driver_version};
 
 use std::path::{Path, PathBuf};
 

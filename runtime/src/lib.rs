@@ -449,6 +449,8 @@ impl Runtime {
         )?;
         let name = DriverName::new(capabilities.name.clone())
             .map_err(|e| invalid(format!("it reports an unusable name: {e}")))?;
+        check_identity(&capabilities)
+            .map_err(|e| invalid(format!("it reports an unusable identity: {e}")))?;
         let identity = LoadedIdentity {
             name: name.clone(),
             version: capabilities.version.clone(),
@@ -947,6 +949,30 @@ impl std::fmt::Display for DeviceRefusal {
 }
 
 impl std::error::Error for DeviceRefusal {}
+
+/// The most flavor keys a driver may declare.
+const MAX_FLAVOR_KEYS: usize = 64;
+
+/// What a driver says about itself beyond its name is shown to operators, logged and audited:
+/// its version, its vendor and its flavor keys must be short, printable labels. A driver that
+/// reports anything else is not loaded.
+fn check_identity(caps: &DriverCapabilities) -> std::result::Result<(), lbaas_core::InvalidId> {
+    use lbaas_core::{check_driver_text, check_driver_version};
+    check_driver_version(&caps.version)?;
+    check_driver_text("vendor", &caps.vendor, 128)?;
+    if caps.flavor_keys.len() > MAX_FLAVOR_KEYS {
+        return Err(lbaas_core::InvalidId {
+            what: "flavor key list",
+            value: format!("{} keys", caps.flavor_keys.len()),
+            why: "holds more than 64 keys",
+        });
+    }
+    for key in &caps.flavor_keys {
+        check_driver_text("flavor key", &key.name, 64)?;
+        check_driver_text("flavor key help", &key.help, 1024)?;
+    }
+    Ok(())
+}
 
 /// `text` as one line of at most `max` characters: control characters escaped, so that what a
 /// driver or a device wrote cannot forge a log line or a record's layout.

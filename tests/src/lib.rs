@@ -180,6 +180,8 @@ pub struct Fixtures {
     pub snoop: PathBuf,
     /// Claims to be `acme-adc` and loots whatever that name reaches.
     pub name_claim: PathBuf,
+    /// Reports a version with a forged log line and terminal escapes, and a 64 KiB vendor.
+    pub forged_identity: PathBuf,
     /// `translate` takes 40 MiB of its memory: fits the default grant.
     pub memory_pair: PathBuf,
     /// The same with a second memory that `translate` grows by 40 MiB first
@@ -203,6 +205,7 @@ pub fn fixtures() -> &'static Fixtures {
             panicker: fixture("panicker"),
             snoop: fixture("snoop"),
             name_claim: fixture("name-claim"),
+            forged_identity: fixture("forged-identity"),
             memory_pair,
             memory_pair_two,
         }

@@ -470,6 +470,22 @@ fn a_file_that_is_not_a_driver_is_refused_clearly() {
 }
 
 #[test]
+fn a_forged_version_or_vendor_is_refused_without_being_echoed() {
+    let (_dir, host) = host_with(RuntimeConfig::default());
+    let error = host
+        .runtime
+        .load_file(&fixtures().forged_identity)
+        .expect_err("a driver whose version holds a forged log line");
+    let message = error.to_string();
+    assert!(
+        message.contains("unusable identity: invalid driver version"),
+        "{message}"
+    );
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+    assert!(message.len() < 400, "{} bytes: {message}", message.len());
+}
+
+#[test]
 fn deadlines_hold_after_the_runtime_that_loaded_the_driver_is_gone() {
     let (_dir, host) = host_with(RuntimeConfig {
         select_deadline: Duration::from_millis(100),
