@@ -60,7 +60,20 @@ pub fn check(config: &str, policy: &ConfigPolicy) -> Result<(), Violation> {
     for (index, raw) in config.split('\n').enumerate() {
         let number = index + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let words: Vec<&str> = line.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
+        let words = match split(line) {
+            Ok(words) => words,
+            Err(bad) => {
+                let keyword = line.split_whitespace().next().unwrap_or_default();
+                return Err(Violation {
+                    line: number,
+                    keyword: shown(keyword),
+                    reason: format!(
+                        "is on a line holding {}, which no allowed keyword takes",
+                        describe_char(bad)
+                    ),
+                });
+            }
+        };
         let Some(&keyword) = words.first() else {
             continue;
         };
@@ -75,11 +88,10 @@ pub fn check(config: &str, policy: &ConfigPolicy) -> Result<(), Violation> {
         if line.len() > MAX_LINE {
             return Err(refuse(format!("is on a line longer than {MAX_LINE} bytes")));
         }
-        if let Some(bad) = line.chars().find(|c| !allowed_char(*c)) {
-            return Err(refuse(format!(
-                "is on a line holding {}, which no allowed keyword takes",
-                describe_char(bad)
-            )));
+        if words.iter().any(|w| w.contains('\'')) && !matches!(keyword, "acl" | "http-request") {
+            return Err(refuse(
+                "is on a line holding a quote, which only L7 values take".into(),
+            ));
         }
         let args = &words[1..];
         let rule = Line {
@@ -101,6 +113,65 @@ pub fn check(config: &str, policy: &ConfigPolicy) -> Result<(), Violation> {
         rule.check(current).map_err(refuse)?;
     }
     Ok(())
+}
+
+/// The words of a line as HAProxy splits it, for the forms allowed here: spaces and tabs
+/// separate words outside single quotes; inside them HAProxy interprets nothing, and a word may
+/// join quoted parts with `\'` (an escaped quote). The word keeps its quotes ([`unquote`]
+/// reads it). Anything else HAProxy would interpret — double quotes, other backslashes,
+/// backticks, control characters, an unterminated quote — is refused: the character is
+/// returned.
+fn split(line: &str) -> Result<Vec<&str>, char> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if quoted {
+            match c {
+                '\'' => quoted = false,
+                c if c.is_ascii_graphic() || c == ' ' || c == '\t' => {}
+                c => return Err(c),
+            }
+            continue;
+        }
+        match c {
+            ' ' | '\t' => {
+                if let Some(from) = start.take() {
+                    words.push(&line[from..i]);
+                }
+            }
+            '\'' => {
+                start.get_or_insert(i);
+                quoted = true;
+            }
+            '\\' if chars.peek().map(|(_, next)| *next) == Some('\'') && start.is_some() => {
+                // `\'` between quoted parts: consume the quote it escapes.
+                chars.next();
+            }
+            c if allowed_char(c) => {
+                start.get_or_insert(i);
+            }
+            c => return Err(c),
+        }
+    }
+    if quoted {
+        return Err('\'');
+    }
+    if let Some(from) = start {
+        words.push(&line[from..]);
+    }
+    Ok(words)
+}
+
+/// The text of a single-quoted word (`'a'\''b'` is `a'b`), if it is one.
+fn unquote(word: &str) -> Option<String> {
+    let inner = word.strip_prefix('\'')?.strip_suffix('\'')?;
+    let parts: Vec<&str> = inner.split("'\\''").collect();
+    parts
+        .iter()
+        .all(|part| !part.contains('\''))
+        .then(|| parts.join("'"))
 }
 
 /// Printable ASCII and tabs, without the characters HAProxy gives a meaning beyond a plain
@@ -185,6 +256,21 @@ impl Line<'_> {
             (Frontend, "bind") => self.bind(),
             (Frontend, "tcp-request") => self.tcp_request(),
             (Frontend, "acl") => self.acl(),
+            (Frontend, "http-request") => http_request(args),
+            (Frontend, "use_backend") => match args {
+                [
+                    "%[var(txn.l7_pool)]",
+                    "if",
+                    "{",
+                    "var(txn.l7_pool)",
+                    "-m",
+                    "found",
+                    "}",
+                ] => Ok(()),
+                _ => Err(
+                    "allows only the L7 pool choice (`use_backend %[var(txn.l7_pool)] ...`)".into(),
+                ),
+            },
             (Frontend, "option") => one_of(args, &["forwardfor", "httplog", "tcplog"]),
             (Frontend, "default_backend") => match args {
                 [name] => name_ok(name),
@@ -256,7 +342,11 @@ impl Line<'_> {
                         .map_err(|_| format!("`{}` is not an address or CIDR", shown(cidr)))
                 })
             }
-            _ => Err("allows only `acl NAME src CIDR...`".into()),
+            [name, rest @ ..] => {
+                name_ok(name)?;
+                l7_criterion(rest)
+            }
+            _ => Err("allows only `acl NAME src CIDR...` and L7 rules".into()),
         }
     }
 
@@ -355,6 +445,83 @@ fn none(args: &[&str]) -> Rule {
     } else {
         Err("takes no arguments".into())
     }
+}
+
+/// An L7 rule's criterion: `FETCH -m MATCH -- 'VALUE'`, with the fetches the HAProxy driver
+/// uses and `--` ending the flags (no `-f FILE`, no `-M`); the value is quoted, so it is text.
+fn l7_criterion(args: &[&str]) -> Rule {
+    let Some((fetch, ["-m", matching, "--", value])) = args.split_last_chunk::<4>() else {
+        return Err("allows only `acl NAME FETCH -m MATCH -- 'VALUE'` for L7 rules".into());
+    };
+    match fetch {
+        ["path"] | ["hdr(host)", "-i"] => {}
+        [sample] => {
+            let name = sample
+                .strip_prefix("req.hdr(")
+                .or_else(|| sample.strip_prefix("req.cook("))
+                .and_then(|rest| rest.strip_suffix(')'))
+                .ok_or_else(|| format!("`{}` is not an allowed sample", shown(sample)))?;
+            name_ok(name)?;
+        }
+        _ => return Err("allows only path, hdr(host), req.hdr(NAME) and req.cook(NAME)".into()),
+    }
+    one_of(&[matching], &["reg", "beg", "end", "sub", "str"])?;
+    unquote(value)
+        .map(drop)
+        .ok_or_else(|| "takes one single-quoted value".into())
+}
+
+/// `http-request` of L7 policies and inserted headers: deny, redirect (to an http(s) URL whose
+/// log-format holds no sample expression: every `%` doubled), choosing the pool, and the two
+/// `X-Forwarded-*` headers.
+fn http_request(args: &[&str]) -> Rule {
+    match args {
+        ["deny", "if", conditions @ ..] => l7_conditions(conditions),
+        [
+            "redirect",
+            "location" | "prefix",
+            url,
+            "code",
+            code,
+            "if",
+            conditions @ ..,
+        ] => {
+            let url = unquote(url).ok_or("takes a single-quoted URL")?;
+            let absolute = url.starts_with("http://") || url.starts_with("https://");
+            if !absolute || url.replace("%%", "").contains('%') {
+                return Err("takes an http(s) URL without sample expressions".into());
+            }
+            one_of(&[code], &["301", "302", "303", "307", "308"])?;
+            l7_conditions(conditions)
+        }
+        ["set-var(txn.l7_pool)", pool, "if", conditions @ ..] => {
+            let name = pool
+                .strip_prefix("str(")
+                .and_then(|rest| rest.strip_suffix(')'))
+                .ok_or("takes `str(POOL)`")?;
+            name_ok(name)?;
+            l7_conditions(conditions)
+        }
+        ["set-header", "X-Forwarded-Port", "%[dst_port]"]
+        | ["set-header", "X-Forwarded-Proto", "http" | "https"] => Ok(()),
+        _ => {
+            Err("allows only deny, redirect, the L7 pool choice and X-Forwarded-Port/-Proto".into())
+        }
+    }
+}
+
+/// ACL names, each maybe negated, after the test that no earlier policy chose a pool.
+fn l7_conditions(words: &[&str]) -> Rule {
+    let words = match words {
+        ["!{", "var(txn.l7_pool)", "-m", "found", "}", rest @ ..] => rest,
+        all => all,
+    };
+    if words.is_empty() {
+        return Err("needs a condition".into());
+    }
+    words
+        .iter()
+        .try_for_each(|word| name_ok(word.strip_prefix('!').unwrap_or(word)))
 }
 
 fn one_of(args: &[&str], allowed: &[&str]) -> Rule {
@@ -574,6 +741,15 @@ frontend l-1
     acl allowed-cidr src 10.0.0.0/8 192.168.1.1
     tcp-request connection reject if !allowed-cidr
     option forwardfor
+    http-request set-header X-Forwarded-Port %[dst_port]
+    acl l7r_r-1 path -m beg -- '/api'
+    acl l7r_r-2 req.hdr(X-Tenant) -m str -- 'it'\\''s'
+    http-request set-var(txn.l7_pool) str(p-2) if l7r_r-1 !l7r_r-2
+    acl l7r_r-3 hdr(host) -i -m end -- '.example.com'
+    http-request redirect location 'https://example.com/100%%25' code 301 if !{ var(txn.l7_pool) -m found } l7r_r-3
+    acl l7r_r-4 req.cook(session) -m reg -- '^-f /etc/passwd #x$'
+    http-request deny if !{ var(txn.l7_pool) -m found } l7r_r-4
+    use_backend %[var(txn.l7_pool)] if { var(txn.l7_pool) -m found }
     default_backend p-1
     disabled
 
@@ -677,6 +853,32 @@ backend p-2
                 "userlist",
             ),
             (".if defined(HOME)\n.endif", ".if"),
+            // L7 lines: sample expressions in a redirect, flags that read files, quotes
+            // anywhere else, a value left unquoted.
+            (
+                "frontend l-9\n    http-request redirect location 'https://x/%[env(HOME)]' code 302 if a",
+                "http-request",
+            ),
+            (
+                "frontend l-9\n    http-request redirect location 'file:///etc/passwd' code 302 if a",
+                "http-request",
+            ),
+            (
+                "frontend l-9\n    acl a req.hdr(x) -f /etc/passwd -m str -- 'v'",
+                "acl",
+            ),
+            ("frontend l-9\n    acl a path -m beg /api", "acl"),
+            (
+                "frontend l-9\n    acl a path -m beg -- 'unterminated",
+                "acl",
+            ),
+            ("frontend l-9\n    acl a path -m beg -- \"${HOME}\"", "acl"),
+            ("backend p-9\n    server s '127.0.0.1:80'", "server"),
+            (
+                "frontend l-9\n    http-request set-var(txn.l7_pool) str(p) if { env(HOME) -m found }",
+                "http-request",
+            ),
+            ("frontend l-9\n    use_backend %[env(HOME)]", "use_backend"),
             ("    maxconn 10", "maxconn"),
             ("frontend l-9\n    mode http # trailing", "mode"),
             ("frontend l-9 extra", "frontend"),

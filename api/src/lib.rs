@@ -15,6 +15,7 @@ mod drivers;
 pub mod error;
 mod flavors;
 mod healthmonitors;
+mod l7policies;
 mod listeners;
 mod loadbalancers;
 mod members;
@@ -151,6 +152,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(pools::routes())
         .merge(members::routes())
         .merge(healthmonitors::routes())
+        .merge(l7policies::routes())
         .merge(flavors::routes())
         .merge(quotas::routes());
     // Neutron's networks and subnets sit beside Octavia's routes: clients without Keystone

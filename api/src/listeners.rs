@@ -1,6 +1,7 @@
 //! `/lbaas/listeners`: one frontend of a load balancer, on one protocol and port.
 
 use lbaas_control::ControlPlane;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
@@ -141,9 +142,7 @@ fn build<'a>(
             "L7 policies are not supported by this host yet.",
         ));
     }
-    if body.insert_headers.as_ref().is_some_and(|h| !h.is_empty()) {
-        return Err(ApiError::unsupported(&lb.provider, "insert_headers"));
-    }
+    let insert_headers = insert_headers(api, &lb.provider, protocol, body.insert_headers.take())?;
     validate::provider_supports(api, &lb.provider, Some(protocol), None)?;
     let clash = |l: &Listener| {
         l.protocol_port == protocol_port
@@ -176,7 +175,65 @@ fn build<'a>(
         timeout_member_data: timeout("timeout_member_data", body.timeout_member_data, 50_000)?,
         timeout_tcp_inspect: timeout("timeout_tcp_inspect", body.timeout_tcp_inspect, 0)?,
         allowed_cidrs: cidrs(body.allowed_cidrs.take(), &lb.vip_address)?,
+        insert_headers,
     })
+}
+
+/// The headers Octavia lets an HTTP listener insert.
+const INSERT_HEADERS: [&str; 3] = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
+
+/// `insert_headers` as Octavia takes it (header name to "true" or "false"), for an HTTP
+/// listener; a header the provider does not render is a 501.
+fn insert_headers(
+    api: &ControlPlane,
+    provider: &str,
+    protocol: Protocol,
+    given: Option<Map<String, Value>>,
+) -> ApiResult<BTreeMap<String, String>> {
+    let given = given.unwrap_or_default();
+    if given.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if protocol != Protocol::Http {
+        return Err(ApiError::bad_request(format!(
+            "insert_headers are only supported for HTTP listeners, not {}.",
+            validate::protocol_name(protocol)
+        )));
+    }
+    let caps = validate::capabilities(api, provider)?;
+    let mut headers = BTreeMap::new();
+    for (name, value) in given {
+        let Some(known) = INSERT_HEADERS
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case(&name))
+        else {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute insert_headers: header {} is not one of {}.",
+                name.escape_debug(),
+                INSERT_HEADERS.join(", ")
+            )));
+        };
+        let flag = match &value {
+            Value::String(text) if text.eq_ignore_ascii_case("true") => "true",
+            Value::String(text) if text.eq_ignore_ascii_case("false") => "false",
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid input for field/attribute insert_headers: {known} must be \"true\" \
+                     or \"false\"."
+                )));
+            }
+        };
+        if !caps.features.insert_headers.iter().any(|h| h == known) {
+            return Err(ApiError::unsupported(
+                provider,
+                format_args!("insert_headers {known}"),
+            ));
+        }
+        headers.insert((*known).to_owned(), flag.to_owned());
+    }
+    Ok(headers)
 }
 
 /// The pool a listener may use by default: same load balancer, compatible protocol.
@@ -325,6 +382,7 @@ struct ListenerUpdate {
     #[serde_as(as = "Option<Int>")]
     timeout_tcp_inspect: Option<u32>,
     allowed_cidrs: Option<Vec<String>>,
+    insert_headers: Option<Map<String, Value>>,
     tags: Option<Vec<String>>,
 }
 
@@ -335,7 +393,7 @@ async fn update(
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
     let view = api
-        .write(move |_, snapshot| {
+        .write(move |plane, snapshot| {
             let current = snapshot.listener(&ctx, &id)?;
             if !ctx.can_write(&current.common.project_id) {
                 return Err(ApiError::forbidden());
@@ -385,6 +443,11 @@ async fn update(
             if body.allowed_cidrs.is_some() {
                 let lb = snapshot.parent(&listener.loadbalancer_id)?;
                 listener.allowed_cidrs = cidrs(body.allowed_cidrs, &lb.vip_address)?;
+            }
+            if body.insert_headers.is_some() {
+                let lb = snapshot.parent(&listener.loadbalancer_id)?;
+                listener.insert_headers =
+                    insert_headers(plane, &lb.provider, listener.protocol, body.insert_headers)?;
             }
             if let Some(tags) = body.tags {
                 listener.common.tags = tags;

@@ -473,8 +473,26 @@ async fn status(
             .map(|l| {
                 let (p, o) = statuses(&l.common);
                 let pools: Vec<Value> = l.default_pool_id.as_deref().and_then(pool_tree).into_iter().collect();
+                let policies: Vec<Value> = snapshot
+                    .l7policies_of(&l.common.id)
+                    .into_iter()
+                    .map(|policy| {
+                        let rules: Vec<Value> = snapshot
+                            .l7rules_of(&policy.common.id)
+                            .map(|r| {
+                                let (p, o) = statuses(&r.common);
+                                json!({"id": r.common.id, "type": r.kind,
+                                       "provisioning_status": p, "operating_status": o})
+                            })
+                            .collect();
+                        let (p, o) = statuses(&policy.common);
+                        json!({"id": policy.common.id, "name": policy.common.name,
+                               "action": policy.action, "provisioning_status": p,
+                               "operating_status": o, "rules": rules})
+                    })
+                    .collect();
                 json!({"id": l.common.id, "name": l.common.name, "provisioning_status": p,
-                       "operating_status": o, "pools": pools})
+                       "operating_status": o, "pools": pools, "l7policies": policies})
             })
             .collect();
         // Octavia's tree: pools appear under the listeners that send traffic to them.

@@ -94,7 +94,7 @@ struct Counted {
     demand: fn(&Snapshot, &str, &Batch) -> Option<usize>,
 }
 
-const COUNTED: [Counted; 5] = [
+const COUNTED: [Counted; 7] = [
     Counted {
         name: "Load Balancer",
         limit: |q| q.loadbalancer,
@@ -119,6 +119,16 @@ const COUNTED: [Counted; 5] = [
         name: "Health Monitor",
         limit: |q| q.healthmonitor,
         demand: |s, p, b| demand(&s.healthmonitors, |r| &r.common, p, b),
+    },
+    Counted {
+        name: "L7 Policy",
+        limit: |q| q.l7policy,
+        demand: |s, p, b| demand(&s.l7policies, |r| &r.common, p, b),
+    },
+    Counted {
+        name: "L7 Rule",
+        limit: |q| q.l7rule,
+        demand: |s, p, b| demand(&s.l7rules, |r| &r.common, p, b),
     },
 ];
 

@@ -186,6 +186,18 @@ pub fn vip_location<'a>(
     }
 }
 
+/// What the provider's driver reports it supports.
+pub fn capabilities(
+    api: &lbaas_control::ControlPlane,
+    provider: &str,
+) -> ApiResult<crate::runtime::DriverCapabilities> {
+    let driver = api
+        .drivers
+        .get(provider)
+        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
+    Ok(driver.capabilities().clone())
+}
+
 /// The provider's driver must support the protocol and algorithm asked for.
 pub fn provider_supports(
     api: &lbaas_control::ControlPlane,
@@ -193,11 +205,7 @@ pub fn provider_supports(
     protocol: Option<Protocol>,
     algorithm: Option<LbAlgorithm>,
 ) -> ApiResult<()> {
-    let driver = api
-        .drivers
-        .get(provider)
-        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
-    let caps = driver.capabilities();
+    let caps = capabilities(api, provider)?;
     if let Some(protocol) = protocol
         && !caps.protocols.contains(&crate::convert::protocol(protocol))
     {

@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network, Pool,
+    Device, Flavor, FlavorProfile, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member,
+    Network, Pool,
 };
 
 use lbaas_control::snapshot::Snapshot;
@@ -111,7 +112,30 @@ impl<'a> LoadBalancerView<'a> {
     }
 }
 
-pub fn listener(_snapshot: &Snapshot, listener: &Listener) -> Value {
+/// An enum's name in the API (`"REDIRECT_TO_POOL"`).
+pub fn name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
+/// A policy with its rules as `[{"id": …}]`.
+pub fn l7policy<'a>(policy: &L7Policy, rules: impl Iterator<Item = &'a L7Rule>) -> Value {
+    let mut map = object(policy);
+    map.remove("loadbalancer_id");
+    map.insert("rules".into(), ids(rules.map(|r| r.common.id.as_str())));
+    Value::Object(map)
+}
+
+pub fn l7rule(rule: &L7Rule) -> Value {
+    let mut map = object(rule);
+    map.remove("loadbalancer_id");
+    map.remove("l7policy_id");
+    Value::Object(map)
+}
+
+pub fn listener(snapshot: &Snapshot, listener: &Listener) -> Value {
     let mut map = with_tenant(object(listener));
     let lb = map.remove("loadbalancer_id").unwrap_or(Value::Null);
     map.insert("loadbalancers".into(), json!([{ "id": lb }]));
@@ -130,8 +154,11 @@ pub fn listener(_snapshot: &Snapshot, listener: &Listener) -> Value {
         map.insert(key.into(), Value::Null);
     }
     map.insert("sni_container_refs".into(), json!([]));
-    map.insert("insert_headers".into(), json!({}));
-    map.insert("l7policies".into(), json!([]));
+    let policies = snapshot.l7policies_of(&listener.common.id);
+    map.insert(
+        "l7policies".into(),
+        ids(policies.iter().map(|p| p.common.id.as_str())),
+    );
     map.insert("client_authentication".into(), json!("NONE"));
     Value::Object(map)
 }

@@ -281,6 +281,7 @@ impl DriverHints for WasmHints<'_> {
                 .map(|p| convert::protocol(*p))
                 .collect(),
             flavor: self.flavor.clone(),
+            availability_zone: None,
         };
         let candidates: Vec<wit::Candidate> = offers
             .iter()

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Device, Flavor, FlavorProfile, HealthMonitor, Listener, LoadBalancer, Member, Network,
-    Placement, Pool, Quota,
+    Device, Flavor, FlavorProfile, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member,
+    Network, Placement, Pool, Quota,
 };
 use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 
@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub pools: Table<Pool>,
     pub members: Table<Member>,
     pub healthmonitors: Table<HealthMonitor>,
+    pub l7policies: Table<L7Policy>,
+    pub l7rules: Table<L7Rule>,
     pub flavorprofiles: Table<FlavorProfile>,
     pub flavors: Table<Flavor>,
     pub devices: Table<Device>,
@@ -53,6 +55,8 @@ struct Children {
     pools: HashMap<String, Vec<String>>,
     members: HashMap<String, Vec<String>>,
     healthmonitors: HashMap<String, Vec<String>>,
+    l7policies: HashMap<String, Vec<String>>,
+    l7rules: HashMap<String, Vec<String>>,
 }
 
 /// Where a kind of child is indexed, and its parent.
@@ -91,6 +95,22 @@ impl Child<HealthMonitor> {
         index: |c| &mut c.healthmonitors,
         read: |c| &c.healthmonitors,
         parent: |h| &h.pool_id,
+    };
+}
+
+impl Child<L7Policy> {
+    const L7POLICY: Self = Self {
+        index: |c| &mut c.l7policies,
+        read: |c| &c.l7policies,
+        parent: |p| &p.listener_id,
+    };
+}
+
+impl Child<L7Rule> {
+    const L7RULE: Self = Self {
+        index: |c| &mut c.l7rules,
+        read: |c| &c.l7rules,
+        parent: |r| &r.l7policy_id,
     };
 }
 
@@ -183,6 +203,8 @@ impl Snapshot {
             pools: store.all::<_>()?.into(),
             members: store.all::<_>()?.into(),
             healthmonitors: store.all::<_>()?.into(),
+            l7policies: store.all::<_>()?.into(),
+            l7rules: store.all::<_>()?.into(),
             flavorprofiles: store.all::<_>()?.into(),
             flavors: store.all::<_>()?.into(),
             devices: store.all::<_>()?.into(),
@@ -228,6 +250,12 @@ impl Snapshot {
         }
         for h in &self.healthmonitors {
             link(&mut children.healthmonitors, &h.pool_id, &h.common.id, true);
+        }
+        for p in &self.l7policies {
+            link(&mut children.l7policies, &p.listener_id, &p.common.id, true);
+        }
+        for r in &self.l7rules {
+            link(&mut children.l7rules, &r.l7policy_id, &r.common.id, true);
         }
         self.children = Some(std::sync::Arc::new(children));
     }
@@ -336,6 +364,18 @@ impl Snapshot {
                         Child::HEALTHMONITOR,
                         decode(id, bytes)?,
                     ),
+                    Kind::L7Policy => put_child(
+                        &mut self.l7policies,
+                        &mut self.children,
+                        Child::L7POLICY,
+                        decode(id, bytes)?,
+                    ),
+                    Kind::L7Rule => put_child(
+                        &mut self.l7rules,
+                        &mut self.children,
+                        Child::L7RULE,
+                        decode(id, bytes)?,
+                    ),
                     Kind::FlavorProfile => drop(self.flavorprofiles.upsert(decode(id, bytes)?)),
                     Kind::Flavor => drop(self.flavors.upsert(decode(id, bytes)?)),
                     Kind::Device => {
@@ -366,6 +406,15 @@ impl Snapshot {
                         Child::HEALTHMONITOR,
                         id,
                     ),
+                    Kind::L7Policy => remove_child(
+                        &mut self.l7policies,
+                        &mut self.children,
+                        Child::L7POLICY,
+                        id,
+                    ),
+                    Kind::L7Rule => {
+                        remove_child(&mut self.l7rules, &mut self.children, Child::L7RULE, id)
+                    }
                     Kind::FlavorProfile => drop(self.flavorprofiles.remove(id)),
                     Kind::Flavor => drop(self.flavors.remove(id)),
                     Kind::Device => {
@@ -391,6 +440,8 @@ impl Snapshot {
             pools: Table::default(),
             members: Table::default(),
             healthmonitors: Table::default(),
+            l7policies: Table::default(),
+            l7rules: Table::default(),
             flavorprofiles: Table::default(),
             flavors: Table::default(),
             devices: Table::default(),
@@ -415,6 +466,12 @@ impl Snapshot {
         }
         for hm in &self.healthmonitors {
             batch.put(hm);
+        }
+        for policy in &self.l7policies {
+            batch.put(policy);
+        }
+        for rule in &self.l7rules {
+            batch.put(rule);
         }
     }
 
@@ -454,6 +511,21 @@ impl Snapshot {
         visible(&self.healthmonitors, "Health Monitor", id, ctx, |r| {
             (&r.common.id, &r.common.project_id)
         })
+    }
+
+    pub fn l7policy(&self, ctx: &impl Reader, id: &str) -> Result<&L7Policy, Error> {
+        visible(&self.l7policies, "L7 Policy", id, ctx, |r| {
+            (&r.common.id, &r.common.project_id)
+        })
+    }
+
+    pub fn l7rule(&self, ctx: &impl Reader, policy_id: &str, id: &str) -> Result<&L7Rule, Error> {
+        visible(&self.l7rules, "L7 Rule", id, ctx, |r| {
+            (&r.common.id, &r.common.project_id)
+        })
+        .ok()
+        .filter(|r| r.l7policy_id == policy_id)
+        .ok_or_else(|| Error::not_found("L7 Rule", id))
     }
 
     pub fn flavor(&self, id: &str) -> Result<&Flavor, Error> {
@@ -520,6 +592,22 @@ impl Snapshot {
 
     pub fn members_of<'a>(&'a self, pool_id: &'a str) -> Box<dyn Iterator<Item = &'a Member> + 'a> {
         self.children_of(&self.members, Child::MEMBER, pool_id)
+    }
+
+    /// A listener's L7 policies, in `position` order.
+    pub fn l7policies_of<'a>(&'a self, listener_id: &'a str) -> Vec<&'a L7Policy> {
+        let mut policies: Vec<&L7Policy> = self
+            .children_of(&self.l7policies, Child::L7POLICY, listener_id)
+            .collect();
+        policies.sort_by_key(|p| p.position);
+        policies
+    }
+
+    pub fn l7rules_of<'a>(
+        &'a self,
+        policy_id: &'a str,
+    ) -> Box<dyn Iterator<Item = &'a L7Rule> + 'a> {
+        self.children_of(&self.l7rules, Child::L7RULE, policy_id)
     }
 
     pub fn healthmonitor_of<'a>(&'a self, pool_id: &'a str) -> Option<&'a HealthMonitor> {
@@ -734,6 +822,7 @@ mod tests {
             timeout_member_data: 0,
             timeout_tcp_inspect: 0,
             allowed_cidrs: Vec::new(),
+            insert_headers: Default::default(),
         }
     }
 

@@ -16,8 +16,8 @@ use lbaas_scheduler::Decision;
 
 use crate::error::Error;
 use crate::model::{
-    Common, Device, HealthMonitor, Job, Listener, LoadBalancer, Member, OperatingStatus, Placement,
-    Pool, ProvisioningStatus,
+    Common, Device, HealthMonitor, Job, L7Action, L7Policy, L7Rule, Listener, LoadBalancer, Member,
+    OperatingStatus, Placement, Pool, ProvisioningStatus,
 };
 use crate::provision::{ProvisionError, Provisioner};
 use crate::runtime::{self as wit, LoadedDriver};
@@ -662,11 +662,21 @@ pub(crate) fn work(
         }
         None => None,
     };
+    let l7policies: Vec<&L7Policy> = listeners
+        .iter()
+        .flat_map(|l| snapshot.l7policies_of(&l.common.id))
+        .collect();
+    let l7rules: Vec<&L7Rule> = l7policies
+        .iter()
+        .flat_map(|p| snapshot.l7rules_of(&p.common.id))
+        .collect();
     let children = convert::Children {
         listeners,
         pools,
         members,
         monitors,
+        l7policies,
+        l7rules,
     };
     let model = convert::load_balancer(lb, &children, vip_network, member_networks, flavor);
     let left = lb
@@ -706,6 +716,14 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
         .map(|p| p.common.id.as_str())
         .collect();
     for listener in snapshot.listeners_of(lb_id) {
+        settle_l7(
+            snapshot,
+            &listener.common.id,
+            gone(&listener.common),
+            &deleted_pools,
+            &now,
+            &mut batch,
+        );
         if gone(&listener.common) {
             batch.delete::<Listener>(&listener.common.id);
             continue;
@@ -783,12 +801,62 @@ fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
     (batch, retired)
 }
 
+/// A listener's L7 policies and rules after a success: those pending deletion (or whose
+/// listener is) leave the store, the rest become `ACTIVE`; a policy redirecting to a deleted
+/// pool rejects instead.
+fn settle_l7(
+    snapshot: &Snapshot,
+    listener_id: &str,
+    listener_gone: bool,
+    deleted_pools: &[&str],
+    now: &str,
+    batch: &mut Batch,
+) {
+    let gone =
+        |c: &Common| listener_gone || c.provisioning_status == ProvisioningStatus::PendingDelete;
+    for policy in snapshot.l7policies_of(listener_id) {
+        let policy_gone = gone(&policy.common);
+        for rule in snapshot.l7rules_of(&policy.common.id) {
+            if policy_gone || gone(&rule.common) {
+                batch.delete::<L7Rule>(&rule.common.id);
+            } else {
+                let mut rule = rule.clone();
+                settle(&mut rule.common, OperatingStatus::Online, now);
+                batch.put(&rule);
+            }
+        }
+        if policy_gone {
+            batch.delete::<L7Policy>(&policy.common.id);
+            continue;
+        }
+        let mut policy = policy.clone();
+        if policy
+            .redirect_pool_id
+            .as_deref()
+            .is_some_and(|p| deleted_pools.contains(&p))
+        {
+            policy.redirect_pool_id = None;
+            policy.redirect_http_code = None;
+            policy.action = L7Action::Reject;
+        }
+        settle(&mut policy.common, OperatingStatus::Online, now);
+        batch.put(&policy);
+    }
+}
+
 /// Whether a live listener of the load balancer sends traffic to the pool (its default pool).
 pub(crate) fn attached(snapshot: &Snapshot, lb_id: &str, pool_id: &str) -> bool {
-    snapshot.listeners_of(lb_id).any(|l| {
-        l.common.provisioning_status != ProvisioningStatus::PendingDelete
-            && l.default_pool_id.as_deref() == Some(pool_id)
-    })
+    let live = |c: &Common| c.provisioning_status != ProvisioningStatus::PendingDelete;
+    snapshot
+        .listeners_of(lb_id)
+        .filter(|l| live(&l.common))
+        .any(|l| {
+            l.default_pool_id.as_deref() == Some(pool_id)
+                || snapshot
+                    .l7policies_of(&l.common.id)
+                    .iter()
+                    .any(|p| live(&p.common) && p.redirect_pool_id.as_deref() == Some(pool_id))
+        })
 }
 
 /// The load balancer is gone from its device: it and every child leave the store, and so
@@ -803,6 +871,12 @@ fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
         }
     }
     for listener in snapshot.listeners_of(lb_id) {
+        for policy in snapshot.l7policies_of(&listener.common.id) {
+            for rule in snapshot.l7rules_of(&policy.common.id) {
+                batch.delete::<L7Rule>(&rule.common.id);
+            }
+            batch.delete::<L7Policy>(&policy.common.id);
+        }
         batch.delete::<Listener>(&listener.common.id);
     }
     for pool in snapshot.pools_of(lb_id) {
@@ -833,6 +907,16 @@ fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<String>
         }
     };
     for listener in snapshot.listeners_of(lb_id) {
+        for policy in snapshot.l7policies_of(&listener.common.id) {
+            for rule in snapshot.l7rules_of(&policy.common.id) {
+                let mut rule = rule.clone();
+                errored(&mut rule.common);
+                batch.put(&rule);
+            }
+            let mut policy = policy.clone();
+            errored(&mut policy.common);
+            batch.put(&policy);
+        }
         let mut listener = listener.clone();
         errored(&mut listener.common);
         batch.put(&listener);
@@ -939,6 +1023,7 @@ mod tests {
             timeout_member_data: 0,
             timeout_tcp_inspect: 0,
             allowed_cidrs: Vec::new(),
+            insert_headers: Default::default(),
         };
         let mut snapshot = Snapshot::empty_for(&lb);
         let mut batch = Batch::new();

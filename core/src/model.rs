@@ -185,6 +185,71 @@ pub struct Listener {
     pub timeout_member_data: u32,
     pub timeout_tcp_inspect: u32,
     pub allowed_cidrs: Vec<String>,
+    /// Headers added to requests towards members (`X-Forwarded-For` and kin), each "true".
+    #[serde(default)]
+    pub insert_headers: BTreeMap<String, String>,
+}
+
+/// What a matching L7 policy does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum L7Action {
+    Reject,
+    RedirectToUrl,
+    RedirectPrefix,
+    RedirectToPool,
+}
+
+/// What an L7 rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum L7RuleType {
+    HostName,
+    Path,
+    FileType,
+    Header,
+    Cookie,
+}
+
+/// How an L7 rule compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum L7CompareType {
+    Regex,
+    StartsWith,
+    EndsWith,
+    Contains,
+    EqualTo,
+}
+
+/// A listener's layer-7 policy: applies when all its rules match; the first by `position` wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L7Policy {
+    #[serde(flatten)]
+    pub common: Common,
+    pub loadbalancer_id: String,
+    pub listener_id: String,
+    pub action: L7Action,
+    /// 1-based, contiguous among the listener's policies.
+    pub position: u32,
+    pub redirect_pool_id: Option<String>,
+    pub redirect_url: Option<String>,
+    pub redirect_prefix: Option<String>,
+    pub redirect_http_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L7Rule {
+    #[serde(flatten)]
+    pub common: Common,
+    pub loadbalancer_id: String,
+    pub l7policy_id: String,
+    #[serde(rename = "type")]
+    pub kind: L7RuleType,
+    pub compare_type: L7CompareType,
+    pub key: Option<String>,
+    pub value: String,
+    pub invert: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,7 +462,7 @@ pub struct DriverVersion {
     pub sha256: String,
     /// The version the component reports.
     pub version: String,
-    /// The WIT contract it implements (`lbaas:driver@0.2.0`).
+    /// The WIT contract it implements (`lbaas:driver@0.3.0`).
     pub wit: Option<String>,
     pub size: u64,
     pub uploaded_at: String,

@@ -35,10 +35,12 @@ pub enum Kind {
     Quarantine,
     /// A project's quotas, by project id.
     Quota,
+    L7Policy,
+    L7Rule,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -54,6 +56,8 @@ impl Kind {
         Kind::DriverBlob,
         Kind::Quarantine,
         Kind::Quota,
+        Kind::L7Policy,
+        Kind::L7Rule,
     ];
 
     pub fn tree(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Kind {
             Kind::DriverBlob => "driver_blobs",
             Kind::Quarantine => "quarantines",
             Kind::Quota => "quotas",
+            Kind::L7Policy => "l7policies",
+            Kind::L7Rule => "l7rules",
         }
     }
 
@@ -151,6 +157,8 @@ record!(Placement, Kind::Placement, |r| &r.loadbalancer_id);
 record!(crate::model::DriverRecord, Kind::Driver, |r| &r.name);
 record!(crate::model::Quarantine, Kind::Quarantine, |r| &r.sha256);
 record!(crate::model::Quota, Kind::Quota, |r| &r.project_id);
+record!(crate::model::L7Policy, Kind::L7Policy, |r| &r.common.id);
+record!(crate::model::L7Rule, Kind::L7Rule, |r| &r.common.id);
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {

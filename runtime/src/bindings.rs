@@ -2,14 +2,18 @@
 //! host serves. Kept private to the runtime; the types callers need are re-exported from
 //! [`crate`].
 //!
-//! Each version's `types` only adds to the one before, so every version's `types` is mapped to
-//! the newest one's Rust types: the rest of the host sees one driver, whatever contract it was
-//! built against. [`DriverPre`] / [`DriverInstance`] dispatch to the version a component
+//! The rest of the host sees one driver, in the current contract's types (0.3.0), whatever
+//! contract it was built against. 0.1.0's `types` are 0.2.0's (0.2.0 only added functions),
+//! so both are one set of legacy types; 0.3.0 changed records, and [`crate::compat`] converts
+//! between them. [`DriverPre`] / [`DriverInstance`] dispatch to the version a component
 //! implements, and answer for exports an older contract lacks.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
+use super::compat;
 use super::host::HostState;
 
 pub mod v0_1 {
@@ -31,20 +35,37 @@ pub mod v0_2 {
     });
 }
 
+pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        path: "../wit/lbaas-driver@0.3.0",
+        world: "vendor-driver",
+        imports: { default: trappable },
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    });
+}
+
 pub use v0_1::lbaas::driver::{device_api, log, state};
-pub use v0_2::lbaas::driver::types;
+pub use v0_3::lbaas::driver::types;
+
+/// The types of contracts 0.1.0 and 0.2.0 (one set: 0.1.0's are 0.2.0's).
+pub use v0_2::lbaas::driver::types as legacy;
 
 use types::{
-    Candidate, Device, DeviceConfig, DriverCapabilities, DriverError, Flavor, Hints, LoadBalancer,
-    LoadBalancerStatus, PlacementRequest,
+    AvailabilityZone, Candidate, Device, DeviceConfig, DriverCapabilities, DriverError, Flavor,
+    Hints, LoadBalancer, LoadBalancerStatus, PlacementRequest,
 };
 
 /// The contracts this host serves, oldest first.
-pub const CONTRACTS: &[&str] = &["lbaas:driver@0.1.0", "lbaas:driver@0.2.0"];
+pub const CONTRACTS: &[&str] = &[
+    "lbaas:driver@0.1.0",
+    "lbaas:driver@0.2.0",
+    "lbaas:driver@0.3.0",
+];
 
 /// Adds the imports of every contract version to `linker`.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
+    v0_3::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_2::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     // 0.1.0's `types` are 0.2.0's: its world would add them again under the new name.
     linker.allow_shadowing(true);
@@ -60,17 +81,22 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> was
 pub enum DriverPre {
     V0_1(v0_1::VendorDriverPre<HostState>),
     V0_2(v0_2::VendorDriverPre<HostState>),
+    V0_3(v0_3::VendorDriverPre<HostState>),
 }
 
 impl DriverPre {
     /// Finds the newest contract version the component exports.
     pub fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        match v0_2::VendorDriverPre::new(pre.clone()) {
-            Ok(pre) => Ok(Self::V0_2(pre)),
-            Err(newest) => v0_1::VendorDriverPre::new(pre)
-                .map(Self::V0_1)
-                .map_err(|_| newest.context("it exports no `driver` interface this host serves")),
+        let newest = match v0_3::VendorDriverPre::new(pre.clone()) {
+            Ok(pre) => return Ok(Self::V0_3(pre)),
+            Err(newest) => newest,
+        };
+        if let Ok(pre) = v0_2::VendorDriverPre::new(pre.clone()) {
+            return Ok(Self::V0_2(pre));
         }
+        v0_1::VendorDriverPre::new(pre)
+            .map(Self::V0_1)
+            .map_err(|_| newest.context("it exports no `driver` interface this host serves"))
     }
 
     /// The contract version, as manifests name it.
@@ -78,6 +104,7 @@ impl DriverPre {
         match self {
             Self::V0_1(_) => CONTRACTS[0],
             Self::V0_2(_) => CONTRACTS[1],
+            Self::V0_3(_) => CONTRACTS[2],
         }
     }
 
@@ -85,32 +112,41 @@ impl DriverPre {
         match self {
             Self::V0_1(pre) => pre.engine(),
             Self::V0_2(pre) => pre.engine(),
+            Self::V0_3(pre) => pre.engine(),
         }
     }
 
     pub fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<DriverInstance> {
         Ok(match self {
-            Self::V0_1(pre) => DriverInstance::V0_1(pre.instantiate(store)?),
-            Self::V0_2(pre) => DriverInstance::V0_2(pre.instantiate(store)?),
+            Self::V0_1(pre) => DriverInstance::Legacy(Legacy::V0_1(pre.instantiate(store)?)),
+            Self::V0_2(pre) => DriverInstance::Legacy(Legacy::V0_2(pre.instantiate(store)?)),
+            Self::V0_3(pre) => DriverInstance::Current(pre.instantiate(store)?),
         })
     }
 }
 
 /// One instance of a driver, whichever contract version it implements.
 pub enum DriverInstance {
+    Current(v0_3::VendorDriver),
+    Legacy(Legacy),
+}
+
+/// A driver of contract 0.1.0 or 0.2.0: it is called in the legacy types, converted from and
+/// to the current ones.
+pub enum Legacy {
     V0_1(v0_1::VendorDriver),
     V0_2(v0_2::VendorDriver),
 }
 
-/// Calls the same export on either version (their signatures are the same Rust types).
-macro_rules! each_version {
-    ($instance:expr, |$driver:ident| $call:expr) => {
-        match $instance {
-            DriverInstance::V0_1(d) => {
+/// Calls the same export on either legacy version (their signatures are the same Rust types).
+macro_rules! each_legacy {
+    ($legacy:expr, |$driver:ident| $call:expr) => {
+        match $legacy {
+            Legacy::V0_1(d) => {
                 let $driver = d.lbaas_driver_driver();
                 $call
             }
-            DriverInstance::V0_2(d) => {
+            Legacy::V0_2(d) => {
                 let $driver = d.lbaas_driver_driver();
                 $call
             }
@@ -120,9 +156,24 @@ macro_rules! each_version {
 
 type Call<T> = wasmtime::Result<T>;
 
+/// A legacy driver's answer in the current types.
+fn upgraded<T: Serialize, U: DeserializeOwned>(
+    answer: Call<Result<T, legacy::DriverError>>,
+) -> Call<Result<U, DriverError>> {
+    match answer? {
+        Ok(value) => compat::convert(&value).map(Ok),
+        Err(error) => compat::convert(&error).map(Err),
+    }
+}
+
 impl DriverInstance {
     pub fn capabilities(&self, s: &mut Store<HostState>) -> Call<DriverCapabilities> {
-        each_version!(self, |d| d.call_capabilities(s))
+        match self {
+            Self::Current(d) => d.lbaas_driver_driver().call_capabilities(s),
+            Self::Legacy(old) => {
+                compat::capabilities(&each_legacy!(old, |d| d.call_capabilities(s))?)
+            }
+        }
     }
 
     pub fn validate_flavor(
@@ -130,7 +181,32 @@ impl DriverInstance {
         s: &mut Store<HostState>,
         flavor: &Flavor,
     ) -> Call<Result<(), DriverError>> {
-        each_version!(self, |d| d.call_validate_flavor(&mut *s, flavor))
+        match self {
+            Self::Current(d) => d.lbaas_driver_driver().call_validate_flavor(s, flavor),
+            Self::Legacy(old) => {
+                let flavor: legacy::Flavor = compat::convert(flavor)?;
+                upgraded(each_legacy!(old, |d| d.call_validate_flavor(s, &flavor)))
+            }
+        }
+    }
+
+    /// `validate-availability-zone`, which drivers of 0.1.0 and 0.2.0 do not have: they take
+    /// only a zone whose profile sets nothing.
+    pub fn validate_availability_zone(
+        &self,
+        s: &mut Store<HostState>,
+        zone: &AvailabilityZone,
+    ) -> Call<Result<(), DriverError>> {
+        match self {
+            Self::Current(d) => d
+                .lbaas_driver_driver()
+                .call_validate_availability_zone(s, zone),
+            Self::Legacy(_) if zone.metadata.is_empty() => Ok(Ok(())),
+            Self::Legacy(old) => Ok(Err(DriverError::Unsupported(format!(
+                "contract {} has no availability zone metadata",
+                old.contract()
+            )))),
+        }
     }
 
     pub fn select(
@@ -139,7 +215,18 @@ impl DriverInstance {
         request: &PlacementRequest,
         candidates: &[Candidate],
     ) -> Call<Hints> {
-        each_version!(self, |d| d.call_select(&mut *s, request, candidates))
+        match self {
+            Self::Current(d) => d.lbaas_driver_driver().call_select(s, request, candidates),
+            Self::Legacy(old) => {
+                let request: legacy::PlacementRequest = compat::convert(request)?;
+                let candidates: Vec<legacy::Candidate> = compat::convert(&candidates)?;
+                compat::convert(&each_legacy!(old, |d| d.call_select(
+                    &mut *s,
+                    &request,
+                    &candidates
+                ))?)
+            }
+        }
     }
 
     pub fn translate(
@@ -148,7 +235,17 @@ impl DriverInstance {
         lb: &LoadBalancer,
         device: &Device,
     ) -> Call<Result<DeviceConfig, DriverError>> {
-        each_version!(self, |d| d.call_translate(&mut *s, lb, device))
+        match self {
+            Self::Current(d) => d.lbaas_driver_driver().call_translate(s, lb, device),
+            Self::Legacy(old) => {
+                let lb = match compat::load_balancer(lb, old.contract())? {
+                    Ok(lb) => lb,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let device: legacy::Device = compat::convert(device)?;
+                upgraded(each_legacy!(old, |d| d.call_translate(s, &lb, &device)))
+            }
+        }
     }
 
     pub fn apply(
@@ -158,16 +255,36 @@ impl DriverInstance {
         device: &Device,
         config: &DeviceConfig,
     ) -> Call<Result<(), DriverError>> {
-        each_version!(self, |d| d.call_apply(&mut *s, lb, device, config))
+        match self {
+            Self::Current(d) => d.lbaas_driver_driver().call_apply(s, lb, device, config),
+            Self::Legacy(old) => {
+                let lb = match compat::load_balancer(lb, old.contract())? {
+                    Ok(lb) => lb,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let device: legacy::Device = compat::convert(device)?;
+                let config: legacy::DeviceConfig = compat::convert(config)?;
+                upgraded(each_legacy!(old, |d| d.call_apply(s, &lb, &device, &config)))
+            }
+        }
     }
 
+    /// `remove` takes the load balancer as it was: a legacy driver gets it without what its
+    /// contract cannot carry, which it never configured.
     pub fn remove(
         &self,
         s: &mut Store<HostState>,
         lb: &LoadBalancer,
         device: &Device,
     ) -> Call<Result<(), DriverError>> {
-        each_version!(self, |d| d.call_remove(&mut *s, lb, device))
+        match self {
+            Self::Current(d) => d.lbaas_driver_driver().call_remove(s, lb, device),
+            Self::Legacy(old) => {
+                let lb: legacy::LoadBalancer = compat::convert(lb)?;
+                let device: legacy::Device = compat::convert(device)?;
+                upgraded(each_legacy!(old, |d| d.call_remove(s, &lb, &device)))
+            }
+        }
     }
 
     /// `status`, which 0.1.0 drivers do not have: they report nothing (`unsupported`).
@@ -178,10 +295,15 @@ impl DriverInstance {
         device: &Device,
     ) -> Call<Result<LoadBalancerStatus, DriverError>> {
         match self {
-            Self::V0_1(_) => Ok(Err(DriverError::Unsupported(
+            Self::Current(d) => d.lbaas_driver_driver().call_status(s, lb, device),
+            Self::Legacy(Legacy::V0_2(d)) => {
+                let lb: legacy::LoadBalancer = compat::convert(lb)?;
+                let device: legacy::Device = compat::convert(device)?;
+                upgraded(d.lbaas_driver_driver().call_status(s, &lb, &device))
+            }
+            Self::Legacy(Legacy::V0_1(_)) => Ok(Err(DriverError::Unsupported(
                 "contract lbaas:driver@0.1.0 has no status export".into(),
             ))),
-            Self::V0_2(d) => d.lbaas_driver_driver().call_status(s, lb, device),
         }
     }
 
@@ -192,11 +314,23 @@ impl DriverInstance {
         from_version: &str,
     ) -> Call<Option<Result<(), DriverError>>> {
         match self {
-            Self::V0_1(_) => Ok(None),
-            Self::V0_2(d) => d
+            Self::Current(d) => d
                 .lbaas_driver_driver()
                 .call_migrate_state(s, from_version)
                 .map(Some),
+            Self::Legacy(Legacy::V0_2(d)) => {
+                upgraded(d.lbaas_driver_driver().call_migrate_state(s, from_version)).map(Some)
+            }
+            Self::Legacy(Legacy::V0_1(_)) => Ok(None),
+        }
+    }
+}
+
+impl Legacy {
+    fn contract(&self) -> &'static str {
+        match self {
+            Self::V0_1(_) => CONTRACTS[0],
+            Self::V0_2(_) => CONTRACTS[1],
         }
     }
 }

@@ -228,6 +228,7 @@ fn device(n: usize, kind: DeviceKind) -> Device {
             key: "interfaces".into(),
             value: "4".into(),
         }],
+        availability_zone: None,
     }
 }
 
@@ -241,6 +242,7 @@ fn select(driver: &LoadedDriver, kind: DeviceKind, count: usize) -> Result<(), S
         member_networks: vec![network("conformance-members", "198.51.100.0/24", 200)],
         protocols: caps.protocols.iter().take(1).copied().collect(),
         flavor: None,
+        availability_zone: None,
     };
     let candidates: Vec<Candidate> = (0..count)
         .map(|n| Candidate {
@@ -315,6 +317,8 @@ fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
             timeout_tcp_inspect: 0,
             allowed_cidrs: Vec::new(),
             admin_state_up: true,
+            l7_policies: Vec::new(),
+            insert_headers: Vec::new(),
         }],
         pools: vec![Pool {
             id: "conformance-pool".into(),
@@ -327,6 +331,7 @@ fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
             admin_state_up: true,
         }],
         flavor: None,
+        availability_zone: None,
         admin_state_up: true,
     }
 }

@@ -97,6 +97,7 @@ pub fn device(d: &model::Device) -> wit::Device {
         owner_project: d.project_id.clone(),
         networks: d.networks.clone(),
         metadata: entries(&d.metadata),
+        availability_zone: None,
     }
 }
 
@@ -135,11 +136,86 @@ pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
 }
 
 /// A load balancer's children, as stored.
+fn l7_policy(
+    p: &model::L7Policy,
+    rules: &[&model::L7Rule],
+    pools: &[&model::Pool],
+) -> wit::L7Policy {
+    let live =
+        |c: &model::Common| c.provisioning_status != model::ProvisioningStatus::PendingDelete;
+    // A policy whose pool is being deleted rejects, as it will once the pool is gone.
+    let pool = p.redirect_pool_id.clone().filter(|id| {
+        pools
+            .iter()
+            .any(|pool| &pool.common.id == id && live(&pool.common))
+    });
+    let action = match p.action {
+        model::L7Action::RedirectToPool if pool.is_none() => wit::L7Action::Reject,
+        other => l7_action(other),
+    };
+    wit::L7Policy {
+        id: p.common.id.clone(),
+        name: p.common.name.clone(),
+        action,
+        position: p.position,
+        redirect_pool_id: pool.filter(|_| action == wit::L7Action::RedirectToPool),
+        redirect_url: p.redirect_url.clone(),
+        redirect_prefix: p.redirect_prefix.clone(),
+        redirect_http_code: p.redirect_http_code,
+        rules: rules
+            .iter()
+            .filter(|r| r.l7policy_id == p.common.id && live(&r.common))
+            .map(|r| wit::L7Rule {
+                id: r.common.id.clone(),
+                kind: l7_rule_kind(r.kind),
+                compare: l7_compare(r.compare_type),
+                key: r.key.clone(),
+                value: r.value.clone(),
+                invert: r.invert,
+                admin_state_up: r.common.admin_state_up,
+            })
+            .collect(),
+        admin_state_up: p.common.admin_state_up,
+    }
+}
+
+pub fn l7_action(a: model::L7Action) -> wit::L7Action {
+    match a {
+        model::L7Action::Reject => wit::L7Action::Reject,
+        model::L7Action::RedirectToUrl => wit::L7Action::RedirectToUrl,
+        model::L7Action::RedirectPrefix => wit::L7Action::RedirectPrefix,
+        model::L7Action::RedirectToPool => wit::L7Action::RedirectToPool,
+    }
+}
+
+pub fn l7_rule_kind(k: model::L7RuleType) -> wit::L7RuleKind {
+    match k {
+        model::L7RuleType::HostName => wit::L7RuleKind::HostName,
+        model::L7RuleType::Path => wit::L7RuleKind::Path,
+        model::L7RuleType::FileType => wit::L7RuleKind::FileType,
+        model::L7RuleType::Header => wit::L7RuleKind::Header,
+        model::L7RuleType::Cookie => wit::L7RuleKind::Cookie,
+    }
+}
+
+fn l7_compare(c: model::L7CompareType) -> wit::L7Compare {
+    match c {
+        model::L7CompareType::Regex => wit::L7Compare::Regex,
+        model::L7CompareType::StartsWith => wit::L7Compare::StartsWith,
+        model::L7CompareType::EndsWith => wit::L7Compare::EndsWith,
+        model::L7CompareType::Contains => wit::L7Compare::Contains,
+        model::L7CompareType::EqualTo => wit::L7Compare::EqualTo,
+    }
+}
+
 pub struct Children<'a> {
     pub listeners: Vec<&'a model::Listener>,
     pub pools: Vec<&'a model::Pool>,
     pub members: Vec<&'a model::Member>,
     pub monitors: Vec<&'a model::HealthMonitor>,
+    /// Each listener's policies, in `position` order.
+    pub l7policies: Vec<&'a model::L7Policy>,
+    pub l7rules: Vec<&'a model::L7Rule>,
 }
 
 /// The whole load balancer as a driver sees it. Children marked `PENDING_DELETE` are left
@@ -156,6 +232,8 @@ pub fn load_balancer(
         pools,
         members,
         monitors,
+        l7policies,
+        l7rules,
     } = children;
     let live =
         |c: &model::Common| c.provisioning_status != model::ProvisioningStatus::PendingDelete;
@@ -221,6 +299,12 @@ pub fn load_balancer(
             timeout_tcp_inspect: l.timeout_tcp_inspect,
             allowed_cidrs: l.allowed_cidrs.clone(),
             admin_state_up: l.common.admin_state_up,
+            l7_policies: l7policies
+                .iter()
+                .filter(|p| p.listener_id == l.common.id && live(&p.common))
+                .map(|p| l7_policy(p, l7rules, pools))
+                .collect(),
+            insert_headers: entries(&l.insert_headers),
         })
         .collect();
     wit::LoadBalancer {
@@ -233,6 +317,7 @@ pub fn load_balancer(
         listeners: wit_listeners,
         pools: wit_pools,
         flavor,
+        availability_zone: None,
         admin_state_up: lb.common.admin_state_up,
     }
 }

@@ -8,6 +8,7 @@
 
 mod bindings;
 mod cache;
+mod compat;
 pub mod conformance;
 pub mod convert;
 pub mod devices;
@@ -36,11 +37,12 @@ use bindings::{DriverInstance, DriverPre};
 use host::{DriverContext, HostState, LogLimiter};
 
 pub use bindings::types::{
-    Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverCapabilities,
-    DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
-    Listener, ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth,
-    MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, Protocol, SessionPersistence,
-    SpawnSpec, Verdict,
+    Algorithm, AvailabilityZone, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind,
+    DriverCapabilities, DriverError, Entry, Features, Flavor, FlavorKey, HealthMonitor,
+    HealthMonitorKind, Hints, L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener,
+    ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus,
+    Network, PersistenceKind, PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec,
+    Verdict,
 };
 pub use cache::Origin;
 pub use host::REFUSAL_HEADER as DEVICE_REFUSAL_HEADER;
@@ -816,6 +818,13 @@ impl LoadedDriver {
             .map_err(|e| self.refused("validate-flavor", e))
     }
 
+    pub fn validate_availability_zone(&self, zone: &AvailabilityZone) -> Result<()> {
+        self.call("validate-availability-zone", |d, s| {
+            d.validate_availability_zone(s, zone)
+        })?
+        .map_err(|e| self.refused("validate-availability-zone", e))
+    }
+
     pub fn select(&self, request: &PlacementRequest, candidates: &[Candidate]) -> Result<Hints> {
         let hints = self.call("select", |d, s| d.select(s, request, candidates))?;
         // A hint for a device that was not offered is ignored rather than trusted.
@@ -846,7 +855,7 @@ impl LoadedDriver {
             .map_err(|e| self.refused("remove", e))
     }
 
-    /// The contract version the driver implements (`lbaas:driver@0.2.0`).
+    /// The contract version the driver implements (`lbaas:driver@0.3.0`).
     pub fn contract(&self) -> &'static str {
         self.inner.pre.contract()
     }

@@ -189,7 +189,7 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
 mod tests {
     use super::*;
     use crate::bindings::device_api::Method;
-    use crate::bindings::types::Entry;
+    use crate::bindings::legacy::Entry;
 
     fn endpoint(driver: &str, url: &str) -> Option<DeviceEndpoint> {
         Some(DeviceEndpoint {

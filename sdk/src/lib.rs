@@ -23,7 +23,7 @@
 mod bindings {
     wit_bindgen::generate!({
         world: "vendor-driver",
-        path: "../wit/lbaas-driver@0.2.0",
+        path: "../wit/lbaas-driver@0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_driver_world",
         default_bindings_module: "lbaas_driver_sdk::__private",
@@ -38,8 +38,9 @@ pub mod state;
 /// What a driver reports about itself (`driver-capabilities` in the WIT contract).
 pub use bindings::lbaas::driver::types::DriverCapabilities as Capabilities;
 pub use bindings::lbaas::driver::types::{
-    Algorithm, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind, DriverError, Entry, Flavor,
-    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits, Listener, ListenerCounters,
+    Algorithm, AvailabilityZone, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind,
+    DriverError, Entry, Features, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints,
+    L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener, ListenerCounters,
     LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network, PersistenceKind,
     PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec, Verdict,
 };
@@ -47,8 +48,9 @@ pub use bindings::lbaas::driver::types::{
 /// Everything a driver usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Algorithm, Candidate, Capabilities, Device, DeviceConfig, DeviceHint, DeviceKind, Driver,
-        DriverError, Entry, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Limits,
+        Algorithm, AvailabilityZone, Candidate, Capabilities, Device, DeviceConfig, DeviceHint,
+        DeviceKind, Driver, DriverError, Entry, Features, Flavor, FlavorKey, HealthMonitor,
+        HealthMonitorKind, Hints, L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits,
         Listener, ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth,
         MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
         SessionPersistence, SpawnSpec, Verdict, device, export_driver, log, state,
@@ -72,6 +74,23 @@ pub trait Driver {
         {
             Some(unknown) => Err(DriverError::InvalidInput(format!(
                 "flavor key `{}` is not supported by this driver",
+                unknown.key
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks an availability zone profile's metadata. The default accepts exactly the keys
+    /// named in [`Features::availability_zone_keys`].
+    fn validate_availability_zone(zone: &AvailabilityZone) -> Result<(), DriverError> {
+        let known = Self::capabilities().features.availability_zone_keys;
+        match zone
+            .metadata
+            .iter()
+            .find(|entry| !known.iter().any(|key| key.name == entry.key))
+        {
+            Some(unknown) => Err(DriverError::InvalidInput(format!(
+                "availability zone key `{}` is not supported by this driver",
                 unknown.key
             ))),
             None => Ok(()),
@@ -131,8 +150,8 @@ pub trait Driver {
 }
 
 impl Capabilities {
-    /// A driver's identity with nothing declared yet: no device kinds, protocols, algorithms or
-    /// flavor keys, no spawning, no limits. Fill in the rest with struct update syntax:
+    /// A driver's identity with nothing declared yet: no device kinds, protocols, algorithms,
+    /// flavor keys or [`Features`], no spawning, no limits. Fill in the rest with struct update syntax:
     /// `Capabilities { protocols: vec![Protocol::Tcp], ..Capabilities::new("x", "X Inc", "1.0") }`.
     pub fn new(name: &str, vendor: &str, version: &str) -> Self {
         Self {
@@ -149,6 +168,19 @@ impl Capabilities {
                 overlapping_ips: true,
             },
             flavor_keys: Vec::new(),
+            features: Features::none(),
+        }
+    }
+}
+
+impl Features {
+    /// No L7 policies, no inserted headers, no availability zone keys.
+    pub fn none() -> Self {
+        Self {
+            l7_actions: Vec::new(),
+            l7_rule_kinds: Vec::new(),
+            insert_headers: Vec::new(),
+            availability_zone_keys: Vec::new(),
         }
     }
 }
@@ -238,6 +270,11 @@ macro_rules! export_driver {
                 fn validate_flavor(flavor: $crate::Flavor) -> Result<(), $crate::DriverError> {
                     <$driver as $crate::Driver>::validate_flavor(&flavor)
                 }
+                fn validate_availability_zone(
+                    zone: $crate::AvailabilityZone,
+                ) -> Result<(), $crate::DriverError> {
+                    <$driver as $crate::Driver>::validate_availability_zone(&zone)
+                }
                 fn select(
                     request: $crate::PlacementRequest,
                     candidates: Vec<$crate::Candidate>,
@@ -288,7 +325,7 @@ macro_rules! export_driver {
 /// lbaas_driver_sdk::manifest!(include_str!("../manifest.json"));
 /// ```
 ///
-/// The JSON: `name`, `version`, `wit` (the contract, e.g. `lbaas:driver@0.2.0`), and what the
+/// The JSON: `name`, `version`, `wit` (the contract, e.g. `lbaas:driver@0.3.0`), and what the
 /// driver requests — `device_api` (`{"methods": ["GET", …], "paths": ["/v1/", …]}`, or `null`
 /// for none), `memory_bytes`, `state_bytes`, `deadlines_ms` (`select`, `device`, `other`).
 /// The operator's policy caps each request; the host enforces what it grants.

@@ -78,6 +78,7 @@ fn load_balancer(i: usize) -> (LoadBalancer, Listener) {
         timeout_member_data: 50_000,
         timeout_tcp_inspect: 0,
         allowed_cidrs: Vec::new(),
+        insert_headers: Default::default(),
     };
     (lb, listener)
 }

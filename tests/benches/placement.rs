@@ -105,6 +105,7 @@ impl DriverHints for NativeHaproxy {
             member_networks: vec![],
             protocols: vec![],
             flavor: None,
+            availability_zone: None,
         };
         let candidates: Vec<lbaas_driver_sdk::Candidate> = offers
             .iter()
@@ -118,6 +119,7 @@ impl DriverHints for NativeHaproxy {
                     owner_project: None,
                     networks: o.device.networks.to_vec(),
                     metadata: vec![],
+                    availability_zone: None,
                 },
                 load_balancers: o.device.load,
                 project_load_balancers: o.device.project_load,

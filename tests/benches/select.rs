@@ -81,6 +81,7 @@ fn to_sdk_lb(lb: &runtime::LoadBalancer) -> lbaas_driver_sdk::LoadBalancer {
         listeners: vec![],
         pools: vec![],
         flavor: None,
+        availability_zone: None,
         admin_state_up: lb.admin_state_up,
     }
 }
@@ -102,6 +103,7 @@ fn to_sdk_request(request: &runtime::PlacementRequest) -> lbaas_driver_sdk::Plac
         member_networks: request.member_networks.iter().map(to_sdk_network).collect(),
         protocols: vec![],
         flavor: None,
+        availability_zone: None,
     }
 }
 
@@ -121,6 +123,7 @@ fn to_sdk_candidate(candidate: &runtime::Candidate) -> lbaas_driver_sdk::Candida
                 .iter()
                 .map(|e| lbaas_driver_sdk::Entry::new(e.key.clone(), e.value.clone()))
                 .collect(),
+            availability_zone: device.availability_zone.clone(),
         },
         load_balancers: candidate.load_balancers,
         project_load_balancers: candidate.project_load_balancers,

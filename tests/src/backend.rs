@@ -94,15 +94,22 @@ fn answer(stream: TcpStream, name: &str) {
         .iter()
         .any(|method| first.starts_with(method));
     if http {
-        // The rest of the head, up to the blank line.
+        // The rest of the head, up to the blank line. `GET /headers` also answers the
+        // `X-Forwarded-*` headers the request arrived with, one per line after the name.
+        let mut body = name.to_owned();
+        let echo = first.starts_with("GET /headers ");
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            if echo && line.to_ascii_lowercase().starts_with("x-forwarded-") {
+                body.push('\n');
+                body.push_str(line.trim_end());
+            }
             line.clear();
         }
         let _ = write!(
             writer,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-            name.len()
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         let _ = writer.shutdown(Shutdown::Write);
         return;
@@ -118,6 +125,51 @@ fn answer(stream: TcpStream, name: &str) {
     }
     let _ = writeln!(writer, "{name}");
     let _ = writer.shutdown(Shutdown::Write);
+}
+
+/// An answer to [`http_request`].
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The head's header lines.
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The value of header `name`, if the answer has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// `GET path` on `address` with `Host: host` and `headers`, through a new connection.
+pub fn http_request(
+    address: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<Answer> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
 }
 
 /// `GET /` on `address` through a new connection; the body, or `None` when it fails.

@@ -44,6 +44,8 @@ pub fn listener(id: &str, protocol: Protocol, port: u16, pool: Option<&str>) -> 
         timeout_tcp_inspect: 0,
         allowed_cidrs: vec![],
         admin_state_up: true,
+        l7_policies: vec![],
+        insert_headers: vec![],
     }
 }
 
@@ -152,6 +154,7 @@ pub fn web_shop(id: &str, vip: &str) -> LoadBalancer {
         listeners: vec![http, https, postgres],
         pools: vec![web, tls, db],
         flavor: None,
+        availability_zone: None,
         admin_state_up: true,
     }
 }
@@ -166,6 +169,7 @@ pub fn device(id: &str, kind: DeviceKind, capacity: u32, cluster: Option<&str>) 
         owner_project: None,
         networks: vec![],
         metadata: vec![],
+        availability_zone: None,
     }
 }
 
@@ -196,6 +200,7 @@ pub fn request_for(lb: &LoadBalancer) -> PlacementRequest {
         member_networks: lb.member_networks.clone(),
         protocols: lb.listeners.iter().map(|l| l.protocol).collect(),
         flavor: lb.flavor.clone(),
+        availability_zone: lb.availability_zone.clone(),
     }
 }
 

@@ -527,7 +527,7 @@ fn bad_requests_get_clear_4xx_answers() {
         r#"{{"healthmonitor": {{"pool_id": "{pool}", "type": "TCP", "delay": 1, "timeout": 5, "max_retries": 3}}}}"#
     );
     let body_9 = format!(
-        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 83, "insert_headers": {{"X-Forwarded-For": "true"}}}}}}"#
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 83, "insert_headers": {{"X-Forwarded-Host": "true"}}}}}}"#
     );
     let body_10 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 84, "allowed_cidrs": ["2001:db8::/32"]}}}}"#
@@ -638,8 +638,8 @@ fn bad_requests_get_clear_4xx_answers() {
             "POST",
             listeners.into(),
             &body_9,
-            501,
-            "does not support a requested option: insert_headers",
+            400,
+            "header X-Forwarded-Host is not one of",
         ),
         (
             &alice,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lbaas_agent::haproxy::running;
 use lbaas_host::api::Auth;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
-use lbaas_tests::backend::{Backend, Held, accepts, http_get, tcp_line};
+use lbaas_tests::backend::{Backend, Held, accepts, http_get, http_request, tcp_line};
 use lbaas_tests::control::{Client, ControlPlane};
 use lbaas_tests::process::host_binary;
 use serde_json::{Value, json};
@@ -717,4 +717,134 @@ fn a_driver_cannot_make_a_device_run_commands() {
         eprintln!("not root: devices run as the host's user; the privilege checks are skipped");
     }
     plane.stop();
+}
+
+/// L7 policies and inserted headers with real traffic through a spawned HAProxy: a path goes
+/// to its pool, a redirect answers its code and location (a sample expression in the URL stays
+/// text), a rejected request is refused, first match wins by position, and the members see the
+/// `X-Forwarded-*` headers.
+#[test]
+fn l7_policies_and_inserted_headers_shape_real_traffic() {
+    let Stage {
+        data: _data,
+        root: _root,
+        local: _local,
+        tenant,
+        admin: _admin,
+        plane: _plane,
+    } = Stage::start("127.131.0.0/24", "127.141.0.0/24");
+    let web = Backend::start("web");
+    let api = Backend::start("api");
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "l7", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
+                           "insert_headers": {"X-Forwarded-For": "true",
+                                              "X-Forwarded-Port": "true",
+                                              "X-Forwarded-Proto": "true"},
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&web)]}}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let lb = settle_active(&tenant, &lb_id);
+    let listener_id = lb["listeners"][0]["id"]
+        .as_str()
+        .expect("listener")
+        .to_owned();
+    let pool = tenant.create(
+        "/v2/lbaas/pools",
+        &json!({"pool": {"loadbalancer_id": lb_id, "protocol": "HTTP",
+                         "lb_algorithm": "ROUND_ROBIN", "name": "api"}}),
+    );
+    let api_pool = id(&pool, "pool");
+    settle_active(&tenant, &lb_id);
+    tenant.create(
+        &format!("/v2/lbaas/pools/{api_pool}/members"),
+        &json!({"member": member(&api)}),
+    );
+    settle_active(&tenant, &lb_id);
+
+    let policies = [
+        json!({"action": "REDIRECT_TO_POOL", "redirect_pool_id": api_pool, "position": 1,
+               "rules": [{"type": "PATH", "compare_type": "STARTS_WITH", "value": "/api"}]}),
+        json!({"action": "REJECT",
+               "rules": [{"type": "HEADER", "compare_type": "EQUAL_TO", "key": "X-Block",
+                          "value": "yes"}]}),
+        json!({"action": "REDIRECT_TO_URL", "redirect_url": "https://example.com/moved",
+               "redirect_http_code": 301,
+               "rules": [{"type": "PATH", "compare_type": "EQUAL_TO", "value": "/old"}]}),
+        json!({"action": "REDIRECT_PREFIX", "redirect_prefix": "https://new.example.com",
+               "rules": [{"type": "HOST_NAME", "compare_type": "EQUAL_TO",
+                          "value": "old.example.com"}]}),
+        // A sample expression in a URL would read the device's environment: it stays text.
+        json!({"action": "REDIRECT_TO_URL", "redirect_url": "https://example.com/%[env(HOME)]",
+               "rules": [{"type": "PATH", "compare_type": "EQUAL_TO", "value": "/leak"}]}),
+        json!({"action": "REDIRECT_TO_POOL", "redirect_pool_id": api_pool,
+               "rules": [{"type": "COOKIE", "compare_type": "EQUAL_TO", "key": "beta",
+                          "value": "on"},
+                         {"type": "FILE_TYPE", "compare_type": "EQUAL_TO", "value": "json",
+                          "invert": true}]}),
+    ];
+    for policy in policies {
+        let mut policy = policy;
+        policy["listener_id"] = json!(listener_id);
+        tenant.create("/v2/lbaas/l7policies", &json!({ "l7policy": policy }));
+        settle_active(&tenant, &lb_id);
+    }
+    let (_, listed) = tenant.get(&format!("/v2/lbaas/l7policies?listener_id={listener_id}"));
+    let positions: Vec<u64> = listed["l7policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .filter_map(|p| p["position"].as_u64())
+        .collect();
+    assert_eq!(positions.len(), 6, "{listed}");
+
+    let vip = vip(&lb, 8080);
+    let get = |host: &str, path: &str, headers: &[(&str, &str)]| {
+        http_request(vip, host, path, headers).expect("an answer through the VIP")
+    };
+    wait_until("the L7 policies are live", || {
+        http_request(vip, "lb", "/api/v1", &[]).is_some_and(|a| a.body == "api")
+    });
+    assert_eq!(get("lb", "/shop", &[]).body, "web");
+    // First match wins: the pool policy (position 1) before the reject.
+    assert_eq!(get("lb", "/api/x", &[("X-Block", "yes")]).body, "api");
+    assert_eq!(get("lb", "/shop", &[("X-Block", "yes")]).status, 403);
+    let moved = get("lb", "/old", &[]);
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.header("location"), Some("https://example.com/moved"));
+    let prefixed = get("old.example.com", "/a/b?c=d", &[]);
+    assert_eq!(prefixed.status, 302);
+    assert_eq!(
+        prefixed.header("location"),
+        Some("https://new.example.com/a/b?c=d")
+    );
+    let leak = get("lb", "/leak", &[]);
+    assert_eq!(leak.status, 302);
+    assert_eq!(
+        leak.header("location"),
+        Some("https://example.com/%[env(HOME)]")
+    );
+    // Cookie and inverted file type: both must hold.
+    assert_eq!(get("lb", "/x.html", &[("Cookie", "beta=on")]).body, "api");
+    assert_eq!(get("lb", "/x.json", &[("Cookie", "beta=on")]).body, "web");
+
+    // HAProxy sends header names in lower case (HTTP/2's spelling).
+    let echoed = get("lb", "/headers", &[]).body.to_ascii_lowercase();
+    assert!(echoed.starts_with("web"), "{echoed}");
+    assert!(echoed.contains("x-forwarded-for: 127.0.0.1"), "{echoed}");
+    assert!(echoed.contains("x-forwarded-port: 8080"), "{echoed}");
+    assert!(echoed.contains("x-forwarded-proto: http"), "{echoed}");
+
+    // Deleting the pool a policy sends to turns the policy into a reject, as in Octavia.
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/pools/{api_pool}"));
+    assert_eq!(status, 204);
+    settle_active(&tenant, &lb_id);
+    assert_eq!(get("lb", "/api/x", &[]).status, 403);
+    let (_, status_tree) = tenant.get(&format!("/v2/lbaas/loadbalancers/{lb_id}/status"));
+    let tree = &status_tree["statuses"]["loadbalancer"]["listeners"][0]["l7policies"];
+    assert_eq!(tree.as_array().map(Vec::len), Some(6), "{status_tree}");
+    assert_eq!(tree[0]["action"], "REJECT", "{status_tree}");
 }

@@ -161,6 +161,7 @@ mod tests {
             listeners: vec![],
             pools: vec![],
             flavor: None,
+            availability_zone: None,
             admin_state_up: true,
         }
     }

@@ -52,6 +52,13 @@ impl Driver for AcmeAdcDriver {
                     "true (default): spread a project's VIPs across the cluster; false: pack them.",
                 ),
             ],
+            features: Features {
+                availability_zone_keys: vec![FlavorKey::new(
+                    "cluster",
+                    "Place only on appliances of this cluster.",
+                )],
+                ..Features::none()
+            },
         }
     }
 

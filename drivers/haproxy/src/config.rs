@@ -17,6 +17,10 @@ pub(crate) const PROTOCOLS: [Protocol; 5] = [
     Protocol::ProxyV2,
 ];
 
+/// The `insert_headers` this driver renders, by Octavia's names.
+pub(crate) const INSERT_HEADERS: [&str; 3] =
+    ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
+
 /// Octavia's defaults when no listener names a pool's timeouts (milliseconds).
 const DEFAULT_MEMBER_CONNECT_MS: u32 = 5_000;
 const DEFAULT_MEMBER_DATA_MS: u32 = 50_000;
@@ -69,10 +73,14 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
         render_frontend(&mut out, lb, vip, listener)?;
     }
     for pool in &lb.pools {
-        let listener = lb
-            .listeners
-            .iter()
-            .find(|listener| listener.default_pool_id.as_deref() == Some(pool.id.as_str()));
+        // The timeouts towards members are those of the listener that sends traffic to the pool.
+        let listener = lb.listeners.iter().find(|listener| {
+            listener.default_pool_id.as_deref() == Some(pool.id.as_str())
+                || listener
+                    .l7_policies
+                    .iter()
+                    .any(|p| p.redirect_pool_id.as_deref() == Some(pool.id.as_str()))
+        });
         render_backend(&mut out, pool, listener)?;
     }
     Ok(out)
@@ -110,7 +118,12 @@ fn render_frontend(
         let _ = writeln!(out, "    tcp-request connection reject if !allowed-cidr");
     }
     if mode == "http" {
-        let _ = writeln!(out, "    option forwardfor");
+        render_insert_headers(out, listener)?;
+        render_l7(out, lb, listener)?;
+    } else if !listener.l7_policies.is_empty() || !listener.insert_headers.is_empty() {
+        return Err(DriverError::Unsupported(format!(
+            "listener {id}: L7 policies and insert_headers need an HTTP listener"
+        )));
     }
     if let Some(pool_id) = &listener.default_pool_id {
         let pool = lb
@@ -135,6 +148,197 @@ fn render_frontend(
         let _ = writeln!(out, "    disabled");
     }
     Ok(())
+}
+
+/// `insert_headers` set to "true": the client's address, the port and the scheme it reached.
+fn render_insert_headers(out: &mut String, listener: &Listener) -> Result<(), DriverError> {
+    for entry in &listener.insert_headers {
+        if !entry.value.eq_ignore_ascii_case("true") {
+            continue;
+        }
+        let line = match entry.key.as_str() {
+            "X-Forwarded-For" => "option forwardfor",
+            "X-Forwarded-Port" => "http-request set-header X-Forwarded-Port %[dst_port]",
+            "X-Forwarded-Proto" => "http-request set-header X-Forwarded-Proto http",
+            other => {
+                return Err(DriverError::Unsupported(format!(
+                    "insert_headers {} is not supported by the haproxy driver",
+                    other.escape_debug()
+                )));
+            }
+        };
+        let _ = writeln!(out, "    {line}");
+    }
+    Ok(())
+}
+
+/// The listener's L7 policies, first match wins in `position` order. Rejects and redirects are
+/// `http-request` rules, which HAProxy runs in order; a policy that sends to a pool records the
+/// pool in a variable that later policies check, and `use_backend` reads it at the end. A
+/// policy without enabled rules never matches (as in Octavia) and is left out.
+fn render_l7<'a>(
+    out: &mut String,
+    lb: &LoadBalancer,
+    listener: &'a Listener,
+) -> Result<(), DriverError> {
+    let mut policies: Vec<&'a L7Policy> = listener
+        .l7_policies
+        .iter()
+        .filter(|p| p.admin_state_up && p.rules.iter().any(|r| r.admin_state_up))
+        .collect();
+    policies.sort_by_key(|p| p.position);
+    if policies.is_empty() {
+        return Ok(());
+    }
+    const CHOSEN: &str = "!{ var(txn.l7_pool) -m found }";
+    let mut routes_to_pool = false;
+    for policy in policies {
+        let mut condition = Vec::new();
+        for rule in policy.rules.iter().filter(|r| r.admin_state_up) {
+            let acl = format!("l7r_{}", checked_id("L7 rule", &rule.id)?);
+            let _ = writeln!(out, "    acl {acl} {}", acl_criterion(rule)?);
+            condition.push(if rule.invert { format!("!{acl}") } else { acl });
+        }
+        let mut condition = condition.join(" ");
+        if routes_to_pool {
+            condition = format!("{CHOSEN} {condition}");
+        }
+        let code = || -> Result<u16, DriverError> {
+            match policy.redirect_http_code.unwrap_or(302) {
+                code @ (301 | 302 | 303 | 307 | 308) => Ok(code),
+                other => Err(invalid(format!("redirect code {other} is not a redirect"))),
+            }
+        };
+        let redirect_target = |what: &'static str, target: &'a Option<String>| {
+            target
+                .as_deref()
+                .ok_or_else(|| invalid(format!("L7 policy {} has no {what}", policy.id)))
+                .and_then(move |url| checked_url(what, url))
+        };
+        match policy.action {
+            L7Action::Reject => {
+                let _ = writeln!(out, "    http-request deny if {condition}");
+            }
+            L7Action::RedirectToUrl => {
+                let url = redirect_target("redirect URL", &policy.redirect_url)?;
+                let _ = writeln!(
+                    out,
+                    "    http-request redirect location {} code {} if {condition}",
+                    quoted(&log_format_literal(url)),
+                    code()?
+                );
+            }
+            L7Action::RedirectPrefix => {
+                let prefix = redirect_target("redirect prefix", &policy.redirect_prefix)?;
+                let _ = writeln!(
+                    out,
+                    "    http-request redirect prefix {} code {} if {condition}",
+                    quoted(&log_format_literal(prefix.trim_end_matches('/'))),
+                    code()?
+                );
+            }
+            L7Action::RedirectToPool => {
+                let pool_id = policy.redirect_pool_id.as_deref().ok_or_else(|| {
+                    invalid(format!("L7 policy {} has no redirect pool", policy.id))
+                })?;
+                let pool = lb.pools.iter().find(|p| p.id == pool_id).ok_or_else(|| {
+                    invalid(format!(
+                        "L7 policy {} names pool {pool_id}, which is not in the load balancer",
+                        policy.id
+                    ))
+                })?;
+                if mode(pool.protocol, "pool")? != "http" {
+                    return Err(invalid(format!(
+                        "L7 policy {} cannot send HTTP requests to pool {pool_id} ({})",
+                        policy.id, pool.protocol
+                    )));
+                }
+                let _ = writeln!(
+                    out,
+                    "    http-request set-var(txn.l7_pool) str({}) if {condition}",
+                    checked_id("pool", pool_id)?
+                );
+                routes_to_pool = true;
+            }
+        }
+    }
+    if routes_to_pool {
+        let _ = writeln!(
+            out,
+            "    use_backend %[var(txn.l7_pool)] if {{ var(txn.l7_pool) -m found }}"
+        );
+    }
+    Ok(())
+}
+
+/// An ACL's criterion for a rule: the sample it fetches, how it matches, and the value. `--`
+/// ends the flags, so a value starting with `-` (`-f /etc/passwd`) stays a value.
+fn acl_criterion(rule: &L7Rule) -> Result<String, DriverError> {
+    let matching = match rule.compare {
+        L7Compare::Regex => "reg",
+        L7Compare::StartsWith => "beg",
+        L7Compare::EndsWith => "end",
+        L7Compare::Contains => "sub",
+        L7Compare::EqualTo => "str",
+    };
+    let key = || {
+        rule.key
+            .as_deref()
+            .ok_or_else(|| invalid(format!("L7 rule {} has no key", rule.id)))
+            .and_then(|key| checked_token("L7 rule key", key))
+    };
+    let value = checked_value("L7 rule value", &rule.value)?;
+    let (fetch, value) = match rule.kind {
+        L7RuleKind::HostName => ("hdr(host) -i".to_owned(), value.to_owned()),
+        L7RuleKind::Path => ("path".to_owned(), value.to_owned()),
+        L7RuleKind::FileType if rule.compare == L7Compare::Regex => {
+            ("path".to_owned(), value.to_owned())
+        }
+        L7RuleKind::FileType => ("path".to_owned(), format!(".{value}")),
+        L7RuleKind::Header => (format!("req.hdr({})", key()?), value.to_owned()),
+        L7RuleKind::Cookie => (format!("req.cook({})", key()?), value.to_owned()),
+    };
+    let matching = match rule.kind {
+        L7RuleKind::FileType if rule.compare != L7Compare::Regex => "end",
+        _ => matching,
+    };
+    Ok(format!("{fetch} -m {matching} -- {}", quoted(&value)))
+}
+
+/// `text` as one strongly quoted argument: inside single quotes HAProxy interprets nothing (no
+/// escapes, no environment variables, no comments); a quote in the text closes the quotes,
+/// adds an escaped quote and opens them again.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `text` as a log-format string that HAProxy prints as it is: `%` would start a sample
+/// expression (`%[env(SECRET)]`), and is doubled.
+fn log_format_literal(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
+/// A value for the device: at most 255 characters, printable, on one line.
+fn checked_value<'a>(what: &str, value: &'a str) -> Result<&'a str, DriverError> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{what} `{}` must be 1 to 255 printable characters",
+            value.escape_debug()
+        )));
+    }
+    Ok(value)
+}
+
+/// A redirect target: an absolute http(s) URL without spaces or control characters.
+fn checked_url<'a>(what: &str, url: &'a str) -> Result<&'a str, DriverError> {
+    let absolute = url.starts_with("http://") || url.starts_with("https://");
+    if !absolute || url.len() > 2048 || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "{what} `{}` must be an absolute http or https URL without spaces",
+            url.escape_debug()
+        )));
+    }
+    Ok(url)
 }
 
 fn render_backend(
@@ -443,5 +647,19 @@ mod tests {
         assert!(checked_cidr("10.0.0.0/33").is_err());
         assert!(checked_cidr("10.0.0.0/8").is_ok());
         assert!(checked_token("cookie", "a;b").is_err());
+        assert!(checked_value("v", "/a\n    stats socket /tmp/s").is_err());
+        assert!(checked_url("u", "https://x/ a").is_err());
+        assert!(checked_url("u", "file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn values_are_quoted_and_log_formats_escaped() {
+        assert_eq!(quoted("/api"), "'/api'");
+        assert_eq!(quoted("a'b"), "'a'\\''b'");
+        assert_eq!(quoted("${HOME} #x"), "'${HOME} #x'");
+        assert_eq!(
+            log_format_literal("https://x/%[env(SECRET)]"),
+            "https://x/%%[env(SECRET)]"
+        );
     }
 }

@@ -42,6 +42,23 @@ impl Driver for HaproxyDriver {
                     "Load balancers a newly spawned HAProxy device carries (1..=1000).",
                 ),
             ],
+            features: Features {
+                l7_actions: vec![
+                    L7Action::Reject,
+                    L7Action::RedirectToUrl,
+                    L7Action::RedirectPrefix,
+                    L7Action::RedirectToPool,
+                ],
+                l7_rule_kinds: vec![
+                    L7RuleKind::HostName,
+                    L7RuleKind::Path,
+                    L7RuleKind::FileType,
+                    L7RuleKind::Header,
+                    L7RuleKind::Cookie,
+                ],
+                insert_headers: config::INSERT_HEADERS.map(str::to_owned).to_vec(),
+                availability_zone_keys: Vec::new(),
+            },
         }
     }
 

@@ -137,6 +137,8 @@ mod tests {
                 timeout_tcp_inspect: 0,
                 allowed_cidrs: Vec::new(),
                 admin_state_up: true,
+                l7_policies: Vec::new(),
+                insert_headers: Vec::new(),
             }],
             pools: vec![Pool {
                 id: "p1".into(),
@@ -149,6 +151,7 @@ mod tests {
                 admin_state_up: true,
             }],
             flavor: None,
+            availability_zone: None,
             admin_state_up: true,
         }
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::bindings::device_api::{DeviceApiError, Host, Method, Request, Response};
-use crate::bindings::types::Entry;
+use crate::bindings::legacy::Entry;
 use crate::devices::Credentials;
 use crate::permissions;
 use lbaas_core::audit::Outcome;

@@ -4,8 +4,8 @@
 mod device_api;
 pub use device_api::REFUSAL_HEADER;
 mod log;
+mod newer;
 mod state;
-mod v0_2;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -362,8 +362,9 @@ impl ResourceLimiter for MemoryLimit {
     }
 }
 
-/// The `types` interface has no functions; linking it needs only this.
+/// The `types` interfaces have no functions; linking them needs only this.
 impl crate::bindings::types::Host for HostState {}
+impl crate::bindings::legacy::Host for HostState {}
 
 #[cfg(test)]
 mod tests {

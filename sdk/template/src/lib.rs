@@ -22,6 +22,7 @@ impl Driver for ExampleDriver {
                 overlapping_ips: true,
             },
             flavor_keys: vec![FlavorKey::new("tier", "gold or silver")],
+            features: Features::none(),
         }
     }
 
