@@ -227,6 +227,8 @@ pub struct LifecycleFixtures {
     pub haproxy_stuck: PathBuf,
     /// `legacy 0.1.0`, built against contract 0.1.0 without the SDK.
     pub frozen_0_1: PathBuf,
+    /// `legacy-two 0.2.0`, built against contract 0.2.0 without the SDK (`status` included).
+    pub frozen_0_2: PathBuf,
     /// `haproxy 0.6.6`: hostile, smuggles `program`, `stats socket`, `http-request return
     /// ... file` or `external-check` into its configuration and hides the device's refusal.
     pub haproxy_inject: PathBuf,
@@ -244,6 +246,7 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
         future_wit: fixture("future-wit"),
         haproxy_stuck: fixture("haproxy-stuck"),
         frozen_0_1: fixture("frozen-0-1"),
+        frozen_0_2: fixture("frozen-0-2"),
         haproxy_inject: fixture("haproxy-inject"),
     })
 }

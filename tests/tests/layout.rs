@@ -19,6 +19,10 @@ const RELEASED: &[(&str, &str)] = &[
         "lbaas-driver@0.2.0/driver.wit",
         "fdb77cb1dbaa51a985c9aa26a7b3a6a1af57b9a11f97d9f10e137704f769d36a",
     ),
+    (
+        "lbaas-driver@0.3.0/driver.wit",
+        "d334a81ae8ee18b0215cea3de1cbefb975466d85d2b702afcd93c2a9fd974db2",
+    ),
 ];
 
 /// Files under `dir`, by their path relative to `root`.

@@ -709,3 +709,56 @@ fn a_name_belongs_to_the_key_that_first_signed_it() {
     assert_eq!(status, 201, "{body}");
     plane.stop();
 }
+
+/// A driver built against contract 0.2.0 (as the bundled drivers were before 0.3.0) is served
+/// through the legacy types: every export, `status` and `migrate-state` included; a load
+/// balancer with L7 policies, which 0.2.0 cannot carry, is refused before the call.
+#[test]
+fn a_driver_built_against_contract_0_2_keeps_serving() {
+    use lbaas_host::runtime::{DeviceKind, Error, L7Action, L7Policy, Protocol};
+    use lbaas_tests::model::{device, listener, web_shop};
+
+    let data = tempfile::tempdir().expect("data dir");
+    let host = lbaas_tests::TestHost::open(data.path());
+    let driver = host.load(&lifecycle_fixtures().frozen_0_2);
+    assert_eq!(driver.contract(), "lbaas:driver@0.2.0");
+    assert!(driver.capabilities().features.l7_actions.is_empty());
+    assert!(driver.migrate_state("0.1.0").expect("migrate-state runs"));
+
+    let mut lb = web_shop("lb-legacy", "127.0.0.20");
+    let on = device("legacy-1", DeviceKind::Virtual, 4, None);
+    let config = driver
+        .translate(&lb, &on)
+        .expect("translate through the legacy types");
+    assert!(config.body.contains("lb-legacy"), "{}", config.body);
+    let status = driver
+        .status(&lb, &on)
+        .expect("status through the legacy types");
+    let members: usize = lb.pools.iter().map(|p| p.members.len()).sum();
+    assert_eq!(status.members.len(), members);
+
+    let mut http = listener("l7", Protocol::Http, 8081, None);
+    http.l7_policies.push(L7Policy {
+        id: "p1".into(),
+        name: String::new(),
+        action: L7Action::Reject,
+        position: 1,
+        redirect_pool_id: None,
+        redirect_url: None,
+        redirect_prefix: None,
+        redirect_http_code: None,
+        rules: Vec::new(),
+        admin_state_up: true,
+    });
+    lb.listeners.push(http);
+    match driver.translate(&lb, &on) {
+        Err(refused @ Error::Refused { .. }) => {
+            let message = refused.to_string();
+            assert!(
+                message.contains("L7 policies cannot be sent to a driver of contract"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
