@@ -60,6 +60,29 @@ struct DeviceCreate {
     networks: Option<Vec<String>>,
     metadata: Option<BTreeMap<String, String>>,
     enabled: Option<bool>,
+    availability_zone: Option<String>,
+}
+
+/// A device's availability zone must exist, and its profile name the device's driver.
+fn device_zone(
+    snapshot: &super::Snapshot,
+    driver: &str,
+    zone: Option<String>,
+) -> ApiResult<Option<String>> {
+    let Some(name) = zone else {
+        return Ok(None);
+    };
+    let zone = snapshot.availability_zone(&name).map_err(|_| {
+        ApiError::bad_request(format!("Availability zone {name} could not be found."))
+    })?;
+    let profile = snapshot.availability_zone_profile(&zone.availability_zone_profile_id)?;
+    if profile.provider_name != driver {
+        return Err(ApiError::bad_request(format!(
+            "Availability zone {name} is for provider {}, not {driver}.",
+            profile.provider_name
+        )));
+    }
+    Ok(Some(name))
 }
 
 fn capacity(value: i64) -> ApiResult<u32> {
@@ -135,6 +158,7 @@ async fn create_device(
                     ApiError::bad_request(format!("Network {network} could not be found."))
                 })?;
             }
+            let availability_zone = device_zone(snapshot, &body.driver, body.availability_zone)?;
             let device = Device {
                 id: new_id(),
                 name: validate::text("name", body.name, 255)?,
@@ -149,6 +173,7 @@ async fn create_device(
                 attachments: BTreeMap::new(),
                 metadata: body.metadata.unwrap_or_default(),
                 enabled: body.enabled.unwrap_or(true),
+                availability_zone,
                 provisioned: None,
                 created_at: now(),
                 updated_at: None,
@@ -210,6 +235,9 @@ struct DeviceUpdate {
     networks: Option<Vec<String>>,
     metadata: Option<BTreeMap<String, String>>,
     enabled: Option<bool>,
+    /// `null` takes the device out of its zone.
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    availability_zone: Option<Option<String>>,
 }
 
 fn writable_device<'a>(
@@ -269,6 +297,12 @@ async fn update_device(
             }
             if let Some(enabled) = body.enabled {
                 device.enabled = enabled;
+            }
+            if let Some(zone) = body.availability_zone {
+                if !ctx.is_admin() {
+                    return Err(ApiError::forbidden());
+                }
+                device.availability_zone = device_zone(snapshot, &device.driver, zone)?;
             }
             device.updated_at = Some(now());
             let mut batch = Batch::new();
@@ -520,6 +554,7 @@ struct DryRun {
     vip_address: Option<String>,
     flavor_id: Option<String>,
     provider: Option<String>,
+    availability_zone: Option<String>,
     #[serde(default)]
     member_networks: Vec<String>,
     #[serde(default)]
@@ -569,6 +604,7 @@ async fn dry_run(
             protocols: body.protocols,
             flavor_id: body.flavor_id,
             provider,
+            availability_zone: body.availability_zone,
             exclude: None,
             only: None,
         };

@@ -27,10 +27,6 @@ pub fn routes() -> Router<Arc<Api>> {
             "/providers/{name}/flavor_capabilities",
             get(flavor_capabilities),
         )
-        .route(
-            "/providers/{name}/availability_zone_capabilities",
-            get(availability_zone_capabilities),
-        )
         .route("/flavorprofiles", get(list_profiles).post(create_profile))
         .route(
             "/flavorprofiles/{id}",
@@ -65,7 +61,7 @@ async fn providers(
 }
 
 /// A list Octavia answers without paging links, its filters and `fields` applied.
-fn unpaged(query: &ListQuery, kind: &str, items: Vec<Value>) -> ApiResult<Json<Value>> {
+pub(crate) fn unpaged(query: &ListQuery, kind: &str, items: Vec<Value>) -> ApiResult<Json<Value>> {
     query.respond(kind, "", items).map(|mut body| {
         if let Some(map) = body.as_object_mut() {
             map.remove(&format!("{kind}_links"));
@@ -92,18 +88,6 @@ async fn flavor_capabilities(
         .map(|key| json!({ "name": key.name, "description": key.help }))
         .collect();
     unpaged(&query, "flavor_capabilities", keys)
-}
-
-/// Availability zones are not modelled: every provider has no zone capabilities.
-async fn availability_zone_capabilities(
-    State(api): State<Arc<Api>>,
-    _ctx: Context,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    api.drivers
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found("Provider", &name))?;
-    Ok(Json(json!({ "availability_zone_capabilities": [] })))
 }
 
 /// Checks a profile with every driver it names: the metadata must be a JSON object of scalars

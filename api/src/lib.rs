@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod auth;
+mod availability_zones;
 mod body;
 mod drivers;
 pub mod error;
@@ -153,6 +154,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(members::routes())
         .merge(healthmonitors::routes())
         .merge(l7policies::routes())
+        .merge(availability_zones::routes())
         .merge(flavors::routes())
         .merge(quotas::routes());
     // Neutron's networks and subnets sit beside Octavia's routes: clients without Keystone

@@ -180,13 +180,35 @@ struct LoadBalancerCreate {
     pools: Option<Vec<PoolCreate>>,
 }
 
-/// The provider for a new load balancer: from its flavor, else as named, else the default.
+/// The provider for a new load balancer: from its flavor, else as named, else its availability
+/// zone's, else the default. A zone must be enabled and for that provider.
 fn provider_for(
     api: &ControlPlane,
     snapshot: &Snapshot,
     flavor_id: Option<&str>,
     provider: Option<&str>,
+    zone: Option<&str>,
 ) -> ApiResult<String> {
+    let zone_provider = match zone {
+        Some(name) => {
+            let zone = snapshot.availability_zone(name).map_err(|_| {
+                ApiError::bad_request(format!("Availability zone {name} could not be found."))
+            })?;
+            if !zone.enabled {
+                return Err(ApiError::bad_request(format!(
+                    "The selected availability_zone is not allowed in this deployment: {name}"
+                )));
+            }
+            let profile = snapshot.availability_zone_profile(&zone.availability_zone_profile_id)?;
+            Some(profile.provider_name.as_str())
+        }
+        None => None,
+    };
+    let provider = provider.or(if flavor_id.is_none() {
+        zone_provider
+    } else {
+        None
+    });
     let chosen = match flavor_id {
         Some(flavor_id) => {
             let flavor = snapshot.flavor(flavor_id).map_err(|_| {
@@ -219,6 +241,13 @@ fn provider_for(
             "Provider '{chosen}' is not enabled."
         )));
     }
+    if let (Some(name), Some(zone_provider)) = (zone, zone_provider)
+        && zone_provider != chosen
+    {
+        return Err(ApiError::bad_request(format!(
+            "Availability zone {name} is not compatible with provider {chosen}."
+        )));
+    }
     Ok(chosen)
 }
 
@@ -236,9 +265,9 @@ async fn create(
                     "vip_port_id is not supported: give vip_subnet_id or vip_network_id.",
                 ));
             }
-            if body.vip_qos_policy_id.is_some() || body.availability_zone.is_some() {
+            if body.vip_qos_policy_id.is_some() {
                 return Err(ApiError::bad_request(
-                    "QoS policies and availability zones are not supported by this host.",
+                    "QoS policies are not supported by this host.",
                 ));
             }
             let project =
@@ -248,6 +277,7 @@ async fn create(
                 snapshot,
                 body.flavor_id.as_deref(),
                 body.provider.as_deref(),
+                body.availability_zone.as_deref(),
             )?;
             let (network, subnet) = validate::vip_location(
                 snapshot
@@ -282,6 +312,7 @@ async fn create(
                 device_id: None,
                 fault: None,
                 migration: None,
+                availability_zone: body.availability_zone,
             };
 
             let mut batch = Batch::new();

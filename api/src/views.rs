@@ -48,7 +48,7 @@ pub struct IdRef<'a> {
 pub struct LoadBalancerView<'a> {
     additional_vips: [(); 0],
     admin_state_up: bool,
-    availability_zone: Option<()>,
+    availability_zone: &'a Option<String>,
     created_at: &'a str,
     description: &'a str,
     fault: &'a Option<String>,
@@ -80,7 +80,7 @@ impl<'a> LoadBalancerView<'a> {
         Self {
             additional_vips: [],
             admin_state_up: common.admin_state_up,
-            availability_zone: None,
+            availability_zone: &lb.availability_zone,
             created_at: &common.created_at,
             description: &common.description,
             fault: &lb.fault,
@@ -274,6 +274,7 @@ mod tests {
                 from: "dev-a".into(),
                 to: None,
             }),
+            availability_zone: Some("east".into()),
         };
         let snapshot = Snapshot::empty_for(&lb);
         // The view as it was built before: the record's JSON, adjusted.
@@ -282,7 +283,6 @@ mod tests {
         generic.insert("listeners".into(), json!([]));
         generic.insert("pools".into(), json!([]));
         generic.insert("vip_qos_policy_id".into(), Value::Null);
-        generic.insert("availability_zone".into(), Value::Null);
         generic.insert("additional_vips".into(), json!([]));
         let direct = serde_json::to_string(&LoadBalancerView::of(&snapshot, &lb)).expect("json");
         assert_eq!(direct, Value::Object(generic).to_string());

@@ -29,6 +29,8 @@ pub struct Target {
     pub protocols: Vec<Protocol>,
     pub flavor_id: Option<String>,
     pub provider: String,
+    /// The availability zone (its name): only its devices may be chosen.
+    pub availability_zone: Option<String>,
     /// A device that must not be chosen (the one a migration leaves).
     pub exclude: Option<String>,
     /// The only device that may be chosen (a migration to a named device).
@@ -68,6 +70,7 @@ impl Target {
             protocols,
             flavor_id: lb.flavor_id.clone(),
             provider: lb.provider.clone(),
+            availability_zone: lb.availability_zone.clone(),
             exclude: lb.migration.as_ref().map(|m| m.from.clone()),
             only: lb.migration.as_ref().and_then(|m| m.to.clone()),
         }
@@ -84,6 +87,24 @@ pub fn weights(flavor_data: &str) -> Result<Weights, String> {
             format!("flavor_data `scheduler` must be an object of least_loaded, wired, project_affinity, network_affinity numbers: {e}")
         }),
     }
+}
+
+/// The target's availability zone as drivers see it: its name and its profile's metadata.
+pub fn availability_zone_of(
+    snapshot: &Snapshot,
+    name: Option<&str>,
+) -> Option<wit::AvailabilityZone> {
+    let zone = snapshot.availability_zone(name?).ok()?;
+    let profile = snapshot
+        .availability_zone_profile(&zone.availability_zone_profile_id)
+        .ok()?;
+    let metadata = convert::flavor(&zone.name, &profile.availability_zone_data)
+        .ok()?
+        .metadata;
+    Some(wit::AvailabilityZone {
+        name: zone.name.clone(),
+        metadata,
+    })
 }
 
 fn flavor_of<'a>(
@@ -189,6 +210,7 @@ fn decide_among(
                 .get("interfaces")
                 .and_then(|i| i.parse().ok())
                 .unwrap_or(1),
+            zone: d.availability_zone.as_deref().map(Cow::Borrowed),
         })
         .collect();
     // A draining or quarantined driver takes no new load balancers.
@@ -219,6 +241,7 @@ fn decide_among(
             .map(|p| convert::protocol_name(convert::protocol(*p)).to_owned())
             .collect(),
         drivers: eligible,
+        availability_zone: target.availability_zone.clone(),
         weights,
         top_k: TOP_K,
     };
@@ -281,7 +304,10 @@ impl DriverHints for WasmHints<'_> {
                 .map(|p| convert::protocol(*p))
                 .collect(),
             flavor: self.flavor.clone(),
-            availability_zone: None,
+            availability_zone: availability_zone_of(
+                self.snapshot,
+                target.availability_zone.as_deref(),
+            ),
         };
         let candidates: Vec<wit::Candidate> = offers
             .iter()

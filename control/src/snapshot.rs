@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Device, Flavor, FlavorProfile, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member,
-    Network, Placement, Pool, Quota,
+    AvailabilityZone, AvailabilityZoneProfile, Device, Flavor, FlavorProfile, HealthMonitor,
+    L7Policy, L7Rule, Listener, LoadBalancer, Member, Network, Placement, Pool, Quota,
 };
 use crate::store::{Batch, Kind, Record, Store, StoreExt, Write, decode};
 
@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub l7rules: Table<L7Rule>,
     pub flavorprofiles: Table<FlavorProfile>,
     pub flavors: Table<Flavor>,
+    pub availability_zone_profiles: Table<AvailabilityZoneProfile>,
+    pub availability_zones: Table<AvailabilityZone>,
     pub devices: Table<Device>,
     pub networks: Table<Network>,
     pub placements: Table<Placement>,
@@ -207,6 +209,8 @@ impl Snapshot {
             l7rules: store.all::<_>()?.into(),
             flavorprofiles: store.all::<_>()?.into(),
             flavors: store.all::<_>()?.into(),
+            availability_zone_profiles: store.all::<_>()?.into(),
+            availability_zones: store.all::<_>()?.into(),
             devices: store.all::<_>()?.into(),
             networks: store.all::<_>()?.into(),
             placements: store.all::<_>()?.into(),
@@ -378,6 +382,12 @@ impl Snapshot {
                     ),
                     Kind::FlavorProfile => drop(self.flavorprofiles.upsert(decode(id, bytes)?)),
                     Kind::Flavor => drop(self.flavors.upsert(decode(id, bytes)?)),
+                    Kind::AvailabilityZoneProfile => {
+                        drop(self.availability_zone_profiles.upsert(decode(id, bytes)?))
+                    }
+                    Kind::AvailabilityZone => {
+                        drop(self.availability_zones.upsert(decode(id, bytes)?))
+                    }
                     Kind::Device => {
                         let device: Device = decode(id, bytes)?;
                         if self.devices.upsert(device).is_none() {
@@ -417,6 +427,10 @@ impl Snapshot {
                     }
                     Kind::FlavorProfile => drop(self.flavorprofiles.remove(id)),
                     Kind::Flavor => drop(self.flavors.remove(id)),
+                    Kind::AvailabilityZoneProfile => {
+                        drop(self.availability_zone_profiles.remove(id))
+                    }
+                    Kind::AvailabilityZone => drop(self.availability_zones.remove(id)),
                     Kind::Device => {
                         if self.devices.remove(id).is_some() {
                             self.recount();
@@ -444,6 +458,8 @@ impl Snapshot {
             l7rules: Table::default(),
             flavorprofiles: Table::default(),
             flavors: Table::default(),
+            availability_zone_profiles: Table::default(),
+            availability_zones: Table::default(),
             devices: Table::default(),
             networks: Table::default(),
             placements: Table::default(),
@@ -532,6 +548,18 @@ impl Snapshot {
         self.flavors
             .find(id)
             .ok_or_else(|| Error::not_found("Flavor", id))
+    }
+
+    pub fn availability_zone(&self, name: &str) -> Result<&AvailabilityZone, Error> {
+        self.availability_zones
+            .find(name)
+            .ok_or_else(|| Error::not_found("Availability Zone", name))
+    }
+
+    pub fn availability_zone_profile(&self, id: &str) -> Result<&AvailabilityZoneProfile, Error> {
+        self.availability_zone_profiles
+            .find(id)
+            .ok_or_else(|| Error::not_found("Availability Zone Profile", id))
     }
 
     pub fn flavorprofile(&self, id: &str) -> Result<&FlavorProfile, Error> {
@@ -697,6 +725,7 @@ mod tests {
             metadata: BTreeMap::new(),
             enabled: true,
             provisioned: None,
+            availability_zone: None,
             created_at: String::new(),
             updated_at: None,
         }
@@ -725,6 +754,7 @@ mod tests {
             device_id: device.map(str::to_owned),
             fault: None,
             migration: None,
+            availability_zone: None,
         }
     }
 

@@ -369,17 +369,18 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
                     return Ok(None);
                 }
                 let target = placement::Target::of(snapshot, lb);
-                Ok::<_, Error>(Some(placement::decide(&api.drivers, snapshot, &target)))
+                let decided = placement::decide(&api.drivers, snapshot, &target);
+                Ok::<_, Error>(Some((decided, target.availability_zone)))
             })
             .await?;
-        let Some(decided) = decision else {
+        let Some((decided, zone)) = decision else {
             return Ok(());
         };
         let placed_by = decided.placed_by();
         let explanation = decided.explanation;
         let spawned = match (&explanation.outcome, &api.provisioner) {
             (Decision::Spawn { driver, spec }, Some(provisioner)) => {
-                Some(provision_device(provisioner, driver, spec).await?)
+                Some(provision_device(provisioner, driver, spec, zone).await?)
             }
             _ => None,
         };
@@ -454,6 +455,7 @@ async fn provision_device(
     provisioner: &Arc<dyn Provisioner>,
     driver: &str,
     spec: &lbaas_scheduler::SpawnSpec,
+    zone: Option<String>,
 ) -> Result<Device, JobError> {
     let (provisioner, name, wanted) = (provisioner.clone(), driver.to_owned(), spec.clone());
     let provisioned = tokio::task::spawn_blocking(move || provisioner.provision(&name, &wanted))
@@ -478,6 +480,8 @@ async fn provision_device(
         attachments: Default::default(),
         metadata: spec.metadata.clone(),
         enabled: true,
+        // A device spawned for a load balancer is in its zone.
+        availability_zone: zone,
         provisioned: provisioned.handle,
         created_at: crate::ids::now(),
         updated_at: None,
@@ -678,7 +682,9 @@ pub(crate) fn work(
         l7policies,
         l7rules,
     };
-    let model = convert::load_balancer(lb, &children, vip_network, member_networks, flavor);
+    let mut model = convert::load_balancer(lb, &children, vip_network, member_networks, flavor);
+    model.availability_zone =
+        placement::availability_zone_of(snapshot, lb.availability_zone.as_deref());
     let left = lb
         .migration
         .as_ref()
@@ -1010,6 +1016,7 @@ mod tests {
             device_id: None,
             fault: None,
             migration: None,
+            availability_zone: None,
         };
         let listener = Listener {
             common: common("listener"),

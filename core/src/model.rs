@@ -159,6 +159,9 @@ pub struct LoadBalancer {
     /// A move to another device the worker has yet to finish.
     #[serde(default)]
     pub migration: Option<Migration>,
+    /// The availability zone it was created in (its name).
+    #[serde(default)]
+    pub availability_zone: Option<String>,
 }
 
 /// Moving a load balancer off its device.
@@ -315,6 +318,26 @@ pub struct Flavor {
     pub enabled: bool,
 }
 
+/// An availability zone's provider and the metadata its driver validates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityZoneProfile {
+    pub id: String,
+    pub name: String,
+    pub provider_name: String,
+    /// JSON object text, as Octavia keeps it.
+    pub availability_zone_data: String,
+}
+
+/// An availability zone, by its name (Octavia's key for zones). A load balancer created in it
+/// is placed only on devices of the zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityZone {
+    pub name: String,
+    pub description: String,
+    pub availability_zone_profile_id: String,
+    pub enabled: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
@@ -343,6 +366,9 @@ pub struct Device {
     pub attachments: BTreeMap<String, std::collections::BTreeSet<String>>,
     pub metadata: BTreeMap<String, String>,
     pub enabled: bool,
+    /// The availability zone the device is in.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
     /// Set when the host's provisioner started the device: its handle for stopping it. Such a
     /// device is deleted, and stopped, once its last load balancer leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,10 +37,12 @@ pub enum Kind {
     Quota,
     L7Policy,
     L7Rule,
+    AvailabilityZoneProfile,
+    AvailabilityZone,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 19] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -58,6 +60,8 @@ impl Kind {
         Kind::Quota,
         Kind::L7Policy,
         Kind::L7Rule,
+        Kind::AvailabilityZoneProfile,
+        Kind::AvailabilityZone,
     ];
 
     pub fn tree(self) -> &'static str {
@@ -79,6 +83,8 @@ impl Kind {
             Kind::Quota => "quotas",
             Kind::L7Policy => "l7policies",
             Kind::L7Rule => "l7rules",
+            Kind::AvailabilityZoneProfile => "availability_zone_profiles",
+            Kind::AvailabilityZone => "availability_zones",
         }
     }
 
@@ -159,6 +165,16 @@ record!(crate::model::Quarantine, Kind::Quarantine, |r| &r.sha256);
 record!(crate::model::Quota, Kind::Quota, |r| &r.project_id);
 record!(crate::model::L7Policy, Kind::L7Policy, |r| &r.common.id);
 record!(crate::model::L7Rule, Kind::L7Rule, |r| &r.common.id);
+record!(
+    crate::model::AvailabilityZoneProfile,
+    Kind::AvailabilityZoneProfile,
+    |r| &r.id
+);
+record!(
+    crate::model::AvailabilityZone,
+    Kind::AvailabilityZone,
+    |r| &r.name
+);
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {

@@ -153,6 +153,8 @@ pub struct DeviceView {
     pub attachments: BTreeMap<String, BTreeSet<String>>,
     pub metadata: BTreeMap<String, String>,
     pub enabled: bool,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
     pub created_at: String,
     pub updated_at: Option<String>,
     /// Whether the host's provisioner started it.
@@ -178,6 +180,7 @@ impl DeviceView {
             attachments: device.attachments.clone(),
             metadata: device.metadata.clone(),
             enabled: device.enabled,
+            availability_zone: device.availability_zone.clone(),
             created_at: device.created_at.clone(),
             updated_at: device.updated_at.clone(),
             spawned: device.provisioned.is_some(),

@@ -97,7 +97,7 @@ pub fn device(d: &model::Device) -> wit::Device {
         owner_project: d.project_id.clone(),
         networks: d.networks.clone(),
         metadata: entries(&d.metadata),
-        availability_zone: None,
+        availability_zone: d.availability_zone.clone(),
     }
 }
 

@@ -37,6 +37,9 @@ pub struct DeviceView<'a> {
     pub networks: Cow<'a, [String]>,
     /// Data interfaces, each carrying up to the driver's VLANs-per-interface limit.
     pub interfaces: u32,
+    /// The availability zone the device is in.
+    #[serde(default)]
+    pub zone: Option<Cow<'a, str>>,
 }
 
 /// What the scheduler needs to know of a driver.
@@ -83,6 +86,9 @@ pub struct Request {
     pub protocols: Vec<String>,
     /// Drivers the flavor makes eligible.
     pub drivers: Vec<String>,
+    /// The availability zone asked for: only its devices may be chosen.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
     pub weights: Weights,
     /// Candidates per driver offered to its `select`.
     pub top_k: usize,
@@ -177,6 +183,7 @@ enum Filtered<'a> {
     Disabled,
     Unhealthy,
     Private,
+    OtherZone,
     AtCapacity { load: u32, capacity: u32 },
     VipLimit(u32),
     VlanLimit { limit: u32, new: usize },
@@ -191,6 +198,7 @@ impl Filtered<'_> {
             Filtered::Disabled => "disabled",
             Filtered::Unhealthy => "unhealthy",
             Filtered::Private => "private to another project",
+            Filtered::OtherZone => "in another availability zone",
             Filtered::AtCapacity { .. } => "at capacity",
             Filtered::VipLimit(_) => "driver limit of VIPs per device",
             Filtered::VlanLimit { .. } => "driver limit of VLANs per interface",
@@ -237,6 +245,11 @@ fn filter<'a>(
         .is_some_and(|owner| owner != request.project_id)
     {
         return Some(Filtered::Private);
+    }
+    if let Some(zone) = &request.availability_zone
+        && device.zone.as_deref() != Some(zone.as_str())
+    {
+        return Some(Filtered::OtherZone);
     }
     if device.load >= device.capacity {
         return Some(Filtered::AtCapacity {

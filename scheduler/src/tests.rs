@@ -18,6 +18,7 @@ fn device(id: &str, driver: &str, capacity: u32, load: u32) -> DeviceView<'stati
         owner: None,
         networks: Cow::Owned(vec![]),
         interfaces: 1,
+        zone: None,
     }
 }
 
@@ -40,6 +41,7 @@ fn request(drivers: &[&str]) -> Request {
         drivers: drivers.iter().map(|d| (*d).to_owned()).collect(),
         weights: Weights::default(),
         top_k: 8,
+        availability_zone: None,
     }
 }
 
@@ -141,6 +143,33 @@ fn filters_name_their_reason() {
         Decision::NoCapacity { reason } => assert!(reason.contains("disabled"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_availability_zone_keeps_only_its_devices() {
+    let mut east = device("east", "haproxy", 10, 5);
+    east.zone = Some("east".into());
+    let mut west = device("west", "haproxy", 10, 0);
+    west.zone = Some("west".into());
+    let unzoned = device("unzoned", "haproxy", 10, 0);
+    let devices = [east, west, unzoned];
+    let drivers = [driver("haproxy", false)];
+    let mut wanted = request(&["haproxy"]);
+    wanted.availability_zone = Some("east".into());
+    let result = schedule(&devices, &drivers, &wanted, &Accepting);
+    // The busiest device wins: the others are in another zone, or in none.
+    assert_eq!(placed(&result), Some("east"));
+    for other in ["west", "unzoned"] {
+        let reason = result
+            .candidates
+            .iter()
+            .find(|c| c.device_id == other)
+            .and_then(|c| c.filtered_by.clone());
+        assert_eq!(reason.as_deref(), Some("in another availability zone"));
+    }
+    // Without a zone, every device may be chosen (the least loaded wins).
+    let result = schedule(&devices, &drivers, &request(&["haproxy"]), &Accepting);
+    assert_ne!(placed(&result), Some("east"));
 }
 
 #[test]
@@ -349,6 +378,7 @@ fn arbitrary_device() -> impl Strategy<Value = DeviceView<'static>> {
                     owner: owner.map(Cow::Owned),
                     networks: networks.into(),
                     interfaces: 1,
+                    zone: None,
                 }
             },
         )

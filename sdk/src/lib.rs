@@ -195,6 +195,16 @@ impl Flavor {
     }
 }
 
+impl AvailabilityZone {
+    /// The value of a metadata key of the zone's profile, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| entry.value.as_str())
+    }
+}
+
 impl Device {
     /// The value of a metadata key, if present.
     pub fn metadata(&self, key: &str) -> Option<&str> {

@@ -65,6 +65,7 @@ fn load_balancer(i: usize) -> (LoadBalancer, Listener) {
         device_id: Some(format!("dev-{:04}", i % 1000)),
         fault: None,
         migration: None,
+        availability_zone: None,
     };
     let listener = Listener {
         common: common(format!("listener-{i:06}")),

@@ -56,6 +56,7 @@ fn snapshot() -> Snapshot {
             metadata: BTreeMap::new(),
             enabled: d % 97 != 0,
             provisioned: None,
+            availability_zone: None,
             created_at: String::new(),
             updated_at: None,
         })
@@ -72,6 +73,7 @@ fn snapshot() -> Snapshot {
             device_id: Some(format!("dev-{:05}", (i * 7919) % DEVICES)),
             fault: None,
             migration: None,
+            availability_zone: None,
         })
         .collect();
     let mut snapshot = Snapshot::empty_for(&loadbalancers[0]);
@@ -160,6 +162,7 @@ fn benches(c: &mut Criterion) {
         provider: "haproxy".into(),
         exclude: None,
         only: None,
+        availability_zone: None,
     };
     // Same decision both ways before timing.
     let wasm = placement::decide(&drivers, &snapshot, &target).explanation;

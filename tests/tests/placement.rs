@@ -658,3 +658,119 @@ fn a_failed_move_leaves_the_load_balancer_where_it_was() {
         "the old device kept it"
     );
 }
+
+/// Availability zones: a profile's metadata is the driver's to accept, a load balancer created
+/// in a zone lands on a device of that zone (the Acme driver also keeps to the profile's
+/// cluster), and a zone in use cannot go.
+#[test]
+fn an_availability_zone_keeps_its_load_balancers_on_its_devices() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.0.84.0/24");
+    network(&admin, "app", 201, "10.5.0.0/24");
+
+    let (_, caps) = admin.get("/v2/lbaas/providers/acme-adc/availability_zone_capabilities");
+    assert_eq!(
+        caps["availability_zone_capabilities"][0]["name"], "cluster",
+        "{caps}"
+    );
+    let profile = |provider: &str, data: Value| {
+        admin.post(
+            "/v2/lbaas/availabilityzoneprofiles",
+            &json!({"availability_zone_profile": {"name": format!("{provider}-zone"),
+                    "provider_name": provider, "availability_zone_data": data.to_string()}}),
+        )
+    };
+    let (status, refused) = profile("acme-adc", json!({"rack": "7"}));
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["faultstring"]
+            .as_str()
+            .is_some_and(|f| f.contains("rejected the availability zone metadata")),
+        "{refused}"
+    );
+    let (status, _) = profile("haproxy", json!({"anything": "x"}));
+    assert_eq!(status, 400, "the HAProxy driver declares no zone keys");
+    let (status, east_profile) = profile("acme-adc", json!({"cluster": "east"}));
+    assert_eq!(status, 201, "{east_profile}");
+    let east_profile = east_profile["availability_zone_profile"]["id"]
+        .as_str()
+        .expect("profile id")
+        .to_owned();
+    admin.create(
+        "/v2/lbaas/availabilityzones",
+        &json!({"availability_zone": {"name": "east", "availability_zone_profile_id": east_profile}}),
+    );
+    admin.create(
+        "/v2/lbaas/availabilityzones",
+        &json!({"availability_zone": {"name": "closed", "enabled": false,
+                "availability_zone_profile_id": east_profile}}),
+    );
+
+    // Three appliances: one in the zone, one outside it, one in it but of another cluster.
+    let outside = device(
+        &admin,
+        json!({"name": "adc-out", "kind": "physical", "driver": "acme-adc",
+               "management_url": adc.url(), "capacity": 32, "cluster": "east"}),
+    );
+    let inside = device(
+        &admin,
+        json!({"name": "adc-in", "kind": "physical", "driver": "acme-adc",
+               "management_url": adc.url(), "capacity": 32, "cluster": "east",
+               "availability_zone": "east"}),
+    );
+    device(
+        &admin,
+        json!({"name": "adc-west", "kind": "physical", "driver": "acme-adc",
+               "management_url": adc.url(), "capacity": 32, "cluster": "west",
+               "availability_zone": "east"}),
+    );
+    let (status, _) = admin.post(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "adc-x", "kind": "physical", "driver": "haproxy",
+                "management_url": adc.url(), "capacity": 1, "availability_zone": "east"}}),
+    );
+    assert_eq!(
+        status, 400,
+        "a zone of the Acme driver takes no HAProxy device"
+    );
+
+    let tenant = cp.client(None).as_project("a");
+    let in_zone = |zone: &str| {
+        tenant.post(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"vip_subnet_id": "vip-subnet", "availability_zone": zone,
+                "listeners": [{"protocol": "TCP", "protocol_port": 443, "default_pool": {
+                    "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN",
+                    "members": [{"address": "10.5.0.11", "protocol_port": 8443}]}}]}}),
+        )
+    };
+    for _ in 0..3 {
+        let (status, created) = in_zone("east");
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["loadbalancer"]["availability_zone"], "east");
+        assert_eq!(created["loadbalancer"]["provider"], "acme-adc");
+        let lb = tenant.settle(&id(&created, "loadbalancer"));
+        assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+        assert_eq!(device_of(&admin, &lb), inside);
+    }
+    assert_ne!(inside, outside);
+    let (status, body) = in_zone("closed");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = in_zone("nowhere");
+    assert_eq!(status, 400, "{body}");
+
+    let (status, _) = admin.delete("/v2/lbaas/availabilityzones/east");
+    assert_eq!(status, 409, "a zone in use stays");
+    let (status, _) = admin.delete(&format!(
+        "/v2/lbaas/availabilityzoneprofiles/{east_profile}"
+    ));
+    assert_eq!(status, 409, "a profile in use stays");
+    let (_, zones) = tenant.get("/v2/lbaas/availabilityzones");
+    assert_eq!(
+        zones["availability_zones"].as_array().map(Vec::len),
+        Some(2)
+    );
+}

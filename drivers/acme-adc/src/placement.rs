@@ -39,7 +39,11 @@ pub fn select(
     mut allocations_of: impl FnMut(&str) -> DeviceAllocations,
 ) -> Hints {
     let flavor = request.flavor.as_ref();
-    let cluster = flavor.and_then(|f| f.get("cluster"));
+    // The flavor's cluster, else the availability zone's.
+    let zone = request.availability_zone.as_ref();
+    let cluster = flavor
+        .and_then(|f| f.get("cluster"))
+        .or_else(|| zone.and_then(|z| z.get("cluster")));
     let spread = flavor.and_then(|f| f.get("spread")) != Some("false");
     let wanted: BTreeSet<u16> = std::iter::once(&request.vip_network)
         .chain(request.member_networks.iter())
