@@ -774,3 +774,58 @@ fn an_availability_zone_keeps_its_load_balancers_on_its_devices() {
         Some(2)
     );
 }
+
+/// Failover off a device an operator took out of service: the load balancer moves to a
+/// device the scheduler picks, and ends ACTIVE there.
+#[test]
+fn failover_moves_a_load_balancer_off_a_disabled_device() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.0.85.0/24");
+    network(&admin, "app", 201, "10.6.0.0/24");
+    for name in ["adc-1", "adc-2"] {
+        device(
+            &admin,
+            json!({"name": name, "kind": "physical", "driver": "acme-adc",
+                   "management_url": adc.url(), "capacity": 8}),
+        );
+    }
+    let created = admin.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"vip_subnet_id": "vip-subnet", "provider": "acme-adc",
+            "listeners": [{"protocol": "TCP", "protocol_port": 443, "default_pool": {
+                "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN",
+                "members": [{"address": "10.6.0.11", "protocol_port": 8443}]}}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let lb = admin.settle(&lb_id);
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+    let first = device_of(&admin, &lb);
+
+    let (status, body) = admin.put(
+        &format!("/v2/admin/devices/{first}"),
+        &json!({"device": {"enabled": false}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin.call(
+        "PUT",
+        &format!("/v2/lbaas/loadbalancers/{lb_id}/failover"),
+        None,
+    );
+    assert_eq!(status, 202, "{body}");
+    let moved = admin.settle(&lb_id);
+    assert_eq!(moved["provisioning_status"], "ACTIVE", "{moved}");
+    let second = device_of(&admin, &moved);
+    assert!(!second.is_empty() && second != first, "{first} -> {second}");
+    let (_, devices) = admin.get("/v2/admin/devices");
+    let load = |id: &str| {
+        devices["devices"]
+            .as_array()
+            .and_then(|all| all.iter().find(|d| d["id"] == id))
+            .map(|d| d["load_balancers"].clone())
+    };
+    assert_eq!(load(&first), Some(json!(0)));
+    assert_eq!(load(&second), Some(json!(1)));
+}
