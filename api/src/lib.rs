@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod admin;
+mod amphorae;
 pub mod auth;
 mod availability_zones;
 mod body;
@@ -172,6 +173,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", get(versions))
         .route("/healthz", get(healthz))
+        .nest("/v2/octavia", amphorae::routes())
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)
         .fallback(not_found)
@@ -186,31 +188,69 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-fn version_entry(base: &str, id: &str, path: &str, status: &str) -> Value {
+/// Octavia's API versions this host serves, oldest first, with the day each was released and
+/// what it added. Clients enable features by the last one listed, so every feature up to it is
+/// served: implemented, or answered 501 naming the option where no driver implements it
+/// (TLS, HSTS, ALPN, monitor host headers, additional VIPs), as Octavia answers for an option a
+/// provider lacks. Amphorae belong to Octavia's own provider, which this host has none of: its
+/// amphora API lists none.
+const VERSIONS: [(&str, &str); 27] = [
+    ("v2.0", "2016-12-11"),
+    ("v2.1", "2018-04-20"),
+    ("v2.2", "2018-07-31"),
+    ("v2.3", "2018-12-18"),
+    ("v2.4", "2018-12-19"),  // amphora statistics
+    ("v2.5", "2019-01-21"),  // tags
+    ("v2.6", "2019-01-25"),  // flavors
+    ("v2.7", "2018-01-25"),  // amphora configuration update
+    ("v2.8", "2019-02-12"),  // TLS client authentication (501)
+    ("v2.9", "2019-03-04"),  // redirect HTTP codes
+    ("v2.10", "2019-03-05"), // monitor host header (501)
+    ("v2.11", "2019-06-24"), // additive batch member update
+    ("v2.12", "2019-09-11"), // VIP access lists
+    ("v2.13", "2019-09-13"), // SOURCE_IP_PORT
+    ("v2.14", "2019-11-10"), // availability zones
+    ("v2.15", "2020-03-10"), // TLS ciphers (501)
+    ("v2.16", "2020-03-15"), // HTTP and TCP monitors of UDP pools
+    ("v2.17", "2020-04-29"), // listener TLS versions (501)
+    ("v2.18", "2020-04-29"), // pool TLS versions (501)
+    ("v2.19", "2020-05-12"), // L7 policy and rule quotas
+    ("v2.20", "2020-08-02"), // listener ALPN (501)
+    ("v2.21", "2020-09-03"), // amphora delete
+    ("v2.22", "2020-09-04"), // PROXYV2 pools
+    ("v2.23", "2020-09-07"), // SCTP
+    ("v2.24", "2020-10-15"), // pool ALPN (501)
+    ("v2.25", "2021-10-02"), // PROMETHEUS listeners (501)
+    ("v2.26", "2022-08-29"), // additional VIPs (501)
+];
+
+fn version_entry(base: &str, (id, day): (&str, &str), status: &str) -> Value {
     json!({
         "id": id,
         "status": status,
-        "updated": "2024-01-01T00:00:00Z",
-        "links": [{ "href": format!("{base}/{path}/"), "rel": "self" }],
+        "updated": format!("{day}T00:00:00Z"),
+        "links": [{ "href": format!("{base}/v2/"), "rel": "self" }],
     })
 }
 
-/// `GET /`: Octavia's version list. `v2.0` is the path, `v2.x` the current microversion line.
+/// `GET /`: the versions, the last one `CURRENT`, as Octavia lists them.
 async fn versions(headers: HeaderMap) -> (StatusCode, Json<Value>) {
     let base = base_url(&headers);
-    (
-        StatusCode::OK,
-        Json(json!({
-            "versions": [
-                version_entry(&base, "v2.0", "v2", "SUPPORTED"),
-                version_entry(&base, "v2.29", "v2", "CURRENT"),
-            ]
-        })),
-    )
+    let last = VERSIONS.len() - 1;
+    let versions: Vec<Value> = VERSIONS
+        .iter()
+        .enumerate()
+        .map(|(i, version)| {
+            let status = if i == last { "CURRENT" } else { "SUPPORTED" };
+            version_entry(&base, *version, status)
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({ "versions": versions })))
 }
 
 /// `GET /v2` and `GET /v2.0`: the current version alone.
 async fn version(State(_api): State<Arc<Api>>, headers: HeaderMap) -> Json<Value> {
     let base = base_url(&headers);
-    Json(json!({ "version": version_entry(&base, "v2.29", "v2", "CURRENT") }))
+    let current = VERSIONS[VERSIONS.len() - 1];
+    Json(json!({ "version": version_entry(&base, current, "CURRENT") }))
 }

@@ -175,6 +175,8 @@ struct LoadBalancerCreate {
     provider: Option<String>,
     flavor_id: Option<String>,
     availability_zone: Option<String>,
+    /// More VIPs on other subnets (Octavia v2.26): no driver of this host serves them yet.
+    additional_vips: Option<Value>,
     tags: Option<Vec<String>>,
     listeners: Option<Vec<ListenerCreate>>,
     pools: Option<Vec<PoolCreate>>,
@@ -278,6 +280,10 @@ async fn create(
                 body.flavor_id.as_deref(),
                 body.provider.as_deref(),
                 body.availability_zone.as_deref(),
+            )?;
+            validate::unsupported_options(
+                &provider,
+                &[("additional_vips", &body.additional_vips)],
             )?;
             let (network, subnet) = validate::vip_location(
                 snapshot

@@ -176,13 +176,18 @@ struct BatchEnvelope {
 
 /// Replaces the pool's members: ones with the same address and port are updated, new ones
 /// created, the rest deleted.
+/// `PUT /pools/{id}/members`: the pool's members become the list given (members matched by
+/// address and port are updated, the others created); those not in it are deleted, unless
+/// `?additive_only=true` (Octavia v2.11) keeps them.
 async fn batch_update(
     State(api): State<Arc<Api>>,
     ctx: Context,
     Path(pool_id): Path<String>,
+    RawQuery(raw): RawQuery,
     Body(body): Body<BatchEnvelope>,
 ) -> ApiResult<StatusCode> {
     ctx.require_member()?;
+    let additive = additive_only(raw.as_deref())?;
     api.write(move |_, snapshot| {
         let pool = writable_pool(snapshot, &ctx, &pool_id)?;
         let mut wanted: Vec<Member> = Vec::new();
@@ -207,7 +212,7 @@ async fn batch_update(
             }
             batch.put(&member);
         }
-        for old in existing {
+        for old in existing.into_iter().filter(|_| !additive) {
             if !batch.puts_id(Kind::Member, &old.common.id) {
                 let mut gone = old.clone();
                 gone.common.provisioning_status = ProvisioningStatus::PendingDelete;
@@ -220,6 +225,21 @@ async fn batch_update(
     })
     .await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The `additive_only` flag of a batch update's query (`true`/`false`, any case; absent: false).
+fn additive_only(query: Option<&str>) -> ApiResult<bool> {
+    let value = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == "additive_only")
+        .map(|(_, value)| value.to_ascii_lowercase());
+    match value.as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid input for additive_only: '{}' is not a boolean.",
+            other.escape_debug()
+        ))),
+    }
 }
 
 async fn list(

@@ -186,6 +186,32 @@ pub fn vip_location<'a>(
     }
 }
 
+/// Whether a request sets an option: present, and neither `null`, empty, `false` nor `"NONE"`
+/// (the values that mean "off" in Octavia's bodies).
+pub fn is_set(value: &Option<serde_json::Value>) -> bool {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null | Value::Bool(false)) => false,
+        Some(Value::String(text)) => !text.is_empty() && text != "NONE",
+        Some(Value::Array(items)) => !items.is_empty(),
+        Some(Value::Object(map)) => !map.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// Options of Octavia's API this host's drivers do not implement (TLS termination and
+/// re-encryption, HSTS, ALPN, monitor host headers, additional VIPs): the first one set is a
+/// 501 naming it, as Octavia answers for an option a provider does not support.
+pub fn unsupported_options(
+    provider: &str,
+    options: &[(&str, &Option<serde_json::Value>)],
+) -> ApiResult<()> {
+    match options.iter().find(|(_, value)| is_set(value)) {
+        Some((name, _)) => Err(ApiError::unsupported(provider, name)),
+        None => Ok(()),
+    }
+}
+
 /// What the provider's driver reports it supports.
 pub fn capabilities(
     api: &lbaas_control::ControlPlane,

@@ -153,7 +153,17 @@ fn full_lifecycle_of_a_load_balancer() {
     // Version discovery and providers, as clients see them.
     let (status, versions) = alice.get("/");
     assert_eq!(status, 200);
-    assert_eq!(versions["versions"][1]["status"], "CURRENT");
+    let listed = versions["versions"].as_array().expect("versions");
+    assert_eq!(listed[0]["id"], "v2.0");
+    assert!(
+        listed.iter().any(|v| v["id"] == "v2.14"),
+        "zones: {versions}"
+    );
+    let current: Vec<&Value> = listed.iter().filter(|v| v["status"] == "CURRENT").collect();
+    assert_eq!(current.len(), 1, "{versions}");
+    assert_eq!(listed.last(), Some(current[0]));
+    let (_, amphorae) = admin.get("/v2/octavia/amphorae");
+    assert_eq!(amphorae["amphorae"], json!([]), "no amphorae here");
     let (_, providers) = alice.get("/v2/lbaas/providers");
     let names: Vec<&str> = providers["providers"]
         .as_array()
@@ -532,6 +542,12 @@ fn bad_requests_get_clear_4xx_answers() {
     let body_10 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 84, "allowed_cidrs": ["2001:db8::/32"]}}}}"#
     );
+    let body_11 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 85, "tls_versions": ["TLSv1.3"], "hsts_preload": false}}}}"#
+    );
+    let body_12 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": null}}}}"#
+    );
     let cases: Vec<(&Client, &str, String, &str, u16, &str)> = vec![
         (
             &alice,
@@ -648,6 +664,23 @@ fn bad_requests_get_clear_4xx_answers() {
             &body_10,
             400,
             "IP version incompatible with VIP",
+        ),
+        // TLS options no driver implements: Octavia's 501 for a provider's missing option.
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_11,
+            501,
+            "does not support a requested option: tls_versions",
+        ),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_12,
+            501,
+            "does not support a requested option: protocol TERMINATED_HTTPS",
         ),
         (
             &bob,
