@@ -218,7 +218,18 @@ mod tests {
                 .expect("set");
             store.flush().expect("flush");
         }
-        let store = SledStateStore::open(dir.path(), 1000).expect("reopen");
+        // sled's flusher thread lets go of the file lock shortly after the last handle drops:
+        // the reopen waits for it (a lock still held is the only error retried).
+        let mut attempts = 0;
+        let store = loop {
+            match SledStateStore::open(dir.path(), 1000) {
+                Err(e) if e.to_string().contains("could not acquire lock") && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other.expect("reopen"),
+            }
+        };
         let ns = store.namespace(&name).expect("ns");
         assert_eq!(ns.usage(), 3 + ENTRY_OVERHEAD);
         assert_eq!(ns.keys("").expect("keys"), vec!["k".to_owned()]);
