@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::model::{
-    L7Action, L7CompareType, L7Policy, L7Rule, L7RuleType, Listener, Protocol, ProvisioningStatus,
+    L7Action, L7CompareType, L7Policy, L7Rule, L7RuleType, Listener, LoadBalancer, Pool, Protocol,
+    ProvisioningStatus,
 };
 use crate::store::Batch;
 
@@ -152,9 +153,8 @@ struct Redirect {
     code: Option<u16>,
 }
 
-fn redirect(
-    snapshot: &Snapshot,
-    ctx: &Context,
+fn redirect<'a>(
+    find_pool: impl Fn(&str) -> Option<&'a Pool>,
     listener: &Listener,
     action: L7Action,
     given: Redirect,
@@ -209,9 +209,7 @@ fn redirect(
             let pool_id = given
                 .pool_id
                 .ok_or_else(|| args("redirect_pool_id or redirect_pool must not be None"))?;
-            let pool = snapshot
-                .pool(ctx, &pool_id)
-                .ok()
+            let pool = find_pool(&pool_id)
                 .filter(|p| p.loadbalancer_id == listener.loadbalancer_id)
                 .ok_or_else(|| ApiError::not_found("Pool", &pool_id))?;
             if !validate::listener_pool_compatible(listener.protocol, pool.protocol) {
@@ -313,6 +311,119 @@ fn position(value: Option<i64>) -> ApiResult<u32> {
 
 // --- policies ------------------------------------------------------------------------------
 
+/// A policy of a listener in a full load balancer tree. Its pool, `redirect_pool`, is a
+/// reference by name (`{"name": …}`) to a pool of the tree, or a whole new pool.
+#[serde_with::serde_as]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TreePolicy {
+    action: L7Action,
+    name: Option<String>,
+    description: Option<String>,
+    admin_state_up: Option<bool>,
+    redirect_pool: Option<Value>,
+    redirect_url: Option<String>,
+    redirect_prefix: Option<String>,
+    #[serde_as(as = "Option<Int>")]
+    redirect_http_code: Option<u16>,
+    #[serde_as(as = "Option<Int>")]
+    position: Option<i64>,
+    rules: Option<Vec<RuleCreate>>,
+    tags: Option<Vec<String>>,
+}
+
+/// Adds `body`, a policy of `listener` in a full load balancer tree, with its rules (and its
+/// pool, when it defines one) to `tree`.
+pub fn build_tree(
+    api: &ControlPlane,
+    tree: &mut Snapshot,
+    lb: &LoadBalancer,
+    listener: &Listener,
+    body: Value,
+) -> ApiResult<()> {
+    let body: TreePolicy = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid input for l7policies: {e}")))?;
+    if listener.protocol != Protocol::Http {
+        return Err(ApiError::bad_request(format!(
+            "L7 policies need an HTTP listener; this one is {}.",
+            validate::protocol_name(listener.protocol)
+        )));
+    }
+    provider_renders_action(api, &lb.provider, body.action)?;
+    let pool_id = match body.redirect_pool {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(reference)) if reference.len() == 1 => {
+            let name = reference
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::bad_request("redirect_pool names a pool of the tree by its name.")
+                })?;
+            let pool = tree
+                .pools
+                .iter()
+                .find(|p| p.common.name == name)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Pool '{name}' was referenced but no full definition was found."
+                    ))
+                })?;
+            Some(pool.common.id.clone())
+        }
+        Some(pool) => {
+            let pool = serde_json::from_value(pool)
+                .map_err(|e| ApiError::bad_request(format!("Invalid redirect_pool: {e}")))?;
+            Some(super::pools::build_tree(
+                api,
+                tree,
+                lb,
+                pool,
+                Some(listener.protocol),
+            )?)
+        }
+    };
+    let redirect = redirect(
+        |id| tree.pools.iter().find(|p| p.common.id == id),
+        listener,
+        body.action,
+        Redirect {
+            pool_id,
+            url: body.redirect_url,
+            prefix: body.redirect_prefix,
+            code: body.redirect_http_code,
+        },
+    )?;
+    let policy = L7Policy {
+        common: new_common(
+            &lb.common.project_id,
+            body.name,
+            body.description,
+            body.admin_state_up,
+            body.tags,
+        )?,
+        loadbalancer_id: lb.common.id.clone(),
+        listener_id: listener.common.id.clone(),
+        action: body.action,
+        position: position(body.position)?,
+        redirect_pool_id: redirect.pool_id,
+        redirect_url: redirect.url,
+        redirect_prefix: redirect.prefix,
+        redirect_http_code: redirect.code,
+    };
+    let rules = body.rules.unwrap_or_default();
+    if rules.len() > MAX_RULES {
+        return Err(too_many_rules(&policy.common.id));
+    }
+    for rule in rules {
+        let rule = build_rule(api, &lb.provider, &policy, rule)?;
+        tree.l7rules.push(rule);
+    }
+    for placed in renumber(tree, &listener.common.id, Some(&policy), None) {
+        tree.l7policies.upsert(placed);
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateEnvelope {
@@ -370,8 +481,7 @@ async fn create(
             }
             provider_renders_action(plane, &lb.provider, body.action)?;
             let redirect = redirect(
-                snapshot,
-                &ctx,
+                |id| snapshot.pool(&ctx, id).ok(),
                 listener,
                 body.action,
                 Redirect {
@@ -523,8 +633,7 @@ async fn update(
                 None => old.clone(),
             };
             let redirect = redirect(
-                snapshot,
-                &ctx,
+                |id| snapshot.pool(&ctx, id).ok(),
                 listener,
                 action,
                 Redirect {

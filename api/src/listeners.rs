@@ -163,11 +163,6 @@ fn build<'a>(
     let protocol = validate::listener_protocol(body.protocol)?;
     let protocol_port = validate::port("protocol_port", body.protocol_port)?;
     validate::unsupported_options(&lb.provider, &tls_options!(body))?;
-    if body.l7policies.as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(ApiError::bad_request(
-            "L7 policies are created with POST /v2/lbaas/l7policies on this host, not inside a listener.",
-        ));
-    }
     let insert_headers = insert_headers(api, &lb.provider, protocol, body.insert_headers.take())?;
     validate::provider_supports(api, &lb.provider, Some(protocol), None)?;
     let clash = |l: &Listener| {
@@ -301,6 +296,9 @@ pub fn build_tree(
         check_default_pool(tree, &listener, &pool_id)?;
         listener.default_pool_id = Some(pool_id);
     }
+    for policy in body.l7policies.unwrap_or_default() {
+        super::l7policies::build_tree(api, tree, lb, &listener, policy)?;
+    }
     tree.listeners.push(listener);
     Ok(())
 }
@@ -320,6 +318,11 @@ async fn create(
                 .ok_or_else(|| ApiError::bad_request("loadbalancer_id is required."))?;
             if body.default_pool.is_some() {
                 return Err(ApiError::bad_request("default_pool is only accepted in a full load balancer tree; use default_pool_id."));
+            }
+            if body.l7policies.as_ref().is_some_and(|p| !p.is_empty()) {
+                return Err(ApiError::bad_request(
+                    "l7policies are only accepted in a full load balancer tree; use POST /v2/lbaas/l7policies.",
+                ));
             }
             let lb = snapshot
                 .loadbalancer(&ctx, &lb_id)

@@ -1095,3 +1095,93 @@ fn children_are_deleted_one_by_one() {
     );
     assert_eq!(admin.settle(&lb), Value::Null);
 }
+
+/// L7 policies inside a full load balancer tree, as Octavia takes them: a policy's pool by the
+/// name of a pool of the tree, or defined inline; rules with the policy; positions in order.
+#[test]
+fn l7_policies_come_in_a_full_tree() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let agent = FakeAppliance::start();
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), tokens());
+    let admin = cp.client(Some("admin-token"));
+    let alice = cp.client(Some("alice-token"));
+    setup(&admin, &agent, &adc);
+    let http_pool = |name: &str| {
+        json!({"name": name, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+               "members": [{"address": "10.0.1.20", "protocol_port": 80}]})
+    };
+    let created = alice.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"vip_subnet_id": "subnet-vip", "provider": "haproxy",
+        "pools": [http_pool("api")],
+        "listeners": [{"protocol": "HTTP", "protocol_port": 80,
+            "default_pool": http_pool("web"),
+            "l7policies": [
+                {"action": "REDIRECT_TO_POOL", "redirect_pool": {"name": "api"},
+                 "rules": [{"type": "PATH", "compare_type": "STARTS_WITH", "value": "/api"}]},
+                {"action": "REDIRECT_TO_POOL", "redirect_pool": http_pool("static"),
+                 "position": 1,
+                 "rules": [{"type": "FILE_TYPE", "compare_type": "EQUAL_TO", "value": "css"}]},
+                {"action": "REJECT",
+                 "rules": [{"type": "HEADER", "compare_type": "EQUAL_TO", "key": "X-Bot",
+                            "value": "yes"}]}
+            ]}]}}),
+    );
+    let lb_id = created["loadbalancer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let lb = alice.settle(&lb_id);
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+    let listener = lb["listeners"][0]["id"].as_str().expect("listener");
+    let (_, listed) = alice.get(&format!("/v2/lbaas/l7policies?listener_id={listener}"));
+    let mut policies: Vec<Value> = listed["l7policies"].as_array().cloned().unwrap_or_default();
+    policies.sort_by_key(|p| p["position"].as_u64());
+    let summary: Vec<(u64, &str, usize)> = policies
+        .iter()
+        .map(|p| {
+            (
+                p["position"].as_u64().unwrap_or_default(),
+                p["action"].as_str().unwrap_or_default(),
+                p["rules"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "REDIRECT_TO_POOL", 1),
+            (2, "REDIRECT_TO_POOL", 1),
+            (3, "REJECT", 1)
+        ],
+        "{listed}"
+    );
+    let (_, pools) = alice.get(&format!("/v2/lbaas/pools?loadbalancer_id={lb_id}"));
+    let pool_id = |name: &str| {
+        pools["pools"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["name"] == name))
+            .map(|p| p["id"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(policies[0]["redirect_pool_id"], pool_id("static"));
+    assert_eq!(policies[1]["redirect_pool_id"], pool_id("api"));
+    assert_eq!(policies[0]["provisioning_status"], "ACTIVE");
+
+    // A reference to a pool the tree does not define is refused, and nothing is stored.
+    let (status, body) = alice.post(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 81,
+                "l7policies": [{"action": "REDIRECT_TO_POOL", "redirect_pool": {"name": "nope"},
+                                "rules": []}]}]}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .is_some_and(|f| f.contains("Pool 'nope' was referenced")),
+        "{body}"
+    );
+}
