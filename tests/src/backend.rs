@@ -22,7 +22,13 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend called `name` on a free port of 127.0.0.1.
     pub fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend");
+        Self::start_on(name, "127.0.0.1")
+    }
+
+    /// Starts a backend called `name` on a free port of loopback address `ip` (`::1` for IPv6).
+    pub fn start_on(name: &str, ip: &str) -> Self {
+        let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+        let listener = TcpListener::bind((ip, 0)).expect("bind a backend");
         let address = listener.local_addr().expect("backend address");
         let mut backend = Self {
             name: name.to_owned(),

@@ -848,3 +848,46 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
     assert_eq!(tree.as_array().map(Vec::len), Some(6), "{status_tree}");
     assert_eq!(tree[0]["action"], "REJECT", "{status_tree}");
 }
+
+/// IPv6 end to end: a VIP on an IPv6 subnet and a member on IPv6, through a spawned HAProxy
+/// (the loopback `::1`, the one IPv6 address a test may use).
+#[test]
+fn ipv6_vips_and_members_carry_traffic() {
+    let Stage {
+        data: _data,
+        root: _root,
+        local: _local,
+        tenant,
+        admin,
+        plane: _plane,
+    } = Stage::start("127.133.0.0/24", "127.143.0.0/24");
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip6", "name": "vip6",
+                "subnets": [{"id": "subnet-vip6", "cidr": "::1/128"}]}}),
+    );
+    let six = Backend::start_on("six", "::1");
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "v6", "vip_subnet_id": "subnet-vip6", "vip_address": "::1",
+            "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8096,
+                           "allowed_cidrs": ["::1/128"],
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [{"address": "::1",
+                                                         "protocol_port": six.port()}]}}]}}),
+    );
+    let lb = settle_active(&tenant, &id(&created, "loadbalancer"));
+    assert_eq!(lb["vip_address"], "::1");
+    let vip = vip(&lb, 8096);
+    assert!(vip.is_ipv6());
+    wait_for_backends(vip, &["six"]);
+    // An allowed CIDR of the other IP version than the VIP is refused, as Octavia refuses it.
+    let (status, body) = tenant.post(
+        "/v2/lbaas/listeners",
+        &json!({"listener": {"loadbalancer_id": lb["id"], "protocol": "TCP",
+                "protocol_port": 8097, "allowed_cidrs": ["10.0.0.0/8"]}}),
+    );
+    assert_eq!(status, 400, "{body}");
+}
