@@ -246,3 +246,73 @@ fn select_rejects_wrong_kind_wrong_cluster_and_full_devices() {
     assert!(rejection(&hints, "east-full").contains("full"));
     score(&hints, "east-ok");
 }
+
+/// UDP and SCTP listeners with SOURCE_IP_PORT pools and an SCTP monitor: what the HAProxy
+/// driver answers 501 for, the Acme appliance serves.
+#[test]
+fn udp_sctp_and_source_ip_port_render_for_the_appliance() {
+    use lbaas_host::runtime::{Algorithm, HealthMonitorKind, Protocol};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = TestHost::open(dir.path());
+    let driver = host.load(&drivers().acme_adc);
+    let caps = driver.capabilities();
+    for protocol in [Protocol::Udp, Protocol::Sctp] {
+        assert!(caps.protocols.contains(&protocol), "{protocol:?}");
+    }
+    assert!(caps.algorithms.contains(&Algorithm::SourceIpPort));
+
+    let mut lb = simple_lb("lb-l4", "192.0.2.20", 100, 200);
+    let members = vec![
+        member("m1", "10.0.1.5", 5060),
+        member("m2", "10.0.1.6", 5060),
+    ];
+    let mut sip = pool(
+        "sip",
+        Protocol::Udp,
+        Algorithm::SourceIpPort,
+        members.clone(),
+    );
+    let mut signalling = pool("sig", Protocol::Sctp, Algorithm::SourceIpPort, members);
+    let mut monitor = http_monitor("hm-sctp");
+    (
+        monitor.kind,
+        monitor.http_method,
+        monitor.url_path,
+        monitor.expected_codes,
+    ) = (HealthMonitorKind::Sctp, None, None, None);
+    signalling.health_monitor = Some(monitor);
+    let mut udp_monitor = http_monitor("hm-udp");
+    (
+        udp_monitor.kind,
+        udp_monitor.http_method,
+        udp_monitor.url_path,
+        udp_monitor.expected_codes,
+    ) = (HealthMonitorKind::UdpConnect, None, None, None);
+    sip.health_monitor = Some(udp_monitor);
+    lb.listeners = vec![
+        listener("l-udp", Protocol::Udp, 5060, Some("sip")),
+        listener("l-sctp", Protocol::Sctp, 3868, Some("sig")),
+    ];
+    lb.pools = vec![sip, signalling];
+    let config = driver
+        .translate(&lb, &small_appliance("adc-1", "east"))
+        .expect("translate");
+    let doc: serde_json::Value = serde_json::from_str(&config.body).expect("valid JSON");
+    let servers = &doc["spec"]["virtualServers"];
+    assert_eq!(servers[0]["profile"], "udp", "{doc}");
+    assert_eq!(servers[1]["profile"], "sctp", "{doc}");
+    for pool in doc["spec"]["pools"].as_array().expect("pools") {
+        assert_eq!(
+            pool["loadBalancingMethod"], "source-address-port-hash",
+            "{doc}"
+        );
+    }
+    let monitors: Vec<&serde_json::Value> = doc["spec"]["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .filter_map(|p| p.get("monitor"))
+        .collect();
+    let kinds: Vec<&str> = monitors.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert!(kinds.contains(&"sctp") && kinds.contains(&"udp"), "{doc}");
+}

@@ -95,6 +95,7 @@ fn profile(protocol: Protocol) -> Result<&'static str, DriverError> {
     match protocol {
         Protocol::Tcp => Ok("fastL4"),
         Protocol::Udp => Ok("udp"),
+        Protocol::Sctp => Ok("sctp"),
         Protocol::Http => Ok("http"),
         Protocol::Https => Ok("tcp-passthrough"),
         other => Err(DriverError::Unsupported(format!(
@@ -153,11 +154,7 @@ fn monitor(hm: &HealthMonitor) -> Result<Value, DriverError> {
         HealthMonitorKind::Ping => "icmp",
         HealthMonitorKind::TlsHello => "tls",
         HealthMonitorKind::UdpConnect => "udp",
-        HealthMonitorKind::Sctp => {
-            return Err(DriverError::Unsupported(
-                "SCTP health monitors are not supported by Acme appliances".into(),
-            ));
-        }
+        HealthMonitorKind::Sctp => "sctp",
     };
     Ok(json!({
         "name": hm.id,

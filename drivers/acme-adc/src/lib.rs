@@ -30,6 +30,7 @@ impl Driver for AcmeAdcDriver {
             protocols: vec![
                 Protocol::Tcp,
                 Protocol::Udp,
+                Protocol::Sctp,
                 Protocol::Http,
                 Protocol::Https,
             ],
