@@ -54,7 +54,8 @@ impl Drop for Devices {
 }
 
 /// A control plane whose HAProxy devices are spawned on `addresses`, with a VIP network
-/// `vips`, and an admin and a tenant to call it. Fields drop in order: the host stops before
+/// `vips`, and an admin and a tenant to call it. The tests of this file run at once: each
+/// takes its own two ranges (devices 127.13x, VIPs 127.14x), or VIPs would collide. Fields drop in order: the host stops before
 /// its devices, and the data folder goes last (bind them in reverse when destructuring).
 struct Stage {
     plane: ControlPlane,
@@ -732,7 +733,7 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
         tenant,
         admin: _admin,
         plane: _plane,
-    } = Stage::start("127.131.0.0/24", "127.141.0.0/24");
+    } = Stage::start("127.134.0.0/24", "127.144.0.0/24");
     let web = Backend::start("web");
     let api = Backend::start("api");
     let created = tenant.create(
