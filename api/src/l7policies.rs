@@ -311,6 +311,64 @@ fn position(value: Option<i64>) -> ApiResult<u32> {
 
 // --- policies ------------------------------------------------------------------------------
 
+/// What a new policy is made of, whichever body it came in.
+struct NewPolicy {
+    action: L7Action,
+    name: Option<String>,
+    description: Option<String>,
+    admin_state_up: Option<bool>,
+    redirect: Redirect,
+    position: Option<i64>,
+    rules: Option<Vec<RuleCreate>>,
+    tags: Option<Vec<String>>,
+}
+
+/// Checks and builds a new policy of `listener` (of `lb`) with its rules; `find_pool` looks up
+/// the pool it may send to.
+fn assemble<'a>(
+    api: &ControlPlane,
+    find_pool: impl Fn(&str) -> Option<&'a Pool>,
+    lb: &LoadBalancer,
+    listener: &Listener,
+    new: NewPolicy,
+) -> ApiResult<(L7Policy, Vec<L7Rule>)> {
+    if listener.protocol != Protocol::Http {
+        return Err(ApiError::bad_request(format!(
+            "L7 policies need an HTTP listener; listener {} is {}.",
+            listener.common.id,
+            validate::protocol_name(listener.protocol)
+        )));
+    }
+    provider_renders_action(api, &lb.provider, new.action)?;
+    let redirect = redirect(find_pool, listener, new.action, new.redirect)?;
+    let policy = L7Policy {
+        common: new_common(
+            &lb.common.project_id,
+            new.name,
+            new.description,
+            new.admin_state_up,
+            new.tags,
+        )?,
+        loadbalancer_id: lb.common.id.clone(),
+        listener_id: listener.common.id.clone(),
+        action: new.action,
+        position: position(new.position)?,
+        redirect_pool_id: redirect.pool_id,
+        redirect_url: redirect.url,
+        redirect_prefix: redirect.prefix,
+        redirect_http_code: redirect.code,
+    };
+    let rules = new.rules.unwrap_or_default();
+    if rules.len() > MAX_RULES {
+        return Err(too_many_rules(&policy.common.id));
+    }
+    let rules = rules
+        .into_iter()
+        .map(|rule| build_rule(api, &lb.provider, &policy, rule))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok((policy, rules))
+}
+
 /// A policy of a listener in a full load balancer tree. Its pool, `redirect_pool`, is a
 /// reference by name (`{"name": …}`) to a pool of the tree, or a whole new pool.
 #[serde_with::serde_as]
@@ -343,13 +401,6 @@ pub fn build_tree(
 ) -> ApiResult<()> {
     let body: TreePolicy = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request(format!("Invalid input for l7policies: {e}")))?;
-    if listener.protocol != Protocol::Http {
-        return Err(ApiError::bad_request(format!(
-            "L7 policies need an HTTP listener; this one is {}.",
-            validate::protocol_name(listener.protocol)
-        )));
-    }
-    provider_renders_action(api, &lb.provider, body.action)?;
     let pool_id = match body.redirect_pool {
         None | Some(Value::Null) => None,
         Some(Value::Object(reference)) if reference.len() == 1 => {
@@ -382,40 +433,29 @@ pub fn build_tree(
             )?)
         }
     };
-    let redirect = redirect(
-        |id| tree.pools.iter().find(|p| p.common.id == id),
-        listener,
-        body.action,
-        Redirect {
+    let new = NewPolicy {
+        action: body.action,
+        name: body.name,
+        description: body.description,
+        admin_state_up: body.admin_state_up,
+        redirect: Redirect {
             pool_id,
             url: body.redirect_url,
             prefix: body.redirect_prefix,
             code: body.redirect_http_code,
         },
-    )?;
-    let policy = L7Policy {
-        common: new_common(
-            &lb.common.project_id,
-            body.name,
-            body.description,
-            body.admin_state_up,
-            body.tags,
-        )?,
-        loadbalancer_id: lb.common.id.clone(),
-        listener_id: listener.common.id.clone(),
-        action: body.action,
-        position: position(body.position)?,
-        redirect_pool_id: redirect.pool_id,
-        redirect_url: redirect.url,
-        redirect_prefix: redirect.prefix,
-        redirect_http_code: redirect.code,
+        position: body.position,
+        rules: body.rules,
+        tags: body.tags,
     };
-    let rules = body.rules.unwrap_or_default();
-    if rules.len() > MAX_RULES {
-        return Err(too_many_rules(&policy.common.id));
-    }
+    let (policy, rules) = assemble(
+        api,
+        |id| tree.pools.iter().find(|p| p.common.id == id),
+        lb,
+        listener,
+        new,
+    )?;
     for rule in rules {
-        let rule = build_rule(api, &lb.provider, &policy, rule)?;
         tree.l7rules.push(rule);
     }
     for placed in renumber(tree, &listener.common.id, Some(&policy), None) {
@@ -472,50 +512,23 @@ async fn create(
                 body.tenant_id.as_deref(),
                 &listener.common.project_id,
             )?;
-            if listener.protocol != Protocol::Http {
-                return Err(ApiError::bad_request(format!(
-                    "L7 policies need an HTTP listener; listener {} is {}.",
-                    listener.common.id,
-                    validate::protocol_name(listener.protocol)
-                )));
-            }
-            provider_renders_action(plane, &lb.provider, body.action)?;
-            let redirect = redirect(
-                |id| snapshot.pool(&ctx, id).ok(),
-                listener,
-                body.action,
-                Redirect {
+            let new = NewPolicy {
+                action: body.action,
+                name: body.name,
+                description: body.description,
+                admin_state_up: body.admin_state_up,
+                redirect: Redirect {
                     pool_id: body.redirect_pool_id,
                     url: body.redirect_url,
                     prefix: body.redirect_prefix,
                     code: body.redirect_http_code,
                 },
-            )?;
-            let policy = L7Policy {
-                common: new_common(
-                    &listener.common.project_id,
-                    body.name,
-                    body.description,
-                    body.admin_state_up,
-                    body.tags,
-                )?,
-                loadbalancer_id: listener.loadbalancer_id.clone(),
-                listener_id: listener.common.id.clone(),
-                action: body.action,
-                position: position(body.position)?,
-                redirect_pool_id: redirect.pool_id,
-                redirect_url: redirect.url,
-                redirect_prefix: redirect.prefix,
-                redirect_http_code: redirect.code,
+                position: body.position,
+                rules: body.rules,
+                tags: body.tags,
             };
-            let rules = body.rules.unwrap_or_default();
-            if rules.len() > MAX_RULES {
-                return Err(too_many_rules(&policy.common.id));
-            }
-            let rules = rules
-                .into_iter()
-                .map(|rule| build_rule(plane, &lb.provider, &policy, rule))
-                .collect::<ApiResult<Vec<_>>>()?;
+            let find_pool = |id: &str| snapshot.pool(&ctx, id).ok();
+            let (policy, rules) = assemble(plane, find_pool, lb, listener, new)?;
             let mut batch = Batch::new();
             touch_parent(snapshot, &policy.loadbalancer_id, &mut batch)?;
             let placed = renumber(snapshot, &policy.listener_id, Some(&policy), None);
