@@ -285,9 +285,19 @@ async fn converge(api: &Arc<ControlPlane>, lb_id: &str) -> Result<Step, JobError
     } = work;
     let call = tokio::task::spawn_blocking(move || -> Result<(), wit::Error> {
         let Some(device) = device else { return Ok(()) };
+        let in_service = device.enabled;
         let device = convert::device(&device);
         if deleting {
-            return driver.remove(&model, &device);
+            // A device an operator took out of service (disabled: dead, or being replaced)
+            // does not hold a delete back: its configuration is removed if it answers, and
+            // the load balancer leaves the records either way.
+            return match driver.remove(&model, &device) {
+                Err(error) if !in_service => {
+                    tracing::warn!(device = device.id.as_str(), %error, "could not remove a deleted load balancer from its disabled device");
+                    Ok(())
+                }
+                other => other,
+            };
         }
         let config = driver.translate(&model, &device)?;
         driver.apply(&model, &device, &config)?;

@@ -829,3 +829,51 @@ fn failover_moves_a_load_balancer_off_a_disabled_device() {
     assert_eq!(load(&first), Some(json!(0)));
     assert_eq!(load(&second), Some(json!(1)));
 }
+
+/// A device that died keeps its load balancers from being deleted (the driver cannot remove
+/// them from it) until an operator takes it out of service: then the deletes go through.
+#[test]
+fn load_balancers_on_a_dead_device_are_deleted_once_it_is_disabled() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let adc = FakeAppliance::start();
+    let cp = ControlPlane::start(data.path(), Auth::None);
+    let admin = cp.client(None);
+    network(&admin, "vip", 100, "127.0.86.0/24");
+    network(&admin, "app", 201, "10.7.0.0/24");
+    let dead = device(
+        &admin,
+        json!({"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+               "management_url": adc.url(), "capacity": 8}),
+    );
+    let created = admin.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"vip_subnet_id": "vip-subnet", "provider": "acme-adc",
+            "listeners": [{"protocol": "TCP", "protocol_port": 443, "default_pool": {
+                "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN",
+                "members": [{"address": "10.7.0.11", "protocol_port": 8443}]}}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    assert_eq!(admin.settle(&lb_id)["provisioning_status"], "ACTIVE");
+
+    drop(adc);
+    let delete = format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true");
+    let (status, body) = admin.delete(&delete);
+    assert_eq!(status, 204, "{body}");
+    let stuck = admin.settle(&lb_id);
+    assert_eq!(stuck["provisioning_status"], "ERROR", "{stuck}");
+
+    let (status, body) = admin.put(
+        &format!("/v2/admin/devices/{dead}"),
+        &json!({"device": {"enabled": false}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin.delete(&delete);
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        admin.settle(&lb_id),
+        Value::Null,
+        "the load balancer is gone"
+    );
+    let (_, device) = admin.get(&format!("/v2/admin/devices/{dead}"));
+    assert_eq!(device["device"]["load_balancers"], 0, "{device}");
+}
