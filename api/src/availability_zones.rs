@@ -79,25 +79,14 @@ async fn validate_profile(api: &Arc<Api>, profile: &AvailabilityZoneProfile) -> 
         .map_err(|e| ApiError::bad_request(format!("Invalid availability_zone_data: {e}")))?
         .metadata;
     let provider = profile.provider_name.clone();
-    let driver = api
-        .drivers
-        .get(&provider)
-        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
+    let driver = validate::provider(api, &provider)?;
     let zone = crate::runtime::AvailabilityZone {
         name: profile.name.clone(),
         metadata,
     };
     api.blocking(move || driver.validate_availability_zone(&zone))
         .await?
-        .map_err(|e| match e {
-            crate::runtime::Error::Refused { error, .. } => ApiError::bad_request(format!(
-                "Provider '{provider}' rejected the availability zone metadata: {}",
-                crate::runtime::describe_driver_error(&error)
-            )),
-            other => ApiError::bad_request(format!(
-                "Provider '{provider}' could not validate the availability zone metadata: {other}"
-            )),
-        })
+        .map_err(|e| super::flavors::metadata_refused(&provider, "availability zone", e))
 }
 
 #[derive(Deserialize)]

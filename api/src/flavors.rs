@@ -113,17 +113,26 @@ async fn validate_profile(api: &Arc<Api>, name: &str, profile: &FlavorProfile) -
         let flavor = flavor.clone();
         api.blocking(move || driver.validate_flavor(&flavor))
             .await?
-            .map_err(|e| match e {
-                crate::runtime::Error::Refused { error, .. } => ApiError::bad_request(format!(
-                    "Provider '{provider}' rejected the flavor metadata: {}",
-                    crate::runtime::describe_driver_error(&error)
-                )),
-                other => ApiError::bad_request(format!(
-                    "Provider '{provider}' could not validate the flavor metadata: {other}"
-                )),
-            })?;
+            .map_err(|e| metadata_refused(&provider, "flavor", e))?;
     }
     Ok(())
+}
+
+/// A driver's answer to a profile's metadata (`what`: flavor, availability zone) as a 400.
+pub(crate) fn metadata_refused(
+    provider: &str,
+    what: &str,
+    error: crate::runtime::Error,
+) -> ApiError {
+    match error {
+        crate::runtime::Error::Refused { error, .. } => ApiError::bad_request(format!(
+            "Provider '{provider}' rejected the {what} metadata: {}",
+            crate::runtime::describe_driver_error(&error)
+        )),
+        other => ApiError::bad_request(format!(
+            "Provider '{provider}' could not validate the {what} metadata: {other}"
+        )),
+    }
 }
 
 #[derive(Deserialize)]

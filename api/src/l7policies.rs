@@ -267,7 +267,8 @@ fn renumber(
 
 /// The provider must render the action (501 otherwise, as Octavia answers).
 fn provider_renders_action(api: &ControlPlane, provider: &str, action: L7Action) -> ApiResult<()> {
-    let caps = validate::capabilities(api, provider)?;
+    let driver = validate::provider(api, provider)?;
+    let caps = driver.capabilities();
     if caps
         .features
         .l7_actions
@@ -283,7 +284,8 @@ fn provider_renders_action(api: &ControlPlane, provider: &str, action: L7Action)
 }
 
 fn provider_renders_rule(api: &ControlPlane, provider: &str, kind: L7RuleType) -> ApiResult<()> {
-    let caps = validate::capabilities(api, provider)?;
+    let driver = validate::provider(api, provider)?;
+    let caps = driver.capabilities();
     if caps
         .features
         .l7_rule_kinds

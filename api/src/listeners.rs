@@ -221,7 +221,8 @@ fn insert_headers(
             validate::protocol_name(protocol)
         )));
     }
-    let caps = validate::capabilities(api, provider)?;
+    let driver = validate::provider(api, provider)?;
+    let caps = driver.capabilities();
     let mut headers = BTreeMap::new();
     for (name, value) in given {
         let Some(known) = INSERT_HEADERS

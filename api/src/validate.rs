@@ -133,17 +133,11 @@ pub fn monitor_compatible(pool: Protocol, monitor: MonitorType) -> bool {
 }
 
 pub fn protocol_name(protocol: Protocol) -> String {
-    serde_json::to_value(protocol)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    crate::views::name(&protocol)
 }
 
 pub fn algorithm_name(algorithm: LbAlgorithm) -> String {
-    serde_json::to_value(algorithm)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    crate::views::name(&algorithm)
 }
 
 /// The network and subnet a VIP goes on, from `vip_subnet_id` or `vip_network_id`.
@@ -212,16 +206,14 @@ pub fn unsupported_options(
     }
 }
 
-/// What the provider's driver reports it supports.
-pub fn capabilities(
+/// The provider's driver, whose `capabilities()` say what it supports.
+pub fn provider(
     api: &lbaas_control::ControlPlane,
     provider: &str,
-) -> ApiResult<crate::runtime::DriverCapabilities> {
-    let driver = api
-        .drivers
+) -> ApiResult<crate::runtime::LoadedDriver> {
+    api.drivers
         .get(provider)
-        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))?;
-    Ok(driver.capabilities().clone())
+        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))
 }
 
 /// The provider's driver must support the protocol and algorithm asked for.
@@ -231,7 +223,8 @@ pub fn provider_supports(
     protocol: Option<Protocol>,
     algorithm: Option<LbAlgorithm>,
 ) -> ApiResult<()> {
-    let caps = capabilities(api, provider)?;
+    let driver = self::provider(api, provider)?;
+    let caps = driver.capabilities();
     if let Some(protocol) = protocol
         && !caps.protocols.contains(&crate::convert::protocol(protocol))
     {
