@@ -1,14 +1,17 @@
 //! Who is asking: `--auth none` (Octavia's noauth: the project comes from the request, every
-//! action is allowed) or `--auth tokens FILE` (opaque tokens from `X-Auth-Token`, each mapped to
-//! a project and Octavia's roles).
+//! action is allowed), `--auth tokens FILE` (opaque tokens from `X-Auth-Token`, each mapped to
+//! a project and roles, for small set-ups and tests) or `--auth keystone` (tokens Keystone
+//! issued, validated against it: [`crate::keystone`]).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::request::Parts;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::keystone::Keystone;
 
 pub const ROLE_MEMBER: &str = "load-balancer_member";
 pub const ROLE_OBSERVER: &str = "load-balancer_observer";
@@ -49,6 +52,7 @@ pub enum TokensFileError {
 pub enum Auth {
     None,
     Tokens(HashMap<String, TokenGrant>),
+    Keystone(Arc<Keystone>),
 }
 
 impl Auth {
@@ -66,7 +70,7 @@ impl Auth {
         Ok(Auth::Tokens(tokens))
     }
 
-    pub fn context(&self, parts: &Parts) -> Result<Context, ApiError> {
+    pub async fn context(&self, parts: &Parts) -> Result<Context, ApiError> {
         match self {
             Auth::None => {
                 let project = header(parts, "x-project-id")
@@ -86,6 +90,10 @@ impl Auth {
                     roles: grant.roles.clone(),
                     noauth: false,
                 })
+            }
+            Auth::Keystone(keystone) => {
+                let token = header(parts, "x-auth-token").ok_or_else(ApiError::unauthorized)?;
+                keystone.context(token).await
             }
         }
     }

@@ -17,6 +17,7 @@ mod drivers;
 pub mod error;
 mod flavors;
 mod healthmonitors;
+pub mod keystone;
 mod l7policies;
 mod listeners;
 mod loadbalancers;
@@ -117,7 +118,7 @@ impl FromRequestParts<Arc<Api>> for Context {
         parts: &mut Parts,
         api: &Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        api.auth.context(parts)
+        api.auth.context(parts).await
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lbaas_host::api::Auth;
+use lbaas_host::api::keystone::{Keystone, KeystoneConfig};
 use lbaas_host::audit;
 use lbaas_host::builder::{DriverSource, HostBuilder};
 use lbaas_host::devices::StaticDevices;
@@ -53,9 +54,10 @@ enum Command {
         /// Networks device management endpoints may be in (repeatable). Default: loopback.
         #[arg(long = "device-network", value_name = "CIDR")]
         device_networks: Vec<IpNet>,
-        /// `none` (Octavia's noauth: everything allowed; loopback listen addresses only) or
-        /// `tokens` (with --tokens-file).
-        #[arg(long, default_value = "none", value_parser = ["none", "tokens"])]
+        /// `none` (Octavia's noauth: everything allowed; loopback listen addresses only),
+        /// `tokens` (with --tokens-file) or `keystone` (with --keystone-url and the host's
+        /// service user).
+        #[arg(long, default_value = "none", value_parser = ["none", "tokens", "keystone"])]
         auth: String,
         /// Who may register devices: `admins`, or also project `members` (a virtual device of
         /// their own project).
@@ -70,6 +72,8 @@ enum Command {
         /// MiB of database pages kept cached in memory.
         #[arg(long, default_value_t = lbaas_host::store::DEFAULT_CACHE_BYTES >> 20)]
         cache_mib: u64,
+        #[command(flatten)]
+        keystone: KeystoneArgs,
         #[command(flatten)]
         audit_key: AuditKey,
         #[command(flatten)]
@@ -136,6 +140,58 @@ enum AuditCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+/// How `--auth keystone` reaches Keystone, as keystonemiddleware's `[keystone_authtoken]`.
+#[derive(clap::Args)]
+struct KeystoneArgs {
+    /// Keystone's public endpoint (`http://keystone:5000`, with or without `/v3`).
+    #[arg(long, value_name = "URL")]
+    keystone_url: Option<String>,
+    /// The host's service user, which asks Keystone about callers' tokens: it needs the
+    /// `service` (or `admin`) role.
+    #[arg(long, value_name = "NAME", default_value = "octavia")]
+    keystone_user: String,
+    /// File holding the service user's password (its first line).
+    #[arg(long, value_name = "FILE")]
+    keystone_password_file: Option<PathBuf>,
+    /// Project the service user's token is scoped to.
+    #[arg(long, value_name = "NAME", default_value = "service")]
+    keystone_project: String,
+    /// Domain id of the service user and of its project.
+    #[arg(long, value_name = "ID", default_value = "default")]
+    keystone_domain: String,
+    /// How long a validated token is trusted before Keystone is asked again (a revoked token
+    /// is refused at most this long after its revocation).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    keystone_cache: std::time::Duration,
+}
+
+impl KeystoneArgs {
+    /// The Keystone client, its settings checked by getting the host's own token.
+    fn connect(&self) -> anyhow::Result<Auth> {
+        let Some(url) = &self.keystone_url else {
+            bail!("--auth keystone needs --keystone-url URL");
+        };
+        let Some(file) = &self.keystone_password_file else {
+            bail!("--auth keystone needs --keystone-password-file FILE");
+        };
+        let password = std::fs::read_to_string(file).with_context(|| {
+            format!("cannot read the Keystone password file {}", file.display())
+        })?;
+        let mut config = KeystoneConfig::new(
+            url,
+            &self.keystone_user,
+            password.lines().next().unwrap_or_default(),
+        );
+        config.project = self.keystone_project.clone();
+        config.user_domain = self.keystone_domain.clone();
+        config.project_domain = self.keystone_domain.clone();
+        config.cache_for = self.keystone_cache;
+        let keystone = Keystone::new(config);
+        keystone.check()?;
+        Ok(Auth::Keystone(Arc::new(keystone)))
+    }
 }
 
 /// Where the key that signs audit checkpoints is.
@@ -291,6 +347,7 @@ fn run() -> anyhow::Result<()> {
             tokens_file,
             workers,
             cache_mib,
+            keystone,
             audit_key,
             data_plane,
             trust,
@@ -299,12 +356,13 @@ fn run() -> anyhow::Result<()> {
                 ("tokens", Some(file)) => Auth::tokens_file(&file)?,
                 ("tokens", None) => bail!("--auth tokens needs --tokens-file FILE"),
                 (_, Some(_)) => bail!("--tokens-file needs --auth tokens"),
+                ("keystone", None) => keystone.connect()?,
                 _ => Auth::None,
             };
             if matches!(auth, Auth::None) && !listen.ip().is_loopback() {
                 bail!(
                     "--auth none lets every caller act as admin: it listens on loopback addresses \
-                     only, not {listen} (use --auth tokens)"
+                     only, not {listen} (use --auth keystone or --auth tokens)"
                 );
             }
             let sources = Sources {

@@ -6,6 +6,7 @@ pub mod acme_sim;
 pub mod appliance;
 pub mod backend;
 pub mod control;
+pub mod keystone;
 pub mod model;
 pub mod multimemory;
 pub mod process;

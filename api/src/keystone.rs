@@ -1,0 +1,428 @@
+//! Keystone tokens, validated the way keystonemiddleware does for Octavia: the host holds a
+//! service token of its own (`POST /v3/auth/tokens` with its password), asks Keystone about each
+//! caller's token (`GET /v3/auth/tokens` with `X-Subject-Token`), and takes the project and the
+//! role names from the answer. A valid answer is cached for `cache_for` (keystonemiddleware's
+//! `token_cache_time`), never past the token's own expiry, so a revoked token stops working
+//! within `cache_for`. Tokens are cached by their SHA-256, never kept in the clear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::auth::Context;
+use super::error::ApiError;
+
+/// Longer than any token Keystone issues (fernet tokens are under 300 bytes): refused without
+/// asking Keystone.
+const MAX_TOKEN_BYTES: usize = 8 << 10;
+/// Cached tokens at most; past it, expired entries are dropped, then the whole cache.
+const MAX_CACHED: usize = 50_000;
+/// A service token is renewed this long before Keystone says it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// Where Keystone is and who the host is to it.
+#[derive(Clone)]
+pub struct KeystoneConfig {
+    /// Keystone's public endpoint, with or without `/v3` (`http://keystone:5000`).
+    pub url: String,
+    /// The host's service user, its password, and the project its token is scoped to.
+    pub username: String,
+    pub password: String,
+    pub project: String,
+    /// Domain ids of the service user and of its project.
+    pub user_domain: String,
+    pub project_domain: String,
+    /// How long a validated token is trusted before Keystone is asked again.
+    pub cache_for: Duration,
+    /// How long one request to Keystone may take.
+    pub timeout: Duration,
+}
+
+impl KeystoneConfig {
+    /// The settings keystonemiddleware defaults to: the `service` project of the `default`
+    /// domain, five minutes of caching.
+    pub fn new(url: &str, username: &str, password: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+            project: "service".into(),
+            user_domain: "default".into(),
+            project_domain: "default".into(),
+            cache_for: Duration::from_secs(300),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeystoneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoneConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("project", &self.project)
+            .field("cache_for", &self.cache_for)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why Keystone could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoneError {
+    #[error("cannot reach Keystone at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Keystone refused the host's own credentials (user {user:?}, project {project:?})")]
+    Credentials { user: String, project: String },
+    #[error(
+        "Keystone does not let user {user:?} validate tokens: give it the `service` or `admin` role"
+    )]
+    NotAllowed { user: String },
+    #[error("Keystone answered {status} to {what}")]
+    Unexpected { what: &'static str, status: u16 },
+    #[error("Keystone's answer to {what} is unreadable: {reason}")]
+    Unreadable { what: &'static str, reason: String },
+}
+
+impl From<KeystoneError> for ApiError {
+    fn from(error: KeystoneError) -> Self {
+        tracing::error!(%error, "token validation failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The identity service cannot validate tokens at the moment; try again later.",
+        )
+    }
+}
+
+/// A token Keystone vouched for.
+#[derive(Debug, Clone)]
+struct Grant {
+    project_id: Option<String>,
+    roles: Vec<String>,
+    expires: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+struct Issued {
+    token: String,
+    expires: SystemTime,
+}
+
+/// A Keystone client that validates callers' tokens.
+pub struct Keystone {
+    config: KeystoneConfig,
+    /// `…/v3`, without a trailing slash.
+    base: String,
+    http: ureq::Agent,
+    service: Mutex<Option<Issued>>,
+    cache: Mutex<HashMap<[u8; 32], (Grant, SystemTime)>>,
+}
+
+impl std::fmt::Debug for Keystone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystone")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keystone {
+    pub fn new(config: KeystoneConfig) -> Self {
+        let trimmed = config.url.trim_end_matches('/');
+        let base = if trimmed.ends_with("/v3") {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/v3")
+        };
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(config.timeout))
+            .build()
+            .into();
+        Self {
+            config,
+            base,
+            http,
+            service: Mutex::new(None),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Gets the host's own token, so wrong settings show at start rather than at the first
+    /// request.
+    pub fn check(&self) -> Result<(), KeystoneError> {
+        self.service_token(true).map(drop)
+    }
+
+    /// The caller holding `token`, as Keystone describes it.
+    pub async fn context(self: &Arc<Self>, token: &str) -> Result<Context, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::unauthorized());
+        }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let grant = match self.cached(&key) {
+            Some(grant) => grant,
+            None => {
+                let this = Arc::clone(self);
+                let token = token.to_owned();
+                let grant = tokio::task::spawn_blocking(move || this.validate(&token))
+                    .await
+                    .map_err(ApiError::internal)??
+                    .ok_or_else(ApiError::unauthorized)?;
+                self.remember(key, grant.clone());
+                grant
+            }
+        };
+        let project_id = grant.project_id.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "The token is not scoped to a project: load balancers belong to projects.",
+            )
+        })?;
+        Ok(Context {
+            project_id,
+            roles: grant.roles,
+            noauth: false,
+        })
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Grant> {
+        let now = SystemTime::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.get(key) {
+            Some((grant, until)) if *until > now && grant.expires > now => Some(grant.clone()),
+            Some(_) => {
+                cache.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, key: [u8; 32], grant: Grant) {
+        let now = SystemTime::now();
+        let until = (now + self.config.cache_for).min(grant.expires);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (grant, until)| *until > now && grant.expires > now);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (grant, until));
+    }
+
+    /// Asks Keystone about `token`: `None` when it is not valid (unknown, expired or revoked).
+    fn validate(&self, token: &str) -> Result<Option<Grant>, KeystoneError> {
+        let mut renewed = false;
+        loop {
+            let service = self.service_token(renewed)?;
+            let mut response = self
+                .http
+                .get(format!("{}/auth/tokens?nocatalog", self.base))
+                .header("x-auth-token", &service)
+                .header("x-subject-token", token)
+                .call()
+                .map_err(|e| self.unreachable(e))?;
+            match response.status().as_u16() {
+                200 => {
+                    let body: TokenBody = read(&mut response, "token validation")?;
+                    return body.grant().map(Some);
+                }
+                // Keystone's answer for a token it does not know, an expired or revoked one,
+                // or one that is not a token at all.
+                400 | 404 => return Ok(None),
+                // Our own token stopped working (revoked, keys rotated): one fresh try.
+                401 if !renewed => renewed = true,
+                401 => return Err(self.credentials()),
+                403 => {
+                    return Err(KeystoneError::NotAllowed {
+                        user: self.config.username.clone(),
+                    });
+                }
+                status => {
+                    return Err(KeystoneError::Unexpected {
+                        what: "token validation",
+                        status,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The host's own token, issued again when `renew` or when it is about to expire.
+    fn service_token(&self, renew: bool) -> Result<String, KeystoneError> {
+        let mut service = self.service.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(issued) = service.as_ref()
+            && !renew
+            && issued.expires > SystemTime::now() + RENEW_BEFORE
+        {
+            return Ok(issued.token.clone());
+        }
+        let config = &self.config;
+        let request = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": config.username,
+                "domain": {"id": config.user_domain},
+                "password": config.password,
+            }}},
+            "scope": {"project": {
+                "name": config.project,
+                "domain": {"id": config.project_domain},
+            }},
+        }});
+        let mut response = self
+            .http
+            .post(format!("{}/auth/tokens?nocatalog", self.base))
+            .send_json(&request)
+            .map_err(|e| self.unreachable(e))?;
+        match response.status().as_u16() {
+            201 => {}
+            401 | 403 | 404 => return Err(self.credentials()),
+            status => {
+                return Err(KeystoneError::Unexpected {
+                    what: "the host's own authentication",
+                    status,
+                });
+            }
+        }
+        let token = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| KeystoneError::Unreadable {
+                what: "the host's own authentication",
+                reason: "no X-Subject-Token header".into(),
+            })?;
+        let body: TokenBody = read(&mut response, "the host's own authentication")?;
+        let issued = Issued {
+            token,
+            expires: body.grant()?.expires,
+        };
+        *service = Some(issued.clone());
+        Ok(issued.token)
+    }
+
+    fn unreachable(&self, error: ureq::Error) -> KeystoneError {
+        KeystoneError::Unreachable {
+            url: self.base.clone(),
+            reason: error.to_string(),
+        }
+    }
+
+    fn credentials(&self) -> KeystoneError {
+        KeystoneError::Credentials {
+            user: self.config.username.clone(),
+            project: self.config.project.clone(),
+        }
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(
+    response: &mut ureq::http::Response<ureq::Body>,
+    what: &'static str,
+) -> Result<T, KeystoneError> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_json()
+        .map_err(|e| KeystoneError::Unreadable {
+            what,
+            reason: e.to_string(),
+        })
+}
+
+/// The parts of Keystone's token document the host uses.
+#[derive(Deserialize)]
+struct TokenBody {
+    token: TokenInfo,
+}
+
+#[derive(Deserialize)]
+struct TokenInfo {
+    expires_at: String,
+    #[serde(default)]
+    project: Option<Named>,
+    #[serde(default)]
+    roles: Vec<Named>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl TokenBody {
+    fn grant(self) -> Result<Grant, KeystoneError> {
+        let token = self.token;
+        let expires = humantime::parse_rfc3339_weak(&token.expires_at).map_err(|e| {
+            KeystoneError::Unreadable {
+                what: "token validation",
+                reason: format!("expires_at {:?}: {e}", token.expires_at),
+            }
+        })?;
+        Ok(Grant {
+            project_id: token.project.and_then(|p| p.id),
+            roles: token.roles.into_iter().filter_map(|r| r.name).collect(),
+            expires,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keystone_token_documents_are_read() {
+        let body: TokenBody = serde_json::from_value(json!({"token": {
+            "expires_at": "2026-12-01T01:43:46.000000Z",
+            "project": {"id": "54b3", "name": "admin", "domain": {"id": "default"}},
+            "roles": [{"id": "1", "name": "admin"}, {"id": "2", "name": "reader"}],
+            "user": {"id": "5e18", "name": "admin"},
+            "methods": ["password"],
+        }}))
+        .expect("token body");
+        let grant = body.grant().expect("grant");
+        assert_eq!(grant.project_id.as_deref(), Some("54b3"));
+        assert_eq!(grant.roles, ["admin", "reader"]);
+        assert_eq!(
+            grant.expires,
+            humantime::parse_rfc3339("2026-12-01T01:43:46Z").expect("time")
+        );
+        let system: TokenBody = serde_json::from_value(json!({"token": {
+            "expires_at": "2026-12-01T01:43:46Z", "system": {"all": true}, "roles": []}}))
+        .expect("system-scoped body");
+        assert_eq!(system.grant().expect("grant").project_id, None);
+    }
+
+    #[test]
+    fn the_endpoint_gets_one_v3() {
+        for url in [
+            "http://k:5000",
+            "http://k:5000/",
+            "http://k:5000/v3",
+            "http://k:5000/v3/",
+        ] {
+            assert_eq!(
+                Keystone::new(KeystoneConfig::new(url, "u", "p")).base,
+                "http://k:5000/v3"
+            );
+        }
+    }
+
+    #[test]
+    fn the_password_stays_out_of_logs() {
+        let config = KeystoneConfig::new("http://k:5000", "lbaas", "hunter2");
+        assert!(!format!("{:?}", Keystone::new(config)).contains("hunter2"));
+    }
+}
