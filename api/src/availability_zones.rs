@@ -54,10 +54,12 @@ fn zone_view(zone: &AvailabilityZone) -> Value {
 /// The metadata keys a provider's zone profiles may set.
 async fn capabilities(
     State(api): State<Arc<Api>>,
-    _ctx: Context,
+    ctx: Context,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
+    // Octavia's policy: provider capabilities are for admins.
+    ctx.require_admin()?;
     let query = ListQuery::parse(raw.as_deref())?;
     let driver = api
         .drivers
@@ -80,6 +82,12 @@ async fn validate_profile(api: &Arc<Api>, profile: &AvailabilityZoneProfile) -> 
         .metadata;
     let provider = profile.provider_name.clone();
     let driver = validate::provider(api, &provider)?;
+    super::flavors::undeclared_key(
+        &provider,
+        "availability zone",
+        &metadata,
+        &driver.capabilities().features.availability_zone_keys,
+    )?;
     let zone = crate::runtime::AvailabilityZone {
         name: profile.name.clone(),
         metadata,

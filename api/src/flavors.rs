@@ -72,10 +72,12 @@ pub(crate) fn unpaged(query: &ListQuery, kind: &str, items: Vec<Value>) -> ApiRe
 
 async fn flavor_capabilities(
     State(api): State<Arc<Api>>,
-    _ctx: Context,
+    ctx: Context,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
+    // Octavia's policy: provider capabilities are for admins.
+    ctx.require_admin()?;
     let query = ListQuery::parse(raw.as_deref())?;
     let driver = api
         .drivers
@@ -110,12 +112,38 @@ async fn validate_profile(api: &Arc<Api>, name: &str, profile: &FlavorProfile) -
         let driver = api.drivers.get(&provider).ok_or_else(|| {
             ApiError::bad_request(format!("Provider '{provider}' is not enabled."))
         })?;
+        undeclared_key(
+            &provider,
+            "flavor",
+            &flavor.metadata,
+            &driver.capabilities().flavor_keys,
+        )?;
         let flavor = flavor.clone();
         api.blocking(move || driver.validate_flavor(&flavor))
             .await?
             .map_err(|e| metadata_refused(&provider, "flavor", e))?;
     }
     Ok(())
+}
+
+/// A metadata key the provider's driver does not declare: `501` naming it, as Octavia answers
+/// for an option its provider lacks (the driver is not asked).
+pub(crate) fn undeclared_key(
+    provider: &str,
+    what: &str,
+    metadata: &[crate::runtime::Entry],
+    declared: &[crate::runtime::FlavorKey],
+) -> ApiResult<()> {
+    match metadata
+        .iter()
+        .find(|entry| !declared.iter().any(|key| key.name == entry.key))
+    {
+        Some(entry) => Err(ApiError::unsupported(
+            provider,
+            format!("{what} metadata key '{}'", entry.key),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A driver's answer to a profile's metadata (`what`: flavor, availability zone) as a 400.

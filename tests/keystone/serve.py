@@ -2,17 +2,13 @@
 run: python serve.py HOST PORT, with OS_KEYSTONE_CONFIG_FILES naming keystone.conf.
 
 Keystone parses the process's arguments as its own options, so it cannot run under a WSGI server
-that has its own (gunicorn); the standard library's server, one thread per request, is enough for
-a test deployment.
+that has its own (gunicorn); the standard library's server is enough for a test deployment. It
+answers one request at a time: Keystone's sqlite database refuses concurrent writers ("database
+is locked", answered as 500s), and with cheap password hashing each answer takes milliseconds.
 """
 
 import sys
-from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-
-class ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -25,7 +21,7 @@ def main():
     del sys.argv[1:]
     from keystone.wsgi.api import application
 
-    server = make_server(host, port, application, ThreadingServer, QuietHandler)
+    server = make_server(host, port, application, WSGIServer, QuietHandler)
     print(f"keystone listening on http://{host}:{port}", flush=True)
     server.serve_forever()
 

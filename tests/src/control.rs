@@ -186,6 +186,12 @@ impl Client {
         }
     }
 
+    /// Sends `token` as `X-Auth-Token`.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Acts for `project` (noauth's `X-Project-Id`).
     pub fn as_project(mut self, project: &str) -> Self {
         self.project = Some(project.into());

@@ -34,11 +34,16 @@ pub struct Keystone {
 impl Keystone {
     /// Bootstraps and starts a Keystone whose tokens live `token_lifetime`.
     pub fn start(token_lifetime: Duration) -> Self {
-        let bin = venv().join("bin");
+        Self::start_in(&venv(), token_lifetime)
+    }
+
+    /// [`Keystone::start`] with Keystone installed in the virtual environment `venv`.
+    pub fn start_in(venv: &std::path::Path, token_lifetime: Duration) -> Self {
+        let bin = venv.join("bin");
         assert!(
             bin.join("keystone-manage").exists(),
             "Keystone is not installed in {}: scripts/test installs it",
-            venv().display()
+            venv.display()
         );
         let dir = tempfile::tempdir().expect("keystone folder");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -51,7 +56,8 @@ impl Keystone {
         std::fs::write(
             &config,
             format!(
-                "[database]\nconnection = sqlite:///{db}\n\
+                "[database]\nconnection = sqlite:///{db}?timeout=30\n\
+                 [identity]\npassword_hash_rounds = 4\n\
                  [token]\nprovider = fernet\nexpiration = {expiration}\n\
                  [fernet_tokens]\nkey_repository = {keys}/fernet\n\
                  [fernet_receipts]\nkey_repository = {keys}/receipts\n\
@@ -163,6 +169,11 @@ impl Keystone {
         self.call(method, path, &[("x-auth-token", &token)], body)
     }
 
+    /// What Keystone logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("keystone.log")).unwrap_or_default()
+    }
+
     /// A project-scoped token for `user` (domain `default`).
     pub fn token(&self, user: &str, password: &str, project: &str) -> String {
         let (status, body) = self.call(
@@ -222,6 +233,16 @@ impl Keystone {
             Some(id) => id.to_owned(),
             None => self.create("roles", json!({"name": name})),
         }
+    }
+
+    /// Adds a service of `service_type` to the catalog, its public endpoint at `url`.
+    pub fn register(&self, service_type: &str, name: &str, url: &str) {
+        let service = self.create("services", json!({"name": name, "type": service_type}));
+        self.create(
+            "endpoints",
+            json!({"service_id": service, "interface": "public", "url": url,
+                   "region_id": "RegionOne"}),
+        );
     }
 
     /// A project of the `default` domain.

@@ -316,3 +316,69 @@ fn udp_sctp_and_source_ip_port_render_for_the_appliance() {
     let kinds: Vec<&str> = monitors.iter().filter_map(|m| m["type"].as_str()).collect();
     assert!(kinds.contains(&"sctp") && kinds.contains(&"udp"), "{doc}");
 }
+
+/// The flavor's `loadbalancer_topology` becomes the appliance's redundancy mode; a zone's
+/// `compute_zone` and `management_network` keep its load balancers on appliances whose metadata
+/// names them.
+#[test]
+fn topology_and_zone_keys_reach_the_appliance() {
+    use lbaas_host::runtime::AvailabilityZone;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = TestHost::open(dir.path());
+    let driver = host.load(&drivers().acme_adc);
+    for topology in ["SINGLE", "ACTIVE_STANDBY"] {
+        driver
+            .validate_flavor(&flavor("ha", &[("loadbalancer_topology", topology)]))
+            .expect(topology);
+    }
+    let error = driver
+        .validate_flavor(&flavor("ha", &[("loadbalancer_topology", "TRIPLE")]))
+        .expect_err("an unknown topology");
+    assert!(
+        error.to_string().contains("SINGLE or ACTIVE_STANDBY"),
+        "{error}"
+    );
+    let mut lb = web_shop("lb-ha", "192.0.2.30");
+    let appliance = small_appliance("adc-1", "east");
+    let rendered = |lb: &LoadBalancer| -> serde_json::Value {
+        let config = driver.translate(lb, &appliance).expect("translate");
+        serde_json::from_str(&config.body).expect("valid JSON")
+    };
+    assert_eq!(rendered(&lb)["spec"]["redundancy"], "single");
+    lb.flavor = Some(flavor("ha", &[("loadbalancer_topology", "ACTIVE_STANDBY")]));
+    assert_eq!(rendered(&lb)["spec"]["redundancy"], "active-standby");
+
+    let zone = |entries: &[(&str, &str)]| AvailabilityZone {
+        name: "zone-a".into(),
+        metadata: flavor("zone-a", entries).metadata,
+    };
+    driver
+        .validate_availability_zone(&zone(&[
+            ("compute_zone", "site-1"),
+            ("management_network", "oob-1"),
+        ]))
+        .expect("valid zone");
+    driver
+        .validate_availability_zone(&zone(&[("compute_zone", " ")]))
+        .expect_err("an empty site");
+    let lb = simple_lb("lb-z", "192.0.2.31", 100, 200);
+    let mut request = request_for(&lb);
+    request.availability_zone = Some(zone(&[("compute_zone", "site-1")]));
+    let candidates = [
+        candidate(
+            with_metadata(small_appliance("here", "east"), "compute_zone", "site-1"),
+            0,
+            0,
+        ),
+        candidate(
+            with_metadata(small_appliance("there", "east"), "compute_zone", "site-2"),
+            0,
+            0,
+        ),
+        candidate(small_appliance("unknown", "east"), 0, 0),
+    ];
+    let hints = driver.select(&request, &candidates).expect("select");
+    score(&hints, "here");
+    assert!(rejection(&hints, "there").contains("compute zone site-1"));
+    assert!(rejection(&hints, "unknown").contains("compute zone site-1"));
+}

@@ -172,11 +172,14 @@ fn full_lifecycle_of_a_load_balancer() {
         .filter_map(|p| p["name"].as_str())
         .collect();
     assert_eq!(names, ["acme-adc", "haproxy"]);
-    let (_, caps) = alice.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities");
+    // Capabilities are for admins, as in Octavia's policy.
+    let (status, _) = alice.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities");
+    assert_eq!(status, 403);
+    let (_, caps) = admin.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities");
     assert_eq!(caps["flavor_capabilities"][0]["name"], "cluster");
     // Filters and `fields` apply, as to every list.
     let (_, caps) =
-        alice.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities?name=cluster&fields=name");
+        admin.get("/v2.0/lbaas/providers/acme-adc/flavor_capabilities?name=cluster&fields=name");
     assert_eq!(caps["flavor_capabilities"], json!([{ "name": "cluster" }]));
 
     // A full tree in one request: PENDING_CREATE at once, then ACTIVE.
@@ -753,6 +756,14 @@ fn bad_requests_get_clear_4xx_answers() {
             r#"{"flavorprofile": {"name": "x", "provider_name": "haproxy", "flavor_data": "{\"maxconn\": \"lots\"}"}}"#,
             400,
             "rejected the flavor metadata",
+        ),
+        (
+            &admin,
+            "POST",
+            "/v2/lbaas/flavorprofiles".into(),
+            r#"{"flavorprofile": {"name": "x", "provider_name": "haproxy", "flavor_data": "{\"compute_flavor\": \"m1\"}"}}"#,
+            501,
+            "does not support a requested option: flavor metadata key 'compute_flavor'",
         ),
         (
             &admin,

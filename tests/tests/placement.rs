@@ -683,7 +683,19 @@ fn an_availability_zone_keeps_its_load_balancers_on_its_devices() {
                     "provider_name": provider, "availability_zone_data": data.to_string()}}),
         )
     };
+    // A key the driver does not declare is an option the provider lacks: 501, naming it.
     let (status, refused) = profile("acme-adc", json!({"rack": "7"}));
+    assert_eq!(status, 501, "{refused}");
+    assert!(
+        refused["faultstring"]
+            .as_str()
+            .is_some_and(|f| f.contains("availability zone metadata key 'rack'")),
+        "{refused}"
+    );
+    let (status, _) = profile("haproxy", json!({"anything": "x"}));
+    assert_eq!(status, 501, "the HAProxy driver declares no zone keys");
+    // A declared key with a value the driver refuses is a bad request.
+    let (status, refused) = profile("acme-adc", json!({"cluster": " "}));
     assert_eq!(status, 400, "{refused}");
     assert!(
         refused["faultstring"]
@@ -691,8 +703,6 @@ fn an_availability_zone_keeps_its_load_balancers_on_its_devices() {
             .is_some_and(|f| f.contains("rejected the availability zone metadata")),
         "{refused}"
     );
-    let (status, _) = profile("haproxy", json!({"anything": "x"}));
-    assert_eq!(status, 400, "the HAProxy driver declares no zone keys");
     let (status, east_profile) = profile("acme-adc", json!({"cluster": "east"}));
     assert_eq!(status, 201, "{east_profile}");
     let east_profile = east_profile["availability_zone_profile"]["id"]

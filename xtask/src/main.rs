@@ -2,6 +2,11 @@
 //! with the machine, the commit, and for each figure its median, its spread (the 95 %
 //! confidence interval of the median, or the range of repeated runs) and its ratio to the
 //! baseline measured in the same run. Nothing here asserts a time.
+//!
+//! `cargo xtask conformance`: Octavia's own API test suite against `lbaasd`, written to
+//! `docs/conformance.md` (see [`conformance`]).
+
+mod conformance;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,11 +31,19 @@ enum Task {
         #[arg(long)]
         no_run: bool,
     },
+    /// Run Octavia's API test suite (tempest + octavia-tempest-plugin) against lbaasd, once per
+    /// provider, and rewrite docs/conformance.md.
+    Conformance(conformance::Args),
+    /// One provider's run, inside the network namespace `conformance` made for it.
+    #[command(hide = true)]
+    ConformanceRun(conformance::RunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Bench { no_run } => bench(no_run),
+        Task::Conformance(args) => conformance::conformance(&args),
+        Task::ConformanceRun(args) => conformance::run(&args),
     }
 }
 

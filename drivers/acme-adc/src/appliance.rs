@@ -83,12 +83,23 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
         "spec": {
             "vip": vip.to_string(),
             "vlans": vlans,
+            "redundancy": redundancy(lb.flavor.as_ref().and_then(|f| f.get("loadbalancer_topology")))
+                .ok_or_else(|| DriverError::InvalidInput("unknown loadbalancer_topology".into()))?,
             "virtualServers": virtual_servers,
             "pools": pools,
         },
     });
     serde_json::to_string_pretty(&document)
         .map_err(|e| DriverError::Internal(format!("cannot encode appliance config: {e}")))
+}
+
+/// The appliance's redundancy mode for a flavor's `loadbalancer_topology` (Octavia's names).
+pub fn redundancy(topology: Option<&str>) -> Option<&'static str> {
+    match topology {
+        None | Some("SINGLE") => Some("single"),
+        Some("ACTIVE_STANDBY") => Some("active-standby"),
+        Some(_) => None,
+    }
 }
 
 fn profile(protocol: Protocol) -> Result<&'static str, DriverError> {

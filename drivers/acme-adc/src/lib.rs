@@ -52,12 +52,25 @@ impl Driver for AcmeAdcDriver {
                     "spread",
                     "true (default): spread a project's VIPs across the cluster; false: pack them.",
                 ),
+                FlavorKey::new(
+                    "loadbalancer_topology",
+                    "SINGLE (default): the virtual service runs on one appliance; \
+                     ACTIVE_STANDBY: the appliance mirrors it to its HA peer.",
+                ),
             ],
             features: Features {
-                availability_zone_keys: vec![FlavorKey::new(
-                    "cluster",
-                    "Place only on appliances of this cluster.",
-                )],
+                availability_zone_keys: vec![
+                    FlavorKey::new("cluster", "Place only on appliances of this cluster."),
+                    FlavorKey::new(
+                        "compute_zone",
+                        "Place only on appliances whose `compute_zone` metadata is this site.",
+                    ),
+                    FlavorKey::new(
+                        "management_network",
+                        "Place only on appliances managed through this network (their \
+                         `management_network` metadata).",
+                    ),
+                ],
                 ..Features::none()
             },
         }
@@ -68,15 +81,40 @@ impl Driver for AcmeAdcDriver {
             match entry.key.as_str() {
                 "cluster" if !entry.value.trim().is_empty() => {}
                 "spread" if matches!(entry.value.as_str(), "true" | "false") => {}
-                "cluster" | "spread" => {
+                "loadbalancer_topology" if appliance::redundancy(Some(&entry.value)).is_some() => {}
+                "cluster" | "spread" | "loadbalancer_topology" => {
                     return Err(DriverError::InvalidInput(format!(
-                        "flavor key `{}` has an invalid value `{}` (cluster: a name; spread: true or false)",
+                        "flavor key `{}` has an invalid value `{}` (cluster: a name; spread: true \
+                         or false; loadbalancer_topology: SINGLE or ACTIVE_STANDBY)",
                         entry.key, entry.value
                     )));
                 }
                 other => {
                     return Err(DriverError::InvalidInput(format!(
-                        "flavor key `{other}` is not supported by the acme-adc driver (known: cluster, spread)"
+                        "flavor key `{other}` is not supported by the acme-adc driver (known: \
+                         cluster, spread, loadbalancer_topology)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_availability_zone(zone: &AvailabilityZone) -> Result<(), DriverError> {
+        for entry in &zone.metadata {
+            match entry.key.as_str() {
+                "cluster" | "compute_zone" | "management_network" => {
+                    if entry.value.trim().is_empty() {
+                        return Err(DriverError::InvalidInput(format!(
+                            "availability zone key `{}` needs a name",
+                            entry.key
+                        )));
+                    }
+                }
+                other => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "availability zone key `{other}` is not supported by the acme-adc \
+                         driver (known: cluster, compute_zone, management_network)"
                     )));
                 }
             }

@@ -94,6 +94,19 @@ fn verdict(
     {
         return Err(format!("not in cluster {cluster}"));
     }
+    // The zone's site and management network, against the appliance's own metadata.
+    if let Some(zone) = &request.availability_zone {
+        for (key, what) in [
+            ("compute_zone", "compute zone"),
+            ("management_network", "management network"),
+        ] {
+            if let Some(wanted) = zone.get(key)
+                && device.metadata(key) != Some(wanted)
+            {
+                return Err(format!("not in {what} {wanted}"));
+            }
+        }
+    }
     let capacity = device.capacity.min(crate::appliance::MAX_VIPS_PER_DEVICE);
     if candidate.load_balancers >= capacity {
         return Err(format!(

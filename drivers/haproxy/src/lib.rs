@@ -41,6 +41,10 @@ impl Driver for HaproxyDriver {
                     "spawn-capacity",
                     "Load balancers a newly spawned HAProxy device carries (1..=1000).",
                 ),
+                FlavorKey::new(
+                    "loadbalancer_topology",
+                    "SINGLE: one HAProxy per load balancer (the only topology this driver runs).",
+                ),
             ],
             features: Features {
                 l7_actions: vec![
@@ -67,10 +71,17 @@ impl Driver for HaproxyDriver {
             let range = match entry.key.as_str() {
                 "maxconn" => 1..=1_000_000,
                 "spawn-capacity" => 1..=1_000,
+                "loadbalancer_topology" if entry.value == "SINGLE" => continue,
+                "loadbalancer_topology" => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "loadbalancer_topology `{}` is not run by the haproxy driver (only SINGLE)",
+                        entry.value
+                    )));
+                }
                 other => {
                     return Err(DriverError::InvalidInput(format!(
                         "flavor key `{other}` is not supported by the haproxy driver \
-                         (known: maxconn, spawn-capacity)"
+                         (known: maxconn, spawn-capacity, loadbalancer_topology)"
                     )));
                 }
             };

@@ -1,0 +1,575 @@
+//! `cargo xtask conformance`: Octavia's own API test suite (tempest with
+//! octavia-tempest-plugin, pinned, in `target/conformance-venv`) against `lbaasd`, once per
+//! provider, and `docs/conformance.md` from the results.
+//!
+//! Each provider's run is sealed in a network namespace of its own (`unshare --net`), with only
+//! a loopback interface: the suite's members (192.0.2.x, 2001:db8::x) and anything a spawned
+//! HAProxy is told to reach go nowhere. Inside it: a real Keystone (sqlite, bootstrapped, the
+//! host's service user and the catalog's `load-balancer` and `network` endpoints), `lbaasd` with
+//! the bundled drivers and `--auth keystone`, the provider's devices (a simulated Acme appliance,
+//! or HAProxy devices the host spawns), a network with an IPv4 and an IPv6 subnet the suite is
+//! pointed at (`test_network_override`), and tempest with dynamic credentials.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use lbaas_tests::control::Client;
+use lbaas_tests::keystone::Keystone;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{cargo, root};
+
+/// What the run installs, pinned.
+const PACKAGES: &[&str] = &[
+    "tempest==47.0.0",
+    "octavia-tempest-plugin==3.5.0",
+    "keystone==30.0.0",
+];
+/// The API suite Octavia's gate runs.
+pub const SUITE: &str = "^octavia_tempest_plugin.tests.api.v2";
+const VIP_V4: &str = "127.150.0.0/16";
+const VIP_V6: &str = "fd00:150::/64";
+const SERVICE_PASSWORD: &str = "octavia-secret";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Providers to run the suite with, one column each.
+    #[arg(long = "provider", default_values_t = ["acme-adc".to_owned(), "haproxy".to_owned()])]
+    providers: Vec<String>,
+    /// The tests to run (a regular expression over test ids).
+    #[arg(long, default_value = SUITE)]
+    regex: String,
+    /// Tests run at once.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+}
+
+/// Installs, builds, runs each provider sealed in its own network namespace, and writes the
+/// report.
+pub fn conformance(args: &Args) -> anyhow::Result<()> {
+    let venv = ensure_venv()?;
+    build()?;
+    for provider in &args.providers {
+        eprintln!("xtask: running the suite against {provider}");
+        let mut unshare = Command::new("unshare");
+        unshare.arg("--net");
+        if !is_root() {
+            unshare.arg("--map-root-user");
+        }
+        let status = unshare
+            .arg("--")
+            .arg(std::env::current_exe()?)
+            .args([
+                "conformance-run",
+                "--provider",
+                provider,
+                "--regex",
+                &args.regex,
+            ])
+            .arg("--concurrency")
+            .arg(args.concurrency.to_string())
+            .arg("--venv")
+            .arg(&venv)
+            .status()
+            .context("cannot run unshare (util-linux) for a network namespace")?;
+        if !status.success() {
+            bail!("the run against {provider} failed ({status})");
+        }
+    }
+    let report = render(&args.providers, &args.regex)?;
+    let path = root().join("docs/conformance.md");
+    std::fs::write(&path, report)?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn venv_dir() -> PathBuf {
+    root().join("target/conformance-venv")
+}
+
+/// The virtual environment with the pinned packages, created when missing or different.
+fn ensure_venv() -> anyhow::Result<PathBuf> {
+    let venv = venv_dir();
+    let stamp = venv.join("lbaas-packages.txt");
+    let wanted = PACKAGES.join("\n");
+    // The shim that registers the option the plugin reads but never registers
+    // (xtask/conformance/shim), installed afresh every time: it is ours and small.
+    let shim = || -> anyhow::Result<()> {
+        let ok = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--no-deps", "--force-reinstall"])
+            .arg(root().join("xtask/conformance/shim"))
+            .status()?
+            .success();
+        if !ok {
+            bail!("cannot install the conformance shim");
+        }
+        Ok(())
+    };
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        shim()?;
+        return Ok(venv);
+    }
+    eprintln!(
+        "xtask: installing {} into {}",
+        PACKAGES.join(" "),
+        venv.display()
+    );
+    let _ = std::fs::remove_dir_all(&venv);
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?
+        .success()
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet"])
+            .args(PACKAGES)
+            .status()?
+            .success();
+    if !ok {
+        bail!("cannot install {} with pip", PACKAGES.join(" "));
+    }
+    std::fs::write(&stamp, wanted)?;
+    shim()?;
+    Ok(venv)
+}
+
+/// The release host, agent, appliance simulator and bundled drivers.
+fn build() -> anyhow::Result<()> {
+    let ok = cargo()
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "lbaas-host",
+            "--bin",
+            "lbaasd",
+        ])
+        .args(["-p", "lbaas-agent", "--bin", "lbaas-agent"])
+        .args(["-p", "lbaas-tests", "--bin", "acme-appliance"])
+        .status()?
+        .success()
+        && cargo().args(["drivers", "--quiet"]).status()?.success();
+    if !ok {
+        bail!("the build failed");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    provider: String,
+    #[arg(long)]
+    regex: String,
+    #[arg(long)]
+    concurrency: usize,
+    #[arg(long)]
+    venv: PathBuf,
+}
+
+fn work_dir(provider: &str) -> PathBuf {
+    root().join("target/conformance").join(provider)
+}
+
+/// One provider's run, inside its network namespace.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    for ip in [
+        &["link", "set", "lo", "up"][..],
+        &["-6", "route", "add", "local", VIP_V6, "dev", "lo"],
+    ] {
+        let status = Command::new("ip").args(ip).status()?;
+        if !status.success() {
+            bail!("ip {} failed", ip.join(" "));
+        }
+    }
+    let work = work_dir(&args.provider);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let release = root().join("target/release");
+
+    let keystone = Keystone::start_in(&args.venv, Duration::from_secs(6 * 3600));
+    let lbaas_url = format!("http://127.0.0.1:{}", free_port()?);
+    let service_project = keystone.project("service");
+    keystone.user("octavia", SERVICE_PASSWORD, &service_project, &["service"]);
+    keystone.register("load-balancer", "octavia", &lbaas_url);
+    keystone.register("network", "neutron", &lbaas_url);
+
+    let password = work.join("keystone-password");
+    std::fs::write(&password, SERVICE_PASSWORD)?;
+    let mut lbaasd = Command::new(release.join("lbaasd"));
+    lbaasd
+        .args(["serve", "--listen", lbaas_url.trim_start_matches("http://")])
+        .arg("--data-dir")
+        .arg(work.join("data"))
+        .arg("--driver-dir")
+        .arg(root().join("target/wasm/wasm32-wasip2/release"))
+        .args(["--auth", "keystone", "--keystone-url", &keystone.url])
+        .arg("--keystone-password-file")
+        .arg(&password)
+        .args(["--workers", "8"]);
+    if args.provider != "haproxy" {
+        lbaasd.arg("--no-spawn");
+    }
+    let host = Process::start(lbaasd.env("RUST_LOG", "warn"), &work.join("lbaasd.log"))?;
+    wait_for(&format!("{lbaas_url}/healthz"))?;
+
+    let admin = Client::new(&lbaas_url).with_token(&keystone.admin_token());
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "conformance-net", "name": "conformance", "subnets": [
+            {"id": "conformance-v4", "name": "conformance-v4", "cidr": VIP_V4},
+            {"id": "conformance-v6", "name": "conformance-v6", "cidr": VIP_V6}]}}),
+    );
+    // Acme: three simulated appliances (64 VIPs each, the appliance's own limit).
+    let mut appliances = Vec::new();
+    if args.provider == "acme-adc" {
+        for n in 1..=3 {
+            let address = format!("127.0.0.1:{}", free_port()?);
+            let mut simulator = Command::new(release.join("acme-appliance"));
+            simulator.args(["--listen", &address]).args([
+                "--max-virtual-services",
+                "64",
+                "--max-vlans-per-interface",
+                "64",
+            ]);
+            appliances.push(Process::start(
+                &mut simulator,
+                &work.join(format!("acme-{n}.log")),
+            )?);
+            wait_for(&format!("http://{address}/api/v3/network/vlans"))?;
+            admin.create(
+                "/v2/admin/devices",
+                &json!({"device": {"name": format!("acme-{n}"), "kind": "physical",
+                        "driver": "acme-adc", "management_url": format!("http://{address}"),
+                        "capacity": 64}}),
+            );
+        }
+    }
+
+    let workspace = work.join("tempest");
+    let venv_bin = args.venv.join("bin");
+    // Tempest keeps a registry of workspaces by name: the last run's entry goes first.
+    let name = format!("lbaas-conformance-{}", args.provider);
+    let _ = Command::new(venv_bin.join("tempest"))
+        .args(["workspace", "remove", "--name", &name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let status = Command::new(venv_bin.join("tempest"))
+        .args(["init", "--name", &name])
+        .arg(&workspace)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("tempest init failed");
+    }
+    std::fs::write(
+        workspace.join("etc/tempest.conf"),
+        tempest_conf(&keystone.url, &args.provider),
+    )?;
+    let log = std::fs::File::create(work.join("tempest.log"))?;
+    let started = Instant::now();
+    Command::new(venv_bin.join("tempest"))
+        .args(["run", "--regex", &args.regex, "--concurrency"])
+        .arg(args.concurrency.to_string())
+        .current_dir(&workspace)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
+    let took = started.elapsed();
+    let subunit = Command::new(venv_bin.join("stestr"))
+        .args(["last", "--subunit"])
+        .current_dir(&workspace)
+        .output()?;
+    let mut parse = Command::new(venv_bin.join("python"))
+        .arg(root().join("xtask/conformance/results.py"))
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(work.join("results.jsonl"))?)
+        .spawn()?;
+    {
+        use std::io::Write as _;
+        let mut stdin = parse.stdin.take().context("results.py stdin")?;
+        stdin.write_all(&subunit.stdout)?;
+    }
+    if !parse.wait()?.success() {
+        bail!("cannot read the suite's results");
+    }
+    std::fs::write(work.join("duration.txt"), took.as_secs().to_string())?;
+
+    drop(appliances);
+    drop(host);
+    stop_spawned_devices(&work.join("data"));
+    std::fs::write(work.join("keystone.log"), keystone.log())?;
+    drop(keystone);
+    Ok(())
+}
+
+fn tempest_conf(keystone_url: &str, provider: &str) -> String {
+    let admin = lbaas_tests::keystone::ADMIN_PASSWORD;
+    // The suite's network tests are pointed at the registered network (test_with_noop off, the
+    // overrides on); it checks for compute and image services it does not use in the API
+    // suite, hence nova and glance.
+    format!(
+        "[DEFAULT]\nlog_file = tempest.log\nuse_stderr = False\n\
+         [auth]\nuse_dynamic_credentials = True\nadmin_username = admin\n\
+         admin_password = {admin}\nadmin_project_name = admin\nadmin_domain_name = Default\n\
+         create_isolated_networks = False\n\
+         [identity]\nuri_v3 = {keystone_url}\nauth_version = v3\nregion = RegionOne\n\
+         [identity-feature-enabled]\napi_v2 = False\n\
+         [service_available]\nload_balancer = True\nneutron = True\nnova = True\n\
+         glance = True\ncinder = False\nswift = False\n\
+         [network]\nproject_networks_reachable = True\n\
+         [load_balancer]\nprovider = {provider}\ntest_with_noop = False\n\
+         build_interval = 0.5\nbuild_timeout = 120\ncheck_interval = 0.5\ncheck_timeout = 60\n\
+         lb_build_interval = 0.5\nlb_build_timeout = 300\n\
+         test_network_override = conformance-net\ntest_subnet_override = conformance-v4\n\
+         test_ipv6_subnet_override = conformance-v6\n\
+         test_IPv6_subnet_override = conformance-v6\ntest_with_ipv6 = True\n\
+         enabled_provider_drivers = acme-adc:Acme,haproxy:HAProxy\n\
+         availability_zone = zone-a\navailability_zone2 = zone-b\navailability_zone3 = zone-c\n\
+         [loadbalancer-feature-enabled]\nnot_implemented_is_error = False\n\
+         terminated_tls_enabled = False\n\
+         [enforce_scope]\noctavia = False\n"
+    )
+}
+
+/// A child process with its output in a file, killed (and reaped) on drop.
+struct Process(Child);
+
+impl Process {
+    fn start(command: &mut Command, log: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::File::create(log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until `url` answers at all.
+fn wait_for(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = Client::new(url);
+    while client.try_call("GET", "", None).is_none() {
+        if Instant::now() > deadline {
+            bail!("{url} did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Spawned devices outlive the host on purpose; here they go with the run.
+fn stop_spawned_devices(data: &Path) {
+    let Ok(walk) = Command::new("find")
+        .arg(data)
+        .args(["-name", "*.pid"])
+        .output()
+    else {
+        return;
+    };
+    for file in String::from_utf8_lossy(&walk.stdout).lines() {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Outcome {
+    id: String,
+    status: String,
+    reason: String,
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+/// The module of a test id (`test_listener`), setUpClass entries included.
+fn module(id: &str) -> String {
+    let inner = id
+        .split_once('(')
+        .map_or(id, |(_, rest)| rest.trim_end_matches(')'));
+    inner
+        .split('.')
+        .find(|part| part.starts_with("test_"))
+        .unwrap_or("other")
+        .to_owned()
+}
+
+/// A test's name without its module path and idempotent id.
+fn short(id: &str) -> String {
+    let id = id.split('[').next().unwrap_or(id);
+    match id.split_once("api.v2.") {
+        Some((_, rest)) => rest.trim_end_matches(')').to_owned(),
+        None => id.to_owned(),
+    }
+}
+
+fn render(providers: &[String], regex: &str) -> anyhow::Result<String> {
+    let mut results = BTreeMap::new();
+    for provider in providers {
+        let text = std::fs::read_to_string(work_dir(provider).join("results.jsonl"))?;
+        let outcomes: Vec<Outcome> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let took =
+            std::fs::read_to_string(work_dir(provider).join("duration.txt")).unwrap_or_default();
+        results.insert(provider.clone(), (outcomes, took.trim().to_owned()));
+    }
+    let mut out = String::new();
+    let commit = super::commit();
+    writeln!(out, "# Conformance: Octavia's own API test suite")?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Written by `cargo xtask conformance` at commit `{commit}`: {}, tests matching `{regex}` \
+         (the API suite Octavia's gate runs), against `lbaasd` (release build) with \
+         `--auth keystone` and a real Keystone, once per provider. Each run is sealed in a \
+         network namespace with only a loopback interface. Acme: a simulated Acme appliance \
+         (`acme-appliance`) registered as a device. HAProxy: devices the host spawns (an \
+         `lbaas-agent` and a real HAProxy each). The suite is pointed at a registered network \
+         (`test_network_override`) with an IPv4 ({VIP_V4}) and an IPv6 ({VIP_V6}) subnet; \
+         dynamic credentials with Keystone's default roles (`RBAC_test_type = \
+         keystone_default_roles`); `not_implemented_is_error = False`, so a 501 naming an \
+         option the provider lacks makes the suite skip the test, as it does for Octavia's \
+         own providers.",
+        PACKAGES.join(", ")
+    )?;
+    writeln!(out)?;
+    let mut header = String::from("| |");
+    let mut rule = String::from("|---|");
+    for provider in providers {
+        write!(header, " {provider} |")?;
+        rule.push_str("---|");
+    }
+    writeln!(out, "## Totals\n\n{header}\n{rule}")?;
+    let tallies: BTreeMap<&String, BTreeMap<String, Tally>> = results
+        .iter()
+        .map(|(provider, (outcomes, _))| {
+            let mut by_module: BTreeMap<String, Tally> = BTreeMap::new();
+            for outcome in outcomes {
+                let tally = by_module.entry(module(&outcome.id)).or_default();
+                match outcome.status.as_str() {
+                    "success" => tally.passed += 1,
+                    "skip" => tally.skipped += 1,
+                    _ => tally.failed += 1,
+                }
+            }
+            (provider, by_module)
+        })
+        .collect();
+    for (label, pick) in [
+        ("passed", (|t: &Tally| t.passed) as fn(&Tally) -> usize),
+        ("failed", |t: &Tally| t.failed),
+        ("skipped", |t: &Tally| t.skipped),
+    ] {
+        let mut row = format!("| {label} |");
+        for provider in providers {
+            let sum: usize = tallies[provider].values().map(pick).sum();
+            write!(row, " {sum} |")?;
+        }
+        writeln!(out, "{row}")?;
+    }
+    let mut row = String::from("| run time |");
+    for provider in providers {
+        write!(row, " {} s |", results[provider].1)?;
+    }
+    writeln!(out, "{row}\n")?;
+
+    writeln!(out, "## Per module (passed / failed / skipped)\n")?;
+    writeln!(out, "{}", header.replacen("| |", "| module |", 1))?;
+    writeln!(out, "{rule}")?;
+    let modules: std::collections::BTreeSet<&String> =
+        tallies.values().flat_map(BTreeMap::keys).collect();
+    for module in modules {
+        let mut row = format!("| `{module}` |");
+        for provider in providers {
+            match tallies[provider].get(module) {
+                Some(t) => write!(row, " {} / {} / {} |", t.passed, t.failed, t.skipped)?,
+                None => row.push_str(" — |"),
+            }
+        }
+        writeln!(out, "{row}")?;
+    }
+    for provider in providers {
+        let (outcomes, _) = &results[provider];
+        for (title, status) in [("Failures", "fail"), ("Skips", "skip")] {
+            let listed: Vec<&Outcome> = outcomes
+                .iter()
+                .filter(|o| match status {
+                    "skip" => o.status == "skip",
+                    _ => !matches!(o.status.as_str(), "success" | "skip"),
+                })
+                .collect();
+            if listed.is_empty() {
+                continue;
+            }
+            writeln!(out, "\n## {title}: {provider} ({})\n", listed.len())?;
+            writeln!(out, "| test | reason |\n|---|---|")?;
+            for outcome in listed {
+                let reason = outcome.reason.replace('|', "\\|").replace('\n', " ");
+                writeln!(out, "| `{}` | {} |", short(&outcome.id), reason.trim())?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_ids_map_to_modules() {
+        let id = "octavia_tempest_plugin.tests.api.v2.test_listener.ListenerAPITest.\
+                  test_http_listener_create[id-7e8f39ce]";
+        assert_eq!(module(id), "test_listener");
+        assert_eq!(
+            short(id),
+            "test_listener.ListenerAPITest.test_http_listener_create"
+        );
+        let setup = "setUpClass (octavia_tempest_plugin.tests.api.v2.test_flavor.FlavorAPITest)";
+        assert_eq!(module(setup), "test_flavor");
+        assert_eq!(short(setup), "test_flavor.FlavorAPITest");
+    }
+}
