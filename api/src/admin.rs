@@ -386,6 +386,41 @@ fn checked_id(value: Option<String>) -> ApiResult<String> {
     }
 }
 
+/// A checked new subnet: its CIDR, its gateway inside it, its id free (among `pending` too).
+pub(crate) fn new_subnet(
+    snapshot: &super::Snapshot,
+    pending: &[Subnet],
+    id: Option<String>,
+    name: Option<String>,
+    cidr: String,
+    gateway_ip: Option<String>,
+) -> ApiResult<Subnet> {
+    let net = validate::cidr("cidr", &cidr)?;
+    if let Some(gateway) = &gateway_ip
+        && !net.contains(&validate::ip("gateway_ip", gateway)?)
+    {
+        return Err(ApiError::bad_request(format!(
+            "gateway_ip {gateway} is outside {cidr}"
+        )));
+    }
+    let id = checked_id(id)?;
+    let taken = snapshot
+        .networks
+        .iter()
+        .flat_map(|n| &n.subnets)
+        .chain(pending)
+        .any(|s| s.id == id);
+    if taken {
+        return Err(ApiError::conflict(format!("Subnet {id} already exists.")));
+    }
+    Ok(Subnet {
+        id,
+        name: validate::text("name", name, 255)?,
+        cidr,
+        gateway_ip,
+    })
+}
+
 async fn create_network(
     State(api): State<Arc<Api>>,
     ctx: Context,
@@ -415,33 +450,15 @@ async fn create_network(
             }
             let mut subnets = Vec::new();
             for subnet in body.subnets {
-                let cidr = validate::cidr("cidr", &subnet.cidr)?;
-                if let Some(gateway) = &subnet.gateway_ip
-                    && !cidr.contains(&validate::ip("gateway_ip", gateway)?)
-                {
-                    return Err(ApiError::bad_request(format!(
-                        "gateway_ip {gateway} is outside {}",
-                        subnet.cidr
-                    )));
-                }
-                let subnet_id = checked_id(subnet.id)?;
-                let taken = snapshot
-                    .networks
-                    .iter()
-                    .flat_map(|n| &n.subnets)
-                    .any(|s| s.id == subnet_id)
-                    || subnets.iter().any(|s: &Subnet| s.id == subnet_id);
-                if taken {
-                    return Err(ApiError::conflict(format!(
-                        "Subnet {subnet_id} already exists."
-                    )));
-                }
-                subnets.push(Subnet {
-                    id: subnet_id,
-                    name: validate::text("name", subnet.name, 255)?,
-                    cidr: subnet.cidr,
-                    gateway_ip: subnet.gateway_ip,
-                });
+                let subnet = new_subnet(
+                    snapshot,
+                    &subnets,
+                    subnet.id,
+                    subnet.name,
+                    subnet.cidr,
+                    subnet.gateway_ip,
+                )?;
+                subnets.push(subnet);
             }
             let network = Network {
                 id,

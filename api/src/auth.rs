@@ -136,6 +136,12 @@ impl Context {
         self.is_member() || self.has(ROLE_OBSERVER) || self.has(ROLE_READER)
     }
 
+    /// Holds a role the load-balancer API knows: Octavia's policy refuses every request of a
+    /// caller without one (a project user with only an unrelated role), lists included.
+    pub fn has_api_role(&self) -> bool {
+        self.noauth || self.is_admin() || self.reads_all() || self.is_reader()
+    }
+
     /// May see every project's objects.
     pub fn reads_all(&self) -> bool {
         self.is_admin() || self.has(ROLE_GLOBAL_OBSERVER)

@@ -91,6 +91,7 @@ impl From<lbaas_control::Error> for ApiError {
         use lbaas_control::Error;
         match error {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            Error::Forbidden => Self::forbidden(),
             Error::Lifecycle(error) => error.into(),
             Error::Store(_) | Error::Task(_) | Error::Inconsistent(_) => Self::internal(error),
         }

@@ -146,13 +146,19 @@ pub(crate) fn undeclared_key(
     }
 }
 
-/// A driver's answer to a profile's metadata (`what`: flavor, availability zone) as a 400.
+/// A driver's answer to a profile's metadata (`what`: flavor, availability zone): a value it
+/// does not support is a 501, one it finds invalid a 400.
 pub(crate) fn metadata_refused(
     provider: &str,
     what: &str,
     error: crate::runtime::Error,
 ) -> ApiError {
     match error {
+        // The driver knows the key but not this value: an option the provider lacks (501).
+        crate::runtime::Error::Refused {
+            error: crate::runtime::DriverError::Unsupported(what),
+            ..
+        } => ApiError::unsupported(provider, what),
         crate::runtime::Error::Refused { error, .. } => ApiError::bad_request(format!(
             "Provider '{provider}' rejected the {what} metadata: {}",
             crate::runtime::describe_driver_error(&error)

@@ -200,9 +200,7 @@ async fn create(
                 .pool_id
                 .take()
                 .ok_or_else(|| ApiError::bad_request("pool_id is required."))?;
-            let pool = snapshot.pool(&ctx, &pool_id).map_err(|_| {
-                ApiError::bad_request(format!("Pool {pool_id} could not be found."))
-            })?;
+            let pool = validate::referenced(snapshot.pool(&ctx, &pool_id), "Pool", &pool_id)?;
             if !ctx.can_write(&pool.common.project_id) {
                 return Err(ApiError::forbidden());
             }

@@ -643,8 +643,12 @@ async fn update(
                 },
             );
             provider_renders_action(plane, &lb.provider, action)?;
+            // A new action starts from its own fields: the old action's targets are dropped
+            // (Octavia resets them), those given in the body are checked against it.
+            let changed = action != policy.action;
             let keep = |given: Option<Option<String>>, old: &Option<String>| match given {
                 Some(value) => value,
+                None if changed => None,
                 None => old.clone(),
             };
             let redirect = redirect(
@@ -655,7 +659,9 @@ async fn update(
                     pool_id: keep(body.redirect_pool_id, &policy.redirect_pool_id),
                     url: keep(body.redirect_url, &policy.redirect_url),
                     prefix: keep(body.redirect_prefix, &policy.redirect_prefix),
-                    code: body.redirect_http_code.or(policy.redirect_http_code),
+                    code: body
+                        .redirect_http_code
+                        .or(policy.redirect_http_code.filter(|_| !changed)),
                 },
             )?;
             policy.action = action;

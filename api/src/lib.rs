@@ -118,7 +118,12 @@ impl FromRequestParts<Arc<Api>> for Context {
         parts: &mut Parts,
         api: &Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        api.auth.context(parts).await
+        let ctx = api.auth.context(parts).await?;
+        if ctx.has_api_role() {
+            Ok(ctx)
+        } else {
+            Err(ApiError::forbidden())
+        }
     }
 }
 

@@ -50,7 +50,9 @@ pub struct ListenerCreate {
     admin_state_up: Option<bool>,
     project_id: Option<String>,
     tenant_id: Option<String>,
-    protocol: Protocol,
+    /// Read as text: Octavia's PROMETHEUS is a protocol no driver here serves (501), not an
+    /// unknown one (400).
+    protocol: String,
     #[serde_as(as = "Int")]
     protocol_port: i64,
     #[serde_as(as = "Option<Int>")]
@@ -160,14 +162,18 @@ fn build<'a>(
         body.tenant_id.as_deref(),
         &lb.common.project_id,
     )?;
-    let protocol = validate::listener_protocol(body.protocol)?;
+    let protocol = validate::listener_protocol(&lb.provider, &body.protocol)?;
     let protocol_port = validate::port("protocol_port", body.protocol_port)?;
     validate::unsupported_options(&lb.provider, &tls_options!(body))?;
     let insert_headers = insert_headers(api, &lb.provider, protocol, body.insert_headers.take())?;
     validate::provider_supports(api, &lb.provider, Some(protocol), None)?;
+    // One port per transport: UDP, SCTP and the TCP-based protocols may share a number.
+    let transport = |p: Protocol| match p {
+        Protocol::Udp | Protocol::Sctp => p,
+        _ => Protocol::Tcp,
+    };
     let clash = |l: &Listener| {
-        l.protocol_port == protocol_port
-            && (l.protocol == Protocol::Udp) == (protocol == Protocol::Udp)
+        l.protocol_port == protocol_port && transport(l.protocol) == transport(protocol)
     };
     if siblings.into_iter().any(clash) {
         return Err(ApiError::conflict(format!(
@@ -325,9 +331,11 @@ async fn create(
                     "l7policies are only accepted in a full load balancer tree; use POST /v2/lbaas/l7policies.",
                 ));
             }
-            let lb = snapshot
-                .loadbalancer(&ctx, &lb_id)
-                .map_err(|_| ApiError::bad_request(format!("Load Balancer {lb_id} could not be found.")))?;
+            let lb = validate::referenced(
+                snapshot.loadbalancer(&ctx, &lb_id),
+                "Load Balancer",
+                &lb_id,
+            )?;
             if !ctx.can_write(&lb.common.project_id) {
                 return Err(ApiError::forbidden());
             }

@@ -293,13 +293,16 @@ async fn create(
                 body.vip_subnet_id.as_deref(),
                 body.vip_network_id.as_deref(),
             )?;
-            let taken: Vec<&str> = snapshot
-                .loadbalancers
-                .iter()
-                .filter(|lb| lb.vip_subnet_id == subnet.id)
-                .map(|lb| lb.vip_address.as_str())
-                .collect();
-            let vip_address = validate::allocate_vip(subnet, body.vip_address.as_deref(), &taken)?;
+            let (mut taken, mut elsewhere) = (Vec::new(), Vec::new());
+            for lb in snapshot.loadbalancers.iter() {
+                if lb.vip_subnet_id == subnet.id {
+                    taken.push(lb.vip_address.as_str());
+                } else {
+                    elsewhere.push(lb.vip_address.as_str());
+                }
+            }
+            let vip_address =
+                validate::allocate_vip(subnet, body.vip_address.as_deref(), &taken, &elsewhere)?;
             let common = new_common(
                 &project,
                 body.name,

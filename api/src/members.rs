@@ -88,10 +88,15 @@ pub fn build<'a>(
         body.tenant_id.as_deref(),
         &pool.common.project_id,
     )?;
-    let address = validate::ip("address", &body.address)?.to_string();
+    // Kept as written (Octavia answers the address it was given), compared as addresses.
+    let ip = validate::ip("address", &body.address)?;
+    let address = body.address.trim().to_owned();
     let protocol_port = validate::port("protocol_port", body.protocol_port)?;
     let monitor_address = match body.monitor_address {
-        Some(a) => Some(validate::ip("monitor_address", &a)?.to_string()),
+        Some(a) => {
+            validate::ip("monitor_address", &a)?;
+            Some(a.trim().to_owned())
+        }
         None => None,
     };
     let monitor_port = match body.monitor_port {
@@ -100,7 +105,7 @@ pub fn build<'a>(
     };
     if siblings
         .into_iter()
-        .any(|m| m.address == address && m.protocol_port == protocol_port)
+        .any(|m| same_address(&m.address, ip) && m.protocol_port == protocol_port)
     {
         return Err(ApiError::conflict(format!(
             "Another member on this pool is already using ip {address} on protocol_port {protocol_port}"
@@ -200,10 +205,13 @@ async fn batch_update(
         touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
         let existing: Vec<&Member> = snapshot.members_of(&pool_id).collect();
         for mut member in wanted {
-            if let Some(old) = existing
-                .iter()
-                .find(|m| m.address == member.address && m.protocol_port == member.protocol_port)
-            {
+            if let Some(old) = existing.iter().find(|m| {
+                member
+                    .address
+                    .parse()
+                    .is_ok_and(|ip| same_address(&m.address, ip))
+                    && m.protocol_port == member.protocol_port
+            }) {
                 member.common.id = old.common.id.clone();
                 member.common.created_at = old.common.created_at.clone();
                 member.common.updated_at = Some(now());
@@ -317,7 +325,10 @@ async fn update(
             }
             if let Some(address) = body.monitor_address {
                 member.monitor_address = match address {
-                    Some(a) => Some(validate::ip("monitor_address", &a)?.to_string()),
+                    Some(a) => {
+                        validate::ip("monitor_address", &a)?;
+                        Some(a.trim().to_owned())
+                    }
                     None => None,
                 };
             }
@@ -359,4 +370,10 @@ async fn delete(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a stored member address is `ip` (written the same or not: `2001:db8::1` is
+/// `2001:db8:0:0:0:0:0:1`).
+fn same_address(stored: &str, ip: std::net::IpAddr) -> bool {
+    stored.parse::<std::net::IpAddr>() == Ok(ip)
 }

@@ -216,9 +216,11 @@ async fn create(
             let mut batch = Batch::new();
             let listener = match body.listener_id.take() {
                 Some(listener_id) => {
-                    let listener = snapshot
-                        .listener(&ctx, &listener_id)
-                        .map_err(|_| ApiError::bad_request(format!("Listener {listener_id} could not be found.")))?;
+                    let listener = validate::referenced(
+                        snapshot.listener(&ctx, &listener_id),
+                        "Listener",
+                        &listener_id,
+                    )?;
                     if listener.default_pool_id.is_some() {
                         return Err(ApiError::conflict(format!("Listener {listener_id} already has a default pool.")));
                     }
@@ -241,9 +243,11 @@ async fn create(
                 (None, Some(l)) => l.loadbalancer_id.clone(),
                 (None, None) => return Err(ApiError::bad_request("One of loadbalancer_id or listener_id is required.")),
             };
-            let lb = snapshot
-                .loadbalancer(&ctx, &lb_id)
-                .map_err(|_| ApiError::bad_request(format!("Load Balancer {lb_id} could not be found.")))?;
+            let lb = validate::referenced(
+                snapshot.loadbalancer(&ctx, &lb_id),
+                "Load Balancer",
+                &lb_id,
+            )?;
             if !ctx.can_write(&lb.common.project_id) {
                 return Err(ApiError::forbidden());
             }

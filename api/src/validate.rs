@@ -60,12 +60,21 @@ pub fn cidr(field: &str, value: &str) -> ApiResult<IpNet> {
 }
 
 /// Picks the VIP address: the requested one (inside the subnet, not taken) or the lowest free
-/// host address that is not the gateway. `taken` is parsed once: a search that parsed every
-/// taken address for every candidate made the `n`-th create on a subnet cost `n²` parses.
-pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) -> ApiResult<String> {
+/// host address that is not the gateway, preferring one no other subnet's VIP uses
+/// (`elsewhere`: projects' networks may overlap, and an appliance that cannot hold one address
+/// twice then still takes both). Addresses are parsed once: a search that parsed every taken
+/// address for every candidate made the `n`-th create on a subnet cost `n²` parses.
+pub fn allocate_vip(
+    subnet: &Subnet,
+    requested: Option<&str>,
+    taken: &[&str],
+    elsewhere: &[&str],
+) -> ApiResult<String> {
     let cidr = cidr("subnet cidr", &subnet.cidr)?;
-    let taken: std::collections::HashSet<IpAddr> =
-        taken.iter().filter_map(|t| t.parse().ok()).collect();
+    let parse = |list: &[&str]| -> std::collections::HashSet<IpAddr> {
+        list.iter().filter_map(|t| t.parse().ok()).collect()
+    };
+    let taken = parse(taken);
     if let Some(requested) = requested {
         let address = ip("vip_address", requested)?;
         if !cidr.contains(&address) {
@@ -86,8 +95,12 @@ pub fn allocate_vip(subnet: &Subnet, requested: Option<&str>, taken: &[&str]) ->
         .gateway_ip
         .as_deref()
         .and_then(|g| g.parse::<IpAddr>().ok());
+    let free = |candidate: &IpAddr| Some(*candidate) != gateway && !taken.contains(candidate);
+    let elsewhere = parse(elsewhere);
     crate::net::hosts(&cidr)
-        .find(|candidate| Some(*candidate) != gateway && !taken.contains(candidate))
+        .take(elsewhere.len() + taken.len() + 2)
+        .find(|candidate| free(candidate) && !elsewhere.contains(candidate))
+        .or_else(|| crate::net::hosts(&cidr).find(free))
         .map(|address| address.to_string())
         .ok_or_else(|| {
             ApiError::conflict(format!("Subnet {} has no free IP address left", subnet.id))
@@ -107,7 +120,20 @@ pub fn listener_pool_compatible(listener: Protocol, pool: Protocol) -> bool {
     }
 }
 
-pub fn listener_protocol(protocol: Protocol) -> ApiResult<Protocol> {
+pub fn listener_protocol(provider: &str, name: &str) -> ApiResult<Protocol> {
+    if name == "PROMETHEUS" {
+        // Octavia's metrics listener (v2.25): an amphora feature no driver here implements.
+        return Err(ApiError::unsupported(
+            provider,
+            "PROMETHEUS listener protocol",
+        ));
+    }
+    let protocol: Protocol = serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "Invalid input for field/attribute listener.protocol: {e}"
+            ))
+        })?;
     match protocol {
         Protocol::Proxy | Protocol::ProxyV2 => Err(ApiError::bad_request(format!(
             "protocol {} is a pool protocol, not a listener protocol",
@@ -246,6 +272,17 @@ pub fn provider_supports(
     Ok(())
 }
 
+/// An object a request body refers to (a pool, listener or load balancer id): a missing one is
+/// a bad request naming it, another project's is refused by policy (403), as Octavia answers.
+pub fn referenced<T>(found: Result<T, lbaas_control::Error>, what: &str, id: &str) -> ApiResult<T> {
+    found.map_err(|error| match error {
+        lbaas_control::Error::NotFound { .. } => {
+            ApiError::bad_request(format!("{what} {id} could not be found."))
+        }
+        other => other.into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,14 +297,30 @@ mod tests {
     }
 
     #[test]
+    fn vip_allocation_prefers_addresses_no_other_subnet_uses() {
+        let s = subnet("10.1.1.0/29", None);
+        let elsewhere = ["10.1.1.1", "10.1.1.2"];
+        assert_eq!(
+            allocate_vip(&s, None, &[], &elsewhere).ok().as_deref(),
+            Some("10.1.1.3")
+        );
+        // With nothing else free, an address another subnet uses is still this one's to give.
+        let taken = ["10.1.1.3", "10.1.1.4", "10.1.1.5", "10.1.1.6"];
+        assert_eq!(
+            allocate_vip(&s, None, &taken, &elsewhere).ok().as_deref(),
+            Some("10.1.1.1")
+        );
+    }
+
+    #[test]
     fn vip_allocation_skips_gateway_and_taken() {
         let s = subnet("192.0.2.0/29", Some("192.0.2.1"));
         assert_eq!(
-            allocate_vip(&s, None, &[]).ok().as_deref(),
+            allocate_vip(&s, None, &[], &[]).ok().as_deref(),
             Some("192.0.2.2")
         );
         assert_eq!(
-            allocate_vip(&s, None, &["192.0.2.2", "192.0.2.3"])
+            allocate_vip(&s, None, &["192.0.2.2", "192.0.2.3"], &[])
                 .ok()
                 .as_deref(),
             Some("192.0.2.4")
@@ -279,11 +332,13 @@ mod tests {
             "192.0.2.5",
             "192.0.2.6",
         ];
-        assert!(allocate_vip(&s, None, &all).is_err());
-        assert!(allocate_vip(&s, Some("10.0.0.1"), &[]).is_err());
-        assert!(allocate_vip(&s, Some("192.0.2.3"), &["192.0.2.3"]).is_err());
+        assert!(allocate_vip(&s, None, &all, &[]).is_err());
+        assert!(allocate_vip(&s, Some("10.0.0.1"), &[], &[]).is_err());
+        assert!(allocate_vip(&s, Some("192.0.2.3"), &["192.0.2.3"], &[]).is_err());
         assert_eq!(
-            allocate_vip(&s, Some("192.0.2.6"), &[]).ok().as_deref(),
+            allocate_vip(&s, Some("192.0.2.6"), &[], &[])
+                .ok()
+                .as_deref(),
             Some("192.0.2.6")
         );
     }

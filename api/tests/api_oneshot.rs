@@ -406,3 +406,148 @@ async fn quotas_are_set_read_and_reset_by_whom_octavia_lets() {
     let (_, body) = call(&app, "GET", path, Some(READER), None).await;
     assert_eq!(body["quota"]["member"], -1, "reset to the default: {body}");
 }
+
+/// A project's members create and delete networks and subnets of their own through the
+/// Neutron subset; readers cannot, other projects do not see them, and Neutron's checks hold.
+#[tokio::test]
+async fn projects_keep_networks_of_their_own() {
+    let (app, _jobs) = host();
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/networks",
+        Some(READER),
+        Some(r#"{"network": {"name": "nope"}}"#),
+    )
+    .await;
+    assert_fault(status, &body, StatusCode::FORBIDDEN, "Policy");
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/networks",
+        Some(MEMBER),
+        Some(r#"{"network": {"name": "vips", "port_security_enabled": false}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["network"]["project_id"], "tenant");
+    assert_eq!(body["network"]["shared"], false);
+    let network = body["network"]["id"].as_str().expect("id").to_owned();
+
+    let subnet = |cidr: &str, version: u8| {
+        json!({"subnet": {"network_id": network, "cidr": cidr, "ip_version": version,
+                          "name": format!("v{version}")}})
+        .to_string()
+    };
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/subnets",
+        Some(MEMBER),
+        Some(&subnet("fdde:1a92::/64", 4)),
+    )
+    .await;
+    assert_fault(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "not an IPv4 network",
+    );
+    let mut ids = Vec::new();
+    for (cidr, version) in [("10.1.1.0/24", 4), ("fdde:1a92::/64", 6)] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/v2.0/subnets",
+            Some(MEMBER),
+            Some(&subnet(cidr, version)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["subnet"]["ip_version"], version);
+        ids.push(body["subnet"]["id"].as_str().expect("id").to_owned());
+    }
+    let (_, shown) = call(
+        &app,
+        "GET",
+        &format!("/v2.0/networks/{network}"),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(shown["network"]["subnets"], json!(ids));
+
+    // Another project's network is neither seen nor touched.
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/networks",
+        Some(ADMIN),
+        Some(r#"{"network": {"name": "ops"}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let theirs = body["network"]["id"].as_str().expect("id").to_owned();
+    let (status, _) = call(
+        &app,
+        "GET",
+        &format!("/v2.0/networks/{theirs}"),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = call(&app, "GET", "/v2.0/networks", Some(MEMBER), None).await;
+    assert_eq!(listed["networks"].as_array().map(Vec::len), Some(1));
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/v2.0/networks/{theirs}"),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Subnets, then the network, go; a reader may not delete them.
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/v2.0/subnets/{}", ids[0]),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/v2.0/subnets/{}", ids[0]),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/v2.0/networks/{network}"),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &app,
+        "GET",
+        &format!("/v2.0/subnets/{}", ids[1]),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the network's subnets go with it"
+    );
+}

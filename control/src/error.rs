@@ -7,10 +7,13 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The object does not exist, or the reader may not see it (the same answer, so that
-    /// another project's ids cannot be probed).
+    /// The object does not exist.
     #[error("{what} {id} could not be found.")]
     NotFound { what: &'static str, id: String },
+    /// The object belongs to a project the caller may not read: Octavia's answer is its
+    /// policy refusal (403), not "not found", and clients and its test suite rely on it.
+    #[error("Policy does not allow this request to be performed.")]
+    Forbidden,
     /// A driver lifecycle step was refused.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),

@@ -182,8 +182,8 @@ pub struct DeviceLoads {
     pub network: Vec<u32>,
 }
 
-/// Looks up a project-owned object the caller may read; another project's object is "not
-/// found", exactly like a missing one.
+/// Looks up a project-owned object the caller may read; another project's object is refused
+/// (403), as Octavia's policy refuses it.
 fn visible<'a, T: Record>(
     items: &'a Table<T>,
     what: &'static str,
@@ -191,10 +191,11 @@ fn visible<'a, T: Record>(
     ctx: &impl Reader,
     key: impl Fn(&T) -> (&str, &str),
 ) -> Found<'a, T> {
-    items
-        .find(id)
-        .filter(|item| ctx.can_read(key(item).1))
-        .ok_or_else(|| Error::not_found(what, id))
+    match items.find(id) {
+        Some(item) if ctx.can_read(key(item).1) => Ok(item),
+        Some(_) => Err(Error::Forbidden),
+        None => Err(Error::not_found(what, id)),
+    }
 }
 
 impl Snapshot {
@@ -518,9 +519,11 @@ impl Snapshot {
         visible(&self.members, "Member", id, ctx, |r| {
             (&r.common.id, &r.common.project_id)
         })
-        .ok()
-        .filter(|m| m.pool_id == pool_id)
-        .ok_or_else(|| Error::not_found("Member", id))
+        .and_then(|m| {
+            (m.pool_id == pool_id)
+                .then_some(m)
+                .ok_or_else(|| Error::not_found("Member", id))
+        })
     }
 
     pub fn healthmonitor(&self, ctx: &impl Reader, id: &str) -> Result<&HealthMonitor, Error> {
@@ -539,9 +542,11 @@ impl Snapshot {
         visible(&self.l7rules, "L7 Rule", id, ctx, |r| {
             (&r.common.id, &r.common.project_id)
         })
-        .ok()
-        .filter(|r| r.l7policy_id == policy_id)
-        .ok_or_else(|| Error::not_found("L7 Rule", id))
+        .and_then(|r| {
+            (r.l7policy_id == policy_id)
+                .then_some(r)
+                .ok_or_else(|| Error::not_found("L7 Rule", id))
+        })
     }
 
     pub fn flavor(&self, id: &str) -> Result<&Flavor, Error> {

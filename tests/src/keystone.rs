@@ -1,5 +1,5 @@
-//! A real Keystone (the PyPI release pinned in `scripts/test`, in `target/keystone-venv`) on a
-//! loopback port: sqlite and fernet keys in a temporary folder, `keystone-manage bootstrap`ed
+//! A real Keystone (the PyPI release `cargo xtask conformance` pins, in
+//! `target/conformance-venv`, which `scripts/test` installs) on a loopback port: sqlite and fernet keys in a temporary folder, `keystone-manage bootstrap`ed
 //! with an `admin` user, served by `tests/keystone/serve.py`, killed by its pid on drop.
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ pub const ADMIN_PASSWORD: &str = "admin-secret";
 pub fn venv() -> PathBuf {
     std::env::var_os("LBAAS_KEYSTONE_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/keystone-venv"))
+        .unwrap_or_else(|| workspace_root().join("target/conformance-venv"))
 }
 
 pub struct Keystone {
@@ -42,7 +42,7 @@ impl Keystone {
         let bin = venv.join("bin");
         assert!(
             bin.join("keystone-manage").exists(),
-            "Keystone is not installed in {}: scripts/test installs it",
+            "Keystone is not installed in {}: scripts/test installs it (cargo xtask conformance)",
             venv.display()
         );
         let dir = tempfile::tempdir().expect("keystone folder");

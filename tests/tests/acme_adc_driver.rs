@@ -382,3 +382,69 @@ fn topology_and_zone_keys_reach_the_appliance() {
     assert!(rejection(&hints, "there").contains("compute zone site-1"));
     assert!(rejection(&hints, "unknown").contains("compute zone site-1"));
 }
+
+/// L7 policies become appliance traffic policies (the rule's values as JSON strings, never
+/// spliced into syntax), inserted headers and PROXY pools reach the appliance.
+#[test]
+fn l7_policies_headers_and_proxy_pools_render_for_the_appliance() {
+    use lbaas_host::runtime::{
+        Algorithm, Entry, L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Protocol,
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let host = TestHost::open(dir.path());
+    let driver = host.load(&drivers().acme_adc);
+    let caps = driver.capabilities();
+    assert_eq!(caps.features.l7_actions.len(), 4);
+    assert!(caps.protocols.contains(&Protocol::ProxyV2));
+
+    let mut lb = simple_lb("lb-l7", "192.0.2.40", 100, 200);
+    let mut http = listener("l-http", Protocol::Http, 80, Some("web"));
+    http.insert_headers = vec![Entry {
+        key: "X-Forwarded-For".into(),
+        value: "true".into(),
+    }];
+    http.l7_policies = vec![L7Policy {
+        id: "p1".into(),
+        name: "api".into(),
+        action: L7Action::RedirectToPool,
+        position: 1,
+        redirect_pool_id: Some("api".into()),
+        redirect_url: None,
+        redirect_prefix: None,
+        redirect_http_code: None,
+        rules: vec![L7Rule {
+            id: "r1".into(),
+            kind: L7RuleKind::Path,
+            compare: L7Compare::StartsWith,
+            key: None,
+            value: "/api\"}, {\"injected".into(),
+            invert: false,
+            admin_state_up: true,
+        }],
+        admin_state_up: true,
+    }];
+    lb.listeners = vec![http];
+    lb.pools = vec![
+        pool("web", Protocol::Http, Algorithm::RoundRobin, Vec::new()),
+        pool("api", Protocol::ProxyV2, Algorithm::RoundRobin, Vec::new()),
+    ];
+    let config = driver
+        .translate(&lb, &small_appliance("adc-1", "east"))
+        .expect("translate");
+    let doc: serde_json::Value = serde_json::from_str(&config.body).expect("valid JSON");
+    let server = &doc["spec"]["virtualServers"][0];
+    assert_eq!(
+        server["insertHeaders"],
+        serde_json::json!(["X-Forwarded-For"])
+    );
+    let policy = &server["trafficPolicies"][0];
+    assert_eq!(policy["action"]["type"], "forward");
+    assert_eq!(policy["action"]["pool"], "api");
+    assert_eq!(policy["conditions"][0]["operator"], "starts-with");
+    assert_eq!(policy["conditions"][0]["value"], "/api\"}, {\"injected");
+    assert_eq!(doc["spec"]["pools"][1]["proxyProtocol"], "v2");
+    assert_eq!(
+        doc["spec"]["pools"][0]["proxyProtocol"],
+        serde_json::Value::Null
+    );
+}

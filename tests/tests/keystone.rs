@@ -70,14 +70,15 @@ fn keystone_tokens_carry_projects_and_roles() {
     );
     assert_eq!(status, 403, "a reader created one: {body}");
 
-    // A member of another project neither sees nor touches it, and works in its own.
+    // A member of another project neither sees nor touches it (Octavia's policy refusal),
+    // and works in its own.
     let bob = plane.client(Some(&keystone.token("bob", "bob-secret", "beta")));
     let (status, _) = bob.get(&lb_path);
-    assert_eq!(status, 404);
+    assert_eq!(status, 403);
     let (_, listed) = bob.get("/v2/lbaas/loadbalancers");
     assert_eq!(listed["loadbalancers"], json!([]), "{listed}");
     let (status, _) = bob.delete(&lb_path);
-    assert_eq!(status, 404);
+    assert_eq!(status, 403);
     let own = bob.create_loadbalancer("haproxy", "bobs");
     assert_eq!(own["project_id"], beta.as_str());
     // The admin sees both projects'.

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use crate::allocation::NewVlan;
 
+/// Request headers the appliance adds towards members, by Octavia's names.
+pub const INSERT_HEADERS: [&str; 3] = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
+
 /// VIPs one appliance can hold, whatever its registered capacity.
 pub const MAX_VIPS_PER_DEVICE: u32 = 64;
 
@@ -57,6 +60,18 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
                 "idleTimeoutSeconds": listener.timeout_client_data.div_ceil(1000),
                 "sourceAllowList": listener.allowed_cidrs,
                 "defaultPool": listener.default_pool_id,
+                "insertHeaders": listener
+                    .insert_headers
+                    .iter()
+                    .filter(|h| h.value == "true" && INSERT_HEADERS.contains(&h.key.as_str()))
+                    .map(|h| h.key.as_str())
+                    .collect::<Vec<_>>(),
+                "trafficPolicies": listener
+                    .l7_policies
+                    .iter()
+                    .filter(|p| p.admin_state_up)
+                    .map(traffic_policy)
+                    .collect::<Vec<_>>(),
                 "enabled": listener.admin_state_up && lb.admin_state_up,
             }))
         })
@@ -115,6 +130,55 @@ fn profile(protocol: Protocol) -> Result<&'static str, DriverError> {
     }
 }
 
+/// An L7 policy as an appliance traffic policy: its conditions (rules that are up) all match,
+/// then its action runs; the first matching policy in `order` wins. Values are JSON strings,
+/// never spliced into the appliance's syntax.
+fn traffic_policy(policy: &L7Policy) -> Value {
+    let action = match policy.action {
+        L7Action::Reject => json!({ "type": "reject" }),
+        L7Action::RedirectToUrl => json!({
+            "type": "redirect", "location": policy.redirect_url, "code": policy.redirect_http_code,
+        }),
+        L7Action::RedirectPrefix => json!({
+            "type": "redirect-prefix", "prefix": policy.redirect_prefix,
+            "code": policy.redirect_http_code,
+        }),
+        L7Action::RedirectToPool => json!({ "type": "forward", "pool": policy.redirect_pool_id }),
+    };
+    let conditions: Vec<Value> = policy
+        .rules
+        .iter()
+        .filter(|r| r.admin_state_up)
+        .map(|rule| {
+            let subject = match rule.kind {
+                L7RuleKind::HostName => "host",
+                L7RuleKind::Path => "path",
+                L7RuleKind::FileType => "extension",
+                L7RuleKind::Header => "header",
+                L7RuleKind::Cookie => "cookie",
+            };
+            let operator = match rule.compare {
+                L7Compare::Regex => "matches",
+                L7Compare::StartsWith => "starts-with",
+                L7Compare::EndsWith => "ends-with",
+                L7Compare::Contains => "contains",
+                L7Compare::EqualTo => "equals",
+            };
+            json!({
+                "subject": subject, "name": rule.key, "operator": operator,
+                "value": rule.value, "negate": rule.invert,
+            })
+        })
+        .collect();
+    json!({
+        "name": policy.id,
+        "description": policy.name,
+        "order": policy.position,
+        "conditions": conditions,
+        "action": action,
+    })
+}
+
 fn pool(pool: &Pool) -> Result<Value, DriverError> {
     let method = match pool.algorithm {
         Algorithm::RoundRobin => "round-robin",
@@ -149,6 +213,11 @@ fn pool(pool: &Pool) -> Result<Value, DriverError> {
         "name": pool.id,
         "description": pool.name,
         "loadBalancingMethod": method,
+        "proxyProtocol": match pool.protocol {
+            Protocol::Proxy => Some("v1"),
+            Protocol::ProxyV2 => Some("v2"),
+            _ => None,
+        },
         "minActiveMembers": 1,
         "persistence": persistence,
         "monitor": monitor,

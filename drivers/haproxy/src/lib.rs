@@ -73,7 +73,7 @@ impl Driver for HaproxyDriver {
                 "spawn-capacity" => 1..=1_000,
                 "loadbalancer_topology" if entry.value == "SINGLE" => continue,
                 "loadbalancer_topology" => {
-                    return Err(DriverError::InvalidInput(format!(
+                    return Err(DriverError::Unsupported(format!(
                         "loadbalancer_topology `{}` is not run by the haproxy driver (only SINGLE)",
                         entry.value
                     )));
