@@ -55,11 +55,21 @@ pub struct Args {
     /// Leave docs/conformance.md as it is (for partial runs, as CI's).
     #[arg(long)]
     no_report: bool,
+    /// Only rewrite docs/conformance.md from the last runs' results.
+    #[arg(long)]
+    render_only: bool,
 }
 
 /// Installs, builds, runs each provider sealed in its own network namespace, and writes the
 /// report.
 pub fn conformance(args: &Args) -> anyhow::Result<()> {
+    if !args.render_only {
+        run_all(args)?;
+    }
+    report(args)
+}
+
+fn run_all(args: &Args) -> anyhow::Result<()> {
     let venv = ensure_venv()?;
     build(args.debug)?;
     for provider in &args.providers {
@@ -90,6 +100,12 @@ pub fn conformance(args: &Args) -> anyhow::Result<()> {
             bail!("the run against {provider} failed ({status})");
         }
     }
+    Ok(())
+}
+
+/// Prints each provider's figures and failures; writes docs/conformance.md unless told not to
+/// (then failures fail the command).
+fn report(args: &Args) -> anyhow::Result<()> {
     let mut failed = 0;
     for provider in &args.providers {
         let (outcomes, _) = results(provider)?;
@@ -573,6 +589,17 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
          own providers.",
         PACKAGES.join(", "),
         if debug { "debug" } else { "release" }
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Skips that name no option are the suite's own: the TLS tests need a key manager \
+         (Barbican) for their certificates, and this deployment has none (`terminated_tls_enabled \
+         = False`; every provider here answers 501 for TERMINATED_HTTPS anyway); the amphora \
+         tests run only with Octavia's amphora provider; one test waits on Octavia bug 2045803. \
+         octavia-tempest-plugin 3.5.0 reads an option it never registers \
+         (`test_IPv6_subnet_override`); `xtask/conformance/shim` registers it and changes no \
+         test. Logs of each run stay in `target/conformance/PROVIDER/`."
     )?;
     writeln!(out)?;
     let mut header = String::from("| |");
