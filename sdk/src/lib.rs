@@ -183,6 +183,31 @@ impl Features {
             availability_zone_keys: Vec::new(),
         }
     }
+
+    /// Every L7 action and rule kind of the contract, and Octavia's three inserted headers
+    /// (`X-Forwarded-For`, `-Port`, `-Proto`): for a driver whose device renders all of them.
+    /// No availability zone keys.
+    pub fn full_l7() -> Self {
+        Self {
+            l7_actions: vec![
+                L7Action::Reject,
+                L7Action::RedirectToUrl,
+                L7Action::RedirectPrefix,
+                L7Action::RedirectToPool,
+            ],
+            l7_rule_kinds: vec![
+                L7RuleKind::HostName,
+                L7RuleKind::Path,
+                L7RuleKind::FileType,
+                L7RuleKind::Header,
+                L7RuleKind::Cookie,
+            ],
+            insert_headers: ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"]
+                .map(str::to_owned)
+                .to_vec(),
+            availability_zone_keys: Vec::new(),
+        }
+    }
 }
 
 impl Flavor {

@@ -61,20 +61,6 @@ impl Driver for AcmeAdcDriver {
                 ),
             ],
             features: Features {
-                l7_actions: vec![
-                    L7Action::Reject,
-                    L7Action::RedirectToUrl,
-                    L7Action::RedirectPrefix,
-                    L7Action::RedirectToPool,
-                ],
-                l7_rule_kinds: vec![
-                    L7RuleKind::HostName,
-                    L7RuleKind::Path,
-                    L7RuleKind::FileType,
-                    L7RuleKind::Header,
-                    L7RuleKind::Cookie,
-                ],
-                insert_headers: appliance::INSERT_HEADERS.map(str::to_owned).to_vec(),
                 availability_zone_keys: vec![
                     FlavorKey::new("cluster", "Place only on appliances of this cluster."),
                     FlavorKey::new(
@@ -87,6 +73,7 @@ impl Driver for AcmeAdcDriver {
                          `management_network` metadata).",
                     ),
                 ],
+                ..Features::full_l7()
             },
         }
     }

@@ -17,10 +17,6 @@ pub(crate) const PROTOCOLS: [Protocol; 5] = [
     Protocol::ProxyV2,
 ];
 
-/// The `insert_headers` this driver renders, by Octavia's names.
-pub(crate) const INSERT_HEADERS: [&str; 3] =
-    ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
-
 /// Octavia's defaults when no listener names a pool's timeouts (milliseconds).
 const DEFAULT_MEMBER_CONNECT_MS: u32 = 5_000;
 const DEFAULT_MEMBER_DATA_MS: u32 = 50_000;

@@ -46,23 +46,7 @@ impl Driver for HaproxyDriver {
                     "SINGLE: one HAProxy per load balancer (the only topology this driver runs).",
                 ),
             ],
-            features: Features {
-                l7_actions: vec![
-                    L7Action::Reject,
-                    L7Action::RedirectToUrl,
-                    L7Action::RedirectPrefix,
-                    L7Action::RedirectToPool,
-                ],
-                l7_rule_kinds: vec![
-                    L7RuleKind::HostName,
-                    L7RuleKind::Path,
-                    L7RuleKind::FileType,
-                    L7RuleKind::Header,
-                    L7RuleKind::Cookie,
-                ],
-                insert_headers: config::INSERT_HEADERS.map(str::to_owned).to_vec(),
-                availability_zone_keys: Vec::new(),
-            },
+            features: Features::full_l7(),
         }
     }
 
