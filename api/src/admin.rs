@@ -515,14 +515,10 @@ async fn delete_network(
 ) -> ApiResult<StatusCode> {
     ctx.require_admin()?;
     api.write(move |_, snapshot| {
-        snapshot.network(&ctx, &id)?;
-        if snapshot
-            .loadbalancers
-            .iter()
-            .any(|lb| lb.vip_network_id == id)
-        {
+        let network = snapshot.network(&ctx, &id)?;
+        if let Some(user) = super::neutron::in_use(snapshot, network, None) {
             return Err(ApiError::conflict(format!(
-                "Network {id} holds load balancer VIPs."
+                "Unable to complete operation on network {id}: {user}."
             )));
         }
         let mut batch = Batch::new();

@@ -293,11 +293,14 @@ async fn create(
                 body.vip_subnet_id.as_deref(),
                 body.vip_network_id.as_deref(),
             )?;
+            // Addresses another subnet of the same range uses (projects' networks overlap):
+            // only those subnets' VIPs can collide, so only they are looked at.
+            let overlapping = validate::overlapping_subnets(snapshot, subnet);
             let (mut taken, mut elsewhere) = (Vec::new(), Vec::new());
             for lb in snapshot.loadbalancers.iter() {
                 if lb.vip_subnet_id == subnet.id {
                     taken.push(lb.vip_address.as_str());
-                } else {
+                } else if overlapping.contains(lb.vip_subnet_id.as_str()) {
                     elsewhere.push(lb.vip_address.as_str());
                 }
             }

@@ -1,6 +1,7 @@
 //! `/lbaas/pools/{pool_id}/members`: the servers behind a pool, one by one or all at once
 //! (the batch `PUT` replaces the whole set).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
@@ -204,14 +205,17 @@ async fn batch_update(
         let mut batch = Batch::new();
         touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
         let existing: Vec<&Member> = snapshot.members_of(&pool_id).collect();
+        // Each address parsed once: members are matched as (address, port).
+        let existing_at: Vec<(Option<IpAddr>, u16)> = existing
+            .iter()
+            .map(|m| (m.address.parse().ok(), m.protocol_port))
+            .collect();
         for mut member in wanted {
-            if let Some(old) = existing.iter().find(|m| {
-                member
-                    .address
-                    .parse()
-                    .is_ok_and(|ip| same_address(&m.address, ip))
-                    && m.protocol_port == member.protocol_port
-            }) {
+            let at = (member.address.parse().ok(), member.protocol_port);
+            let same = existing_at
+                .iter()
+                .position(|old| at.0.is_some() && *old == at);
+            if let Some(old) = same.map(|i| existing[i]) {
                 member.common.id = old.common.id.clone();
                 member.common.created_at = old.common.created_at.clone();
                 member.common.updated_at = Some(now());
@@ -374,6 +378,6 @@ async fn delete(
 
 /// Whether a stored member address is `ip` (written the same or not: `2001:db8::1` is
 /// `2001:db8:0:0:0:0:0:1`).
-fn same_address(stored: &str, ip: std::net::IpAddr) -> bool {
-    stored.parse::<std::net::IpAddr>() == Ok(ip)
+fn same_address(stored: &str, ip: IpAddr) -> bool {
+    stored.parse::<IpAddr>() == Ok(ip)
 }

@@ -123,8 +123,13 @@ fn owned<'a>(ctx: &Context, snapshot: &'a Snapshot, id: &str) -> ApiResult<&'a N
     }
 }
 
-/// What on the host still uses a subnet of `network` (`subnet`: only that one).
-fn in_use(snapshot: &Snapshot, network: &Network, subnet: Option<&str>) -> Option<String> {
+/// What on the host still uses a subnet of `network` (`subnet`: only that one): a network or
+/// subnet in use is not deleted, whether through Neutron's API or the admin one.
+pub(crate) fn in_use(
+    snapshot: &Snapshot,
+    network: &Network,
+    subnet: Option<&str>,
+) -> Option<String> {
     let ours = |id: &str| {
         network.subnets.iter().any(|s| s.id == id) && subnet.is_none_or(|only| only == id)
     };

@@ -59,6 +59,29 @@ pub fn cidr(field: &str, value: &str) -> ApiResult<IpNet> {
     })
 }
 
+/// The ids of the other subnets, of any project, whose range overlaps `subnet`'s.
+pub fn overlapping_subnets<'a>(
+    snapshot: &'a lbaas_control::Snapshot,
+    subnet: &Subnet,
+) -> std::collections::HashSet<&'a str> {
+    let Ok(range) = subnet.cidr.parse::<IpNet>() else {
+        return Default::default();
+    };
+    snapshot
+        .networks
+        .iter()
+        .flat_map(|n| &n.subnets)
+        .filter(|other| other.id != subnet.id)
+        .filter(|other| {
+            other
+                .cidr
+                .parse::<IpNet>()
+                .is_ok_and(|o| range.contains(&o.network()) || o.contains(&range.network()))
+        })
+        .map(|other| other.id.as_str())
+        .collect()
+}
+
 /// Picks the VIP address: the requested one (inside the subnet, not taken) or the lowest free
 /// host address that is not the gateway, preferring one no other subnet's VIP uses
 /// (`elsewhere`: projects' networks may overlap, and an appliance that cannot hold one address

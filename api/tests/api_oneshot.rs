@@ -412,6 +412,11 @@ async fn quotas_are_set_read_and_reset_by_whom_octavia_lets() {
 #[tokio::test]
 async fn projects_keep_networks_of_their_own() {
     let (app, _jobs) = host();
+    // A bodiless request's status.
+    let status_of = |method: &'static str, path: String, token: &'static str| {
+        let app = app.clone();
+        async move { call(&app, method, &path, Some(token), None).await.0 }
+    };
     let (status, body) = call(
         &app,
         "POST",
@@ -488,65 +493,32 @@ async fn projects_keep_networks_of_their_own() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let theirs = body["network"]["id"].as_str().expect("id").to_owned();
-    let (status, _) = call(
-        &app,
-        "GET",
-        &format!("/v2.0/networks/{theirs}"),
-        Some(MEMBER),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status_of("GET", format!("/v2.0/networks/{theirs}"), MEMBER).await,
+        StatusCode::NOT_FOUND
+    );
     let (_, listed) = call(&app, "GET", "/v2.0/networks", Some(MEMBER), None).await;
     assert_eq!(listed["networks"].as_array().map(Vec::len), Some(1));
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/v2.0/networks/{theirs}"),
-        Some(MEMBER),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status_of("DELETE", format!("/v2.0/networks/{theirs}"), MEMBER).await,
+        StatusCode::NOT_FOUND
+    );
 
     // Subnets, then the network, go; a reader may not delete them.
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/v2.0/subnets/{}", ids[0]),
-        Some(READER),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/v2.0/subnets/{}", ids[0]),
-        Some(MEMBER),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/v2.0/networks/{network}"),
-        Some(MEMBER),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(
-        &app,
-        "GET",
-        &format!("/v2.0/subnets/{}", ids[1]),
-        Some(MEMBER),
-        None,
-    )
-    .await;
     assert_eq!(
-        status,
+        status_of("DELETE", format!("/v2.0/subnets/{}", ids[0]), READER).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status_of("DELETE", format!("/v2.0/subnets/{}", ids[0]), MEMBER).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        status_of("DELETE", format!("/v2.0/networks/{network}"), MEMBER).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        status_of("GET", format!("/v2.0/subnets/{}", ids[1]), MEMBER).await,
         StatusCode::NOT_FOUND,
         "the network's subnets go with it"
     );

@@ -225,6 +225,15 @@ fn full_lifecycle_of_a_load_balancer() {
     assert_eq!(pool_tree["health_monitor"]["type"], "HTTP");
     assert_eq!(pool_tree["members"][0]["operating_status"], "ONLINE");
     let pool = pool_tree["id"].as_str().expect("pool id").to_owned();
+    // A network that holds a VIP stays, through the admin API as through Neutron's.
+    let (status, body) = admin.delete("/v2/admin/networks/net-vip");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .is_some_and(|f| f.contains("has its VIP on it")),
+        "{body}"
+    );
 
     // Another project sees none of it: lists leave it out, and Octavia's policy refuses it by
     // id (403).

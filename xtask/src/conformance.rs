@@ -76,7 +76,7 @@ fn run_all(args: &Args) -> anyhow::Result<()> {
         eprintln!("xtask: running the suite against {provider}");
         let mut unshare = Command::new("unshare");
         unshare.arg("--net");
-        if !is_root() {
+        if !super::is_root() {
             unshare.arg("--map-root-user");
         }
         let status = unshare
@@ -133,14 +133,6 @@ fn report(args: &Args) -> anyhow::Result<()> {
     std::fs::write(&path, report)?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn venv_dir() -> PathBuf {
@@ -328,17 +320,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             "/v2/lbaas/providers/{}/{kind}_capabilities",
             args.provider
         ));
-        body[format!("{kind}_capabilities")][0]
-            .as_object()
-            .map(|key| {
-                let text = |field: &str| {
-                    key[field]
-                        .as_str()
-                        .unwrap_or_default()
-                        .replace([',', ':'], ";")
-                };
-                format!("{}:{}", text("name"), text("description"))
-            })
+        body[format!("{kind}_capabilities")]
+            .get(0)
+            .map(dict_entry)
             .unwrap_or_default()
     };
     let (_, providers) = admin.get("/v2/lbaas/providers");
@@ -346,15 +330,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| {
-            let text = |field: &str| {
-                p[field]
-                    .as_str()
-                    .unwrap_or_default()
-                    .replace([',', ':'], ";")
-            };
-            format!("{}:{}", text("name"), text("description"))
-        })
+        .map(dict_entry)
         .collect();
     std::fs::write(
         workspace.join("etc/tempest.conf"),
@@ -401,6 +377,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::fs::write(work.join("keystone.log"), keystone.log())?;
     drop(keystone);
     Ok(())
+}
+
+/// `{"name", "description"}` as one `name:description` entry of an oslo.config dict option,
+/// whose syntax has no escapes for `,` and `:`.
+fn dict_entry(item: &serde_json::Value) -> String {
+    let text = |field: &str| {
+        item[field]
+            .as_str()
+            .unwrap_or_default()
+            .replace([',', ':'], ";")
+    };
+    format!("{}:{}", text("name"), text("description"))
 }
 
 fn tempest_conf(
@@ -493,10 +481,19 @@ fn stop_spawned_devices(data: &Path) {
         return;
     };
     for file in String::from_utf8_lossy(&walk.stdout).lines() {
-        if let Some(pid) = std::fs::read_to_string(file)
+        let Some(pid) = std::fs::read_to_string(file)
             .ok()
             .and_then(|t| t.trim().parse::<u32>().ok())
-        {
+        else {
+            continue;
+        };
+        // Only a device's own programs: a pid whose process ended may name another by now.
+        let program = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let program = program.split(|&b| b == 0).next().unwrap_or_default();
+        let name = Path::new(std::str::from_utf8(program).unwrap_or_default())
+            .file_name()
+            .and_then(|n| n.to_str());
+        if matches!(name, Some("haproxy" | "lbaas-agent")) {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }

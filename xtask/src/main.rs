@@ -74,19 +74,23 @@ const BENCHES: &[&str] = &[
 
 /// wrk drives the API read benchmark; installed from the system packages when missing, as the
 /// test command installs HAProxy.
+/// Whether this process runs as root (it installs packages and makes namespaces without help).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 fn ensure_wrk() -> anyhow::Result<()> {
     let present = Command::new("wrk").arg("--version").output().is_ok();
     if present {
         return Ok(());
     }
     eprintln!("xtask: installing wrk from the system packages");
-    let root_user = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
     let apt = |args: &[&str]| {
-        let mut command = if root_user {
+        let mut command = if is_root() {
             Command::new("apt-get")
         } else {
             let mut sudo = Command::new("sudo");
