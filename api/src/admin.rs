@@ -24,7 +24,7 @@ use super::error::{ApiError, ApiResult};
 use super::{Api, Change, base_url, listing, validate, views};
 use lbaas_control::snapshot::{device_visible, network_visible};
 use lbaas_core::ids::{new_id, now};
-use lbaas_core::views::{PlacementAnswer, PlacementView};
+use lbaas_core::views::{HostList, PlacementAnswer, PlacementView};
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -38,6 +38,16 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/loadbalancers/{id}/placement", get(show_placement))
         .route("/loadbalancers/{id}/migrate", axum::routing::put(migrate))
         .route("/placements/dry-run", axum::routing::post(dry_run))
+        .route("/hosts", get(list_hosts))
+}
+
+/// `GET /v2/admin/hosts`: every host sharing the store, its version, last heartbeat and the
+/// jobs it holds.
+async fn list_hosts(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Json<HostList>> {
+    ctx.require_admin()?;
+    let plane = api.plane.clone();
+    let hosts = api.plane.blocking(move || plane.hosts()).await?;
+    Ok(Json(HostList { hosts }))
 }
 
 #[derive(Deserialize)]
@@ -175,6 +185,7 @@ async fn create_device(
                 enabled: body.enabled.unwrap_or(true),
                 availability_zone,
                 provisioned: None,
+                host: None,
                 created_at: now(),
                 updated_at: None,
             };

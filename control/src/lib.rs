@@ -8,6 +8,7 @@
 
 pub mod drivers;
 pub mod error;
+pub mod fleet;
 pub mod monitor;
 pub mod placement;
 pub mod plane;

@@ -146,9 +146,12 @@ pub async fn run(api: Arc<ControlPlane>, interval: Duration, mut stop: Stop) {
 pub async fn round(api: &Arc<ControlPlane>) {
     let Ok(work) = api
         .read(|api, snapshot| {
+            // On a shared store: only this host's spawned devices are revived here, and each
+            // device is polled by one host.
             let handles: Vec<String> = snapshot
                 .devices
                 .iter()
+                .filter(|d| api.owns(d))
                 .filter_map(|d| d.provisioned.clone())
                 .collect();
             let work: Vec<worker::Work> = snapshot
@@ -156,7 +159,7 @@ pub async fn round(api: &Arc<ControlPlane>) {
                 .iter()
                 .filter(|lb| {
                     lb.common.provisioning_status == ProvisioningStatus::Active
-                        && lb.device_id.is_some()
+                        && lb.device_id.as_deref().is_some_and(|d| api.polls(d))
                 })
                 .filter_map(|lb| worker::work(api, snapshot, &lb.common.id).ok().flatten())
                 .collect();

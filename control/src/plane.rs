@@ -5,6 +5,13 @@
 //! lock, decides on a fresh snapshot, commits the [`Change`] it returns in one transaction,
 //! runs the change's commit hooks while still holding the lock, and is answered only once the
 //! commit is durable.
+//!
+//! On a store several hosts share ([`crate::store::Fleet`]), the write lock is also the
+//! fleet's: a write takes this host's lock, then the one every host shares, and decides on a
+//! snapshot caught up to the store's revision at that moment, so invariants that span records
+//! (a device's capacity, one job per load balancer) hold across hosts. Reads use the cached
+//! snapshot, which follows other hosts' commits as their revisions are announced: from the
+//! change log, or by loading everything again when it is too far behind.
 
 use std::sync::Arc;
 
@@ -43,6 +50,11 @@ pub struct ControlPlane {
     /// Signalled when an update of the cached snapshot ends.
     updated: std::sync::Condvar,
     jobs: JobSender,
+    /// The newest revision of the shared store this host has heard of: a cached snapshot
+    /// older than it is caught up before it is read.
+    latest: std::sync::atomic::AtomicU64,
+    /// The hosts sharing the store, as the last heartbeat found them.
+    pub(crate) hosts: std::sync::Mutex<Vec<lbaas_core::views::HostView>>,
 }
 
 /// Who may register devices and where they may point the host's HTTP client: a management URL
@@ -133,7 +145,24 @@ impl ControlPlane {
             cache: std::sync::Mutex::new(Cached::Missing),
             updated: std::sync::Condvar::new(),
             jobs,
+            latest: std::sync::atomic::AtomicU64::new(0),
+            hosts: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Notes that the shared store reached `revision`: the next read catches up to it.
+    pub fn learn(&self, revision: u64) {
+        self.latest
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn is_current(&self, snapshot: &Snapshot) -> bool {
+        snapshot.revision >= self.latest.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Queues the job of load balancer `lb_id` for this host's worker.
+    pub fn enqueue(&self, lb_id: String) {
+        let _ = self.jobs.send(lb_id);
     }
 
     /// The provider of load balancers created without flavor or provider: the preferred one
@@ -165,23 +194,55 @@ impl ControlPlane {
         self
     }
 
-    /// The current snapshot: the cached one, or one loaded from the store. While a writer
-    /// brings the cached one up to date, waits for it (microseconds) rather than loading
-    /// every record again.
-    fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+    /// The current snapshot: the cached one, brought up to the newest revision heard of when
+    /// another host committed since, or one loaded from the store. While another thread
+    /// brings the cached one up to date, waits for it rather than loading every record again.
+    pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
+        let stale = loop {
             match &*cache {
-                Cached::Ready(snapshot) => return Ok(snapshot.clone()),
+                Cached::Ready(snapshot) if self.is_current(snapshot) => {
+                    return Ok(snapshot.clone());
+                }
+                Cached::Ready(snapshot) => break Some(snapshot.clone()),
                 Cached::Updating => {
                     cache = self.updated.wait(cache).unwrap_or_else(|e| e.into_inner());
                 }
-                Cached::Missing => break,
+                Cached::Missing => break None,
             }
+        };
+        *cache = Cached::Updating;
+        drop(cache);
+        // Ends the update however `refresh` ends: a failure leaves no snapshot cached.
+        let update = Update {
+            plane: self,
+            taken: None,
+            ended: false,
+        };
+        let next = self.refresh(stale)?;
+        update.finish(Some(next.clone()));
+        Ok(next)
+    }
+
+    /// `stale` brought up to the shared store's revision from its change log, or, without
+    /// one (or too far behind it), every record loaded again.
+    fn refresh(&self, stale: Option<Arc<Snapshot>>) -> Result<Arc<Snapshot>, Error> {
+        let fleet = self.store.fleet();
+        if let (Some(mut next), Some(fleet)) = (stale.clone(), fleet)
+            && let Some((revision, writes)) = fleet.changes_since(next.revision)?
+        {
+            let snapshot = Arc::make_mut(&mut next);
+            snapshot.apply(&writes)?;
+            snapshot.revision = revision;
+            self.drivers.follow_stored(&writes);
+            return Ok(next);
         }
-        let snapshot = Arc::new(Snapshot::load(&*self.store)?);
-        *cache = Cached::Ready(snapshot.clone());
-        Ok(snapshot)
+        let next = Arc::new(Snapshot::load(&*self.store)?);
+        if stale.is_some() && fleet.is_some() {
+            // Changes this host could not read one by one may have touched the drivers.
+            self.drivers.follow_all();
+        }
+        Ok(next)
     }
 
     /// Takes the cached snapshot out to update it in place; readers wait until the update
@@ -230,8 +291,8 @@ impl ControlPlane {
         E: From<Error> + Send + 'static,
     {
         let cached = match &*self.cache.lock().unwrap_or_else(|e| e.into_inner()) {
-            Cached::Ready(snapshot) => Some(snapshot.clone()),
-            Cached::Missing | Cached::Updating => None,
+            Cached::Ready(snapshot) if self.is_current(snapshot) => Some(snapshot.clone()),
+            Cached::Ready(_) | Cached::Missing | Cached::Updating => None,
         };
         match cached {
             Some(snapshot) => read(self, &snapshot),
@@ -271,20 +332,35 @@ impl ControlPlane {
     }
 
     /// The part of a write under the lock: decide, commit, bring the snapshot and the registry
-    /// up to date.
+    /// up to date. On a shared store, the fleet's write lock is held from before the snapshot
+    /// is read until the hooks have run.
     fn commit<T, E: From<Error>>(
         &self,
         write: impl FnOnce(&ControlPlane, &Snapshot) -> Result<Change<T>, E>,
     ) -> Result<Change<T>, E> {
+        let mut locked = match self.store.fleet() {
+            Some(fleet) => Some(fleet.lock().map_err(Error::from)?),
+            None => None,
+        };
+        if let Some(locked) = &locked {
+            self.learn(locked.revision());
+        }
         let snapshot = self.snapshot()?;
         let mut change = write(self, &snapshot)?;
         if change.batch.is_empty() && change.hooks.is_empty() {
             return Ok(change);
         }
-        if let Err(error) = change.batch.commit(&*self.store) {
-            self.begin_update().finish(None);
-            return Err(Error::from(error).into());
-        }
+        let committed = match locked.as_mut() {
+            Some(locked) => locked.commit(change.batch.writes()).map(Some),
+            None => change.batch.commit(&*self.store).map(|()| None),
+        };
+        let revision = match committed {
+            Ok(revision) => revision,
+            Err(error) => {
+                self.begin_update().finish(None);
+                return Err(Error::from(error).into());
+            }
+        };
         // Readers keep the snapshot they hold; the cache moves on. Taken out of the cache, it
         // is usually updated in place rather than copied (with shared records, a copy is of
         // the changed kinds' pointers).
@@ -293,16 +369,26 @@ impl ControlPlane {
         let next = update.taken.take().map_or_else(
             || Snapshot::load(&*self.store).ok().map(Arc::new),
             |mut next| {
-                Arc::make_mut(&mut next)
-                    .apply(change.batch.writes())
-                    .ok()
-                    .map(|()| next)
+                let snapshot = Arc::make_mut(&mut next);
+                snapshot.apply(change.batch.writes()).ok()?;
+                // This commit follows the snapshot's revision directly, or the snapshot keeps
+                // its revision and catches up (its own writes again included) on next read.
+                if let Some(revision) = revision
+                    && snapshot.revision + 1 == revision
+                {
+                    snapshot.revision = revision;
+                }
+                Some(next)
             },
         );
+        if let Some(revision) = revision {
+            self.learn(revision);
+        }
         update.finish(next);
         for hook in std::mem::take(&mut change.hooks) {
             hook(self);
         }
+        drop(locked);
         Ok(change)
     }
 

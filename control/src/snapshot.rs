@@ -47,6 +47,9 @@ pub struct Snapshot {
     /// Child ids by parent, when kept (snapshots of the store keep them; a scratch snapshot
     /// being filled with a new load balancer's tree does not, and its lookups scan).
     children: Option<std::sync::Arc<Children>>,
+    /// The store's revision this snapshot shows, on a store several hosts share (0 on one a
+    /// host owns).
+    pub revision: u64,
 }
 
 /// The ids of each parent's children, so a view or a job finds a load balancer's listeners
@@ -200,6 +203,12 @@ fn visible<'a, T: Record>(
 
 impl Snapshot {
     pub fn load(store: &dyn Store) -> crate::store::Result<Self> {
+        // Read before the records: a commit landing meanwhile is caught up again later, and
+        // catching up is idempotent.
+        let revision = match store.fleet() {
+            Some(fleet) => fleet.revision()?,
+            None => 0,
+        };
         let mut snapshot = Self {
             loadbalancers: store.all::<_>()?.into(),
             listeners: store.all::<_>()?.into(),
@@ -218,6 +227,7 @@ impl Snapshot {
             quotas: store.all::<_>()?.into(),
             loads: Loads::default(),
             children: None,
+            revision,
         };
         snapshot.recount();
         snapshot.reindex();
@@ -467,6 +477,7 @@ impl Snapshot {
             quotas: Table::default(),
             loads: Loads::default(),
             children: None,
+            revision: 0,
         }
     }
 
@@ -730,6 +741,7 @@ mod tests {
             metadata: BTreeMap::new(),
             enabled: true,
             provisioned: None,
+            host: None,
             availability_zone: None,
             created_at: String::new(),
             updated_at: None,

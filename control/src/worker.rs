@@ -106,11 +106,12 @@ pub async fn adopt_devices(api: &Arc<ControlPlane>) {
         return;
     };
     let handles = api
-        .read(|_, snapshot| {
+        .read(|api, snapshot| {
             Ok::<_, Error>(
                 snapshot
                     .devices
                     .iter()
+                    .filter(|d| api.owns(d))
                     .filter_map(|d| d.provisioned.clone())
                     .collect::<Vec<_>>(),
             )
@@ -183,7 +184,10 @@ pub async fn run_jobs(
         let (api, running) = (api.clone(), running.clone());
         tasks.spawn(async move {
             loop {
-                run(&api, &lb_id).await;
+                // On a shared store, another host may hold this job (or have finished it).
+                if api.claim(&lb_id).await {
+                    run(&api, &lb_id).await;
+                }
                 let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
                 if running.get(&lb_id) == Some(&true) {
                     running.insert(lb_id.clone(), false);
@@ -390,7 +394,7 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
         let explanation = decided.explanation;
         let spawned = match (&explanation.outcome, &api.provisioner) {
             (Decision::Spawn { driver, spec }, Some(provisioner)) => {
-                Some(provision_device(provisioner, driver, spec, zone).await?)
+                Some(provision_device(api, provisioner, driver, spec, zone).await?)
             }
             _ => None,
         };
@@ -447,7 +451,14 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
         let stored = matches!(reserved, Ok(Ok(true)));
         if !stored {
             // A device started for this load balancer and not recorded must not linger.
-            release(api, handle).await;
+            release(
+                api,
+                handle.map(|handle| Retired {
+                    handle,
+                    host: api.host_id().map(str::to_owned),
+                }),
+            )
+            .await;
         }
         match reserved? {
             Ok(true) => return Ok(()),
@@ -462,6 +473,7 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
 
 /// Has the provisioner create the device a driver asked for; returns its registry record.
 async fn provision_device(
+    api: &Arc<ControlPlane>,
     provisioner: &Arc<dyn Provisioner>,
     driver: &str,
     spec: &lbaas_scheduler::SpawnSpec,
@@ -493,16 +505,28 @@ async fn provision_device(
         // A device spawned for a load balancer is in its zone.
         availability_zone: zone,
         provisioned: provisioned.handle,
+        // Its processes run here: only this host adopts, revives or stops them.
+        host: api.host_id().map(str::to_owned),
         created_at: crate::ids::now(),
         updated_at: None,
     })
 }
 
-/// Has the provisioner stop a device the registry no longer holds.
-async fn release(api: &Arc<ControlPlane>, handle: Option<String>) {
-    let (Some(handle), Some(provisioner)) = (handle, api.provisioner.clone()) else {
+/// Has the provisioner stop a device the registry no longer holds, when its processes run on
+/// this host (another host's device is stopped by that host, which finds it gone from the
+/// registry).
+async fn release(api: &Arc<ControlPlane>, retired: Option<Retired>) {
+    let (Some(retired), Some(provisioner)) = (retired, api.provisioner.clone()) else {
         return;
     };
+    let mine = match api.host_id() {
+        None => true,
+        Some(me) => retired.host.as_deref() == Some(me),
+    };
+    if !mine {
+        return;
+    }
+    let handle = retired.handle;
     let stopped = tokio::task::spawn_blocking(move || provisioner.release(&handle)).await;
     match stopped {
         Ok(Ok(())) => {}
@@ -511,16 +535,24 @@ async fn release(api: &Arc<ControlPlane>, handle: Option<String>) {
     }
 }
 
+/// A spawned device deleted from the registry: what stopping its processes needs.
+pub(crate) struct Retired {
+    handle: String,
+    /// The host whose provisioner runs it, on a shared store.
+    host: Option<String>,
+}
+
 /// A device the provisioner started goes away with the last load balancer on it: deleted
-/// from the registry in `batch`; returns its handle, for stopping once committed.
+/// from the registry in `batch`; returns it, for stopping once committed.
 fn retire_if_empty(
     snapshot: &Snapshot,
     device_id: &str,
     leaving: &str,
     batch: &mut Batch,
-) -> Option<String> {
+) -> Option<Retired> {
     let device = snapshot.device_by_id(device_id)?;
     let handle = device.provisioned.clone()?;
+    let host = device.host.clone();
     let leaving_here = snapshot
         .loadbalancer_by_id(leaving)
         .is_some_and(|lb| lb.device_id.as_deref() == Some(device_id));
@@ -529,7 +561,7 @@ fn retire_if_empty(
         return None;
     }
     batch.delete::<Device>(device_id);
-    Some(handle)
+    Some(Retired { handle, host })
 }
 
 /// Attaches the load balancer's device to every network it needs and is not on; releases
@@ -721,7 +753,7 @@ fn settle(common: &mut Common, operating: OperatingStatus, now: &str) {
 
 /// The device matches the model: pending children become `ACTIVE` or disappear. Returns the
 /// handle of a spawned device a migration left empty.
-fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
+fn succeed(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<Retired>) {
     let mut batch = Batch::new();
     let mut retired = None;
     let now = crate::ids::now();
@@ -877,7 +909,7 @@ pub(crate) fn attached(snapshot: &Snapshot, lb_id: &str, pool_id: &str) -> bool 
 
 /// The load balancer is gone from its device: it and every child leave the store, and so
 /// does a spawned device it leaves empty (whose handle is returned).
-fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
+fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<Retired>) {
     let mut batch = Batch::new();
     let mut retired = None;
     if let Some(lb) = snapshot.loadbalancer_by_id(lb_id) {
@@ -913,7 +945,7 @@ fn remove_all(snapshot: &Snapshot, lb_id: &str) -> (Batch, Option<String>) {
 
 /// Provisioning failed: the load balancer and its pending children end in `ERROR`. A spawned
 /// device that a load balancer never got onto is retired (its handle returned).
-fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<String>) {
+fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Option<Retired>) {
     let mut batch = Batch::new();
     let mut retired = None;
     let now = crate::ids::now();

@@ -4,6 +4,7 @@
 //! backends implement. No storage engine, no HTTP, no Wasm.
 
 pub mod audit;
+pub mod chain;
 pub mod driver_state;
 pub mod ids;
 pub mod model;

@@ -373,6 +373,10 @@ pub struct Device {
     /// device is deleted, and stopped, once its last load balancer leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned: Option<String>,
+    /// On a store several hosts share: the host whose provisioner started the device. Only it
+    /// adopts, restarts and stops the device's processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub created_at: String,
     pub updated_at: Option<String>,
 }

@@ -88,6 +88,11 @@ impl Kind {
         }
     }
 
+    /// The kind whose keyspace is named `tree`.
+    pub fn from_tree(tree: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.tree() == tree)
+    }
+
     pub fn index(self) -> usize {
         Kind::ALL.iter().position(|k| *k == self).unwrap_or(0)
     }
@@ -129,6 +134,60 @@ pub trait Store: Send + Sync {
     fn commit(&self, writes: &[Write]) -> Result<()>;
     /// Makes every committed write durable.
     fn flush(&self) -> Result<()>;
+    /// How the hosts sharing this store coordinate; `None` for a store one host owns (sled,
+    /// memory), whose writes the host's own lock orders.
+    fn fleet(&self) -> Option<&dyn Fleet> {
+        None
+    }
+}
+
+/// What hosts sharing one store coordinate through it: one write lock, a revision every
+/// commit bumps and every host learns, leased jobs and heartbeats.
+pub trait Fleet: Send + Sync {
+    /// This host's id.
+    fn host(&self) -> &str;
+    /// How long this host's heartbeat and job leases last.
+    fn lease(&self) -> std::time::Duration;
+    /// Takes the write lock every host shares, reading the revision at that moment; a commit
+    /// through the guard is the next revision unless a commit made without the lock (a
+    /// quarantine) came between. Released when the guard drops, or when the host dies.
+    fn lock(&self) -> Result<Box<dyn Locked>>;
+    /// The revision of the last commit, from any host.
+    fn revision(&self) -> Result<u64>;
+    /// Every record written after `revision`, as it is now (a `Delete` for one gone), and the
+    /// revision that brings the reader to; `None` when those changes are no longer kept (read
+    /// everything again).
+    fn changes_since(&self, revision: u64) -> Result<Option<(u64, Vec<Write>)>>;
+    /// Calls `notify` with each revision committed (by any host) as this host learns of it,
+    /// and with `None` when it may have missed some (its connection was lost and is back).
+    fn watch(&self, notify: Box<dyn Fn(Option<u64>) + Send + Sync>);
+    /// Records this host alive and renews the leases of the jobs it holds; answers every host
+    /// known, this one included.
+    fn beat(&self, about: &HostAbout) -> Result<Vec<crate::views::HostView>>;
+    /// Claims the job of load balancer `job` for this host: true when it is now this host's
+    /// (it was unclaimed, this host held it, or its holder's lease ran out).
+    fn claim(&self, job: &str) -> Result<bool>;
+    /// Claims up to `limit` jobs whose lease ran out (their host stopped renewing).
+    fn claim_expired(&self, limit: usize) -> Result<Vec<String>>;
+}
+
+/// What a host says of itself in its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAbout {
+    /// The host's name on its machine.
+    pub name: String,
+    /// `lbaasd`'s version.
+    pub version: String,
+    /// Where its API listens.
+    pub address: String,
+}
+
+/// The write lock every host shares, held.
+pub trait Locked: Send {
+    /// The revision when the lock was taken.
+    fn revision(&self) -> u64;
+    /// Commits `writes` in one transaction; returns the revision it made.
+    fn commit(&mut self, writes: &[Write]) -> Result<u64>;
 }
 
 /// A record type and its keyspace.

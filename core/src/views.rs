@@ -230,3 +230,28 @@ impl From<&crate::audit::Verification> for VerifyAnswer {
         }
     }
 }
+
+/// `GET /v2/admin/hosts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostList {
+    pub hosts: Vec<HostView>,
+}
+
+/// One host sharing the control plane's store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostView {
+    pub id: String,
+    /// Its machine's name.
+    pub name: String,
+    pub version: String,
+    /// Where its API listens.
+    pub address: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339: when it last said it was alive.
+    pub heartbeat: String,
+    /// Its heartbeat is within the lease: it holds its jobs and polls its share of devices.
+    pub alive: bool,
+    /// Jobs whose lease it holds.
+    pub jobs: u64,
+}

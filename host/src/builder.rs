@@ -1,5 +1,5 @@
-//! One way to wire a host, for `lbaasd serve` and for the tests: the sled backends in a data
-//! folder, the audited driver runtime, the driver registry and its drivers, the control plane,
+//! One way to wire a host, for `lbaasd serve` and for the tests: the storage backends (sled in
+//! the data folder, or a PostgreSQL database several hosts share), the audited driver runtime, the driver registry and its drivers, the control plane,
 //! the API, and the background tasks that shutdown drains.
 
 use std::net::SocketAddr;
@@ -13,8 +13,9 @@ use lbaas_control::drivers::{Drivers, FileOutcome, FolderWatch};
 use lbaas_control::provision::Provisioner;
 use lbaas_control::tasks::Tasks;
 use lbaas_control::worker::StoreDevices;
-use lbaas_control::{ControlPlane, DeviceRegistration, drivers, monitor, worker};
-use lbaas_core::store::Store;
+use lbaas_control::{ControlPlane, DeviceRegistration, drivers, fleet, monitor, worker};
+use lbaas_core::store::{HostAbout, Store};
+use lbaas_postgres::{PgAudit, PgStateStore, PgStore};
 use lbaas_runtime::integrity::Trust;
 use lbaas_runtime::{Runtime, RuntimeConfig};
 use lbaas_sled::audit::AuditLog;
@@ -32,9 +33,59 @@ pub enum DriverSource {
     Files(Vec<PathBuf>),
 }
 
+/// Where a host keeps its records, drivers' state and audit chain.
+#[derive(Clone)]
+pub enum StoreChoice {
+    /// sled in the data folder (`db/`): one host, the embedded default.
+    Sled,
+    /// A PostgreSQL database, which several hosts may share; `lease` is how long a host's job
+    /// leases and heartbeat last.
+    Postgres { url: String, lease: Duration },
+}
+
+impl std::fmt::Debug for StoreChoice {
+    /// Never the address's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Sled => f.write_str("Sled"),
+            StoreChoice::Postgres { url, lease } => f
+                .debug_struct("Postgres")
+                .field("url", &lbaas_postgres::redact(url))
+                .field("lease", lease)
+                .finish(),
+        }
+    }
+}
+
+/// This host's id in a fleet: kept in the data folder (`host.id`), so a restarted host takes
+/// back its own job leases at once.
+pub fn host_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("host.id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+/// The storage backends a host opened.
+struct Backends {
+    store: Arc<dyn Store>,
+    state: Arc<dyn lbaas_core::driver_state::StateStore>,
+    sink: Arc<dyn lbaas_core::audit::AuditSink>,
+    trail: Arc<dyn lbaas_core::audit::AuditTrail>,
+    /// The sled database, flushed at shutdown.
+    db: Option<sled::Db>,
+}
+
 /// How to wire a host. Everything but the data folder has the default `lbaasd serve` uses.
 pub struct HostBuilder {
     data_dir: PathBuf,
+    store_choice: StoreChoice,
     cache_bytes: u64,
     runtime: RuntimeConfig,
     trust: Trust,
@@ -53,6 +104,7 @@ impl HostBuilder {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
+            store_choice: StoreChoice::Sled,
             cache_bytes: DEFAULT_CACHE_BYTES,
             runtime: RuntimeConfig::default(),
             trust: Trust::default(),
@@ -66,6 +118,13 @@ impl HostBuilder {
             conformance: true,
             flush_before_ack: true,
         }
+    }
+
+    /// Where records, drivers' state and the audit chain are kept (sled in the data folder by
+    /// default).
+    pub fn store(mut self, choice: StoreChoice) -> Self {
+        self.store_choice = choice;
+        self
     }
 
     /// Bytes of pages the database keeps cached.
@@ -141,6 +200,49 @@ impl HostBuilder {
         self
     }
 
+    /// Opens the chosen backends.
+    fn open_backends(
+        &self,
+        state_quota: u64,
+        signer: ed25519_dalek::SigningKey,
+    ) -> anyhow::Result<Backends> {
+        match &self.store_choice {
+            StoreChoice::Sled => {
+                let path = self.data_dir.join("db");
+                let db = lbaas_sled::open_database(&path, self.cache_bytes).with_context(|| {
+                    format!("cannot open the database in {}", self.data_dir.display())
+                })?;
+                let audit = Arc::new(AuditLog::open(&db)?.with_signer(signer));
+                Ok(Backends {
+                    store: Arc::new(SledStore::new(db.clone())?),
+                    state: Arc::new(SledStateStore::new(db.clone(), state_quota)),
+                    sink: audit.clone(),
+                    trail: audit,
+                    db: Some(db),
+                })
+            }
+            StoreChoice::Postgres { url, lease } => {
+                let host = host_id(&self.data_dir)?;
+                let database = Arc::new(
+                    lbaas_postgres::Database::open(url, &host, *lease).with_context(|| {
+                        format!(
+                            "cannot use the PostgreSQL database {}",
+                            lbaas_postgres::redact(url)
+                        )
+                    })?,
+                );
+                let audit = Arc::new(PgAudit::open(database.clone())?.with_signer(signer));
+                Ok(Backends {
+                    store: Arc::new(PgStore::new(database.clone())),
+                    state: Arc::new(PgStateStore::new(database, state_quota)),
+                    sink: audit.clone(),
+                    trail: audit,
+                    db: None,
+                })
+            }
+        }
+    }
+
     /// Opens the data folder, builds the runtime and the registry, loads the drivers and wires
     /// the control plane and the API behind `listener` (bound already, so the host's own
     /// address is known to the device allow-lists).
@@ -148,8 +250,23 @@ impl HostBuilder {
         let data_dir = &self.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
-        let db = lbaas_sled::open_database(&data_dir.join("db"), self.cache_bytes)
-            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        let audit_key = self
+            .audit_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit.key"));
+        let signer = lbaas_runtime::integrity::signing_key_file(&audit_key).with_context(|| {
+            format!(
+                "cannot read or create the audit key {}",
+                audit_key.display()
+            )
+        })?;
+        let Backends {
+            store,
+            state,
+            sink,
+            trail,
+            db,
+        } = self.open_backends(self.runtime.state_quota, signer)?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let mut config = RuntimeConfig {
@@ -160,23 +277,13 @@ impl HostBuilder {
         config.device_policy.reserved = vec![address];
         let registration =
             DeviceRegistration::for_policy(&config.device_policy, self.members_register_devices);
-        let state = SledStateStore::new(db.clone(), config.state_quota);
-        let store: Arc<dyn Store> = Arc::new(SledStore::new(db.clone())?);
-        let audit_key = self.audit_key.unwrap_or_else(|| data_dir.join("audit.key"));
-        let signer = lbaas_runtime::integrity::signing_key_file(&audit_key).with_context(|| {
-            format!(
-                "cannot read or create the audit key {}",
-                audit_key.display()
-            )
-        })?;
-        let audit = Arc::new(AuditLog::open(&db)?.with_signer(signer));
         let runtime = Runtime::audited(
             config,
-            Arc::new(state),
+            state,
             Arc::new(StoreDevices::new(store.clone())),
-            audit.clone(),
+            sink.clone(),
         )?;
-        let mut registry = Drivers::managed(runtime, self.trust, store.clone(), audit.clone())?;
+        let mut registry = Drivers::managed(runtime, self.trust, store.clone(), sink)?;
         if !self.conformance {
             registry = registry.without_conformance();
         }
@@ -191,7 +298,7 @@ impl HostBuilder {
             plane = plane.acknowledge_before_flush();
         }
         let plane = Arc::new(plane);
-        let api = Arc::new(Api::new(plane.clone(), self.auth).with_audit(audit));
+        let api = Arc::new(Api::new(plane.clone(), self.auth).with_audit(trail));
         Ok(Host {
             plane,
             api,
@@ -210,7 +317,7 @@ impl HostBuilder {
 pub struct Host {
     plane: Arc<ControlPlane>,
     api: Arc<Api>,
-    db: sled::Db,
+    db: Option<sled::Db>,
     listener: std::net::TcpListener,
     address: SocketAddr,
     queue: UnboundedReceiver<String>,
@@ -255,6 +362,20 @@ impl Host {
         }
         worker::adopt_devices(&plane).await;
         let mut tasks = Tasks::new();
+        let about = HostAbout {
+            name: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            address: self.address.to_string(),
+        };
+        plane.introduce(&about);
+        if plane.store.fleet().is_some() {
+            tasks.spawn(
+                "fleet",
+                fleet::run(plane.clone(), about, tasks.stop_signal()),
+            );
+        }
         tasks.spawn(
             "job worker",
             worker::run_jobs(plane.clone(), self.queue, self.workers, tasks.stop_signal()),
@@ -285,7 +406,7 @@ pub struct Serving {
     listener: tokio::net::TcpListener,
     app: axum::Router,
     tasks: Tasks,
-    db: sled::Db,
+    db: Option<sled::Db>,
 }
 
 impl Serving {
@@ -300,7 +421,9 @@ impl Serving {
             .with_graceful_shutdown(shutdown)
             .await?;
         self.tasks.drain().await;
-        self.db.flush_async().await?;
+        if let Some(db) = self.db {
+            db.flush_async().await?;
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod builder;
+pub mod migrate;
 
 pub use builder::{DriverSource, HostBuilder};
 pub use lbaas_api as api;

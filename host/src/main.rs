@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use lbaas_host::api::Auth;
 use lbaas_host::api::keystone::{Keystone, KeystoneConfig};
 use lbaas_host::audit;
-use lbaas_host::builder::{DriverSource, HostBuilder};
+use lbaas_host::builder::{DriverSource, HostBuilder, StoreChoice};
 use lbaas_host::devices::StaticDevices;
 use lbaas_host::driver_state::SledStateStore;
 use lbaas_host::integrity::{self, Trust};
@@ -69,6 +69,22 @@ enum Command {
         /// Jobs the worker runs at once.
         #[arg(long, default_value_t = 4)]
         workers: usize,
+        /// Where records, drivers' state and the audit chain are kept: `sled` (in
+        /// --data-dir, one host) or a PostgreSQL URL (`postgres://user:password@host/db`)
+        /// that several hosts share. Read from LBAAS_STORE when not given, so a password need
+        /// not be on the command line.
+        #[arg(
+            long,
+            env = "LBAAS_STORE",
+            default_value = "sled",
+            value_name = "sled|URL",
+            hide_env_values = true
+        )]
+        store: String,
+        /// On PostgreSQL: how long a host's heartbeat and job leases last. A host silent this
+        /// long is taken for dead and another host finishes its jobs.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+        lease: std::time::Duration,
         /// MiB of database pages kept cached in memory.
         #[arg(long, default_value_t = lbaas_host::store::DEFAULT_CACHE_BYTES >> 20)]
         cache_mib: u64,
@@ -85,6 +101,17 @@ enum Command {
     Driver {
         #[command(subcommand)]
         command: DriverCommand,
+    },
+    /// Copy a stopped host's sled data folder into an empty PostgreSQL database: every
+    /// record, every driver's state and the audit chain (verified on both sides). Then start
+    /// `lbaasd serve --store URL` with the same --data-dir.
+    MigrateStore {
+        /// The data folder of the host to move (stopped).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// The PostgreSQL URL to copy into (or LBAAS_STORE).
+        #[arg(long, env = "LBAAS_STORE", value_name = "URL", hide_env_values = true)]
+        to: String,
     },
     /// Check or export the drivers' audit log (with the host stopped; a running host serves
     /// GET /v2/admin/audit and /v2/admin/audit/verify).
@@ -346,6 +373,8 @@ fn run() -> anyhow::Result<()> {
             device_registration,
             tokens_file,
             workers,
+            store,
+            lease,
             cache_mib,
             keystone,
             audit_key,
@@ -372,6 +401,7 @@ fn run() -> anyhow::Result<()> {
                 cache_mib,
                 trust: trust.trust()?,
                 audit_key: audit_key.path(&data_dir),
+                store: store_choice(&store, lease)?,
             };
             serve(
                 listen,
@@ -398,7 +428,37 @@ fn run() -> anyhow::Result<()> {
             }
         },
         Command::Audit { command } => audit_command(command),
+        Command::MigrateStore { data_dir, to } => {
+            let moved = lbaas_host::migrate::sled_to_postgres(&data_dir, &to)?;
+            println!(
+                "copied {} records, {} driver state keys and {} audit records from {} to {}",
+                moved.records,
+                moved.state_keys,
+                moved.audit_records,
+                data_dir.display(),
+                lbaas_postgres::redact(&to)
+            );
+            Ok(())
+        }
     }
+}
+
+/// `--store`: `sled`, or a PostgreSQL URL.
+fn store_choice(store: &str, lease: std::time::Duration) -> anyhow::Result<StoreChoice> {
+    if store == "sled" {
+        return Ok(StoreChoice::Sled);
+    }
+    if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        return Ok(StoreChoice::Postgres {
+            url: store.to_owned(),
+            lease,
+        });
+    }
+    bail!(
+        "--store must be `sled` or a PostgreSQL URL (postgres://user:password@host:port/database), \
+         not {}",
+        lbaas_postgres::redact(store)
+    )
 }
 
 fn keygen(file: &Path) -> anyhow::Result<()> {
@@ -610,6 +670,7 @@ struct Sources<'a> {
     trust: Trust,
     /// The secret key that signs audit checkpoints.
     audit_key: PathBuf,
+    store: StoreChoice,
 }
 
 fn serve(
@@ -628,6 +689,7 @@ fn serve(
         cache_mib,
         trust,
         audit_key,
+        store,
     } = sources;
     let mut config = RuntimeConfig::default();
     if !device_networks.is_empty() {
@@ -636,6 +698,7 @@ fn serve(
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     let mut builder = HostBuilder::new(data_dir)
+        .store(store.clone())
         .cache_bytes(*cache_mib << 20)
         .runtime(config)
         .trust(trust.clone())

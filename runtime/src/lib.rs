@@ -744,6 +744,21 @@ impl LoadedDriver {
             .clone()
     }
 
+    /// Takes on a quarantine decided (or lifted) elsewhere: by another host sharing the store,
+    /// which already recorded and audited it.
+    pub fn follow_quarantine(&self, reason: Option<String>) {
+        let inner = &self.inner;
+        let lifted = reason.is_none();
+        *inner
+            .health
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reason;
+        if lifted {
+            inner.health.clear();
+        }
+    }
+
     /// Lifts the quarantine (an admin's decision, recorded); false when there was none.
     pub fn release(&self, by: &str) -> bool {
         let inner = &self.inner;

@@ -56,6 +56,7 @@ fn snapshot() -> Snapshot {
             metadata: BTreeMap::new(),
             enabled: d % 97 != 0,
             provisioned: None,
+            host: None,
             availability_zone: None,
             created_at: String::new(),
             updated_at: None,

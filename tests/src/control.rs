@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lbaas_host::api::Auth;
+use lbaas_host::builder::StoreChoice;
 use lbaas_host::integrity::Trust;
 use lbaas_host::provision::{FixedEndpoint, Provisioner};
 use lbaas_host::runtime::RuntimeConfig;
@@ -100,6 +101,12 @@ impl ControlPlane {
             .drivers(DriverSource::Files(files))
             .workers(worker_slots())
             .members_register_devices(options.members_register_devices);
+        if crate::postgres::backend() == crate::postgres::Backend::Postgres {
+            builder = builder.store(StoreChoice::Postgres {
+                url: crate::postgres::database_for(data_dir).url,
+                lease: Duration::from_secs(3),
+            });
+        }
         if let Some(provisioner) = provisioner {
             builder = builder.provisioner(provisioner);
         }

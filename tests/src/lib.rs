@@ -9,6 +9,7 @@ pub mod control;
 pub mod keystone;
 pub mod model;
 pub mod multimemory;
+pub mod postgres;
 pub mod process;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,16 @@ use lbaas_host::audit::AuditLog;
 use lbaas_host::devices::{DeviceEndpoint, StaticDevices};
 use lbaas_host::driver_state::SledStateStore;
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
+
+/// Whether this process runs as root (it installs packages, makes namespaces and hands
+/// PostgreSQL's folder to its own user).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

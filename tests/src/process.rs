@@ -59,12 +59,23 @@ impl Server {
             .expect("free port")
             .port();
         let address = format!("127.0.0.1:{port}");
-        let mut child = lbaasd()
+        let mut command = lbaasd();
+        command
             .args(["serve", "--listen", &address, "--data-dir"])
             .arg(data)
             .arg("--driver-dir")
             .arg(driver_dir)
-            .args(extra)
+            .args(extra);
+        // The suites that run against both stores: PostgreSQL when the run asks for it,
+        // unless the test names its own store.
+        if crate::postgres::backend() == crate::postgres::Backend::Postgres
+            && !extra.contains(&"--store")
+        {
+            command
+                .env("LBAAS_STORE", crate::postgres::database_for(data).url)
+                .args(["--lease", "3s"]);
+        }
+        let mut child = command
             .stderr(Stdio::piped())
             .spawn()
             .expect("start lbaasd serve");

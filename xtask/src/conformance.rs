@@ -76,7 +76,7 @@ fn run_all(args: &Args) -> anyhow::Result<()> {
         eprintln!("xtask: running the suite against {provider}");
         let mut unshare = Command::new("unshare");
         unshare.arg("--net");
-        if !super::is_root() {
+        if !lbaas_tests::is_root() {
             unshare.arg("--map-root-user");
         }
         let status = unshare

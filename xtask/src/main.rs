@@ -74,15 +74,6 @@ const BENCHES: &[&str] = &[
 
 /// wrk drives the API read benchmark; installed from the system packages when missing, as the
 /// test command installs HAProxy.
-/// Whether this process runs as root (it installs packages and makes namespaces without help).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 fn ensure_wrk() -> anyhow::Result<()> {
     let present = Command::new("wrk").arg("--version").output().is_ok();
     if present {
@@ -90,7 +81,7 @@ fn ensure_wrk() -> anyhow::Result<()> {
     }
     eprintln!("xtask: installing wrk from the system packages");
     let apt = |args: &[&str]| {
-        let mut command = if is_root() {
+        let mut command = if lbaas_tests::is_root() {
             Command::new("apt-get")
         } else {
             let mut sudo = Command::new("sudo");

@@ -28,7 +28,7 @@ use crate::model::{DriverRecord, DriverVersion, FlavorProfile};
 use crate::plane::{Change, ControlPlane};
 use crate::runtime::{self, LoadedDriver, Runtime};
 use crate::snapshot::Snapshot;
-use crate::store::{Batch, Kind, Store, StoreExt};
+use crate::store::{Batch, Kind, Store, StoreExt, Write, decode};
 
 pub use admission::Upload;
 pub use directory::{FileOutcome, FolderWatch, watch};
@@ -387,6 +387,108 @@ impl Drivers {
             blob: Some(admitted.bytes),
             by: source,
         })
+    }
+
+    /// Follows driver records and quarantines committed by another host sharing the store:
+    /// the versions each record makes active or canary are loaded (compiled outside the
+    /// registry's lock) and swapped in as a step taken here would; a quarantine holds here too.
+    pub fn follow_stored(&self, changed: &[Write]) {
+        let Ok(manager) = self.manager() else {
+            return;
+        };
+        for write in changed {
+            match write {
+                Write::Put {
+                    kind: Kind::Driver,
+                    id,
+                    bytes,
+                } => match decode::<DriverRecord>(id, bytes) {
+                    Ok(record) => self.follow_record(manager, record),
+                    Err(error) => tracing::error!(%error, "cannot follow a driver record"),
+                },
+                Write::Delete {
+                    kind: Kind::Driver,
+                    id,
+                } => {
+                    self.write().remove(id);
+                }
+                Write::Put {
+                    kind: Kind::Quarantine,
+                    id,
+                    bytes,
+                } => {
+                    let reason = decode::<crate::model::Quarantine>(id, bytes)
+                        .map(|q| q.reason)
+                        .unwrap_or_else(|e| format!("its quarantine record cannot be read: {e}"));
+                    self.follow_quarantine(id, Some(reason));
+                }
+                Write::Delete {
+                    kind: Kind::Quarantine,
+                    id,
+                } => self.follow_quarantine(id, None),
+                Write::Put { .. } | Write::Delete { .. } => {}
+            }
+        }
+    }
+
+    /// Follows every stored driver record: after changes this host could not read one by one.
+    pub fn follow_all(&self) {
+        let Ok(manager) = self.manager() else {
+            return;
+        };
+        match manager.store.all::<DriverRecord>() {
+            Ok(records) => {
+                let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+                self.write().retain(|name, _| names.contains(name));
+                for record in records {
+                    self.follow_record(manager, record);
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot read the driver records"),
+        }
+    }
+
+    fn follow_record(&self, manager: &Manager, record: DriverRecord) {
+        let name = record.name.clone();
+        let load = |sha: &str| {
+            let loaded = self
+                .read()
+                .get(&name)
+                .and_then(|line| line.loaded.get(sha).cloned());
+            loaded.or_else(|| match manager.load_stored(&record, sha) {
+                Ok(driver) => Some(driver),
+                Err(error) => {
+                    tracing::error!(driver = %name, sha, %error, "cannot load a version another host made serve");
+                    None
+                }
+            })
+        };
+        let active = record.active.as_deref().and_then(&load);
+        let canary = record
+            .canary
+            .as_ref()
+            .and_then(|c| load(&c.sha256).map(|driver| (driver, c.percent)));
+        let mut lines = self.write();
+        let line = lines
+            .entry(name.clone())
+            .or_insert_with(|| Line::new(record.clone()));
+        for driver in active.iter().chain(canary.iter().map(|(d, _)| d)) {
+            line.loaded
+                .insert(driver.identity().sha256.clone(), driver.clone());
+        }
+        line.loaded
+            .retain(|sha, _| record.versions.iter().any(|v| v.sha256 == *sha));
+        line.active = active;
+        line.canary = canary;
+        line.record = record;
+    }
+
+    fn follow_quarantine(&self, sha256: &str, reason: Option<String>) {
+        for line in self.read().values() {
+            if let Some(driver) = line.loaded.get(sha256) {
+                driver.follow_quarantine(reason.clone());
+            }
+        }
     }
 
     /// The registry follows a committed step: the record, and which versions serve.
