@@ -14,8 +14,8 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
 use lbaas_core::audit::Record;
 use lbaas_core::views::{
-    AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, PlacementAnswer, UploadAnswer,
-    VerifyAnswer,
+    AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, HostList, PlacementAnswer,
+    UploadAnswer, VerifyAnswer,
 };
 use lbaas_scheduler::{Decision, Verdict};
 use serde::de::DeserializeOwned;
@@ -69,6 +69,15 @@ enum Command {
     /// The drivers' audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The hosts sharing the control plane's store.
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Every host: version, address, last heartbeat, whether it is alive, jobs held.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +348,9 @@ fn run(client: &Client, json_out: bool, command: Command) -> Result<()> {
             print(&placement, &|v| explain_table(&typed(v)?))
         }
         Command::Audit(command) => audit(client, command, json_out, &print),
+        Command::Host(HostCommand::List) => print(&client.get("/v2/admin/hosts")?, &|v| {
+            Ok(hosts_table(&typed(v)?))
+        }),
     }
 }
 
@@ -790,6 +802,30 @@ fn driver_table(value: &Value) -> Result<String> {
         out.push_str(&format!("grant: {grant}\n"));
     }
     Ok(out)
+}
+
+fn hosts_table(list: &HostList) -> String {
+    let mut t = table(&[
+        "id",
+        "name",
+        "version",
+        "address",
+        "alive",
+        "last heartbeat",
+        "jobs",
+    ]);
+    for h in &list.hosts {
+        t.add_row(vec![
+            h.id.clone(),
+            h.name.clone(),
+            h.version.clone(),
+            h.address.clone(),
+            h.alive.to_string(),
+            h.heartbeat.clone(),
+            h.jobs.to_string(),
+        ]);
+    }
+    format!("{t}\n")
 }
 
 fn devices_table(list: &DeviceList) -> String {

@@ -138,6 +138,8 @@ enum AuditCommand {
         /// checked against the key it names only.
         #[arg(long, value_name = "FILE", requires = "checkpoint")]
         checkpoint_key: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Verify the chain and print a signed checkpoint of its head (JSON), to keep elsewhere.
     Checkpoint {
@@ -149,6 +151,8 @@ enum AuditCommand {
         output: Option<PathBuf>,
         #[command(flatten)]
         audit_key: AuditKey,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Print the public key that checks this host's checkpoints (hex), to keep elsewhere.
     PublicKey {
@@ -166,7 +170,64 @@ enum AuditCommand {
         /// Where to write; default: standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArg,
     },
+}
+
+/// Which store holds the chain the audit commands read.
+#[derive(clap::Args)]
+struct StoreArg {
+    /// `sled` (the data folder's) or the PostgreSQL URL the hosts share (or LBAAS_STORE).
+    #[arg(
+        long,
+        env = "LBAAS_STORE",
+        default_value = "sled",
+        value_name = "sled|URL",
+        hide_env_values = true
+    )]
+    store: String,
+}
+
+/// The audit chain of a stopped sled host, or of the hosts' PostgreSQL database (which may be
+/// read while they run).
+enum Chain {
+    Sled(sled::Db),
+    Postgres(Box<lbaas_postgres::Database>),
+}
+
+impl Chain {
+    fn open(data_dir: &Path, store: &StoreArg) -> anyhow::Result<Self> {
+        match store_choice(&store.store, lbaas_postgres::DEFAULT_LEASE)? {
+            StoreChoice::Sled => Ok(Chain::Sled(open_existing(data_dir)?)),
+            StoreChoice::Postgres { url, lease } => Ok(Chain::Postgres(Box::new(
+                lbaas_postgres::Database::open(&url, "audit", lease).with_context(|| {
+                    format!(
+                        "cannot use the PostgreSQL database {}",
+                        lbaas_postgres::redact(&url)
+                    )
+                })?,
+            ))),
+        }
+    }
+
+    fn verify(
+        &self,
+        checkpoint: Option<&audit::Checkpoint>,
+    ) -> anyhow::Result<audit::Verification> {
+        Ok(match (self, checkpoint) {
+            (Chain::Sled(db), Some(checkpoint)) => audit::verify_against(db, checkpoint)?,
+            (Chain::Sled(db), None) => audit::verify(db)?,
+            (Chain::Postgres(db), checkpoint) => lbaas_postgres::audit::verify(db, checkpoint),
+        })
+    }
+
+    fn export(&self, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        match self {
+            Chain::Sled(db) => audit::export(db, out),
+            Chain::Postgres(db) => lbaas_postgres::audit::export(db, out),
+        }
+    }
 }
 
 /// How `--auth keystone` reaches Keystone, as keystonemiddleware's `[keystone_authtoken]`.
@@ -565,8 +626,9 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             data_dir,
             checkpoint,
             checkpoint_key,
+            store,
         } => {
-            let db = open_existing(&data_dir)?;
+            let chain = Chain::open(&data_dir, &store)?;
             let verification = match checkpoint {
                 Some(path) => {
                     let checkpoint = read_checkpoint(&path)?;
@@ -589,9 +651,9 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
                         }
                         Err(why) => bail!("{}: {why}", path.display()),
                     }
-                    audit::verify_against(&db, &checkpoint)?
+                    chain.verify(Some(&checkpoint))?
                 }
-                None => audit::verify(&db)?,
+                None => chain.verify(None)?,
             };
             match &verification.broken {
                 None => {
@@ -612,9 +674,10 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             data_dir,
             output,
             audit_key,
+            store,
         } => {
             let signer = checkpoint_signer(&audit_key.path(&data_dir))?;
-            let verification = audit::verify(&open_existing(&data_dir)?)?;
+            let verification = Chain::open(&data_dir, &store)?.verify(None)?;
             if let Some(why) = &verification.broken {
                 bail!(
                     "audit log broken after {} good records: {why}",
@@ -640,19 +703,23 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<()> {
             println!("{}", hex::encode(signer.verifying_key().as_bytes()));
             Ok(())
         }
-        AuditCommand::Export { data_dir, output } => {
-            let db = open_existing(&data_dir)?;
+        AuditCommand::Export {
+            data_dir,
+            output,
+            store,
+        } => {
+            let chain = Chain::open(&data_dir, &store)?;
             let count = match output {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(
                         std::fs::File::create(&path)
                             .with_context(|| format!("cannot create {}", path.display()))?,
                     );
-                    let count = audit::export(&db, &mut file)?;
+                    let count = chain.export(&mut file)?;
                     std::io::Write::flush(&mut file)?;
                     count
                 }
-                None => audit::export(&db, &mut std::io::stdout().lock())?,
+                None => chain.export(&mut std::io::stdout().lock())?,
             };
             eprintln!("{count} audit records exported");
             Ok(())

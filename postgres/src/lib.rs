@@ -124,6 +124,13 @@ impl Database {
             url.parse().map_err(|e: tokio_postgres::Error| {
                 Error::Address(format!("{} ({})", redact(url), describe(&e)))
             })?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(Error::Address(format!(
+                "{}: sslmode=require, but lbaasd speaks to PostgreSQL without TLS; reach it over \
+                 a local socket or a private network",
+                redact(url)
+            )));
+        }
         if config.get_options().is_none() {
             config.options(STATEMENT_TIMEOUT);
         }
@@ -240,6 +247,15 @@ mod tests {
             redact("postgres://lbaas@127.0.0.1/lbaas"),
             "postgres://lbaas@127.0.0.1/lbaas"
         );
+        let tls = Database::open(
+            "postgres://u:pw@127.0.0.1/db?sslmode=require",
+            "h",
+            DEFAULT_LEASE,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(tls.contains("without TLS") && !tls.contains("pw@"), "{tls}");
         let refused = Database::open("postgres://u:pw@[::1", "h", DEFAULT_LEASE)
             .err()
             .map(|e| e.to_string())

@@ -28,10 +28,15 @@ pub struct Options {
     pub acknowledge_before_flush: bool,
     /// Let project members register virtual devices (`--device-registration members`).
     pub members_register_devices: bool,
+    /// Where the host keeps its records; by default sled, or PostgreSQL when the run asks for
+    /// it (`LBAAS_TEST_STORE=postgres`).
+    pub store: Option<StoreChoice>,
 }
 
 pub struct ControlPlane {
     pub url: String,
+    /// The host's control plane, for what a test does behind the API.
+    pub plane: Arc<lbaas_host::ControlPlane>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -101,7 +106,9 @@ impl ControlPlane {
             .drivers(DriverSource::Files(files))
             .workers(worker_slots())
             .members_register_devices(options.members_register_devices);
-        if crate::postgres::backend() == crate::postgres::Backend::Postgres {
+        if let Some(store) = options.store.clone() {
+            builder = builder.store(store);
+        } else if crate::postgres::backend() == crate::postgres::Backend::Postgres {
             builder = builder.store(StoreChoice::Postgres {
                 url: crate::postgres::database_for(data_dir).url,
                 lease: Duration::from_secs(3),
@@ -122,6 +129,7 @@ impl ControlPlane {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let host = builder.build(listener).expect("wire the host");
         let address = host.address();
+        let plane = host.plane().clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Told once the host has adopted its devices and serves, as `lbaasd serve` is ready then.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
@@ -143,6 +151,7 @@ impl ControlPlane {
         ready_rx.recv().expect("control plane started");
         Self {
             url: format!("http://{address}"),
+            plane,
             stop: Some(stop_tx),
             thread: Some(thread),
         }

@@ -5,8 +5,8 @@
 //! PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` system
 //! user Debian's package creates, and its programs run as that user.
 //!
-//! The suites that run against both stores read [`backend`]: `LBAAS_TEST_STORE=postgres`
-//! points them at PostgreSQL, anything else (the default) at sled.
+//! The suites that run against both stores ([`also_on_postgres`]) read [`backend`]: each of
+//! their tests runs once on sled and once on PostgreSQL.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,12 +23,44 @@ pub enum Backend {
     Postgres,
 }
 
-/// The store this run's parameterised suites use (`LBAAS_TEST_STORE`).
+thread_local! {
+    /// The store of the test running on this thread, when it runs on a given one.
+    static ON: std::cell::Cell<Option<Backend>> = const { std::cell::Cell::new(None) };
+}
+
+/// The store the parameterised suites use on this thread: the one [`on`] set, else
+/// `LBAAS_TEST_STORE` (`postgres`), else sled.
 pub fn backend() -> Backend {
+    if let Some(backend) = ON.with(std::cell::Cell::get) {
+        return backend;
+    }
     match std::env::var("LBAAS_TEST_STORE").as_deref() {
         Ok("postgres") => Backend::Postgres,
         _ => Backend::Sled,
     }
+}
+
+/// Runs `test` with the hosts it starts (on this thread) on `backend`.
+pub fn on(backend: Backend, test: fn()) {
+    ON.with(|on| on.set(Some(backend)));
+    test();
+    ON.with(|on| on.set(None));
+}
+
+/// Runs each named test of a suite a second time, with its hosts on PostgreSQL: one suite, two
+/// stores. The sled run is the test itself; the PostgreSQL run is `on_postgres::NAME`.
+#[macro_export]
+macro_rules! also_on_postgres {
+    ($($test:ident),* $(,)?) => {
+        mod on_postgres {
+            $(
+                #[test]
+                fn $test() {
+                    $crate::postgres::on($crate::postgres::Backend::Postgres, super::$test);
+                }
+            )*
+        }
+    };
 }
 
 /// A running cluster.

@@ -43,6 +43,16 @@ pub fn lbaasd() -> Command {
     command
 }
 
+/// `lbaasd` for a command on the host over `data` (its audit log, say): pointed at that
+/// host's PostgreSQL database when the run uses PostgreSQL.
+pub fn lbaasd_for(data: &Path) -> Command {
+    let mut command = lbaasd();
+    if crate::postgres::backend() == crate::postgres::Backend::Postgres {
+        command.env("LBAAS_STORE", crate::postgres::database_for(data).url);
+    }
+    command
+}
+
 /// A running `lbaasd serve`.
 pub struct Server {
     child: Child,

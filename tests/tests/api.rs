@@ -1206,3 +1206,14 @@ fn l7_policies_come_in_a_full_tree() {
         "{body}"
     );
 }
+
+// The same suite with its hosts on PostgreSQL.
+lbaas_tests::also_on_postgres!(
+    full_lifecycle_of_a_load_balancer,
+    failures_end_in_error_with_a_readable_fault,
+    acknowledged_writes_survive_a_restart_and_jobs_resume,
+    bad_requests_get_clear_4xx_answers,
+    private_devices_serve_only_their_project,
+    children_are_deleted_one_by_one,
+    l7_policies_come_in_a_full_tree,
+);

@@ -153,7 +153,7 @@ fn a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time() {
 
     // On record although the host died during the call: what was about to be sent, and where.
     let export = || {
-        let output = lbaas_tests::process::lbaasd()
+        let output = lbaas_tests::process::lbaasd_for(data.path())
             .args(["audit", "export"])
             .arg(data.path())
             .output()
@@ -205,3 +205,9 @@ fn a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time() {
         .count();
     assert_eq!(interrupted, 2, "each death counted against the driver");
 }
+
+// The same suite with its hosts on PostgreSQL.
+lbaas_tests::also_on_postgres!(
+    acknowledged_creates_survive_sigkill,
+    a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time,
+);

@@ -143,9 +143,10 @@ fn crates_depend_only_on_what_their_job_needs() {
         "lbaas-api",
         "lbaas-control",
         "lbaas-sled",
+        "lbaas-postgres",
         "lbaas-runtime",
     ];
-    let engines = ["wasmtime", "wasmtime-wasi", "sled"];
+    let engines = ["wasmtime", "wasmtime-wasi", "sled", "tokio-postgres"];
     let host_side = [&layers[..], &engines[..]].concat();
     let rules: &[(&str, &[&str])] = &[
         (
@@ -163,9 +164,24 @@ fn crates_depend_only_on_what_their_job_needs() {
                 "lbaas-api",
                 "lbaas-control",
                 "lbaas-sled",
+                "lbaas-postgres",
                 "sled",
+                "tokio-postgres",
                 "axum",
                 "tokio",
+            ],
+        ),
+        (
+            "lbaas-postgres",
+            &[
+                "lbaas-host",
+                "lbaas-api",
+                "lbaas-control",
+                "lbaas-runtime",
+                "lbaas-sled",
+                "sled",
+                "wasmtime",
+                "axum",
             ],
         ),
         (
@@ -175,6 +191,7 @@ fn crates_depend_only_on_what_their_job_needs() {
                 "lbaas-api",
                 "lbaas-control",
                 "lbaas-runtime",
+                "lbaas-postgres",
                 "wasmtime",
                 "axum",
                 "tokio",
@@ -186,7 +203,9 @@ fn crates_depend_only_on_what_their_job_needs() {
                 "lbaas-host",
                 "lbaas-api",
                 "lbaas-sled",
+                "lbaas-postgres",
                 "sled",
+                "tokio-postgres",
                 "wasmtime",
                 "axum",
             ],
@@ -196,8 +215,10 @@ fn crates_depend_only_on_what_their_job_needs() {
             &[
                 "lbaas-host",
                 "lbaas-sled",
+                "lbaas-postgres",
                 "lbaas-runtime",
                 "sled",
+                "tokio-postgres",
                 "wasmtime",
                 "wasmtime-wasi",
             ],

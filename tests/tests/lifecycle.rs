@@ -762,3 +762,12 @@ fn a_driver_built_against_contract_0_2_keeps_serving() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+// The same suite with its hosts on PostgreSQL.
+lbaas_tests::also_on_postgres!(
+    driver_versions_change_while_the_host_serves,
+    the_driver_folder_activates_new_files_and_refuses_broken_ones,
+    a_driver_built_against_contract_0_1_keeps_serving,
+    a_name_belongs_to_the_key_that_first_signed_it,
+    a_driver_built_against_contract_0_2_keeps_serving,
+);

@@ -887,3 +887,22 @@ fn load_balancers_on_a_dead_device_are_deleted_once_it_is_disabled() {
     let (_, device) = admin.get(&format!("/v2/admin/devices/{dead}"));
     assert_eq!(device["device"]["load_balancers"], 0, "{device}");
 }
+
+// The same suite with its hosts on PostgreSQL.
+lbaas_tests::also_on_postgres!(
+    decisions_are_explained_and_dry_runs_change_nothing,
+    acme_limits_reject_devices_the_generic_filters_allow,
+    a_tenants_vips_spread_across_the_cluster,
+    flavor_weights_group_a_projects_load_balancers,
+    concurrent_creates_never_overbook_a_device,
+    a_full_fleet_spawns_a_new_device_and_wiring_follows_the_load_balancers,
+    a_failed_create_gives_its_reservation_back,
+    a_load_balancer_moves_off_a_disabled_device,
+    physical_appliances_first_then_virtual_then_a_new_one,
+    relative_load_beats_absolute_vip_count,
+    a_networks_vips_can_be_grouped,
+    a_failed_move_leaves_the_load_balancer_where_it_was,
+    an_availability_zone_keeps_its_load_balancers_on_its_devices,
+    failover_moves_a_load_balancer_off_a_disabled_device,
+    load_balancers_on_a_dead_device_are_deleted_once_it_is_disabled,
+);
