@@ -11,6 +11,7 @@ pub mod model;
 pub mod multimemory;
 pub mod postgres;
 pub mod process;
+pub mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -174,14 +174,18 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        // Durability is PostgreSQL's own, and these tests kill hosts, not the database:
-        // fsync off keeps a cluster in a temporary folder fast.
+        // The tests kill hosts, not the database: fsync off keeps a cluster in a temporary
+        // folder fast. Benchmarks keep PostgreSQL's durability (`LBAAS_PG_FSYNC=on`).
+        let fsync = match std::env::var("LBAAS_PG_FSYNC").as_deref() {
+            Ok("on") => "fsync=on",
+            _ => "fsync=off",
+        };
         let child = server_command(&bin, "postgres")
             .arg("-D")
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
             .arg(dir.path())
-            .args(["-c", "fsync=off", "-c", "max_connections=300"])
+            .args(["-c", fsync, "-c", "max_connections=300"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -186,7 +186,8 @@ fn hosts_share_one_revision_and_a_job_has_one_holder_until_its_lease_runs_out() 
 fn network_and_devices(admin: &Client, devices: &[(&str, String, u32)]) {
     admin.create(
         "/v2/admin/networks",
-        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.64.0/18"}]}}),
+        &json!({"network": {"id": "net-vip", "vlan": 100,
+                "subnets": [{"id": "subnet-vip", "cidr": "127.0.64.0/18"}]}}),
     );
     for (name, url, capacity) in devices {
         admin.create(
@@ -401,12 +402,130 @@ fn two_hosts_serve_one_control_plane_and_follow_each_others_driver_steps() {
     b.stop();
 }
 
+/// What the clients of one churn had acknowledged.
+#[derive(Default)]
+struct Churned {
+    created: Vec<String>,
+    /// The last name each renamed load balancer was acknowledged with.
+    renamed: std::collections::BTreeMap<String, String>,
+    deleted: Vec<String>,
+}
+
+/// One client's churn until `stop` or until its host is gone: creates; every third one, once
+/// active, renamed; every fourth, deleted with its tree.
+fn churn_client(url: String, n: usize, stop: Arc<AtomicBool>) -> Churned {
+    let client = Client::new(&url).as_project("p");
+    let mut seen = Churned::default();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let body = lb_body(&format!("c{n}-{i}")).to_string();
+        let id = match client.try_call("POST", "/v2/lbaas/loadbalancers", Some(&body)) {
+            Some((201, created)) => id_of(&created, "loadbalancer"),
+            Some(_) => continue,
+            None => break,
+        };
+        seen.created.push(id.clone());
+        if i % 3 != 0 && i % 4 != 0 {
+            continue;
+        }
+        let path = format!("/v2/lbaas/loadbalancers/{id}");
+        // Wait (briefly) for it to leave PENDING_CREATE: a change before that is refused.
+        for _ in 0..100 {
+            match client.try_call("GET", &path, None) {
+                Some((200, lb)) if lb["loadbalancer"]["provisioning_status"] == "ACTIVE" => break,
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+                None => return seen,
+            }
+        }
+        if i % 3 == 0 {
+            let name = format!("renamed-{n}-{i}");
+            let body = json!({"loadbalancer": {"name": name}}).to_string();
+            match client.try_call("PUT", &path, Some(&body)) {
+                Some((200, _)) => {
+                    seen.renamed.insert(id.clone(), name);
+                }
+                Some(_) => {}
+                None => return seen,
+            }
+        }
+        if i % 4 == 0 {
+            match client.try_call("DELETE", &format!("{path}?cascade=true"), None) {
+                Some((204, _)) => seen.deleted.push(id),
+                Some(_) => {}
+                None => return seen,
+            }
+        }
+    }
+    seen
+}
+
+/// Four clients churning through both hosts while `victim` is killed after a while.
+fn churn_and_kill(urls: [&str; 2], victim: Server) -> Churned {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let (url, stop) = (urls[n % 2].to_owned(), stop.clone());
+            std::thread::spawn(move || churn_client(url, n, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(3000));
+    victim.kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Churned::default();
+    for client in clients {
+        let seen = client.join().expect("client");
+        all.created.extend(seen.created);
+        all.renamed.extend(seen.renamed);
+        all.deleted.extend(seen.deleted);
+    }
+    all
+}
+
+/// Every acknowledged change is there, nothing is pending, no device is over capacity, the
+/// device holds exactly the live load balancers' configurations, the chain is intact.
+fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) {
+    assert!(
+        churned.created.len() >= 20,
+        "too few creates: {}",
+        churned.created.len()
+    );
+    for id in &churned.created {
+        let lb = admin.settle(id);
+        if churned.deleted.contains(id) {
+            assert!(lb.is_null(), "{id} was deleted: {lb}");
+            continue;
+        }
+        assert_eq!(lb["provisioning_status"], "ACTIVE", "{id}: {lb}");
+        if let Some(name) = churned.renamed.get(id) {
+            assert_eq!(&lb["name"], name, "{id} lost its acknowledged rename");
+        }
+    }
+    assert_eq!(over_capacity(admin), Vec::<String>::new());
+    let (_, lbs) = admin.get("/v2/lbaas/loadbalancers?limit=10000");
+    let live: std::collections::BTreeSet<String> = lbs["loadbalancers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|lb| lb["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        configured(agent),
+        live,
+        "the device's configurations match the records"
+    );
+    let (_, verified) = admin.get("/v2/admin/audit/verify");
+    assert_eq!(verified["intact"], true, "{verified}");
+}
+
 #[test]
 fn kill_9_of_either_host_loses_no_acknowledged_change_and_leaves_nothing_pending() {
     let database = postgres::database();
     let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
     let agent = FakeAppliance::start();
-    agent.delay(30);
+    agent.delay(20);
     let (data_a, data_b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
@@ -421,122 +540,31 @@ fn kill_9_of_either_host_loses_no_acknowledged_change_and_leaves_nothing_pending
     ];
     let a = Server::start(data_a.path(), &driver_dir, &args);
     let b = Server::start(data_b.path(), &driver_dir, &args);
-    let admin = Client::new(&b.url).as_project("p");
-    network_and_devices(
-        &admin,
-        &[("d1", agent.url(), 150), ("d2", agent.url(), 150)],
-    );
+    let (url_a, url_b) = (a.url.clone(), b.url.clone());
+    let on_b = Client::new(&url_b).as_project("p");
+    network_and_devices(&on_b, &[("d1", agent.url(), 400), ("d2", agent.url(), 400)]);
 
-    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
-    let deleted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|n| {
-            let url = if n % 2 == 0 {
-                a.url.clone()
-            } else {
-                b.url.clone()
-            };
-            let (acknowledged, deleted, stop) =
-                (acknowledged.clone(), deleted.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let client = Client::new(&url).as_project("p");
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let body = lb_body(&format!("c{n}-{i}")).to_string();
-                    match client.try_call("POST", "/v2/lbaas/loadbalancers", Some(&body)) {
-                        Some((201, created)) => {
-                            let id = id_of(&created, "loadbalancer");
-                            acknowledged.lock().expect("lock").push(id.clone());
-                            // Every third one is deleted again, with its tree, once active.
-                            if i % 3 == 0 {
-                                let settled = client.try_call(
-                                    "GET",
-                                    &format!("/v2/lbaas/loadbalancers/{id}"),
-                                    None,
-                                );
-                                if settled.is_none() {
-                                    break;
-                                }
-                                std::thread::sleep(Duration::from_millis(100));
-                                if let Some((204, _)) = client.try_call(
-                                    "DELETE",
-                                    &format!("/v2/lbaas/loadbalancers/{id}?cascade=true"),
-                                    None,
-                                ) {
-                                    deleted.lock().expect("lock").push(id);
-                                }
-                            }
-                        }
-                        Some(_) => {}
-                        None => break,
-                    }
-                }
-            })
-        })
-        .collect();
+    // a dies: b finishes what a held once a's leases run out.
+    let churned = churn_and_kill([&url_a, &url_b], a);
+    check_after_kill(&on_b, &agent, &churned);
+    let (_, hosts) = on_b.get("/v2/admin/hosts");
+    let alive = |hosts: &Value| {
+        hosts["hosts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|h| h["alive"] == true)
+            .count()
+    };
+    assert_eq!(alive(&hosts), 1, "{hosts}");
 
-    std::thread::sleep(Duration::from_millis(2500));
-    a.kill();
-    std::thread::sleep(Duration::from_millis(1000));
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("client");
-    }
-    let acknowledged = acknowledged.lock().expect("lock").clone();
-    let deleted = deleted.lock().expect("lock").clone();
-    assert!(
-        acknowledged.len() >= 8,
-        "too few creates: {}",
-        acknowledged.len()
-    );
-
-    // b finishes what a held once a's leases run out.
-    for id in &acknowledged {
-        let lb = admin.settle(id);
-        if deleted.contains(id) {
-            assert!(lb.is_null(), "{id} was deleted: {lb}");
-        } else {
-            assert_eq!(lb["provisioning_status"], "ACTIVE", "{id}: {lb}");
-        }
-    }
-    assert_eq!(over_capacity(&admin), Vec::<String>::new());
-    // Each device's configuration matches the records: every active load balancer's config
-    // was pushed, and nothing deleted is left behind.
-    let (_, lbs) = admin.get("/v2/lbaas/loadbalancers?limit=10000");
-    let live: Vec<String> = lbs["loadbalancers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|lb| lb["id"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    let configured = configured(&agent);
-    for id in &live {
-        assert!(
-            configured.contains(id),
-            "{id} has no configuration on its device"
-        );
-    }
-    for id in &deleted {
-        assert!(
-            !configured.contains(id),
-            "{id} was deleted but is still configured"
-        );
-    }
-    let (_, verified) = admin.get("/v2/admin/audit/verify");
-    assert_eq!(verified["intact"], true, "{verified}");
-    let (_, hosts) = admin.get("/v2/admin/hosts");
-    let alive: Vec<bool> = hosts["hosts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|h| h["alive"] == true)
-        .collect();
-    assert_eq!(alive.iter().filter(|a| **a).count(), 1, "{hosts}");
-    drop(b);
+    // a comes back; now b dies, and a finishes what b held.
+    let a = Server::start(data_a.path(), &driver_dir, &args);
+    let on_a = Client::new(&a.url).as_project("p");
+    let churned = churn_and_kill([&a.url, &url_b], b);
+    check_after_kill(&on_a, &agent, &churned);
+    drop(a);
 }
 
 #[test]
@@ -548,7 +576,15 @@ fn migrate_store_moves_a_sled_host_onto_postgres_whole() {
     let server = Server::start(data.path(), &driver_dir, &["--store", "sled"]);
     let admin = Client::new(&server.url).as_project("p");
     network_and_devices(&admin, &[("d1", agent.url(), 10)]);
-    let ids: Vec<String> = (0..3)
+    // An Acme appliance too: its driver keeps VLAN allocations in its private state.
+    let appliance = FakeAppliance::start();
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+                "management_url": appliance.url(), "capacity": 8,
+                "metadata": {"max-vlans-per-interface": "2"}}}),
+    );
+    let mut ids: Vec<String> = (0..3)
         .map(|i| {
             let created = admin.create("/v2/lbaas/loadbalancers", &lb_body(&format!("m{i}")));
             let id = id_of(&created, "loadbalancer");
@@ -556,8 +592,37 @@ fn migrate_store_moves_a_sled_host_onto_postgres_whole() {
             id
         })
         .collect();
-    let (_, before) = admin.get("/v2/admin/audit/verify");
+    let acme = admin.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "acme", "vip_subnet_id": "subnet-vip",
+                "provider": "acme-adc", "listeners": [{"protocol": "TCP", "protocol_port": 80}]}}),
+    );
+    ids.push(id_of(&acme, "loadbalancer"));
+    for id in &ids {
+        assert_eq!(admin.settle(id)["provisioning_status"], "ACTIVE");
+    }
     drop(server);
+
+    // What the sled database holds: records of every kind, drivers' state keys, the chain.
+    let (records, state_keys, chain) = {
+        let db = sled::open(data.path().join("db")).expect("the stopped host's database");
+        let records: usize = lbaas_host::store::Kind::ALL
+            .iter()
+            .map(|kind| db.open_tree(kind.tree()).expect("tree").len())
+            .sum();
+        let state_keys: usize = db
+            .tree_names()
+            .iter()
+            .filter(|name| name.starts_with(b"driver/"))
+            .map(|name| db.open_tree(name).expect("tree").len())
+            .sum();
+        (
+            records,
+            state_keys,
+            lbaas_host::audit::records(&db).expect("chain"),
+        )
+    };
+    assert!(state_keys > 0, "the Acme driver kept no state");
 
     let out = lbaas_tests::process::lbaasd()
         .args(["migrate-store", "--data-dir"])
@@ -571,7 +636,21 @@ fn migrate_store_moves_a_sled_host_onto_postgres_whole() {
         "{said} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(said.contains("audit records"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "copied {records} records, {state_keys} driver state keys and {} audit records",
+            chain.len()
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        database.psql("SELECT count(*) FROM lbaas_records"),
+        records.to_string()
+    );
+    assert_eq!(
+        database.psql("SELECT count(*) FROM lbaas_driver_state"),
+        state_keys.to_string()
+    );
     // Into an empty database only.
     let again = lbaas_tests::process::lbaasd()
         .args(["migrate-store", "--data-dir"])
@@ -593,10 +672,19 @@ fn migrate_store_moves_a_sled_host_onto_postgres_whole() {
     }
     let (_, after) = admin.get("/v2/admin/audit/verify");
     assert_eq!(after["intact"], true, "{after}");
-    assert!(
-        after["records"].as_u64() >= before["records"].as_u64(),
-        "{before} then {after}"
-    );
+    // The chain carried over record for record: the same hashes, then the new host's.
+    let exported = lbaas_tests::process::lbaasd()
+        .args(["audit", "export", "--store", &database.url])
+        .output()
+        .expect("audit export");
+    let moved: Vec<Value> = String::from_utf8_lossy(&exported.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a record"))
+        .collect();
+    assert!(moved.len() >= chain.len());
+    for (old, new) in chain.iter().zip(&moved) {
+        assert_eq!(new["hash"], old.hash.as_str(), "record {} changed", old.seq);
+    }
     // The moved host serves on: a new load balancer on PostgreSQL.
     let created = admin.create("/v2/lbaas/loadbalancers", &lb_body("after"));
     assert_eq!(

@@ -70,6 +70,7 @@ const BENCHES: &[&str] = &[
     "create_latency",
     "memory",
     "audit",
+    "fleet",
 ];
 
 /// wrk drives the API read benchmark; installed from the system packages when missing, as the
@@ -237,6 +238,12 @@ struct Results {
     audit_read_back: Measure,
     audit_verify: Measure,
     audit_query: Measure,
+    creates_sled: Measure,
+    creates_pg_1: Measure,
+    creates_pg_2: Measure,
+    get_sled: Measure,
+    get_pg_2: Measure,
+    takeover: Measure,
 }
 
 impl Results {
@@ -272,6 +279,12 @@ impl Results {
             audit_read_back: criterion(target, "audit-1m-records/read-back")?,
             audit_verify: criterion(target, "audit-1m-records/verify")?,
             audit_query: criterion(target, "audit-1m-records/query-one-driver")?,
+            creates_sled: generated(target, "fleet", "sled-1-host-creates")?,
+            creates_pg_1: generated(target, "fleet", "postgres-1-host-creates")?,
+            creates_pg_2: generated(target, "fleet", "postgres-2-hosts-creates")?,
+            get_sled: generated(target, "fleet", "sled-1-host-get")?,
+            get_pg_2: generated(target, "fleet", "postgres-2-hosts-get")?,
+            takeover: generated(target, "fleet", "takeover-seconds")?,
         })
     }
 }
@@ -543,6 +556,48 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
             ),
             &format!("{:.2}", r.writes_16.median / r.writes_16_no_flush.median),
             "report",
+            "",
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "acknowledged creates/s, 16 clients: one host on PostgreSQL / two hosts on one \
+             PostgreSQL (fsync on)",
+            &format!(
+                "{} / {}",
+                per_second(&r.creates_pg_1),
+                per_second(&r.creates_pg_2)
+            ),
+            &format!("one host on sled {}", per_second(&r.creates_sled)),
+            &format!(
+                "{:.2} / {:.2}",
+                r.creates_pg_1.ratio_to(&r.creates_sled),
+                r.creates_pg_2.ratio_to(&r.creates_sled)
+            ),
+            "report (writes share one lock across hosts)",
+            "",
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "`GET` of one load balancer, one host of two on PostgreSQL (wrk, 16 connections)",
+            &per_second(&r.get_pg_2),
+            &format!("one host on sled {}", per_second(&r.get_sled)),
+            &format!("{:.2}", r.get_pg_2.ratio_to(&r.get_sled)),
+            "near 1: reads come from the host's snapshot",
+            verdict(r.get_pg_2.ratio_to(&r.get_sled) >= 0.8),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "`kill -9` of a host holding 20 jobs to all 20 `ACTIVE` through the other host",
+            &format!("{:.1} s", r.takeover.median),
+            "the lease, 2 s",
+            &format!("{:.2}", r.takeover.median / 2.0),
+            "lease + the jobs' own time",
             "",
         ],
     );

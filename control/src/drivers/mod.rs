@@ -468,11 +468,30 @@ impl Drivers {
             .canary
             .as_ref()
             .and_then(|c| load(&c.sha256).map(|driver| (driver, c.percent)));
+        // A version uploaded elsewhere is compiled here now, as the uploading host did: its
+        // activation, when it comes, is then only a swap on every host.
+        let known: Vec<String> = self.read().get(&name).map_or_else(Vec::new, |line| {
+            line.record
+                .versions
+                .iter()
+                .map(|v| v.sha256.clone())
+                .collect()
+        });
+        let uploaded: Vec<LoadedDriver> = record
+            .versions
+            .iter()
+            .filter(|v| !known.contains(&v.sha256))
+            .filter_map(|v| load(&v.sha256))
+            .collect();
         let mut lines = self.write();
         let line = lines
             .entry(name.clone())
             .or_insert_with(|| Line::new(record.clone()));
-        for driver in active.iter().chain(canary.iter().map(|(d, _)| d)) {
+        for driver in active
+            .iter()
+            .chain(canary.iter().map(|(d, _)| d))
+            .chain(&uploaded)
+        {
             line.loaded
                 .insert(driver.identity().sha256.clone(), driver.clone());
         }
