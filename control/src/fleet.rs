@@ -141,7 +141,8 @@ pub async fn run(plane: Arc<ControlPlane>, about: HostAbout, mut stop: Stop) {
     }
 }
 
-/// Brings the cached snapshot (and the driver registry) up to the store's revision.
+/// Brings the cached snapshot (and the driver registry) up to the store's revision, and stops
+/// the devices of this host's that another host retired meanwhile.
 async fn catch_up(plane: &Arc<ControlPlane>) {
     let plane = plane.clone();
     let caught = tokio::task::spawn_blocking(move || {
@@ -150,11 +151,26 @@ async fn catch_up(plane: &Arc<ControlPlane>) {
         {
             plane.learn(revision);
         }
-        plane.snapshot().map(drop)
+        let caught = plane.snapshot().map(drop);
+        stop_orphans(&plane);
+        caught
     })
     .await;
     if let Ok(Err(error)) = caught {
         tracing::warn!(%error, "cannot catch up with the other hosts' commits");
+    }
+}
+
+/// Has this host's provisioner stop the devices another host retired.
+fn stop_orphans(plane: &ControlPlane) {
+    let orphans = std::mem::take(&mut *plane.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+    let Some(provisioner) = &plane.provisioner else {
+        return;
+    };
+    for handle in orphans {
+        if let Err(error) = provisioner.release(&handle) {
+            tracing::error!(%error, "cannot stop a device another host retired");
+        }
     }
 }
 
@@ -182,7 +198,9 @@ async fn heartbeat(plane: &Arc<ControlPlane>, about: &HostAbout) {
         if let Ok(revision) = fleet.revision() {
             plane.learn(revision);
         }
-        plane.snapshot().ok().map(drop)
+        let caught = plane.snapshot().ok().map(drop);
+        stop_orphans(&plane);
+        caught
     })
     .await;
     if beat.is_err() {

@@ -55,6 +55,9 @@ pub struct ControlPlane {
     latest: std::sync::atomic::AtomicU64,
     /// The hosts sharing the store, as the last heartbeat found them.
     pub(crate) hosts: std::sync::Mutex<Vec<lbaas_core::views::HostView>>,
+    /// Handles of devices this host spawned whose records another host deleted: stopped by the
+    /// fleet task here, since no other host may stop them.
+    pub(crate) orphans: std::sync::Mutex<Vec<String>>,
 }
 
 /// Who may register devices and where they may point the host's HTTP client: a management URL
@@ -147,6 +150,7 @@ impl ControlPlane {
             jobs,
             latest: std::sync::atomic::AtomicU64::new(0),
             hosts: std::sync::Mutex::new(Vec::new()),
+            orphans: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -231,6 +235,7 @@ impl ControlPlane {
         if let (Some(mut next), Some(fleet)) = (stale.clone(), fleet)
             && let Some((revision, writes)) = fleet.changes_since(next.revision)?
         {
+            self.note_orphans(&next, &writes);
             let snapshot = Arc::make_mut(&mut next);
             snapshot.apply(&writes)?;
             snapshot.revision = revision;
@@ -243,6 +248,28 @@ impl ControlPlane {
             self.drivers.follow_all();
         }
         Ok(next)
+    }
+
+    /// Notes the devices this host spawned that `writes` (another host's) delete: their
+    /// processes are this host's to stop.
+    fn note_orphans(&self, before: &Snapshot, writes: &[crate::store::Write]) {
+        let gone = writes.iter().filter_map(|write| match write {
+            crate::store::Write::Delete {
+                kind: crate::store::Kind::Device,
+                id,
+            } => before.device_by_id(id),
+            _ => None,
+        });
+        let handles: Vec<String> = gone
+            .filter(|device| self.owns(device))
+            .filter_map(|device| device.provisioned.clone())
+            .collect();
+        if !handles.is_empty() {
+            self.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(handles);
+        }
     }
 
     /// Takes the cached snapshot out to update it in place; readers wait until the update

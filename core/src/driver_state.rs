@@ -51,10 +51,15 @@ pub trait StateStore: Send + Sync {
     fn namespace(&self, driver: &DriverName) -> Result<Arc<dyn Namespace>>;
 }
 
-/// Refuses keys a namespace does not hold: empty ones and those past [`MAX_KEY_BYTES`].
+/// Refuses keys a namespace does not hold: empty ones, those with a NUL character and those past
+/// [`MAX_KEY_BYTES`].
 pub fn check_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(StateError::InvalidKey("empty".into()));
+    }
+    // Every backend stores keys as text; PostgreSQL's text holds no NUL, so no backend does.
+    if key.contains('\0') {
+        return Err(StateError::InvalidKey("contains a NUL character".into()));
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(StateError::InvalidKey(format!(

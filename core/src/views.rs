@@ -159,6 +159,9 @@ pub struct DeviceView {
     pub updated_at: Option<String>,
     /// Whether the host's provisioner started it.
     pub spawned: bool,
+    /// On a store several hosts share: the host whose provisioner runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub credentials_set: bool,
     /// Load balancers placed on it.
     pub load_balancers: usize,
@@ -184,6 +187,7 @@ impl DeviceView {
             created_at: device.created_at.clone(),
             updated_at: device.updated_at.clone(),
             spawned: device.provisioned.is_some(),
+            host: device.host.clone(),
             credentials_set: device.credentials.is_some(),
             load_balancers: load,
         }

@@ -163,6 +163,10 @@ impl Namespace for PgNamespace {
     }
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        if prefix.contains('\0') {
+            // No key holds one (`check_key`), and PostgreSQL's text cannot.
+            return Ok(Vec::new());
+        }
         let (driver, prefix) = (self.driver.clone(), prefix.to_owned());
         self.db
             .with(move |client| async move {

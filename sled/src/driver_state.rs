@@ -243,6 +243,10 @@ mod tests {
             .expect("ns");
         assert!(matches!(ns.set("", b""), Err(StateError::InvalidKey(_))));
         assert!(matches!(
+            ns.set("a\0b", b""),
+            Err(StateError::InvalidKey(_))
+        ));
+        assert!(matches!(
             ns.get(&"k".repeat(600)),
             Err(StateError::InvalidKey(_))
         ));

@@ -31,6 +31,10 @@ pub struct Options {
     /// Where the host keeps its records; by default sled, or PostgreSQL when the run asks for
     /// it (`LBAAS_TEST_STORE=postgres`).
     pub store: Option<StoreChoice>,
+    /// Spawns the devices drivers ask for.
+    pub provisioner: Option<Arc<dyn Provisioner>>,
+    /// Runs the status monitor this often.
+    pub status_interval: Option<Duration>,
 }
 
 pub struct ControlPlane {
@@ -97,6 +101,8 @@ impl ControlPlane {
         options: Options,
     ) -> Self {
         // As `lbaasd serve` does with its driver folder: every file uploaded and activated.
+        let provisioner = provisioner.or_else(|| options.provisioner.clone());
+        let status_interval = status_interval.or(options.status_interval);
         let mut files = vec![drivers().haproxy.clone(), drivers().acme_adc.clone()];
         files.extend(options.extra_drivers.iter().cloned());
         let mut builder = HostBuilder::new(data_dir)

@@ -77,6 +77,9 @@ fn the_postgres_backends_keep_the_storage_contracts() {
         matches!(refused, Err(StateError::QuotaExceeded { .. })),
         "{refused:?}"
     );
+    // A hostile key is refused in words, as by every backend, and stores nothing.
+    let nul = one.set("a\0b", b"x");
+    assert!(matches!(nul, Err(StateError::InvalidKey(_))), "{nul:?}");
     assert!(one.delete("a").expect("delete"));
     assert_eq!(one.usage(), 1 + 1 + 64);
     assert_eq!(one.get("b").expect("get").as_deref(), Some(&b"2"[..]));
@@ -691,4 +694,133 @@ fn migrate_store_moves_a_sled_host_onto_postgres_whole() {
         admin.settle(&id_of(&created, "loadbalancer"))["provisioning_status"],
         "ACTIVE"
     );
+}
+
+/// A provisioner that starts nothing and notes what it is asked: each spawned device answers
+/// at `url`, under a handle naming the host.
+struct Recording {
+    host: &'static str,
+    url: String,
+    spawned: Mutex<Vec<String>>,
+    revived: Mutex<Vec<String>>,
+    released: Mutex<Vec<String>>,
+}
+
+impl Recording {
+    fn new(host: &'static str, url: String) -> Arc<Self> {
+        Arc::new(Self {
+            host,
+            url,
+            spawned: Mutex::default(),
+            revived: Mutex::default(),
+            released: Mutex::default(),
+        })
+    }
+
+    fn seen(list: &Mutex<Vec<String>>) -> Vec<String> {
+        list.lock().expect("list").clone()
+    }
+}
+
+impl lbaas_host::provision::Provisioner for Recording {
+    fn provision(
+        &self,
+        _driver: &str,
+        _spec: &lbaas_scheduler::SpawnSpec,
+    ) -> Result<lbaas_host::provision::Provisioned, lbaas_host::provision::ProvisionError> {
+        let mut spawned = self.spawned.lock().expect("spawned");
+        let handle = format!("{}-{}", self.host, spawned.len() + 1);
+        spawned.push(handle.clone());
+        Ok(lbaas_host::provision::Provisioned {
+            management_url: self.url.clone(),
+            credentials: None,
+            handle: Some(handle),
+        })
+    }
+
+    fn release(&self, handle: &str) -> Result<(), lbaas_host::provision::ProvisionError> {
+        self.released
+            .lock()
+            .expect("released")
+            .push(handle.to_owned());
+        Ok(())
+    }
+
+    fn revive(&self, handles: &[String]) {
+        self.revived
+            .lock()
+            .expect("revived")
+            .extend(handles.iter().cloned());
+    }
+}
+
+#[test]
+fn a_spawned_device_is_run_and_stopped_only_by_the_host_that_spawned_it() {
+    let database = postgres::database();
+    let agent = FakeAppliance::start();
+    let (data_a, data_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (spawner_a, spawner_b) = (
+        Recording::new("a", agent.url()),
+        Recording::new("b", agent.url()),
+    );
+    let host = |data: &std::path::Path, spawner: &Arc<Recording>| {
+        ControlPlane::start_with_options(
+            data,
+            Auth::None,
+            Options {
+                store: Some(StoreChoice::Postgres {
+                    url: database.url.clone(),
+                    lease: Duration::from_secs(2),
+                }),
+                provisioner: Some(spawner.clone()),
+                status_interval: Some(Duration::from_millis(200)),
+                ..Options::default()
+            },
+        )
+    };
+    let (a, b) = (
+        host(data_a.path(), &spawner_a),
+        host(data_b.path(), &spawner_b),
+    );
+    let (on_a, on_b) = (
+        Client::new(&a.url).as_project("p"),
+        Client::new(&b.url).as_project("p"),
+    );
+    network_and_devices(&on_a, &[]);
+
+    // No device yet: a spawns one for the load balancer created through it.
+    let created = on_a.create("/v2/lbaas/loadbalancers", &lb_body("spawned"));
+    let id = id_of(&created, "loadbalancer");
+    assert_eq!(on_a.settle(&id)["provisioning_status"], "ACTIVE");
+    assert_eq!(Recording::seen(&spawner_a.spawned), ["a-1"]);
+    let a_id = std::fs::read_to_string(data_a.path().join("host.id")).expect("a's id");
+    let (_, devices) = on_b.get("/v2/admin/devices");
+    assert_eq!(devices["devices"][0]["host"], a_id.trim(), "{devices}");
+
+    // Only a looks after it, however the status rounds fall.
+    wait_until("a revives its own device", || {
+        Recording::seen(&spawner_a.revived).contains(&"a-1".to_owned())
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        Recording::seen(&spawner_b.revived).is_empty(),
+        "b revived a's device"
+    );
+
+    // Deleted through b: b runs the job and retires the device; a stops its processes.
+    let (status, body) = on_b.delete(&format!("/v2/lbaas/loadbalancers/{id}?cascade=true"));
+    assert_eq!(status, 204, "{body}");
+    assert!(on_b.settle(&id).is_null());
+    wait_until("a stops the device b retired", || {
+        Recording::seen(&spawner_a.released) == ["a-1"]
+    });
+    assert!(
+        Recording::seen(&spawner_b.released).is_empty(),
+        "b stopped a's device"
+    );
+    a.stop();
+    b.stop();
 }
