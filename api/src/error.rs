@@ -67,6 +67,15 @@ impl ApiError {
         ))
     }
 
+    /// The store cannot be reached now: logged; the caller may try again.
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, "the store is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The host cannot reach its database right now. Try again.",
+        )
+    }
+
     /// Something on the host's side failed: logged, never shown.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed inside the host");
@@ -79,7 +88,10 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        Self::internal(error)
+        match error {
+            crate::store::StoreError::Unavailable(_) => Self::unavailable(error),
+            other => Self::internal(other),
+        }
     }
 }
 
@@ -93,7 +105,8 @@ impl From<lbaas_control::Error> for ApiError {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, error.to_string()),
             Error::Forbidden => Self::forbidden(),
             Error::Lifecycle(error) => error.into(),
-            Error::Store(_) | Error::Task(_) | Error::Inconsistent(_) => Self::internal(error),
+            Error::Store(store) => store.into(),
+            Error::Task(_) | Error::Inconsistent(_) => Self::internal(error),
         }
     }
 }

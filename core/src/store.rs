@@ -102,6 +102,10 @@ impl Kind {
 pub enum StoreError {
     #[error("storage: {0}")]
     Backend(String),
+    /// The store cannot be reached now (its connections are down); trying again later may
+    /// succeed, and nothing was written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("stored {kind} record `{id}` is unreadable: {reason}")]
     Corrupt {
         kind: &'static str,

@@ -69,18 +69,8 @@ enum Command {
         /// Jobs the worker runs at once.
         #[arg(long, default_value_t = 4)]
         workers: usize,
-        /// Where records, drivers' state and the audit chain are kept: `sled` (in
-        /// --data-dir, one host) or a PostgreSQL URL (`postgres://user:password@host/db`)
-        /// that several hosts share. Read from LBAAS_STORE when not given, so a password need
-        /// not be on the command line.
-        #[arg(
-            long,
-            env = "LBAAS_STORE",
-            default_value = "sled",
-            value_name = "sled|URL",
-            hide_env_values = true
-        )]
-        store: String,
+        #[command(flatten)]
+        store: StoreArg,
         /// On PostgreSQL: how long a host's heartbeat and job leases last. A host silent this
         /// long is taken for dead and another host finishes its jobs.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -178,7 +168,9 @@ enum AuditCommand {
 /// Which store holds the chain the audit commands read.
 #[derive(clap::Args)]
 struct StoreArg {
-    /// `sled` (the data folder's) or the PostgreSQL URL the hosts share (or LBAAS_STORE).
+    /// Where records, drivers' state and the audit chain are kept: `sled` (in --data-dir, one
+    /// host) or a PostgreSQL URL (`postgres://user:password@host/db`) that several hosts share.
+    /// Read from LBAAS_STORE when not given, so a password need not be on the command line.
     #[arg(
         long,
         env = "LBAAS_STORE",
@@ -462,7 +454,7 @@ fn run() -> anyhow::Result<()> {
                 cache_mib,
                 trust: trust.trust()?,
                 audit_key: audit_key.path(&data_dir),
-                store: store_choice(&store, lease)?,
+                store: store_choice(&store.store, lease)?,
             };
             serve(
                 listen,

@@ -54,12 +54,7 @@ impl PgAudit {
 /// Stored entries holding records from `first` on, in order, and the head.
 fn entries(db: &Database, first: u64) -> Result<Entries> {
     db.with(move |mut client| async move {
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = crate::consistent_read(&mut client).await?;
         let rows = tx
             .query(
                 "SELECT first_seq, records FROM lbaas_audit WHERE last_seq >= $1

@@ -48,11 +48,28 @@ pub enum Error {
     Address(String),
     #[error("the database connection pool is gone: {0}")]
     Pool(String),
+    /// The database cannot be reached now: its connection was lost or refused, or it is
+    /// shutting down. Nothing was written; trying again later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        Error::Postgres(describe(&error))
+        // Connection exceptions (class 08), shutdowns (57P01-57P03), and failures with no
+        // answer from the server at all (a closed socket, a refused connection).
+        let unavailable = match error.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+            }
+            None => true,
+        };
+        if unavailable {
+            Error::Unavailable(describe(&error))
+        } else {
+            Error::Postgres(describe(&error))
+        }
     }
 }
 
@@ -60,6 +77,9 @@ impl From<deadpool_postgres::PoolError> for Error {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
+            deadpool_postgres::PoolError::Timeout(_) => {
+                Error::Unavailable(format!("no database connection: {error}"))
+            }
             other => Error::Pool(other.to_string()),
         }
     }
@@ -217,6 +237,18 @@ impl Database {
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
+}
+
+/// A read-only transaction that sees one moment of the database throughout (repeatable read).
+pub(crate) async fn consistent_read(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
 }
 
 /// `url` without its password, for messages.

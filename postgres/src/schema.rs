@@ -10,10 +10,11 @@ use crate::{Error, Result};
 const MIGRATION_LOCK: i64 = 0x6c62_6161_735f_6d67; // "lbaas_mg"
 
 /// Every migration, by version. Released ones never change: a change is a new one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "records, revisions, driver state, audit chain, hosts and job leases",
-    r#"
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "records, revisions, driver state, audit chain, hosts and job leases",
+        r#"
 CREATE TABLE lbaas_records (
     kind text NOT NULL,
     id text COLLATE "C" NOT NULL,
@@ -68,7 +69,47 @@ CREATE TABLE lbaas_job_leases (
 CREATE INDEX lbaas_job_leases_until ON lbaas_job_leases (until);
 CREATE INDEX lbaas_job_leases_host ON lbaas_job_leases (host);
 "#,
-)];
+    ),
+    (
+        2,
+        "a commit and the write lock in one round trip each",
+        r#"
+CREATE FUNCTION lbaas_commit(
+    p_host text, p_lease double precision,
+    p_put_kinds text[], p_put_ids text[], p_put_data bytea[],
+    p_del_kinds text[], p_del_ids text[],
+    p_jobs_put text[], p_jobs_done text[]
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    rev bigint;
+BEGIN
+    UPDATE lbaas_revision SET revision = revision + 1 RETURNING revision INTO rev;
+    INSERT INTO lbaas_records (kind, id, data)
+        SELECT k, i, d FROM unnest(p_put_kinds, p_put_ids, p_put_data) AS w(k, i, d)
+        ON CONFLICT (kind, id) DO UPDATE SET data = EXCLUDED.data;
+    DELETE FROM lbaas_records r USING unnest(p_del_kinds, p_del_ids) AS g(k, i)
+        WHERE r.kind = g.k AND r.id = g.i;
+    INSERT INTO lbaas_changes (revision, kind, id)
+        SELECT rev, k, i FROM unnest(p_put_kinds || p_del_kinds, p_put_ids || p_del_ids) AS c(k, i);
+    -- A new job is the committing host's; a job already leased keeps its holder.
+    INSERT INTO lbaas_job_leases (job, host, until)
+        SELECT j, p_host, now() + make_interval(secs => p_lease) FROM unnest(p_jobs_put) AS j
+        ON CONFLICT (job) DO NOTHING;
+    DELETE FROM lbaas_job_leases WHERE job = ANY(p_jobs_done);
+    PERFORM pg_notify('lbaas_revision', rev::text);
+    RETURN rev;
+END
+$$;
+CREATE FUNCTION lbaas_lock(p_key bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_lock(p_key);
+    -- A statement of its own, so it sees every commit made before the lock was granted.
+    RETURN (SELECT revision FROM lbaas_revision);
+END
+$$;
+"#,
+    ),
+];
 
 /// The schema version this build writes.
 pub fn latest() -> i32 {

@@ -32,7 +32,10 @@ const FORGET_HOSTS: f64 = 86_400.0;
 const RFC3339: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
 
 fn backend(error: Error) -> StoreError {
-    StoreError::Backend(error.to_string())
+    match error {
+        Error::Unavailable(why) => StoreError::Unavailable(why),
+        other => StoreError::Backend(other.to_string()),
+    }
 }
 
 /// The records, in a database several hosts may share.
@@ -110,84 +113,36 @@ impl<'a> Net<'a> {
     }
 }
 
-/// Applies `writes` in the open transaction `tx` as the next revision; returns it.
-async fn apply(
-    tx: &impl GenericClient,
+/// Commits `writes` as the next revision, in one statement (`lbaas_commit`, one round trip):
+/// the records, the revision, the change log, the jobs' leases and the announcement, all or
+/// nothing.
+async fn commit_on(
+    client: &impl GenericClient,
     host: &str,
     lease_secs: f64,
     writes: &[Write],
 ) -> Result<u64> {
     let net = Net::of(writes);
-    let revision: i64 = tx
+    let (kinds, ids, data) = &net.puts;
+    let (gone_kinds, gone_ids) = &net.deletes;
+    let revision: i64 = client
         .query_one(
-            "UPDATE lbaas_revision SET revision = revision + 1 RETURNING revision",
-            &[],
+            "SELECT lbaas_commit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &host,
+                &lease_secs,
+                kinds,
+                ids,
+                data,
+                gone_kinds,
+                gone_ids,
+                &net.jobs_put,
+                &net.jobs_done,
+            ],
         )
         .await?
         .get(0);
-    let (kinds, ids, data) = &net.puts;
-    if !kinds.is_empty() {
-        tx.execute(
-            "INSERT INTO lbaas_records (kind, id, data)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
-             ON CONFLICT (kind, id) DO UPDATE SET data = EXCLUDED.data",
-            &[kinds, ids, data],
-        )
-        .await?;
-    }
-    let (gone_kinds, gone_ids) = &net.deletes;
-    if !gone_kinds.is_empty() {
-        tx.execute(
-            "DELETE FROM lbaas_records r USING unnest($1::text[], $2::text[]) AS d(kind, id)
-             WHERE r.kind = d.kind AND r.id = d.id",
-            &[gone_kinds, gone_ids],
-        )
-        .await?;
-    }
-    let changed_kinds: Vec<&str> = kinds.iter().chain(gone_kinds).copied().collect();
-    let changed_ids: Vec<&str> = ids.iter().chain(gone_ids).copied().collect();
-    tx.execute(
-        "INSERT INTO lbaas_changes (revision, kind, id)
-         SELECT $1::bigint, k, i FROM unnest($2::text[], $3::text[]) AS c(k, i)",
-        &[&revision, &changed_kinds, &changed_ids],
-    )
-    .await?;
-    if !net.jobs_put.is_empty() {
-        // A new job is the committing host's; a job already leased keeps its holder.
-        tx.execute(
-            "INSERT INTO lbaas_job_leases (job, host, until)
-             SELECT j, $2, now() + make_interval(secs => $3) FROM unnest($1::text[]) AS j
-             ON CONFLICT (job) DO NOTHING",
-            &[&net.jobs_put, &host, &lease_secs],
-        )
-        .await?;
-    }
-    if !net.jobs_done.is_empty() {
-        tx.execute(
-            "DELETE FROM lbaas_job_leases WHERE job = ANY($1)",
-            &[&net.jobs_done],
-        )
-        .await?;
-    }
-    tx.execute(
-        "SELECT pg_notify($1, $2)",
-        &[&CHANNEL, &revision.to_string()],
-    )
-    .await?;
     Ok(revision as u64)
-}
-
-/// Commits `writes` in one transaction on `client`.
-async fn commit_on(
-    client: &mut Object,
-    host: &str,
-    lease_secs: f64,
-    writes: &[Write],
-) -> Result<u64> {
-    let tx = client.transaction().await?;
-    let revision = apply(&tx, host, lease_secs, writes).await?;
-    tx.commit().await?;
-    Ok(revision)
 }
 
 impl Store for PgStore {
@@ -229,9 +184,7 @@ impl Store for PgStore {
         let writes = writes.to_vec();
         let (host, lease) = (self.db.host().to_owned(), self.lease_secs());
         self.db
-            .with(move |mut client| async move {
-                commit_on(&mut client, &host, lease, &writes).await
-            })
+            .with(move |client| async move { commit_on(&client, &host, lease, &writes).await })
             .map(drop)
             .map_err(backend)
     }
@@ -259,7 +212,7 @@ impl Locked for PgLocked {
     }
 
     fn commit(&mut self, writes: &[Write]) -> lbaas_core::store::Result<u64> {
-        let Some(mut client) = self.client.take() else {
+        let Some(client) = self.client.take() else {
             return Err(StoreError::Backend(
                 "the write lock's connection was lost".into(),
             ));
@@ -269,7 +222,7 @@ impl Locked for PgLocked {
         let (committed, client) = self
             .db
             .block(async move {
-                let committed = commit_on(&mut client, &host, lease, &writes).await;
+                let committed = commit_on(&client, &host, lease, &writes).await;
                 Ok((committed, client))
             })
             .map_err(backend)?;
@@ -312,11 +265,8 @@ impl Fleet for PgStore {
             .db
             .block(async move {
                 let client = pool.get().await?;
-                client
-                    .execute("SELECT pg_advisory_lock($1)", &[&WRITE_LOCK])
-                    .await?;
                 let revision = client
-                    .query_one("SELECT revision FROM lbaas_revision", &[])
+                    .query_one("SELECT lbaas_lock($1)", &[&WRITE_LOCK])
                     .await;
                 match revision {
                     Ok(row) => Ok((client, row.get::<_, i64>(0) as u64)),
@@ -348,12 +298,7 @@ impl Fleet for PgStore {
     fn changes_since(&self, since: u64) -> lbaas_core::store::Result<Option<(u64, Vec<Write>)>> {
         self.db
             .with(move |mut client| async move {
-                let tx = client
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await?;
+                let tx = crate::consistent_read(&mut client).await?;
                 let now: i64 = tx
                     .query_one("SELECT revision FROM lbaas_revision", &[])
                     .await?

@@ -21,8 +21,8 @@ use lbaas_host::api::Auth;
 use lbaas_host::builder::StoreChoice;
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::control::{Client, ControlPlane, Options};
-use lbaas_tests::process::Server;
-use lbaas_tests::{drivers, postgres};
+use lbaas_tests::postgres;
+use lbaas_tests::process::start_in_fleet;
 use serde_json::json;
 
 const CREATES: usize = 400;
@@ -97,22 +97,13 @@ fn reads(urls: &[String]) -> f64 {
 /// other host.
 fn takeover() -> f64 {
     let database = postgres::database();
-    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
     let agent = FakeAppliance::start();
     let (data_a, data_b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
-    let args = [
-        "--store",
-        database.url.as_str(),
-        "--lease",
-        "2s",
-        "--workers",
-        "2",
-    ];
-    let a = Server::start(data_a.path(), &driver_dir, &args);
-    let b = Server::start(data_b.path(), &driver_dir, &args);
+    let a = start_in_fleet(data_a.path(), &database.url);
+    let b = start_in_fleet(data_b.path(), &database.url);
     let admin = Client::new(&b.url).as_project("bench");
     network(&b.url);
     admin.create(

@@ -43,6 +43,21 @@ pub fn lbaasd() -> Command {
     command
 }
 
+/// `lbaasd serve` over `data` as one of several hosts on the PostgreSQL database at `url`, with
+/// the bundled drivers, leases of 2 s and 2 job slots.
+pub fn start_in_fleet(data: &Path, url: &str) -> Server {
+    let driver_dir = crate::drivers()
+        .haproxy
+        .parent()
+        .expect("driver dir")
+        .to_owned();
+    Server::start(
+        data,
+        &driver_dir,
+        &["--store", url, "--lease", "2s", "--workers", "2"],
+    )
+}
+
 /// `lbaasd` for a command on the host over `data` (its audit log, say): pointed at that
 /// host's PostgreSQL database when the run uses PostgreSQL.
 pub fn lbaasd_for(data: &Path) -> Command {

@@ -15,7 +15,7 @@ use lbaas_host::store::{Batch, Fleet as _, StoreExt as _};
 use lbaas_postgres::{Database, PgAudit, PgStateStore, PgStore};
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::control::{Client, ControlPlane, Options, id_of};
-use lbaas_tests::process::Server;
+use lbaas_tests::process::{Server, start_in_fleet};
 use lbaas_tests::{drivers, postgres};
 use serde_json::{Value, json};
 
@@ -526,23 +526,14 @@ fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) {
 #[test]
 fn kill_9_of_either_host_loses_no_acknowledged_change_and_leaves_nothing_pending() {
     let database = postgres::database();
-    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
     let agent = FakeAppliance::start();
     agent.delay(20);
     let (data_a, data_b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
     );
-    let args = [
-        "--store",
-        database.url.as_str(),
-        "--lease",
-        "2s",
-        "--workers",
-        "2",
-    ];
-    let a = Server::start(data_a.path(), &driver_dir, &args);
-    let b = Server::start(data_b.path(), &driver_dir, &args);
+    let a = start_in_fleet(data_a.path(), &database.url);
+    let b = start_in_fleet(data_b.path(), &database.url);
     let (url_a, url_b) = (a.url.clone(), b.url.clone());
     let on_b = Client::new(&url_b).as_project("p");
     network_and_devices(&on_b, &[("d1", agent.url(), 400), ("d2", agent.url(), 400)]);
@@ -563,7 +554,7 @@ fn kill_9_of_either_host_loses_no_acknowledged_change_and_leaves_nothing_pending
     assert_eq!(alive(&hosts), 1, "{hosts}");
 
     // a comes back; now b dies, and a finishes what b held.
-    let a = Server::start(data_a.path(), &driver_dir, &args);
+    let a = start_in_fleet(data_a.path(), &database.url);
     let on_a = Client::new(&a.url).as_project("p");
     let churned = churn_and_kill([&a.url, &url_b], b);
     check_after_kill(&on_a, &agent, &churned);
@@ -821,6 +812,59 @@ fn a_spawned_device_is_run_and_stopped_only_by_the_host_that_spawned_it() {
         Recording::seen(&spawner_b.released).is_empty(),
         "b stopped a's device"
     );
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn hosts_resync_after_their_database_connections_are_cut() {
+    let database = postgres::database();
+    let agent = FakeAppliance::start();
+    let (data_a, data_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let (a, b) = (
+        start_host(data_a.path(), &database.url),
+        start_host(data_b.path(), &database.url),
+    );
+    let (on_a, on_b) = (
+        Client::new(&a.url).as_project("p"),
+        Client::new(&b.url).as_project("p"),
+    );
+    network_and_devices(&on_a, &[("d1", agent.url(), 50)]);
+
+    // Every connection the hosts hold is cut (the listening ones included), as when the
+    // database restarts.
+    let cut = database.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = 'lbaasd' AND datname = current_database() \
+         AND pid <> pg_backend_pid()",
+    );
+    assert_ne!(cut, "0", "no connection was cut");
+
+    // Writes through either host work again (a broken pooled connection is replaced, not
+    // reused), and each host sees the other's.
+    let mut created = None;
+    wait_until("a takes writes again", || {
+        let (status, body) = on_a.post("/v2/lbaas/loadbalancers", &lb_body("after-cut"));
+        created = (status == 201).then(|| id_of(&body, "loadbalancer"));
+        created.is_some()
+    });
+    let id = created.expect("created");
+    wait_until("b sees a's load balancer active", || {
+        let (status, body) = on_b.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+        status == 200 && body["loadbalancer"]["provisioning_status"] == "ACTIVE"
+    });
+    let (status, body) = on_b.put(
+        &format!("/v2/lbaas/loadbalancers/{id}"),
+        &json!({"loadbalancer": {"name": "renamed-through-b"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_until("a sees b's rename", || {
+        let (_, body) = on_a.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+        body["loadbalancer"]["name"] == "renamed-through-b"
+    });
     a.stop();
     b.stop();
 }
