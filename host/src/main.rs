@@ -340,6 +340,13 @@ impl DataPlane {
             self.spawn_addresses,
             self.agent_port,
         )?;
+        // Said at start in plain words; each load balancer that needs a new device says it
+        // again in its fault until it is fixed. Registered devices serve meanwhile.
+        if let Err(error) = local.check_programs() {
+            tracing::warn!(
+                "{error}: load balancers that need a new HAProxy device will fail until this is fixed"
+            );
+        }
         Ok(Some(Arc::new(local)))
     }
 }
@@ -781,6 +788,17 @@ fn serve(
         let serving = host.start().await?;
         let drivers = plane.drivers.all().len();
         tracing::info!(%address, drivers, dir = %driver_dir.display(), "lbaasd serving");
+        eprintln!(
+            "lbaasd is serving\n  API:     http://{address}/v2 (Octavia v2; admin API under /v2/admin)\n  \
+             data:    {} ({})\n  drivers: {} active, from {}",
+            data_dir.display(),
+            match store {
+                StoreChoice::Sled => "sled".to_owned(),
+                StoreChoice::Postgres { url, .. } => lbaas_postgres::redact(url),
+            },
+            drivers,
+            driver_dir.display()
+        );
         serving.run(shutdown_signal()).await
     })?;
     tracing::info!("lbaasd stopped");

@@ -450,3 +450,54 @@ fn the_conformance_kit_passes_good_drivers_and_names_what_fails() {
             .any(|c| c["failure"].is_string())
     );
 }
+
+/// The first run of a machine without HAProxy: `lbaasd serve` says so at start in plain words,
+/// and a load balancer that needs a new device ends `ERROR` with the same words in its fault,
+/// not an agent's backtrace.
+#[test]
+fn a_missing_haproxy_is_named_at_start_and_in_the_fault() {
+    let data = tempfile::tempdir().expect("data dir");
+    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let agent = lbaas_tests::process::host_binary("lbaas-agent");
+    let server = Server::start(
+        data.path(),
+        &driver_dir,
+        &[
+            "--haproxy",
+            "/nonexistent/haproxy",
+            "--agent",
+            agent.to_str().expect("agent path"),
+        ],
+    );
+    let log = server.log().join("\n");
+    assert!(
+        log.contains("cannot run /nonexistent/haproxy")
+            && log.contains("apt-get install haproxy")
+            && log.contains("--haproxy PATH"),
+        "{log}"
+    );
+    assert!(
+        log.contains("API:     http://") && log.contains("data:    "),
+        "the start names where things are: {log}"
+    );
+
+    let client = lbaas_tests::control::Client::new(&server.url).as_project("p");
+    client.create(
+        "/v2/admin/networks",
+        &serde_json::json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.90.0/24"}]}}),
+    );
+    // No device registered: the HAProxy driver asks for a new one.
+    let created = client.create(
+        "/v2/lbaas/loadbalancers",
+        &serde_json::json!({"loadbalancer": {"name": "first", "vip_subnet_id": "subnet-vip",
+                "provider": "haproxy", "listeners": [{"protocol": "TCP", "protocol_port": 80}]}}),
+    );
+    let lb = client.settle(created["loadbalancer"]["id"].as_str().expect("id"));
+    assert_eq!(lb["provisioning_status"], "ERROR", "{lb}");
+    let fault = lb["fault"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("HAProxy was not found") && fault.contains("--haproxy PATH"),
+        "{fault}"
+    );
+    assert!(!fault.contains("libc_start_main"), "{fault}");
+}

@@ -273,6 +273,49 @@ impl LocalProcesses {
     }
 }
 
+/// Where `program` is: itself when it names a path, else the first match on `PATH`; an error
+/// of kind `NotFound` when there is none, `PermissionDenied` when it cannot be run.
+fn resolve(program: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<PathBuf> = if program.components().count() > 1 {
+        vec![program.to_owned()]
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(program))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let found = candidates.into_iter().find(|candidate| candidate.is_file());
+    match found {
+        Some(path) if fs::metadata(&path)?.permissions().mode() & 0o111 == 0 => Err(
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not executable"),
+        ),
+        Some(path) => Ok(path),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file",
+        )),
+    }
+}
+
+impl LocalProcesses {
+    /// Whether the programs a device runs are there: the agent, then HAProxy. Checked at the
+    /// host's start (a warning) and before each spawn (the load balancer's fault), so a
+    /// missing program is named rather than found in an agent's log.
+    pub fn check_programs(&self) -> Result<(), ProvisionError> {
+        for program in [&self.agent, &self.haproxy] {
+            resolve(program).map_err(|source| ProvisionError::Program {
+                program: program.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Provisioner for LocalProcesses {
     fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, ProvisionError> {
         if !self.drivers.iter().any(|d| d == driver) {
@@ -281,6 +324,7 @@ impl Provisioner for LocalProcesses {
         if let Some(why) = &self.unreachable {
             return Err(ProvisionError::Unavailable(why.clone()));
         }
+        self.check_programs()?;
         let _busy = self.lock();
         let address = self.free_address()?;
         let handle = hex::encode(random::<6>()?);
@@ -483,6 +527,25 @@ mod tests {
             "{message}"
         );
         assert!(devices.handles().is_empty(), "a half-made device was left");
+        // HAProxy missing: named, with what to do, before any agent starts.
+        let agent = std::env::current_exe().expect("this test binary, standing in for the agent");
+        let devices = LocalProcesses::new(
+            agent,
+            PathBuf::from("/nonexistent/haproxy"),
+            root.path().join("devices-2"),
+            "127.201.0.8/29".parse().expect("range"),
+            9443,
+        )
+        .expect("a provisioner");
+        let message = devices
+            .check_programs()
+            .expect_err("no haproxy")
+            .to_string();
+        assert!(
+            message.starts_with("cannot run /nonexistent/haproxy:")
+                && message.contains("apt-get install haproxy"),
+            "{message}"
+        );
         let error = devices.release("not-hex").expect_err("no such device");
         assert!(
             matches!(error, ProvisionError::UnknownHandle(_)),

@@ -24,7 +24,7 @@ pub enum ProvisionError {
     #[error("{0}")]
     Unavailable(String),
     /// A program a device runs is missing or cannot be run.
-    #[error("cannot run {program}: {source}{hint}", hint = program_hint(.source))]
+    #[error("cannot run {program}: {source}{hint}", hint = program_hint(.program, .source))]
     Program {
         program: std::path::PathBuf,
         #[source]
@@ -49,8 +49,15 @@ pub enum ProvisionError {
 }
 
 /// What to do about a program that did not run, in plain words.
-fn program_hint(error: &std::io::Error) -> &'static str {
+fn program_hint(program: &std::path::Path, error: &std::io::Error) -> &'static str {
+    let haproxy = program
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("haproxy"));
     match error.kind() {
+        std::io::ErrorKind::NotFound if haproxy => {
+            " (HAProxy was not found: install it, e.g. `apt-get install haproxy`, or name it \
+             with lbaasd serve --haproxy PATH)"
+        }
         std::io::ErrorKind::NotFound => {
             " (not found: install it, or name it with lbaasd serve --agent PATH / --haproxy PATH)"
         }
