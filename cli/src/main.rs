@@ -717,13 +717,37 @@ fn or_dash(value: Option<&impl std::fmt::Display>) -> String {
     value.map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
+/// Columns a table may use: the terminal's, else `COLUMNS`, else 120 (output to a pipe or a
+/// file is read in a terminal later).
+fn columns() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &u16| c >= 40)
+        .unwrap_or(120)
+}
+
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
+    if table.width().is_none() {
+        table.set_width(columns());
+    }
     table
+}
+
+/// `text` cut to `max` characters, ending in `…` when cut: long cells (a state read's keys, a
+/// device's answer) are whole with `--json`.
+fn elide(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn drivers_table(list: &DriverList) -> String {
@@ -919,8 +943,8 @@ fn audit_cells(r: &Record) -> [String; 8] {
         r.event.version.clone(),
         r.event.function.clone(),
         r.event.outcome.as_str().to_owned(),
-        or_dash(r.event.target.as_ref()),
-        or_dash(r.event.detail.as_ref()),
+        elide(or_dash(r.event.target.as_ref()), 60),
+        elide(or_dash(r.event.detail.as_ref()), 60),
     ]
 }
 

@@ -173,7 +173,7 @@ fn a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time() {
     assert!(
         intents[0]["target"]
             .as_str()
-            .is_some_and(|t| t.contains(&format!("Put /v1/loadbalancers/{lb_id}/config"))),
+            .is_some_and(|t| t.contains(&format!("PUT /v1/loadbalancers/{lb_id}/config"))),
         "{intents:?}"
     );
     assert!(

@@ -148,6 +148,13 @@ fn operators_drive_the_host_with_lbaasctl() {
     let tail = tail.as_array().expect("records");
     assert_eq!(tail.len(), 3);
     assert_eq!(tail[2]["function"], "lifecycle.rollback");
+    // As a table, every record fits a terminal, however long its target (a state read names
+    // every key it read); `--json` above has it whole.
+    let (code, table, stderr) = ctl(url, &["audit", "tail", "-n", "50"]);
+    assert_eq!(code, 0, "{stderr}");
+    let widest = table.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= 120, "a {widest}-column line:\n{table}");
+    assert!(!table.contains("Method::"), "{table}");
     let (code, stdout, _) = ctl(url, &["audit", "verify"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("audit log intact"), "{stdout}");

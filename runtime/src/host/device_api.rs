@@ -30,7 +30,11 @@ impl Host for HostState {
         // A device call never outlives the driver call: min(what is left, the policy's cap).
         let timeout = self.remaining().min(context.policy.timeout);
         let digest = hex::encode(Sha256::digest(&request.body));
-        let target = format!("{device_id} {:?} {}", request.method, request.path);
+        let target = format!(
+            "{device_id} {} {}",
+            crate::manifest::method_name(request.method),
+            request.path
+        );
         let result = context
             .grant
             .permits(identity.name.as_str(), request.method, &request.path)
@@ -106,13 +110,7 @@ fn send(
     permitted: permissions::Permitted,
     request: &Request,
 ) -> Result<Response, DeviceApiError> {
-    let method = match request.method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-    };
+    let method = crate::manifest::method_name(request.method);
     let mut builder = ureq::http::Request::builder()
         .method(method)
         .uri(&permitted.url);
