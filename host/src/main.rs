@@ -787,7 +787,6 @@ fn serve(
     tokio.block_on(async {
         let serving = host.start().await?;
         let drivers = plane.drivers.all().len();
-        tracing::info!(%address, drivers, dir = %driver_dir.display(), "lbaasd serving");
         eprintln!(
             "lbaasd is serving\n  API:     http://{address}/v2 (Octavia v2; admin API under /v2/admin)\n  \
              data:    {} ({})\n  drivers: {} active, from {}",
@@ -799,6 +798,8 @@ fn serve(
             drivers,
             driver_dir.display()
         );
+        // Last, so whoever waits for this line (the tests) has the lines above already.
+        tracing::info!(%address, drivers, dir = %driver_dir.display(), "lbaasd serving");
         serving.run(shutdown_signal()).await
     })?;
     tracing::info!("lbaasd stopped");
