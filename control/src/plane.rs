@@ -223,14 +223,22 @@ impl ControlPlane {
             taken: None,
             ended: false,
         };
-        let next = self.refresh(stale)?;
+        let (next, follow) = self.refresh(stale)?;
         update.finish(Some(next.clone()));
+        // The registry follows once readers have the snapshot again: loading a version another
+        // host activated compiles it, and reads need not wait for that.
+        match follow {
+            Follow::Nothing => {}
+            Follow::Writes(writes) => self.drivers.follow_stored(&writes),
+            Follow::All => self.drivers.follow_all(),
+        }
         Ok(next)
     }
 
     /// `stale` brought up to the shared store's revision from its change log, or, without
-    /// one (or too far behind it), every record loaded again.
-    fn refresh(&self, stale: Option<Arc<Snapshot>>) -> Result<Arc<Snapshot>, Error> {
+    /// one (or too far behind it), every record loaded again; and what the driver registry
+    /// must follow.
+    fn refresh(&self, stale: Option<Arc<Snapshot>>) -> Result<(Arc<Snapshot>, Follow), Error> {
         let fleet = self.store.fleet();
         if let (Some(mut next), Some(fleet)) = (stale.clone(), fleet)
             && let Some((revision, writes)) = fleet.changes_since(next.revision)?
@@ -239,15 +247,16 @@ impl ControlPlane {
             let snapshot = Arc::make_mut(&mut next);
             snapshot.apply(&writes)?;
             snapshot.revision = revision;
-            self.drivers.follow_stored(&writes);
-            return Ok(next);
+            return Ok((next, Follow::Writes(writes)));
         }
         let next = Arc::new(Snapshot::load(&*self.store)?);
-        if stale.is_some() && fleet.is_some() {
-            // Changes this host could not read one by one may have touched the drivers.
-            self.drivers.follow_all();
-        }
-        Ok(next)
+        // Changes this host could not read one by one may have touched the drivers.
+        let follow = if stale.is_some() && fleet.is_some() {
+            Follow::All
+        } else {
+            Follow::Nothing
+        };
+        Ok((next, follow))
     }
 
     /// Notes the devices this host spawned that `writes` (another host's) delete: their
@@ -458,6 +467,15 @@ impl Drop for Update<'_> {
             self.end(None);
         }
     }
+}
+
+/// What the driver registry follows after a snapshot caught up with other hosts' commits.
+enum Follow {
+    Nothing,
+    /// The changes read from the log (driver records and quarantines among them, or not).
+    Writes(Vec<crate::store::Write>),
+    /// Everything: the log no longer held the changes.
+    All,
 }
 
 /// The cached snapshot.
