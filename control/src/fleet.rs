@@ -75,9 +75,14 @@ impl ControlPlane {
     /// Whether this host's provisioner runs `device`'s processes: the device was spawned
     /// here (or, without a shared store, by this host at all).
     pub fn owns(&self, device: &Device) -> bool {
+        self.is_own(device.host.as_deref())
+    }
+
+    /// Whether something recorded as `host`'s (a spawned device's processes) is this host's.
+    pub(crate) fn is_own(&self, host: Option<&str>) -> bool {
         match self.host_id() {
             None => true,
-            Some(me) => device.host.as_deref() == Some(me),
+            Some(me) => host == Some(me),
         }
     }
 

@@ -519,11 +519,7 @@ async fn release(api: &Arc<ControlPlane>, retired: Option<Retired>) {
     let (Some(retired), Some(provisioner)) = (retired, api.provisioner.clone()) else {
         return;
     };
-    let mine = match api.host_id() {
-        None => true,
-        Some(me) => retired.host.as_deref() == Some(me),
-    };
-    if !mine {
+    if !api.is_own(retired.host.as_deref()) {
         return;
     }
     let handle = retired.handle;

@@ -68,7 +68,7 @@ pub struct Cluster {
     child: Mutex<Child>,
     port: u16,
     /// Removed after the server stops.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     bin: PathBuf,
 }
 
@@ -193,7 +193,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             child: Mutex::new(child),
             port,
-            _dir: dir,
+            dir,
             bin,
         });
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -264,7 +264,7 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(self._dir.path());
+        let _ = std::fs::remove_dir_all(self.dir.path());
     }
 }
 
