@@ -112,7 +112,7 @@ fn record(api: &ControlPlane, name: &str) -> ApiResult<DriverRecord> {
 }
 
 /// Who made a change, for the audit log.
-fn actor(ctx: &Context) -> String {
+pub(crate) fn actor(ctx: &Context) -> String {
     format!("admin API, project {}", ctx.project_id)
 }
 

@@ -13,6 +13,7 @@ mod amphorae;
 pub mod auth;
 mod availability_zones;
 mod body;
+mod dashboard;
 mod drivers;
 pub mod error;
 mod flavors;
@@ -22,6 +23,7 @@ mod l7policies;
 mod listeners;
 mod loadbalancers;
 mod members;
+pub mod metrics;
 mod neutron;
 mod pools;
 mod query;
@@ -179,10 +181,14 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", get(versions))
         .route("/healthz", get(healthz))
+        .merge(metrics::routes())
+        .merge(dashboard::routes())
         .nest("/v2/octavia", amphorae::routes())
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)
+        .route_layer(axum::middleware::from_fn(metrics::mark_route))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(metrics::observe))
         .with_state(api)
 }
 

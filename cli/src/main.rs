@@ -17,7 +17,7 @@ use lbaas_core::views::{
     AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, HostList, PlacementAnswer,
     UploadAnswer, VerifyAnswer,
 };
-use lbaas_scheduler::{Decision, Verdict};
+use lbaas_scheduler::Verdict;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -888,7 +888,7 @@ fn explain_table(answer: &PlacementAnswer) -> Result<String> {
             None => "-".to_owned(),
             Some(by) => format!("{} {} ({})", by.driver, by.version, short(&by.sha256)),
         },
-        outcome_text(&explanation.outcome)
+        explanation.outcome.describe(p.spawned_device.as_deref())
     );
     let mut t = table(&[
         "device",
@@ -924,14 +924,6 @@ fn explain_table(answer: &PlacementAnswer) -> Result<String> {
         }
     }
     Ok(out)
-}
-
-fn outcome_text(outcome: &Decision) -> String {
-    match outcome {
-        Decision::Placed { device_id, driver } => format!("placed on {device_id} by {driver}"),
-        Decision::Spawn { driver, .. } => format!("{driver} asked for a new device"),
-        Decision::NoCapacity { reason } => format!("no capacity: {reason}"),
-    }
 }
 
 /// A record's cells, in the table's order.

@@ -121,6 +121,30 @@ impl Traffic {
     }
 }
 
+/// What the last polling round found of each device this host polls: reachable, or not and
+/// why. Kept in memory, like [`Traffic`]; a device no round has reached yet is not here.
+#[derive(Debug, Default)]
+pub struct DeviceHealth {
+    devices: Mutex<HashMap<String, Option<String>>>,
+}
+
+impl DeviceHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
+        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `None` when the device has not been polled here; `Some(None)` when it answered last
+    /// time; `Some(Some(why))` when it could not be asked.
+    pub fn of(&self, device_id: &str) -> Option<Option<String>> {
+        self.lock().get(device_id).cloned()
+    }
+
+    /// Takes one round's findings; devices no longer polled here are forgotten.
+    fn replace(&self, found: HashMap<String, Option<String>>) {
+        *self.lock() = found;
+    }
+}
+
 /// What one status call found.
 enum Report {
     Status(wit::LoadBalancerStatus),
@@ -181,17 +205,32 @@ pub async fn round(api: &Arc<ControlPlane>) {
         calls.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let lb_id = item.lb.common.id.clone();
+            let device_id = item.device.as_ref().map(|d| d.id.clone());
             let report = tokio::task::spawn_blocking(move || ask(&item)).await;
             (
                 lb_id,
+                device_id,
                 report.unwrap_or_else(|e| Report::Unreachable(e.to_string())),
             )
         });
     }
     let mut reports = Vec::new();
-    while let Some(Ok(report)) = calls.join_next().await {
-        reports.push(report);
+    let mut health: HashMap<String, Option<String>> = HashMap::new();
+    while let Some(Ok((lb_id, device_id, report))) = calls.join_next().await {
+        if let Some(device_id) = device_id {
+            // Unreachable for one of its load balancers is unreachable.
+            let why = match &report {
+                Report::Unreachable(why) => Some(why.clone()),
+                _ => None,
+            };
+            let entry = health.entry(device_id).or_default();
+            if entry.is_none() {
+                *entry = why;
+            }
+        }
+        reports.push((lb_id, report));
     }
+    api.device_health.replace(health);
 
     for (_, report) in &reports {
         if let Report::Status(status) = report {

@@ -38,6 +38,8 @@ pub struct ControlPlane {
     pub provisioner: Option<Arc<dyn Provisioner>>,
     /// Listener traffic totals, fed by the status monitor.
     pub traffic: Traffic,
+    /// What the status monitor last found of each device it polls.
+    pub device_health: crate::monitor::DeviceHealth,
     /// Who may register devices, and where their management endpoints may be.
     pub registration: DeviceRegistration,
     writes: tokio::sync::Mutex<()>,
@@ -142,6 +144,7 @@ impl ControlPlane {
             preferred_provider,
             provisioner: None,
             traffic: Traffic::default(),
+            device_health: Default::default(),
             registration: DeviceRegistration::default(),
             writes: tokio::sync::Mutex::new(()),
             flush_before_ack: true,

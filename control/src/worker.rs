@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::devices::{DeviceDirectory, DeviceEndpoint};
 use crate::plane::{Change, ControlPlane};
 use crate::snapshot::Snapshot;
+use lbaas_core::metrics::metrics;
 use lbaas_scheduler::Decision;
 
 use crate::error::Error;
@@ -207,7 +208,16 @@ pub async fn run_jobs(
 
 /// Runs the job of one load balancer to its end, whatever happens.
 async fn run(api: &Arc<ControlPlane>, lb_id: &str) {
+    let started = std::time::Instant::now();
+    metrics().jobs_running.inc();
     let outcome = converge(api, lb_id).await;
+    metrics().jobs_running.dec();
+    let ended = match outcome {
+        Ok(Step::Done) => "succeeded",
+        Ok(Step::Removed) => "deleted",
+        Err(_) => "failed",
+    };
+    metrics().job(ended, started.elapsed());
     let lb = lb_id.to_owned();
     let recorded = match outcome {
         Ok(Step::Done) => Ok(()),
@@ -383,7 +393,14 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
                     return Ok(None);
                 }
                 let target = placement::Target::of(snapshot, lb);
+                let started = std::time::Instant::now();
                 let decided = placement::decide(&api.drivers, snapshot, &target);
+                let outcome = match decided.explanation.outcome {
+                    Decision::Placed { .. } => "placed",
+                    Decision::Spawn { .. } => "spawn",
+                    Decision::NoCapacity { .. } => "no_capacity",
+                };
+                metrics().placement(outcome, started.elapsed());
                 Ok::<_, Error>(Some((decided, target.availability_zone)))
             })
             .await?;
@@ -393,7 +410,7 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
         let placed_by = decided.placed_by();
         let explanation = decided.explanation;
         let spawned = match (&explanation.outcome, &api.provisioner) {
-            (Decision::Spawn { driver, spec }, Some(provisioner)) => {
+            (Decision::Spawn { driver, spec, .. }, Some(provisioner)) => {
                 Some(provision_device(api, provisioner, driver, spec, zone).await?)
             }
             _ => None,
@@ -407,6 +424,7 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
                     decided_at: crate::ids::now(),
                     explanation: explanation.clone(),
                     placed_by: placed_by.clone(),
+                    spawned_device: spawned.as_ref().map(|d| d.id.clone()),
                 };
                 let mut batch = Batch::new();
                 batch.put(&record);

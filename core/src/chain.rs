@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{Checkpoint, Event, Record, Verification};
+use crate::metrics::metrics;
 
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -329,6 +330,7 @@ impl Appender {
     /// Appends `events` in order and waits until they are written; returns the last sequence
     /// number written.
     pub fn append_all(&self, events: Vec<Event>) -> Result<Option<u64>, String> {
+        metrics().audit_queue.inc_by(events.len() as i64);
         let (tell, told) = mpsc::channel();
         let sent = self.send(Message::Append {
             events,
@@ -347,6 +349,8 @@ impl Appender {
             return;
         }
         let queue = self.queue.as_ref();
+        let queued = events.len() as i64;
+        metrics().audit_queue.inc_by(queued);
         let sent = queue.is_some_and(|queue| {
             queue
                 .send(Message::Append {
@@ -357,6 +361,7 @@ impl Appender {
                 .is_ok()
         });
         if !sent {
+            metrics().audit_queue.dec_by(queued);
             tracing::error!("cannot append to the audit log: its writer has stopped");
         }
     }
@@ -435,8 +440,14 @@ fn write(chunks: &mut impl Chunks, messages: Vec<Message>) {
     let stored = if linked == 0 {
         Ok(0)
     } else {
-        chunks.store(appends)
+        let started = std::time::Instant::now();
+        let stored = chunks.store(appends);
+        metrics()
+            .audit_write_duration
+            .observe(started.elapsed().as_secs_f64());
+        stored
     };
+    metrics().audit_queue.dec_by(linked as i64);
     match stored {
         Ok(first) => {
             for (tell, upto) in waiting {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod chain;
 pub mod driver_state;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod views;

@@ -421,6 +421,9 @@ pub struct Placement {
     /// The driver version whose placement this is (none when nothing was placed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placed_by: Option<PlacedBy>,
+    /// The device started for the load balancer, when the decision was to spawn one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawned_device: Option<String>,
 }
 
 /// A driver version, as a placement names it.

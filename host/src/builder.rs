@@ -336,6 +336,11 @@ impl Host {
         &self.plane
     }
 
+    /// The API the host serves (for listeners of its own, such as the metrics').
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
+    }
+
     /// Loads the drivers (a refused file of [`DriverSource::Files`] fails the start), adopts
     /// the devices spawned by an earlier run, then starts the background tasks: the host is
     /// ready to serve when this returns. Must run inside a Tokio runtime.

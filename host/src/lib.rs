@@ -7,6 +7,7 @@
 
 pub mod builder;
 pub mod migrate;
+pub mod traces;
 
 pub use builder::{DriverSource, HostBuilder};
 pub use lbaas_api as api;

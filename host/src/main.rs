@@ -86,6 +86,8 @@ enum Command {
         data_plane: DataPlane,
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        observe: Observe,
     },
     /// Work with driver components.
     Driver {
@@ -297,6 +299,19 @@ fn checkpoint_signer(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
         .with_context(|| format!("cannot read or create the audit key {}", path.display()))
 }
 
+/// What the host tells operators beyond its logs: metrics and traces.
+#[derive(clap::Args)]
+struct Observe {
+    /// Also serve `GET /metrics` (Prometheus) without authentication on this address, for a
+    /// Prometheus server. Without it, admins read `/metrics` on the API's address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Export traces (one per request and per job, driver and device calls inside) over
+    /// OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
 /// How the host runs the HAProxy devices drivers ask it to spawn, and watches every device.
 #[derive(clap::Args)]
 struct DataPlane {
@@ -415,14 +430,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let otlp_endpoint = match &cli.command {
+        Command::Serve { observe, .. } => observe.otlp_endpoint.as_deref(),
+        _ => None,
+    };
+    // Dropped last: the final traces are flushed once everything else has stopped.
+    let _traces = lbaas_host::traces::init(otlp_endpoint)?;
+    match cli.command {
         Command::Serve {
             listen,
             data_dir,
@@ -440,6 +455,7 @@ fn run() -> anyhow::Result<()> {
             audit_key,
             data_plane,
             trust,
+            observe,
         } => {
             let auth = match (auth.as_str(), tokens_file) {
                 ("tokens", Some(file)) => Auth::tokens_file(&file)?,
@@ -463,14 +479,18 @@ fn run() -> anyhow::Result<()> {
                 audit_key: audit_key.path(&data_dir),
                 store: store_choice(&store.store, lease)?,
             };
+            let access = Access {
+                auth,
+                members_register_devices: device_registration == "members",
+            };
             serve(
                 listen,
                 &sources,
                 device_networks,
-                auth,
-                device_registration == "members",
+                access,
                 workers,
                 &data_plane,
+                &observe,
             )
         }
         Command::Driver { command } => match command {
@@ -739,14 +759,23 @@ struct Sources<'a> {
     store: StoreChoice,
 }
 
+/// Who may call the API, and what members may do beyond their own load balancers.
+struct Access {
+    auth: Auth,
+    members_register_devices: bool,
+}
+
 fn serve(
     listen: SocketAddr,
     sources: &Sources<'_>,
     device_networks: Vec<IpNet>,
-    auth: Auth,
-    members_register_devices: bool,
+    Access {
+        auth,
+        members_register_devices,
+    }: Access,
     workers: usize,
     data_plane: &DataPlane,
+    observe: &Observe,
 ) -> anyhow::Result<()> {
     let Sources {
         data_dir,
@@ -780,16 +809,46 @@ fn serve(
     if let Some(provisioner) = data_plane.provisioner(data_dir)? {
         builder = builder.provisioner(provisioner);
     }
+    let metrics_listener = match observe.metrics_listen {
+        Some(address) => Some(
+            std::net::TcpListener::bind(address)
+                .with_context(|| format!("cannot listen on {address} for metrics"))?,
+        ),
+        None => None,
+    };
     let host = builder.build(listener)?;
     let address = host.address();
     let plane = host.plane().clone();
+    let api = host.api().clone();
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async {
         let serving = host.start().await?;
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                let at = listener.local_addr()?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                tokio::spawn(async move {
+                    let app = lbaas_host::api::metrics::router(api);
+                    if let Err(error) = axum::serve(listener, app).await {
+                        tracing::error!(%error, "the metrics listener stopped");
+                    }
+                });
+                format!("http://{at}/metrics (no authentication)")
+            }
+            None => format!("http://{address}/metrics (admins)"),
+        };
         let drivers = plane.drivers.all().len();
         eprintln!(
-            "lbaasd is serving\n  API:     http://{address}/v2 (Octavia v2; admin API under /v2/admin)\n  \
-             data:    {} ({})\n  drivers: {} active, from {}",
+            "lbaasd is serving\n  API:       http://{address}/v2 (Octavia v2; admin API under /v2/admin)\n  \
+             dashboard: http://{address}/dashboard (admins)\n  \
+             metrics:   {metrics}\n  \
+             traces:    {}\n  \
+             data:      {} ({})\n  drivers:   {} active, from {}",
+            observe
+                .otlp_endpoint
+                .as_deref()
+                .map_or("not exported (--otlp-endpoint URL)".to_owned(), |url| format!("OTLP to {url}")),
             data_dir.display(),
             match store {
                 StoreChoice::Sled => "sled".to_owned(),

@@ -32,6 +32,7 @@ use crate::devices::DeviceDirectory;
 use crate::state::StateStore;
 use lbaas_core::DriverName;
 use lbaas_core::audit::{self, AuditSink, Discard};
+use lbaas_core::metrics::metrics;
 
 use bindings::{DriverInstance, DriverPre};
 use host::{DriverContext, HostState, LogLimiter};
@@ -137,6 +138,21 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The sandbox limit this failure is, if it is one (a metric's label).
+    fn limit(&self) -> Option<&'static str> {
+        Some(match self {
+            Failure::Deadline(_) => "deadline",
+            Failure::MemoryLimit { .. } => "memory",
+            Failure::StackOverflow(_) => "stack",
+            Failure::OutputTooLarge { .. } => "output",
+            Failure::Limit(_) => "import",
+            Failure::DeviceRefused(_) => "device_policy",
+            Failure::Trap { .. } | Failure::Instantiate(_) | Failure::Interrupted(_) => {
+                return None;
+            }
+        })
+    }
+
     /// The audit log's name for this failure.
     fn audit_name(&self) -> &'static str {
         match self {
@@ -697,6 +713,7 @@ impl LoadedDriver {
         let reason = format!("{failures} failed `{function}` calls in a row, the last: {failure}");
         let identity = self.identity();
         tracing::error!(driver = %identity.name, version = %identity.version, %reason, "driver quarantined");
+        metrics().quarantined(identity.name.as_str(), &identity.version);
         inner.context.audit.append(vec![self.event(
             "lifecycle.quarantine",
             Some(function.to_owned()),
@@ -785,6 +802,7 @@ impl LoadedDriver {
 
     fn refused(&self, function: &'static str, error: DriverError) -> Error {
         let identity = self.identity();
+        metrics().refusal(identity.name.as_str(), &identity.version, function);
         Error::Refused {
             driver: identity.name.clone(),
             version: identity.version.clone(),
@@ -802,6 +820,7 @@ impl LoadedDriver {
     ) -> Error {
         let identity = self.identity();
         let failure = Failure::OutputTooLarge { what, size, limit };
+        metrics().limit_hit(identity.name.as_str(), &identity.version, "output");
         self.inner.context.audit.append(vec![self.event(
             failure.audit_name(),
             Some(function.to_owned()),
@@ -933,17 +952,29 @@ fn call<R>(
         (Ok(_), Some(refusal)) => Err((wasmtime::Error::new(DeviceRefusal(refusal)), false)),
         (result, _) => result,
     };
+    let took = started.elapsed();
+    let identity = &context.identity;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    metrics().driver_call(
+        identity.name.as_str(),
+        &identity.version,
+        function,
+        outcome,
+        took,
+    );
     let result = result.map_err(|(error, instantiating)| {
         let failure = classify(config, deadline, &store, &error, instantiating);
+        if let Some(limit) = failure.limit() {
+            metrics().limit_hit(identity.name.as_str(), &identity.version, limit);
+        }
         events.push(context.event(
             failure.audit_name(),
             Some(function.to_owned()),
             0,
             audit::Outcome::Denied,
-            started.elapsed().as_micros() as u64,
+            took.as_micros() as u64,
             Some(failure.to_string()),
         ));
-        let identity = &context.identity;
         tracing::warn!(
             driver = %identity.name,
             version = %identity.version,

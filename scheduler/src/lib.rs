@@ -138,9 +138,47 @@ pub trait DriverHints {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Decision {
-    Placed { device_id: String, driver: String },
-    Spawn { driver: String, spec: SpawnSpec },
-    NoCapacity { reason: String },
+    Placed {
+        device_id: String,
+        driver: String,
+    },
+    Spawn {
+        driver: String,
+        spec: SpawnSpec,
+        /// Why no existing device would do, in words (empty in decisions recorded before
+        /// reasons were).
+        #[serde(default)]
+        reason: String,
+    },
+    NoCapacity {
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The decision in words, naming the device started for it when it spawned one.
+    pub fn describe(&self, spawned_device: Option<&str>) -> String {
+        match self {
+            Decision::Placed { device_id, driver } => format!("placed on {device_id} by {driver}"),
+            Decision::Spawn {
+                driver,
+                spec,
+                reason,
+            } => {
+                let device = match spawned_device {
+                    Some(id) => format!("spawned device {id} ({})", spec.name),
+                    None => format!("asked for a new device ({})", spec.name),
+                };
+                let reason = if reason.is_empty() {
+                    "no existing device would take it"
+                } else {
+                    reason
+                };
+                format!("{device} for {driver}: {reason}")
+            }
+            Decision::NoCapacity { reason } => reason.clone(),
+        }
+    }
 }
 
 /// What happened to one candidate.
@@ -499,9 +537,13 @@ pub fn schedule(
             device_id: judged.device.id.to_string(),
             driver: judged.device.driver.to_string(),
         },
-        (None, Some((driver, spec))) => Decision::Spawn { driver, spec },
+        (None, Some((driver, spec))) => Decision::Spawn {
+            driver,
+            spec,
+            reason: unplaced_reason(request, &judged),
+        },
         (None, None) => Decision::NoCapacity {
-            reason: no_capacity_reason(request, &judged),
+            reason: format!("no capacity: {}", unplaced_reason(request, &judged)),
         },
     };
     let list_all = judged.len() <= EXPLAIN_EVERY_CANDIDATE;
@@ -526,10 +568,11 @@ pub fn schedule(
     }
 }
 
-fn no_capacity_reason(request: &Request, judged: &[Judged<'_>]) -> String {
+/// Why no existing device took the load balancer: each candidate's reason, the first few named.
+fn unplaced_reason(request: &Request, judged: &[Judged<'_>]) -> String {
     if judged.is_empty() {
         return format!(
-            "no capacity: no device of provider {} is registered",
+            "no device of provider {} is registered",
             request.drivers.join(" or ")
         );
     }
@@ -550,7 +593,7 @@ fn no_capacity_reason(request: &Request, judged: &[Judged<'_>]) -> String {
         n => format!("; and {n} more"),
     };
     format!(
-        "no capacity: no device can take this load balancer ({}{more})",
+        "no device can take this load balancer ({}{more})",
         reasons.join("; ")
     )
 }

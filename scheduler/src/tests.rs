@@ -304,9 +304,17 @@ fn a_spawning_driver_is_asked_when_nothing_fits() {
         &Accepting,
     );
     match result.outcome {
-        Decision::Spawn { driver, spec } => {
+        Decision::Spawn {
+            driver,
+            spec,
+            reason,
+        } => {
             assert_eq!(driver, "haproxy");
             assert_eq!(spec.capacity, 4);
+            assert_eq!(
+                reason,
+                "no device can take this load balancer (full: at capacity (1 of 1))"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -477,7 +477,10 @@ fn a_missing_haproxy_is_named_at_start_and_in_the_fault() {
         "{log}"
     );
     assert!(
-        log.contains("API:     http://") && log.contains("data:    "),
+        log.contains("API:       http://")
+            && log.contains("dashboard: http://")
+            && log.contains("metrics:   http://")
+            && log.contains("data:      "),
         "the start names where things are: {log}"
     );
 

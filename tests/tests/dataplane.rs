@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -256,6 +257,18 @@ fn traffic_flows_through_spawned_haproxy_devices() {
     let spawned = devices(&admin);
     assert_eq!(spawned.len(), 1, "one device spawned: {spawned:?}");
     assert_eq!(spawned[0]["spawned"], true);
+    // The operator's explanation names the device started for it, and why.
+    let device_id = spawned[0]["id"].as_str().expect("device id");
+    let explained = Command::new(host_binary("lbaasctl"))
+        .args(["--url", &plane.url, "placement", "explain", &lb_id])
+        .output()
+        .expect("run lbaasctl");
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        explained.contains(&format!("spawned device {device_id} ("))
+            && explained.contains("for haproxy: no device"),
+        "{explained}"
+    );
 
     // Round robin: every backend in turn.
     let first = answers(http, 6);
