@@ -241,6 +241,12 @@ impl Client {
             .expect("HTTP call")
     }
 
+    /// GETs `path` and answers its status and body as text (e.g. `/metrics`).
+    pub fn text(&self, path: &str) -> (u16, String) {
+        self.send_raw("GET", path, "text/plain", &[], Vec::new())
+            .expect("HTTP call")
+    }
+
     fn send(
         &self,
         method: &str,
@@ -249,6 +255,19 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Option<(u16, Value)> {
+        let (status, text) = self.send_raw(method, path, content_type, headers, body)?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Some((status, value))
+    }
+
+    fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Option<(u16, String)> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -270,8 +289,7 @@ impl Client {
         let mut response = agent.run(request).ok()?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().ok()?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Some((status, value))
+        Some((status, text))
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {

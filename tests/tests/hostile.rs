@@ -25,6 +25,50 @@ fn audit(admin: &Client, query: &str) -> Vec<Value> {
     admin.audit(query)
 }
 
+/// One scrape of `GET /metrics`, parsed by a Prometheus exposition parser.
+struct Metrics(prometheus_parse::Scrape);
+
+impl Metrics {
+    fn scrape(admin: &Client) -> Self {
+        let (status, text) = admin.text("/metrics");
+        assert_eq!(status, 200, "{text}");
+        let lines = text.lines().map(|line| Ok(line.to_owned()));
+        Self(prometheus_parse::Scrape::parse(lines).expect("the exposition format"))
+    }
+
+    /// The sum of the samples of counter or gauge `name` whose labels include `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => panic!("{name} is not a counter or gauge"),
+            })
+            .sum()
+    }
+
+    /// How many observations histogram `name` holds for `labels`.
+    fn observations(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.last().map_or(0.0, |b| b.count)
+                }
+                _ => panic!("{name} is not a histogram"),
+            })
+            .sum()
+    }
+}
+
 #[test]
 fn hostile_drivers_fail_alone_and_are_audited() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -83,6 +127,8 @@ fn hostile_drivers_fail_alone_and_are_audited() {
         );
         device_of.insert(driver, id(&device, "device"));
     }
+    // Metrics are counted process-wide: what this test did is what moved since here.
+    let before = Metrics::scrape(&admin);
     // The well-behaved driver serves throughout.
     let good = create(&tenant, "haproxy", "good");
     assert_eq!(good["provisioning_status"], "ACTIVE", "{good}");
@@ -199,6 +245,74 @@ fn hostile_drivers_fail_alone_and_are_audited() {
     );
     let (_, panicker) = admin.get("/v2/admin/drivers/panicker");
     assert_eq!(panicker["driver"]["quarantined"], false, "{panicker}");
+
+    // The metrics saw all of it: creates answered, jobs that succeeded and failed, the
+    // drivers' failed calls and the limits they hit, the quarantines; the state gauges match
+    // the records.
+    let after = Metrics::scrape(&admin);
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    let creates = [
+        ("method", "POST"),
+        ("route", "/v2/lbaas/loadbalancers"),
+        ("status", "201"),
+    ];
+    assert!(moved("lbaas_http_requests_total", &creates) >= 20.0);
+    assert!(
+        after.observations("lbaas_http_request_duration_seconds", &creates[..2])
+            >= moved("lbaas_http_requests_total", &creates)
+    );
+    assert!(moved("lbaas_jobs_total", &[("outcome", "succeeded")]) >= 10.0);
+    assert!(moved("lbaas_jobs_total", &[("outcome", "failed")]) >= 7.0);
+    assert!(moved("lbaas_placements_total", &[("outcome", "placed")]) >= 17.0);
+    let v = ("version", "0.0.1");
+    for (driver, limit) in [("looper", "deadline"), ("memory-hog", "memory")] {
+        let hits = [("driver", driver), v, ("limit", limit)];
+        assert!(
+            moved("lbaas_driver_limit_hits_total", &hits) >= 1.0,
+            "{driver}"
+        );
+    }
+    let panicked = [("driver", "panicker"), v, ("outcome", "failed")];
+    assert!(moved("lbaas_driver_calls_total", &panicked) >= 5.0);
+    let ok = [
+        ("driver", "haproxy"),
+        ("export", "apply"),
+        ("outcome", "ok"),
+    ];
+    assert!(moved("lbaas_driver_calls_total", &ok) >= 8.0);
+    for driver in ["panicker", "memory-hog"] {
+        let quarantines = [("driver", driver), v];
+        assert_eq!(
+            moved("lbaas_driver_quarantines_total", &quarantines),
+            1.0,
+            "{driver}"
+        );
+    }
+    let (_, listed) = admin.get("/v2/lbaas/loadbalancers");
+    let listed = listed["loadbalancers"].as_array().expect("list");
+    for status in ["ACTIVE", "ERROR"] {
+        let records = listed
+            .iter()
+            .filter(|lb| lb["provisioning_status"] == status)
+            .count();
+        let gauge = after.value("lbaas_load_balancers", &[("provisioning_status", status)]);
+        assert_eq!(gauge, records as f64, "{status}");
+    }
+    assert_eq!(
+        after.value("lbaas_devices", &[("health", "up")])
+            + after.value("lbaas_devices", &[("health", "unknown")]),
+        5.0
+    );
+    let capacity = [
+        ("device", device_of["haproxy"].as_str()),
+        ("driver", "haproxy"),
+    ];
+    assert_eq!(after.value("lbaas_device_capacity", &capacity), 50.0);
+    assert!(after.value("lbaas_device_load_balancers", &capacity) >= 8.0);
+    // Tenants do not read the metrics.
+    assert_eq!(tenant.text("/metrics").0, 403);
     // Only admins read the audit log.
     for path in [
         "/v2/admin/audit",
