@@ -150,6 +150,7 @@ pub fn job(lb_id: &str) -> Job {
         loadbalancer_id: lb_id.to_owned(),
         created_at: now(),
         attempts: 0,
+        traceparent: lbaas_core::traces::traceparent(),
     }
 }
 

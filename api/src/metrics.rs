@@ -215,7 +215,6 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let span = tracing::info_span!(
         "request",
-        otel.name = tracing::field::Empty,
         otel.kind = "server",
         http.request.method = method.as_str(),
         url.path = request.uri().path(),
@@ -229,7 +228,7 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         .get::<Route>()
         .map_or("unmatched", |route| route.0.as_str());
     let status = response.status().as_u16();
-    span.record("otel.name", format!("{method} {route}"));
+    lbaas_core::traces::rename(&span, format!("{method} {route}"));
     span.record("http.route", route);
     span.record("http.response.status_code", status);
     metrics().request(&method, route, status, started.elapsed());

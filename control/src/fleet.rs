@@ -95,8 +95,7 @@ impl ControlPlane {
         }
         let (plane, id) = (self.clone(), lb_id.to_owned());
         let claimed =
-            tokio::task::spawn_blocking(move || plane.store.fleet().map(|fleet| fleet.claim(&id)))
-                .await;
+            crate::spawn_blocking(move || plane.store.fleet().map(|fleet| fleet.claim(&id))).await;
         match claimed {
             Ok(Some(Ok(claimed))) => claimed,
             Ok(Some(Err(error))) => {
@@ -150,7 +149,7 @@ pub async fn run(plane: Arc<ControlPlane>, about: HostAbout, mut stop: Stop) {
 /// the devices of this host's that another host retired meanwhile.
 async fn catch_up(plane: &Arc<ControlPlane>) {
     let plane = plane.clone();
-    let caught = tokio::task::spawn_blocking(move || {
+    let caught = crate::spawn_blocking(move || {
         if let Some(fleet) = plane.store.fleet()
             && let Ok(revision) = fleet.revision()
         {
@@ -183,7 +182,7 @@ fn stop_orphans(plane: &ControlPlane) {
 /// hosts that stopped, and catches up in case an announcement was missed.
 async fn heartbeat(plane: &Arc<ControlPlane>, about: &HostAbout) {
     let (plane, about) = (plane.clone(), about.clone());
-    let beat = tokio::task::spawn_blocking(move || {
+    let beat = crate::spawn_blocking(move || {
         let fleet = plane.store.fleet()?;
         match fleet.beat(&about) {
             Ok(hosts) => *plane.hosts.lock().unwrap_or_else(|e| e.into_inner()) = hosts,

@@ -25,3 +25,12 @@ pub use table::Table;
 
 pub use lbaas_core::{DriverName, audit, ids, model, store};
 pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};
+
+/// [`tokio::task::spawn_blocking`] inside the caller's span: what the blocking call traces
+/// (a driver call, a device call) is part of the request or job that made it.
+pub(crate) fn spawn_blocking<R: Send + 'static>(
+    call: impl FnOnce() -> R + Send + 'static,
+) -> tokio::task::JoinHandle<R> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(call))
+}

@@ -195,7 +195,7 @@ pub async fn round(api: &Arc<ControlPlane>) {
     };
     let (handles, work) = work;
     if let Some(provisioner) = api.provisioner.clone() {
-        let _ = tokio::task::spawn_blocking(move || provisioner.revive(&handles)).await;
+        let _ = crate::spawn_blocking(move || provisioner.revive(&handles)).await;
     }
 
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
@@ -206,7 +206,7 @@ pub async fn round(api: &Arc<ControlPlane>) {
             let _permit = permits.acquire_owned().await;
             let lb_id = item.lb.common.id.clone();
             let device_id = item.device.as_ref().map(|d| d.id.clone());
-            let report = tokio::task::spawn_blocking(move || ask(&item)).await;
+            let report = crate::spawn_blocking(move || ask(&item)).await;
             (
                 lb_id,
                 device_id,

@@ -309,7 +309,7 @@ impl ControlPlane {
         E: From<Error> + Send + 'static,
     {
         let plane = self.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::spawn_blocking(move || {
             let snapshot = plane.snapshot()?;
             read(&plane, &snapshot)
         })
@@ -352,14 +352,14 @@ impl ControlPlane {
         let plane = self.clone();
         let change = {
             let _lock = self.writes.lock().await;
-            tokio::task::spawn_blocking(move || plane.commit(write))
+            crate::spawn_blocking(move || plane.commit(write))
                 .await
                 .map_err(Error::from)??
         };
         // Durable before acknowledged; concurrent writers share the flush.
         if self.flush_before_ack {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.flush())
+            crate::spawn_blocking(move || store.flush())
                 .await
                 .map_err(Error::from)?
                 .map_err(Error::from)?;
@@ -436,7 +436,7 @@ impl ControlPlane {
         &self,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
-        Ok(tokio::task::spawn_blocking(call).await?)
+        Ok(crate::spawn_blocking(call).await?)
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::Instrument as _;
 
 use crate::devices::{DeviceDirectory, DeviceEndpoint};
 use crate::plane::{Change, ControlPlane};
@@ -123,7 +124,7 @@ pub async fn adopt_devices(api: &Arc<ControlPlane>) {
         tracing::error!("cannot read the device registry; spawned devices are not adopted");
         return;
     };
-    let _ = tokio::task::spawn_blocking(move || provisioner.adopt(&handles)).await;
+    let _ = crate::spawn_blocking(move || provisioner.adopt(&handles)).await;
 }
 
 /// Runs the worker until `stop`: `concurrency` jobs at a time, fed by `jobs` and, first, by
@@ -142,7 +143,7 @@ pub async fn run_jobs(
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let store = api.store.clone();
-    let leftover = tokio::task::spawn_blocking(move || store.all::<Job>())
+    let leftover = crate::spawn_blocking(move || store.all::<Job>())
         .await
         .ok()
         .and_then(Result::ok)
@@ -206,8 +207,23 @@ pub async fn run_jobs(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Runs the job of one load balancer to its end, whatever happens.
+/// Runs the job of one load balancer to its end, whatever happens, in a `job` span that
+/// continues the trace of the request that asked for it.
 async fn run(api: &Arc<ControlPlane>, lb_id: &str) {
+    let store = api.store.clone();
+    let id = lb_id.to_owned();
+    let traceparent = tokio::task::spawn_blocking(move || store.load::<Job>(&id))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .and_then(|job| job.traceparent);
+    let span = tracing::info_span!("job", loadbalancer = lb_id);
+    lbaas_core::traces::continue_trace(&span, traceparent.as_deref());
+    run_job(api, lb_id).instrument(span).await;
+}
+
+async fn run_job(api: &Arc<ControlPlane>, lb_id: &str) {
     let started = std::time::Instant::now();
     metrics().jobs_running.inc();
     let outcome = converge(api, lb_id).await;
@@ -297,7 +313,7 @@ async fn converge(api: &Arc<ControlPlane>, lb_id: &str) -> Result<Step, JobError
         left,
         model,
     } = work;
-    let call = tokio::task::spawn_blocking(move || -> Result<(), wit::Error> {
+    let call = crate::spawn_blocking(move || -> Result<(), wit::Error> {
         let Some(device) = device else { return Ok(()) };
         let in_service = device.enabled;
         let device = convert::device(&device);
@@ -498,7 +514,7 @@ async fn provision_device(
     zone: Option<String>,
 ) -> Result<Device, JobError> {
     let (provisioner, name, wanted) = (provisioner.clone(), driver.to_owned(), spec.clone());
-    let provisioned = tokio::task::spawn_blocking(move || provisioner.provision(&name, &wanted))
+    let provisioned = crate::spawn_blocking(move || provisioner.provision(&name, &wanted))
         .await
         .map_err(Error::from)?
         .map_err(|source| JobError::Provision {
@@ -541,7 +557,7 @@ async fn release(api: &Arc<ControlPlane>, retired: Option<Retired>) {
         return;
     }
     let handle = retired.handle;
-    let stopped = tokio::task::spawn_blocking(move || provisioner.release(&handle)).await;
+    let stopped = crate::spawn_blocking(move || provisioner.release(&handle)).await;
     match stopped {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "cannot stop a released device"),

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod store;
+pub mod traces;
 pub mod views;
 
 pub use ids::{DriverName, InvalidId, check_driver_text, check_driver_version};

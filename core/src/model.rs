@@ -409,6 +409,10 @@ pub struct Job {
     pub loadbalancer_id: String,
     pub created_at: String,
     pub attempts: u32,
+    /// The trace of the request that asked for the job (W3C `traceparent`), which the job's
+    /// own spans continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Why a load balancer is where it is: the scheduler's explanation of its last placement.

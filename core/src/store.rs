@@ -430,6 +430,7 @@ pub fn check_contract(store: &dyn Store) {
         loadbalancer_id: "lb".into(),
         created_at: "now".into(),
         attempts: 0,
+        traceparent: None,
     };
     let network = Network {
         id: "net".into(),

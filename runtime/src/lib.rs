@@ -930,6 +930,15 @@ fn call<R>(
     function: &'static str,
     run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R> {
+    let identity = &context.identity;
+    let span = tracing::info_span!(
+        "driver.call",
+        driver = %identity.name,
+        version = %identity.version,
+        export = function,
+        outcome = tracing::field::Empty,
+    );
+    let _entered = span.enter();
     let engine = pre.engine();
     let deadline = context.grant.deadline(function);
     let mut store = Store::new(
@@ -953,8 +962,8 @@ fn call<R>(
         (result, _) => result,
     };
     let took = started.elapsed();
-    let identity = &context.identity;
     let outcome = if result.is_ok() { "ok" } else { "failed" };
+    span.record("outcome", outcome);
     metrics().driver_call(
         identity.name.as_str(),
         &identity.version,

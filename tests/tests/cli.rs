@@ -1,8 +1,18 @@
 //! The `lbaasd` binary as an operator runs it: `driver inspect` on good and bad files, and
 //! `serve` answering on loopback, restarting from the compiled-driver cache.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lbaas_tests::appliance::FakeAppliance;
+use lbaas_tests::control::{Client, id_of};
 use lbaas_tests::drivers;
 use lbaas_tests::process::{Server, lbaasd};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use serde_json::json;
 
 #[test]
 fn inspect_prints_capabilities_as_json() {
@@ -503,4 +513,152 @@ fn a_missing_haproxy_is_named_at_start_and_in_the_fault() {
         "{fault}"
     );
     assert!(!fault.contains("libc_start_main"), "{fault}");
+}
+
+/// An OTLP collector on loopback: every span `lbaasd` exports to it, decoded.
+struct Collector {
+    url: String,
+    spans: Arc<Mutex<Vec<Span>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Collector {
+    fn start() -> Self {
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the collector");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP export");
+                let mut kept = kept.lock().expect("spans");
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        kept.extend(scope.spans);
+                    }
+                }
+                ([("content-type", "application/x-protobuf")], Vec::new())
+            }),
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            spans,
+            _runtime: runtime,
+        }
+    }
+
+    /// The spans received so far.
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().expect("spans").clone()
+    }
+}
+
+/// A span's string attribute.
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(text) => Some(text.as_str()),
+            _ => None,
+        }
+    })
+}
+
+/// With `--otlp-endpoint`, a create is one trace: the API request, the job it queued (run
+/// later, on the worker), and inside the job the driver's calls and the device calls they
+/// made, each carrying the load balancer, driver and version.
+#[test]
+fn a_create_is_one_trace_from_the_request_to_the_device() {
+    let collector = Collector::start();
+    let appliance = FakeAppliance::start();
+    let data = tempfile::tempdir().expect("data dir");
+    let driver_dir = tempfile::tempdir().expect("driver dir");
+    std::fs::copy(&drivers().haproxy, driver_dir.path().join("haproxy.wasm")).expect("copy");
+    let server = Server::start(
+        data.path(),
+        driver_dir.path(),
+        &["--otlp-endpoint", &collector.url],
+    );
+    let admin = Client::new(&server.url);
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "name": "public",
+                "subnets": [{"id": "subnet-vip", "cidr": "127.0.61.0/24"}]}}),
+    );
+    let device = admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
+                "management_url": appliance.url(), "capacity": 10}}),
+    );
+    let device_id = id_of(&device, "device");
+    let lb = admin.create_loadbalancer("haproxy", "traced");
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+    let lb_id = lb["id"].as_str().expect("id");
+
+    // The batch exporter sends every few seconds: wait for the job's device call to arrive.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (job, spans) = loop {
+        let spans = collector.spans();
+        let job = spans
+            .iter()
+            .find(|s| s.name == "job" && attribute(s, "loadbalancer") == Some(lb_id))
+            .cloned();
+        if let Some(job) = job {
+            let trace = &job.trace_id;
+            if spans
+                .iter()
+                .any(|s| &s.trace_id == trace && s.name == "device.call")
+            {
+                break (job, spans);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace of the job arrived: {spans:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let trace: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.trace_id == job.trace_id)
+        .collect();
+    let by_id = |id: &[u8]| trace.iter().find(|s| s.span_id == id).copied();
+    // The job continues the trace of the request that created the load balancer.
+    let request = by_id(&job.parent_span_id).expect("the job's parent is in its trace");
+    assert_eq!(request.name, "POST /v2/lbaas/loadbalancers", "{request:#?}");
+    assert_eq!(
+        attribute(request, "http.route"),
+        Some("/v2/lbaas/loadbalancers")
+    );
+    // Inside the job: the driver's translate and apply, under the job, naming the version...
+    let calls: Vec<&&Span> = trace.iter().filter(|s| s.name == "driver.call").collect();
+    for export in ["translate", "apply"] {
+        let call = calls
+            .iter()
+            .find(|s| attribute(s, "export") == Some(export) && s.parent_span_id == job.span_id)
+            .unwrap_or_else(|| panic!("no {export} call under the job: {trace:#?}"));
+        assert_eq!(attribute(call, "driver"), Some("haproxy"));
+        assert_eq!(attribute(call, "version"), Some("0.1.0"));
+        assert_eq!(attribute(call, "outcome"), Some("ok"));
+    }
+    // ...and the device calls inside the driver calls, naming the device.
+    let device_calls: Vec<&&Span> = trace.iter().filter(|s| s.name == "device.call").collect();
+    assert!(!device_calls.is_empty());
+    for call in device_calls {
+        let parent = by_id(&call.parent_span_id).expect("a device call's parent");
+        assert_eq!(parent.name, "driver.call", "{call:#?}");
+        assert_eq!(attribute(call, "device"), Some(device_id.as_str()));
+        assert_eq!(attribute(call, "outcome"), Some("Ok"));
+    }
+    // A request that queues no job is a trace of its own.
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "POST /v2/admin/devices" && s.trace_id != job.trace_id)
+    );
+    drop(server);
 }

@@ -43,6 +43,7 @@ fn job(id: &str) -> Job {
         loadbalancer_id: id.into(),
         created_at: "now".into(),
         attempts: 0,
+        traceparent: None,
     }
 }
 

@@ -35,6 +35,15 @@ impl Host for HostState {
             crate::manifest::method_name(request.method),
             request.path
         );
+        // The path is the driver's: traced as audited (printable, bounded).
+        let span = tracing::info_span!(
+            "device.call",
+            device = %device_id,
+            method = crate::manifest::method_name(request.method),
+            path = %super::audited_text(&request.path),
+            outcome = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let result = context
             .grant
             .permits(identity.name.as_str(), request.method, &request.path)
@@ -91,6 +100,7 @@ impl Host for HostState {
             }
             Err(error) => (Outcome::Failed, format!("{error:?}")),
         };
+        span.record("outcome", tracing::field::debug(&outcome));
         self.audit(
             "device-api.send",
             Some(target),
