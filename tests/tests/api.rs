@@ -1217,3 +1217,119 @@ lbaas_tests::also_on_postgres!(
     children_are_deleted_one_by_one,
     l7_policies_come_in_a_full_tree,
 );
+
+/// One HTTP exchange with the dashboard, redirects not followed: status, headers, body.
+fn dashboard(
+    url: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> (u16, ureq::http::HeaderMap, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(token) = cookie {
+        request = request.header("cookie", format!("lbaas_session={token}"));
+    }
+    let request = request
+        .body(form.unwrap_or_default().as_bytes().to_vec())
+        .expect("request");
+    let mut response = agent.run(request).expect("HTTP call");
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), response.headers().clone(), body)
+}
+
+/// The dashboard over plain HTTP (the browser tests are still to come): logging in with a
+/// token, members refused, pages served with their security headers, what tenants named
+/// rendered as text, and forms without the session's token refused.
+#[test]
+fn the_dashboard_is_for_admins_and_renders_names_as_text() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let cp = ControlPlane::start(data.path(), tokens());
+    let url = cp.url.clone();
+    let (agent, adc) = (FakeAppliance::start(), FakeAppliance::start());
+    setup(&cp.client(Some("admin-token")), &agent, &adc);
+    let alice = cp.client(Some("alice-token"));
+    let injected = r#"<b id="injected">x</b>"#;
+    let lb = alice.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": injected, "vip_subnet_id": "subnet-vip",
+                "provider": "haproxy"}}),
+    );
+    alice.settle(&id(&lb, "loadbalancer"));
+
+    let (status, headers, _) = dashboard(&url, "GET", "/dashboard", None, None);
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/dashboard/login");
+    let (status, _, body) = dashboard(
+        &url,
+        "POST",
+        "/dashboard/login",
+        None,
+        Some("token=alice-token"),
+    );
+    assert_eq!(status, 403);
+    assert!(body.contains("The dashboard is for admins"), "{body}");
+    let (status, _, body) = dashboard(&url, "POST", "/dashboard/login", None, Some("token=nope"));
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = dashboard(&url, "GET", "/dashboard", Some("alice-token"), None);
+    assert_eq!(status, 403);
+
+    let (status, headers, _) = dashboard(
+        &url,
+        "POST",
+        "/dashboard/login",
+        None,
+        Some("token=admin-token"),
+    );
+    assert_eq!(status, 303);
+    let cookie = headers["set-cookie"].to_str().expect("a cookie");
+    assert!(cookie.starts_with("lbaas_session=admin-token;"), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/dashboard"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    for page in [
+        "/dashboard",
+        "/dashboard/drivers",
+        "/dashboard/placements",
+        "/dashboard/audit",
+    ] {
+        let (status, headers, body) = dashboard(&url, "GET", page, Some("admin-token"), None);
+        assert_eq!(status, 200, "{page}: {body}");
+        let policy = headers["content-security-policy"].to_str().expect("CSP");
+        assert!(
+            policy.contains("default-src 'self'") || policy.contains("default-src 'none'"),
+            "{policy}"
+        );
+        assert!(
+            !body.contains("src=\"http") && !body.contains("href=\"http"),
+            "{page} loads nothing from elsewhere"
+        );
+        assert!(!body.contains(injected), "{page}: {body}");
+    }
+    let (_, _, overview) = dashboard(&url, "GET", "/dashboard", Some("admin-token"), None);
+    assert!(overview.contains("id=\"loadbalancers\""), "{overview}");
+    assert!(
+        overview.contains("&#60;b id=&#34;injected&#34;&#62;"),
+        "the name shows, as text: {overview}"
+    );
+    let (_, _, drivers) = dashboard(&url, "GET", "/dashboard/drivers", Some("admin-token"), None);
+    assert!(drivers.contains("id=\"driver-haproxy\""), "{drivers}");
+    // A form without the session's token (another site's) changes nothing.
+    let (status, _, _) = dashboard(
+        &url,
+        "POST",
+        "/dashboard/drivers/haproxy/rollback",
+        Some("admin-token"),
+        Some("csrf=forged"),
+    );
+    assert_eq!(status, 403);
+    cp.stop();
+}
