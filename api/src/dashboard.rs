@@ -277,14 +277,7 @@ struct DeviceRow {
 #[derive(Template)]
 #[template(path = "dashboard/overview.html")]
 struct Overview {
-    page: &'static str,
-    who: String,
-    csrf: String,
-    can_log_out: bool,
-    refresh: bool,
-    notice: Option<String>,
-    error: Option<String>,
-    now: String,
+    chrome: Chrome,
     lb_counts: Vec<StatusCount>,
     loadbalancers: Vec<LbRow>,
     lbs_unlisted: usize,
@@ -360,27 +353,10 @@ async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
-    let Chrome {
-        page,
-        who,
-        csrf,
-        can_log_out,
-        refresh,
-        notice,
-        error,
-        now,
-    } = Chrome::new("overview", &viewer);
     render(
         StatusCode::OK,
         &Overview {
-            page,
-            who,
-            csrf,
-            can_log_out,
-            refresh,
-            notice,
-            error,
-            now,
+            chrome: Chrome::new("overview", &viewer),
             lb_counts,
             loadbalancers,
             lbs_unlisted,
@@ -417,14 +393,7 @@ struct DriverRow {
 #[derive(Template)]
 #[template(path = "dashboard/drivers.html")]
 struct Drivers {
-    page: &'static str,
-    who: String,
-    csrf: String,
-    can_log_out: bool,
-    refresh: bool,
-    notice: Option<String>,
-    error: Option<String>,
-    now: String,
+    chrome: Chrome,
     drivers: Vec<DriverRow>,
 }
 
@@ -502,26 +471,16 @@ fn drivers_page(
     notice: Option<String>,
     error: Option<String>,
 ) -> Response {
-    let Chrome {
-        page,
-        who,
-        csrf,
-        can_log_out,
-        now,
-        ..
-    } = Chrome::new("drivers", viewer);
     render(
         status,
         &Drivers {
-            page,
-            who,
-            csrf,
-            can_log_out,
-            // What a button did stays on the page until the operator moves on.
-            refresh: notice.is_none() && error.is_none(),
-            notice,
-            error,
-            now,
+            chrome: Chrome {
+                // What a button did stays on the page until the operator moves on.
+                refresh: notice.is_none() && error.is_none(),
+                notice,
+                error,
+                ..Chrome::new("drivers", viewer)
+            },
             drivers: driver_rows(api),
         },
     )
@@ -627,14 +586,7 @@ struct PlacementRow {
 #[derive(Template)]
 #[template(path = "dashboard/placements.html")]
 struct Placements {
-    page: &'static str,
-    who: String,
-    csrf: String,
-    can_log_out: bool,
-    refresh: bool,
-    notice: Option<String>,
-    error: Option<String>,
-    now: String,
+    chrome: Chrome,
     placements: Vec<PlacementRow>,
 }
 
@@ -700,27 +652,10 @@ async fn placements(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
-    let Chrome {
-        page,
-        who,
-        csrf,
-        can_log_out,
-        refresh,
-        notice,
-        error,
-        now,
-    } = Chrome::new("placements", &viewer);
     render(
         StatusCode::OK,
         &Placements {
-            page,
-            who,
-            csrf,
-            can_log_out,
-            refresh,
-            notice,
-            error,
-            now,
+            chrome: Chrome::new("placements", &viewer),
             placements,
         },
     )
@@ -763,14 +698,7 @@ impl From<Record> for AuditRow {
 #[derive(Template)]
 #[template(path = "dashboard/audit.html")]
 struct Audit {
-    page: &'static str,
-    who: String,
-    csrf: String,
-    can_log_out: bool,
-    refresh: bool,
-    notice: Option<String>,
-    error: Option<String>,
-    now: String,
+    chrome: Chrome,
     intact: bool,
     verification: String,
     records: Vec<AuditRow>,
@@ -802,27 +730,15 @@ async fn audit(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
         Ok(found) => found,
         Err(error) => return error.into_response(),
     };
-    let Chrome {
-        page,
-        who,
-        csrf,
-        can_log_out,
-        refresh,
-        notice,
-        error,
-        now,
-    } = Chrome::new("audit", &viewer);
     render(
         StatusCode::OK,
         &Audit {
-            page,
-            who,
-            csrf,
-            can_log_out,
-            refresh,
-            notice,
-            error,
-            now,
+            // Verifying walks the whole chain: the page is verified when asked for, not
+            // every few seconds for as long as it stays open.
+            chrome: Chrome {
+                refresh: false,
+                ..Chrome::new("audit", &viewer)
+            },
             intact: verification.intact(),
             verification: match &verification.broken {
                 None => format!(

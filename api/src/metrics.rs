@@ -228,7 +228,7 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         .get::<Route>()
         .map_or("unmatched", |route| route.0.as_str());
     let status = response.status().as_u16();
-    lbaas_core::traces::rename(&span, format!("{method} {route}"));
+    lbaas_core::traces::rename(&span, format_args!("{method} {route}"));
     span.record("http.route", route);
     span.record("http.response.status_code", status);
     metrics().request(&method, route, status, started.elapsed());

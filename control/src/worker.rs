@@ -210,14 +210,17 @@ pub async fn run_jobs(
 /// Runs the job of one load balancer to its end, whatever happens, in a `job` span that
 /// continues the trace of the request that asked for it.
 async fn run(api: &Arc<ControlPlane>, lb_id: &str) {
-    let store = api.store.clone();
-    let id = lb_id.to_owned();
-    let traceparent = tokio::task::spawn_blocking(move || store.load::<Job>(&id))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten()
-        .and_then(|job| job.traceparent);
+    let traceparent = if lbaas_core::traces::is_exporting() {
+        let (store, id) = (api.store.clone(), lb_id.to_owned());
+        tokio::task::spawn_blocking(move || store.load::<Job>(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .and_then(|job| job.traceparent)
+    } else {
+        None
+    };
     let span = tracing::info_span!("job", loadbalancer = lb_id);
     lbaas_core::traces::continue_trace(&span, traceparent.as_deref());
     run_job(api, lb_id).instrument(span).await;

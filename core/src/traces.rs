@@ -4,6 +4,7 @@
 //! both are no-ops.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TraceContextExt as _;
@@ -12,8 +13,23 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 const TRACEPARENT: &str = "traceparent";
 
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Called once a trace exporter is installed: from then on trace context is worth keeping.
+pub fn exporting() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
+/// Whether traces are exported, so a job's trace context is worth looking up.
+pub fn is_exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// The current span's context as a `traceparent`, when a trace is being recorded.
 pub fn traceparent() -> Option<String> {
+    if !is_exporting() {
+        return None;
+    }
     let context = tracing::Span::current().context();
     if !context.span().span_context().is_valid() {
         return None;
@@ -40,10 +56,13 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
 /// Names `span` in its trace once its name is known (a request's route, after routing).
 /// `otel.name` recorded late is lost once the span's context was taken (by [`traceparent`]):
 /// the exported span is renamed directly.
-pub fn rename(span: &tracing::Span, name: String) {
+pub fn rename(span: &tracing::Span, name: std::fmt::Arguments<'_>) {
+    if !is_exporting() {
+        return;
+    }
     let context = span.context();
     let exported = context.span();
     if exported.span_context().is_valid() {
-        exported.update_name(name);
+        exported.update_name(name.to_string());
     }
 }
