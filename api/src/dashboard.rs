@@ -62,7 +62,9 @@ fn page(status: StatusCode, html: String) -> Response {
             ),
             (CACHE_CONTROL, "no-store"),
             (HeaderName::from_static("x-content-type-options"), "nosniff"),
-            (HeaderName::from_static("referrer-policy"), "no-referrer"),
+            // Nothing leaves for other sites; `no-referrer` would also make the browser send
+            // `Origin: null` with the page's own forms, which the origin check refuses.
+            (HeaderName::from_static("referrer-policy"), "same-origin"),
         ],
         html,
     )
@@ -189,12 +191,11 @@ fn is_genuine_form(viewer: &Viewer, headers: &HeaderMap, csrf: &str) -> bool {
     csrf == viewer.csrf()
 }
 
+const FORGED_FORM: &str =
+    "This form did not come from this dashboard; reload the page and try again.";
+
 fn forbidden_form() -> Response {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "This form did not come from this dashboard; reload the page and try again.",
-    )
-    .into_response()
+    ApiError::new(StatusCode::FORBIDDEN, FORGED_FORM).into_response()
 }
 
 /// What every page shows around its content.
@@ -534,7 +535,13 @@ async fn driver_action(
         Err(response) => return response,
     };
     if !is_genuine_form(&viewer, &headers, &form.csrf) {
-        return forbidden_form();
+        return drivers_page(
+            &api,
+            &viewer,
+            StatusCode::FORBIDDEN,
+            None,
+            Some(FORGED_FORM.to_owned()),
+        );
     }
     let result = match action.as_str() {
         "rollback" => api

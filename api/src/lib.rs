@@ -178,7 +178,7 @@ pub fn router(api: Arc<Api>) -> Router {
                 .merge(drivers::routes()),
         )
         .merge(neutron::routes());
-    Router::new()
+    let app = Router::new()
         .route("/", get(versions))
         .route("/healthz", get(healthz))
         .merge(metrics::routes())
@@ -186,10 +186,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .nest("/v2/octavia", amphorae::routes())
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)
-        .route_layer(axum::middleware::from_fn(metrics::mark_route))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(metrics::observe))
-        .with_state(api)
+        .fallback(not_found);
+    metrics::instrument(app).with_state(api)
 }
 
 async fn not_found() -> ApiError {

@@ -191,17 +191,22 @@ async fn state(api: &Arc<Api>) -> ApiResult<StateGauges> {
     Ok(gauges)
 }
 
+/// `router` with every request counted and timed by route template, method and status, each
+/// inside a `request` span: the layers the API runs behind (public so that the benchmarks can
+/// measure what they cost on their own).
+pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .route_layer(axum::middleware::from_fn(mark_route))
+        .layer(axum::middleware::from_fn(observe))
+}
+
 /// The route template a request matched, passed out to [`observe`] on the response.
 #[derive(Clone)]
 struct Route(MatchedPath);
 
 /// Marks the response with the route the request matched (a route layer: it runs after
 /// routing, where the template is known).
-pub(crate) async fn mark_route(
-    matched: Option<MatchedPath>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn mark_route(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if let Some(matched) = matched {
         response.extensions_mut().insert(Route(matched));
@@ -211,7 +216,7 @@ pub(crate) async fn mark_route(
 
 /// Counts and times every request by route template, method and status, inside a `request`
 /// span (the root of its trace).
-pub(crate) async fn observe(request: Request, next: Next) -> Response {
+async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let span = tracing::info_span!(
         "request",

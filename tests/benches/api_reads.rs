@@ -1,8 +1,10 @@
 //! API read throughput and latency with wrk (from the system packages): `GET
 //! /v2/lbaas/loadbalancers/{id}` against an in-process control plane, and — the baseline — a
-//! static axum handler in the same process answering a body of the same size. Three runs of
-//! each, 16 connections, 2 wrk threads. Results go to `target/bench/api_reads.json` for
-//! `cargo xtask bench`.
+//! static axum handler in the same process answering a body of the same size; and what the
+//! API's request layers (metrics and the request span) cost on their own: the static handler
+//! behind them against the bare one. As in `lbaasd`, a tracing subscriber at `info` is
+//! installed (writing nowhere), so request spans are real. Three runs of each, 16 connections,
+//! 2 wrk threads. Results go to `target/bench/api_reads.json` for `cargo xtask bench`.
 //!
 //! `cargo bench -p lbaas-tests --bench api_reads` (needs `wrk`; `cargo xtask bench` installs it)
 
@@ -15,8 +17,9 @@ use serde_json::json;
 
 const RUNS: usize = 3;
 
-/// A static axum handler answering `body` to `GET /`, on its own runtime thread.
-fn static_server(body: String) -> String {
+/// A static axum handler answering `body` to `GET /`, on its own runtime thread; behind the
+/// API's request layers when `instrumented`.
+fn static_server(body: String, instrumented: bool) -> String {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("tokio");
@@ -29,6 +32,11 @@ fn static_server(body: String) -> String {
                     async move { ([("content-type", "application/json")], body) }
                 }),
             );
+            let app = if instrumented {
+                lbaas_host::api::metrics::instrument(app)
+            } else {
+                app
+            };
             axum::serve(listener, app).await.expect("serve");
         });
     });
@@ -36,6 +44,11 @@ fn static_server(body: String) -> String {
 }
 
 fn main() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let logs = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+    tracing::subscriber::set_global_default(logs).expect("one subscriber");
     let data = tempfile::tempdir().expect("temp dir");
     let plane = ControlPlane::start(data.path(), Auth::None);
     let client = plane.client(None).as_project("bench");
@@ -56,13 +69,15 @@ fn main() {
     let path = format!("/v2/lbaas/loadbalancers/{id}");
     let (status, shown) = client.get(&path);
     assert_eq!(status, 200, "{shown}");
-    let baseline = static_server(shown.to_string());
+    let baseline = static_server(shown.to_string(), false);
+    let instrumented = static_server(shown.to_string(), true);
     let api = format!("{}{path}", plane.url);
 
     let mut results: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for _ in 0..RUNS {
         for (name, url, headers) in [
             ("static", baseline.as_str(), &[][..]),
+            ("instrumented", instrumented.as_str(), &[][..]),
             ("get", api.as_str(), &["X-Project-Id: bench"][..]),
         ] {
             let run = wrk(url, headers);

@@ -1246,7 +1246,7 @@ fn dashboard(
     (response.status().as_u16(), response.headers().clone(), body)
 }
 
-/// The dashboard over plain HTTP (the browser tests are still to come): logging in with a
+/// The dashboard over plain HTTP (in a browser below): logging in with a
 /// token, members refused, pages served with their security headers, what tenants named
 /// rendered as text, and forms without the session's token refused.
 #[test]
@@ -1332,4 +1332,288 @@ fn the_dashboard_is_for_admins_and_renders_names_as_text() {
     );
     assert_eq!(status, 403);
     cp.stop();
+}
+
+/// The dashboard in a real headless Chromium: a member is refused; an admin logs in with a
+/// token and sees the live records (load balancers with their faults, devices with their load,
+/// drivers, placements, the audit tail), including a record created while the page is open;
+/// what a tenant named runs no script; the admin rolls a driver back from the page and the API
+/// shows it. A screenshot of each page goes to `target/dashboard/`.
+#[test]
+fn the_dashboard_works_in_a_browser() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let cp = ControlPlane::start(data.path(), tokens());
+    let (agent, adc) = (FakeAppliance::start(), FakeAppliance::start());
+    let admin = cp.client(Some("admin-token"));
+    let world = setup(&admin, &agent, &adc);
+    let alice = cp.client(Some("alice-token"));
+    // A name that would run script if it were rendered as HTML.
+    let injected = r#"<img src="x" onerror="document.title='owned'">"#;
+    let mut created = Vec::new();
+    for name in [injected, "web"] {
+        let lb = alice.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"name": name, "vip_subnet_id": "subnet-vip",
+                    "provider": "haproxy"}}),
+        );
+        created.push(id(&lb, "loadbalancer"));
+    }
+    // One that fails on its device, for a fault to show.
+    let broken = id(
+        &alice.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"name": "broken", "vip_subnet_id": "subnet-vip",
+                    "provider": "haproxy"}}),
+        ),
+        "loadbalancer",
+    );
+    for lb in &created {
+        assert_eq!(alice.settle(lb)["provisioning_status"], "ACTIVE");
+    }
+    agent.respond(&format!("/v1/loadbalancers/{broken}/config"), 503);
+    alice.settle(&broken);
+    let (status, _) = alice.post(
+        "/v2/lbaas/listeners",
+        &json!({"listener": {"loadbalancer_id": broken, "protocol": "TCP", "protocol_port": 22}}),
+    );
+    assert_eq!(status, 201);
+    let fault = alice.settle(&broken)["fault"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(fault.contains("503"), "{fault}");
+    // A second version of the HAProxy driver, active: there is something to roll back.
+    let next = std::fs::read(&lbaas_tests::lifecycle_fixtures().haproxy_next).expect("fixture");
+    let (status, body) = admin.upload("/v2/admin/drivers?activate=true", next, &[]);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["driver"]["version"], "0.1.1", "{body}");
+
+    let chromium = lbaas_tests::browser::Chromium::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let browser = chromium.session().await;
+        in_the_browser(&browser, &cp.url, &admin, &created, &broken, &fault, &world).await;
+        browser.close().await.expect("close the browser");
+    });
+    cp.stop();
+}
+
+/// The element `what` finds once the page has it; the page's source in the panic otherwise.
+async fn wait_for(
+    browser: &fantoccini::Client,
+    what: fantoccini::Locator<'_>,
+) -> fantoccini::elements::Element {
+    match browser.wait().for_element(what).await {
+        Ok(element) => element,
+        Err(error) => {
+            let page = browser.source().await.unwrap_or_default();
+            panic!("{what:?}: {error}\n{page}")
+        }
+    }
+}
+
+async fn in_the_browser(
+    browser: &fantoccini::Client,
+    url: &str,
+    admin: &Client,
+    created: &[String],
+    broken: &str,
+    fault: &str,
+    world: &World,
+) {
+    use fantoccini::Locator::{Css, Id};
+    let text = |css: &'static str| async move {
+        browser
+            .find(Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .expect("text")
+    };
+    let screenshot = |name: &'static str| async move {
+        let png = browser.screenshot().await.expect("screenshot");
+        std::fs::write(lbaas_tests::browser::screenshot_path(name), png).expect("write");
+    };
+    let log_in = |token: &'static str| async move {
+        browser
+            .goto(&format!("{url}/dashboard"))
+            .await
+            .expect("open");
+        // Not logged in: the login form.
+        let field = browser.find(Id("token")).await.expect("token field");
+        field.send_keys(token).await.expect("type");
+        browser
+            .find(Id("log-in"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("log in");
+    };
+
+    // A member is refused at the door: told why, and given no session.
+    log_in("alice-token").await;
+    let error = wait_for(browser, Id("error")).await;
+    let said = error.text().await.expect("text");
+    assert!(said.starts_with("The dashboard is for admins"), "{said}");
+    screenshot("refused").await;
+    browser
+        .goto(&format!("{url}/dashboard"))
+        .await
+        .expect("open");
+    wait_for(browser, Id("token")).await;
+    assert!(
+        browser
+            .find_all(Id("live"))
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    // A wrong token is told so.
+    log_in("not-a-token").await;
+    let error = wait_for(browser, Id("error")).await;
+    assert_eq!(
+        error.text().await.expect("text"),
+        "This token is not valid."
+    );
+
+    // The admin sees the records as the API has them.
+    log_in("admin-token").await;
+    wait_for(browser, Id("loadbalancers")).await;
+    let (_, listed) = admin.get("/v2/lbaas/loadbalancers");
+    let listed = listed["loadbalancers"].as_array().expect("list").clone();
+    let counts = text("#lb-counts").await;
+    for status in ["ACTIVE", "ERROR"] {
+        let n = listed
+            .iter()
+            .filter(|lb| lb["provisioning_status"] == status)
+            .count();
+        assert!(
+            counts.contains(&format!("{n} {status}")),
+            "{status}: {counts}"
+        );
+    }
+    for lb in created.iter().map(String::as_str).chain([broken]) {
+        let row = browser
+            .find(Css(&format!("#loadbalancers tr[data-id='{lb}']")))
+            .await
+            .unwrap_or_else(|e| panic!("row of {lb}: {e}"));
+        let (_, record) = admin.get(&format!("/v2/lbaas/loadbalancers/{lb}"));
+        let status = record["loadbalancer"]["provisioning_status"]
+            .as_str()
+            .expect("status");
+        assert!(row.text().await.expect("text").contains(status), "{lb}");
+    }
+    let broken_row = format!("#loadbalancers tr[data-id='{broken}'] .fault");
+    let shown = browser.find(Css(&broken_row)).await.expect("fault cell");
+    assert_eq!(shown.text().await.expect("text"), fault);
+    // The tenant's name is text: no element came of it and no script ran.
+    let name_cell = format!("#loadbalancers tr[data-id='{}'] td", created[0]);
+    let cell = browser.find(Css(&name_cell)).await.expect("name cell");
+    assert_eq!(
+        cell.text().await.expect("text"),
+        r#"<img src="x" onerror="document.title='owned'">"#
+    );
+    assert!(
+        browser
+            .find_all(Css("#loadbalancers img"))
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert_eq!(browser.title().await.expect("title"), "Overview · lbaasd");
+    let device = format!("#devices tr[data-id='{}'] .load span", world.haproxy_device);
+    let (_, record) = admin.get(&format!("/v2/admin/devices/{}", world.haproxy_device));
+    let load = browser.find(Css(&device)).await.expect("device load");
+    assert_eq!(
+        load.text().await.expect("text"),
+        format!("{}/10", record["device"]["load_balancers"]),
+        "{record}"
+    );
+    screenshot("overview").await;
+    // The page keeps itself up to date: a load balancer created now shows without a reload.
+    let late = id(
+        &admin.create(
+            "/v2/lbaas/loadbalancers",
+            &json!({"loadbalancer": {"name": "late", "vip_subnet_id": "subnet-vip"}}),
+        ),
+        "loadbalancer",
+    );
+    browser
+        .wait()
+        .at_most(std::time::Duration::from_secs(20))
+        .for_element(Css(&format!("#loadbalancers tr[data-id='{late}']")))
+        .await
+        .expect("the new load balancer appears by itself");
+
+    // Drivers: the active version, and the rollback button.
+    browser
+        .goto(&format!("{url}/dashboard/drivers"))
+        .await
+        .expect("drivers");
+    assert_eq!(text("#driver-haproxy .version").await, "0.1.1");
+    let state = text("#driver-haproxy tr[data-version='0.1.0'] .state").await;
+    assert_eq!(state.to_lowercase(), "inactive");
+    let rollback = browser
+        .find(Css("#driver-haproxy button.rollback"))
+        .await
+        .expect("rollback button");
+    assert_eq!(rollback.text().await.expect("text"), "Roll back to 0.1.0");
+    screenshot("drivers").await;
+    rollback.click().await.expect("roll back");
+    wait_for(browser, Id("notice")).await;
+    assert_eq!(text("#driver-haproxy .version").await, "0.1.0");
+    let (_, driver) = admin.get("/v2/admin/drivers/haproxy");
+    assert_eq!(
+        driver["driver"]["version"], "0.1.0",
+        "the API shows the rollback"
+    );
+    let rolled = admin.audit("driver=haproxy&function=lifecycle.rollback");
+    assert_eq!(rolled.len(), 1, "{rolled:?}");
+
+    // Placements: each load balancer's decision with its candidates.
+    browser
+        .goto(&format!("{url}/dashboard/placements"))
+        .await
+        .expect("placements");
+    for lb in created {
+        let decision = format!("#placements tr[data-id='{lb}'] .decision");
+        let decision = browser
+            .find(Css(&decision))
+            .await
+            .expect("decision")
+            .text()
+            .await
+            .expect("text");
+        assert!(decision.contains(&world.haproxy_device), "{lb}: {decision}");
+    }
+    screenshot("placements").await;
+
+    // The audit tail, verified, with the rollback in it.
+    browser
+        .goto(&format!("{url}/dashboard/audit"))
+        .await
+        .expect("audit");
+    let verification = browser
+        .find(Id("verification"))
+        .await
+        .expect("verification");
+    assert_eq!(
+        verification.attr("class").await.expect("class").as_deref(),
+        Some("intact")
+    );
+    let functions = browser
+        .find_all(Css("#audit td:nth-child(5)"))
+        .await
+        .expect("rows");
+    let mut seen = Vec::new();
+    for cell in functions {
+        seen.push(cell.text().await.expect("text"));
+    }
+    assert!(seen.iter().any(|f| f == "lifecycle.rollback"), "{seen:?}");
+    screenshot("audit").await;
 }

@@ -282,11 +282,13 @@ fn hostile_drivers_fail_alone_and_are_audited() {
         ("outcome", "ok"),
     ];
     assert!(moved("lbaas_driver_calls_total", &ok) >= 8.0);
+    // At least: the counters are process-wide, and `quarantine_survives_a_restart`, running
+    // beside this test in the same process, quarantines the panicker too. The audit records
+    // above count this control plane's quarantines exactly.
     for driver in ["panicker", "memory-hog"] {
         let quarantines = [("driver", driver), v];
-        assert_eq!(
-            moved("lbaas_driver_quarantines_total", &quarantines),
-            1.0,
+        assert!(
+            moved("lbaas_driver_quarantines_total", &quarantines) >= 1.0,
             "{driver}"
         );
     }

@@ -248,6 +248,7 @@ struct Results {
     static_rps: Measure,
     static_p50: Measure,
     static_p99: Measure,
+    instrumented_rps: Measure,
     create_p50: Measure,
     create_p99: Measure,
     create_alone_p50: Measure,
@@ -289,6 +290,7 @@ impl Results {
             static_rps: generated(target, "api_reads", "static-requests-per-second")?,
             static_p50: generated(target, "api_reads", "static-p50-ms")?,
             static_p99: generated(target, "api_reads", "static-p99-ms")?,
+            instrumented_rps: generated(target, "api_reads", "instrumented-requests-per-second")?,
             create_p50: generated(target, "create_latency", "p50-ms")?,
             create_p99: generated(target, "create_latency", "p99-ms")?,
             create_alone_p50: generated(target, "create_latency", "alone-p50-ms")?,
@@ -530,6 +532,19 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
             &format!("{read_ratio:.2}"),
             "≥ 50 % of the static handler",
             verdict(read_ratio >= 0.5),
+        ],
+    );
+    let layers_ratio = r.instrumented_rps.ratio_to(&r.static_rps);
+    row(
+        &mut out,
+        [
+            "the API's request layers alone (metrics by route and status, the request span): \
+             static handler behind them (wrk, 16 connections)",
+            &per_second(&r.instrumented_rps),
+            &format!("static axum handler {}", per_second(&r.static_rps)),
+            &format!("{layers_ratio:.2}"),
+            "≥ 0.9: metrics cost under a tenth",
+            verdict(layers_ratio >= 0.9),
         ],
     );
     row(
