@@ -218,9 +218,9 @@ async fn mark_route(matched: Option<MatchedPath>, request: Request, next: Next) 
 /// span (the root of its trace).
 async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
-    // A span is the root of the request's trace. When no trace is exported it is kept at
-    // `debug`: at `info` the log subscriber formats its fields for every request, which cost a
-    // third of the API's read throughput (docs/benchmarks.md).
+    // The span is the root of the request's trace. When no trace is exported it is kept at
+    // `debug`: at `info` the log subscriber formats its fields for every request, which cost
+    // a fifth of the API's read throughput (xtask/benchmarks-notes.md).
     let span = if lbaas_core::traces::is_exporting() {
         tracing::info_span!(
             "request",

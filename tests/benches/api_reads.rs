@@ -2,9 +2,9 @@
 //! /v2/lbaas/loadbalancers/{id}` against an in-process control plane, and — the baseline — a
 //! static axum handler in the same process answering a body of the same size; and what the
 //! API's request layers (metrics and the request span) cost on their own: the static handler
-//! behind them against the bare one. As in `lbaasd`, a tracing subscriber at `info` is
-//! installed (writing nowhere), so request spans are real. Three runs of each, 16 connections,
-//! 2 wrk threads. Results go to `target/bench/api_reads.json` for `cargo xtask bench`.
+//! behind them against the bare one, under `lbaasd`'s own tracing subscriber, so spans cost
+//! what they cost in production. Three runs of each, 16 connections, 2 wrk threads. Results
+//! go to `target/bench/api_reads.json` for `cargo xtask bench`.
 //!
 //! `cargo bench -p lbaas-tests --bench api_reads` (needs `wrk`; `cargo xtask bench` installs it)
 
@@ -44,11 +44,8 @@ fn static_server(body: String, instrumented: bool) -> String {
 }
 
 fn main() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let logs = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
-    tracing::subscriber::set_global_default(logs).expect("one subscriber");
+    // lbaasd's own subscriber (logs to standard error, no trace exporter).
+    let _traces = lbaas_host::traces::init(None).expect("subscriber");
     let data = tempfile::tempdir().expect("temp dir");
     let plane = ControlPlane::start(data.path(), Auth::None);
     let client = plane.client(None).as_project("bench");

@@ -25,10 +25,7 @@ pub struct Chromium {
 impl Chromium {
     /// Starts chromedriver on a free loopback port and waits until it takes sessions.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::free_loopback_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
@@ -105,10 +102,7 @@ impl Drop for Chromium {
 
 /// Where a test writes a screenshot for people to look at: `target/dashboard/NAME.png`.
 pub fn screenshot_path(name: &str) -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| crate::workspace_root().join("target"));
-    let folder = target.join("dashboard");
+    let folder = crate::target_dir().join("dashboard");
     std::fs::create_dir_all(&folder).expect("screenshot folder");
     folder.join(format!("{name}.png"))
 }

@@ -46,10 +46,7 @@ impl Keystone {
             venv.display()
         );
         let dir = tempfile::tempdir().expect("keystone folder");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::free_loopback_port();
         let url = format!("http://127.0.0.1:{port}/v3");
         let path = dir.path().to_path_buf();
         let config = path.join("keystone.conf");

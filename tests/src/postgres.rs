@@ -170,10 +170,7 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_loopback_port();
         // The tests kill hosts, not the database: fsync off keeps a cluster in a temporary
         // folder fast. Benchmarks keep PostgreSQL's durability (`LBAAS_PG_FSYNC=on`).
         let fsync = match std::env::var("LBAAS_PG_FSYNC").as_deref() {

@@ -27,10 +27,7 @@ pub fn host_binary(name: &str) -> PathBuf {
         .status()
         .unwrap_or_else(|e| panic!("build {name}: {e}"));
     assert!(status.success(), "building {name} failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    target.join("debug").join(name)
+    crate::target_dir().join("debug").join(name)
 }
 
 /// The `lbaasd` binary of this workspace, freshly built.
@@ -79,10 +76,7 @@ impl Server {
     /// Starts `lbaasd serve` over `data` with the drivers in `driver_dir` and `extra` arguments;
     /// returns once it listens.
     pub fn start(data: &Path, driver_dir: &Path, extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::free_loopback_port();
         let address = format!("127.0.0.1:{port}");
         let mut command = lbaasd();
         command
