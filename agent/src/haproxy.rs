@@ -166,7 +166,10 @@ impl Haproxy {
     fn write_base(&self) -> Result<(), String> {
         let mut base = format!(
             "# Written by lbaas-agent at every start; load balancers live in conf.d/.\n\
-             global\n    stats socket {} mode 600 level admin\n    stats timeout 10s\n",
+             global\n    stats socket {} mode 600 level admin\n    stats timeout 10s\n\
+             \x20   # Two listeners on one address and port are an error, never a shared socket\n\
+             \x20   # the kernel splits connections across (one tenant's VIP taken by another).\n\
+             \x20   noreuseport\n",
             self.stats_socket().display()
         );
         // Once its listeners are bound, a worker needs no file: where the agent may chroot

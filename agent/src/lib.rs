@@ -5,9 +5,9 @@
 //! |---|---|
 //! | `GET /v1/health` | HAProxy's master and workers, reload counts, load balancers served |
 //! | `GET /v1/loadbalancers` | ids of the load balancers configured here |
-//! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body against the [allow-list](policy), then with `haproxy -c`, installs it and reloads; answers `{"sha256"}`. A policy refusal is `422 {"error", "line", "keyword"}` with the header `lbaas-refusal: policy`; on any other failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
+//! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body against the [allow-list](policy) and the load balancer's scope (header `lbaas-scope`, sent by the host), then with `haproxy -c`, installs it and reloads; answers `{"sha256"}`. A policy refusal is `422 {"error", "line", "keyword"}` with the header `lbaas-refusal: policy`; on any other failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
 //! | `GET /v1/loadbalancers/{id}/config` | the installed configuration (its SHA-256 in `x-config-sha256`) |
-//! | `DELETE /v1/loadbalancers/{id}/config` | removes it and reloads (`404` if unknown) |
+//! | `DELETE /v1/loadbalancers/{id}/config` | removes it and reloads (`404` if unknown); needs the load balancer's scope too |
 //! | `GET /v1/loadbalancers/{id}/stats` | `{"rows": [...]}`: `show stat` lines of its frontends, backends and servers |
 //! | `GET /v1/history` | `{"entries": [...]}`: every configuration installed, removed or refused here (time, load balancer, SHA-256, bytes), oldest first |
 //!
@@ -34,7 +34,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use haproxy::Haproxy;
-pub use policy::ConfigPolicy;
+pub use policy::{ConfigPolicy, Scope};
+
+/// Header in which the host sends a load balancer's [`Scope`] with its configuration. The host's
+/// side of this contract is `lbaas_runtime::scope::SCOPE_HEADER`; a test keeps the two equal.
+pub const SCOPE_HEADER: &str = "lbaas-scope";
 
 /// Header of a refusal by the configuration policy, so the host can tell it from HAProxy's own
 /// errors (and hold a driver to it). The host's side of this contract is
@@ -180,10 +184,11 @@ impl Agent {
     /// Checks `config` against the policy, then together with every other installed file,
     /// installs it and reloads. When the check or the reload fails, the previous file is put
     /// back.
-    pub fn put(&self, id: &str, config: &Config<'_>) -> Answer<bool> {
+    pub fn put(&self, id: &str, config: &Config<'_>, scope: Option<&Scope>) -> Answer<bool> {
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let text = config.text;
-        if let Err(violation) = policy::check(text, &self.policy) {
+        let checked = scoped(id, scope).and_then(|scope| policy::check(text, &self.policy, scope));
+        if let Err(violation) = checked {
             let message = format!("the device's configuration policy refused it: {violation}");
             tracing::warn!(loadbalancer = id, %violation, "configuration refused by policy");
             self.record(id, "refused", config, Some(&message));
@@ -235,8 +240,16 @@ impl Agent {
         Ok(previous.is_none())
     }
 
-    /// Removes a load balancer's configuration and reloads; false when it was not here.
-    pub fn delete(&self, id: &str) -> Answer<bool> {
+    /// Removes a load balancer's configuration and reloads; false when it was not here. Only
+    /// that load balancer's own job may remove it: its scope comes with the request.
+    pub fn delete(&self, id: &str, scope: Option<&Scope>) -> Answer<bool> {
+        if let Err(violation) = scoped(id, scope) {
+            return Err(Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the device's configuration policy refused it: {violation}"),
+                Some(violation),
+            ));
+        }
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let target = self.config_file(id);
         let Ok(previous) = fs::read_to_string(&target) else {
@@ -286,6 +299,44 @@ impl Agent {
         // token's bytes.
         presented.is_some_and(|token| Sha256::digest(token.as_bytes()).as_slice() == expected)
     }
+}
+
+/// The scope the host sent, if it is for load balancer `id`.
+fn scoped<'a>(id: &str, scope: Option<&'a Scope>) -> Result<&'a Scope, policy::Violation> {
+    let refuse = |reason: String| policy::Violation {
+        line: 0,
+        keyword: SCOPE_HEADER.into(),
+        reason,
+    };
+    match scope {
+        Some(scope) if scope.loadbalancer == id => Ok(scope),
+        Some(_) => Err(refuse(format!(
+            "names another load balancer than {id}: a job changes its own load balancer only"
+        ))),
+        None => Err(refuse(
+            "is missing: the host names what each load balancer may reach, and nothing is \
+             changed without it"
+                .into(),
+        )),
+    }
+}
+
+/// The [`Scope`] the host sent with a request, if any; a header that is not one is refused.
+fn scope_of(headers: &axum::http::HeaderMap) -> Answer<Option<Scope>> {
+    let Some(value) = headers.get(SCOPE_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("the {SCOPE_HEADER} header is not a scope"),
+            )
+        })
 }
 
 fn internal(error: std::io::Error) -> Refusal {
@@ -394,12 +445,14 @@ async fn show_config(
 async fn put_config(
     State(agent): State<Arc<Agent>>,
     UrlPath(id): UrlPath<String>,
+    headers: axum::http::HeaderMap,
     body: String,
 ) -> Answer<(StatusCode, Json<Value>)> {
     checked(&id)?;
+    let scope = scope_of(&headers)?;
     let (created, sha256) = blocking(move || {
         let config = Config::new(&body);
-        Ok((agent.put(&id, &config)?, config.sha256))
+        Ok((agent.put(&id, &config, scope.as_ref())?, config.sha256))
     })
     .await?;
     let status = if created {
@@ -413,10 +466,12 @@ async fn put_config(
 async fn delete_config(
     State(agent): State<Arc<Agent>>,
     UrlPath(id): UrlPath<String>,
+    headers: axum::http::HeaderMap,
 ) -> Answer<StatusCode> {
     checked(&id)?;
+    let scope = scope_of(&headers)?;
     let id2 = id.clone();
-    match blocking(move || agent.delete(&id2)).await? {
+    match blocking(move || agent.delete(&id2, scope.as_ref())).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(not_found(&id)),
     }

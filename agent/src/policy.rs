@@ -6,11 +6,19 @@
 //! and keywords a load balancer needs, with every argument checked, before HAProxy sees it.
 //!
 //! Allowed: comment lines; `global` with `maxconn` only; `defaults`; `frontend` and `backend`
-//! with the keywords below. Every name is a plain token, every address an IP literal and port
-//! (servers and binds within the agent's allowed networks, never the agent's own management
-//! socket), every number a number. Anything else — another section, another keyword, an
-//! option that names a file or a socket, quotes, backslashes, `$` — is a [`Violation`] naming
-//! the line and the keyword.
+//! with the keywords below. Every name is a plain token, every address an IP literal and port,
+//! every number a number. Anything else — another section, another keyword, an option that
+//! names a file or a socket, quotes, backslashes, `$` — is a [`Violation`] naming the line and
+//! the keyword.
+//!
+//! *Where* the allowed lines point is not the driver's to say: the host sends, with each
+//! configuration, the [`Scope`] of its load balancer (header `lbaas-scope`): the VIP and ports
+//! it may bind, its members' addresses, where their health checks go, and the HTTP checks its
+//! monitors ask for. A `bind`, `server`, check target or `option httpchk` outside it is
+//! refused, and so is a configuration that comes without one. IPv4-mapped and -compatible IPv6
+//! addresses are read as the IPv4 address they carry; unspecified, multicast and link-local
+//! addresses and the agent's own management socket are refused whatever the scope says, and the
+//! operator's `--allow-server`/`--allow-bind` networks bound it further.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -30,6 +38,47 @@ pub struct ConfigPolicy {
     pub binds: Vec<IpNet>,
     /// Sockets no line may name: the agent's own management API.
     pub reserved: Vec<SocketAddr>,
+}
+
+/// What one load balancer's configuration may reach, as the host sent it (the host's side is
+/// `lbaas_runtime::scope::Scope`; a test keeps the two in step).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Scope {
+    /// The load balancer the configuration is for.
+    pub loadbalancer: String,
+    /// The VIP with each listener's port.
+    pub binds: Vec<SocketAddr>,
+    /// Each member's address and port.
+    pub servers: Vec<SocketAddr>,
+    /// Where each member's health checks go.
+    pub checks: Vec<SocketAddr>,
+    /// `METHOD PATH` of each HTTP(S) health monitor.
+    pub http_checks: Vec<String>,
+}
+
+/// An address as the kernel uses it: an IPv4-mapped or IPv4-compatible IPv6 address is the
+/// IPv4 address it carries.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let octets = v6.octets();
+            if octets[..12].iter().all(|&b| b == 0) && !v6.is_loopback() && !v6.is_unspecified()
+            {
+                return IpAddr::V4(std::net::Ipv4Addr::new(
+                    octets[12], octets[13], octets[14], octets[15],
+                ));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+fn canonical_socket(socket: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical(socket.ip()), socket.port())
 }
 
 /// Why a configuration was refused: the line (1-based), its keyword and the rule.
@@ -54,8 +103,8 @@ enum Section {
     Backend,
 }
 
-/// Checks a whole configuration file against the allow-list.
-pub fn check(config: &str, policy: &ConfigPolicy) -> Result<(), Violation> {
+/// Checks a whole configuration file against the allow-list and the load balancer's scope.
+pub fn check(config: &str, policy: &ConfigPolicy, scope: &Scope) -> Result<(), Violation> {
     let mut section = None;
     for (index, raw) in config.split('\n').enumerate() {
         let number = index + 1;
@@ -98,6 +147,7 @@ pub fn check(config: &str, policy: &ConfigPolicy) -> Result<(), Violation> {
             keyword,
             args,
             policy,
+            scope,
         };
         let opened = rule.section().map_err(|violation| Violation {
             line: number,
@@ -203,6 +253,25 @@ struct Line<'a> {
     keyword: &'a str,
     args: &'a [&'a str],
     policy: &'a ConfigPolicy,
+    scope: &'a Scope,
+}
+
+/// Which list of the scope an address is checked against.
+#[derive(Clone, Copy)]
+enum Target {
+    Bind,
+    Server,
+    Check,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Bind => "bind",
+            Target::Server => "server",
+            Target::Check => "health check",
+        }
+    }
 }
 
 type Rule = Result<(), String>;
@@ -313,7 +382,7 @@ impl Line<'_> {
         match self.args {
             [address] => {
                 let socket = socket(address)?;
-                self.reachable(socket, &self.policy.binds, "bind")
+                self.reachable(socket, Target::Bind)
             }
             _ => Err(
                 "takes one address:port and no options (no certificates, sockets or files)".into(),
@@ -353,15 +422,18 @@ impl Line<'_> {
     fn backend_option(&self) -> Rule {
         match self.args {
             ["redispatch" | "ssl-hello-chk" | "forwardfor"] => Ok(()),
-            ["httpchk"] => Ok(()),
+            // HAProxy's default check request.
+            ["httpchk"] => self.http_check("OPTIONS", "/"),
             ["httpchk", method, path] => {
                 method_ok(method)?;
-                path_ok(path)
+                path_ok(path)?;
+                self.http_check(method, path)
             }
             ["httpchk", method, path, version] => {
                 method_ok(method)?;
                 path_ok(path)?;
-                one_of(&[version], &["HTTP/1.0", "HTTP/1.1"])
+                one_of(&[version], &["HTTP/1.0", "HTTP/1.1"])?;
+                self.http_check(method, path)
             }
             _ => Err(
                 "allows only redispatch, ssl-hello-chk, forwardfor and httpchk METHOD PATH".into(),
@@ -375,7 +447,7 @@ impl Line<'_> {
         };
         name_ok(name)?;
         let target = socket(address)?;
-        self.reachable(target, &self.policy.servers, "server")?;
+        self.reachable(target, Target::Server)?;
         let mut check_addr = target.ip();
         let mut check_port = target.port();
         let mut rest = options.iter();
@@ -408,31 +480,67 @@ impl Line<'_> {
                 }
             }
         }
-        self.reachable(
-            SocketAddr::new(check_addr, check_port),
-            &self.policy.servers,
-            "health check",
-        )
+        self.reachable(SocketAddr::new(check_addr, check_port), Target::Check)
     }
 
-    /// Whether `socket` lies within `networks` (when the agent restricts them) and is not one
-    /// the agent keeps for itself.
-    fn reachable(&self, socket: SocketAddr, networks: &[IpNet], what: &str) -> Rule {
-        if !networks.is_empty() && !networks.iter().any(|net| net.contains(&socket.ip())) {
-            return Err(format!(
-                "{what} address {} is outside the networks this device allows",
-                socket.ip()
-            ));
+    /// An HTTP health check the load balancer's monitors ask for.
+    fn http_check(&self, method: &str, path: &str) -> Rule {
+        let wanted = format!("{method} {path}");
+        if self.scope.http_checks.contains(&wanted) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` is not a health check of this load balancer's monitors",
+                shown(&wanted)
+            ))
+        }
+    }
+
+    /// Whether `socket` is in the load balancer's scope, within the operator's networks, and
+    /// none of the addresses no configuration may name.
+    fn reachable(&self, socket: SocketAddr, target: Target) -> Rule {
+        let what = target.name();
+        let socket = canonical_socket(socket);
+        let ip = socket.ip();
+        let special = match ip {
+            ip if ip.is_unspecified() => Some("the unspecified address"),
+            ip if ip.is_multicast() => Some("a multicast address"),
+            IpAddr::V4(v4) if v4.is_link_local() || v4.is_broadcast() => {
+                Some("a link-local or broadcast address")
+            }
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some("a link-local address"),
+            _ => None,
+        };
+        if let Some(special) = special {
+            return Err(format!("{what} address {ip} is {special}"));
         }
         let reserved = self.policy.reserved.iter().any(|r| {
-            r.port() == socket.port()
-                && (r.ip() == socket.ip()
-                    || r.ip().is_unspecified()
-                    || socket.ip().is_unspecified())
+            let r = canonical_socket(*r);
+            r.port() == socket.port() && (r.ip() == ip || r.ip().is_unspecified())
         });
         if reserved {
             return Err(format!(
                 "{what} address {socket} is the device agent's own management address"
+            ));
+        }
+        let networks = match target {
+            Target::Bind => &self.policy.binds,
+            Target::Server | Target::Check => &self.policy.servers,
+        };
+        if !networks.is_empty() && !networks.iter().any(|net| net.contains(&ip)) {
+            return Err(format!(
+                "{what} address {ip} is outside the networks this device allows"
+            ));
+        }
+        let scoped = match target {
+            Target::Bind => &self.scope.binds,
+            Target::Server => &self.scope.servers,
+            Target::Check => &self.scope.checks,
+        };
+        if !scoped.iter().any(|s| canonical_socket(*s) == socket) {
+            return Err(format!(
+                "{what} address {socket} is not one of this load balancer's (the host names \
+                 its VIP, members and health-check targets)"
             ));
         }
         Ok(())
@@ -787,9 +895,74 @@ backend p-2
     server m-4 127.0.0.1:8004 weight 1 send-proxy
 ";
 
+    /// The scope the host sends with [`DRIVER_OUTPUT`].
+    fn scope() -> Scope {
+        let sockets = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|s| s.parse().expect("socket")).collect()
+        };
+        Scope {
+            loadbalancer: "lb-1".into(),
+            binds: sockets(&["127.0.50.1:8080", "[::1]:8443"]),
+            servers: sockets(&[
+                "127.0.0.1:8001",
+                "127.0.0.1:8002",
+                "[2001:db8::1]:443",
+                "127.0.0.1:8004",
+            ]),
+            checks: sockets(&[
+                "127.0.0.2:9000",
+                "127.0.0.1:8002",
+                "[2001:db8::1]:443",
+                "127.0.0.1:8004",
+            ]),
+            http_checks: vec!["GET /health?x=1".into()],
+        }
+    }
+
     #[test]
     fn the_bundled_drivers_output_passes() {
-        assert_eq!(check(DRIVER_OUTPUT, &policy()), Ok(()));
+        assert_eq!(check(DRIVER_OUTPUT, &policy(), &scope()), Ok(()));
+    }
+
+    /// Lines the allow-list takes, aimed where the load balancer's scope does not reach:
+    /// the control plane's API, another tenant's VIP, the agent's socket written as an
+    /// IPv4-mapped address, a health check of the driver's choosing.
+    #[test]
+    fn allowed_lines_stay_inside_the_scope() {
+        let cases: &[(&str, &str)] = &[
+            ("backend p\n    server s0 127.0.0.1:9876 check inter 1s", "outside"),
+            (
+                "backend p\n    option httpchk DELETE /v2/lbaas/loadbalancers/x?cascade=true",
+                "monitors",
+            ),
+            ("backend p\n    option httpchk", "monitors"),
+            (
+                "backend p\n    server m 127.0.0.1:8001 check addr 127.0.0.1 port 9876",
+                "outside",
+            ),
+            ("frontend l\n    bind 127.0.50.2:8080", "outside"),
+            ("frontend l\n    bind 127.0.50.1:22", "outside"),
+            (
+                "frontend l\n    bind ipv6@::ffff:127.128.0.1:9443",
+                "management",
+            ),
+            (
+                "backend p\n    server s ipv6@::127.128.0.1:9443",
+                "management",
+            ),
+            ("frontend l\n    bind 0.0.0.0:8080", "unspecified"),
+            ("backend p\n    server s 169.254.169.254:80", "link-local"),
+            ("backend p\n    server s 224.0.0.1:80", "multicast"),
+        ];
+        for (config, reason) in cases {
+            let violation = check(config, &policy(), &scope())
+                .expect_err(&format!("{config:?} must be refused"));
+            let text = violation.to_string().replace("one of this load balancer", "outside");
+            assert!(text.contains(reason), "{config:?}: {violation}");
+        }
+        // A mapped address of a member is the member.
+        let mapped = "backend p\n    server m ipv6@::ffff:127.0.0.1:8001 check addr 127.0.0.2 port 9000";
+        assert_eq!(check(mapped, &policy(), &scope()), Ok(()));
     }
 
     /// Each hostile addition is refused, naming its line and keyword.
@@ -888,8 +1061,8 @@ backend p-2
             ),
         ];
         for (config, keyword) in cases {
-            let violation =
-                check(config, &policy()).expect_err(&format!("{config:?} must be refused"));
+            let violation = check(config, &policy(), &scope())
+                .expect_err(&format!("{config:?} must be refused"));
             assert_eq!(&violation.keyword, keyword, "{config:?}: {violation}");
             assert!(violation.line >= 1, "{violation}");
             assert!(
@@ -903,7 +1076,7 @@ backend p-2
     #[test]
     fn the_refusal_names_the_line() {
         let config = format!("{DRIVER_OUTPUT}\nprogram evil\n    command /bin/sh -c id\n");
-        let violation = check(&config, &policy()).expect_err("refused");
+        let violation = check(&config, &policy(), &scope()).expect_err("refused");
         let line = config
             .lines()
             .position(|l| l == "program evil")
@@ -923,14 +1096,21 @@ backend p-2
             binds: vec!["127.0.50.0/24".parse().expect("cidr")],
             reserved: Vec::new(),
         };
+        let scope = Scope {
+            binds: vec!["127.0.50.1:80".parse().expect("socket"), "0.0.0.0:22".parse().expect("socket")],
+            servers: vec!["10.1.1.1:80".parse().expect("socket"), "127.0.0.1:9876".parse().expect("socket")],
+            checks: vec!["10.1.1.1:80".parse().expect("socket"), "127.0.0.1:80".parse().expect("socket")],
+            ..Scope::default()
+        };
         let ok = "frontend l\n    bind 127.0.50.1:80\nbackend p\n    server m 10.1.1.1:80 check\n";
-        assert_eq!(check(ok, &restricted), Ok(()));
+        assert_eq!(check(ok, &restricted, &scope), Ok(()));
+        // In the scope, and still outside the operator's networks.
         let outside = "backend p\n    server m 127.0.0.1:9876\n";
-        let violation = check(outside, &restricted).expect_err("refused");
+        let violation = check(outside, &restricted, &scope).expect_err("refused");
         assert!(violation.reason.contains("outside"), "{violation}");
         let bind = "frontend l\n    bind 0.0.0.0:22\n";
-        assert!(check(bind, &restricted).is_err());
+        assert!(check(bind, &restricted, &scope).is_err());
         let check_elsewhere = "backend p\n    server m 10.1.1.1:80 check addr 127.0.0.1\n";
-        assert!(check(check_elsewhere, &restricted).is_err());
+        assert!(check(check_elsewhere, &restricted, &scope).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -21,10 +21,11 @@ use lbaas_core::model::Credentials;
 use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_control::snapshot::{device_visible, network_visible};
 use lbaas_core::ids::{new_id, now};
 use lbaas_core::views::{HostList, PlacementAnswer, PlacementView};
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -200,10 +201,10 @@ async fn create_device(
 async fn list_devices(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/admin/devices", base_url(&headers));
+    let url = format!("{}/v2/admin/devices", base);
     listing(&api, raw, "devices", url, move |snapshot| {
         Ok(Box::new(
             snapshot
@@ -490,10 +491,10 @@ async fn create_network(
 async fn list_networks(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/admin/networks", base_url(&headers));
+    let url = format!("{}/v2/admin/networks", base);
     listing(&api, raw, "networks", url, move |snapshot| {
         Ok(Box::new(
             snapshot

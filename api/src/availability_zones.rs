@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -19,8 +19,9 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::query::ListQuery;
-use super::{Api, Change, base_url, listing, validate};
+use super::{Api, Change, listing, validate};
 use lbaas_core::ids::new_id;
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -149,11 +150,11 @@ async fn create_profile(
 async fn list_profiles(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     ctx.require_admin()?;
-    let url = format!("{}/v2/lbaas/availabilityzoneprofiles", base_url(&headers));
+    let url = format!("{}/v2/lbaas/availabilityzoneprofiles", base);
     listing(&api, raw, "availability_zone_profiles", url, |snapshot| {
         Ok(Box::new(
             snapshot.availability_zone_profiles.iter().map(profile_view),
@@ -307,10 +308,10 @@ async fn create_zone(
 async fn list_zones(
     State(api): State<Arc<Api>>,
     _ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/availabilityzones", base_url(&headers));
+    let url = format!("{}/v2/lbaas/availabilityzones", base);
     listing(&api, raw, "availability_zones", url, |snapshot| {
         Ok(Box::new(snapshot.availability_zones.iter().map(zone_view)))
     })

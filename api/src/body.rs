@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -18,9 +19,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("Cannot read the request body: {e}")))?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The request body is larger than this API accepts.",
+                )
+            } else {
+                ApiError::bad_request(format!("Cannot read the request body: {e}"))
+            }
+        })?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request(
                 "The request body is empty; a JSON object is expected.",

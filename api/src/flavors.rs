@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -17,8 +17,9 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::query::ListQuery;
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_core::ids::new_id;
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -214,11 +215,11 @@ async fn create_profile(
 async fn list_profiles(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     ctx.require_admin()?;
-    let url = format!("{}/v2/lbaas/flavorprofiles", base_url(&headers));
+    let url = format!("{}/v2/lbaas/flavorprofiles", base);
     listing(&api, raw, "flavorprofiles", url, |snapshot| {
         Ok(Box::new(
             snapshot.flavorprofiles.iter().map(views::flavorprofile),
@@ -352,10 +353,10 @@ async fn create_flavor(
 async fn list_flavors(
     State(api): State<Arc<Api>>,
     _ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/flavors", base_url(&headers));
+    let url = format!("{}/v2/lbaas/flavors", base);
     listing(&api, raw, "flavors", url, |snapshot| {
         Ok(Box::new(snapshot.flavors.iter().map(views::flavor)))
     })

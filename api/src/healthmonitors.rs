@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -17,9 +17,10 @@ use super::body::Body;
 use super::body::Int;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -228,10 +229,10 @@ async fn create(
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/healthmonitors", base_url(&headers));
+    let url = format!("{}/v2/lbaas/healthmonitors", base);
     listing(&api, raw, "healthmonitors", url, move |snapshot| {
         Ok(Box::new(
             snapshot

@@ -4,6 +4,11 @@
 //! role names from the answer. A valid answer is cached for `cache_for` (keystonemiddleware's
 //! `token_cache_time`), never past the token's own expiry, so a revoked token stops working
 //! within `cache_for`. Tokens are cached by their SHA-256, never kept in the clear.
+//!
+//! Before authentication anyone can make the host ask Keystone, so what that costs is bounded:
+//! a token Keystone refused is refused again without asking for [`NEGATIVE_FOR`] (at most
+//! [`MAX_REFUSED`] remembered), and at most [`MAX_VALIDATIONS`] validations run at once; a
+//! request that waits longer than Keystone's timeout for its turn is answered `503`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +27,12 @@ use super::error::ApiError;
 const MAX_TOKEN_BYTES: usize = 8 << 10;
 /// Cached tokens at most; past it, expired entries are dropped, then the whole cache.
 const MAX_CACHED: usize = 50_000;
+/// How long a token Keystone refused is refused without asking again.
+pub const NEGATIVE_FOR: Duration = Duration::from_secs(30);
+/// Refused tokens remembered at most; past it, the oldest half is forgotten.
+pub const MAX_REFUSED: usize = 10_000;
+/// Validations in flight at most (each one is a blocking call to Keystone).
+pub const MAX_VALIDATIONS: usize = 16;
 /// A service token is renewed this long before Keystone says it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
 
@@ -120,6 +131,10 @@ pub struct Keystone {
     http: ureq::Agent,
     service: Mutex<Option<Issued>>,
     cache: Mutex<HashMap<[u8; 32], (Grant, SystemTime)>>,
+    /// Tokens Keystone refused, until when they are refused without asking.
+    refused: Mutex<HashMap<[u8; 32], SystemTime>>,
+    /// Turns to ask Keystone.
+    validations: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Keystone {
@@ -149,6 +164,8 @@ impl Keystone {
             http,
             service: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            validations: tokio::sync::Semaphore::new(MAX_VALIDATIONS),
         }
     }
 
@@ -166,15 +183,37 @@ impl Keystone {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let grant = match self.cached(&key) {
             Some(grant) => grant,
+            None if self.was_refused(&key) => return Err(ApiError::unauthorized()),
             None => {
-                let this = Arc::clone(self);
-                let token = token.to_owned();
-                let grant = tokio::task::spawn_blocking(move || this.validate(&token))
-                    .await
-                    .map_err(ApiError::internal)??
-                    .ok_or_else(ApiError::unauthorized)?;
-                self.remember(key, grant.clone());
-                grant
+                let busy = || {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Too many tokens are being validated with Keystone right now. Try again.",
+                    )
+                };
+                let _turn =
+                    tokio::time::timeout(self.config.timeout, self.validations.acquire())
+                        .await
+                        .map_err(|_| busy())?
+                        .map_err(|_| busy())?;
+                // Another request may have asked about the same token meanwhile.
+                if let Some(grant) = self.cached(&key) {
+                    grant
+                } else if self.was_refused(&key) {
+                    return Err(ApiError::unauthorized());
+                } else {
+                    let this = Arc::clone(self);
+                    let token = token.to_owned();
+                    let answer = tokio::task::spawn_blocking(move || this.validate(&token))
+                        .await
+                        .map_err(ApiError::internal)??;
+                    let Some(grant) = answer else {
+                        self.remember_refused(key);
+                        return Err(ApiError::unauthorized());
+                    };
+                    self.remember(key, grant.clone());
+                    grant
+                }
             }
         };
         let project_id = grant.project_id.ok_or_else(|| {
@@ -201,6 +240,33 @@ impl Keystone {
             }
             None => None,
         }
+    }
+
+    fn was_refused(&self, key: &[u8; 32]) -> bool {
+        let now = SystemTime::now();
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.get(key).is_some_and(|until| *until > now)
+    }
+
+    fn remember_refused(&self, key: [u8; 32]) {
+        let now = SystemTime::now();
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.len() >= MAX_REFUSED {
+            refused.retain(|_, until| *until > now);
+            if refused.len() >= MAX_REFUSED {
+                // The oldest half: those refused first expire first.
+                let mut untils: Vec<SystemTime> = refused.values().copied().collect();
+                untils.sort_unstable();
+                let cut = untils[untils.len() / 2];
+                refused.retain(|_, until| *until > cut);
+            }
+        }
+        refused.insert(key, now + NEGATIVE_FOR);
+    }
+
+    /// Tokens remembered as refused (for tests of the bound).
+    pub fn refused_remembered(&self) -> usize {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn remember(&self, key: [u8; 32], grant: Grant) {

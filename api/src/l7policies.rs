@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -21,10 +21,11 @@ use super::auth::Context;
 use super::body::{Body, Int};
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, ensure_mutable, new_common, touch_parent};
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_control::ControlPlane;
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -555,10 +556,10 @@ async fn create(
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/l7policies", base_url(&headers));
+    let url = format!("{}/v2/lbaas/l7policies", base);
     listing(&api, raw, "l7policies", url, move |snapshot| {
         Ok(Box::new(
             snapshot
@@ -824,13 +825,13 @@ async fn create_rule(
 async fn list_rules(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     Path(policy_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let url = format!(
         "{}/v2/lbaas/l7policies/{policy_id}/rules",
-        base_url(&headers)
+        base
     );
     listing(&api, raw, "rules", url, move |snapshot| {
         snapshot.l7policy(&ctx, &policy_id)?;

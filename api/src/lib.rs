@@ -15,6 +15,7 @@ mod availability_zones;
 mod body;
 mod dashboard;
 mod drivers;
+pub mod edge;
 pub mod error;
 mod flavors;
 mod healthmonitors;
@@ -34,9 +35,9 @@ mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use lbaas_control::{Change, ControlPlane, Snapshot};
@@ -44,6 +45,7 @@ use lbaas_core::audit::AuditTrail;
 use serde_json::{Value, json};
 
 use lbaas_control::{convert, model, monitor, net, placement, runtime, store};
+use crate::edge::Base;
 
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};
@@ -55,6 +57,8 @@ pub struct Api {
     pub auth: Auth,
     /// The drivers' audit trail, when the host keeps one.
     pub audit: Option<Arc<dyn AuditTrail>>,
+    /// What every request passes before routing ([`edge`]).
+    pub edge: Arc<edge::Edge>,
 }
 
 impl std::ops::Deref for Api {
@@ -66,12 +70,28 @@ impl std::ops::Deref for Api {
 }
 
 impl Api {
+    /// An API for a host whose address is not known yet: `Host` may only be `127.0.0.1:0`
+    /// (handler tests send none); [`Api::with_edge`] gives the real one.
     pub fn new(plane: Arc<ControlPlane>, auth: Auth) -> Self {
+        let edge = edge::Edge::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         Self {
             plane,
             auth,
             audit: None,
+            edge: Arc::new(edge),
         }
+        .with_edge_of(|edge| edge)
+    }
+
+    /// Who the host is to its clients (listen address, public URL).
+    pub fn with_edge(self, edge: edge::Edge) -> Self {
+        self.with_edge_of(|_| edge)
+    }
+
+    fn with_edge_of(mut self, edge: impl FnOnce(edge::Edge) -> edge::Edge) -> Self {
+        let noauth = matches!(self.auth, Auth::None);
+        self.edge = Arc::new(edge((*self.edge).clone()).noauth(noauth));
+        self
     }
 
     /// Serves the audit trail under `/v2/admin/audit`.
@@ -146,15 +166,6 @@ pub(crate) async fn listing(
 /// Views of a listing, made one at a time.
 pub(crate) type Views<'s> = Box<dyn Iterator<Item = Value> + 's>;
 
-/// `http://host:port` of this request, for links.
-pub fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
-}
-
 pub fn router(api: Arc<Api>) -> Router {
     let lbaas = Router::new()
         .merge(loadbalancers::routes())
@@ -187,7 +198,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)
         .fallback(not_found);
-    metrics::instrument(app).with_state(api)
+    let edge = api.edge.clone();
+    metrics::instrument(app, edge).with_state(api)
 }
 
 async fn not_found() -> ApiError {
@@ -244,8 +256,7 @@ fn version_entry(base: &str, (id, day): (&str, &str), status: &str) -> Value {
 }
 
 /// `GET /`: the versions, the last one `CURRENT`, as Octavia lists them.
-async fn versions(headers: HeaderMap) -> (StatusCode, Json<Value>) {
-    let base = base_url(&headers);
+async fn versions(Base(base): Base) -> (StatusCode, Json<Value>) {
     let last = VERSIONS.len() - 1;
     let versions: Vec<Value> = VERSIONS
         .iter()
@@ -259,8 +270,7 @@ async fn versions(headers: HeaderMap) -> (StatusCode, Json<Value>) {
 }
 
 /// `GET /v2` and `GET /v2.0`: the current version alone.
-async fn version(State(_api): State<Arc<Api>>, headers: HeaderMap) -> Json<Value> {
-    let base = base_url(&headers);
+async fn version(Base(base): Base) -> Json<Value> {
     let current = VERSIONS[VERSIONS.len() - 1];
     Json(json!({ "version": version_entry(&base, current, "CURRENT") }))
 }

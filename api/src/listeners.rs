@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -20,9 +20,10 @@ use super::body::Int;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
 use super::pools::{self, PoolCreate};
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
+use crate::edge::Base;
 
 /// Longest timeout Octavia accepts, in milliseconds (one year).
 const MAX_TIMEOUT_MS: u32 = 31_536_000;
@@ -164,6 +165,11 @@ fn build<'a>(
     )?;
     let protocol = validate::listener_protocol(&lb.provider, &body.protocol)?;
     let protocol_port = validate::port("protocol_port", body.protocol_port)?;
+    if let Ok(vip) = lb.vip_address.parse() {
+        api.addresses
+            .bind(std::net::SocketAddr::new(vip, protocol_port))
+            .map_err(|refused| ApiError::bad_request(refused.0))?;
+    }
     validate::unsupported_options(&lb.provider, &tls_options!(body))?;
     let insert_headers = insert_headers(api, &lb.provider, protocol, body.insert_headers.take())?;
     validate::provider_supports(api, &lb.provider, Some(protocol), None)?;
@@ -358,10 +364,10 @@ async fn create(
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/listeners", base_url(&headers));
+    let url = format!("{}/v2/lbaas/listeners", base);
     listing(&api, raw, "listeners", url, move |snapshot| {
         Ok(Box::new(
             snapshot

@@ -5,7 +5,7 @@ use lbaas_control::ControlPlane;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -19,9 +19,10 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::listeners::{self, ListenerCreate};
+use super::members;
 use super::pools::{self, PoolCreate};
 use super::query::ListQuery;
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_control::snapshot::{Snapshot, network_visible};
 
 pub fn routes() -> Router<Arc<Api>> {
@@ -34,6 +35,7 @@ pub fn routes() -> Router<Arc<Api>> {
 }
 
 use lbaas_core::ids::{new_id, now};
+use crate::edge::Base;
 
 /// The fields every new child starts with.
 pub fn new_common(
@@ -295,18 +297,34 @@ async fn create(
                 body.vip_network_id.as_deref(),
             )?;
             // Addresses another subnet of the same range uses (projects' networks overlap):
-            // only those subnets' VIPs can collide, so only they are looked at.
+            // only those subnets' VIPs can collide, so only they are looked at. Devices share
+            // one data plane, so a VIP another load balancer holds is taken whatever its
+            // subnet, unless the two networks are apart on VLANs of their own.
             let overlapping = validate::overlapping_subnets(snapshot, subnet);
             let (mut taken, mut elsewhere) = (Vec::new(), Vec::new());
             for lb in snapshot.loadbalancers.iter() {
                 if lb.vip_subnet_id == subnet.id {
                     taken.push(lb.vip_address.as_str());
                 } else if overlapping.contains(lb.vip_subnet_id.as_str()) {
-                    elsewhere.push(lb.vip_address.as_str());
+                    let apart = snapshot
+                        .networks
+                        .iter()
+                        .find(|n| n.id == lb.vip_network_id)
+                        .is_some_and(|other| validate::isolated(network, other));
+                    if apart {
+                        elsewhere.push(lb.vip_address.as_str());
+                    } else {
+                        taken.push(lb.vip_address.as_str());
+                    }
                 }
             }
             let vip_address =
                 validate::allocate_vip(subnet, body.vip_address.as_deref(), &taken, &elsewhere)?;
+            if let Ok(ip) = vip_address.parse() {
+                api.addresses
+                    .address("vip_address", ip)
+                    .map_err(|refused| ApiError::bad_request(refused.0))?;
+            }
             let common = new_common(
                 &project,
                 body.name,
@@ -336,6 +354,9 @@ async fn create(
             for listener in body.listeners.unwrap_or_default() {
                 listeners::build_tree(api, &mut tree, &lb, listener)?;
             }
+            for member in &tree.members {
+                members::check_target(api, snapshot, member)?;
+            }
             tree.put_children(&mut batch);
             batch.put(&lb).put(&job(&lb.common.id));
             let view = views::loadbalancer(&tree, &lb);
@@ -349,10 +370,10 @@ async fn create(
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/loadbalancers", base_url(&headers));
+    let url = format!("{}/v2/lbaas/loadbalancers", base);
     listing(&api, raw, "loadbalancers", url, move |snapshot| {
         Ok(Box::new(
             snapshot

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -20,9 +20,11 @@ use super::body::Int;
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{ensure_mutable, new_common, touch_parent};
 use super::pools::explicit;
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
+use lbaas_control::ControlPlane;
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -132,6 +134,15 @@ pub fn build<'a>(
     })
 }
 
+/// A member's traffic and health checks stay off the control plane, the devices' management
+/// sockets and the special addresses ([`lbaas_control::addresses::AddressRules::member`]).
+pub fn check_target(api: &ControlPlane, snapshot: &Snapshot, member: &Member) -> ApiResult<()> {
+    api.addresses.member(snapshot, member).map_err(|refused| {
+        tracing::warn!(project = %member.common.project_id, %refused, "member address refused");
+        ApiError::bad_request(refused.0)
+    })
+}
+
 /// The pool, writable by the caller, on a load balancer that accepts changes.
 fn writable_pool<'a>(snapshot: &'a Snapshot, ctx: &Context, pool_id: &str) -> ApiResult<&'a Pool> {
     let pool = snapshot.pool(ctx, pool_id)?;
@@ -159,10 +170,11 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
     let view = api
-        .write(move |_, snapshot| {
+        .write(move |plane, snapshot| {
             let pool = writable_pool(snapshot, &ctx, &pool_id)?;
             let member = build(pool, snapshot.members_of(&pool_id), body.member)?;
             check_subnet(snapshot, &ctx, &member)?;
+            check_target(plane, snapshot, &member)?;
             let mut batch = Batch::new();
             touch_parent(snapshot, &pool.loadbalancer_id, &mut batch)?;
             batch.put(&member);
@@ -194,12 +206,13 @@ async fn batch_update(
 ) -> ApiResult<StatusCode> {
     ctx.require_member()?;
     let additive = additive_only(raw.as_deref())?;
-    api.write(move |_, snapshot| {
+    api.write(move |plane, snapshot| {
         let pool = writable_pool(snapshot, &ctx, &pool_id)?;
         let mut wanted: Vec<Member> = Vec::new();
         for body in body.members {
             let member = build(pool, wanted.iter(), body)?;
             check_subnet(snapshot, &ctx, &member)?;
+            check_target(plane, snapshot, &member)?;
             wanted.push(member);
         }
         let mut batch = Batch::new();
@@ -257,11 +270,11 @@ fn additive_only(query: Option<&str>) -> ApiResult<bool> {
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     Path(pool_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/pools/{pool_id}/members", base_url(&headers));
+    let url = format!("{}/v2/lbaas/pools/{pool_id}/members", base);
     listing(&api, raw, "members", url, move |snapshot| {
         snapshot.pool(&ctx, &pool_id)?;
         let members: Vec<Value> = snapshot.members_of(&pool_id).map(views::member).collect();
@@ -311,7 +324,7 @@ async fn update(
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
     let view = api
-        .write(move |_, snapshot| {
+        .write(move |plane, snapshot| {
             let pool = writable_pool(snapshot, &ctx, &pool_id)?;
             let mut member = snapshot.member(&ctx, &pool_id, &id)?.clone();
             let body = body.member;
@@ -345,6 +358,7 @@ async fn update(
             if let Some(tags) = body.tags {
                 member.common.tags = tags;
             }
+            check_target(plane, snapshot, &member)?;
             member.common.provisioning_status = ProvisioningStatus::PendingUpdate;
             member.common.updated_at = Some(now());
             let mut batch = Batch::new();

@@ -34,10 +34,15 @@ pub(crate) fn routes() -> Router<Arc<Api>> {
     Router::new().route("/metrics", get(scrape))
 }
 
-/// The metrics alone, unauthenticated: for `--metrics-listen`.
-pub fn router(api: Arc<Api>) -> Router {
+/// The metrics alone, unauthenticated, behind an edge of their own (the `Host` must name the
+/// metrics listener): for `--metrics-listen`.
+pub fn router(api: Arc<Api>, edge: crate::edge::Edge) -> Router {
     Router::new()
         .route("/metrics", get(exposition))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(edge),
+            crate::edge::guard,
+        ))
         .with_state(api)
 }
 
@@ -191,12 +196,23 @@ async fn state(api: &Arc<Api>) -> ApiResult<StateGauges> {
     Ok(gauges)
 }
 
-/// `router` with every request counted and timed by route template, method and status, each
-/// inside a `request` span: the layers the API runs behind (public so that the benchmarks can
-/// measure what they cost on their own).
-pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// `router` behind the API's layers, outermost first: every request counted and timed by
+/// route template, method and status inside a `request` span; a handler's panic answered as
+/// Octavia's `500` fault; the [edge](crate::edge)'s checks before routing. Public so that the
+/// benchmarks can measure what they cost on their own.
+pub fn instrument<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    edge: Arc<crate::edge::Edge>,
+) -> Router<S> {
     router
         .route_layer(axum::middleware::from_fn(mark_route))
+        .layer(axum::middleware::from_fn_with_state(
+            edge,
+            crate::edge::guard,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::edge::panic_fault,
+        ))
         .layer(axum::middleware::from_fn(observe))
 }
 
@@ -217,7 +233,8 @@ async fn mark_route(matched: Option<MatchedPath>, request: Request, next: Next) 
 /// Counts and times every request by route template, method and status, inside a `request`
 /// span (the root of its trace).
 async fn observe(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    // A fixed set: a made-up method is `other`, never a label value or span name of its own.
+    let method = crate::edge::method_label(request.method());
     // The span is the root of the request's trace. When no trace is exported it is kept at
     // `debug`: at `info` the log subscriber formats its fields for every request, which cost
     // a fifth of the API's read throughput (xtask/benchmarks-notes.md).
@@ -225,7 +242,7 @@ async fn observe(request: Request, next: Next) -> Response {
         tracing::info_span!(
             "request",
             otel.kind = "server",
-            http.request.method = method.as_str(),
+            http.request.method = method,
             url.path = request.uri().path(),
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
@@ -233,7 +250,7 @@ async fn observe(request: Request, next: Next) -> Response {
     } else {
         tracing::debug_span!(
             "request",
-            http.request.method = method.as_str(),
+            http.request.method = method,
             url.path = request.uri().path(),
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
@@ -249,6 +266,6 @@ async fn observe(request: Request, next: Next) -> Response {
     lbaas_core::traces::rename(&span, format_args!("{method} {route}"));
     span.record("http.route", route);
     span.record("http.response.status_code", status);
-    metrics().request(&method, route, status, started.elapsed());
+    metrics().request(method, route, status, started.elapsed());
     response
 }

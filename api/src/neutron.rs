@@ -214,8 +214,16 @@ async fn create_subnet(
         ctx.owning_project(Some(project))?;
     }
     let view = api
-        .write(move |_, snapshot| {
+        .write(move |plane, snapshot| {
             let mut network = owned(&ctx, snapshot, &body.network_id)?.clone();
+            // A project's subnet keeps off the host's and the operator's networks.
+            if network.project_id.is_some() {
+                let range = validate::cidr("cidr", &cidr)?;
+                plane
+                    .addresses
+                    .tenant_subnet(snapshot, &range)
+                    .map_err(|refused| ApiError::bad_request(refused.0))?;
+            }
             let subnet =
                 super::admin::new_subnet(snapshot, &[], None, body.name, cidr, body.gateway_ip)?;
             let view = subnet_view(&network, &subnet);

@@ -5,7 +5,7 @@ use lbaas_control::ControlPlane;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Deserializer};
@@ -23,9 +23,10 @@ use super::error::{ApiError, ApiResult};
 use super::healthmonitors::{self, HealthMonitorCreate};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
 use super::members::{self, MemberCreate};
-use super::{Api, Change, base_url, listing, validate, views};
+use super::{Api, Change, listing, validate, views};
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
+use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -275,10 +276,10 @@ async fn create(
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/pools", base_url(&headers));
+    let url = format!("{}/v2/lbaas/pools", base);
     listing(&api, raw, "pools", url, move |snapshot| {
         Ok(Box::new(
             snapshot

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -19,7 +19,8 @@ use lbaas_control::{Snapshot, Table};
 use super::auth::Context;
 use super::body::{Body, Int};
 use super::error::{ApiError, ApiResult};
-use super::{Api, Change, base_url, listing};
+use super::{Api, Change, listing};
+use crate::edge::Base;
 
 /// Octavia's bounds of a quota value.
 const MIN_QUOTA: i64 = -1;
@@ -178,10 +179,10 @@ pub fn enforce(snapshot: &Snapshot, project_id: &str, batch: &Batch) -> ApiResul
 async fn list(
     State(api): State<Arc<Api>>,
     ctx: Context,
-    headers: HeaderMap,
+    base: Base,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!("{}/v2/lbaas/quotas", base_url(&headers));
+    let url = format!("{}/v2/lbaas/quotas", base);
     listing(&api, raw, "quotas", url, move |snapshot| {
         Ok(Box::new(
             snapshot

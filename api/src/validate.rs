@@ -82,6 +82,12 @@ pub fn overlapping_subnets<'a>(
         .collect()
 }
 
+/// Whether two networks are apart on the data plane: each on a VLAN of its own, which the
+/// devices honour. Otherwise an address on one is the same address on the other.
+pub fn isolated(a: &Network, b: &Network) -> bool {
+    matches!((a.vlan, b.vlan), (Some(x), Some(y)) if x != y)
+}
+
 /// Picks the VIP address: the requested one (inside the subnet, not taken) or the lowest free
 /// host address that is not the gateway, preferring one no other subnet's VIP uses
 /// (`elsewhere`: projects' networks may overlap, and an appliance that cannot hold one address

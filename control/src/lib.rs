@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod addresses;
 pub mod drivers;
 pub mod error;
 pub mod fleet;

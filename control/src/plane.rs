@@ -42,6 +42,9 @@ pub struct ControlPlane {
     pub device_health: crate::monitor::DeviceHealth,
     /// Who may register devices, and where their management endpoints may be.
     pub registration: DeviceRegistration,
+    /// Where tenants' VIPs, members and monitors may point, and which subnets projects may
+    /// have.
+    pub addresses: crate::addresses::AddressRules,
     writes: tokio::sync::Mutex<()>,
     /// Every write is flushed to disk before it is answered (the default). Off only to measure
     /// what durability costs: an acknowledged write may then be lost in a crash.
@@ -146,6 +149,7 @@ impl ControlPlane {
             traffic: Traffic::default(),
             device_health: Default::default(),
             registration: DeviceRegistration::default(),
+            addresses: Default::default(),
             writes: tokio::sync::Mutex::new(()),
             flush_before_ack: true,
             cache: std::sync::Mutex::new(Cached::Missing),
@@ -185,6 +189,12 @@ impl ControlPlane {
     /// Sets who may register devices and where they may point.
     pub fn with_device_registration(mut self, registration: DeviceRegistration) -> Self {
         self.registration = registration;
+        self
+    }
+
+    /// What the host keeps from tenants' addresses: its own sockets and reserved networks.
+    pub fn with_address_rules(mut self, rules: crate::addresses::AddressRules) -> Self {
+        self.addresses = rules;
         self
     }
 

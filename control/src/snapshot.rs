@@ -457,10 +457,10 @@ impl Snapshot {
         Ok(())
     }
 
-    /// A scratch snapshot holding only `lb`, for building a new load balancer's tree.
-    pub fn empty_for(lb: &LoadBalancer) -> Self {
+    /// A snapshot of no records.
+    pub fn empty() -> Self {
         Self {
-            loadbalancers: vec![lb.clone()].into(),
+            loadbalancers: Table::default(),
             listeners: Table::default(),
             pools: Table::default(),
             members: Table::default(),
@@ -478,6 +478,14 @@ impl Snapshot {
             loads: Loads::default(),
             children: None,
             revision: 0,
+        }
+    }
+
+    /// A scratch snapshot holding only `lb`, for building a new load balancer's tree.
+    pub fn empty_for(lb: &LoadBalancer) -> Self {
+        Self {
+            loadbalancers: vec![lb.clone()].into(),
+            ..Self::empty()
         }
     }
 

@@ -98,6 +98,8 @@ pub struct HostBuilder {
     members_register_devices: bool,
     conformance: bool,
     flush_before_ack: bool,
+    public_url: Option<String>,
+    reserved: lbaas_control::addresses::AddressRules,
 }
 
 impl HostBuilder {
@@ -117,6 +119,8 @@ impl HostBuilder {
             members_register_devices: false,
             conformance: true,
             flush_before_ack: true,
+            public_url: None,
+            reserved: Default::default(),
         }
     }
 
@@ -124,6 +128,22 @@ impl HostBuilder {
     /// default).
     pub fn store(mut self, choice: StoreChoice) -> Self {
         self.store_choice = choice;
+        self
+    }
+
+    /// Where clients reach the API (`https://lb.example.com`), when not at its listen address:
+    /// links use it, and `Host` and `Origin` may name it.
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    /// Sockets the host listens on or calls besides its API (metrics, OTLP, Keystone) and
+    /// networks it keeps (the spawn range): no tenant address and no device may point there.
+    /// The API's address and the database's are added by [`HostBuilder::build`].
+    pub fn reserve(mut self, sockets: Vec<SocketAddr>, networks: Vec<lbaas_control::net::IpNet>) -> Self {
+        self.reserved.host_sockets.extend(sockets);
+        self.reserved.reserved_networks.extend(networks);
         self
     }
 
@@ -273,8 +293,16 @@ impl HostBuilder {
             cache_dir: Some(data_dir.join("cache")),
             ..self.runtime
         };
-        // Nothing a driver or a tenant names may aim the host's HTTP client at the host itself.
-        config.device_policy.reserved = vec![address];
+        // Nothing a driver or a tenant names may aim the host's HTTP client, or a device's
+        // traffic, at the host itself or at what it calls.
+        let mut rules = self.reserved.clone();
+        rules.host_sockets.push(address);
+        if let StoreChoice::Postgres { url, .. } = &self.store_choice {
+            rules
+                .host_sockets
+                .extend(lbaas_control::addresses::sockets_of_url(url, 5432));
+        }
+        config.device_policy.reserved = rules.host_sockets.clone();
         let registration =
             DeviceRegistration::for_policy(&config.device_policy, self.members_register_devices);
         let runtime = Runtime::audited(
@@ -290,7 +318,8 @@ impl HostBuilder {
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
         // The bundled HAProxy driver takes load balancers that name no provider, while active.
         let mut plane = ControlPlane::new(store, Arc::new(registry), Some("haproxy".into()), jobs)
-            .with_device_registration(registration);
+            .with_device_registration(registration)
+            .with_address_rules(rules);
         if let Some(provisioner) = self.provisioner {
             plane = plane.with_provisioner(provisioner);
         }
@@ -298,7 +327,15 @@ impl HostBuilder {
             plane = plane.acknowledge_before_flush();
         }
         let plane = Arc::new(plane);
-        let api = Arc::new(Api::new(plane.clone(), self.auth).with_audit(trail));
+        let mut edge = lbaas_api::edge::Edge::new(address);
+        if let Some(url) = &self.public_url {
+            edge = edge.public_url(url)?;
+        }
+        let api = Arc::new(
+            Api::new(plane.clone(), self.auth)
+                .with_audit(trail)
+                .with_edge(edge),
+        );
         Ok(Host {
             plane,
             api,

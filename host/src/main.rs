@@ -15,6 +15,7 @@ use lbaas_host::devices::StaticDevices;
 use lbaas_host::driver_state::SledStateStore;
 use lbaas_host::integrity::{self, Trust};
 use lbaas_host::net::IpNet;
+use lbaas_host::addresses::sockets_of_url;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
 
@@ -66,6 +67,11 @@ enum Command {
         /// JSON object mapping tokens to {"project_id", "roles"}, for --auth tokens.
         #[arg(long, value_name = "FILE")]
         tokens_file: Option<PathBuf>,
+        /// Where clients reach the API when not at --listen (behind a proxy or a DNS name),
+        /// e.g. https://lb.example.com: links in answers use it, and a request whose `Host` or
+        /// `Origin` names anything but the listen address or this is refused.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
         /// Jobs the worker runs at once.
         #[arg(long, default_value_t = 4)]
         workers: usize,
@@ -447,6 +453,7 @@ fn run() -> anyhow::Result<()> {
             auth,
             device_registration,
             tokens_file,
+            public_url,
             workers,
             store,
             lease,
@@ -482,6 +489,12 @@ fn run() -> anyhow::Result<()> {
             let access = Access {
                 auth,
                 members_register_devices: device_registration == "members",
+                public_url,
+                keystone: keystone
+                    .keystone_url
+                    .as_deref()
+                    .map(|url| sockets_of_url(url, 5000))
+                    .unwrap_or_default(),
             };
             serve(
                 listen,
@@ -763,6 +776,10 @@ struct Sources<'a> {
 struct Access {
     auth: Auth,
     members_register_devices: bool,
+    public_url: Option<String>,
+    /// Where Keystone listens (kept from tenants' addresses and devices, like every socket of
+    /// the host).
+    keystone: Vec<SocketAddr>,
 }
 
 fn serve(
@@ -772,6 +789,8 @@ fn serve(
     Access {
         auth,
         members_register_devices,
+        public_url,
+        keystone,
     }: Access,
     workers: usize,
     data_plane: &DataPlane,
@@ -805,7 +824,22 @@ fn serve(
         })
         .status_interval(data_plane.status_interval)
         .workers(workers)
-        .members_register_devices(members_register_devices);
+        .members_register_devices(members_register_devices)
+        .public_url(public_url);
+    // What tenants' addresses and devices must never reach besides the API: the metrics
+    // listener, the trace collector, Keystone, and the spawn range of devices' management
+    // addresses.
+    let mut sockets = keystone;
+    sockets.extend(observe.metrics_listen);
+    if let Some(url) = &observe.otlp_endpoint {
+        sockets.extend(sockets_of_url(url, 4318));
+    }
+    let networks = if data_plane.no_spawn {
+        Vec::new()
+    } else {
+        vec![data_plane.spawn_addresses]
+    };
+    builder = builder.reserve(sockets, networks);
     if let Some(provisioner) = data_plane.provisioner(data_dir)? {
         builder = builder.provisioner(provisioner);
     }
@@ -828,8 +862,9 @@ fn serve(
                 listener.set_nonblocking(true)?;
                 let at = listener.local_addr()?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
+                let edge = lbaas_host::api::edge::Edge::new(at);
                 tokio::spawn(async move {
-                    let app = lbaas_host::api::metrics::router(api);
+                    let app = lbaas_host::api::metrics::router(api, edge);
                     if let Err(error) = axum::serve(listener, app).await {
                         tracing::error!(%error, "the metrics listener stopped");
                     }

@@ -18,6 +18,7 @@ pub mod integrity;
 pub mod manifest;
 pub mod net;
 pub mod permissions;
+pub mod scope;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -463,6 +464,7 @@ impl Runtime {
             &pre,
             &probe_context,
             "capabilities",
+            None,
             |d, s| d.capabilities(s),
         )?;
         let name = DriverName::new(capabilities.name.clone())
@@ -685,8 +687,19 @@ impl LoadedDriver {
         function: &'static str,
         run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R> {
+        self.call_scoped(function, None, run)
+    }
+
+    /// [`LoadedDriver::call`] whose device calls to one device carry a load balancer's
+    /// [`scope::Scope`].
+    fn call_scoped<R>(
+        &self,
+        function: &'static str,
+        scope: Option<scope::DeviceScope>,
+        run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R> {
         let inner = &self.inner;
-        let result = call(&inner.config, &inner.pre, &inner.context, function, run);
+        let result = call(&inner.config, &inner.pre, &inner.context, function, scope, run);
         match &result {
             Ok(_) => inner.health.succeeded(function),
             Err(Error::Call { failure, .. }) => self.failed(function, failure),
@@ -879,13 +892,21 @@ impl LoadedDriver {
         Ok(config)
     }
 
+    /// Pushes `config` to `device`; the device learns from the host, not from the driver, what
+    /// `lb`'s configuration may reach ([`scope`]).
     pub fn apply(&self, lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<()> {
-        self.call("apply", |d, s| d.apply(s, lb, device, config))?
-            .map_err(|e| self.refused("apply", e))
+        let scope = scope::Scope::of(lb, &self.inner.context.policy.reserved).for_device(device);
+        self.call_scoped("apply", Some(scope), |d, s| {
+            d.apply(s, lb, device, config)
+        })?
+        .map_err(|e| self.refused("apply", e))
     }
 
+    /// Removes `lb` from `device`, whose requests carry `lb`'s scope (a device removes only
+    /// the load balancer the job is for).
     pub fn remove(&self, lb: &LoadBalancer, device: &Device) -> Result<()> {
-        self.call("remove", |d, s| d.remove(s, lb, device))?
+        let scope = scope::Scope::of(lb, &self.inner.context.policy.reserved).for_device(device);
+        self.call_scoped("remove", Some(scope), |d, s| d.remove(s, lb, device))?
             .map_err(|e| self.refused("remove", e))
     }
 
@@ -928,6 +949,7 @@ fn call<R>(
     pre: &DriverPre,
     context: &Arc<DriverContext>,
     function: &'static str,
+    scope: Option<scope::DeviceScope>,
     run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R> {
     let identity = &context.identity;
@@ -943,7 +965,7 @@ fn call<R>(
     let deadline = context.grant.deadline(function);
     let mut store = Store::new(
         engine,
-        HostState::new(context.clone(), context.grant.memory_bytes, deadline),
+        HostState::new(context.clone(), context.grant.memory_bytes, deadline).with_scope(scope),
     );
     store.limiter(|state| state.limiter());
     store.set_epoch_deadline(engine::ticks(deadline));

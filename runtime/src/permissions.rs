@@ -23,6 +23,10 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-host",
 ];
 
+/// Headers the host adds to a driver's requests (a load balancer's [`crate::scope`]) begin
+/// with this; a driver may set none of them.
+const HOST_HEADER_PREFIX: &str = "lbaas-";
+
 /// Headers that change the method a server acts on, past the method the grant allowed.
 const METHOD_OVERRIDES: &[&str] = &[
     "x-http-method-override",
@@ -161,10 +165,10 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
             name.escape_debug()
         )));
     }
-    if RESERVED_HEADERS
-        .iter()
-        .any(|r| name.eq_ignore_ascii_case(r))
-    {
+    let host_owned = name
+        .get(..HOST_HEADER_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(HOST_HEADER_PREFIX));
+    if host_owned || RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
         return Err(DeviceApiError::NotPermitted(format!(
             "header `{name}` is set by the host only"
         )));
@@ -296,6 +300,8 @@ mod tests {
             ("x-http-method", "DELETE"),
             ("X-Method-Override", "DELETE"),
             ("Forwarded", "for=127.0.0.1"),
+            ("lbaas-scope", "{\"binds\": [\"0.0.0.0:22\"]}"),
+            ("LBAAS-Scope", "{}"),
         ] {
             let mut req = request("/");
             req.headers.push(Entry {

@@ -419,11 +419,19 @@ impl TestHost {
     }
 }
 
-/// Checks a configuration as a device agent would: against the agent's allow-list, then with
-/// `haproxy -c -f`. HAProxy must be installed (the README's test command installs it).
-pub fn haproxy_check(config: &str) -> Result<String, String> {
+/// Checks a configuration as a device agent would: against the agent's allow-list and the
+/// scope the host sends with `lb`'s configuration, then with `haproxy -c -f`. HAProxy must be
+/// installed (the README's test command installs it).
+pub fn haproxy_check(
+    config: &str,
+    lb: &lbaas_host::runtime::LoadBalancer,
+) -> Result<String, String> {
     let policy = lbaas_agent::ConfigPolicy::default();
-    lbaas_agent::policy::check(config, &policy)
+    let scope = lbaas_host::runtime::scope::Scope::of(lb, &[]);
+    let scope: lbaas_agent::Scope =
+        serde_json::from_value(serde_json::to_value(&scope).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    lbaas_agent::policy::check(config, &policy, &scope)
         .map_err(|violation| format!("the agent's policy refused it: {violation}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("haproxy.cfg");

@@ -77,7 +77,7 @@ fn translated_config_is_valid_haproxy() {
         assert!(cfg.contains(line), "`{line}` missing:\n{cfg}");
     }
 
-    let verdict = haproxy_check(cfg);
+    let verdict = haproxy_check(cfg, &lb);
     assert!(
         verdict.is_ok(),
         "haproxy -c rejected the config: {verdict:?}\n{cfg}"
@@ -129,7 +129,7 @@ fn every_protocol_and_option_combination_passes_haproxy_check() {
     ] {
         assert!(cfg.contains(line), "`{line}` missing:\n{cfg}");
     }
-    let verdict = haproxy_check(&cfg);
+    let verdict = haproxy_check(&cfg, &lb);
     assert!(
         verdict.is_ok(),
         "haproxy -c rejected the config: {verdict:?}\n{cfg}"

@@ -114,6 +114,28 @@ fn host_and_agent_agree_on_the_refusal_header() {
     );
 }
 
+/// The host tells a device what a load balancer may reach in a header the agent reads, as
+/// JSON both sides read the same way.
+#[test]
+fn host_and_agent_agree_on_the_scope() {
+    use lbaas_host::runtime::scope::{SCOPE_HEADER, Scope};
+    assert_eq!(SCOPE_HEADER, lbaas_agent::SCOPE_HEADER);
+    let sent = Scope {
+        loadbalancer: "lb-1".into(),
+        binds: vec!["127.0.50.1:80".parse().expect("socket")],
+        servers: vec!["[fd00::1]:8080".parse().expect("socket")],
+        checks: vec!["10.0.0.1:9000".parse().expect("socket")],
+        http_checks: vec!["GET /health".into()],
+    };
+    let json = serde_json::to_string(&sent).expect("json");
+    let read: lbaas_agent::Scope = serde_json::from_str(&json).expect("the agent reads it");
+    assert_eq!(read.loadbalancer, sent.loadbalancer);
+    assert_eq!(read.binds, sent.binds);
+    assert_eq!(read.servers, sent.servers);
+    assert_eq!(read.checks, sent.checks);
+    assert_eq!(read.http_checks, sent.http_checks);
+}
+
 /// Each crate depends on what its job needs and nothing that belongs to another layer: the
 /// records, views and storage traits (core) carry no storage engine, HTTP or Wasm; the driver
 /// runtime (what a vendor's CI needs for `driver check`) no storage or HTTP server; the sled

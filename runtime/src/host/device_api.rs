@@ -75,12 +75,19 @@ impl Host for HostState {
                         Some(format!("about to send; body sha256 {digest}")),
                     )]);
                 }
+                // The host's word on what this load balancer may reach, to its device only.
+                let scope = self
+                    .scope
+                    .as_ref()
+                    .filter(|scope| scope.device_id == device_id)
+                    .map(|scope| scope.header.as_str());
                 send(
                     &context.http,
                     context.policy.max_response_bytes,
                     timeout,
                     permitted,
                     &request,
+                    scope,
                 )
             });
         let (outcome, detail) = match &result {
@@ -119,6 +126,7 @@ fn send(
     timeout: std::time::Duration,
     permitted: permissions::Permitted,
     request: &Request,
+    scope: Option<&str>,
 ) -> Result<Response, DeviceApiError> {
     let method = crate::manifest::method_name(request.method);
     let mut builder = ureq::http::Request::builder()
@@ -126,6 +134,9 @@ fn send(
         .uri(&permitted.url);
     for header in &request.headers {
         builder = builder.header(&header.key, &header.value);
+    }
+    if let Some(scope) = scope {
+        builder = builder.header(crate::scope::SCOPE_HEADER, scope);
     }
     match &permitted.endpoint.credentials {
         Some(Credentials::Basic { username, password }) => {

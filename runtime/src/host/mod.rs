@@ -123,6 +123,8 @@ pub struct HostState {
     /// Import calls so far, and bytes of audit records kept for this call.
     imports: u32,
     audit_bytes: usize,
+    /// The load balancer's scope, sent with every request to its device ([`crate::scope`]).
+    pub(super) scope: Option<crate::scope::DeviceScope>,
 }
 
 /// The successful state reads of one driver call.
@@ -162,7 +164,14 @@ impl HostState {
             deadline_at: Instant::now() + deadline,
             imports: 0,
             audit_bytes: 0,
+            scope: None,
         }
+    }
+
+    /// The call's device requests to `scope`'s device carry its scope.
+    pub fn with_scope(mut self, scope: Option<crate::scope::DeviceScope>) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Counts one import call; fails the driver call past its import or audit budget, so the

@@ -1,0 +1,312 @@
+//! Where tenants' addresses may point. A tenant names the addresses the data plane binds (VIPs)
+//! and sends traffic and health checks to (members, monitor addresses); through them a tenant
+//! must not reach the control plane, the devices' management sockets or another tenant's VIP.
+//!
+//! Refused everywhere, after IPv4-mapped and IPv4-compatible IPv6 addresses are read as the IPv4
+//! address they carry ([`canonical`]): unspecified, multicast, link-local and broadcast
+//! addresses, the networks the operator keeps (the spawn range of devices' management
+//! addresses), and every socket the host listens on or calls (API, metrics, database, OTLP,
+//! Keystone) and every device's management socket. Tenants' own subnets may not overlap
+//! loopback, those special ranges, the operator's reserved networks, the operator's shared
+//! networks or the host's own addresses.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ipnet::IpNet;
+
+use crate::model::{Member, Network};
+use crate::snapshot::Snapshot;
+
+/// The host's side of the rules: what it keeps for itself.
+#[derive(Debug, Clone, Default)]
+pub struct AddressRules {
+    /// Sockets the host listens on or calls.
+    pub host_sockets: Vec<SocketAddr>,
+    /// Networks the operator keeps for the control plane (the spawn range).
+    pub reserved_networks: Vec<IpNet>,
+}
+
+/// Why an address or a network was refused, for the tenant's `400`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// An address as the kernel uses it: an IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible
+/// (`::a.b.c.d`) IPv6 address is its IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let octets = v6.octets();
+            let compatible = octets[..12].iter().all(|&b| b == 0) && !v6.is_loopback();
+            if compatible && !v6.is_unspecified() {
+                return IpAddr::V4(Ipv4Addr::new(
+                    octets[12], octets[13], octets[14], octets[15],
+                ));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+/// What no tenant address may be, whatever the host's configuration: its name, when refused.
+pub fn special(ip: IpAddr) -> Option<&'static str> {
+    match canonical(ip) {
+        ip if ip.is_unspecified() => Some("the unspecified address"),
+        ip if ip.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => Some("an address of 0.0.0.0/8"),
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some("a link-local address"),
+        _ => None,
+    }
+}
+
+/// Networks no tenant subnet may overlap, whatever the host's configuration.
+const SPECIAL_NETWORKS: [&str; 8] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+    "::1/128",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// `socket` is `reserved`: the same port, and the same address or either side unspecified
+/// (a listener on every address).
+fn same_socket(reserved: &SocketAddr, socket: &SocketAddr) -> bool {
+    let (a, b) = (canonical(reserved.ip()), canonical(socket.ip()));
+    reserved.port() == socket.port() && (a == b || a.is_unspecified() || b.is_unspecified())
+}
+
+impl AddressRules {
+    /// Why `ip` may not be a tenant's address at all, if it may not.
+    pub fn address(&self, what: &str, ip: IpAddr) -> Result<(), Refused> {
+        let ip = canonical(ip);
+        if let Some(name) = special(ip) {
+            return Err(Refused(format!("{what} {ip} is {name}.")));
+        }
+        if let Some(net) = self.reserved_networks.iter().find(|n| n.contains(&ip)) {
+            return Err(Refused(format!(
+                "{what} {ip} is inside {net}, which the operator keeps for the control plane."
+            )));
+        }
+        Ok(())
+    }
+
+    /// Why traffic or health checks may not be sent to `socket`, if they may not: the address
+    /// rules, the host's own sockets and every device's management socket.
+    pub fn target(&self, snapshot: &Snapshot, what: &str, socket: SocketAddr) -> Result<(), Refused> {
+        self.address(what, socket.ip())?;
+        if self.host_sockets.iter().any(|r| same_socket(r, &socket)) {
+            return Err(Refused(format!(
+                "{what} {socket} is a socket of the control plane."
+            )));
+        }
+        let device = snapshot.devices.iter().any(|device| {
+            management_socket(&device.management_url).is_some_and(|m| same_socket(&m, &socket))
+        });
+        if device {
+            return Err(Refused(format!(
+                "{what} {socket} is a device's management socket."
+            )));
+        }
+        Ok(())
+    }
+
+    /// Why a member's traffic (its address and port) or health checks (its monitor address and
+    /// port, else the same) may not go where it says, if they may not.
+    pub fn member(&self, snapshot: &Snapshot, member: &Member) -> Result<(), Refused> {
+        let parse = |what: &str, text: &str| {
+            text.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| Refused(format!("{what} {text} is not an IP address.")))
+        };
+        let address = parse("member address", &member.address)?;
+        self.target(
+            snapshot,
+            "member address",
+            SocketAddr::new(address, member.protocol_port),
+        )?;
+        let check = match &member.monitor_address {
+            Some(text) => parse("monitor_address", text)?,
+            None => address,
+        };
+        let port = member.monitor_port.unwrap_or(member.protocol_port);
+        self.target(snapshot, "member monitor", SocketAddr::new(check, port))
+    }
+
+    /// Why a listener may not bind `socket` (a VIP and its port), if it may not: the address
+    /// rules and the host's own sockets.
+    pub fn bind(&self, socket: SocketAddr) -> Result<(), Refused> {
+        self.address("VIP", socket.ip())?;
+        if self.host_sockets.iter().any(|r| same_socket(r, &socket)) {
+            return Err(Refused(format!(
+                "VIP {socket} is a socket of the control plane."
+            )));
+        }
+        Ok(())
+    }
+
+    /// Why a project may not have a subnet of `cidr`, if it may not: it contains or overlaps
+    /// loopback or another special range, a reserved network, an operator's shared network or
+    /// one of the host's own addresses.
+    pub fn tenant_subnet(&self, snapshot: &Snapshot, cidr: &IpNet) -> Result<(), Refused> {
+        let cidr = match canonical(cidr.addr()) {
+            IpAddr::V4(v4) if cidr.addr().is_ipv6() => {
+                IpNet::new(IpAddr::V4(v4), cidr.prefix_len().saturating_sub(96))
+                    .map_err(|_| Refused(format!("cidr {cidr} is not a usable network.")))?
+            }
+            _ => *cidr,
+        };
+        let special = SPECIAL_NETWORKS.iter().filter_map(|n| n.parse::<IpNet>().ok());
+        if let Some(net) = special.clone().find(|n| overlaps(n, &cidr)) {
+            return Err(Refused(format!(
+                "cidr {cidr} overlaps {net}, which no project network may use."
+            )));
+        }
+        if let Some(net) = self.reserved_networks.iter().find(|n| overlaps(n, &cidr)) {
+            return Err(Refused(format!(
+                "cidr {cidr} overlaps {net}, which the operator keeps for the control plane."
+            )));
+        }
+        if let Some(socket) = self
+            .host_sockets
+            .iter()
+            .find(|s| cidr.contains(&canonical(s.ip())))
+        {
+            return Err(Refused(format!(
+                "cidr {cidr} holds {}, an address of the control plane.",
+                canonical(socket.ip())
+            )));
+        }
+        let shared = snapshot
+            .networks
+            .iter()
+            .filter(|n| n.project_id.is_none())
+            .flat_map(|n: &Network| &n.subnets)
+            .find(|s| s.cidr.parse::<IpNet>().is_ok_and(|net| overlaps(&net, &cidr)));
+        if let Some(subnet) = shared {
+            return Err(Refused(format!(
+                "cidr {cidr} overlaps {} ({}), a network the operator shares with every project.",
+                subnet.id, subnet.cidr
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The socket of a management URL (`http://127.128.0.5:9443`), when it names an IP literal.
+fn management_socket(url: &str) -> Option<SocketAddr> {
+    let url = url::Url::parse(url).ok()?;
+    let ip: IpAddr = match url.host()? {
+        url::Host::Ipv4(v4) => v4.into(),
+        url::Host::Ipv6(v6) => v6.into(),
+        url::Host::Domain(_) => return None,
+    };
+    Some(SocketAddr::new(ip, url.port_or_known_default()?))
+}
+
+/// The sockets named by URLs the host calls (`postgres://…@127.0.0.1:5432/db`,
+/// `http://127.0.0.1:4318`): IP literals and `localhost` (as both loopback addresses), with the
+/// scheme's default port when none is given.
+pub fn sockets_of_url(url: &str, default_port: u16) -> Vec<SocketAddr> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Vec::new();
+    };
+    let port = parsed.port().unwrap_or(default_port);
+    match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => vec![SocketAddr::new(v4.into(), port)],
+        Some(url::Host::Ipv6(v6)) => vec![SocketAddr::new(v6.into(), port)],
+        Some(url::Host::Domain("localhost")) => vec![
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), port),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> AddressRules {
+        AddressRules {
+            host_sockets: vec![
+                "127.0.0.1:9876".parse().expect("socket"),
+                "0.0.0.0:9100".parse().expect("socket"),
+            ],
+            reserved_networks: vec!["127.128.0.0/16".parse().expect("cidr")],
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_are_their_ipv4_address() {
+        let mapped: IpAddr = "::ffff:127.128.0.5".parse().expect("ip");
+        assert_eq!(canonical(mapped), "127.128.0.5".parse::<IpAddr>().expect("ip"));
+        let compatible: IpAddr = "::127.128.0.5".parse().expect("ip");
+        assert_eq!(canonical(compatible), "127.128.0.5".parse::<IpAddr>().expect("ip"));
+        let loopback: IpAddr = "::1".parse().expect("ip");
+        assert_eq!(canonical(loopback), loopback);
+        assert!(rules().address("member", mapped).is_err());
+    }
+
+    #[test]
+    fn targets_are_never_the_control_plane() {
+        let rules = rules();
+        let snapshot = Snapshot::empty();
+        let refused = |socket: &str| {
+            rules
+                .target(&snapshot, "member", socket.parse().expect("socket"))
+                .is_err()
+        };
+        assert!(refused("127.0.0.1:9876"));
+        assert!(refused("[::ffff:127.0.0.1]:9876"));
+        assert!(refused("10.1.2.3:9100"), "a listener on every address");
+        assert!(refused("0.0.0.0:80"));
+        assert!(refused("169.254.169.254:80"));
+        assert!(refused("[fe80::1]:80"));
+        assert!(refused("224.0.0.1:80"));
+        assert!(refused("127.128.0.7:9443"));
+        assert!(!refused("127.0.0.1:8001"));
+        assert!(!refused("10.0.0.5:80"));
+        assert!(rules.bind("127.0.0.1:9876".parse().expect("socket")).is_err());
+        assert!(rules.bind("0.0.0.0:8080".parse().expect("socket")).is_err());
+        assert!(rules.bind("127.0.50.1:8080".parse().expect("socket")).is_ok());
+    }
+
+    #[test]
+    fn tenant_subnets_keep_off_the_hosts_networks() {
+        let rules = rules();
+        let snapshot = Snapshot::empty();
+        let refused = |cidr: &str| {
+            rules
+                .tenant_subnet(&snapshot, &cidr.parse().expect("cidr"))
+                .is_err()
+        };
+        for cidr in [
+            "0.0.0.0/0",
+            "127.0.0.0/8",
+            "127.0.50.0/24",
+            "169.254.0.0/24",
+            "::/0",
+            "::1/128",
+            "::ffff:127.0.0.0/104",
+            "fe80::/64",
+            "10.0.0.0/8",
+        ] {
+            let expect = cidr != "10.0.0.0/8";
+            assert_eq!(refused(cidr), expect, "{cidr}");
+        }
+        assert!(!refused("fdde:1a92:7523:70a0::/64"));
+    }
+}
