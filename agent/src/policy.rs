@@ -65,8 +65,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let octets = v6.octets();
-            if octets[..12].iter().all(|&b| b == 0) && !v6.is_loopback() && !v6.is_unspecified()
-            {
+            if octets[..12].iter().all(|&b| b == 0) && !v6.is_loopback() && !v6.is_unspecified() {
                 return IpAddr::V4(std::net::Ipv4Addr::new(
                     octets[12], octets[13], octets[14], octets[15],
                 ));
@@ -930,7 +929,10 @@ backend p-2
     #[test]
     fn allowed_lines_stay_inside_the_scope() {
         let cases: &[(&str, &str)] = &[
-            ("backend p\n    server s0 127.0.0.1:9876 check inter 1s", "outside"),
+            (
+                "backend p\n    server s0 127.0.0.1:9876 check inter 1s",
+                "outside",
+            ),
             (
                 "backend p\n    option httpchk DELETE /v2/lbaas/loadbalancers/x?cascade=true",
                 "monitors",
@@ -957,11 +959,14 @@ backend p-2
         for (config, reason) in cases {
             let violation = check(config, &policy(), &scope())
                 .expect_err(&format!("{config:?} must be refused"));
-            let text = violation.to_string().replace("one of this load balancer", "outside");
+            let text = violation
+                .to_string()
+                .replace("one of this load balancer", "outside");
             assert!(text.contains(reason), "{config:?}: {violation}");
         }
         // A mapped address of a member is the member.
-        let mapped = "backend p\n    server m ipv6@::ffff:127.0.0.1:8001 check addr 127.0.0.2 port 9000";
+        let mapped =
+            "backend p\n    server m ipv6@::ffff:127.0.0.1:8001 check addr 127.0.0.2 port 9000";
         assert_eq!(check(mapped, &policy(), &scope()), Ok(()));
     }
 
@@ -1097,9 +1102,18 @@ backend p-2
             reserved: Vec::new(),
         };
         let scope = Scope {
-            binds: vec!["127.0.50.1:80".parse().expect("socket"), "0.0.0.0:22".parse().expect("socket")],
-            servers: vec!["10.1.1.1:80".parse().expect("socket"), "127.0.0.1:9876".parse().expect("socket")],
-            checks: vec!["10.1.1.1:80".parse().expect("socket"), "127.0.0.1:80".parse().expect("socket")],
+            binds: vec![
+                "127.0.50.1:80".parse().expect("socket"),
+                "0.0.0.0:22".parse().expect("socket"),
+            ],
+            servers: vec![
+                "10.1.1.1:80".parse().expect("socket"),
+                "127.0.0.1:9876".parse().expect("socket"),
+            ],
+            checks: vec![
+                "10.1.1.1:80".parse().expect("socket"),
+                "127.0.0.1:80".parse().expect("socket"),
+            ],
             ..Scope::default()
         };
         let ok = "frontend l\n    bind 127.0.50.1:80\nbackend p\n    server m 10.1.1.1:80 check\n";

@@ -22,10 +22,10 @@ use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::{Api, Change, listing, validate, views};
+use crate::edge::Base;
 use lbaas_control::snapshot::{device_visible, network_visible};
 use lbaas_core::ids::{new_id, now};
 use lbaas_core::views::{HostList, PlacementAnswer, PlacementView};
-use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

@@ -20,8 +20,8 @@ use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::query::ListQuery;
 use super::{Api, Change, listing, validate};
-use lbaas_core::ids::new_id;
 use crate::edge::Base;
+use lbaas_core::ids::new_id;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

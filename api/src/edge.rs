@@ -32,7 +32,6 @@ use crate::error::ApiError;
 /// Longest path segment (an id, a name in a URL) the API reads.
 pub const MAX_SEGMENT: usize = 255;
 
-
 /// A method as a metric label or span name: one the API answers, else `other` (which the
 /// edge answers `405`).
 pub fn method_label(method: &Method) -> &'static str {
@@ -368,9 +367,11 @@ mod tests {
         assert_eq!(public.base(Some("10.0.0.1:9876")), "https://lb.example.com");
         let v6 = Edge::new("[::1]:9876".parse().expect("addr"));
         assert!(v6.allows_host("[::1]:9876"));
-        assert!(Edge::new("127.0.0.1:1".parse().expect("addr"))
-            .public_url("https://x/path")
-            .is_err());
+        assert!(
+            Edge::new("127.0.0.1:1".parse().expect("addr"))
+                .public_url("https://x/path")
+                .is_err()
+        );
     }
 
     #[test]
@@ -384,7 +385,10 @@ mod tests {
             Some(405)
         );
         assert_eq!(
-            status(&edge, &parts("GET", "/v2", &[("host", "evil.example:9876")])),
+            status(
+                &edge,
+                &parts("GET", "/v2", &[("host", "evil.example:9876")])
+            ),
             Some(400)
         );
         let forged = [host, json, ("origin", "http://evil.example:9876")];

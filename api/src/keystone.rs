@@ -191,11 +191,10 @@ impl Keystone {
                         "Too many tokens are being validated with Keystone right now. Try again.",
                     )
                 };
-                let _turn =
-                    tokio::time::timeout(self.config.timeout, self.validations.acquire())
-                        .await
-                        .map_err(|_| busy())?
-                        .map_err(|_| busy())?;
+                let _turn = tokio::time::timeout(self.config.timeout, self.validations.acquire())
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|_| busy())?;
                 // Another request may have asked about the same token meanwhile.
                 if let Some(grant) = self.cached(&key) {
                     grant

@@ -22,10 +22,10 @@ use super::body::{Body, Int};
 use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, ensure_mutable, new_common, touch_parent};
 use super::{Api, Change, listing, validate, views};
+use crate::edge::Base;
 use lbaas_control::ControlPlane;
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
-use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -829,10 +829,7 @@ async fn list_rules(
     Path(policy_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let url = format!(
-        "{}/v2/lbaas/l7policies/{policy_id}/rules",
-        base
-    );
+    let url = format!("{}/v2/lbaas/l7policies/{policy_id}/rules", base);
     listing(&api, raw, "rules", url, move |snapshot| {
         snapshot.l7policy(&ctx, &policy_id)?;
         let rules: Vec<Value> = snapshot.l7rules_of(&policy_id).map(views::l7rule).collect();

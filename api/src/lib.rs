@@ -36,16 +36,16 @@ mod views;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 use lbaas_control::{Change, ControlPlane, Snapshot};
 use lbaas_core::audit::AuditTrail;
 use serde_json::{Value, json};
 
-use lbaas_control::{convert, model, monitor, net, placement, runtime, store};
 use crate::edge::Base;
+use lbaas_control::{convert, model, monitor, net, placement, runtime, store};
 
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};

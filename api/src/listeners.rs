@@ -21,9 +21,9 @@ use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
 use super::pools::{self, PoolCreate};
 use super::{Api, Change, listing, validate, views};
+use crate::edge::Base;
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
-use crate::edge::Base;
 
 /// Longest timeout Octavia accepts, in milliseconds (one year).
 const MAX_TIMEOUT_MS: u32 = 31_536_000;

@@ -34,8 +34,8 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/loadbalancers/{id}/failover", put(failover))
 }
 
-use lbaas_core::ids::{new_id, now};
 use crate::edge::Base;
+use lbaas_core::ids::{new_id, now};
 
 /// The fields every new child starts with.
 pub fn new_common(

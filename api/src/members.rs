@@ -21,10 +21,10 @@ use super::error::{ApiError, ApiResult};
 use super::loadbalancers::{ensure_mutable, new_common, touch_parent};
 use super::pools::explicit;
 use super::{Api, Change, listing, validate, views};
+use crate::edge::Base;
 use lbaas_control::ControlPlane;
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
-use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

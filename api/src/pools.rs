@@ -24,9 +24,9 @@ use super::healthmonitors::{self, HealthMonitorCreate};
 use super::loadbalancers::{child_change, delete_child, ensure_mutable, new_common, touch_parent};
 use super::members::{self, MemberCreate};
 use super::{Api, Change, listing, validate, views};
+use crate::edge::Base;
 use lbaas_control::snapshot::Snapshot;
 use lbaas_core::ids::now;
-use crate::edge::Base;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()

@@ -105,7 +105,12 @@ impl AddressRules {
 
     /// Why traffic or health checks may not be sent to `socket`, if they may not: the address
     /// rules, the host's own sockets and every device's management socket.
-    pub fn target(&self, snapshot: &Snapshot, what: &str, socket: SocketAddr) -> Result<(), Refused> {
+    pub fn target(
+        &self,
+        snapshot: &Snapshot,
+        what: &str,
+        socket: SocketAddr,
+    ) -> Result<(), Refused> {
         self.address(what, socket.ip())?;
         if self.host_sockets.iter().any(|r| same_socket(r, &socket)) {
             return Err(Refused(format!(
@@ -168,7 +173,9 @@ impl AddressRules {
             }
             _ => *cidr,
         };
-        let special = SPECIAL_NETWORKS.iter().filter_map(|n| n.parse::<IpNet>().ok());
+        let special = SPECIAL_NETWORKS
+            .iter()
+            .filter_map(|n| n.parse::<IpNet>().ok());
         if let Some(net) = special.clone().find(|n| overlaps(n, &cidr)) {
             return Err(Refused(format!(
                 "cidr {cidr} overlaps {net}, which no project network may use."
@@ -194,7 +201,11 @@ impl AddressRules {
             .iter()
             .filter(|n| n.project_id.is_none())
             .flat_map(|n: &Network| &n.subnets)
-            .find(|s| s.cidr.parse::<IpNet>().is_ok_and(|net| overlaps(&net, &cidr)));
+            .find(|s| {
+                s.cidr
+                    .parse::<IpNet>()
+                    .is_ok_and(|net| overlaps(&net, &cidr))
+            });
         if let Some(subnet) = shared {
             return Err(Refused(format!(
                 "cidr {cidr} overlaps {} ({}), a network the operator shares with every project.",
@@ -252,9 +263,15 @@ mod tests {
     #[test]
     fn mapped_addresses_are_their_ipv4_address() {
         let mapped: IpAddr = "::ffff:127.128.0.5".parse().expect("ip");
-        assert_eq!(canonical(mapped), "127.128.0.5".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            canonical(mapped),
+            "127.128.0.5".parse::<IpAddr>().expect("ip")
+        );
         let compatible: IpAddr = "::127.128.0.5".parse().expect("ip");
-        assert_eq!(canonical(compatible), "127.128.0.5".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            canonical(compatible),
+            "127.128.0.5".parse::<IpAddr>().expect("ip")
+        );
         let loopback: IpAddr = "::1".parse().expect("ip");
         assert_eq!(canonical(loopback), loopback);
         assert!(rules().address("member", mapped).is_err());
@@ -279,9 +296,17 @@ mod tests {
         assert!(refused("127.128.0.7:9443"));
         assert!(!refused("127.0.0.1:8001"));
         assert!(!refused("10.0.0.5:80"));
-        assert!(rules.bind("127.0.0.1:9876".parse().expect("socket")).is_err());
+        assert!(
+            rules
+                .bind("127.0.0.1:9876".parse().expect("socket"))
+                .is_err()
+        );
         assert!(rules.bind("0.0.0.0:8080".parse().expect("socket")).is_err());
-        assert!(rules.bind("127.0.50.1:8080".parse().expect("socket")).is_ok());
+        assert!(
+            rules
+                .bind("127.0.50.1:8080".parse().expect("socket"))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -141,7 +141,11 @@ impl HostBuilder {
     /// Sockets the host listens on or calls besides its API (metrics, OTLP, Keystone) and
     /// networks it keeps (the spawn range): no tenant address and no device may point there.
     /// The API's address and the database's are added by [`HostBuilder::build`].
-    pub fn reserve(mut self, sockets: Vec<SocketAddr>, networks: Vec<lbaas_control::net::IpNet>) -> Self {
+    pub fn reserve(
+        mut self,
+        sockets: Vec<SocketAddr>,
+        networks: Vec<lbaas_control::net::IpNet>,
+    ) -> Self {
         self.reserved.host_sockets.extend(sockets);
         self.reserved.reserved_networks.extend(networks);
         self

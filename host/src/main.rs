@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use lbaas_host::addresses::sockets_of_url;
 use lbaas_host::api::Auth;
 use lbaas_host::api::keystone::{Keystone, KeystoneConfig};
 use lbaas_host::audit;
@@ -15,7 +16,6 @@ use lbaas_host::devices::StaticDevices;
 use lbaas_host::driver_state::SledStateStore;
 use lbaas_host::integrity::{self, Trust};
 use lbaas_host::net::IpNet;
-use lbaas_host::addresses::sockets_of_url;
 use lbaas_host::provision::{LocalProcesses, Provisioner};
 use lbaas_host::runtime::{LoadedDriver, Runtime, RuntimeConfig};
 

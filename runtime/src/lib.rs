@@ -699,7 +699,14 @@ impl LoadedDriver {
         run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         let inner = &self.inner;
-        let result = call(&inner.config, &inner.pre, &inner.context, function, scope, run);
+        let result = call(
+            &inner.config,
+            &inner.pre,
+            &inner.context,
+            function,
+            scope,
+            run,
+        );
         match &result {
             Ok(_) => inner.health.succeeded(function),
             Err(Error::Call { failure, .. }) => self.failed(function, failure),
@@ -896,10 +903,8 @@ impl LoadedDriver {
     /// `lb`'s configuration may reach ([`scope`]).
     pub fn apply(&self, lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<()> {
         let scope = scope::Scope::of(lb, &self.inner.context.policy.reserved).for_device(device);
-        self.call_scoped("apply", Some(scope), |d, s| {
-            d.apply(s, lb, device, config)
-        })?
-        .map_err(|e| self.refused("apply", e))
+        self.call_scoped("apply", Some(scope), |d, s| d.apply(s, lb, device, config))?
+            .map_err(|e| self.refused("apply", e))
     }
 
     /// Removes `lb` from `device`, whose requests carry `lb`'s scope (a device removes only

@@ -168,7 +168,11 @@ fn check_header(name: &str, value: &str) -> Result<(), DeviceApiError> {
     let host_owned = name
         .get(..HOST_HEADER_PREFIX.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(HOST_HEADER_PREFIX));
-    if host_owned || RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+    if host_owned
+        || RESERVED_HEADERS
+            .iter()
+            .any(|r| name.eq_ignore_ascii_case(r))
+    {
         return Err(DeviceApiError::NotPermitted(format!(
             "header `{name}` is set by the host only"
         )));

@@ -52,7 +52,9 @@ impl Scope {
         let kept = |socket: &SocketAddr| {
             reserved.iter().any(|r| {
                 r.port() == socket.port()
-                    && (r.ip() == socket.ip() || r.ip().is_unspecified() || socket.ip().is_unspecified())
+                    && (r.ip() == socket.ip()
+                        || r.ip().is_unspecified()
+                        || socket.ip().is_unspecified())
             })
         };
         let ip = |text: &str| text.trim().parse::<IpAddr>().ok();
@@ -87,7 +89,10 @@ impl Scope {
                 scope.checks.push(SocketAddr::new(check, port));
             }
             if let Some(monitor) = &pool.health_monitor
-                && matches!(monitor.kind, HealthMonitorKind::Http | HealthMonitorKind::Https)
+                && matches!(
+                    monitor.kind,
+                    HealthMonitorKind::Http | HealthMonitorKind::Https
+                )
             {
                 let method = monitor.http_method.as_deref().unwrap_or("GET");
                 let path = monitor.url_path.as_deref().unwrap_or("/");

@@ -33,7 +33,9 @@ fn static_server(body: String, instrumented: bool) -> String {
                 }),
             );
             let app = if instrumented {
-                lbaas_host::api::metrics::instrument(app)
+                let at = listener.local_addr().expect("address");
+                let edge = std::sync::Arc::new(lbaas_host::api::edge::Edge::new(at));
+                lbaas_host::api::metrics::instrument(app, edge)
             } else {
                 app
             };
