@@ -523,3 +523,80 @@ async fn projects_keep_networks_of_their_own() {
         "the network's subnets go with it"
     );
 }
+
+/// A handler that panics answers Octavia's `500` fault instead of dropping the connection, and
+/// the host keeps answering.
+#[tokio::test]
+async fn a_panicking_handler_answers_a_500_fault() {
+    let edge = Arc::new(lbaas_api::edge::Edge::new(
+        "127.0.0.1:9876".parse().expect("address"),
+    ));
+    let app: Router = lbaas_api::metrics::instrument(
+        Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    panic!("a bug");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .route("/fine", axum::routing::get(|| async { "fine" })),
+        edge,
+    );
+    let (status, body) = call(&app, "GET", "/boom", None, None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["faultcode"], "Server", "{body}");
+    assert!(
+        !body["faultstring"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a bug"),
+        "the panic's message is logged, not sent: {body}"
+    );
+    let (status, _) = call(&app, "GET", "/fine", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// With a public URL, links are built from it whatever `Host` the request named, and `Host`
+/// may name it.
+#[tokio::test]
+async fn links_follow_the_public_url() {
+    let (jobs, _queue) = tokio::sync::mpsc::unbounded_channel();
+    let plane = ControlPlane::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(Drivers::new(Vec::<LoadedDriver>::new())),
+        None,
+        jobs,
+    );
+    let edge = lbaas_api::edge::Edge::new("0.0.0.0:9876".parse().expect("address"))
+        .public_url("https://lb.example.com")
+        .expect("public url");
+    let app = router(Arc::new(
+        Api::new(Arc::new(plane), Auth::None).with_edge(edge),
+    ));
+    for host in ["lb.example.com", "10.0.0.5:9876"] {
+        let request = Request::builder()
+            .uri("/")
+            .header("host", host)
+            .body(Body::empty())
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(
+            body["versions"][0]["links"][0]["href"], "https://lb.example.com/v2/",
+            "{body}"
+        );
+    }
+    let request = Request::builder()
+        .uri("/")
+        .header("host", "evil.example")
+        .body(Body::empty())
+        .expect("request");
+    let response = app.oneshot(request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}

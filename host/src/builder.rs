@@ -139,8 +139,9 @@ impl HostBuilder {
     }
 
     /// Sockets the host listens on or calls besides its API (metrics, OTLP, Keystone) and
-    /// networks it keeps (the spawn range): no tenant address and no device may point there.
-    /// The API's address and the database's are added by [`HostBuilder::build`].
+    /// networks it keeps: no tenant address and no device may point there. The API's address,
+    /// the database's and the provisioner's management range are added by
+    /// [`HostBuilder::build`].
     pub fn reserve(
         mut self,
         sockets: Vec<SocketAddr>,
@@ -301,6 +302,11 @@ impl HostBuilder {
         // traffic, at the host itself or at what it calls.
         let mut rules = self.reserved.clone();
         rules.host_sockets.push(address);
+        rules.reserved_networks.extend(
+            self.provisioner
+                .as_ref()
+                .and_then(|provisioner| provisioner.management_range()),
+        );
         if let StoreChoice::Postgres { url, .. } = &self.store_choice {
             rules
                 .host_sockets

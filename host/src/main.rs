@@ -826,20 +826,15 @@ fn serve(
         .workers(workers)
         .members_register_devices(members_register_devices)
         .public_url(public_url);
-    // What tenants' addresses and devices must never reach besides the API: the metrics
-    // listener, the trace collector, Keystone, and the spawn range of devices' management
-    // addresses.
+    // What tenants' addresses and devices must never reach besides the API (and the database
+    // and the spawn range, which the builder adds): the metrics listener, the trace collector
+    // and Keystone.
     let mut sockets = keystone;
     sockets.extend(observe.metrics_listen);
     if let Some(url) = &observe.otlp_endpoint {
         sockets.extend(sockets_of_url(url, 4318));
     }
-    let networks = if data_plane.no_spawn {
-        Vec::new()
-    } else {
-        vec![data_plane.spawn_addresses]
-    };
-    builder = builder.reserve(sockets, networks);
+    builder = builder.reserve(sockets, Vec::new());
     if let Some(provisioner) = data_plane.provisioner(data_dir)? {
         builder = builder.provisioner(provisioner);
     }

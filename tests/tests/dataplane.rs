@@ -908,3 +908,173 @@ fn ipv6_vips_and_members_carry_traffic() {
     );
     assert_eq!(status, 400, "{body}");
 }
+
+/// A fault's or refusal's text.
+fn fault_of(body: &Value) -> String {
+    body["faultstring"]
+        .as_str()
+        .or_else(|| body["fault"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Issue 26, findings 1 to 3, with an honest tenant's load balancer serving throughout. Another
+/// project aims members and health monitors at the control plane and at a device's agent, takes
+/// a subnet over the shared VIP network and the honest VIP; then a hostile version of the
+/// driver renders lines the allow-list takes, pointed at the API (a health check that deletes
+/// the honest load balancer), at the agent's socket written as an IPv4-mapped address, and at
+/// the honest VIP. The API refuses the first, the device the second (the host sends it what
+/// each load balancer may reach; the driver cannot), and every attempt is visible.
+#[test]
+fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_other() {
+    let Stage {
+        data,
+        root,
+        local,
+        tenant,
+        admin,
+        plane,
+    } = Stage::start("127.135.0.0/24", "127.145.0.0/24");
+    let b0 = Backend::start("b0");
+    let evil = Backend::start("evil");
+    let honest = tenant.create("/v2/lbaas/loadbalancers", &web_lb("honest", 8080, &b0));
+    let honest_id = id(&honest, "loadbalancer");
+    let honest_lb = settle_active(&tenant, &honest_id);
+    let honest_http = vip(&honest_lb, 8080);
+    wait_for_backends(honest_http, &["b0"]);
+    let api: SocketAddr = plane
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("API address");
+    let agent: SocketAddr = {
+        let device = devices(&admin)
+            .pop()
+            .expect("the honest load balancer's device");
+        let url = device["management_url"].as_str().expect("management URL");
+        url.trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("agent address")
+    };
+    let mallory = plane.client(None).as_project("mallory");
+
+    // Finding 1 through the API, with the bundled driver: members and monitor targets at the
+    // control plane's sockets (as written, IPv4-mapped) or a device's agent are refused.
+    let aimed = [
+        json!({"address": api.ip().to_string(), "protocol_port": api.port()}),
+        json!({"address": format!("::ffff:{}", api.ip()), "protocol_port": api.port()}),
+        json!({"address": "127.0.0.1", "protocol_port": evil.port(),
+               "monitor_address": api.ip().to_string(), "monitor_port": api.port()}),
+        json!({"address": agent.ip().to_string(), "protocol_port": agent.port()}),
+        json!({"address": "169.254.169.254", "protocol_port": 80}),
+    ];
+    for member in aimed {
+        let body = json!({"loadbalancer": {
+            "name": "aimed", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 9200,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member.clone()]}}]}});
+        let (status, answer) = mallory.post("/v2/lbaas/loadbalancers", &body);
+        assert_eq!(status, 400, "{member}: {answer}");
+        let fault = fault_of(&answer);
+        assert!(
+            fault.contains("control plane")
+                || fault.contains("management socket")
+                || fault.contains("link-local")
+                || fault.contains("keeps for the control plane"),
+            "{member}: {fault}"
+        );
+    }
+    // The same member added to a load balancer that exists, and a monitor address updated.
+    let own = mallory.create("/v2/lbaas/loadbalancers", &web_lb("mallory", 9201, &evil));
+    let own_id = id(&own, "loadbalancer");
+    settle_active(&mallory, &own_id);
+    let pool = pool_of(&mallory, &own_id, "HTTP");
+    let (status, answer) = mallory.post(
+        &format!("/v2/lbaas/pools/{pool}/members"),
+        &json!({"member": {"address": api.ip().to_string(), "protocol_port": api.port()}}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let member = member_id(&mallory, &pool, &evil);
+    let (status, answer) = mallory.put(
+        &format!("/v2/lbaas/pools/{pool}/members/{member}"),
+        &json!({"member": {"monitor_address": api.ip().to_string(), "monitor_port": api.port()}}),
+    );
+    assert_eq!(status, 400, "{answer}");
+
+    // Findings 2 and 3: a project's subnet over the shared VIP network, or over everything,
+    // and the honest VIP taken on it or on the shared subnet.
+    let (_, network) = mallory.post("/v2.0/networks", &json!({"network": {"name": "mine"}}));
+    let network_id = network["network"]["id"]
+        .as_str()
+        .expect("network")
+        .to_owned();
+    for cidr in [
+        "127.145.0.0/24",
+        "127.145.0.0/25",
+        "0.0.0.0/0",
+        "169.254.0.0/16",
+    ] {
+        let (status, answer) = mallory.post(
+            "/v2.0/subnets",
+            &json!({"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": 4}}),
+        );
+        assert_eq!(status, 400, "{cidr}: {answer}");
+    }
+    let (status, answer) = mallory.post(
+        "/v2.0/subnets",
+        &json!({"subnet": {"network_id": network_id, "cidr": "::/0", "ip_version": 6}}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = mallory.post(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "squat", "vip_subnet_id": "subnet-vip",
+                "vip_address": honest_lb["vip_address"]}}),
+    );
+    assert_eq!(status, 409, "{answer}");
+
+    // A hostile version of the driver becomes the active one.
+    let bytes = std::fs::read(&lbaas_tests::lifecycle_fixtures().haproxy_inject).expect("fixture");
+    let (status, body) = admin.upload("/v2/admin/drivers?activate=true", bytes, &[]);
+    assert_eq!(status, 201, "{body}");
+    let attacks = [
+        (
+            format!("aim {api} DELETE /v2/lbaas/loadbalancers/{honest_id}?cascade=true"),
+            // Its `option httpchk DELETE …` is no monitor's check; its `server` line is
+            // outside the scope too.
+            "`option`",
+        ),
+        (
+            format!("aim ipv6@::ffff:{}:{} - -", agent.ip(), agent.port()),
+            "management address",
+        ),
+        (format!("steal {honest_http}"), "`bind`"),
+    ];
+    for (port, (name, refusal)) in (9210..).zip(&attacks) {
+        let created = mallory.create("/v2/lbaas/loadbalancers", &web_lb(name, port, &evil));
+        let lb_id = id(&created, "loadbalancer");
+        let lb = mallory.settle(&lb_id);
+        assert_eq!(lb["provisioning_status"], "ERROR", "{name}: {lb}");
+        let fault = lb["fault"].as_str().unwrap_or_default();
+        assert!(
+            fault.contains("policy refuses") && fault.contains(refusal),
+            "{name}: {fault}"
+        );
+    }
+    // Every attempt is on record: the device refused each call, with what was sent.
+    let (_, refused) = admin.get("/v2/admin/audit?function=device.refused");
+    assert!(
+        refused["audit"].as_array().map_or(0, Vec::len) >= attacks.len(),
+        "{refused}"
+    );
+    // The honest load balancer is untouched: it exists, is ACTIVE, and every one of 40
+    // connections to its VIP reaches its own member, none the attacker's.
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, lb) = tenant.get(&format!("/v2/lbaas/loadbalancers/{honest_id}"));
+    assert_eq!(status, 200, "{lb}");
+    assert_eq!(lb["loadbalancer"]["provisioning_status"], "ACTIVE", "{lb}");
+    let served = answers(honest_http, 40);
+    assert_eq!(distinct(&served), BTreeSet::from(["b0"]), "{served:?}");
+    drop((plane, admin, tenant, local, root, data));
+}

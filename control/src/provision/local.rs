@@ -317,6 +317,10 @@ impl LocalProcesses {
 }
 
 impl Provisioner for LocalProcesses {
+    fn management_range(&self) -> Option<crate::net::IpNet> {
+        Some(self.addresses)
+    }
+
     fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, ProvisionError> {
         if !self.drivers.iter().any(|d| d == driver) {
             return Err(ProvisionError::Unsupported(driver.to_owned()));

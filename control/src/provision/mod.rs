@@ -104,6 +104,12 @@ pub trait Provisioner: Send + Sync {
     fn revive(&self, handles: &[String]) {
         let _ = handles;
     }
+
+    /// The network the devices' management addresses come from, which no tenant address may
+    /// point into.
+    fn management_range(&self) -> Option<crate::net::IpNet> {
+        None
+    }
 }
 
 /// Registers every spawned device at one management endpoint.
