@@ -25,7 +25,7 @@ mod listeners;
 mod loadbalancers;
 mod members;
 pub mod metrics;
-mod neutron;
+pub mod neutron;
 mod pools;
 mod query;
 mod quotas;

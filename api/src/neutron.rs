@@ -102,13 +102,35 @@ async fn create_network(
         created_at: now(),
     };
     let view = network_view(&network);
-    api.write(move |_, _| {
+    api.write(move |_, snapshot| {
+        if let Some(project) = &network.project_id {
+            let networks = snapshot
+                .networks
+                .iter()
+                .filter(|n| n.project_id.as_ref() == Some(project))
+                .count();
+            over_quota(networks, MAX_NETWORKS, "network")?;
+        }
         let mut batch = Batch::new();
         batch.put(&network);
         Ok(Change::new(batch, ()))
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "network": view }))))
+}
+
+/// Networks and subnets a project may have: Neutron's default quotas.
+pub const MAX_NETWORKS: usize = 100;
+pub const MAX_SUBNETS: usize = 100;
+
+/// Neutron's `409` when a project already has `count` of `MAX` `resource`s.
+fn over_quota(count: usize, max: usize, resource: &str) -> ApiResult<()> {
+    if count >= max {
+        return Err(ApiError::conflict(format!(
+            "Quota exceeded for resources: ['{resource}']. A project has at most {max}."
+        )));
+    }
+    Ok(())
 }
 
 /// The network `id` if the caller may change it: its project's member, or an admin.
@@ -223,6 +245,15 @@ async fn create_subnet(
                     .addresses
                     .tenant_subnet(snapshot, &range)
                     .map_err(|refused| ApiError::bad_request(refused.0))?;
+            }
+            if let Some(project) = &network.project_id {
+                let subnets = snapshot
+                    .networks
+                    .iter()
+                    .filter(|n| n.project_id.as_ref() == Some(project))
+                    .map(|n| n.subnets.len())
+                    .sum();
+                over_quota(subnets, MAX_SUBNETS, "subnet")?;
             }
             let subnet =
                 super::admin::new_subnet(snapshot, &[], None, body.name, cidr, body.gateway_ip)?;

@@ -600,3 +600,68 @@ async fn links_follow_the_public_url() {
     let response = app.oneshot(request).await.expect("answer");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Neutron's default quotas: a project has at most 100 networks and 100 subnets; the next is
+/// `409`, and another project is not held by them.
+#[tokio::test]
+async fn projects_networks_and_subnets_have_neutrons_quotas() {
+    let (app, _jobs) = host();
+    let mut network = String::new();
+    for i in 0..lbaas_api::neutron::MAX_NETWORKS {
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/v2.0/networks",
+            Some(MEMBER),
+            Some(&json!({"network": {"name": format!("n{i}")}}).to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        network = body["network"]["id"].as_str().expect("id").to_owned();
+    }
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/networks",
+        Some(MEMBER),
+        Some(r#"{"network": {"name": "one more"}}"#),
+    )
+    .await;
+    assert_fault(status, &body, StatusCode::CONFLICT, "Quota exceeded");
+    for i in 0..lbaas_api::neutron::MAX_SUBNETS {
+        let cidr = format!("10.{}.{}.0/24", i / 256, i % 256);
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/v2.0/subnets",
+            Some(MEMBER),
+            Some(
+                &json!({"subnet": {"network_id": network, "cidr": cidr, "ip_version": 4}})
+                    .to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/subnets",
+        Some(MEMBER),
+        Some(
+            &json!({"subnet": {"network_id": network, "cidr": "10.200.0.0/24", "ip_version": 4}})
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_fault(status, &body, StatusCode::CONFLICT, "Quota exceeded");
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v2.0/networks",
+        Some(ADMIN),
+        Some(r#"{"network": {"name": "the admin's own"}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
