@@ -152,7 +152,7 @@ impl Edge {
         }
     }
 
-    /// The base of links in answers to a request whose `Host` passed.
+    /// The base of links in answers to a request whose `Host` passed [`Edge::check`].
     fn base(&self, host: Option<&str>) -> String {
         match (&self.public, host) {
             (Some(public), _) => public.base.clone(),
@@ -210,8 +210,9 @@ pub async fn guard(
     if let Err(refusal) = edge.check(&parts) {
         return refusal.into_response();
     }
-    let host = header(&parts, HOST).map(str::to_owned);
-    parts.extensions.insert(Base(edge.base(host.as_deref())));
+    // The links' base is built by the handlers that answer links ([`Base`]), not for every
+    // request.
+    parts.extensions.insert(edge);
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -246,7 +247,7 @@ fn segments_ok(path: &str) -> Result<(), ApiError> {
             }
             continue;
         }
-        let decoded = percent_decode(segment);
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
         let printable = std::str::from_utf8(&decoded)
             .is_ok_and(|text| !text.chars().any(char::is_control))
             && decoded.len() <= MAX_SEGMENT;
@@ -261,26 +262,6 @@ fn not_an_id() -> ApiError {
     ApiError::bad_request(format!(
         "A path segment is not an id: ids are printable text of at most {MAX_SEGMENT} bytes."
     ))
-}
-
-fn percent_decode(segment: &str) -> Vec<u8> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// `name` and port of `name:port`, `[v6]:port`, `name` or `[v6]`.
@@ -303,7 +284,7 @@ fn header(parts: &Parts, name: axum::http::HeaderName) -> Option<&str> {
 }
 
 /// The base URL of links in this request's answers (`http://127.0.0.1:9876`, or the public
-/// URL), as the edge checked it.
+/// URL), from the `Host` the edge checked.
 #[derive(Debug, Clone)]
 pub struct Base(pub String);
 
@@ -317,14 +298,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Base {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(match parts.extensions.get::<Base>() {
-            Some(base) => base.clone(),
+        let host = header(parts, HOST);
+        Ok(Base(match parts.extensions.get::<Arc<Edge>>() {
+            Some(edge) => edge.base(host),
             // Only a router built without the edge (a handler test) gets here.
-            None => Base(format!(
-                "http://{}",
-                header(parts, HOST).unwrap_or("localhost")
-            )),
-        })
+            None => format!("http://{}", host.unwrap_or("localhost")),
+        }))
     }
 }
 

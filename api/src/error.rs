@@ -86,6 +86,13 @@ impl ApiError {
     }
 }
 
+/// A tenant's address the control plane keeps off its own: `400` with the reason.
+impl From<lbaas_control::addresses::Refused> for ApiError {
+    fn from(refused: lbaas_control::addresses::Refused) -> Self {
+        Self::bad_request(refused.0)
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
         match error {

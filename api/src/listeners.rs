@@ -167,8 +167,7 @@ fn build<'a>(
     let protocol_port = validate::port("protocol_port", body.protocol_port)?;
     if let Ok(vip) = lb.vip_address.parse() {
         api.addresses
-            .bind(std::net::SocketAddr::new(vip, protocol_port))
-            .map_err(|refused| ApiError::bad_request(refused.0))?;
+            .bind(std::net::SocketAddr::new(vip, protocol_port))?;
     }
     validate::unsupported_options(&lb.provider, &tls_options!(body))?;
     let insert_headers = insert_headers(api, &lb.provider, protocol, body.insert_headers.take())?;

@@ -321,9 +321,7 @@ async fn create(
             let vip_address =
                 validate::allocate_vip(subnet, body.vip_address.as_deref(), &taken, &elsewhere)?;
             if let Ok(ip) = vip_address.parse() {
-                api.addresses
-                    .address("vip_address", ip)
-                    .map_err(|refused| ApiError::bad_request(refused.0))?;
+                api.addresses.address("vip_address", ip)?;
             }
             let common = new_common(
                 &project,

@@ -139,7 +139,7 @@ pub fn build<'a>(
 pub fn check_target(api: &ControlPlane, snapshot: &Snapshot, member: &Member) -> ApiResult<()> {
     api.addresses.member(snapshot, member).map_err(|refused| {
         tracing::warn!(project = %member.common.project_id, %refused, "member address refused");
-        ApiError::bad_request(refused.0)
+        ApiError::from(refused)
     })
 }
 

@@ -241,10 +241,7 @@ async fn create_subnet(
             // A project's subnet keeps off the host's and the operator's networks.
             if network.project_id.is_some() {
                 let range = validate::cidr("cidr", &cidr)?;
-                plane
-                    .addresses
-                    .tenant_subnet(snapshot, &range)
-                    .map_err(|refused| ApiError::bad_request(refused.0))?;
+                plane.addresses.tenant_subnet(snapshot, &range)?;
             }
             if let Some(project) = &network.project_id {
                 let subnets = snapshot

@@ -12,7 +12,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use ipnet::IpNet;
+pub use crate::net::canonical;
+use crate::net::{is_reserved, url_socket};
+
+use crate::net::IpNet;
 
 use crate::model::{Member, Network};
 use crate::snapshot::Snapshot;
@@ -30,27 +33,6 @@ pub struct AddressRules {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
-
-/// An address as the kernel uses it: an IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible
-/// (`::a.b.c.d`) IPv6 address is its IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return IpAddr::V4(v4);
-            }
-            let octets = v6.octets();
-            let compatible = octets[..12].iter().all(|&b| b == 0) && !v6.is_loopback();
-            if compatible && !v6.is_unspecified() {
-                return IpAddr::V4(Ipv4Addr::new(
-                    octets[12], octets[13], octets[14], octets[15],
-                ));
-            }
-            IpAddr::V6(v6)
-        }
-        v4 => v4,
-    }
-}
 
 /// What no tenant address may be, whatever the host's configuration: its name, when refused.
 pub fn special(ip: IpAddr) -> Option<&'static str> {
@@ -81,13 +63,6 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// `socket` is `reserved`: the same port, and the same address or either side unspecified
-/// (a listener on every address).
-fn same_socket(reserved: &SocketAddr, socket: &SocketAddr) -> bool {
-    let (a, b) = (canonical(reserved.ip()), canonical(socket.ip()));
-    reserved.port() == socket.port() && (a == b || a.is_unspecified() || b.is_unspecified())
-}
-
 impl AddressRules {
     /// Why `ip` may not be a tenant's address at all, if it may not.
     pub fn address(&self, what: &str, ip: IpAddr) -> Result<(), Refused> {
@@ -112,13 +87,13 @@ impl AddressRules {
         socket: SocketAddr,
     ) -> Result<(), Refused> {
         self.address(what, socket.ip())?;
-        if self.host_sockets.iter().any(|r| same_socket(r, &socket)) {
+        if is_reserved(socket, &self.host_sockets) {
             return Err(Refused(format!(
                 "{what} {socket} is a socket of the control plane."
             )));
         }
         let device = snapshot.devices.iter().any(|device| {
-            management_socket(&device.management_url).is_some_and(|m| same_socket(&m, &socket))
+            url_socket(&device.management_url).is_some_and(|m| is_reserved(socket, &[m]))
         });
         if device {
             return Err(Refused(format!(
@@ -154,7 +129,7 @@ impl AddressRules {
     /// rules and the host's own sockets.
     pub fn bind(&self, socket: SocketAddr) -> Result<(), Refused> {
         self.address("VIP", socket.ip())?;
-        if self.host_sockets.iter().any(|r| same_socket(r, &socket)) {
+        if is_reserved(socket, &self.host_sockets) {
             return Err(Refused(format!(
                 "VIP {socket} is a socket of the control plane."
             )));
@@ -214,17 +189,6 @@ impl AddressRules {
         }
         Ok(())
     }
-}
-
-/// The socket of a management URL (`http://127.128.0.5:9443`), when it names an IP literal.
-fn management_socket(url: &str) -> Option<SocketAddr> {
-    let url = url::Url::parse(url).ok()?;
-    let ip: IpAddr = match url.host()? {
-        url::Host::Ipv4(v4) => v4.into(),
-        url::Host::Ipv6(v6) => v6.into(),
-        url::Host::Domain(_) => return None,
-    };
-    Some(SocketAddr::new(ip, url.port_or_known_default()?))
 }
 
 /// The sockets named by URLs the host calls (`postgres://…@127.0.0.1:5432/db`,

@@ -42,17 +42,36 @@ pub fn url_socket(url: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// An address as the kernel uses it: an IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible
+/// (`::a.b.c.d`) IPv6 address is its IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip.to_canonical() else {
+        return ip.to_canonical();
+    };
+    let octets = v6.octets();
+    let compatible =
+        octets[..12].iter().all(|&b| b == 0) && !v6.is_loopback() && !v6.is_unspecified();
+    if compatible {
+        IpAddr::from([octets[12], octets[13], octets[14], octets[15]])
+    } else {
+        IpAddr::V6(v6)
+    }
+}
+
 /// Whether `socket` is one of the host's own listening sockets (`reserved`): the same port on
 /// the same address, on an address the host listens on all of, or on any loopback address when
 /// the host listens on loopback (127.0.0.2 reaches a server bound to 127.0.0.1 only if it is
-/// bound to it, but a wildcard bind answers every loopback address).
+/// bound to it, but a wildcard bind answers every loopback address). Addresses are compared
+/// [`canonical`]: `::ffff:127.0.0.1` is 127.0.0.1.
 pub fn is_reserved(socket: SocketAddr, reserved: &[SocketAddr]) -> bool {
+    let ip = canonical(socket.ip());
     reserved.iter().any(|own| {
+        let own_ip = canonical(own.ip());
         own.port() == socket.port()
-            && (own.ip() == socket.ip()
-                || own.ip().is_unspecified()
-                || (own.ip().is_loopback() && socket.ip().is_loopback())
-                || socket.ip().is_unspecified())
+            && (own_ip == ip
+                || own_ip.is_unspecified()
+                || (own_ip.is_loopback() && ip.is_loopback())
+                || ip.is_unspecified())
     })
 }
 
@@ -121,5 +140,15 @@ mod tests {
             &[socket("0.0.0.0:9876")]
         ));
         assert!(!is_reserved(socket("10.1.1.1:9876"), &host));
+        assert!(is_reserved(socket("[::ffff:127.0.0.1]:9876"), &host));
+    }
+
+    #[test]
+    fn mapped_and_compatible_addresses_are_ipv4() {
+        assert_eq!(canonical(ip("::ffff:127.128.0.5")), ip("127.128.0.5"));
+        assert_eq!(canonical(ip("::127.128.0.5")), ip("127.128.0.5"));
+        assert_eq!(canonical(ip("::1")), ip("::1"));
+        assert_eq!(canonical(ip("::")), ip("::"));
+        assert_eq!(canonical(ip("fd00::1")), ip("fd00::1"));
     }
 }

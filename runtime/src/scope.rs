@@ -47,16 +47,8 @@ pub struct DeviceScope {
 
 impl Scope {
     /// The scope of `lb` as the host hands it to its driver, without any of `reserved` (the
-    /// host's own sockets, matched as listeners on every address match).
+    /// host's own sockets, matched as [`crate::net::is_reserved`] does).
     pub fn of(lb: &LoadBalancer, reserved: &[SocketAddr]) -> Self {
-        let kept = |socket: &SocketAddr| {
-            reserved.iter().any(|r| {
-                r.port() == socket.port()
-                    && (r.ip() == socket.ip()
-                        || r.ip().is_unspecified()
-                        || socket.ip().is_unspecified())
-            })
-        };
         let ip = |text: &str| text.trim().parse::<IpAddr>().ok();
         let mut scope = Scope {
             loadbalancer: lb.id.clone(),
@@ -100,7 +92,7 @@ impl Scope {
             }
         }
         for list in [&mut scope.binds, &mut scope.servers, &mut scope.checks] {
-            list.retain(|socket| !kept(socket));
+            list.retain(|socket| !crate::net::is_reserved(*socket, reserved));
             list.sort();
             list.dedup();
         }
