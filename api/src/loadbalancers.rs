@@ -147,13 +147,7 @@ pub fn ensure_mutable(lb: &LoadBalancer) -> ApiResult<()> {
 
 pub fn job(lb_id: &str) -> Job {
     // One job per load balancer: a newer change supersedes an unfinished older one.
-    Job {
-        id: lb_id.to_owned(),
-        loadbalancer_id: lb_id.to_owned(),
-        created_at: now(),
-        attempts: 0,
-        traceparent: lbaas_core::traces::traceparent(),
-    }
+    Job::new(lb_id, lbaas_core::traces::traceparent())
 }
 
 #[derive(Deserialize)]

@@ -87,23 +87,21 @@ impl ControlPlane {
     }
 
     /// Claims the job of `lb_id` for this host; true when this host may run it. Without a
-    /// shared store every job is this host's. A store that cannot answer does not hold a job
-    /// back: the jobs this host queues are its own.
-    pub async fn claim(self: &Arc<Self>, lb_id: &str) -> bool {
+    /// shared store every job is this host's. An error when the store cannot say whose the job
+    /// is now: the job waits (running it could run it beside its holder).
+    pub async fn claim(self: &Arc<Self>, lb_id: &str) -> Result<bool, crate::error::Error> {
         if self.store.fleet().is_none() {
-            return true;
+            return Ok(true);
         }
         let (plane, id) = (self.clone(), lb_id.to_owned());
-        let claimed =
-            crate::spawn_blocking(move || plane.store.fleet().map(|fleet| fleet.claim(&id))).await;
-        match claimed {
-            Ok(Some(Ok(claimed))) => claimed,
-            Ok(Some(Err(error))) => {
-                tracing::warn!(loadbalancer = lb_id, %error, "cannot claim a job; running it");
-                true
-            }
-            Ok(None) | Err(_) => true,
-        }
+        crate::spawn_blocking(move || {
+            plane
+                .store
+                .fleet()
+                .map_or(Ok(true), |fleet| fleet.claim(&id))
+        })
+        .await?
+        .map_err(crate::error::Error::from)
     }
 }
 

@@ -76,6 +76,10 @@ pub enum JobError {
     /// The control plane could not read or record the job's progress.
     #[error(transparent)]
     ControlPlane(#[from] Error),
+    /// The stored job no longer carries this run's ticket: another run finished it, or a newer
+    /// change was acknowledged meanwhile. The run commits nothing; never a fault.
+    #[error("the job was finished by another run, or superseded by a newer change")]
+    Superseded,
 }
 
 /// Resolves device ids for the runtime's `device-api` from the device registry.
@@ -183,15 +187,23 @@ pub async fn run_jobs(
                 Err(_) => break,
             },
         };
-        let (api, running) = (api.clone(), running.clone());
+        let (api, running, mut stop) = (api.clone(), running.clone(), stop.clone());
         tasks.spawn(async move {
             loop {
                 // On a shared store, another host may hold this job (or have finished it).
-                if api.claim(&lb_id).await {
-                    run(&api, &lb_id).await;
-                }
+                let again = match api.claim(&lb_id).await {
+                    Ok(true) => run(&api, &lb_id).await == Ran::Superseded,
+                    Ok(false) => false,
+                    Err(error) => {
+                        tracing::warn!(loadbalancer = lb_id.as_str(), %error, "cannot claim a job; trying again");
+                        tokio::select! {
+                            () = stop.requested() => false,
+                            () = tokio::time::sleep(CLAIM_RETRY) => true,
+                        }
+                    }
+                };
                 let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
-                if running.get(&lb_id) == Some(&true) {
+                if again || running.get(&lb_id) == Some(&true) {
                     running.insert(lb_id.clone(), false);
                     continue;
                 }
@@ -207,60 +219,96 @@ pub async fn run_jobs(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Runs the job of one load balancer to its end, whatever happens, in a `job` span that
-/// continues the trace of the request that asked for it.
-async fn run(api: &Arc<ControlPlane>, lb_id: &str) {
-    let traceparent = if lbaas_core::traces::is_exporting() {
-        let (store, id) = (api.store.clone(), lb_id.to_owned());
-        tokio::task::spawn_blocking(move || store.load::<Job>(&id))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .and_then(|job| job.traceparent)
-    } else {
-        None
-    };
-    let span = tracing::info_span!("job", loadbalancer = lb_id);
-    lbaas_core::traces::continue_trace(&span, traceparent.as_deref());
-    run_job(api, lb_id).instrument(span).await;
+/// How long a job waits before asking again whose it is, when the store could not say.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a run of a job ended, for the loop that runs it.
+#[derive(Debug, PartialEq, Eq)]
+enum Ran {
+    /// Its outcome is recorded, or there was no job to run (an earlier run finished it).
+    Ended,
+    /// A newer change superseded the job it started from: the newer job is to be run.
+    Superseded,
 }
 
-async fn run_job(api: &Arc<ControlPlane>, lb_id: &str) {
+/// Runs the job of one load balancer to its end, whatever happens, in a `job` span that
+/// continues the trace of the request that asked for it. The job is read first: what the run
+/// does, and whether its outcome may commit, follows the ticket stored now.
+async fn run(api: &Arc<ControlPlane>, lb_id: &str) -> Ran {
+    let (store, id) = (api.store.clone(), lb_id.to_owned());
+    let job = match crate::spawn_blocking(move || store.load::<Job>(&id)).await {
+        Ok(Ok(Some(job))) => job,
+        // Finished already (queued twice, or by another host): nothing to do.
+        Ok(Ok(None)) => return Ran::Ended,
+        Ok(Err(error)) => {
+            tracing::warn!(loadbalancer = lb_id, %error, "cannot read a job; it waits for its next turn");
+            return Ran::Ended;
+        }
+        Err(error) => {
+            tracing::warn!(loadbalancer = lb_id, %error, "cannot read a job; it waits for its next turn");
+            return Ran::Ended;
+        }
+    };
+    let span = tracing::info_span!("job", loadbalancer = lb_id);
+    lbaas_core::traces::continue_trace(&span, job.traceparent.as_deref());
+    run_job(api, lb_id, &job.ticket).instrument(span).await
+}
+
+async fn run_job(api: &Arc<ControlPlane>, lb_id: &str, ticket: &str) -> Ran {
     let started = std::time::Instant::now();
     metrics().jobs_running.inc();
-    let outcome = converge(api, lb_id).await;
+    let outcome = converge(api, lb_id, ticket).await;
     metrics().jobs_running.dec();
-    let ended = match outcome {
+    let ended = match &outcome {
         Ok(Step::Done) => "succeeded",
         Ok(Step::Removed) => "deleted",
+        Err(JobError::Superseded) => "superseded",
         Err(_) => "failed",
     };
     metrics().job(ended, started.elapsed());
-    let lb = lb_id.to_owned();
-    let recorded = match outcome {
-        Ok(Step::Done) => Ok(()),
-        Ok(Step::Removed) => Ok(()),
-        Err(fault) => {
-            tracing::warn!(loadbalancer = lb_id, %fault, "provisioning failed");
-            let retired = api
-                .write(move |_, snapshot| {
-                    let (batch, retired) = fail(snapshot, &lb, &fault.to_string());
-                    Ok::<_, Error>(Change::new(batch, retired))
-                })
-                .await;
-            match retired {
-                Ok(retired) => {
-                    release(api, retired).await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            }
+    let fault = match outcome {
+        Ok(_) => return Ran::Ended,
+        Err(JobError::Superseded) => {
+            tracing::info!(
+                loadbalancer = lb_id,
+                "a newer change superseded this job's run; its outcome is dropped"
+            );
+            return Ran::Superseded;
         }
+        Err(fault) => fault,
     };
-    if let Err(error) = recorded {
-        tracing::error!(loadbalancer = lb_id, %error, "cannot record a job's outcome");
+    tracing::warn!(loadbalancer = lb_id, %fault, "provisioning failed");
+    let (lb, ticket) = (lb_id.to_owned(), ticket.to_owned());
+    let retired = api
+        .write(move |api, snapshot| {
+            if !holds(api, &lb, &ticket)? {
+                return Ok(Change::new(Batch::new(), Err(JobError::Superseded)));
+            }
+            let (batch, retired) = fail(snapshot, &lb, &fault.to_string());
+            Ok::<_, Error>(Change::new(batch, Ok(retired)))
+        })
+        .await;
+    match retired {
+        Ok(Ok(retired)) => {
+            release(api, retired).await;
+            Ran::Ended
+        }
+        Ok(Err(_)) => Ran::Superseded,
+        Err(error) => {
+            tracing::error!(loadbalancer = lb_id, %error, "cannot record a job's outcome");
+            Ran::Ended
+        }
     }
+}
+
+/// Whether the stored job of `lb_id` still carries `ticket`: read under the write lock, in the
+/// write that commits a run's outcome, so no other outcome of the same job, and no newer
+/// change, can come between.
+fn holds(api: &ControlPlane, lb_id: &str, ticket: &str) -> Result<bool, Error> {
+    Ok(api
+        .store
+        .load::<Job>(lb_id)?
+        .is_some_and(|job| job.ticket == ticket))
 }
 
 enum Step {
@@ -278,8 +326,8 @@ pub(crate) struct Work {
     pub(crate) model: wit::LoadBalancer,
 }
 
-async fn converge(api: &Arc<ControlPlane>, lb_id: &str) -> Result<Step, JobError> {
-    place(api, lb_id).await?;
+async fn converge(api: &Arc<ControlPlane>, lb_id: &str, ticket: &str) -> Result<Step, JobError> {
+    place(api, lb_id, ticket).await?;
 
     let id = lb_id.to_owned();
     let work = api
@@ -293,7 +341,7 @@ async fn converge(api: &Arc<ControlPlane>, lb_id: &str) -> Result<Step, JobError
     // The driver calls below may take the host down (a hostile driver, a device that kills
     // it): each start is on disk first, so a job whose calls never finished is known at the
     // next start, counted against its driver, and not run a third time.
-    let unfinished = start_attempt(api, lb_id).await?;
+    let unfinished = start_attempt(api, lb_id, ticket).await?;
     if unfinished > 0 {
         let function = if deleting { "remove" } else { "apply" };
         work.driver.interrupted(
@@ -347,17 +395,20 @@ async fn converge(api: &Arc<ControlPlane>, lb_id: &str) -> Result<Step, JobError
     .map_err(Error::from)?;
     call?;
 
-    let id = lb.common.id.clone();
+    let (id, ticket) = (lb.common.id.clone(), ticket.to_owned());
     let retired = api
-        .write(move |_, snapshot| {
+        .write(move |api, snapshot| {
+            if !holds(api, &id, &ticket)? {
+                return Ok(Change::new(Batch::new(), Err(JobError::Superseded)));
+            }
             let (batch, retired) = if deleting {
                 remove_all(snapshot, &id)
             } else {
                 succeed(snapshot, &id)
             };
-            Ok::<_, Error>(Change::new(batch, retired))
+            Ok::<_, Error>(Change::new(batch, Ok(retired)))
         })
-        .await?;
+        .await??;
     release(api, retired).await;
     Ok(if deleting { Step::Removed } else { Step::Done })
 }
@@ -368,24 +419,27 @@ const MAX_UNFINISHED_ATTEMPTS: u32 = 2;
 
 /// Counts, durably, that the job of `lb_id` starts its driver calls; returns how many earlier
 /// starts never finished (the job is deleted when it ends, so those are starts the host did
-/// not survive).
-async fn start_attempt(api: &Arc<ControlPlane>, lb_id: &str) -> Result<u32, Error> {
-    let id = lb_id.to_owned();
+/// not survive). Superseded when the stored job no longer carries `ticket`.
+async fn start_attempt(
+    api: &Arc<ControlPlane>,
+    lb_id: &str,
+    ticket: &str,
+) -> Result<u32, JobError> {
+    let (id, ticket) = (lb_id.to_owned(), ticket.to_owned());
     api.write(move |api, _| {
-        let job = api.store.load::<Job>(&id)?;
         let mut batch = Batch::new();
-        let unfinished = match job {
-            Some(mut job) => {
+        let unfinished = match api.store.load::<Job>(&id)? {
+            Some(mut job) if job.ticket == ticket => {
                 let unfinished = job.attempts;
                 job.attempts += 1;
                 batch.put(&job);
-                unfinished
+                Ok(unfinished)
             }
-            None => 0,
+            _ => Err(JobError::Superseded),
         };
         Ok::<_, Error>(Change::new(batch, unfinished))
     })
-    .await
+    .await?
 }
 
 /// Attempts at placing before giving up on a device taken by concurrent placements.
@@ -394,7 +448,7 @@ const PLACEMENT_ATTEMPTS: usize = 5;
 /// Places the load balancer if it has no device yet: the scheduler decides on a snapshot
 /// (asking the drivers, without the write lock), then the device is reserved under the write
 /// lock after checking again that it still has room. The decision is recorded either way.
-async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
+async fn place(api: &Arc<ControlPlane>, lb_id: &str, ticket: &str) -> Result<(), JobError> {
     for _ in 0..PLACEMENT_ATTEMPTS {
         let id = lb_id.to_owned();
         let decision = api
@@ -435,9 +489,12 @@ async fn place(api: &Arc<ControlPlane>, lb_id: &str) -> Result<(), JobError> {
             _ => None,
         };
         let handle = spawned.as_ref().and_then(|d| d.provisioned.clone());
-        let id = lb_id.to_owned();
+        let (id, ticket) = (lb_id.to_owned(), ticket.to_owned());
         let reserved = api
-            .write(move |_, snapshot| {
+            .write(move |api, snapshot| {
+                if !holds(api, &id, &ticket)? {
+                    return Ok(Change::new(Batch::new(), Err(JobError::Superseded)));
+                }
                 let record = Placement {
                     loadbalancer_id: id.clone(),
                     decided_at: crate::ids::now(),

@@ -403,6 +403,11 @@ pub struct Network {
 
 /// Work the worker owes a load balancer: make the device match the stored model (or remove
 /// the load balancer when it is `PENDING_DELETE`).
+///
+/// A load balancer has one job at a time, keyed by its id; each change that asks for one gets
+/// a new [`ticket`](Job::ticket). A run's outcome commits only while the stored job still
+/// carries the ticket the run started from: a run that ends after its job was finished by
+/// another run, or after a newer change was acknowledged, commits nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: String,
@@ -413,6 +418,24 @@ pub struct Job {
     /// own spans continue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Which change this job finishes: new with every change (empty in jobs stored before
+    /// tickets existed, which then match only each other).
+    #[serde(default)]
+    pub ticket: String,
+}
+
+impl Job {
+    /// The job a change to load balancer `lb_id` asks for, with a ticket of its own.
+    pub fn new(lb_id: &str, traceparent: Option<String>) -> Self {
+        Self {
+            id: lb_id.to_owned(),
+            loadbalancer_id: lb_id.to_owned(),
+            created_at: crate::ids::now(),
+            attempts: 0,
+            traceparent,
+            ticket: crate::ids::new_id(),
+        }
+    }
 }
 
 /// Why a load balancer is where it is: the scheduler's explanation of its last placement.

@@ -169,7 +169,8 @@ pub trait Fleet: Send + Sync {
     /// known, this one included.
     fn beat(&self, about: &HostAbout) -> Result<Vec<crate::views::HostView>>;
     /// Claims the job of load balancer `job` for this host: true when it is now this host's
-    /// (it was unclaimed, this host held it, or its holder's lease ran out).
+    /// (it is stored, and it was unclaimed, this host held it, or its holder's lease ran out).
+    /// A job that is not stored (it ended) is nobody's: false.
     fn claim(&self, job: &str) -> Result<bool>;
     /// Claims up to `limit` jobs whose lease ran out (their host stopped renewing).
     fn claim_expired(&self, limit: usize) -> Result<Vec<String>>;
@@ -431,6 +432,7 @@ pub fn check_contract(store: &dyn Store) {
         created_at: "now".into(),
         attempts: 0,
         traceparent: None,
+        ticket: "t".into(),
     };
     let network = Network {
         id: "net".into(),

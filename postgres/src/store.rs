@@ -419,15 +419,21 @@ impl Fleet for PgStore {
         let (job, host, lease) = (job.to_owned(), self.db.host().to_owned(), self.lease_secs());
         self.db
             .with(move |client| async move {
+                // Only a job that is stored can be leased: a run queued twice, or after its
+                // job ended, must not hold the lease of the next job of that load balancer.
+                // `FOR SHARE` waits for a commit deleting the job and then sees it gone.
                 let claimed = client
                     .query_opt(
-                        "INSERT INTO lbaas_job_leases (job, host, until)
-                         VALUES ($1, $2, now() + make_interval(secs => $3))
+                        "WITH stored AS (
+                             SELECT id FROM lbaas_records WHERE kind = $4 AND id = $1 FOR SHARE
+                         )
+                         INSERT INTO lbaas_job_leases (job, host, until)
+                         SELECT id, $2, now() + make_interval(secs => $3) FROM stored
                          ON CONFLICT (job) DO UPDATE SET host = EXCLUDED.host, until = EXCLUDED.until
                          WHERE lbaas_job_leases.host = EXCLUDED.host
                             OR lbaas_job_leases.until < now()
                          RETURNING job",
-                        &[&job, &host, &lease],
+                        &[&job, &host, &lease, &Kind::Job.tree()],
                     )
                     .await?;
                 Ok(claimed.is_some())

@@ -211,3 +211,51 @@ lbaas_tests::also_on_postgres!(
     acknowledged_creates_survive_sigkill,
     a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time,
 );
+
+/// One host (the embedded store): the same job queued a second time — as a restart and a
+/// duplicate wake-up do — while a change is in flight. The second run starts after the first
+/// has finished the job; a delete acknowledged meanwhile stays acknowledged (issue 32).
+#[test]
+fn a_job_queued_twice_never_undoes_an_acknowledged_delete() {
+    use lbaas_host::api::Auth;
+    use lbaas_tests::control::{ControlPlane, id_of};
+
+    let data = tempfile::tempdir().expect("data dir");
+    let agent = FakeAppliance::start();
+    let host = ControlPlane::start(data.path(), Auth::None);
+    let admin = client(&host.url);
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.62.0/24"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "d1", "kind": "virtual", "driver": "haproxy",
+                "management_url": agent.url(), "capacity": 10}}),
+    );
+    let lb = json!({"loadbalancer": {"name": "twice", "vip_subnet_id": "subnet-vip",
+        "provider": "haproxy", "listeners": [{"protocol": "TCP", "protocol_port": 80}]}});
+    let id = id_of(
+        &admin.create("/v2/lbaas/loadbalancers", &lb),
+        "loadbalancer",
+    );
+    let path = format!("/v2/lbaas/loadbalancers/{id}");
+    assert_eq!(admin.settle(&id)["provisioning_status"], "ACTIVE");
+    agent.delay(1500);
+    let (status, _) = admin.put(&path, &json!({"loadbalancer": {"name": "renamed"}}));
+    assert_eq!(status, 200);
+    host.plane.enqueue(id.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while admin.get(&path).1["loadbalancer"]["provisioning_status"] != "ACTIVE" {
+        assert!(std::time::Instant::now() < deadline, "never ACTIVE");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, body) = admin.delete(&format!("{path}?cascade=true"));
+    assert_eq!(status, 204, "{body}");
+    let after = admin.settle(&id);
+    assert!(
+        after.is_null(),
+        "the acknowledged delete was undone: {after}"
+    );
+    host.stop();
+}

@@ -44,6 +44,7 @@ fn job(id: &str) -> Job {
         created_at: "now".into(),
         attempts: 0,
         traceparent: None,
+        ticket: "t".into(),
     }
 }
 
@@ -406,7 +407,107 @@ fn two_hosts_serve_one_control_plane_and_follow_each_others_driver_steps() {
     b.stop();
 }
 
-/// What the clients of one churn had acknowledged.
+/// Waits until load balancer `id` is `ACTIVE`, polling fast (a client that deletes the moment
+/// it may).
+fn until_active(client: &Client, id: &str) {
+    wait_until("the load balancer is ACTIVE", || {
+        let (_, lb) = client.get(&format!("/v2/lbaas/loadbalancers/{id}"));
+        lb["loadbalancer"]["provisioning_status"] == "ACTIVE"
+    });
+}
+
+/// Issue 32's interleavings, made deterministic with a slow device. A run of a job that ends
+/// after the job was finished elsewhere, or after a newer change was acknowledged, must not
+/// commit its outcome: (1) the same job queued twice on one host (a restarted host queues the
+/// jobs it held both from the store and when it takes its expired leases back), the second run
+/// starting once the first has finished; (2) a lease taken over while its first holder still
+/// runs the job. In both, a delete acknowledged in between stays acknowledged.
+#[test]
+fn a_late_run_of_an_older_job_never_undoes_an_acknowledged_delete() {
+    let database = postgres::database();
+    let (data_a, data_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let agent = FakeAppliance::start();
+    let a = start_host(data_a.path(), &database.url);
+    let b = start_host(data_b.path(), &database.url);
+    let (on_a, on_b) = (
+        Client::new(&a.url).as_project("p"),
+        Client::new(&b.url).as_project("p"),
+    );
+    network_and_devices(&on_a, &[("d1", agent.url(), 10)]);
+
+    // (1) A rename on a, and the same job queued on a a second time.
+    let first = id_of(
+        &on_a.create("/v2/lbaas/loadbalancers", &lb_body("queued-twice")),
+        "loadbalancer",
+    );
+    until_active(&on_a, &first);
+    agent.delay(1500);
+    let (status, _) = on_a.put(
+        &format!("/v2/lbaas/loadbalancers/{first}"),
+        &json!({"loadbalancer": {"name": "renamed"}}),
+    );
+    assert_eq!(status, 200);
+    a.plane.enqueue(first.clone());
+    until_active(&on_b, &first);
+    let (status, body) = on_b.delete(&format!("/v2/lbaas/loadbalancers/{first}?cascade=true"));
+    assert_eq!(status, 204, "{body}");
+    let lb = on_b.settle(&first);
+    assert!(lb.is_null(), "the acknowledged delete was undone: {lb}");
+
+    // (2) a runs a rename slowly; its lease runs out meanwhile and b takes the job over.
+    agent.delay(0);
+    let second = id_of(
+        &on_a.create("/v2/lbaas/loadbalancers", &lb_body("taken-over")),
+        "loadbalancer",
+    );
+    until_active(&on_a, &second);
+    agent.delay(3000);
+    let (status, _) = on_a.put(
+        &format!("/v2/lbaas/loadbalancers/{second}"),
+        &json!({"loadbalancer": {"name": "renamed"}}),
+    );
+    assert_eq!(status, 200);
+    // a's call to the device has started when its lease runs out (a host whose heartbeat
+    // stalled) and b takes the job over, as b's heartbeat does with an expired lease.
+    wait_until("a's call reached the device", || {
+        agent
+            .received()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.contains(&second))
+    });
+    let b_id = b.plane.host_id().unwrap_or_default().to_owned();
+    database.psql(&format!(
+        "UPDATE lbaas_job_leases SET host = '{b_id}' WHERE job = '{second}'"
+    ));
+    // b's call ends well after a's.
+    agent.delay(6000);
+    b.plane.enqueue(second.clone());
+    wait_until("b's call reached the device", || {
+        agent
+            .received()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.contains(&second))
+            .count()
+            >= 2
+    });
+    until_active(&on_a, &second);
+    let (status, body) = on_a.delete(&format!("/v2/lbaas/loadbalancers/{second}?cascade=true"));
+    assert_eq!(status, 204, "{body}");
+    let lb = on_a.settle(&second);
+    assert!(lb.is_null(), "the acknowledged delete was undone: {lb}");
+    agent.delay(0);
+    // Nothing is left pending or leased.
+    wait_until("every job has ended", || {
+        database.psql("SELECT count(*) FROM lbaas_job_leases") == "0"
+    });
+    a.stop();
+    b.stop();
+}
+
+/// What the clients of one churn had acknowledged, and every answer they did not expect.
 #[derive(Default)]
 struct Churned {
     created: Vec<String>,
@@ -415,21 +516,73 @@ struct Churned {
     deleted: Vec<String>,
     /// Deleted or not: the host died with the delete in flight, its answer never came.
     in_doubt: Vec<String>,
+    /// Answers outside what the API promises for the request (a 5xx of a live host among
+    /// them), as `METHOD path: status body`.
+    unexpected: Vec<String>,
 }
 
-/// One client's churn until `stop` or until its host is gone: creates; every third one, once
-/// active, renamed; every fourth, deleted with its tree.
-fn churn_client(url: String, n: usize, stop: Arc<AtomicBool>) -> Churned {
-    let client = Client::new(&url).as_project("p");
+impl Churned {
+    fn absorb(&mut self, other: Churned) {
+        self.created.extend(other.created);
+        self.renamed.extend(other.renamed);
+        self.deleted.extend(other.deleted);
+        self.in_doubt.extend(other.in_doubt);
+        self.unexpected.extend(other.unexpected);
+    }
+}
+
+/// Where a churn's clients send their requests: the address of each host slot, which a test
+/// points at a live host while the slot's own host is down.
+type Hosts = Arc<std::sync::RwLock<Vec<String>>>;
+
+/// One churn client: sends each request to the next host slot in turn.
+struct ChurnClient {
+    hosts: Hosts,
+    clients: std::collections::HashMap<String, Client>,
+    turn: usize,
+}
+
+impl ChurnClient {
+    /// The request's answer, or `None` when none came (the host is down or died meanwhile).
+    fn call(&mut self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, Value)> {
+        self.turn += 1;
+        let url = {
+            let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
+            hosts[self.turn % hosts.len()].clone()
+        };
+        self.clients
+            .entry(url.clone())
+            .or_insert_with(|| Client::new(&url).as_project("p"))
+            .try_call(method, path, body)
+    }
+}
+
+/// One client's churn until `stop`: creates; every third one, once active, renamed; every
+/// fourth, deleted with its tree. A request left unanswered by a dying host is in doubt and the
+/// client goes on; an answer the API does not promise is recorded.
+fn churn_client(hosts: Hosts, n: usize, stop: Arc<AtomicBool>) -> Churned {
+    let mut client = ChurnClient {
+        hosts,
+        clients: Default::default(),
+        turn: n,
+    };
     let mut seen = Churned::default();
+    let odd = |seen: &mut Churned, method: &str, path: &str, (status, body): (u16, Value)| {
+        seen.unexpected
+            .push(format!("{method} {path}: {status} {body}"));
+    };
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
         let body = lb_body(&format!("c{n}-{i}")).to_string();
-        let id = match client.try_call("POST", "/v2/lbaas/loadbalancers", Some(&body)) {
+        let id = match client.call("POST", "/v2/lbaas/loadbalancers", Some(&body)) {
             Some((201, created)) => id_of(&created, "loadbalancer"),
-            Some(_) => continue,
-            None => break,
+            // Made or not, a create whose answer was lost is no acknowledged change.
+            None => continue,
+            Some(answer) => {
+                odd(&mut seen, "POST", "/v2/lbaas/loadbalancers", answer);
+                continue;
+            }
         };
         seen.created.push(id.clone());
         if i % 3 != 0 && i % 4 != 0 {
@@ -438,85 +591,109 @@ fn churn_client(url: String, n: usize, stop: Arc<AtomicBool>) -> Churned {
         let path = format!("/v2/lbaas/loadbalancers/{id}");
         // Wait (briefly) for it to leave PENDING_CREATE: a change before that is refused.
         for _ in 0..100 {
-            match client.try_call("GET", &path, None) {
+            match client.call("GET", &path, None) {
                 Some((200, lb)) if lb["loadbalancer"]["provisioning_status"] == "ACTIVE" => break,
-                Some(_) => std::thread::sleep(Duration::from_millis(20)),
-                None => return seen,
+                Some((200, _)) | None => std::thread::sleep(Duration::from_millis(20)),
+                Some(answer) => odd(&mut seen, "GET", &path, answer),
             }
         }
         if i % 3 == 0 {
             let name = format!("renamed-{n}-{i}");
             let body = json!({"loadbalancer": {"name": name}}).to_string();
-            match client.try_call("PUT", &path, Some(&body)) {
+            match client.call("PUT", &path, Some(&body)) {
                 Some((200, _)) => {
                     seen.renamed.insert(id.clone(), name);
                 }
-                Some(_) => {}
-                None => return seen,
+                // Still pending: Octavia's refusal.
+                Some((409, _)) | None => {}
+                Some(answer) => odd(&mut seen, "PUT", &path, answer),
             }
         }
         if i % 4 == 0 {
-            match client.try_call("DELETE", &format!("{path}?cascade=true"), None) {
+            let path = format!("{path}?cascade=true");
+            match client.call("DELETE", &path, None) {
                 Some((204, _)) => seen.deleted.push(id),
-                Some(_) => {}
-                None => {
-                    seen.in_doubt.push(id);
-                    return seen;
-                }
+                Some((409, _)) => {}
+                None => seen.in_doubt.push(id),
+                Some(answer) => odd(&mut seen, "DELETE", &path, answer),
             }
         }
     }
     seen
 }
 
-/// Four clients churning through both hosts while `victim` is killed after a while.
-fn churn_and_kill(urls: [&str; 2], victim: Server) -> Churned {
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
+/// Six clients churning through `hosts` until `stop`; what they saw, together.
+fn churn(hosts: &Hosts, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Churned>> {
+    (0..6)
         .map(|n| {
-            let (url, stop) = (urls[n % 2].to_owned(), stop.clone());
-            std::thread::spawn(move || churn_client(url, n, stop))
+            let (hosts, stop) = (hosts.clone(), stop.clone());
+            std::thread::spawn(move || churn_client(hosts, n, stop))
         })
-        .collect();
-    std::thread::sleep(Duration::from_millis(3000));
-    victim.kill();
-    std::thread::sleep(Duration::from_millis(1000));
-    stop.store(true, Ordering::Relaxed);
+        .collect()
+}
+
+fn gather(clients: Vec<std::thread::JoinHandle<Churned>>) -> Churned {
     let mut all = Churned::default();
     for client in clients {
-        let seen = client.join().expect("client");
-        all.created.extend(seen.created);
-        all.renamed.extend(seen.renamed);
-        all.deleted.extend(seen.deleted);
-        all.in_doubt.extend(seen.in_doubt);
+        all.absorb(client.join().expect("client"));
     }
     all
 }
 
-/// Every acknowledged change is there, nothing is pending, no device is over capacity, the
-/// device holds exactly the live load balancers' configurations, the chain is intact.
+/// Six clients churning through both hosts while `victim` (slot `slot`) is killed after a
+/// while; the slot then points at the survivor.
+fn churn_and_kill(urls: [&str; 2], victim: Server, slot: usize) -> Churned {
+    let hosts: Hosts = Arc::new(std::sync::RwLock::new(
+        urls.iter().map(|u| u.to_string()).collect(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = churn(&hosts, &stop);
+    std::thread::sleep(Duration::from_millis(3000));
+    victim.kill();
+    hosts.write().expect("hosts")[slot] = urls[1 - slot].to_owned();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    gather(clients)
+}
+
+/// Every acknowledged change is there (each acknowledged delete gone), no answer was
+/// unexpected, nothing is pending, no device is over capacity, the device holds exactly the
+/// live load balancers' configurations, the chain is intact.
 fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) {
     assert!(
         churned.created.len() >= 20,
         "too few creates: {}",
         churned.created.len()
     );
+    assert_eq!(
+        churned.unexpected,
+        Vec::<String>::new(),
+        "answers the API does not promise"
+    );
+    let mut lost = Vec::new();
     for id in &churned.created {
         let lb = admin.settle(id);
         if churned.deleted.contains(id) {
-            assert!(lb.is_null(), "{id} was deleted: {lb}");
+            if !lb.is_null() {
+                lost.push(format!("acknowledged delete {id} still there: {lb}"));
+            }
             continue;
         }
         if lb.is_null() && churned.in_doubt.contains(id) {
             continue; // its delete went through; only the answer was lost with the host
         }
-        assert_eq!(lb["provisioning_status"], "ACTIVE", "{id}: {lb}");
-        if let Some(name) = churned.renamed.get(id) {
-            assert_eq!(&lb["name"], name, "{id} lost its acknowledged rename");
+        if lb["provisioning_status"] != "ACTIVE" {
+            lost.push(format!("{id} is not ACTIVE: {lb}"));
+        }
+        if let Some(name) = churned.renamed.get(id)
+            && &lb["name"] != name
+        {
+            lost.push(format!("{id} lost its acknowledged rename to {name}: {lb}"));
         }
     }
+    assert_eq!(lost, Vec::<String>::new(), "acknowledged changes lost");
     assert_eq!(over_capacity(admin), Vec::<String>::new());
-    let (_, lbs) = admin.get("/v2/lbaas/loadbalancers?limit=10000");
+    let (_, lbs) = admin.get("/v2/lbaas/loadbalancers?limit=100000");
     let live: std::collections::BTreeSet<String> = lbs["loadbalancers"]
         .as_array()
         .cloned()
@@ -549,7 +726,7 @@ fn kill_9_of_either_host_loses_no_acknowledged_change_and_leaves_nothing_pending
     network_and_devices(&on_b, &[("d1", agent.url(), 400), ("d2", agent.url(), 400)]);
 
     // a dies: b finishes what a held once a's leases run out.
-    let churned = churn_and_kill([&url_a, &url_b], a);
+    let churned = churn_and_kill([&url_a, &url_b], a, 0);
     check_after_kill(&on_b, &agent, &churned);
     let (_, hosts) = on_b.get("/v2/admin/hosts");
     let alive = |hosts: &Value| {
@@ -566,9 +743,72 @@ fn kill_9_of_either_host_loses_no_acknowledged_change_and_leaves_nothing_pending
     // a comes back; now b dies, and a finishes what b held.
     let a = start_in_fleet(data_a.path(), &database.url);
     let on_a = Client::new(&a.url).as_project("p");
-    let churned = churn_and_kill([&a.url, &url_b], b);
+    let churned = churn_and_kill([&a.url, &url_b], b, 1);
     check_after_kill(&on_a, &agent, &churned);
     drop(a);
+}
+
+/// Issue 32's long run, opt-in (`cargo test -p lbaas-tests --test fleet -- --ignored
+/// hundreds_of`): six clients churn through two hosts while one of them, in turn, is killed
+/// with SIGKILL and restarted, `LBAAS_KILL_CYCLES` times (300 by default); then every
+/// acknowledged change is checked. Prints the cycles run and the changes checked.
+#[test]
+#[ignore = "a long run: hundreds of kill cycles (several minutes)"]
+fn hundreds_of_kill_9_cycles_lose_no_acknowledged_change() {
+    let cycles: usize = std::env::var("LBAAS_KILL_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(300);
+    let database = postgres::database();
+    let agent = FakeAppliance::start();
+    agent.delay(20);
+    let data = [
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    ];
+    let mut servers = [
+        Some(start_in_fleet(data[0].path(), &database.url)),
+        Some(start_in_fleet(data[1].path(), &database.url)),
+    ];
+    let url = |server: &Option<Server>| server.as_ref().expect("running").url.clone();
+    let hosts: Hosts = Arc::new(std::sync::RwLock::new(vec![
+        url(&servers[0]),
+        url(&servers[1]),
+    ]));
+    let admin = Client::new(&url(&servers[0])).as_project("p");
+    network_and_devices(
+        &admin,
+        &[("d1", agent.url(), 100_000), ("d2", agent.url(), 100_000)],
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = churn(&hosts, &stop);
+    let started = Instant::now();
+    for cycle in 0..cycles {
+        let (slot, other) = (cycle % 2, 1 - cycle % 2);
+        // Up for 1 to 2 s: some jobs end, some are cut in their driver calls.
+        std::thread::sleep(Duration::from_millis(1000 + (cycle as u64 * 397) % 1000));
+        servers[slot].take().expect("running").kill();
+        hosts.write().expect("hosts")[slot] = url(&servers[other]);
+        // Down for 0 to 3 s: some leases (2 s) run out and are taken over, some are taken back.
+        std::thread::sleep(Duration::from_millis((cycle as u64 * 631) % 3000));
+        let server = start_in_fleet(data[slot].path(), &database.url);
+        hosts.write().expect("hosts")[slot] = server.url.clone();
+        servers[slot] = Some(server);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let churned = gather(clients);
+    let admin = Client::new(&url(&servers[0])).as_project("p");
+    check_after_kill(&admin, &agent, &churned);
+    eprintln!(
+        "{cycles} kill cycles in {:.0} s: {} creates, {} renames, {} deletes acknowledged \
+         ({} in doubt), 0 lost, 0 unexpected answers",
+        started.elapsed().as_secs_f64(),
+        churned.created.len(),
+        churned.renamed.len(),
+        churned.deleted.len(),
+        churned.in_doubt.len()
+    );
 }
 
 #[test]
