@@ -330,9 +330,9 @@ async fn delete_device(
     ctx: Context,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let handle = api
+    let device = api
         .write(move |_, snapshot| {
-            let handle = writable_device(snapshot, &ctx, &id)?.provisioned.clone();
+            let device = writable_device(snapshot, &ctx, &id)?.clone();
             let load = snapshot.load_of(&id);
             if load > 0 {
                 return Err(ApiError::conflict(format!(
@@ -341,16 +341,11 @@ async fn delete_device(
             }
             let mut batch = Batch::new();
             batch.delete::<Device>(&id);
-            Ok(Change::new(batch, handle))
+            Ok(Change::new(batch, device))
         })
         .await?;
-    // A device the host started is stopped with its record.
-    if let (Some(handle), Some(provisioner)) = (handle, api.provisioner.clone()) {
-        tokio::task::spawn_blocking(move || provisioner.release(&handle))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-    }
+    // A device a provisioner started is stopped with its record, by the host that started it.
+    api.plane.retire_device(&device).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

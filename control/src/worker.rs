@@ -632,6 +632,19 @@ pub(crate) struct Retired {
     host: Option<String>,
 }
 
+impl ControlPlane {
+    /// Stops the processes of `device` once its record is deleted, when this host's
+    /// provisioner started them; another host's device is stopped by that host, which finds it
+    /// gone from the registry. Nothing to do for a device no provisioner started.
+    pub async fn retire_device(self: &Arc<Self>, device: &Device) {
+        let retired = device.provisioned.clone().map(|handle| Retired {
+            handle,
+            host: device.host.clone(),
+        });
+        release(self, retired).await;
+    }
+}
+
 /// A device the provisioner started goes away with the last load balancer on it: deleted
 /// from the registry in `batch`; returns it, for stopping once committed.
 fn retire_if_empty(
