@@ -18,21 +18,39 @@ fn package_of(name: &str) -> &'static str {
     }
 }
 
-/// A binary of the workspace (`lbaasd`, `lbaasctl`, `lbaas-agent`), freshly built (debug).
+/// A binary of the workspace (`lbaasd`, `lbaasctl`, `lbaas-agent`), freshly built (debug):
+/// built once per test process, however many times it is started.
 pub fn host_binary(name: &str) -> PathBuf {
-    let root = workspace_root();
-    let status = cargo()
-        .current_dir(&root)
-        .args(["build", "--quiet", "-p", package_of(name), "--bin", name])
-        .status()
-        .unwrap_or_else(|e| panic!("build {name}: {e}"));
-    assert!(status.success(), "building {name} failed");
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let status = cargo()
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "-p", package_of(name), "--bin", name])
+            .status()
+            .unwrap_or_else(|e| panic!("build {name}: {e}"));
+        assert!(status.success(), "building {name} failed");
+        built.push(name.to_owned());
+    }
     crate::target_dir().join("debug").join(name)
+}
+
+/// A copy of `lbaasd` in `dir`, which later builds of the workspace leave as it is: for a long
+/// run that restarts hosts while the workspace changes.
+pub fn frozen_lbaasd(dir: &Path) -> PathBuf {
+    let copy = dir.join("lbaasd");
+    std::fs::copy(host_binary("lbaasd"), &copy).expect("copy lbaasd");
+    copy
 }
 
 /// The `lbaasd` binary of this workspace, freshly built.
 pub fn lbaasd() -> Command {
-    let mut command = Command::new(host_binary("lbaasd"));
+    lbaasd_at(&host_binary("lbaasd"))
+}
+
+/// `lbaasd` at `program`, with the environment the tests run it in.
+fn lbaasd_at(program: &Path) -> Command {
+    let mut command = Command::new(program);
     command
         .env("RUST_LOG", "info")
         .env_remove("RUST_BACKTRACE")
@@ -43,12 +61,18 @@ pub fn lbaasd() -> Command {
 /// `lbaasd serve` over `data` as one of several hosts on the PostgreSQL database at `url`, with
 /// the bundled drivers, leases of 2 s and 2 job slots.
 pub fn start_in_fleet(data: &Path, url: &str) -> Server {
+    start_in_fleet_with(&host_binary("lbaasd"), data, url)
+}
+
+/// [`start_in_fleet`] with the `lbaasd` at `program` (a [`frozen_lbaasd`]).
+pub fn start_in_fleet_with(program: &Path, data: &Path, url: &str) -> Server {
     let driver_dir = crate::drivers()
         .haproxy
         .parent()
         .expect("driver dir")
         .to_owned();
-    Server::start(
+    Server::start_program(
+        program,
         data,
         &driver_dir,
         &["--store", url, "--lease", "2s", "--workers", "2"],
@@ -76,9 +100,14 @@ impl Server {
     /// Starts `lbaasd serve` over `data` with the drivers in `driver_dir` and `extra` arguments;
     /// returns once it listens.
     pub fn start(data: &Path, driver_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_program(&host_binary("lbaasd"), data, driver_dir, extra)
+    }
+
+    /// [`Server::start`] with the `lbaasd` at `program`.
+    pub fn start_program(program: &Path, data: &Path, driver_dir: &Path, extra: &[&str]) -> Self {
         let port = crate::free_loopback_port();
         let address = format!("127.0.0.1:{port}");
-        let mut command = lbaasd();
+        let mut command = lbaasd_at(program);
         command
             .args(["serve", "--listen", &address, "--data-dir"])
             .arg(data)
