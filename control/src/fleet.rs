@@ -105,6 +105,30 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// The jobs this host is to run: those whose lease it holds on a shared store, every
+    /// stored job on a store of its own. Empty when the store cannot say now.
+    pub async fn own_jobs(self: &Arc<Self>) -> Vec<String> {
+        let plane = self.clone();
+        let listed = crate::spawn_blocking(move || match plane.store.fleet() {
+            Some(fleet) => fleet.held(),
+            None => plane
+                .store
+                .scan(crate::store::Kind::Job)
+                .map(|jobs| jobs.into_iter().map(|(id, _)| id).collect()),
+        })
+        .await;
+        match listed {
+            Ok(Ok(jobs)) => jobs,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot list this host's jobs");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
 /// A stable rank of `host` for `device`.
 fn rank(host: &str, device: &str) -> [u8; 32] {
     use sha2::Digest as _;

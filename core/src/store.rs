@@ -174,6 +174,8 @@ pub trait Fleet: Send + Sync {
     fn claim(&self, job: &str) -> Result<bool>;
     /// Claims up to `limit` jobs whose lease ran out (their host stopped renewing).
     fn claim_expired(&self, limit: usize) -> Result<Vec<String>>;
+    /// The jobs whose lease this host holds.
+    fn held(&self) -> Result<Vec<String>>;
 }
 
 /// What a host says of itself in its heartbeat.

@@ -441,6 +441,21 @@ impl Fleet for PgStore {
             .map_err(backend)
     }
 
+    fn held(&self) -> lbaas_core::store::Result<Vec<String>> {
+        let host = self.db.host().to_owned();
+        self.db
+            .with(move |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT job FROM lbaas_job_leases WHERE host = $1 ORDER BY until",
+                        &[&host],
+                    )
+                    .await?;
+                Ok(rows.into_iter().map(|row| row.get(0)).collect())
+            })
+            .map_err(backend)
+    }
+
     fn claim_expired(&self, limit: usize) -> lbaas_core::store::Result<Vec<String>> {
         let (host, lease) = (self.db.host().to_owned(), self.lease_secs());
         let limit = limit as i64;

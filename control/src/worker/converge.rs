@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use crate::plane::{Change, ControlPlane};
 
+use super::fault::JobError;
 use super::input::{Work, work};
 use super::outcome::{remove_all, succeed};
 use super::place::place;
+use super::ticket::holds;
 use super::wiring::release;
-use super::{JobError, holds};
 use crate::convert;
 use crate::error::Error;
 use crate::model::{Job, ProvisioningStatus};

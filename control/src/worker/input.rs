@@ -4,7 +4,7 @@
 use crate::plane::ControlPlane;
 use crate::snapshot::Snapshot;
 
-use super::JobError;
+use super::fault::JobError;
 use crate::model::{Device, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool};
 use crate::runtime::{self as wit, LoadedDriver};
 use crate::{convert, placement};

@@ -17,77 +17,24 @@ use lbaas_core::metrics::metrics;
 use crate::DriverName;
 use crate::error::Error;
 use crate::model::{Device, Job};
-use crate::provision::ProvisionError;
-use crate::runtime::{self as wit};
 use crate::store::{Batch, Store, StoreExt};
 use crate::tasks::Stop;
 
 mod converge;
+mod fault;
 mod input;
 mod outcome;
 mod place;
+mod ticket;
 mod wiring;
 
 use converge::{Step, converge};
+pub use fault::JobError;
 pub(crate) use input::{Work, work};
 pub(crate) use outcome::attached;
 use outcome::fail;
+use ticket::holds;
 use wiring::release;
-
-/// Why a job ended its load balancer in `ERROR`. Its text is the load balancer's fault, which
-/// the tenant reads: rendered here, in one place.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// No device has room for the load balancer, and none could be made.
-    #[error("{0}")]
-    NoCapacity(String),
-    /// The provisioner could not start the device a driver asked for.
-    #[error("provisioning a new {driver} device failed: {source}")]
-    Provision {
-        driver: String,
-        #[source]
-        source: ProvisionError,
-    },
-    /// The load balancer's provider is not a driver this host serves.
-    #[error("provider {0} is not loaded on this host")]
-    NotLoaded(String),
-    /// The version that serves the load balancer is quarantined.
-    #[error(
-        "driver {driver} {version} is quarantined ({reason}); an admin can release it \
-         (POST /v2/admin/drivers/{driver}/release)"
-    )]
-    Quarantined {
-        driver: String,
-        version: String,
-        reason: String,
-    },
-    /// A record the job needs is gone (the device, the VIP network).
-    #[error("{0}")]
-    Gone(String),
-    /// The load balancer's flavor cannot be given to the driver.
-    #[error("{0}")]
-    Flavor(String),
-    /// The driver's call failed: its own error, a trap, a limit, the device's answer.
-    #[error("{0}")]
-    Driver(#[from] wit::Error),
-    /// The host stopped while the driver ran this job's calls, too many times to run again.
-    #[error(
-        "the host stopped {times} times while driver {driver} {version} ran this load \
-         balancer's calls; they are not run again"
-    )]
-    Interrupted {
-        times: u32,
-        driver: String,
-        version: String,
-    },
-    /// The control plane could not read or record the job's progress.
-    #[error(transparent)]
-    ControlPlane(#[from] Error),
-    /// The stored job no longer carries this run's ticket: another run finished it, or a newer
-    /// change was acknowledged meanwhile. The run commits nothing; never a fault.
-    #[error("the job was finished by another run, or superseded by a newer change")]
-    Superseded,
-}
 
 /// Resolves device ids for the runtime's `device-api` from the device registry.
 pub struct StoreDevices {
@@ -166,6 +113,9 @@ pub async fn run_jobs(
         .into_iter()
         .map(|job| job.loadbalancer_id)
         .collect();
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.tick().await;
     loop {
         let lb_id = match queue.pop_front() {
             Some(lb_id) => lb_id,
@@ -174,6 +124,14 @@ pub async fn run_jobs(
                 next = jobs.recv() => match next {
                     Some(lb_id) => lb_id,
                     None => break,
+                },
+                // A job of this host's that no run holds (its run could not read it, or could
+                // not record its outcome) is run again rather than left pending.
+                _ = sweep.tick() => {
+                    let own = api.own_jobs().await;
+                    let running = running.lock().unwrap_or_else(|e| e.into_inner());
+                    queue.extend(own.into_iter().filter(|lb| !running.contains_key(lb)));
+                    continue;
                 },
                 // Reaps finished jobs as they end, so the set holds only running ones.
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
@@ -225,6 +183,9 @@ pub async fn run_jobs(
     }
     while tasks.join_next().await.is_some() {}
 }
+
+/// How often the worker looks for jobs of this host's that no run holds.
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a job waits before asking again whose it is, when the store could not say.
 const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -306,14 +267,4 @@ async fn run_job(api: &Arc<ControlPlane>, lb_id: &str, ticket: &str) -> Ran {
             Ran::Ended
         }
     }
-}
-
-/// Whether the stored job of `lb_id` still carries `ticket`: read under the write lock, in the
-/// write that commits a run's outcome, so no other outcome of the same job, and no newer
-/// change, can come between.
-fn holds(api: &ControlPlane, lb_id: &str, ticket: &str) -> Result<bool, Error> {
-    Ok(api
-        .store
-        .load::<Job>(lb_id)?
-        .is_some_and(|job| job.ticket == ticket))
 }

@@ -7,8 +7,9 @@ use crate::plane::{Change, ControlPlane};
 use lbaas_core::metrics::metrics;
 use lbaas_scheduler::Decision;
 
+use super::fault::JobError;
+use super::ticket::holds;
 use super::wiring::{Retired, release};
-use super::{JobError, holds};
 use crate::error::Error;
 use crate::model::{Device, Placement, ProvisioningStatus};
 use crate::placement;
