@@ -17,6 +17,19 @@ fn client(url: &str) -> Client {
     Client::new(url).as_project("project-a")
 }
 
+/// A VIP network on `cidr` and one HAProxy device of `capacity` at `management_url`.
+fn network_and_device(admin: &Client, cidr: &str, management_url: &str, capacity: u32) {
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": cidr}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
+                "management_url": management_url, "capacity": capacity}}),
+    );
+}
+
 #[test]
 fn acknowledged_creates_survive_sigkill() {
     let data = tempfile::tempdir().expect("data dir");
@@ -27,15 +40,7 @@ fn acknowledged_creates_survive_sigkill() {
 
     let server = Server::start(data.path(), &driver_dir, &["--workers", "2"]);
     let admin = client(&server.url);
-    admin.create(
-        "/v2/admin/networks",
-        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.48.0/20"}]}}),
-    );
-    admin.create(
-        "/v2/admin/devices",
-        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
-                "management_url": agent.url(), "capacity": 100000}}),
-    );
+    network_and_device(&admin, "127.0.48.0/20", &agent.url(), 100_000);
 
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,15 +135,7 @@ fn a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time() {
 
     let server = Server::start(data.path(), &driver_dir, &[]);
     let admin = client(&server.url);
-    admin.create(
-        "/v2/admin/networks",
-        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.49.0/24"}]}}),
-    );
-    admin.create(
-        "/v2/admin/devices",
-        &json!({"device": {"name": "haproxy-1", "kind": "virtual", "driver": "haproxy",
-                "management_url": device.url(), "capacity": 10}}),
-    );
+    network_and_device(&admin, "127.0.49.0/24", &device.url(), 10);
     let created = admin.create(
         "/v2/lbaas/loadbalancers",
         &json!({"loadbalancer": {"name": "fatal", "vip_subnet_id": "subnet-vip",
@@ -224,15 +221,7 @@ fn a_job_queued_twice_never_undoes_an_acknowledged_delete() {
     let agent = FakeAppliance::start();
     let host = ControlPlane::start(data.path(), Auth::None);
     let admin = client(&host.url);
-    admin.create(
-        "/v2/admin/networks",
-        &json!({"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "127.0.62.0/24"}]}}),
-    );
-    admin.create(
-        "/v2/admin/devices",
-        &json!({"device": {"name": "d1", "kind": "virtual", "driver": "haproxy",
-                "management_url": agent.url(), "capacity": 10}}),
-    );
+    network_and_device(&admin, "127.0.62.0/24", &agent.url(), 10);
     let lb = json!({"loadbalancer": {"name": "twice", "vip_subnet_id": "subnet-vip",
         "provider": "haproxy", "listeners": [{"protocol": "TCP", "protocol_port": 80}]}});
     let id = id_of(

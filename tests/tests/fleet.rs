@@ -222,6 +222,38 @@ fn start_host(data: &std::path::Path, url: &str) -> ControlPlane {
     )
 }
 
+/// Two in-process hosts on the database at `url`, each over a data folder of its own (kept
+/// as long as they run), and a client of project `p` on each.
+struct TwoHosts {
+    a: ControlPlane,
+    b: ControlPlane,
+    on_a: Client,
+    on_b: Client,
+    _data: [tempfile::TempDir; 2],
+}
+
+fn two_hosts(url: &str) -> TwoHosts {
+    let data = [
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    ];
+    let (a, b) = (
+        start_host(data[0].path(), url),
+        start_host(data[1].path(), url),
+    );
+    let (on_a, on_b) = (
+        Client::new(&a.url).as_project("p"),
+        Client::new(&b.url).as_project("p"),
+    );
+    TwoHosts {
+        a,
+        b,
+        on_a,
+        on_b,
+        _data: data,
+    }
+}
+
 /// Every device holding more load balancers than its capacity, counted from each load
 /// balancer's placement (not from the host's own load figures).
 fn over_capacity(admin: &Client) -> Vec<String> {
@@ -274,17 +306,14 @@ fn configured(agent: &FakeAppliance) -> std::collections::BTreeSet<String> {
 #[test]
 fn two_hosts_serve_one_control_plane_and_follow_each_others_driver_steps() {
     let database = postgres::database();
-    let (data_a, data_b) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
     let agent = FakeAppliance::start();
-    let a = start_host(data_a.path(), &database.url);
-    let b = start_host(data_b.path(), &database.url);
-    let (admin_a, admin_b) = (
-        Client::new(&a.url).as_project("p"),
-        Client::new(&b.url).as_project("p"),
-    );
+    let TwoHosts {
+        a,
+        b,
+        on_a: admin_a,
+        on_b: admin_b,
+        _data,
+    } = two_hosts(&database.url);
     network_and_devices(&admin_a, &[("d1", agent.url(), 3), ("d2", agent.url(), 3)]);
 
     // 200 creates at once through both hosts, on room for 6.
@@ -425,17 +454,14 @@ fn until_active(client: &Client, id: &str) {
 #[test]
 fn a_late_run_of_an_older_job_never_undoes_an_acknowledged_delete() {
     let database = postgres::database();
-    let (data_a, data_b) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
     let agent = FakeAppliance::start();
-    let a = start_host(data_a.path(), &database.url);
-    let b = start_host(data_b.path(), &database.url);
-    let (on_a, on_b) = (
-        Client::new(&a.url).as_project("p"),
-        Client::new(&b.url).as_project("p"),
-    );
+    let TwoHosts {
+        a,
+        b,
+        on_a,
+        on_b,
+        _data,
+    } = two_hosts(&database.url);
     network_and_devices(&on_a, &[("d1", agent.url(), 10)]);
 
     // (1) A rename on a, and the same job queued on a a second time.
@@ -1087,18 +1113,13 @@ fn a_spawned_device_is_run_and_stopped_only_by_the_host_that_spawned_it() {
 fn hosts_resync_after_their_database_connections_are_cut() {
     let database = postgres::database();
     let agent = FakeAppliance::start();
-    let (data_a, data_b) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let (a, b) = (
-        start_host(data_a.path(), &database.url),
-        start_host(data_b.path(), &database.url),
-    );
-    let (on_a, on_b) = (
-        Client::new(&a.url).as_project("p"),
-        Client::new(&b.url).as_project("p"),
-    );
+    let TwoHosts {
+        a,
+        b,
+        on_a,
+        on_b,
+        _data,
+    } = two_hosts(&database.url);
     network_and_devices(&on_a, &[("d1", agent.url(), 50)]);
 
     // Every connection the hosts hold is cut (the listening ones included), as when the

@@ -204,14 +204,11 @@ enum Ran {
 /// does, and whether its outcome may commit, follows the ticket stored now.
 async fn run(api: &Arc<ControlPlane>, lb_id: &str) -> Ran {
     let (store, id) = (api.store.clone(), lb_id.to_owned());
-    let job = match crate::spawn_blocking(move || store.load::<Job>(&id)).await {
-        Ok(Ok(Some(job))) => job,
+    let read = crate::spawn_blocking(move || store.load::<Job>(&id).map_err(Error::from)).await;
+    let job = match read.map_err(Error::from).and_then(|job| job) {
+        Ok(Some(job)) => job,
         // Finished already (queued twice, or by another host): nothing to do.
-        Ok(Ok(None)) => return Ran::Ended,
-        Ok(Err(error)) => {
-            tracing::warn!(loadbalancer = lb_id, %error, "cannot read a job; it waits for its next turn");
-            return Ran::Ended;
-        }
+        Ok(None) => return Ran::Ended,
         Err(error) => {
             tracing::warn!(loadbalancer = lb_id, %error, "cannot read a job; it waits for its next turn");
             return Ran::Ended;
