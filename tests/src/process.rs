@@ -172,10 +172,11 @@ impl Server {
             * 1024
     }
 
-    /// SIGKILL: no shutdown, no flush.
-    pub fn kill(mut self) {
+    /// SIGKILL: no shutdown, no flush. Returns what it logged.
+    pub fn kill(mut self) -> Vec<String> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.log()
     }
 }
 

@@ -813,11 +813,13 @@ fn hundreds_of_kill_9_cycles_lose_no_acknowledged_change() {
     let stop = Arc::new(AtomicBool::new(false));
     let clients = churn(&hosts, &stop);
     let started = Instant::now();
+    // Every host's log, the killed ones' included: what a stuck job's hosts did.
+    let mut logs = Vec::new();
     for cycle in 0..cycles {
         let (slot, other) = (cycle % 2, 1 - cycle % 2);
         // Up for 1 to 2 s: some jobs end, some are cut in their driver calls.
         std::thread::sleep(Duration::from_millis(1000 + (cycle as u64 * 397) % 1000));
-        servers[slot].take().expect("running").kill();
+        logs.extend(servers[slot].take().expect("running").kill());
         hosts.write().expect("hosts")[slot] = url(&servers[other]);
         // Down for 0 to 3 s: some leases (2 s) run out and are taken over, some are taken back.
         std::thread::sleep(Duration::from_millis((cycle as u64 * 631) % 3000));
@@ -835,6 +837,17 @@ fn hundreds_of_kill_9_cycles_lose_no_acknowledged_change() {
     stop.store(true, Ordering::Relaxed);
     let churned = gather(clients);
     let admin = Client::new(&url(&servers[0])).as_project("p");
+    logs.extend(servers.iter().flatten().flat_map(Server::log));
+    let stuck = still_pending(&admin, Duration::from_secs(60));
+    assert!(
+        stuck.is_empty(),
+        "load balancers left PENDING_*:\n{}",
+        stuck
+            .iter()
+            .map(|id| what_holds(&database, &logs, id))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     check_after_kill(&admin, &agent, &churned);
     eprintln!(
         "{cycles} kill cycles in {:.0} s: {} creates, {} renames, {} deletes acknowledged \
@@ -845,6 +858,54 @@ fn hundreds_of_kill_9_cycles_lose_no_acknowledged_change() {
         churned.deleted.len(),
         churned.in_doubt.len()
     );
+}
+
+/// The load balancers still `PENDING_*` after waiting up to `patience` for all to settle.
+fn still_pending(admin: &Client, patience: Duration) -> Vec<String> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let (_, lbs) = admin.get("/v2/lbaas/loadbalancers?limit=100000");
+        let pending: Vec<String> = lbs["loadbalancers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|lb| {
+                lb["provisioning_status"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("PENDING_"))
+            })
+            .map(|lb| lb["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if pending.is_empty() || Instant::now() > deadline {
+            return pending;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What the store and the hosts' logs say of the job of load balancer `lb_id`: its stored job,
+/// its lease, the hosts, and every log line naming it.
+fn what_holds(database: &postgres::Database, logs: &[String], lb_id: &str) -> String {
+    let job = database.psql(&format!(
+        "SELECT convert_from(data, 'UTF8') FROM lbaas_records WHERE kind = 'jobs' AND id = '{lb_id}'"
+    ));
+    let record = database.psql(&format!(
+        "SELECT convert_from(data, 'UTF8') FROM lbaas_records WHERE kind = 'loadbalancers' AND id = '{lb_id}'"
+    ));
+    let lease = database.psql(&format!(
+        "SELECT host, until, now() FROM lbaas_job_leases WHERE job = '{lb_id}'"
+    ));
+    let hosts = database.psql("SELECT id, address, heartbeat FROM lbaas_hosts");
+    let lines: Vec<&String> = logs.iter().filter(|l| l.contains(lb_id)).collect();
+    format!(
+        "{lb_id}\n  record: {record}\n  job: {job}\n  lease: {lease}\n  hosts: {hosts}\n  log:\n    {}",
+        lines
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    )
 }
 
 #[test]

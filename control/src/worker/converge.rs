@@ -15,6 +15,7 @@ use crate::convert;
 use crate::error::Error;
 use crate::model::{Job, ProvisioningStatus};
 use crate::runtime::{self as wit};
+use crate::snapshot::Snapshot;
 use crate::store::{Batch, StoreExt};
 
 pub(super) enum Step {
@@ -34,7 +35,9 @@ pub(super) async fn converge(
         .read(move |api, snapshot| work(api, snapshot, &id))
         .await?;
     let Some(work) = work else {
-        return Ok(Step::Done);
+        // No load balancer for this job: the job ends, if the records still say so.
+        commit(api, lb_id, ticket, Started::Absent).await?;
+        return Ok(Step::Removed);
     };
 
     let deleting = work.lb.common.provisioning_status == ProvisioningStatus::PendingDelete;
@@ -95,22 +98,62 @@ pub(super) async fn converge(
     .map_err(Error::from)?;
     call?;
 
-    let (id, ticket) = (lb.common.id.clone(), ticket.to_owned());
+    let started = if deleting {
+        Started::Deleting
+    } else {
+        Started::Converging
+    };
+    commit(api, &lb.common.id, ticket, started).await?;
+    Ok(if deleting { Step::Removed } else { Step::Done })
+}
+
+/// What the load balancer was when a run read its input: what its outcome is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Not in the records: the job outlived it.
+    Absent,
+    /// `PENDING_DELETE`: the outcome removes it.
+    Deleting,
+    /// Any other state: the outcome makes it `ACTIVE`.
+    Converging,
+}
+
+impl Started {
+    fn of(snapshot: &Snapshot, lb_id: &str) -> Self {
+        match snapshot.loadbalancer_by_id(lb_id) {
+            None => Self::Absent,
+            Some(lb) if lb.common.provisioning_status == ProvisioningStatus::PendingDelete => {
+                Self::Deleting
+            }
+            Some(_) => Self::Converging,
+        }
+    }
+}
+
+/// Commits a run's outcome, under the write lock, only while the stored job still carries
+/// `ticket` and the load balancer is still what the run started from; else the run is
+/// superseded and commits nothing.
+async fn commit(
+    api: &Arc<ControlPlane>,
+    lb_id: &str,
+    ticket: &str,
+    started: Started,
+) -> Result<(), JobError> {
+    let (id, ticket) = (lb_id.to_owned(), ticket.to_owned());
     let retired = api
         .write(move |api, snapshot| {
-            if !holds(api, &id, &ticket)? {
+            if !holds(api, &id, &ticket)? || Started::of(snapshot, &id) != started {
                 return Ok(Change::new(Batch::new(), Err(JobError::Superseded)));
             }
-            let (batch, retired) = if deleting {
-                remove_all(snapshot, &id)
-            } else {
-                succeed(snapshot, &id)
+            let (batch, retired) = match started {
+                Started::Converging => succeed(snapshot, &id),
+                Started::Deleting | Started::Absent => remove_all(snapshot, &id),
             };
             Ok::<_, Error>(Change::new(batch, Ok(retired)))
         })
         .await??;
     release(api, retired).await;
-    Ok(if deleting { Step::Removed } else { Step::Done })
+    Ok(())
 }
 
 /// Driver-call attempts of one job that never finished (the host stopped during them) after

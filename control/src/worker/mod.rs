@@ -203,8 +203,17 @@ enum Ran {
 /// continues the trace of the request that asked for it. The job is read first: what the run
 /// does, and whether its outcome may commit, follows the ticket stored now.
 async fn run(api: &Arc<ControlPlane>, lb_id: &str) -> Ran {
-    let (store, id) = (api.store.clone(), lb_id.to_owned());
-    let read = crate::spawn_blocking(move || store.load::<Job>(&id).map_err(Error::from)).await;
+    let (plane, id) = (api.clone(), lb_id.to_owned());
+    let read = crate::spawn_blocking(move || -> Result<Option<Job>, Error> {
+        let job = plane.store.load::<Job>(&id)?;
+        // On a shared store, the records the run reads are at least as new as its job: the
+        // change that asked for it, or a newer one (whose job the fence then finds).
+        if let Some(fleet) = plane.store.fleet() {
+            plane.learn(fleet.revision()?);
+        }
+        Ok(job)
+    })
+    .await;
     let job = match read.map_err(Error::from).and_then(|job| job) {
         Ok(Some(job)) => job,
         // Finished already (queued twice, or by another host): nothing to do.
