@@ -8,7 +8,8 @@
 //! is `DEGRADED`, and one whose device cannot be reached is `ERROR`. Only objects that are
 //! `ACTIVE` change: a pending one is the worker's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -178,6 +179,21 @@ pub async fn round(api: &Arc<ControlPlane>) {
                 .filter(|d| api.owns(d))
                 .filter_map(|d| d.provisioned.clone())
                 .collect();
+            // The VIPs each of those devices serves: every load balancer on it, in any state.
+            let served: Vec<(String, BTreeSet<IpAddr>)> = snapshot
+                .devices
+                .iter()
+                .filter(|d| api.owns(d))
+                .filter_map(|d| {
+                    let vips = snapshot
+                        .loadbalancers
+                        .iter()
+                        .filter(|lb| lb.device_id.as_deref() == Some(d.id.as_str()))
+                        .filter_map(|lb| lb.vip_address.parse().ok())
+                        .collect();
+                    Some((d.provisioned.clone()?, vips))
+                })
+                .collect();
             let work: Vec<worker::Work> = snapshot
                 .loadbalancers
                 .iter()
@@ -187,15 +203,21 @@ pub async fn round(api: &Arc<ControlPlane>) {
                 })
                 .filter_map(|lb| worker::work(api, snapshot, &lb.common.id).ok().flatten())
                 .collect();
-            Ok::<_, Error>((handles, work))
+            Ok::<_, Error>((handles, served, work))
         })
         .await
     else {
         return;
     };
-    let (handles, work) = work;
+    let (handles, served, work) = work;
     if let Some(provisioner) = api.provisioner.clone() {
-        let _ = crate::spawn_blocking(move || provisioner.revive(&handles)).await;
+        let _ = crate::spawn_blocking(move || {
+            provisioner.revive(&handles);
+            for (handle, vips) in served {
+                provisioner.serve(&handle, &vips);
+            }
+        })
+        .await;
     }
 
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));

@@ -313,6 +313,19 @@ impl HostBuilder {
                 .extend(lbaas_control::addresses::sockets_of_url(url, 5432));
         }
         config.device_policy.reserved = rules.host_sockets.clone();
+        // The devices the host spawns are where it put them: their range is a device network.
+        if let Some(range) = self
+            .provisioner
+            .as_ref()
+            .and_then(|provisioner| provisioner.management_range())
+            && !config
+                .device_policy
+                .allowed_networks
+                .iter()
+                .any(|network| network.contains(&range))
+        {
+            config.device_policy.allowed_networks.push(range);
+        }
         let registration =
             DeviceRegistration::for_policy(&config.device_policy, self.members_register_devices);
         let runtime = Runtime::audited(

@@ -318,6 +318,11 @@ struct Observe {
     otlp_endpoint: Option<String>,
 }
 
+/// Where spawned devices' management addresses come from: on the host's loopback, or, in
+/// namespaces of their own, a range the host routes to them.
+const SHARED_SPAWN_RANGE: &str = "127.128.0.0/16";
+const ISOLATED_SPAWN_RANGE: &str = "198.18.0.0/16";
+
 /// How the host runs the HAProxy devices drivers ask it to spawn, and watches every device.
 #[derive(clap::Args)]
 struct DataPlane {
@@ -327,9 +332,19 @@ struct DataPlane {
     /// The HAProxy executable spawned devices run.
     #[arg(long, value_name = "PATH", default_value = "haproxy")]
     haproxy: PathBuf,
-    /// Loopback range spawned devices take their management addresses from.
-    #[arg(long, value_name = "CIDR", default_value = "127.128.0.0/16")]
-    spawn_addresses: IpNet,
+    /// Range spawned devices take their management addresses from. Default: `127.128.0.0/16`
+    /// (loopback), or `198.18.0.0/16` with `--isolate-devices`.
+    #[arg(long, value_name = "CIDR")]
+    spawn_addresses: Option<IpNet>,
+    /// Runs each spawned device in a network namespace of its own, joined to the host by a
+    /// veth pair (needs root and iproute2): `127.0.0.1` inside a device is not the host, and
+    /// the host routes each VIP to its device.
+    #[arg(long)]
+    isolate_devices: bool,
+    /// With `--isolate-devices`: the host's address on every device's link, the devices'
+    /// default route, where members on this machine listen.
+    #[arg(long, value_name = "ADDR", default_value = "198.19.0.1")]
+    device_gateway: std::net::IpAddr,
     /// Management port of spawned devices.
     #[arg(long, default_value_t = 9443)]
     agent_port: u16,
@@ -354,13 +369,23 @@ impl DataPlane {
             tracing::warn!(agent = %agent.display(), "no device agent: load balancers go only on registered devices");
             return Ok(None);
         }
-        let local = LocalProcesses::new(
-            agent,
-            self.haproxy.clone(),
-            data_dir.join("devices"),
-            self.spawn_addresses,
-            self.agent_port,
-        )?;
+        let devices = data_dir.join("devices");
+        let local = if self.isolate_devices {
+            let range = self
+                .spawn_addresses
+                .unwrap_or(ISOLATED_SPAWN_RANGE.parse()?);
+            LocalProcesses::isolated(
+                agent,
+                self.haproxy.clone(),
+                devices,
+                range,
+                self.device_gateway,
+                self.agent_port,
+            )?
+        } else {
+            let range = self.spawn_addresses.unwrap_or(SHARED_SPAWN_RANGE.parse()?);
+            LocalProcesses::new(agent, self.haproxy.clone(), devices, range, self.agent_port)?
+        };
         // Said at start in plain words; each load balancer that needs a new device says it
         // again in its fault until it is fixed. Registered devices serve meanwhile.
         if let Err(error) = local.check_programs() {

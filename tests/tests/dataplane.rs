@@ -35,6 +35,21 @@ impl Devices {
         Self(Arc::new(local))
     }
 
+    /// Devices in network namespaces of their own, with management addresses from
+    /// `addresses` and the host at `gateway` on their links.
+    fn isolated(root: &Path, addresses: &str, gateway: &str) -> Self {
+        let local = LocalProcesses::isolated(
+            host_binary("lbaas-agent"),
+            "haproxy".into(),
+            root.to_owned(),
+            addresses.parse().expect("CIDR"),
+            gateway.parse().expect("gateway"),
+            9443,
+        )
+        .expect("isolated local provisioner");
+        Self(Arc::new(local))
+    }
+
     /// Handles of the device folders.
     fn handles(&self, root: &Path) -> Vec<String> {
         let mut handles: Vec<String> = std::fs::read_dir(root)
@@ -1082,4 +1097,141 @@ fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_ot
     let served = answers(honest_http, 40);
     assert_eq!(distinct(&served), BTreeSet::from(["b0"]), "{served:?}");
     drop((plane, admin, tenant, local, root, data));
+}
+
+/// Whether a TCP connection to `address` opens from inside the network namespace `namespace`.
+fn connects_from(namespace: &str, address: SocketAddr) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", namespace, "timeout", "3", "bash", "-c"])
+        .arg(format!(
+            "exec 3<>/dev/tcp/{}/{}",
+            address.ip(),
+            address.port()
+        ))
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The identity of a network namespace, as `/proc` links name it (`net:[…]`).
+fn net_namespace_of(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .map(|link| link.display().to_string())
+        .unwrap_or_default()
+}
+
+fn ip_output(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 26: with devices isolated (`lbaasd serve --isolate-devices`), a spawned device's agent
+/// and HAProxy run in a network namespace of their own. From there the host's API answers
+/// neither on loopback nor at the gateway, while the member the host routes to does; the VIP
+/// carries real traffic from the host; and the device, once its last load balancer is
+/// deleted, leaves no namespace, link or route behind.
+#[test]
+fn an_isolated_device_cannot_reach_the_control_plane_and_leaves_nothing_behind() {
+    if !lbaas_tests::is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run as root: device namespaces cannot be skipped"
+        );
+        eprintln!("skipped: device namespaces need root");
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let root = data.path().join("devices");
+    let gateway = "198.19.26.1";
+    let local = Devices::isolated(&root, "198.18.26.0/24", gateway);
+    let plane = ControlPlane::start_with_data_plane(
+        data.path(),
+        Auth::None,
+        local.0.clone(),
+        STATUS_INTERVAL,
+    );
+    let admin = plane.client(None).as_project("admin-project");
+    let tenant = plane.client(None).as_project("tenant");
+    setup_network(&admin, "vip", "203.0.113.0/24");
+    // The member listens at the host's address on the devices' links.
+    let b0 = Backend::start_on("b0", gateway);
+    let body = json!({"loadbalancer": {
+        "name": "isolated", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+        "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
+                       "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                        "members": [{"address": gateway,
+                                                     "protocol_port": b0.port()}]}}]}});
+    let lb_id = id(
+        &tenant.create("/v2/lbaas/loadbalancers", &body),
+        "loadbalancer",
+    );
+    let lb = settle_active(&tenant, &lb_id);
+    let http = vip(&lb, 8080);
+    assert_eq!(
+        http_get(http).as_deref(),
+        Some("b0"),
+        "traffic through the VIP"
+    );
+
+    let handles = local.handles(&root);
+    assert_eq!(handles.len(), 1, "{handles:?}");
+    let namespace = local
+        .0
+        .namespace_of(&handles[0])
+        .expect("the device's namespace");
+    let processes = local.0.processes(&handles[0]);
+    assert_eq!(
+        processes.len(),
+        2,
+        "the agent and HAProxy run: {processes:?}"
+    );
+    let host = net_namespace_of(std::process::id());
+    for pid in &processes {
+        let theirs = net_namespace_of(*pid);
+        assert!(
+            !theirs.is_empty() && theirs != host,
+            "process {pid} shares the host's network namespace"
+        );
+    }
+    let api: SocketAddr = plane
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("API address");
+    let api_at_gateway = SocketAddr::new(gateway.parse().expect("gateway"), api.port());
+    assert!(
+        connects_from(
+            &namespace,
+            SocketAddr::new(gateway.parse().expect("gateway"), b0.port())
+        ),
+        "the device reaches its member at the gateway (the check itself works)"
+    );
+    assert!(
+        !connects_from(&namespace, api),
+        "the device reaches the host's API on loopback"
+    );
+    assert!(
+        !connects_from(&namespace, api_at_gateway),
+        "the device reaches the host's API at the gateway"
+    );
+    assert!(accepts(api), "the API itself still answers on the host");
+
+    // The empty device goes, and takes its namespace, its link and its VIP's route along.
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
+    assert_eq!(status, 204);
+    wait_until("the device's namespace is gone", || {
+        !ip_output(&["netns", "list"]).contains(&namespace)
+    });
+    let link = format!("lb{}", handles[0]);
+    wait_until("the device's link and routes are gone", || {
+        !ip_output(&["link", "show"]).contains(&link)
+            && !ip_output(&["route", "show"]).contains(&http.ip().to_string())
+    });
+    plane.stop();
+    // The backend first: it stops by connecting to its own address, the gateway.
+    drop(b0);
+    drop(local);
+    assert!(
+        !ip_output(&["addr", "show", "dev", "lo"]).contains(gateway),
+        "the gateway address stays after its provisioner stopped everything"
+    );
 }

@@ -839,6 +839,11 @@ fn hundreds_of_kill_9_cycles_lose_no_acknowledged_change() {
     let admin = Client::new(&url(&servers[0])).as_project("p");
     logs.extend(servers.iter().flatten().flat_map(Server::log));
     let stuck = still_pending(&admin, Duration::from_secs(60));
+    if !stuck.is_empty() {
+        let kept = lbaas_tests::target_dir().join("kill-run.log");
+        let _ = std::fs::write(&kept, logs.join("\n"));
+        eprintln!("every host's log: {}", kept.display());
+    }
     assert!(
         stuck.is_empty(),
         "load balancers left PENDING_*:\n{}",

@@ -1,5 +1,6 @@
 //! Devices as local processes: each spawned device is an `lbaas-agent` with its own HAProxy,
-//! listening on a fresh loopback address. Everything about one device lives in
+//! listening on a fresh loopback address, or, [isolated](LocalProcesses::isolated), on a fresh
+//! address in a network namespace of its own (see [`netns`](super::netns)). Everything about one device lives in
 //! `<root>/<handle>/`: its management address, its bearer token, the agent's log and pid file,
 //! and the agent's HAProxy state.
 //!
@@ -28,6 +29,7 @@ use lbaas_scheduler::SpawnSpec;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::netns::{self, Gateway, Namespace};
 use super::privilege::{self, DeviceUser};
 use super::{ProvisionError, Provisioned, Provisioner};
 use crate::devices::Credentials;
@@ -51,6 +53,11 @@ pub struct LocalProcesses {
     /// Why the device user cannot reach its folders, when it cannot: nothing is spawned then
     /// (the host still serves registered devices).
     unreachable: Option<String>,
+    /// With devices in namespaces of their own: the host's address on each device's link,
+    /// where the device's default route points.
+    gateway: Option<Gateway>,
+    /// The mark on this provisioner's namespaces ([`netns::tag`]).
+    tag: String,
     /// One provisioning, release or adoption at a time.
     busy: Mutex<()>,
 }
@@ -70,6 +77,42 @@ impl LocalProcesses {
                 "local devices listen on loopback addresses; {addresses} is not loopback"
             )));
         }
+        Self::with_network(agent, haproxy, root, addresses, port, None)
+    }
+
+    /// Devices in network namespaces of their own: each gets a management address from
+    /// `addresses` (routable, not loopback: the host routes to it over the device's veth
+    /// pair); `gateway`, outside that range, is the host's side of every pair, where a device's
+    /// default route points and where members on this machine listen. Needs root and iproute2.
+    pub fn isolated(
+        agent: PathBuf,
+        haproxy: PathBuf,
+        root: PathBuf,
+        addresses: IpNet,
+        gateway: IpAddr,
+        port: u16,
+    ) -> Result<Self, ProvisionError> {
+        let routable = |ip: IpAddr| !ip.is_loopback() && !ip.is_unspecified() && !ip.is_multicast();
+        if !routable(addresses.addr()) || !routable(gateway) || addresses.contains(&gateway) {
+            return Err(ProvisionError::Unavailable(format!(
+                "devices in namespaces of their own need a routable address range and a gateway \
+                 outside it; {addresses} and {gateway} are not (e.g. --spawn-addresses \
+                 198.18.0.0/16 --device-gateway 198.19.0.1)"
+            )));
+        }
+        netns::available()?;
+        let gateway = Gateway::ensure(gateway)?;
+        Self::with_network(agent, haproxy, root, addresses, port, Some(gateway))
+    }
+
+    fn with_network(
+        agent: PathBuf,
+        haproxy: PathBuf,
+        root: PathBuf,
+        addresses: IpNet,
+        port: u16,
+        gateway: Option<Gateway>,
+    ) -> Result<Self, ProvisionError> {
         fs::create_dir_all(&root).map_err(|source| ProvisionError::System {
             what: format!("cannot create {}", root.display()),
             source,
@@ -102,6 +145,7 @@ impl LocalProcesses {
                 tracing::warn!("the host is not root: spawned devices run as the host's own user")
             }
         }
+        let tag = netns::tag(&root);
         Ok(Self {
             agent,
             haproxy,
@@ -111,6 +155,8 @@ impl LocalProcesses {
             drivers: vec!["haproxy".into()],
             user,
             unreachable,
+            gateway,
+            tag,
             busy: Mutex::new(()),
         })
     }
@@ -145,14 +191,36 @@ impl LocalProcesses {
             .collect()
     }
 
-    /// The first address of the range that no device has and nothing else listens on.
+    /// The first address of the range that no device has and nothing else listens on (in a
+    /// namespace of its own, a device's address is its own).
     fn free_address(&self) -> Result<SocketAddr, ProvisionError> {
         let taken = self.taken();
         crate::net::hosts(&self.addresses)
             .filter(|ip| !taken.contains(ip))
             .map(|ip| SocketAddr::new(ip, self.port))
-            .find(|address| TcpListener::bind(address).is_ok())
+            .find(|address| self.gateway.is_some() || TcpListener::bind(address).is_ok())
             .ok_or_else(|| ProvisionError::Exhausted(self.addresses.to_string()))
+    }
+
+    /// The namespace of the device in `dir`, when devices get their own.
+    fn namespace(&self, dir: &Path) -> Option<Namespace> {
+        self.gateway.as_ref()?;
+        Some(Namespace::of(
+            &self.tag,
+            &dir.file_name()?.to_string_lossy(),
+        ))
+    }
+
+    /// The host's address on each device's link, where members on this machine listen, when
+    /// devices run in namespaces of their own.
+    pub fn gateway(&self) -> Option<IpAddr> {
+        self.gateway.as_ref().map(Gateway::address)
+    }
+
+    /// The name of the network namespace device `handle` runs in, when it has its own.
+    pub fn namespace_of(&self, handle: &str) -> Option<String> {
+        let dir = self.dir(handle).ok()?;
+        self.namespace(&dir).map(|ns| ns.name().to_owned())
     }
 
     /// Who spawned devices run as (`None`: the host's own user).
@@ -169,6 +237,23 @@ impl LocalProcesses {
             .open(dir.join("agent.log"))
             .map_err(ProvisionError::system("cannot open the agent's log"))?;
         let mut command = Command::new(&self.agent);
+        // Joins the device's namespace first, while it still may (before dropping to the
+        // device user); the file stays open in the host until the agent has started.
+        let namespace = match self.namespace(dir) {
+            Some(namespace) => Some(namespace.open()?),
+            None => None,
+        };
+        if let Some(namespace) = &namespace {
+            let fd = namespace.try_clone().map_err(ProvisionError::system(
+                "cannot share the device's network namespace",
+            ))?;
+            // SAFETY: the closure runs in the forked child before exec and only makes the
+            // `setns` system call, which is what `pre_exec` requires.
+            #[allow(unsafe_code)]
+            unsafe {
+                command.pre_exec(move || netns::enter(&fd));
+            }
+        }
         if let Some(user) = &self.user {
             user.own(dir).map_err(ProvisionError::system(format!(
                 "cannot give {} to {}",
@@ -238,6 +323,9 @@ impl LocalProcesses {
         if let Some(pid) = running(&dir.join("haproxy.pid"), "haproxy") {
             terminate(pid, "haproxy");
         }
+        if let Some(namespace) = self.namespace(dir) {
+            namespace.remove();
+        }
         // A process on its way out may still remove its own files meanwhile.
         for attempt in 0.. {
             match fs::remove_dir_all(dir) {
@@ -258,6 +346,24 @@ impl LocalProcesses {
         let _busy = self.lock();
         for handle in self.handles() {
             self.stop(&self.root.join(handle));
+        }
+        self.remove_orphan_namespaces(&[]);
+        if let Some(gateway) = &self.gateway {
+            gateway.remove();
+        }
+    }
+
+    /// Removes the namespaces of devices whose folder is gone (and that `keep` does not name).
+    fn remove_orphan_namespaces(&self, keep: &[String]) {
+        if self.gateway.is_none() {
+            return;
+        }
+        let folders = self.handles();
+        for handle in Namespace::all(&self.tag) {
+            if !folders.contains(&handle) && !keep.contains(&handle) {
+                tracing::warn!(handle, "removing a device namespace no device folder names");
+                Namespace::of(&self.tag, &handle).remove();
+            }
         }
     }
 
@@ -355,7 +461,13 @@ impl Provisioner for LocalProcesses {
                 source,
             });
         }
-        if let Err(error) = self.start_agent(&dir) {
+        let started = match self.namespace(&dir) {
+            Some(namespace) => namespace
+                .create(address.ip(), self.gateway().unwrap_or(address.ip()))
+                .and_then(|()| self.start_agent(&dir)),
+            None => self.start_agent(&dir),
+        };
+        if let Err(error) = started {
             self.stop(&dir);
             return Err(error);
         }
@@ -384,7 +496,36 @@ impl Provisioner for LocalProcesses {
             );
             self.stop(&self.root.join(orphan));
         }
+        self.remove_orphan_namespaces(handles);
         self.revive_locked(handles);
+    }
+
+    fn expose(&self, handle: &str, vip: IpAddr, serve: bool) -> Result<(), ProvisionError> {
+        let dir = self.dir(handle)?;
+        let Some(namespace) = self.namespace(&dir) else {
+            return Ok(());
+        };
+        let _busy = self.lock();
+        if serve {
+            namespace.expose(read_address(&dir)?.ip(), vip)
+        } else {
+            namespace.withdraw(vip)
+        }
+    }
+
+    fn serve(&self, handle: &str, vips: &std::collections::BTreeSet<IpAddr>) {
+        let Ok(dir) = self.dir(handle) else { return };
+        let Some(namespace) = self.namespace(&dir) else {
+            return;
+        };
+        let _busy = self.lock();
+        if !namespace.exists() {
+            return;
+        }
+        let served = read_address(&dir).and_then(|address| namespace.serve(address.ip(), vips));
+        if let Err(error) = served {
+            tracing::warn!(handle, %error, "cannot route a device's VIPs");
+        }
     }
 
     fn revive(&self, handles: &[String]) {
@@ -407,7 +548,16 @@ impl LocalProcesses {
                 );
                 continue;
             }
-            match self.start_agent(&dir) {
+            // After a reboot the namespace is gone with the processes: made again.
+            let namespace = self.namespace(&dir).filter(|ns| !ns.exists());
+            let recreated = match (namespace, read_address(&dir)) {
+                (None, _) => Ok(()),
+                (Some(namespace), Ok(address)) => {
+                    namespace.create(address.ip(), self.gateway().unwrap_or(address.ip()))
+                }
+                (Some(_), Err(error)) => Err(error),
+            };
+            match recreated.and_then(|()| self.start_agent(&dir)) {
                 Ok(()) => {
                     tracing::info!(handle = handle.as_str(), "restarted a local device's agent")
                 }

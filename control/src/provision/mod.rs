@@ -4,6 +4,7 @@
 //! management endpoint.
 
 mod local;
+mod netns;
 pub mod privilege;
 
 use lbaas_scheduler::SpawnSpec;
@@ -54,6 +55,9 @@ fn program_hint(program: &std::path::Path, error: &std::io::Error) -> &'static s
         .file_name()
         .is_some_and(|name| name.to_string_lossy().starts_with("haproxy"));
     match error.kind() {
+        std::io::ErrorKind::NotFound if program == std::path::Path::new("ip") => {
+            " (iproute2 was not found: install it, e.g. `apt-get install iproute2`)"
+        }
         std::io::ErrorKind::NotFound if haproxy => {
             " (HAProxy was not found: install it, e.g. `apt-get install haproxy`, or name it \
              with lbaasd serve --haproxy PATH)"
@@ -103,6 +107,25 @@ pub trait Provisioner: Send + Sync {
     /// periodically. Never stops anything: a device being provisioned has no record yet.
     fn revive(&self, handles: &[String]) {
         let _ = handles;
+    }
+
+    /// Makes the device `handle` answer on `vip` (`serve`), or no longer (`!serve`), where
+    /// the provisioner routes VIPs to its devices (each in a network namespace of its own);
+    /// called once the device's configuration holds the VIP, and once it no longer does.
+    fn expose(
+        &self,
+        handle: &str,
+        vip: std::net::IpAddr,
+        serve: bool,
+    ) -> Result<(), ProvisionError> {
+        let _ = (handle, vip, serve);
+        Ok(())
+    }
+
+    /// Makes the device `handle` answer on exactly `vips`, the VIPs of every load balancer on
+    /// it; called periodically, it mends what a failed or lost [`Provisioner::expose`] left.
+    fn serve(&self, handle: &str, vips: &std::collections::BTreeSet<std::net::IpAddr>) {
+        let _ = (handle, vips);
     }
 
     /// The network the devices' management addresses come from, which no tenant address may

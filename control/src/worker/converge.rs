@@ -67,6 +67,7 @@ pub(super) async fn converge(
         left,
         model,
     } = work;
+    let (device_record, left_record) = (device.clone(), left.clone());
     let call = crate::spawn_blocking(move || -> Result<(), wit::Error> {
         let Some(device) = device else { return Ok(()) };
         let in_service = device.enabled;
@@ -97,6 +98,7 @@ pub(super) async fn converge(
     .await
     .map_err(Error::from)?;
     call?;
+    route(api, &lb, &device_record, left_record.as_ref(), deleting).await;
 
     let started = if deleting {
         Started::Deleting
@@ -105,6 +107,48 @@ pub(super) async fn converge(
     };
     commit(api, &lb.common.id, ticket, started).await?;
     Ok(if deleting { Step::Removed } else { Step::Done })
+}
+
+/// Has the provisioner route the VIP to the device whose configuration now holds it (and
+/// away from the one a migration left, or the one a deletion emptied of it). Only the host
+/// that runs a spawned device can; the others' status rounds mend it.
+async fn route(
+    api: &Arc<ControlPlane>,
+    lb: &crate::model::LoadBalancer,
+    device: &Option<crate::model::Device>,
+    left: Option<&crate::model::Device>,
+    deleting: bool,
+) {
+    let Some(provisioner) = api.provisioner.clone() else {
+        return;
+    };
+    let Ok(vip) = lb.vip_address.parse::<std::net::IpAddr>() else {
+        return;
+    };
+    let handle = |device: Option<&crate::model::Device>| {
+        device
+            .filter(|d| api.owns(d))
+            .and_then(|d| d.provisioned.clone())
+    };
+    let mut changes = Vec::new();
+    if let Some(handle) = handle(device.as_ref()) {
+        changes.push((handle, !deleting));
+    }
+    if let Some(handle) = handle(left) {
+        changes.push((handle, false));
+    }
+    if changes.is_empty() {
+        return;
+    }
+    let lb_id = lb.common.id.clone();
+    let _ = crate::spawn_blocking(move || {
+        for (handle, serve) in changes {
+            if let Err(error) = provisioner.expose(&handle, vip, serve) {
+                tracing::warn!(loadbalancer = lb_id.as_str(), handle, %error, "cannot route a VIP to its device; the next status round tries again");
+            }
+        }
+    })
+    .await;
 }
 
 /// What the load balancer was when a run read its input: what its outcome is for.

@@ -1,0 +1,272 @@
+//! A spawned device's own network namespace. The device's agent and HAProxy run in
+//! `lbaas-<handle>`, joined to the host by one veth pair (`lb<handle>` on the host's side,
+//! `eth0` inside): inside, `127.0.0.1` is the namespace's own loopback, so nothing the host
+//! listens on there is reachable, and no other device's sockets are either. The host reaches
+//! the device's management address and the VIPs it serves through routes over that pair;
+//! the device reaches the host's data-plane address (the gateway), where members may listen,
+//! and nothing else the host does not forward.
+//!
+//! The namespace is made and removed with iproute2's `ip`, as the host (root) runs it; the
+//! agent joins it before it drops to the device user. It outlives the host, as the device's
+//! processes do, and goes with the device (its veth pair and routes with it).
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::ProvisionError;
+
+/// Where iproute2 keeps named namespaces.
+const NETNS_DIR: &str = "/run/netns";
+/// The prefix of every device namespace's name.
+const PREFIX: &str = "lbaas-";
+
+/// The network namespace of the device `handle`, and its link to the host.
+#[derive(Debug, Clone)]
+pub(super) struct Namespace {
+    name: String,
+    /// The host's end of the veth pair (at most 15 bytes: `lb` and the 12-digit handle).
+    link: String,
+}
+
+impl Namespace {
+    /// The namespace of device `handle` of the provisioner whose devices live under `owner`
+    /// (that provisioner's [`tag`]).
+    pub(super) fn of(owner: &str, handle: &str) -> Self {
+        Self {
+            name: format!("{PREFIX}{owner}-{handle}"),
+            link: format!("lb{}", &handle[..handle.len().min(13)]),
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(NETNS_DIR).join(&self.name)
+    }
+
+    pub(super) fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
+    /// The namespace, opened for a process to join (`setns`).
+    pub(super) fn open(&self) -> Result<File, ProvisionError> {
+        File::open(self.path()).map_err(ProvisionError::system(format!(
+            "cannot open the network namespace {}",
+            self.name
+        )))
+    }
+
+    /// Makes the namespace: the device at `device` on its side of the pair, the host at
+    /// `gateway` on its own, a route each way, the host as the device's default route, and
+    /// binding to addresses not (yet) local allowed, so HAProxy can bind a VIP before the
+    /// host routes it there. Whatever was made is removed again on failure.
+    pub(super) fn create(&self, device: IpAddr, gateway: IpAddr) -> Result<(), ProvisionError> {
+        let made = self.build(device, gateway);
+        if made.is_err() {
+            self.remove();
+        }
+        made
+    }
+
+    fn build(&self, device: IpAddr, gateway: IpAddr) -> Result<(), ProvisionError> {
+        let (name, link) = (self.name.as_str(), self.link.as_str());
+        let (device, gateway) = (host_prefix(device), host_prefix(gateway));
+        ip(&["netns", "add", name])?;
+        ip(&[
+            "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name,
+        ])?;
+        ip(&["link", "set", link, "up"])?;
+        ip(&["-n", name, "link", "set", "lo", "up"])?;
+        ip(&["-n", name, "addr", "add", &device, "dev", "eth0"])?;
+        ip(&["-n", name, "link", "set", "eth0", "up"])?;
+        let via = gateway.split('/').next().unwrap_or_default();
+        ip(&["route", "replace", &device, "dev", link, "src", via])?;
+        ip(&["-n", name, "route", "add", &gateway, "dev", "eth0"])?;
+        ip(&[
+            "-n", name, "route", "add", "default", "via", via, "dev", "eth0",
+        ])?;
+        ip(&[
+            "netns",
+            "exec",
+            name,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_nonlocal_bind=1",
+            "net.ipv6.ip_nonlocal_bind=1",
+        ])?;
+        Ok(())
+    }
+
+    /// Removes the namespace, its veth pair and the host's routes over it. Nothing to remove
+    /// is not an error.
+    pub(super) fn remove(&self) {
+        if let Err(error) = ip(&["link", "del", &self.link]) {
+            tracing::debug!(%error, link = self.link.as_str(), "no veth pair to remove");
+        }
+        if self.exists()
+            && let Err(error) = ip(&["netns", "del", &self.name])
+        {
+            tracing::warn!(%error, namespace = self.name.as_str(), "cannot remove a device's network namespace");
+        }
+    }
+
+    /// Makes the device answer on exactly `vips` (the VIPs of the load balancers on it): a
+    /// VIP it no longer serves is withdrawn, a missing one added.
+    pub(super) fn serve(
+        &self,
+        device: IpAddr,
+        vips: &BTreeSet<IpAddr>,
+    ) -> Result<(), ProvisionError> {
+        let held = self.vips()?;
+        for vip in held.difference(vips) {
+            self.withdraw(*vip)?;
+        }
+        for vip in vips {
+            self.add(device, *vip, held.contains(vip))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the device answer on `vip`: an address of the namespace's loopback, and a host
+    /// route to it over the pair (IPv4; an IPv6 VIP answers inside the namespace only).
+    pub(super) fn expose(&self, device: IpAddr, vip: IpAddr) -> Result<(), ProvisionError> {
+        let held = self.vips()?.contains(&vip);
+        self.add(device, vip, held)
+    }
+
+    fn add(&self, device: IpAddr, vip: IpAddr, held: bool) -> Result<(), ProvisionError> {
+        let address = host_prefix(vip);
+        if !held {
+            ip(&["-n", &self.name, "addr", "add", &address, "dev", "lo"])?;
+        }
+        if vip.is_ipv4() {
+            let via = device.to_string();
+            ip(&["route", "replace", &address, "via", &via, "dev", &self.link])?;
+        }
+        Ok(())
+    }
+
+    /// The device no longer answers on `vip`: its address and its host route go.
+    pub(super) fn withdraw(&self, vip: IpAddr) -> Result<(), ProvisionError> {
+        let address = host_prefix(vip);
+        if self.vips()?.contains(&vip) {
+            ip(&["-n", &self.name, "addr", "del", &address, "dev", "lo"])?;
+        }
+        if vip.is_ipv4() {
+            // Gone with an earlier attempt, or never made: nothing to undo.
+            let _ = ip(&["route", "del", &address, "dev", &self.link]);
+        }
+        Ok(())
+    }
+
+    /// The VIPs the namespace's loopback holds now (every address but loopback's own).
+    fn vips(&self) -> Result<BTreeSet<IpAddr>, ProvisionError> {
+        let listed = ip(&["-n", &self.name, "-o", "addr", "show", "dev", "lo"])?;
+        Ok(listed
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                words.find(|w| *w == "inet" || *w == "inet6")?;
+                words.next()?.split('/').next()?.parse::<IpAddr>().ok()
+            })
+            .filter(|ip| !ip.is_loopback())
+            .collect())
+    }
+
+    /// Handles of every device namespace of the provisioner `owner` on this machine.
+    pub(super) fn all(owner: &str) -> Vec<String> {
+        let prefix = format!("{PREFIX}{owner}-");
+        std::fs::read_dir(NETNS_DIR)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+}
+
+/// A provisioner's mark on the namespaces it makes, from the folder its devices live in: two
+/// hosts on one machine never take each other's namespaces for orphans.
+pub(super) fn tag(root: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..4])
+}
+
+/// Whether this host can give devices namespaces of their own: root, and iproute2 there.
+pub(super) fn available() -> Result<(), ProvisionError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(ProvisionError::Unavailable(
+            "devices get network namespaces of their own only when the host runs as root".into(),
+        ));
+    }
+    ip(&["netns", "list"]).map(drop)
+}
+
+/// The host's address on the devices' links: one address of the host's loopback interface
+/// (there before any device, so members can listen on it), which the host answers for on every
+/// device's link.
+pub(super) struct Gateway {
+    address: IpAddr,
+}
+
+impl Gateway {
+    /// Puts `address` on the host, if it is not there yet.
+    pub(super) fn ensure(address: IpAddr) -> Result<Self, ProvisionError> {
+        ip(&["addr", "replace", &host_prefix(address), "dev", "lo"])?;
+        Ok(Self { address })
+    }
+
+    pub(super) fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// Takes the address off the host again (once no device uses it).
+    pub(super) fn remove(&self) {
+        if let Err(error) = ip(&["addr", "del", &host_prefix(self.address), "dev", "lo"]) {
+            tracing::debug!(%error, address = %self.address, "no gateway address to remove");
+        }
+    }
+}
+
+/// `address` as a one-address prefix (`/32`, `/128`).
+fn host_prefix(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(_) => format!("{address}/32"),
+        IpAddr::V6(_) => format!("{address}/128"),
+    }
+}
+
+/// Runs `ip` with `args`; its output, or what it said when it failed.
+fn ip(args: &[&str]) -> Result<String, ProvisionError> {
+    let output =
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|source| ProvisionError::Program {
+                program: "ip".into(),
+                source,
+            })?;
+    if !output.status.success() {
+        return Err(ProvisionError::System {
+            what: format!("ip {}", args.join(" ")),
+            source: std::io::Error::other(
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Moves the calling process into the network namespace `namespace` (opened before the fork).
+/// For `pre_exec`: a system call only, no allocation.
+pub(super) fn enter(namespace: &File) -> std::io::Result<()> {
+    nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+}
