@@ -90,15 +90,15 @@ impl Namespace {
         ip(&[
             "-n", name, "route", "add", "default", "via", via, "dev", "eth0",
         ])?;
+        // Written as `/proc/sys` of a process in the namespace sees it (no `sysctl` needed).
         ip(&[
             "netns",
             "exec",
             name,
-            "sysctl",
-            "-q",
-            "-w",
-            "net.ipv4.ip_nonlocal_bind=1",
-            "net.ipv6.ip_nonlocal_bind=1",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_nonlocal_bind && \
+             { echo 1 > /proc/sys/net/ipv6/ip_nonlocal_bind || [ ! -d /proc/sys/net/ipv6 ]; }",
         ])?;
         Ok(())
     }
