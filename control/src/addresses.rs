@@ -78,6 +78,15 @@ impl AddressRules {
         Ok(())
     }
 
+    /// Whether the host may route `vip` to a device in a namespace of its own: never an
+    /// address a tenant may not hold, nor one the host itself listens on or calls (a route there
+    /// would hand the host's own traffic to the device).
+    pub fn routable(&self, vip: IpAddr) -> bool {
+        let vip = canonical(vip);
+        self.address("VIP", vip).is_ok()
+            && !self.host_sockets.iter().any(|s| canonical(s.ip()) == vip)
+    }
+
     /// Why traffic or health checks may not be sent to `socket`, if they may not: the address
     /// rules, the host's own sockets and every device's management socket.
     pub fn target(
@@ -222,6 +231,20 @@ mod tests {
             ],
             reserved_networks: vec!["127.128.0.0/16".parse().expect("cidr")],
         }
+    }
+
+    /// A VIP route never takes the host's own sockets, the reserved range or a special
+    /// address, however the VIP is written.
+    #[test]
+    fn only_a_tenant_address_the_host_does_not_use_is_routed_to_a_device() {
+        let rules = rules();
+        let routable = |ip: &str| rules.routable(ip.parse().expect("ip"));
+        assert!(routable("203.0.113.7"));
+        assert!(!routable("127.0.0.1"), "the API's address");
+        assert!(!routable("::ffff:127.0.0.1"), "the API's address, mapped");
+        assert!(!routable("127.128.0.9"), "the spawn range");
+        assert!(!routable("169.254.169.254"), "link-local");
+        assert!(!routable("0.0.0.0"), "unspecified");
     }
 
     #[test]

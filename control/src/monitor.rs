@@ -190,6 +190,7 @@ pub async fn round(api: &Arc<ControlPlane>) {
                         .iter()
                         .filter(|lb| lb.device_id.as_deref() == Some(d.id.as_str()))
                         .filter_map(|lb| lb.vip_address.parse().ok())
+                        .filter(|vip| api.addresses.routable(*vip))
                         .collect();
                     Some((d.provisioned.clone()?, vips))
                 })

@@ -125,6 +125,9 @@ async fn route(
     let Ok(vip) = lb.vip_address.parse::<std::net::IpAddr>() else {
         return;
     };
+    if !api.addresses.routable(vip) {
+        return;
+    }
     let handle = |device: Option<&crate::model::Device>| {
         device
             .filter(|d| api.owns(d))
