@@ -171,30 +171,24 @@ pub async fn run(api: Arc<ControlPlane>, interval: Duration, mut stop: Stop) {
 pub async fn round(api: &Arc<ControlPlane>) {
     let Ok(work) = api
         .read(|api, snapshot| {
-            // On a shared store: only this host's spawned devices are revived here, and each
-            // device is polled by one host.
-            let handles: Vec<String> = snapshot
+            // On a shared store: only this host's spawned devices are revived (and their VIPs
+            // routed) here, and each device is polled by one host. A device's VIPs are those of
+            // every load balancer on it, in any state, gathered in one pass.
+            let mut served: HashMap<&str, (String, BTreeSet<IpAddr>)> = snapshot
                 .devices
                 .iter()
                 .filter(|d| api.owns(d))
-                .filter_map(|d| d.provisioned.clone())
+                .filter_map(|d| Some((d.id.as_str(), (d.provisioned.clone()?, BTreeSet::new()))))
                 .collect();
-            // The VIPs each of those devices serves: every load balancer on it, in any state.
-            let served: Vec<(String, BTreeSet<IpAddr>)> = snapshot
-                .devices
-                .iter()
-                .filter(|d| api.owns(d))
-                .filter_map(|d| {
-                    let vips = snapshot
-                        .loadbalancers
-                        .iter()
-                        .filter(|lb| lb.device_id.as_deref() == Some(d.id.as_str()))
-                        .filter_map(|lb| lb.vip_address.parse().ok())
-                        .filter(|vip| api.addresses.routable(*vip))
-                        .collect();
-                    Some((d.provisioned.clone()?, vips))
-                })
-                .collect();
+            for lb in snapshot.loadbalancers.iter() {
+                if let Some((_, vips)) = lb.device_id.as_deref().and_then(|d| served.get_mut(d))
+                    && let Ok(vip) = lb.vip_address.parse()
+                    && api.addresses.routable(vip)
+                {
+                    vips.insert(vip);
+                }
+            }
+            let served: Vec<(String, BTreeSet<IpAddr>)> = served.into_values().collect();
             let work: Vec<worker::Work> = snapshot
                 .loadbalancers
                 .iter()
@@ -204,15 +198,16 @@ pub async fn round(api: &Arc<ControlPlane>) {
                 })
                 .filter_map(|lb| worker::work(api, snapshot, &lb.common.id).ok().flatten())
                 .collect();
-            Ok::<_, Error>((handles, served, work))
+            Ok::<_, Error>((served, work))
         })
         .await
     else {
         return;
     };
-    let (handles, served, work) = work;
+    let (served, work) = work;
     if let Some(provisioner) = api.provisioner.clone() {
         let _ = crate::spawn_blocking(move || {
+            let handles: Vec<String> = served.iter().map(|(handle, _)| handle.clone()).collect();
             provisioner.revive(&handles);
             for (handle, vips) in served {
                 provisioner.serve(&handle, &vips);

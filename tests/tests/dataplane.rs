@@ -84,9 +84,14 @@ struct Stage {
 
 impl Stage {
     fn start(addresses: &str, vips: &str) -> Self {
+        Self::with_devices(|root| Devices::new(root, addresses), vips)
+    }
+
+    /// A stage whose devices `devices` makes in the folder it is given.
+    fn with_devices(devices: impl FnOnce(&Path) -> Devices, vips: &str) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let root = data.path().join("devices");
-        let local = Devices::new(&root, addresses);
+        let local = devices(&root);
         let plane = ControlPlane::start_with_data_plane(
             data.path(),
             Auth::None,
@@ -1139,19 +1144,18 @@ fn an_isolated_device_cannot_reach_the_control_plane_and_leaves_nothing_behind()
         eprintln!("skipped: device namespaces need root");
         return;
     }
-    let data = tempfile::tempdir().expect("temp dir");
-    let root = data.path().join("devices");
     let gateway = "198.19.26.1";
-    let local = Devices::isolated(&root, "198.18.26.0/24", gateway);
-    let plane = ControlPlane::start_with_data_plane(
-        data.path(),
-        Auth::None,
-        local.0.clone(),
-        STATUS_INTERVAL,
+    let Stage {
+        data: _data,
+        root,
+        local,
+        tenant,
+        admin: _admin,
+        plane,
+    } = Stage::with_devices(
+        |root| Devices::isolated(root, "198.18.26.0/24", gateway),
+        "203.0.113.0/24",
     );
-    let admin = plane.client(None).as_project("admin-project");
-    let tenant = plane.client(None).as_project("tenant");
-    setup_network(&admin, "vip", "203.0.113.0/24");
     // The member listens at the host's address on the devices' links.
     let b0 = Backend::start_on("b0", gateway);
     let body = json!({"loadbalancer": {

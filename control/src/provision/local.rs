@@ -204,11 +204,13 @@ impl LocalProcesses {
 
     /// The namespace of the device in `dir`, when devices get their own.
     fn namespace(&self, dir: &Path) -> Option<Namespace> {
-        self.gateway.as_ref()?;
-        Some(Namespace::of(
-            &self.tag,
-            &dir.file_name()?.to_string_lossy(),
-        ))
+        self.namespace_named(&dir.file_name()?.to_string_lossy())
+    }
+
+    /// The namespace of device `handle`, when devices get their own.
+    fn namespace_named(&self, handle: &str) -> Option<Namespace> {
+        let gateway = self.gateway.as_ref()?.address();
+        Some(Namespace::of(&self.tag, handle, gateway))
     }
 
     /// The host's address on each device's link, where members on this machine listen, when
@@ -360,9 +362,12 @@ impl LocalProcesses {
         }
         let folders = self.handles();
         for handle in Namespace::all(&self.tag) {
-            if !folders.contains(&handle) && !keep.contains(&handle) {
+            if folders.contains(&handle) || keep.contains(&handle) {
+                continue;
+            }
+            if let Some(namespace) = self.namespace_named(&handle) {
                 tracing::warn!(handle, "removing a device namespace no device folder names");
-                Namespace::of(&self.tag, &handle).remove();
+                namespace.remove();
             }
         }
     }
@@ -463,7 +468,7 @@ impl Provisioner for LocalProcesses {
         }
         let started = match self.namespace(&dir) {
             Some(namespace) => namespace
-                .create(address.ip(), self.gateway().unwrap_or(address.ip()))
+                .create(address.ip())
                 .and_then(|()| self.start_agent(&dir)),
             None => self.start_agent(&dir),
         };
@@ -552,9 +557,7 @@ impl LocalProcesses {
             let namespace = self.namespace(&dir).filter(|ns| !ns.exists());
             let recreated = match (namespace, read_address(&dir)) {
                 (None, _) => Ok(()),
-                (Some(namespace), Ok(address)) => {
-                    namespace.create(address.ip(), self.gateway().unwrap_or(address.ip()))
-                }
+                (Some(namespace), Ok(address)) => namespace.create(address.ip()),
                 (Some(_), Err(error)) => Err(error),
             };
             match recreated.and_then(|()| self.start_agent(&dir)) {

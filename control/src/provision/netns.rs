@@ -29,15 +29,25 @@ pub(super) struct Namespace {
     name: String,
     /// The host's end of the veth pair (at most 15 bytes: `lb` and the 12-digit handle).
     link: String,
+    /// The host's address on that link.
+    gateway: IpAddr,
+}
+
+/// What a device answers on now: the addresses of its namespace's loopback, and the
+/// destinations the host routes over its link through it.
+struct Held {
+    addresses: BTreeSet<IpAddr>,
+    routes: BTreeSet<IpAddr>,
 }
 
 impl Namespace {
     /// The namespace of device `handle` of the provisioner whose devices live under `owner`
-    /// (that provisioner's [`tag`]).
-    pub(super) fn of(owner: &str, handle: &str) -> Self {
+    /// (that provisioner's [`tag`]), reached from the host at `gateway`.
+    pub(super) fn of(owner: &str, handle: &str, gateway: IpAddr) -> Self {
         Self {
             name: format!("{PREFIX}{owner}-{handle}"),
             link: format!("lb{}", &handle[..handle.len().min(13)]),
+            gateway,
         }
     }
 
@@ -61,21 +71,21 @@ impl Namespace {
         )))
     }
 
-    /// Makes the namespace: the device at `device` on its side of the pair, the host at
-    /// `gateway` on its own, a route each way, the host as the device's default route, and
+    /// Makes the namespace: the device at `device` on its side of the pair, the host at its
+    /// gateway on its own, a route each way, the host as the device's default route, and
     /// binding to addresses not (yet) local allowed, so HAProxy can bind a VIP before the
     /// host routes it there. Whatever was made is removed again on failure.
-    pub(super) fn create(&self, device: IpAddr, gateway: IpAddr) -> Result<(), ProvisionError> {
-        let made = self.build(device, gateway);
+    pub(super) fn create(&self, device: IpAddr) -> Result<(), ProvisionError> {
+        let made = self.build(device);
         if made.is_err() {
             self.remove();
         }
         made
     }
 
-    fn build(&self, device: IpAddr, gateway: IpAddr) -> Result<(), ProvisionError> {
+    fn build(&self, device: IpAddr) -> Result<(), ProvisionError> {
         let (name, link) = (self.name.as_str(), self.link.as_str());
-        let (device, gateway) = (host_prefix(device), host_prefix(gateway));
+        let (device, gateway) = (host_prefix(device), host_prefix(self.gateway));
         ip(&["netns", "add", name])?;
         ip(&[
             "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name,
@@ -117,18 +127,20 @@ impl Namespace {
     }
 
     /// Makes the device answer on exactly `vips` (the VIPs of the load balancers on it): a
-    /// VIP it no longer serves is withdrawn, a missing one added.
+    /// VIP it no longer serves is withdrawn, a missing one added, the rest left alone (two
+    /// `ip` listings when nothing changed).
     pub(super) fn serve(
         &self,
         device: IpAddr,
         vips: &BTreeSet<IpAddr>,
     ) -> Result<(), ProvisionError> {
-        let held = self.vips()?;
-        for vip in held.difference(vips) {
-            self.withdraw(*vip)?;
+        let held = self.held()?;
+        let stale: BTreeSet<IpAddr> = held.addresses.union(&held.routes).copied().collect();
+        for vip in stale.difference(vips) {
+            self.forget(*vip, &held)?;
         }
         for vip in vips {
-            self.add(device, *vip, held.contains(vip))?;
+            self.add(device, *vip, &held)?;
         }
         Ok(())
     }
@@ -136,39 +148,42 @@ impl Namespace {
     /// Makes the device answer on `vip`: an address of the namespace's loopback, and a host
     /// route to it over the pair (IPv4; an IPv6 VIP answers inside the namespace only).
     pub(super) fn expose(&self, device: IpAddr, vip: IpAddr) -> Result<(), ProvisionError> {
-        let held = self.vips()?.contains(&vip);
-        self.add(device, vip, held)
+        self.add(device, vip, &self.held()?)
     }
 
-    fn add(&self, device: IpAddr, vip: IpAddr, held: bool) -> Result<(), ProvisionError> {
+    /// The device no longer answers on `vip`: its address and its host route go.
+    pub(super) fn withdraw(&self, vip: IpAddr) -> Result<(), ProvisionError> {
+        self.forget(vip, &self.held()?)
+    }
+
+    fn add(&self, device: IpAddr, vip: IpAddr, held: &Held) -> Result<(), ProvisionError> {
         let address = host_prefix(vip);
-        if !held {
+        if !held.addresses.contains(&vip) {
             ip(&["-n", &self.name, "addr", "add", &address, "dev", "lo"])?;
         }
-        if vip.is_ipv4() {
+        if vip.is_ipv4() && !held.routes.contains(&vip) {
             let via = device.to_string();
             ip(&["route", "replace", &address, "via", &via, "dev", &self.link])?;
         }
         Ok(())
     }
 
-    /// The device no longer answers on `vip`: its address and its host route go.
-    pub(super) fn withdraw(&self, vip: IpAddr) -> Result<(), ProvisionError> {
+    fn forget(&self, vip: IpAddr, held: &Held) -> Result<(), ProvisionError> {
         let address = host_prefix(vip);
-        if self.vips()?.contains(&vip) {
+        if held.addresses.contains(&vip) {
             ip(&["-n", &self.name, "addr", "del", &address, "dev", "lo"])?;
         }
-        if vip.is_ipv4() {
-            // Gone with an earlier attempt, or never made: nothing to undo.
-            let _ = ip(&["route", "del", &address, "dev", &self.link]);
+        if held.routes.contains(&vip) {
+            ip(&["route", "del", &address, "dev", &self.link])?;
         }
         Ok(())
     }
 
-    /// The VIPs the namespace's loopback holds now (every address but loopback's own).
-    fn vips(&self) -> Result<BTreeSet<IpAddr>, ProvisionError> {
+    /// What the device answers on now: every address of its loopback but loopback's own, and
+    /// every route the host has through it (`via`: not the route to the device itself).
+    fn held(&self) -> Result<Held, ProvisionError> {
         let listed = ip(&["-n", &self.name, "-o", "addr", "show", "dev", "lo"])?;
-        Ok(listed
+        let addresses = listed
             .lines()
             .filter_map(|line| {
                 let mut words = line.split_whitespace();
@@ -176,7 +191,14 @@ impl Namespace {
                 words.next()?.split('/').next()?.parse::<IpAddr>().ok()
             })
             .filter(|ip| !ip.is_loopback())
-            .collect())
+            .collect();
+        let listed = ip(&["-o", "route", "show", "dev", &self.link])?;
+        let routes = listed
+            .lines()
+            .filter(|line| line.split_whitespace().any(|w| w == "via"))
+            .filter_map(|line| line.split_whitespace().next()?.parse::<IpAddr>().ok())
+            .collect();
+        Ok(Held { addresses, routes })
     }
 
     /// Handles of every device namespace of the provisioner `owner` on this machine.

@@ -67,7 +67,7 @@ pub(super) async fn converge(
         left,
         model,
     } = work;
-    let (device_record, left_record) = (device.clone(), left.clone());
+    let routes = vip_routes(api, &lb, device.as_ref(), left.as_ref(), deleting);
     let call = crate::spawn_blocking(move || -> Result<(), wit::Error> {
         let Some(device) = device else { return Ok(()) };
         let in_service = device.enabled;
@@ -98,7 +98,7 @@ pub(super) async fn converge(
     .await
     .map_err(Error::from)?;
     call?;
-    route(api, &lb, &device_record, left_record.as_ref(), deleting).await;
+    route(api, &lb.common.id, routes).await;
 
     let started = if deleting {
         Started::Deleting
@@ -109,41 +109,44 @@ pub(super) async fn converge(
     Ok(if deleting { Step::Removed } else { Step::Done })
 }
 
-/// Has the provisioner route the VIP to the device whose configuration now holds it (and
-/// away from the one a migration left, or the one a deletion emptied of it). Only the host
-/// that runs a spawned device can; the others' status rounds mend it.
-async fn route(
-    api: &Arc<ControlPlane>,
+/// Where the VIP is to be routed once the driver calls succeed: to the device whose
+/// configuration then holds it (`true`), away from the one a migration left or a deletion
+/// emptied of it (`false`). Only the host that runs a spawned device can; the others' status
+/// rounds mend it.
+type Routes = Option<(std::net::IpAddr, Vec<(String, bool)>)>;
+
+fn vip_routes(
+    api: &ControlPlane,
     lb: &crate::model::LoadBalancer,
-    device: &Option<crate::model::Device>,
+    device: Option<&crate::model::Device>,
     left: Option<&crate::model::Device>,
     deleting: bool,
-) {
-    let Some(provisioner) = api.provisioner.clone() else {
-        return;
-    };
-    let Ok(vip) = lb.vip_address.parse::<std::net::IpAddr>() else {
-        return;
-    };
-    if !api.addresses.routable(vip) {
-        return;
-    }
+) -> Routes {
+    api.provisioner.as_ref()?;
+    let vip = lb
+        .vip_address
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .filter(|vip| api.addresses.routable(*vip))?;
     let handle = |device: Option<&crate::model::Device>| {
         device
             .filter(|d| api.owns(d))
             .and_then(|d| d.provisioned.clone())
     };
-    let mut changes = Vec::new();
-    if let Some(handle) = handle(device.as_ref()) {
-        changes.push((handle, !deleting));
-    }
-    if let Some(handle) = handle(left) {
-        changes.push((handle, false));
-    }
-    if changes.is_empty() {
+    let changes: Vec<(String, bool)> = [(handle(device), !deleting), (handle(left), false)]
+        .into_iter()
+        .filter_map(|(handle, serve)| Some((handle?, serve)))
+        .collect();
+    (!changes.is_empty()).then_some((vip, changes))
+}
+
+/// Has the provisioner make the [`vip_routes`] changes; a failure is mended by the next
+/// status round.
+async fn route(api: &Arc<ControlPlane>, lb_id: &str, routes: Routes) {
+    let (Some(provisioner), Some((vip, changes))) = (api.provisioner.clone(), routes) else {
         return;
-    }
-    let lb_id = lb.common.id.clone();
+    };
+    let lb_id = lb_id.to_owned();
     let _ = crate::spawn_blocking(move || {
         for (handle, serve) in changes {
             if let Err(error) = provisioner.expose(&handle, vip, serve) {
