@@ -27,6 +27,10 @@ pub struct AddressRules {
     pub host_sockets: Vec<SocketAddr>,
     /// Networks the operator keeps for the control plane (the spawn range).
     pub reserved_networks: Vec<IpNet>,
+    /// Addresses at which devices reach this host itself (the gateway of devices in
+    /// namespaces of their own): members may listen there, but never on a port of the host's
+    /// own sockets, and no VIP or project subnet may hold one.
+    pub host_addresses: Vec<IpAddr>,
 }
 
 /// Why an address or a network was refused, for the tenant's `400`.
@@ -79,12 +83,21 @@ impl AddressRules {
     }
 
     /// Whether the host may route `vip` to a device in a namespace of its own: never an
-    /// address a tenant may not hold, nor one the host itself listens on or calls (a route there
-    /// would hand the host's own traffic to the device).
+    /// address a tenant may not hold, nor loopback (always the host's own), nor one the host
+    /// itself listens on or calls (a route there would hand the host's own traffic to the
+    /// device).
     pub fn routable(&self, vip: IpAddr) -> bool {
         let vip = canonical(vip);
         self.address("VIP", vip).is_ok()
+            && !vip.is_loopback()
             && !self.host_sockets.iter().any(|s| canonical(s.ip()) == vip)
+            && !self.host_addresses.contains(&vip)
+    }
+
+    /// Whether `socket` is on an address of the host where a host socket's port answers.
+    fn at_host(&self, socket: SocketAddr) -> bool {
+        self.host_addresses.contains(&canonical(socket.ip()))
+            && self.host_sockets.iter().any(|s| s.port() == socket.port())
     }
 
     /// Why traffic or health checks may not be sent to `socket`, if they may not: the address
@@ -96,7 +109,7 @@ impl AddressRules {
         socket: SocketAddr,
     ) -> Result<(), Refused> {
         self.address(what, socket.ip())?;
-        if is_reserved(socket, &self.host_sockets) {
+        if is_reserved(socket, &self.host_sockets) || self.at_host(socket) {
             return Err(Refused(format!(
                 "{what} {socket} is a socket of the control plane."
             )));
@@ -143,6 +156,12 @@ impl AddressRules {
                 "VIP {socket} is a socket of the control plane."
             )));
         }
+        if self.host_addresses.contains(&canonical(socket.ip())) {
+            return Err(Refused(format!(
+                "VIP {} is the address devices reach the host at.",
+                socket.ip()
+            )));
+        }
         Ok(())
     }
 
@@ -170,14 +189,15 @@ impl AddressRules {
                 "cidr {cidr} overlaps {net}, which the operator keeps for the control plane."
             )));
         }
-        if let Some(socket) = self
+        let host = self
             .host_sockets
             .iter()
-            .find(|s| cidr.contains(&canonical(s.ip())))
-        {
+            .map(|s| canonical(s.ip()))
+            .chain(self.host_addresses.iter().copied())
+            .find(|ip| cidr.contains(ip));
+        if let Some(ip) = host {
             return Err(Refused(format!(
-                "cidr {cidr} holds {}, an address of the control plane.",
-                canonical(socket.ip())
+                "cidr {cidr} holds {ip}, an address of the control plane."
             )));
         }
         let shared = snapshot
@@ -230,6 +250,7 @@ mod tests {
                 "0.0.0.0:9100".parse().expect("socket"),
             ],
             reserved_networks: vec!["127.128.0.0/16".parse().expect("cidr")],
+            host_addresses: vec!["198.19.0.1".parse().expect("ip")],
         }
     }
 
@@ -245,6 +266,7 @@ mod tests {
         assert!(!routable("127.128.0.9"), "the spawn range");
         assert!(!routable("169.254.169.254"), "link-local");
         assert!(!routable("0.0.0.0"), "unspecified");
+        assert!(!routable("198.19.0.1"), "the devices' gateway");
     }
 
     #[test]
@@ -281,6 +303,12 @@ mod tests {
         assert!(refused("[fe80::1]:80"));
         assert!(refused("224.0.0.1:80"));
         assert!(refused("127.128.0.7:9443"));
+        assert!(refused("198.19.0.1:9876"), "the API's port at the gateway");
+        assert!(
+            refused("198.19.0.1:9100"),
+            "a wildcard listener at the gateway"
+        );
+        assert!(!refused("198.19.0.1:8001"), "a member on this machine");
         assert!(!refused("127.0.0.1:8001"));
         assert!(!refused("10.0.0.5:80"));
         assert!(
@@ -289,6 +317,11 @@ mod tests {
                 .is_err()
         );
         assert!(rules.bind("0.0.0.0:8080".parse().expect("socket")).is_err());
+        assert!(
+            rules
+                .bind("198.19.0.1:8080".parse().expect("socket"))
+                .is_err()
+        );
         assert!(
             rules
                 .bind("127.0.50.1:8080".parse().expect("socket"))
@@ -315,6 +348,7 @@ mod tests {
             "::ffff:127.0.0.0/104",
             "fe80::/64",
             "10.0.0.0/8",
+            "198.19.0.0/24",
         ] {
             let expect = cidr != "10.0.0.0/8";
             assert_eq!(refused(cidr), expect, "{cidr}");

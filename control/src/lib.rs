@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod placement;
 pub mod plane;
 pub mod provision;
+mod reach;
 pub mod snapshot;
 pub mod table;
 pub mod tasks;

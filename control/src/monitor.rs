@@ -8,8 +8,7 @@
 //! is `DEGRADED`, and one whose device cannot be reached is `ERROR`. Only objects that are
 //! `ACTIVE` change: a pending one is the worker's.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,24 +170,14 @@ pub async fn run(api: Arc<ControlPlane>, interval: Duration, mut stop: Stop) {
 pub async fn round(api: &Arc<ControlPlane>) {
     let Ok(work) = api
         .read(|api, snapshot| {
-            // On a shared store: only this host's spawned devices are revived (and their VIPs
-            // routed) here, and each device is polled by one host. A device's VIPs are those of
-            // every load balancer on it, in any state, gathered in one pass.
-            let mut served: HashMap<&str, (String, BTreeSet<IpAddr>)> = snapshot
+            // On a shared store: only this host's spawned devices are revived (and routed)
+            // here, and each device is polled by one host.
+            let served: Vec<String> = snapshot
                 .devices
                 .iter()
                 .filter(|d| api.owns(d))
-                .filter_map(|d| Some((d.id.as_str(), (d.provisioned.clone()?, BTreeSet::new()))))
+                .filter_map(|d| d.provisioned.clone())
                 .collect();
-            for lb in snapshot.loadbalancers.iter() {
-                if let Some((_, vips)) = lb.device_id.as_deref().and_then(|d| served.get_mut(d))
-                    && let Ok(vip) = lb.vip_address.parse()
-                    && api.addresses.routable(vip)
-                {
-                    vips.insert(vip);
-                }
-            }
-            let served: Vec<(String, BTreeSet<IpAddr>)> = served.into_values().collect();
             let work: Vec<worker::Work> = snapshot
                 .loadbalancers
                 .iter()
@@ -206,12 +195,10 @@ pub async fn round(api: &Arc<ControlPlane>) {
     };
     let (served, work) = work;
     if let Some(provisioner) = api.provisioner.clone() {
+        let api = api.clone();
         let _ = crate::spawn_blocking(move || {
-            let handles: Vec<String> = served.iter().map(|(handle, _)| handle.clone()).collect();
-            provisioner.revive(&handles);
-            for (handle, vips) in served {
-                provisioner.serve(&handle, &vips);
-            }
+            provisioner.revive(&served);
+            api.route_devices(None);
         })
         .await;
     }

@@ -46,6 +46,8 @@ pub struct ControlPlane {
     /// have.
     pub addresses: crate::addresses::AddressRules,
     writes: tokio::sync::Mutex<()>,
+    /// One hand-over of devices' reach to the provisioner at a time ([`ControlPlane::route_devices`]).
+    pub(crate) routing: std::sync::Mutex<()>,
     /// Every write is flushed to disk before it is answered (the default). Off only to measure
     /// what durability costs: an acknowledged write may then be lost in a crash.
     flush_before_ack: bool,
@@ -151,6 +153,7 @@ impl ControlPlane {
             registration: DeviceRegistration::default(),
             addresses: Default::default(),
             writes: tokio::sync::Mutex::new(()),
+            routing: std::sync::Mutex::new(()),
             flush_before_ack: true,
             cache: std::sync::Mutex::new(Cached::Missing),
             updated: std::sync::Condvar::new(),

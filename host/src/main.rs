@@ -323,6 +323,14 @@ struct Observe {
 const SHARED_SPAWN_RANGE: &str = "127.128.0.0/16";
 const ISOLATED_SPAWN_RANGE: &str = "198.18.0.0/16";
 
+/// Which network spawned devices run in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Isolation {
+    Auto,
+    Namespace,
+    Shared,
+}
+
 /// How the host runs the HAProxy devices drivers ask it to spawn, and watches every device.
 #[derive(clap::Args)]
 struct DataPlane {
@@ -332,17 +340,20 @@ struct DataPlane {
     /// The HAProxy executable spawned devices run.
     #[arg(long, value_name = "PATH", default_value = "haproxy")]
     haproxy: PathBuf,
-    /// Range spawned devices take their management addresses from. Default: `127.128.0.0/16`
-    /// (loopback), or `198.18.0.0/16` with `--isolate-devices`.
+    /// Range spawned devices take their management addresses from. Default: `198.18.0.0/16`
+    /// for devices in namespaces of their own, `127.128.0.0/16` (loopback) for shared ones.
     #[arg(long, value_name = "CIDR")]
     spawn_addresses: Option<IpNet>,
-    /// Runs each spawned device in a network namespace of its own, joined to the host by a
-    /// veth pair (needs root and iproute2): `127.0.0.1` inside a device is not the host, and
-    /// the host routes each VIP to its device.
-    #[arg(long)]
-    isolate_devices: bool,
-    /// With `--isolate-devices`: the host's address on every device's link, the devices'
-    /// default route, where members on this machine listen.
+    /// Where spawned devices run: `namespace`, each in a network namespace of its own, joined
+    /// to the host by a veth pair the host filters (needs root, iproute2 and nftables):
+    /// `127.0.0.1` inside a device is not the host, the host routes each VIP to its device, and
+    /// a device may call only its own members; `shared`, in the host's own network on loopback
+    /// addresses; `auto` (the default), `namespace` where the host can, else `shared` with a
+    /// warning.
+    #[arg(long, value_enum, default_value_t = Isolation::Auto)]
+    device_isolation: Isolation,
+    /// For devices in namespaces of their own: the host's address on every device's link, the
+    /// devices' default route, where members on this machine listen.
     #[arg(long, value_name = "ADDR", default_value = "198.19.0.1")]
     device_gateway: std::net::IpAddr,
     /// Management port of spawned devices.
@@ -357,9 +368,15 @@ struct DataPlane {
 }
 
 impl DataPlane {
-    fn provisioner(&self, data_dir: &Path) -> anyhow::Result<Option<Arc<dyn Provisioner>>> {
+    /// The provisioner of spawned devices, if any, and where they run, in words for the
+    /// banner.
+    fn provisioner(
+        &self,
+        data_dir: &Path,
+    ) -> anyhow::Result<(Option<Arc<dyn Provisioner>>, String)> {
+        let registered = |why: &str| Ok((None, format!("registered ones only ({why})")));
         if self.no_spawn {
-            return Ok(None);
+            return registered("--no-spawn");
         }
         let agent = match &self.agent {
             Some(agent) => agent.clone(),
@@ -367,24 +384,52 @@ impl DataPlane {
         };
         if !agent.exists() {
             tracing::warn!(agent = %agent.display(), "no device agent: load balancers go only on registered devices");
-            return Ok(None);
+            return registered("no lbaas-agent");
         }
         let devices = data_dir.join("devices");
-        let local = if self.isolate_devices {
+        let isolate = match self.device_isolation {
+            Isolation::Namespace => true,
+            Isolation::Shared => false,
+            Isolation::Auto => match LocalProcesses::can_isolate() {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(
+                        "spawned devices share the host's network ({error}): a device's \
+                         configuration can reach what the host listens on; run the host as root \
+                         with iproute2 and nftables to give each device a namespace of its own"
+                    );
+                    false
+                }
+            },
+        };
+        let (local, where_) = if isolate {
             let range = self
                 .spawn_addresses
                 .unwrap_or(ISOLATED_SPAWN_RANGE.parse()?);
-            LocalProcesses::isolated(
+            let local = LocalProcesses::isolated(
                 agent,
                 self.haproxy.clone(),
                 devices,
                 range,
                 self.device_gateway,
                 self.agent_port,
-            )?
+            )?;
+            let gateway = self.device_gateway;
+            (
+                local,
+                format!(
+                    "spawned from {range}, each in a network namespace of its own; members on \
+                     this machine listen at {gateway}"
+                ),
+            )
         } else {
             let range = self.spawn_addresses.unwrap_or(SHARED_SPAWN_RANGE.parse()?);
-            LocalProcesses::new(agent, self.haproxy.clone(), devices, range, self.agent_port)?
+            let local =
+                LocalProcesses::new(agent, self.haproxy.clone(), devices, range, self.agent_port)?;
+            (
+                local,
+                format!("spawned on {range}, in the host's own network"),
+            )
         };
         // Said at start in plain words; each load balancer that needs a new device says it
         // again in its fault until it is fixed. Registered devices serve meanwhile.
@@ -393,7 +438,7 @@ impl DataPlane {
                 "{error}: load balancers that need a new HAProxy device will fail until this is fixed"
             );
         }
-        Ok(Some(Arc::new(local)))
+        Ok((Some(Arc::new(local)), where_))
     }
 }
 
@@ -860,8 +905,9 @@ fn serve(
         sockets.extend(sockets_of_url(url, 4318));
     }
     builder = builder.reserve(sockets, Vec::new());
-    if let Some(provisioner) = data_plane.provisioner(data_dir)? {
-        builder = builder.provisioner(provisioner);
+    let (provisioner, devices) = data_plane.provisioner(data_dir)?;
+    if let Some(provisioner) = &provisioner {
+        builder = builder.provisioner(provisioner.clone());
     }
     let metrics_listener = match observe.metrics_listen {
         Some(address) => Some(
@@ -899,7 +945,8 @@ fn serve(
              dashboard: http://{address}/dashboard (admins)\n  \
              metrics:   {metrics}\n  \
              traces:    {}\n  \
-             data:      {} ({})\n  drivers:   {} active, from {}",
+             data:      {} ({})\n  drivers:   {} active, from {}\n  \
+             devices:   {devices}",
             observe
                 .otlp_endpoint
                 .as_deref()
@@ -916,6 +963,9 @@ fn serve(
         tracing::info!(%address, drivers, dir = %driver_dir.display(), "lbaasd serving");
         serving.run(shutdown_signal()).await
     })?;
+    if let Some(provisioner) = provisioner {
+        provisioner.close();
+    }
     tracing::info!("lbaasd stopped");
     Ok(())
 }

@@ -47,14 +47,22 @@ impl Backend {
         let stop = Arc::new(AtomicBool::new(false));
         let name = self.name.clone();
         let stopping = stop.clone();
+        // Polled, not woken by a connection of its own: the address may be gone by the time
+        // the backend stops (a gateway its test's provisioner removed).
+        listener.set_nonblocking(true).expect("a non-blocking listener");
         let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let name = name.clone();
+                        std::thread::spawn(move || answer(stream, &name));
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
-                let Ok(stream) = stream else { continue };
-                let name = name.clone();
-                std::thread::spawn(move || answer(stream, &name));
             }
         });
         self.serving = Some((stop, thread));
@@ -64,8 +72,6 @@ impl Backend {
     pub fn stop(&mut self) {
         if let Some((stop, thread)) = self.serving.take() {
             stop.store(true, Ordering::SeqCst);
-            // Wakes the accept loop, which sees the flag and drops the listener.
-            let _ = TcpStream::connect(self.address);
             let _ = thread.join();
         }
     }

@@ -114,6 +114,12 @@ impl Server {
             .arg("--driver-dir")
             .arg(driver_dir)
             .args(extra);
+        // Devices in namespaces of their own change the machine (an address on its loopback,
+        // a firewall table) for as long as a host runs, and a host these tests kill -9 never
+        // tidies up: they are for the tests that look at them (dataplane).
+        if !extra.contains(&"--device-isolation") && !extra.contains(&"--no-spawn") {
+            command.args(["--device-isolation", "shared"]);
+        }
         // The suites that run against both stores: PostgreSQL when the run asks for it,
         // unless the test names its own store.
         if crate::postgres::backend() == crate::postgres::Backend::Postgres
@@ -170,6 +176,16 @@ impl Server {
             .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .expect("VmRSS")
             * 1024
+    }
+
+    /// SIGTERM, as an operator stops it, and waits for it to exit. Returns what it logged.
+    pub fn stop(mut self) -> Vec<String> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        self.log()
     }
 
     /// SIGKILL: no shutdown, no flush. Returns what it logged.

@@ -52,6 +52,11 @@ impl Devices {
 
     /// Handles of the device folders.
     fn handles(&self, root: &Path) -> Vec<String> {
+        Self::folders(root)
+    }
+
+    /// Handles of the device folders under `root`, whoever made them.
+    fn folders(root: &Path) -> Vec<String> {
         let mut handles: Vec<String> = std::fs::read_dir(root)
             .map(|dir| {
                 dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -69,26 +74,61 @@ impl Drop for Devices {
     }
 }
 
-/// A control plane whose HAProxy devices are spawned on `addresses`, with a VIP network
-/// `vips`, and an admin and a tenant to call it. The tests of this file run at once: each
-/// takes its own two ranges (devices 127.13x, VIPs 127.14x), or VIPs would collide. Fields drop in order: the host stops before
-/// its devices, and the data folder goes last (bind them in reverse when destructuring).
+/// A control plane whose HAProxy devices it spawns, with a VIP network, and an admin and a
+/// tenant to call it. As `lbaasd serve` does by default, each device runs in a network
+/// namespace of its own when the tests run as root (CI does), and on a loopback address of the
+/// host otherwise. The tests of this file run at once: test `n` takes its own ranges (devices
+/// 198.18.1n.0/24 with the host at 198.19.1n.1, VIPs 198.51.100.32n/27, which only this stage
+/// routes, to its devices or nowhere; shared: devices 127.13n, VIPs 127.14n). `lbaasd`'s own
+/// defaults (198.18.0.0/16, 198.19.0.1) are left to the test of those. Fields drop in
+/// order: the host stops before its devices, and the data folder goes last (bind them in
+/// reverse when destructuring).
 struct Stage {
     plane: ControlPlane,
     admin: Client,
     tenant: Client,
     local: Devices,
     root: std::path::PathBuf,
+    /// Where this machine's members listen: the devices' gateway, or loopback.
+    members: String,
+    /// The shared VIP network's CIDR.
+    vips: String,
+    _unrouted: Option<Unrouted>,
     data: tempfile::TempDir,
 }
 
 impl Stage {
-    fn start(addresses: &str, vips: &str) -> Self {
-        Self::with_devices(|root| Devices::new(root, addresses), vips)
+    fn start(n: u8) -> Self {
+        if lbaas_tests::is_root() {
+            let gateway = format!("198.19.1{n}.1");
+            let vips = format!("198.51.100.{}/27", 32 * n);
+            let unrouted = Unrouted::range(&vips);
+            let devices = format!("198.18.1{n}.0/24");
+            let mut stage = Self::with_devices(
+                |root| Devices::isolated(root, &devices, &gateway),
+                &vips,
+                &gateway,
+            );
+            stage._unrouted = Some(unrouted);
+            stage
+        } else {
+            Self::shared(n)
+        }
     }
 
-    /// A stage whose devices `devices` makes in the folder it is given.
-    fn with_devices(devices: impl FnOnce(&Path) -> Devices, vips: &str) -> Self {
+    /// Devices on loopback addresses of the host's own network.
+    fn shared(n: u8) -> Self {
+        let devices = format!("127.13{n}.0.0/24");
+        Self::with_devices(
+            |root| Devices::new(root, &devices),
+            &format!("127.14{n}.0.0/24"),
+            "127.0.0.1",
+        )
+    }
+
+    /// A stage whose devices `devices` makes in the folder it is given, members listening at
+    /// `members`.
+    fn with_devices(devices: impl FnOnce(&Path) -> Devices, vips: &str, members: &str) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let root = data.path().join("devices");
         let local = devices(&root);
@@ -107,8 +147,38 @@ impl Stage {
             tenant,
             local,
             root,
+            members: members.to_owned(),
+            vips: vips.to_owned(),
+            _unrouted: None,
             data,
         }
+    }
+}
+
+/// A test's VIP range routed nowhere but to its devices: a VIP no device serves is refused on
+/// the host (an `unreachable` route) instead of being sent towards the machine's default route.
+struct Unrouted(String);
+
+impl Unrouted {
+    fn range(cidr: &str) -> Self {
+        let _ = Command::new("ip")
+            .args(["route", "del", cidr])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let added = Command::new("ip")
+            .args(["route", "add", "unreachable", cidr])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(added, "cannot keep {cidr} from the default route");
+        Self(cidr.to_owned())
+    }
+}
+
+impl Drop for Unrouted {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["route", "del", "unreachable", &self.0])
+            .status();
     }
 }
 
@@ -194,7 +264,8 @@ fn haproxy_flavor(admin: &Client) -> String {
 }
 
 fn member(backend: &Backend) -> Value {
-    json!({"address": "127.0.0.1", "protocol_port": backend.port(), "name": backend.name})
+    json!({"address": backend.address.ip().to_string(), "protocol_port": backend.port(),
+           "name": backend.name})
 }
 
 /// The member of `pool_id` that points at `backend`.
@@ -241,17 +312,20 @@ fn devices(admin: &Client) -> Vec<Value> {
 fn traffic_flows_through_spawned_haproxy_devices() {
     // Bound in this order so they drop in reverse: the host, then its devices, then the folder.
     let Stage {
+        _unrouted,
+        members,
+        vips: _,
         data: _data,
         root,
         local,
         tenant,
         admin,
         plane,
-    } = Stage::start("127.130.0.0/24", "127.140.0.0/24");
+    } = Stage::start(0);
     let flavor = haproxy_flavor(&admin);
-    let b0 = Backend::start("b0");
-    let mut b1 = Backend::start("b1");
-    let b2 = Backend::start("b2");
+    let b0 = Backend::start_on("b0", &members);
+    let mut b1 = Backend::start_on("b1", &members);
+    let b2 = Backend::start_on("b2", &members);
 
     // An HTTP listener with a monitored round-robin pool, and a TCP listener.
     let created = tenant.create(
@@ -433,7 +507,7 @@ fn traffic_flows_through_spawned_haproxy_devices() {
 
     // HAProxy refuses a configuration (its port is taken): the load balancer ends ERROR with
     // HAProxy's message, and what ran before keeps running.
-    let blocker = std::net::TcpListener::bind(vip(&second_lb, 7070)).expect("take the port");
+    let blocker = listen_where_served(&local, &root, vip(&second_lb, 7070));
     tenant.create(
         "/v2/lbaas/listeners",
         &json!({"listener": {"loadbalancer_id": second_id, "protocol": "TCP", "protocol_port": 7070}}),
@@ -487,21 +561,19 @@ fn traffic_flows_through_spawned_haproxy_devices() {
 
 #[test]
 fn spawned_devices_outlive_the_host_and_are_adopted() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let root = data.path().join("devices");
-    let local = Devices::new(&root, "127.131.0.0/24");
-    let b0 = Backend::start("b0");
-    let b1 = Backend::start("b1");
-
-    let plane = ControlPlane::start_with_data_plane(
-        data.path(),
-        Auth::None,
-        local.0.clone(),
-        STATUS_INTERVAL,
-    );
-    let admin = plane.client(None).as_project("admin-project");
-    let tenant = plane.client(None).as_project("tenant");
-    setup_network(&admin, "vip", "127.141.0.0/24");
+    let Stage {
+        _unrouted,
+        members,
+        vips: _,
+        data,
+        root,
+        local,
+        tenant,
+        admin: _admin,
+        plane,
+    } = Stage::start(1);
+    let b0 = Backend::start_on("b0", &members);
+    let b1 = Backend::start_on("b1", &members);
     let created = tenant.create("/v2/lbaas/loadbalancers", &web_lb("web", 8080, &b0));
     let lb_id = id(&created, "loadbalancer");
     let http = vip(&settle_active(&tenant, &lb_id), 8080);
@@ -605,14 +677,17 @@ fn children(pid: u32) -> Vec<u32> {
 fn a_driver_cannot_make_a_device_run_commands() {
     // Bound in this order so they drop in reverse: the host, then its devices, then the folder.
     let Stage {
+        _unrouted,
+        members,
+        vips: _,
         data,
         root,
         local,
         tenant,
         admin,
         plane,
-    } = Stage::start("127.132.0.0/24", "127.142.0.0/24");
-    let b0 = Backend::start("b0");
+    } = Stage::start(2);
+    let b0 = Backend::start_on("b0", &members);
     let honest = tenant.create("/v2/lbaas/loadbalancers", &web_lb("honest", 8080, &b0));
     let honest_id = id(&honest, "loadbalancer");
     let honest_http = vip(&settle_active(&tenant, &honest_id), 8080);
@@ -768,15 +843,18 @@ fn a_driver_cannot_make_a_device_run_commands() {
 #[test]
 fn l7_policies_and_inserted_headers_shape_real_traffic() {
     let Stage {
+        _unrouted,
+        members,
+        vips: _,
         data: _data,
         root: _root,
         local: _local,
         tenant,
         admin: _admin,
         plane: _plane,
-    } = Stage::start("127.134.0.0/24", "127.144.0.0/24");
-    let web = Backend::start("web");
-    let api = Backend::start("api");
+    } = Stage::start(4);
+    let web = Backend::start_on("web", &members);
+    let api = Backend::start_on("api", &members);
     let created = tenant.create(
         "/v2/lbaas/loadbalancers",
         &json!({"loadbalancer": {
@@ -876,7 +954,11 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
     // HAProxy sends header names in lower case (HTTP/2's spelling).
     let echoed = get("lb", "/headers", &[]).body.to_ascii_lowercase();
     assert!(echoed.starts_with("web"), "{echoed}");
-    assert!(echoed.contains("x-forwarded-for: 127.0.0.1"), "{echoed}");
+    // The host reaches VIPs from where members listen (the gateway, or loopback).
+    assert!(
+        echoed.contains(&format!("x-forwarded-for: {members}")),
+        "{echoed}"
+    );
     assert!(echoed.contains("x-forwarded-port: 8080"), "{echoed}");
     assert!(echoed.contains("x-forwarded-proto: http"), "{echoed}");
 
@@ -896,13 +978,16 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
 #[test]
 fn ipv6_vips_and_members_carry_traffic() {
     let Stage {
+        _unrouted,
+        members: _,
+        vips: _,
         data: _data,
         root: _root,
         local: _local,
         tenant,
         admin,
         plane: _plane,
-    } = Stage::start("127.133.0.0/24", "127.143.0.0/24");
+    } = Stage::shared(3);
     admin.create(
         "/v2/admin/networks",
         &json!({"network": {"id": "net-vip6", "name": "vip6",
@@ -953,15 +1038,18 @@ fn fault_of(body: &Value) -> String {
 #[test]
 fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_other() {
     let Stage {
+        _unrouted,
+        members,
+        vips,
         data,
         root,
         local,
         tenant,
         admin,
         plane,
-    } = Stage::start("127.135.0.0/24", "127.145.0.0/24");
-    let b0 = Backend::start("b0");
-    let evil = Backend::start("evil");
+    } = Stage::start(5);
+    let b0 = Backend::start_on("b0", &members);
+    let evil = Backend::start_on("evil", &members);
     let honest = tenant.create("/v2/lbaas/loadbalancers", &web_lb("honest", 8080, &b0));
     let honest_id = id(&honest, "loadbalancer");
     let honest_lb = settle_active(&tenant, &honest_id);
@@ -989,7 +1077,7 @@ fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_ot
     let aimed = [
         json!({"address": api.ip().to_string(), "protocol_port": api.port()}),
         json!({"address": format!("::ffff:{}", api.ip()), "protocol_port": api.port()}),
-        json!({"address": "127.0.0.1", "protocol_port": evil.port(),
+        json!({"address": members, "protocol_port": evil.port(),
                "monitor_address": api.ip().to_string(), "monitor_port": api.port()}),
         json!({"address": agent.ip().to_string(), "protocol_port": agent.port()}),
         json!({"address": "169.254.169.254", "protocol_port": 80}),
@@ -1035,12 +1123,9 @@ fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_ot
         .as_str()
         .expect("network")
         .to_owned();
-    for cidr in [
-        "127.145.0.0/24",
-        "127.145.0.0/25",
-        "0.0.0.0/0",
-        "169.254.0.0/16",
-    ] {
+    let (base, prefix) = vips.split_once('/').expect("CIDR");
+    let half = format!("{base}/{}", prefix.parse::<u8>().expect("prefix") + 1);
+    for cidr in [vips.as_str(), &half, "0.0.0.0/0", "169.254.0.0/16"] {
         let (status, answer) = mallory.post(
             "/v2.0/subnets",
             &json!({"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": 4}}),
@@ -1104,6 +1189,22 @@ fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_ot
     drop((plane, admin, tenant, local, root, data));
 }
 
+/// A socket listening on `address` where the devices of `local` serve it: inside the
+/// device's namespace when it has one (bound by a thread that joins it), else on the host.
+fn listen_where_served(local: &Devices, root: &Path, address: SocketAddr) -> std::net::TcpListener {
+    let handles = local.handles(root);
+    let Some(namespace) = handles.iter().find_map(|h| local.0.namespace_of(h)) else {
+        return std::net::TcpListener::bind(address).expect("take the port");
+    };
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{namespace}")).expect("namespace");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("join it");
+        std::net::TcpListener::bind(address).expect("take the port")
+    })
+    .join()
+    .expect("listening thread")
+}
+
 /// Whether a TCP connection to `address` opens from inside the network namespace `namespace`.
 fn connects_from(namespace: &str, address: SocketAddr) -> bool {
     Command::new("ip")
@@ -1113,6 +1214,7 @@ fn connects_from(namespace: &str, address: SocketAddr) -> bool {
             address.ip(),
             address.port()
         ))
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
 }
@@ -1129,13 +1231,16 @@ fn ip_output(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Issue 26: with devices isolated (`lbaasd serve --isolate-devices`), a spawned device's agent
-/// and HAProxy run in a network namespace of their own. From there the host's API answers
-/// neither on loopback nor at the gateway, while the member the host routes to does; the VIP
-/// carries real traffic from the host; and the device, once its last load balancer is
-/// deleted, leaves no namespace, link or route behind.
+/// Issue 26: devices in namespaces of their own (`lbaasd serve`'s default as root). A spawned
+/// device's agent and HAProxy run in a network namespace of their own, and whatever runs there
+/// (a configuration that slipped past the agent, a compromised HAProxy) can open connections to
+/// its own members and nothing else: not the host's API on loopback or at the gateway, not a
+/// service the host runs on every address (as sshd or a database would), not a member of
+/// another load balancer. A tenant cannot make the API's port at the gateway a member. The VIP
+/// carries real traffic from the host, and the device, once its last load balancer is deleted,
+/// leaves no namespace, link, route or firewall chain behind.
 #[test]
-fn an_isolated_device_cannot_reach_the_control_plane_and_leaves_nothing_behind() {
+fn an_isolated_device_reaches_only_its_members_and_leaves_nothing_behind() {
     if !lbaas_tests::is_root() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -1144,28 +1249,28 @@ fn an_isolated_device_cannot_reach_the_control_plane_and_leaves_nothing_behind()
         eprintln!("skipped: device namespaces need root");
         return;
     }
-    let gateway = "198.19.26.1";
     let Stage {
+        _unrouted,
+        members: gateway,
+        vips: _,
         data: _data,
         root,
         local,
         tenant,
         admin: _admin,
         plane,
-    } = Stage::with_devices(
-        |root| Devices::isolated(root, "198.18.26.0/24", gateway),
-        "203.0.113.0/24",
+    } = Stage::start(6);
+    // A service of the host's on every address, which no load balancer names.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").expect("a host service");
+    let host_service = SocketAddr::new(
+        gateway.parse().expect("gateway"),
+        host_service.local_addr().expect("port").port(),
     );
-    // The member listens at the host's address on the devices' links.
-    let b0 = Backend::start_on("b0", gateway);
-    let body = json!({"loadbalancer": {
-        "name": "isolated", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
-        "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
-                       "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                                        "members": [{"address": gateway,
-                                                     "protocol_port": b0.port()}]}}]}});
+    // Members listen at the host's address on the devices' links.
+    let b0 = Backend::start_on("b0", &gateway);
+    let other = Backend::start_on("other", &gateway);
     let lb_id = id(
-        &tenant.create("/v2/lbaas/loadbalancers", &body),
+        &tenant.create("/v2/lbaas/loadbalancers", &web_lb("isolated", 8080, &b0)),
         "loadbalancer",
     );
     let lb = settle_active(&tenant, &lb_id);
@@ -1201,41 +1306,162 @@ fn an_isolated_device_cannot_reach_the_control_plane_and_leaves_nothing_behind()
         .trim_start_matches("http://")
         .parse()
         .expect("API address");
-    let api_at_gateway = SocketAddr::new(gateway.parse().expect("gateway"), api.port());
+    let at_gateway = |port: u16| SocketAddr::new(gateway.parse().expect("gateway"), port);
     assert!(
-        connects_from(
-            &namespace,
-            SocketAddr::new(gateway.parse().expect("gateway"), b0.port())
-        ),
+        connects_from(&namespace, b0.address),
         "the device reaches its member at the gateway (the check itself works)"
     );
     assert!(
-        !connects_from(&namespace, api),
-        "the device reaches the host's API on loopback"
+        !connects_from(&namespace, at_gateway(api.port())),
+        "the device reaches the host's API port at the gateway"
     );
-    assert!(
-        !connects_from(&namespace, api_at_gateway),
-        "the device reaches the host's API at the gateway"
+    for (target, what) in [
+        (api, "the host's API on loopback"),
+        (
+            host_service,
+            "a host service on every address, at the gateway",
+        ),
+        (other.address, "a member of no load balancer on this device"),
+    ] {
+        assert!(accepts(target), "{what} answers on the host");
+        assert!(
+            !connects_from(&namespace, target),
+            "the device reaches {what} ({target})"
+        );
+    }
+    let (status, body) = tenant.post(
+        &format!(
+            "/v2/lbaas/pools/{}/members",
+            pool_of(&tenant, &lb_id, "HTTP")
+        ),
+        &json!({"member": {"address": gateway, "protocol_port": api.port()}}),
     );
-    assert!(accepts(api), "the API itself still answers on the host");
+    assert_eq!(
+        status, 400,
+        "the API's port at the gateway as a member: {body}"
+    );
+    // A member added later is reachable once its job is done, and only then.
+    tenant.create(
+        &format!(
+            "/v2/lbaas/pools/{}/members",
+            pool_of(&tenant, &lb_id, "HTTP")
+        ),
+        &json!({"member": member(&other)}),
+    );
+    settle_active(&tenant, &lb_id);
+    assert!(connects_from(&namespace, other.address), "the new member");
+    wait_for_backends(http, &["b0", "other"]);
 
-    // The empty device goes, and takes its namespace, its link and its VIP's route along.
+    // The empty device goes, and takes its namespace, its link, its VIP's route and its
+    // firewall chain along.
     let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
     assert_eq!(status, 204);
     wait_until("the device's namespace is gone", || {
         !ip_output(&["netns", "list"]).contains(&namespace)
     });
     let link = format!("lb{}", handles[0]);
-    wait_until("the device's link and routes are gone", || {
+    wait_until("the device's link, routes and chain are gone", || {
         !ip_output(&["link", "show"]).contains(&link)
-            && !ip_output(&["route", "show"]).contains(&http.ip().to_string())
+            && !ip_output(&["route", "show"]).contains(&format!("{} via", http.ip()))
+            && !nft_output(&["list", "ruleset"]).contains(&handles[0])
     });
     plane.stop();
-    // The backend first: it stops by connecting to its own address, the gateway.
-    drop(b0);
+    let table = local.0.firewall_table().expect("a firewall table");
+    assert!(nft_output(&["list", "tables"]).contains(&table));
     drop(local);
     assert!(
-        !ip_output(&["addr", "show", "dev", "lo"]).contains(gateway),
+        !ip_output(&["addr", "show", "dev", "lo"]).contains(&format!("{gateway}/")),
         "the gateway address stays after its provisioner stopped everything"
+    );
+    assert!(
+        !nft_output(&["list", "tables"]).contains(&table),
+        "the firewall table stays after its provisioner stopped everything"
+    );
+}
+
+fn nft_output(args: &[&str]) -> String {
+    let out = Command::new("nft").args(args).output().expect("run nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The README's walk-through against `lbaasd serve` as it starts by default, as root: the
+/// banner says devices get namespaces of their own; backends listen at the default gateway; a
+/// load balancer with two members and a health monitor carries traffic through its VIP to
+/// both; deleting it stops its device and removes its namespace; and the host, stopped, takes
+/// its gateway address and firewall table along.
+#[test]
+fn lbaasd_serve_isolates_devices_by_default_and_the_walk_through_carries_traffic() {
+    if !lbaas_tests::is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run as root: device namespaces cannot be skipped"
+        );
+        eprintln!("skipped: device namespaces need root");
+        return;
+    }
+    const GATEWAY: &str = "198.19.0.1";
+    let _unrouted = Unrouted::range("203.0.113.0/24");
+    let data = tempfile::tempdir().expect("temp dir");
+    let driver_dir = lbaas_tests::drivers()
+        .haproxy
+        .parent()
+        .expect("driver dir")
+        .to_owned();
+    let server = lbaas_tests::process::Server::start(
+        data.path(),
+        &driver_dir,
+        &["--device-isolation", "auto", "--status-interval", "1s"],
+    );
+    let banner = server.log().join("\n");
+    assert!(
+        banner.contains("each in a network namespace of its own")
+            && banner.contains(&format!("members on this machine listen at {GATEWAY}")),
+        "{banner}"
+    );
+    let admin = Client::new(&server.url).as_project("admin-project");
+    let tenant = Client::new(&server.url).as_project("tenant");
+    setup_network(&admin, "public", "203.0.113.0/24");
+    let a = Backend::start_on("backend A", GATEWAY);
+    let b = Backend::start_on("backend B", GATEWAY);
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "web", "vip_subnet_id": "subnet-public", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8080,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&a), member(&b)],
+                                            "healthmonitor": {"type": "HTTP", "delay": 2,
+                                                              "timeout": 1, "max_retries": 2}}}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let http = vip(&settle_active(&tenant, &lb_id), 8080);
+    wait_for_backends(http, &["backend A", "backend B"]);
+    let devices = data.path().join("devices");
+    let handles = Devices::folders(&devices);
+    assert_eq!(handles.len(), 1, "{handles:?}");
+    let namespace = ip_output(&["netns", "list"])
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .find(|name| name.starts_with("lbaas-") && name.ends_with(&handles[0]))
+        .map(str::to_owned)
+        .expect("the device's namespace");
+
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
+    assert_eq!(status, 204);
+    wait_until("the empty device and its namespace are gone", || {
+        Devices::folders(&devices).is_empty()
+            && !ip_output(&["netns", "list"]).contains(&namespace)
+    });
+    assert!(!accepts(http), "the VIP closed");
+    let table = LocalProcesses::firewall_table_of(&devices);
+    assert!(nft_output(&["list", "tables"]).contains(&table));
+    let log = server.stop();
+    assert!(
+        !ip_output(&["addr", "show", "dev", "lo"]).contains(&format!("{GATEWAY}/")),
+        "the gateway address stays after the host stopped with no device: {log:#?}"
+    );
+    assert!(
+        !nft_output(&["list", "tables"]).contains(&table),
+        "the firewall table stays after the host stopped with no device"
     );
 }

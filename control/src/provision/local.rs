@@ -13,7 +13,7 @@
 //! whose agent is gone gets a new agent (which adopts the running HAProxy), and a folder no
 //! device record names is stopped and removed, so nothing is orphaned.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -31,7 +31,7 @@ use nix::unistd::Pid;
 
 use super::netns::{self, Gateway, Namespace};
 use super::privilege::{self, DeviceUser};
-use super::{ProvisionError, Provisioned, Provisioner};
+use super::{ProvisionError, Provisioned, Provisioner, Reach};
 use crate::devices::Credentials;
 use crate::net::IpNet;
 
@@ -58,6 +58,9 @@ pub struct LocalProcesses {
     gateway: Option<Gateway>,
     /// The mark on this provisioner's namespaces ([`netns::tag`]).
     tag: String,
+    /// What each device was last allowed to call (its firewall set is written only when this
+    /// changes).
+    allowed: Mutex<HashMap<String, BTreeSet<SocketAddr>>>,
     /// One provisioning, release or adoption at a time.
     busy: Mutex<()>,
 }
@@ -101,8 +104,15 @@ impl LocalProcesses {
             )));
         }
         netns::available()?;
-        let gateway = Gateway::ensure(gateway)?;
+        // There from the start, so members on this machine can listen on it before any device.
+        let gateway = Gateway::at(gateway);
+        gateway.ensure()?;
         Self::with_network(agent, haproxy, root, addresses, port, Some(gateway))
+    }
+
+    /// Whether devices can get namespaces of their own here: root, iproute2 and nftables.
+    pub fn can_isolate() -> Result<(), ProvisionError> {
+        netns::available()
     }
 
     fn with_network(
@@ -157,6 +167,7 @@ impl LocalProcesses {
             unreachable,
             gateway,
             tag,
+            allowed: Mutex::new(HashMap::new()),
             busy: Mutex::new(()),
         })
     }
@@ -191,10 +202,14 @@ impl LocalProcesses {
             .collect()
     }
 
-    /// The first address of the range that no device has and nothing else listens on (in a
-    /// namespace of its own, a device's address is its own).
+    /// The first address of the range that no device has and nothing else listens on, or, in
+    /// namespaces of their own, that the host routes nowhere yet (another host on this machine
+    /// may spawn from the same range).
     fn free_address(&self) -> Result<SocketAddr, ProvisionError> {
-        let taken = self.taken();
+        let mut taken = self.taken();
+        if self.gateway.is_some() {
+            taken.extend(netns::routed()?);
+        }
         crate::net::hosts(&self.addresses)
             .filter(|ip| !taken.contains(ip))
             .map(|ip| SocketAddr::new(ip, self.port))
@@ -217,6 +232,18 @@ impl LocalProcesses {
     /// devices run in namespaces of their own.
     pub fn gateway(&self) -> Option<IpAddr> {
         self.gateway.as_ref().map(Gateway::address)
+    }
+
+    /// The nftables table (family `inet`) that filters the devices' links, when they run in
+    /// namespaces of their own.
+    pub fn firewall_table(&self) -> Option<String> {
+        self.gateway.as_ref()?;
+        Some(Self::firewall_table_of(&self.root))
+    }
+
+    /// The nftables table of the provisioner whose devices live in `root`, isolated.
+    pub fn firewall_table_of(root: &Path) -> String {
+        netns::firewall_of(&netns::tag(root)).table().to_owned()
     }
 
     /// The name of the network namespace device `handle` runs in, when it has its own.
@@ -327,6 +354,7 @@ impl LocalProcesses {
         }
         if let Some(namespace) = self.namespace(dir) {
             namespace.remove();
+            self.allowed_now().remove(&namespace_handle(dir));
         }
         // A process on its way out may still remove its own files meanwhile.
         for attempt in 0.. {
@@ -350,7 +378,24 @@ impl LocalProcesses {
             self.stop(&self.root.join(handle));
         }
         self.remove_orphan_namespaces(&[]);
-        if let Some(gateway) = &self.gateway {
+        self.tidy();
+    }
+
+    /// What devices were last allowed to call.
+    fn allowed_now(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<SocketAddr>>> {
+        self.allowed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Once this provisioner has no device left (when the host stops): its firewall table
+    /// goes, and the gateway address too unless another provisioner's devices on this machine
+    /// still use it. Devices left running keep both.
+    fn tidy(&self) {
+        let Some(gateway) = &self.gateway else { return };
+        if !self.handles().is_empty() {
+            return;
+        }
+        netns::firewall_of(&self.tag).remove();
+        if !gateway.in_use() {
             gateway.remove();
         }
     }
@@ -361,7 +406,9 @@ impl LocalProcesses {
             return;
         }
         let folders = self.handles();
-        for handle in Namespace::all(&self.tag) {
+        let mut orphans: BTreeSet<String> = Namespace::all(&self.tag).into_iter().collect();
+        orphans.extend(netns::firewall_of(&self.tag).guarded());
+        for handle in orphans {
             if folders.contains(&handle) || keep.contains(&handle) {
                 continue;
             }
@@ -430,6 +477,10 @@ impl LocalProcesses {
 impl Provisioner for LocalProcesses {
     fn management_range(&self) -> Option<crate::net::IpNet> {
         Some(self.addresses)
+    }
+
+    fn host_address(&self) -> Option<IpAddr> {
+        self.gateway()
     }
 
     fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, ProvisionError> {
@@ -505,42 +556,43 @@ impl Provisioner for LocalProcesses {
         self.revive_locked(handles);
     }
 
-    fn expose(&self, handle: &str, vip: IpAddr, serve: bool) -> Result<(), ProvisionError> {
+    fn serve(&self, handle: &str, reach: &Reach) -> Result<(), ProvisionError> {
         let dir = self.dir(handle)?;
         let Some(namespace) = self.namespace(&dir) else {
             return Ok(());
         };
         let _busy = self.lock();
-        if serve {
-            namespace.expose(read_address(&dir)?.ip(), vip)
-        } else {
-            namespace.withdraw(vip)
-        }
-    }
-
-    fn serve(&self, handle: &str, vips: &std::collections::BTreeSet<IpAddr>) {
-        let Ok(dir) = self.dir(handle) else { return };
-        let Some(namespace) = self.namespace(&dir) else {
-            return;
-        };
-        let _busy = self.lock();
         if !namespace.exists() {
-            return;
+            return Ok(());
         }
-        let served = read_address(&dir).and_then(|address| namespace.serve(address.ip(), vips));
-        if let Err(error) = served {
-            tracing::warn!(handle, %error, "cannot route a device's VIPs");
+        namespace.serve(read_address(&dir)?.ip(), reach)?;
+        if self.allowed_now().get(handle) != Some(&reach.targets) {
+            namespace.allow(reach)?;
+            self.allowed_now()
+                .insert(handle.to_owned(), reach.targets.clone());
         }
+        Ok(())
     }
 
     fn revive(&self, handles: &[String]) {
         let _busy = self.lock();
         self.revive_locked(handles);
     }
+
+    fn close(&self) {
+        let _busy = self.lock();
+        self.tidy();
+    }
 }
 
 impl LocalProcesses {
     fn revive_locked(&self, handles: &[String]) {
+        // Members on this machine listen at the gateway: put back if it went.
+        if let Some(gateway) = &self.gateway
+            && let Err(error) = gateway.ensure()
+        {
+            tracing::error!(%error, "cannot put the devices' gateway address back");
+        }
         for handle in handles {
             let Ok(dir) = self.dir(handle) else { continue };
             if running(&dir.join("agent.pid"), "lbaas-agent").is_some() {
@@ -570,6 +622,13 @@ impl LocalProcesses {
             }
         }
     }
+}
+
+/// The handle of the device in `dir`.
+fn namespace_handle(dir: &Path) -> String {
+    dir.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn random<const N: usize>() -> Result<[u8; N], ProvisionError> {

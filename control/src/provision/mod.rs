@@ -3,6 +3,7 @@
 //! a fresh loopback address; [`FixedEndpoint`] registers every spawned device at one known
 //! management endpoint.
 
+mod firewall;
 mod local;
 mod netns;
 pub mod privilege;
@@ -12,6 +13,15 @@ use lbaas_scheduler::SpawnSpec;
 use crate::devices::Credentials;
 
 pub use local::LocalProcesses;
+
+/// What one device's network gives it: the VIPs it answers on (the host routes them to it), and
+/// the only sockets it may open connections to (its load balancers' members, for traffic and
+/// health checks). Everything else it sends is dropped before it reaches the host or beyond.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub vips: std::collections::BTreeSet<std::net::IpAddr>,
+    pub targets: std::collections::BTreeSet<std::net::SocketAddr>,
+}
 
 /// Why a device could not be provisioned or released, by whose move it is: an operator's
 /// (`Unavailable`, `Program`), the machine's (`System`, `Exhausted`), the device's own start
@@ -58,6 +68,9 @@ fn program_hint(program: &std::path::Path, error: &std::io::Error) -> &'static s
         std::io::ErrorKind::NotFound if program == std::path::Path::new("ip") => {
             " (iproute2 was not found: install it, e.g. `apt-get install iproute2`)"
         }
+        std::io::ErrorKind::NotFound if program == std::path::Path::new("nft") => {
+            " (nftables was not found: install it, e.g. `apt-get install nftables`)"
+        }
         std::io::ErrorKind::NotFound if haproxy => {
             " (HAProxy was not found: install it, e.g. `apt-get install haproxy`, or name it \
              with lbaasd serve --haproxy PATH)"
@@ -75,6 +88,55 @@ impl ProvisionError {
         let what = what.into();
         move |source| Self::System { what, source }
     }
+
+    /// A failed step named `what` rather than by its whole command line.
+    fn about(self, what: &str) -> Self {
+        match self {
+            Self::System { source, .. } => Self::System {
+                what: what.to_owned(),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Runs a system program (`ip`, `nft`) with `args`, `input` on its standard input; its output,
+/// or what it said when it failed.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, ProvisionError> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let spawned = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = spawned.map_err(|source| ProvisionError::Program {
+        program: program.into(),
+        source,
+    })?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(ProvisionError::system(format!("cannot write to {program}")))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(ProvisionError::system(format!("cannot run {program}")))?;
+    if !output.status.success() {
+        return Err(ProvisionError::System {
+            what: format!("{program} {}", args.join(" ")),
+            source: std::io::Error::other(
+                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Where a new device can be reached.
@@ -109,28 +171,28 @@ pub trait Provisioner: Send + Sync {
         let _ = handles;
     }
 
-    /// Makes the device `handle` answer on `vip` (`serve`), or no longer (`!serve`), where
-    /// the provisioner routes VIPs to its devices (each in a network namespace of its own);
-    /// called once the device's configuration holds the VIP, and once it no longer does.
-    fn expose(
-        &self,
-        handle: &str,
-        vip: std::net::IpAddr,
-        serve: bool,
-    ) -> Result<(), ProvisionError> {
-        let _ = (handle, vip, serve);
+    /// Makes the device `handle` answer on exactly `reach.vips` and call nothing but
+    /// `reach.targets`, where the provisioner gives devices networks of their own; called after
+    /// every change to what the load balancers on it need, and periodically to mend what a
+    /// failed call left.
+    fn serve(&self, handle: &str, reach: &Reach) -> Result<(), ProvisionError> {
+        let _ = (handle, reach);
         Ok(())
     }
 
-    /// Makes the device `handle` answer on exactly `vips`, the VIPs of every load balancer on
-    /// it; called periodically, it mends what a failed or lost [`Provisioner::expose`] left.
-    fn serve(&self, handle: &str, vips: &std::collections::BTreeSet<std::net::IpAddr>) {
-        let _ = (handle, vips);
-    }
+    /// The host stops (its devices keep running): whatever only serves devices while it runs
+    /// goes when no device is left.
+    fn close(&self) {}
 
     /// The network the devices' management addresses come from, which no tenant address may
     /// point into.
     fn management_range(&self) -> Option<crate::net::IpNet> {
+        None
+    }
+
+    /// The host's address on the devices' own networks (their gateway), where members on this
+    /// machine listen and no VIP may be.
+    fn host_address(&self) -> Option<std::net::IpAddr> {
         None
     }
 }

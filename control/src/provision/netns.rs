@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Command;
 
-use super::ProvisionError;
+use super::firewall::Firewall;
+use super::{ProvisionError, Reach};
 
 /// Where iproute2 keeps named namespaces.
 const NETNS_DIR: &str = "/run/netns";
@@ -26,11 +26,14 @@ const PREFIX: &str = "lbaas-";
 /// The network namespace of the device `handle`, and its link to the host.
 #[derive(Debug, Clone)]
 pub(super) struct Namespace {
+    handle: String,
     name: String,
     /// The host's end of the veth pair (at most 15 bytes: `lb` and the 12-digit handle).
     link: String,
     /// The host's address on that link.
     gateway: IpAddr,
+    /// What the device may send into the host over that link.
+    firewall: Firewall,
 }
 
 /// What a device answers on now: the addresses of its namespace's loopback, and the
@@ -45,9 +48,11 @@ impl Namespace {
     /// (that provisioner's [`tag`]), reached from the host at `gateway`.
     pub(super) fn of(owner: &str, handle: &str, gateway: IpAddr) -> Self {
         Self {
+            handle: handle.to_owned(),
             name: format!("{PREFIX}{owner}-{handle}"),
             link: format!("lb{}", &handle[..handle.len().min(13)]),
             gateway,
+            firewall: Firewall::of(owner),
         }
     }
 
@@ -71,7 +76,8 @@ impl Namespace {
         )))
     }
 
-    /// Makes the namespace: the device at `device` on its side of the pair, the host at its
+    /// Makes the namespace: the device's link filtered first (nothing but replies until its
+    /// members are allowed), the device at `device` on its side of the pair, the host at its
     /// gateway on its own, a route each way, the host as the device's default route, and
     /// binding to addresses not (yet) local allowed, so HAProxy can bind a VIP before the
     /// host routes it there. Whatever was made is removed again on failure.
@@ -86,6 +92,7 @@ impl Namespace {
     fn build(&self, device: IpAddr) -> Result<(), ProvisionError> {
         let (name, link) = (self.name.as_str(), self.link.as_str());
         let (device, gateway) = (host_prefix(device), host_prefix(self.gateway));
+        self.firewall.guard(&self.handle, link)?;
         ip(&["netns", "add", name])?;
         ip(&[
             "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", name,
@@ -113,12 +120,13 @@ impl Namespace {
         Ok(())
     }
 
-    /// Removes the namespace, its veth pair and the host's routes over it. Nothing to remove
-    /// is not an error.
+    /// Removes the namespace, its veth pair, the host's routes over it and its filter.
+    /// Nothing to remove is not an error.
     pub(super) fn remove(&self) {
         if let Err(error) = ip(&["link", "del", &self.link]) {
             tracing::debug!(%error, link = self.link.as_str(), "no veth pair to remove");
         }
+        self.firewall.forget(&self.handle, &self.link);
         if self.exists()
             && let Err(error) = ip(&["netns", "del", &self.name])
         {
@@ -126,34 +134,25 @@ impl Namespace {
         }
     }
 
-    /// Makes the device answer on exactly `vips` (the VIPs of the load balancers on it): a
-    /// VIP it no longer serves is withdrawn, a missing one added, the rest left alone (two
-    /// `ip` listings when nothing changed).
-    pub(super) fn serve(
-        &self,
-        device: IpAddr,
-        vips: &BTreeSet<IpAddr>,
-    ) -> Result<(), ProvisionError> {
+    /// Makes the device answer on exactly `reach.vips` (the VIPs of the load balancers on
+    /// it): a VIP it no longer serves is withdrawn, a missing one added, the rest left alone
+    /// (two `ip` listings when nothing changed).
+    pub(super) fn serve(&self, device: IpAddr, reach: &Reach) -> Result<(), ProvisionError> {
         let held = self.held()?;
         let stale: BTreeSet<IpAddr> = held.addresses.union(&held.routes).copied().collect();
-        for vip in stale.difference(vips) {
+        for vip in stale.difference(&reach.vips) {
             self.forget(*vip, &held)?;
         }
-        for vip in vips {
+        for vip in &reach.vips {
             self.add(device, *vip, &held)?;
         }
         Ok(())
     }
 
-    /// Makes the device answer on `vip`: an address of the namespace's loopback, and a host
-    /// route to it over the pair (IPv4; an IPv6 VIP answers inside the namespace only).
-    pub(super) fn expose(&self, device: IpAddr, vip: IpAddr) -> Result<(), ProvisionError> {
-        self.add(device, vip, &self.held()?)
-    }
-
-    /// The device no longer answers on `vip`: its address and its host route go.
-    pub(super) fn withdraw(&self, vip: IpAddr) -> Result<(), ProvisionError> {
-        self.forget(vip, &self.held()?)
+    /// Lets the device open connections to exactly `reach.targets`, and to nothing else.
+    pub(super) fn allow(&self, reach: &Reach) -> Result<(), ProvisionError> {
+        self.firewall
+            .allow(&self.handle, &self.link, &reach.targets)
     }
 
     fn add(&self, device: IpAddr, vip: IpAddr, held: &Held) -> Result<(), ProvisionError> {
@@ -162,8 +161,12 @@ impl Namespace {
             ip(&["-n", &self.name, "addr", "add", &address, "dev", "lo"])?;
         }
         if vip.is_ipv4() && !held.routes.contains(&vip) {
-            let via = device.to_string();
-            ip(&["route", "replace", &address, "via", &via, "dev", &self.link])?;
+            // From the gateway: the device answers the host there, and clients on this
+            // machine show as it (not as whichever address the host would pick).
+            let (via, src) = (device.to_string(), self.gateway.to_string());
+            ip(&[
+                "route", "replace", &address, "via", &via, "dev", &self.link, "src", &src,
+            ])?;
         }
         Ok(())
     }
@@ -222,32 +225,63 @@ pub(super) fn tag(root: &std::path::Path) -> String {
     hex::encode(&digest[..4])
 }
 
-/// Whether this host can give devices namespaces of their own: root, and iproute2 there.
+/// The firewall of the provisioner `owner`.
+pub(super) fn firewall_of(owner: &str) -> Firewall {
+    Firewall::of(owner)
+}
+
+/// Addresses the host routes to one address each (`/32`, `/128` routes: devices'
+/// management addresses and VIPs), whoever routed them.
+pub(super) fn routed() -> Result<BTreeSet<IpAddr>, ProvisionError> {
+    let listed = ip(&["-o", "route", "show"])?;
+    Ok(listed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next()?.parse::<IpAddr>().ok())
+        .collect())
+}
+
+/// Whether this host can give devices namespaces of their own: root, iproute2 and nftables.
 pub(super) fn available() -> Result<(), ProvisionError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(ProvisionError::Unavailable(
             "devices get network namespaces of their own only when the host runs as root".into(),
         ));
     }
-    ip(&["netns", "list"]).map(drop)
+    ip(&["netns", "list"])?;
+    super::firewall::available()
 }
 
 /// The host's address on the devices' links: one address of the host's loopback interface
-/// (there before any device, so members can listen on it), which the host answers for on every
-/// device's link.
+/// (there from the first device on, so members can listen on it), which the host answers for
+/// on every device's link.
 pub(super) struct Gateway {
     address: IpAddr,
 }
 
 impl Gateway {
-    /// Puts `address` on the host, if it is not there yet.
-    pub(super) fn ensure(address: IpAddr) -> Result<Self, ProvisionError> {
-        ip(&["addr", "replace", &host_prefix(address), "dev", "lo"])?;
-        Ok(Self { address })
+    pub(super) fn at(address: IpAddr) -> Self {
+        Self { address }
+    }
+
+    /// Puts the address on the host, if it is not there yet.
+    pub(super) fn ensure(&self) -> Result<(), ProvisionError> {
+        ip(&["addr", "replace", &host_prefix(self.address), "dev", "lo"]).map(drop)
     }
 
     pub(super) fn address(&self) -> IpAddr {
         self.address
+    }
+
+    /// Whether a device (of any provisioner on this machine) still reaches the host here:
+    /// the host's route to its management address leaves from the gateway.
+    pub(super) fn in_use(&self) -> bool {
+        let src = self.address.to_string();
+        ip(&["-o", "route", "show"]).map_or(true, |listed| {
+            listed.lines().any(|line| {
+                let mut words = line.split_whitespace();
+                words.any(|w| w == "src") && words.next() == Some(src.as_str())
+            })
+        })
     }
 
     /// Takes the address off the host again (once no device uses it).
@@ -268,23 +302,7 @@ fn host_prefix(address: IpAddr) -> String {
 
 /// Runs `ip` with `args`; its output, or what it said when it failed.
 fn ip(args: &[&str]) -> Result<String, ProvisionError> {
-    let output =
-        Command::new("ip")
-            .args(args)
-            .output()
-            .map_err(|source| ProvisionError::Program {
-                program: "ip".into(),
-                source,
-            })?;
-    if !output.status.success() {
-        return Err(ProvisionError::System {
-            what: format!("ip {}", args.join(" ")),
-            source: std::io::Error::other(
-                String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            ),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    super::run("ip", args, None)
 }
 
 /// Moves the calling process into the network namespace `namespace` (opened before the fork).

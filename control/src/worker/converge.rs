@@ -67,7 +67,24 @@ pub(super) async fn converge(
         left,
         model,
     } = work;
-    let routes = vip_routes(api, &lb, device.as_ref(), left.as_ref(), deleting);
+    // The device answers on the VIP and reaches the members before its configuration needs
+    // them; what a delete or a move leaves behind goes once the calls are done.
+    let id_of = |device: Option<&crate::model::Device>| device.map(|d| d.id.clone());
+    let (before, after): (Vec<String>, Vec<String>) = if deleting {
+        (
+            Vec::new(),
+            [id_of(device.as_ref()), id_of(left.as_ref())]
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
+    } else {
+        (
+            id_of(device.as_ref()).into_iter().collect(),
+            id_of(left.as_ref()).into_iter().collect(),
+        )
+    };
+    route(api, before).await;
     let call = crate::spawn_blocking(move || -> Result<(), wit::Error> {
         let Some(device) = device else { return Ok(()) };
         let in_service = device.enabled;
@@ -98,7 +115,7 @@ pub(super) async fn converge(
     .await
     .map_err(Error::from)?;
     call?;
-    route(api, &lb.common.id, routes).await;
+    route(api, after).await;
 
     let started = if deleting {
         Started::Deleting
@@ -109,52 +126,14 @@ pub(super) async fn converge(
     Ok(if deleting { Step::Removed } else { Step::Done })
 }
 
-/// Where the VIP is to be routed once the driver calls succeed: to the device whose
-/// configuration then holds it (`true`), away from the one a migration left or a deletion
-/// emptied of it (`false`). Only the host that runs a spawned device can; the others' status
-/// rounds mend it.
-type Routes = Option<(std::net::IpAddr, Vec<(String, bool)>)>;
-
-fn vip_routes(
-    api: &ControlPlane,
-    lb: &crate::model::LoadBalancer,
-    device: Option<&crate::model::Device>,
-    left: Option<&crate::model::Device>,
-    deleting: bool,
-) -> Routes {
-    api.provisioner.as_ref()?;
-    let vip = lb
-        .vip_address
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .filter(|vip| api.addresses.routable(*vip))?;
-    let handle = |device: Option<&crate::model::Device>| {
-        device
-            .filter(|d| api.owns(d))
-            .and_then(|d| d.provisioned.clone())
-    };
-    let changes: Vec<(String, bool)> = [(handle(device), !deleting), (handle(left), false)]
-        .into_iter()
-        .filter_map(|(handle, serve)| Some((handle?, serve)))
-        .collect();
-    (!changes.is_empty()).then_some((vip, changes))
-}
-
-/// Has the provisioner make the [`vip_routes`] changes; a failure is mended by the next
-/// status round.
-async fn route(api: &Arc<ControlPlane>, lb_id: &str, routes: Routes) {
-    let (Some(provisioner), Some((vip, changes))) = (api.provisioner.clone(), routes) else {
+/// Has the provisioner give `devices` (those this host runs) what their load balancers need
+/// now; a failure is mended by the next status round.
+async fn route(api: &Arc<ControlPlane>, devices: Vec<String>) {
+    if devices.is_empty() || api.provisioner.is_none() {
         return;
-    };
-    let lb_id = lb_id.to_owned();
-    let _ = crate::spawn_blocking(move || {
-        for (handle, serve) in changes {
-            if let Err(error) = provisioner.expose(&handle, vip, serve) {
-                tracing::warn!(loadbalancer = lb_id.as_str(), handle, %error, "cannot route a VIP to its device; the next status round tries again");
-            }
-        }
-    })
-    .await;
+    }
+    let api = api.clone();
+    let _ = crate::spawn_blocking(move || api.route_devices(Some(&devices))).await;
 }
 
 /// What the load balancer was when a run read its input: what its outcome is for.
