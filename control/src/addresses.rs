@@ -31,6 +31,10 @@ pub struct AddressRules {
     /// namespaces of their own): members may listen there, but never on a port of the host's
     /// own sockets, and no VIP or project subnet may hold one.
     pub host_addresses: Vec<IpAddr>,
+    /// Where devices' management endpoints may be (`--device-network`, the spawn range): no
+    /// project subnet overlaps them, and no VIP is routed or bound inside them but on loopback
+    /// (devices sharing the host's network serve VIPs there).
+    pub device_networks: Vec<IpNet>,
 }
 
 /// Why an address or a network was refused, for the tenant's `400`.
@@ -92,6 +96,12 @@ impl AddressRules {
             && !vip.is_loopback()
             && !self.host_sockets.iter().any(|s| canonical(s.ip()) == vip)
             && !self.host_addresses.contains(&vip)
+            && self.device_network(vip).is_none()
+    }
+
+    /// The device network `ip` is inside, if any.
+    fn device_network(&self, ip: IpAddr) -> Option<&IpNet> {
+        self.device_networks.iter().find(|n| n.contains(&ip))
     }
 
     /// Whether `socket` is on an address of the host where a host socket's port answers.
@@ -156,10 +166,15 @@ impl AddressRules {
                 "VIP {socket} is a socket of the control plane."
             )));
         }
-        if self.host_addresses.contains(&canonical(socket.ip())) {
+        let ip = canonical(socket.ip());
+        if self.host_addresses.contains(&ip) {
             return Err(Refused(format!(
-                "VIP {} is the address devices reach the host at.",
-                socket.ip()
+                "VIP {ip} is the address devices reach the host at."
+            )));
+        }
+        if let Some(net) = self.device_network(ip).filter(|_| !ip.is_loopback()) {
+            return Err(Refused(format!(
+                "VIP {ip} is inside {net}, where devices' management endpoints are."
             )));
         }
         Ok(())
@@ -187,6 +202,11 @@ impl AddressRules {
         if let Some(net) = self.reserved_networks.iter().find(|n| overlaps(n, &cidr)) {
             return Err(Refused(format!(
                 "cidr {cidr} overlaps {net}, which the operator keeps for the control plane."
+            )));
+        }
+        if let Some(net) = self.device_networks.iter().find(|n| overlaps(n, &cidr)) {
+            return Err(Refused(format!(
+                "cidr {cidr} overlaps {net}, where devices' management endpoints are."
             )));
         }
         let host = self
@@ -251,6 +271,10 @@ mod tests {
             ],
             reserved_networks: vec!["127.128.0.0/16".parse().expect("cidr")],
             host_addresses: vec!["198.19.0.1".parse().expect("ip")],
+            device_networks: vec![
+                "127.0.0.0/8".parse().expect("cidr"),
+                "10.20.0.0/16".parse().expect("cidr"),
+            ],
         }
     }
 
@@ -267,6 +291,7 @@ mod tests {
         assert!(!routable("169.254.169.254"), "link-local");
         assert!(!routable("0.0.0.0"), "unspecified");
         assert!(!routable("198.19.0.1"), "the devices' gateway");
+        assert!(!routable("10.20.3.4"), "a device network");
     }
 
     #[test]
@@ -325,7 +350,14 @@ mod tests {
         assert!(
             rules
                 .bind("127.0.50.1:8080".parse().expect("socket"))
-                .is_ok()
+                .is_ok(),
+            "a VIP on loopback, for devices sharing the host's network"
+        );
+        assert!(
+            rules
+                .bind("10.20.3.4:8080".parse().expect("socket"))
+                .is_err(),
+            "a VIP among devices' management endpoints"
         );
     }
 
@@ -347,10 +379,12 @@ mod tests {
             "::1/128",
             "::ffff:127.0.0.0/104",
             "fe80::/64",
-            "10.0.0.0/8",
+            "10.0.0.0/12",
             "198.19.0.0/24",
+            "10.20.128.0/17",
+            "10.0.0.0/8",
         ] {
-            let expect = cidr != "10.0.0.0/8";
+            let expect = cidr != "10.0.0.0/12";
             assert_eq!(refused(cidr), expect, "{cidr}");
         }
         assert!(!refused("fdde:1a92:7523:70a0::/64"));

@@ -331,6 +331,9 @@ impl HostBuilder {
         {
             config.device_policy.allowed_networks.push(range);
         }
+        // Where devices' management endpoints are: no VIP (a route there would hand the host's
+        // calls to a device to whoever serves the VIP) and no project subnet.
+        rules.device_networks = config.device_policy.allowed_networks.clone();
         let registration =
             DeviceRegistration::for_policy(&config.device_policy, self.members_register_devices);
         let runtime = Runtime::audited(

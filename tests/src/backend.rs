@@ -49,7 +49,9 @@ impl Backend {
         let stopping = stop.clone();
         // Polled, not woken by a connection of its own: the address may be gone by the time
         // the backend stops (a gateway its test's provisioner removed).
-        listener.set_nonblocking(true).expect("a non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
                 match listener.accept() {

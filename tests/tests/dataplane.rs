@@ -1449,8 +1449,7 @@ fn lbaasd_serve_isolates_devices_by_default_and_the_walk_through_carries_traffic
     let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
     assert_eq!(status, 204);
     wait_until("the empty device and its namespace are gone", || {
-        Devices::folders(&devices).is_empty()
-            && !ip_output(&["netns", "list"]).contains(&namespace)
+        Devices::folders(&devices).is_empty() && !ip_output(&["netns", "list"]).contains(&namespace)
     });
     assert!(!accepts(http), "the VIP closed");
     let table = LocalProcesses::firewall_table_of(&devices);
