@@ -307,11 +307,9 @@ impl HostBuilder {
                 .as_ref()
                 .and_then(|provisioner| provisioner.management_range()),
         );
-        rules.host_addresses.extend(
-            self.provisioner
-                .as_ref()
-                .and_then(|provisioner| provisioner.host_address()),
-        );
+        if let Some(provisioner) = &self.provisioner {
+            rules.host_addresses.extend(provisioner.host_addresses());
+        }
         if let StoreChoice::Postgres { url, .. } = &self.store_choice {
             rules
                 .host_sockets

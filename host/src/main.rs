@@ -356,6 +356,12 @@ struct DataPlane {
     /// devices' default route, where members on this machine listen.
     #[arg(long, value_name = "ADDR", default_value = "198.19.0.1")]
     device_gateway: std::net::IpAddr,
+    /// For devices in namespaces of their own, IPv6: the host's IPv6 address on every device's
+    /// link, where members on this machine listen over IPv6; each device's IPv6 address is
+    /// this /96 with its IPv4 address as the last 32 bits, and IPv6 VIPs are routed to their
+    /// devices. Left out where the kernel has no IPv6.
+    #[arg(long, value_name = "ADDR", default_value = "fd00:198:19::1")]
+    device_gateway_v6: std::net::Ipv6Addr,
     /// Management port of spawned devices.
     #[arg(long, default_value_t = 9443)]
     agent_port: u16,
@@ -414,7 +420,14 @@ impl DataPlane {
                 self.device_gateway,
                 self.agent_port,
             )?;
-            let gateway = self.device_gateway;
+            let mut gateway = self.device_gateway.to_string();
+            let local = if Path::new("/proc/sys/net/ipv6").exists() {
+                gateway = format!("{gateway} and {}", self.device_gateway_v6);
+                local.with_ipv6_gateway(self.device_gateway_v6)?
+            } else {
+                tracing::warn!("the kernel has no IPv6: IPv6 VIPs are not routed to devices");
+                local
+            };
             (
                 local,
                 format!(

@@ -37,7 +37,7 @@ impl Devices {
 
     /// Devices in network namespaces of their own, with management addresses from
     /// `addresses` and the host at `gateway` on their links.
-    fn isolated(root: &Path, addresses: &str, gateway: &str) -> Self {
+    fn isolated(root: &Path, addresses: &str, gateway: &str, gateway_v6: &str) -> Self {
         let local = LocalProcesses::isolated(
             host_binary("lbaas-agent"),
             "haproxy".into(),
@@ -46,6 +46,7 @@ impl Devices {
             gateway.parse().expect("gateway"),
             9443,
         )
+        .and_then(|local| local.with_ipv6_gateway(gateway_v6.parse().expect("IPv6 gateway")))
         .expect("isolated local provisioner");
         Self(Arc::new(local))
     }
@@ -93,7 +94,9 @@ struct Stage {
     members: String,
     /// The shared VIP network's CIDR.
     vips: String,
-    _unrouted: Option<Unrouted>,
+    /// The same for IPv6 (the network is the test's to make).
+    six: Six,
+    _unrouted: Vec<Unrouted>,
     data: tempfile::TempDir,
 }
 
@@ -102,14 +105,20 @@ impl Stage {
         if lbaas_tests::is_root() {
             let gateway = format!("198.19.1{n}.1");
             let vips = format!("198.51.100.{}/27", 32 * n);
-            let unrouted = Unrouted::range(&vips);
+            let six = Six {
+                members: format!("fd00:19:1{n}::1"),
+                network: format!("fd00:51:1{n}::/64"),
+                vip: format!("fd00:51:1{n}::5"),
+            };
+            let unrouted = vec![Unrouted::range(&vips), Unrouted::range(&six.network)];
             let devices = format!("198.18.1{n}.0/24");
             let mut stage = Self::with_devices(
-                |root| Devices::isolated(root, &devices, &gateway),
+                |root| Devices::isolated(root, &devices, &gateway, &six.members),
                 &vips,
                 &gateway,
             );
-            stage._unrouted = Some(unrouted);
+            stage.six = six;
+            stage._unrouted = unrouted;
             stage
         } else {
             Self::shared(n)
@@ -149,10 +158,23 @@ impl Stage {
             root,
             members: members.to_owned(),
             vips: vips.to_owned(),
-            _unrouted: None,
+            // Shared devices: IPv6 on the host's loopback, the one IPv6 address a test may use.
+            six: Six {
+                members: "::1".into(),
+                network: "::1/128".into(),
+                vip: "::1".into(),
+            },
+            _unrouted: Vec::new(),
             data,
         }
     }
+}
+
+/// Where a stage's IPv6 members listen, its IPv6 VIP network, and the VIP a test takes on it.
+struct Six {
+    members: String,
+    network: String,
+    vip: String,
 }
 
 /// A test's VIP range routed nowhere but to its devices: a VIP no device serves is refused on
@@ -314,6 +336,7 @@ fn traffic_flows_through_spawned_haproxy_devices() {
     let Stage {
         _unrouted,
         members,
+        six: _,
         vips: _,
         data: _data,
         root,
@@ -564,6 +587,7 @@ fn spawned_devices_outlive_the_host_and_are_adopted() {
     let Stage {
         _unrouted,
         members,
+        six: _,
         vips: _,
         data,
         root,
@@ -679,6 +703,7 @@ fn a_driver_cannot_make_a_device_run_commands() {
     let Stage {
         _unrouted,
         members,
+        six: _,
         vips: _,
         data,
         root,
@@ -845,6 +870,7 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
     let Stage {
         _unrouted,
         members,
+        six: _,
         vips: _,
         data: _data,
         root: _root,
@@ -974,12 +1000,14 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
 }
 
 /// IPv6 end to end: a VIP on an IPv6 subnet and a member on IPv6, through a spawned HAProxy
-/// (the loopback `::1`, the one IPv6 address a test may use).
+/// (in its own namespace: the VIP routed to it, the member at the host's IPv6 gateway; shared:
+/// both on the loopback `::1`, the one IPv6 address of the host's a test may use).
 #[test]
 fn ipv6_vips_and_members_carry_traffic() {
     let Stage {
         _unrouted,
         members: _,
+        six,
         vips: _,
         data: _data,
         root: _root,
@@ -987,26 +1015,27 @@ fn ipv6_vips_and_members_carry_traffic() {
         tenant,
         admin,
         plane: _plane,
-    } = Stage::shared(3);
+    } = Stage::start(3);
     admin.create(
         "/v2/admin/networks",
         &json!({"network": {"id": "net-vip6", "name": "vip6",
-                "subnets": [{"id": "subnet-vip6", "cidr": "::1/128"}]}}),
+                "subnets": [{"id": "subnet-vip6", "cidr": six.network}]}}),
     );
-    let six = Backend::start_on("six", "::1");
+    let backend = Backend::start_on("six", &six.members);
+    // The host reaches IPv6 VIPs from where IPv6 members listen.
+    let client = format!("{}/128", six.members);
     let created = tenant.create(
         "/v2/lbaas/loadbalancers",
         &json!({"loadbalancer": {
-            "name": "v6", "vip_subnet_id": "subnet-vip6", "vip_address": "::1",
+            "name": "v6", "vip_subnet_id": "subnet-vip6", "vip_address": six.vip,
             "provider": "haproxy",
             "listeners": [{"protocol": "HTTP", "protocol_port": 8096,
-                           "allowed_cidrs": ["::1/128"],
+                           "allowed_cidrs": [client],
                            "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                                            "members": [{"address": "::1",
-                                                         "protocol_port": six.port()}]}}]}}),
+                                            "members": [member(&backend)]}}]}}),
     );
     let lb = settle_active(&tenant, &id(&created, "loadbalancer"));
-    assert_eq!(lb["vip_address"], "::1");
+    assert_eq!(lb["vip_address"], six.vip.as_str());
     let vip = vip(&lb, 8096);
     assert!(vip.is_ipv6());
     wait_for_backends(vip, &["six"]);
@@ -1040,6 +1069,7 @@ fn tenants_and_drivers_cannot_aim_the_data_plane_at_the_control_plane_or_each_ot
     let Stage {
         _unrouted,
         members,
+        six: _,
         vips,
         data,
         root,
@@ -1252,6 +1282,7 @@ fn an_isolated_device_reaches_only_its_members_and_leaves_nothing_behind() {
     let Stage {
         _unrouted,
         members: gateway,
+        six: _,
         vips: _,
         data: _data,
         root,
@@ -1455,9 +1486,10 @@ fn lbaasd_serve_isolates_devices_by_default_and_the_walk_through_carries_traffic
     let table = LocalProcesses::firewall_table_of(&devices);
     assert!(nft_output(&["list", "tables"]).contains(&table));
     let log = server.stop();
+    let lo = ip_output(&["addr", "show", "dev", "lo"]);
     assert!(
-        !ip_output(&["addr", "show", "dev", "lo"]).contains(&format!("{GATEWAY}/")),
-        "the gateway address stays after the host stopped with no device: {log:#?}"
+        !lo.contains(&format!("{GATEWAY}/")) && !lo.contains("fd00:198:19::1/"),
+        "the gateway addresses stay after the host stopped with no device: {log:#?}"
     );
     assert!(
         !nft_output(&["list", "tables"]).contains(&table),

@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -105,9 +105,41 @@ impl LocalProcesses {
         }
         netns::available()?;
         // There from the start, so members on this machine can listen on it before any device.
-        let gateway = Gateway::at(gateway);
+        let gateway = Gateway::at(gateway, None);
         gateway.ensure()?;
         Self::with_network(agent, haproxy, root, addresses, port, Some(gateway))
+    }
+
+    /// Devices in namespaces of their own also get IPv6: the host at `gateway` (on its
+    /// loopback, where members on this machine listen over IPv6) and each device at the
+    /// gateway's /96 with its IPv4 address as the last 32 bits; IPv6 VIPs are routed to their
+    /// devices as IPv4 ones are.
+    pub fn with_ipv6_gateway(mut self, gateway: Ipv6Addr) -> Result<Self, ProvisionError> {
+        let Some(v4) = self.gateway.as_ref().map(|g| g.addresses()[0]) else {
+            return Err(ProvisionError::Unavailable(
+                "an IPv6 gateway is for devices in namespaces of their own".into(),
+            ));
+        };
+        let low = IpAddr::from(std::array::from_fn::<u8, 4, _>(|i| {
+            gateway.octets()[12 + i]
+        }));
+        let unusable = gateway.is_loopback()
+            || gateway.is_unspecified()
+            || gateway.is_multicast()
+            || gateway.segments()[0] & 0xffc0 == 0xfe80
+            || gateway.to_ipv4_mapped().is_some()
+            || self.addresses.contains(&low);
+        if unusable {
+            return Err(ProvisionError::Unavailable(format!(
+                "{gateway} cannot be the devices' IPv6 gateway: it must be a routable IPv6 \
+                 address whose last 32 bits are no address of {} (e.g. fd00:198:19::1)",
+                self.addresses
+            )));
+        }
+        let gateway = Gateway::at(v4, Some(gateway));
+        gateway.ensure()?;
+        self.gateway = Some(gateway);
+        Ok(self)
     }
 
     /// Whether devices can get namespaces of their own here: root, iproute2 and nftables.
@@ -224,14 +256,13 @@ impl LocalProcesses {
 
     /// The namespace of device `handle`, when devices get their own.
     fn namespace_named(&self, handle: &str) -> Option<Namespace> {
-        let gateway = self.gateway.as_ref()?.address();
-        Some(Namespace::of(&self.tag, handle, gateway))
+        Some(Namespace::of(&self.tag, handle, self.gateway.as_ref()?))
     }
 
     /// The host's address on each device's link, where members on this machine listen, when
     /// devices run in namespaces of their own.
     pub fn gateway(&self) -> Option<IpAddr> {
-        self.gateway.as_ref().map(Gateway::address)
+        Some(self.gateway.as_ref()?.addresses()[0])
     }
 
     /// The nftables table (family `inet`) that filters the devices' links, when they run in
@@ -479,8 +510,11 @@ impl Provisioner for LocalProcesses {
         Some(self.addresses)
     }
 
-    fn host_address(&self) -> Option<IpAddr> {
-        self.gateway()
+    fn host_addresses(&self) -> Vec<IpAddr> {
+        self.gateway
+            .as_ref()
+            .map(Gateway::addresses)
+            .unwrap_or_default()
     }
 
     fn provision(&self, driver: &str, spec: &SpawnSpec) -> Result<Provisioned, ProvisionError> {

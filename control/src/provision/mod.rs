@@ -190,10 +190,10 @@ pub trait Provisioner: Send + Sync {
         None
     }
 
-    /// The host's address on the devices' own networks (their gateway), where members on this
-    /// machine listen and no VIP may be.
-    fn host_address(&self) -> Option<std::net::IpAddr> {
-        None
+    /// The host's addresses on the devices' own networks (their gateway), where members on
+    /// this machine listen and no VIP may be.
+    fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+        Vec::new()
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
 use super::firewall::Firewall;
@@ -22,6 +22,10 @@ use super::{ProvisionError, Reach};
 const NETNS_DIR: &str = "/run/netns";
 /// The prefix of every device namespace's name.
 const PREFIX: &str = "lbaas-";
+/// The link-local addresses of the host's and the device's ends of every veth pair (each pair
+/// is a link of its own, so every pair has the same two).
+const HOST_LINK_LOCAL: &str = "fe80::1";
+const DEVICE_LINK_LOCAL: &str = "fe80::2";
 
 /// The network namespace of the device `handle`, and its link to the host.
 #[derive(Debug, Clone)]
@@ -30,8 +34,8 @@ pub(super) struct Namespace {
     name: String,
     /// The host's end of the veth pair (at most 15 bytes: `lb` and the 12-digit handle).
     link: String,
-    /// The host's address on that link.
-    gateway: IpAddr,
+    /// The host's addresses on that link.
+    gateway: Gateway,
     /// What the device may send into the host over that link.
     firewall: Firewall,
 }
@@ -46,12 +50,12 @@ struct Held {
 impl Namespace {
     /// The namespace of device `handle` of the provisioner whose devices live under `owner`
     /// (that provisioner's [`tag`]), reached from the host at `gateway`.
-    pub(super) fn of(owner: &str, handle: &str, gateway: IpAddr) -> Self {
+    pub(super) fn of(owner: &str, handle: &str, gateway: &Gateway) -> Self {
         Self {
             handle: handle.to_owned(),
             name: format!("{PREFIX}{owner}-{handle}"),
             link: format!("lb{}", &handle[..handle.len().min(13)]),
-            gateway,
+            gateway: gateway.clone(),
             firewall: Firewall::of(owner),
         }
     }
@@ -80,7 +84,9 @@ impl Namespace {
     /// members are allowed), the device at `device` on its side of the pair, the host at its
     /// gateway on its own, a route each way, the host as the device's default route, and
     /// binding to addresses not (yet) local allowed, so HAProxy can bind a VIP before the
-    /// host routes it there. Whatever was made is removed again on failure.
+    /// host routes it there. With an IPv6 gateway, the same in IPv6: the pair's ends at
+    /// fixed link-local addresses, the device at its [`Gateway::device_v6`] address. Whatever
+    /// was made is removed again on failure.
     pub(super) fn create(&self, device: IpAddr) -> Result<(), ProvisionError> {
         let made = self.build(device);
         if made.is_err() {
@@ -91,7 +97,8 @@ impl Namespace {
 
     fn build(&self, device: IpAddr) -> Result<(), ProvisionError> {
         let (name, link) = (self.name.as_str(), self.link.as_str());
-        let (device, gateway) = (host_prefix(device), host_prefix(self.gateway));
+        let device_v6 = self.gateway.device_v6(device);
+        let (device, gateway) = (host_prefix(device), host_prefix(self.gateway.v4));
         self.firewall.guard(&self.handle, link)?;
         ip(&["netns", "add", name])?;
         ip(&[
@@ -117,6 +124,48 @@ impl Namespace {
             "echo 1 > /proc/sys/net/ipv4/ip_nonlocal_bind && \
              { echo 1 > /proc/sys/net/ipv6/ip_nonlocal_bind || [ ! -d /proc/sys/net/ipv6 ]; }",
         ])?;
+        if let (Some(v6), Some(device)) = (self.gateway.v6, device_v6) {
+            let (v6, device) = (v6.to_string(), format!("{device}/128"));
+            let (host_end, device_end) = (
+                format!("{HOST_LINK_LOCAL}/64"),
+                format!("{DEVICE_LINK_LOCAL}/64"),
+            );
+            ip(&["addr", "add", &host_end, "dev", link, "nodad"])?;
+            ip(&[
+                "-n",
+                name,
+                "addr",
+                "add",
+                &device_end,
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+            ip(&["-n", name, "addr", "add", &device, "dev", "eth0", "nodad"])?;
+            ip(&[
+                "-n",
+                name,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                HOST_LINK_LOCAL,
+                "dev",
+                "eth0",
+            ])?;
+            ip(&[
+                "route",
+                "replace",
+                &device,
+                "via",
+                DEVICE_LINK_LOCAL,
+                "dev",
+                link,
+                "src",
+                &v6,
+            ])?;
+        }
         Ok(())
     }
 
@@ -138,7 +187,7 @@ impl Namespace {
     /// it): a VIP it no longer serves is withdrawn, a missing one added, the rest left alone
     /// (two `ip` listings when nothing changed).
     pub(super) fn serve(&self, device: IpAddr, reach: &Reach) -> Result<(), ProvisionError> {
-        let held = self.held()?;
+        let held = self.held(device)?;
         let stale: BTreeSet<IpAddr> = held.addresses.union(&held.routes).copied().collect();
         for vip in stale.difference(&reach.vips) {
             self.forget(*vip, &held)?;
@@ -160,10 +209,18 @@ impl Namespace {
         if !held.addresses.contains(&vip) {
             ip(&["-n", &self.name, "addr", "add", &address, "dev", "lo"])?;
         }
-        if vip.is_ipv4() && !held.routes.contains(&vip) {
-            // From the gateway: the device answers the host there, and clients on this
-            // machine show as it (not as whichever address the host would pick).
-            let (via, src) = (device.to_string(), self.gateway.to_string());
+        // From the gateway: the device answers the host there, and clients on this machine show
+        // as it (not as whichever address the host would pick).
+        let route = match vip {
+            IpAddr::V4(_) => Some((device.to_string(), self.gateway.v4.to_string())),
+            IpAddr::V6(_) => self
+                .gateway
+                .v6
+                .map(|v6| (DEVICE_LINK_LOCAL.to_owned(), v6.to_string())),
+        };
+        if let Some((via, src)) = route
+            && !held.routes.contains(&vip)
+        {
             ip(&[
                 "route", "replace", &address, "via", &via, "dev", &self.link, "src", &src,
             ])?;
@@ -184,7 +241,7 @@ impl Namespace {
 
     /// What the device answers on now: every address of its loopback but loopback's own, and
     /// every route the host has through it (`via`: not the route to the device itself).
-    fn held(&self) -> Result<Held, ProvisionError> {
+    fn held(&self, device: IpAddr) -> Result<Held, ProvisionError> {
         let listed = ip(&["-n", &self.name, "-o", "addr", "show", "dev", "lo"])?;
         let addresses = listed
             .lines()
@@ -195,11 +252,16 @@ impl Namespace {
             })
             .filter(|ip| !ip.is_loopback())
             .collect();
-        let listed = ip(&["-o", "route", "show", "dev", &self.link])?;
+        let mut listed = ip(&["-o", "route", "show", "dev", &self.link])?;
+        let device_v6 = self.gateway.device_v6(device);
+        if device_v6.is_some() {
+            listed.push_str(&ip(&["-o", "-6", "route", "show", "dev", &self.link])?);
+        }
         let routes = listed
             .lines()
             .filter(|line| line.split_whitespace().any(|w| w == "via"))
             .filter_map(|line| line.split_whitespace().next()?.parse::<IpAddr>().ok())
+            .filter(|ip| Some(*ip) != device_v6.map(IpAddr::V6))
             .collect();
         Ok(Held { addresses, routes })
     }
@@ -251,31 +313,52 @@ pub(super) fn available() -> Result<(), ProvisionError> {
     super::firewall::available()
 }
 
-/// The host's address on the devices' links: one address of the host's loopback interface
-/// (there from the first device on, so members can listen on it), which the host answers for
-/// on every device's link.
+/// The host's addresses on the devices' links: addresses of the host's loopback interface
+/// (there from the start, so members can listen on them), which the host answers for on every
+/// device's link: one IPv4, and an IPv6 one where IPv6 VIPs are routed to devices.
+#[derive(Debug, Clone)]
 pub(super) struct Gateway {
-    address: IpAddr,
+    v4: IpAddr,
+    v6: Option<Ipv6Addr>,
 }
 
 impl Gateway {
-    pub(super) fn at(address: IpAddr) -> Self {
-        Self { address }
+    pub(super) fn at(v4: IpAddr, v6: Option<Ipv6Addr>) -> Self {
+        Self { v4, v6 }
     }
 
-    /// Puts the address on the host, if it is not there yet.
+    fn all(&self) -> impl Iterator<Item = IpAddr> {
+        std::iter::once(self.v4).chain(self.v6.map(IpAddr::V6))
+    }
+
+    /// Puts the addresses on the host, where they are not yet.
     pub(super) fn ensure(&self) -> Result<(), ProvisionError> {
-        ip(&["addr", "replace", &host_prefix(self.address), "dev", "lo"]).map(drop)
+        for address in self.all() {
+            ip(&["addr", "replace", &host_prefix(address), "dev", "lo"])?;
+        }
+        Ok(())
     }
 
-    pub(super) fn address(&self) -> IpAddr {
-        self.address
+    pub(super) fn addresses(&self) -> Vec<IpAddr> {
+        self.all().collect()
+    }
+
+    /// The IPv6 address of the device whose IPv4 address is `device`: the IPv6 gateway's
+    /// /96 with the IPv4 address as its last 32 bits (`fd00:198:19::1` and 198.18.0.7 give
+    /// `fd00:198:19::c612:7`); none without an IPv6 gateway.
+    fn device_v6(&self, device: IpAddr) -> Option<Ipv6Addr> {
+        let (IpAddr::V4(device), Some(gateway)) = (device, self.v6) else {
+            return None;
+        };
+        let mut octets = gateway.octets();
+        octets[12..].copy_from_slice(&device.octets());
+        Some(Ipv6Addr::from(octets))
     }
 
     /// Whether a device (of any provisioner on this machine) still reaches the host here:
     /// the host's route to its management address leaves from the gateway.
     pub(super) fn in_use(&self) -> bool {
-        let src = self.address.to_string();
+        let src = self.v4.to_string();
         ip(&["-o", "route", "show"]).map_or(true, |listed| {
             listed.lines().any(|line| {
                 let mut words = line.split_whitespace();
@@ -284,10 +367,12 @@ impl Gateway {
         })
     }
 
-    /// Takes the address off the host again (once no device uses it).
+    /// Takes the addresses off the host again (once no device uses them).
     pub(super) fn remove(&self) {
-        if let Err(error) = ip(&["addr", "del", &host_prefix(self.address), "dev", "lo"]) {
-            tracing::debug!(%error, address = %self.address, "no gateway address to remove");
+        for address in self.all() {
+            if let Err(error) = ip(&["addr", "del", &host_prefix(address), "dev", "lo"]) {
+                tracing::debug!(%error, %address, "no gateway address to remove");
+            }
         }
     }
 }
