@@ -449,6 +449,7 @@ impl Line<'_> {
         self.reachable(target, Target::Server)?;
         let mut check_addr = target.ip();
         let mut check_port = target.port();
+        let mut checked = false;
         let mut rest = options.iter();
         while let Some(&option) = rest.next() {
             let mut value = || {
@@ -457,7 +458,8 @@ impl Line<'_> {
                     .ok_or_else(|| format!("server option `{}` needs a value", shown(option)))
             };
             match option {
-                "check" | "check-ssl" | "send-proxy" | "send-proxy-v2" | "backup" | "disabled" => {}
+                "check" | "check-ssl" => checked = true,
+                "send-proxy" | "send-proxy-v2" | "backup" | "disabled" => {}
                 "weight" | "fall" | "rise" | "maxconn" => count(&[value()?])?,
                 "inter" | "fastinter" | "downinter" => duration(value()?)?,
                 "verify" => one_of(&[value()?], &["none"])?,
@@ -479,7 +481,12 @@ impl Line<'_> {
                 }
             }
         }
-        self.reachable(SocketAddr::new(check_addr, check_port), Target::Check)
+        // Without `check` HAProxy sends no health checks: `addr` and `port` then aim at
+        // nothing (a member with a monitor address in a pool without a monitor).
+        if checked {
+            self.reachable(SocketAddr::new(check_addr, check_port), Target::Check)?;
+        }
+        Ok(())
     }
 
     /// An HTTP health check the load balancer's monitors ask for.
@@ -968,6 +975,13 @@ backend p-2
         let mapped =
             "backend p\n    server m ipv6@::ffff:127.0.0.1:8001 check addr 127.0.0.2 port 9000";
         assert_eq!(check(mapped, &policy(), &scope()), Ok(()));
+        // A member whose checks go elsewhere (a monitor address), in a pool without a health
+        // monitor: no `check`, so no check target to hold against the scope (Octavia's
+        // conformance suite creates such members); with `check` its own address is not one.
+        let unchecked = "backend p\n    server m 127.0.0.1:8001 weight 1";
+        assert_eq!(check(unchecked, &policy(), &scope()), Ok(()));
+        let checked = "backend p\n    server m 127.0.0.1:8001 check";
+        assert!(check(checked, &policy(), &scope()).is_err());
     }
 
     /// Each hostile addition is refused, naming its line and keyword.
