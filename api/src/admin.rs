@@ -150,19 +150,7 @@ async fn create_device(
                 }
                 (false, _) => Some(ctx.project_id.clone()),
             };
-            let driver = api.drivers.get(&body.driver).ok_or_else(|| {
-                ApiError::bad_request(format!("Driver '{}' is not loaded.", body.driver))
-            })?;
-            let kind = match body.kind {
-                DeviceKind::Physical => crate::runtime::DeviceKind::Physical,
-                DeviceKind::Virtual => crate::runtime::DeviceKind::Virtual,
-            };
-            if !driver.capabilities().device_kinds.contains(&kind) {
-                return Err(ApiError::bad_request(format!(
-                    "Driver '{}' does not manage {:?} devices.",
-                    body.driver, body.kind
-                )));
-            }
+            api.driver_manages(&body.driver, body.kind)?;
             let networks = body.networks.unwrap_or_default();
             for network in &networks {
                 snapshot.network(&ctx, network).map_err(|_| {

@@ -62,40 +62,18 @@ async fn capabilities(
     // Octavia's policy: provider capabilities are for admins.
     ctx.require_admin()?;
     let query = ListQuery::parse(raw.as_deref())?;
-    let driver = api
-        .drivers
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found("Provider", &name))?;
-    let keys: Vec<Value> = driver
-        .capabilities()
-        .features
-        .availability_zone_keys
-        .iter()
-        .map(|key| json!({ "name": key.name, "description": key.help }))
+    let keys: Vec<Value> = api
+        .availability_zone_keys(&name)
+        .ok_or_else(|| ApiError::not_found("Provider", &name))?
+        .into_iter()
+        .map(|key| json!({ "name": key.name, "description": key.description }))
         .collect();
     super::flavors::unpaged(&query, "availability_zone_capabilities", keys)
 }
 
 /// The profile's metadata must be a JSON object of scalars its provider's driver accepts.
 async fn validate_profile(api: &Arc<Api>, profile: &AvailabilityZoneProfile) -> ApiResult<()> {
-    let metadata = crate::convert::flavor(&profile.name, &profile.availability_zone_data)
-        .map_err(|e| ApiError::bad_request(format!("Invalid availability_zone_data: {e}")))?
-        .metadata;
-    let provider = profile.provider_name.clone();
-    let driver = validate::provider(api, &provider)?;
-    super::flavors::undeclared_key(
-        &provider,
-        "availability zone",
-        &metadata,
-        &driver.capabilities().features.availability_zone_keys,
-    )?;
-    let zone = crate::runtime::AvailabilityZone {
-        name: profile.name.clone(),
-        metadata,
-    };
-    api.blocking(move || driver.validate_availability_zone(&zone))
-        .await?
-        .map_err(|e| super::flavors::metadata_refused(&provider, "availability zone", e))
+    Ok(api.plane.check_availability_zone_profile(profile).await?)
 }
 
 #[derive(Deserialize)]

@@ -87,6 +87,18 @@ impl ApiError {
 }
 
 /// A tenant's address the control plane keeps off its own: `400` with the reason.
+impl From<lbaas_control::octavia::ProviderError> for ApiError {
+    fn from(error: lbaas_control::octavia::ProviderError) -> Self {
+        use lbaas_control::octavia::ProviderError;
+        match error {
+            ProviderError::Unsupported { provider, option } => Self::unsupported(&provider, option),
+            other @ (ProviderError::NotEnabled(_) | ProviderError::Invalid(_)) => {
+                Self::bad_request(other.to_string())
+            }
+        }
+    }
+}
+
 impl From<lbaas_control::addresses::Refused> for ApiError {
     fn from(refused: lbaas_control::addresses::Refused) -> Self {
         Self::bad_request(refused.0)

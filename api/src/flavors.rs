@@ -80,94 +80,18 @@ async fn flavor_capabilities(
     // Octavia's policy: provider capabilities are for admins.
     ctx.require_admin()?;
     let query = ListQuery::parse(raw.as_deref())?;
-    let driver = api
-        .drivers
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found("Provider", &name))?;
-    let keys: Vec<Value> = driver
-        .capabilities()
-        .flavor_keys
-        .iter()
-        .map(|key| json!({ "name": key.name, "description": key.help }))
+    let keys: Vec<Value> = api
+        .flavor_keys(&name)
+        .ok_or_else(|| ApiError::not_found("Provider", &name))?
+        .into_iter()
+        .map(|key| json!({ "name": key.name, "description": key.description }))
         .collect();
     unpaged(&query, "flavor_capabilities", keys)
 }
 
-/// Checks a profile with every driver it names: the metadata must be a JSON object of scalars
-/// that each driver's `validate-flavor` accepts.
+/// Checks a profile with every driver it names (the control plane's rules).
 async fn validate_profile(api: &Arc<Api>, name: &str, profile: &FlavorProfile) -> ApiResult<()> {
-    let flavor = crate::convert::flavor(name, &profile.flavor_data)
-        .map_err(|e| ApiError::bad_request(format!("Invalid flavor_data: {e}")))?;
-    crate::placement::weights(&profile.flavor_data)
-        .map_err(|e| ApiError::bad_request(format!("Invalid flavor_data: {e}")))?;
-    if let Ok(Value::Object(data)) = serde_json::from_str::<Value>(&profile.flavor_data)
-        && data
-            .get("providers")
-            .is_some_and(|p| !p.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
-    {
-        return Err(ApiError::bad_request(
-            "flavor_data `providers` must be a list of provider names.",
-        ));
-    }
-    for provider in crate::placement::profile_providers(profile) {
-        let driver = api.drivers.get(&provider).ok_or_else(|| {
-            ApiError::bad_request(format!("Provider '{provider}' is not enabled."))
-        })?;
-        undeclared_key(
-            &provider,
-            "flavor",
-            &flavor.metadata,
-            &driver.capabilities().flavor_keys,
-        )?;
-        let flavor = flavor.clone();
-        api.blocking(move || driver.validate_flavor(&flavor))
-            .await?
-            .map_err(|e| metadata_refused(&provider, "flavor", e))?;
-    }
-    Ok(())
-}
-
-/// A metadata key the provider's driver does not declare: `501` naming it, as Octavia answers
-/// for an option its provider lacks (the driver is not asked).
-pub(crate) fn undeclared_key(
-    provider: &str,
-    what: &str,
-    metadata: &[crate::runtime::Entry],
-    declared: &[crate::runtime::FlavorKey],
-) -> ApiResult<()> {
-    match metadata
-        .iter()
-        .find(|entry| !declared.iter().any(|key| key.name == entry.key))
-    {
-        Some(entry) => Err(ApiError::unsupported(
-            provider,
-            format!("{what} metadata key '{}'", entry.key),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// A driver's answer to a profile's metadata (`what`: flavor, availability zone): a value it
-/// does not support is a 501, one it finds invalid a 400.
-pub(crate) fn metadata_refused(
-    provider: &str,
-    what: &str,
-    error: crate::runtime::Error,
-) -> ApiError {
-    match error {
-        // The driver knows the key but not this value: an option the provider lacks (501).
-        crate::runtime::Error::Refused {
-            error: crate::runtime::DriverError::Unsupported(what),
-            ..
-        } => ApiError::unsupported(provider, what),
-        crate::runtime::Error::Refused { error, .. } => ApiError::bad_request(format!(
-            "Provider '{provider}' rejected the {what} metadata: {}",
-            crate::runtime::describe_driver_error(&error)
-        )),
-        other => ApiError::bad_request(format!(
-            "Provider '{provider}' could not validate the {what} metadata: {other}"
-        )),
-    }
+    Ok(api.plane.check_flavor_profile(name, profile).await?)
 }
 
 #[derive(Deserialize)]

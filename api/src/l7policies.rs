@@ -268,37 +268,11 @@ fn renumber(
 
 /// The provider must render the action (501 otherwise, as Octavia answers).
 fn provider_renders_action(api: &ControlPlane, provider: &str, action: L7Action) -> ApiResult<()> {
-    let driver = validate::provider(api, provider)?;
-    let caps = driver.capabilities();
-    if caps
-        .features
-        .l7_actions
-        .contains(&crate::convert::l7_action(action))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported(
-            provider,
-            format_args!("L7 policy action {}", views::name(&action)),
-        ))
-    }
+    Ok(api.provider_renders_action(provider, action)?)
 }
 
 fn provider_renders_rule(api: &ControlPlane, provider: &str, kind: L7RuleType) -> ApiResult<()> {
-    let driver = validate::provider(api, provider)?;
-    let caps = driver.capabilities();
-    if caps
-        .features
-        .l7_rule_kinds
-        .contains(&crate::convert::l7_rule_kind(kind))
-    {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported(
-            provider,
-            format_args!("L7 rule type {}", views::name(&kind)),
-        ))
-    }
+    Ok(api.provider_renders_rule(provider, kind)?)
 }
 
 fn position(value: Option<i64>) -> ApiResult<u32> {

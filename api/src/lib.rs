@@ -45,7 +45,7 @@ use lbaas_core::audit::AuditTrail;
 use serde_json::{Value, json};
 
 use crate::edge::Base;
-use lbaas_control::{convert, model, monitor, net, placement, runtime, store};
+use lbaas_control::{model, monitor, net, placement, store};
 
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};

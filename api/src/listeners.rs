@@ -232,8 +232,9 @@ fn insert_headers(
             validate::protocol_name(protocol)
         )));
     }
-    let driver = validate::provider(api, provider)?;
-    let caps = driver.capabilities();
+    if !api.provider_enabled(provider) {
+        return Err(lbaas_control::octavia::ProviderError::NotEnabled(provider.to_owned()).into());
+    }
     let mut headers = BTreeMap::new();
     for (name, value) in given {
         let Some(known) = INSERT_HEADERS
@@ -258,12 +259,7 @@ fn insert_headers(
                 )));
             }
         };
-        if !caps.features.insert_headers.iter().any(|h| h == known) {
-            return Err(ApiError::unsupported(
-                provider,
-                format_args!("insert_headers {known}"),
-            ));
-        }
+        api.provider_inserts_header(provider, known)?;
         headers.insert((*known).to_owned(), flag.to_owned());
     }
     Ok(headers)

@@ -191,10 +191,6 @@ pub fn protocol_name(protocol: Protocol) -> String {
     crate::views::name(&protocol)
 }
 
-pub fn algorithm_name(algorithm: LbAlgorithm) -> String {
-    crate::views::name(&algorithm)
-}
-
 /// The network and subnet a VIP goes on, from `vip_subnet_id` or `vip_network_id`.
 pub fn vip_location<'a>(
     networks: impl Iterator<Item = &'a Network>,
@@ -261,16 +257,6 @@ pub fn unsupported_options(
     }
 }
 
-/// The provider's driver, whose `capabilities()` say what it supports.
-pub fn provider(
-    api: &lbaas_control::ControlPlane,
-    provider: &str,
-) -> ApiResult<crate::runtime::LoadedDriver> {
-    api.drivers
-        .get(provider)
-        .ok_or_else(|| ApiError::bad_request(format!("Provider '{provider}' is not enabled.")))
-}
-
 /// The provider's driver must support the protocol and algorithm asked for.
 pub fn provider_supports(
     api: &lbaas_control::ControlPlane,
@@ -278,27 +264,7 @@ pub fn provider_supports(
     protocol: Option<Protocol>,
     algorithm: Option<LbAlgorithm>,
 ) -> ApiResult<()> {
-    let driver = self::provider(api, provider)?;
-    let caps = driver.capabilities();
-    if let Some(protocol) = protocol
-        && !caps.protocols.contains(&crate::convert::protocol(protocol))
-    {
-        return Err(ApiError::unsupported(
-            provider,
-            format_args!("protocol {}", protocol_name(protocol)),
-        ));
-    }
-    if let Some(algorithm) = algorithm
-        && !caps
-            .algorithms
-            .contains(&crate::convert::algorithm(algorithm))
-    {
-        return Err(ApiError::unsupported(
-            provider,
-            format_args!("lb_algorithm {}", algorithm_name(algorithm)),
-        ));
-    }
-    Ok(())
+    Ok(api.provider_supports(provider, protocol, algorithm)?)
 }
 
 /// An object a request body refers to (a pool, listener or load balancer id): a missing one is

@@ -112,13 +112,7 @@ impl<'a> LoadBalancerView<'a> {
     }
 }
 
-/// An enum's name in the API (`"REDIRECT_TO_POOL"`).
-pub fn name(value: &impl Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(name)) => name,
-        _ => String::new(),
-    }
-}
+pub use lbaas_core::views::name;
 
 /// A policy with its rules as `[{"id": …}]`.
 pub fn l7policy<'a>(policy: &L7Policy, rules: impl Iterator<Item = &'a L7Rule>) -> Value {

@@ -12,7 +12,6 @@ use lbaas_api::auth::TokenGrant;
 use lbaas_api::{Api, Auth, router};
 use lbaas_control::ControlPlane;
 use lbaas_control::drivers::Drivers;
-use lbaas_control::runtime::LoadedDriver;
 use lbaas_core::store::MemoryStore;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -35,7 +34,7 @@ fn host() -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
     let plane = ControlPlane::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Drivers::new(Vec::<LoadedDriver>::new())),
+        Arc::new(Drivers::none()),
         None,
         jobs,
     );
@@ -565,7 +564,7 @@ async fn links_follow_the_public_url() {
     let (jobs, _queue) = tokio::sync::mpsc::unbounded_channel();
     let plane = ControlPlane::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(Drivers::new(Vec::<LoadedDriver>::new())),
+        Arc::new(Drivers::none()),
         None,
         jobs,
     );

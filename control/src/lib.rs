@@ -11,6 +11,7 @@ pub mod drivers;
 pub mod error;
 pub mod fleet;
 pub mod monitor;
+pub mod octavia;
 pub mod placement;
 pub mod plane;
 pub mod provision;
@@ -25,8 +26,9 @@ pub use plane::{Change, ControlPlane, DeviceRegistration, JobSender};
 pub use snapshot::{Reader, Snapshot};
 pub use table::Table;
 
-pub use lbaas_core::{DriverName, audit, ids, model, store};
-pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};
+pub use lbaas_core::{DriverName, audit, ids, model, net, store};
+// The sandbox is the control plane's own business: nothing above it names its types.
+pub(crate) use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity};
 
 /// [`tokio::task::spawn_blocking`] inside the caller's span: what the blocking call traces
 /// (a driver call, a device call) is part of the request or job that made it.

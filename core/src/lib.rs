@@ -9,6 +9,7 @@ pub mod driver_state;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod store;
 pub mod traces;
 pub mod views;

@@ -259,3 +259,11 @@ pub struct HostView {
     /// Jobs whose lease it holds.
     pub jobs: u64,
 }
+
+/// An enum's name in the API (`"REDIRECT_TO_POOL"`).
+pub fn name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}

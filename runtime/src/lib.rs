@@ -16,7 +16,7 @@ mod engine;
 mod host;
 pub mod integrity;
 pub mod manifest;
-pub mod net;
+pub use lbaas_core::net;
 pub mod permissions;
 pub mod scope;
 pub mod state;

@@ -261,3 +261,33 @@ fn crates_depend_only_on_what_their_job_needs() {
         }
     }
 }
+
+/// No sandbox type above the control plane: the HTTP crate names neither the driver runtime
+/// nor its generated contract types (the control plane reads drivers' capabilities and answers
+/// with its own types and errors), so a contract change never reaches an HTTP handler.
+#[test]
+fn the_api_names_no_sandbox_type() {
+    let root = lbaas_tests::workspace_root();
+    let mut sources = BTreeMap::new();
+    files(&root, &root.join("api"), &mut sources);
+    let named: Vec<String> = sources
+        .iter()
+        .filter(|(path, _)| path.ends_with(".rs"))
+        .flat_map(|(path, bytes)| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    ["lbaas_runtime", "runtime::", "convert::"]
+                        .iter()
+                        .any(|token| line.contains(token))
+                        && !line.contains("std::convert::")
+                })
+                .map(|(n, line)| format!("{path}:{}: {}", n + 1, line.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(named.is_empty(), "{named:#?}");
+    let manifest = std::fs::read_to_string(root.join("api/Cargo.toml")).expect("api manifest");
+    assert!(!manifest.contains("lbaas-runtime"), "{manifest}");
+}

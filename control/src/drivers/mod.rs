@@ -102,6 +102,11 @@ pub struct Drivers {
 }
 
 impl Drivers {
+    /// No drivers at all (tests of everything but drivers).
+    pub fn none() -> Self {
+        Self::new(Vec::new())
+    }
+
     /// A fixed set of drivers (tools, tests): no uploads, no records.
     pub fn new(drivers: impl IntoIterator<Item = LoadedDriver>) -> Self {
         let lines = drivers

@@ -1,0 +1,309 @@
+//! What a provider (one driver's active version) offers, read from its capabilities: the
+//! protocols, algorithms, L7 actions and rule kinds, inserted headers and device kinds it
+//! handles, and the flavor and availability-zone profile keys it declares and accepts. The
+//! capabilities are the driver's own words; only the control plane reads them.
+
+use std::sync::Arc;
+
+use crate::model::{
+    AvailabilityZoneProfile, DeviceKind, FlavorProfile, L7Action, L7RuleType, LbAlgorithm, Protocol,
+};
+use crate::plane::ControlPlane;
+use crate::runtime::{self as wit, LoadedDriver};
+use crate::{convert, placement};
+
+/// Why a provider does not take a request, by the answer Octavia gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// No active driver has the name (`400`).
+    #[error("Provider '{0}' is not enabled.")]
+    NotEnabled(String),
+    /// The provider lacks an option the request asks for (`501`): `option` names it.
+    #[error("Provider '{provider}' does not support a requested option: {option}")]
+    Unsupported { provider: String, option: String },
+    /// The request's own value is wrong for the provider (`400`), in words for the caller.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A profile key a provider declares: its name and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileKey {
+    pub name: String,
+    pub description: String,
+}
+
+/// Which profile a metadata check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Flavor,
+    AvailabilityZone,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Flavor => "flavor",
+            Self::AvailabilityZone => "availability zone",
+        }
+    }
+}
+
+fn unsupported(provider: &str, option: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Unsupported {
+        provider: provider.to_owned(),
+        option: option.to_string(),
+    }
+}
+
+impl ControlPlane {
+    /// The active driver of `provider`.
+    fn provider(&self, provider: &str) -> Result<LoadedDriver, ProviderError> {
+        self.drivers
+            .get(provider)
+            .ok_or_else(|| ProviderError::NotEnabled(provider.to_owned()))
+    }
+
+    /// Whether `provider` is an active driver.
+    pub fn provider_enabled(&self, provider: &str) -> bool {
+        self.drivers.get(provider).is_some()
+    }
+
+    /// The provider handles `protocol` and `algorithm` (those given).
+    pub fn provider_supports(
+        &self,
+        provider: &str,
+        protocol: Option<Protocol>,
+        algorithm: Option<LbAlgorithm>,
+    ) -> Result<(), ProviderError> {
+        let driver = self.provider(provider)?;
+        let caps = driver.capabilities();
+        if let Some(protocol) = protocol
+            && !caps.protocols.contains(&convert::protocol(protocol))
+        {
+            return Err(unsupported(
+                provider,
+                format_args!("protocol {}", lbaas_core::views::name(&protocol)),
+            ));
+        }
+        if let Some(algorithm) = algorithm
+            && !caps.algorithms.contains(&convert::algorithm(algorithm))
+        {
+            return Err(unsupported(
+                provider,
+                format_args!("lb_algorithm {}", lbaas_core::views::name(&algorithm)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The provider renders the L7 policy `action`.
+    pub fn provider_renders_action(
+        &self,
+        provider: &str,
+        action: L7Action,
+    ) -> Result<(), ProviderError> {
+        let driver = self.provider(provider)?;
+        if driver
+            .capabilities()
+            .features
+            .l7_actions
+            .contains(&convert::l7_action(action))
+        {
+            return Ok(());
+        }
+        Err(unsupported(
+            provider,
+            format_args!("L7 policy action {}", lbaas_core::views::name(&action)),
+        ))
+    }
+
+    /// The provider renders L7 rules of `kind`.
+    pub fn provider_renders_rule(
+        &self,
+        provider: &str,
+        kind: L7RuleType,
+    ) -> Result<(), ProviderError> {
+        let driver = self.provider(provider)?;
+        if driver
+            .capabilities()
+            .features
+            .l7_rule_kinds
+            .contains(&convert::l7_rule_kind(kind))
+        {
+            return Ok(());
+        }
+        Err(unsupported(
+            provider,
+            format_args!("L7 rule type {}", lbaas_core::views::name(&kind)),
+        ))
+    }
+
+    /// The provider inserts the header `header` (one of Octavia's `insert_headers`).
+    pub fn provider_inserts_header(
+        &self,
+        provider: &str,
+        header: &str,
+    ) -> Result<(), ProviderError> {
+        let driver = self.provider(provider)?;
+        if driver
+            .capabilities()
+            .features
+            .insert_headers
+            .iter()
+            .any(|h| h == header)
+        {
+            return Ok(());
+        }
+        Err(unsupported(
+            provider,
+            format_args!("insert_headers {header}"),
+        ))
+    }
+
+    /// The driver `driver` manages devices of `kind`.
+    pub fn driver_manages(&self, driver: &str, kind: DeviceKind) -> Result<(), ProviderError> {
+        let loaded = self
+            .drivers
+            .get(driver)
+            .ok_or_else(|| ProviderError::Invalid(format!("Driver '{driver}' is not loaded.")))?;
+        let wanted = match kind {
+            DeviceKind::Physical => wit::DeviceKind::Physical,
+            DeviceKind::Virtual => wit::DeviceKind::Virtual,
+        };
+        if loaded.capabilities().device_kinds.contains(&wanted) {
+            return Ok(());
+        }
+        Err(ProviderError::Invalid(format!(
+            "Driver '{driver}' does not manage {kind:?} devices."
+        )))
+    }
+
+    /// The flavor keys `provider` declares (`None`: no such provider).
+    pub fn flavor_keys(&self, provider: &str) -> Option<Vec<ProfileKey>> {
+        let driver = self.drivers.get(provider)?;
+        Some(keys(&driver.capabilities().flavor_keys))
+    }
+
+    /// The availability-zone keys `provider` declares (`None`: no such provider).
+    pub fn availability_zone_keys(&self, provider: &str) -> Option<Vec<ProfileKey>> {
+        let driver = self.drivers.get(provider)?;
+        Some(keys(&driver.capabilities().features.availability_zone_keys))
+    }
+
+    /// Checks a flavor profile with every provider it names: its metadata a JSON object of
+    /// scalars, its scheduler weights and `providers` well formed, every key declared by each
+    /// provider's driver, which then accepts the values (`validate-flavor`).
+    pub async fn check_flavor_profile(
+        self: &Arc<Self>,
+        name: &str,
+        profile: &FlavorProfile,
+    ) -> Result<(), ProviderError> {
+        let invalid = |e: String| ProviderError::Invalid(format!("Invalid flavor_data: {e}"));
+        let flavor = convert::flavor(name, &profile.flavor_data).map_err(invalid)?;
+        placement::weights(&profile.flavor_data).map_err(invalid)?;
+        if let Ok(serde_json::Value::Object(data)) =
+            serde_json::from_str::<serde_json::Value>(&profile.flavor_data)
+            && data.get("providers").is_some_and(|p| {
+                !p.as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_string))
+            })
+        {
+            return Err(ProviderError::Invalid(
+                "flavor_data `providers` must be a list of provider names.".into(),
+            ));
+        }
+        for provider in placement::profile_providers(profile) {
+            let driver = self.provider(&provider)?;
+            declared(
+                &provider,
+                Profile::Flavor,
+                &flavor.metadata,
+                &driver.capabilities().flavor_keys,
+            )?;
+            let flavor = flavor.clone();
+            crate::spawn_blocking(move || driver.validate_flavor(&flavor))
+                .await
+                .map_err(|e| ProviderError::Invalid(format!("the check did not finish: {e}")))?
+                .map_err(|e| refused(&provider, Profile::Flavor, e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks an availability-zone profile with its provider: its metadata a JSON object of
+    /// scalars, every key declared by the driver, which then accepts the values
+    /// (`validate-availability-zone`).
+    pub async fn check_availability_zone_profile(
+        self: &Arc<Self>,
+        profile: &AvailabilityZoneProfile,
+    ) -> Result<(), ProviderError> {
+        let metadata = convert::flavor(&profile.name, &profile.availability_zone_data)
+            .map_err(|e| ProviderError::Invalid(format!("Invalid availability_zone_data: {e}")))?
+            .metadata;
+        let provider = profile.provider_name.clone();
+        let driver = self.provider(&provider)?;
+        declared(
+            &provider,
+            Profile::AvailabilityZone,
+            &metadata,
+            &driver.capabilities().features.availability_zone_keys,
+        )?;
+        let zone = wit::AvailabilityZone {
+            name: profile.name.clone(),
+            metadata,
+        };
+        crate::spawn_blocking(move || driver.validate_availability_zone(&zone))
+            .await
+            .map_err(|e| ProviderError::Invalid(format!("the check did not finish: {e}")))?
+            .map_err(|e| refused(&provider, Profile::AvailabilityZone, e))
+    }
+}
+
+fn keys(declared: &[wit::FlavorKey]) -> Vec<ProfileKey> {
+    declared
+        .iter()
+        .map(|key| ProfileKey {
+            name: key.name.clone(),
+            description: key.help.clone(),
+        })
+        .collect()
+}
+
+/// A metadata key the provider's driver does not declare is an option the provider lacks
+/// (`501` naming it; the driver is not asked).
+fn declared(
+    provider: &str,
+    profile: Profile,
+    metadata: &[wit::Entry],
+    declared: &[wit::FlavorKey],
+) -> Result<(), ProviderError> {
+    match metadata
+        .iter()
+        .find(|entry| !declared.iter().any(|key| key.name == entry.key))
+    {
+        Some(entry) => Err(unsupported(
+            provider,
+            format_args!("{} metadata key '{}'", profile.name(), entry.key),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A driver's answer to a profile's metadata: a value it does not support is an option the
+/// provider lacks (`501`), one it finds invalid a `400`.
+fn refused(provider: &str, profile: Profile, error: wit::Error) -> ProviderError {
+    let what = profile.name();
+    match error {
+        wit::Error::Refused {
+            error: wit::DriverError::Unsupported(option),
+            ..
+        } => unsupported(provider, option),
+        wit::Error::Refused { error, .. } => ProviderError::Invalid(format!(
+            "Provider '{provider}' rejected the {what} metadata: {}",
+            wit::describe_driver_error(&error)
+        )),
+        other => ProviderError::Invalid(format!(
+            "Provider '{provider}' could not validate the {what} metadata: {other}"
+        )),
+    }
+}
