@@ -76,23 +76,22 @@ impl ControlPlane {
         protocol: Option<Protocol>,
         algorithm: Option<LbAlgorithm>,
     ) -> Result<(), ProviderError> {
-        let driver = self.provider(provider)?;
-        let caps = driver.capabilities();
-        if let Some(protocol) = protocol
-            && !caps.protocols.contains(&convert::protocol(protocol))
-        {
-            return Err(unsupported(
+        self.provider(provider)?;
+        if let Some(protocol) = protocol {
+            let wanted = convert::protocol(protocol);
+            self.offers(
                 provider,
+                |caps| caps.protocols.contains(&wanted),
                 format_args!("protocol {}", lbaas_core::views::name(&protocol)),
-            ));
+            )?;
         }
-        if let Some(algorithm) = algorithm
-            && !caps.algorithms.contains(&convert::algorithm(algorithm))
-        {
-            return Err(unsupported(
+        if let Some(algorithm) = algorithm {
+            let wanted = convert::algorithm(algorithm);
+            self.offers(
                 provider,
+                |caps| caps.algorithms.contains(&wanted),
                 format_args!("lb_algorithm {}", lbaas_core::views::name(&algorithm)),
-            ));
+            )?;
         }
         Ok(())
     }
@@ -103,19 +102,12 @@ impl ControlPlane {
         provider: &str,
         action: L7Action,
     ) -> Result<(), ProviderError> {
-        let driver = self.provider(provider)?;
-        if driver
-            .capabilities()
-            .features
-            .l7_actions
-            .contains(&convert::l7_action(action))
-        {
-            return Ok(());
-        }
-        Err(unsupported(
+        let wanted = convert::l7_action(action);
+        self.offers(
             provider,
+            |caps| caps.features.l7_actions.contains(&wanted),
             format_args!("L7 policy action {}", lbaas_core::views::name(&action)),
-        ))
+        )
     }
 
     /// The provider renders L7 rules of `kind`.
@@ -124,19 +116,12 @@ impl ControlPlane {
         provider: &str,
         kind: L7RuleType,
     ) -> Result<(), ProviderError> {
-        let driver = self.provider(provider)?;
-        if driver
-            .capabilities()
-            .features
-            .l7_rule_kinds
-            .contains(&convert::l7_rule_kind(kind))
-        {
-            return Ok(());
-        }
-        Err(unsupported(
+        let wanted = convert::l7_rule_kind(kind);
+        self.offers(
             provider,
+            |caps| caps.features.l7_rule_kinds.contains(&wanted),
             format_args!("L7 rule type {}", lbaas_core::views::name(&kind)),
-        ))
+        )
     }
 
     /// The provider inserts the header `header` (one of Octavia's `insert_headers`).
@@ -145,20 +130,25 @@ impl ControlPlane {
         provider: &str,
         header: &str,
     ) -> Result<(), ProviderError> {
-        let driver = self.provider(provider)?;
-        if driver
-            .capabilities()
-            .features
-            .insert_headers
-            .iter()
-            .any(|h| h == header)
-        {
-            return Ok(());
-        }
-        Err(unsupported(
+        self.offers(
             provider,
+            |caps| caps.features.insert_headers.iter().any(|h| h == header),
             format_args!("insert_headers {header}"),
-        ))
+        )
+    }
+
+    /// The provider's capabilities say it `offers` something; else it lacks `option` (`501`).
+    fn offers(
+        &self,
+        provider: &str,
+        offers: impl FnOnce(&wit::DriverCapabilities) -> bool,
+        option: impl std::fmt::Display,
+    ) -> Result<(), ProviderError> {
+        if offers(self.provider(provider)?.capabilities()) {
+            Ok(())
+        } else {
+            Err(unsupported(provider, option))
+        }
     }
 
     /// The driver `driver` manages devices of `kind`.
