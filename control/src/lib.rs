@@ -1,8 +1,11 @@
 //! The control plane: what the host does, without how it is asked. It owns the records'
 //! read and write paths ([`ControlPlane`]), the driver registry and its lifecycle, placement,
-//! the job worker, the status monitor and device provisioning. The API above it only
-//! authenticates, maps requests and errors, and calls it; the storage backends below it are
-//! behind `lbaas-core`'s traits; the driver runtime beside it runs the components.
+//! the job worker, the status monitor, device provisioning and the devices' networks, and a
+//! first part of Octavia's rules ([`octavia`]: what a provider offers and which profiles it
+//! takes). The API above it still holds the rest of them (the object tree's creates, quotas, VIP
+//! allocation: issue 27) and never sees a driver runtime type; the storage backends below it are
+//! behind `lbaas-core`'s traits; the driver runtime beside it runs the components, and only
+//! the control plane names its types.
 
 #![deny(unsafe_code)]
 

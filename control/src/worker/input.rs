@@ -60,15 +60,16 @@ pub(crate) fn work(
     };
     let listeners: Vec<&Listener> = snapshot.listeners_of(lb_id).collect();
     let pools: Vec<&Pool> = snapshot.pools_of(lb_id).collect();
-    let members: Vec<&Member> = snapshot
-        .members
+    // From the snapshot's indexes by pool: the status monitor builds this for every active
+    // load balancer each round, and a scan of every member per load balancer made that round
+    // quadratic in the fleet's size.
+    let members: Vec<&Member> = pools
         .iter()
-        .filter(|m| m.loadbalancer_id == lb_id)
+        .flat_map(|pool| snapshot.members_of(&pool.common.id))
         .collect();
-    let monitors: Vec<&HealthMonitor> = snapshot
-        .healthmonitors
+    let monitors: Vec<&HealthMonitor> = pools
         .iter()
-        .filter(|h| h.loadbalancer_id == lb_id)
+        .filter_map(|pool| snapshot.healthmonitor_of(&pool.common.id))
         .collect();
     let vip_network = snapshot
         .networks
