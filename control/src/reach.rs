@@ -33,7 +33,13 @@ impl ControlPlane {
             }
         };
         for (handle, reach) in self.reach(&snapshot, devices) {
-            if let Err(error) = provisioner.serve(&handle, &reach) {
+            // A job's hand-over (named devices) changes only what changed; the status round's
+            // (every device) checks each device's network as it is.
+            let given = match devices {
+                Some(_) => provisioner.serve(&handle, &reach),
+                None => provisioner.mend(&handle, &reach),
+            };
+            if let Err(error) = given {
                 tracing::warn!(handle, %error, "cannot route a device's VIPs and members; the next status round tries again");
             }
         }

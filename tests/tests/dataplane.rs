@@ -1382,6 +1382,32 @@ fn an_isolated_device_reaches_only_its_members_and_leaves_nothing_behind() {
     settle_active(&tenant, &lb_id);
     assert!(connects_from(&namespace, other.address), "the new member");
     wait_for_backends(http, &["b0", "other"]);
+    // Something else takes the VIP's route and the device's filter away: the status round
+    // puts both back.
+    let vip_route = format!("{}/32", http.ip());
+    assert!(
+        Command::new("ip")
+            .args(["route", "del", &vip_route])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let table = local.0.firewall_table().expect("a firewall table");
+    let chain = format!("d_{}", handles[0]);
+    assert!(
+        Command::new("nft")
+            .args(["flush", "chain", "inet", &table, &chain])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    wait_for_backends(http, &["b0", "other"]);
+    assert!(
+        nft_output(&["list", "chain", "inet", &table, &chain]).contains("drop"),
+        "the device's chain is whole again"
+    );
+    assert!(
+        !connects_from(&namespace, host_service),
+        "and filters again"
+    );
 
     // The empty device goes, and takes its namespace, its link, its VIP's route and its
     // firewall chain along.
@@ -1397,7 +1423,6 @@ fn an_isolated_device_reaches_only_its_members_and_leaves_nothing_behind() {
             && !nft_output(&["list", "ruleset"]).contains(&handles[0])
     });
     plane.stop();
-    let table = local.0.firewall_table().expect("a firewall table");
     assert!(nft_output(&["list", "tables"]).contains(&table));
     drop(local);
     assert!(

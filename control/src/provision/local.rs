@@ -58,9 +58,9 @@ pub struct LocalProcesses {
     gateway: Option<Gateway>,
     /// The mark on this provisioner's namespaces ([`netns::tag`]).
     tag: String,
-    /// What each device was last allowed to call (its firewall set is written only when this
-    /// changes).
-    allowed: Mutex<HashMap<String, BTreeSet<SocketAddr>>>,
+    /// What each device was last given: a job's hand-over that changes nothing runs no
+    /// program.
+    served: Mutex<HashMap<String, Reach>>,
     /// One provisioning, release or adoption at a time.
     busy: Mutex<()>,
 }
@@ -199,7 +199,7 @@ impl LocalProcesses {
             unreachable,
             gateway,
             tag,
-            allowed: Mutex::new(HashMap::new()),
+            served: Mutex::new(HashMap::new()),
             busy: Mutex::new(()),
         })
     }
@@ -385,7 +385,7 @@ impl LocalProcesses {
         }
         if let Some(namespace) = self.namespace(dir) {
             namespace.remove();
-            self.allowed_now().remove(&namespace_handle(dir));
+            self.served_now().remove(&namespace_handle(dir));
         }
         // A process on its way out may still remove its own files meanwhile.
         for attempt in 0.. {
@@ -412,9 +412,33 @@ impl LocalProcesses {
         self.tidy();
     }
 
-    /// What devices were last allowed to call.
-    fn allowed_now(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<SocketAddr>>> {
-        self.allowed.lock().unwrap_or_else(|e| e.into_inner())
+    /// What devices were last given.
+    fn served_now(&self) -> std::sync::MutexGuard<'_, HashMap<String, Reach>> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives device `handle` `reach`: its VIPs reconciled with what its namespace holds, and
+    /// its filter written again (one transaction), when `mend` asks or the reach changed; a
+    /// job's hand-over that changes nothing runs no program.
+    fn route(&self, handle: &str, reach: &Reach, mend: bool) -> Result<(), ProvisionError> {
+        let dir = self.dir(handle)?;
+        let Some(namespace) = self.namespace(&dir) else {
+            return Ok(());
+        };
+        let _busy = self.lock();
+        if !namespace.exists() {
+            return Ok(());
+        }
+        let last = self.served_now().get(handle).cloned();
+        if !mend && last.as_ref() == Some(reach) {
+            return Ok(());
+        }
+        namespace.serve(read_address(&dir)?.ip(), reach)?;
+        if mend || last.map(|last| last.targets) != Some(reach.targets.clone()) {
+            namespace.allow(reach)?;
+        }
+        self.served_now().insert(handle.to_owned(), reach.clone());
+        Ok(())
     }
 
     /// Once this provisioner has no device left (when the host stops): its firewall table
@@ -591,21 +615,11 @@ impl Provisioner for LocalProcesses {
     }
 
     fn serve(&self, handle: &str, reach: &Reach) -> Result<(), ProvisionError> {
-        let dir = self.dir(handle)?;
-        let Some(namespace) = self.namespace(&dir) else {
-            return Ok(());
-        };
-        let _busy = self.lock();
-        if !namespace.exists() {
-            return Ok(());
-        }
-        namespace.serve(read_address(&dir)?.ip(), reach)?;
-        if self.allowed_now().get(handle) != Some(&reach.targets) {
-            namespace.allow(reach)?;
-            self.allowed_now()
-                .insert(handle.to_owned(), reach.targets.clone());
-        }
-        Ok(())
+        self.route(handle, reach, false)
+    }
+
+    fn mend(&self, handle: &str, reach: &Reach) -> Result<(), ProvisionError> {
+        self.route(handle, reach, true)
     }
 
     fn revive(&self, handles: &[String]) {
@@ -643,7 +657,11 @@ impl LocalProcesses {
             let namespace = self.namespace(&dir).filter(|ns| !ns.exists());
             let recreated = match (namespace, read_address(&dir)) {
                 (None, _) => Ok(()),
-                (Some(namespace), Ok(address)) => namespace.create(address.ip()),
+                (Some(namespace), Ok(address)) => {
+                    // A new namespace holds none of what was handed over before.
+                    self.served_now().remove(handle);
+                    namespace.create(address.ip())
+                }
                 (Some(_), Err(error)) => Err(error),
             };
             match recreated.and_then(|()| self.start_agent(&dir)) {

@@ -180,6 +180,13 @@ pub trait Provisioner: Send + Sync {
         Ok(())
     }
 
+    /// [`Provisioner::serve`], checked against what the device's network holds now (not what
+    /// was last handed over): called every status round, it puts back what something else
+    /// took away.
+    fn mend(&self, handle: &str, reach: &Reach) -> Result<(), ProvisionError> {
+        self.serve(handle, reach)
+    }
+
     /// The host stops (its devices keep running): whatever only serves devices while it runs
     /// goes when no device is left.
     fn close(&self) {}
