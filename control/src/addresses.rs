@@ -138,23 +138,9 @@ impl AddressRules {
     /// Why a member's traffic (its address and port) or health checks (its monitor address and
     /// port, else the same) may not go where it says, if they may not.
     pub fn member(&self, snapshot: &Snapshot, member: &Member) -> Result<(), Refused> {
-        let parse = |what: &str, text: &str| {
-            text.trim()
-                .parse::<IpAddr>()
-                .map_err(|_| Refused(format!("{what} {text} is not an IP address.")))
-        };
-        let address = parse("member address", &member.address)?;
-        self.target(
-            snapshot,
-            "member address",
-            SocketAddr::new(address, member.protocol_port),
-        )?;
-        let check = match &member.monitor_address {
-            Some(text) => parse("monitor_address", text)?,
-            None => address,
-        };
-        let port = member.monitor_port.unwrap_or(member.protocol_port);
-        self.target(snapshot, "member monitor", SocketAddr::new(check, port))
+        let [traffic, check] = member_sockets(member)?;
+        self.target(snapshot, "member address", traffic)?;
+        self.target(snapshot, "member monitor", check)
     }
 
     /// Why a listener may not bind `socket` (a VIP and its port), if it may not: the address
@@ -238,6 +224,26 @@ impl AddressRules {
         }
         Ok(())
     }
+}
+
+/// Where a member's traffic goes (its address and port) and its health checks (its monitor
+/// address and port, else the same), as written.
+pub fn member_sockets(member: &Member) -> Result<[SocketAddr; 2], Refused> {
+    let parse = |what: &str, text: &str| {
+        text.trim()
+            .parse::<IpAddr>()
+            .map_err(|_| Refused(format!("{what} {text} is not an IP address.")))
+    };
+    let address = parse("member address", &member.address)?;
+    let check = match &member.monitor_address {
+        Some(text) => parse("monitor_address", text)?,
+        None => address,
+    };
+    let port = member.monitor_port.unwrap_or(member.protocol_port);
+    Ok([
+        SocketAddr::new(address, member.protocol_port),
+        SocketAddr::new(check, port),
+    ])
 }
 
 /// The sockets named by URLs the host calls (`postgres://…@127.0.0.1:5432/db`,

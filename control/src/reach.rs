@@ -46,7 +46,8 @@ impl ControlPlane {
     }
 
     /// The reach of each device this host runs (of those in `only`, when given), by the
-    /// provisioner's handle, in one pass over load balancers and one over members.
+    /// provisioner's handle: one pass over load balancers, their members from the snapshot's
+    /// indexes by pool.
     fn reach(&self, snapshot: &Snapshot, only: Option<&[String]>) -> Vec<(String, Reach)> {
         let mut reach: HashMap<&str, (String, Reach)> = snapshot
             .devices
@@ -55,49 +56,32 @@ impl ControlPlane {
             .filter(|d| only.is_none_or(|only| only.contains(&d.id)))
             .filter_map(|d| Some((d.id.as_str(), (d.provisioned.clone()?, Reach::default()))))
             .collect();
-        let mut device_of: HashMap<&str, &str> = HashMap::new();
         for lb in snapshot.loadbalancers.iter() {
             if lb.common.provisioning_status == ProvisioningStatus::PendingDelete {
                 continue;
             }
-            let Some(device) = lb.device_id.as_deref() else {
+            let Some((_, reach)) = lb.device_id.as_deref().and_then(|d| reach.get_mut(d)) else {
                 continue;
             };
-            let Some((_, reach)) = reach.get_mut(device) else {
-                continue;
-            };
-            device_of.insert(&lb.common.id, device);
             if let Ok(vip) = lb.vip_address.parse::<IpAddr>()
                 && self.addresses.routable(vip)
             {
                 reach.vips.insert(vip);
             }
-        }
-        for member in snapshot.members.iter() {
-            let Some((_, reach)) = device_of
-                .get(member.loadbalancer_id.as_str())
-                .and_then(|device| reach.get_mut(device))
-            else {
-                continue;
-            };
-            let Ok(address) = member.address.trim().parse::<IpAddr>() else {
-                continue;
-            };
-            let check = member
-                .monitor_address
-                .as_deref()
-                .and_then(|a| a.trim().parse::<IpAddr>().ok())
-                .unwrap_or(address);
-            let sockets = [
-                SocketAddr::new(address, member.protocol_port),
-                SocketAddr::new(check, member.monitor_port.unwrap_or(member.protocol_port)),
-            ];
-            for socket in sockets {
-                if self.addresses.target(snapshot, "member", socket).is_ok() {
-                    let canonical = crate::net::canonical(socket.ip());
-                    reach
-                        .targets
-                        .insert(SocketAddr::new(canonical, socket.port()));
+            let members = snapshot
+                .pools_of(&lb.common.id)
+                .flat_map(|pool| snapshot.members_of(&pool.common.id));
+            for member in members {
+                let sockets = crate::addresses::member_sockets(member)
+                    .into_iter()
+                    .flatten();
+                for socket in sockets {
+                    if self.addresses.target(snapshot, "member", socket).is_ok() {
+                        let canonical = crate::net::canonical(socket.ip());
+                        reach
+                            .targets
+                            .insert(SocketAddr::new(canonical, socket.port()));
+                    }
                 }
             }
         }

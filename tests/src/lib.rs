@@ -103,6 +103,11 @@ pub struct Drivers {
     pub acme_adc: PathBuf,
 }
 
+/// The folder of the bundled drivers, for `lbaasd serve --driver-dir`.
+pub fn driver_dir() -> std::path::PathBuf {
+    drivers().haproxy.parent().expect("driver dir").to_owned()
+}
+
 /// The bundled drivers, built as `cargo drivers` builds them.
 pub fn drivers() -> &'static Drivers {
     static DRIVERS: OnceLock<Drivers> = OnceLock::new();

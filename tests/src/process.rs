@@ -66,11 +66,7 @@ pub fn start_in_fleet(data: &Path, url: &str) -> Server {
 
 /// [`start_in_fleet`] with the `lbaasd` at `program` (a [`frozen_lbaasd`]).
 pub fn start_in_fleet_with(program: &Path, data: &Path, url: &str) -> Server {
-    let driver_dir = crate::drivers()
-        .haproxy
-        .parent()
-        .expect("driver dir")
-        .to_owned();
+    let driver_dir = crate::driver_dir();
     Server::start_program(
         program,
         data,

@@ -467,7 +467,7 @@ fn the_conformance_kit_passes_good_drivers_and_names_what_fails() {
 #[test]
 fn a_missing_haproxy_is_named_at_start_and_in_the_fault() {
     let data = tempfile::tempdir().expect("data dir");
-    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let driver_dir = lbaas_tests::driver_dir();
     let agent = lbaas_tests::process::host_binary("lbaas-agent");
     let server = Server::start(
         data.path(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::control::Client;
-use lbaas_tests::drivers;
+
 use lbaas_tests::process::Server;
 use serde_json::json;
 
@@ -33,7 +33,7 @@ fn network_and_device(admin: &Client, cidr: &str, management_url: &str, capacity
 #[test]
 fn acknowledged_creates_survive_sigkill() {
     let data = tempfile::tempdir().expect("data dir");
-    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let driver_dir = lbaas_tests::driver_dir();
     let agent = FakeAppliance::start();
     // Slow enough that jobs are in flight when the host dies.
     agent.delay(50);
@@ -121,7 +121,7 @@ fn acknowledged_creates_survive_sigkill() {
 #[test]
 fn a_call_that_takes_the_host_down_is_on_record_and_not_run_a_third_time() {
     let data = tempfile::tempdir().expect("data dir");
-    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let driver_dir = lbaas_tests::driver_dir();
     let device = FakeAppliance::start();
     // It holds every request past the moment the test kills the host.
     device.delay(15_000);

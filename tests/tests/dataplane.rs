@@ -1256,9 +1256,28 @@ fn net_namespace_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn ip_output(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
+/// Whether this test can make device namespaces (as root); under CI, which runs as root, not
+/// being able to is a failure, never a skip.
+fn namespaces_here() -> bool {
+    if lbaas_tests::is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run as root: device namespaces cannot be skipped"
+    );
+    eprintln!("skipped: device namespaces need root");
+    false
+}
+
+/// What `program` (`ip`, `nft`) prints for `args`.
+fn output_of(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().expect("run it");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip_output(args: &[&str]) -> String {
+    output_of("ip", args)
 }
 
 /// Issue 26: devices in namespaces of their own (`lbaasd serve`'s default as root). A spawned
@@ -1271,12 +1290,7 @@ fn ip_output(args: &[&str]) -> String {
 /// leaves no namespace, link, route or firewall chain behind.
 #[test]
 fn an_isolated_device_reaches_only_its_members_and_leaves_nothing_behind() {
-    if !lbaas_tests::is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run as root: device namespaces cannot be skipped"
-        );
-        eprintln!("skipped: device namespaces need root");
+    if !namespaces_here() {
         return;
     }
     let Stage {
@@ -1436,8 +1450,7 @@ fn an_isolated_device_reaches_only_its_members_and_leaves_nothing_behind() {
 }
 
 fn nft_output(args: &[&str]) -> String {
-    let out = Command::new("nft").args(args).output().expect("run nft");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    output_of("nft", args)
 }
 
 /// The README's walk-through against `lbaasd serve` as it starts by default, as root: the
@@ -1447,22 +1460,13 @@ fn nft_output(args: &[&str]) -> String {
 /// its gateway address and firewall table along.
 #[test]
 fn lbaasd_serve_isolates_devices_by_default_and_the_walk_through_carries_traffic() {
-    if !lbaas_tests::is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run as root: device namespaces cannot be skipped"
-        );
-        eprintln!("skipped: device namespaces need root");
+    if !namespaces_here() {
         return;
     }
     const GATEWAY: &str = "198.19.0.1";
     let _unrouted = Unrouted::range("203.0.113.0/24");
     let data = tempfile::tempdir().expect("temp dir");
-    let driver_dir = lbaas_tests::drivers()
-        .haproxy
-        .parent()
-        .expect("driver dir")
-        .to_owned();
+    let driver_dir = lbaas_tests::driver_dir();
     let server = lbaas_tests::process::Server::start(
         data.path(),
         &driver_dir,

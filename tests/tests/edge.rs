@@ -75,11 +75,7 @@ struct World {
 impl World {
     fn start() -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let driver_dir = lbaas_tests::drivers()
-            .haproxy
-            .parent()
-            .expect("driver dir")
-            .to_owned();
+        let driver_dir = lbaas_tests::driver_dir();
         let server = Server::start(data.path(), &driver_dir, &["--no-spawn"]);
         let address: SocketAddr = server
             .url

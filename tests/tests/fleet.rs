@@ -15,8 +15,8 @@ use lbaas_host::store::{Batch, Fleet as _, StoreExt as _};
 use lbaas_postgres::{Database, PgAudit, PgStateStore, PgStore};
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::control::{Client, ControlPlane, Options, id_of};
+use lbaas_tests::postgres;
 use lbaas_tests::process::{Server, frozen_lbaasd, start_in_fleet, start_in_fleet_with};
-use lbaas_tests::{drivers, postgres};
 use serde_json::{Value, json};
 
 fn open(url: &str, host: &str, lease: Duration) -> Arc<Database> {
@@ -940,7 +940,7 @@ fn what_holds(database: &postgres::Database, logs: &[String], lb_id: &str) -> St
 #[test]
 fn migrate_store_moves_a_sled_host_onto_postgres_whole() {
     let database = postgres::database();
-    let driver_dir = drivers().haproxy.parent().expect("driver dir").to_owned();
+    let driver_dir = lbaas_tests::driver_dir();
     let agent = FakeAppliance::start();
     let data = tempfile::tempdir().expect("data");
     let server = Server::start(data.path(), &driver_dir, &["--store", "sled"]);

@@ -29,6 +29,7 @@ use lbaas_scheduler::SpawnSpec;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::firewall::Firewall;
 use super::netns::{self, Gateway, Namespace};
 use super::privilege::{self, DeviceUser};
 use super::{ProvisionError, Provisioned, Provisioner, Reach};
@@ -115,7 +116,7 @@ impl LocalProcesses {
     /// gateway's /96 with its IPv4 address as the last 32 bits; IPv6 VIPs are routed to their
     /// devices as IPv4 ones are.
     pub fn with_ipv6_gateway(mut self, gateway: Ipv6Addr) -> Result<Self, ProvisionError> {
-        let Some(v4) = self.gateway.as_ref().map(|g| g.addresses()[0]) else {
+        let Some(v4) = self.gateway.as_ref().map(Gateway::v4) else {
             return Err(ProvisionError::Unavailable(
                 "an IPv6 gateway is for devices in namespaces of their own".into(),
             ));
@@ -262,7 +263,7 @@ impl LocalProcesses {
     /// The host's address on each device's link, where members on this machine listen, when
     /// devices run in namespaces of their own.
     pub fn gateway(&self) -> Option<IpAddr> {
-        Some(self.gateway.as_ref()?.addresses()[0])
+        self.gateway.as_ref().map(Gateway::v4)
     }
 
     /// The nftables table (family `inet`) that filters the devices' links, when they run in
@@ -274,7 +275,7 @@ impl LocalProcesses {
 
     /// The nftables table of the provisioner whose devices live in `root`, isolated.
     pub fn firewall_table_of(root: &Path) -> String {
-        netns::firewall_of(&netns::tag(root)).table().to_owned()
+        Firewall::of(&netns::tag(root)).table().to_owned()
     }
 
     /// The name of the network namespace device `handle` runs in, when it has its own.
@@ -385,7 +386,7 @@ impl LocalProcesses {
         }
         if let Some(namespace) = self.namespace(dir) {
             namespace.remove();
-            self.served_now().remove(&namespace_handle(dir));
+            self.served_now().remove(namespace.handle());
         }
         // A process on its way out may still remove its own files meanwhile.
         for attempt in 0.. {
@@ -449,7 +450,7 @@ impl LocalProcesses {
         if !self.handles().is_empty() {
             return;
         }
-        netns::firewall_of(&self.tag).remove();
+        Firewall::of(&self.tag).remove();
         if !gateway.in_use() {
             gateway.remove();
         }
@@ -462,7 +463,7 @@ impl LocalProcesses {
         }
         let folders = self.handles();
         let mut orphans: BTreeSet<String> = Namespace::all(&self.tag).into_iter().collect();
-        orphans.extend(netns::firewall_of(&self.tag).guarded());
+        orphans.extend(Firewall::of(&self.tag).guarded());
         for handle in orphans {
             if folders.contains(&handle) || keep.contains(&handle) {
                 continue;
@@ -674,13 +675,6 @@ impl LocalProcesses {
             }
         }
     }
-}
-
-/// The handle of the device in `dir`.
-fn namespace_handle(dir: &Path) -> String {
-    dir.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn random<const N: usize>() -> Result<[u8; N], ProvisionError> {

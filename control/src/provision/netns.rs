@@ -64,6 +64,11 @@ impl Namespace {
         &self.name
     }
 
+    /// The device's handle.
+    pub(super) fn handle(&self) -> &str {
+        &self.handle
+    }
+
     fn path(&self) -> PathBuf {
         PathBuf::from(NETNS_DIR).join(&self.name)
     }
@@ -287,11 +292,6 @@ pub(super) fn tag(root: &std::path::Path) -> String {
     hex::encode(&digest[..4])
 }
 
-/// The firewall of the provisioner `owner`.
-pub(super) fn firewall_of(owner: &str) -> Firewall {
-    Firewall::of(owner)
-}
-
 /// Addresses the host routes to one address each (`/32`, `/128` routes: devices'
 /// management addresses and VIPs), whoever routed them.
 pub(super) fn routed() -> Result<BTreeSet<IpAddr>, ProvisionError> {
@@ -341,6 +341,11 @@ impl Gateway {
 
     pub(super) fn addresses(&self) -> Vec<IpAddr> {
         self.all().collect()
+    }
+
+    /// The IPv4 address, every gateway's.
+    pub(super) fn v4(&self) -> IpAddr {
+        self.v4
     }
 
     /// The IPv6 address of the device whose IPv4 address is `device`: the IPv6 gateway's

@@ -69,20 +69,13 @@ pub(super) async fn converge(
     } = work;
     // The device answers on the VIP and reaches the members before its configuration needs
     // them; what a delete or a move leaves behind goes once the calls are done.
-    let id_of = |device: Option<&crate::model::Device>| device.map(|d| d.id.clone());
-    let (before, after): (Vec<String>, Vec<String>) = if deleting {
-        (
-            Vec::new(),
-            [id_of(device.as_ref()), id_of(left.as_ref())]
-                .into_iter()
-                .flatten()
-                .collect(),
-        )
+    let ids = |devices: &[Option<&crate::model::Device>]| -> Vec<String> {
+        devices.iter().flatten().map(|d| d.id.clone()).collect()
+    };
+    let (before, after) = if deleting {
+        (Vec::new(), ids(&[device.as_ref(), left.as_ref()]))
     } else {
-        (
-            id_of(device.as_ref()).into_iter().collect(),
-            id_of(left.as_ref()).into_iter().collect(),
-        )
+        (ids(&[device.as_ref()]), ids(&[left.as_ref()]))
     };
     route(api, before).await;
     let call = crate::spawn_blocking(move || -> Result<(), wit::Error> {
