@@ -211,6 +211,16 @@ impl lbaas_control::Reader for Context {
     }
 }
 
+impl lbaas_control::octavia::Caller for Context {
+    fn can_write(&self, project_id: &str) -> bool {
+        Context::can_write(self, project_id)
+    }
+
+    fn is_admin(&self) -> bool {
+        Context::is_admin(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,19 +9,18 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use lbaas_control::octavia::zones::{self, ZoneProfileSpec, ZoneSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::model::{AvailabilityZone, AvailabilityZoneProfile};
-use crate::store::Batch;
 
 use super::auth::Context;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::query::ListQuery;
-use super::{Api, Change, listing, validate};
+use super::{Api, listing};
 use crate::edge::Base;
-use lbaas_core::ids::new_id;
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -71,58 +70,10 @@ async fn capabilities(
     super::flavors::unpaged(&query, "availability_zone_capabilities", keys)
 }
 
-/// The profile's metadata must be a JSON object of scalars its provider's driver accepts.
-async fn validate_profile(api: &Arc<Api>, profile: &AvailabilityZoneProfile) -> ApiResult<()> {
-    Ok(api.plane.check_availability_zone_profile(profile).await?)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileEnvelope {
-    availability_zone_profile: ProfileBody,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileBody {
-    name: Option<String>,
-    provider_name: Option<String>,
-    availability_zone_data: Option<String>,
-}
-
-async fn create_profile(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Body(body): Body<ProfileEnvelope>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.require_admin()?;
-    let body = body.availability_zone_profile;
-    let name = validate::text("name", body.name, 255)?;
-    if name.is_empty() {
-        return Err(ApiError::bad_request("name is required."));
-    }
-    let profile = AvailabilityZoneProfile {
-        id: new_id(),
-        name,
-        provider_name: body
-            .provider_name
-            .ok_or_else(|| ApiError::bad_request("provider_name is required."))?,
-        availability_zone_data: body
-            .availability_zone_data
-            .ok_or_else(|| ApiError::bad_request("availability_zone_data is required."))?,
-    };
-    validate_profile(&api, &profile).await?;
-    let view = profile_view(&profile);
-    api.write(move |_, _| {
-        let mut batch = Batch::new();
-        batch.put(&profile);
-        Ok(Change::new(batch, ()))
-    })
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "availability_zone_profile": view })),
-    ))
+    availability_zone_profile: ZoneProfileSpec,
 }
 
 async fn list_profiles(
@@ -156,131 +107,10 @@ async fn show_profile(
     .await
 }
 
-async fn update_profile(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(id): Path<String>,
-    Body(body): Body<ProfileEnvelope>,
-) -> ApiResult<Json<Value>> {
-    ctx.require_admin()?;
-    let lookup = id.clone();
-    let mut profile = api
-        .read(move |_, snapshot| Ok(snapshot.availability_zone_profile(&lookup)?.clone()))
-        .await?;
-    let body = body.availability_zone_profile;
-    if let Some(name) = body.name {
-        profile.name = validate::text("name", Some(name), 255)?;
-    }
-    if let Some(provider) = body.provider_name {
-        profile.provider_name = provider;
-    }
-    if let Some(data) = body.availability_zone_data {
-        profile.availability_zone_data = data;
-    }
-    validate_profile(&api, &profile).await?;
-    let view = profile_view(&profile);
-    api.write(move |_, snapshot| {
-        let stored = snapshot.availability_zone_profile(&id)?;
-        if stored.provider_name != profile.provider_name && in_use(snapshot, &id) {
-            return Err(ApiError::conflict(format!(
-                "Availability zone profile {id} is in use: its provider cannot change."
-            )));
-        }
-        let mut batch = Batch::new();
-        batch.put(&profile);
-        Ok(Change::new(batch, ()))
-    })
-    .await?;
-    Ok(Json(json!({ "availability_zone_profile": view })))
-}
-
-/// Whether a zone uses profile `id`.
-fn in_use(snapshot: &super::Snapshot, id: &str) -> bool {
-    snapshot
-        .availability_zones
-        .iter()
-        .any(|z| z.availability_zone_profile_id == id)
-}
-
-async fn delete_profile(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    ctx.require_admin()?;
-    api.write(move |_, snapshot| {
-        snapshot.availability_zone_profile(&id)?;
-        if in_use(snapshot, &id) {
-            return Err(ApiError::conflict(format!(
-                "Availability zone profile {id} is in use by an availability zone."
-            )));
-        }
-        let mut batch = Batch::new();
-        batch.delete::<AvailabilityZoneProfile>(&id);
-        Ok(Change::new(batch, ()))
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ZoneEnvelope {
-    availability_zone: ZoneBody,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ZoneBody {
-    name: Option<String>,
-    description: Option<String>,
-    availability_zone_profile_id: Option<String>,
-    enabled: Option<bool>,
-}
-
-async fn create_zone(
-    State(api): State<Arc<Api>>,
-    ctx: Context,
-    Body(body): Body<ZoneEnvelope>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.require_admin()?;
-    let view = api
-        .write(move |_, snapshot| {
-            let body = body.availability_zone;
-            let profile_id = body.availability_zone_profile_id.ok_or_else(|| {
-                ApiError::bad_request("availability_zone_profile_id is required.")
-            })?;
-            snapshot
-                .availability_zone_profile(&profile_id)
-                .map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "Availability zone profile {profile_id} could not be found."
-                    ))
-                })?;
-            let name = validate::text("name", body.name, 255)?;
-            if name.is_empty() {
-                return Err(ApiError::bad_request("name is required."));
-            }
-            if snapshot.availability_zone(&name).is_ok() {
-                return Err(ApiError::conflict(format!(
-                    "An availability zone named {name} already exists."
-                )));
-            }
-            let zone = AvailabilityZone {
-                name,
-                description: validate::text("description", body.description, 255)?,
-                availability_zone_profile_id: profile_id,
-                enabled: body.enabled.unwrap_or(true),
-            };
-            let mut batch = Batch::new();
-            batch.put(&zone);
-            Ok(Change::new(batch, zone_view(&zone)))
-        })
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "availability_zone": view })),
-    ))
+    availability_zone: ZoneSpec,
 }
 
 async fn list_zones(
@@ -308,6 +138,65 @@ async fn show_zone(
     .await
 }
 
+async fn create_profile(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Body(body): Body<ProfileEnvelope>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_admin()?;
+    let profile = api
+        .plane
+        .create_zone_profile(body.availability_zone_profile)
+        .await?;
+    let view = profile_view(&profile);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "availability_zone_profile": view })),
+    ))
+}
+
+async fn update_profile(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+    Body(body): Body<ProfileEnvelope>,
+) -> ApiResult<Json<Value>> {
+    ctx.require_admin()?;
+    let profile = api
+        .plane
+        .update_zone_profile(&id, body.availability_zone_profile)
+        .await?;
+    Ok(Json(
+        json!({ "availability_zone_profile": profile_view(&profile) }),
+    ))
+}
+
+async fn delete_profile(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ctx.require_admin()?;
+    api.write(move |_, snapshot| Ok(zones::delete_profile(snapshot, &id)?))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_zone(
+    State(api): State<Arc<Api>>,
+    ctx: Context,
+    Body(body): Body<ZoneEnvelope>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    ctx.require_admin()?;
+    let zone = api
+        .write(move |_, snapshot| Ok(zones::create(snapshot, body.availability_zone)?))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "availability_zone": zone_view(&zone) })),
+    ))
+}
+
 async fn update_zone(
     State(api): State<Arc<Api>>,
     ctx: Context,
@@ -315,27 +204,10 @@ async fn update_zone(
     Body(body): Body<ZoneEnvelope>,
 ) -> ApiResult<Json<Value>> {
     ctx.require_admin()?;
-    let view = api
-        .write(move |_, snapshot| {
-            let mut zone = snapshot.availability_zone(&name)?.clone();
-            let body = body.availability_zone;
-            if body.name.is_some() || body.availability_zone_profile_id.is_some() {
-                return Err(ApiError::bad_request(
-                    "An availability zone's name and profile cannot be changed.",
-                ));
-            }
-            if let Some(description) = body.description {
-                zone.description = validate::text("description", Some(description), 255)?;
-            }
-            if let Some(enabled) = body.enabled {
-                zone.enabled = enabled;
-            }
-            let mut batch = Batch::new();
-            batch.put(&zone);
-            Ok(Change::new(batch, zone_view(&zone)))
-        })
+    let zone = api
+        .write(move |_, snapshot| Ok(zones::update(snapshot, &name, body.availability_zone)?))
         .await?;
-    Ok(Json(json!({ "availability_zone": view })))
+    Ok(Json(json!({ "availability_zone": zone_view(&zone) })))
 }
 
 async fn delete_zone(
@@ -344,27 +216,7 @@ async fn delete_zone(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     ctx.require_admin()?;
-    api.write(move |_, snapshot| {
-        snapshot.availability_zone(&name)?;
-        let zoned = |zone: &Option<String>| zone.as_deref() == Some(name.as_str());
-        if snapshot
-            .loadbalancers
-            .iter()
-            .any(|lb| zoned(&lb.availability_zone))
-        {
-            return Err(ApiError::conflict(format!(
-                "Availability zone {name} is in use by load balancers."
-            )));
-        }
-        if snapshot.devices.iter().any(|d| zoned(&d.availability_zone)) {
-            return Err(ApiError::conflict(format!(
-                "Availability zone {name} still has devices."
-            )));
-        }
-        let mut batch = Batch::new();
-        batch.delete::<AvailabilityZone>(&name);
-        Ok(Change::new(batch, ()))
-    })
-    .await?;
+    api.write(move |_, snapshot| Ok(zones::delete(snapshot, &name)?))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

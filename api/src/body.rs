@@ -8,9 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// An integer as Octavia takes it: a JSON number, or a string of one (`"80"`), which clients
-/// that build bodies from strings send.
-pub type Int = serde_with::PickFirst<(serde_with::Same, serde_with::DisplayFromStr)>;
+pub use lbaas_control::octavia::fields::Int;
 
 /// A JSON body decoded into `T`.
 pub struct Body<T>(pub T);

@@ -86,19 +86,13 @@ impl ApiError {
     }
 }
 
-/// A tenant's address the control plane keeps off its own: `400` with the reason.
 impl From<lbaas_control::octavia::ProviderError> for ApiError {
     fn from(error: lbaas_control::octavia::ProviderError) -> Self {
-        use lbaas_control::octavia::ProviderError;
-        match error {
-            ProviderError::Unsupported { provider, option } => Self::unsupported(&provider, option),
-            other @ (ProviderError::NotEnabled(_) | ProviderError::Invalid(_)) => {
-                Self::bad_request(other.to_string())
-            }
-        }
+        lbaas_control::Error::from(error).into()
     }
 }
 
+/// A tenant's address the control plane keeps off its own: `400` with the reason.
 impl From<lbaas_control::addresses::Refused> for ApiError {
     fn from(refused: lbaas_control::addresses::Refused) -> Self {
         Self::bad_request(refused.0)
@@ -122,7 +116,12 @@ impl From<lbaas_control::Error> for ApiError {
         use lbaas_control::Error;
         match error {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, error.to_string()),
-            Error::Forbidden => Self::forbidden(),
+            Error::Forbidden | Error::OverQuota { .. } => {
+                Self::new(StatusCode::FORBIDDEN, error.to_string())
+            }
+            Error::Invalid { .. } => Self::bad_request(error.to_string()),
+            Error::Unsupported { .. } => Self::new(StatusCode::NOT_IMPLEMENTED, error.to_string()),
+            Error::Immutable { .. } | Error::Conflict(_) => Self::conflict(error.to_string()),
             Error::Lifecycle(error) => error.into(),
             Error::Store(store) => store.into(),
             Error::Task(_) | Error::Inconsistent(_) => Self::internal(error),
@@ -148,16 +147,12 @@ impl IntoResponse for ApiError {
 
 impl From<lbaas_control::drivers::LifecycleError> for ApiError {
     fn from(error: lbaas_control::drivers::LifecycleError) -> Self {
-        match error {
-            lbaas_control::drivers::LifecycleError::NotFound(m) => {
-                ApiError::new(StatusCode::NOT_FOUND, m)
-            }
-            lbaas_control::drivers::LifecycleError::Conflict(m) => ApiError::conflict(m),
-            lbaas_control::drivers::LifecycleError::Invalid(m) => ApiError::bad_request(m),
-            lbaas_control::drivers::LifecycleError::Unmanaged => {
-                ApiError::new(StatusCode::CONFLICT, error.to_string())
-            }
-            lbaas_control::drivers::LifecycleError::Storage(m) => ApiError::internal(m),
+        use lbaas_control::drivers::Answer;
+        match error.answer() {
+            Answer::NotFound => ApiError::new(StatusCode::NOT_FOUND, error.to_string()),
+            Answer::Conflict => ApiError::conflict(error.to_string()),
+            Answer::Invalid => ApiError::bad_request(error.to_string()),
+            Answer::Failed => ApiError::internal(error),
         }
     }
 }

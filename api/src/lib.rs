@@ -30,7 +30,6 @@ mod pools;
 mod query;
 mod quotas;
 mod security;
-mod validate;
 mod views;
 
 use std::sync::Arc;
@@ -45,7 +44,7 @@ use lbaas_core::audit::AuditTrail;
 use serde_json::{Value, json};
 
 use crate::edge::Base;
-use lbaas_control::{model, monitor, net, placement, store};
+use lbaas_control::{model, monitor, store};
 
 pub use auth::{Auth, Context};
 pub use error::{ApiError, ApiResult};

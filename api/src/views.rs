@@ -112,8 +112,6 @@ impl<'a> LoadBalancerView<'a> {
     }
 }
 
-pub use lbaas_core::views::name;
-
 /// A policy with its rules as `[{"id": …}]`.
 pub fn l7policy<'a>(policy: &L7Policy, rules: impl Iterator<Item = &'a L7Rule>) -> Value {
     let mut map = object(policy);

@@ -606,7 +606,7 @@ async fn links_follow_the_public_url() {
 async fn projects_networks_and_subnets_have_neutrons_quotas() {
     let (app, _jobs) = host();
     let mut network = String::new();
-    for i in 0..lbaas_api::neutron::MAX_NETWORKS {
+    for i in 0..lbaas_control::octavia::networks::MAX_NETWORKS {
         let (status, body) = call(
             &app,
             "POST",
@@ -627,7 +627,7 @@ async fn projects_networks_and_subnets_have_neutrons_quotas() {
     )
     .await;
     assert_fault(status, &body, StatusCode::CONFLICT, "Quota exceeded");
-    for i in 0..lbaas_api::neutron::MAX_SUBNETS {
+    for i in 0..lbaas_control::octavia::networks::MAX_SUBNETS {
         let cidr = format!("10.{}.{}.0/24", i / 256, i % 256);
         let (status, body) = call(
             &app,

@@ -14,6 +14,25 @@ pub enum Error {
     /// policy refusal (403), not "not found", and clients and its test suite rely on it.
     #[error("Policy does not allow this request to be performed.")]
     Forbidden,
+    /// A request's value breaks one of Octavia's rules (`400`): `field` names it where one
+    /// field is at fault; `reason` says what is wrong, in words for the caller.
+    #[error("{reason}")]
+    Invalid {
+        field: Option<&'static str>,
+        reason: String,
+    },
+    /// The provider lacks an option the request asks for (`501`).
+    #[error("Provider '{provider}' does not support a requested option: {option}")]
+    Unsupported { provider: String, option: String },
+    /// The load balancer is `PENDING_*`: it refuses every change until its job ends (`409`).
+    #[error("Load Balancer {lb_id} is immutable and cannot be updated.")]
+    Immutable { lb_id: String },
+    /// The change would exceed the project's quota of `kind` (`403`).
+    #[error("Quota has been met for resources: {kind}")]
+    OverQuota { kind: &'static str },
+    /// The request collides with what exists (`409`): an address taken, a pool in use.
+    #[error("{0}")]
+    Conflict(String),
     /// A driver lifecycle step was refused.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
@@ -33,5 +52,59 @@ impl Error {
             what,
             id: id.to_owned(),
         }
+    }
+
+    /// A `400` about the request as a whole (or several of its fields).
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// A `400` about one field of the request.
+    pub fn field(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: Some(field),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        Self::Conflict(reason.into())
+    }
+
+    pub fn unsupported(provider: &str, option: impl std::fmt::Display) -> Self {
+        Self::Unsupported {
+            provider: provider.to_owned(),
+            option: option.to_string(),
+        }
+    }
+
+    pub fn immutable(lb_id: &str) -> Self {
+        Self::Immutable {
+            lb_id: lb_id.to_owned(),
+        }
+    }
+}
+
+impl From<crate::octavia::ProviderError> for Error {
+    fn from(error: crate::octavia::ProviderError) -> Self {
+        use crate::octavia::ProviderError;
+        match error {
+            ProviderError::Unsupported { provider, option } => {
+                Self::Unsupported { provider, option }
+            }
+            other @ (ProviderError::NotEnabled(_) | ProviderError::Invalid(_)) => {
+                Self::invalid(other.to_string())
+            }
+        }
+    }
+}
+
+/// A tenant's address the control plane keeps off its own: `400` with the reason.
+impl From<crate::addresses::Refused> for Error {
+    fn from(refused: crate::addresses::Refused) -> Self {
+        Self::invalid(refused.0)
     }
 }

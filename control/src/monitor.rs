@@ -8,6 +8,7 @@
 //! is `DEGRADED`, and one whose device cannot be reached is `ERROR`. Only objects that are
 //! `ACTIVE` change: a pending one is the worker's.
 
+use crate::octavia::status::{self, Step};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -308,9 +309,9 @@ fn apply(snapshot: &Snapshot, lb_id: &str, report: &Report, batch: &mut Batch) {
             if lb.common.operating_status != OperatingStatus::Error {
                 tracing::warn!(loadbalancer = lb_id, %why, "device unreachable");
                 let mut lb = lb.clone();
-                lb.common.set_statuses(
-                    ProvisioningStatus::Active,
-                    OperatingStatus::Error,
+                status::step(
+                    &mut lb.common,
+                    Step::Observe(OperatingStatus::Error),
                     &crate::ids::now(),
                 );
                 batch.put(&lb);
@@ -404,7 +405,7 @@ fn changed<T>(
         return None;
     }
     let mut common = common.clone();
-    common.set_statuses(ProvisioningStatus::Active, operating, &crate::ids::now());
+    status::step(&mut common, Step::Observe(operating), &crate::ids::now());
     Some(rebuild(common))
 }
 

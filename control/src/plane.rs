@@ -123,6 +123,16 @@ impl<T> Change<T> {
         }
     }
 
+    /// The same change, answering `map(value)`: how a caller renders what a rule decided.
+    pub fn map<U>(self, map: impl FnOnce(T) -> U) -> Change<U> {
+        Change {
+            batch: self.batch,
+            jobs: self.jobs,
+            value: map(self.value),
+            hooks: self.hooks,
+        }
+    }
+
     pub fn with_job(mut self, lb_id: &str) -> Self {
         self.jobs.push(lb_id.to_owned());
         self

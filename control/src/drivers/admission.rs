@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::lifecycle::LifecycleError;
+use super::lifecycle::{self, LifecycleError};
 use super::{MAX_COMPONENT_BYTES, Manager};
 use crate::audit;
 use crate::model::{DriverRecord, DriverVersion, FlavorProfile};
@@ -61,7 +61,7 @@ impl Manager {
                 audit::Outcome::Denied,
                 detail,
             );
-            LifecycleError::Invalid(reason)
+            LifecycleError::Refused(reason)
         };
         let refuse = |reason: String| refuse_with(reason, None);
         if bytes.len() > MAX_COMPONENT_BYTES {
@@ -138,32 +138,32 @@ impl Manager {
         record: &DriverRecord,
         sha: &str,
     ) -> Result<LoadedDriver, LifecycleError> {
-        let version = record.version(sha).ok_or_else(|| {
-            LifecycleError::NotFound(format!("no version {sha} of {}", record.name))
-        })?;
+        let version = record
+            .version(sha)
+            .ok_or_else(|| lifecycle::no_such_version(record, sha))?;
         let bytes = self
             .store
             .get(Kind::DriverBlob, sha)
             .map_err(|e| LifecycleError::Storage(e.to_string()))?
             .ok_or_else(|| {
-                LifecycleError::Invalid(format!("the bytes of {} {sha} are missing", record.name))
+                LifecycleError::Refused(format!("the bytes of {} {sha} are missing", record.name))
             })?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != sha {
-            return Err(LifecycleError::Invalid(format!(
+            return Err(LifecycleError::Refused(format!(
                 "the stored bytes of {} {sha} hash to {actual}: refusing to run them",
                 record.name
             )));
         }
         self.trust
             .check(&bytes, version.signature.as_deref())
-            .map_err(|e| LifecycleError::Invalid(format!("refused: {e}")))?;
+            .map_err(|e| LifecycleError::Refused(format!("refused: {e}")))?;
         let driver = self
             .runtime
             .load(&bytes, &format!("{} {}", record.name, version.version))
-            .map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+            .map_err(|e| LifecycleError::Refused(e.to_string()))?;
         if driver.name().as_str() != record.name {
-            return Err(LifecycleError::Invalid(format!(
+            return Err(LifecycleError::Refused(format!(
                 "stored version {sha} reports driver {}, not {}",
                 driver.name(),
                 record.name

@@ -75,7 +75,7 @@ impl ControlPlane {
             })
             .await?;
         let bytes = bytes
-            .map_err(|e| LifecycleError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| LifecycleError::Refused(format!("cannot read {}: {e}", path.display())))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let source = format!("directory {}", path.display());
         let (name, version) = match self.drivers.find_sha(&sha256) {
@@ -92,7 +92,7 @@ impl ControlPlane {
             .driver_step(&name, Step::Activate(sha256.clone()), &source)
             .await
         {
-            Ok(_) | Err(Error::Lifecycle(LifecycleError::Conflict(_))) => {
+            Ok(_) | Err(Error::Lifecycle(LifecycleError::AlreadyActive { .. })) => {
                 Ok(FileOutcome::Activated {
                     name,
                     version,

@@ -32,7 +32,7 @@ use crate::store::{Batch, Kind, Store, StoreExt, Write, decode};
 
 pub use admission::Upload;
 pub use directory::{FileOutcome, FolderWatch, watch};
-pub use lifecycle::{Facts, LifecycleError, Serving, Step, Transition};
+pub use lifecycle::{Answer, Facts, LifecycleError, Serving, Step, Transition};
 
 /// Largest component accepted.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
@@ -291,9 +291,11 @@ impl Drivers {
         profiles: &[FlavorProfile],
     ) -> Result<Prepared> {
         let manager = self.manager()?;
-        let record = self.record(name).ok_or_else(|| {
-            LifecycleError::NotFound(format!("Driver {name} could not be found."))
-        })?;
+        let record = self
+            .record(name)
+            .ok_or_else(|| LifecycleError::DriverNotFound {
+                name: name.to_owned(),
+            })?;
         let transition = lifecycle::decide(&record, step, facts)?;
         let driver = match &transition.admit {
             None => None,
@@ -340,7 +342,7 @@ impl Drivers {
                 audit::Outcome::Denied,
                 reason.clone(),
             );
-            LifecycleError::Invalid(format!(
+            LifecycleError::Refused(format!(
                 "{name} {} was not activated: {reason}",
                 version.as_ref().map_or("", |v| v.version.as_str())
             ))
@@ -373,9 +375,11 @@ impl Drivers {
         let manager = self.manager()?;
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&upload.bytes));
         if let Some((name, version)) = self.find_sha(&sha256) {
-            return Err(LifecycleError::Conflict(format!(
-                "this component (SHA-256 {sha256}) is already uploaded as {name} {version}"
-            )));
+            return Err(LifecycleError::AlreadyUploaded {
+                name,
+                version,
+                sha256,
+            });
         }
         let source = upload.source.to_owned();
         let publisher_of = |name: &str| self.record(name).and_then(|record| record.publisher);

@@ -8,15 +8,12 @@ use crate::model::{
     Common, HealthMonitor, Job, L7Action, L7Policy, L7Rule, Listener, LoadBalancer, Member,
     OperatingStatus, Placement, Pool, ProvisioningStatus,
 };
+use crate::octavia::status::{self, Step};
 use crate::store::Batch;
 
+/// An object the job carried out: `ACTIVE`, with `operating` ([`status::step`]).
 pub(super) fn settle(common: &mut Common, operating: OperatingStatus, now: &str) {
-    let operating = if common.admin_state_up {
-        operating
-    } else {
-        OperatingStatus::Offline
-    };
-    common.set_statuses(ProvisioningStatus::Active, operating, now);
+    status::step(common, Step::Settle(operating), now);
 }
 
 /// The device matches the model: pending children become `ACTIVE` or disappear. Returns the
@@ -218,9 +215,7 @@ pub(super) fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Opt
     let mut retired = None;
     let now = crate::ids::now();
     let errored = |common: &mut Common| {
-        if common.provisioning_status.is_pending() {
-            common.set_statuses(ProvisioningStatus::Error, OperatingStatus::Error, &now);
-        }
+        status::step(common, Step::Fail, &now);
     };
     for listener in snapshot.listeners_of(lb_id) {
         for policy in snapshot.l7policies_of(&listener.common.id) {
@@ -271,8 +266,7 @@ pub(super) fn fail(snapshot: &Snapshot, lb_id: &str, fault: &str) -> (Batch, Opt
             }
             lb.device_id = Some(migration.from);
         }
-        lb.common
-            .set_statuses(ProvisioningStatus::Error, OperatingStatus::Error, &now);
+        status::step(&mut lb.common, Step::Fault, &now);
         lb.fault = Some(fault.chars().take(1024).collect());
         batch.put(&lb);
     }
