@@ -17,8 +17,8 @@ use lbaas_control::octavia::networks::{self, SharedNetworkSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Context;
 use super::body::Body;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 use super::{Api, listing, views};
 use crate::edge::Base;

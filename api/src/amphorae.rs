@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::Api;
-use super::auth::Context;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 
 pub fn routes() -> Router<Arc<Api>> {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::model::{AvailabilityZone, AvailabilityZoneProfile};
 
-use super::auth::Context;
 use super::body::Body;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 use super::query::ListQuery;
 use super::{Api, listing};

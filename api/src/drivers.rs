@@ -33,7 +33,7 @@ use lbaas_control::drivers::{MAX_COMPONENT_BYTES, Step};
 use lbaas_core::views::{DriverAnswer, DriverList, DriverView, UploadAnswer, VersionView};
 
 use super::Api;
-use super::auth::Context;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 
 pub fn routes() -> Router<Arc<Api>> {

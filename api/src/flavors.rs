@@ -11,8 +11,8 @@ use lbaas_control::octavia::flavors::{self, FlavorProfileSpec, FlavorSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Context;
 use super::body::Body;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 use super::query::ListQuery;
 use super::{Api, listing, views};

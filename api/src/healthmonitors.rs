@@ -10,8 +10,8 @@ use lbaas_control::octavia::healthmonitors::{self, HealthMonitorCreate, HealthMo
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Context;
 use super::body::Body;
+use super::caller::Context;
 use super::error::ApiResult;
 use super::{Api, listing, views};
 use crate::edge::Base;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::auth::Context;
+use super::caller::Context;
 use super::error::ApiError;
 
 /// Longer than any token Keystone issues (fernet tokens are under 300 bytes): refused without

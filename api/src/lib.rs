@@ -13,6 +13,7 @@ mod amphorae;
 pub mod auth;
 mod availability_zones;
 mod body;
+mod caller;
 mod dashboard;
 mod drivers;
 pub mod edge;
@@ -44,9 +45,10 @@ use lbaas_core::audit::AuditTrail;
 use serde_json::{Value, json};
 
 use crate::edge::Base;
-use lbaas_control::{model, monitor, store};
+use lbaas_control::{model, store};
 
-pub use auth::{Auth, Context};
+pub use auth::Auth;
+pub use caller::Context;
 pub use error::{ApiError, ApiResult};
 
 /// What the handlers share: the control plane they call, how callers are authenticated, and

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::model::{Network, Subnet};
 
-use super::auth::Context;
 use super::body::Body;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 use super::{Api, listing};
 

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::model::Quota;
 use lbaas_control::octavia::quotas::{self, QuotaKind};
 
-use super::auth::Context;
 use super::body::{Body, Int};
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 use super::{Api, listing};
 use crate::edge::Base;

@@ -19,7 +19,7 @@ use lbaas_core::audit::{AuditTrail, Filter, Outcome, Verification};
 use lbaas_core::views::{AuditPage, VerifyAnswer};
 
 use super::Api;
-use super::auth::Context;
+use super::caller::Context;
 use super::error::{ApiError, ApiResult};
 
 const DEFAULT_LIMIT: usize = 1_000;

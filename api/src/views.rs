@@ -1,7 +1,7 @@
 //! Records as Octavia's API shows them: field names, relation lists (`[{"id": …}]`), and the
 //! attributes clients expect even when this host does not use them.
 
-use crate::monitor::Counters;
+use lbaas_control::observed::Counters;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 

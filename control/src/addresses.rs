@@ -265,6 +265,13 @@ pub fn sockets_of_url(url: &str, default_port: u16) -> Vec<SocketAddr> {
     }
 }
 
+/// A tenant's address the control plane keeps off its own: `400` with the reason.
+impl From<Refused> for crate::Error {
+    fn from(refused: Refused) -> Self {
+        Self::invalid(refused.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,8 @@
 //! What the control plane's reads and writes fail with, in its own terms. The API renders
 //! these as HTTP answers (in one place: `lbaas-api`'s error module); the worker renders its
-//! own [`JobError`](crate::worker::JobError) as a load balancer's fault.
+//! own job errors as a load balancer's fault.
 
-use crate::drivers::LifecycleError;
+use crate::drivers::lifecycle::LifecycleError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,26 +85,5 @@ impl Error {
         Self::Immutable {
             lb_id: lb_id.to_owned(),
         }
-    }
-}
-
-impl From<crate::octavia::ProviderError> for Error {
-    fn from(error: crate::octavia::ProviderError) -> Self {
-        use crate::octavia::ProviderError;
-        match error {
-            ProviderError::Unsupported { provider, option } => {
-                Self::Unsupported { provider, option }
-            }
-            other @ (ProviderError::NotEnabled(_) | ProviderError::Invalid(_)) => {
-                Self::invalid(other.to_string())
-            }
-        }
-    }
-}
-
-/// A tenant's address the control plane keeps off its own: `400` with the reason.
-impl From<crate::addresses::Refused> for Error {
-    fn from(refused: crate::addresses::Refused) -> Self {
-        Self::invalid(refused.0)
     }
 }

@@ -14,6 +14,7 @@ pub mod drivers;
 pub mod error;
 pub mod fleet;
 pub mod monitor;
+pub mod observed;
 pub mod octavia;
 pub mod placement;
 pub mod plane;

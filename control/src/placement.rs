@@ -178,7 +178,7 @@ fn decide_among(
 ) -> Explanation {
     let flavor = flavor_of(snapshot, target);
     let eligible = flavor
-        .map(|(_, profile)| profile_providers(profile))
+        .map(|(_, profile)| profile.providers())
         .unwrap_or_else(|| vec![target.provider.clone()]);
     let weights = flavor
         .and_then(|(_, profile)| weights(&profile.flavor_data).ok())
@@ -346,21 +346,4 @@ impl DriverHints for WasmHints<'_> {
             }),
         })
     }
-}
-
-/// The providers a profile makes eligible: `provider_name`, plus any named in `flavor_data`'s
-/// `"providers"` list.
-pub fn profile_providers(profile: &model::FlavorProfile) -> Vec<String> {
-    let mut providers = vec![profile.provider_name.clone()];
-    if let Ok(serde_json::Value::Object(data)) =
-        serde_json::from_str::<serde_json::Value>(&profile.flavor_data)
-        && let Some(serde_json::Value::Array(more)) = data.get("providers")
-    {
-        for name in more.iter().filter_map(serde_json::Value::as_str) {
-            if !providers.iter().any(|p| p == name) {
-                providers.push(name.to_owned());
-            }
-        }
-    }
-    providers
 }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use crate::drivers::Drivers;
 use crate::error::Error;
-use crate::monitor::Traffic;
 use crate::net::IpNet;
+use crate::observed::Traffic;
 use crate::provision::Provisioner;
 use crate::snapshot::Snapshot;
 use crate::store::{Batch, Store};
@@ -39,7 +39,7 @@ pub struct ControlPlane {
     /// Listener traffic totals, fed by the status monitor.
     pub traffic: Traffic,
     /// What the status monitor last found of each device it polls.
-    pub device_health: crate::monitor::DeviceHealth,
+    pub device_health: crate::observed::DeviceHealth,
     /// Who may register devices, and where their management endpoints may be.
     pub registration: DeviceRegistration,
     /// Where tenants' VIPs, members and monitors may point, and which subnets projects may

@@ -309,6 +309,25 @@ pub struct FlavorProfile {
     pub flavor_data: String,
 }
 
+impl FlavorProfile {
+    /// The providers the profile makes eligible: `provider_name`, plus any named in
+    /// `flavor_data`'s `"providers"` list.
+    pub fn providers(&self) -> Vec<String> {
+        let mut providers = vec![self.provider_name.clone()];
+        if let Ok(serde_json::Value::Object(data)) =
+            serde_json::from_str::<serde_json::Value>(&self.flavor_data)
+            && let Some(serde_json::Value::Array(more)) = data.get("providers")
+        {
+            for name in more.iter().filter_map(serde_json::Value::as_str) {
+                if !providers.iter().any(|p| p == name) {
+                    providers.push(name.to_owned());
+                }
+            }
+        }
+        providers
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flavor {
     pub id: String,

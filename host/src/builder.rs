@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use lbaas_api::{Api, Auth};
-use lbaas_control::drivers::{Drivers, FileOutcome, FolderWatch};
+use lbaas_control::drivers::Drivers;
+use lbaas_control::drivers::directory::{self, FileOutcome, FolderWatch};
 use lbaas_control::provision::Provisioner;
 use lbaas_control::tasks::Tasks;
 use lbaas_control::worker::StoreDevices;
-use lbaas_control::{ControlPlane, DeviceRegistration, drivers, fleet, monitor, worker};
+use lbaas_control::{ControlPlane, DeviceRegistration, fleet, monitor, worker};
 use lbaas_core::store::{HostAbout, Store};
 use lbaas_postgres::{PgAudit, PgStateStore, PgStore};
 use lbaas_runtime::integrity::Trust;
@@ -460,7 +461,7 @@ impl Host {
         if let Some((watcher, poll)) = watcher {
             tasks.spawn(
                 "driver folder",
-                drivers::watch(plane.clone(), watcher, poll, tasks.stop_signal()),
+                directory::watch(plane.clone(), watcher, poll, tasks.stop_signal()),
             );
         }
         Ok(Serving {

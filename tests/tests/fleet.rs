@@ -477,7 +477,12 @@ fn a_late_run_of_an_older_job_never_undoes_an_acknowledged_delete() {
     );
     assert_eq!(status, 200);
     a.plane.enqueue(first.clone());
-    until_active(&on_b, &first);
+    // b may not have heard of the rename yet: its ACTIVE must be the one after it.
+    wait_until("b sees the renamed load balancer ACTIVE", || {
+        let (_, lb) = on_b.get(&format!("/v2/lbaas/loadbalancers/{first}"));
+        lb["loadbalancer"]["name"] == "renamed"
+            && lb["loadbalancer"]["provisioning_status"] == "ACTIVE"
+    });
     let (status, body) = on_b.delete(&format!("/v2/lbaas/loadbalancers/{first}?cascade=true"));
     assert_eq!(status, 204, "{body}");
     let lb = on_b.settle(&first);

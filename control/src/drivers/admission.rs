@@ -2,14 +2,31 @@
 //! again before it serves. A refusal names the check that failed; what the component answered
 //! goes to the audit record, bounded and escaped, never to the answer.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 
 use super::lifecycle::{self, LifecycleError};
-use super::{MAX_COMPONENT_BYTES, Manager};
-use crate::audit;
+use crate::audit::{self, AuditSink};
+use crate::integrity::Trust;
 use crate::model::{DriverRecord, DriverVersion, FlavorProfile};
-use crate::runtime::{self, LoadedDriver};
-use crate::store::Kind;
+use crate::runtime::{self, LoadedDriver, Runtime};
+use crate::store::{Kind, Store};
+
+/// Largest component accepted.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// What the registry needs to change drivers: where to compile, whom to trust, where to keep.
+pub(super) struct Manager {
+    pub(super) runtime: Runtime,
+    pub(super) trust: Trust,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) audit: Arc<dyn AuditSink>,
+    /// One lifecycle step at a time, from its decision to the registry following its commit.
+    pub(super) steps: tokio::sync::Mutex<()>,
+    /// Whether uploads must pass the conformance kit.
+    pub(super) conformance: bool,
+}
 
 /// A component that passed every upload check, bound to the live state and devices of its
 /// name: ready to be stored as a new, inactive version.
@@ -203,10 +220,7 @@ pub(super) fn check(driver: &LoadedDriver, profiles: &[FlavorProfile]) -> Result
         .map_err(|e| format!("it cannot be instantiated: {e}"))?;
     let name = driver.name().as_str();
     for profile in profiles {
-        if !crate::placement::profile_providers(profile)
-            .iter()
-            .any(|p| p == name)
-        {
+        if !profile.providers().iter().any(|p| p == name) {
             continue;
         }
         let flavor = crate::convert::flavor(&profile.name, &profile.flavor_data)
@@ -222,4 +236,28 @@ pub(super) fn check(driver: &LoadedDriver, profiles: &[FlavorProfile]) -> Result
         })?;
     }
     Ok(())
+}
+
+impl Manager {
+    pub(super) fn audit_event(
+        &self,
+        driver: &str,
+        version: Option<&DriverVersion>,
+        function: &str,
+        target: Option<String>,
+        outcome: audit::Outcome,
+        detail: String,
+    ) {
+        self.audit.append(vec![audit::Event {
+            driver: driver.to_owned(),
+            version: version.map(|v| v.version.clone()).unwrap_or_default(),
+            sha256: version.map(|v| v.sha256.clone()).unwrap_or_default(),
+            function: function.to_owned(),
+            target,
+            bytes: version.map(|v| v.size).unwrap_or_default(),
+            outcome,
+            duration_us: 0,
+            detail: (!detail.is_empty()).then_some(detail),
+        }]);
+    }
 }

@@ -203,7 +203,7 @@ impl ControlPlane {
                 "flavor_data `providers` must be a list of provider names.".into(),
             ));
         }
-        for provider in placement::profile_providers(profile) {
+        for provider in profile.providers() {
             let driver = self.provider(&provider)?;
             declared(
                 &provider,
@@ -295,5 +295,18 @@ fn refused(provider: &str, profile: Profile, error: wit::Error) -> ProviderError
         other => ProviderError::Invalid(format!(
             "Provider '{provider}' could not validate the {what} metadata: {other}"
         )),
+    }
+}
+
+impl From<ProviderError> for crate::Error {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::Unsupported { provider, option } => {
+                Self::Unsupported { provider, option }
+            }
+            other @ (ProviderError::NotEnabled(_) | ProviderError::Invalid(_)) => {
+                Self::invalid(other.to_string())
+            }
+        }
     }
 }

@@ -1,0 +1,137 @@
+//! The caller of one request, as authentication found it: a project and roles, read through
+//! Octavia's policy (and Keystone's default roles). It is the control plane's `Reader` and
+//! `Caller`.
+
+use super::error::ApiError;
+
+pub const ROLE_MEMBER: &str = "load-balancer_member";
+pub const ROLE_OBSERVER: &str = "load-balancer_observer";
+pub const ROLE_GLOBAL_OBSERVER: &str = "load-balancer_global_observer";
+pub const ROLE_ADMIN: &str = "admin";
+/// Keystone's default roles (Octavia 2025.1 and later honour them beside its own): a
+/// project's `reader` reads it, its `member` and `manager` also change it.
+pub const ROLE_READER: &str = "reader";
+pub const ROLE_PROJECT_MEMBER: &str = "member";
+pub const ROLE_MANAGER: &str = "manager";
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub project_id: String,
+    pub roles: Vec<String>,
+    /// Octavia's noauth: everything allowed, the project taken from the request.
+    pub noauth: bool,
+}
+
+impl Context {
+    fn has(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has(ROLE_ADMIN)
+    }
+
+    /// May change its project's objects: Octavia's member role or Keystone's member or manager.
+    fn is_member(&self) -> bool {
+        self.has(ROLE_MEMBER) || self.has(ROLE_PROJECT_MEMBER) || self.has(ROLE_MANAGER)
+    }
+
+    /// May read its project's objects.
+    fn is_reader(&self) -> bool {
+        self.is_member() || self.has(ROLE_OBSERVER) || self.has(ROLE_READER)
+    }
+
+    /// Holds a role the load-balancer API knows: Octavia's policy refuses every request of a
+    /// caller without one (a project user with only an unrelated role), lists included.
+    pub fn has_api_role(&self) -> bool {
+        self.noauth || self.is_admin() || self.reads_all() || self.is_reader()
+    }
+
+    /// May see every project's objects.
+    pub fn reads_all(&self) -> bool {
+        self.is_admin() || self.has(ROLE_GLOBAL_OBSERVER)
+    }
+
+    pub fn can_read(&self, project_id: &str) -> bool {
+        self.reads_all() || (project_id == self.project_id && self.is_reader())
+    }
+
+    pub fn can_write(&self, project_id: &str) -> bool {
+        self.is_admin() || (project_id == self.project_id && self.is_member())
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    pub fn require_member(&self) -> Result<(), ApiError> {
+        if self.is_admin() || self.is_member() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+impl lbaas_control::Reader for Context {
+    fn reads_all(&self) -> bool {
+        Context::reads_all(self)
+    }
+
+    fn project(&self) -> &str {
+        &self.project_id
+    }
+
+    fn can_read(&self, project_id: &str) -> bool {
+        Context::can_read(self, project_id)
+    }
+}
+
+impl lbaas_control::octavia::Caller for Context {
+    fn can_write(&self, project_id: &str) -> bool {
+        Context::can_write(self, project_id)
+    }
+
+    fn is_admin(&self) -> bool {
+        Context::is_admin(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[&str]) -> Context {
+        Context {
+            project_id: "p".into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            noauth: false,
+        }
+    }
+
+    #[test]
+    fn keystone_default_roles_and_octavia_roles_both_count() {
+        for writer in [&[ROLE_MEMBER][..], &[ROLE_PROJECT_MEMBER], &[ROLE_MANAGER]] {
+            let ctx = caller(writer);
+            assert!(ctx.can_write("p") && ctx.can_read("p"), "{writer:?}");
+            assert!(!ctx.can_read("q") && !ctx.can_write("q"), "{writer:?}");
+            assert!(ctx.require_member().is_ok() && ctx.require_admin().is_err());
+        }
+        for reader in [&[ROLE_OBSERVER][..], &[ROLE_READER]] {
+            let ctx = caller(reader);
+            assert!(ctx.can_read("p") && !ctx.can_write("p"), "{reader:?}");
+            assert!(!ctx.can_read("q"), "{reader:?}");
+            assert!(ctx.require_member().is_err());
+        }
+        let global = caller(&[ROLE_GLOBAL_OBSERVER]);
+        assert!(global.can_read("q") && !global.can_write("q"));
+        let admin = caller(&[ROLE_ADMIN]);
+        assert!(admin.can_write("q") && admin.require_admin().is_ok());
+        assert!(!caller(&["load-balancer_quota_admin"]).can_read("p"));
+    }
+}
