@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
-use lbaas_core::audit::Record;
-use lbaas_core::views::{
+use lbaas_records::audit::Record;
+use lbaas_records::views::{
     AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, HostList, PlacementAnswer,
     UploadAnswer, VerifyAnswer,
 };
@@ -465,7 +465,7 @@ fn driver(client: &Client, command: DriverCommand, print: &Print<'_>) -> Result<
 fn upload(client: &Client, file: &Path, signature: Option<&Path>, activate: bool) -> Result<Value> {
     let bytes = std::fs::read(file)
         .map_err(|e| Failure::Local(format!("cannot read {}: {e}", file.display())))?;
-    let default_signature = lbaas_core::signature_path(file);
+    let default_signature = lbaas_records::signature_path(file);
     let signature = match signature {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             Failure::Local(format!("cannot read signature {}: {e}", path.display()))

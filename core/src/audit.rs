@@ -5,57 +5,7 @@
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-/// Whether what was attempted happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    /// Refused by the host's policy (permissions, quotas, limits).
-    Denied,
-    /// Attempted and failed (device unreachable, storage error, trap).
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Denied => "denied",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-/// One thing to record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub driver: String,
-    pub version: String,
-    pub sha256: String,
-    /// The import (`state.set`, `device-api.send`, `log.log`), or a lifecycle event
-    /// (`lifecycle.quarantine`, `limit.deadline`, …).
-    pub function: String,
-    /// The device, state key or export touched.
-    pub target: Option<String>,
-    /// Bytes sent or stored.
-    pub bytes: u64,
-    pub outcome: Outcome,
-    pub duration_us: u64,
-    /// What happened, in words (a status code, an error).
-    pub detail: Option<String>,
-}
-
-/// An event in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub seq: u64,
-    /// RFC 3339, microseconds, UTC.
-    pub at: String,
-    #[serde(flatten)]
-    pub event: Event,
-    pub prev: String,
-    pub hash: String,
-}
+pub use lbaas_records::audit::{Event, Outcome, Record, Verification};
 
 /// Where audit events go. The runtime holds one; [`Discard`] is for tools and tests that do
 /// not audit.
@@ -75,21 +25,6 @@ pub struct Discard;
 
 impl AuditSink for Discard {
     fn append(&self, _events: Vec<Event>) {}
-}
-
-/// What verifying the chain found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
-    pub records: u64,
-    pub head: Option<String>,
-    /// The first break, in words; `None` when the chain is intact.
-    pub broken: Option<String>,
-}
-
-impl Verification {
-    pub fn intact(&self) -> bool {
-        self.broken.is_none()
-    }
 }
 
 /// The audit chain as the API reads it: queries, verification, checkpoints. The host's log

@@ -120,25 +120,31 @@ pub fn drivers() -> &'static Drivers {
     })
 }
 
-/// The workspace's own packages as `cargo metadata --no-deps` describes them.
-pub fn cargo_metadata() -> serde_json::Value {
+/// What `cargo ARGS` prints in the workspace; panics with its errors when it fails.
+pub fn cargo_stdout(args: &[&str]) -> Vec<u8> {
     let output = cargo()
         .current_dir(workspace_root())
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(args)
         .output()
-        .expect("cannot run cargo metadata");
+        .unwrap_or_else(|e| panic!("cannot run cargo {args:?}: {e}"));
     assert!(
         output.status.success(),
-        "cargo metadata failed:\n{}",
+        "cargo {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON")
+    output.stdout
+}
+
+/// The workspace's own packages as `cargo metadata --no-deps` describes them.
+pub fn cargo_metadata() -> serde_json::Value {
+    let stdout = cargo_stdout(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]);
+    serde_json::from_slice(&stdout).expect("cargo metadata's JSON")
 }
 
 /// A package of `tests/fixtures/`, as `cargo metadata` describes it.
@@ -460,5 +466,18 @@ pub fn haproxy_check(
         Ok(text)
     } else {
         Err(text)
+    }
+}
+
+/// Polls `done` until it holds, for at most a minute; panics naming `what`. Tests wait on an
+/// event they can observe this way, never on a fixed sleep.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -486,20 +486,37 @@ fn acknowledged_writes_survive_a_restart_and_jobs_resume() {
         let cp = ControlPlane::start(data.path(), Auth::None);
         let admin = cp.client(None);
         let world = setup(&admin, &agent, &adc);
-        // The device is slow: the host stops while the job is unfinished.
+        // The device is slow: the host stops while the job's call waits at the device.
         agent.delay(2_000);
+        let before = agent.arrived();
         lb = id(
             &admin.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
             "loadbalancer",
         );
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        lbaas_tests::wait_until("the job's call reached the device", || {
+            agent.arrived() > before
+        });
+        let (_, shown) = admin.get(&format!("/v2/lbaas/loadbalancers/{lb}"));
+        assert_eq!(
+            shown["loadbalancer"]["provisioning_status"], "PENDING_CREATE",
+            "the job was not in flight when the host stopped: {shown}"
+        );
         cp.stop();
     }
     agent.delay(0);
     let cp = ControlPlane::start(data.path(), Auth::None);
     let admin = cp.client(None);
+    // ACTIVE now can only come from the job run again by the restarted host.
     let settled = admin.settle(&lb);
     assert_eq!(settled["provisioning_status"], "ACTIVE", "{settled}");
+    let config = format!("/v1/loadbalancers/{lb}/config");
+    assert!(
+        agent
+            .received()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == config),
+        "the resumed job never applied the configuration"
+    );
     let (_, flavors) = admin.get("/v2/lbaas/flavors");
     assert_eq!(flavors["flavors"].as_array().map(Vec::len), Some(2));
 }

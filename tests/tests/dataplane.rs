@@ -2,12 +2,13 @@
 //! balancers run on devices the host spawns (an `lbaas-agent` and a real HAProxy on a loopback
 //! address), and the tests send real traffic through their VIPs to tiny backends.
 
+use lbaas_tests::wait_until;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lbaas_agent::haproxy::running;
 use lbaas_host::api::Auth;
@@ -201,14 +202,6 @@ impl Drop for Unrouted {
         let _ = Command::new("ip")
             .args(["route", "del", "unreachable", &self.0])
             .status();
-    }
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -3,6 +3,7 @@
 //! and taken over when its host dies, and driver lifecycle steps taken on one host hold on the
 //! others. Each test starts its own PostgreSQL (`lbaas_tests::postgres`).
 
+use lbaas_tests::wait_until;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,15 +46,6 @@ fn job(id: &str) -> Job {
         attempts: 0,
         traceparent: None,
         ticket: "t".into(),
-    }
-}
-
-/// Waits (generously) until `done`; panics naming `what`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

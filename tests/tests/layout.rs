@@ -249,7 +249,26 @@ fn crates_depend_only_on_what_their_job_needs() {
             "lbaas-agent",
             &[&host_side[..], &["lbaas-core", "lbaas-scheduler"]].concat(),
         ),
-        ("lbaas-cli", &[&host_side[..], &["axum", "tokio"]].concat()),
+        (
+            "lbaas-records",
+            &[
+                &host_side[..],
+                &[
+                    "lbaas-core",
+                    "axum",
+                    "tokio",
+                    "ureq",
+                    "opentelemetry",
+                    "prometheus-client",
+                    "ed25519-dalek",
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "lbaas-cli",
+            &[&host_side[..], &["lbaas-core", "axum", "tokio"]].concat(),
+        ),
     ];
     for (package, forbidden) in rules {
         let has = dependencies(package);
@@ -259,6 +278,42 @@ fn crates_depend_only_on_what_their_job_needs() {
                 "{package} depends on {name}: {has:?}"
             );
         }
+    }
+}
+
+/// `lbaasctl` reads views: what it links is the records crate and the scheduler's types, never
+/// the host's telemetry, metrics registry or signing code (checked over its whole dependency
+/// tree, not only its own manifest).
+#[test]
+fn the_cli_links_only_records_and_views() {
+    let stdout = lbaas_tests::cargo_stdout(&[
+        "tree",
+        "-p",
+        "lbaas-cli",
+        "-e",
+        "normal",
+        "--offline",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ]);
+    let tree = String::from_utf8_lossy(&stdout);
+    let linked: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(linked.contains(&"lbaas-records"), "{linked:?}");
+    for heavy in [
+        "lbaas-core",
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "prometheus-client",
+        "ed25519-dalek",
+        "tokio",
+        "wasmtime",
+    ] {
+        assert!(!linked.contains(&heavy), "lbaasctl links {heavy}");
     }
 }
 

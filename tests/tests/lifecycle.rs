@@ -3,6 +3,7 @@
 //! rolled back three times while eight clients create and delete load balancers, without a
 //! single failed request; drain, disable, delete; the active version survives a restart.
 
+use lbaas_tests::wait_until;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -497,15 +498,6 @@ fn driver_versions_change_while_the_host_serves() {
     let (_, verified) = admin.get("/v2/admin/audit/verify");
     assert_eq!(verified["intact"], true, "{verified}");
     plane.stop();
-}
-
-/// Polls until `done`, for at most a minute.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
