@@ -273,14 +273,25 @@ pub fn checkpoint(
     }
 }
 
+/// Why events did not reach the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// The backend could not store or flush a chunk: its own words.
+    #[error("{0}")]
+    Storage(String),
+    /// The writer thread is gone (the host is stopping).
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
 /// How a backend stores the chain: each call links a burst of appends after the stored head
 /// and stores them as one chunk, with the new head, in one atomic write.
 pub trait Chunks: Send + 'static {
     /// Links `appends` (time, events), in order, and stores them; returns the sequence number
     /// of the first record linked.
-    fn store(&mut self, appends: Vec<(String, Vec<Event>)>) -> Result<u64, String>;
+    fn store(&mut self, appends: Vec<(String, Vec<Event>)>) -> Result<u64, AuditError>;
     /// Makes every stored chunk durable.
-    fn flush(&mut self) -> Result<(), String>;
+    fn flush(&mut self) -> Result<(), AuditError>;
 }
 
 /// What the writer thread is asked to do.
@@ -289,7 +300,7 @@ enum Message {
         events: Vec<Event>,
         at: SystemTime,
         /// Told the last sequence number written (or the error) when asked.
-        written: Option<mpsc::Sender<Result<Option<u64>, String>>>,
+        written: Option<mpsc::Sender<Result<Option<u64>, AuditError>>>,
     },
     /// Answered once everything queued before it is written (and made durable, when asked).
     Sync {
@@ -329,7 +340,7 @@ impl Appender {
 
     /// Appends `events` in order and waits until they are written; returns the last sequence
     /// number written.
-    pub fn append_all(&self, events: Vec<Event>) -> Result<Option<u64>, String> {
+    pub fn append_all(&self, events: Vec<Event>) -> Result<Option<u64>, AuditError> {
         metrics().audit_queue.inc_by(events.len() as i64);
         let (tell, told) = mpsc::channel();
         let sent = self.send(Message::Append {
@@ -339,7 +350,7 @@ impl Appender {
         });
         match told.recv() {
             Ok(result) if sent => result,
-            _ => Err("the audit writer has stopped".into()),
+            _ => Err(AuditError::Stopped),
         }
     }
 

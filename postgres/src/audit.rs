@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use lbaas_core::audit::{AuditSink, AuditTrail, Checkpoint, Event, Filter, Record, Verification};
-use lbaas_core::chain::{self, Appender, Chunks, Head, Tip, Walk, decode_entry};
+use lbaas_core::chain::{self, Appender, AuditError, Chunks, Head, Tip, Walk, decode_entry};
 
 use crate::{Database, Error, Result};
 
@@ -40,7 +40,9 @@ impl PgAudit {
 
     /// Appends `events` and waits until they are stored; the last sequence number.
     pub fn append_all(&self, events: Vec<Event>) -> Result<Option<u64>> {
-        self.appender.append_all(events).map_err(Error::Postgres)
+        self.appender
+            .append_all(events)
+            .map_err(|e| Error::Postgres(e.to_string()))
     }
 
     /// The stored entries from the one holding record `first` on, with the head: one
@@ -160,7 +162,10 @@ struct PgChunks {
 }
 
 impl Chunks for PgChunks {
-    fn store(&mut self, appends: Vec<(String, Vec<Event>)>) -> std::result::Result<u64, String> {
+    fn store(
+        &mut self,
+        appends: Vec<(String, Vec<Event>)>,
+    ) -> std::result::Result<u64, AuditError> {
         self.db
             .with(move |mut client| async move {
                 let tx = client.transaction().await?;
@@ -192,10 +197,10 @@ impl Chunks for PgChunks {
                 tx.commit().await?;
                 Ok(first)
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| AuditError::Storage(e.to_string()))
     }
 
-    fn flush(&mut self) -> std::result::Result<(), String> {
+    fn flush(&mut self) -> std::result::Result<(), AuditError> {
         Ok(())
     }
 }

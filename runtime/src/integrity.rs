@@ -20,6 +20,43 @@ pub struct Trust {
     pins: Option<BTreeSet<String>>,
 }
 
+/// Why a component may not run, or the trust could not be set up: each refusal a variant, the
+/// operator's words in its `Display`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    #[error("cannot read {what} {}: {reason}", path.display())]
+    Unreadable {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{what} {} is not hex", path.display())]
+    NotHex { what: &'static str, path: PathBuf },
+    #[error("{what} {} is not {len} bytes", path.display())]
+    WrongLength {
+        what: &'static str,
+        path: PathBuf,
+        len: usize,
+    },
+    #[error("public key {} is not an ed25519 key: {reason}", path.display())]
+    NotAKey { path: PathBuf, reason: String },
+    #[error("signatures are required but no key is trusted (--trusted-key FILE)")]
+    NoTrustedKey,
+    #[error("pin `{0}` is not a SHA-256 digest (64 hex digits)")]
+    BadPin(String),
+    /// Pins are set and the component's digest is not among them.
+    #[error("its SHA-256 {0} is not pinned")]
+    NotPinned(String),
+    #[error("it is unsigned, and this host requires signatures")]
+    Unsigned,
+    #[error("its signature is not 64 hex-encoded bytes")]
+    MalformedSignature,
+    #[error("its signature does not verify with any trusted key ({trusted} trusted)")]
+    BadSignature { trusted: usize },
+    #[error("no randomness: {0}")]
+    NoRandomness(String),
+}
+
 /// Why a component may run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Accepted {
@@ -30,14 +67,21 @@ pub struct Accepted {
 
 pub use lbaas_core::key_id;
 
-fn read_hex<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    let bytes =
-        hex::decode(text.trim()).map_err(|_| format!("{what} {} is not hex", path.display()))?;
-    bytes
-        .try_into()
-        .map_err(|_| format!("{what} {} is not {N} bytes", path.display()))
+fn read_hex<const N: usize>(path: &Path, what: &'static str) -> Result<[u8; N], TrustError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrustError::Unreadable {
+        what,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|_| TrustError::NotHex {
+        what,
+        path: path.to_owned(),
+    })?;
+    bytes.try_into().map_err(|_| TrustError::WrongLength {
+        what,
+        path: path.to_owned(),
+        len: N,
+    })
 }
 
 pub use lbaas_core::signature_path;
@@ -49,16 +93,14 @@ impl Trust {
         key_files: &[PathBuf],
         require_signatures: bool,
         pins: &[String],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TrustError> {
         let mut keys = Vec::new();
         for path in key_files {
             let key = public_key_file(path)?;
             keys.push((key_id(&key), key));
         }
         if require_signatures && keys.is_empty() {
-            return Err(
-                "signatures are required but no key is trusted (--trusted-key FILE)".into(),
-            );
+            return Err(TrustError::NoTrustedKey);
         }
         let pins = if pins.is_empty() {
             None
@@ -67,9 +109,7 @@ impl Trust {
             for pin in pins {
                 let pin = pin.trim().to_ascii_lowercase();
                 if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!(
-                        "pin `{pin}` is not a SHA-256 digest (64 hex digits)"
-                    ));
+                    return Err(TrustError::BadPin(pin));
                 }
                 set.insert(pin);
             }
@@ -83,16 +123,16 @@ impl Trust {
     }
 
     /// Checks `bytes` against the pins and, if it has one, its signature (hex text).
-    pub fn check(&self, bytes: &[u8], signature: Option<&str>) -> Result<Accepted, String> {
+    pub fn check(&self, bytes: &[u8], signature: Option<&str>) -> Result<Accepted, TrustError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         if let Some(pins) = &self.pins
             && !pins.contains(&sha256)
         {
-            return Err(format!("its SHA-256 {sha256} is not pinned"));
+            return Err(TrustError::NotPinned(sha256));
         }
         let signed_by = match signature {
             None if self.require_signatures => {
-                return Err("it is unsigned, and this host requires signatures".into());
+                return Err(TrustError::Unsigned);
             }
             None => None,
             // Trusting no key, the host has nothing to check a signature against.
@@ -101,7 +141,7 @@ impl Trust {
                 let bytes_sig: [u8; 64] = hex::decode(text.trim())
                     .ok()
                     .and_then(|b| b.try_into().ok())
-                    .ok_or("its signature is not 64 hex-encoded bytes")?;
+                    .ok_or(TrustError::MalformedSignature)?;
                 let signature = Signature::from_bytes(&bytes_sig);
                 let signer = self
                     .keys
@@ -110,10 +150,9 @@ impl Trust {
                 match signer {
                     Some((id, _)) => Some(id.clone()),
                     None => {
-                        return Err(format!(
-                            "its signature does not verify with any trusted key ({} trusted)",
-                            self.keys.len()
-                        ));
+                        return Err(TrustError::BadSignature {
+                            trusted: self.keys.len(),
+                        });
                     }
                 }
             }
@@ -122,9 +161,12 @@ impl Trust {
     }
 
     /// Reads `path` and its signature, if any, and checks them; returns the bytes.
-    pub fn check_file(&self, path: &Path) -> Result<(Vec<u8>, Accepted), String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn check_file(&self, path: &Path) -> Result<(Vec<u8>, Accepted), TrustError> {
+        let bytes = std::fs::read(path).map_err(|e| TrustError::Unreadable {
+            what: "component",
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         let signature = std::fs::read_to_string(signature_path(path)).ok();
         let accepted = self.check(&bytes, signature.as_deref())?;
         Ok((bytes, accepted))
@@ -132,9 +174,9 @@ impl Trust {
 }
 
 /// A new key pair: the secret key's hex, the public key's hex.
-pub fn keygen() -> Result<(String, String), String> {
+pub fn keygen() -> Result<(String, String), TrustError> {
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::fill(&mut secret).map_err(|e| TrustError::NoRandomness(e.to_string()))?;
     let key = SigningKey::from_bytes(&secret);
     Ok((
         hex::encode(secret),
@@ -171,14 +213,16 @@ pub fn signing_key_file(path: &Path) -> std::io::Result<SigningKey> {
 }
 
 /// The ed25519 public key in `path` (hex).
-pub fn public_key_file(path: &Path) -> Result<VerifyingKey, String> {
+pub fn public_key_file(path: &Path) -> Result<VerifyingKey, TrustError> {
     let bytes = read_hex::<32>(path, "public key")?;
-    VerifyingKey::from_bytes(&bytes)
-        .map_err(|e| format!("public key {} is not an ed25519 key: {e}", path.display()))
+    VerifyingKey::from_bytes(&bytes).map_err(|e| TrustError::NotAKey {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Signs `bytes` with the secret key in `key_file`; the signature's hex.
-pub fn sign(key_file: &Path, bytes: &[u8]) -> Result<String, String> {
+pub fn sign(key_file: &Path, bytes: &[u8]) -> Result<String, TrustError> {
     let secret = read_hex::<32>(key_file, "secret key")?;
     let key = SigningKey::from_bytes(&secret);
     Ok(hex::encode(key.sign(bytes).to_bytes()))
@@ -216,24 +260,27 @@ mod tests {
         );
         assert!(
             open.check(&bytes, Some(&forged))
-                .is_err_and(|e| e.contains("does not verify"))
+                .is_err_and(|e| matches!(e, TrustError::BadSignature { trusted: 1 }))
         );
         let mut tampered = bytes.clone();
         tampered[5] ^= 1;
-        assert!(open.check(&tampered, Some(&good)).is_err());
+        assert!(
+            open.check(&tampered, Some(&good))
+                .is_err_and(|e| matches!(e, TrustError::BadSignature { .. }))
+        );
         assert!(
             open.check(&bytes, Some("zz"))
-                .is_err_and(|e| e.contains("not 64"))
+                .is_err_and(|e| e == TrustError::MalformedSignature)
         );
 
         let strict = Trust::new(std::slice::from_ref(&vendor_pub), true, &[]).expect("trust");
         assert!(
             strict
                 .check(&bytes, None)
-                .is_err_and(|e| e.contains("unsigned"))
+                .is_err_and(|e| e == TrustError::Unsigned)
         );
         assert!(
-            Trust::new(&[], true, &[]).is_err(),
+            Trust::new(&[], true, &[]).is_err_and(|e| e == TrustError::NoTrustedKey),
             "requiring signatures needs a key"
         );
 
@@ -242,8 +289,11 @@ mod tests {
         assert!(
             pinned
                 .check(&tampered, None)
-                .is_err_and(|e| e.contains("not pinned"))
+                .is_err_and(|e| matches!(e, TrustError::NotPinned(_)))
         );
-        assert!(Trust::new(&[], false, &["abc".into()]).is_err());
+        assert!(
+            Trust::new(&[], false, &["abc".into()])
+                .is_err_and(|e| e == TrustError::BadPin("abc".into()))
+        );
     }
 }

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use ed25519_dalek::SigningKey;
-use lbaas_core::chain::{self, Appender, Chunks, Head, Tip, Walk, decode_entry};
+use lbaas_core::chain::{self, Appender, AuditError, Chunks, Head, Tip, Walk, decode_entry};
 
 pub use lbaas_core::audit::{
     AuditSink, AuditTrail, Checkpoint, Discard, Event, Filter, Outcome, Record, Verification,
@@ -64,10 +64,8 @@ impl AuditLog {
 
     /// Appends `events` in order and waits until they are written; returns the last sequence
     /// number written.
-    pub fn append_all(&self, events: Vec<Event>) -> sled::Result<Option<u64>> {
-        self.appender
-            .append_all(events)
-            .map_err(sled::Error::ReportableBug)
+    pub fn append_all(&self, events: Vec<Event>) -> Result<Option<u64>, AuditError> {
+        self.appender.append_all(events)
     }
 
     /// Waits until every event appended before this call is written.
@@ -148,7 +146,7 @@ struct SledChunks {
 }
 
 impl Chunks for SledChunks {
-    fn store(&mut self, appends: Vec<(String, Vec<Event>)>) -> Result<u64, String> {
+    fn store(&mut self, appends: Vec<(String, Vec<Event>)>) -> Result<u64, AuditError> {
         let mut tip = self.tip.clone();
         let first = tip.next;
         let chunk = chain::link_all(&mut tip, appends);
@@ -160,13 +158,18 @@ impl Chunks for SledChunks {
         if let Some(head) = tip.head() {
             batch.insert(HEAD, serde_json::to_vec(&head).unwrap_or_default());
         }
-        self.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| AuditError::Storage(e.to_string()))?;
         self.tip = tip;
         Ok(first)
     }
 
-    fn flush(&mut self) -> Result<(), String> {
-        self.tree.flush().map(drop).map_err(|e| e.to_string())
+    fn flush(&mut self) -> Result<(), AuditError> {
+        self.tree
+            .flush()
+            .map(drop)
+            .map_err(|e| AuditError::Storage(e.to_string()))
     }
 }
 
