@@ -394,7 +394,7 @@ impl Runtime {
             Some([0x00, 0x61, 0x73, 0x6d, ..]) => {}
             _ => return Err(invalid("it is not a WebAssembly file".into())),
         }
-        let manifest = manifest::read(bytes).map_err(invalid)?;
+        let manifest = manifest::read(bytes).map_err(|e| invalid(e.to_string()))?;
         let grant = manifest::grant(manifest.as_ref(), &shared.config);
         let cached = match &shared.cache {
             Some(cache) => cache.load(&shared.engine, &sha256),

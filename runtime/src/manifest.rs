@@ -101,16 +101,19 @@ impl Grant {
     }
 
     /// Whether the grant lets the driver send `method` to `path`; the refusal in words.
-    pub fn permits(&self, driver: &str, method: Method, path: &str) -> Result<(), String> {
+    pub fn permits(&self, driver: &str, method: Method, path: &str) -> Result<(), NotGranted> {
         let Some(grant) = &self.device_api else {
-            return Err(format!("driver {driver} was not granted device-api"));
+            return Err(NotGranted::NoDeviceApi {
+                driver: driver.to_owned(),
+            });
         };
         let method = method_name(method);
         if !grant.methods.iter().any(|m| m == method) {
-            return Err(format!(
-                "method {method} is not granted to driver {driver} (granted: {})",
-                grant.methods.join(", ")
-            ));
+            return Err(NotGranted::Method {
+                driver: driver.to_owned(),
+                method,
+                granted: grant.methods.clone(),
+            });
         }
         let path_only = path.split('?').next().unwrap_or_default();
         if !grant
@@ -118,41 +121,75 @@ impl Grant {
             .iter()
             .any(|prefix| path_only.starts_with(prefix.as_str()))
         {
-            return Err(format!(
-                "path {path_only} is not granted to driver {driver} (granted: {})",
-                grant.paths.join(", ")
-            ));
+            return Err(NotGranted::Path {
+                driver: driver.to_owned(),
+                path: path_only.to_owned(),
+                granted: grant.paths.clone(),
+            });
         }
         Ok(())
     }
 }
 
+/// Why a component's manifest is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("unreadable component: {0}")]
+    Unreadable(String),
+    #[error("its manifest is larger than {MAX_MANIFEST} bytes")]
+    TooLarge,
+    #[error("its manifest is not valid: {0}")]
+    Invalid(String),
+    #[error("it targets {wit}, which this host does not serve (supported: {})", SUPPORTED_WIT.join(", "))]
+    UnsupportedWit { wit: String },
+    #[error("its manifest asks for an unknown method `{0}`")]
+    UnknownMethod(String),
+    #[error("its manifest's path prefix `{0}` does not start with /")]
+    RelativePath(String),
+}
+
+/// Why a device call is outside what the driver was granted. The text reaches the driver (its
+/// `device-api` error) and the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotGranted {
+    #[error("driver {driver} was not granted device-api")]
+    NoDeviceApi { driver: String },
+    #[error("method {method} is not granted to driver {driver} (granted: {})", granted.join(", "))]
+    Method {
+        driver: String,
+        method: &'static str,
+        granted: Vec<String>,
+    },
+    #[error("path {path} is not granted to driver {driver} (granted: {})", granted.join(", "))]
+    Path {
+        driver: String,
+        path: String,
+        granted: Vec<String>,
+    },
+}
+
 /// The manifest in `bytes`, if the component carries one.
-pub fn read(bytes: &[u8]) -> Result<Option<Manifest>, String> {
+pub fn read(bytes: &[u8]) -> Result<Option<Manifest>, ManifestError> {
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| format!("unreadable component: {e}"))?;
+        let payload = payload.map_err(|e| ManifestError::Unreadable(e.to_string()))?;
         if let wasmparser::Payload::CustomSection(section) = payload
             && section.name() == SECTION
         {
             let data = section.data();
             if data.len() > MAX_MANIFEST {
-                return Err(format!("its manifest is larger than {MAX_MANIFEST} bytes"));
+                return Err(ManifestError::TooLarge);
             }
-            let manifest: Manifest = serde_json::from_slice(data)
-                .map_err(|e| format!("its manifest is not valid: {e}"))?;
+            let manifest: Manifest =
+                serde_json::from_slice(data).map_err(|e| ManifestError::Invalid(e.to_string()))?;
             return check(manifest).map(Some);
         }
     }
     Ok(None)
 }
 
-fn check(manifest: Manifest) -> Result<Manifest, String> {
+fn check(manifest: Manifest) -> Result<Manifest, ManifestError> {
     if !SUPPORTED_WIT.contains(&manifest.wit.as_str()) {
-        return Err(format!(
-            "it targets {}, which this host does not serve (supported: {})",
-            manifest.wit,
-            SUPPORTED_WIT.join(", ")
-        ));
+        return Err(ManifestError::UnsupportedWit { wit: manifest.wit });
     }
     if let Some(device_api) = &manifest.device_api {
         if let Some(bad) = device_api
@@ -160,12 +197,10 @@ fn check(manifest: Manifest) -> Result<Manifest, String> {
             .iter()
             .find(|m| !METHODS.contains(&m.as_str()))
         {
-            return Err(format!("its manifest asks for an unknown method `{bad}`"));
+            return Err(ManifestError::UnknownMethod(bad.clone()));
         }
         if let Some(bad) = device_api.paths.iter().find(|p| !p.starts_with('/')) {
-            return Err(format!(
-                "its manifest's path prefix `{bad}` does not start with /"
-            ));
+            return Err(ManifestError::RelativePath(bad.clone()));
         }
     }
     Ok(manifest)
@@ -251,16 +286,24 @@ mod tests {
                 .is_ok()
         );
         let method = grant.permits("haproxy", Method::Delete, "/v1/loadbalancers/x/config");
-        assert!(method.is_err_and(|e| e.contains("method DELETE is not granted")));
+        assert!(method.is_err_and(|e| matches!(
+            e,
+            NotGranted::Method {
+                method: "DELETE",
+                ..
+            }
+        )));
         let path = grant.permits("haproxy", Method::Get, "/admin/reboot?x=/v1/loadbalancers/");
-        assert!(path.is_err_and(|e| e.contains("path /admin/reboot is not granted")));
+        assert!(path.is_err_and(
+            |e| matches!(&e, NotGranted::Path { path, .. } if path == "/admin/reboot")
+        ));
         let none = Grant {
             device_api: None,
             ..grant.clone()
         };
         assert!(
             none.permits("quiet", Method::Get, "/")
-                .is_err_and(|e| e.contains("not granted device-api"))
+                .is_err_and(|e| matches!(e, NotGranted::NoDeviceApi { .. }))
         );
         // No manifest: everything, within the caps.
         let open = super::grant(None, &RuntimeConfig::default());
@@ -274,7 +317,7 @@ mod tests {
             wit: "lbaas:driver@9.0.0".into(),
             ..manifest()
         };
-        assert!(check(wrong_wit).is_err_and(|e| e.contains("does not serve")));
+        assert!(check(wrong_wit).is_err_and(|e| matches!(e, ManifestError::UnsupportedWit { .. })));
         let mut bad_method = manifest();
         bad_method
             .device_api
@@ -282,9 +325,15 @@ mod tests {
             .expect("api")
             .methods
             .push("BREW".into());
-        assert!(check(bad_method).is_err());
+        assert_eq!(
+            check(bad_method).err(),
+            Some(ManifestError::UnknownMethod("BREW".into()))
+        );
         let mut bad_path = manifest();
         bad_path.device_api.as_mut().expect("api").paths = vec!["v1".into()];
-        assert!(check(bad_path).is_err());
+        assert_eq!(
+            check(bad_path).err(),
+            Some(ManifestError::RelativePath("v1".into()))
+        );
     }
 }

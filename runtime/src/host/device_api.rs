@@ -47,7 +47,7 @@ impl Host for HostState {
         let result = context
             .grant
             .permits(identity.name.as_str(), request.method, &request.path)
-            .map_err(DeviceApiError::NotPermitted)
+            .map_err(|refusal| DeviceApiError::NotPermitted(refusal.to_string()))
             .and_then(|()| {
                 permissions::check(
                     &context.policy,
