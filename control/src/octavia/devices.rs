@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::Caller;
 use super::fields::{self, Decided};
-use super::tree::{ensure_mutable, put, queue_update};
+use super::tree::{ensure_mutable, queue_update, remove, store};
 use crate::Error;
 use crate::model::{Device, DeviceKind, LoadBalancer, Migration, Protocol};
 use crate::plane::{Change, ControlPlane, DeviceRegistration};
@@ -192,7 +192,7 @@ pub fn create(
         created_at: now(),
         updated_at: None,
     };
-    Ok(put(&device).map(|()| device))
+    Ok(store(device))
 }
 
 /// Changes a device the caller may write; its zone only by an admin, its capacity not below
@@ -243,7 +243,7 @@ pub fn update(
         device.availability_zone = device_zone(snapshot, &device.driver, zone)?;
     }
     device.updated_at = Some(now());
-    Ok(put(&device).map(|()| device))
+    Ok(store(device))
 }
 
 /// Deletes a device the caller may write that carries no load balancer. The change's value is
@@ -256,9 +256,7 @@ pub fn delete(snapshot: &Snapshot, caller: &impl Caller, id: &str) -> Decided<Ch
             "Device {id} still carries {load} load balancers; move or delete them first."
         )));
     }
-    let mut batch = Batch::new();
-    batch.delete::<Device>(id);
-    Ok(Change::new(batch, device))
+    Ok(remove::<Device>(id).map(|()| device))
 }
 
 /// Moves a load balancer off its device (admins): placement runs again, or takes the device

@@ -31,6 +31,20 @@ pub fn text(field: &'static str, value: Option<String>, max: usize) -> Decided<S
     Ok(value)
 }
 
+/// A field the request must give, or a 400 naming it.
+pub fn required<T>(field: &'static str, value: Option<T>) -> Decided<T> {
+    value.ok_or_else(|| Error::field(field, format!("{field} is required.")))
+}
+
+/// [`text`] that must not be empty.
+pub fn required_text(field: &'static str, value: Option<String>, max: usize) -> Decided<String> {
+    let value = text(field, value, max)?;
+    if value.is_empty() {
+        return Err(Error::field(field, format!("{field} is required.")));
+    }
+    Ok(value)
+}
+
 /// A child's `project_id` / `tenant_id`, when given, must be its load balancer's project.
 pub fn same_project(project_id: Option<&str>, tenant_id: Option<&str>, owner: &str) -> Decided<()> {
     match project_id.or(tenant_id) {

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use lbaas_core::ids::new_id;
 use serde::Deserialize;
 
-use super::fields::{Decided, text};
-use super::tree::put;
+use super::fields::{Decided, required, required_text, text};
+use super::tree::{remove, store};
 use crate::Error;
 use crate::model::{Flavor, FlavorProfile};
 use crate::plane::{Change, ControlPlane};
 use crate::snapshot::Snapshot;
-use crate::store::Batch;
 
 /// A flavor profile's fields, as a create or update gives them.
 #[derive(Deserialize)]
@@ -40,19 +39,14 @@ impl ControlPlane {
         self: &Arc<Self>,
         spec: FlavorProfileSpec,
     ) -> Decided<FlavorProfile> {
-        let required = |value: Option<String>, field: &'static str| {
-            value.ok_or_else(|| Error::field(field, format!("{field} is required.")))
-        };
         let profile = FlavorProfile {
             id: new_id(),
             name: text("name", spec.name, 255)?,
-            provider_name: required(spec.provider_name, "provider_name")?,
-            flavor_data: required(spec.flavor_data, "flavor_data")?,
+            provider_name: required("provider_name", spec.provider_name)?,
+            flavor_data: required("flavor_data", spec.flavor_data)?,
         };
         self.check_flavor_profile(&profile.name, &profile).await?;
-        let stored = profile.clone();
-        self.write(move |_, _| Ok::<_, Error>(put(&stored))).await?;
-        Ok(profile)
+        self.write(move |_, _| Ok::<_, Error>(store(profile))).await
     }
 
     /// Changes a flavor profile; the drivers it names check the result first.
@@ -75,13 +69,11 @@ impl ControlPlane {
             profile.flavor_data = data;
         }
         self.check_flavor_profile(&profile.name, &profile).await?;
-        let stored = profile.clone();
         self.write(move |_, snapshot| {
-            snapshot.flavorprofile(&stored.id)?;
-            Ok::<_, Error>(put(&stored))
+            snapshot.flavorprofile(&profile.id)?;
+            Ok::<_, Error>(store(profile))
         })
-        .await?;
-        Ok(profile)
+        .await
     }
 }
 
@@ -93,26 +85,19 @@ pub fn delete_profile(snapshot: &Snapshot, id: &str) -> Decided<Change<()>> {
             "Flavor profile {id} is in use by a flavor."
         )));
     }
-    let mut batch = Batch::new();
-    batch.delete::<FlavorProfile>(id);
-    Ok(Change::new(batch, ()))
+    Ok(remove::<FlavorProfile>(id))
 }
 
 /// Creates a flavor of an existing profile, under a name no other flavor has.
 pub fn create(snapshot: &Snapshot, spec: FlavorSpec) -> Decided<Change<Flavor>> {
-    let profile_id = spec
-        .flavor_profile_id
-        .ok_or_else(|| Error::field("flavor_profile_id", "flavor_profile_id is required."))?;
+    let profile_id = required("flavor_profile_id", spec.flavor_profile_id)?;
     snapshot.flavorprofile(&profile_id).map_err(|_| {
         Error::field(
             "flavor_profile_id",
             format!("Flavor profile {profile_id} could not be found."),
         )
     })?;
-    let name = text("name", spec.name, 255)?;
-    if name.is_empty() {
-        return Err(Error::field("name", "name is required."));
-    }
+    let name = required_text("name", spec.name, 255)?;
     if snapshot.flavors.iter().any(|f| f.name == name) {
         return Err(Error::conflict(format!(
             "A flavor named {name} already exists."
@@ -125,7 +110,7 @@ pub fn create(snapshot: &Snapshot, spec: FlavorSpec) -> Decided<Change<Flavor>> 
         flavor_profile_id: profile_id,
         enabled: spec.enabled.unwrap_or(true),
     };
-    Ok(put(&flavor).map(|()| flavor))
+    Ok(store(flavor))
 }
 
 /// Changes a flavor's name, description or whether it is enabled; its profile stays.
@@ -146,7 +131,7 @@ pub fn update(snapshot: &Snapshot, id: &str, spec: FlavorSpec) -> Decided<Change
     if let Some(enabled) = spec.enabled {
         flavor.enabled = enabled;
     }
-    Ok(put(&flavor).map(|()| flavor))
+    Ok(store(flavor))
 }
 
 /// Deletes a flavor no load balancer uses.
@@ -161,7 +146,5 @@ pub fn delete(snapshot: &Snapshot, id: &str) -> Decided<Change<()>> {
             "Flavor {id} is in use by load balancers."
         )));
     }
-    let mut batch = Batch::new();
-    batch.delete::<Flavor>(id);
-    Ok(Change::new(batch, ()))
+    Ok(remove::<Flavor>(id))
 }

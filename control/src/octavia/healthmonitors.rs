@@ -198,10 +198,7 @@ pub fn create(
     caller: &impl Caller,
     mut body: HealthMonitorCreate,
 ) -> Decided<Change<HealthMonitor>> {
-    let pool_id = body
-        .pool_id
-        .take()
-        .ok_or_else(|| Error::invalid("pool_id is required."))?;
+    let pool_id = fields::required("pool_id", body.pool_id.take())?;
     let pool = fields::referenced(snapshot.pool(caller, &pool_id), "Pool", &pool_id)?;
     ensure_writable(caller, &pool.common.project_id)?;
     ensure_mutable(snapshot.parent(&pool.loadbalancer_id)?)?;

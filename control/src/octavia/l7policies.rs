@@ -559,20 +559,26 @@ pub fn create(
     let (policy, rules) = assemble(plane, find_pool, lb, listener, new)?;
     let mut batch = Batch::new();
     touch_parent(snapshot, &policy.loadbalancer_id, &mut batch)?;
+    let policy = place(snapshot, policy, &mut batch);
+    for rule in &rules {
+        batch.put(rule);
+    }
+    super::quotas::enforce(snapshot, &policy.common.project_id, &batch)?;
+    let lb_id = policy.loadbalancer_id.clone();
+    Ok(Change::new(batch, (policy, rules)).with_job(&lb_id))
+}
+
+/// Puts `policy` at its position among its listener's policies: every policy whose position
+/// changes goes into `batch`, `policy` with them. Returns `policy` as placed.
+fn place(snapshot: &Snapshot, policy: L7Policy, batch: &mut Batch) -> L7Policy {
     let placed = renumber(snapshot, &policy.listener_id, Some(&policy), None);
     for changed in &placed {
         batch.put(changed);
     }
-    for rule in &rules {
-        batch.put(rule);
-    }
-    let policy = placed
+    placed
         .into_iter()
         .find(|p| p.common.id == policy.common.id)
-        .unwrap_or(policy);
-    super::quotas::enforce(snapshot, &policy.common.project_id, &batch)?;
-    let lb_id = policy.loadbalancer_id.clone();
-    Ok(Change::new(batch, (policy, rules)).with_job(&lb_id))
+        .unwrap_or(policy)
 }
 
 /// Changes a policy the caller may write.
@@ -654,14 +660,7 @@ pub fn update(
     status::step(&mut policy.common, Step::Update, &now());
     let mut batch = Batch::new();
     touch_parent(snapshot, &policy.loadbalancer_id, &mut batch)?;
-    let placed = renumber(snapshot, &policy.listener_id, Some(&policy), None);
-    for changed in &placed {
-        batch.put(changed);
-    }
-    let policy = placed
-        .into_iter()
-        .find(|p| p.common.id == policy.common.id)
-        .unwrap_or(policy);
+    let policy = place(snapshot, policy, &mut batch);
     let lb_id = policy.loadbalancer_id.clone();
     Ok(Change::new(batch, policy).with_job(&lb_id))
 }

@@ -301,10 +301,7 @@ pub fn create(
     caller: &impl Caller,
     mut body: ListenerCreate,
 ) -> Decided<Change<Listener>> {
-    let lb_id = body
-        .loadbalancer_id
-        .take()
-        .ok_or_else(|| Error::invalid("loadbalancer_id is required."))?;
+    let lb_id = fields::required("loadbalancer_id", body.loadbalancer_id.take())?;
     if body.default_pool.is_some() {
         return Err(Error::invalid(
             "default_pool is only accepted in a full load balancer tree; use default_pool_id.",

@@ -8,12 +8,11 @@ use serde::Deserialize;
 
 use super::Caller;
 use super::fields::{self, Decided};
-use super::tree::put;
+use super::tree::{remove, store};
 use crate::Error;
 use crate::model::{Network, Subnet};
 use crate::plane::{Change, ControlPlane};
 use crate::snapshot::Snapshot;
-use crate::store::Batch;
 
 /// Networks and subnets a project may have: Neutron's default quotas.
 pub const MAX_NETWORKS: usize = 100;
@@ -202,29 +201,27 @@ pub fn create(
             .count();
         over_quota(networks, MAX_NETWORKS, "network")?;
     }
-    Ok(put(&network).map(|()| network))
+    Ok(store(network))
 }
 
 /// Deletes a network the caller may change that no VIP or member is on.
 pub fn delete(snapshot: &Snapshot, caller: &impl Caller, id: &str) -> Decided<Change<()>> {
-    remove(snapshot, owned(caller, snapshot, id)?)
+    delete_unused(snapshot, owned(caller, snapshot, id)?)
 }
 
 /// Deletes an operator's network (admins) that no VIP or member is on.
 pub fn unregister(snapshot: &Snapshot, caller: &impl Caller, id: &str) -> Decided<Change<()>> {
-    remove(snapshot, snapshot.network(caller, id)?)
+    delete_unused(snapshot, snapshot.network(caller, id)?)
 }
 
-fn remove(snapshot: &Snapshot, network: &Network) -> Decided<Change<()>> {
+fn delete_unused(snapshot: &Snapshot, network: &Network) -> Decided<Change<()>> {
     let id = &network.id;
     if let Some(user) = in_use(snapshot, network, None) {
         return Err(Error::conflict(format!(
             "Unable to complete operation on network {id}: {user}."
         )));
     }
-    let mut batch = Batch::new();
-    batch.delete::<Network>(id);
-    Ok(Change::new(batch, ()))
+    Ok(remove::<Network>(id))
 }
 
 /// Adds a subnet to a network the caller may change. The change's value is the network with
@@ -289,7 +286,7 @@ pub fn create_subnet(
     }
     let subnet = new_subnet(snapshot, &[], None, spec.name, cidr, spec.gateway_ip)?;
     network.subnets.push(subnet.clone());
-    Ok(put(&network).map(|()| (network, subnet)))
+    Ok(store(network).map(|network| (network, subnet)))
 }
 
 /// Removes a subnet no VIP or member is on from a network the caller may change.
@@ -302,7 +299,7 @@ pub fn delete_subnet(snapshot: &Snapshot, caller: &impl Caller, id: &str) -> Dec
         )));
     }
     network.subnets.retain(|s| s.id != id);
-    Ok(put(&network))
+    Ok(store(network).map(drop))
 }
 
 /// Registers an operator's network with its subnets (admins): shared unless it names a
@@ -348,5 +345,5 @@ pub fn register(snapshot: &Snapshot, spec: SharedNetworkSpec) -> Decided<Change<
         subnets,
         created_at: now(),
     };
-    Ok(put(&network).map(|()| network))
+    Ok(store(network))
 }

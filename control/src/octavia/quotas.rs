@@ -3,6 +3,7 @@
 //! every create counts what it adds and is refused (`403`) once a quota is met.
 
 use super::fields::Decided;
+use super::tree::{remove, store};
 use crate::Error;
 use crate::model::{Common, Quota};
 use crate::plane::Change;
@@ -190,16 +191,12 @@ pub fn set(
         }
         *kind.slot(&mut quota) = Some(value);
     }
-    let mut batch = Batch::new();
-    batch.put(&quota);
-    Ok(Change::new(batch, merged(Some(&quota), project_id)))
+    Ok(store(quota).map(|quota| merged(Some(&quota), project_id)))
 }
 
 /// Resets a project's quotas to the defaults.
 pub fn reset(project_id: &str) -> Change<()> {
-    let mut batch = Batch::new();
-    batch.delete::<Quota>(project_id);
-    Change::new(batch, ())
+    remove::<Quota>(project_id)
 }
 
 #[cfg(test)]

@@ -67,10 +67,17 @@ pub fn queue_update(lb: &mut LoadBalancer, batch: &mut Batch) {
     batch.put(lb).put(&job(&lb.common.id));
 }
 
-/// A change that stores `record` as it is.
-pub fn put<R: Record>(record: &R) -> Change<()> {
+/// A change that stores `record` as it is, answering it.
+pub fn store<R: Record>(record: R) -> Change<R> {
     let mut batch = Batch::new();
-    batch.put(record);
+    batch.put(&record);
+    Change::new(batch, record)
+}
+
+/// A change that deletes the record `id` of kind `R`.
+pub fn remove<R: Record>(id: &str) -> Change<()> {
+    let mut batch = Batch::new();
+    batch.delete::<R>(id);
     Change::new(batch, ())
 }
 

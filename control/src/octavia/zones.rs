@@ -7,13 +7,12 @@ use std::sync::Arc;
 use lbaas_core::ids::new_id;
 use serde::Deserialize;
 
-use super::fields::{Decided, text};
-use super::tree::put;
+use super::fields::{Decided, required, required_text, text};
+use super::tree::{remove, store};
 use crate::Error;
 use crate::model::{AvailabilityZone, AvailabilityZoneProfile};
 use crate::plane::{Change, ControlPlane};
 use crate::snapshot::Snapshot;
-use crate::store::Batch;
 
 /// An availability zone profile's fields, as a create or update gives them.
 #[derive(Deserialize)]
@@ -48,26 +47,17 @@ impl ControlPlane {
         self: &Arc<Self>,
         spec: ZoneProfileSpec,
     ) -> Decided<AvailabilityZoneProfile> {
-        let required = |value: Option<String>, field: &'static str| {
-            value.ok_or_else(|| Error::field(field, format!("{field} is required.")))
-        };
-        let name = text("name", spec.name, 255)?;
-        if name.is_empty() {
-            return Err(Error::field("name", "name is required."));
-        }
         let profile = AvailabilityZoneProfile {
             id: new_id(),
-            name,
-            provider_name: required(spec.provider_name, "provider_name")?,
+            name: required_text("name", spec.name, 255)?,
+            provider_name: required("provider_name", spec.provider_name)?,
             availability_zone_data: required(
-                spec.availability_zone_data,
                 "availability_zone_data",
+                spec.availability_zone_data,
             )?,
         };
         self.check_availability_zone_profile(&profile).await?;
-        let stored = profile.clone();
-        self.write(move |_, _| Ok::<_, Error>(put(&stored))).await?;
-        Ok(profile)
+        self.write(move |_, _| Ok::<_, Error>(store(profile))).await
     }
 
     /// Changes an availability zone profile; its provider's driver checks the result first,
@@ -93,19 +83,17 @@ impl ControlPlane {
             profile.availability_zone_data = data;
         }
         self.check_availability_zone_profile(&profile).await?;
-        let stored = profile.clone();
         self.write(move |_, snapshot| {
-            let id = &stored.id;
+            let id = &profile.id;
             let current = snapshot.availability_zone_profile(id)?;
-            if current.provider_name != stored.provider_name && in_use(snapshot, id) {
+            if current.provider_name != profile.provider_name && in_use(snapshot, id) {
                 return Err(Error::conflict(format!(
                     "Availability zone profile {id} is in use: its provider cannot change."
                 )));
             }
-            Ok(put(&stored))
+            Ok(store(profile))
         })
-        .await?;
-        Ok(profile)
+        .await
     }
 }
 
@@ -117,19 +105,15 @@ pub fn delete_profile(snapshot: &Snapshot, id: &str) -> Decided<Change<()>> {
             "Availability zone profile {id} is in use by an availability zone."
         )));
     }
-    let mut batch = Batch::new();
-    batch.delete::<AvailabilityZoneProfile>(id);
-    Ok(Change::new(batch, ()))
+    Ok(remove::<AvailabilityZoneProfile>(id))
 }
 
 /// Creates a zone of an existing profile, under a name no other zone has.
 pub fn create(snapshot: &Snapshot, spec: ZoneSpec) -> Decided<Change<AvailabilityZone>> {
-    let profile_id = spec.availability_zone_profile_id.ok_or_else(|| {
-        Error::field(
-            "availability_zone_profile_id",
-            "availability_zone_profile_id is required.",
-        )
-    })?;
+    let profile_id = required(
+        "availability_zone_profile_id",
+        spec.availability_zone_profile_id,
+    )?;
     snapshot
         .availability_zone_profile(&profile_id)
         .map_err(|_| {
@@ -138,10 +122,7 @@ pub fn create(snapshot: &Snapshot, spec: ZoneSpec) -> Decided<Change<Availabilit
                 format!("Availability zone profile {profile_id} could not be found."),
             )
         })?;
-    let name = text("name", spec.name, 255)?;
-    if name.is_empty() {
-        return Err(Error::field("name", "name is required."));
-    }
+    let name = required_text("name", spec.name, 255)?;
     if snapshot.availability_zone(&name).is_ok() {
         return Err(Error::conflict(format!(
             "An availability zone named {name} already exists."
@@ -153,7 +134,7 @@ pub fn create(snapshot: &Snapshot, spec: ZoneSpec) -> Decided<Change<Availabilit
         availability_zone_profile_id: profile_id,
         enabled: spec.enabled.unwrap_or(true),
     };
-    Ok(put(&zone).map(|()| zone))
+    Ok(store(zone))
 }
 
 /// Changes a zone's description or whether it is enabled; its name and profile stay.
@@ -174,7 +155,7 @@ pub fn update(
     if let Some(enabled) = spec.enabled {
         zone.enabled = enabled;
     }
-    Ok(put(&zone).map(|()| zone))
+    Ok(store(zone))
 }
 
 /// Deletes a zone no load balancer and no device is in.
@@ -195,7 +176,5 @@ pub fn delete(snapshot: &Snapshot, name: &str) -> Decided<Change<()>> {
             "Availability zone {name} still has devices."
         )));
     }
-    let mut batch = Batch::new();
-    batch.delete::<AvailabilityZone>(name);
-    Ok(Change::new(batch, ()))
+    Ok(remove::<AvailabilityZone>(name))
 }
