@@ -200,7 +200,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .nest("/v2.0", v2)
         .fallback(not_found);
     let edge = api.edge.clone();
-    metrics::instrument(app, edge).with_state(api)
+    let counted = api.metrics().clone();
+    metrics::instrument(app, edge, counted).with_state(api)
 }
 
 async fn not_found() -> ApiError {

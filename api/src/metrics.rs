@@ -1,5 +1,5 @@
 //! `GET /metrics`: the host's Prometheus metrics, in Prometheus' text format. The event
-//! metrics are kept where things happen ([`lbaas_core::metrics`]); the state gauges (load
+//! metrics are kept where things happen, in the control plane's [`Metrics`]; the state gauges (load
 //! balancers by status, devices by health, load against capacity, jobs waiting) are read from
 //! the records at each scrape. Admins read them through the API; `lbaasd serve
 //! --metrics-listen` serves them without authentication on an address of their own, for a
@@ -18,12 +18,12 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lbaas_core::metrics::metrics;
-use lbaas_core::metrics::prometheus_client::encoding::EncodeLabelSet;
-use lbaas_core::metrics::prometheus_client::encoding::prometheus_text;
-use lbaas_core::metrics::prometheus_client::metrics::family::Family;
-use lbaas_core::metrics::prometheus_client::metrics::gauge::Gauge;
-use lbaas_core::metrics::prometheus_client::registry::Registry;
+use lbaas_telemetry::Metrics;
+use lbaas_telemetry::prometheus_client::encoding::EncodeLabelSet;
+use lbaas_telemetry::prometheus_client::encoding::prometheus_text;
+use lbaas_telemetry::prometheus_client::metrics::family::Family;
+use lbaas_telemetry::prometheus_client::metrics::gauge::Gauge;
+use lbaas_telemetry::prometheus_client::registry::Registry;
 use tracing::Instrument as _;
 
 use crate::model::Job;
@@ -53,7 +53,7 @@ async fn scrape(State(api): State<Arc<Api>>, ctx: Context) -> ApiResult<Response
 
 async fn exposition(State(api): State<Arc<Api>>) -> Response {
     let mut registry = Registry::default();
-    metrics().register(&mut registry);
+    api.metrics().register(&mut registry);
     match state(&api).await {
         Ok(state) => state.register(&mut registry),
         Err(error) => {
@@ -196,15 +196,21 @@ async fn state(api: &Arc<Api>) -> ApiResult<StateGauges> {
     Ok(gauges)
 }
 
-/// `router` behind the API's layers, outermost first: every request counted and timed by
-/// route template, method and status inside a `request` span; a handler's panic answered as
-/// Octavia's `500` fault; the [edge](crate::edge)'s checks before routing. Public so that the
-/// benchmarks can measure what they cost on their own.
+/// `router` behind the API's layers, outermost first: every request counted and timed in
+/// `metrics` by route template, method and status inside a `request` span; a handler's panic
+/// answered as Octavia's `500` fault; the [edge](crate::edge)'s checks before routing. Public
+/// so that the benchmarks can measure what they cost on their own.
 pub fn instrument<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     edge: Arc<crate::edge::Edge>,
+    metrics: Metrics,
 ) -> Router<S> {
+    // A handler's panic is answered inside the route layer, so its 500 is counted under the
+    // route that panicked; the outer catch is for the layers around routing.
     router
+        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::edge::panic_fault,
+        ))
         .route_layer(axum::middleware::from_fn(mark_route))
         .layer(axum::middleware::from_fn_with_state(
             edge,
@@ -213,7 +219,7 @@ pub fn instrument<S: Clone + Send + Sync + 'static>(
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             crate::edge::panic_fault,
         ))
-        .layer(axum::middleware::from_fn(observe))
+        .layer(axum::middleware::from_fn_with_state(metrics, observe))
 }
 
 /// The route template a request matched, passed out to [`observe`] on the response.
@@ -232,13 +238,13 @@ async fn mark_route(matched: Option<MatchedPath>, request: Request, next: Next) 
 
 /// Counts and times every request by route template, method and status, inside a `request`
 /// span (the root of its trace).
-async fn observe(request: Request, next: Next) -> Response {
+async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     // A fixed set: a made-up method is `other`, never a label value or span name of its own.
     let method = crate::edge::method_label(request.method());
     // The span is the root of the request's trace. When no trace is exported it is kept at
     // `debug`: at `info` the log subscriber formats its fields for every request, which cost
     // a fifth of the API's read throughput (xtask/benchmarks-notes.md).
-    let span = if lbaas_core::traces::is_exporting() {
+    let span = if lbaas_telemetry::traces::is_exporting() {
         tracing::info_span!(
             "request",
             otel.kind = "server",
@@ -263,9 +269,9 @@ async fn observe(request: Request, next: Next) -> Response {
         .get::<Route>()
         .map_or("unmatched", |route| route.0.as_str());
     let status = response.status().as_u16();
-    lbaas_core::traces::rename(&span, format_args!("{method} {route}"));
+    lbaas_telemetry::traces::rename(&span, format_args!("{method} {route}"));
     span.record("http.route", route);
     span.record("http.response.status_code", status);
-    metrics().request(method, route, status, started.elapsed());
+    metrics.request(method, route, status, started.elapsed());
     response
 }

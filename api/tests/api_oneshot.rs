@@ -13,6 +13,8 @@ use lbaas_api::{Api, Auth, router};
 use lbaas_control::ControlPlane;
 use lbaas_control::drivers::Drivers;
 use lbaas_core::store::MemoryStore;
+use lbaas_telemetry::Metrics;
+use lbaas_telemetry::metrics::RequestLabels;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -530,6 +532,7 @@ async fn a_panicking_handler_answers_a_500_fault() {
     let edge = Arc::new(lbaas_api::edge::Edge::new(
         "127.0.0.1:9876".parse().expect("address"),
     ));
+    let metrics = Metrics::default();
     let app: Router = lbaas_api::metrics::instrument(
         Router::new()
             .route(
@@ -542,6 +545,7 @@ async fn a_panicking_handler_answers_a_500_fault() {
             )
             .route("/fine", axum::routing::get(|| async { "fine" })),
         edge,
+        metrics.clone(),
     );
     let (status, body) = call(&app, "GET", "/boom", None, None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -555,6 +559,19 @@ async fn a_panicking_handler_answers_a_500_fault() {
     );
     let (status, _) = call(&app, "GET", "/fine", None, None).await;
     assert_eq!(status, StatusCode::OK);
+    // Each counted once in this router's registry, the panic as the 500 it was answered.
+    let counted = |route: &str, status: u16| {
+        metrics
+            .http_requests
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: route.into(),
+                status,
+            })
+            .get()
+    };
+    assert_eq!(counted("/boom", 500), 1);
+    assert_eq!(counted("/fine", 200), 1);
 }
 
 /// With a public URL, links are built from it whatever `Host` the request named, and `Host`

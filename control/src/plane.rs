@@ -38,6 +38,8 @@ pub struct ControlPlane {
     pub provisioner: Option<Arc<dyn Provisioner>>,
     /// Listener traffic totals, fed by the status monitor.
     pub traffic: Traffic,
+    /// What this control plane counts: its requests, jobs, placements and its drivers' calls.
+    metrics: lbaas_telemetry::Metrics,
     /// What the status monitor last found of each device it polls.
     pub device_health: crate::observed::DeviceHealth,
     /// Who may register devices, and where their management endpoints may be.
@@ -159,6 +161,7 @@ impl ControlPlane {
             preferred_provider,
             provisioner: None,
             traffic: Traffic::default(),
+            metrics: lbaas_telemetry::Metrics::default(),
             device_health: Default::default(),
             registration: DeviceRegistration::default(),
             addresses: Default::default(),
@@ -197,6 +200,18 @@ impl ControlPlane {
             .and_then(|name| self.drivers.get(name))
             .or_else(|| self.drivers.all().into_iter().next())
             .map(|driver| driver.name().to_string())
+    }
+
+    /// Counts in `metrics` (the registry its driver runtime and audit writer count in too),
+    /// rather than in a registry of its own.
+    pub fn with_metrics(mut self, metrics: lbaas_telemetry::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What this control plane counts.
+    pub fn metrics(&self) -> &lbaas_telemetry::Metrics {
+        &self.metrics
     }
 
     /// Sets who may register devices and where they may point.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{Checkpoint, Event, Record, Verification};
-use crate::metrics::metrics;
+use lbaas_telemetry::Metrics;
 
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -313,17 +313,22 @@ enum Message {
 pub struct Appender {
     queue: Option<SyncSender<Message>>,
     writer: Option<JoinHandle<()>>,
+    metrics: Metrics,
 }
 
 impl Appender {
-    pub fn start(chunks: impl Chunks) -> std::io::Result<Self> {
+    /// Starts the writer thread in front of `chunks`; the queue's depth and the writes' times
+    /// are counted in `metrics`.
+    pub fn start(chunks: impl Chunks, metrics: &Metrics) -> std::io::Result<Self> {
         let (queue, received) = mpsc::sync_channel(QUEUE);
+        let writer_metrics = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run(chunks, received))?;
+            .spawn(move || run(chunks, received, &writer_metrics))?;
         Ok(Self {
             queue: Some(queue),
             writer: Some(writer),
+            metrics: metrics.clone(),
         })
     }
 
@@ -341,7 +346,7 @@ impl Appender {
     /// Appends `events` in order and waits until they are written; returns the last sequence
     /// number written.
     pub fn append_all(&self, events: Vec<Event>) -> Result<Option<u64>, AuditError> {
-        metrics().audit_queue.inc_by(events.len() as i64);
+        self.metrics.audit_queue.inc_by(events.len() as i64);
         let (tell, told) = mpsc::channel();
         let sent = self.send(Message::Append {
             events,
@@ -361,7 +366,7 @@ impl Appender {
         }
         let queue = self.queue.as_ref();
         let queued = events.len() as i64;
-        metrics().audit_queue.inc_by(queued);
+        self.metrics.audit_queue.inc_by(queued);
         let sent = queue.is_some_and(|queue| {
             queue
                 .send(Message::Append {
@@ -372,7 +377,7 @@ impl Appender {
                 .is_ok()
         });
         if !sent {
-            metrics().audit_queue.dec_by(queued);
+            self.metrics.audit_queue.dec_by(queued);
             tracing::error!("cannot append to the audit log: its writer has stopped");
         }
     }
@@ -398,7 +403,7 @@ impl Drop for Appender {
     }
 }
 
-fn run(mut chunks: impl Chunks, received: Receiver<Message>) {
+fn run(mut chunks: impl Chunks, received: Receiver<Message>, metrics: &Metrics) {
     while let Ok(first) = received.recv() {
         // Let a burst gather: while the writer sleeps rather than waits on the queue,
         // appending costs the caller no wake-up of this thread. `sync` wakes it early.
@@ -415,11 +420,11 @@ fn run(mut chunks: impl Chunks, received: Receiver<Message>) {
                 Err(_) => break,
             }
         }
-        write(&mut chunks, messages);
+        write(&mut chunks, messages, metrics);
     }
 }
 
-fn write(chunks: &mut impl Chunks, messages: Vec<Message>) {
+fn write(chunks: &mut impl Chunks, messages: Vec<Message>, metrics: &Metrics) {
     let mut appends = Vec::new();
     // Each waiting caller, with the records queued up to and including its own.
     let mut waiting = Vec::new();
@@ -453,12 +458,12 @@ fn write(chunks: &mut impl Chunks, messages: Vec<Message>) {
     } else {
         let started = std::time::Instant::now();
         let stored = chunks.store(appends);
-        metrics()
+        metrics
             .audit_write_duration
             .observe(started.elapsed().as_secs_f64());
         stored
     };
-    metrics().audit_queue.dec_by(linked as i64);
+    metrics.audit_queue.dec_by(linked as i64);
     match stored {
         Ok(first) => {
             for (tell, upto) in waiting {

@@ -1,15 +1,13 @@
 //! What every part of the host shares and nothing more: the records, identifiers and views
 //! (from `lbaas-records`, re-exported here), the storage and audit traits the backends
-//! implement, the audit chain's checkpoints, metrics and trace context. No storage engine, no
-//! HTTP, no Wasm.
+//! implement, the audit chain and its checkpoints.
+//! No storage engine, no HTTP, no Wasm; metrics and traces are `lbaas-telemetry`'s.
 
 pub mod audit;
 pub mod chain;
 pub mod driver_state;
-pub mod metrics;
 pub mod net;
 pub mod store;
-pub mod traces;
 
 pub use lbaas_records::{DriverName, InvalidId, check_driver_text, check_driver_version};
 pub use lbaas_records::{ids, model, signature_path, views};

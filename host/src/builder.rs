@@ -22,6 +22,7 @@ use lbaas_runtime::{Runtime, RuntimeConfig};
 use lbaas_sled::audit::AuditLog;
 use lbaas_sled::driver_state::SledStateStore;
 use lbaas_sled::{DEFAULT_CACHE_BYTES, SledStore};
+use lbaas_telemetry::Metrics;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Where a host's drivers come from.
@@ -231,6 +232,7 @@ impl HostBuilder {
         &self,
         state_quota: u64,
         signer: ed25519_dalek::SigningKey,
+        metrics: &Metrics,
     ) -> anyhow::Result<Backends> {
         match &self.store_choice {
             StoreChoice::Sled => {
@@ -238,7 +240,7 @@ impl HostBuilder {
                 let db = lbaas_sled::open_database(&path, self.cache_bytes).with_context(|| {
                     format!("cannot open the database in {}", self.data_dir.display())
                 })?;
-                let audit = Arc::new(AuditLog::open(&db)?.with_signer(signer));
+                let audit = Arc::new(AuditLog::open(&db, metrics)?.with_signer(signer));
                 Ok(Backends {
                     store: Arc::new(SledStore::new(db.clone())?),
                     state: Arc::new(SledStateStore::new(db.clone(), state_quota)),
@@ -257,7 +259,7 @@ impl HostBuilder {
                         )
                     })?,
                 );
-                let audit = Arc::new(PgAudit::open(database.clone())?.with_signer(signer));
+                let audit = Arc::new(PgAudit::open(database.clone(), metrics)?.with_signer(signer));
                 Ok(Backends {
                     store: Arc::new(PgStore::new(database.clone())),
                     state: Arc::new(PgStateStore::new(database, state_quota)),
@@ -286,13 +288,16 @@ impl HostBuilder {
                 audit_key.display()
             )
         })?;
+        // One registry for this control plane: the audit writer, the driver runtime, the
+        // worker and the API all count in it.
+        let metrics = Metrics::default();
         let Backends {
             store,
             state,
             sink,
             trail,
             db,
-        } = self.open_backends(self.runtime.state_quota, signer)?;
+        } = self.open_backends(self.runtime.state_quota, signer, &metrics)?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let mut config = RuntimeConfig {
@@ -340,6 +345,7 @@ impl HostBuilder {
             state,
             Arc::new(StoreDevices::new(store.clone())),
             sink.clone(),
+            metrics.clone(),
         )?;
         let mut registry = Drivers::managed(runtime, self.trust, store.clone(), sink)?;
         if !self.conformance {
@@ -349,7 +355,8 @@ impl HostBuilder {
         // The bundled HAProxy driver takes load balancers that name no provider, while active.
         let mut plane = ControlPlane::new(store, Arc::new(registry), Some("haproxy".into()), jobs)
             .with_device_registration(registration)
-            .with_address_rules(rules);
+            .with_address_rules(rules)
+            .with_metrics(metrics);
         if let Some(provisioner) = self.provisioner {
             plane = plane.with_provisioner(provisioner);
         }

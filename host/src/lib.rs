@@ -20,6 +20,8 @@ pub use lbaas_core::{DriverName, InvalidId, ids, model};
 pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};
 /// The embedded storage backends.
 pub use lbaas_sled::{audit, driver_state};
+/// The control plane's metrics registry and trace context.
+pub use lbaas_telemetry as telemetry;
 
 /// The control plane's store: the trait and its in-memory backend, and the sled backend.
 pub mod store {

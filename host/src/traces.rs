@@ -63,6 +63,6 @@ pub fn init(otlp_endpoint: Option<&str>) -> anyhow::Result<Traces> {
             "warn,lbaas_api=info,lbaas_control=info,lbaas_runtime=info,lbaas_host=info",
         ));
     tracing_subscriber::registry().with(logs).with(spans).init();
-    lbaas_core::traces::exporting();
+    lbaas_telemetry::traces::exporting();
     Ok(Traces(Some(provider)))
 }

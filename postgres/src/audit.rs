@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use lbaas_core::audit::{AuditSink, AuditTrail, Checkpoint, Event, Filter, Record, Verification};
 use lbaas_core::chain::{self, Appender, AuditError, Chunks, Head, Tip, Walk, decode_entry};
+use lbaas_telemetry::Metrics;
 
 use crate::{Database, Error, Result};
 
@@ -22,8 +23,9 @@ pub struct PgAudit {
 }
 
 impl PgAudit {
-    pub fn open(db: Arc<Database>) -> Result<Self> {
-        let appender = Appender::start(PgChunks { db: db.clone() })
+    /// Opens the shared chain, this host's writer counted in `metrics`.
+    pub fn open(db: Arc<Database>, metrics: &Metrics) -> Result<Self> {
+        let appender = Appender::start(PgChunks { db: db.clone() }, metrics)
             .map_err(|e| Error::Pool(format!("cannot start the audit writer: {e}")))?;
         Ok(Self {
             db,

@@ -33,7 +33,7 @@ use crate::devices::DeviceDirectory;
 use crate::state::StateStore;
 use lbaas_core::DriverName;
 use lbaas_core::audit::{self, AuditSink, Discard};
-use lbaas_core::metrics::metrics;
+use lbaas_telemetry::Metrics;
 
 use bindings::{DriverInstance, DriverPre};
 use host::{DriverContext, HostState, LogLimiter};
@@ -239,6 +239,7 @@ pub struct LoadedIdentity {
 
 struct Shared {
     audit: Arc<dyn AuditSink>,
+    metrics: Metrics,
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<cache::ComponentCache>,
@@ -259,21 +260,29 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime that keeps no audit log (tools, benchmarks).
+    /// A runtime that keeps no audit log and counts in metrics of its own (tools, benchmarks).
     pub fn new(
         config: RuntimeConfig,
         state: Arc<dyn StateStore>,
         devices: Arc<dyn DeviceDirectory>,
     ) -> Result<Self> {
-        Self::audited(config, state, devices, Arc::new(Discard))
+        Self::audited(
+            config,
+            state,
+            devices,
+            Arc::new(Discard),
+            Metrics::default(),
+        )
     }
 
-    /// A runtime that records every import call and lifecycle event in `audit`.
+    /// A runtime that records every import call and lifecycle event in `audit`, and counts
+    /// its calls, refusals, limits and quarantines in `metrics`.
     pub fn audited(
         config: RuntimeConfig,
         state: Arc<dyn StateStore>,
         devices: Arc<dyn DeviceDirectory>,
         audit: Arc<dyn AuditSink>,
+        metrics: Metrics,
     ) -> Result<Self> {
         let engine = engine::build(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
@@ -295,6 +304,7 @@ impl Runtime {
         Ok(Self {
             shared: Arc::new(Shared {
                 audit,
+                metrics,
                 engine,
                 linker,
                 cache,
@@ -307,6 +317,11 @@ impl Runtime {
                 quarantines: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Where this runtime counts its drivers' calls.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Keeps quarantines in `store` from now on: each version loaded afterwards starts
@@ -536,6 +551,7 @@ impl Runtime {
             http: shared.http.clone(),
             log_limiter: LogLimiter::new(rate, rate.saturating_mul(10)),
             audit: shared.audit.clone(),
+            metrics: shared.metrics.clone(),
             max_log_calls: shared.config.max_log_calls,
             max_import_calls: shared.config.max_import_calls,
             max_audit_bytes: shared.config.max_audit_bytes,
@@ -733,7 +749,10 @@ impl LoadedDriver {
         let reason = format!("{failures} failed `{function}` calls in a row, the last: {failure}");
         let identity = self.identity();
         tracing::error!(driver = %identity.name, version = %identity.version, %reason, "driver quarantined");
-        metrics().quarantined(identity.name.as_str(), &identity.version);
+        inner
+            .context
+            .metrics
+            .quarantined(identity.name.as_str(), &identity.version);
         inner.context.audit.append(vec![self.event(
             "lifecycle.quarantine",
             Some(function.to_owned()),
@@ -822,7 +841,10 @@ impl LoadedDriver {
 
     fn refused(&self, function: &'static str, error: DriverError) -> Error {
         let identity = self.identity();
-        metrics().refusal(identity.name.as_str(), &identity.version, function);
+        self.inner
+            .context
+            .metrics
+            .refusal(identity.name.as_str(), &identity.version, function);
         Error::Refused {
             driver: identity.name.clone(),
             version: identity.version.clone(),
@@ -840,7 +862,10 @@ impl LoadedDriver {
     ) -> Error {
         let identity = self.identity();
         let failure = Failure::OutputTooLarge { what, size, limit };
-        metrics().limit_hit(identity.name.as_str(), &identity.version, "output");
+        self.inner
+            .context
+            .metrics
+            .limit_hit(identity.name.as_str(), &identity.version, "output");
         self.inner.context.audit.append(vec![self.event(
             failure.audit_name(),
             Some(function.to_owned()),
@@ -991,7 +1016,7 @@ fn call<R>(
     let took = started.elapsed();
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     span.record("outcome", outcome);
-    metrics().driver_call(
+    context.metrics.driver_call(
         identity.name.as_str(),
         &identity.version,
         function,
@@ -1001,7 +1026,9 @@ fn call<R>(
     let result = result.map_err(|(error, instantiating)| {
         let failure = classify(config, deadline, &store, &error, instantiating);
         if let Some(limit) = failure.limit() {
-            metrics().limit_hit(identity.name.as_str(), &identity.version, limit);
+            context
+                .metrics
+                .limit_hit(identity.name.as_str(), &identity.version, limit);
         }
         events.push(context.event(
             failure.audit_name(),

@@ -9,6 +9,7 @@ use std::io::Write;
 
 use ed25519_dalek::SigningKey;
 use lbaas_core::chain::{self, Appender, AuditError, Chunks, Head, Tip, Walk, decode_entry};
+use lbaas_telemetry::Metrics;
 
 pub use lbaas_core::audit::{
     AuditSink, AuditTrail, Checkpoint, Discard, Event, Filter, Outcome, Record, Verification,
@@ -47,13 +48,17 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+    /// Opens the chain in `db`, its writer counted in `metrics`.
+    pub fn open(db: &sled::Db, metrics: &Metrics) -> sled::Result<Self> {
         let tree = db.open_tree(TREE)?;
         let tip = Tip::after(read_head(&tree).as_ref());
-        let appender = Appender::start(SledChunks {
-            tree: tree.clone(),
-            tip,
-        })
+        let appender = Appender::start(
+            SledChunks {
+                tree: tree.clone(),
+                tip,
+            },
+            metrics,
+        )
         .map_err(sled::Error::Io)?;
         Ok(Self {
             tree,
@@ -245,7 +250,7 @@ mod tests {
 
     fn log_with(records: usize) -> (sled::Db, AuditLog) {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let log = AuditLog::open(&db).expect("log");
+        let log = AuditLog::open(&db, &Metrics::default()).expect("log");
         let events = (0..records)
             .map(|i| {
                 event(
@@ -268,7 +273,7 @@ mod tests {
         assert_eq!(log.verify().records, 5);
         assert!(log.verify().intact());
         drop(log);
-        let log = AuditLog::open(&db).expect("reopen");
+        let log = AuditLog::open(&db, &Metrics::default()).expect("reopen");
         log.append_all(vec![event("log.log", Outcome::Denied)])
             .expect("append");
         let verified = verify(&db).expect("verify");
@@ -379,7 +384,7 @@ mod tests {
         tree.insert(HEAD, serde_json::to_vec(&head).expect("json"))
             .expect("head");
 
-        let log = AuditLog::open(&db).expect("log");
+        let log = AuditLog::open(&db, &Metrics::default()).expect("log");
         assert_eq!(
             log.append_all(vec![event("state.set", Outcome::Denied); 2])
                 .expect("append"),
@@ -402,7 +407,7 @@ mod tests {
     #[test]
     fn appends_from_many_threads_form_one_chain_and_queries_see_them_all() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let log = std::sync::Arc::new(AuditLog::open(&db).expect("log"));
+        let log = std::sync::Arc::new(AuditLog::open(&db, &Metrics::default()).expect("log"));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let log = log.clone();

@@ -35,7 +35,7 @@ fn static_server(body: String, instrumented: bool) -> String {
             let app = if instrumented {
                 let at = listener.local_addr().expect("address");
                 let edge = std::sync::Arc::new(lbaas_host::api::edge::Edge::new(at));
-                lbaas_host::api::metrics::instrument(app, edge)
+                lbaas_host::api::metrics::instrument(app, edge, Default::default())
             } else {
                 app
             };

@@ -36,7 +36,7 @@ fn event(i: usize) -> Event {
 fn audit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = sled::open(dir.path().join("db")).expect("db");
-    let log = AuditLog::open(&db).expect("audit log");
+    let log = AuditLog::open(&db, &Default::default()).expect("audit log");
     // As a busy host writes them: chunks of a driver call's records.
     for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(100) {
         log.append_all(chunk.iter().map(|&i| event(i)).collect())

@@ -396,10 +396,16 @@ impl TestHost {
             }
         };
         let state = Arc::new(SledStateStore::new(db.clone(), config.state_quota));
-        let audit = Arc::new(AuditLog::open(&db).expect("open the audit log"));
+        let audit = Arc::new(AuditLog::open(&db, &Default::default()).expect("open the audit log"));
         let devices = Arc::new(StaticDevices::new());
-        let runtime = Runtime::audited(config, state.clone(), devices.clone(), audit.clone())
-            .expect("start the runtime");
+        let runtime = Runtime::audited(
+            config,
+            state.clone(),
+            devices.clone(),
+            audit.clone(),
+            Default::default(),
+        )
+        .expect("start the runtime");
         Self {
             runtime,
             audit,

@@ -238,7 +238,7 @@ fn audit_verify_detects_edited_and_deleted_records() {
     let data = tempfile::tempdir().expect("data dir");
     let seed = |data: &std::path::Path| {
         let db = sled::open(data.join("db")).expect("db");
-        let log = AuditLog::open(&db).expect("log");
+        let log = AuditLog::open(&db, &Default::default()).expect("log");
         // One append per event: five stored chunks of one record each.
         for event in (0..5).map(|i| Event {
             driver: "haproxy".into(),

@@ -80,8 +80,8 @@ fn the_postgres_backends_keep_the_storage_contracts() {
 
     // Two hosts append to one chain.
     let other = open(&database.url, "host-b", Duration::from_secs(10));
-    let a = PgAudit::open(db.clone()).expect("audit");
-    let b = PgAudit::open(other.clone()).expect("audit");
+    let a = PgAudit::open(db.clone(), &Default::default()).expect("audit");
+    let b = PgAudit::open(other.clone(), &Default::default()).expect("audit");
     let threads: Vec<_> = [a, b]
         .into_iter()
         .map(|log| {

@@ -142,7 +142,7 @@ fn host_and_agent_agree_on_the_scope() {
 /// backends no Wasm or HTTP; the control plane neither HTTP nor a storage engine, and never the
 /// API (so no import cycle between them can exist); the API neither Wasm nor storage; the
 /// device agent, which runs on device hosts, and the operators' CLI, which runs on laptops,
-/// none of the host.
+/// none of the host; the telemetry crate knows no record, HTTP or storage.
 #[test]
 fn crates_depend_only_on_what_their_job_needs() {
     let metadata = lbaas_tests::cargo_metadata();
@@ -266,8 +266,20 @@ fn crates_depend_only_on_what_their_job_needs() {
             .concat(),
         ),
         (
+            "lbaas-telemetry",
+            &[
+                &host_side[..],
+                &["lbaas-core", "lbaas-records", "axum", "tokio", "serde"],
+            ]
+            .concat(),
+        ),
+        (
             "lbaas-cli",
-            &[&host_side[..], &["lbaas-core", "axum", "tokio"]].concat(),
+            &[
+                &host_side[..],
+                &["lbaas-core", "lbaas-telemetry", "axum", "tokio"],
+            ]
+            .concat(),
         ),
     ];
     for (package, forbidden) in rules {

@@ -84,7 +84,7 @@ pub fn remove<R: Record>(id: &str) -> Change<()> {
 /// The job of a load balancer. One job per load balancer: a newer change supersedes an
 /// unfinished older one.
 pub fn job(lb_id: &str) -> Job {
-    Job::new(lb_id, lbaas_core::traces::traceparent())
+    Job::new(lb_id, lbaas_telemetry::traces::traceparent())
 }
 
 /// A record that belongs to one load balancer.

@@ -12,7 +12,6 @@ use tracing::Instrument as _;
 
 use crate::devices::{DeviceDirectory, DeviceEndpoint};
 use crate::plane::{Change, ControlPlane};
-use lbaas_core::metrics::metrics;
 
 use crate::DriverName;
 use crate::error::Error;
@@ -224,22 +223,22 @@ async fn run(api: &Arc<ControlPlane>, lb_id: &str) -> Ran {
         }
     };
     let span = tracing::info_span!("job", loadbalancer = lb_id);
-    lbaas_core::traces::continue_trace(&span, job.traceparent.as_deref());
+    lbaas_telemetry::traces::continue_trace(&span, job.traceparent.as_deref());
     run_job(api, lb_id, &job.ticket).instrument(span).await
 }
 
 async fn run_job(api: &Arc<ControlPlane>, lb_id: &str, ticket: &str) -> Ran {
     let started = std::time::Instant::now();
-    metrics().jobs_running.inc();
+    api.metrics().jobs_running.inc();
     let outcome = converge(api, lb_id, ticket).await;
-    metrics().jobs_running.dec();
+    api.metrics().jobs_running.dec();
     let ended = match &outcome {
         Ok(Step::Done) => "succeeded",
         Ok(Step::Removed) => "deleted",
         Err(JobError::Superseded) => "superseded",
         Err(_) => "failed",
     };
-    metrics().job(ended, started.elapsed());
+    api.metrics().job(ended, started.elapsed());
     let fault = match outcome {
         Ok(_) => return Ran::Ended,
         Err(JobError::Superseded) => {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crate::plane::{Change, ControlPlane};
-use lbaas_core::metrics::metrics;
 use lbaas_scheduler::Decision;
 
 use super::fault::JobError;
@@ -51,7 +50,7 @@ pub(super) async fn place(
                     Decision::Spawn { .. } => "spawn",
                     Decision::NoCapacity { .. } => "no_capacity",
                 };
-                metrics().placement(outcome, started.elapsed());
+                api.metrics().placement(outcome, started.elapsed());
                 Ok::<_, Error>(Some((decided, target.availability_zone)))
             })
             .await?;

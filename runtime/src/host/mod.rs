@@ -54,6 +54,8 @@ pub struct DriverContext {
     pub http: ureq::Agent,
     pub log_limiter: LogLimiter,
     pub audit: Arc<dyn AuditSink>,
+    /// The control plane's metrics, where this version's calls are counted.
+    pub metrics: lbaas_telemetry::Metrics,
     pub max_log_calls: u32,
     pub max_import_calls: u32,
     pub max_audit_bytes: usize,

@@ -2,14 +2,16 @@
 //! updated where it happens) and what is (gauges, read from the records at each scrape by the
 //! API, which owns them).
 //!
+//! A [`Metrics`] is one control plane's: the host builds one and hands a clone to the audit
+//! writer, the driver runtime, the control plane and the API. A clone shares every counter
+//! (prometheus-client's metrics are shared handles), so there is no process-wide registry and
+//! two control planes in one process never see each other's counts.
+//!
 //! Names follow Prometheus' conventions: an `lbaas_` prefix, base units (seconds), `_total`
 //! on counters (added by the encoder). Label values are bounded sets: route templates, never
 //! raw paths; driver names and versions, which the runtime has checked to be short labels of
 //! a few safe characters before a driver is loaded (and which the encoder escapes anyway).
 
-pub use prometheus_client;
-
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,15 +24,20 @@ use prometheus_client::registry::Registry;
 /// An API request: its route template (`/v2/lbaas/loadbalancers/{id}`), method and status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The request's method, one of a fixed set.
     pub method: String,
+    /// The route template it matched.
     pub route: String,
+    /// The status answered.
     pub status: u16,
 }
 
 /// An API route, for latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
+    /// The request's method, one of a fixed set.
     pub method: String,
+    /// The route template it matched.
     pub route: String,
 }
 
@@ -38,6 +45,7 @@ pub struct RouteLabels {
 /// `spawn`, `no_capacity`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// How it ended.
     pub outcome: &'static str,
 }
 
@@ -45,17 +53,24 @@ pub struct OutcomeLabels {
 /// if only with an error of its own; `failed`: it trapped or was stopped by a limit).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
+    /// The driver's name.
     pub driver: String,
+    /// Its version.
     pub version: String,
+    /// The export called (`select`, `translate`, `apply`, …).
     pub export: &'static str,
+    /// `ok` or `failed`.
     pub outcome: &'static str,
 }
 
 /// A driver version's export, for latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExportLabels {
+    /// The driver's name.
     pub driver: String,
+    /// Its version.
     pub version: String,
+    /// The export called.
     pub export: &'static str,
 }
 
@@ -63,15 +78,20 @@ pub struct ExportLabels {
 /// `device_policy`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
+    /// The driver's name.
     pub driver: String,
+    /// Its version.
     pub version: String,
+    /// The limit it ran into.
     pub limit: &'static str,
 }
 
 /// A driver version.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
+    /// The driver's name.
     pub driver: String,
+    /// Its version.
     pub version: String,
 }
 
@@ -92,21 +112,36 @@ fn decision_times() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.0, 16))
 }
 
-/// Every event metric of the host.
+/// Every event metric of one control plane. Cloning shares the counters.
+#[derive(Clone)]
 pub struct Metrics {
+    /// API requests answered.
     pub http_requests: Family<RequestLabels, Counter>,
+    /// Time to answer an API request.
     pub http_request_duration: Histograms<RouteLabels>,
+    /// Jobs being worked on.
     pub jobs_running: Gauge,
+    /// Job runs finished, by outcome.
     pub jobs: Family<OutcomeLabels, Counter>,
+    /// Time a job run took, by outcome.
     pub job_duration: Histograms<OutcomeLabels>,
+    /// Placement decisions, by outcome.
     pub placements: Family<OutcomeLabels, Counter>,
+    /// Time to decide a placement.
     pub placement_decision: Histogram,
+    /// Calls into driver components.
     pub driver_calls: Family<CallLabels, Counter>,
+    /// Time of a call into a driver component.
     pub driver_call_duration: Histograms<ExportLabels>,
+    /// Driver calls the driver answered with an error of its own.
     pub driver_refusals: Family<ExportLabels, Counter>,
+    /// Driver calls stopped by a sandbox limit.
     pub driver_limit_hits: Family<LimitLabels, Counter>,
+    /// Driver versions quarantined.
     pub driver_quarantines: Family<VersionLabels, Counter>,
+    /// Audit events waiting for the writer.
     pub audit_queue: Gauge,
+    /// Time to write one chunk of audit records.
     pub audit_write_duration: Histogram,
 }
 
@@ -299,11 +334,4 @@ impl Metrics {
             .observe(took.as_secs_f64());
         self.jobs.get_or_create(&OutcomeLabels { outcome }).inc();
     }
-}
-
-/// The process's metrics. One per process, as Prometheus clients keep them: a process runs
-/// one host (tests running several in one process see their sums).
-pub fn metrics() -> &'static Metrics {
-    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
-    &METRICS
 }
