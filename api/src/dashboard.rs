@@ -632,10 +632,13 @@ async fn placements(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
                                 .map(|c| {
                                     let verdict = match (&c.filtered_by, &c.driver_verdict) {
                                         (Some(filter), _) => format!("filtered: {filter}"),
-                                        (None, Some(lbaas_scheduler::Verdict::Score(s))) => {
+                                        (None, Some(lbaas_core::placement::Verdict::Score(s))) => {
                                             format!("score {s}")
                                         }
-                                        (None, Some(lbaas_scheduler::Verdict::Reject(why))) => {
+                                        (
+                                            None,
+                                            Some(lbaas_core::placement::Verdict::Reject(why)),
+                                        ) => {
                                             format!("rejected: {}", elide(why, 120))
                                         }
                                         (None, None) => "not offered".to_owned(),

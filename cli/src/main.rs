@@ -13,11 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
 use lbaas_records::audit::Record;
+use lbaas_records::placement::Verdict;
 use lbaas_records::views::{
     AuditPage, DeviceAnswer, DeviceList, DriverAnswer, DriverList, HostList, PlacementAnswer,
     UploadAnswer, VerifyAnswer,
 };
-use lbaas_scheduler::Verdict;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 

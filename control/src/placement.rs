@@ -15,6 +15,7 @@ use crate::drivers::Drivers;
 use crate::model::{self, Device, LoadBalancer, Protocol};
 use crate::runtime::{self as wit, LoadedDriver, LoadedIdentity};
 use crate::snapshot::Snapshot;
+use lbaas_core::placement as recorded;
 
 /// Candidates each driver judges.
 pub const TOP_K: usize = 8;
@@ -124,6 +125,11 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// The decision as the placement record keeps it.
+    pub fn recorded(&self) -> recorded::Explanation {
+        record(&self.explanation)
+    }
+
     /// Who made the placement, when it placed or spawned.
     pub fn placed_by(&self) -> Option<model::PlacedBy> {
         let driver = match &self.explanation.outcome {
@@ -135,6 +141,55 @@ impl Decided {
             version: identity.version.clone(),
             sha256: identity.sha256.clone(),
         })
+    }
+}
+
+/// The scheduler's explanation in the record's types (the store and the admin API's answers
+/// never hold the scheduler's own).
+pub fn record(explanation: &Explanation) -> recorded::Explanation {
+    let verdict = |verdict: &Verdict| match verdict {
+        Verdict::Reject(reason) => recorded::Verdict::Reject(reason.clone()),
+        Verdict::Score(score) => recorded::Verdict::Score(*score),
+    };
+    recorded::Explanation {
+        candidates: explanation
+            .candidates
+            .iter()
+            .map(|c| recorded::Candidate {
+                device_id: c.device_id.clone(),
+                driver: c.driver.clone(),
+                filtered_by: c.filtered_by.clone(),
+                weighers: c.weighers.clone(),
+                host_score: c.host_score,
+                offered: c.offered,
+                driver_verdict: c.driver_verdict.as_ref().map(verdict),
+            })
+            .collect(),
+        considered: explanation.considered,
+        unlisted: explanation.unlisted.clone(),
+        driver_errors: explanation.driver_errors.clone(),
+        outcome: match &explanation.outcome {
+            Decision::Placed { device_id, driver } => recorded::Outcome::Placed {
+                device_id: device_id.clone(),
+                driver: driver.clone(),
+            },
+            Decision::Spawn {
+                driver,
+                spec,
+                reason,
+            } => recorded::Outcome::Spawn {
+                driver: driver.clone(),
+                spec: recorded::DeviceSpec {
+                    name: spec.name.clone(),
+                    capacity: spec.capacity,
+                    metadata: spec.metadata.clone(),
+                },
+                reason: reason.clone(),
+            },
+            Decision::NoCapacity { reason } => recorded::Outcome::NoCapacity {
+                reason: reason.clone(),
+            },
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod ids;
 pub mod model;
+pub mod placement;
 pub mod views;
 
 pub use ids::{DriverName, InvalidId, check_driver_text, check_driver_version};

@@ -457,28 +457,7 @@ impl Job {
     }
 }
 
-/// Why a load balancer is where it is: the scheduler's explanation of its last placement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Placement {
-    /// The load balancer's id.
-    pub loadbalancer_id: String,
-    pub decided_at: String,
-    pub explanation: lbaas_scheduler::Explanation,
-    /// The driver version whose placement this is (none when nothing was placed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placed_by: Option<PlacedBy>,
-    /// The device started for the load balancer, when the decision was to spawn one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spawned_device: Option<String>,
-}
-
-/// A driver version, as a placement names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlacedBy {
-    pub driver: String,
-    pub version: String,
-    pub sha256: String,
-}
+pub use crate::placement::{PlacedBy, Placement};
 
 /// One driver (an Octavia provider) and the versions an operator has uploaded of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -155,32 +155,6 @@ pub enum Decision {
     },
 }
 
-impl Decision {
-    /// The decision in words, naming the device started for it when it spawned one.
-    pub fn describe(&self, spawned_device: Option<&str>) -> String {
-        match self {
-            Decision::Placed { device_id, driver } => format!("placed on {device_id} by {driver}"),
-            Decision::Spawn {
-                driver,
-                spec,
-                reason,
-            } => {
-                let device = match spawned_device {
-                    Some(id) => format!("spawned device {id} ({})", spec.name),
-                    None => format!("asked for a new device ({})", spec.name),
-                };
-                let reason = if reason.is_empty() {
-                    "no existing device would take it"
-                } else {
-                    reason
-                };
-                format!("{device} for {driver}: {reason}")
-            }
-            Decision::NoCapacity { reason } => reason.clone(),
-        }
-    }
-}
-
 /// What happened to one candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateReport {

@@ -306,7 +306,7 @@ pub fn dry_run(
     snapshot: &Snapshot,
     caller: &impl Caller,
     spec: DryRunSpec,
-) -> Decided<lbaas_scheduler::Explanation> {
+) -> Decided<lbaas_core::placement::Explanation> {
     let (network, _) = super::vip::vip_location(
         snapshot.networks.iter(),
         spec.vip_subnet_id.as_deref(),
@@ -347,5 +347,5 @@ pub fn dry_run(
         exclude: None,
         only: None,
     };
-    Ok(crate::placement::decide(&plane.drivers, snapshot, &target).explanation)
+    Ok(crate::placement::decide(&plane.drivers, snapshot, &target).recorded())
 }

@@ -58,6 +58,7 @@ pub(super) async fn place(
             return Ok(());
         };
         let placed_by = decided.placed_by();
+        let recorded = decided.recorded();
         let explanation = decided.explanation;
         let spawned = match (&explanation.outcome, &api.provisioner) {
             (Decision::Spawn { driver, spec, .. }, Some(provisioner)) => {
@@ -75,7 +76,7 @@ pub(super) async fn place(
                 let record = Placement {
                     loadbalancer_id: id.clone(),
                     decided_at: crate::ids::now(),
-                    explanation: explanation.clone(),
+                    explanation: recorded.clone(),
                     placed_by: placed_by.clone(),
                     spawned_device: spawned.as_ref().map(|d| d.id.clone()),
                 };
