@@ -275,11 +275,7 @@ fn decide_among(
             let caps = driver.capabilities();
             DriverInfo {
                 name: caps.name.clone(),
-                protocols: caps
-                    .protocols
-                    .iter()
-                    .map(|p| convert::protocol_name(*p).to_owned())
-                    .collect(),
+                protocols: caps.protocols.iter().map(|p| p.name().to_owned()).collect(),
                 can_spawn: caps.can_spawn,
                 max_vips_per_device: caps.limits.max_vips_per_device,
                 max_vlans_per_interface: caps.limits.max_vlans_per_interface,
@@ -293,7 +289,7 @@ fn decide_among(
         protocols: target
             .protocols
             .iter()
-            .map(|p| convert::protocol_name(convert::protocol(*p)).to_owned())
+            .map(|p| p.name().to_owned())
             .collect(),
         drivers: eligible,
         availability_zone: target.availability_zone.clone(),

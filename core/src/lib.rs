@@ -10,7 +10,7 @@ pub mod net;
 pub mod store;
 
 pub use lbaas_records::{DriverName, InvalidId, check_driver_text, check_driver_version};
-pub use lbaas_records::{ids, model, placement, signature_path, views};
+pub use lbaas_records::{capabilities, ids, model, placement, signature_path, views};
 
 /// The short id of a public key (the first 16 hex digits of its SHA-256), as logs and answers
 /// name publishers and checkpoint signers.

@@ -4,6 +4,7 @@
 //! cryptography, no async.
 
 pub mod audit;
+pub mod capabilities;
 pub mod ids;
 pub mod model;
 pub mod placement;

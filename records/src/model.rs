@@ -62,6 +62,22 @@ pub enum Protocol {
     ProxyV2,
 }
 
+impl Protocol {
+    /// Octavia's name of the protocol (`TCP`, `TERMINATED_HTTPS`, `PROXYV2`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Https => "HTTPS",
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+            Protocol::TerminatedHttps => "TERMINATED_HTTPS",
+            Protocol::Proxy => "PROXY",
+            Protocol::ProxyV2 => "PROXYV2",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LbAlgorithm {

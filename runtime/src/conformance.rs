@@ -112,10 +112,15 @@ pub fn check(driver: &LoadedDriver) -> Report {
             record(
                 &format!(
                     "translate accepts {} with {}",
-                    crate::convert::protocol_name(*protocol),
-                    algorithm_name(*algorithm)
+                    protocol.name(),
+                    lbaas_core::views::name(algorithm)
                 ),
-                translate(driver, kind, *protocol, *algorithm),
+                translate(
+                    driver,
+                    kind,
+                    crate::convert::protocol(*protocol),
+                    crate::convert::algorithm(*algorithm),
+                ),
             );
         }
     }
@@ -128,7 +133,7 @@ pub fn check(driver: &LoadedDriver) -> Report {
 }
 
 fn capabilities(driver: &LoadedDriver) -> Result<(), String> {
-    let caps = driver.capabilities();
+    let caps = driver.reported_capabilities();
     let mut problems = Vec::new();
     if caps.version.trim().is_empty() {
         problems.push("no version".to_owned());
@@ -199,7 +204,7 @@ fn validate_flavor(driver: &LoadedDriver) -> Result<(), String> {
 
 /// The kind of device the checks offer: physical when the driver manages physical ones.
 fn device_kind(driver: &LoadedDriver) -> DeviceKind {
-    let kinds = &driver.capabilities().device_kinds;
+    let kinds = &driver.reported_capabilities().device_kinds;
     if kinds.contains(&DeviceKind::Physical) {
         DeviceKind::Physical
     } else {
@@ -233,7 +238,7 @@ fn device(n: usize, kind: DeviceKind) -> Device {
 }
 
 fn select(driver: &LoadedDriver, kind: DeviceKind, count: usize) -> Result<(), String> {
-    let caps = driver.capabilities();
+    let caps = driver.reported_capabilities();
     let request = PlacementRequest {
         load_balancer_id: "conformance-lb".into(),
         project_id: "conformance-project".into(),
@@ -349,13 +354,4 @@ fn translate(
         return Err("an empty configuration".into());
     }
     Ok(())
-}
-
-fn algorithm_name(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::RoundRobin => "ROUND_ROBIN",
-        Algorithm::LeastConnections => "LEAST_CONNECTIONS",
-        Algorithm::SourceIp => "SOURCE_IP",
-        Algorithm::SourceIpPort => "SOURCE_IP_PORT",
-    }
 }

@@ -33,6 +33,7 @@ use crate::devices::DeviceDirectory;
 use crate::state::StateStore;
 use lbaas_core::DriverName;
 use lbaas_core::audit::{self, AuditSink, Discard};
+use lbaas_core::capabilities::Capabilities;
 use lbaas_telemetry::Metrics;
 
 use bindings::{DriverInstance, DriverPre};
@@ -377,6 +378,7 @@ impl Runtime {
                 pre: inner.pre.clone(),
                 context,
                 capabilities: inner.capabilities.clone(),
+                reported: inner.reported.clone(),
                 origin: inner.origin,
                 config: inner.config.clone(),
                 health: self.health_of(&inner.context.identity.sha256),
@@ -517,7 +519,8 @@ impl Runtime {
             inner: Arc::new(LoadedInner {
                 pre,
                 context,
-                capabilities,
+                capabilities: convert::capabilities(&capabilities),
+                reported: capabilities,
                 origin: origin_kind,
                 config: shared.config.clone(),
                 health: Health::default(),
@@ -604,7 +607,10 @@ impl crate::state::Namespace for NoState {
 struct LoadedInner {
     pre: DriverPre,
     context: Arc<DriverContext>,
-    capabilities: DriverCapabilities,
+    /// What the driver answered to `capabilities` at load, in the contract's types.
+    reported: DriverCapabilities,
+    /// The same in the host's types.
+    capabilities: Capabilities,
     origin: Origin,
     config: RuntimeConfig,
     health: Health,
@@ -673,9 +679,15 @@ impl LoadedDriver {
         &self.identity().name
     }
 
-    /// The capabilities the driver reported when it was loaded.
-    pub fn capabilities(&self) -> &DriverCapabilities {
+    /// What the driver supports, as it reported when it was loaded, in the host's types.
+    pub fn capabilities(&self) -> &Capabilities {
         &self.inner.capabilities
+    }
+
+    /// The driver's `capabilities` answer at load, in the contract's types (the conformance
+    /// kit and a vendor's tests compare it with a later answer).
+    pub fn reported_capabilities(&self) -> &DriverCapabilities {
+        &self.inner.reported
     }
 
     /// What the driver asked for, when it carries a manifest.

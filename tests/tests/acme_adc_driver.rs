@@ -54,7 +54,7 @@ fn capabilities_describe_a_physical_appliance() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = TestHost::open(dir.path());
     let driver = host.load(&drivers().acme_adc);
-    let caps = driver.capabilities();
+    let caps = driver.reported_capabilities();
     assert_eq!(caps.name, "acme-adc");
     assert!(!caps.can_spawn);
     assert_eq!(caps.device_kinds, vec![DeviceKind::Physical]);
@@ -255,7 +255,7 @@ fn udp_sctp_and_source_ip_port_render_for_the_appliance() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = TestHost::open(dir.path());
     let driver = host.load(&drivers().acme_adc);
-    let caps = driver.capabilities();
+    let caps = driver.reported_capabilities();
     for protocol in [Protocol::Udp, Protocol::Sctp] {
         assert!(caps.protocols.contains(&protocol), "{protocol:?}");
     }
@@ -393,7 +393,7 @@ fn l7_policies_headers_and_proxy_pools_render_for_the_appliance() {
     let dir = tempfile::tempdir().expect("temp dir");
     let host = TestHost::open(dir.path());
     let driver = host.load(&drivers().acme_adc);
-    let caps = driver.capabilities();
+    let caps = driver.reported_capabilities();
     assert_eq!(caps.features.l7_actions.len(), 4);
     assert!(caps.protocols.contains(&Protocol::ProxyV2));
 

@@ -19,7 +19,7 @@ fn host() -> (tempfile::TempDir, TestHost) {
 fn capabilities_describe_a_virtual_spawning_driver() {
     let (_dir, host) = host();
     let driver = host.load(&drivers().haproxy);
-    let caps = driver.capabilities();
+    let caps = driver.reported_capabilities();
     assert_eq!(caps.name, "haproxy");
     assert!(caps.can_spawn);
     assert_eq!(caps.device_kinds, vec![DeviceKind::Virtual]);

@@ -107,7 +107,7 @@ pub fn listener_protocol(provider: &str, name: &str) -> Decided<Protocol> {
     match protocol {
         Protocol::Proxy | Protocol::ProxyV2 => Err(Error::invalid(format!(
             "protocol {} is a pool protocol, not a listener protocol",
-            protocol_name(protocol)
+            protocol.name()
         ))),
         other => Ok(other),
     }
@@ -126,10 +126,6 @@ pub fn monitor_compatible(pool: Protocol, monitor: MonitorType) -> bool {
         ),
         _ => !matches!(monitor, MonitorType::UdpConnect | MonitorType::Sctp),
     }
-}
-
-pub fn protocol_name(protocol: Protocol) -> String {
-    lbaas_core::views::name(&protocol)
 }
 
 /// Whether a request sets an option: present, and neither `null`, empty, `false` nor `"NONE"`

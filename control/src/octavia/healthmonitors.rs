@@ -134,7 +134,7 @@ pub fn build(provider: &str, pool: &Pool, body: HealthMonitorCreate) -> Decided<
     if !fields::monitor_compatible(pool.protocol, body.kind) {
         return Err(Error::invalid(format!(
             "The health monitor type is not valid for a {} pool.",
-            fields::protocol_name(pool.protocol)
+            pool.protocol.name()
         )));
     }
     let timing = timing(

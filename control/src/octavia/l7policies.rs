@@ -192,8 +192,8 @@ fn redirect<'a>(
             if !fields::listener_pool_compatible(listener.protocol, pool.protocol) {
                 return Err(Error::invalid(format!(
                     "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-                    fields::protocol_name(pool.protocol),
-                    fields::protocol_name(listener.protocol)
+                    pool.protocol.name(),
+                    listener.protocol.name()
                 )));
             }
             Redirect {
@@ -287,7 +287,7 @@ fn assemble<'a>(
         return Err(Error::invalid(format!(
             "L7 policies need an HTTP listener; listener {} is {}.",
             listener.common.id,
-            fields::protocol_name(listener.protocol)
+            listener.protocol.name()
         )));
     }
     provider_renders_action(plane, &lb.provider, new.action)?;

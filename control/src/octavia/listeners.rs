@@ -212,7 +212,7 @@ fn insert_headers(
     if protocol != Protocol::Http {
         return Err(Error::invalid(format!(
             "insert_headers are only supported for HTTP listeners, not {}.",
-            fields::protocol_name(protocol)
+            protocol.name()
         )));
     }
     if !plane.provider_enabled(provider) {
@@ -262,8 +262,8 @@ fn check_default_pool(snapshot: &Snapshot, listener: &Listener, pool_id: &str) -
     if !fields::listener_pool_compatible(listener.protocol, pool.protocol) {
         return Err(Error::invalid(format!(
             "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-            fields::protocol_name(pool.protocol),
-            fields::protocol_name(listener.protocol)
+            pool.protocol.name(),
+            listener.protocol.name()
         )));
     }
     Ok(())

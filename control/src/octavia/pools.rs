@@ -148,8 +148,8 @@ pub fn build_tree(
     {
         return Err(Error::invalid(format!(
             "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-            fields::protocol_name(body.protocol),
-            fields::protocol_name(listener)
+            body.protocol.name(),
+            listener.name()
         )));
     }
     let mut pool = build(plane, lb, &mut body)?;
@@ -215,8 +215,8 @@ pub fn create(
             if !fields::listener_pool_compatible(listener.protocol, body.protocol) {
                 return Err(Error::invalid(format!(
                     "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-                    fields::protocol_name(body.protocol),
-                    fields::protocol_name(listener.protocol)
+                    body.protocol.name(),
+                    listener.protocol.name()
                 )));
             }
             Some(listener.clone())

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use lbaas_core::capabilities::Capabilities;
+
 use crate::model::{
     AvailabilityZoneProfile, DeviceKind, FlavorProfile, L7Action, L7RuleType, LbAlgorithm, Protocol,
 };
@@ -26,12 +28,7 @@ pub enum ProviderError {
     Invalid(String),
 }
 
-/// A profile key a provider declares: its name and what it means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileKey {
-    pub name: String,
-    pub description: String,
-}
+pub use lbaas_core::capabilities::ProfileKey;
 
 /// Which profile a metadata check is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,18 +75,16 @@ impl ControlPlane {
     ) -> Result<(), ProviderError> {
         self.provider(provider)?;
         if let Some(protocol) = protocol {
-            let wanted = convert::protocol(protocol);
             self.offers(
                 provider,
-                |caps| caps.protocols.contains(&wanted),
+                |caps| caps.protocols.contains(&protocol),
                 format_args!("protocol {}", lbaas_core::views::name(&protocol)),
             )?;
         }
         if let Some(algorithm) = algorithm {
-            let wanted = convert::algorithm(algorithm);
             self.offers(
                 provider,
-                |caps| caps.algorithms.contains(&wanted),
+                |caps| caps.algorithms.contains(&algorithm),
                 format_args!("lb_algorithm {}", lbaas_core::views::name(&algorithm)),
             )?;
         }
@@ -102,10 +97,9 @@ impl ControlPlane {
         provider: &str,
         action: L7Action,
     ) -> Result<(), ProviderError> {
-        let wanted = convert::l7_action(action);
         self.offers(
             provider,
-            |caps| caps.features.l7_actions.contains(&wanted),
+            |caps| caps.features.l7_actions.contains(&action),
             format_args!("L7 policy action {}", lbaas_core::views::name(&action)),
         )
     }
@@ -116,10 +110,9 @@ impl ControlPlane {
         provider: &str,
         kind: L7RuleType,
     ) -> Result<(), ProviderError> {
-        let wanted = convert::l7_rule_kind(kind);
         self.offers(
             provider,
-            |caps| caps.features.l7_rule_kinds.contains(&wanted),
+            |caps| caps.features.l7_rule_kinds.contains(&kind),
             format_args!("L7 rule type {}", lbaas_core::views::name(&kind)),
         )
     }
@@ -141,7 +134,7 @@ impl ControlPlane {
     fn offers(
         &self,
         provider: &str,
-        offers: impl FnOnce(&wit::DriverCapabilities) -> bool,
+        offers: impl FnOnce(&Capabilities) -> bool,
         option: impl std::fmt::Display,
     ) -> Result<(), ProviderError> {
         if offers(self.provider(provider)?.capabilities()) {
@@ -157,11 +150,7 @@ impl ControlPlane {
             .drivers
             .get(driver)
             .ok_or_else(|| ProviderError::Invalid(format!("Driver '{driver}' is not loaded.")))?;
-        let wanted = match kind {
-            DeviceKind::Physical => wit::DeviceKind::Physical,
-            DeviceKind::Virtual => wit::DeviceKind::Virtual,
-        };
-        if loaded.capabilities().device_kinds.contains(&wanted) {
+        if loaded.capabilities().device_kinds.contains(&kind) {
             return Ok(());
         }
         Err(ProviderError::Invalid(format!(
@@ -172,13 +161,19 @@ impl ControlPlane {
     /// The flavor keys `provider` declares (`None`: no such provider).
     pub fn flavor_keys(&self, provider: &str) -> Option<Vec<ProfileKey>> {
         let driver = self.drivers.get(provider)?;
-        Some(keys(&driver.capabilities().flavor_keys))
+        Some(driver.capabilities().flavor_keys.clone())
     }
 
     /// The availability-zone keys `provider` declares (`None`: no such provider).
     pub fn availability_zone_keys(&self, provider: &str) -> Option<Vec<ProfileKey>> {
         let driver = self.drivers.get(provider)?;
-        Some(keys(&driver.capabilities().features.availability_zone_keys))
+        Some(
+            driver
+                .capabilities()
+                .features
+                .availability_zone_keys
+                .clone(),
+        )
     }
 
     /// Checks a flavor profile with every provider it names: its metadata a JSON object of
@@ -249,23 +244,13 @@ impl ControlPlane {
     }
 }
 
-fn keys(declared: &[wit::FlavorKey]) -> Vec<ProfileKey> {
-    declared
-        .iter()
-        .map(|key| ProfileKey {
-            name: key.name.clone(),
-            description: key.help.clone(),
-        })
-        .collect()
-}
-
 /// A metadata key the provider's driver does not declare is an option the provider lacks
 /// (`501` naming it; the driver is not asked).
 fn declared(
     provider: &str,
     profile: Profile,
     metadata: &[wit::Entry],
-    declared: &[wit::FlavorKey],
+    declared: &[ProfileKey],
 ) -> Result<(), ProviderError> {
     match metadata
         .iter()
