@@ -19,8 +19,8 @@ use crate::devices::DeviceDirectory;
 use crate::state::Namespace;
 use lbaas_core::audit::{AuditSink, Event, Outcome};
 
-use super::LoadedIdentity;
 use super::permissions::DevicePolicy;
+use crate::identity::LoadedIdentity;
 
 pub use log::LogLimiter;
 
