@@ -1,217 +1,40 @@
-//! The operator dashboard under `/dashboard`: server-rendered pages (askama templates, every
-//! value escaped) of the devices and load balancers, the drivers with their lifecycle buttons,
-//! recent placements with their explanations, and the audit tail with its verification. One
-//! stylesheet and one small script (a refresh every five seconds) are served from the binary:
-//! no external asset, and a content security policy that allows nothing else.
-//!
-//! Admins only. A browser cannot send `X-Auth-Token`, so the login form takes the token and
-//! keeps it in an HttpOnly, SameSite=Strict cookie scoped to `/dashboard`; each page checks it
-//! as the API checks the header (a revoked Keystone token stops working here too). Under
-//! noauth every visitor is the admin, as on the API. Every form that changes something
-//! carries a token derived from the session and a secret of this process, and a request from
-//! another origin is refused, so no other site can press the buttons for an operator.
+//! The pages: the overview (load balancers and devices), the drivers with their lifecycle
+//! buttons, recent placements with their explanations, and the audit tail.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Form;
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use lbaas_core::audit::{Filter, Record};
 use lbaas_core::views::{VersionState, VersionView};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
+use super::html::render;
+use super::session::{FORGED_FORM, Viewer, is_genuine_form, viewer};
 use crate::drivers::actor;
-use crate::{Api, ApiError, Auth, Context};
+use crate::{Api, ApiError};
 use lbaas_control::drivers::Step;
 
-const COOKIE: &str = "lbaas_session";
 /// Rows of a long table shown; the rest are counted.
-const MAX_ROWS: usize = 200;
-const AUDIT_TAIL: u64 = 100;
-
-pub(crate) fn routes() -> Router<Arc<Api>> {
-    Router::new()
-        .route("/dashboard", get(overview))
-        .route("/dashboard/", get(overview))
-        .route("/dashboard/drivers", get(drivers))
-        .route("/dashboard/placements", get(placements))
-        .route("/dashboard/audit", get(audit))
-        .route("/dashboard/login", get(login_form).post(login))
-        .route("/dashboard/logout", post(logout))
-        .route("/dashboard/drivers/{name}/{action}", post(driver_action))
-        .route("/dashboard/assets/dashboard.css", get(stylesheet))
-        .route("/dashboard/assets/dashboard.js", get(script))
-}
-
-/// Headers of every page: nothing but this host's own assets runs or loads.
-fn page(status: StatusCode, html: String) -> Response {
-    (
-        status,
-        [
-            (CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
-            (CACHE_CONTROL, "no-store"),
-            (HeaderName::from_static("x-content-type-options"), "nosniff"),
-            // Nothing leaves for other sites; `no-referrer` would also make the browser send
-            // `Origin: null` with the page's own forms, which the origin check refuses.
-            (HeaderName::from_static("referrer-policy"), "same-origin"),
-        ],
-        html,
-    )
-        .into_response()
-}
-
-fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => page(status, html),
-        Err(error) => ApiError::internal(error).into_response(),
-    }
-}
-
-async fn stylesheet() -> Response {
-    asset("text/css", include_str!("../assets/dashboard.css"))
-}
-
-async fn script() -> Response {
-    asset("text/javascript", include_str!("../assets/dashboard.js"))
-}
-
-fn asset(kind: &'static str, body: &'static str) -> Response {
-    ([(CONTENT_TYPE, kind), (CACHE_CONTROL, "max-age=300")], body).into_response()
-}
-
-/// Who is looking, from the session cookie.
-struct Viewer {
-    ctx: Context,
-    /// The session's token (none under noauth).
-    token: Option<String>,
-}
-
-impl Viewer {
-    fn csrf(&self) -> String {
-        csrf_for(self.token.as_deref().unwrap_or(""))
-    }
-
-    fn who(&self) -> String {
-        if self.ctx.noauth {
-            "noauth admin".to_owned()
-        } else {
-            format!("admin of project {}", self.ctx.project_id)
-        }
-    }
-}
-
-/// The form token of a session: bound to its token and to this process.
-fn csrf_for(token: &str) -> String {
-    static SECRET: LazyLock<[u8; 32]> = LazyLock::new(|| {
-        let mut secret = [0u8; 32];
-        // Without randomness the token is still bound to the session token.
-        let _ = getrandom::fill(&mut secret);
-        secret
-    });
-    let mut hash = Sha256::new();
-    hash.update(*SECRET);
-    hash.update(token.as_bytes());
-    hex::encode(hash.finalize())
-}
-
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .filter_map(|cookie| cookie.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|value| !value.is_empty())
-}
-
-/// The admin looking at the dashboard, or the answer for anyone else: the login form for
-/// no (or a no longer valid) session, a refusal for a caller who is not an admin.
-async fn viewer(api: &Api, headers: &HeaderMap) -> Result<Viewer, Response> {
-    if matches!(api.auth, Auth::None) {
-        let ctx = api
-            .auth
-            .token_context("noauth")
-            .await
-            .map_err(IntoResponse::into_response)?;
-        return Ok(Viewer { ctx, token: None });
-    }
-    let Some(token) = session_token(headers) else {
-        return Err(Redirect::to("/dashboard/login").into_response());
-    };
-    match api.auth.token_context(&token).await {
-        Ok(ctx) if ctx.is_admin() => Ok(Viewer {
-            ctx,
-            token: Some(token),
-        }),
-        Ok(ctx) => Err(render(
-            StatusCode::FORBIDDEN,
-            &Refused {
-                message: format!(
-                    "You are logged in for project {}, without the admin role.",
-                    ctx.project_id
-                ),
-                csrf: csrf_for(&token),
-            },
-        )),
-        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
-            Err(Redirect::to("/dashboard/login").into_response())
-        }
-        Err(error) => Err(error.into_response()),
-    }
-}
-
-/// A form that changes something must come from this dashboard: its origin (when the
-/// browser names one) and its session's form token.
-fn is_genuine_form(viewer: &Viewer, headers: &HeaderMap, csrf: &str) -> bool {
-    let host = headers.get("host").and_then(|h| h.to_str().ok());
-    if let Some(origin) = headers.get("origin").and_then(|o| o.to_str().ok()) {
-        let same = host.is_some_and(|host| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        });
-        if !same {
-            return false;
-        }
-    }
-    csrf == viewer.csrf()
-}
-
-const FORGED_FORM: &str =
-    "This form did not come from this dashboard; reload the page and try again.";
-
-fn forbidden_form() -> Response {
-    ApiError::new(StatusCode::FORBIDDEN, FORGED_FORM).into_response()
-}
-
+pub(crate) const MAX_ROWS: usize = 200;
+pub(crate) const AUDIT_TAIL: u64 = 100;
 /// What every page shows around its content.
-struct Chrome {
-    page: &'static str,
-    who: String,
-    csrf: String,
-    can_log_out: bool,
-    refresh: bool,
-    notice: Option<String>,
-    error: Option<String>,
-    now: String,
+pub(crate) struct Chrome {
+    pub(crate) page: &'static str,
+    pub(crate) who: String,
+    pub(crate) csrf: String,
+    pub(crate) can_log_out: bool,
+    pub(crate) refresh: bool,
+    pub(crate) notice: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) now: String,
 }
 
 impl Chrome {
-    fn new(page: &'static str, viewer: &Viewer) -> Self {
+    pub(crate) fn new(page: &'static str, viewer: &Viewer) -> Self {
         Self {
             page,
             who: viewer.who(),
@@ -226,19 +49,19 @@ impl Chrome {
 }
 
 /// A status's name as the API shows it.
-fn status_name(status: &impl serde::Serialize) -> String {
+pub(crate) fn status_name(status: &impl serde::Serialize) -> String {
     match serde_json::to_value(status) {
         Ok(serde_json::Value::String(name)) => name,
         _ => "UNKNOWN".to_owned(),
     }
 }
 
-fn or_dash(value: Option<&str>) -> String {
+pub(crate) fn or_dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()
 }
 
 /// At most `max` characters, with an ellipsis when cut.
-fn elide(text: &str, max: usize) -> String {
+pub(crate) fn elide(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
@@ -247,45 +70,45 @@ fn elide(text: &str, max: usize) -> String {
 
 // ---- Overview ----
 
-struct StatusCount {
-    status: String,
-    count: usize,
+pub(crate) struct StatusCount {
+    pub(crate) status: String,
+    pub(crate) count: usize,
 }
 
-struct LbRow {
-    id: String,
-    name: String,
-    project: String,
-    provider: String,
-    provisioning: String,
-    operating: String,
-    device: String,
-    fault: String,
+pub(crate) struct LbRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) project: String,
+    pub(crate) provider: String,
+    pub(crate) provisioning: String,
+    pub(crate) operating: String,
+    pub(crate) device: String,
+    pub(crate) fault: String,
 }
 
-struct DeviceRow {
-    id: String,
-    name: String,
-    driver: String,
-    kind: String,
-    health: &'static str,
-    health_detail: String,
-    load: usize,
-    capacity: u32,
-    host: String,
+pub(crate) struct DeviceRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) driver: String,
+    pub(crate) kind: String,
+    pub(crate) health: &'static str,
+    pub(crate) health_detail: String,
+    pub(crate) load: usize,
+    pub(crate) capacity: u32,
+    pub(crate) host: String,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard/overview.html")]
-struct Overview {
-    chrome: Chrome,
-    lb_counts: Vec<StatusCount>,
-    loadbalancers: Vec<LbRow>,
-    lbs_unlisted: usize,
-    devices: Vec<DeviceRow>,
+pub(crate) struct Overview {
+    pub(crate) chrome: Chrome,
+    pub(crate) lb_counts: Vec<StatusCount>,
+    pub(crate) loadbalancers: Vec<LbRow>,
+    pub(crate) lbs_unlisted: usize,
+    pub(crate) devices: Vec<DeviceRow>,
 }
 
-async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+pub(crate) async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&api, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -368,37 +191,37 @@ async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
 
 // ---- Drivers ----
 
-struct VersionRow {
-    version: String,
+pub(crate) struct VersionRow {
+    pub(crate) version: String,
     sha256: String,
-    short_sha: String,
-    state: String,
-    uploaded_at: String,
-    signed_by: String,
-    can_activate: bool,
+    pub(crate) short_sha: String,
+    pub(crate) state: String,
+    pub(crate) uploaded_at: String,
+    pub(crate) signed_by: String,
+    pub(crate) can_activate: bool,
 }
 
-struct DriverRow {
-    name: String,
-    active: String,
-    vendor: String,
-    contract: String,
-    canary: String,
-    draining: bool,
-    quarantine: Option<String>,
-    can_roll_back: bool,
-    rollback_to: String,
-    versions: Vec<VersionRow>,
+pub(crate) struct DriverRow {
+    pub(crate) name: String,
+    pub(crate) active: String,
+    pub(crate) vendor: String,
+    pub(crate) contract: String,
+    pub(crate) canary: String,
+    pub(crate) draining: bool,
+    pub(crate) quarantine: Option<String>,
+    pub(crate) can_roll_back: bool,
+    pub(crate) rollback_to: String,
+    pub(crate) versions: Vec<VersionRow>,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard/drivers.html")]
-struct Drivers {
-    chrome: Chrome,
-    drivers: Vec<DriverRow>,
+pub(crate) struct Drivers {
+    pub(crate) chrome: Chrome,
+    pub(crate) drivers: Vec<DriverRow>,
 }
 
-fn driver_rows(api: &Api) -> Vec<DriverRow> {
+pub(crate) fn driver_rows(api: &Api) -> Vec<DriverRow> {
     api.drivers
         .records()
         .iter()
@@ -465,7 +288,7 @@ fn driver_rows(api: &Api) -> Vec<DriverRow> {
         .collect()
 }
 
-fn drivers_page(
+pub(crate) fn drivers_page(
     api: &Api,
     viewer: &Viewer,
     status: StatusCode,
@@ -488,12 +311,12 @@ fn drivers_page(
 }
 
 #[derive(Deserialize)]
-struct Done {
-    done: Option<String>,
-    driver: Option<String>,
+pub(crate) struct Done {
+    pub(crate) done: Option<String>,
+    pub(crate) driver: Option<String>,
 }
 
-async fn drivers(
+pub(crate) async fn drivers(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
     Query(done): Query<Done>,
@@ -519,12 +342,12 @@ async fn drivers(
 }
 
 #[derive(Deserialize)]
-struct ActionForm {
-    csrf: String,
-    version: Option<String>,
+pub(crate) struct ActionForm {
+    pub(crate) csrf: String,
+    pub(crate) version: Option<String>,
 }
 
-async fn driver_action(
+pub(crate) async fn driver_action(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
@@ -580,24 +403,24 @@ async fn driver_action(
 
 // ---- Placements ----
 
-struct PlacementRow {
-    loadbalancer_id: String,
-    loadbalancer: String,
-    decided_at: String,
-    decision: String,
-    by: String,
-    candidates: Vec<String>,
-    unlisted: String,
+pub(crate) struct PlacementRow {
+    pub(crate) loadbalancer_id: String,
+    pub(crate) loadbalancer: String,
+    pub(crate) decided_at: String,
+    pub(crate) decision: String,
+    pub(crate) by: String,
+    pub(crate) candidates: Vec<String>,
+    pub(crate) unlisted: String,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard/placements.html")]
-struct Placements {
-    chrome: Chrome,
-    placements: Vec<PlacementRow>,
+pub(crate) struct Placements {
+    pub(crate) chrome: Chrome,
+    pub(crate) placements: Vec<PlacementRow>,
 }
 
-async fn placements(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+pub(crate) async fn placements(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&api, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -673,17 +496,17 @@ async fn placements(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response
 
 // ---- Audit ----
 
-struct AuditRow {
-    seq: u64,
-    at: String,
-    driver: String,
-    version: String,
-    function: String,
-    outcome: &'static str,
-    target: String,
-    target_short: String,
-    detail: String,
-    detail_short: String,
+pub(crate) struct AuditRow {
+    pub(crate) seq: u64,
+    pub(crate) at: String,
+    pub(crate) driver: String,
+    pub(crate) version: String,
+    pub(crate) function: String,
+    pub(crate) outcome: &'static str,
+    pub(crate) target: String,
+    pub(crate) target_short: String,
+    pub(crate) detail: String,
+    pub(crate) detail_short: String,
 }
 
 impl From<Record> for AuditRow {
@@ -707,14 +530,14 @@ impl From<Record> for AuditRow {
 
 #[derive(Template)]
 #[template(path = "dashboard/audit.html")]
-struct Audit {
-    chrome: Chrome,
-    intact: bool,
-    verification: String,
-    records: Vec<AuditRow>,
+pub(crate) struct Audit {
+    pub(crate) chrome: Chrome,
+    pub(crate) intact: bool,
+    pub(crate) verification: String,
+    pub(crate) records: Vec<AuditRow>,
 }
 
-async fn audit(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+pub(crate) async fn audit(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&api, &headers).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -765,95 +588,4 @@ async fn audit(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
             records: records.into_iter().map(AuditRow::from).collect(),
         },
     )
-}
-
-// ---- Sessions ----
-
-#[derive(Template)]
-#[template(path = "dashboard/login.html")]
-struct Login {
-    error: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "dashboard/refused.html")]
-struct Refused {
-    message: String,
-    csrf: String,
-}
-
-async fn login_form(State(api): State<Arc<Api>>) -> Response {
-    if matches!(api.auth, Auth::None) {
-        return Redirect::to("/dashboard").into_response();
-    }
-    render(StatusCode::OK, &Login { error: None })
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-/// The longest token taken (as the API takes in its header).
-const MAX_TOKEN: usize = 8192;
-
-async fn login(State(api): State<Arc<Api>>, Form(form): Form<LoginForm>) -> Response {
-    let token = form.token.trim();
-    let usable = !token.is_empty()
-        && token.len() <= MAX_TOKEN
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
-    let refused = |status, error: &str| {
-        render(
-            status,
-            &Login {
-                error: Some(error.to_owned()),
-            },
-        )
-    };
-    if !usable {
-        return refused(StatusCode::BAD_REQUEST, "That is not a token.");
-    }
-    match api.auth.token_context(token).await {
-        Ok(ctx) if ctx.is_admin() => {
-            let cookie = format!("{COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict");
-            let mut response = Redirect::to("/dashboard").into_response();
-            if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(SET_COOKIE, cookie);
-            }
-            response
-        }
-        Ok(ctx) => refused(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "The dashboard is for admins: this token is project {}'s, without the admin role.",
-                ctx.project_id
-            ),
-        ),
-        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
-            refused(StatusCode::UNAUTHORIZED, "This token is not valid.")
-        }
-        Err(error) => refused(error.status, &error.message),
-    }
-}
-
-#[derive(Deserialize)]
-struct LogoutForm {
-    csrf: String,
-}
-
-async fn logout(headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
-    let token = session_token(&headers).unwrap_or_default();
-    if form.csrf != csrf_for(&token) {
-        return forbidden_form();
-    }
-    let mut response = Redirect::to("/dashboard/login").into_response();
-    response.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_static(
-            "lbaas_session=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
-    response
 }
