@@ -10,6 +10,7 @@ pub use lbaas_records::audit::{Event, Outcome, Record, Verification};
 /// Where audit events go. The runtime holds one; [`Discard`] is for tools and tests that do
 /// not audit.
 pub trait AuditSink: Send + Sync {
+    /// Queues `events` for the log (in order) and returns.
     fn append(&self, events: Vec<Event>);
 
     /// Appends and returns once the events are on disk: for what must be on record even if
@@ -42,19 +43,26 @@ pub trait AuditTrail: Send + Sync {
 /// Which records a query wants.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// Only records of this driver.
     pub driver: Option<String>,
+    /// Only records of this driver version.
     pub version: Option<String>,
+    /// Only records of this function (an import such as `state.get`, or an event name).
     pub function: Option<String>,
+    /// Only records with this outcome.
     pub outcome: Option<Outcome>,
-    /// RFC 3339 bounds, inclusive.
+    /// Only records written at or after this time (RFC 3339).
     pub since: Option<String>,
+    /// Only records written at or before this time (RFC 3339).
     pub until: Option<String>,
     /// Only records after this sequence number.
     pub after: Option<u64>,
+    /// At most this many records.
     pub limit: usize,
 }
 
 impl Filter {
+    /// Whether `record` passes every condition set.
     pub fn matches(&self, record: &Record) -> bool {
         let event = &record.event;
         self.driver.as_ref().is_none_or(|d| *d == event.driver)

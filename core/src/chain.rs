@@ -60,7 +60,9 @@ pub fn digest(seq: u64, at: &str, event: &Event, prev: &str) -> String {
 /// The chain's last record: its sequence number and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
+    /// Its sequence number.
     pub seq: u64,
+    /// Its hash (hex SHA-256).
     pub hash: String,
 }
 
@@ -76,7 +78,9 @@ pub fn decode_entry(bytes: &[u8]) -> serde_json::Result<Vec<Record>> {
 /// Where the chain goes on: the next sequence number and the hash the next record links to.
 #[derive(Debug, Clone)]
 pub struct Tip {
+    /// The next record's sequence number.
     pub next: u64,
+    /// The hash the next record links to.
     pub prev: String,
 }
 
@@ -138,6 +142,7 @@ pub struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
+    /// A walk from the chain's start, checking it against `checkpoint` when one is given.
     pub fn new(checkpoint: Option<&'a Checkpoint>) -> Self {
         Self {
             expected: 0,

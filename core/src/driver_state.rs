@@ -19,12 +19,21 @@ pub fn entry_cost(key: usize, value: usize) -> u64 {
     (key + value) as u64 + ENTRY_OVERHEAD
 }
 
+/// Why a namespace refused a read or a write.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The write would take the namespace past its quota.
     #[error("quota of {quota} bytes exceeded: the namespace would hold {wanted} bytes")]
-    QuotaExceeded { quota: u64, wanted: u64 },
+    QuotaExceeded {
+        /// The namespace's quota, in bytes.
+        quota: u64,
+        /// What it would hold after the write, in bytes.
+        wanted: u64,
+    },
+    /// The key breaks the key rules ([`check_key`]).
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// The value, of this many bytes, is larger than one value may be.
     #[error("value of {0} bytes is larger than the {MAX_VALUE_BYTES}-byte limit")]
     ValueTooLarge(usize),
     /// The backend failed (its own words).
@@ -32,11 +41,14 @@ pub enum StateError {
     Storage(String),
 }
 
+/// A namespace's answer.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
 /// One driver's key-value namespace.
 pub trait Namespace: Send + Sync {
+    /// The value under `key`, if there is one.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets `key` to `value`, within the quota.
     fn set(&self, key: &str, value: &[u8]) -> Result<()>;
     /// True when the key existed.
     fn delete(&self, key: &str) -> Result<bool>;
@@ -48,6 +60,7 @@ pub trait Namespace: Send + Sync {
 
 /// Hands out namespaces by driver name.
 pub trait StateStore: Send + Sync {
+    /// The namespace of `driver`, created on first use.
     fn namespace(&self, driver: &DriverName) -> Result<Arc<dyn Namespace>>;
 }
 
@@ -78,6 +91,7 @@ pub struct MemoryNamespace {
 }
 
 impl MemoryNamespace {
+    /// An empty namespace holding at most `quota` bytes.
     pub fn new(quota: u64) -> Self {
         Self {
             quota,

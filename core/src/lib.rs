@@ -3,6 +3,8 @@
 //! implement, the audit chain and its checkpoints.
 //! No storage engine, no HTTP, no Wasm; metrics and traces are `lbaas-telemetry`'s.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod chain;
 pub mod driver_state;

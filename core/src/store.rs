@@ -16,16 +16,27 @@ use crate::model::{
 /// The kinds of record, each in its own keyspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Load balancers.
     LoadBalancer,
+    /// Listeners.
     Listener,
+    /// Pools.
     Pool,
+    /// Pool members.
     Member,
+    /// Health monitors.
     HealthMonitor,
+    /// Flavor profiles.
     FlavorProfile,
+    /// Flavors.
     Flavor,
+    /// Devices the drivers manage.
     Device,
+    /// The operator's networks and subnets.
     Network,
+    /// Jobs: a load balancer to bring to its stored state.
     Job,
+    /// Each load balancer's last placement decision.
     Placement,
     /// A driver's versions and which one is active.
     Driver,
@@ -35,13 +46,18 @@ pub enum Kind {
     Quarantine,
     /// A project's quotas, by project id.
     Quota,
+    /// L7 policies.
     L7Policy,
+    /// L7 rules.
     L7Rule,
+    /// Availability-zone profiles.
     AvailabilityZoneProfile,
+    /// Availability zones.
     AvailabilityZone,
 }
 
 impl Kind {
+    /// Every kind, in the order of [`Kind::index`].
     pub const ALL: [Kind; 19] = [
         Kind::LoadBalancer,
         Kind::Listener,
@@ -64,6 +80,7 @@ impl Kind {
         Kind::AvailabilityZone,
     ];
 
+    /// The name of the kind's keyspace (a sled tree, a PostgreSQL `kind` value).
     pub fn tree(self) -> &'static str {
         match self {
             Kind::LoadBalancer => "loadbalancers",
@@ -93,48 +110,65 @@ impl Kind {
         Kind::ALL.into_iter().find(|kind| kind.tree() == tree)
     }
 
+    /// The kind's position in [`Kind::ALL`].
     pub fn index(self) -> usize {
         Kind::ALL.iter().position(|k| *k == self).unwrap_or(0)
     }
 }
 
+/// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend failed (its own words).
     #[error("storage: {0}")]
     Backend(String),
     /// The store cannot be reached now (its connections are down); trying again later may
     /// succeed, and nothing was written.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A stored record cannot be decoded.
     #[error("stored {kind} record `{id}` is unreadable: {reason}")]
     Corrupt {
+        /// The record's kind.
         kind: &'static str,
+        /// Its id.
         id: String,
+        /// Why it cannot be decoded.
         reason: String,
     },
 }
 
+/// A store's answer.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// One write of a commit.
 #[derive(Debug, Clone)]
 pub enum Write {
+    /// Stores `bytes` as record `id` of `kind`.
     Put {
+        /// The record's kind.
         kind: Kind,
+        /// Its id.
         id: String,
+        /// Its encoded bytes.
         bytes: Vec<u8>,
     },
+    /// Removes record `id` of `kind`.
     Delete {
+        /// The record's kind.
         kind: Kind,
+        /// Its id.
         id: String,
     },
 }
 
 /// Raw, kind-scoped storage. Implementations apply a commit atomically: all writes or none.
 pub trait Store: Send + Sync {
+    /// The bytes of record `id` of `kind`, if it exists.
     fn get(&self, kind: Kind, id: &str) -> Result<Option<Vec<u8>>>;
     /// Every record of a kind, in key order.
     fn scan(&self, kind: Kind) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Applies every write of `writes`, or none.
     fn commit(&self, writes: &[Write]) -> Result<()>;
     /// Makes every committed write durable.
     fn flush(&self) -> Result<()>;
@@ -199,7 +233,9 @@ pub trait Locked: Send {
 
 /// A record type and its keyspace.
 pub trait Record: Serialize + DeserializeOwned {
+    /// The kind of record this type is.
     const KIND: Kind;
+    /// Its id, its key in the kind's keyspace.
     fn id(&self) -> &str;
 }
 
@@ -269,7 +305,9 @@ pub fn decode<R: Record>(id: &str, bytes: &[u8]) -> Result<R> {
 
 /// Typed reads over any [`Store`].
 pub trait StoreExt {
+    /// Record `id` of type `R`, decoded, if it exists.
     fn load<R: Record>(&self, id: &str) -> Result<Option<R>>;
+    /// Every record of type `R`, decoded, in key order.
     fn all<R: Record>(&self) -> Result<Vec<R>>;
 }
 
@@ -296,10 +334,12 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// An empty batch.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Stores `record` (encoded in its envelope) when the batch is committed.
     pub fn put<R: Record>(&mut self, record: &R) -> &mut Self {
         let envelope = Envelope {
             v: SCHEMA_VERSION,
@@ -334,6 +374,7 @@ impl Batch {
         self
     }
 
+    /// Removes record `id` of type `R` when the batch is committed.
     pub fn delete<R: Record>(&mut self, id: &str) -> &mut Self {
         self.writes.push(Write::Delete {
             kind: R::KIND,
@@ -342,10 +383,12 @@ impl Batch {
         self
     }
 
+    /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
 
+    /// The writes, in order.
     pub fn writes(&self) -> &[Write] {
         &self.writes
     }
@@ -357,6 +400,7 @@ impl Batch {
             .any(|w| matches!(w, Write::Put { kind: k, id: i, .. } if *k == kind && i == id))
     }
 
+    /// Commits the batch to `store` in one atomic commit.
     pub fn commit(&self, store: &dyn Store) -> Result<()> {
         store.commit(&self.writes)
     }
@@ -378,6 +422,7 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

@@ -7,6 +7,10 @@
 //! so both are one set of legacy types; 0.3.0 changed records, and [`crate::compat`] converts
 //! between them. [`DriverPre`] / [`DriverInstance`] dispatch to the version a component
 //! implements, and answer for exports an older contract lacks.
+//!
+//! The generated items carry the WIT's own documentation where it has some.
+
+#![allow(missing_docs)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

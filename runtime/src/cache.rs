@@ -36,7 +36,9 @@ pub enum Lookup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
+    /// Compiled from the component's bytes.
     Compiled,
+    /// Read from the on-disk cache.
     Cache,
 }
 

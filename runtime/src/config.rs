@@ -38,6 +38,7 @@ pub struct RuntimeConfig {
     pub state_quota: u64,
     /// Driver log messages per second (after a burst of ten times as many).
     pub log_rate: u32,
+    /// What device calls may reach and carry.
     pub device_policy: DevicePolicy,
     /// Pooling instance allocator (the default); `false` allocates on demand, for comparison.
     pub pooling: bool,

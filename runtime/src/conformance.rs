@@ -23,22 +23,30 @@ use crate::{
 /// Candidates in the "many" case: what the scheduler's top-K never exceeds by much.
 const MANY: usize = 32;
 
+/// One check of the kit.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// What it checks, in words.
     pub name: String,
     /// `None` when it passed; why not otherwise.
     pub failure: Option<String>,
 }
 
+/// What the kit found of one driver version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The driver's name.
     pub driver: String,
+    /// Its version.
     pub version: String,
+    /// Its component's SHA-256.
     pub sha256: String,
+    /// Every check, in the order run.
     pub checks: Vec<Check>,
 }
 
 impl Report {
+    /// Whether every check passed.
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.failure.is_none())
     }

@@ -6,6 +6,7 @@ use crate as wit;
 use lbaas_core::capabilities::{Capabilities, Features, Limits, ProfileKey};
 use lbaas_core::model;
 
+/// A protocol in the contract's type.
 pub fn protocol(p: model::Protocol) -> wit::Protocol {
     match p {
         model::Protocol::Http => wit::Protocol::Http,
@@ -106,6 +107,7 @@ fn host_protocol(p: wit::Protocol) -> model::Protocol {
     }
 }
 
+/// An algorithm in the contract's type.
 pub fn algorithm(a: model::LbAlgorithm) -> wit::Algorithm {
     match a {
         model::LbAlgorithm::RoundRobin => wit::Algorithm::RoundRobin,
@@ -138,6 +140,7 @@ fn persistence(p: &model::SessionPersistence) -> wit::SessionPersistence {
     }
 }
 
+/// A network as drivers see it.
 pub fn network(n: &model::Network) -> wit::Network {
     wit::Network {
         id: n.id.clone(),
@@ -159,6 +162,7 @@ fn entries(map: &std::collections::BTreeMap<String, String>) -> Vec<wit::Entry> 
         .collect()
 }
 
+/// A device as drivers see it (its credentials stay with the host).
 pub fn device(d: &model::Device) -> wit::Device {
     wit::Device {
         id: d.id.clone(),
@@ -254,6 +258,7 @@ fn l7_policy(
     }
 }
 
+/// An L7 action in the contract's type.
 pub fn l7_action(a: model::L7Action) -> wit::L7Action {
     match a {
         model::L7Action::Reject => wit::L7Action::Reject,
@@ -263,6 +268,7 @@ pub fn l7_action(a: model::L7Action) -> wit::L7Action {
     }
 }
 
+/// An L7 rule type in the contract's type.
 pub fn l7_rule_kind(k: model::L7RuleType) -> wit::L7RuleKind {
     match k {
         model::L7RuleType::HostName => wit::L7RuleKind::HostName,
@@ -283,13 +289,19 @@ fn l7_compare(c: model::L7CompareType) -> wit::L7Compare {
     }
 }
 
+/// A load balancer's children, gathered from the snapshot for [`load_balancer`].
 pub struct Children<'a> {
+    /// Its listeners.
     pub listeners: Vec<&'a model::Listener>,
+    /// Its pools.
     pub pools: Vec<&'a model::Pool>,
+    /// Its pools' members.
     pub members: Vec<&'a model::Member>,
+    /// Its pools' health monitors.
     pub monitors: Vec<&'a model::HealthMonitor>,
     /// Each listener's policies, in `position` order.
     pub l7policies: Vec<&'a model::L7Policy>,
+    /// Its policies' rules.
     pub l7rules: Vec<&'a model::L7Rule>,
 }
 

@@ -11,16 +11,19 @@ pub use lbaas_core::model::Credentials;
 /// Where and how to reach one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceEndpoint {
+    /// The device's id.
     pub device_id: String,
     /// The driver that manages the device; only it may send requests there.
     pub driver: DriverName,
     /// Base URL of the management API, e.g. `http://127.0.0.1:9443`.
     pub management_url: String,
+    /// The credentials the host sends with every request (never shown to drivers).
     pub credentials: Option<Credentials>,
 }
 
 /// Resolves device ids to endpoints. The control plane's device registry implements this.
 pub trait DeviceDirectory: Send + Sync {
+    /// The endpoint of `device_id`, if the device is known.
     fn endpoint(&self, device_id: &str) -> Option<DeviceEndpoint>;
 }
 
@@ -31,15 +34,18 @@ pub struct StaticDevices {
 }
 
 impl StaticDevices {
+    /// An empty directory.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds (or replaces) `endpoint`.
     pub fn insert(&self, endpoint: DeviceEndpoint) {
         let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
         devices.insert(endpoint.device_id.clone(), endpoint);
     }
 
+    /// Forgets `device_id`.
     pub fn remove(&self, device_id: &str) {
         let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
         devices.remove(device_id);

@@ -54,10 +54,12 @@ impl std::fmt::Debug for LoadedDriver {
 }
 
 impl LoadedDriver {
+    /// Who this version is.
     pub fn identity(&self) -> &LoadedIdentity {
         &self.inner.context.identity
     }
 
+    /// The driver's name.
     pub fn name(&self) -> &DriverName {
         &self.identity().name
     }
@@ -230,11 +232,13 @@ impl LoadedDriver {
         self.call("capabilities", |d, s| d.capabilities(s))
     }
 
+    /// Asks the driver whether it takes `flavor` (`validate-flavor`).
     pub fn validate_flavor(&self, flavor: &Flavor) -> Result<()> {
         self.call("validate-flavor", |d, s| d.validate_flavor(s, flavor))?
             .map_err(|e| self.refused("validate-flavor", e))
     }
 
+    /// Asks the driver whether it takes `zone` (`validate-availability-zone`).
     pub fn validate_availability_zone(&self, zone: &AvailabilityZone) -> Result<()> {
         self.call("validate-availability-zone", |d, s| {
             d.validate_availability_zone(s, zone)
@@ -242,6 +246,7 @@ impl LoadedDriver {
         .map_err(|e| self.refused("validate-availability-zone", e))
     }
 
+    /// Asks the driver to judge `candidates` for `request` (`select`).
     pub fn select(&self, request: &PlacementRequest, candidates: &[Candidate]) -> Result<Hints> {
         let hints = self.call("select", |d, s| d.select(s, request, candidates))?;
         // A hint for a device that was not offered is ignored rather than trusted.
@@ -251,6 +256,7 @@ impl LoadedDriver {
         Ok(hints)
     }
 
+    /// Asks the driver for `device`'s configuration of `lb` (`translate`).
     pub fn translate(&self, lb: &LoadBalancer, device: &Device) -> Result<DeviceConfig> {
         let config = self
             .call("translate", |d, s| d.translate(s, lb, device))?

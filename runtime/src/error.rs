@@ -14,26 +14,48 @@ use lbaas_core::DriverName;
 /// Why a driver call did not produce a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
+    /// Stopped at its deadline (epoch interruption).
     #[error("ran past its deadline of {0:?} and was stopped")]
     Deadline(Duration),
+    /// Asked for more linear memory than its grant.
     #[error("tried to grow its memory to {wanted} bytes, past the limit of {limit} bytes")]
-    MemoryLimit { wanted: usize, limit: usize },
-    #[error("overflowed its stack (limit {0} bytes)")]
-    StackOverflow(usize),
-    #[error("trapped: {trap}{}", guest.as_deref().map(|g| format!("; the driver said: {g}")).unwrap_or_default())]
-    Trap { trap: String, guest: Option<String> },
-    #[error("returned {what} of {size} bytes, more than the {limit}-byte limit")]
-    OutputTooLarge {
-        what: &'static str,
-        size: usize,
+    MemoryLimit {
+        /// The size it asked for, in bytes.
+        wanted: usize,
+        /// Its grant, in bytes.
         limit: usize,
     },
+    /// Ran out of its stack (the stack limit, in bytes).
+    #[error("overflowed its stack (limit {0} bytes)")]
+    StackOverflow(usize),
+    /// Trapped: a panic, an unreachable, a bad memory access.
+    #[error("trapped: {trap}{}", guest.as_deref().map(|g| format!("; the driver said: {g}")).unwrap_or_default())]
+    Trap {
+        /// The trap, in wasmtime's words.
+        trap: String,
+        /// The last of what the driver wrote to stderr (a panic message), made printable.
+        guest: Option<String>,
+    },
+    /// Answered more than the host takes.
+    #[error("returned {what} of {size} bytes, more than the {limit}-byte limit")]
+    OutputTooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Could not be instantiated (in wasmtime's words).
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    /// Made more import calls, log lines or audit bytes than one call may.
     #[error("exceeded a limit: {0}")]
     Limit(String),
+    /// Sent a device a request its policy refuses (the refusal).
     #[error("sent a device what its policy refuses: {0}")]
     DeviceRefused(String),
+    /// Was under way when the host stopped (found at the next start).
     #[error("was under way when the host stopped: {0}")]
     Interrupted(String),
 }
@@ -70,35 +92,56 @@ impl Failure {
     }
 }
 
+/// Why the runtime could not load a component or get an answer from a driver.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The bytes are not a driver component the host takes.
     #[error("{origin}: not a valid driver component: {reason}")]
-    InvalidComponent { origin: String, reason: String },
+    InvalidComponent {
+        /// Where the bytes came from (a file, an upload).
+        origin: String,
+        /// Why they are refused.
+        reason: String,
+    },
+    /// The call failed in the sandbox.
     #[error("driver {driver} {version}: `{function}` {failure}")]
     Call {
+        /// The driver.
         driver: DriverName,
+        /// Its version.
         version: String,
+        /// The export called.
         function: &'static str,
+        /// How it failed.
         failure: Failure,
     },
+    /// The driver answered with an error of its own.
     #[error(
         "driver {driver} {version}: `{function}` refused: {}",
         describe_driver_error(error)
     )]
     Refused {
+        /// The driver.
         driver: DriverName,
+        /// Its version.
         version: String,
+        /// The export called.
         function: &'static str,
+        /// The driver's error.
         error: DriverError,
     },
+    /// The driver's state namespace failed.
     #[error("driver state: {0}")]
     State(#[from] crate::state::StateError),
+    /// Reading a component or the cache failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// wasmtime could not be set up (in its words).
     #[error("wasm engine: {0}")]
     Engine(String),
 }
 
+/// The runtime's answer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A driver's error in words, for operators and users: its text escaped and bounded, since it

@@ -24,35 +24,64 @@ pub struct Trust {
 /// operator's words in its `Display`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
+    /// A file could not be read.
     #[error("cannot read {what} {}: {reason}", path.display())]
     Unreadable {
+        /// What the file was to hold (a key, a signature, a component).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why, in the system's words.
         reason: String,
     },
+    /// A key or signature file does not hold hex.
     #[error("{what} {} is not hex", path.display())]
-    NotHex { what: &'static str, path: PathBuf },
+    NotHex {
+        /// What the file was to hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key or signature file holds the wrong number of bytes.
     #[error("{what} {} is not {len} bytes", path.display())]
     WrongLength {
+        /// What the file was to hold.
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The bytes it should hold.
         len: usize,
     },
+    /// A public key file holds no ed25519 key.
     #[error("public key {} is not an ed25519 key: {reason}", path.display())]
-    NotAKey { path: PathBuf, reason: String },
+    NotAKey {
+        /// The file.
+        path: PathBuf,
+        /// Why, in ed25519's words.
+        reason: String,
+    },
+    /// Signatures are required and no key is trusted.
     #[error("signatures are required but no key is trusted (--trusted-key FILE)")]
     NoTrustedKey,
+    /// A pin is not a SHA-256 digest.
     #[error("pin `{0}` is not a SHA-256 digest (64 hex digits)")]
     BadPin(String),
     /// Pins are set and the component's digest is not among them.
     #[error("its SHA-256 {0} is not pinned")]
     NotPinned(String),
+    /// The component has no signature and signatures are required.
     #[error("it is unsigned, and this host requires signatures")]
     Unsigned,
+    /// The signature file is not a signature.
     #[error("its signature is not 64 hex-encoded bytes")]
     MalformedSignature,
+    /// No trusted key verifies the signature.
     #[error("its signature does not verify with any trusted key ({trusted} trusted)")]
-    BadSignature { trusted: usize },
+    BadSignature {
+        /// How many keys were tried.
+        trusted: usize,
+    },
+    /// The system gave no randomness for a new key.
     #[error("no randomness: {0}")]
     NoRandomness(String),
 }
@@ -60,6 +89,7 @@ pub enum TrustError {
 /// Why a component may run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Accepted {
+    /// The component's SHA-256.
     pub sha256: String,
     /// The id of the trusted key that signed it.
     pub signed_by: Option<String>,

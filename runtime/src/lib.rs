@@ -6,6 +6,8 @@
 //! never escapes: the instance is dropped and the caller gets an [`Error::Call`] naming the
 //! driver, its version and the function.
 
+#![warn(missing_docs)]
+
 mod bindings;
 mod cache;
 mod compat;

@@ -19,53 +19,74 @@ pub const SUPPORTED_WIT: &[&str] = super::bindings::CONTRACTS;
 /// Largest manifest read.
 const MAX_MANIFEST: usize = 64 * 1024;
 
+/// What a driver component declares about itself in its `lbaas-manifest` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The driver's name (it must report the same).
     pub name: String,
+    /// Its version (it must report the same).
     pub version: String,
+    /// The contract it is built against (`lbaas:driver@0.3.0`).
     pub wit: String,
     /// `None`: the driver needs no device access.
     pub device_api: Option<DeviceApiRequest>,
+    /// The linear memory it asks for, in bytes.
     pub memory_bytes: Option<u64>,
+    /// The state it asks to keep, in bytes.
     pub state_bytes: Option<u64>,
+    /// The deadlines it asks for.
     pub deadlines_ms: Option<DeadlinesMs>,
 }
 
+/// The device requests a driver asks to make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceApiRequest {
+    /// HTTP methods.
     pub methods: Vec<String>,
     /// Path prefixes, each starting with `/`.
     pub paths: Vec<String>,
 }
 
+/// Deadlines a driver asks for, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadlinesMs {
+    /// `select`.
     pub select: Option<u64>,
     /// `apply`, `remove`, `status`.
     pub device: Option<u64>,
+    /// Every other export.
     pub other: Option<u64>,
 }
 
 /// What the host enforces for one driver version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
+    /// The device requests it may make (`None`: none).
     pub device_api: Option<DeviceApiGrant>,
+    /// Its linear memory, in bytes.
     pub memory_bytes: usize,
+    /// Its state namespace's quota, in bytes.
     pub state_bytes: u64,
+    /// The deadline of `select`.
     #[serde(with = "millis")]
     pub select_deadline: Duration,
+    /// The deadline of `apply`, `remove` and `status`.
     #[serde(with = "millis")]
     pub device_deadline: Duration,
+    /// The deadline of every other export.
     #[serde(with = "millis")]
     pub call_deadline: Duration,
 }
 
+/// The device requests a driver version may make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceApiGrant {
+    /// HTTP methods.
     pub methods: Vec<String>,
+    /// Path prefixes.
     pub paths: Vec<String>,
 }
 
@@ -80,6 +101,7 @@ mod millis {
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
+/// A method's name as manifests and grants spell it (`GET`, …).
 pub fn method_name(method: Method) -> &'static str {
     match method {
         Method::Get => "GET",
@@ -134,16 +156,25 @@ impl Grant {
 /// Why a component's manifest is not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    /// The component's sections cannot be read.
     #[error("unreadable component: {0}")]
     Unreadable(String),
+    /// The manifest is larger than the host reads.
     #[error("its manifest is larger than {MAX_MANIFEST} bytes")]
     TooLarge,
+    /// The manifest is not the manifest's JSON.
     #[error("its manifest is not valid: {0}")]
     Invalid(String),
+    /// The manifest names a contract this host does not serve.
     #[error("it targets {wit}, which this host does not serve (supported: {})", SUPPORTED_WIT.join(", "))]
-    UnsupportedWit { wit: String },
+    UnsupportedWit {
+        /// The contract it names.
+        wit: String,
+    },
+    /// The manifest asks for a method `device-api` does not have.
     #[error("its manifest asks for an unknown method `{0}`")]
     UnknownMethod(String),
+    /// A path prefix does not start with `/`.
     #[error("its manifest's path prefix `{0}` does not start with /")]
     RelativePath(String),
 }
@@ -152,18 +183,30 @@ pub enum ManifestError {
 /// `device-api` error) and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotGranted {
+    /// The driver may make no device request.
     #[error("driver {driver} was not granted device-api")]
-    NoDeviceApi { driver: String },
+    NoDeviceApi {
+        /// The driver.
+        driver: String,
+    },
+    /// The method is not granted.
     #[error("method {method} is not granted to driver {driver} (granted: {})", granted.join(", "))]
     Method {
+        /// The driver.
         driver: String,
+        /// The method it used.
         method: &'static str,
+        /// The methods it was granted.
         granted: Vec<String>,
     },
+    /// The path is under no granted prefix.
     #[error("path {path} is not granted to driver {driver} (granted: {})", granted.join(", "))]
     Path {
+        /// The driver.
         driver: String,
+        /// The path it asked for.
         path: String,
+        /// The prefixes it was granted.
         granted: Vec<String>,
     },
 }

@@ -43,7 +43,9 @@ pub struct DevicePolicy {
     pub allowed_networks: Vec<IpNet>,
     /// Sockets no device may be reached at: the host's own listening addresses.
     pub reserved: Vec<std::net::SocketAddr>,
+    /// The largest request body a driver may send.
     pub max_request_bytes: usize,
+    /// The largest response body the host reads from a device.
     pub max_response_bytes: u64,
     /// The longest a device call may take (less when the driver call's deadline is nearer).
     pub timeout: std::time::Duration,
@@ -67,7 +69,9 @@ impl Default for DevicePolicy {
 /// A request that passed the policy, ready to send.
 #[derive(Debug)]
 pub struct Permitted {
+    /// The URL the request goes to.
     pub url: String,
+    /// The device it reaches.
     pub endpoint: DeviceEndpoint,
 }
 

@@ -123,6 +123,7 @@ impl Runtime {
         Health::kept_in(self.shared.quarantines.get().cloned(), sha256)
     }
 
+    /// The runtime's limits and knobs.
     pub fn config(&self) -> &RuntimeConfig {
         &self.shared.config
     }

@@ -40,6 +40,7 @@ pub struct Scope {
 /// A scope bound to the one device it is sent to.
 #[derive(Debug, Clone)]
 pub struct DeviceScope {
+    /// The device the scope is sent to.
     pub device_id: String,
     /// The header's value.
     pub header: String,

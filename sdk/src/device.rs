@@ -19,6 +19,7 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request of `method` to `path` on the device, without headers or body.
     pub fn new(method: Method, path: &str) -> Self {
         Self {
             method,
@@ -28,27 +29,33 @@ impl Request {
         }
     }
 
+    /// A `GET` of `path`.
     pub fn get(path: &str) -> Self {
         Self::new(Method::Get, path)
     }
 
+    /// A `POST` to `path`.
     pub fn post(path: &str) -> Self {
         Self::new(Method::Post, path)
     }
 
+    /// A `PUT` to `path`.
     pub fn put(path: &str) -> Self {
         Self::new(Method::Put, path)
     }
 
+    /// A `DELETE` of `path`.
     pub fn delete(path: &str) -> Self {
         Self::new(Method::Delete, path)
     }
 
+    /// Adds a header (the host refuses `lbaas-*` names: those are its own).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push(Entry::new(name, value));
         self
     }
 
+    /// Sets the body.
     pub fn body(mut self, body: Vec<u8>) -> Self {
         self.body = body;
         self
@@ -81,12 +88,16 @@ impl Request {
 /// A device's answer.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// The headers.
     pub headers: Vec<Entry>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -111,6 +122,7 @@ impl Response {
             .map_err(|e| DriverError::DeviceRejected(format!("device sent invalid JSON: {e}")))
     }
 
+    /// The first header named `name` (case-insensitively), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -20,6 +20,10 @@
 //! re-exported at the crate root, with a few conveniences on top ([`state`], [`device`],
 //! [`log`]).
 
+#![warn(missing_docs)]
+
+// Generated from the contract; its items carry the WIT's own documentation where it has some.
+#[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
         world: "vendor-driver",
@@ -241,6 +245,7 @@ impl Device {
 }
 
 impl Entry {
+    /// An entry of `key` and `value`.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
         Self {
             key: key.into(),
@@ -250,6 +255,7 @@ impl Entry {
 }
 
 impl FlavorKey {
+    /// A flavor key named `name`, with `help` for operators.
     pub fn new(name: impl Into<String>, help: impl Into<String>) -> Self {
         Self {
             name: name.into(),
