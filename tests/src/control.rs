@@ -163,6 +163,24 @@ impl ControlPlane {
         }
     }
 
+    /// Runs one round of the status monitor now (what the host does every few seconds), then
+    /// waits until every job it queued has run: after this, whatever a round would do about
+    /// what a test just did is done.
+    pub fn status_round(&self) {
+        use lbaas_host::store::StoreExt as _;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(lbaas_host::monitor::round(&self.plane));
+        crate::wait_until("the jobs of a status round have run", || {
+            self.plane
+                .store
+                .all::<lbaas_host::model::Job>()
+                .is_ok_and(|jobs| jobs.is_empty())
+        });
+    }
+
     /// Stops the server and waits until it has shut down.
     pub fn stop(mut self) {
         self.shutdown();

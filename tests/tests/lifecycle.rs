@@ -571,9 +571,24 @@ fn the_driver_folder_activates_new_files_and_refuses_broken_ones() {
         "{log:#?}"
     );
     assert_eq!(active(&admin, "haproxy"), "0.1.1");
-    // Nothing is retried until the file changes.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(audit(&admin, "function=lifecycle.refused").len(), 2);
+    // Nothing is retried until the file changes: a later scan, seen to run because it refuses
+    // a third file (the newest, so the last a scan looks at), refuses the first two no more.
+    copy(&fixtures.broken_caps, "broken-caps.wasm");
+    wait_until("the third broken file is refused", || {
+        audit(&admin, "function=lifecycle.refused").len() >= 3
+    });
+    let refused: Vec<String> = audit(&admin, "function=lifecycle.refused")
+        .iter()
+        .map(|r| r["target"].to_string())
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    for file in ["corrupt.wasm", "haproxy-9.wasm", "broken-caps.wasm"] {
+        assert_eq!(
+            refused.iter().filter(|t| t.contains(file)).count(),
+            1,
+            "{file}: {refused:#?}"
+        );
+    }
 }
 
 #[test]
