@@ -165,8 +165,21 @@ async fn bad_requests_get_octavia_faults() {
     assert_fault(status, &body, StatusCode::BAD_REQUEST, "colour");
     let (status, body) = post(r#"{"loadbalancer": {"vip_subnet_id": 7}}"#).await;
     assert_fault(status, &body, StatusCode::BAD_REQUEST, "vip_subnet_id");
-    // Well formed, but this host has no driver to run it.
+    // The VIP is checked before the provider, as Octavia does.
     let (status, body) = post(r#"{"loadbalancer": {"vip_subnet_id": "nowhere"}}"#).await;
+    assert_fault(status, &body, StatusCode::BAD_REQUEST, "Subnet nowhere");
+    // Well formed, but this host has no driver to run it.
+    let network = r#"{"network": {"id": "net-vip", "subnets": [{"id": "subnet-vip", "cidr": "10.1.0.0/24"}]}}"#;
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/v2/admin/networks",
+        Some(ADMIN),
+        Some(network),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, body) = post(r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip"}}"#).await;
     assert_fault(
         status,
         &body,
@@ -680,4 +693,173 @@ async fn projects_networks_and_subnets_have_neutrons_quotas() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+const OTHER: &str = "other-token";
+
+/// A host with no drivers over a store that already holds what a tenant built: a VIP network,
+/// and project `tenant`'s ACTIVE load balancer with an HTTP listener on port 80, a pool with a
+/// health monitor and one member at 10.0.1.11:8080.
+fn seeded() -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use lbaas_core::model::{HealthMonitor, Listener, LoadBalancer, Member, Network, Pool};
+    use lbaas_core::store::Batch;
+    let record = |kind_fields: Value, id: &str| {
+        let mut value = json!({
+            "id": id, "project_id": "tenant", "name": id, "description": "",
+            "admin_state_up": true, "provisioning_status": "ACTIVE",
+            "operating_status": "ONLINE", "created_at": "2026-12-01T00:00:00Z",
+            "updated_at": null, "tags": [], "loadbalancer_id": "lb-1",
+        });
+        value
+            .as_object_mut()
+            .expect("object")
+            .extend(kind_fields.as_object().expect("fields").clone());
+        value
+    };
+    fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+        serde_json::from_value(value).expect("a record")
+    }
+    let store = MemoryStore::new();
+    let network: Network = typed(json!({
+        "id": "net-vip", "name": "public", "project_id": null, "vlan": 100,
+        "subnets": [{"id": "subnet-vip", "name": "", "cidr": "127.0.10.0/24",
+                     "gateway_ip": null}],
+        "created_at": "2026-12-01T00:00:00Z"}));
+    let lb: LoadBalancer = typed(record(
+        json!({"vip_address": "127.0.10.2", "vip_network_id": "net-vip",
+               "vip_subnet_id": "subnet-vip", "vip_port_id": "port-1", "provider": "haproxy",
+               "flavor_id": null, "device_id": null, "fault": null}),
+        "lb-1",
+    ));
+    let listener: Listener = typed(record(
+        json!({"protocol": "HTTP", "protocol_port": 80, "connection_limit": -1,
+               "default_pool_id": "pool-1", "timeout_client_data": 50000,
+               "timeout_member_connect": 5000, "timeout_member_data": 50000,
+               "timeout_tcp_inspect": 0, "allowed_cidrs": []}),
+        "listener-1",
+    ));
+    let pool: Pool = typed(record(
+        json!({"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+               "session_persistence": null, "healthmonitor_id": "hm-1"}),
+        "pool-1",
+    ));
+    let member: Member = typed(record(
+        json!({"pool_id": "pool-1", "address": "10.0.1.11", "protocol_port": 8080,
+               "weight": 1, "backup": false, "subnet_id": null, "monitor_address": null,
+               "monitor_port": null}),
+        "member-1",
+    ));
+    let monitor: HealthMonitor = typed(record(
+        json!({"pool_id": "pool-1", "type": "TCP", "delay": 5, "timeout": 3,
+               "max_retries": 3, "max_retries_down": 3, "http_method": null,
+               "url_path": null, "expected_codes": null}),
+        "hm-1",
+    ));
+    let mut batch = Batch::new();
+    batch
+        .put(&network)
+        .put(&lb)
+        .put(&listener)
+        .put(&pool)
+        .put(&member)
+        .put(&monitor);
+    batch.commit(&store).expect("seed the store");
+    let grant = |project: &str, role: &str| TokenGrant {
+        project_id: project.into(),
+        roles: vec![role.into()],
+    };
+    let auth = Auth::Tokens(HashMap::from([
+        (ADMIN.to_owned(), grant("admin-project", "admin")),
+        (MEMBER.to_owned(), grant("tenant", "load-balancer_member")),
+        (OTHER.to_owned(), grant("other", "load-balancer_member")),
+    ]));
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+    let plane = ControlPlane::new(Arc::new(store), Arc::new(Drivers::none()), None, jobs)
+        .with_address_rules(lbaas_control::addresses::AddressRules {
+            device_networks: vec!["127.0.0.0/8".parse().expect("a network")],
+            ..Default::default()
+        });
+    let api = Api::new(Arc::new(plane), auth);
+    (router(Arc::new(api)), queue)
+}
+
+/// Every request a tenant or an operator can get wrong, answered with the status Octavia
+/// gives and a message naming what is wrong; and nothing stored changes.
+#[tokio::test]
+async fn bad_requests_get_their_octavia_status_and_a_readable_fault() {
+    let (app, mut jobs) = seeded();
+    let listener =
+        |fields: &str| format!(r#"{{"listener": {{"loadbalancer_id": "lb-1", {fields}}}}}"#);
+    let device = |fields: &str| {
+        format!(r#"{{"device": {{"kind": "virtual", "driver": "haproxy", {fields}}}}}"#)
+    };
+    let lbs = "/v2/lbaas/loadbalancers";
+    let listeners = "/v2/lbaas/listeners";
+    let members = "/v2/lbaas/pools/pool-1/members";
+    let cases: Vec<(&str, &str, &str, String, u16, &str)> = vec![
+        // Bodies that are not what the resource takes.
+        (MEMBER, "POST", lbs, "{not json".into(), 400, "Invalid input"),
+        (MEMBER, "POST", lbs, String::new(), 400, "empty"),
+        (MEMBER, "POST", lbs, r#"{"loadbalancer": {"vip_subnet_id": 42}}"#.into(), 400, "invalid type"),
+        (MEMBER, "POST", lbs, r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "colour": "red"}}"#.into(), 400, "unknown field"),
+        (MEMBER, "POST", lbs, r#"{"loadbalancer": {}}"#.into(), 400, "vip_subnet_id"),
+        (MEMBER, "POST", lbs, r#"{"loadbalancer": {"vip_subnet_id": "nope"}}"#.into(), 400, "Subnet nope"),
+        (MEMBER, "POST", lbs, r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "project_id": "other"}}"#.into(), 403, "Policy"),
+        // Listeners.
+        (MEMBER, "POST", listeners, listener(r#""protocol": "TCP", "protocol_port": 70000"#), 400, "70000"),
+        (MEMBER, "POST", listeners, listener(r#""protocol": "TCP", "protocol_port": 0"#), 400, "not a port"),
+        (MEMBER, "POST", listeners, listener(r#""protocol": "GOPHER", "protocol_port": 70"#), 400, "unknown variant"),
+        (OTHER, "POST", listeners, listener(r#""protocol": "TCP", "protocol_port": 82"#), 403, "Policy does not allow"),
+        // Members, monitors, pools.
+        (MEMBER, "POST", members, r#"{"member": {"address": "not-an-ip", "protocol_port": 80}}"#.into(), 400, "not an IP address"),
+        (MEMBER, "POST", members, r#"{"member": {"address": "10.0.1.50", "protocol_port": 80, "weight": 300}}"#.into(), 400, "weight 300"),
+        (MEMBER, "POST", members, r#"{"member": {"address": "10.0.1.11", "protocol_port": 8080}}"#.into(), 409, "already using"),
+        (OTHER, "POST", members, r#"{"member": {"address": "10.0.1.60", "protocol_port": 80}}"#.into(), 403, "Policy does not allow"),
+        (MEMBER, "POST", "/v2/lbaas/healthmonitors", r#"{"healthmonitor": {"pool_id": "pool-1", "type": "TCP", "delay": 1, "timeout": 5, "max_retries": 3}}"#.into(), 409, "already has"),
+        (MEMBER, "PUT", "/v2/lbaas/pools/pool-1", r#"{"pool": {"lb_algorithm": "FASTEST"}}"#.into(), 400, "unknown variant"),
+        (MEMBER, "DELETE", "/v2/lbaas/loadbalancers/lb-1", String::new(), 400, "has children"),
+        // What only admins create.
+        (MEMBER, "POST", "/v2/lbaas/flavors", r#"{"flavor": {"name": "x"}}"#.into(), 403, "Policy"),
+        (MEMBER, "POST", "/v2/admin/networks", r#"{"network": {"subnets": [{"cidr": "10.0.0.0/8"}]}}"#.into(), 403, "Policy"),
+        (MEMBER, "POST", "/v2/admin/devices", device(r#""management_url": "http://127.0.0.1:1", "capacity": 1"#), 403, "does not allow"),
+        (ADMIN, "POST", "/v2/admin/networks", r#"{"network": {"subnets": [{"cidr": "300.0.0.0/8"}]}}"#.into(), 400, "not a CIDR"),
+        // Queries and paths.
+        (MEMBER, "GET", "/v2/lbaas/loadbalancers?limit=abc", String::new(), 400, "limit"),
+        (MEMBER, "GET", "/v2/lbaas/loadbalancers?colour=red", String::new(), 400, "colour"),
+        (MEMBER, "GET", "/v2/lbaas/loadbalancers/does-not-exist", String::new(), 404, "could not be found"),
+        (MEMBER, "GET", "/v2/nothing/here", String::new(), 404, "could not be found"),
+    ];
+    let (_, before) = call(
+        &app,
+        "GET",
+        "/v2/lbaas/loadbalancers/lb-1/status",
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    for (token, method, path, body, expected, words) in cases {
+        let sent = (!body.is_empty()).then_some(body.as_str());
+        let (status, answer) = call(&app, method, path, Some(token), sent).await;
+        assert_fault(
+            status,
+            &answer,
+            StatusCode::from_u16(expected).expect("a status"),
+            words,
+        );
+    }
+    // Nothing stored changed, and no job was queued.
+    let (_, after) = call(
+        &app,
+        "GET",
+        "/v2/lbaas/loadbalancers/lb-1/status",
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(before, after);
+    assert_eq!(
+        after["statuses"]["loadbalancer"]["provisioning_status"],
+        "ACTIVE"
+    );
+    assert!(jobs.try_recv().is_err(), "a refused request queued a job");
 }

@@ -521,36 +521,26 @@ fn acknowledged_writes_survive_a_restart_and_jobs_resume() {
     assert_eq!(flavors["flavors"].as_array().map(Vec::len), Some(2));
 }
 
+/// The bad requests whose answer depends on a loaded provider (Octavia loads the driver before
+/// it validates a listener, and a provider's missing option is its 501), end to end. The
+/// others, with no driver needed, are `api/tests/api_oneshot.rs`'s table.
 #[test]
-fn bad_requests_get_clear_4xx_answers() {
+fn bad_requests_to_a_provider_get_clear_answers() {
     let data = tempfile::tempdir().expect("temp dir");
     let agent = FakeAppliance::start();
     let adc = FakeAppliance::start();
     let cp = ControlPlane::start(data.path(), tokens());
     let admin = cp.client(Some("admin-token"));
     let alice = cp.client(Some("alice-token"));
-    let bob = cp.client(Some("bob-token"));
     let world = setup(&admin, &agent, &adc);
     let lb = id(
         &alice.create("/v2/lbaas/loadbalancers", &web_tree(&world.haproxy_flavor)),
         "loadbalancer",
     );
     alice.settle(&lb);
-    let (_, pools) = alice.get("/v2/lbaas/pools");
-    let pool = pools["pools"][0]["id"].as_str().expect("pool").to_owned();
 
     let lbs = "/v2/lbaas/loadbalancers";
     let listeners = "/v2/lbaas/listeners";
-    let members = format!("/v2/lbaas/pools/{pool}/members");
-    let body_1 = format!(
-        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 70000}}}}"#
-    );
-    let body_2 = format!(
-        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 0}}}}"#
-    );
-    let body_3 = format!(
-        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "GOPHER", "protocol_port": 70}}}}"#
-    );
     let body_4 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 80}}}}"#
     );
@@ -562,9 +552,6 @@ fn bad_requests_get_clear_4xx_answers() {
     );
     let body_7 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 82}}}}"#
-    );
-    let body_8 = format!(
-        r#"{{"healthmonitor": {{"pool_id": "{pool}", "type": "TCP", "delay": 1, "timeout": 5, "max_retries": 3}}}}"#
     );
     let body_9 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 83, "insert_headers": {{"X-Forwarded-Host": "true"}}}}}}"#
@@ -579,47 +566,6 @@ fn bad_requests_get_clear_4xx_answers() {
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": null}}}}"#
     );
     let cases: Vec<(&Client, &str, String, &str, u16, &str)> = vec![
-        (
-            &alice,
-            "POST",
-            lbs.into(),
-            "{not json",
-            400,
-            "Invalid input",
-        ),
-        (&alice, "POST", lbs.into(), "", 400, "empty"),
-        (
-            &alice,
-            "POST",
-            lbs.into(),
-            r#"{"loadbalancer": {"vip_subnet_id": 42}}"#,
-            400,
-            "invalid type",
-        ),
-        (
-            &alice,
-            "POST",
-            lbs.into(),
-            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "colour": "red"}}"#,
-            400,
-            "unknown field",
-        ),
-        (
-            &alice,
-            "POST",
-            lbs.into(),
-            r#"{"loadbalancer": {}}"#,
-            400,
-            "vip_subnet_id",
-        ),
-        (
-            &alice,
-            "POST",
-            lbs.into(),
-            r#"{"loadbalancer": {"vip_subnet_id": "nope"}}"#,
-            400,
-            "Subnet nope",
-        ),
         (
             &alice,
             "POST",
@@ -643,24 +589,6 @@ fn bad_requests_get_clear_4xx_answers() {
             r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "provider": "f5"}}"#,
             400,
             "Provider 'f5'",
-        ),
-        (
-            &alice,
-            "POST",
-            lbs.into(),
-            r#"{"loadbalancer": {"vip_subnet_id": "subnet-vip", "project_id": "project-b"}}"#,
-            403,
-            "Policy",
-        ),
-        (&alice, "POST", listeners.into(), &body_1, 400, "70000"),
-        (&alice, "POST", listeners.into(), &body_2, 400, "not a port"),
-        (
-            &alice,
-            "POST",
-            listeners.into(),
-            &body_3,
-            400,
-            "unknown variant",
         ),
         (
             &alice,
@@ -713,70 +641,6 @@ fn bad_requests_get_clear_4xx_answers() {
             "does not support a requested option: protocol TERMINATED_HTTPS",
         ),
         (
-            &bob,
-            "POST",
-            listeners.into(),
-            &body_7,
-            403,
-            "Policy does not allow",
-        ),
-        (
-            &alice,
-            "POST",
-            members.clone(),
-            r#"{"member": {"address": "not-an-ip", "protocol_port": 80}}"#,
-            400,
-            "not an IP address",
-        ),
-        (
-            &alice,
-            "POST",
-            members.clone(),
-            r#"{"member": {"address": "10.0.1.50", "protocol_port": 80, "weight": 300}}"#,
-            400,
-            "weight 300",
-        ),
-        (
-            &alice,
-            "POST",
-            members.clone(),
-            r#"{"member": {"address": "10.0.1.11", "protocol_port": 8080}}"#,
-            409,
-            "already using",
-        ),
-        (
-            &bob,
-            "POST",
-            members.clone(),
-            r#"{"member": {"address": "10.0.1.60", "protocol_port": 80}}"#,
-            403,
-            "Policy does not allow",
-        ),
-        (
-            &alice,
-            "POST",
-            "/v2/lbaas/healthmonitors".into(),
-            &body_8,
-            409,
-            "already has",
-        ),
-        (
-            &alice,
-            "PUT",
-            format!("/v2/lbaas/pools/{pool}"),
-            r#"{"pool": {"lb_algorithm": "FASTEST"}}"#,
-            400,
-            "unknown variant",
-        ),
-        (
-            &alice,
-            "POST",
-            "/v2/lbaas/flavors".into(),
-            r#"{"flavor": {"name": "x"}}"#,
-            403,
-            "Policy",
-        ),
-        (
             &admin,
             "POST",
             "/v2/lbaas/flavorprofiles".into(),
@@ -803,14 +667,6 @@ fn bad_requests_get_clear_4xx_answers() {
         (
             &admin,
             "POST",
-            "/v2/admin/networks".into(),
-            r#"{"network": {"subnets": [{"cidr": "300.0.0.0/8"}]}}"#,
-            400,
-            "not a CIDR",
-        ),
-        (
-            &admin,
-            "POST",
             "/v2/admin/devices".into(),
             r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "ftp://x", "capacity": 1}}"#,
             400,
@@ -833,14 +689,6 @@ fn bad_requests_get_clear_4xx_answers() {
             "does not manage",
         ),
         (
-            &alice,
-            "POST",
-            "/v2/admin/devices".into(),
-            r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "http://127.0.0.1:1", "capacity": 1}}"#,
-            403,
-            "does not allow",
-        ),
-        (
             &admin,
             "POST",
             "/v2/admin/devices".into(),
@@ -855,54 +703,6 @@ fn bad_requests_get_clear_4xx_answers() {
             r#"{"device": {"kind": "virtual", "driver": "haproxy", "management_url": "http://localhost:9443", "capacity": 1}}"#,
             400,
             "IP address",
-        ),
-        (
-            &alice,
-            "POST",
-            "/v2/admin/networks".into(),
-            r#"{"network": {"subnets": [{"cidr": "10.0.0.0/8"}]}}"#,
-            403,
-            "Policy",
-        ),
-        (
-            &alice,
-            "GET",
-            "/v2/lbaas/loadbalancers?limit=abc".into(),
-            "",
-            400,
-            "limit",
-        ),
-        (
-            &alice,
-            "GET",
-            "/v2/lbaas/loadbalancers?colour=red".into(),
-            "",
-            400,
-            "colour",
-        ),
-        (
-            &alice,
-            "GET",
-            "/v2/lbaas/loadbalancers/does-not-exist".into(),
-            "",
-            404,
-            "could not be found",
-        ),
-        (
-            &alice,
-            "DELETE",
-            format!("{lbs}/{lb}"),
-            "",
-            400,
-            "has children",
-        ),
-        (
-            &alice,
-            "GET",
-            "/v2/nothing/here".into(),
-            "",
-            404,
-            "could not be found",
         ),
     ];
     for (client, method, path, body, expected, words) in cases {
@@ -1229,7 +1029,7 @@ lbaas_tests::also_on_postgres!(
     full_lifecycle_of_a_load_balancer,
     failures_end_in_error_with_a_readable_fault,
     acknowledged_writes_survive_a_restart_and_jobs_resume,
-    bad_requests_get_clear_4xx_answers,
+    bad_requests_to_a_provider_get_clear_answers,
     private_devices_serve_only_their_project,
     children_are_deleted_one_by_one,
     l7_policies_come_in_a_full_tree,

@@ -143,14 +143,8 @@ pub fn create(
     }
     let project =
         caller.owning_project(body.project_id.as_deref().or(body.tenant_id.as_deref()))?;
-    let provider = provider_for(
-        plane,
-        snapshot,
-        body.flavor_id.as_deref(),
-        body.provider.as_deref(),
-        body.availability_zone.as_deref(),
-    )?;
-    fields::unsupported_options(&provider, &[("additional_vips", &body.additional_vips)])?;
+    // The VIP before the provider, as Octavia validates the request's VIP before it loads the
+    // driver.
     let (network, subnet) = vip::vip_location(
         snapshot
             .networks
@@ -159,6 +153,14 @@ pub fn create(
         body.vip_subnet_id.as_deref(),
         body.vip_network_id.as_deref(),
     )?;
+    let provider = provider_for(
+        plane,
+        snapshot,
+        body.flavor_id.as_deref(),
+        body.provider.as_deref(),
+        body.availability_zone.as_deref(),
+    )?;
+    fields::unsupported_options(&provider, &[("additional_vips", &body.additional_vips)])?;
     // Addresses another subnet of the same range uses (projects' networks overlap):
     // only those subnets' VIPs can collide, so only they are looked at. Devices share
     // one data plane, so a VIP another load balancer holds is taken whatever its
