@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod addresses;
+pub mod contract;
 pub mod drivers;
 pub mod error;
 pub mod fleet;
@@ -32,7 +33,7 @@ pub use table::Table;
 
 pub use lbaas_core::{DriverName, audit, ids, model, net, store};
 // The sandbox is the control plane's own business: nothing above it names its types.
-pub(crate) use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity};
+pub(crate) use lbaas_runtime::{self as runtime, conformance, devices, integrity};
 
 /// [`tokio::task::spawn_blocking`] inside the caller's span: what the blocking call traces
 /// (a driver call, a device call) is part of the request or job that made it.

@@ -172,7 +172,7 @@ fn ask(item: &worker::Work) -> Report {
     };
     match item
         .driver
-        .status(&item.model, &crate::convert::device(device))
+        .status(&item.model, &crate::contract::device(device))
     {
         Ok(status) => Report::Status(status),
         Err(crate::runtime::Error::Refused {

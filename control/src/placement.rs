@@ -10,7 +10,7 @@ use lbaas_scheduler::{
     Verdict, Weights,
 };
 
-use crate::convert;
+use crate::contract;
 use crate::drivers::Drivers;
 use crate::model::{self, Device, LoadBalancer, Protocol};
 use crate::runtime::{self as wit, LoadedDriver, LoadedIdentity};
@@ -99,7 +99,7 @@ pub fn availability_zone_of(
     let profile = snapshot
         .availability_zone_profile(&zone.availability_zone_profile_id)
         .ok()?;
-    let metadata = convert::flavor(&zone.name, &profile.availability_zone_data)
+    let metadata = contract::flavor(&zone.name, &profile.availability_zone_data)
         .ok()?
         .metadata;
     Some(wit::AvailabilityZone {
@@ -197,7 +197,7 @@ pub fn record(explanation: &Explanation) -> recorded::Explanation {
 /// The active versions are taken once, so one decision never mixes two versions of a driver.
 pub fn decide(drivers: &Drivers, snapshot: &Snapshot, target: &Target) -> Decided {
     let flavor = flavor_of(snapshot, target)
-        .and_then(|(f, p)| convert::flavor(&f.name, &p.flavor_data).ok());
+        .and_then(|(f, p)| contract::flavor(&f.name, &p.flavor_data).ok());
     let serving = drivers.placeable();
     let hints = WasmHints {
         drivers: &serving,
@@ -313,7 +313,7 @@ impl WasmHints<'_> {
             .networks
             .iter()
             .find(|n| n.id == id)
-            .map(convert::network)
+            .map(contract::network)
             .unwrap_or(wit::Network {
                 id: id.to_owned(),
                 cidr: String::new(),
@@ -352,7 +352,7 @@ impl DriverHints for WasmHints<'_> {
             protocols: target
                 .protocols
                 .iter()
-                .map(|p| convert::protocol(*p))
+                .map(|p| contract::protocol(*p))
                 .collect(),
             flavor: self.flavor.clone(),
             availability_zone: availability_zone_of(
@@ -364,7 +364,7 @@ impl DriverHints for WasmHints<'_> {
             .iter()
             .filter_map(|offer| {
                 Some(wit::Candidate {
-                    device: convert::device(self.device(&offer.device.id)?),
+                    device: contract::device(self.device(&offer.device.id)?),
                     load_balancers: offer.device.load,
                     project_load_balancers: offer.device.project_load,
                     host_score: offer.host_score,

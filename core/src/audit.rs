@@ -175,3 +175,25 @@ impl Checkpoint {
         Ok(Some(crate::key_id(&named)))
     }
 }
+
+/// Why an export of the audit log stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The stored chain could not be read (the backend's words).
+    #[error("cannot read the audit log: {0}")]
+    Read(String),
+    /// The records could not be written out.
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Writes `records` to `out` as JSON Lines, one record per line; returns how many.
+pub fn export(records: Vec<Record>, out: &mut dyn std::io::Write) -> Result<u64, ExportError> {
+    let mut count = 0;
+    for record in records {
+        serde_json::to_writer(&mut *out, &record).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -177,10 +177,11 @@ impl Chain {
     }
 
     pub(crate) fn export(&self, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-        match self {
+        let exported = match self {
             Chain::Sled(db) => audit::export(db, out),
             Chain::Postgres(db) => lbaas_postgres::audit::export(db, out),
-        }
+        };
+        Ok(exported?)
     }
 }
 

@@ -16,8 +16,8 @@ pub use lbaas_control::{
 };
 pub use lbaas_core::{DriverName, InvalidId, ids, model};
 /// The driver runtime and what it brings: the conformance kit, component integrity, the
-/// device directory and networks, conversions to the WIT types.
-pub use lbaas_runtime::{self as runtime, conformance, convert, devices, integrity, net};
+/// device directory and networks.
+pub use lbaas_runtime::{self as runtime, conformance, devices, integrity, net};
 /// The embedded storage backends.
 pub use lbaas_sled::{audit, driver_state};
 /// The control plane's metrics registry and trace context.

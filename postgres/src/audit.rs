@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use lbaas_core::audit::{AuditSink, AuditTrail, Checkpoint, Event, Filter, Record, Verification};
+use lbaas_core::audit::{
+    AuditSink, AuditTrail, Checkpoint, Event, ExportError, Filter, Record, Verification,
+};
 use lbaas_core::chain::{self, Appender, AuditError, Chunks, Head, Tip, Walk, decode_entry};
 use lbaas_telemetry::Metrics;
 
@@ -112,14 +114,9 @@ pub fn records(db: &Database) -> Result<Vec<Record>> {
 }
 
 /// Writes every record as JSON Lines; returns how many.
-pub fn export(db: &Database, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-    let mut count = 0;
-    for record in records(db)? {
-        serde_json::to_writer(&mut *out, &record)?;
-        out.write_all(b"\n")?;
-        count += 1;
-    }
-    Ok(count)
+pub fn export(db: &Database, out: &mut dyn std::io::Write) -> Result<u64, ExportError> {
+    let records = records(db).map_err(|e| ExportError::Read(e.to_string()))?;
+    lbaas_core::audit::export(records, out)
 }
 
 impl AuditTrail for PgAudit {

@@ -114,21 +114,18 @@ pub fn check(driver: &LoadedDriver) -> Report {
             select(driver, kind, count),
         );
     }
-    let caps = driver.capabilities();
-    for protocol in &caps.protocols {
-        for algorithm in &caps.algorithms {
+    // Each combination the driver reported, named as Octavia names it (the host's
+    // capabilities are the reported ones converted element by element).
+    let (reported, named) = (driver.reported_capabilities(), driver.capabilities());
+    for (protocol, protocol_name) in reported.protocols.iter().zip(&named.protocols) {
+        for (algorithm, algorithm_name) in reported.algorithms.iter().zip(&named.algorithms) {
             record(
                 &format!(
                     "translate accepts {} with {}",
-                    protocol.name(),
-                    lbaas_core::views::name(algorithm)
+                    protocol_name.name(),
+                    lbaas_core::views::name(algorithm_name)
                 ),
-                translate(
-                    driver,
-                    kind,
-                    crate::convert::protocol(*protocol),
-                    crate::convert::algorithm(*algorithm),
-                ),
+                translate(driver, kind, *protocol, *algorithm),
             );
         }
     }

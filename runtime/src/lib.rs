@@ -10,10 +10,10 @@
 
 mod bindings;
 mod cache;
+mod capabilities;
 mod compat;
 mod config;
 pub mod conformance;
-pub mod convert;
 pub mod devices;
 mod driver;
 mod engine;

@@ -20,7 +20,7 @@ use crate::identity::LoadedIdentity;
 use crate::permissions::DevicePolicy;
 use crate::quarantine::{Health, QuarantineStore};
 use crate::state::StateStore;
-use crate::{bindings, cache, convert, engine, manifest};
+use crate::{bindings, cache, engine, manifest};
 use lbaas_core::DriverName;
 use lbaas_core::audit::{self, AuditSink, Discard};
 use lbaas_telemetry::Metrics;
@@ -297,7 +297,7 @@ impl Runtime {
             inner: Arc::new(LoadedInner {
                 pre,
                 context,
-                capabilities: convert::capabilities(&capabilities),
+                capabilities: crate::capabilities::host(&capabilities),
                 reported: capabilities,
                 origin: origin_kind,
                 config: shared.config.clone(),

@@ -8,11 +8,13 @@
 use std::io::Write;
 
 use ed25519_dalek::SigningKey;
+use lbaas_core::audit;
 use lbaas_core::chain::{self, Appender, AuditError, Chunks, Head, Tip, Walk, decode_entry};
 use lbaas_telemetry::Metrics;
 
 pub use lbaas_core::audit::{
-    AuditSink, AuditTrail, Checkpoint, Discard, Event, Filter, Outcome, Record, Verification,
+    AuditSink, AuditTrail, Checkpoint, Discard, Event, ExportError, Filter, Outcome, Record,
+    Verification,
 };
 
 /// The tree that holds the chain.
@@ -208,25 +210,20 @@ pub fn verify_against(db: &sled::Db, checkpoint: &Checkpoint) -> sled::Result<Ve
 }
 
 /// Every record, oldest first.
-pub fn records(db: &sled::Db) -> anyhow::Result<Vec<Record>> {
-    let tree = db.open_tree(TREE)?;
+pub fn records(db: &sled::Db) -> Result<Vec<Record>, ExportError> {
+    let unreadable = |e: &dyn std::fmt::Display| ExportError::Read(e.to_string());
+    let tree = db.open_tree(TREE).map_err(|e| unreadable(&e))?;
     let mut records = Vec::new();
     for entry in tree.scan_prefix([RECORD_PREFIX]) {
-        let (_, bytes) = entry?;
-        records.extend(decode_entry(&bytes)?);
+        let (_, bytes) = entry.map_err(|e| unreadable(&e))?;
+        records.extend(decode_entry(&bytes).map_err(|e| unreadable(&e))?);
     }
     Ok(records)
 }
 
 /// Writes every record as JSON Lines; returns how many.
-pub fn export(db: &sled::Db, out: &mut dyn Write) -> anyhow::Result<u64> {
-    let mut count = 0;
-    for record in records(db)? {
-        serde_json::to_writer(&mut *out, &record)?;
-        out.write_all(b"\n")?;
-        count += 1;
-    }
-    Ok(count)
+pub fn export(db: &sled::Db, out: &mut dyn Write) -> Result<u64, ExportError> {
+    audit::export(records(db)?, out)
 }
 
 #[cfg(test)]

@@ -223,7 +223,7 @@ pub(super) fn check(driver: &LoadedDriver, profiles: &[FlavorProfile]) -> Result
         if !profile.providers().iter().any(|p| p == name) {
             continue;
         }
-        let flavor = crate::convert::flavor(&profile.name, &profile.flavor_data)
+        let flavor = crate::contract::flavor(&profile.name, &profile.flavor_data)
             .map_err(|e| format!("flavor profile {}: {e}", profile.name))?;
         driver.validate_flavor(&flavor).map_err(|e| match e {
             runtime::Error::Refused { error, .. } => format!(

@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::plane::ControlPlane;
 use crate::runtime::{self as wit, LoadedDriver};
-use crate::{convert, placement};
+use crate::{contract, placement};
 
 /// Why a provider does not take a request, by the answer Octavia gives.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,7 +185,7 @@ impl ControlPlane {
         profile: &FlavorProfile,
     ) -> Result<(), ProviderError> {
         let invalid = |e: String| ProviderError::Invalid(format!("Invalid flavor_data: {e}"));
-        let flavor = convert::flavor(name, &profile.flavor_data).map_err(invalid)?;
+        let flavor = contract::flavor(name, &profile.flavor_data).map_err(invalid)?;
         placement::weights(&profile.flavor_data).map_err(invalid)?;
         if let Ok(serde_json::Value::Object(data)) =
             serde_json::from_str::<serde_json::Value>(&profile.flavor_data)
@@ -222,7 +222,7 @@ impl ControlPlane {
         self: &Arc<Self>,
         profile: &AvailabilityZoneProfile,
     ) -> Result<(), ProviderError> {
-        let metadata = convert::flavor(&profile.name, &profile.availability_zone_data)
+        let metadata = contract::flavor(&profile.name, &profile.availability_zone_data)
             .map_err(|e| ProviderError::Invalid(format!("Invalid availability_zone_data: {e}")))?
             .metadata;
         let provider = profile.provider_name.clone();

@@ -11,7 +11,7 @@ use super::outcome::{remove_all, succeed};
 use super::place::place;
 use super::ticket::holds;
 use super::wiring::release;
-use crate::convert;
+use crate::contract;
 use crate::error::Error;
 use crate::model::{Job, ProvisioningStatus};
 use crate::runtime::{self as wit};
@@ -81,7 +81,7 @@ pub(super) async fn converge(
     let call = crate::spawn_blocking(move || -> Result<(), wit::Error> {
         let Some(device) = device else { return Ok(()) };
         let in_service = device.enabled;
-        let device = convert::device(&device);
+        let device = contract::device(&device);
         if deleting {
             // A device an operator took out of service (disabled: dead, or being replaced)
             // does not hold a delete back: its configuration is removed if it answers, and
@@ -99,7 +99,7 @@ pub(super) async fn converge(
         // Moved: the old device forgets it. A failed or unreachable old device does not hold
         // the move back.
         if let Some(left) = left
-            && let Err(error) = driver.remove(&model, &convert::device(&left))
+            && let Err(error) = driver.remove(&model, &contract::device(&left))
         {
             tracing::warn!(device = left.id.as_str(), %error, "could not remove a migrated load balancer from its old device");
         }

@@ -7,7 +7,7 @@ use crate::snapshot::Snapshot;
 use super::fault::JobError;
 use crate::model::{Device, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool};
 use crate::runtime::{self as wit, LoadedDriver};
-use crate::{convert, placement};
+use crate::{contract, placement};
 
 /// What a driver call needs, read from one snapshot.
 pub(crate) struct Work {
@@ -75,7 +75,7 @@ pub(crate) fn work(
         .networks
         .iter()
         .find(|n| n.id == lb.vip_network_id)
-        .map(convert::network)
+        .map(contract::network)
         .ok_or_else(|| {
             JobError::Gone(format!(
                 "VIP network {} no longer exists",
@@ -87,7 +87,7 @@ pub(crate) fn work(
         .member_networks
         .iter()
         .filter_map(|id| snapshot.networks.iter().find(|n| &n.id == id))
-        .map(convert::network)
+        .map(contract::network)
         .collect();
     let flavor = match lb
         .flavor_id
@@ -96,7 +96,7 @@ pub(crate) fn work(
     {
         Some(flavor) => {
             let profile = snapshot.flavorprofile(&flavor.flavor_profile_id)?;
-            Some(convert::flavor(&flavor.name, &profile.flavor_data).map_err(JobError::Flavor)?)
+            Some(contract::flavor(&flavor.name, &profile.flavor_data).map_err(JobError::Flavor)?)
         }
         None => None,
     };
@@ -108,7 +108,7 @@ pub(crate) fn work(
         .iter()
         .flat_map(|p| snapshot.l7rules_of(&p.common.id))
         .collect();
-    let children = convert::Children {
+    let children = contract::Children {
         listeners,
         pools,
         members,
@@ -116,7 +116,7 @@ pub(crate) fn work(
         l7policies,
         l7rules,
     };
-    let mut model = convert::load_balancer(lb, &children, vip_network, member_networks, flavor);
+    let mut model = contract::load_balancer(lb, &children, vip_network, member_networks, flavor);
     model.availability_zone =
         placement::availability_zone_of(snapshot, lb.availability_zone.as_deref());
     let left = lb

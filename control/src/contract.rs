@@ -1,10 +1,9 @@
-//! Between the host's types and the driver contract's: the control plane's records as
-//! `translate`, `apply` and `remove` receive them, and a driver's `capabilities` answer as
-//! the host keeps it ([`capabilities`], once, when the version is loaded).
+//! The control plane's records in the driver contract's types: what `select`, `translate`,
+//! `apply`, `remove` and the profile checks receive. The contract's types come from the
+//! runtime; which record becomes which of them is the control plane's to say.
 
-use crate as wit;
-use lbaas_core::capabilities::{Capabilities, Features, Limits, ProfileKey};
 use lbaas_core::model;
+use lbaas_runtime as wit;
 
 /// A protocol in the contract's type.
 pub fn protocol(p: model::Protocol) -> wit::Protocol {
@@ -17,93 +16,6 @@ pub fn protocol(p: model::Protocol) -> wit::Protocol {
         model::Protocol::TerminatedHttps => wit::Protocol::TerminatedHttps,
         model::Protocol::Proxy => wit::Protocol::Proxy,
         model::Protocol::ProxyV2 => wit::Protocol::ProxyV2,
-    }
-}
-
-/// A driver's `capabilities` answer in the host's types.
-pub fn capabilities(reported: &wit::DriverCapabilities) -> Capabilities {
-    let keys = |keys: &[wit::FlavorKey]| {
-        keys.iter()
-            .map(|key| ProfileKey {
-                name: key.name.clone(),
-                description: key.help.clone(),
-            })
-            .collect()
-    };
-    Capabilities {
-        name: reported.name.clone(),
-        vendor: reported.vendor.clone(),
-        version: reported.version.clone(),
-        device_kinds: reported
-            .device_kinds
-            .iter()
-            .map(|kind| match kind {
-                wit::DeviceKind::Physical => model::DeviceKind::Physical,
-                wit::DeviceKind::Virtual => model::DeviceKind::Virtual,
-            })
-            .collect(),
-        protocols: reported
-            .protocols
-            .iter()
-            .map(|p| host_protocol(*p))
-            .collect(),
-        algorithms: reported
-            .algorithms
-            .iter()
-            .map(|a| match a {
-                wit::Algorithm::RoundRobin => model::LbAlgorithm::RoundRobin,
-                wit::Algorithm::LeastConnections => model::LbAlgorithm::LeastConnections,
-                wit::Algorithm::SourceIp => model::LbAlgorithm::SourceIp,
-                wit::Algorithm::SourceIpPort => model::LbAlgorithm::SourceIpPort,
-            })
-            .collect(),
-        can_spawn: reported.can_spawn,
-        limits: Limits {
-            max_vips_per_device: reported.limits.max_vips_per_device,
-            max_vlans_per_interface: reported.limits.max_vlans_per_interface,
-            overlapping_ips: reported.limits.overlapping_ips,
-        },
-        flavor_keys: keys(&reported.flavor_keys),
-        features: Features {
-            l7_actions: reported
-                .features
-                .l7_actions
-                .iter()
-                .map(|a| match a {
-                    wit::L7Action::Reject => model::L7Action::Reject,
-                    wit::L7Action::RedirectToUrl => model::L7Action::RedirectToUrl,
-                    wit::L7Action::RedirectPrefix => model::L7Action::RedirectPrefix,
-                    wit::L7Action::RedirectToPool => model::L7Action::RedirectToPool,
-                })
-                .collect(),
-            l7_rule_kinds: reported
-                .features
-                .l7_rule_kinds
-                .iter()
-                .map(|k| match k {
-                    wit::L7RuleKind::HostName => model::L7RuleType::HostName,
-                    wit::L7RuleKind::Path => model::L7RuleType::Path,
-                    wit::L7RuleKind::FileType => model::L7RuleType::FileType,
-                    wit::L7RuleKind::Header => model::L7RuleType::Header,
-                    wit::L7RuleKind::Cookie => model::L7RuleType::Cookie,
-                })
-                .collect(),
-            insert_headers: reported.features.insert_headers.clone(),
-            availability_zone_keys: keys(&reported.features.availability_zone_keys),
-        },
-    }
-}
-
-fn host_protocol(p: wit::Protocol) -> model::Protocol {
-    match p {
-        wit::Protocol::Http => model::Protocol::Http,
-        wit::Protocol::Https => model::Protocol::Https,
-        wit::Protocol::Tcp => model::Protocol::Tcp,
-        wit::Protocol::Udp => model::Protocol::Udp,
-        wit::Protocol::Sctp => model::Protocol::Sctp,
-        wit::Protocol::TerminatedHttps => model::Protocol::TerminatedHttps,
-        wit::Protocol::Proxy => model::Protocol::Proxy,
-        wit::Protocol::ProxyV2 => model::Protocol::ProxyV2,
     }
 }
 
