@@ -23,6 +23,75 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+/// Why HAProxy could not be started, checked, reloaded or asked. Its text reaches the host
+/// in the agent's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HaproxyError {
+    /// A file or folder of the agent's state could not be made, opened or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Files {
+        /// What was being done (`create`, `open`, `write`, …).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The state folder is too deep for HAProxy's Unix socket paths.
+    #[error("state folder {} is too deep for a Unix socket path", .0.display())]
+    TooDeep(PathBuf),
+    /// The HAProxy binary could not be run.
+    #[error("cannot run {}: {source}", binary.display())]
+    Run {
+        /// The binary.
+        binary: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// HAProxy refused the configuration: its own alerts.
+    #[error("{0}")]
+    Refused(String),
+    /// HAProxy exited or did not come up at start: what happened and the end of its log.
+    #[error("HAProxy {what}: {log}")]
+    Start {
+        /// What happened.
+        what: String,
+        /// The end of HAProxy's log.
+        log: String,
+    },
+    /// The master did not report the reload in time: the end of its log.
+    #[error("HAProxy did not finish reloading: {0}")]
+    Reload(String),
+    /// The master could not be signalled.
+    #[error("cannot signal HAProxy's master: {0}")]
+    Signal(nix::Error),
+    /// A runtime socket could not be reached or read.
+    #[error("HAProxy socket {}: {source}", path.display())]
+    Socket {
+        /// The socket.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// A runtime socket answered what the agent cannot read.
+    #[error("unexpected `{command}` answer: {answer}")]
+    Unexpected {
+        /// The command asked.
+        command: &'static str,
+        /// What was wrong with the answer.
+        answer: String,
+    },
+}
+
+fn files(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HaproxyError {
+    let path = path.to_owned();
+    move |source| HaproxyError::Files {
+        action,
+        path,
+        source,
+    }
+}
+
 /// How long a start or a reload may take before the agent gives up on it.
 const SETTLE: Duration = Duration::from_secs(15);
 /// Unix socket paths are limited to 108 bytes, terminator included.
@@ -92,15 +161,11 @@ impl Haproxy {
 
     /// Adopts the HAProxy a previous agent left running in this folder, or starts one with
     /// the configurations found there.
-    pub fn start_or_adopt(&self) -> Result<Processes, String> {
-        fs::create_dir_all(self.conf_dir())
-            .map_err(|e| format!("cannot create {}: {e}", self.conf_dir().display()))?;
+    pub fn start_or_adopt(&self) -> Result<Processes, HaproxyError> {
+        fs::create_dir_all(self.conf_dir()).map_err(files("create", &self.conf_dir()))?;
         for socket in [self.master_socket(), self.stats_socket()] {
             if socket.as_os_str().len() > MAX_SOCKET_PATH {
-                return Err(format!(
-                    "state folder {} is too deep for a Unix socket path",
-                    self.dir.display()
-                ));
+                return Err(HaproxyError::TooDeep(self.dir.clone()));
             }
         }
         self.write_base()?;
@@ -112,7 +177,7 @@ impl Haproxy {
             .create(true)
             .append(true)
             .open(self.log_file())
-            .map_err(|e| format!("cannot open {}: {e}", self.log_file().display()))?;
+            .map_err(files("open", &self.log_file()))?;
         let _ = fs::remove_file(self.master_socket());
         let mut command = Command::new(&self.binary);
         command
@@ -126,14 +191,15 @@ impl Haproxy {
             .arg("-f")
             .arg(self.conf_dir())
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone().map_err(files("open", &self.log_file()))?)
             .stderr(log)
             // Its own process group: a signal meant for the agent's group (Ctrl-C) leaves
             // the data plane running.
             .process_group(0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        let mut child = command.spawn().map_err(|source| HaproxyError::Run {
+            binary: self.binary.clone(),
+            source,
+        })?;
         let deadline = Instant::now() + SETTLE;
         loop {
             if let Ok(processes) = self.processes()
@@ -145,14 +211,17 @@ impl Haproxy {
                 return Ok(processes);
             }
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "HAProxy exited at start ({status}): {}",
-                    self.log_tail()
-                ));
+                return Err(HaproxyError::Start {
+                    what: format!("exited at start ({status})"),
+                    log: self.log_tail(),
+                });
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!("HAProxy did not start: {}", self.log_tail()));
+                return Err(HaproxyError::Start {
+                    what: "did not start".into(),
+                    log: self.log_tail(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -163,7 +232,7 @@ impl Haproxy {
         self.dir.join("jail")
     }
 
-    fn write_base(&self) -> Result<(), String> {
+    fn write_base(&self) -> Result<(), HaproxyError> {
         let mut base = format!(
             "# Written by lbaas-agent at every start; load balancers live in conf.d/.\n\
              global\n    stats socket {} mode 600 level admin\n    stats timeout 10s\n\
@@ -176,41 +245,40 @@ impl Haproxy {
         // (root, or a device user keeping CAP_SYS_CHROOT), HAProxy's workers live in an empty,
         // read-only folder.
         if may_chroot() {
-            let jail = std::path::absolute(self.jail())
-                .map_err(|e| format!("cannot resolve {}: {e}", self.jail().display()))?;
+            let jail = std::path::absolute(self.jail()).map_err(files("resolve", &self.jail()))?;
             fs::create_dir_all(&jail)
                 .and_then(|()| fs::set_permissions(&jail, fs::Permissions::from_mode(0o500)))
-                .map_err(|e| format!("cannot prepare {}: {e}", jail.display()))?;
+                .map_err(files("prepare", &jail))?;
             base.push_str(&format!("    chroot {}\n", jail.display()));
         }
-        fs::write(self.base(), base).map_err(|e| format!("cannot write base.cfg: {e}"))
+        fs::write(self.base(), base).map_err(files("write", &self.base()))
     }
 
     /// Checks the configuration formed by base.cfg and `files` (`haproxy -c`); the error is
     /// HAProxy's own message.
-    pub fn check(&self, files: &[PathBuf]) -> Result<(), String> {
+    pub fn check(&self, files: &[PathBuf]) -> Result<(), HaproxyError> {
         let mut command = Command::new(&self.binary);
         command.arg("-c").arg("-f").arg(self.base());
         for file in files {
             command.arg("-f").arg(file);
         }
-        let output = command
-            .output()
-            .map_err(|e| format!("cannot run {} -c: {e}", self.binary.display()))?;
+        let output = command.output().map_err(|source| HaproxyError::Run {
+            binary: self.binary.clone(),
+            source,
+        })?;
         if output.status.success() {
             return Ok(());
         }
         let text = String::from_utf8_lossy(&output.stderr).into_owned()
             + &String::from_utf8_lossy(&output.stdout);
-        Err(alerts(&text))
+        Err(HaproxyError::Refused(alerts(&text)))
     }
 
     /// Reloads and waits until the master reports the outcome.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), HaproxyError> {
         let before = self.processes()?;
         let offset = fs::metadata(self.log_file()).map(|m| m.len()).unwrap_or(0);
-        kill(Pid::from_raw(before.master as i32), Signal::SIGUSR2)
-            .map_err(|e| format!("cannot signal HAProxy's master: {e}"))?;
+        kill(Pid::from_raw(before.master as i32), Signal::SIGUSR2).map_err(HaproxyError::Signal)?;
         let deadline = Instant::now() + SETTLE;
         loop {
             // While re-executing, the master does not answer; that is expected.
@@ -218,15 +286,12 @@ impl Haproxy {
                 && now.reloads > before.reloads
             {
                 if now.failed > 0 {
-                    return Err(alerts(&self.log_since(offset)));
+                    return Err(HaproxyError::Refused(alerts(&self.log_since(offset))));
                 }
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "HAProxy did not finish reloading: {}",
-                    self.log_tail()
-                ));
+                return Err(HaproxyError::Reload(self.log_tail()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -246,14 +311,22 @@ impl Haproxy {
     }
 
     /// Asks the master for its processes.
-    pub fn processes(&self) -> Result<Processes, String> {
+    pub fn processes(&self) -> Result<Processes, HaproxyError> {
         let text = ask(&self.master_socket(), "show proc")?;
-        parse_processes(&text).ok_or_else(|| format!("unexpected `show proc` answer: {text}"))
+        parse_processes(&text).ok_or(HaproxyError::Unexpected {
+            command: "show proc",
+            answer: text,
+        })
     }
 
     /// Every proxy's and server's counters and state.
-    pub fn stats(&self) -> Result<Vec<StatRow>, String> {
-        parse_stats(&ask(&self.stats_socket(), "show stat")?)
+    pub fn stats(&self) -> Result<Vec<StatRow>, HaproxyError> {
+        parse_stats(&ask(&self.stats_socket(), "show stat")?).map_err(|answer| {
+            HaproxyError::Unexpected {
+                command: "show stat",
+                answer,
+            }
+        })
     }
 
     fn log_since(&self, offset: u64) -> String {
@@ -301,8 +374,11 @@ pub fn running(pid: u32) -> bool {
 }
 
 /// Sends one command to an HAProxy CLI socket and reads the whole answer.
-fn ask(socket: &Path, command: &str) -> Result<String, String> {
-    let unreachable = |e: std::io::Error| format!("HAProxy socket {}: {e}", socket.display());
+fn ask(socket: &Path, command: &str) -> Result<String, HaproxyError> {
+    let unreachable = |source| HaproxyError::Socket {
+        path: socket.to_owned(),
+        source,
+    };
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -116,7 +116,7 @@ impl Agent {
         state_dir: &Path,
         token: Option<&str>,
         policy: ConfigPolicy,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, haproxy::HaproxyError> {
         let haproxy = Haproxy::new(haproxy_binary, state_dir.to_owned());
         haproxy.start_or_adopt()?;
         Ok(Self {
@@ -258,7 +258,10 @@ impl Agent {
         fs::remove_file(&target).map_err(internal)?;
         if let Err(message) = self.haproxy.reload() {
             fs::write(&target, previous).map_err(internal)?;
-            return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, message));
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message.to_string(),
+            ));
         }
         tracing::info!(loadbalancer = id, "configuration removed");
         self.record(id, "removed", &Config::new(&previous), None);
@@ -272,7 +275,7 @@ impl Agent {
         let rows = self
             .haproxy
             .stats()
-            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         Ok(rows
             .into_iter()
             .filter(|row| sections.contains(&row.proxy))
