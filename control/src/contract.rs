@@ -5,6 +5,30 @@
 use lbaas_core::model;
 use lbaas_runtime as wit;
 
+/// Why a flavor's or availability zone's profile data is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileDataError {
+    /// It is not JSON.
+    #[error("flavor_data is not valid JSON: {0}")]
+    NotJson(String),
+    /// It is JSON, but not an object.
+    #[error("flavor_data must be a JSON object")]
+    NotAnObject,
+    /// A key's value is an array, an object or null.
+    #[error("flavor_data key `{key}` must be a string, number or boolean, not {value}")]
+    NotScalar {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// The `scheduler` key is not the placement weights.
+    #[error(
+        "flavor_data `scheduler` must be an object of least_loaded, wired, project_affinity, network_affinity numbers: {0}"
+    )]
+    Weights(String),
+}
+
 /// A protocol in the contract's type.
 pub fn protocol(p: model::Protocol) -> wit::Protocol {
     match p {
@@ -93,12 +117,10 @@ pub fn device(d: &model::Device) -> wit::Device {
 }
 
 /// A flavor's metadata: the profile's `flavor_data` object, scalar values as text.
-pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
-    let data: serde_json::Value = serde_json::from_str(flavor_data)
-        .map_err(|e| format!("flavor_data is not valid JSON: {e}"))?;
-    let object = data
-        .as_object()
-        .ok_or_else(|| "flavor_data must be a JSON object".to_owned())?;
+pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, ProfileDataError> {
+    let data: serde_json::Value =
+        serde_json::from_str(flavor_data).map_err(|e| ProfileDataError::NotJson(e.to_string()))?;
+    let object = data.as_object().ok_or(ProfileDataError::NotAnObject)?;
     let metadata = object
         .iter()
         // The host's own keys: eligible providers and scheduler weights.
@@ -109,9 +131,10 @@ pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Bool(b) => b.to_string(),
                 other => {
-                    return Err(format!(
-                        "flavor_data key `{key}` must be a string, number or boolean, not {other}"
-                    ));
+                    return Err(ProfileDataError::NotScalar {
+                        key: key.clone(),
+                        value: other.to_string(),
+                    });
                 }
             };
             Ok(wit::Entry {
@@ -119,7 +142,7 @@ pub fn flavor(name: &str, flavor_data: &str) -> Result<wit::Flavor, String> {
                 value,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, _>>()?;
     Ok(wit::Flavor {
         name: name.to_owned(),
         metadata,

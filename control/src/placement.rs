@@ -10,7 +10,7 @@ use lbaas_scheduler::{
     Verdict, Weights,
 };
 
-use crate::contract;
+use crate::contract::{self, ProfileDataError};
 use crate::drivers::Drivers;
 use crate::model::{self, Device, LoadBalancer, Protocol};
 use crate::runtime::{self as wit, LoadedDriver, LoadedIdentity};
@@ -79,14 +79,13 @@ impl Target {
 }
 
 /// The flavor's scheduler weights: `flavor_data.scheduler`, Octavia's metadata left alone.
-pub fn weights(flavor_data: &str) -> Result<Weights, String> {
-    let data: serde_json::Value = serde_json::from_str(flavor_data)
-        .map_err(|e| format!("flavor_data is not valid JSON: {e}"))?;
+pub fn weights(flavor_data: &str) -> Result<Weights, ProfileDataError> {
+    let data: serde_json::Value =
+        serde_json::from_str(flavor_data).map_err(|e| ProfileDataError::NotJson(e.to_string()))?;
     match data.get("scheduler") {
         None => Ok(Weights::default()),
-        Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
-            format!("flavor_data `scheduler` must be an object of least_loaded, wired, project_affinity, network_affinity numbers: {e}")
-        }),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| ProfileDataError::Weights(e.to_string())),
     }
 }
 

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use lbaas_core::capabilities::Capabilities;
 
+use crate::contract::{self, ProfileDataError};
 use crate::model::{
     AvailabilityZoneProfile, DeviceKind, FlavorProfile, L7Action, L7RuleType, LbAlgorithm, Protocol,
 };
+use crate::placement;
 use crate::plane::ControlPlane;
 use crate::runtime::{self as wit, LoadedDriver};
-use crate::{contract, placement};
 
 /// Why a provider does not take a request, by the answer Octavia gives.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,7 +185,8 @@ impl ControlPlane {
         name: &str,
         profile: &FlavorProfile,
     ) -> Result<(), ProviderError> {
-        let invalid = |e: String| ProviderError::Invalid(format!("Invalid flavor_data: {e}"));
+        let invalid =
+            |e: ProfileDataError| ProviderError::Invalid(format!("Invalid flavor_data: {e}"));
         let flavor = contract::flavor(name, &profile.flavor_data).map_err(invalid)?;
         placement::weights(&profile.flavor_data).map_err(invalid)?;
         if let Ok(serde_json::Value::Object(data)) =

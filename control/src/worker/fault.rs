@@ -36,7 +36,7 @@ pub enum JobError {
     Gone(String),
     /// The load balancer's flavor cannot be given to the driver.
     #[error("{0}")]
-    Flavor(String),
+    Flavor(crate::contract::ProfileDataError),
     /// The driver's call failed: its own error, a trap, a limit, the device's answer.
     #[error("{0}")]
     Driver(#[from] wit::Error),
