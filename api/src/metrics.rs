@@ -219,7 +219,12 @@ pub fn instrument<S: Clone + Send + Sync + 'static>(
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             crate::edge::panic_fault,
         ))
-        .layer(axum::middleware::from_fn_with_state(metrics, observe))
+        // In an `Arc`: the middleware's state is cloned for every request, and `Metrics` is a
+        // handful of shared families (a clone per family would be an atomic count each).
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(metrics),
+            observe,
+        ))
 }
 
 /// The route template a request matched, passed out to [`observe`] on the response.
@@ -238,7 +243,7 @@ async fn mark_route(matched: Option<MatchedPath>, request: Request, next: Next) 
 
 /// Counts and times every request by route template, method and status, inside a `request`
 /// span (the root of its trace).
-async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     // A fixed set: a made-up method is `other`, never a label value or span name of its own.
     let method = crate::edge::method_label(request.method());
     // The span is the root of the request's trace. When no trace is exported it is kept at
