@@ -124,7 +124,9 @@ impl From<lbaas_control::Error> for ApiError {
             Error::Immutable { .. } | Error::Conflict(_) => Self::conflict(error.to_string()),
             Error::Lifecycle(error) => error.into(),
             Error::Store(store) => store.into(),
-            Error::Task(_) | Error::Inconsistent(_) => Self::internal(error),
+            Error::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+            Error::NoKeyManager => Self::new(StatusCode::NOT_IMPLEMENTED, error.to_string()),
+            Error::Task(_) | Error::Inconsistent(_) | Error::Sealed(_) => Self::internal(error),
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod neutron;
 mod pools;
 mod query;
 mod quotas;
+mod secrets;
 mod security;
 mod views;
 
@@ -195,6 +196,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/healthz", get(healthz))
         .merge(metrics::routes())
         .merge(dashboard::routes())
+        .merge(secrets::routes())
         .nest("/v2/octavia", amphorae::routes())
         .nest("/v2", v2.clone())
         .nest("/v2.0", v2)

@@ -863,3 +863,271 @@ async fn bad_requests_get_their_octavia_status_and_a_readable_fault() {
     );
     assert!(jobs.try_recv().is_err(), "a refused request queued a job");
 }
+
+/// A host with the local key manager (a fixed sealing key) over a store the test can read.
+fn keyed() -> (
+    Router,
+    Arc<MemoryStore>,
+    Arc<ControlPlane>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let grant = |project: &str, role: &str| TokenGrant {
+        project_id: project.into(),
+        roles: vec![role.into()],
+    };
+    let auth = Auth::Tokens(HashMap::from([
+        (ADMIN.to_owned(), grant("admin-project", "admin")),
+        (MEMBER.to_owned(), grant("tenant", "load-balancer_member")),
+        (READER.to_owned(), grant("tenant", "load-balancer_observer")),
+        (OTHER.to_owned(), grant("other", "load-balancer_member")),
+    ]));
+    let store = Arc::new(MemoryStore::new());
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+    let plane = Arc::new(
+        ControlPlane::new(store.clone(), Arc::new(Drivers::none()), None, jobs)
+            .with_local_keys(lbaas_control::secrets::LocalKeys::new(&[7; 32])),
+    );
+    let api = Api::new(plane.clone(), auth);
+    (router(Arc::new(api)), store, plane, queue)
+}
+
+/// The local key manager: a project stores secrets in Barbican's shape and reads their
+/// metadata; nobody reads a payload back, other projects see nothing, observers change
+/// nothing; at rest a payload is sealed and bound to its record.
+#[tokio::test]
+async fn secrets_are_stored_sealed_and_never_answered_back() {
+    use lbaas_core::store::{Kind, Store as _};
+    let (app, store, plane, mut jobs) = keyed();
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB-not-checked-until-a-listener-names-it\n-----END CERTIFICATE-----\n";
+    let text = json!({"name": "www", "secret_type": "certificate", "payload": pem,
+                      "payload_content_type": "text/plain"})
+    .to_string();
+    let binary =
+        json!({"payload": "AAECAwQFBgcICQ==", "payload_content_type": "application/octet-stream",
+                        "payload_content_encoding": "base64"})
+        .to_string();
+    let mut refs = Vec::new();
+    for body in [&text, &binary] {
+        let (status, answer) = call(&app, "POST", "/v1/secrets", Some(MEMBER), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        let reference = answer["secret_ref"].as_str().expect("a ref").to_owned();
+        assert!(reference.contains("/v1/secrets/"), "{reference}");
+        refs.push(reference);
+    }
+    let ids: Vec<String> = refs
+        .iter()
+        .map(|r| r.rsplit('/').next().expect("an id").to_owned())
+        .collect();
+
+    // The project reads the metadata, observers included; another project sees none of it.
+    for (token, seen) in [(MEMBER, 2), (READER, 2), (ADMIN, 2), (OTHER, 0)] {
+        let (status, list) = call(&app, "GET", "/v1/secrets", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        assert_eq!(list["total"], seen, "{token}: {list}");
+        assert!(!list.to_string().contains("MIIB"), "a payload in {list}");
+    }
+    let (status, shown) = call(
+        &app,
+        "GET",
+        &format!("/v1/secrets/{}", ids[0]),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["name"], "www");
+    assert_eq!(shown["secret_type"], "certificate");
+    assert_eq!(shown["content_types"]["default"], "text/plain");
+    assert_eq!(shown["secret_ref"], refs[0].as_str());
+    // Paging as Barbican pages.
+    let (_, page) = call(&app, "GET", "/v1/secrets?limit=1", Some(MEMBER), None).await;
+    assert_eq!(page["secrets"].as_array().map(Vec::len), Some(1), "{page}");
+    assert!(
+        page["next"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("limit=1&offset=1")),
+        "{page}"
+    );
+    let (_, page) = call(
+        &app,
+        "GET",
+        "/v1/secrets?limit=1&offset=1",
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert!(
+        page.get("next").is_none() && page["previous"].is_string(),
+        "{page}"
+    );
+
+    let payload = format!("/v1/secrets/{}/payload", ids[0]);
+    // Who, how, where, with what body; the answer and what its message says.
+    type Denied<'a> = (&'a str, &'a str, String, Option<&'a str>, StatusCode, &'a str);
+    let denied: [Denied<'_>; 7] = [
+        (
+            MEMBER,
+            "GET",
+            payload.clone(),
+            None,
+            StatusCode::FORBIDDEN,
+            "does not give payloads back",
+        ),
+        (
+            OTHER,
+            "GET",
+            payload,
+            None,
+            StatusCode::FORBIDDEN,
+            "Policy does not allow",
+        ),
+        (
+            OTHER,
+            "GET",
+            format!("/v1/secrets/{}", ids[0]),
+            None,
+            StatusCode::FORBIDDEN,
+            "Policy does not allow",
+        ),
+        (
+            OTHER,
+            "DELETE",
+            format!("/v1/secrets/{}", ids[0]),
+            None,
+            StatusCode::FORBIDDEN,
+            "Policy does not allow",
+        ),
+        (
+            READER,
+            "DELETE",
+            format!("/v1/secrets/{}", ids[0]),
+            None,
+            StatusCode::FORBIDDEN,
+            "Policy does not allow",
+        ),
+        (
+            READER,
+            "POST",
+            "/v1/secrets".into(),
+            Some(&text),
+            StatusCode::FORBIDDEN,
+            "Policy does not allow",
+        ),
+        (
+            MEMBER,
+            "GET",
+            "/v1/secrets/no-such-secret".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "Secret no-such-secret could not be found",
+        ),
+    ];
+    for (token, method, path, body, wanted, mentions) in denied {
+        let (status, answer) = call(&app, method, &path, Some(token), body).await;
+        assert_fault(status, &answer, wanted, mentions);
+    }
+
+    // At rest: sealed, and bound to its record.
+    let stored = store.scan(Kind::Secret).expect("scan");
+    assert_eq!(stored.len(), 2);
+    for (_, bytes) in &stored {
+        let raw = String::from_utf8_lossy(bytes);
+        assert!(
+            !raw.contains("MIIB") && !raw.contains("AAECAwQFBgcICQ"),
+            "{raw}"
+        );
+    }
+    let record: lbaas_core::model::Secret =
+        lbaas_core::store::decode(&ids[0], &stored[0].1).expect("a record");
+    let record = if record.id == ids[0] {
+        record
+    } else {
+        lbaas_core::store::decode(&ids[1], &stored[1].1).expect("a record")
+    };
+    assert_eq!(
+        plane.open_secret(&record).expect("opens").as_slice(),
+        pem.as_bytes()
+    );
+    let moved = lbaas_core::model::Secret {
+        project_id: "other".into(),
+        ..record.clone()
+    };
+    assert!(matches!(
+        plane.open_secret(&moved),
+        Err(lbaas_control::Error::Sealed(_))
+    ));
+
+    // Expired is gone, as in Barbican.
+    let expired = lbaas_core::model::Secret {
+        id: "expired".into(),
+        expiration: Some("2020-01-01T00:00:00".into()),
+        ..record
+    };
+    let mut batch = lbaas_core::store::Batch::new();
+    batch.put(&expired);
+    batch.commit(&*store).expect("store");
+    let (status, answer) = call(&app, "GET", "/v1/secrets/expired", Some(MEMBER), None).await;
+    assert_fault(status, &answer, StatusCode::NOT_FOUND, "could not be found");
+
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/v1/secrets/{}", ids[1]),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &app,
+        "GET",
+        &format!("/v1/secrets/{}", ids[1]),
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(jobs.try_recv().is_err(), "a secret queues no job");
+}
+
+/// Barbican's rules for a secret's body, each refusal naming the field; nothing is stored.
+#[tokio::test]
+async fn bad_secrets_are_refused_with_the_field_named() {
+    use lbaas_core::store::{Kind, Store as _};
+    let (app, store, _plane, _jobs) = keyed();
+    let octets = r#""payload_content_type": "application/octet-stream""#;
+    let too_large = "A".repeat(lbaas_control::secrets::MAX_PAYLOAD + 1);
+    let long_name = "n".repeat(256);
+    let cases: Vec<(String, StatusCode, &str)> = vec![
+        (r#"{"name": "x"}"#.into(), StatusCode::BAD_REQUEST, "A payload is required"),
+        (r#"{"payload": "x"}"#.into(), StatusCode::BAD_REQUEST, "payload_content_type is required"),
+        (r#"{"payload": "x", "payload_content_type": "text/plain", "payload_content_encoding": "base64"}"#.into(),
+            StatusCode::BAD_REQUEST, "takes no payload_content_encoding"),
+        (format!(r#"{{"payload": "AAAA", {octets}}}"#), StatusCode::BAD_REQUEST, "payload_content_encoding must be 'base64'"),
+        (format!(r#"{{"payload": "not base64!", {octets}, "payload_content_encoding": "base64"}}"#),
+            StatusCode::BAD_REQUEST, "not valid base64"),
+        (r#"{"payload": "x", "payload_content_type": "image/png"}"#.into(), StatusCode::BAD_REQUEST,
+            "payload_content_type must be text/plain or one of"),
+        (r#"{"payload": "x", "payload_content_type": "text/plain", "secret_type": "key"}"#.into(),
+            StatusCode::BAD_REQUEST, "secret_type must be one of"),
+        (format!(r#"{{"payload": "x", "payload_content_type": "text/plain", "name": "{long_name}"}}"#),
+            StatusCode::BAD_REQUEST, "name is longer than 255"),
+        (r#"{"payload": "x", "payload_content_type": "text/plain", "expiration": "2020-01-01T00:00:00Z"}"#.into(),
+            StatusCode::BAD_REQUEST, "expiration is in the past"),
+        (r#"{"payload": "x", "payload_content_type": "text/plain", "expiration": "soon"}"#.into(),
+            StatusCode::BAD_REQUEST, "Invalid date for 'expiration': soon"),
+        (r#"{"payload": "x", "payload_content_type": "text/plain", "owner": "me"}"#.into(),
+            StatusCode::BAD_REQUEST, "owner"),
+        (format!(r#"{{"payload": "{too_large}", "payload_content_type": "text/plain"}}"#),
+            StatusCode::PAYLOAD_TOO_LARGE, "too large: the limit is 20000 bytes"),
+    ];
+    for (body, wanted, mentions) in cases {
+        let (status, answer) = call(&app, "POST", "/v1/secrets", Some(MEMBER), Some(&body)).await;
+        assert_fault(status, &answer, wanted, mentions);
+    }
+    assert!(store.scan(Kind::Secret).expect("scan").is_empty());
+    // A future expiration and a charset are taken.
+    let body = r#"{"payload": "x", "payload_content_type": "text/plain; charset=utf-8", "expiration": "2999-01-01T00:00:00Z"}"#;
+    let (status, answer) = call(&app, "POST", "/v1/secrets", Some(MEMBER), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}

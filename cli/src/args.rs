@@ -55,6 +55,30 @@ pub(crate) enum Command {
     /// The hosts sharing the control plane's store.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Secrets in the host's own key manager: certificate bundles for TLS listeners.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Store a file (a PKCS#12 or PEM certificate bundle) for the project; prints its
+    /// reference, what a listener's `default_tls_container_ref` names.
+    Store {
+        file: PathBuf,
+        /// A name to find it by.
+        #[arg(long)]
+        name: Option<String>,
+        /// Barbican's secret type.
+        #[arg(long = "type", default_value = "certificate")]
+        secret_type: String,
+    },
+    /// The project's secrets (never their payloads).
+    List,
+    /// One secret's metadata, by reference or id.
+    Show { secret: String },
+    /// Delete a secret, by reference or id.
+    Delete { secret: String },
 }
 
 #[derive(Subcommand)]
@@ -176,4 +200,15 @@ pub(crate) enum AuditCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command line's definition only when it parses one: checked here on every
+    /// `cargo test`, two arguments of one name fail the build's tests, not an operator's start.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

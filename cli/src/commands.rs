@@ -6,16 +6,19 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lbaas_records::audit::Record;
-use lbaas_records::views::{AuditPage, DeviceAnswer, UploadAnswer, VerifyAnswer};
+use lbaas_records::views::{
+    AuditPage, DeviceAnswer, SecretList, SecretRef, SecretView, UploadAnswer, VerifyAnswer,
+};
 use serde_json::{Value, json};
 
 use crate::args::{
     AuditCommand, Command, DeviceCommand, DriverCommand, HostCommand, PlacementCommand,
+    SecretCommand,
 };
 use crate::client::{Client, Failure, Result, typed};
 use crate::render::{
     audit_line, audit_table, devices_table, driver_table, drivers_table, explain_table,
-    hosts_table, segment, short,
+    hosts_table, secret_table, secrets_table, segment, short,
 };
 
 pub(crate) fn run(client: &Client, json_out: bool, command: Command) -> Result<()> {
@@ -44,6 +47,59 @@ pub(crate) fn run(client: &Client, json_out: bool, command: Command) -> Result<(
         Command::Host(HostCommand::List) => print(&client.get("/v2/admin/hosts")?, &|v| {
             Ok(hosts_table(&typed(v)?))
         }),
+        Command::Secret(command) => secret(client, command, &print),
+    }
+}
+
+/// A secret's path from its reference (`…/v1/secrets/<id>`) or its id.
+fn secret_path(secret: &str) -> String {
+    let id = secret
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(secret);
+    format!("/v1/secrets/{}", segment(id))
+}
+
+pub(crate) fn secret(client: &Client, command: SecretCommand, print: &Print<'_>) -> Result<()> {
+    use base64::Engine as _;
+    match command {
+        SecretCommand::Store {
+            file,
+            name,
+            secret_type,
+        } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Failure::Local(format!("cannot read {}: {e}", file.display())))?;
+            let body = json!({
+                "name": name,
+                "secret_type": secret_type,
+                "payload": base64::engine::general_purpose::STANDARD.encode(bytes),
+                "payload_content_type": "application/octet-stream",
+                "payload_content_encoding": "base64",
+            });
+            let stored = client.send("POST", "/v1/secrets", body)?;
+            print(&stored, &|v| {
+                Ok(format!("{}\n", typed::<SecretRef>(v)?.secret_ref))
+            })
+        }
+        SecretCommand::List => print(&client.get("/v1/secrets?limit=100")?, &|v| {
+            Ok(secrets_table(&typed::<SecretList>(v)?))
+        }),
+        SecretCommand::Show { secret } => print(&client.get(&secret_path(&secret))?, &|v| {
+            Ok(secret_table(&typed::<SecretView>(v)?))
+        }),
+        SecretCommand::Delete { secret } => {
+            client.call(
+                "DELETE",
+                &secret_path(&secret),
+                "application/json",
+                &[],
+                std::io::empty(),
+            )?;
+            println!("deleted {secret}");
+            Ok(())
+        }
     }
 }
 

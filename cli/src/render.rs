@@ -3,7 +3,9 @@
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use lbaas_records::audit::Record;
 use lbaas_records::placement::Verdict;
-use lbaas_records::views::{DeviceList, DriverAnswer, DriverList, HostList, PlacementAnswer};
+use lbaas_records::views::{
+    DeviceList, DriverAnswer, DriverList, HostList, PlacementAnswer, SecretList, SecretView,
+};
 use serde_json::Value;
 
 use crate::client::{Result, typed};
@@ -257,6 +259,54 @@ pub(crate) fn audit_table(records: &[Record]) -> String {
     ]);
     for r in records {
         t.add_row(audit_cells(r).to_vec());
+    }
+    format!("{t}\n")
+}
+
+/// A secret's content type, as its metadata names it.
+fn content_type(secret: &SecretView) -> String {
+    or_dash(secret.content_types.get("default"))
+}
+
+pub(crate) fn secrets_table(list: &SecretList) -> String {
+    let mut t = table(&[
+        "reference",
+        "name",
+        "type",
+        "content type",
+        "created",
+        "expires",
+    ]);
+    for s in &list.secrets {
+        t.add_row(vec![
+            s.secret_ref.clone(),
+            or_dash(s.name.as_ref()),
+            s.secret_type.clone(),
+            content_type(s),
+            s.created.clone(),
+            or_dash(s.expiration.as_ref()),
+        ]);
+    }
+    let more = if list.total > list.secrets.len() {
+        format!("{} of {} shown\n", list.secrets.len(), list.total)
+    } else {
+        String::new()
+    };
+    format!("{t}\n{more}")
+}
+
+pub(crate) fn secret_table(secret: &SecretView) -> String {
+    let mut t = table(&["field", "value"]);
+    for (field, value) in [
+        ("reference", secret.secret_ref.clone()),
+        ("name", or_dash(secret.name.as_ref())),
+        ("type", secret.secret_type.clone()),
+        ("content type", content_type(secret)),
+        ("status", secret.status.clone()),
+        ("created", secret.created.clone()),
+        ("expires", or_dash(secret.expiration.as_ref())),
+    ] {
+        t.add_row(vec![field.to_owned(), value]);
     }
     format!("{t}\n")
 }

@@ -33,6 +33,16 @@ pub enum Error {
     /// The request collides with what exists (`409`): an address taken, a pool in use.
     #[error("{0}")]
     Conflict(String),
+    /// A payload larger than the key store takes (`413`, Barbican's answer).
+    #[error("Could not add secret data as it was too large: the limit is {limit} bytes.")]
+    TooLarge { limit: usize },
+    /// The host was started without a key manager (`501`).
+    #[error("This host keeps no secrets: it was started without a key manager.")]
+    NoKeyManager,
+    /// A stored secret does not open under the host's key (another key, or changed at rest):
+    /// the host's fault, logged, never shown.
+    #[error("a sealed secret does not open: {0}")]
+    Sealed(String),
     /// A driver lifecycle step was refused.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),

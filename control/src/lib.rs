@@ -1,11 +1,10 @@
 //! The control plane: what the host does, without how it is asked. It owns the records'
-//! read and write paths ([`ControlPlane`]), the driver registry and its lifecycle, placement,
-//! the job worker, the status monitor, device provisioning and the devices' networks, and a
-//! first part of Octavia's rules ([`octavia`]: what a provider offers and which profiles it
-//! takes). The API above it still holds the rest of them (the object tree's creates, quotas, VIP
-//! allocation: issue 27) and never sees a driver runtime type; the storage backends below it are
-//! behind `lbaas-core`'s traits; the driver runtime beside it runs the components, and only
-//! the control plane names its types.
+//! read and write paths ([`ControlPlane`]), Octavia's rules ([`octavia`]), the host's own key
+//! manager ([`secrets`]), the driver registry and its lifecycle, placement, the job worker, the
+//! status monitor, device provisioning and the devices' networks. The API above it
+//! authenticates, parses and renders, and never sees a driver runtime type; the storage
+//! backends below it are behind `lbaas-core`'s traits; the driver runtime beside it runs the
+//! components, and only the control plane names its types.
 
 #![deny(unsafe_code)]
 
@@ -21,6 +20,7 @@ pub mod placement;
 pub mod plane;
 pub mod provision;
 mod reach;
+pub mod secrets;
 pub mod snapshot;
 pub mod table;
 pub mod tasks;

@@ -67,6 +67,8 @@ pub struct ControlPlane {
     /// Handles of devices this host spawned whose records another host deleted: stopped by the
     /// fleet task here, since no other host may stop them.
     pub(crate) orphans: std::sync::Mutex<Vec<String>>,
+    /// The host's own key manager, when it has one ([`ControlPlane::with_local_keys`]).
+    pub(crate) keys: Option<Arc<crate::secrets::LocalKeys>>,
 }
 
 /// Who may register devices and where they may point the host's HTTP client: a management URL
@@ -174,6 +176,7 @@ impl ControlPlane {
             latest: std::sync::atomic::AtomicU64::new(0),
             hosts: std::sync::Mutex::new(Vec::new()),
             orphans: std::sync::Mutex::new(Vec::new()),
+            keys: None,
         }
     }
 

@@ -408,7 +408,11 @@ impl Snapshot {
                     Kind::Network => drop(self.networks.upsert(decode(id, bytes)?)),
                     Kind::Placement => drop(self.placements.upsert(decode(id, bytes)?)),
                     Kind::Quota => drop(self.quotas.upsert(decode(id, bytes)?)),
-                    Kind::Job | Kind::Driver | Kind::DriverBlob | Kind::Quarantine => {}
+                    Kind::Job
+                    | Kind::Driver
+                    | Kind::DriverBlob
+                    | Kind::Quarantine
+                    | Kind::Secret => {}
                 },
                 Write::Delete { kind, id } => match kind {
                     Kind::LoadBalancer => self.remove_loadbalancer(id),
@@ -450,7 +454,11 @@ impl Snapshot {
                     Kind::Network => drop(self.networks.remove(id)),
                     Kind::Placement => drop(self.placements.remove(id)),
                     Kind::Quota => drop(self.quotas.remove(id)),
-                    Kind::Job | Kind::Driver | Kind::DriverBlob | Kind::Quarantine => {}
+                    Kind::Job
+                    | Kind::Driver
+                    | Kind::DriverBlob
+                    | Kind::Quarantine
+                    | Kind::Secret => {}
                 },
             }
         }

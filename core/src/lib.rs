@@ -9,7 +9,10 @@ pub mod audit;
 pub mod chain;
 pub mod driver_state;
 pub mod net;
+pub mod secret;
 pub mod store;
+
+pub use secret::secret_file;
 
 pub use lbaas_records::{DriverName, InvalidId, check_driver_text, check_driver_version};
 pub use lbaas_records::{capabilities, ids, model, placement, signature_path, views};

@@ -54,11 +54,13 @@ pub enum Kind {
     AvailabilityZoneProfile,
     /// Availability zones.
     AvailabilityZone,
+    /// Secrets of the host's own key manager, their payloads sealed.
+    Secret,
 }
 
 impl Kind {
     /// Every kind, in the order of [`Kind::index`].
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::LoadBalancer,
         Kind::Listener,
         Kind::Pool,
@@ -78,6 +80,7 @@ impl Kind {
         Kind::L7Rule,
         Kind::AvailabilityZoneProfile,
         Kind::AvailabilityZone,
+        Kind::Secret,
     ];
 
     /// The name of the kind's keyspace (a sled tree, a PostgreSQL `kind` value).
@@ -102,6 +105,7 @@ impl Kind {
             Kind::L7Rule => "l7rules",
             Kind::AvailabilityZoneProfile => "availability_zone_profiles",
             Kind::AvailabilityZone => "availability_zones",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -272,6 +276,7 @@ record!(
     Kind::AvailabilityZoneProfile,
     |r| &r.id
 );
+record!(crate::model::Secret, Kind::Secret, |r| &r.id);
 record!(
     crate::model::AvailabilityZone,
     Kind::AvailabilityZone,

@@ -84,6 +84,8 @@ pub(crate) enum Command {
         #[command(flatten)]
         audit_key: AuditKey,
         #[command(flatten)]
+        secrets_key: SecretsKey,
+        #[command(flatten)]
         data_plane: DataPlane,
         #[command(flatten)]
         trust: TrustArgs,
@@ -251,6 +253,26 @@ impl AuditKey {
         self.file
             .clone()
             .unwrap_or_else(|| data_dir.join("audit.key"))
+    }
+}
+
+/// Where the key that seals the local key manager's secrets is.
+#[derive(clap::Args)]
+pub(crate) struct SecretsKey {
+    /// Key (32 bytes, hex) the host seals tenants' secrets (certificate bundles) under before
+    /// they reach the database, created (mode 0600) when missing. Default: `secrets.key` in the
+    /// data folder; keep it elsewhere (and back it up apart from the database) so that a copy
+    /// of the database holds no readable secret. Hosts sharing a PostgreSQL database need the
+    /// same key.
+    #[arg(long = "secrets-key", value_name = "FILE")]
+    pub(crate) secrets_key: Option<PathBuf>,
+}
+
+impl SecretsKey {
+    pub(crate) fn path(&self, data_dir: &Path) -> PathBuf {
+        self.secrets_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secrets.key"))
     }
 }
 
@@ -473,4 +495,15 @@ pub(crate) fn store_choice(store: &str, lease: std::time::Duration) -> anyhow::R
          not {}",
         lbaas_postgres::redact(store)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command line's definition only when it parses one: checked here on every
+    /// `cargo test`, two arguments of one name fail the build's tests, not an operator's start.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

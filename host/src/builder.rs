@@ -12,6 +12,7 @@ use lbaas_api::{Api, Auth};
 use lbaas_control::drivers::Drivers;
 use lbaas_control::drivers::directory::{self, FileOutcome, FolderWatch};
 use lbaas_control::provision::Provisioner;
+use lbaas_control::secrets::LocalKeys;
 use lbaas_control::tasks::Tasks;
 use lbaas_control::worker::StoreDevices;
 use lbaas_control::{ControlPlane, DeviceRegistration, fleet, monitor, worker};
@@ -93,6 +94,7 @@ pub struct HostBuilder {
     trust: Trust,
     auth: Auth,
     audit_key: Option<PathBuf>,
+    secrets_key: Option<PathBuf>,
     drivers: DriverSource,
     provisioner: Option<Arc<dyn Provisioner>>,
     status_interval: Option<Duration>,
@@ -114,6 +116,7 @@ impl HostBuilder {
             trust: Trust::default(),
             auth: Auth::None,
             audit_key: None,
+            secrets_key: None,
             drivers: DriverSource::Files(Vec::new()),
             provisioner: None,
             status_interval: None,
@@ -182,6 +185,13 @@ impl HostBuilder {
     /// created when missing.
     pub fn audit_key(mut self, path: PathBuf) -> Self {
         self.audit_key = Some(path);
+        self
+    }
+
+    /// The key the local key manager seals tenants' secrets under; by default `secrets.key` in
+    /// the data folder, created when missing.
+    pub fn secrets_key(mut self, path: PathBuf) -> Self {
+        self.secrets_key = Some(path);
         self
     }
 
@@ -288,6 +298,16 @@ impl HostBuilder {
                 audit_key.display()
             )
         })?;
+        let secrets_key = self
+            .secrets_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secrets.key"));
+        let keys = LocalKeys::new(&lbaas_core::secret_file(&secrets_key).with_context(|| {
+            format!(
+                "cannot read or create the secrets key {}",
+                secrets_key.display()
+            )
+        })?);
         // One registry for this control plane: the audit writer, the driver runtime, the
         // worker and the API all count in it.
         let metrics = Metrics::default();
@@ -356,7 +376,8 @@ impl HostBuilder {
         let mut plane = ControlPlane::new(store, Arc::new(registry), Some("haproxy".into()), jobs)
             .with_device_registration(registration)
             .with_address_rules(rules)
-            .with_metrics(metrics);
+            .with_metrics(metrics)
+            .with_local_keys(keys);
         if let Some(provisioner) = self.provisioner {
             plane = plane.with_provisioner(provisioner);
         }

@@ -52,6 +52,7 @@ fn run() -> anyhow::Result<()> {
             cache_mib,
             keystone,
             audit_key,
+            secrets_key,
             data_plane,
             trust,
             observe,
@@ -76,6 +77,7 @@ fn run() -> anyhow::Result<()> {
                 cache_mib,
                 trust: trust.trust()?,
                 audit_key: audit_key.path(&data_dir),
+                secrets_key: secrets_key.path(&data_dir),
                 store: store_choice(&store.store, lease)?,
             };
             let access = Access {

@@ -23,6 +23,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) trust: Trust,
     /// The secret key that signs audit checkpoints.
     pub(crate) audit_key: PathBuf,
+    /// The key the local key manager seals secrets under.
+    pub(crate) secrets_key: PathBuf,
     pub(crate) store: StoreChoice,
 }
 
@@ -57,6 +59,7 @@ pub(crate) fn serve(
         cache_mib,
         trust,
         audit_key,
+        secrets_key,
         store,
     } = sources;
     let mut config = RuntimeConfig::default();
@@ -72,6 +75,7 @@ pub(crate) fn serve(
         .trust(trust.clone())
         .auth(auth)
         .audit_key(audit_key.clone())
+        .secrets_key(secrets_key.clone())
         .drivers(DriverSource::Folder {
             dir: driver_dir.to_path_buf(),
             poll: *driver_poll,

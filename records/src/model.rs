@@ -574,3 +574,23 @@ impl std::fmt::Debug for Credentials {
         }
     }
 }
+
+/// A secret a project stored in the host's own key manager: a certificate bundle (PKCS#12 or
+/// PEM) its listeners name by reference, say. Its payload is sealed under the host's secrets
+/// key and bound to this record's id and project; nothing else here is secret. The payload is
+/// never answered back: only the host opens it, to configure a load balancer's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    pub id: String,
+    pub project_id: String,
+    pub name: Option<String>,
+    /// Barbican's secret type: `certificate`, `private`, `opaque`, …
+    pub secret_type: String,
+    /// The payload's content type (`text/plain`, `application/octet-stream`, …).
+    pub content_type: String,
+    pub created_at: String,
+    /// When it is gone (RFC 3339), if ever.
+    pub expiration: Option<String>,
+    /// The sealed payload, base64.
+    pub sealed: String,
+}

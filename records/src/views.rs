@@ -267,3 +267,42 @@ pub fn name(value: &impl serde::Serialize) -> String {
         _ => String::new(),
     }
 }
+
+/// `GET /v1/secrets/{id}`: a secret's metadata, in Barbican's shape. Never its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretView {
+    /// What a listener names: `<API>/v1/secrets/<id>`.
+    pub secret_ref: String,
+    pub name: Option<String>,
+    /// Always `ACTIVE`: a stored secret is usable.
+    pub status: String,
+    pub secret_type: String,
+    /// `{"default": <the payload's content type>}`.
+    pub content_types: BTreeMap<String, String>,
+    pub created: String,
+    pub updated: String,
+    pub expiration: Option<String>,
+    pub algorithm: Option<String>,
+    pub bit_length: Option<u32>,
+    pub mode: Option<String>,
+    pub creator_id: Option<String>,
+}
+
+/// `GET /v1/secrets`: a page of the caller's secrets (`offset`, `limit`), with links to the
+/// pages around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretList {
+    pub secrets: Vec<SecretView>,
+    /// Secrets in all pages.
+    pub total: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// `POST /v1/secrets`: the new secret's reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    pub secret_ref: String,
+}

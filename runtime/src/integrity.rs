@@ -214,27 +214,7 @@ pub fn keygen() -> Result<(String, String), TrustError> {
     ))
 }
 
-/// The 32-byte secret in `path` (hex), created at random with mode 0600 when missing: the
-/// cache's HMAC key, the audit checkpoints' signing key.
-pub fn secret_file(path: &Path) -> std::io::Result<[u8; 32]> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let mut secret = [0u8; 32];
-        return hex::decode_to_slice(text.trim(), &mut secret)
-            .map(|()| secret)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())));
-    }
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(hex::encode(secret).as_bytes())?;
-    Ok(secret)
-}
+pub use lbaas_core::secret_file;
 
 /// The ed25519 key whose secret is in `path` (as `driver keygen` writes it), created when
 /// missing.

@@ -35,6 +35,8 @@ pub struct Options {
     pub provisioner: Option<Arc<dyn Provisioner>>,
     /// Runs the status monitor this often.
     pub status_interval: Option<Duration>,
+    /// The key the local key manager seals secrets under (default: in the data folder).
+    pub secrets_key: Option<std::path::PathBuf>,
 }
 
 pub struct ControlPlane {
@@ -128,6 +130,9 @@ impl ControlPlane {
         }
         if options.skip_conformance {
             builder = builder.without_conformance();
+        }
+        if let Some(key) = options.secrets_key.clone() {
+            builder = builder.secrets_key(key);
         }
         if options.acknowledge_before_flush {
             builder = builder.acknowledge_before_flush();

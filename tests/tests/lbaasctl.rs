@@ -180,3 +180,72 @@ fn operators_drive_the_host_with_lbaasctl() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("cannot reach the host"), "{stderr}");
 }
+
+/// A tenant keeps a certificate bundle in the host's own key manager with lbaasctl: stored from
+/// a file (its reference printed for a listener to name), listed and shown by reference or id
+/// without its payload, kept across a restart under the key file the host made, deleted.
+#[test]
+fn tenants_keep_certificate_bundles_with_lbaasctl() {
+    let data = tempfile::tempdir().expect("data dir");
+    let folder = tempfile::tempdir().expect("driver folder");
+    let bundle = data.path().join("bundle.p12");
+    std::fs::write(&bundle, b"\x30\x82 not-parsed-until-a-listener-names-it").expect("write");
+    let bundle = bundle.to_str().expect("utf8");
+    let server = Server::start(data.path(), folder.path(), &["--no-spawn"]);
+    let url = server.url.clone();
+    let as_tenant = |args: &[&str]| {
+        let mut all = vec!["--project", "tenant"];
+        all.extend_from_slice(args);
+        ctl(&url, &all)
+    };
+    let (code, stdout, stderr) = as_tenant(&["secret", "store", bundle, "--name", "www"]);
+    assert_eq!(code, 0, "{stderr}");
+    let reference = stdout.trim().to_owned();
+    assert!(
+        reference.starts_with(&format!("{url}/v1/secrets/")),
+        "{reference}"
+    );
+    let id = reference.rsplit('/').next().expect("an id").to_owned();
+
+    // The host made its sealing key beside the database, for nobody else to read.
+    let key = data.path().join("secrets.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let (code, table, stderr) = as_tenant(&["secret", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        table.contains("www") && table.contains("certificate"),
+        "{table}"
+    );
+    assert!(table.contains("application/octet-stream"), "{table}");
+    for secret in [reference.as_str(), id.as_str()] {
+        let (code, shown, stderr) = as_tenant(&["secret", "show", secret]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            shown.contains(&reference) && shown.contains("ACTIVE"),
+            "{shown}"
+        );
+    }
+    let listed = json(&url, &["--project", "tenant", "secret", "list"]);
+    assert!(
+        !listed.to_string().contains("not-parsed"),
+        "a payload in {listed}"
+    );
+
+    // A restart keeps it, under the same key file.
+    server.stop();
+    let server = Server::start(data.path(), folder.path(), &["--no-spawn"]);
+    let url = server.url.clone();
+    let (code, shown, stderr) = ctl(&url, &["--project", "tenant", "secret", "show", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(shown.contains("www"), "{shown}");
+    let (code, _, stderr) = ctl(&url, &["--project", "tenant", "secret", "delete", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = ctl(&url, &["--project", "tenant", "secret", "show", &id]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("could not be found"), "{stderr}");
+    server.stop();
+}

@@ -1,0 +1,17 @@
+//! Certificates and the keys behind them, for TLS termination: a bundle read and checked as
+//! Octavia reads and checks a certificate reference ([`Bundle`]), what may be said of a
+//! certificate without its key ([`CertificateInfo`]), and secrets sealed at rest under a key
+//! the host keeps outside its database ([`Sealer`]).
+//!
+//! Nothing here sees a driver, HTTP or a storage engine: the control plane stores what
+//! [`Sealer`] seals and hands devices what [`Bundle::pem`] renders.
+
+#![warn(missing_docs)]
+
+mod bundle;
+mod certificate;
+mod seal;
+
+pub use bundle::{Bundle, CertError};
+pub use certificate::CertificateInfo;
+pub use seal::{SealError, Sealer};
