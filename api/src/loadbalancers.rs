@@ -174,6 +174,9 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
+    // Certificates are read before the write lock: a bundle's key derivation holds no write.
+    let refs = body.loadbalancer.tls_refs()?;
+    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
     let (lb, tree) = api
         .write(move |plane, snapshot| {
             Ok(loadbalancers::create(
@@ -181,6 +184,7 @@ async fn create(
                 snapshot,
                 &ctx,
                 body.loadbalancer,
+                &resolved,
             )?)
         })
         .await?;

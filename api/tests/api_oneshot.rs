@@ -778,7 +778,8 @@ fn seeded() -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
         .with_address_rules(lbaas_control::addresses::AddressRules {
             device_networks: vec!["127.0.0.0/8".parse().expect("a network")],
             ..Default::default()
-        });
+        })
+        .with_local_keys(lbaas_control::secrets::LocalKeys::new(&[9; 32]));
     let api = Api::new(Arc::new(plane), auth);
     (router(Arc::new(api)), queue)
 }
@@ -963,7 +964,14 @@ async fn secrets_are_stored_sealed_and_never_answered_back() {
 
     let payload = format!("/v1/secrets/{}/payload", ids[0]);
     // Who, how, where, with what body; the answer and what its message says.
-    type Denied<'a> = (&'a str, &'a str, String, Option<&'a str>, StatusCode, &'a str);
+    type Denied<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        Option<&'a str>,
+        StatusCode,
+        &'a str,
+    );
     let denied: [Denied<'_>; 7] = [
         (
             MEMBER,
@@ -1130,4 +1138,157 @@ async fn bad_secrets_are_refused_with_the_field_named() {
     let body = r#"{"payload": "x", "payload_content_type": "text/plain; charset=utf-8", "expiration": "2999-01-01T00:00:00Z"}"#;
     let (status, answer) = call(&app, "POST", "/v1/secrets", Some(MEMBER), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+/// Stores `payload` as `token`'s secret (binary, in base64); its reference.
+async fn store_secret(app: &Router, token: &str, payload: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = json!({"payload": base64::engine::general_purpose::STANDARD.encode(payload),
+                      "payload_content_type": "application/octet-stream",
+                      "payload_content_encoding": "base64"});
+    let (status, answer) = call(
+        app,
+        "POST",
+        "/v1/secrets",
+        Some(token),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer["secret_ref"]
+        .as_str()
+        .expect("a reference")
+        .to_owned()
+}
+
+/// A listener's TLS fields by Octavia's rules, each refusal a 400 naming what is wrong, before
+/// the provider answers 501 for TLS it does not render: which protocols take certificates,
+/// which field needs which, versions, ALPN, HSTS; and every reference resolved with the
+/// caller's rights in the key manager (another project's secret, a key that does not match,
+/// a pass phrase, a CA that is not one, a CRL another CA signed).
+#[tokio::test]
+async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
+    use lbaas_keys::testing::{EC, Pki, openssl};
+    let (app, mut jobs) = seeded();
+    let pki = Pki::new();
+    pki.leaf("www.example.com", EC);
+    pki.leaf("other.example.com", EC);
+    openssl(
+        &pki.path(""),
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "www.example.com.key",
+            "-in",
+            "www.example.com.pem",
+            "-passout",
+            "pass:secret",
+            "-out",
+            "locked.p12",
+        ],
+    );
+    let www = store_secret(&app, MEMBER, &pki.pkcs12("www.example.com")).await;
+    let mismatched = pki.concat(&["www.example.com.pem", "other.example.com.key"]);
+    let mismatched = store_secret(&app, MEMBER, &mismatched).await;
+    let locked = store_secret(&app, MEMBER, &pki.read("locked.p12")).await;
+    let ca = store_secret(&app, MEMBER, &pki.read("int.pem")).await;
+    let crl = store_secret(&app, MEMBER, &pki.crl("int")).await;
+    let root_crl = store_secret(&app, MEMBER, &pki.crl("root")).await;
+    let theirs = store_secret(&app, OTHER, &pki.pkcs12("other.example.com")).await;
+    let (_, before) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;
+
+    let listener = |fields: Value| {
+        let mut body = json!({"loadbalancer_id": "lb-1", "protocol": "TERMINATED_HTTPS",
+                              "protocol_port": 443});
+        body.as_object_mut()
+            .expect("object")
+            .extend(fields.as_object().expect("fields").clone());
+        json!({ "listener": body }).to_string()
+    };
+    let missing = "http://127.0.0.1:9876/v1/secrets/no-such-secret";
+    let cases: Vec<(Value, StatusCode, String)> = vec![
+        (json!({"protocol": "HTTP", "protocol_port": 81, "default_tls_container_ref": www}),
+            StatusCode::BAD_REQUEST, "Certificate container references are not allowed on HTTP protocol listeners.".into()),
+        (json!({"protocol": "UDP", "protocol_port": 53, "tls_versions": ["TLSv1.3"]}),
+            StatusCode::BAD_REQUEST, "UDP protocol listener does not support TLS.".into()),
+        (json!({}), StatusCode::BAD_REQUEST,
+            "An SNI or default certificate container reference must be provided for TERMINATED_HTTPS protocol listeners.".into()),
+        (json!({"client_ca_tls_container_ref": ca}), StatusCode::BAD_REQUEST,
+            "must be provided with a client CA container reference.".into()),
+        (json!({"default_tls_container_ref": www, "client_authentication": "MANDATORY"}), StatusCode::BAD_REQUEST,
+            "Client authentication setting MANDATORY requires a client CA container reference.".into()),
+        (json!({"default_tls_container_ref": www, "client_crl_container_ref": crl}), StatusCode::BAD_REQUEST,
+            "A client authentication CA reference is required to specify a client authentication revocation list.".into()),
+        (json!({"default_tls_container_ref": www, "client_authentication": "SOMETIMES"}), StatusCode::BAD_REQUEST,
+            "Value should be one of: NONE, OPTIONAL, MANDATORY".into()),
+        (json!({"default_tls_container_ref": www, "tls_versions": []}), StatusCode::BAD_REQUEST,
+            "Empty TLS version list.".into()),
+        (json!({"default_tls_container_ref": www, "tls_versions": ["TLSv1.3", "TLSv9"]}), StatusCode::BAD_REQUEST,
+            "Invalid TLS versions: TLSv9".into()),
+        (json!({"default_tls_container_ref": www, "alpn_protocols": ["spdy/3"]}), StatusCode::BAD_REQUEST,
+            "Invalid ALPN protocol: spdy/3".into()),
+        (json!({"default_tls_container_ref": www, "hsts_preload": true}), StatusCode::BAD_REQUEST,
+            "only make sense if hsts_max_age is set as well.".into()),
+        (json!({"protocol": "HTTP", "protocol_port": 81, "hsts_max_age": 300}), StatusCode::BAD_REQUEST,
+            "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS protocol.".into()),
+        (json!({"default_tls_container_ref": 7}), StatusCode::BAD_REQUEST,
+            "Invalid input for field/attribute default_tls_container_ref".into()),
+        // References, resolved with the caller's rights.
+        (json!({"default_tls_container_ref": missing}), StatusCode::BAD_REQUEST,
+            format!("Could not retrieve certificate: ['{missing}']")),
+        (json!({"default_tls_container_ref": www, "sni_container_refs": [theirs]}), StatusCode::BAD_REQUEST,
+            format!("Could not retrieve certificate: ['{theirs}'] (no such secret for this project)")),
+        (json!({"default_tls_container_ref": mismatched}), StatusCode::BAD_REQUEST,
+            format!("Could not retrieve certificate: ['{mismatched}'] (Key and x509 certificate do not match)")),
+        (json!({"default_tls_container_ref": locked}), StatusCode::BAD_REQUEST,
+            "The PKCS12 bundle is unreadable. Please check the PKCS12 bundle validity.".into()),
+        (json!({"default_tls_container_ref": www, "client_ca_tls_container_ref": www,
+                "client_authentication": "OPTIONAL"}), StatusCode::BAD_REQUEST,
+            "The client authentication CA certificate is invalid.".into()),
+        (json!({"default_tls_container_ref": www, "client_ca_tls_container_ref": ca,
+                "client_crl_container_ref": root_crl}), StatusCode::BAD_REQUEST,
+            "The CRL specified is not valid for client certificate authority reference supplied.".into()),
+        // Everything right: the provider's answer, as before.
+        (json!({"default_tls_container_ref": www, "sni_container_refs": [www],
+                "client_ca_tls_container_ref": ca, "client_crl_container_ref": crl,
+                "client_authentication": "MANDATORY", "tls_versions": ["TLSv1.2", "TLSv1.3"],
+                "alpn_protocols": ["h2", "http/1.1"], "hsts_max_age": 31536000,
+                "hsts_include_subdomains": true, "hsts_preload": true}),
+            StatusCode::NOT_IMPLEMENTED,
+            "Provider 'haproxy' does not support a requested option: default_tls_container_ref".into()),
+    ];
+    for (fields, wanted, mentions) in cases {
+        let body = listener(fields.clone());
+        let (status, answer) = call(
+            &app,
+            "POST",
+            "/v2/lbaas/listeners",
+            Some(MEMBER),
+            Some(&body),
+        )
+        .await;
+        assert_fault(status, &answer, wanted, &mentions);
+    }
+    // A full tree's listeners pass the same rules.
+    let tree = json!({"loadbalancer": {"vip_subnet_id": "subnet-vip", "listeners": [
+        {"protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": theirs}]}});
+    let (status, answer) = call(
+        &app,
+        "POST",
+        "/v2/lbaas/loadbalancers",
+        Some(MEMBER),
+        Some(&tree.to_string()),
+    )
+    .await;
+    assert_fault(
+        status,
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "Could not retrieve certificate",
+    );
+
+    let (_, after) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;
+    assert_eq!(before, after, "nothing stored");
+    assert!(jobs.try_recv().is_err(), "no job queued");
 }

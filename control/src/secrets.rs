@@ -156,7 +156,7 @@ fn time(field: &'static str, value: &str) -> Result<std::time::SystemTime, Error
 }
 
 /// A secret past its expiration is gone, as in Barbican.
-fn expired(secret: &Secret) -> bool {
+pub(crate) fn expired(secret: &Secret) -> bool {
     secret
         .expiration
         .as_deref()

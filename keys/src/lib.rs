@@ -1,5 +1,6 @@
 //! Certificates and the keys behind them, for TLS termination: a bundle read and checked as
-//! Octavia reads and checks a certificate reference ([`Bundle`]), what may be said of a
+//! Octavia reads and checks a certificate reference ([`Bundle`]), a client-authentication CA
+//! and its revocation list ([`Authority`]), what may be said of a
 //! certificate without its key ([`CertificateInfo`]), and secrets sealed at rest under a key
 //! the host keeps outside its database ([`Sealer`]).
 //!
@@ -8,10 +9,14 @@
 
 #![warn(missing_docs)]
 
+mod authority;
 mod bundle;
 mod certificate;
 mod seal;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use authority::{Authority, AuthorityError};
 pub use bundle::{Bundle, CertError};
 pub use certificate::CertificateInfo;
 pub use seal::{SealError, Sealer};

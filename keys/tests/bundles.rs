@@ -2,169 +2,8 @@
 //! PKCS#12 in OpenSSL 3's default, legacy and unencrypted forms), read and checked as Octavia
 //! checks a certificate reference; and secrets sealed, opened, moved and tampered with.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use lbaas_keys::testing::{EC, EC_PKCS8, ED25519, Pki, RSA_PKCS1, RSA_PKCS8, openssl};
 use lbaas_keys::{Bundle, CertError, SealError, Sealer};
-
-/// A folder of test certificates: a root, an intermediate signed by it, and leaves.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Pki {
-    fn new() -> Self {
-        let pki = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        let dir = pki.dir.path();
-        std::fs::write(
-            dir.join("ca.ext"),
-            "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
-        )
-        .expect("write");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "root.key",
-                "-out",
-                "root.pem",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=Test Root CA",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "int.key",
-                "-out",
-                "int.csr",
-                "-subj",
-                "/CN=Test Intermediate",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "int.csr",
-                "-CA",
-                "root.pem",
-                "-CAkey",
-                "root.key",
-                "-CAcreateserial",
-                "-out",
-                "int.pem",
-                "-days",
-                "30",
-                "-extfile",
-                "ca.ext",
-            ],
-        );
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.path(name)).expect("read")
-    }
-
-    /// A leaf for `cn` signed by the intermediate, with its key made by `genkey` (an openssl
-    /// command line writing `<cn>.key`).
-    fn leaf(&self, cn: &str, genkey: &[&str]) {
-        let dir = self.dir.path();
-        let key = format!("{cn}.key");
-        // `-out` first: genrsa wants its bit count last.
-        let mut args: Vec<&str> = vec![genkey[0], "-out", &key];
-        args.extend(&genkey[1..]);
-        openssl(dir, &args);
-        let ext = format!("{cn}.ext");
-        std::fs::write(
-            dir.join(&ext),
-            format!("subjectAltName=DNS:{cn},DNS:alt.{cn}\n"),
-        )
-        .expect("write");
-        let (csr, pem) = (format!("{cn}.csr"), format!("{cn}.pem"));
-        let subj = format!("/CN={}", cn.to_uppercase());
-        openssl(
-            dir,
-            &["req", "-new", "-key", &key, "-out", &csr, "-subj", &subj],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "int.pem",
-                "-CAkey",
-                "int.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "30",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
-
-    fn concat(&self, names: &[&str]) -> Vec<u8> {
-        names.iter().flat_map(|name| self.read(name)).collect()
-    }
-}
-
-const EC: &[&str] = &["ecparam", "-name", "prime256v1", "-genkey", "-noout"];
-const RSA_PKCS8: &[&str] = &[
-    "genpkey",
-    "-algorithm",
-    "RSA",
-    "-pkeyopt",
-    "rsa_keygen_bits:2048",
-];
-const RSA_PKCS1: &[&str] = &["genrsa", "-traditional", "2048"];
-const EC_PKCS8: &[&str] = &[
-    "genpkey",
-    "-algorithm",
-    "EC",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-384",
-];
-const ED25519: &[&str] = &["genpkey", "-algorithm", "ed25519"];
 
 #[test]
 fn pem_bundles_in_every_key_encoding_and_any_order() {
@@ -227,7 +66,7 @@ fn pkcs12_bundles_as_openssl_writes_them() {
             out,
         ];
         args.extend(extra);
-        openssl(pki.dir.path(), &args);
+        openssl(&pki.path(""), &args);
         pki.read(out)
     };
     for (name, extra) in [
@@ -270,7 +109,7 @@ fn what_octavia_refuses_is_refused_with_its_fault() {
     pki.leaf("a.example.com", EC);
     pki.leaf("b.example.com", EC);
     openssl(
-        pki.dir.path(),
+        &pki.path(""),
         &[
             "req",
             "-x509",
@@ -288,7 +127,7 @@ fn what_octavia_refuses_is_refused_with_its_fault() {
         ],
     );
     openssl(
-        pki.dir.path(),
+        &pki.path(""),
         &[
             "pkey",
             "-in",
@@ -301,7 +140,7 @@ fn what_octavia_refuses_is_refused_with_its_fault() {
         ],
     );
     openssl(
-        pki.dir.path(),
+        &pki.path(""),
         &[
             "rsa",
             "-in",
@@ -430,4 +269,34 @@ fn sealed_secrets_open_only_under_their_key_and_record() {
         Err(SealError::Truncated)
     );
     assert_eq!(sealer.open("secrets/1", &[]), Err(SealError::Truncated));
+}
+
+#[test]
+fn a_client_ca_and_the_revocation_list_it_signed() {
+    use lbaas_keys::{Authority, AuthorityError};
+    let pki = Pki::new();
+    pki.crl("int");
+    pki.crl("root");
+
+    let ca = Authority::from_pem(&pki.read("int.pem")).expect("a CA");
+    assert_eq!(ca.info().common_name.as_deref(), Some("test intermediate"));
+    // The first certificate of a bundle is the CA.
+    let bundle = Authority::from_pem(&pki.concat(&["root.pem", "int.pem"])).expect("a CA");
+    assert_eq!(bundle.info().common_name.as_deref(), Some("test root ca"));
+
+    ca.check_crl(&pki.read("int.crl")).expect("its own CRL");
+    assert_eq!(
+        ca.check_crl(&pki.read("root.crl")),
+        Err(AuthorityError::NotSignedByCa)
+    );
+    assert!(matches!(
+        ca.check_crl(&pki.read("int.pem")),
+        Err(AuthorityError::Crl(_))
+    ));
+    let error = Authority::from_pem(&pki.read("int.key")).expect_err("a key is no CA");
+    assert!(
+        error
+            .to_string()
+            .starts_with("The client authentication CA certificate is invalid.")
+    );
 }

@@ -623,7 +623,8 @@ fn bad_requests_to_a_provider_get_clear_answers() {
             400,
             "IP version incompatible with VIP",
         ),
-        // TLS options no driver implements: Octavia's 501 for a provider's missing option.
+        // TLS options no driver implements: Octavia's 501 for a provider's missing option,
+        // after Octavia's own rules for the fields (a TLS listener needs a certificate).
         (
             &alice,
             "POST",
@@ -637,8 +638,8 @@ fn bad_requests_to_a_provider_get_clear_answers() {
             "POST",
             listeners.into(),
             &body_12,
-            501,
-            "does not support a requested option: protocol TERMINATED_HTTPS",
+            400,
+            "must be provided for TERMINATED_HTTPS protocol listeners",
         ),
         (
             &admin,

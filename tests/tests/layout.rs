@@ -288,7 +288,13 @@ fn crates_depend_only_on_what_their_job_needs() {
             "lbaas-cli",
             &[
                 &host_side[..],
-                &["lbaas-core", "lbaas-telemetry", "lbaas-keys", "axum", "tokio"],
+                &[
+                    "lbaas-core",
+                    "lbaas-telemetry",
+                    "lbaas-keys",
+                    "axum",
+                    "tokio",
+                ],
             ]
             .concat(),
         ),

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::Caller;
+use super::certificates::{Resolved, TlsRefs};
 use super::fields::{self, Decided, Int};
 use super::pools::{self, PoolCreate};
 use super::status::{self, Step};
+use super::tls::ListenerTls;
 use super::tree::{
     child_change, delete_child, ensure_mutable, ensure_writable, new_common, touch_parent,
 };
@@ -69,8 +71,9 @@ pub struct ListenerCreate {
 }
 
 /// A listener's TLS options (certificates, client authentication, ciphers and versions, ALPN,
-/// HSTS: Octavia v2.8 to v2.27), which no driver of this host implements yet: accepted, and
-/// answered 501 naming the first one set. Both the create and the update body have them.
+/// HSTS: Octavia v2.8 to v2.27), which no driver of this host implements yet: checked by
+/// Octavia's rules ([`ListenerTls`]), then answered 501 naming the first one set. Both the
+/// create and the update body have them.
 macro_rules! tls_options {
     ($body:expr) => {
         [
@@ -93,6 +96,50 @@ macro_rules! tls_options {
             ("hsts_preload", &$body.hsts_preload),
         ]
     };
+}
+
+impl ListenerCreate {
+    fn tls(&self) -> ListenerTls<'_> {
+        ListenerTls {
+            default_tls_container_ref: &self.default_tls_container_ref,
+            sni_container_refs: &self.sni_container_refs,
+            client_ca_tls_container_ref: &self.client_ca_tls_container_ref,
+            client_authentication: &self.client_authentication,
+            client_crl_container_ref: &self.client_crl_container_ref,
+            tls_ciphers: &self.tls_ciphers,
+            tls_versions: &self.tls_versions,
+            alpn_protocols: &self.alpn_protocols,
+            hsts_max_age: &self.hsts_max_age,
+            hsts_include_subdomains: &self.hsts_include_subdomains,
+            hsts_preload: &self.hsts_preload,
+        }
+    }
+
+    /// The certificate references this listener makes, to resolve before the write
+    /// ([`ControlPlane::resolve_tls`]). Octavia's rules for the fields come first: nothing is
+    /// read for a listener that may not name it.
+    pub fn tls_refs(&self) -> Decided<TlsRefs> {
+        let protocol = serde_json::from_value(Value::String(self.protocol.clone()));
+        if let Ok(protocol) = protocol {
+            self.tls().check_create(protocol, self.inserts_headers())?;
+        }
+        self.tls().refs()
+    }
+
+    fn inserts_headers(&self) -> bool {
+        self.insert_headers.as_ref().is_some_and(|h| !h.is_empty())
+    }
+}
+
+/// Every reference `refs` makes is in `resolved`: the caller resolved them before the write.
+fn ensure_resolved(refs: &TlsRefs, resolved: &Resolved) -> Decided<()> {
+    if refs.resolved_in(resolved) {
+        Ok(())
+    } else {
+        Err(Error::Inconsistent(
+            "a listener's certificate references were not resolved before its write".into(),
+        ))
+    }
 }
 
 fn timeout(field: &str, value: Option<u32>, default: u32) -> Decided<u32> {
@@ -133,12 +180,14 @@ fn cidrs(values: Option<Vec<String>>, vip_address: &str) -> Decided<Vec<String>>
     Ok(values)
 }
 
-/// Checks and builds a listener of `lb`, given the listeners it already has.
+/// Checks and builds a listener of `lb`, given the listeners it already has and the
+/// certificates its references were resolved to.
 fn build<'a>(
     plane: &ControlPlane,
     lb: &LoadBalancer,
     siblings: impl Iterator<Item = &'a Listener>,
     body: &mut ListenerCreate,
+    resolved: &Resolved,
 ) -> Decided<Listener> {
     fields::same_project(
         body.project_id.as_deref(),
@@ -152,6 +201,8 @@ fn build<'a>(
             .addresses
             .bind(std::net::SocketAddr::new(vip, protocol_port))?;
     }
+    body.tls().check_create(protocol, body.inserts_headers())?;
+    ensure_resolved(&body.tls_refs()?, resolved)?;
     fields::unsupported_options(&lb.provider, &tls_options!(body))?;
     let insert_headers = insert_headers(plane, &lb.provider, protocol, body.insert_headers.take())?;
     plane.provider_supports(&lb.provider, Some(protocol), None)?;
@@ -275,13 +326,14 @@ pub fn build_tree(
     tree: &mut Snapshot,
     lb: &LoadBalancer,
     mut body: ListenerCreate,
+    resolved: &Resolved,
 ) -> Decided<()> {
     if body.default_pool_id.is_some() {
         return Err(Error::invalid(
             "In a full load balancer tree, give a listener's pool inline as default_pool.",
         ));
     }
-    let mut listener = build(plane, lb, tree.listeners.iter(), &mut body)?;
+    let mut listener = build(plane, lb, tree.listeners.iter(), &mut body, resolved)?;
     if let Some(pool) = body.default_pool {
         let pool_id = pools::build_tree(plane, tree, lb, pool, Some(listener.protocol))?;
         check_default_pool(tree, &listener, &pool_id)?;
@@ -300,6 +352,7 @@ pub fn create(
     snapshot: &Snapshot,
     caller: &impl Caller,
     mut body: ListenerCreate,
+    resolved: &Resolved,
 ) -> Decided<Change<Listener>> {
     let lb_id = fields::required("loadbalancer_id", body.loadbalancer_id.take())?;
     if body.default_pool.is_some() {
@@ -319,7 +372,13 @@ pub fn create(
     )?;
     ensure_writable(caller, &lb.common.project_id)?;
     ensure_mutable(lb)?;
-    let mut listener = build(plane, lb, snapshot.listeners_of(&lb_id), &mut body)?;
+    let mut listener = build(
+        plane,
+        lb,
+        snapshot.listeners_of(&lb_id),
+        &mut body,
+        resolved,
+    )?;
     if let Some(pool_id) = body.default_pool_id.take() {
         check_default_pool(snapshot, &listener, &pool_id)?;
         listener.default_pool_id = Some(pool_id);

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Caller;
+use super::certificates::{Resolved, TlsRefs};
 use super::fields::{self, Decided};
 use super::listeners::{self, ListenerCreate};
 use super::members;
@@ -122,6 +123,20 @@ pub struct LoadBalancerUpdate {
     vip_qos_policy_id: Option<Value>,
 }
 
+impl LoadBalancerCreate {
+    /// The certificate references its listeners make, to resolve before the write
+    /// ([`ControlPlane::resolve_tls`]).
+    pub fn tls_refs(&self) -> Decided<TlsRefs> {
+        let mut all = TlsRefs::default();
+        for listener in self.listeners.iter().flatten() {
+            let refs = listener.tls_refs()?;
+            all.certificates.extend(refs.certificates);
+            all.authorities.extend(refs.authorities);
+        }
+        Ok(all)
+    }
+}
+
 /// Creates a load balancer for the caller's project (another's for an admin), with the
 /// listeners, pools, members and monitors the request gives. The change's value is the load
 /// balancer and its tree.
@@ -130,6 +145,7 @@ pub fn create(
     snapshot: &Snapshot,
     caller: &impl Caller,
     body: LoadBalancerCreate,
+    resolved: &Resolved,
 ) -> Decided<Change<(LoadBalancer, Snapshot)>> {
     if body.vip_port_id.is_some() {
         return Err(Error::invalid(
@@ -214,7 +230,7 @@ pub fn create(
         pools::build_tree(plane, &mut tree, &lb, pool, None)?;
     }
     for listener in body.listeners.unwrap_or_default() {
-        listeners::build_tree(plane, &mut tree, &lb, listener)?;
+        listeners::build_tree(plane, &mut tree, &lb, listener, resolved)?;
     }
     for member in &tree.members {
         members::check_target(plane, snapshot, member)?;

@@ -4,6 +4,7 @@
 //! errors ([`crate::Error`]) say which answer (Octavia's `400`, `403`, `409` or `501`) without
 //! prose to match.
 
+pub mod certificates;
 pub mod devices;
 pub mod fields;
 pub mod flavors;
@@ -17,6 +18,7 @@ pub mod pools;
 pub mod providers;
 pub mod quotas;
 pub mod status;
+pub mod tls;
 pub mod tree;
 pub mod vip;
 pub mod zones;

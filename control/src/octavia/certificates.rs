@@ -1,0 +1,175 @@
+//! Certificate references, as Octavia checks them when a listener names them: each must be a
+//! secret of the host's key manager that the caller may read, holding what its field needs (a
+//! certificate with its key; a client CA; a revocation list that CA signed). They are resolved
+//! before the write lock is taken: reading a PKCS#12 bundle costs its key derivation, and no
+//! other write waits on a tenant's bundle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lbaas_keys::{Authority, Bundle, CertError, CertificateInfo};
+
+use super::Caller;
+use crate::model::Secret;
+use crate::store::StoreExt as _;
+use crate::{ControlPlane, Error};
+
+/// The references one request makes.
+#[derive(Debug, Default, Clone)]
+pub struct TlsRefs {
+    /// Certificates served (the default one and SNI's), each with its key.
+    pub certificates: Vec<String>,
+    /// Client CAs (clients' certificates must be signed by one), each with the revocation
+    /// list of that CA, if any.
+    pub authorities: Vec<Authorities>,
+}
+
+/// A client CA's reference and its revocation list's.
+pub type Authorities = (String, Option<String>);
+
+impl TlsRefs {
+    fn is_empty(&self) -> bool {
+        self.certificates.is_empty() && self.authorities.is_empty()
+    }
+
+    /// Every reference of `self` is in `resolved`.
+    pub fn resolved_in(&self, resolved: &Resolved) -> bool {
+        self.certificates
+            .iter()
+            .all(|r| resolved.certificates.contains_key(r))
+            && self
+                .authorities
+                .iter()
+                .all(|pair| resolved.authorities.contains_key(pair))
+    }
+}
+
+/// What the references hold, checked: safe to show, no key byte.
+#[derive(Debug, Default, Clone)]
+pub struct Resolved {
+    /// Each served certificate's reference and what it is.
+    pub certificates: BTreeMap<String, CertificateInfo>,
+    /// Each client CA (with its revocation list) and what the CA is.
+    pub authorities: BTreeMap<Authorities, CertificateInfo>,
+}
+
+/// Octavia's list of references in a fault: Python's list text.
+fn listed(references: &[(String, String)]) -> String {
+    let names: Vec<String> = references
+        .iter()
+        .map(|(reference, _)| format!("'{}'", reference.escape_debug()))
+        .collect();
+    let reasons: Vec<&str> = references.iter().map(|(_, why)| why.as_str()).collect();
+    format!("[{}] ({})", names.join(", "), reasons.join("; "))
+}
+
+/// The secret id a reference names: `…/secrets/<id>`, as the key store's references are.
+fn secret_id(reference: &str) -> Option<&str> {
+    let (head, id) = reference.trim_end_matches('/').rsplit_once('/')?;
+    (head.ends_with("/secrets") || head == "secrets").then_some(id)
+}
+
+impl ControlPlane {
+    /// Resolves and checks what `refs` name, for `caller`.
+    pub async fn resolve_tls(
+        self: &Arc<Self>,
+        caller: impl Caller + Send + 'static,
+        refs: TlsRefs,
+    ) -> Result<Resolved, Error> {
+        if refs.is_empty() {
+            return Ok(Resolved::default());
+        }
+        let plane = self.clone();
+        crate::spawn_blocking(move || plane.resolve_now(&caller, refs)).await?
+    }
+
+    /// A reference's payload, opened, if the caller may read it; why not, otherwise. A
+    /// payload that does not open under the host's key is the host's failure, not a 400.
+    fn payload(
+        &self,
+        caller: &impl Caller,
+        reference: &str,
+    ) -> Result<Result<zeroize::Zeroizing<Vec<u8>>, String>, Error> {
+        let Some(id) = secret_id(reference) else {
+            return Ok(Err(
+                "not a reference to a secret of this host's key manager".into(),
+            ));
+        };
+        let secret = match self.store.load::<Secret>(id)? {
+            Some(secret) if caller.can_read(&secret.project_id) => secret,
+            _ => return Ok(Err("no such secret for this project".into())),
+        };
+        if crate::secrets::expired(&secret) {
+            return Ok(Err("the secret has expired".into()));
+        }
+        self.open_secret(&secret).map(Ok)
+    }
+
+    fn resolve_now(&self, caller: &impl Caller, refs: TlsRefs) -> Result<Resolved, Error> {
+        let mut resolved = Resolved::default();
+        let mut bad = Vec::new();
+        for reference in refs.certificates {
+            match self.payload(caller, &reference)? {
+                Ok(payload) => match Bundle::parse(&payload) {
+                    Ok(bundle) => {
+                        resolved
+                            .certificates
+                            .insert(reference, bundle.info().clone());
+                    }
+                    // Octavia answers an unreadable PKCS#12 bundle with its own fault.
+                    Err(error @ CertError::Pkcs12(_)) => {
+                        return Err(Error::invalid(error.to_string()));
+                    }
+                    Err(error) => bad.push((reference, error.to_string())),
+                },
+                Err(why) => bad.push((reference, why)),
+            }
+        }
+        if !bad.is_empty() {
+            return Err(Error::invalid(format!(
+                "Could not retrieve certificate: {}",
+                listed(&bad)
+            )));
+        }
+        for (ca_ref, crl_ref) in refs.authorities {
+            let info = self.authority(caller, &ca_ref, crl_ref.as_deref())?;
+            resolved.authorities.insert((ca_ref, crl_ref), info);
+        }
+        Ok(resolved)
+    }
+
+    /// Octavia's check of a client CA and its revocation list: both retrievable, the CA a PEM
+    /// certificate, the list one that CA signed.
+    fn authority(
+        &self,
+        caller: &impl Caller,
+        ca_ref: &str,
+        crl_ref: Option<&str>,
+    ) -> Result<CertificateInfo, Error> {
+        let ca = self.payload(caller, ca_ref)?;
+        let crl = match crl_ref {
+            Some(crl_ref) => Some((crl_ref, self.payload(caller, crl_ref)?)),
+            None => None,
+        };
+        let mut bad = Vec::new();
+        if let Err(why) = &ca {
+            bad.push((ca_ref.to_owned(), why.clone()));
+        }
+        if let Some((crl_ref, Err(why))) = &crl {
+            bad.push(((*crl_ref).to_owned(), why.clone()));
+        }
+        let (Ok(ca), true) = (ca, bad.is_empty()) else {
+            return Err(Error::invalid(format!(
+                "Could not retrieve certificate: {}",
+                listed(&bad)
+            )));
+        };
+        let authority = Authority::from_pem(&ca).map_err(|e| Error::invalid(e.to_string()))?;
+        if let Some((_, Ok(crl))) = crl {
+            authority
+                .check_crl(&crl)
+                .map_err(|e| Error::invalid(e.to_string()))?;
+        }
+        Ok(authority.info().clone())
+    }
+}
