@@ -152,6 +152,9 @@ pub fn listener(snapshot: &Snapshot, listener: &Listener) -> Value {
         ids(policies.iter().map(|p| p.common.id.as_str())),
     );
     map.insert("client_authentication".into(), json!("NONE"));
+    // Octavia 19's HSTS flags: false unless a TERMINATED_HTTPS listener sets them.
+    map.insert("hsts_include_subdomains".into(), json!(false));
+    map.insert("hsts_preload".into(), json!(false));
     Value::Object(map)
 }
 

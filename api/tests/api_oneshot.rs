@@ -1232,6 +1232,8 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
             "only make sense if hsts_max_age is set as well.".into()),
         (json!({"protocol": "HTTP", "protocol_port": 81, "hsts_max_age": 300}), StatusCode::BAD_REQUEST,
             "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS protocol.".into()),
+        (json!({"protocol": "HTTP", "protocol_port": 81, "tls_versions": ["TLSv9"]}), StatusCode::NOT_IMPLEMENTED,
+            "does not support a requested option: tls_versions".into()),
         (json!({"default_tls_container_ref": 7}), StatusCode::BAD_REQUEST,
             "Invalid input for field/attribute default_tls_container_ref".into()),
         // References, resolved with the caller's rights.
@@ -1290,5 +1292,24 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
 
     let (_, after) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;
     assert_eq!(before, after, "nothing stored");
+    // Octavia 19's body of a listener without TLS.
+    let (_, shown) = call(
+        &app,
+        "GET",
+        "/v2/lbaas/listeners/listener-1",
+        Some(MEMBER),
+        None,
+    )
+    .await;
+    let shown = &shown["listener"];
+    assert_eq!(
+        (&shown["hsts_include_subdomains"], &shown["hsts_preload"]),
+        (&json!(false), &json!(false))
+    );
+    assert!(
+        shown["hsts_max_age"].is_null() && shown["default_tls_container_ref"].is_null(),
+        "{shown}"
+    );
+    assert_eq!(shown["client_authentication"], "NONE");
     assert!(jobs.try_recv().is_err(), "no job queued");
 }

@@ -177,7 +177,10 @@ impl ListenerTls<'_> {
         {
             return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
         }
-        self.check_versions_and_alpn()?;
+        // Octavia checks versions and ALPN protocols of TLS listeners only.
+        if terminated {
+            self.check_versions_and_alpn()?;
+        }
         self.check_hsts(terminated)
     }
 
