@@ -76,9 +76,12 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
+    // Certificates are read before the write lock: a bundle's key derivation holds no write.
+    let refs = body.pool.tls_refs()?;
+    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
     let view = api
         .write(move |plane, snapshot| {
-            let change = pools::create(plane, snapshot, &ctx, body.pool)?;
+            let change = pools::create(plane, snapshot, &ctx, body.pool, &resolved)?;
             Ok(change.map(|(pool, listener_id)| {
                 let mut view = views::pool(snapshot, &pool);
                 if let Some(listener_id) = listener_id {

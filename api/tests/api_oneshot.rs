@@ -1197,6 +1197,7 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
     let root_crl = store_secret(&app, MEMBER, &pki.crl("root")).await;
     let theirs = store_secret(&app, OTHER, &pki.pkcs12("other.example.com")).await;
     let (_, before) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;
+    let (_, pools_before) = call(&app, "GET", "/v2/lbaas/pools", Some(ADMIN), None).await;
 
     let listener = |fields: Value| {
         let mut body = json!({"loadbalancer_id": "lb-1", "protocol": "TERMINATED_HTTPS",
@@ -1272,26 +1273,101 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
         .await;
         assert_fault(status, &answer, wanted, &mentions);
     }
-    // A full tree's listeners pass the same rules.
-    let tree = json!({"loadbalancer": {"vip_subnet_id": "subnet-vip", "listeners": [
-        {"protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": theirs}]}});
-    let (status, answer) = call(
-        &app,
-        "POST",
-        "/v2/lbaas/loadbalancers",
-        Some(MEMBER),
-        Some(&tree.to_string()),
-    )
-    .await;
-    assert_fault(
-        status,
-        &answer,
-        StatusCode::BAD_REQUEST,
-        "Could not retrieve certificate",
-    );
+    // A pool's TLS towards its members: the same resolution, Octavia's pool rules.
+    let pool = |fields: Value| {
+        let mut body = json!({"loadbalancer_id": "lb-1", "protocol": "HTTP",
+                              "lb_algorithm": "ROUND_ROBIN"});
+        body.as_object_mut()
+            .expect("object")
+            .extend(fields.as_object().expect("fields").clone());
+        json!({ "pool": body }).to_string()
+    };
+    let pool_cases: Vec<(Value, StatusCode, String)> = vec![
+        (
+            json!({"crl_container_ref": crl}),
+            StatusCode::BAD_REQUEST,
+            "A CA certificate reference is required to specify a revocation list.".into(),
+        ),
+        (
+            json!({"tls_enabled": true, "tls_container_ref": theirs}),
+            StatusCode::BAD_REQUEST,
+            format!("Could not retrieve certificate: ['{theirs}']"),
+        ),
+        (
+            json!({"tls_enabled": true, "tls_versions": []}),
+            StatusCode::BAD_REQUEST,
+            "Empty TLS version list.".into(),
+        ),
+        (
+            json!({"tls_enabled": true, "ca_tls_container_ref": www}),
+            StatusCode::BAD_REQUEST,
+            "The client authentication CA certificate is invalid.".into(),
+        ),
+        (
+            json!({"tls_enabled": true, "ca_tls_container_ref": ca, "crl_container_ref": root_crl}),
+            StatusCode::BAD_REQUEST,
+            "The CRL specified is not valid".into(),
+        ),
+        // Octavia checks versions of a pool with TLS only.
+        (
+            json!({"tls_versions": ["TLSv9"]}),
+            StatusCode::NOT_IMPLEMENTED,
+            "does not support a requested option: tls_versions".into(),
+        ),
+        (
+            json!({"tls_enabled": true, "tls_container_ref": www, "ca_tls_container_ref": ca,
+                "crl_container_ref": crl, "tls_versions": ["TLSv1.3"], "alpn_protocols": ["h2"]}),
+            StatusCode::NOT_IMPLEMENTED,
+            "does not support a requested option: tls_enabled".into(),
+        ),
+    ];
+    for (fields, wanted, mentions) in pool_cases {
+        let (status, answer) = call(
+            &app,
+            "POST",
+            "/v2/lbaas/pools",
+            Some(MEMBER),
+            Some(&pool(fields)),
+        )
+        .await;
+        assert_fault(status, &answer, wanted, &mentions);
+    }
+
+    // A full tree's listeners and pools, inline ones included, pass the same rules.
+    let bad_pool = json!({"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                          "tls_enabled": true, "tls_container_ref": theirs});
+    let trees = [
+        json!({"listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 443,
+                              "default_tls_container_ref": theirs}]}),
+        json!({"listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": bad_pool}]}),
+        json!({"listeners": [{"protocol": "HTTP", "protocol_port": 80, "l7policies": [
+            {"action": "REDIRECT_TO_POOL", "redirect_pool": bad_pool,
+             "rules": [{"type": "PATH", "compare_type": "STARTS_WITH", "value": "/a"}]}]}]}),
+        json!({"pools": [bad_pool]}),
+    ];
+    for mut tree in trees {
+        tree["vip_subnet_id"] = json!("subnet-vip");
+        let body = json!({ "loadbalancer": tree }).to_string();
+        let (status, answer) = call(
+            &app,
+            "POST",
+            "/v2/lbaas/loadbalancers",
+            Some(MEMBER),
+            Some(&body),
+        )
+        .await;
+        assert_fault(
+            status,
+            &answer,
+            StatusCode::BAD_REQUEST,
+            "Could not retrieve certificate",
+        );
+    }
 
     let (_, after) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;
     assert_eq!(before, after, "nothing stored");
+    let (_, pools_after) = call(&app, "GET", "/v2/lbaas/pools", Some(ADMIN), None).await;
+    assert_eq!(pools_before, pools_after, "nothing stored");
     // Octavia 19's body of a listener without TLS.
     let (_, shown) = call(
         &app,

@@ -32,15 +32,30 @@ impl TlsRefs {
         self.certificates.is_empty() && self.authorities.is_empty()
     }
 
-    /// Every reference of `self` is in `resolved`.
-    pub fn resolved_in(&self, resolved: &Resolved) -> bool {
-        self.certificates
+    /// Adds `other`'s references (a tree's objects' together).
+    pub fn extend(&mut self, other: TlsRefs) {
+        self.certificates.extend(other.certificates);
+        self.authorities.extend(other.authorities);
+    }
+
+    /// Every reference of `self` is in `resolved`: the caller resolved them before the write.
+    /// Otherwise the host's own mistake (a path that skipped [`ControlPlane::resolve_tls`]).
+    pub fn ensure_in(&self, resolved: &Resolved) -> Result<(), Error> {
+        let served = self
+            .certificates
             .iter()
-            .all(|r| resolved.certificates.contains_key(r))
-            && self
-                .authorities
-                .iter()
-                .all(|pair| resolved.authorities.contains_key(pair))
+            .all(|r| resolved.certificates.contains_key(r));
+        let authorities = self
+            .authorities
+            .iter()
+            .all(|pair| resolved.authorities.contains_key(pair));
+        if served && authorities {
+            Ok(())
+        } else {
+            Err(Error::Inconsistent(
+                "certificate references were not resolved before the write".into(),
+            ))
+        }
     }
 }
 

@@ -320,6 +320,15 @@ fn assemble<'a>(
     Ok((policy, rules))
 }
 
+/// The pool a tree's policy defines inline (not one it names), if it parses: its certificate
+/// references are resolved before the write.
+pub fn inline_pool(body: &Value) -> Option<super::pools::PoolCreate> {
+    match body.get("redirect_pool")? {
+        Value::Object(reference) if reference.len() == 1 && reference.contains_key("name") => None,
+        pool => serde_json::from_value(pool.clone()).ok(),
+    }
+}
+
 /// A policy of a listener in a full load balancer tree. Its pool, `redirect_pool`, is a
 /// reference by name (`{"name": …}`) to a pool of the tree, or a whole new pool.
 #[serde_with::serde_as]
@@ -349,6 +358,7 @@ pub fn build_tree(
     lb: &LoadBalancer,
     listener: &Listener,
     body: Value,
+    resolved: &super::certificates::Resolved,
 ) -> Decided<()> {
     let body: TreePolicy = serde_json::from_value(body)
         .map_err(|e| Error::invalid(format!("Invalid input for l7policies: {e}")))?;
@@ -381,6 +391,7 @@ pub fn build_tree(
                 lb,
                 pool,
                 Some(listener.protocol),
+                resolved,
             )?)
         }
     };

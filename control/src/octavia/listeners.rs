@@ -126,19 +126,23 @@ impl ListenerCreate {
         self.tls().refs()
     }
 
+    /// In a full tree: the references of this listener, its inline default pool and the pools
+    /// its policies define inline.
+    pub fn tree_tls_refs(&self) -> Decided<TlsRefs> {
+        let mut refs = self.tls_refs()?;
+        if let Some(pool) = &self.default_pool {
+            refs.extend(pool.tls_refs()?);
+        }
+        for policy in self.l7policies.iter().flatten() {
+            if let Some(pool) = super::l7policies::inline_pool(policy) {
+                refs.extend(pool.tls_refs()?);
+            }
+        }
+        Ok(refs)
+    }
+
     fn inserts_headers(&self) -> bool {
         self.insert_headers.as_ref().is_some_and(|h| !h.is_empty())
-    }
-}
-
-/// Every reference `refs` makes is in `resolved`: the caller resolved them before the write.
-fn ensure_resolved(refs: &TlsRefs, resolved: &Resolved) -> Decided<()> {
-    if refs.resolved_in(resolved) {
-        Ok(())
-    } else {
-        Err(Error::Inconsistent(
-            "a listener's certificate references were not resolved before its write".into(),
-        ))
     }
 }
 
@@ -202,7 +206,7 @@ fn build<'a>(
             .bind(std::net::SocketAddr::new(vip, protocol_port))?;
     }
     body.tls().check_create(protocol, body.inserts_headers())?;
-    ensure_resolved(&body.tls_refs()?, resolved)?;
+    body.tls().refs()?.ensure_in(resolved)?;
     fields::unsupported_options(&lb.provider, &tls_options!(body))?;
     let insert_headers = insert_headers(plane, &lb.provider, protocol, body.insert_headers.take())?;
     plane.provider_supports(&lb.provider, Some(protocol), None)?;
@@ -335,12 +339,12 @@ pub fn build_tree(
     }
     let mut listener = build(plane, lb, tree.listeners.iter(), &mut body, resolved)?;
     if let Some(pool) = body.default_pool {
-        let pool_id = pools::build_tree(plane, tree, lb, pool, Some(listener.protocol))?;
+        let pool_id = pools::build_tree(plane, tree, lb, pool, Some(listener.protocol), resolved)?;
         check_default_pool(tree, &listener, &pool_id)?;
         listener.default_pool_id = Some(pool_id);
     }
     for policy in body.l7policies.unwrap_or_default() {
-        super::l7policies::build_tree(plane, tree, lb, &listener, policy)?;
+        super::l7policies::build_tree(plane, tree, lb, &listener, policy, resolved)?;
     }
     tree.listeners.push(listener);
     Ok(())

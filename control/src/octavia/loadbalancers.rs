@@ -128,10 +128,11 @@ impl LoadBalancerCreate {
     /// ([`ControlPlane::resolve_tls`]).
     pub fn tls_refs(&self) -> Decided<TlsRefs> {
         let mut all = TlsRefs::default();
+        for pool in self.pools.iter().flatten() {
+            all.extend(pool.tls_refs()?);
+        }
         for listener in self.listeners.iter().flatten() {
-            let refs = listener.tls_refs()?;
-            all.certificates.extend(refs.certificates);
-            all.authorities.extend(refs.authorities);
+            all.extend(listener.tree_tls_refs()?);
         }
         Ok(all)
     }
@@ -227,7 +228,7 @@ pub fn create(
     let mut batch = Batch::new();
     let mut tree = Snapshot::empty_for(&lb);
     for pool in body.pools.unwrap_or_default() {
-        pools::build_tree(plane, &mut tree, &lb, pool, None)?;
+        pools::build_tree(plane, &mut tree, &lb, pool, None, resolved)?;
     }
     for listener in body.listeners.unwrap_or_default() {
         listeners::build_tree(plane, &mut tree, &lb, listener, resolved)?;

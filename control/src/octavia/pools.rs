@@ -6,10 +6,12 @@ use lbaas_core::ids::now;
 use serde::Deserialize;
 
 use super::Caller;
+use super::certificates::{Resolved, TlsRefs};
 use super::fields::{self, Decided};
 use super::healthmonitors::{self, HealthMonitorCreate};
 use super::members::{self, MemberCreate};
 use super::status::{self, Step};
+use super::tls::PoolTls;
 use super::tree::{
     child_change, delete_child, ensure_mutable, ensure_writable, new_common, touch_parent,
 };
@@ -80,7 +82,8 @@ fn persistence(value: Option<SessionPersistence>) -> Decided<Option<SessionPersi
 }
 
 /// A pool's TLS options towards its members (Octavia v2.8 to v2.24), which no driver of this
-/// host implements yet: accepted, and answered 501 naming the first one set.
+/// host implements yet: checked by Octavia's rules ([`PoolTls`]), then answered 501 naming the
+/// first one set.
 macro_rules! tls_options {
     ($body:expr) => {
         [
@@ -98,7 +101,36 @@ macro_rules! tls_options {
     };
 }
 
-fn build(plane: &ControlPlane, lb: &LoadBalancer, body: &mut PoolCreate) -> Decided<Pool> {
+impl PoolCreate {
+    fn tls(&self) -> PoolTls<'_> {
+        PoolTls {
+            tls_enabled: self.tls_enabled,
+            tls_container_ref: &self.tls_container_ref,
+            ca_tls_container_ref: &self.ca_tls_container_ref,
+            crl_container_ref: &self.crl_container_ref,
+            tls_ciphers: &self.tls_ciphers,
+            tls_versions: &self.tls_versions,
+            alpn_protocols: &self.alpn_protocols,
+        }
+    }
+
+    /// The certificate references this pool makes, to resolve before the write
+    /// ([`ControlPlane::resolve_tls`]), after Octavia's rules for the fields.
+    pub fn tls_refs(&self) -> Decided<TlsRefs> {
+        self.tls().check_create()?;
+        self.tls().refs()
+    }
+}
+
+/// Checks and builds a pool of `lb`, its certificate references resolved into `resolved`.
+fn build(
+    plane: &ControlPlane,
+    lb: &LoadBalancer,
+    body: &mut PoolCreate,
+    resolved: &Resolved,
+) -> Decided<Pool> {
+    body.tls().check_create()?;
+    body.tls().refs()?.ensure_in(resolved)?;
     fields::unsupported_options(&lb.provider, &tls_options!(body))?;
     fields::same_project(
         body.project_id.as_deref(),
@@ -137,6 +169,7 @@ pub fn build_tree(
     lb: &LoadBalancer,
     mut body: PoolCreate,
     listener: Option<Protocol>,
+    resolved: &Resolved,
 ) -> Decided<String> {
     if body.loadbalancer_id.is_some() || body.listener_id.is_some() {
         return Err(Error::invalid(
@@ -152,7 +185,7 @@ pub fn build_tree(
             listener.name()
         )));
     }
-    let mut pool = build(plane, lb, &mut body)?;
+    let mut pool = build(plane, lb, &mut body, resolved)?;
     for member in body.members.unwrap_or_default() {
         let member = members::build(&pool, tree.members_of(&pool.common.id), member)?;
         tree.members.push(member);
@@ -193,6 +226,7 @@ pub fn create(
     snapshot: &Snapshot,
     caller: &impl Caller,
     mut body: PoolCreate,
+    resolved: &Resolved,
 ) -> Decided<Change<(Pool, Option<String>)>> {
     if body.members.is_some() || body.healthmonitor.is_some() {
         return Err(Error::invalid(
@@ -244,7 +278,7 @@ pub fn create(
     )?;
     ensure_writable(caller, &lb.common.project_id)?;
     ensure_mutable(lb)?;
-    let pool = build(plane, lb, &mut body)?;
+    let pool = build(plane, lb, &mut body, resolved)?;
     touch_parent(snapshot, &lb_id, &mut batch)?;
     let listener_id = listener.as_ref().map(|l| l.common.id.clone());
     if let Some(mut listener) = listener {

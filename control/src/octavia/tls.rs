@@ -1,6 +1,7 @@
-//! Octavia's rules for a listener's TLS fields that hold whatever the provider: which protocols
-//! take certificates, which field needs which, TLS versions, ALPN protocols and HSTS. A
-//! provider's own support (its `501`) is asked after these.
+//! Octavia's rules for the TLS fields of a listener (towards clients) and of a pool (towards its
+//! members) that hold whatever the provider: which protocols take certificates, which field
+//! needs which, TLS versions, ALPN protocols and HSTS. A provider's own support (its `501`) is
+//! asked after these.
 
 use serde_json::Value;
 
@@ -179,51 +180,9 @@ impl ListenerTls<'_> {
         }
         // Octavia checks versions and ALPN protocols of TLS listeners only.
         if terminated {
-            self.check_versions_and_alpn()?;
+            versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
         }
         self.check_hsts(terminated)
-    }
-
-    fn check_versions_and_alpn(&self) -> Decided<()> {
-        if let Some(versions) = texts("tls_versions", self.tls_versions)? {
-            if versions.is_empty() {
-                return Err(Error::invalid(
-                    "Empty TLS version list. Either specify at least one TLS version or remove \
-                     this parameter to use the default.",
-                ));
-            }
-            let invalid: Vec<&str> = versions
-                .iter()
-                .map(String::as_str)
-                .filter(|v| !TLS_VERSIONS.contains(v))
-                .collect();
-            if !invalid.is_empty() {
-                return Err(Error::invalid(format!(
-                    "Invalid TLS versions: {}",
-                    invalid.join(", ")
-                )));
-            }
-        }
-        if let Some(protocols) = texts("alpn_protocols", self.alpn_protocols)? {
-            if protocols.is_empty() {
-                return Err(Error::invalid(
-                    "Empty ALPN protocol list. Either specify at least one ALPN protocol or \
-                     remove this parameter to use the default.",
-                ));
-            }
-            let invalid: Vec<&str> = protocols
-                .iter()
-                .map(String::as_str)
-                .filter(|p| !ALPN_PROTOCOLS.contains(p))
-                .collect();
-            if !invalid.is_empty() {
-                return Err(Error::invalid(format!(
-                    "Invalid ALPN protocol: {}",
-                    invalid.join(", ")
-                )));
-            }
-        }
-        Ok(())
     }
 
     fn check_hsts(&self, terminated: bool) -> Decided<()> {
@@ -252,4 +211,92 @@ impl ListenerTls<'_> {
         }
         Ok(())
     }
+}
+
+/// A pool's TLS fields towards its members, as the request gives them.
+pub struct PoolTls<'a> {
+    pub tls_enabled: Option<bool>,
+    pub tls_container_ref: &'a Option<Value>,
+    pub ca_tls_container_ref: &'a Option<Value>,
+    pub crl_container_ref: &'a Option<Value>,
+    pub tls_ciphers: &'a Option<Value>,
+    pub tls_versions: &'a Option<Value>,
+    pub alpn_protocols: &'a Option<Value>,
+}
+
+impl PoolTls<'_> {
+    /// The references the pool makes: its client certificate towards members, the CA the
+    /// members' certificates are checked against and its revocation list.
+    pub fn refs(&self) -> Decided<TlsRefs> {
+        let certificate = reference("tls_container_ref", self.tls_container_ref)?;
+        let ca = reference("ca_tls_container_ref", self.ca_tls_container_ref)?;
+        let crl = reference("crl_container_ref", self.crl_container_ref)?;
+        Ok(TlsRefs {
+            certificates: certificate.into_iter().collect(),
+            authorities: ca.map(|ca| (ca, crl)).into_iter().collect(),
+        })
+    }
+
+    /// Octavia's rules for a new pool, in Octavia's order.
+    pub fn check_create(&self) -> Decided<()> {
+        self.refs()?;
+        if given(self.crl_container_ref) && !given(self.ca_tls_container_ref) {
+            return Err(Error::invalid(
+                "A CA certificate reference is required to specify a revocation list.",
+            ));
+        }
+        if let Some(value) = self.tls_ciphers
+            && !value.is_null()
+            && !value.is_string()
+        {
+            return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
+        }
+        if self.tls_enabled == Some(true) {
+            versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
+        }
+        Ok(())
+    }
+}
+
+/// Octavia's checks of a TLS version list and an ALPN protocol list.
+fn versions_and_alpn(tls_versions: &Option<Value>, alpn_protocols: &Option<Value>) -> Decided<()> {
+    if let Some(versions) = texts("tls_versions", tls_versions)? {
+        if versions.is_empty() {
+            return Err(Error::invalid(
+                "Empty TLS version list. Either specify at least one TLS version or remove this \
+                 parameter to use the default.",
+            ));
+        }
+        let invalid: Vec<&str> = versions
+            .iter()
+            .map(String::as_str)
+            .filter(|v| !TLS_VERSIONS.contains(v))
+            .collect();
+        if !invalid.is_empty() {
+            return Err(Error::invalid(format!(
+                "Invalid TLS versions: {}",
+                invalid.join(", ")
+            )));
+        }
+    }
+    if let Some(protocols) = texts("alpn_protocols", alpn_protocols)? {
+        if protocols.is_empty() {
+            return Err(Error::invalid(
+                "Empty ALPN protocol list. Either specify at least one ALPN protocol or remove \
+                 this parameter to use the default.",
+            ));
+        }
+        let invalid: Vec<&str> = protocols
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !ALPN_PROTOCOLS.contains(p))
+            .collect();
+        if !invalid.is_empty() {
+            return Err(Error::invalid(format!(
+                "Invalid ALPN protocol: {}",
+                invalid.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
