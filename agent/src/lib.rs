@@ -8,6 +8,7 @@
 //! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body against the [allow-list](policy) and the load balancer's scope (header `lbaas-scope`, sent by the host), then with `haproxy -c`, installs it and reloads; answers `{"sha256"}`. A policy refusal is `422 {"error", "line", "keyword"}` with the header `lbaas-refusal: policy`; on any other failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
 //! | `GET /v1/loadbalancers/{id}/config` | the installed configuration (its SHA-256 in `x-config-sha256`) |
 //! | `DELETE /v1/loadbalancers/{id}/config` | removes it and reloads (`404` if unknown); needs the load balancer's scope too |
+//! | `PUT /v1/loadbalancers/{id}/certificates/{name}` | stores a PEM file (certificates, a private key, a revocation list: nothing else) for that load balancer's `crt`, `ca-file` and `crl-file` arguments, mode 0600 in the agent's own folder; needs the load balancer's scope. `DELETE` removes it; removing the load balancer's configuration removes them all |
 //! | `GET /v1/loadbalancers/{id}/stats` | `{"rows": [...]}`: `show stat` lines of its frontends, backends and servers |
 //! | `GET /v1/history` | `{"entries": [...]}`: every configuration installed, removed or refused here (time, load balancer, SHA-256, bytes), oldest first |
 //!
@@ -16,6 +17,7 @@
 //! Changes are serialised: one check-install-reload at a time. The configuration a driver
 //! rendered is attacker-controlled: nothing reaches HAProxy before [`policy::check`] passed it.
 
+pub mod certificates;
 pub mod haproxy;
 pub mod policy;
 
@@ -119,6 +121,10 @@ impl Agent {
     ) -> Result<Self, haproxy::HaproxyError> {
         let haproxy = Haproxy::new(haproxy_binary, state_dir.to_owned());
         haproxy.start_or_adopt()?;
+        let policy = ConfigPolicy {
+            certificates: Some(certificates::root(state_dir)),
+            ..policy
+        };
         Ok(Self {
             haproxy,
             policy,
@@ -263,6 +269,8 @@ impl Agent {
                 message.to_string(),
             ));
         }
+        // Its keys go with it: nothing of a removed load balancer stays on the device.
+        certificates::remove_all(self.haproxy.state_dir(), id).map_err(internal)?;
         tracing::info!(loadbalancer = id, "configuration removed");
         self.record(id, "removed", &Config::new(&previous), None);
         Ok(true)
@@ -382,6 +390,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/v1/loadbalancers/{id}/config",
             get(show_config).put(put_config).delete(delete_config),
         )
+        .route(
+            "/v1/loadbalancers/{id}/certificates/{name}",
+            axum::routing::put(put_certificate).delete(delete_certificate),
+        )
         .route("/v1/loadbalancers/{id}/stats", get(stats))
         .route("/v1/history", get(history))
         .layer(DefaultBodyLimit::max(MAX_CONFIG_BYTES))
@@ -478,6 +490,53 @@ async fn delete_config(
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(not_found(&id)),
     }
+}
+
+async fn put_certificate(
+    State(agent): State<Arc<Agent>>,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer<StatusCode> {
+    checked(&id)?;
+    let scope = scope_of(&headers)?;
+    blocking(move || {
+        scoped(&id, scope.as_ref()).map_err(|violation| {
+            Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the device's configuration policy refused it: {violation}"),
+                Some(violation),
+            )
+        })?;
+        let _change = agent.changes.lock().unwrap_or_else(|e| e.into_inner());
+        certificates::store(agent.haproxy.state_dir(), &id, &name, &body)
+            .map_err(|refused| Refusal::new(refused.status(), refused.to_string()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_certificate(
+    State(agent): State<Arc<Agent>>,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Answer<StatusCode> {
+    checked(&id)?;
+    let scope = scope_of(&headers)?;
+    blocking(move || {
+        scoped(&id, scope.as_ref()).map_err(|violation| {
+            Refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the device's configuration policy refused it: {violation}"),
+                Some(violation),
+            )
+        })?;
+        let _change = agent.changes.lock().unwrap_or_else(|e| e.into_inner());
+        certificates::remove(agent.haproxy.state_dir(), &id, &name)
+            .map_err(|refused| Refusal::new(refused.status(), refused.to_string()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn stats(

@@ -71,6 +71,8 @@ fn main() -> anyhow::Result<()> {
         servers: args.allow_servers.clone(),
         binds: args.allow_binds.clone(),
         reserved: vec![args.listen],
+        // Set by the agent: its own certificate folder.
+        certificates: None,
     };
     let agent = Agent::start(args.haproxy.clone(), &state_dir, token.as_deref(), policy)
         .map_err(anyhow::Error::msg)?;

@@ -38,6 +38,10 @@ pub struct ConfigPolicy {
     pub binds: Vec<IpNet>,
     /// Sockets no line may name: the agent's own management API.
     pub reserved: Vec<SocketAddr>,
+    /// The folder of the load balancers' certificate files ([`crate::certificates`]): a
+    /// `crt`, `ca-file` or `crl-file` argument may name only a file of the configuration's own
+    /// load balancer there. `None`: no certificate at all.
+    pub certificates: Option<std::path::PathBuf>,
 }
 
 /// What one load balancer's configuration may reach, as the host sent it (the host's side is
@@ -325,6 +329,7 @@ impl Line<'_> {
             (Frontend, "tcp-request") => self.tcp_request(),
             (Frontend, "acl") => self.acl(),
             (Frontend, "http-request") => http_request(args),
+            (Frontend, "http-response") => hsts(args),
             (Frontend, "use_backend") => match args {
                 [
                     "%[var(txn.l7_pool)]",
@@ -378,14 +383,94 @@ impl Line<'_> {
     }
 
     fn bind(&self) -> Rule {
-        match self.args {
-            [address] => {
-                let socket = socket(address)?;
-                self.reachable(socket, Target::Bind)
+        let [address, options @ ..] = self.args else {
+            return Err("takes an address:port".into());
+        };
+        let socket = socket(address)?;
+        self.reachable(socket, Target::Bind)?;
+        if options.is_empty() {
+            return Ok(());
+        }
+        let usage = "takes an address:port, then only TLS options: `ssl`, `crt`, `ca-file`, \
+                     `crl-file` (files of this load balancer), `verify`, `alpn`, `ssl-min-ver`, \
+                     `ssl-max-ver`, `ciphers`, `ciphersuites`";
+        let mut ssl = false;
+        let mut certificates = 0;
+        let mut rest = options;
+        while let Some((&option, tail)) = rest.split_first() {
+            if option == "ssl" {
+                ssl = true;
+                rest = tail;
+                continue;
             }
-            _ => Err(
-                "takes one address:port and no options (no certificates, sockets or files)".into(),
-            ),
+            let Some((&value, tail)) = tail.split_first() else {
+                return Err(format!("`{}` needs a value; it {usage}", shown(option)));
+            };
+            match option {
+                "crt" => {
+                    certificates += 1;
+                    self.certificate_file(value)?;
+                }
+                "ca-file" | "crl-file" => self.certificate_file(value)?,
+                "verify" => one_of(&[value], &["none", "optional", "required"])?,
+                "alpn" => {
+                    if !value
+                        .split(',')
+                        .all(|p| ["h2", "http/1.1", "http/1.0"].contains(&p))
+                    {
+                        return Err("`alpn` takes h2, http/1.1 and http/1.0".into());
+                    }
+                }
+                "ssl-min-ver" | "ssl-max-ver" => one_of(
+                    &[value],
+                    &["SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+                )?,
+                "ciphers" | "ciphersuites" => {
+                    let plain = !value.is_empty()
+                        && value.len() <= 1024
+                        && value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b":_-+!.@=".contains(&b));
+                    if !plain {
+                        return Err(format!("`{option}` takes an OpenSSL cipher list"));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "`{}` is not an option it takes; it {usage}",
+                        shown(option)
+                    ));
+                }
+            }
+            rest = tail;
+        }
+        if !ssl || certificates == 0 {
+            return Err("TLS options need `ssl` and at least one `crt`".into());
+        }
+        Ok(())
+    }
+
+    /// A certificate argument: a file of this configuration's own load balancer, in the
+    /// agent's certificate folder, and nothing else on the device.
+    fn certificate_file(&self, value: &str) -> Rule {
+        let Some(root) = &self.policy.certificates else {
+            return Err("names a certificate file, and this device keeps none".into());
+        };
+        let own = root.join(&self.scope.loadbalancer);
+        let named = std::path::Path::new(value);
+        let allowed = named.parent() == Some(own.as_path())
+            && named
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pem"))
+                .is_some_and(crate::certificates::name_ok);
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "may name only this load balancer's certificate files ({}/<name>.pem)",
+                own.display()
+            ))
         }
     }
 
@@ -550,6 +635,25 @@ impl Line<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// `http-response set-header Strict-Transport-Security max-age=N[;includeSubDomains][;preload]`:
+/// the one response header a listener sets (HSTS).
+fn hsts(args: &[&str]) -> Rule {
+    let usage = "allows only `set-header Strict-Transport-Security max-age=N[;includeSubDomains][;preload]`";
+    let ["set-header", "Strict-Transport-Security", value] = args else {
+        return Err(usage.into());
+    };
+    let mut parts = value.split(';');
+    let max_age = parts
+        .next()
+        .and_then(|p| p.strip_prefix("max-age="))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()));
+    if max_age && parts.all(|p| p == "includeSubDomains" || p == "preload") {
+        Ok(())
+    } else {
+        Err(usage.into())
     }
 }
 
@@ -827,6 +931,7 @@ mod tests {
             servers: Vec::new(),
             binds: Vec::new(),
             reserved: vec!["127.128.0.1:9443".parse().expect("socket")],
+            certificates: Some("/srv/agent/certs".into()),
         }
     }
 
@@ -985,6 +1090,59 @@ backend p-2
     }
 
     /// Each hostile addition is refused, naming its line and keyword.
+    /// TLS on a bind: only this load balancer's own certificate files, only TLS options, and
+    /// the HSTS header; another load balancer's files, any other file, or a path that climbs
+    /// out of the folder are refused.
+    #[test]
+    fn tls_binds_name_only_their_own_certificate_files() {
+        let own = "/srv/agent/certs/lb-1";
+        let allowed = [
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem"),
+            format!(
+                "bind 127.0.50.1:8080 ssl crt {own}/www.pem crt {own}/sni-1.pem ca-file \
+                 {own}/ca.pem crl-file {own}/crl.pem verify required alpn h2,http/1.1 \
+                 ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3 ciphers ECDHE-RSA-AES128-GCM-SHA256:ECDHE+AESGCM \
+                 ciphersuites TLS_AES_128_GCM_SHA256"
+            ),
+            "http-response set-header Strict-Transport-Security max-age=31536000;includeSubDomains;preload".into(),
+            "http-response set-header Strict-Transport-Security max-age=0".into(),
+        ];
+        for line in &allowed {
+            let config = format!("frontend l-1\n    {line}\n");
+            check(&config, &policy(), &scope()).unwrap_or_else(|v| panic!("{line}: {v}"));
+        }
+        let refused = [
+            "bind 127.0.50.1:8080 ssl crt /srv/agent/certs/lb-2/www.pem".to_owned(),
+            "bind 127.0.50.1:8080 ssl crt /etc/ssl/private/host.pem".to_owned(),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/../lb-2/www.pem"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.key"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/"),
+            format!("bind 127.0.50.1:8080 crt {own}/www.pem"),
+            "bind 127.0.50.1:8080 ssl".to_owned(),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem verify sometimes"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem alpn spdy/3"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem crt-list {own}/list.txt"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem ciphers a/b"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem ca-file"),
+            format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem defer-accept"),
+            "http-response set-header X-Other yes".to_owned(),
+            "http-response set-header Strict-Transport-Security max-age=1;evil".to_owned(),
+        ];
+        for line in &refused {
+            let config = format!("frontend l-1\n    {line}\n");
+            let keyword = line.split_whitespace().next().unwrap_or_default();
+            let violation = check(&config, &policy(), &scope()).expect_err(line);
+            assert_eq!(violation.keyword, keyword, "{line}: {violation}");
+        }
+        // A device without a certificate folder takes no certificate.
+        let none = ConfigPolicy {
+            certificates: None,
+            ..policy()
+        };
+        let config = format!("frontend l-1\n    bind 127.0.50.1:8080 ssl crt {own}/www.pem\n");
+        assert!(check(&config, &none, &scope()).is_err());
+    }
+
     #[test]
     fn hostile_configurations_are_refused() {
         let cases: &[(&str, &str)] = &[
@@ -1114,6 +1272,7 @@ backend p-2
             servers: vec!["10.0.0.0/8".parse().expect("cidr")],
             binds: vec!["127.0.50.0/24".parse().expect("cidr")],
             reserved: Vec::new(),
+            certificates: None,
         };
         let scope = Scope {
             binds: vec![
