@@ -1211,7 +1211,7 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
     let cases: Vec<(Value, StatusCode, String)> = vec![
         (json!({"protocol": "HTTP", "protocol_port": 81, "default_tls_container_ref": www}),
             StatusCode::BAD_REQUEST, "Certificate container references are not allowed on HTTP protocol listeners.".into()),
-        (json!({"protocol": "UDP", "protocol_port": 53, "tls_versions": ["TLSv1.3"]}),
+        (json!({"protocol": "UDP", "protocol_port": 53, "default_tls_container_ref": www}),
             StatusCode::BAD_REQUEST, "UDP protocol listener does not support TLS.".into()),
         (json!({}), StatusCode::BAD_REQUEST,
             "An SNI or default certificate container reference must be provided for TERMINATED_HTTPS protocol listeners.".into()),
@@ -1362,6 +1362,57 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
             StatusCode::BAD_REQUEST,
             "Could not retrieve certificate",
         );
+    }
+
+    // A change of a listener without TLS: Octavia's rules for a PUT.
+    let updates: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"default_tls_container_ref": www}),
+            StatusCode::BAD_REQUEST,
+            "Certificate container references are not allowed on HTTP protocol listeners.",
+        ),
+        (
+            json!({"client_authentication": "OPTIONAL"}),
+            StatusCode::BAD_REQUEST,
+            "Client authentication setting OPTIONAL requires a client CA container reference.",
+        ),
+        (
+            json!({"client_crl_container_ref": crl}),
+            StatusCode::BAD_REQUEST,
+            "A client authentication CA reference is required to specify a client authentication revocation list.",
+        ),
+        (
+            json!({"tls_versions": []}),
+            StatusCode::BAD_REQUEST,
+            "Empty TLS version list.",
+        ),
+        (
+            json!({"hsts_preload": true}),
+            StatusCode::BAD_REQUEST,
+            "Cannot enable hsts_include_subdomains or hsts_preload if hsts_max_age was not set as well.",
+        ),
+        (
+            json!({"hsts_max_age": 60}),
+            StatusCode::BAD_REQUEST,
+            "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS protocol.",
+        ),
+        (
+            json!({"tls_versions": ["TLSv1.3"]}),
+            StatusCode::NOT_IMPLEMENTED,
+            "does not support a requested option: tls_versions",
+        ),
+    ];
+    for (fields, wanted, mentions) in updates {
+        let body = json!({ "listener": fields }).to_string();
+        let (status, answer) = call(
+            &app,
+            "PUT",
+            "/v2/lbaas/listeners/listener-1",
+            Some(MEMBER),
+            Some(&body),
+        )
+        .await;
+        assert_fault(status, &answer, wanted, mentions);
     }
 
     let (_, after) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;

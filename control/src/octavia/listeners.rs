@@ -430,6 +430,24 @@ pub struct ListenerUpdate {
     hsts_preload: Option<Value>,
 }
 
+impl ListenerUpdate {
+    fn tls(&self) -> ListenerTls<'_> {
+        ListenerTls {
+            default_tls_container_ref: &self.default_tls_container_ref,
+            sni_container_refs: &self.sni_container_refs,
+            client_ca_tls_container_ref: &self.client_ca_tls_container_ref,
+            client_authentication: &self.client_authentication,
+            client_crl_container_ref: &self.client_crl_container_ref,
+            tls_ciphers: &self.tls_ciphers,
+            tls_versions: &self.tls_versions,
+            alpn_protocols: &self.alpn_protocols,
+            hsts_max_age: &self.hsts_max_age,
+            hsts_include_subdomains: &self.hsts_include_subdomains,
+            hsts_preload: &self.hsts_preload,
+        }
+    }
+}
+
 /// Changes a listener the caller may write.
 pub fn update(
     plane: &ControlPlane,
@@ -441,6 +459,10 @@ pub fn update(
     let current = snapshot.listener(caller, id)?;
     ensure_writable(caller, &current.common.project_id)?;
     let provider = &snapshot.parent(&current.loadbalancer_id)?.provider;
+    let inserts = body.insert_headers.as_ref().is_some_and(|h| !h.is_empty());
+    // No listener holds TLS yet (no provider terminates it), so a reference that passes these
+    // rules meets the provider's 501 below; resolution joins when a provider renders TLS.
+    body.tls().check_update(current.protocol, inserts)?;
     fields::unsupported_options(provider, &tls_options!(body))?;
     let mut listener = current.clone();
     if let Some(name) = body.name {

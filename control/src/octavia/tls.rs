@@ -99,50 +99,93 @@ impl ListenerTls<'_> {
         })
     }
 
+    /// `client_authentication` as given (`None` when not), checked against Octavia's modes.
+    fn authentication(&self) -> Decided<Option<String>> {
+        match self.client_authentication {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(mode)) if CLIENT_AUTHENTICATION.contains(&mode.as_str()) => {
+                Ok(Some(mode.clone()))
+            }
+            Some(other) => Err(Error::field(
+                "client_authentication",
+                format!(
+                    "Invalid input for field/attribute client_authentication. Value: '{}'. \
+                     Value should be one of: {}",
+                    other
+                        .as_str()
+                        .map_or_else(|| other.to_string(), str::to_owned),
+                    CLIENT_AUTHENTICATION.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Octavia's rules for a change of a listener of `protocol` that holds no TLS settings yet
+    /// (no listener here does: no provider terminates TLS), in Octavia's order.
+    pub fn check_update(&self, protocol: Protocol, insert_headers: bool) -> Decided<()> {
+        let refs = self.refs()?;
+        let authentication = self.authentication()?;
+        let container_refs = !refs.certificates.is_empty() || !refs.authorities.is_empty();
+        if matches!(protocol, Protocol::Udp | Protocol::Sctp) && (container_refs || insert_headers)
+        {
+            return Err(Error::invalid(format!(
+                "{} protocol listener does not support TLS or header insertion.",
+                protocol.name()
+            )));
+        }
+        let terminated = protocol == Protocol::TerminatedHttps;
+        if !terminated && container_refs {
+            return Err(Error::invalid(format!(
+                "Certificate container references are not allowed on {} protocol listeners.",
+                protocol.name()
+            )));
+        }
+        let client_ca = given(self.client_ca_tls_container_ref);
+        if let Some(mode) = authentication
+            && mode != "NONE"
+            && !client_ca
+        {
+            return Err(Error::invalid(format!(
+                "Client authentication setting {mode} requires a client CA container reference."
+            )));
+        }
+        if given(self.client_crl_container_ref) && !client_ca {
+            return Err(Error::invalid(
+                "A client authentication CA reference is required to specify a client \
+                 authentication revocation list.",
+            ));
+        }
+        versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
+        let include = flag("hsts_include_subdomains", self.hsts_include_subdomains)?;
+        let preload = flag("hsts_preload", self.hsts_preload)?;
+        if (include || preload) && !given(self.hsts_max_age) {
+            return Err(Error::invalid(
+                "Cannot enable hsts_include_subdomains or hsts_preload if hsts_max_age was not \
+                 set as well.",
+            ));
+        }
+        self.check_hsts(terminated)
+    }
+
     /// Octavia's rules for a new listener of `protocol`, in Octavia's order; `insert_headers`
     /// says whether the request inserts any.
     pub fn check_create(&self, protocol: Protocol, insert_headers: bool) -> Decided<()> {
         let refs = self.refs()?;
         let client_ca = given(self.client_ca_tls_container_ref);
         let client_crl = given(self.client_crl_container_ref);
-        let authentication = match self.client_authentication {
-            None | Some(Value::Null) => "NONE".to_owned(),
-            Some(Value::String(mode)) if CLIENT_AUTHENTICATION.contains(&mode.as_str()) => {
-                mode.clone()
-            }
-            Some(other) => {
-                return Err(Error::field(
-                    "client_authentication",
-                    format!(
-                        "Invalid input for field/attribute client_authentication. Value: '{}'. \
-                         Value should be one of: {}",
-                        other
-                            .as_str()
-                            .map_or_else(|| other.to_string(), str::to_owned),
-                        CLIENT_AUTHENTICATION.join(", ")
-                    ),
-                ));
-            }
-        };
+        let authentication = self.authentication()?.unwrap_or_else(|| "NONE".to_owned());
         let terminated = protocol == Protocol::TerminatedHttps;
         let served = !refs.certificates.is_empty();
-        let any_reference = served || client_ca || client_crl;
-        let any_tls = any_reference
-            || [
-                self.client_authentication,
-                self.tls_ciphers,
-                self.tls_versions,
-                self.alpn_protocols,
-            ]
-            .into_iter()
-            .any(given);
-        if matches!(protocol, Protocol::Udp | Protocol::Sctp) && (any_tls || insert_headers) {
+        // Octavia's "container references": served certificates and the client CA.
+        let container_refs = served || client_ca;
+        if matches!(protocol, Protocol::Udp | Protocol::Sctp) && (container_refs || insert_headers)
+        {
             return Err(Error::invalid(format!(
                 "{} protocol listener does not support TLS.",
                 protocol.name()
             )));
         }
-        if !terminated && any_reference {
+        if !terminated && container_refs {
             return Err(Error::invalid(format!(
                 "Certificate container references are not allowed on {} protocol listeners.",
                 protocol.name()
