@@ -67,8 +67,9 @@ pub struct ControlPlane {
     /// Handles of devices this host spawned whose records another host deleted: stopped by the
     /// fleet task here, since no other host may stop them.
     pub(crate) orphans: std::sync::Mutex<Vec<String>>,
-    /// The host's own key manager, when it has one ([`ControlPlane::with_local_keys`]).
-    pub(crate) keys: Option<Arc<crate::secrets::LocalKeys>>,
+    /// What the host's own key manager seals secrets with, when it has one
+    /// ([`ControlPlane::with_local_keys`]).
+    pub(crate) keys: Option<Arc<lbaas_keys::Sealer>>,
 }
 
 /// Who may register devices and where they may point the host's HTTP client: a management URL

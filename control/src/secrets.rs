@@ -14,9 +14,8 @@ use zeroize::Zeroizing;
 
 use crate::model::Secret;
 use crate::octavia::Caller;
-use crate::octavia::tree::{remove, store};
-use crate::store::StoreExt as _;
-use crate::{ControlPlane, Error};
+use crate::store::{Batch, StoreExt as _};
+use crate::{Change, ControlPlane, Error};
 
 /// The largest payload, in bytes: Barbican's default `max_allowed_secret_in_bytes`.
 pub const MAX_PAYLOAD: usize = 20_000;
@@ -167,11 +166,11 @@ pub(crate) fn expired(secret: &Secret) -> bool {
 impl ControlPlane {
     /// Uses the host's own key manager with `keys`.
     pub fn with_local_keys(mut self, keys: LocalKeys) -> Self {
-        self.keys = Some(Arc::new(keys));
+        self.keys = Some(Arc::new(keys.sealer));
         self
     }
 
-    fn local_keys(&self) -> Result<&LocalKeys, Error> {
+    fn sealer(&self) -> Result<&lbaas_keys::Sealer, Error> {
         self.keys.as_deref().ok_or(Error::NoKeyManager)
     }
 
@@ -181,7 +180,7 @@ impl ControlPlane {
         caller: impl Caller + Send + 'static,
         new: NewSecret,
     ) -> Result<Secret, Error> {
-        let keys = self.local_keys()?;
+        let sealer = self.sealer()?;
         let project = caller.project().to_owned();
         if project.is_empty() || !caller.can_write(&project) {
             return Err(Error::Forbidden);
@@ -214,8 +213,13 @@ impl ControlPlane {
             expiration: new.expiration,
             sealed: String::new(),
         };
-        secret.sealed = BASE64.encode(keys.sealer.seal(&context(&secret), &payload));
-        self.write(move |_, _| Ok::<_, Error>(store(secret))).await
+        secret.sealed = BASE64.encode(sealer.seal(&context(&secret), &payload));
+        self.write(move |_, _| {
+            let mut batch = Batch::new();
+            batch.put(&secret);
+            Ok::<_, Error>(Change::new(batch, secret))
+        })
+        .await
     }
 
     /// The secrets the caller may read, oldest first.
@@ -223,7 +227,7 @@ impl ControlPlane {
         self: &Arc<Self>,
         caller: impl Caller + Send + 'static,
     ) -> Result<Vec<Secret>, Error> {
-        self.local_keys()?;
+        self.sealer()?;
         let store = self.store.clone();
         let mut secrets = crate::spawn_blocking(move || store.all::<Secret>()).await??;
         secrets.retain(|secret| caller.can_read(&secret.project_id) && !expired(secret));
@@ -254,13 +258,17 @@ impl ControlPlane {
         if !caller.can_write(&secret.project_id) {
             return Err(Error::Forbidden);
         }
-        self.write(move |_, _| Ok::<_, Error>(remove::<Secret>(&secret.id)))
-            .await
+        self.write(move |_, _| {
+            let mut batch = Batch::new();
+            batch.delete::<Secret>(&secret.id);
+            Ok::<_, Error>(Change::new(batch, ()))
+        })
+        .await
     }
 
     /// Secret `id` as stored, unless it is gone (never stored, deleted, or expired).
     async fn load_secret(self: &Arc<Self>, id: String) -> Result<Secret, Error> {
-        self.local_keys()?;
+        self.sealer()?;
         let store = self.store.clone();
         let found = {
             let id = id.clone();
@@ -273,11 +281,11 @@ impl ControlPlane {
 
     /// The payload of `secret`, opened: for the host alone, when it configures a device.
     pub fn open_secret(&self, secret: &Secret) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let keys = self.local_keys()?;
+        let sealer = self.sealer()?;
         let sealed = BASE64
             .decode(&secret.sealed)
             .map_err(|e| Error::Sealed(format!("secret {}: {e}", secret.id)))?;
-        keys.sealer
+        sealer
             .open(&context(secret), &sealed)
             .map_err(|e| Error::Sealed(format!("secret {}: {e}", secret.id)))
     }
