@@ -133,7 +133,9 @@ pub(crate) fn serve(
              dashboard: http://{address}/dashboard (admins)\n  \
              metrics:   {metrics}\n  \
              traces:    {}\n  \
-             data:      {} ({})\n  drivers:   {} active, from {}\n  \
+             data:      {} ({})\n  \
+             secrets:   http://{address}/v1/secrets, sealed under {}\n  \
+             drivers:   {} active, from {}\n  \
              devices:   {devices}",
             observe
                 .otlp_endpoint
@@ -144,6 +146,7 @@ pub(crate) fn serve(
                 StoreChoice::Sled => "sled".to_owned(),
                 StoreChoice::Postgres { url, .. } => lbaas_postgres::redact(url),
             },
+            secrets_key.display(),
             drivers,
             driver_dir.display()
         );

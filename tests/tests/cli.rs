@@ -490,7 +490,9 @@ fn a_missing_haproxy_is_named_at_start_and_in_the_fault() {
         log.contains("API:       http://")
             && log.contains("dashboard: http://")
             && log.contains("metrics:   http://")
-            && log.contains("data:      "),
+            && log.contains("data:      ")
+            && log.contains("secrets:   http://")
+            && log.contains("secrets.key"),
         "the start names where things are: {log}"
     );
 
