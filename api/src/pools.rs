@@ -100,9 +100,12 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
+    // Certificates are read before the write lock: a bundle's key derivation holds no write.
+    let refs = body.pool.tls_refs()?;
+    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
     let view = api
         .write(move |plane, snapshot| {
-            let change = pools::update(plane, snapshot, &ctx, &id, body.pool)?;
+            let change = pools::update(plane, snapshot, &ctx, &id, body.pool, &resolved)?;
             Ok(change.map(|pool| views::pool(snapshot, &pool)))
         })
         .await?;

@@ -1415,6 +1415,47 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
         assert_fault(status, &answer, wanted, mentions);
     }
 
+    // A change of a pool: Octavia's rules for a PUT, its references resolved.
+    let pool_updates: Vec<(Value, StatusCode, String)> = vec![
+        (
+            json!({"crl_container_ref": crl}),
+            StatusCode::BAD_REQUEST,
+            "A CA reference is required to specify a certificate revocation list.".into(),
+        ),
+        (
+            json!({"tls_container_ref": mismatched}),
+            StatusCode::BAD_REQUEST,
+            format!("Could not retrieve certificate: ['{mismatched}']"),
+        ),
+        (
+            json!({"ca_tls_container_ref": ca, "crl_container_ref": root_crl}),
+            StatusCode::BAD_REQUEST,
+            "The CRL specified is not valid".into(),
+        ),
+        (
+            json!({"alpn_protocols": ["gopher"]}),
+            StatusCode::BAD_REQUEST,
+            "Invalid ALPN protocol: gopher".into(),
+        ),
+        (
+            json!({"tls_enabled": true, "tls_container_ref": www}),
+            StatusCode::NOT_IMPLEMENTED,
+            "does not support a requested option: tls_enabled".into(),
+        ),
+    ];
+    for (fields, wanted, mentions) in pool_updates {
+        let body = json!({ "pool": fields }).to_string();
+        let (status, answer) = call(
+            &app,
+            "PUT",
+            "/v2/lbaas/pools/pool-1",
+            Some(MEMBER),
+            Some(&body),
+        )
+        .await;
+        assert_fault(status, &answer, wanted, &mentions);
+    }
+
     let (_, after) = call(&app, "GET", "/v2/lbaas/listeners", Some(ADMIN), None).await;
     assert_eq!(before, after, "nothing stored");
     let (_, pools_after) = call(&app, "GET", "/v2/lbaas/pools", Some(ADMIN), None).await;

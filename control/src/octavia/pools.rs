@@ -219,6 +219,27 @@ pub struct PoolUpdate {
     alpn_protocols: Option<serde_json::Value>,
 }
 
+impl PoolUpdate {
+    fn tls(&self) -> PoolTls<'_> {
+        PoolTls {
+            tls_enabled: self.tls_enabled,
+            tls_container_ref: &self.tls_container_ref,
+            ca_tls_container_ref: &self.ca_tls_container_ref,
+            crl_container_ref: &self.crl_container_ref,
+            tls_ciphers: &self.tls_ciphers,
+            tls_versions: &self.tls_versions,
+            alpn_protocols: &self.alpn_protocols,
+        }
+    }
+
+    /// The certificate references this change makes, to resolve before the write
+    /// ([`ControlPlane::resolve_tls`]), after Octavia's rules for the fields.
+    pub fn tls_refs(&self) -> Decided<TlsRefs> {
+        self.tls().check_update()?;
+        self.tls().refs()
+    }
+}
+
 /// Creates a pool on a load balancer the caller may change, as the default pool of a listener
 /// when the request names one. The change's value is the pool and that listener's id.
 pub fn create(
@@ -298,10 +319,13 @@ pub fn update(
     caller: &impl Caller,
     id: &str,
     body: PoolUpdate,
+    resolved: &Resolved,
 ) -> Decided<Change<Pool>> {
     let current = snapshot.pool(caller, id)?;
     ensure_writable(caller, &current.common.project_id)?;
     let lb = snapshot.parent(&current.loadbalancer_id)?;
+    body.tls().check_update()?;
+    body.tls().refs()?.ensure_in(resolved)?;
     fields::unsupported_options(&lb.provider, &tls_options!(body))?;
     let mut pool = current.clone();
     if let Some(name) = body.name {

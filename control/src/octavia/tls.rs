@@ -280,6 +280,24 @@ impl PoolTls<'_> {
         })
     }
 
+    /// Octavia's rules for a change of a pool that holds no TLS settings yet (no pool here
+    /// does: no provider re-encrypts), in Octavia's order.
+    pub fn check_update(&self) -> Decided<()> {
+        self.refs()?;
+        if given(self.crl_container_ref) && !given(self.ca_tls_container_ref) {
+            return Err(Error::invalid(
+                "A CA reference is required to specify a certificate revocation list.",
+            ));
+        }
+        if let Some(value) = self.tls_ciphers
+            && !value.is_null()
+            && !value.is_string()
+        {
+            return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
+        }
+        versions_and_alpn(self.tls_versions, self.alpn_protocols)
+    }
+
     /// Octavia's rules for a new pool, in Octavia's order.
     pub fn check_create(&self) -> Decided<()> {
         self.refs()?;
