@@ -1138,6 +1138,31 @@ async fn bad_secrets_are_refused_with_the_field_named() {
     let body = r#"{"payload": "x", "payload_content_type": "text/plain; charset=utf-8", "expiration": "2999-01-01T00:00:00Z"}"#;
     let (status, answer) = call(&app, "POST", "/v1/secrets", Some(MEMBER), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    // A project keeps at most MAX_PER_PROJECT secrets; another project is not held by it.
+    let mut batch = lbaas_core::store::Batch::new();
+    for n in 1..lbaas_control::secrets::MAX_PER_PROJECT {
+        batch.put(&lbaas_core::model::Secret {
+            id: format!("seeded-{n}"),
+            project_id: "tenant".into(),
+            name: None,
+            secret_type: "opaque".into(),
+            content_type: "text/plain".into(),
+            created_at: "2026-12-01T00:00:00".into(),
+            expiration: None,
+            sealed: String::new(),
+        });
+    }
+    batch.commit(&*store).expect("seed");
+    let (status, answer) = call(&app, "POST", "/v1/secrets", Some(MEMBER), Some(body)).await;
+    assert_fault(
+        status,
+        &answer,
+        StatusCode::FORBIDDEN,
+        "Quota has been met for resources: Secret",
+    );
+    let (status, answer) = call(&app, "POST", "/v1/secrets", Some(OTHER), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
 
 /// Stores `payload` as `token`'s secret (binary, in base64); its reference.

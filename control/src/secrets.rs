@@ -20,6 +20,10 @@ use crate::{Change, ControlPlane, Error};
 /// The largest payload, in bytes: Barbican's default `max_allowed_secret_in_bytes`.
 pub const MAX_PAYLOAD: usize = 20_000;
 
+/// The most secrets one project keeps: each costs its bytes in every backup and a decode in
+/// every listing, so one tenant cannot grow them without bound.
+pub const MAX_PER_PROJECT: usize = 1_000;
+
 /// Barbican's secret types.
 pub const SECRET_TYPES: [&str; 6] = [
     "symmetric",
@@ -203,6 +207,19 @@ impl ControlPlane {
             return Err(Error::field("expiration", "expiration is in the past."));
         }
         let (payload, content_type) = new.payload()?;
+        // Counted outside the write lock: two stores at once may pass one over the limit, which
+        // bounds a tenant all the same.
+        let store = self.store.clone();
+        let owner = project.clone();
+        let kept = crate::spawn_blocking(move || {
+            store
+                .all::<Secret>()
+                .map(|all| all.iter().filter(|s| s.project_id == owner).count())
+        })
+        .await??;
+        if kept >= MAX_PER_PROJECT {
+            return Err(Error::OverQuota { kind: "Secret" });
+        }
         let mut secret = Secret {
             id: crate::ids::new_id(),
             project_id: project,
