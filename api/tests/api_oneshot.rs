@@ -1260,6 +1260,10 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
             "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS protocol.".into()),
         (json!({"protocol": "HTTP", "protocol_port": 81, "tls_versions": ["TLSv9"]}), StatusCode::NOT_IMPLEMENTED,
             "does not support a requested option: tls_versions".into()),
+        (json!({"protocol": "HTTP", "protocol_port": 81,
+                "insert_headers": {"X-Forwarded-For": "true", "X-SSL-Client-CN": "true"}}),
+            StatusCode::BAD_REQUEST,
+            "['X-SSL-Client-CN'] is not a valid option for HTTP protocol listener.".into()),
         (json!({"default_tls_container_ref": 7}), StatusCode::BAD_REQUEST,
             "Invalid input for field/attribute default_tls_container_ref".into()),
         // References, resolved with the caller's rights.

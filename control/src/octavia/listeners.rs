@@ -251,6 +251,17 @@ fn build<'a>(
 
 /// The headers Octavia lets an HTTP listener insert.
 const INSERT_HEADERS: [&str; 3] = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
+/// The headers about the client's certificate Octavia lets a TERMINATED_HTTPS listener insert.
+const SSL_HEADERS: [&str; 8] = [
+    "X-SSL-Client-Verify",
+    "X-SSL-Client-Has-Cert",
+    "X-SSL-Client-DN",
+    "X-SSL-Client-CN",
+    "X-SSL-Issuer",
+    "X-SSL-Client-SHA1",
+    "X-SSL-Client-Not-Before",
+    "X-SSL-Client-Not-After",
+];
 
 /// `insert_headers` as Octavia takes it (header name to "true" or "false"), for an HTTP
 /// listener; a header the provider does not render is a 501.
@@ -264,11 +275,26 @@ fn insert_headers(
     if given.is_empty() {
         return Ok(BTreeMap::new());
     }
-    if protocol != Protocol::Http {
+    if !matches!(protocol, Protocol::Http | Protocol::TerminatedHttps) {
         return Err(Error::invalid(format!(
             "insert_headers are only supported for HTTP listeners, not {}.",
             protocol.name()
         )));
+    }
+    // Octavia's answer to a client-certificate header on a listener without TLS.
+    if protocol != Protocol::TerminatedHttps {
+        let ssl: Vec<String> = given
+            .keys()
+            .filter_map(|name| SSL_HEADERS.iter().find(|h| h.eq_ignore_ascii_case(name)))
+            .map(|name| format!("'{name}'"))
+            .collect();
+        if !ssl.is_empty() {
+            return Err(Error::invalid(format!(
+                "[{}] is not a valid option for {} protocol listener.",
+                ssl.join(", "),
+                protocol.name()
+            )));
+        }
     }
     if !plane.provider_enabled(provider) {
         return Err(super::ProviderError::NotEnabled(provider.to_owned()).into());
@@ -277,12 +303,14 @@ fn insert_headers(
     for (name, value) in given {
         let Some(known) = INSERT_HEADERS
             .iter()
+            .chain(&SSL_HEADERS)
             .find(|h| h.eq_ignore_ascii_case(&name))
         else {
             return Err(Error::invalid(format!(
-                "Invalid input for field/attribute insert_headers: header {} is not one of {}.",
+                "Invalid input for field/attribute insert_headers: header {} is not one of {}, {}.",
                 name.escape_debug(),
-                INSERT_HEADERS.join(", ")
+                INSERT_HEADERS.join(", "),
+                SSL_HEADERS.join(", ")
             )));
         };
         let flag = match &value {
