@@ -42,8 +42,9 @@ const BINARY: [&str; 4] = [
     "application/pkcs12",
 ];
 
-/// A secret to store, as Barbican's `POST /v1/secrets` body gives it.
-#[derive(Debug, Default, Deserialize)]
+/// A secret to store, as Barbican's `POST /v1/secrets` body gives it. No `Debug`: nothing
+/// prints a payload.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSecret {
     pub name: Option<String>,
@@ -154,8 +155,13 @@ fn is_text(content_type: &str) -> bool {
 
 /// An RFC 3339 time, as `humantime` reads it.
 fn time(field: &'static str, value: &str) -> Result<std::time::SystemTime, Error> {
-    humantime::parse_rfc3339_weak(value.trim_end_matches('Z'))
-        .map_err(|_| Error::field(field, format!("Invalid date for '{field}': {value}")))
+    humantime::parse_rfc3339_weak(value.trim_end_matches('Z')).map_err(|_| {
+        let shown: String = value.chars().take(64).collect();
+        Error::field(
+            field,
+            format!("Invalid date for '{field}': {}", shown.escape_debug()),
+        )
+    })
 }
 
 /// A secret past its expiration is gone, as in Barbican.
