@@ -1264,6 +1264,8 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
                 "insert_headers": {"X-Forwarded-For": "true", "X-SSL-Client-CN": "true"}}),
             StatusCode::BAD_REQUEST,
             "['X-SSL-Client-CN'] is not a valid option for HTTP protocol listener.".into()),
+        (json!({"sni_container_refs": ["r".repeat(256)]}), StatusCode::BAD_REQUEST,
+            "Invalid input for field/attribute sni_container_refs".into()),
         (json!({"default_tls_container_ref": 7}), StatusCode::BAD_REQUEST,
             "Invalid input for field/attribute default_tls_container_ref".into()),
         // References, resolved with the caller's rights.

@@ -39,12 +39,20 @@ fn wrong_type(field: &'static str, expected: &str) -> Error {
     )
 }
 
-/// A reference field: text or null.
+/// The longest reference Octavia takes.
+const MAX_REFERENCE: usize = 255;
+
+/// A reference field: text of at most 255 characters, or null.
 fn reference(field: &'static str, value: &Option<Value>) -> Decided<Option<String>> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
-        Some(_) => Err(wrong_type(field, "a reference (text)")),
+        Some(Value::String(text)) if !text.is_empty() && text.chars().count() <= MAX_REFERENCE => {
+            Ok(Some(text.clone()))
+        }
+        Some(_) => Err(wrong_type(
+            field,
+            "a reference (text of at most 255 characters)",
+        )),
     }
 }
 
@@ -83,6 +91,15 @@ impl ListenerTls<'_> {
     pub fn refs(&self) -> Decided<TlsRefs> {
         let mut certificates: Vec<String> =
             texts("sni_container_refs", self.sni_container_refs)?.unwrap_or_default();
+        if certificates
+            .iter()
+            .any(|r| r.chars().count() > MAX_REFERENCE)
+        {
+            return Err(wrong_type(
+                "sni_container_refs",
+                "a list of references of at most 255 characters",
+            ));
+        }
         certificates.extend(reference(
             "default_tls_container_ref",
             self.default_tls_container_ref,
