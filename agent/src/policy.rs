@@ -411,36 +411,16 @@ impl Line<'_> {
                     certificates += 1;
                     self.certificate_file(value)?;
                 }
-                "ca-file" | "crl-file" => self.certificate_file(value)?,
                 "verify" => one_of(&[value], &["none", "optional", "required"])?,
-                "alpn" => {
-                    if !value
-                        .split(',')
-                        .all(|p| ["h2", "http/1.1", "http/1.0"].contains(&p))
-                    {
-                        return Err("`alpn` takes h2, http/1.1 and http/1.0".into());
+                _ => match self.tls_option(option, value) {
+                    Some(rule) => rule?,
+                    None => {
+                        return Err(format!(
+                            "`{}` is not an option it takes; it {usage}",
+                            shown(option)
+                        ));
                     }
-                }
-                "ssl-min-ver" | "ssl-max-ver" => one_of(
-                    &[value],
-                    &["SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
-                )?,
-                "ciphers" | "ciphersuites" => {
-                    let plain = !value.is_empty()
-                        && value.len() <= 1024
-                        && value
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b":_-+!.@=".contains(&b));
-                    if !plain {
-                        return Err(format!("`{option}` takes an OpenSSL cipher list"));
-                    }
-                }
-                _ => {
-                    return Err(format!(
-                        "`{}` is not an option it takes; it {usage}",
-                        shown(option)
-                    ));
-                }
+                },
             }
             rest = tail;
         }
@@ -448,6 +428,40 @@ impl Line<'_> {
             return Err("TLS options need `ssl` and at least one `crt`".into());
         }
         Ok(())
+    }
+
+    /// A TLS option `bind` and `server` lines share, checked; `None` when `option` is not one.
+    fn tls_option(&self, option: &str, value: &str) -> Option<Rule> {
+        Some(match option {
+            "ca-file" | "crl-file" => self.certificate_file(value),
+            "alpn" => {
+                if value
+                    .split(',')
+                    .all(|p| ["h2", "http/1.1", "http/1.0"].contains(&p))
+                {
+                    Ok(())
+                } else {
+                    Err("`alpn` takes h2, http/1.1 and http/1.0".into())
+                }
+            }
+            "ssl-min-ver" | "ssl-max-ver" => one_of(
+                &[value],
+                &["SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+            ),
+            "ciphers" | "ciphersuites" => {
+                let plain = !value.is_empty()
+                    && value.len() <= 1024
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b":_-+!.@=".contains(&b));
+                if plain {
+                    Ok(())
+                } else {
+                    Err(format!("`{option}` takes an OpenSSL cipher list"))
+                }
+            }
+            _ => return None,
+        })
     }
 
     /// A certificate argument: a file of this configuration's own load balancer, in the
@@ -544,10 +558,17 @@ impl Line<'_> {
             };
             match option {
                 "check" | "check-ssl" => checked = true,
-                "send-proxy" | "send-proxy-v2" | "backup" | "disabled" => {}
+                "send-proxy" | "send-proxy-v2" | "backup" | "disabled" | "ssl" => {}
                 "weight" | "fall" | "rise" | "maxconn" => count(&[value()?])?,
                 "inter" | "fastinter" | "downinter" => duration(value()?)?,
-                "verify" => one_of(&[value()?], &["none"])?,
+                "verify" => one_of(&[value()?], &["none", "required"])?,
+                // Re-encryption: the pool's client certificate towards members.
+                "crt" => self.certificate_file(value()?)?,
+                "ca-file" | "crl-file" | "alpn" | "ssl-min-ver" | "ssl-max-ver" | "ciphers"
+                | "ciphersuites" => {
+                    let value = value()?;
+                    self.tls_option(option, value).unwrap_or(Ok(()))?;
+                }
                 "cookie" => name_ok(value()?)?,
                 "addr" => {
                     let text = value()?;
@@ -559,8 +580,9 @@ impl Line<'_> {
                 other => {
                     return Err(format!(
                         "server option `{}` is not allowed (only weight, check, inter, fall, rise, \
-                         check-ssl, verify none, addr, port, send-proxy, send-proxy-v2, cookie, \
-                         backup, disabled, maxconn)",
+                         check-ssl, addr, port, send-proxy, send-proxy-v2, cookie, backup, \
+                         disabled, maxconn, and TLS towards members: ssl, verify, crt, ca-file, \
+                         crl-file, alpn, ssl-min-ver, ssl-max-ver, ciphers, ciphersuites)",
                         shown(other)
                     ));
                 }
@@ -1107,6 +1129,24 @@ backend p-2
             "http-response set-header Strict-Transport-Security max-age=31536000;includeSubDomains;preload".into(),
             "http-response set-header Strict-Transport-Security max-age=0".into(),
         ];
+        let backend_allowed = [format!(
+            "server m-1 127.0.0.1:8001 ssl verify required ca-file {own}/members-ca.pem \
+             crl-file {own}/members-crl.pem crt {own}/client.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2"
+        )];
+        let backend_refused = [
+            "server m-1 127.0.0.1:8001 ssl verify required ca-file /srv/agent/certs/lb-2/ca.pem"
+                .to_owned(),
+            "server m-1 127.0.0.1:8001 ssl crt /etc/ssl/private/host.pem".to_owned(),
+            "server m-1 127.0.0.1:8001 ssl verify optional".to_owned(),
+        ];
+        for line in &backend_allowed {
+            let config = format!("backend p-1\n    {line}\n");
+            check(&config, &policy(), &scope()).unwrap_or_else(|v| panic!("{line}: {v}"));
+        }
+        for line in &backend_refused {
+            let config = format!("backend p-1\n    {line}\n");
+            assert!(check(&config, &policy(), &scope()).is_err(), "{line}");
+        }
         for line in &allowed {
             let config = format!("frontend l-1\n    {line}\n");
             check(&config, &policy(), &scope()).unwrap_or_else(|v| panic!("{line}: {v}"));

@@ -1,7 +1,8 @@
 //! TLS on a device, as the host will drive it: the agent takes a load balancer's certificate
 //! files (mode 0600, in its own folder, only with that load balancer's scope), a configuration
 //! that names them, and HAProxy serves them: the certificate each client's SNI asks for, ALPN's
-//! h2, the HSTS header, the member's answer through the tunnel. What names another load
+//! h2, the HSTS header, the member's answer through the tunnel; and TLS towards members,
+//! verified against the pool's CA. What names another load
 //! balancer's files, or stores what is not a certificate, is refused; removing the load
 //! balancer removes its keys. Real HAProxy, real `openssl s_client`, loopback only.
 
@@ -152,6 +153,72 @@ fn s_client(port: u16, sni: &str, ca: &Path, alpn: Option<&str>, request: &str) 
     )
 }
 
+/// `openssl s_server -www` with the leaf for `cn` (signed by the test CA), or, when
+/// `stranger`, with a self-signed certificate no CA of the test signed; stopped when dropped.
+struct TlsMember {
+    port: u16,
+    child: Child,
+}
+
+impl Drop for TlsMember {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_member(pki: &Pki, cn: &str, stranger: bool) -> TlsMember {
+    let port = free_port();
+    let (cert, key) = if stranger {
+        lbaas_keys::testing::openssl(
+            &pki.path(""),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "stranger.key",
+                "-out",
+                "stranger.pem",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        ("stranger.pem".to_owned(), "stranger.key".to_owned())
+    } else {
+        (format!("{cn}.pem"), format!("{cn}.key"))
+    };
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-www",
+            "-quiet",
+        ])
+        .arg("-cert")
+        .arg(pki.path(&cert))
+        .arg("-key")
+        .arg(pki.path(&key))
+        .arg("-cert_chain")
+        .arg(pki.path("int.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s_server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    TlsMember { port, child }
+}
+
 #[test]
 fn a_device_serves_the_certificates_of_its_own_load_balancer_only() {
     let pki = Pki::new();
@@ -286,6 +353,65 @@ fn a_device_serves_the_certificates_of_its_own_load_balancer_only() {
             .contains("strict-transport-security: max-age=300;includesubdomains"),
         "{answer}"
     );
+
+    // Re-encryption: HAProxy speaks TLS to members and verifies them against the pool's CA;
+    // a member whose certificate another CA signed gets no request.
+    let (trusted, stranger) = (
+        tls_member(&pki, "www.example.com", false),
+        tls_member(&pki, "www.example.com", true),
+    );
+    let (vip_good, vip_bad) = (free_port(), free_port());
+    let reencrypting = format!(
+        r#"{{"loadbalancer":"lb-1","binds":["127.0.0.1:{vip}","127.0.0.1:{vip_good}","127.0.0.1:{vip_bad}"],"servers":["127.0.0.1:{backend}","127.0.0.1:{}","127.0.0.1:{}"],"checks":[],"http_checks":[]}}"#,
+        trusted.port, stranger.port
+    );
+    let (status, body) = device.call(
+        "PUT",
+        "/v1/loadbalancers/lb-1/certificates/members-ca",
+        Some(&reencrypting),
+        &pki.read("root.pem"),
+    );
+    assert_eq!(status, 204, "{body}");
+    let members = format!(
+        "{config}frontend l-2\n    mode http\n    timeout client 5s\n    bind 127.0.0.1:{vip_good}\n    \
+         default_backend p-2\nbackend p-2\n    mode http\n    timeout connect 5s\n    timeout \
+         server 5s\n    server m-2 127.0.0.1:{} ssl verify required ca-file {certs}/members-ca.pem\n\
+         frontend l-3\n    mode http\n    timeout client 5s\n    bind 127.0.0.1:{vip_bad}\n    \
+         default_backend p-3\nbackend p-3\n    mode http\n    timeout connect 5s\n    timeout \
+         server 5s\n    server m-3 127.0.0.1:{} ssl verify required ca-file {certs}/members-ca.pem\n",
+        trusted.port, stranger.port
+    );
+    let (status, answer) = device.call(
+        "PUT",
+        "/v1/loadbalancers/lb-1/config",
+        Some(&reencrypting),
+        members.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let get = |port: u16| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n")
+            .expect("send");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let good = get(vip_good);
+    // s_server answers in HTTP/1.0, and HAProxy passes its status line on.
+    assert!(
+        good.starts_with("HTTP/1.0 200") && good.contains("s_server"),
+        "{good}"
+    );
+    let bad = get(vip_bad);
+    assert!(
+        bad.starts_with("HTTP/1.1 503") && !bad.contains("s_server"),
+        "{bad}"
+    );
+    let own = reencrypting;
 
     // The load balancer removed, its keys are gone from the device.
     let (status, answer) = device.call("DELETE", "/v1/loadbalancers/lb-1/config", Some(&own), b"");
