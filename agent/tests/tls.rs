@@ -1,8 +1,9 @@
 //! TLS on a device, as the host will drive it: the agent takes a load balancer's certificate
 //! files (mode 0600, in its own folder, only with that load balancer's scope), a configuration
 //! that names them, and HAProxy serves them: the certificate each client's SNI asks for, ALPN's
-//! h2, the HSTS header, the member's answer through the tunnel; and TLS towards members,
-//! verified against the pool's CA. What names another load
+//! h2, the HSTS header, the member's answer through the tunnel; clients' certificates checked
+//! against their CA and its revocation list; and TLS towards members, verified against the
+//! pool's CA. What names another load
 //! balancer's files, or stores what is not a certificate, is refused; removing the load
 //! balancer removes its keys. Real HAProxy, real `openssl s_client`, loopback only.
 
@@ -118,6 +119,18 @@ fn member() -> u16 {
 
 /// `openssl s_client` to the listener with `sni` (and `alpn`), sending `request`; its output.
 fn s_client(port: u16, sni: &str, ca: &Path, alpn: Option<&str>, request: &str) -> String {
+    s_client_as(port, sni, ca, alpn, None, request)
+}
+
+/// [`s_client`] presenting the client certificate `identity` (certificate, key), if any.
+fn s_client_as(
+    port: u16,
+    sni: &str,
+    ca: &Path,
+    alpn: Option<&str>,
+    identity: Option<(&Path, &Path)>,
+    request: &str,
+) -> String {
     let mut command = Command::new("openssl");
     command
         .args([
@@ -130,6 +143,9 @@ fn s_client(port: u16, sni: &str, ca: &Path, alpn: Option<&str>, request: &str) 
         .arg("-CAfile")
         .arg(ca)
         .args(["-verify_return_error", "-ign_eof"]);
+    if let Some((cert, key)) = identity {
+        command.arg("-cert").arg(cert).arg("-key").arg(key);
+    }
     if let Some(alpn) = alpn {
         command.args(["-alpn", alpn]);
     }
@@ -411,7 +427,63 @@ fn a_device_serves_the_certificates_of_its_own_load_balancer_only() {
         bad.starts_with("HTTP/1.1 503") && !bad.contains("s_server"),
         "{bad}"
     );
-    let own = reencrypting;
+
+    // Client authentication: MANDATORY with the clients' CA and its revocation list. A client
+    // signed by that CA gets through; one without a certificate, or a revoked one, does not.
+    pki.leaf("alice.example.com", EC);
+    pki.leaf("mallory.example.com", EC);
+    pki.revoke("int", "mallory.example.com");
+    let vip_auth = free_port();
+    let authenticating = reencrypting.replace(
+        &format!("\"127.0.0.1:{vip_bad}\""),
+        &format!("\"127.0.0.1:{vip_bad}\",\"127.0.0.1:{vip_auth}\""),
+    );
+    for (name, bytes) in [
+        ("clients-ca", pki.concat(&["int.pem", "root.pem"])),
+        // HAProxy checks the revocation of every certificate of the chain: both CAs' lists.
+        ("clients-crl", [pki.crl("int"), pki.crl("root")].concat()),
+    ] {
+        let path = format!("/v1/loadbalancers/lb-1/certificates/{name}");
+        let (status, body) = device.call("PUT", &path, Some(&authenticating), &bytes);
+        assert_eq!(status, 204, "{body}");
+    }
+    let mandatory = format!(
+        "{members}frontend l-4\n    mode http\n    timeout client 5s\n    bind 127.0.0.1:{vip_auth} \
+         ssl crt {certs}/www.pem ca-file {certs}/clients-ca.pem crl-file {certs}/clients-crl.pem \
+         verify required\n    default_backend p-1\n"
+    );
+    let (status, answer) = device.call(
+        "PUT",
+        "/v1/loadbalancers/lb-1/config",
+        Some(&authenticating),
+        mandatory.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let request = "GET / HTTP/1.1\r\nhost: www.example.com\r\nconnection: close\r\n\r\n";
+    let as_client = |name: &str| {
+        let (cert, key) = (
+            pki.path(&format!("{name}.pem")),
+            pki.path(&format!("{name}.key")),
+        );
+        s_client_as(
+            vip_auth,
+            "www.example.com",
+            &ca,
+            None,
+            Some((&cert, &key)),
+            request,
+        )
+    };
+    let alice = as_client("alice.example.com");
+    assert!(alice.contains("hello from member"), "{alice}");
+    let mallory = as_client("mallory.example.com");
+    assert!(
+        !mallory.contains("hello from member") && mallory.contains("revoked"),
+        "{mallory}"
+    );
+    let nobody = s_client(vip_auth, "www.example.com", &ca, None, request);
+    assert!(!nobody.contains("hello from member"), "{nobody}");
+    let own = authenticating;
 
     // The load balancer removed, its keys are gone from the device.
     let (status, answer) = device.call("DELETE", "/v1/loadbalancers/lb-1/config", Some(&own), b"");

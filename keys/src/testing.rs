@@ -164,28 +164,55 @@ impl Pki {
         self.read(&out)
     }
 
-    /// `<ca>.crl`: an empty revocation list signed by `<ca>.pem` with `<ca>.key` (`root` or
-    /// `int`).
-    pub fn crl(&self, ca: &str) -> Vec<u8> {
+    /// Writes `<ca>`'s `openssl ca` database (once), for revocations and revocation lists.
+    fn database(&self, ca: &str) -> String {
         let dir = self.dir.path();
-        std::fs::write(dir.join("index.txt"), "").expect("index");
-        std::fs::write(dir.join("crlnumber"), "1000\n").expect("crlnumber");
-        std::fs::write(
-            dir.join("ca.cnf"),
-            "[ca]\ndefault_ca = this\n[this]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
-             default_md = sha256\ndefault_crl_days = 30\n",
-        )
-        .expect("config");
+        let config = format!("{ca}.cnf");
+        if !dir.join(&config).exists() {
+            std::fs::write(dir.join(format!("{ca}.index")), "").expect("index");
+            std::fs::write(dir.join(format!("{ca}.crlnumber")), "1000\n").expect("crlnumber");
+            std::fs::write(
+                dir.join(&config),
+                format!(
+                    "[ca]\ndefault_ca = this\n[this]\ndatabase = {ca}.index\n\
+                     crlnumber = {ca}.crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n"
+                ),
+            )
+            .expect("config");
+        }
+        config
+    }
+
+    /// Revokes `<cert>.pem`, which `<ca>` signed (`root` or `int`): the next [`Pki::crl`] of
+    /// that CA lists it.
+    pub fn revoke(&self, ca: &str, cert: &str) {
+        let config = self.database(ca);
+        let (key, ca_cert, revoked) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("{cert}.pem"),
+        );
+        openssl(
+            self.dir.path(),
+            &[
+                "ca", "-config", &config, "-revoke", &revoked, "-keyfile", &key, "-cert", &ca_cert,
+            ],
+        );
+    }
+
+    /// `<ca>.crl`: the revocation list of `<ca>` (`root` or `int`), signed with `<ca>.key`,
+    /// listing what [`Pki::revoke`] revoked.
+    pub fn crl(&self, ca: &str) -> Vec<u8> {
+        let config = self.database(ca);
         let (key, cert, out) = (
             format!("{ca}.key"),
             format!("{ca}.pem"),
             format!("{ca}.crl"),
         );
         openssl(
-            dir,
+            self.dir.path(),
             &[
-                "ca", "-config", "ca.cnf", "-gencrl", "-keyfile", &key, "-cert", &cert, "-out",
-                &out,
+                "ca", "-config", &config, "-gencrl", "-keyfile", &key, "-cert", &cert, "-out", &out,
             ],
         );
         self.read(&out)
