@@ -41,20 +41,21 @@ impl std::fmt::Debug for Authority {
     }
 }
 
-/// The first PEM block labelled `label`, decoded.
-fn first_block(bytes: &[u8], label: &str) -> Result<Vec<u8>, String> {
-    let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
-    blocks
+/// The first PEM block labelled `label`, decoded; `None` when the bytes are not PEM or hold
+/// no such block.
+fn first_block(bytes: &[u8], label: &str) -> Option<Vec<u8>> {
+    pem::parse_many(bytes)
+        .ok()?
         .into_iter()
         .find(|block| block.tag() == label)
         .map(pem::Pem::into_contents)
-        .ok_or_else(|| format!("no {label} block"))
 }
 
 impl Authority {
     /// Reads the CA from a PEM secret.
     pub fn from_pem(bytes: &[u8]) -> Result<Self, AuthorityError> {
-        let der = first_block(bytes, "CERTIFICATE").map_err(AuthorityError::Ca)?;
+        let der = first_block(bytes, "CERTIFICATE")
+            .ok_or_else(|| AuthorityError::Ca("no PEM CERTIFICATE block".into()))?;
         let certificate = Parsed::from_der(der).map_err(|e| AuthorityError::Ca(e.to_string()))?;
         Ok(Self { certificate })
     }
@@ -66,7 +67,8 @@ impl Authority {
 
     /// Checks that `bytes` is a PEM revocation list this CA signed.
     pub fn check_crl(&self, bytes: &[u8]) -> Result<(), AuthorityError> {
-        let der = first_block(bytes, "X509 CRL").map_err(AuthorityError::Crl)?;
+        let der = first_block(bytes, "X509 CRL")
+            .ok_or_else(|| AuthorityError::Crl("no PEM X509 CRL block".into()))?;
         let (rest, crl) = CertificateRevocationList::from_der(&der)
             .map_err(|e| AuthorityError::Crl(e.to_string()))?;
         if !rest.is_empty() {

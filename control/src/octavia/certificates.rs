@@ -68,6 +68,17 @@ pub struct Resolved {
     pub authorities: BTreeMap<Authorities, CertificateInfo>,
 }
 
+/// Why a reference names nothing the caller may use.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+enum Unretrievable {
+    #[error("not a reference to a secret of this host's key manager")]
+    NotAReference,
+    #[error("no such secret for this project")]
+    NoSuchSecret,
+    #[error("the secret has expired")]
+    Expired,
+}
+
 /// Octavia's list of references in a fault: Python's list text.
 fn listed(references: &[(String, String)]) -> String {
     let names: Vec<String> = references
@@ -104,18 +115,16 @@ impl ControlPlane {
         &self,
         caller: &impl Caller,
         reference: &str,
-    ) -> Result<Result<zeroize::Zeroizing<Vec<u8>>, String>, Error> {
+    ) -> Result<Result<zeroize::Zeroizing<Vec<u8>>, Unretrievable>, Error> {
         let Some(id) = secret_id(reference) else {
-            return Ok(Err(
-                "not a reference to a secret of this host's key manager".into(),
-            ));
+            return Ok(Err(Unretrievable::NotAReference));
         };
         let secret = match self.store.load::<Secret>(id)? {
             Some(secret) if caller.can_read(&secret.project_id) => secret,
-            _ => return Ok(Err("no such secret for this project".into())),
+            _ => return Ok(Err(Unretrievable::NoSuchSecret)),
         };
         if crate::secrets::expired(&secret) {
-            return Ok(Err("the secret has expired".into()));
+            return Ok(Err(Unretrievable::Expired));
         }
         self.open_secret(&secret).map(Ok)
     }
@@ -137,7 +146,7 @@ impl ControlPlane {
                     }
                     Err(error) => bad.push((reference, error.to_string())),
                 },
-                Err(why) => bad.push((reference, why)),
+                Err(why) => bad.push((reference, why.to_string())),
             }
         }
         if !bad.is_empty() {
@@ -168,10 +177,10 @@ impl ControlPlane {
         };
         let mut bad = Vec::new();
         if let Err(why) = &ca {
-            bad.push((ca_ref.to_owned(), why.clone()));
+            bad.push((ca_ref.to_owned(), why.to_string()));
         }
         if let Some((crl_ref, Err(why))) = &crl {
-            bad.push(((*crl_ref).to_owned(), why.clone()));
+            bad.push(((*crl_ref).to_owned(), why.to_string()));
         }
         let (Ok(ca), true) = (ca, bad.is_empty()) else {
             return Err(Error::invalid(format!(
