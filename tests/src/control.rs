@@ -107,38 +107,56 @@ impl ControlPlane {
         let status_interval = status_interval.or(options.status_interval);
         let mut files = vec![drivers().haproxy.clone(), drivers().acme_adc.clone()];
         files.extend(options.extra_drivers.iter().cloned());
-        let mut builder = HostBuilder::new(data_dir)
-            .runtime(options.config)
-            .trust(options.trust)
-            .auth(auth)
-            .drivers(DriverSource::Files(files))
-            .workers(worker_slots())
-            .members_register_devices(options.members_register_devices);
-        if let Some(store) = options.store.clone() {
-            builder = builder.store(store);
-        } else if crate::postgres::backend() == crate::postgres::Backend::Postgres {
-            builder = builder.store(StoreChoice::Postgres {
-                url: crate::postgres::database_for(data_dir).url,
-                lease: Duration::from_secs(3),
-            });
-        }
-        if let Some(provisioner) = provisioner {
-            builder = builder.provisioner(provisioner);
-        }
-        if let Some(interval) = status_interval {
-            builder = builder.status_interval(interval);
-        }
-        if options.skip_conformance {
-            builder = builder.without_conformance();
-        }
-        if let Some(key) = options.secrets_key.clone() {
-            builder = builder.secrets_key(key);
-        }
-        if options.acknowledge_before_flush {
-            builder = builder.acknowledge_before_flush();
-        }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let host = builder.build(listener).expect("wire the host");
+        let make = || {
+            let mut builder = HostBuilder::new(data_dir)
+                .runtime(options.config.clone())
+                .trust(options.trust.clone())
+                .auth(auth.clone())
+                .drivers(DriverSource::Files(files.clone()))
+                .workers(worker_slots())
+                .members_register_devices(options.members_register_devices);
+            if let Some(store) = options.store.clone() {
+                builder = builder.store(store);
+            } else if crate::postgres::backend() == crate::postgres::Backend::Postgres {
+                builder = builder.store(StoreChoice::Postgres {
+                    url: crate::postgres::database_for(data_dir).url,
+                    lease: Duration::from_secs(3),
+                });
+            }
+            if let Some(provisioner) = provisioner.clone() {
+                builder = builder.provisioner(provisioner);
+            }
+            if let Some(interval) = status_interval {
+                builder = builder.status_interval(interval);
+            }
+            if options.skip_conformance {
+                builder = builder.without_conformance();
+            }
+            if let Some(key) = options.secrets_key.clone() {
+                builder = builder.secrets_key(key);
+            }
+            if options.acknowledge_before_flush {
+                builder = builder.acknowledge_before_flush();
+            }
+            builder
+        };
+        // A host a test stopped a moment ago may still be letting go of the data folder's
+        // database (sled holds its file lock until the last of its threads ends): wait until
+        // the lock is free, not a fixed time.
+        let mut built = None;
+        crate::wait_until("the data folder's database is free", || {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+            match make().build(listener) {
+                Ok(host) => {
+                    built = Some(host);
+                    true
+                }
+                Err(error) if format!("{error:#}").contains("could not acquire lock") => false,
+                Err(error) => panic!("wire the host: {error:#}"),
+            }
+        });
+        let host = built.expect("built");
         let address = host.address();
         let plane = host.plane().clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
