@@ -70,6 +70,12 @@ impl Refusal {
         Self(status, message, None)
     }
 
+    /// The configuration policy's refusal (a line, or the scope a change came with).
+    fn policy(violation: policy::Violation) -> Self {
+        let message = format!("the device's configuration policy refused it: {violation}");
+        Self(StatusCode::UNPROCESSABLE_ENTITY, message, Some(violation))
+    }
+
     /// The message sent as `error`.
     pub fn message(&self) -> &str {
         &self.1
@@ -195,14 +201,10 @@ impl Agent {
         let text = config.text;
         let checked = scoped(id, scope).and_then(|scope| policy::check(text, &self.policy, scope));
         if let Err(violation) = checked {
-            let message = format!("the device's configuration policy refused it: {violation}");
             tracing::warn!(loadbalancer = id, %violation, "configuration refused by policy");
-            self.record(id, "refused", config, Some(&message));
-            return Err(Refusal(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                message,
-                Some(violation),
-            ));
+            let refusal = Refusal::policy(violation);
+            self.record(id, "refused", config, Some(refusal.message()));
+            return Err(refusal);
         }
         let target = self.config_file(id);
         let previous = fs::read_to_string(&target).ok();
@@ -249,13 +251,7 @@ impl Agent {
     /// Removes a load balancer's configuration and reloads; false when it was not here. Only
     /// that load balancer's own job may remove it: its scope comes with the request.
     pub fn delete(&self, id: &str, scope: Option<&Scope>) -> Answer<bool> {
-        if let Err(violation) = scoped(id, scope) {
-            return Err(Refusal(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the device's configuration policy refused it: {violation}"),
-                Some(violation),
-            ));
-        }
+        scoped(id, scope).map_err(Refusal::policy)?;
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let target = self.config_file(id);
         let Ok(previous) = fs::read_to_string(&target) else {
@@ -274,6 +270,32 @@ impl Agent {
         tracing::info!(loadbalancer = id, "configuration removed");
         self.record(id, "removed", &Config::new(&previous), None);
         Ok(true)
+    }
+
+    /// Stores certificate file `name` of load balancer `id`; only that load balancer's own job
+    /// may (its scope comes with the request).
+    pub fn put_certificate(
+        &self,
+        id: &str,
+        name: &str,
+        scope: Option<&Scope>,
+        body: &[u8],
+    ) -> Answer<()> {
+        scoped(id, scope).map_err(Refusal::policy)?;
+        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(certificates::store(
+            self.haproxy.state_dir(),
+            id,
+            name,
+            body,
+        )?)
+    }
+
+    /// Removes certificate file `name` of load balancer `id`, with its scope too.
+    pub fn delete_certificate(&self, id: &str, name: &str, scope: Option<&Scope>) -> Answer<()> {
+        scoped(id, scope).map_err(Refusal::policy)?;
+        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(certificates::remove(self.haproxy.state_dir(), id, name)?)
     }
 
     /// The stats rows of the load balancer's own sections.
@@ -348,6 +370,12 @@ fn scope_of(headers: &axum::http::HeaderMap) -> Answer<Option<Scope>> {
                 format!("the {SCOPE_HEADER} header is not a scope"),
             )
         })
+}
+
+impl From<certificates::Refused> for Refusal {
+    fn from(refused: certificates::Refused) -> Self {
+        Refusal::new(refused.status(), refused.to_string())
+    }
 }
 
 fn internal(error: std::io::Error) -> Refusal {
@@ -500,19 +528,7 @@ async fn put_certificate(
 ) -> Answer<StatusCode> {
     checked(&id)?;
     let scope = scope_of(&headers)?;
-    blocking(move || {
-        scoped(&id, scope.as_ref()).map_err(|violation| {
-            Refusal(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the device's configuration policy refused it: {violation}"),
-                Some(violation),
-            )
-        })?;
-        let _change = agent.changes.lock().unwrap_or_else(|e| e.into_inner());
-        certificates::store(agent.haproxy.state_dir(), &id, &name, &body)
-            .map_err(|refused| Refusal::new(refused.status(), refused.to_string()))
-    })
-    .await?;
+    blocking(move || agent.put_certificate(&id, &name, scope.as_ref(), &body)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -523,19 +539,7 @@ async fn delete_certificate(
 ) -> Answer<StatusCode> {
     checked(&id)?;
     let scope = scope_of(&headers)?;
-    blocking(move || {
-        scoped(&id, scope.as_ref()).map_err(|violation| {
-            Refusal(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the device's configuration policy refused it: {violation}"),
-                Some(violation),
-            )
-        })?;
-        let _change = agent.changes.lock().unwrap_or_else(|e| e.into_inner());
-        certificates::remove(agent.haproxy.state_dir(), &id, &name)
-            .map_err(|refused| Refusal::new(refused.status(), refused.to_string()))
-    })
-    .await?;
+    blocking(move || agent.delete_certificate(&id, &name, scope.as_ref())).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

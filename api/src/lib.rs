@@ -126,6 +126,17 @@ impl Api {
         self.plane.write(write).await
     }
 
+    /// The certificate references a request makes (`refs`, or the rule that refused its
+    /// fields), resolved with the caller's rights. Before the write lock, never inside it: a
+    /// bundle's key derivation holds no other write.
+    pub async fn resolve_tls(
+        &self,
+        ctx: &Context,
+        refs: Result<lbaas_control::octavia::certificates::TlsRefs, lbaas_control::Error>,
+    ) -> ApiResult<lbaas_control::octavia::certificates::Resolved> {
+        Ok(self.plane.resolve_tls(ctx.clone(), refs?).await?)
+    }
+
     /// Runs a blocking driver call (validate-flavor) off the async threads.
     pub async fn blocking<T: Send + 'static>(
         &self,

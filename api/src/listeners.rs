@@ -91,9 +91,7 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    // Certificates are read before the write lock: a bundle's key derivation holds no write.
-    let refs = body.listener.tls_refs()?;
-    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
+    let resolved = api.resolve_tls(&ctx, body.listener.tls_refs()).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = listeners::create(plane, snapshot, &ctx, body.listener, &resolved)?;

@@ -174,9 +174,7 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    // Certificates are read before the write lock: a bundle's key derivation holds no write.
-    let refs = body.loadbalancer.tls_refs()?;
-    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
+    let resolved = api.resolve_tls(&ctx, body.loadbalancer.tls_refs()).await?;
     let (lb, tree) = api
         .write(move |plane, snapshot| {
             Ok(loadbalancers::create(

@@ -76,9 +76,7 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    // Certificates are read before the write lock: a bundle's key derivation holds no write.
-    let refs = body.pool.tls_refs()?;
-    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
+    let resolved = api.resolve_tls(&ctx, body.pool.tls_refs()).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = pools::create(plane, snapshot, &ctx, body.pool, &resolved)?;
@@ -100,9 +98,7 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
-    // Certificates are read before the write lock: a bundle's key derivation holds no write.
-    let refs = body.pool.tls_refs()?;
-    let resolved = api.plane.resolve_tls(ctx.clone(), refs).await?;
+    let resolved = api.resolve_tls(&ctx, body.pool.tls_refs()).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = pools::update(plane, snapshot, &ctx, &id, body.pool, &resolved)?;

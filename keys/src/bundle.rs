@@ -75,7 +75,8 @@ impl KeyEncoding {
 impl Key {
     /// The DER of the key's subject public key info, as a certificate carries it.
     fn public_key(&self) -> Result<Vec<u8>, CertError> {
-        let bytes = self.der.to_vec();
+        // Borrowed: no second copy of the key outlives this call unwiped.
+        let bytes = self.der.as_slice();
         let der = match self.encoding {
             KeyEncoding::Pkcs8 => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(bytes)),
             KeyEncoding::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(bytes)),

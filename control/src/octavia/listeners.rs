@@ -70,51 +70,36 @@ pub struct ListenerCreate {
     hsts_preload: Option<Value>,
 }
 
-/// A listener's TLS options (certificates, client authentication, ciphers and versions, ALPN,
-/// HSTS: Octavia v2.8 to v2.27), which no driver of this host implements yet: checked by
-/// Octavia's rules ([`ListenerTls`]), then answered 501 naming the first one set. Both the
-/// create and the update body have them.
-macro_rules! tls_options {
-    ($body:expr) => {
-        [
-            (
-                "default_tls_container_ref",
-                &$body.default_tls_container_ref,
-            ),
-            ("sni_container_refs", &$body.sni_container_refs),
-            (
-                "client_ca_tls_container_ref",
-                &$body.client_ca_tls_container_ref,
-            ),
-            ("client_authentication", &$body.client_authentication),
-            ("client_crl_container_ref", &$body.client_crl_container_ref),
-            ("tls_ciphers", &$body.tls_ciphers),
-            ("tls_versions", &$body.tls_versions),
-            ("alpn_protocols", &$body.alpn_protocols),
-            ("hsts_max_age", &$body.hsts_max_age),
-            ("hsts_include_subdomains", &$body.hsts_include_subdomains),
-            ("hsts_preload", &$body.hsts_preload),
-        ]
+/// A listener's TLS fields (certificates, client authentication, ciphers and versions, ALPN,
+/// HSTS: Octavia v2.8 to v2.27), as [`ListenerTls`] reads them, for the create and the update
+/// body alike: checked by Octavia's rules, then answered 501 naming the first one set, since no
+/// driver of this host implements them yet.
+macro_rules! listener_tls {
+    ($body:ty) => {
+        impl $body {
+            fn tls(&self) -> ListenerTls<'_> {
+                ListenerTls {
+                    default_tls_container_ref: &self.default_tls_container_ref,
+                    sni_container_refs: &self.sni_container_refs,
+                    client_ca_tls_container_ref: &self.client_ca_tls_container_ref,
+                    client_authentication: &self.client_authentication,
+                    client_crl_container_ref: &self.client_crl_container_ref,
+                    tls_ciphers: &self.tls_ciphers,
+                    tls_versions: &self.tls_versions,
+                    alpn_protocols: &self.alpn_protocols,
+                    hsts_max_age: &self.hsts_max_age,
+                    hsts_include_subdomains: &self.hsts_include_subdomains,
+                    hsts_preload: &self.hsts_preload,
+                }
+            }
+        }
     };
 }
 
-impl ListenerCreate {
-    fn tls(&self) -> ListenerTls<'_> {
-        ListenerTls {
-            default_tls_container_ref: &self.default_tls_container_ref,
-            sni_container_refs: &self.sni_container_refs,
-            client_ca_tls_container_ref: &self.client_ca_tls_container_ref,
-            client_authentication: &self.client_authentication,
-            client_crl_container_ref: &self.client_crl_container_ref,
-            tls_ciphers: &self.tls_ciphers,
-            tls_versions: &self.tls_versions,
-            alpn_protocols: &self.alpn_protocols,
-            hsts_max_age: &self.hsts_max_age,
-            hsts_include_subdomains: &self.hsts_include_subdomains,
-            hsts_preload: &self.hsts_preload,
-        }
-    }
+listener_tls!(ListenerCreate);
+listener_tls!(ListenerUpdate);
 
+impl ListenerCreate {
     /// The certificate references this listener makes, to resolve before the write
     /// ([`ControlPlane::resolve_tls`]). Octavia's rules for the fields come first: nothing is
     /// read for a listener that may not name it.
@@ -207,7 +192,7 @@ fn build<'a>(
     }
     body.tls().check_create(protocol, body.inserts_headers())?;
     body.tls().refs()?.ensure_in(resolved)?;
-    fields::unsupported_options(&lb.provider, &tls_options!(body))?;
+    fields::unsupported_options(&lb.provider, &body.tls().options())?;
     let insert_headers = insert_headers(plane, &lb.provider, protocol, body.insert_headers.take())?;
     plane.provider_supports(&lb.provider, Some(protocol), None)?;
     // One port per transport: UDP, SCTP and the TCP-based protocols may share a number.
@@ -458,24 +443,6 @@ pub struct ListenerUpdate {
     hsts_preload: Option<Value>,
 }
 
-impl ListenerUpdate {
-    fn tls(&self) -> ListenerTls<'_> {
-        ListenerTls {
-            default_tls_container_ref: &self.default_tls_container_ref,
-            sni_container_refs: &self.sni_container_refs,
-            client_ca_tls_container_ref: &self.client_ca_tls_container_ref,
-            client_authentication: &self.client_authentication,
-            client_crl_container_ref: &self.client_crl_container_ref,
-            tls_ciphers: &self.tls_ciphers,
-            tls_versions: &self.tls_versions,
-            alpn_protocols: &self.alpn_protocols,
-            hsts_max_age: &self.hsts_max_age,
-            hsts_include_subdomains: &self.hsts_include_subdomains,
-            hsts_preload: &self.hsts_preload,
-        }
-    }
-}
-
 /// Changes a listener the caller may write.
 pub fn update(
     plane: &ControlPlane,
@@ -491,7 +458,7 @@ pub fn update(
     // No listener holds TLS yet (no provider terminates it), so a reference that passes these
     // rules meets the provider's 501 below; resolution joins when a provider renders TLS.
     body.tls().check_update(current.protocol, inserts)?;
-    fields::unsupported_options(provider, &tls_options!(body))?;
+    fields::unsupported_options(provider, &body.tls().options())?;
     let mut listener = current.clone();
     if let Some(name) = body.name {
         listener.common.name = fields::text("name", Some(name), 255)?;

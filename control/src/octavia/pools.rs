@@ -81,39 +81,31 @@ fn persistence(value: Option<SessionPersistence>) -> Decided<Option<SessionPersi
     Ok(Some(value))
 }
 
-/// A pool's TLS options towards its members (Octavia v2.8 to v2.24), which no driver of this
-/// host implements yet: checked by Octavia's rules ([`PoolTls`]), then answered 501 naming the
-/// first one set.
-macro_rules! tls_options {
-    ($body:expr) => {
-        [
-            (
-                "tls_enabled",
-                &$body.tls_enabled.map(serde_json::Value::Bool),
-            ),
-            ("tls_container_ref", &$body.tls_container_ref),
-            ("ca_tls_container_ref", &$body.ca_tls_container_ref),
-            ("crl_container_ref", &$body.crl_container_ref),
-            ("tls_ciphers", &$body.tls_ciphers),
-            ("tls_versions", &$body.tls_versions),
-            ("alpn_protocols", &$body.alpn_protocols),
-        ]
+/// A pool's TLS fields towards its members (Octavia v2.8 to v2.24), as [`PoolTls`] reads them,
+/// for the create and the update body alike: checked by Octavia's rules, then answered 501
+/// naming the first one set, since no driver of this host implements them yet.
+macro_rules! pool_tls {
+    ($body:ty) => {
+        impl $body {
+            fn tls(&self) -> PoolTls<'_> {
+                PoolTls {
+                    tls_enabled: self.tls_enabled.map(serde_json::Value::Bool),
+                    tls_container_ref: &self.tls_container_ref,
+                    ca_tls_container_ref: &self.ca_tls_container_ref,
+                    crl_container_ref: &self.crl_container_ref,
+                    tls_ciphers: &self.tls_ciphers,
+                    tls_versions: &self.tls_versions,
+                    alpn_protocols: &self.alpn_protocols,
+                }
+            }
+        }
     };
 }
 
-impl PoolCreate {
-    fn tls(&self) -> PoolTls<'_> {
-        PoolTls {
-            tls_enabled: self.tls_enabled,
-            tls_container_ref: &self.tls_container_ref,
-            ca_tls_container_ref: &self.ca_tls_container_ref,
-            crl_container_ref: &self.crl_container_ref,
-            tls_ciphers: &self.tls_ciphers,
-            tls_versions: &self.tls_versions,
-            alpn_protocols: &self.alpn_protocols,
-        }
-    }
+pool_tls!(PoolCreate);
+pool_tls!(PoolUpdate);
 
+impl PoolCreate {
     /// The certificate references this pool makes, to resolve before the write
     /// ([`ControlPlane::resolve_tls`]), after Octavia's rules for the fields.
     pub fn tls_refs(&self) -> Decided<TlsRefs> {
@@ -131,7 +123,7 @@ fn build(
 ) -> Decided<Pool> {
     body.tls().check_create()?;
     body.tls().refs()?.ensure_in(resolved)?;
-    fields::unsupported_options(&lb.provider, &tls_options!(body))?;
+    fields::unsupported_options(&lb.provider, &body.tls().options())?;
     fields::same_project(
         body.project_id.as_deref(),
         body.tenant_id.as_deref(),
@@ -220,18 +212,6 @@ pub struct PoolUpdate {
 }
 
 impl PoolUpdate {
-    fn tls(&self) -> PoolTls<'_> {
-        PoolTls {
-            tls_enabled: self.tls_enabled,
-            tls_container_ref: &self.tls_container_ref,
-            ca_tls_container_ref: &self.ca_tls_container_ref,
-            crl_container_ref: &self.crl_container_ref,
-            tls_ciphers: &self.tls_ciphers,
-            tls_versions: &self.tls_versions,
-            alpn_protocols: &self.alpn_protocols,
-        }
-    }
-
     /// The certificate references this change makes, to resolve before the write
     /// ([`ControlPlane::resolve_tls`]), after Octavia's rules for the fields.
     pub fn tls_refs(&self) -> Decided<TlsRefs> {
@@ -326,7 +306,7 @@ pub fn update(
     let lb = snapshot.parent(&current.loadbalancer_id)?;
     body.tls().check_update()?;
     body.tls().refs()?.ensure_in(resolved)?;
-    fields::unsupported_options(&lb.provider, &tls_options!(body))?;
+    fields::unsupported_options(&lb.provider, &body.tls().options())?;
     let mut pool = current.clone();
     if let Some(name) = body.name {
         pool.common.name = fields::text("name", Some(name), 255)?;

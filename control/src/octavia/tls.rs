@@ -87,6 +87,26 @@ fn given(value: &Option<Value>) -> bool {
 }
 
 impl ListenerTls<'_> {
+    /// Each field by its API name, for the provider's 501 naming the first one set.
+    pub fn options(&self) -> [(&'static str, &Option<Value>); 11] {
+        [
+            ("default_tls_container_ref", self.default_tls_container_ref),
+            ("sni_container_refs", self.sni_container_refs),
+            (
+                "client_ca_tls_container_ref",
+                self.client_ca_tls_container_ref,
+            ),
+            ("client_authentication", self.client_authentication),
+            ("client_crl_container_ref", self.client_crl_container_ref),
+            ("tls_ciphers", self.tls_ciphers),
+            ("tls_versions", self.tls_versions),
+            ("alpn_protocols", self.alpn_protocols),
+            ("hsts_max_age", self.hsts_max_age),
+            ("hsts_include_subdomains", self.hsts_include_subdomains),
+            ("hsts_preload", self.hsts_preload),
+        ]
+    }
+
     /// The references the request makes, for [`ControlPlane::resolve_tls`](crate::ControlPlane::resolve_tls).
     pub fn refs(&self) -> Decided<TlsRefs> {
         let mut certificates: Vec<String> =
@@ -275,7 +295,8 @@ impl ListenerTls<'_> {
 
 /// A pool's TLS fields towards its members, as the request gives them.
 pub struct PoolTls<'a> {
-    pub tls_enabled: Option<bool>,
+    /// `tls_enabled` as JSON, like every other field here.
+    pub tls_enabled: Option<Value>,
     pub tls_container_ref: &'a Option<Value>,
     pub ca_tls_container_ref: &'a Option<Value>,
     pub crl_container_ref: &'a Option<Value>,
@@ -285,6 +306,19 @@ pub struct PoolTls<'a> {
 }
 
 impl PoolTls<'_> {
+    /// Each field by its API name, for the provider's 501 naming the first one set.
+    pub fn options(&self) -> [(&'static str, &Option<Value>); 7] {
+        [
+            ("tls_enabled", &self.tls_enabled),
+            ("tls_container_ref", self.tls_container_ref),
+            ("ca_tls_container_ref", self.ca_tls_container_ref),
+            ("crl_container_ref", self.crl_container_ref),
+            ("tls_ciphers", self.tls_ciphers),
+            ("tls_versions", self.tls_versions),
+            ("alpn_protocols", self.alpn_protocols),
+        ]
+    }
+
     /// The references the pool makes: its client certificate towards members, the CA the
     /// members' certificates are checked against and its revocation list.
     pub fn refs(&self) -> Decided<TlsRefs> {
@@ -329,7 +363,7 @@ impl PoolTls<'_> {
         {
             return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
         }
-        if self.tls_enabled == Some(true) {
+        if self.tls_enabled == Some(Value::Bool(true)) {
             versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
         }
         Ok(())
