@@ -75,7 +75,8 @@ pub fn name_ok(name: &str) -> bool {
 }
 
 /// Checks `body` and stores it as certificate `name` of load balancer `id`.
-pub fn store(state_dir: &Path, id: &str, name: &str, body: &[u8]) -> Result<(), Refused> {
+/// Stores certificate `name` of load balancer `id`; answers whether its content changed.
+pub fn store(state_dir: &Path, id: &str, name: &str, body: &[u8]) -> Result<bool, Refused> {
     if !name_ok(name) {
         return Err(Refused::Name);
     }
@@ -94,6 +95,9 @@ pub fn store(state_dir: &Path, id: &str, name: &str, body: &[u8]) -> Result<(), 
     fs::set_permissions(root(state_dir), fs::Permissions::from_mode(0o700))?;
     fs::set_permissions(&folder, fs::Permissions::from_mode(0o700))?;
     let target = path(&root(state_dir), id, name);
+    if fs::read(&target).is_ok_and(|stored| stored == body) {
+        return Ok(false);
+    }
     let partial = folder.join(format!(".{name}.partial"));
     let _ = fs::remove_file(&partial);
     let mut file = fs::OpenOptions::new()
@@ -104,7 +108,7 @@ pub fn store(state_dir: &Path, id: &str, name: &str, body: &[u8]) -> Result<(), 
     file.write_all(body)?;
     file.sync_all()?;
     fs::rename(&partial, &target)?;
-    Ok(())
+    Ok(true)
 }
 
 /// Removes certificate `name` of load balancer `id`.

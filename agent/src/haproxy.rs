@@ -244,6 +244,15 @@ impl Haproxy {
         // Once its listeners are bound, a worker needs no file: where the agent may chroot
         // (root, or a device user keeping CAP_SYS_CHROOT), HAProxy's workers live in an empty,
         // read-only folder.
+        // Certificate files are named relative to the folder of every load balancer's files
+        // (`<load balancer>/<name>.pem`), so a driver renders them without knowing where the
+        // device keeps them.
+        let certificates = std::path::absolute(crate::certificates::root(&self.dir))
+            .map_err(files("resolve", &self.dir))?;
+        base.push_str(&format!(
+            "    crt-base {0}\n    ca-base {0}\n",
+            certificates.display()
+        ));
         if may_chroot() {
             let jail = std::path::absolute(self.jail()).map_err(files("resolve", &self.jail()))?;
             fs::create_dir_all(&jail)

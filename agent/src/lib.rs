@@ -57,8 +57,11 @@ pub struct Agent {
     policy: ConfigPolicy,
     /// SHA-256 of the bearer token, when one is required.
     token: Option<[u8; 32]>,
-    /// Held for every change, so checks, installs and reloads never interleave.
-    changes: Mutex<()>,
+    /// Held for every change, so checks, installs and reloads never interleave. It holds the
+    /// load balancers whose certificate files changed since their configuration was last
+    /// installed: HAProxy reads those files only when it reloads, so the next `put` of such a
+    /// load balancer reloads even when its configuration is the same (a rotated certificate).
+    changes: Mutex<std::collections::HashSet<String>>,
 }
 
 /// An answer other than success: status and message, sent as `{"error": message}`.
@@ -135,7 +138,7 @@ impl Agent {
             haproxy,
             policy,
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
-            changes: Mutex::new(()),
+            changes: Mutex::new(Default::default()),
         })
     }
 
@@ -197,7 +200,7 @@ impl Agent {
     /// installs it and reloads. When the check or the reload fails, the previous file is put
     /// back.
     pub fn put(&self, id: &str, config: &Config<'_>, scope: Option<&Scope>) -> Answer<bool> {
-        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rotated = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let text = config.text;
         let checked = scoped(id, scope).and_then(|scope| policy::check(text, &self.policy, scope));
         if let Err(violation) = checked {
@@ -208,7 +211,7 @@ impl Agent {
         }
         let target = self.config_file(id);
         let previous = fs::read_to_string(&target).ok();
-        if previous.as_deref() == Some(text) {
+        if previous.as_deref() == Some(text) && !rotated.contains(id) {
             return Ok(false);
         }
         let candidate = self.haproxy.conf_dir().join(format!("{id}.candidate"));
@@ -239,6 +242,7 @@ impl Agent {
                 format!("HAProxy could not start the configuration: {message}"),
             ));
         }
+        rotated.remove(id);
         tracing::info!(
             loadbalancer = id,
             bytes = text.len(),
@@ -282,13 +286,11 @@ impl Agent {
         body: &[u8],
     ) -> Answer<()> {
         scoped(id, scope).map_err(Refusal::policy)?;
-        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(certificates::store(
-            self.haproxy.state_dir(),
-            id,
-            name,
-            body,
-        )?)
+        let mut rotated = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if certificates::store(self.haproxy.state_dir(), id, name, body)? {
+            rotated.insert(id.to_owned());
+        }
+        Ok(())
     }
 
     /// Removes certificate file `name` of load balancer `id`, with its scope too.

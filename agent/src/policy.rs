@@ -450,7 +450,7 @@ impl Line<'_> {
             ),
             "ciphers" | "ciphersuites" => {
                 let plain = !value.is_empty()
-                    && value.len() <= 1024
+                    && value.len() <= 2048
                     && value
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b":_-+!.@=".contains(&b));
@@ -465,14 +465,18 @@ impl Line<'_> {
     }
 
     /// A certificate argument: a file of this configuration's own load balancer, in the
-    /// agent's certificate folder, and nothing else on the device.
+    /// agent's certificate folder, and nothing else on the device. It is named relative to
+    /// that folder (`<load balancer>/<name>.pem`, which HAProxy reads from its `crt-base` and
+    /// `ca-base`), or by its full path.
     fn certificate_file(&self, value: &str) -> Rule {
         let Some(root) = &self.policy.certificates else {
             return Err("names a certificate file, and this device keeps none".into());
         };
         let own = root.join(&self.scope.loadbalancer);
         let named = std::path::Path::new(value);
-        let allowed = named.parent() == Some(own.as_path())
+        let folder_ok = named.parent() == Some(own.as_path())
+            || named.parent() == Some(std::path::Path::new(&self.scope.loadbalancer));
+        let allowed = folder_ok
             && named
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -483,7 +487,7 @@ impl Line<'_> {
         } else {
             Err(format!(
                 "may name only this load balancer's certificate files ({}/<name>.pem)",
-                own.display()
+                self.scope.loadbalancer
             ))
         }
     }
@@ -744,11 +748,27 @@ fn http_request(args: &[&str]) -> Rule {
         }
         ["set-header", "X-Forwarded-Port", "%[dst_port]"]
         | ["set-header", "X-Forwarded-Proto", "http" | "https"] => Ok(()),
-        _ => {
-            Err("allows only deny, redirect, the L7 pool choice and X-Forwarded-Port/-Proto".into())
-        }
+        ["set-header", name, value] if SSL_HEADERS.contains(&(*name, *value)) => Ok(()),
+        _ => Err(
+            "allows only deny, redirect, the L7 pool choice, X-Forwarded-Port/-Proto and the \
+             X-SSL-* headers about the client's certificate"
+                .into(),
+        ),
     }
 }
+
+/// Octavia's headers about a TLS client's certificate, each with the one sample HAProxy fills
+/// it from (the amphora's).
+const SSL_HEADERS: [(&str, &str); 8] = [
+    ("X-SSL-Client-Verify", "%[ssl_c_verify]"),
+    ("X-SSL-Client-Has-Cert", "%[ssl_c_used]"),
+    ("X-SSL-Client-DN", "%{+Q}[ssl_c_s_dn]"),
+    ("X-SSL-Client-CN", "%{+Q}[ssl_c_s_dn(cn)]"),
+    ("X-SSL-Issuer", "%{+Q}[ssl_c_i_dn]"),
+    ("X-SSL-Client-SHA1", "%{+Q}[ssl_c_sha1,hex]"),
+    ("X-SSL-Client-Not-Before", "%{+Q}[ssl_c_notbefore]"),
+    ("X-SSL-Client-Not-After", "%{+Q}[ssl_c_notafter]"),
+];
 
 /// ACL names, each maybe negated, after the test that no earlier policy chose a pool.
 fn l7_conditions(words: &[&str]) -> Rule {
@@ -1128,6 +1148,11 @@ backend p-2
             ),
             "http-response set-header Strict-Transport-Security max-age=31536000;includeSubDomains;preload".into(),
             "http-response set-header Strict-Transport-Security max-age=0".into(),
+            // Relative to HAProxy's crt-base and ca-base: the load balancer's own folder.
+            "bind 127.0.50.1:8080 ssl crt lb-1/www.pem ca-file lb-1/ca.pem crl-file lb-1/crl.pem \
+             verify optional"
+                .into(),
+            "http-request set-header X-SSL-Client-CN %{+Q}[ssl_c_s_dn(cn)]".into(),
         ];
         let backend_allowed = [format!(
             "server m-1 127.0.0.1:8001 ssl verify required ca-file {own}/members-ca.pem \
@@ -1167,6 +1192,12 @@ backend p-2
             format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem defer-accept"),
             "http-response set-header X-Other yes".to_owned(),
             "http-response set-header Strict-Transport-Security max-age=1;evil".to_owned(),
+            "bind 127.0.50.1:8080 ssl crt lb-2/www.pem".to_owned(),
+            "bind 127.0.50.1:8080 ssl crt lb-1/../lb-2/www.pem".to_owned(),
+            "bind 127.0.50.1:8080 ssl crt ./lb-1/www.pem".to_owned(),
+            "bind 127.0.50.1:8080 ssl crt www.pem".to_owned(),
+            "bind 127.0.50.1:8080 ssl crt lb-1/sub/www.pem".to_owned(),
+            "http-request set-header X-SSL-Client-CN %[env(HOME)]".to_owned(),
         ];
         for line in &refused {
             let config = format!("frontend l-1\n    {line}\n");

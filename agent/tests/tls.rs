@@ -131,60 +131,13 @@ fn s_client_as(
     identity: Option<(&Path, &Path)>,
     request: &str,
 ) -> String {
-    let mut command = Command::new("openssl");
-    command
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            sni,
-        ])
-        .arg("-CAfile")
-        .arg(ca)
-        .args(["-verify_return_error", "-ign_eof"]);
-    if let Some((cert, key)) = identity {
-        command.arg("-cert").arg(cert).arg("-key").arg(key);
-    }
-    if let Some(alpn) = alpn {
-        command.args(["-alpn", alpn]);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl s_client");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.as_bytes())
-        .expect("send");
-    let output = child.wait_with_output().expect("s_client");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    lbaas_keys::testing::s_client(address, sni, ca, alpn, identity, request)
 }
 
 /// `openssl s_server -www` with the leaf for `cn` (signed by the test CA), or, when
 /// `stranger`, with a self-signed certificate no CA of the test signed; stopped when dropped.
-struct TlsMember {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for TlsMember {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn tls_member(pki: &Pki, cn: &str, stranger: bool) -> TlsMember {
-    let port = free_port();
     let (cert, key) = if stranger {
         lbaas_keys::testing::openssl(
             &pki.path(""),
@@ -208,31 +161,17 @@ fn tls_member(pki: &Pki, cn: &str, stranger: bool) -> TlsMember {
     } else {
         (format!("{cn}.pem"), format!("{cn}.key"))
     };
-    let child = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-www",
-            "-quiet",
-        ])
-        .arg("-cert")
-        .arg(pki.path(&cert))
-        .arg("-key")
-        .arg(pki.path(&key))
-        .arg("-cert_chain")
-        .arg(pki.path("int.pem"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start openssl s_server");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s_server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
+    let server = pki.s_server([127, 0, 0, 1].into(), &cert, &key);
+    TlsMember {
+        port: server.address.port(),
+        _server: server,
     }
-    TlsMember { port, child }
+}
+
+/// A member behind TLS, and its port.
+struct TlsMember {
+    port: u16,
+    _server: lbaas_keys::testing::SServer,
 }
 
 #[test]

@@ -72,7 +72,14 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
     let hm = api
-        .write(move |_, snapshot| Ok(healthmonitors::create(snapshot, &ctx, body.healthmonitor)?))
+        .write(move |plane, snapshot| {
+            Ok(healthmonitors::create(
+                plane,
+                snapshot,
+                &ctx,
+                body.healthmonitor,
+            )?)
+        })
         .await?;
     let view = views::healthmonitor(&hm);
     Ok((StatusCode::CREATED, Json(json!({ "healthmonitor": view }))))

@@ -107,9 +107,16 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
+    let (reader, listener_id) = (ctx.clone(), id.clone());
+    let current = api
+        .read(move |_, snapshot| Ok(listeners::current(snapshot, &reader, &listener_id)?))
+        .await?;
+    let resolved = api
+        .resolve_tls(&ctx, body.listener.tls_refs(&current))
+        .await?;
     let view = api
         .write(move |plane, snapshot| {
-            let change = listeners::update(plane, snapshot, &ctx, &id, body.listener)?;
+            let change = listeners::update(plane, snapshot, &ctx, &id, body.listener, &resolved)?;
             Ok(change.map(|listener| views::listener(snapshot, &listener)))
         })
         .await?;

@@ -98,7 +98,11 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
-    let resolved = api.resolve_tls(&ctx, body.pool.tls_refs()).await?;
+    let (reader, pool_id) = (ctx.clone(), id.clone());
+    let current = api
+        .read(move |_, snapshot| Ok(pools::current_tls(snapshot, &reader, &pool_id)?))
+        .await?;
+    let resolved = api.resolve_tls(&ctx, body.pool.tls_refs(&current)).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = pools::update(plane, snapshot, &ctx, &id, body.pool, &resolved)?;

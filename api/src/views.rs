@@ -134,28 +134,20 @@ pub fn listener(snapshot: &Snapshot, listener: &Listener) -> Value {
     if listener.allowed_cidrs.is_empty() {
         map.insert("allowed_cidrs".into(), Value::Null);
     }
-    for key in [
-        "default_tls_container_ref",
-        "client_ca_tls_container_ref",
-        "client_crl_container_ref",
-        "tls_ciphers",
-        "tls_versions",
-        "alpn_protocols",
-        "hsts_max_age",
-    ] {
-        map.insert(key.into(), Value::Null);
-    }
-    map.insert("sni_container_refs".into(), json!([]));
+    flatten_tls(&mut map);
     let policies = snapshot.l7policies_of(&listener.common.id);
     map.insert(
         "l7policies".into(),
         ids(policies.iter().map(|p| p.common.id.as_str())),
     );
-    map.insert("client_authentication".into(), json!("NONE"));
-    // Octavia 19's HSTS flags: false unless a TERMINATED_HTTPS listener sets them.
-    map.insert("hsts_include_subdomains".into(), json!(false));
-    map.insert("hsts_preload".into(), json!(false));
     Value::Object(map)
+}
+
+/// The stored `tls` settings as Octavia shows them: fields of the object itself.
+fn flatten_tls(map: &mut Map<String, Value>) {
+    if let Some(Value::Object(tls)) = map.remove("tls") {
+        map.extend(tls);
+    }
 }
 
 pub fn pool(snapshot: &Snapshot, pool: &Pool) -> Value {
@@ -175,17 +167,7 @@ pub fn pool(snapshot: &Snapshot, pool: &Pool) -> Value {
         "members".into(),
         ids(snapshot.members_of(id).map(|m| m.common.id.as_str())),
     );
-    map.insert("tls_enabled".into(), json!(false));
-    for key in [
-        "tls_container_ref",
-        "ca_tls_container_ref",
-        "crl_container_ref",
-        "tls_ciphers",
-        "tls_versions",
-        "alpn_protocols",
-    ] {
-        map.insert(key.into(), Value::Null);
-    }
+    flatten_tls(&mut map);
     Value::Object(map)
 }
 

@@ -1258,8 +1258,10 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
             "only make sense if hsts_max_age is set as well.".into()),
         (json!({"protocol": "HTTP", "protocol_port": 81, "hsts_max_age": 300}), StatusCode::BAD_REQUEST,
             "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS protocol.".into()),
-        (json!({"protocol": "HTTP", "protocol_port": 81, "tls_versions": ["TLSv9"]}), StatusCode::NOT_IMPLEMENTED,
-            "does not support a requested option: tls_versions".into()),
+        // Octavia checks versions of TLS listeners only; the rest pass, and the provider is
+        // asked (this host has no driver loaded).
+        (json!({"protocol": "HTTP", "protocol_port": 81, "tls_versions": ["TLSv9"]}), StatusCode::BAD_REQUEST,
+            "Provider 'haproxy' is not enabled.".into()),
         (json!({"protocol": "HTTP", "protocol_port": 81,
                 "insert_headers": {"X-Forwarded-For": "true", "X-SSL-Client-CN": "true"}}),
             StatusCode::BAD_REQUEST,
@@ -1283,14 +1285,14 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
         (json!({"default_tls_container_ref": www, "client_ca_tls_container_ref": ca,
                 "client_crl_container_ref": root_crl}), StatusCode::BAD_REQUEST,
             "The CRL specified is not valid for client certificate authority reference supplied.".into()),
-        // Everything right: the provider's answer, as before.
+        // Everything right: the provider is asked.
         (json!({"default_tls_container_ref": www, "sni_container_refs": [www],
                 "client_ca_tls_container_ref": ca, "client_crl_container_ref": crl,
                 "client_authentication": "MANDATORY", "tls_versions": ["TLSv1.2", "TLSv1.3"],
                 "alpn_protocols": ["h2", "http/1.1"], "hsts_max_age": 31536000,
                 "hsts_include_subdomains": true, "hsts_preload": true}),
-            StatusCode::NOT_IMPLEMENTED,
-            "Provider 'haproxy' does not support a requested option: default_tls_container_ref".into()),
+            StatusCode::BAD_REQUEST,
+            "Provider 'haproxy' is not enabled.".into()),
     ];
     for (fields, wanted, mentions) in cases {
         let body = listener(fields.clone());
@@ -1339,17 +1341,17 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
             StatusCode::BAD_REQUEST,
             "The CRL specified is not valid".into(),
         ),
-        // Octavia checks versions of a pool with TLS only.
+        // Octavia checks versions of a pool with TLS only; then the provider is asked.
         (
             json!({"tls_versions": ["TLSv9"]}),
-            StatusCode::NOT_IMPLEMENTED,
-            "does not support a requested option: tls_versions".into(),
+            StatusCode::BAD_REQUEST,
+            "Provider 'haproxy' is not enabled.".into(),
         ),
         (
             json!({"tls_enabled": true, "tls_container_ref": www, "ca_tls_container_ref": ca,
                 "crl_container_ref": crl, "tls_versions": ["TLSv1.3"], "alpn_protocols": ["h2"]}),
-            StatusCode::NOT_IMPLEMENTED,
-            "does not support a requested option: tls_enabled".into(),
+            StatusCode::BAD_REQUEST,
+            "Provider 'haproxy' is not enabled.".into(),
         ),
     ];
     for (fields, wanted, mentions) in pool_cases {
@@ -1428,9 +1430,9 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
             "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS protocol.",
         ),
         (
-            json!({"tls_versions": ["TLSv1.3"]}),
-            StatusCode::NOT_IMPLEMENTED,
-            "does not support a requested option: tls_versions",
+            json!({"tls_versions": ["TLSv1.3", "TLSv9"]}),
+            StatusCode::BAD_REQUEST,
+            "Invalid TLS versions: TLSv9",
         ),
     ];
     for (fields, wanted, mentions) in updates {
@@ -1470,8 +1472,8 @@ async fn tls_listeners_follow_octavias_rules_before_the_providers_answer() {
         ),
         (
             json!({"tls_enabled": true, "tls_container_ref": www}),
-            StatusCode::NOT_IMPLEMENTED,
-            "does not support a requested option: tls_enabled".into(),
+            StatusCode::BAD_REQUEST,
+            "Provider 'haproxy' is not enabled.".into(),
         ),
     ];
     for (fields, wanted, mentions) in pool_updates {

@@ -240,6 +240,64 @@ pub struct Children<'a> {
     pub l7rules: Vec<&'a model::L7Rule>,
 }
 
+/// A file the job has yet to open: its handle is the secret's reference until
+/// [`crate::worker`] swaps it for a random one and the file itself (`CertificateFiles`).
+fn pending(reference: &str) -> wit::TlsFile {
+    wit::TlsFile {
+        handle: reference.to_owned(),
+        certificates: Vec::new(),
+    }
+}
+
+/// Octavia's TLS version names, as the contract has them; a name it does not know is left out.
+fn tls_versions(names: Option<&Vec<String>>) -> Vec<wit::TlsVersion> {
+    names
+        .into_iter()
+        .flatten()
+        .filter_map(|name| match name.as_str() {
+            "SSLv3" => Some(wit::TlsVersion::SslV3),
+            "TLSv1" => Some(wit::TlsVersion::TlsV1),
+            "TLSv1.1" => Some(wit::TlsVersion::TlsV11),
+            "TLSv1.2" => Some(wit::TlsVersion::TlsV12),
+            "TLSv1.3" => Some(wit::TlsVersion::TlsV13),
+            _ => None,
+        })
+        .collect()
+}
+
+fn listener_tls(tls: &model::ListenerTls) -> wit::ListenerTls {
+    wit::ListenerTls {
+        default_certificate: tls.default_tls_container_ref.as_deref().map(pending),
+        sni_certificates: tls.sni_container_refs.iter().map(|r| pending(r)).collect(),
+        client_authentication: match tls.client_authentication {
+            model::ClientAuthentication::None => wit::ClientAuthentication::None,
+            model::ClientAuthentication::Optional => wit::ClientAuthentication::Optional,
+            model::ClientAuthentication::Mandatory => wit::ClientAuthentication::Mandatory,
+        },
+        client_ca: tls.client_ca_tls_container_ref.as_deref().map(pending),
+        client_crl: tls.client_crl_container_ref.as_deref().map(pending),
+        ciphers: tls.tls_ciphers.clone(),
+        versions: tls_versions(tls.tls_versions.as_ref()),
+        alpn_protocols: tls.alpn_protocols.clone().unwrap_or_default(),
+        hsts: tls.hsts_max_age.map(|max_age| wit::Hsts {
+            max_age,
+            include_subdomains: tls.hsts_include_subdomains,
+            preload: tls.hsts_preload,
+        }),
+    }
+}
+
+fn pool_tls(tls: &model::PoolTls) -> Option<wit::PoolTls> {
+    tls.tls_enabled.then(|| wit::PoolTls {
+        client_certificate: tls.tls_container_ref.as_deref().map(pending),
+        ca: tls.ca_tls_container_ref.as_deref().map(pending),
+        crl: tls.crl_container_ref.as_deref().map(pending),
+        ciphers: tls.tls_ciphers.clone(),
+        versions: tls_versions(tls.tls_versions.as_ref()),
+        alpn_protocols: tls.alpn_protocols.clone().unwrap_or_default(),
+    })
+}
+
 /// The whole load balancer as a driver sees it. Children marked `PENDING_DELETE` are left
 /// out: the device must end up without them.
 pub fn load_balancer(
@@ -297,9 +355,14 @@ pub fn load_balancer(
                     url_path: h.url_path.clone(),
                     expected_codes: h.expected_codes.clone(),
                     admin_state_up: h.common.admin_state_up,
+                    // Not stored yet: Octavia's `http_version` and `domain_name` are answered
+                    // 501 before they reach a record.
+                    http_version: None,
+                    domain_name: None,
                 }),
             session_persistence: p.session_persistence.as_ref().map(persistence),
             admin_state_up: p.common.admin_state_up,
+            tls: pool_tls(&p.tls),
         })
         .collect();
     let wit_listeners = listeners
@@ -327,6 +390,7 @@ pub fn load_balancer(
                 .map(|p| l7_policy(p, l7rules, pools))
                 .collect(),
             insert_headers: entries(&l.insert_headers),
+            tls: (l.protocol == model::Protocol::TerminatedHttps).then(|| listener_tls(&l.tls)),
         })
         .collect();
     wit::LoadBalancer {

@@ -79,6 +79,11 @@ pub async fn round(api: &Arc<ControlPlane>) {
                         && lb.device_id.as_deref().is_some_and(|d| api.polls(d))
                 })
                 .filter_map(|lb| worker::work(api, snapshot, &lb.common.id).ok().flatten())
+                .map(|mut work| {
+                    // `status` sends no key material, and names none.
+                    worker::conceal(&mut work.model);
+                    work
+                })
                 .collect();
             Ok::<_, Error>((served, work))
         })

@@ -886,6 +886,7 @@ mod tests {
             timeout_tcp_inspect: 0,
             allowed_cidrs: Vec::new(),
             insert_headers: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -51,6 +51,19 @@ fn first_block(bytes: &[u8], label: &str) -> Option<Vec<u8>> {
         .map(pem::Pem::into_contents)
 }
 
+/// Every PEM block labelled `label` in `bytes` (`CERTIFICATE`, `X509 CRL`), encoded again: the
+/// file a device gets holds those blocks and nothing else of the secret. `None` when there is
+/// none.
+pub fn pem_blocks(bytes: &[u8], label: &str) -> Option<String> {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    let blocks: Vec<pem::Pem> = pem::parse_many(bytes)
+        .ok()?
+        .into_iter()
+        .filter(|block| block.tag() == label)
+        .collect();
+    (!blocks.is_empty()).then(|| pem::encode_many_config(&blocks, config))
+}
+
 impl Authority {
     /// Reads the CA from a PEM secret.
     pub fn from_pem(bytes: &[u8]) -> Result<Self, AuthorityError> {

@@ -16,7 +16,7 @@ mod seal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use authority::{Authority, AuthorityError};
+pub use authority::{Authority, AuthorityError, pem_blocks};
 pub use bundle::{Bundle, CertError};
 pub use certificate::CertificateInfo;
 pub use seal::{SealError, Sealer};

@@ -42,6 +42,55 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl s_client` to `address` asking for `sni` (and offering `alpn`), verifying the
+/// server against `ca`, presenting the client certificate `identity` (certificate, key) if
+/// any, and sending `request`; everything it printed (the handshake's report, the answer).
+pub fn s_client(
+    address: std::net::SocketAddr,
+    sni: &str,
+    ca: &Path,
+    alpn: Option<&str>,
+    identity: Option<(&Path, &Path)>,
+    request: &str,
+) -> String {
+    use std::io::Write as _;
+    let mut command = Command::new("openssl");
+    command
+        .args([
+            "s_client",
+            "-connect",
+            &address.to_string(),
+            "-servername",
+            sni,
+        ])
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-verify_return_error", "-ign_eof"]);
+    if let Some((cert, key)) = identity {
+        command.arg("-cert").arg(cert).arg("-key").arg(key);
+    }
+    if let Some(alpn) = alpn {
+        command.args(["-alpn", alpn]);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run openssl s_client");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.as_bytes());
+    let output = child.wait_with_output().expect("s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A folder with a root CA (`root.pem`, `root.key`) and an intermediate it signed (`int.pem`,
 /// `int.key`); removed when dropped.
 pub struct Pki {
@@ -216,6 +265,59 @@ impl Pki {
             ],
         );
         self.read(&out)
+    }
+}
+
+/// `openssl s_server -www`, answering every request with its report; stopped when dropped.
+pub struct SServer {
+    /// Where it listens.
+    pub address: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pki {
+    /// `openssl s_server -www` on a free port of `ip`, serving `<cert>` with `<key>` and the
+    /// intermediate as its chain.
+    pub fn s_server(&self, ip: std::net::IpAddr, cert: &str, key: &str) -> SServer {
+        let address = std::net::TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &address.to_string(),
+                "-www",
+                "-quiet",
+            ])
+            .arg("-cert")
+            .arg(self.path(cert))
+            .arg("-key")
+            .arg(self.path(key))
+            .arg("-cert_chain")
+            .arg(self.path("int.pem"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let server = SServer { address, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "s_server did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
     }
 }
 

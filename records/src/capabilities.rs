@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeviceKind, L7Action, L7RuleType, LbAlgorithm, Protocol};
+use crate::model::{DeviceKind, L7Action, L7RuleType, LbAlgorithm, MonitorType, Protocol};
 
 /// A driver version's capabilities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,4 +64,24 @@ pub struct Features {
     pub insert_headers: Vec<String>,
     /// The metadata keys an availability-zone profile may set for it.
     pub availability_zone_keys: Vec<ProfileKey>,
+    /// What of TLS it renders, beyond `TERMINATED_HTTPS` among its protocols.
+    pub tls: Vec<TlsFeature>,
+    /// The health monitor types it renders.
+    pub health_monitor_types: Vec<MonitorType>,
+}
+
+/// What of TLS a driver renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsFeature {
+    /// Several certificates on a listener, chosen by the client's SNI (`sni_container_refs`).
+    Sni,
+    /// Client certificates checked against a CA and its revocation list.
+    ClientAuthentication,
+    /// The `Strict-Transport-Security` header (`hsts_*`).
+    Hsts,
+    /// TLS towards members (`tls_enabled` on pools).
+    PoolTls,
+    /// A client certificate towards members (a pool's `tls_container_ref`).
+    PoolClientCertificate,
 }

@@ -207,6 +207,54 @@ pub struct Listener {
     /// Headers added to requests towards members (`X-Forwarded-For` and kin), each "true".
     #[serde(default)]
     pub insert_headers: BTreeMap<String, String>,
+    /// TLS towards clients (`TERMINATED_HTTPS`), with Octavia's defaults filled in.
+    #[serde(default)]
+    pub tls: ListenerTls,
+}
+
+/// Whether a listener asks clients for a certificate (Octavia's `client_authentication`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientAuthentication {
+    #[default]
+    None,
+    Optional,
+    Mandatory,
+}
+
+/// A listener's TLS settings as Octavia stores them. References name secrets of the key
+/// manager; no key material is kept here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenerTls {
+    pub default_tls_container_ref: Option<String>,
+    pub sni_container_refs: Vec<String>,
+    pub client_ca_tls_container_ref: Option<String>,
+    pub client_authentication: ClientAuthentication,
+    pub client_crl_container_ref: Option<String>,
+    /// An OpenSSL cipher string; `None` on listeners that do not terminate TLS.
+    pub tls_ciphers: Option<String>,
+    /// Octavia's version names (`TLSv1.2`); `None` on listeners that do not terminate TLS.
+    pub tls_versions: Option<Vec<String>>,
+    pub alpn_protocols: Option<Vec<String>>,
+    pub hsts_max_age: Option<u32>,
+    pub hsts_include_subdomains: bool,
+    pub hsts_preload: bool,
+}
+
+/// A pool's TLS towards its members, as Octavia stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PoolTls {
+    pub tls_enabled: bool,
+    /// The client certificate presented to members.
+    pub tls_container_ref: Option<String>,
+    /// The CA members' certificates must chain to.
+    pub ca_tls_container_ref: Option<String>,
+    pub crl_container_ref: Option<String>,
+    pub tls_ciphers: Option<String>,
+    pub tls_versions: Option<Vec<String>>,
+    pub alpn_protocols: Option<Vec<String>>,
 }
 
 /// What a matching L7 policy does with a request.
@@ -280,6 +328,9 @@ pub struct Pool {
     pub lb_algorithm: LbAlgorithm,
     pub session_persistence: Option<SessionPersistence>,
     pub healthmonitor_id: Option<String>,
+    /// TLS towards the members.
+    #[serde(default)]
+    pub tls: PoolTls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

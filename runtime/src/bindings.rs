@@ -2,11 +2,11 @@
 //! host serves. Kept private to the runtime; the types callers need are re-exported from
 //! [`crate`].
 //!
-//! The rest of the host sees one driver, in the current contract's types (0.3.0), whatever
-//! contract it was built against. 0.1.0's `types` are 0.2.0's (0.2.0 only added functions),
-//! so both are one set of legacy types; 0.3.0 changed records, and [`crate::compat`] converts
-//! between them. [`DriverPre`] / [`DriverInstance`] dispatch to the version a component
-//! implements, and answer for exports an older contract lacks.
+//! The rest of the host sees one driver, in the current contract's types (0.4.0), whatever
+//! contract it was built against. 0.1.0's `types` are 0.2.0's (0.2.0 only added functions);
+//! 0.3.0 and 0.4.0 changed records, and [`crate::compat`] converts between them.
+//! [`DriverPre`] / [`DriverInstance`] dispatch to the version a component implements, and
+//! answer for exports an older contract lacks.
 //!
 //! The generated items carry the WIT's own documentation where it has some.
 
@@ -48,8 +48,17 @@ pub mod v0_3 {
     });
 }
 
+pub mod v0_4 {
+    wasmtime::component::bindgen!({
+        path: "../wit/lbaas-driver@0.4.0",
+        world: "vendor-driver",
+        imports: { default: trappable },
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    });
+}
+
 pub use v0_1::lbaas::driver::{device_api, log, state};
-pub use v0_3::lbaas::driver::types;
+pub use v0_4::lbaas::driver::types;
 
 /// The types of contracts 0.1.0 and 0.2.0 (one set: 0.1.0's are 0.2.0's).
 pub use v0_2::lbaas::driver::types as legacy;
@@ -64,11 +73,13 @@ pub const CONTRACTS: &[&str] = &[
     "lbaas:driver@0.1.0",
     "lbaas:driver@0.2.0",
     "lbaas:driver@0.3.0",
+    "lbaas:driver@0.4.0",
 ];
 
 /// Adds the imports of every contract version to `linker`.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
+    v0_4::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_3::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_2::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     // 0.1.0's `types` are 0.2.0's: its world would add them again under the new name.
@@ -86,15 +97,19 @@ pub enum DriverPre {
     V0_1(v0_1::VendorDriverPre<HostState>),
     V0_2(v0_2::VendorDriverPre<HostState>),
     V0_3(v0_3::VendorDriverPre<HostState>),
+    V0_4(v0_4::VendorDriverPre<HostState>),
 }
 
 impl DriverPre {
     /// Finds the newest contract version the component exports.
     pub fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        let newest = match v0_3::VendorDriverPre::new(pre.clone()) {
-            Ok(pre) => return Ok(Self::V0_3(pre)),
+        let newest = match v0_4::VendorDriverPre::new(pre.clone()) {
+            Ok(pre) => return Ok(Self::V0_4(pre)),
             Err(newest) => newest,
         };
+        if let Ok(pre) = v0_3::VendorDriverPre::new(pre.clone()) {
+            return Ok(Self::V0_3(pre));
+        }
         if let Ok(pre) = v0_2::VendorDriverPre::new(pre.clone()) {
             return Ok(Self::V0_2(pre));
         }
@@ -109,6 +124,7 @@ impl DriverPre {
             Self::V0_1(_) => CONTRACTS[0],
             Self::V0_2(_) => CONTRACTS[1],
             Self::V0_3(_) => CONTRACTS[2],
+            Self::V0_4(_) => CONTRACTS[3],
         }
     }
 
@@ -117,6 +133,7 @@ impl DriverPre {
             Self::V0_1(pre) => pre.engine(),
             Self::V0_2(pre) => pre.engine(),
             Self::V0_3(pre) => pre.engine(),
+            Self::V0_4(pre) => pre.engine(),
         }
     }
 
@@ -124,25 +141,28 @@ impl DriverPre {
         Ok(match self {
             Self::V0_1(pre) => DriverInstance::Legacy(Legacy::V0_1(pre.instantiate(store)?)),
             Self::V0_2(pre) => DriverInstance::Legacy(Legacy::V0_2(pre.instantiate(store)?)),
-            Self::V0_3(pre) => DriverInstance::Current(pre.instantiate(store)?),
+            Self::V0_3(pre) => DriverInstance::Legacy(Legacy::V0_3(pre.instantiate(store)?)),
+            Self::V0_4(pre) => DriverInstance::Current(pre.instantiate(store)?),
         })
     }
 }
 
 /// One instance of a driver, whichever contract version it implements.
 pub enum DriverInstance {
-    Current(v0_3::VendorDriver),
+    Current(v0_4::VendorDriver),
     Legacy(Legacy),
 }
 
-/// A driver of contract 0.1.0 or 0.2.0: it is called in the legacy types, converted from and
-/// to the current ones.
+/// A driver of an older contract: it is called in its own types, converted from and to the
+/// current ones.
 pub enum Legacy {
     V0_1(v0_1::VendorDriver),
     V0_2(v0_2::VendorDriver),
+    V0_3(v0_3::VendorDriver),
 }
 
-/// Calls the same export on either legacy version (their signatures are the same Rust types).
+/// Calls the same export on whichever legacy version `$legacy` is. `$call` is expanded once per
+/// version, so the conversions in it ([`compat::convert`]) take that version's types.
 macro_rules! each_legacy {
     ($legacy:expr, |$driver:ident| $call:expr) => {
         match $legacy {
@@ -154,6 +174,10 @@ macro_rules! each_legacy {
                 let $driver = d.lbaas_driver_driver();
                 $call
             }
+            Legacy::V0_3(d) => {
+                let $driver = d.lbaas_driver_driver();
+                $call
+            }
         }
     };
 }
@@ -161,8 +185,8 @@ macro_rules! each_legacy {
 type Call<T> = wasmtime::Result<T>;
 
 /// A legacy driver's answer in the current types.
-fn upgraded<T: Serialize, U: DeserializeOwned>(
-    answer: Call<Result<T, legacy::DriverError>>,
+fn upgraded<T: Serialize, E: Serialize, U: DeserializeOwned>(
+    answer: Call<Result<T, E>>,
 ) -> Call<Result<U, DriverError>> {
     match answer? {
         Ok(value) => compat::convert(&value).map(Ok),
@@ -174,9 +198,9 @@ impl DriverInstance {
     pub fn capabilities(&self, s: &mut Store<HostState>) -> Call<DriverCapabilities> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_capabilities(s),
-            Self::Legacy(old) => {
-                compat::capabilities(&each_legacy!(old, |d| d.call_capabilities(s))?)
-            }
+            Self::Legacy(old) => each_legacy!(old, |d| compat::capabilities(
+                &d.call_capabilities(&mut *s)?
+            )),
         }
     }
 
@@ -187,10 +211,9 @@ impl DriverInstance {
     ) -> Call<Result<(), DriverError>> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_validate_flavor(s, flavor),
-            Self::Legacy(old) => {
-                let flavor: legacy::Flavor = compat::convert(flavor)?;
-                upgraded(each_legacy!(old, |d| d.call_validate_flavor(s, &flavor)))
-            }
+            Self::Legacy(old) => each_legacy!(old, |d| upgraded(
+                d.call_validate_flavor(&mut *s, &compat::convert(flavor)?)
+            )),
         }
     }
 
@@ -205,6 +228,10 @@ impl DriverInstance {
             Self::Current(d) => d
                 .lbaas_driver_driver()
                 .call_validate_availability_zone(s, zone),
+            Self::Legacy(Legacy::V0_3(d)) => upgraded(
+                d.lbaas_driver_driver()
+                    .call_validate_availability_zone(s, &compat::convert(zone)?),
+            ),
             Self::Legacy(_) if zone.metadata.is_empty() => Ok(Ok(())),
             Self::Legacy(old) => Ok(Err(DriverError::Unsupported(format!(
                 "contract {} has no availability zone metadata",
@@ -221,15 +248,10 @@ impl DriverInstance {
     ) -> Call<Hints> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_select(s, request, candidates),
-            Self::Legacy(old) => {
-                let request: legacy::PlacementRequest = compat::convert(request)?;
-                let candidates: Vec<legacy::Candidate> = compat::convert(&candidates)?;
-                compat::convert(&each_legacy!(old, |d| d.call_select(
-                    &mut *s,
-                    &request,
-                    &candidates
-                ))?)
-            }
+            Self::Legacy(old) => each_legacy!(old, |d| {
+                let candidates: Vec<_> = compat::convert(&candidates)?;
+                compat::convert(&d.call_select(&mut *s, &compat::convert(request)?, &candidates)?)
+            }),
         }
     }
 
@@ -241,14 +263,13 @@ impl DriverInstance {
     ) -> Call<Result<DeviceConfig, DriverError>> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_translate(s, lb, device),
-            Self::Legacy(old) => {
+            Self::Legacy(old) => each_legacy!(old, |d| {
                 let lb = match compat::load_balancer(lb, old.contract())? {
                     Ok(lb) => lb,
                     Err(refused) => return Ok(Err(refused)),
                 };
-                let device: legacy::Device = compat::convert(device)?;
-                upgraded(each_legacy!(old, |d| d.call_translate(s, &lb, &device)))
-            }
+                upgraded(d.call_translate(&mut *s, &lb, &compat::convert(device)?))
+            }),
         }
     }
 
@@ -261,15 +282,18 @@ impl DriverInstance {
     ) -> Call<Result<(), DriverError>> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_apply(s, lb, device, config),
-            Self::Legacy(old) => {
+            Self::Legacy(old) => each_legacy!(old, |d| {
                 let lb = match compat::load_balancer(lb, old.contract())? {
                     Ok(lb) => lb,
                     Err(refused) => return Ok(Err(refused)),
                 };
-                let device: legacy::Device = compat::convert(device)?;
-                let config: legacy::DeviceConfig = compat::convert(config)?;
-                upgraded(each_legacy!(old, |d| d.call_apply(s, &lb, &device, &config)))
-            }
+                upgraded(d.call_apply(
+                    &mut *s,
+                    &lb,
+                    &compat::convert(device)?,
+                    &compat::convert(config)?,
+                ))
+            }),
         }
     }
 
@@ -283,11 +307,11 @@ impl DriverInstance {
     ) -> Call<Result<(), DriverError>> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_remove(s, lb, device),
-            Self::Legacy(old) => {
-                let lb: legacy::LoadBalancer = compat::convert(lb)?;
-                let device: legacy::Device = compat::convert(device)?;
-                upgraded(each_legacy!(old, |d| d.call_remove(s, &lb, &device)))
-            }
+            Self::Legacy(old) => each_legacy!(old, |d| upgraded(d.call_remove(
+                &mut *s,
+                &compat::convert(lb)?,
+                &compat::convert(device)?
+            ))),
         }
     }
 
@@ -300,11 +324,16 @@ impl DriverInstance {
     ) -> Call<Result<LoadBalancerStatus, DriverError>> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_status(s, lb, device),
-            Self::Legacy(Legacy::V0_2(d)) => {
-                let lb: legacy::LoadBalancer = compat::convert(lb)?;
-                let device: legacy::Device = compat::convert(device)?;
-                upgraded(d.lbaas_driver_driver().call_status(s, &lb, &device))
-            }
+            Self::Legacy(Legacy::V0_3(d)) => upgraded(d.lbaas_driver_driver().call_status(
+                s,
+                &compat::convert(lb)?,
+                &compat::convert(device)?,
+            )),
+            Self::Legacy(Legacy::V0_2(d)) => upgraded(d.lbaas_driver_driver().call_status(
+                s,
+                &compat::convert(lb)?,
+                &compat::convert(device)?,
+            )),
             Self::Legacy(Legacy::V0_1(_)) => Ok(Err(DriverError::Unsupported(
                 "contract lbaas:driver@0.1.0 has no status export".into(),
             ))),
@@ -322,6 +351,9 @@ impl DriverInstance {
                 .lbaas_driver_driver()
                 .call_migrate_state(s, from_version)
                 .map(Some),
+            Self::Legacy(Legacy::V0_3(d)) => {
+                upgraded(d.lbaas_driver_driver().call_migrate_state(s, from_version)).map(Some)
+            }
             Self::Legacy(Legacy::V0_2(d)) => {
                 upgraded(d.lbaas_driver_driver().call_migrate_state(s, from_version)).map(Some)
             }
@@ -335,6 +367,7 @@ impl Legacy {
         match self {
             Self::V0_1(_) => CONTRACTS[0],
             Self::V0_2(_) => CONTRACTS[1],
+            Self::V0_3(_) => CONTRACTS[2],
         }
     }
 }

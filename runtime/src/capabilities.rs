@@ -2,7 +2,7 @@
 //! loaded, so that nothing above the runtime reads the contract's own.
 
 use crate as wit;
-use lbaas_core::capabilities::{Capabilities, Features, Limits, ProfileKey};
+use lbaas_core::capabilities::{Capabilities, Features, Limits, ProfileKey, TlsFeature};
 use lbaas_core::model;
 
 /// A driver's `capabilities` answer in the host's types.
@@ -75,6 +75,32 @@ pub(crate) fn host(reported: &wit::DriverCapabilities) -> Capabilities {
                 .collect(),
             insert_headers: reported.features.insert_headers.clone(),
             availability_zone_keys: keys(&reported.features.availability_zone_keys),
+            tls: reported
+                .features
+                .tls
+                .iter()
+                .map(|feature| match feature {
+                    wit::TlsFeature::Sni => TlsFeature::Sni,
+                    wit::TlsFeature::ClientAuthentication => TlsFeature::ClientAuthentication,
+                    wit::TlsFeature::Hsts => TlsFeature::Hsts,
+                    wit::TlsFeature::PoolTls => TlsFeature::PoolTls,
+                    wit::TlsFeature::PoolClientCertificate => TlsFeature::PoolClientCertificate,
+                })
+                .collect(),
+            health_monitor_types: reported
+                .features
+                .health_monitor_kinds
+                .iter()
+                .map(|kind| match kind {
+                    wit::HealthMonitorKind::Http => model::MonitorType::Http,
+                    wit::HealthMonitorKind::Https => model::MonitorType::Https,
+                    wit::HealthMonitorKind::Tcp => model::MonitorType::Tcp,
+                    wit::HealthMonitorKind::Ping => model::MonitorType::Ping,
+                    wit::HealthMonitorKind::TlsHello => model::MonitorType::TlsHello,
+                    wit::HealthMonitorKind::UdpConnect => model::MonitorType::UdpConnect,
+                    wit::HealthMonitorKind::Sctp => model::MonitorType::Sctp,
+                })
+                .collect(),
         },
     }
 }

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::{
-    Algorithm, Candidate, Device, DeviceKind, Entry, Error, Flavor, Listener, LoadBalancer,
-    LoadedDriver, Member, Network, PlacementRequest, Pool, Protocol,
+    Algorithm, Candidate, CertificateInfo, ClientAuthentication, Device, DeviceKind, Entry, Error,
+    Flavor, Listener, ListenerTls, LoadBalancer, LoadedDriver, Member, Network, PlacementRequest,
+    Pool, Protocol, TlsFile, TlsVersion,
 };
 
 /// Candidates in the "many" case: what the scheduler's top-K never exceeds by much.
@@ -290,11 +291,34 @@ fn select(driver: &LoadedDriver, kind: DeviceKind, count: usize) -> Result<(), S
 
 /// A load balancer with one listener and one pool of `protocol` balanced by `algorithm`.
 fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
-    // PROXY protocols are spoken to members; the listener in front of them is TCP.
-    let listener_protocol = match protocol {
-        Protocol::Proxy | Protocol::ProxyV2 => Protocol::Tcp,
-        other => other,
+    // PROXY protocols are spoken to members; the listener in front of them is TCP. A
+    // TERMINATED_HTTPS listener sends HTTP to its members, and serves a certificate.
+    let (listener_protocol, protocol) = match protocol {
+        Protocol::Proxy | Protocol::ProxyV2 => (Protocol::Tcp, protocol),
+        Protocol::TerminatedHttps => (protocol, Protocol::Http),
+        other => (other, other),
     };
+    let tls = (listener_protocol == Protocol::TerminatedHttps).then(|| ListenerTls {
+        default_certificate: Some(TlsFile {
+            handle: "conformance-certificate".into(),
+            certificates: vec![CertificateInfo {
+                subject: "CN=conformance.example".into(),
+                common_name: Some("conformance.example".into()),
+                dns_names: vec!["conformance.example".into()],
+                not_before: 1_767_225_600,
+                not_after: 1_798_761_600,
+                fingerprint: "00".repeat(32),
+            }],
+        }),
+        sni_certificates: Vec::new(),
+        client_authentication: ClientAuthentication::None,
+        client_ca: None,
+        client_crl: None,
+        ciphers: None,
+        versions: vec![TlsVersion::TlsV12, TlsVersion::TlsV13],
+        alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+        hsts: None,
+    });
     let member = |n: u8| Member {
         id: format!("conformance-member-{n}"),
         name: format!("member {n}"),
@@ -329,6 +353,7 @@ fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
             admin_state_up: true,
             l7_policies: Vec::new(),
             insert_headers: Vec::new(),
+            tls,
         }],
         pools: vec![Pool {
             id: "conformance-pool".into(),
@@ -339,6 +364,7 @@ fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
             health_monitor: None,
             session_persistence: None,
             admin_state_up: true,
+            tls: None,
         }],
         flavor: None,
         availability_zone: None,

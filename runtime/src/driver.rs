@@ -11,6 +11,7 @@ use crate::bindings::types::{
 };
 use crate::bindings::{DriverInstance, DriverPre};
 use crate::cache::Origin;
+use crate::certificates::CertificateFiles;
 use crate::config::RuntimeConfig;
 use crate::error::{DeviceRefusal, Error, Failure, Result, classify};
 use crate::host::{DriverContext, HostState};
@@ -100,15 +101,16 @@ impl LoadedDriver {
         function: &'static str,
         run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R> {
-        self.call_scoped(function, None, run)
+        self.call_scoped(function, None, CertificateFiles::default(), run)
     }
 
     /// [`LoadedDriver::call`] whose device calls to one device carry a load balancer's
-    /// [`scope::Scope`].
+    /// [`scope::Scope`], and which may send `certificates` there.
     fn call_scoped<R>(
         &self,
         function: &'static str,
         scope: Option<scope::DeviceScope>,
+        certificates: CertificateFiles,
         run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         let inner = &self.inner;
@@ -117,7 +119,7 @@ impl LoadedDriver {
             &inner.pre,
             &inner.context,
             function,
-            scope,
+            (scope, certificates),
             run,
         );
         match &result {
@@ -271,20 +273,39 @@ impl LoadedDriver {
     /// Pushes `config` to `device`; the device learns from the host, not from the driver, what
     /// `lb`'s configuration may reach ([`scope`]).
     pub fn apply(&self, lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<()> {
+        self.apply_with(lb, device, config, CertificateFiles::default())
+    }
+
+    /// [`LoadedDriver::apply`] for a load balancer whose `tls-file` handles name `certificates`:
+    /// the driver may have the host send them to `device` during this call.
+    pub fn apply_with(
+        &self,
+        lb: &LoadBalancer,
+        device: &Device,
+        config: &DeviceConfig,
+        certificates: CertificateFiles,
+    ) -> Result<()> {
         let scope = scope::Scope::of(lb, &self.inner.context.policy.reserved).for_device(device);
-        self.call_scoped("apply", Some(scope), |d, s| d.apply(s, lb, device, config))?
-            .map_err(|e| self.refused("apply", e))
+        self.call_scoped("apply", Some(scope), certificates, |d, s| {
+            d.apply(s, lb, device, config)
+        })?
+        .map_err(|e| self.refused("apply", e))
     }
 
     /// Removes `lb` from `device`, whose requests carry `lb`'s scope (a device removes only
     /// the load balancer the job is for).
     pub fn remove(&self, lb: &LoadBalancer, device: &Device) -> Result<()> {
         let scope = scope::Scope::of(lb, &self.inner.context.policy.reserved).for_device(device);
-        self.call_scoped("remove", Some(scope), |d, s| d.remove(s, lb, device))?
-            .map_err(|e| self.refused("remove", e))
+        self.call_scoped(
+            "remove",
+            Some(scope),
+            CertificateFiles::default(),
+            |d, s| d.remove(s, lb, device),
+        )?
+        .map_err(|e| self.refused("remove", e))
     }
 
-    /// The contract version the driver implements (`lbaas:driver@0.3.0`).
+    /// The contract version the driver implements (`lbaas:driver@0.4.0`).
     pub fn contract(&self) -> &'static str {
         self.inner.pre.contract()
     }
@@ -323,7 +344,7 @@ pub(crate) fn call<R>(
     pre: &DriverPre,
     context: &Arc<DriverContext>,
     function: &'static str,
-    scope: Option<scope::DeviceScope>,
+    (scope, certificates): (Option<scope::DeviceScope>, CertificateFiles),
     run: impl FnOnce(&DriverInstance, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R> {
     let identity = &context.identity;
@@ -339,7 +360,9 @@ pub(crate) fn call<R>(
     let deadline = context.grant.deadline(function);
     let mut store = Store::new(
         engine,
-        HostState::new(context.clone(), context.grant.memory_bytes, deadline).with_scope(scope),
+        HostState::new(context.clone(), context.grant.memory_bytes, deadline)
+            .with_scope(scope)
+            .with_certificates(certificates),
     );
     store.limiter(|state| state.limiter());
     store.set_epoch_deadline(engine::ticks(deadline));

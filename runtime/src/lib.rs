@@ -11,6 +11,7 @@
 mod bindings;
 mod cache;
 mod capabilities;
+mod certificates;
 mod compat;
 mod config;
 pub mod conformance;
@@ -30,14 +31,16 @@ pub mod scope;
 pub mod state;
 
 pub use bindings::types::{
-    Algorithm, AvailabilityZone, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind,
-    DriverCapabilities, DriverError, Entry, Features, Flavor, FlavorKey, HealthMonitor,
-    HealthMonitorKind, Hints, L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener,
-    ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus,
-    Network, PersistenceKind, PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec,
-    Verdict,
+    Algorithm, AvailabilityZone, Candidate, CertificateInfo, ClientAuthentication, Device,
+    DeviceConfig, DeviceHint, DeviceKind, DriverCapabilities, DriverError, Entry, Features, Flavor,
+    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Hsts, L7Action, L7Compare, L7Policy,
+    L7Rule, L7RuleKind, Limits, Listener, ListenerCounters, ListenerTls, LoadBalancer,
+    LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network, PersistenceKind,
+    PlacementRequest, Pool, PoolTls, Protocol, SessionPersistence, SpawnSpec, TlsFeature, TlsFile,
+    TlsVersion, Verdict,
 };
 pub use cache::Origin;
+pub use certificates::CertificateFiles;
 pub use config::RuntimeConfig;
 pub use driver::LoadedDriver;
 pub use error::{Error, Failure, Result, describe_driver_error, printable};

@@ -47,6 +47,10 @@ pub struct DeviceApiRequest {
     pub methods: Vec<String>,
     /// Path prefixes, each starting with `/`.
     pub paths: Vec<String>,
+    /// Path prefixes where `send-certificate` may put key material, each starting with `/`;
+    /// `{loadbalancer}` stands for the id of the load balancer the call is for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_paths: Vec<String>,
 }
 
 /// Deadlines a driver asks for, in milliseconds.
@@ -88,6 +92,9 @@ pub struct DeviceApiGrant {
     pub methods: Vec<String>,
     /// Path prefixes.
     pub paths: Vec<String>,
+    /// Path prefixes for key material (`send-certificate`); `{loadbalancer}` stands for the
+    /// call's load balancer.
+    pub certificate_paths: Vec<String>,
 }
 
 mod millis {
@@ -151,6 +158,37 @@ impl Grant {
         }
         Ok(())
     }
+
+    /// Whether the grant lets the driver put key material at `path` for load balancer
+    /// `lb_id`: `PUT` is granted there, and `path` is under a certificate prefix with
+    /// `{loadbalancer}` read as `lb_id`.
+    pub fn certificate_path(
+        &self,
+        driver: &str,
+        lb_id: &str,
+        path: &str,
+    ) -> Result<(), NotGranted> {
+        self.permits(driver, Method::Put, path)?;
+        let granted = self
+            .device_api
+            .as_ref()
+            .map(|grant| grant.certificate_paths.clone())
+            .unwrap_or_default();
+        let under = granted
+            .iter()
+            .any(|prefix| path.starts_with(&prefix.replace("{loadbalancer}", lb_id)));
+        // `permits` already took a path without `..` segments or a query only through
+        // `permissions::check`, which runs after this; a query is refused here as well.
+        if under && !path.contains('?') && !path.contains('#') {
+            Ok(())
+        } else {
+            Err(NotGranted::CertificatePath {
+                driver: driver.to_owned(),
+                path: path.to_owned(),
+                granted,
+            })
+        }
+    }
 }
 
 /// Why a component's manifest is not taken.
@@ -209,6 +247,19 @@ pub enum NotGranted {
         /// The prefixes it was granted.
         granted: Vec<String>,
     },
+    /// The path is under no prefix granted for key material.
+    #[error(
+        "path {path} is not granted to driver {driver} for certificates (granted: {})",
+        if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
+    )]
+    CertificatePath {
+        /// The driver.
+        driver: String,
+        /// The path it asked for.
+        path: String,
+        /// The prefixes it was granted for certificates.
+        granted: Vec<String>,
+    },
 }
 
 /// The manifest in `bytes`, if the component carries one.
@@ -242,7 +293,12 @@ fn check(manifest: Manifest) -> Result<Manifest, ManifestError> {
         {
             return Err(ManifestError::UnknownMethod(bad.clone()));
         }
-        if let Some(bad) = device_api.paths.iter().find(|p| !p.starts_with('/')) {
+        if let Some(bad) = device_api
+            .paths
+            .iter()
+            .chain(&device_api.certificate_paths)
+            .find(|p| !p.starts_with('/'))
+        {
             return Err(ManifestError::RelativePath(bad.clone()));
         }
     }
@@ -258,13 +314,16 @@ pub fn grant(manifest: Option<&Manifest>, config: &RuntimeConfig) -> Grant {
         .and_then(|m| m.deadlines_ms.clone())
         .unwrap_or_default();
     let device_api = match manifest {
+        // Without a manifest, no key material: a driver that takes certificates says where.
         None => Some(DeviceApiGrant {
             methods: METHODS.iter().map(|m| (*m).to_owned()).collect(),
             paths: vec!["/".into()],
+            certificate_paths: Vec::new(),
         }),
         Some(manifest) => manifest.device_api.as_ref().map(|request| DeviceApiGrant {
             methods: request.methods.clone(),
             paths: request.paths.clone(),
+            certificate_paths: request.certificate_paths.clone(),
         }),
     };
     Grant {
@@ -295,6 +354,7 @@ mod tests {
             device_api: Some(DeviceApiRequest {
                 methods: vec!["GET".into(), "PUT".into()],
                 paths: vec!["/v1/loadbalancers/".into()],
+                certificate_paths: vec!["/v1/loadbalancers/{loadbalancer}/certificates/".into()],
             }),
             memory_bytes: Some(1 << 40),
             state_bytes: Some(1024),
@@ -378,5 +438,31 @@ mod tests {
             check(bad_path).err(),
             Some(ManifestError::RelativePath("v1".into()))
         );
+    }
+
+    #[test]
+    fn certificates_go_only_under_the_load_balancers_own_prefix() {
+        let granted = grant(Some(&manifest()), &RuntimeConfig::default());
+        let lb = "4f0c6a53-lb";
+        let own = format!("/v1/loadbalancers/{lb}/certificates/www");
+        assert!(granted.certificate_path("haproxy", lb, &own).is_ok());
+        for path in [
+            "/v1/loadbalancers/other-lb/certificates/www".to_owned(),
+            format!("/v1/loadbalancers/{lb}/config"),
+            format!("/v1/loadbalancers/{lb}/certificates/www?echo=1"),
+            "/v1/other".to_owned(),
+        ] {
+            assert!(
+                granted.certificate_path("haproxy", lb, &path).is_err(),
+                "{path} was granted"
+            );
+        }
+        // Without a manifest, no key material goes anywhere.
+        let open = grant(None, &RuntimeConfig::default());
+        assert!(open.permits("x", Method::Put, &own).is_ok());
+        let refused = open
+            .certificate_path("x", lb, &own)
+            .expect_err("no certificate paths");
+        assert!(refused.to_string().contains("granted: none"), "{refused}");
     }
 }

@@ -259,7 +259,7 @@ impl Runtime {
             &pre,
             &probe_context,
             "capabilities",
-            None,
+            (None, Default::default()),
             |d, s| d.capabilities(s),
         )?;
         let name = DriverName::new(capabilities.name.clone())

@@ -42,6 +42,8 @@ pub struct Scope {
 pub struct DeviceScope {
     /// The device the scope is sent to.
     pub device_id: String,
+    /// The load balancer the call is for.
+    pub loadbalancer: String,
     /// The header's value.
     pub header: String,
 }
@@ -106,6 +108,7 @@ impl Scope {
     pub fn for_device(&self, device: &Device) -> DeviceScope {
         DeviceScope {
             device_id: device.id.clone(),
+            loadbalancer: self.loadbalancer.clone(),
             header: serde_json::to_string(self).unwrap_or_default(),
         }
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::lbaas::driver::device_api as raw;
-use crate::{DriverError, Entry};
+use crate::{DriverError, Entry, TlsFile};
 
 pub use raw::{DeviceApiError, Method};
 
@@ -82,6 +82,20 @@ impl Request {
             headers: response.headers,
             body: response.body,
         })
+    }
+}
+
+/// Has the host send the key material `file` names to `device_id`: a `PUT` of `path` whose
+/// whole body is the PEM file. The driver never holds the bytes; the host sends them only
+/// during the `apply` call that was handed `file`, only to the device that call's load balancer
+/// is on, and only to a path the manifest's `certificate_paths` names. The answer is the
+/// device's status; a status other than 2xx is a [`DriverError::DeviceRejected`].
+pub fn send_certificate(device_id: &str, file: &TlsFile, path: &str) -> Result<(), DriverError> {
+    match raw::send_certificate(device_id, &file.handle, path)? {
+        200..=299 => Ok(()),
+        status => Err(DriverError::DeviceRejected(format!(
+            "the device answered {status} to the certificate sent to {path}"
+        ))),
     }
 }
 

@@ -27,7 +27,7 @@
 mod bindings {
     wit_bindgen::generate!({
         world: "vendor-driver",
-        path: "../wit/lbaas-driver@0.3.0",
+        path: "../wit/lbaas-driver@0.4.0",
         pub_export_macro: true,
         export_macro_name: "__export_driver_world",
         default_bindings_module: "lbaas_driver_sdk::__private",
@@ -42,22 +42,24 @@ pub mod state;
 /// What a driver reports about itself (`driver-capabilities` in the WIT contract).
 pub use bindings::lbaas::driver::types::DriverCapabilities as Capabilities;
 pub use bindings::lbaas::driver::types::{
-    Algorithm, AvailabilityZone, Candidate, Device, DeviceConfig, DeviceHint, DeviceKind,
-    DriverError, Entry, Features, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints,
-    L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener, ListenerCounters,
-    LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network, PersistenceKind,
-    PlacementRequest, Pool, Protocol, SessionPersistence, SpawnSpec, Verdict,
+    Algorithm, AvailabilityZone, Candidate, CertificateInfo, ClientAuthentication, Device,
+    DeviceConfig, DeviceHint, DeviceKind, DriverError, Entry, Features, Flavor, FlavorKey,
+    HealthMonitor, HealthMonitorKind, Hints, Hsts, L7Action, L7Compare, L7Policy, L7Rule,
+    L7RuleKind, Limits, Listener, ListenerCounters, ListenerTls, LoadBalancer, LoadBalancerStatus,
+    Member, MemberHealth, MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, PoolTls,
+    Protocol, SessionPersistence, SpawnSpec, TlsFeature, TlsFile, TlsVersion, Verdict,
 };
 
 /// Everything a driver usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Algorithm, AvailabilityZone, Candidate, Capabilities, Device, DeviceConfig, DeviceHint,
-        DeviceKind, Driver, DriverError, Entry, Features, Flavor, FlavorKey, HealthMonitor,
-        HealthMonitorKind, Hints, L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits,
-        Listener, ListenerCounters, LoadBalancer, LoadBalancerStatus, Member, MemberHealth,
-        MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, Protocol,
-        SessionPersistence, SpawnSpec, Verdict, device, export_driver, log, state,
+        Algorithm, AvailabilityZone, Candidate, Capabilities, CertificateInfo,
+        ClientAuthentication, Device, DeviceConfig, DeviceHint, DeviceKind, Driver, DriverError,
+        Entry, Features, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Hsts,
+        L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener, ListenerCounters,
+        ListenerTls, LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network,
+        PersistenceKind, PlacementRequest, Pool, PoolTls, Protocol, SessionPersistence, SpawnSpec,
+        TlsFeature, TlsFile, TlsVersion, Verdict, device, export_driver, log, state,
     };
 }
 
@@ -178,19 +180,26 @@ impl Capabilities {
 }
 
 impl Features {
-    /// No L7 policies, no inserted headers, no availability zone keys.
+    /// No L7 policies, no inserted headers, no availability zone keys, no TLS, and the health
+    /// monitor types every device can run: `HTTP`, `HTTPS` and `TCP`.
     pub fn none() -> Self {
         Self {
             l7_actions: Vec::new(),
             l7_rule_kinds: Vec::new(),
             insert_headers: Vec::new(),
             availability_zone_keys: Vec::new(),
+            tls: Vec::new(),
+            health_monitor_kinds: vec![
+                HealthMonitorKind::Http,
+                HealthMonitorKind::Https,
+                HealthMonitorKind::Tcp,
+            ],
         }
     }
 
     /// Every L7 action and rule kind of the contract, and Octavia's three inserted headers
     /// (`X-Forwarded-For`, `-Port`, `-Proto`): for a driver whose device renders all of them.
-    /// No availability zone keys.
+    /// No availability zone keys, no TLS; the health monitor types of [`Features::none`].
     pub fn full_l7() -> Self {
         Self {
             l7_actions: vec![
@@ -209,7 +218,20 @@ impl Features {
             insert_headers: ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"]
                 .map(str::to_owned)
                 .to_vec(),
-            availability_zone_keys: Vec::new(),
+            ..Self::none()
+        }
+    }
+}
+
+impl TlsVersion {
+    /// Octavia's name of the version (`TLSv1.2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SslV3 => "SSLv3",
+            Self::TlsV1 => "TLSv1",
+            Self::TlsV11 => "TLSv1.1",
+            Self::TlsV12 => "TLSv1.2",
+            Self::TlsV13 => "TLSv1.3",
         }
     }
 }

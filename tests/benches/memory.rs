@@ -80,6 +80,7 @@ fn load_balancer(i: usize) -> (LoadBalancer, Listener) {
         timeout_tcp_inspect: 0,
         allowed_cidrs: Vec::new(),
         insert_headers: Default::default(),
+        tls: Default::default(),
     };
     (lb, listener)
 }

@@ -27,6 +27,9 @@ struct Shared {
     arrived: std::sync::atomic::AtomicU64,
     /// Answer with the request's headers (a device that echoes what it got).
     echo: std::sync::atomic::AtomicBool,
+    /// Answer with the last body it was sent (a device that hands back what it keeps).
+    echo_bodies: std::sync::atomic::AtomicBool,
+    last_body: Mutex<Vec<u8>>,
 }
 
 pub struct FakeAppliance {
@@ -96,6 +99,14 @@ impl FakeAppliance {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Answers every request with the last body it was sent, from now on: a device that keeps
+    /// what it gets and hands it to whoever asks.
+    pub fn echo_bodies(&self) {
+        self.shared
+            .echo_bodies
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Answers requests to `path` with `status` from now on.
     pub fn respond(&self, path: &str, status: u16) {
         self.shared
@@ -132,7 +143,16 @@ async fn record(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let answer = if shared.echo.load(std::sync::atomic::Ordering::Relaxed) {
+    let answer = if shared
+        .echo_bodies
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let mut last = shared.last_body.lock().expect("lock");
+        if !body.is_empty() {
+            *last = body.to_vec();
+        }
+        String::from_utf8_lossy(&last).into_owned()
+    } else if shared.echo.load(std::sync::atomic::Ordering::Relaxed) {
         serde_json::to_string(&headers).unwrap_or_default()
     } else {
         "{}".to_owned()

@@ -109,12 +109,14 @@ fn answer(stream: TcpStream, name: &str) {
         .any(|method| first.starts_with(method));
     if http {
         // The rest of the head, up to the blank line. `GET /headers` also answers the
-        // `X-Forwarded-*` headers the request arrived with, one per line after the name.
+        // `X-Forwarded-*` and `X-SSL-*` headers the request arrived with, one per line after
+        // the name.
         let mut body = name.to_owned();
         let echo = first.starts_with("GET /headers ");
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-            if echo && line.to_ascii_lowercase().starts_with("x-forwarded-") {
+            let lower = line.to_ascii_lowercase();
+            if echo && (lower.starts_with("x-forwarded-") || lower.starts_with("x-ssl-")) {
                 body.push('\n');
                 body.push_str(line.trim_end());
             }

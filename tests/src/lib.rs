@@ -228,6 +228,8 @@ pub struct Fixtures {
     /// The same with a second memory that `translate` grows by 40 MiB first
     /// ([`multimemory`]): together past the grant.
     pub memory_pair_two: PathBuf,
+    /// Terminates TLS and tries every way to get the keys it is handed by handle.
+    pub key_thief: PathBuf,
 }
 
 /// The hostile guest fixtures of `tests/fixtures/`, built apart from the drivers so that
@@ -249,6 +251,7 @@ pub fn fixtures() -> &'static Fixtures {
             forged_identity: fixture("forged-identity"),
             memory_pair,
             memory_pair_two,
+            key_thief: fixture("key-thief"),
         }
     })
 }
@@ -270,6 +273,9 @@ pub struct LifecycleFixtures {
     pub frozen_0_1: PathBuf,
     /// `legacy-two 0.2.0`, built against contract 0.2.0 without the SDK (`status` included).
     pub frozen_0_2: PathBuf,
+    /// `legacy-three 0.3.0`, built against contract 0.3.0 without the SDK (L7 policies and
+    /// availability zones included).
+    pub frozen_0_3: PathBuf,
     /// `haproxy 0.6.6`: hostile, smuggles `program`, `stats socket`, `http-request return
     /// ... file` or `external-check` into its configuration and hides the device's refusal.
     pub haproxy_inject: PathBuf,
@@ -288,6 +294,7 @@ pub fn lifecycle_fixtures() -> &'static LifecycleFixtures {
         haproxy_stuck: fixture("haproxy-stuck"),
         frozen_0_1: fixture("frozen-0-1"),
         frozen_0_2: fixture("frozen-0-2"),
+        frozen_0_3: fixture("frozen-0-3"),
         haproxy_inject: fixture("haproxy-inject"),
     })
 }

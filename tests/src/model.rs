@@ -46,6 +46,7 @@ pub fn listener(id: &str, protocol: Protocol, port: u16, pool: Option<&str>) -> 
         admin_state_up: true,
         l7_policies: vec![],
         insert_headers: vec![],
+        tls: None,
     }
 }
 
@@ -59,6 +60,7 @@ pub fn pool(id: &str, protocol: Protocol, algorithm: Algorithm, members: Vec<Mem
         health_monitor: None,
         session_persistence: None,
         admin_state_up: true,
+        tls: None,
     }
 }
 
@@ -74,6 +76,8 @@ pub fn http_monitor(id: &str) -> HealthMonitor {
         url_path: Some("/healthz".into()),
         expected_codes: Some("200-204".into()),
         admin_state_up: true,
+        http_version: None,
+        domain_name: None,
     }
 }
 

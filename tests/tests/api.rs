@@ -559,8 +559,19 @@ fn bad_requests_to_a_provider_get_clear_answers() {
     let body_10 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TCP", "protocol_port": 84, "allowed_cidrs": ["2001:db8::/32"]}}}}"#
     );
+    // A monitor type the driver does not declare: Octavia's 501 at the API, not a load
+    // balancer in ERROR once the driver refuses to render it.
+    let pool = id(
+        &alice.create(
+            "/v2/lbaas/pools",
+            &serde_json::json!({"pool": {"loadbalancer_id": lb, "protocol": "HTTP",
+                                         "lb_algorithm": "ROUND_ROBIN"}}),
+        ),
+        "pool",
+    );
+    alice.settle(&lb);
     let body_11 = format!(
-        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "HTTP", "protocol_port": 85, "tls_versions": ["TLSv1.3"], "hsts_preload": false}}}}"#
+        r#"{{"healthmonitor": {{"pool_id": "{pool}", "type": "PING", "delay": 5, "timeout": 3, "max_retries": 2}}}}"#
     );
     let body_12 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": null}}}}"#
@@ -628,10 +639,10 @@ fn bad_requests_to_a_provider_get_clear_answers() {
         (
             &alice,
             "POST",
-            listeners.into(),
+            "/v2/lbaas/healthmonitors".into(),
             &body_11,
             501,
-            "does not support a requested option: tls_versions",
+            "does not support a requested option: health monitor type PING",
         ),
         (
             &alice,

@@ -610,3 +610,127 @@ fn a_second_memory_gets_no_grant_of_its_own() {
     assert_eq!(fresh["provisioning_status"], "ACTIVE", "{fresh}");
     plane.stop();
 }
+
+/// A driver after the keys it serves gets none (issue 28). The key-thief terminates TLS: the
+/// host hands it each certificate file as a handle and sends the file, key included, to the
+/// load balancer's own device at the path the driver names under its grant. Then the driver
+/// tries every way to the bytes: it reads the file back from its device, which answers with
+/// whatever it was last sent; it sends the file to another load balancer's path, to a path
+/// not granted for certificates and to a device that is not the load balancer's; it makes up a
+/// handle. It puts everything it got on its device, where the test looks for every line of
+/// both keys. The audit log records each sending and each refusal.
+#[test]
+fn a_driver_gets_no_key_whatever_it_tries() {
+    use lbaas_keys::testing::{EC, Pki, RSA_PKCS8};
+    let data = tempfile::tempdir().expect("temp dir");
+    let device = FakeAppliance::start();
+    device.echo_bodies();
+    let plane = ControlPlane::start_with_options(
+        data.path(),
+        Auth::None,
+        Options {
+            extra_drivers: vec![fixtures().key_thief.clone()],
+            ..Options::default()
+        },
+    );
+    let admin = plane.client(None).as_project("admin-project");
+    let tenant = plane.client(None).as_project("tenant");
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "name": "public",
+                "subnets": [{"id": "subnet-vip", "cidr": "127.0.61.0/24"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "thief-1", "kind": "virtual", "driver": "key-thief",
+                "management_url": device.url(), "capacity": 5}}),
+    );
+    let pki = Pki::new();
+    pki.leaf("www.example.com", EC);
+    pki.leaf("api.example.com", RSA_PKCS8);
+    let www = tenant.store_secret("www", &pki.pkcs12("www.example.com"));
+    let api = tenant.store_secret(
+        "api",
+        &pki.concat(&["api.example.com.pem", "api.example.com.key", "int.pem"]),
+    );
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "loot", "vip_subnet_id": "subnet-vip",
+                "provider": "key-thief",
+                "listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 443,
+                               "default_tls_container_ref": www,
+                               "sni_container_refs": [api]}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let lb = tenant.settle(&lb_id);
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+
+    let received = device.received();
+    // The device got both files, keys included: it is the one that serves them.
+    let own = format!("/v1/loadbalancers/{lb_id}/certificates/c");
+    let files: Vec<_> = received
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.starts_with(&own))
+        .collect();
+    assert_eq!(files.len(), 2, "{received:?}");
+    assert!(
+        files
+            .iter()
+            .all(|r| String::from_utf8_lossy(&r.body).contains("PRIVATE KEY")),
+        "the device holds the keys"
+    );
+    // Nothing reached another load balancer's path, an ungranted path or a made-up file.
+    assert!(
+        received.iter().all(|r| !r.path.contains("other-lb")
+            && r.path != "/echo"
+            && !r.path.ends_with("/forged")),
+        "{received:?}"
+    );
+    let loot = received
+        .iter()
+        .find(|r| r.path == "/loot")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .expect("the driver's loot");
+    for key in ["www.example.com.key", "api.example.com.key"] {
+        let pem = String::from_utf8(pki.read(key)).expect("PEM");
+        for line in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        {
+            assert!(
+                !loot.contains(line),
+                "a line of {key} reached the driver: {loot}"
+            );
+        }
+    }
+    // What it tried, and what it was told.
+    for told in [
+        "[redacted]",
+        "is not granted to driver key-thief for certificates",
+        "certificates go only to the device of the load balancer this call is for",
+        "no certificate file",
+        "fingerprint",
+    ] {
+        assert!(loot.contains(told), "`{told}` is not in {loot}");
+    }
+    let sent = audit(&admin, "function=device-api.send-certificate&outcome=ok");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let refused = audit(
+        &admin,
+        "function=device-api.send-certificate&outcome=denied",
+    );
+    assert_eq!(refused.len(), 7, "{refused:?}");
+    let audited = serde_json::to_string(&audit(&admin, "driver=key-thief")).expect("JSON");
+    for key in ["www.example.com.key", "api.example.com.key"] {
+        let pem = String::from_utf8(pki.read(key)).expect("PEM");
+        for line in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        {
+            assert!(
+                !audited.contains(line),
+                "a line of {key} is in the audit log"
+            );
+        }
+    }
+}

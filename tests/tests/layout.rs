@@ -23,6 +23,10 @@ const RELEASED: &[(&str, &str)] = &[
         "lbaas-driver@0.3.0/driver.wit",
         "d334a81ae8ee18b0215cea3de1cbefb975466d85d2b702afcd93c2a9fd974db2",
     ),
+    (
+        "lbaas-driver@0.4.0/driver.wit",
+        "90f73bdc9c01ca6bd8a06972b134b6eca46a5307b2603e69a57db83bb6dd32b7",
+    ),
 ];
 
 /// Files under `dir`, by their path relative to `root`.

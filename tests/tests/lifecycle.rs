@@ -600,7 +600,7 @@ fn a_driver_built_against_contract_0_1_keeps_serving() {
     let admin = plane.client(Some("admin-token"));
     // The bundled drivers follow the newest contract.
     let (_, haproxy) = admin.get("/v2/admin/drivers/haproxy");
-    assert_eq!(haproxy["driver"]["contract"], "lbaas:driver@0.3.0");
+    assert_eq!(haproxy["driver"]["contract"], "lbaas:driver@0.4.0");
 
     let legacy = std::fs::read(&lifecycle_fixtures().frozen_0_1).expect("frozen fixture");
     let (status, uploaded) = admin.upload("/v2/admin/drivers?activate=true", legacy, &[]);
@@ -767,6 +767,82 @@ fn a_driver_built_against_contract_0_2_keeps_serving() {
             );
         }
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A driver built against contract 0.3.0 (as the bundled drivers were before 0.4.0) is served
+/// through its own types, L7 policies included; it supports no TLS, whatever monitor it was
+/// sent before, and a load balancer that terminates TLS is refused before the call: sent
+/// without its certificates, the device would serve plain HTTP where the tenant asked for TLS.
+#[test]
+fn a_driver_built_against_contract_0_3_keeps_serving() {
+    use lbaas_host::runtime::{
+        ClientAuthentication, DeviceKind, Error, L7Action, L7Policy, ListenerTls, Protocol, TlsFile,
+    };
+    use lbaas_tests::model::{device, listener, web_shop};
+
+    let data = tempfile::tempdir().expect("data dir");
+    let host = lbaas_tests::TestHost::open(data.path());
+    let driver = host.load(&lifecycle_fixtures().frozen_0_3);
+    assert_eq!(driver.contract(), "lbaas:driver@0.3.0");
+    let features = &driver.capabilities().features;
+    assert!(features.tls.is_empty(), "{features:?}");
+    assert_eq!(features.health_monitor_types.len(), 7, "{features:?}");
+    assert!(driver.migrate_state("0.2.0").expect("migrate-state runs"));
+
+    let mut lb = web_shop("lb-legacy", "127.0.0.20");
+    let mut http = listener("l7", Protocol::Http, 8081, None);
+    http.l7_policies.push(L7Policy {
+        id: "p1".into(),
+        name: String::new(),
+        action: L7Action::Reject,
+        position: 1,
+        redirect_pool_id: None,
+        redirect_url: None,
+        redirect_prefix: None,
+        redirect_http_code: None,
+        rules: Vec::new(),
+        admin_state_up: true,
+    });
+    lb.listeners.push(http);
+    let on = device("legacy-1", DeviceKind::Virtual, 4, None);
+    let config = driver
+        .translate(&lb, &on)
+        .expect("translate through the 0.3.0 types");
+    assert!(config.body.contains("and 1 L7 policies"), "{}", config.body);
+    driver.apply(&lb, &on, &config).expect("apply");
+
+    let mut terminated = listener("tls", Protocol::TerminatedHttps, 8443, None);
+    terminated.tls = Some(ListenerTls {
+        default_certificate: Some(TlsFile {
+            handle: "h".into(),
+            certificates: Vec::new(),
+        }),
+        sni_certificates: Vec::new(),
+        client_authentication: ClientAuthentication::None,
+        client_ca: None,
+        client_crl: None,
+        ciphers: None,
+        versions: Vec::new(),
+        alpn_protocols: Vec::new(),
+        hsts: None,
+    });
+    lb.listeners.push(terminated);
+    for refused in [
+        driver.translate(&lb, &on).map(|_| ()),
+        driver.apply(&lb, &on, &config),
+    ] {
+        match refused {
+            Err(refused @ Error::Refused { .. }) => {
+                let message = refused.to_string();
+                assert!(
+                    message
+                        .contains("TLS cannot be sent to a driver of contract lbaas:driver@0.3.0"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lbaas_keys::{Authority, Bundle, CertError, CertificateInfo};
+use zeroize::Zeroizing;
 
 use super::Caller;
 use crate::model::Secret;
@@ -59,6 +60,14 @@ impl TlsRefs {
     }
 }
 
+/// The answer when the settings an update's references were resolved against changed before
+/// its write: the client tries again.
+pub fn changed_meanwhile(what: &str) -> Error {
+    Error::conflict(format!(
+        "The {what} changed while its certificate references were checked; try again."
+    ))
+}
+
 /// What the references hold, checked: safe to show, no key byte.
 #[derive(Debug, Default, Clone)]
 pub struct Resolved {
@@ -70,7 +79,7 @@ pub struct Resolved {
 
 /// Why a reference names nothing the caller may use.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-enum Unretrievable {
+pub(crate) enum Unretrievable {
     #[error("not a reference to a secret of this host's key manager")]
     NotAReference,
     #[error("no such secret for this project")]
@@ -115,12 +124,21 @@ impl ControlPlane {
         &self,
         caller: &impl Caller,
         reference: &str,
-    ) -> Result<Result<zeroize::Zeroizing<Vec<u8>>, Unretrievable>, Error> {
+    ) -> Result<Result<Zeroizing<Vec<u8>>, Unretrievable>, Error> {
+        self.secret_payload(reference, |project| caller.can_read(project))
+    }
+
+    /// A reference's payload, opened, if `may_read` the project that owns it.
+    pub(crate) fn secret_payload(
+        &self,
+        reference: &str,
+        may_read: impl FnOnce(&str) -> bool,
+    ) -> Result<Result<Zeroizing<Vec<u8>>, Unretrievable>, Error> {
         let Some(id) = secret_id(reference) else {
             return Ok(Err(Unretrievable::NotAReference));
         };
         let secret = match self.store.load::<Secret>(id)? {
-            Some(secret) if caller.can_read(&secret.project_id) => secret,
+            Some(secret) if may_read(&secret.project_id) => secret,
             _ => return Ok(Err(Unretrievable::NoSuchSecret)),
         };
         if crate::secrets::expired(&secret) {

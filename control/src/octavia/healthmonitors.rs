@@ -10,11 +10,11 @@ use super::status::{self, Step};
 use super::tree::{
     child_change, delete_child, ensure_mutable, ensure_writable, new_common, touch_parent,
 };
-use crate::Error;
 use crate::model::{HealthMonitor, MonitorType, Pool};
 use crate::plane::Change;
 use crate::snapshot::Snapshot;
 use crate::store::Batch;
+use crate::{ControlPlane, Error};
 
 #[serde_with::serde_as]
 #[derive(Deserialize)]
@@ -116,8 +116,15 @@ fn http_fields(
     Ok((Some(method), Some(path), Some(codes)))
 }
 
-/// Checks and builds the monitor of `pool`, of a load balancer of `provider`.
-pub fn build(provider: &str, pool: &Pool, body: HealthMonitorCreate) -> Decided<HealthMonitor> {
+/// Checks and builds the monitor of `pool`, of a load balancer of `provider`: Octavia's rules,
+/// then the provider's support of its type (a `501`, as Octavia answers, rather than a load
+/// balancer in `ERROR` when the driver cannot render it).
+pub fn build(
+    plane: &ControlPlane,
+    provider: &str,
+    pool: &Pool,
+    body: HealthMonitorCreate,
+) -> Decided<HealthMonitor> {
     // The Host header of HTTP checks (Octavia v2.10): no driver of this host sends one yet.
     fields::unsupported_options(
         provider,
@@ -137,6 +144,7 @@ pub fn build(provider: &str, pool: &Pool, body: HealthMonitorCreate) -> Decided<
             pool.protocol.name()
         )));
     }
+    plane.provider_renders_monitor(provider, body.kind)?;
     let timing = timing(
         body.delay,
         body.timeout,
@@ -194,6 +202,7 @@ pub struct HealthMonitorUpdate {
 
 /// Creates the health monitor of a pool the caller may change.
 pub fn create(
+    plane: &ControlPlane,
     snapshot: &Snapshot,
     caller: &impl Caller,
     mut body: HealthMonitorCreate,
@@ -208,7 +217,7 @@ pub fn create(
         )));
     }
     let provider = &snapshot.parent(&pool.loadbalancer_id)?.provider;
-    let hm = build(provider, pool, body)?;
+    let hm = build(plane, provider, pool, body)?;
     let mut pool = pool.clone();
     pool.healthmonitor_id = Some(hm.common.id.clone());
     let mut batch = Batch::new();

@@ -192,9 +192,10 @@ fn build<'a>(
     }
     body.tls().check_create(protocol, body.inserts_headers())?;
     body.tls().refs()?.ensure_in(resolved)?;
-    fields::unsupported_options(&lb.provider, &body.tls().options())?;
+    let tls = body.tls().stored(protocol)?;
     let insert_headers = insert_headers(plane, &lb.provider, protocol, body.insert_headers.take())?;
     plane.provider_supports(&lb.provider, Some(protocol), None)?;
+    plane.provider_renders_listener_tls(&lb.provider, &tls)?;
     // One port per transport: UDP, SCTP and the TCP-based protocols may share a number.
     let transport = |p: Protocol| match p {
         Protocol::Udp | Protocol::Sctp => p,
@@ -231,6 +232,7 @@ fn build<'a>(
         timeout_tcp_inspect: timeout("timeout_tcp_inspect", body.timeout_tcp_inspect, 0)?,
         allowed_cidrs: cidrs(body.allowed_cidrs.take(), &lb.vip_address)?,
         insert_headers,
+        tls,
     })
 }
 
@@ -443,23 +445,47 @@ pub struct ListenerUpdate {
     hsts_preload: Option<Value>,
 }
 
-/// Changes a listener the caller may write.
+impl ListenerUpdate {
+    /// The certificate references this change of `current` makes, to resolve before the write
+    /// ([`ControlPlane::resolve_tls`]), after Octavia's rules for the fields.
+    pub fn tls_refs(&self, current: &Listener) -> Decided<TlsRefs> {
+        self.tls()
+            .check_update(current.protocol, self.inserts_headers(), &current.tls)?;
+        self.tls().update_refs(&current.tls)
+    }
+
+    fn inserts_headers(&self) -> bool {
+        self.insert_headers.as_ref().is_some_and(|h| !h.is_empty())
+    }
+}
+
+/// A listener as stored, for [`ListenerUpdate::tls_refs`].
+pub fn current(snapshot: &Snapshot, caller: &impl Caller, id: &str) -> Decided<Listener> {
+    Ok(snapshot.listener(caller, id)?.clone())
+}
+
+/// Changes a listener the caller may write, its certificate references resolved into
+/// `resolved`.
 pub fn update(
     plane: &ControlPlane,
     snapshot: &Snapshot,
     caller: &impl Caller,
     id: &str,
     body: ListenerUpdate,
+    resolved: &Resolved,
 ) -> Decided<Change<Listener>> {
     let current = snapshot.listener(caller, id)?;
     ensure_writable(caller, &current.common.project_id)?;
     let provider = &snapshot.parent(&current.loadbalancer_id)?.provider;
-    let inserts = body.insert_headers.as_ref().is_some_and(|h| !h.is_empty());
-    // No listener holds TLS yet (no provider terminates it), so a reference that passes these
-    // rules meets the provider's 501 below; resolution joins when a provider renders TLS.
-    body.tls().check_update(current.protocol, inserts)?;
-    fields::unsupported_options(provider, &body.tls().options())?;
+    body.tls()
+        .check_update(current.protocol, body.inserts_headers(), &current.tls)?;
+    body.tls()
+        .update_refs(&current.tls)?
+        .ensure_in(resolved)
+        .map_err(|_| super::certificates::changed_meanwhile("listener"))?;
     let mut listener = current.clone();
+    listener.tls = body.tls().updated(&current.tls, current.protocol)?;
+    plane.provider_renders_listener_tls(provider, &listener.tls)?;
     if let Some(name) = body.name {
         listener.common.name = fields::text("name", Some(name), 255)?;
     }

@@ -123,7 +123,8 @@ fn build(
 ) -> Decided<Pool> {
     body.tls().check_create()?;
     body.tls().refs()?.ensure_in(resolved)?;
-    fields::unsupported_options(&lb.provider, &body.tls().options())?;
+    let tls = body.tls().stored()?;
+    plane.provider_renders_pool_tls(&lb.provider, &tls)?;
     fields::same_project(
         body.project_id.as_deref(),
         body.tenant_id.as_deref(),
@@ -151,6 +152,7 @@ fn build(
         lb_algorithm: body.lb_algorithm,
         session_persistence,
         healthmonitor_id: None,
+        tls,
     })
 }
 
@@ -183,7 +185,7 @@ pub fn build_tree(
         tree.members.push(member);
     }
     if let Some(hm) = body.healthmonitor {
-        let hm = healthmonitors::build(&lb.provider, &pool, hm)?;
+        let hm = healthmonitors::build(plane, &lb.provider, &pool, hm)?;
         pool.healthmonitor_id = Some(hm.common.id.clone());
         tree.healthmonitors.push(hm);
     }
@@ -212,12 +214,22 @@ pub struct PoolUpdate {
 }
 
 impl PoolUpdate {
-    /// The certificate references this change makes, to resolve before the write
-    /// ([`ControlPlane::resolve_tls`]), after Octavia's rules for the fields.
-    pub fn tls_refs(&self) -> Decided<TlsRefs> {
-        self.tls().check_update()?;
-        self.tls().refs()
+    /// The certificate references this change of a pool whose settings are `current` makes,
+    /// to resolve before the write ([`ControlPlane::resolve_tls`]), after Octavia's rules for
+    /// the fields.
+    pub fn tls_refs(&self, current: &crate::model::PoolTls) -> Decided<TlsRefs> {
+        self.tls().check_update(current)?;
+        self.tls().update_refs(current)
     }
+}
+
+/// A pool's TLS settings as stored, for [`PoolUpdate::tls_refs`].
+pub fn current_tls(
+    snapshot: &Snapshot,
+    caller: &impl Caller,
+    id: &str,
+) -> Decided<crate::model::PoolTls> {
+    Ok(snapshot.pool(caller, id)?.tls.clone())
 }
 
 /// Creates a pool on a load balancer the caller may change, as the default pool of a listener
@@ -304,10 +316,14 @@ pub fn update(
     let current = snapshot.pool(caller, id)?;
     ensure_writable(caller, &current.common.project_id)?;
     let lb = snapshot.parent(&current.loadbalancer_id)?;
-    body.tls().check_update()?;
-    body.tls().refs()?.ensure_in(resolved)?;
-    fields::unsupported_options(&lb.provider, &body.tls().options())?;
+    body.tls().check_update(&current.tls)?;
+    body.tls()
+        .update_refs(&current.tls)?
+        .ensure_in(resolved)
+        .map_err(|_| super::certificates::changed_meanwhile("pool"))?;
     let mut pool = current.clone();
+    pool.tls = body.tls().updated(&current.tls)?;
+    plane.provider_renders_pool_tls(&lb.provider, &pool.tls)?;
     if let Some(name) = body.name {
         pool.common.name = fields::text("name", Some(name), 255)?;
     }

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use lbaas_core::capabilities::Capabilities;
+use lbaas_core::capabilities::{Capabilities, TlsFeature};
 
 use crate::contract::{self, ProfileDataError};
 use crate::model::{
-    AvailabilityZoneProfile, DeviceKind, FlavorProfile, L7Action, L7RuleType, LbAlgorithm, Protocol,
+    AvailabilityZoneProfile, DeviceKind, FlavorProfile, L7Action, L7RuleType, LbAlgorithm,
+    ListenerTls, MonitorType, PoolTls, Protocol,
 };
 use crate::placement;
 use crate::plane::ControlPlane;
@@ -128,6 +129,72 @@ impl ControlPlane {
             provider,
             |caps| caps.features.insert_headers.iter().any(|h| h == header),
             format_args!("insert_headers {header}"),
+        )
+    }
+
+    /// The provider renders a listener's TLS settings `tls` (its `TERMINATED_HTTPS` protocol
+    /// is checked with the other protocols).
+    pub fn provider_renders_listener_tls(
+        &self,
+        provider: &str,
+        tls: &ListenerTls,
+    ) -> Result<(), ProviderError> {
+        let needs = [
+            (
+                !tls.sni_container_refs.is_empty(),
+                TlsFeature::Sni,
+                "sni_container_refs",
+            ),
+            (
+                tls.client_ca_tls_container_ref.is_some(),
+                TlsFeature::ClientAuthentication,
+                "client_ca_tls_container_ref",
+            ),
+            (tls.hsts_max_age.is_some(), TlsFeature::Hsts, "hsts_max_age"),
+        ];
+        self.renders_tls(provider, &needs)
+    }
+
+    /// The provider renders a pool's TLS towards its members.
+    pub fn provider_renders_pool_tls(
+        &self,
+        provider: &str,
+        tls: &PoolTls,
+    ) -> Result<(), ProviderError> {
+        let needs = [
+            (tls.tls_enabled, TlsFeature::PoolTls, "tls_enabled"),
+            (
+                tls.tls_enabled && tls.tls_container_ref.is_some(),
+                TlsFeature::PoolClientCertificate,
+                "tls_container_ref",
+            ),
+        ];
+        self.renders_tls(provider, &needs)
+    }
+
+    fn renders_tls(
+        &self,
+        provider: &str,
+        needs: &[(bool, TlsFeature, &str)],
+    ) -> Result<(), ProviderError> {
+        for (needed, feature, option) in needs {
+            if *needed {
+                self.offers(provider, |caps| caps.features.tls.contains(feature), option)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The provider renders health monitors of `kind`.
+    pub fn provider_renders_monitor(
+        &self,
+        provider: &str,
+        kind: MonitorType,
+    ) -> Result<(), ProviderError> {
+        self.offers(
+            provider,
+            |caps| caps.features.health_monitor_types.contains(&kind),
+            format_args!("health monitor type {}", lbaas_core::views::name(&kind)),
         )
     }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::certificates::TlsRefs;
 use super::fields::Decided;
 use crate::Error;
-use crate::model::Protocol;
+use crate::model::{self, ClientAuthentication, Protocol};
 
 /// TLS versions Octavia names, oldest first.
 pub const TLS_VERSIONS: [&str; 5] = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
@@ -16,6 +16,70 @@ pub const TLS_VERSIONS: [&str; 5] = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TL
 pub const ALPN_PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2"];
 /// Octavia's client authentication modes.
 pub const CLIENT_AUTHENTICATION: [&str; 3] = ["NONE", "OPTIONAL", "MANDATORY"];
+
+/// Octavia's default cipher string for TLS listeners and pools (`default_listener_ciphers`,
+/// `default_pool_ciphers`: OWASP's suite B).
+pub const DEFAULT_CIPHERS: &str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:\
+TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
+ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:\
+DHE-RSA-CHACHA20-POLY1305";
+/// Octavia's default TLS versions for listeners and pools.
+pub const DEFAULT_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
+/// Octavia's default ALPN protocols for listeners and pools.
+pub const DEFAULT_ALPN: [&str; 3] = ["h2", "http/1.1", "http/1.0"];
+
+/// The longest cipher string Octavia takes.
+const MAX_CIPHERS: usize = 2048;
+
+fn defaults(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// A cipher string, or null.
+fn ciphers(value: &Option<Value>) -> Decided<Option<String>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text))
+            if text.len() <= MAX_CIPHERS && text.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Ok(Some(text.clone()))
+        }
+        Some(_) => Err(wrong_type("tls_ciphers", "an OpenSSL cipher string")),
+    }
+}
+
+/// `hsts_max_age`: a number of seconds up to 2^31 - 1, or null.
+fn max_age(value: &Option<Value>) -> Decided<Option<u32>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= i32::MAX as u64) => {
+            Ok(n.as_u64().and_then(|n| u32::try_from(n).ok()))
+        }
+        Some(_) => Err(wrong_type("hsts_max_age", "a number of seconds, 0 or more")),
+    }
+}
+
+fn mode(name: &str) -> ClientAuthentication {
+    match name {
+        "OPTIONAL" => ClientAuthentication::Optional,
+        "MANDATORY" => ClientAuthentication::Mandatory,
+        _ => ClientAuthentication::None,
+    }
+}
+
+/// What `value` sets a stored field to when the request gives it (null included): `read` of
+/// it, or `reset` for null. `None`: the request leaves the field as it is.
+fn given_or<T>(
+    value: &Option<Value>,
+    read: impl FnOnce(&Option<Value>) -> Decided<Option<T>>,
+    reset: impl FnOnce() -> Option<T>,
+) -> Decided<Option<Option<T>>> {
+    match value {
+        None => Ok(None),
+        Some(_) => Ok(Some(read(value)?.or_else(reset))),
+    }
+}
 
 /// A listener's TLS fields as the request gives them.
 pub struct ListenerTls<'a> {
@@ -157,9 +221,14 @@ impl ListenerTls<'_> {
         }
     }
 
-    /// Octavia's rules for a change of a listener of `protocol` that holds no TLS settings yet
-    /// (no listener here does: no provider terminates TLS), in Octavia's order.
-    pub fn check_update(&self, protocol: Protocol, insert_headers: bool) -> Decided<()> {
+    /// Octavia's rules for a change of a listener of `protocol` whose settings are `current`,
+    /// in Octavia's order.
+    pub fn check_update(
+        &self,
+        protocol: Protocol,
+        insert_headers: bool,
+        current: &model::ListenerTls,
+    ) -> Decided<()> {
         let refs = self.refs()?;
         let authentication = self.authentication()?;
         let container_refs = !refs.certificates.is_empty() || !refs.authorities.is_empty();
@@ -177,7 +246,8 @@ impl ListenerTls<'_> {
                 protocol.name()
             )));
         }
-        let client_ca = given(self.client_ca_tls_container_ref);
+        let client_ca = given(self.client_ca_tls_container_ref)
+            || current.client_ca_tls_container_ref.is_some();
         if let Some(mode) = authentication
             && mode != "NONE"
             && !client_ca
@@ -186,22 +256,58 @@ impl ListenerTls<'_> {
                 "Client authentication setting {mode} requires a client CA container reference."
             )));
         }
-        if given(self.client_crl_container_ref) && !client_ca {
+        let crl =
+            given(self.client_crl_container_ref) || current.client_crl_container_ref.is_some();
+        if crl && !client_ca {
             return Err(Error::invalid(
                 "A client authentication CA reference is required to specify a client \
                  authentication revocation list.",
             ));
         }
+        ciphers(self.tls_ciphers)?;
         versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
         let include = flag("hsts_include_subdomains", self.hsts_include_subdomains)?;
         let preload = flag("hsts_preload", self.hsts_preload)?;
-        if (include || preload) && !given(self.hsts_max_age) {
+        let requested_age = max_age(self.hsts_max_age)?;
+        if (include || preload) && requested_age.is_none() && current.hsts_max_age.is_none() {
             return Err(Error::invalid(
                 "Cannot enable hsts_include_subdomains or hsts_preload if hsts_max_age was not \
                  set as well.",
             ));
         }
-        self.check_hsts(terminated)
+        if requested_age.is_some() && !terminated {
+            return Err(Error::invalid(
+                "The HSTS feature can only be used for listeners using the TERMINATED_HTTPS \
+                 protocol.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The references an update makes, with `current`'s client CA and revocation list where
+    /// the request changes only one of the pair: Octavia checks the pair as it will be.
+    pub fn update_refs(&self, current: &model::ListenerTls) -> Decided<TlsRefs> {
+        let mut refs = self.refs()?;
+        let crl = reference("client_crl_container_ref", self.client_crl_container_ref)?;
+        let ca = reference(
+            "client_ca_tls_container_ref",
+            self.client_ca_tls_container_ref,
+        )?;
+        refs.authorities.clear();
+        if self.client_ca_tls_container_ref.is_some() || self.client_crl_container_ref.is_some() {
+            let ca = if self.client_ca_tls_container_ref.is_some() {
+                ca
+            } else {
+                current.client_ca_tls_container_ref.clone()
+            };
+            let crl = if self.client_crl_container_ref.is_some() {
+                crl
+            } else {
+                current.client_crl_container_ref.clone()
+            };
+            refs.authorities.extend(ca.map(|ca| (ca, crl)));
+        }
+        Ok(refs)
     }
 
     /// Octavia's rules for a new listener of `protocol`, in Octavia's order; `insert_headers`
@@ -252,12 +358,7 @@ impl ListenerTls<'_> {
                  authentication revocation list.",
             ));
         }
-        if let Some(value) = self.tls_ciphers
-            && !value.is_null()
-            && !value.is_string()
-        {
-            return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
-        }
+        ciphers(self.tls_ciphers)?;
         // Octavia checks versions and ALPN protocols of TLS listeners only.
         if terminated {
             versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
@@ -266,15 +367,7 @@ impl ListenerTls<'_> {
     }
 
     fn check_hsts(&self, terminated: bool) -> Decided<()> {
-        let max_age = match self.hsts_max_age {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= i32::MAX as u64) => {
-                n.as_u64()
-            }
-            Some(_) => {
-                return Err(wrong_type("hsts_max_age", "a number of seconds, 0 or more"));
-            }
-        };
+        let max_age = max_age(self.hsts_max_age)?;
         let include = flag("hsts_include_subdomains", self.hsts_include_subdomains)?;
         let preload = flag("hsts_preload", self.hsts_preload)?;
         if (include || preload) && max_age.is_none() {
@@ -290,6 +383,87 @@ impl ListenerTls<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// The settings a new listener of `protocol` stores, after [`Self::check_create`]: a
+    /// `TERMINATED_HTTPS` listener gets Octavia's default ciphers, versions and ALPN
+    /// protocols for those it does not set.
+    pub fn stored(&self, protocol: Protocol) -> Decided<model::ListenerTls> {
+        self.updated(&model::ListenerTls::default(), protocol)
+    }
+
+    /// `current` with the fields the request gives, after [`Self::check_update`]; a field
+    /// given as null goes back to its default.
+    pub fn updated(
+        &self,
+        current: &model::ListenerTls,
+        protocol: Protocol,
+    ) -> Decided<model::ListenerTls> {
+        let terminated = protocol == Protocol::TerminatedHttps;
+        let mut tls = current.clone();
+        if self.default_tls_container_ref.is_some() {
+            tls.default_tls_container_ref =
+                reference("default_tls_container_ref", self.default_tls_container_ref)?;
+        }
+        if self.sni_container_refs.is_some() {
+            tls.sni_container_refs =
+                texts("sni_container_refs", self.sni_container_refs)?.unwrap_or_default();
+        }
+        if self.client_ca_tls_container_ref.is_some() {
+            tls.client_ca_tls_container_ref = reference(
+                "client_ca_tls_container_ref",
+                self.client_ca_tls_container_ref,
+            )?;
+        }
+        if self.client_authentication.is_some() {
+            tls.client_authentication = self
+                .authentication()?
+                .as_deref()
+                .map_or_else(ClientAuthentication::default, mode);
+        }
+        if self.client_crl_container_ref.is_some() {
+            tls.client_crl_container_ref =
+                reference("client_crl_container_ref", self.client_crl_container_ref)?;
+        }
+        let by_default = |names: &[&str]| terminated.then(|| defaults(names));
+        if let Some(value) = given_or(self.tls_ciphers, ciphers, || {
+            terminated.then(|| DEFAULT_CIPHERS.to_owned())
+        })? {
+            tls.tls_ciphers = value;
+        }
+        if let Some(value) = given_or(
+            self.tls_versions,
+            |v| texts("tls_versions", v),
+            || by_default(&DEFAULT_VERSIONS),
+        )? {
+            tls.tls_versions = value;
+        }
+        if let Some(value) = given_or(
+            self.alpn_protocols,
+            |v| texts("alpn_protocols", v),
+            || by_default(&DEFAULT_ALPN),
+        )? {
+            tls.alpn_protocols = value;
+        }
+        if terminated {
+            tls.tls_ciphers
+                .get_or_insert_with(|| DEFAULT_CIPHERS.to_owned());
+            tls.tls_versions
+                .get_or_insert_with(|| defaults(&DEFAULT_VERSIONS));
+            tls.alpn_protocols
+                .get_or_insert_with(|| defaults(&DEFAULT_ALPN));
+        }
+        if self.hsts_max_age.is_some() {
+            tls.hsts_max_age = max_age(self.hsts_max_age)?;
+        }
+        if self.hsts_include_subdomains.is_some() {
+            tls.hsts_include_subdomains =
+                flag("hsts_include_subdomains", self.hsts_include_subdomains)?;
+        }
+        if self.hsts_preload.is_some() {
+            tls.hsts_preload = flag("hsts_preload", self.hsts_preload)?;
+        }
+        Ok(tls)
     }
 }
 
@@ -331,21 +505,35 @@ impl PoolTls<'_> {
         })
     }
 
-    /// Octavia's rules for a change of a pool that holds no TLS settings yet (no pool here
-    /// does: no provider re-encrypts), in Octavia's order.
-    pub fn check_update(&self) -> Decided<()> {
+    /// Octavia's rules for a change of a pool whose settings are `current`, in Octavia's
+    /// order.
+    pub fn check_update(&self, current: &model::PoolTls) -> Decided<()> {
         self.refs()?;
-        if given(self.crl_container_ref) && !given(self.ca_tls_container_ref) {
-            return Err(Error::invalid(
-                "A CA reference is required to specify a certificate revocation list.",
-            ));
+        let crl = match self.crl_container_ref {
+            None => current.crl_container_ref.is_some(),
+            Some(_) => given(self.crl_container_ref),
+        };
+        let stored_ca = current.ca_tls_container_ref.is_some();
+        match self.ca_tls_container_ref {
+            Some(_) if !given(self.ca_tls_container_ref) && stored_ca && crl => {
+                return Err(Error::invalid(
+                    "A CA reference cannot be removed when a certificate revocation list is \
+                     present.",
+                ));
+            }
+            Some(_) if !given(self.ca_tls_container_ref) && crl => {
+                return Err(Error::invalid(
+                    "A CA reference is required to specify a certificate revocation list.",
+                ));
+            }
+            None if crl && !stored_ca => {
+                return Err(Error::invalid(
+                    "A CA reference is required to specify a certificate revocation list.",
+                ));
+            }
+            _ => {}
         }
-        if let Some(value) = self.tls_ciphers
-            && !value.is_null()
-            && !value.is_string()
-        {
-            return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
-        }
+        ciphers(self.tls_ciphers)?;
         versions_and_alpn(self.tls_versions, self.alpn_protocols)
     }
 
@@ -357,16 +545,89 @@ impl PoolTls<'_> {
                 "A CA certificate reference is required to specify a revocation list.",
             ));
         }
-        if let Some(value) = self.tls_ciphers
-            && !value.is_null()
-            && !value.is_string()
-        {
-            return Err(wrong_type("tls_ciphers", "an OpenSSL cipher string"));
-        }
+        ciphers(self.tls_ciphers)?;
         if self.tls_enabled == Some(Value::Bool(true)) {
             versions_and_alpn(self.tls_versions, self.alpn_protocols)?;
         }
         Ok(())
+    }
+}
+
+impl PoolTls<'_> {
+    /// The settings a new pool stores, after [`Self::check_create`]: with TLS enabled, Octavia's
+    /// default ciphers, versions and ALPN protocols for those it does not set.
+    pub fn stored(&self) -> Decided<model::PoolTls> {
+        self.updated(&model::PoolTls::default())
+    }
+
+    /// `current` with the fields the request gives, after [`Self::check_update`]; a field
+    /// given as null goes back to its default.
+    pub fn updated(&self, current: &model::PoolTls) -> Decided<model::PoolTls> {
+        let mut tls = current.clone();
+        if self.tls_enabled.is_some() {
+            tls.tls_enabled = flag("tls_enabled", &self.tls_enabled)?;
+        }
+        let enabled = tls.tls_enabled;
+        if self.tls_container_ref.is_some() {
+            tls.tls_container_ref = reference("tls_container_ref", self.tls_container_ref)?;
+        }
+        if self.ca_tls_container_ref.is_some() {
+            tls.ca_tls_container_ref =
+                reference("ca_tls_container_ref", self.ca_tls_container_ref)?;
+        }
+        if self.crl_container_ref.is_some() {
+            tls.crl_container_ref = reference("crl_container_ref", self.crl_container_ref)?;
+        }
+        let by_default = |names: &[&str]| enabled.then(|| defaults(names));
+        if let Some(value) = given_or(self.tls_ciphers, ciphers, || {
+            enabled.then(|| DEFAULT_CIPHERS.to_owned())
+        })? {
+            tls.tls_ciphers = value;
+        }
+        if let Some(value) = given_or(
+            self.tls_versions,
+            |v| texts("tls_versions", v),
+            || by_default(&DEFAULT_VERSIONS),
+        )? {
+            tls.tls_versions = value;
+        }
+        if let Some(value) = given_or(
+            self.alpn_protocols,
+            |v| texts("alpn_protocols", v),
+            || by_default(&DEFAULT_ALPN),
+        )? {
+            tls.alpn_protocols = value;
+        }
+        if enabled {
+            tls.tls_ciphers
+                .get_or_insert_with(|| DEFAULT_CIPHERS.to_owned());
+            tls.tls_versions
+                .get_or_insert_with(|| defaults(&DEFAULT_VERSIONS));
+            tls.alpn_protocols
+                .get_or_insert_with(|| defaults(&DEFAULT_ALPN));
+        }
+        Ok(tls)
+    }
+
+    /// The references an update makes, with `current`'s CA and revocation list where the
+    /// request changes only one of the pair.
+    pub fn update_refs(&self, current: &model::PoolTls) -> Decided<TlsRefs> {
+        let mut refs = self.refs()?;
+        refs.authorities.clear();
+        if self.ca_tls_container_ref.is_some() || self.crl_container_ref.is_some() {
+            let ca = if self.ca_tls_container_ref.is_some() {
+                reference("ca_tls_container_ref", self.ca_tls_container_ref)?
+            } else {
+                current.ca_tls_container_ref.clone()
+            };
+            let crl = if self.crl_container_ref.is_some() {
+                reference("crl_container_ref", self.crl_container_ref)?
+            } else {
+                current.crl_container_ref.clone()
+            };
+            refs.authorities.extend(ca.map(|ca| (ca, crl)));
+        }
+        Ok(refs)
     }
 }
 

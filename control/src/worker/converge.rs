@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::plane::{Change, ControlPlane};
 
+use super::certificates;
 use super::fault::JobError;
 use super::input::{Work, work};
 use super::outcome::{remove_all, succeed};
@@ -14,7 +15,7 @@ use super::wiring::release;
 use crate::contract;
 use crate::error::Error;
 use crate::model::{Job, ProvisioningStatus};
-use crate::runtime::{self as wit};
+use crate::runtime::{self as wit, CertificateFiles};
 use crate::snapshot::Snapshot;
 use crate::store::{Batch, StoreExt};
 
@@ -65,8 +66,22 @@ pub(super) async fn converge(
         driver,
         device,
         left,
-        model,
+        mut model,
     } = work;
+    // The key material the driver may send: opened for `apply`, none for `remove`.
+    let files = if deleting {
+        certificates::conceal(&mut model);
+        CertificateFiles::default()
+    } else {
+        let plane = api.clone();
+        let (attached, files) = crate::spawn_blocking(move || {
+            certificates::attach(&plane, &mut model).map(|files| (model, files))
+        })
+        .await
+        .map_err(Error::from)??;
+        model = attached;
+        files
+    };
     // The device answers on the VIP and reaches the members before its configuration needs
     // them; what a delete or a move leaves behind goes once the calls are done.
     let ids = |devices: &[Option<&crate::model::Device>]| -> Vec<String> {
@@ -95,7 +110,7 @@ pub(super) async fn converge(
             };
         }
         let config = driver.translate(&model, &device)?;
-        driver.apply(&model, &device, &config)?;
+        driver.apply_with(&model, &device, &config, files)?;
         // Moved: the old device forgets it. A failed or unreachable old device does not hold
         // the move back.
         if let Some(left) = left

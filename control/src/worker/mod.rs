@@ -19,6 +19,7 @@ use crate::model::{Device, Job};
 use crate::store::{Batch, Store, StoreExt};
 use crate::tasks::Stop;
 
+mod certificates;
 mod converge;
 mod fault;
 mod input;
@@ -27,6 +28,7 @@ mod place;
 mod ticket;
 mod wiring;
 
+pub(crate) use certificates::conceal;
 use converge::{Step, converge};
 pub use fault::JobError;
 pub(crate) use input::{Work, work};

@@ -303,6 +303,7 @@ mod tests {
             lb_algorithm: LbAlgorithm::RoundRobin,
             session_persistence: None,
             healthmonitor_id: None,
+            tls: Default::default(),
         }
     }
 
@@ -335,6 +336,7 @@ mod tests {
             timeout_tcp_inspect: 0,
             allowed_cidrs: Vec::new(),
             insert_headers: Default::default(),
+            tls: Default::default(),
         };
         let mut snapshot = Snapshot::empty_for(&lb);
         let mut batch = Batch::new();

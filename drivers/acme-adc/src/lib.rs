@@ -73,6 +73,16 @@ impl Driver for AcmeAdcDriver {
                          `management_network` metadata).",
                     ),
                 ],
+                // The appliance runs every check Octavia names (ICMP for PING).
+                health_monitor_kinds: vec![
+                    HealthMonitorKind::Http,
+                    HealthMonitorKind::Https,
+                    HealthMonitorKind::Tcp,
+                    HealthMonitorKind::Ping,
+                    HealthMonitorKind::TlsHello,
+                    HealthMonitorKind::UdpConnect,
+                    HealthMonitorKind::Sctp,
+                ],
                 ..Features::full_l7()
             },
         }

@@ -7,12 +7,15 @@ use std::net::IpAddr;
 
 use lbaas_driver_sdk::prelude::*;
 
-/// Listener and pool protocols this driver serves. HTTPS is passed through (TCP mode); TLS
-/// termination needs certificates, which the contract does not carry yet.
-pub(crate) const PROTOCOLS: [Protocol; 5] = [
+use crate::tls::{self, Folder};
+
+/// Listener and pool protocols this driver serves. HTTPS is passed through (TCP mode);
+/// TERMINATED_HTTPS listeners end TLS on the device ([`crate::tls`]).
+pub(crate) const PROTOCOLS: [Protocol; 6] = [
     Protocol::Tcp,
     Protocol::Http,
     Protocol::Https,
+    Protocol::TerminatedHttps,
     Protocol::Proxy,
     Protocol::ProxyV2,
 ];
@@ -65,8 +68,10 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
          timeout server {DEFAULT_MEMBER_DATA_MS}ms"
     );
 
+    // How the configuration names this load balancer's certificate files, when it has any.
+    let folder = (!tls::files(lb)?.is_empty()).then(|| Folder::of(lb));
     for listener in &lb.listeners {
-        render_frontend(&mut out, lb, vip, listener)?;
+        render_frontend(&mut out, lb, vip, listener, folder.as_ref())?;
     }
     for pool in &lb.pools {
         // The timeouts towards members are those of the listener that sends traffic to the pool.
@@ -77,9 +82,14 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
                     .iter()
                     .any(|p| p.redirect_pool_id.as_deref() == Some(pool.id.as_str()))
         });
-        render_backend(&mut out, pool, listener)?;
+        render_backend(&mut out, pool, listener, folder.as_ref())?;
     }
     Ok(out)
+}
+
+/// The certificate folder, which a listener or pool with TLS needs.
+fn needed<'a>(folder: Option<&'a Folder>, what: &str) -> Result<&'a Folder, DriverError> {
+    folder.ok_or_else(|| invalid(format!("{what} has TLS settings without certificate files")))
 }
 
 fn render_frontend(
@@ -87,12 +97,41 @@ fn render_frontend(
     lb: &LoadBalancer,
     vip: IpAddr,
     listener: &Listener,
+    folder: Option<&Folder>,
 ) -> Result<(), DriverError> {
     let id = checked_id("listener", &listener.id)?;
     let mode = mode(listener.protocol, "listener")?;
     let _ = writeln!(out, "\nfrontend {id}");
     let _ = writeln!(out, "    mode {mode}");
-    let _ = writeln!(out, "    bind {}", socket(vip, listener.protocol_port));
+    let terminated = listener.protocol == Protocol::TerminatedHttps;
+    let listener_tls = match (&listener.tls, terminated) {
+        (Some(listener_tls), true) => Some(listener_tls),
+        (None, false) => None,
+        (Some(_), false) => {
+            return Err(invalid(format!(
+                "listener {id}: TLS settings on a {} listener",
+                listener.protocol
+            )));
+        }
+        (None, true) => {
+            return Err(invalid(format!(
+                "listener {id}: TERMINATED_HTTPS without TLS settings"
+            )));
+        }
+    };
+    let bind = match listener_tls {
+        Some(listener_tls) => tls::bind_options(
+            listener,
+            listener_tls,
+            needed(folder, &format!("listener {id}"))?,
+        )?,
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "    bind {}{bind}",
+        socket(vip, listener.protocol_port)
+    );
     if let Some(limit) = listener.connection_limit {
         let _ = writeln!(out, "    maxconn {limit}");
     }
@@ -115,6 +154,9 @@ fn render_frontend(
     }
     if mode == "http" {
         render_insert_headers(out, listener)?;
+        if let Some(line) = listener_tls.and_then(tls::hsts_line) {
+            let _ = writeln!(out, "{line}");
+        }
         render_l7(out, lb, listener)?;
     } else if !listener.l7_policies.is_empty() || !listener.insert_headers.is_empty() {
         return Err(DriverError::Unsupported(format!(
@@ -146,15 +188,26 @@ fn render_frontend(
     Ok(())
 }
 
-/// `insert_headers` set to "true": the client's address, the port and the scheme it reached.
+/// `insert_headers` set to "true": the client's address, the port and the scheme it reached,
+/// and on a TERMINATED_HTTPS listener what its client's certificate says.
 fn render_insert_headers(out: &mut String, listener: &Listener) -> Result<(), DriverError> {
+    let terminated = listener.protocol == Protocol::TerminatedHttps;
     for entry in &listener.insert_headers {
         if !entry.value.eq_ignore_ascii_case("true") {
             continue;
         }
+        let ssl_header = tls::SSL_HEADERS
+            .iter()
+            .find(|(name, _)| *name == entry.key && terminated);
         let line = match entry.key.as_str() {
+            _ if ssl_header.is_some() => {
+                let (name, sample) = ssl_header.copied().unwrap_or_default();
+                let _ = writeln!(out, "    http-request set-header {name} {sample}");
+                continue;
+            }
             "X-Forwarded-For" => "option forwardfor",
             "X-Forwarded-Port" => "http-request set-header X-Forwarded-Port %[dst_port]",
+            "X-Forwarded-Proto" if terminated => "http-request set-header X-Forwarded-Proto https",
             "X-Forwarded-Proto" => "http-request set-header X-Forwarded-Proto http",
             other => {
                 return Err(DriverError::Unsupported(format!(
@@ -341,8 +394,15 @@ fn render_backend(
     out: &mut String,
     pool: &Pool,
     listener: Option<&Listener>,
+    folder: Option<&Folder>,
 ) -> Result<(), DriverError> {
     let id = checked_id("pool", &pool.id)?;
+    let server_tls = match &pool.tls {
+        Some(pool_tls) => {
+            tls::server_options(pool, pool_tls, needed(folder, &format!("pool {id}"))?)?
+        }
+        None => String::new(),
+    };
     let mode = mode(pool.protocol, "pool")?;
     let _ = writeln!(out, "\nbackend {id}");
     let _ = writeln!(out, "    mode {mode}");
@@ -388,7 +448,7 @@ fn render_backend(
             )));
         }
         let mut line = format!(
-            "    server {member_id} {} weight {}",
+            "    server {member_id} {} weight {}{server_tls}",
             socket(address, member.protocol_port),
             member.weight
         );
@@ -543,7 +603,7 @@ fn expect_status(codes: &str) -> Result<String, DriverError> {
 
 fn mode(protocol: Protocol, what: &str) -> Result<&'static str, DriverError> {
     match protocol {
-        Protocol::Http => Ok("http"),
+        Protocol::Http | Protocol::TerminatedHttps => Ok("http"),
         Protocol::Tcp | Protocol::Https | Protocol::Proxy | Protocol::ProxyV2 => Ok("tcp"),
         other => Err(DriverError::Unsupported(format!(
             "{what} protocol {other} is not supported by the haproxy driver"

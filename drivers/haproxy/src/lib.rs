@@ -3,6 +3,7 @@
 
 mod config;
 mod status;
+mod tls;
 
 use lbaas_driver_sdk::prelude::*;
 
@@ -46,7 +47,7 @@ impl Driver for HaproxyDriver {
                     "SINGLE: one HAProxy per load balancer (the only topology this driver runs).",
                 ),
             ],
-            features: Features::full_l7(),
+            features: features(),
         }
     }
 
@@ -116,9 +117,14 @@ impl Driver for HaproxyDriver {
         })
     }
 
-    /// Hands the configuration to the device agent, which checks it with `haproxy -c` and
-    /// reloads; a refusal carries HAProxy's own message.
+    /// Has the host send the load balancer's certificate files to the device agent, then hands
+    /// it the configuration that names them; the agent checks it with `haproxy -c` and reloads
+    /// (also when only a certificate changed). A refusal carries HAProxy's own message.
     fn apply(lb: &LoadBalancer, device: &Device, config: &DeviceConfig) -> Result<(), DriverError> {
+        for (file, name) in tls::files(lb)? {
+            let path = format!("/v1/loadbalancers/{}/certificates/{name}", lb.id);
+            device::send_certificate(&device.id, file, &path)?;
+        }
         let response = device::Request::put(&config_path(lb))
             .header("content-type", &config.content_type)
             .body(config.body.as_bytes().to_vec())
@@ -148,6 +154,30 @@ impl Driver for HaproxyDriver {
 }
 
 const CONTENT_TYPE: &str = "text/x-haproxy-cfg";
+
+/// Every L7 action and rule kind, Octavia's inserted headers with the `X-SSL-*` ones, TLS
+/// termination with SNI, client authentication and HSTS, re-encryption towards members with a
+/// client certificate, and the health monitors HAProxy runs over TCP.
+fn features() -> Features {
+    let mut features = Features::full_l7();
+    features
+        .insert_headers
+        .extend(tls::SSL_HEADERS.iter().map(|(name, _)| (*name).to_owned()));
+    features.tls = vec![
+        TlsFeature::Sni,
+        TlsFeature::ClientAuthentication,
+        TlsFeature::Hsts,
+        TlsFeature::PoolTls,
+        TlsFeature::PoolClientCertificate,
+    ];
+    features.health_monitor_kinds = vec![
+        HealthMonitorKind::Http,
+        HealthMonitorKind::Https,
+        HealthMonitorKind::Tcp,
+        HealthMonitorKind::TlsHello,
+    ];
+    features
+}
 
 fn config_path(lb: &LoadBalancer) -> String {
     format!("/v1/loadbalancers/{}/config", lb.id)

@@ -139,6 +139,7 @@ mod tests {
                 admin_state_up: true,
                 l7_policies: Vec::new(),
                 insert_headers: Vec::new(),
+                tls: None,
             }],
             pools: vec![Pool {
                 id: "p1".into(),
@@ -149,6 +150,7 @@ mod tests {
                 health_monitor: None,
                 session_persistence: None,
                 admin_state_up: true,
+                tls: None,
             }],
             flavor: None,
             availability_zone: None,

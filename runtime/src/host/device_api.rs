@@ -23,13 +23,102 @@ impl Host for HostState {
         request: Request,
     ) -> wasmtime::Result<Result<Response, DeviceApiError>> {
         self.count_import()?;
+        let digest = hex::encode(Sha256::digest(&request.body));
+        let granted = self
+            .context
+            .grant
+            .permits(
+                self.context.identity.name.as_str(),
+                request.method,
+                &request.path,
+            )
+            .map_err(|refusal| DeviceApiError::NotPermitted(refusal.to_string()));
+        Ok(self.device_call(
+            "device-api.send",
+            &device_id,
+            &request,
+            &format!("body sha256 {digest}"),
+            granted,
+        ))
+    }
+}
+
+impl HostState {
+    /// `send-certificate` (contract 0.4.0): the file `handle` names, `PUT` whole to `path` on
+    /// the device of the load balancer this call is for, at a path granted for certificates.
+    /// The driver gets the status only; the audit log names the file by what it holds, never
+    /// its bytes.
+    pub(super) fn send_certificate(
+        &mut self,
+        device_id: String,
+        handle: String,
+        path: String,
+    ) -> wasmtime::Result<Result<u16, DeviceApiError>> {
+        self.count_import()?;
+        let driver = self.context.identity.name.as_str();
+        let scope = self
+            .scope
+            .as_ref()
+            .filter(|scope| scope.device_id == device_id);
+        let file = self.certificates.get(&handle);
+        let request = Request {
+            method: Method::Put,
+            path,
+            headers: vec![Entry {
+                key: "content-type".into(),
+                value: "application/x-pem-file".into(),
+            }],
+            body: file.map(|file| file.pem().to_vec()).unwrap_or_default(),
+        };
+        let described = file.map_or_else(
+            || format!("no file `{}` in this call", super::audited_text(&handle)),
+            |file| file.described().to_owned(),
+        );
+        let granted = match (scope, file) {
+            (None, _) => Err(DeviceApiError::NotPermitted(format!(
+                "certificates go only to the device of the load balancer this call is for \
+                 (not {})",
+                super::audited_text(&device_id)
+            ))),
+            (Some(_), None) => Err(DeviceApiError::NotPermitted(format!(
+                "no certificate file `{}` in this call",
+                super::audited_text(&handle)
+            ))),
+            (Some(scope), Some(_)) => self
+                .context
+                .grant
+                .certificate_path(driver, &scope.loadbalancer, &request.path)
+                .map_err(|refusal| DeviceApiError::NotPermitted(refusal.to_string())),
+        };
+        let answer = self.device_call(
+            "device-api.send-certificate",
+            &device_id,
+            &request,
+            &described,
+            granted,
+        );
+        let mut body = request.body;
+        zeroize::Zeroize::zeroize(&mut body);
+        Ok(answer.map(|response| response.status))
+    }
+
+    /// One request to a device, once `granted` says the grant allows it: the operator's policy,
+    /// the host's credentials and scope, the deadline, and the audit record (`event`, with
+    /// `body` saying what was sent).
+    fn device_call(
+        &mut self,
+        event: &'static str,
+        device_id: &str,
+        request: &Request,
+        body: &str,
+        granted: Result<(), DeviceApiError>,
+    ) -> Result<Response, DeviceApiError> {
         let context = &self.context;
         let identity = &context.identity;
-        let endpoint = context.devices.endpoint(&device_id);
+        let endpoint = context.devices.endpoint(device_id);
         let started = Instant::now();
         // A device call never outlives the driver call: min(what is left, the policy's cap).
         let timeout = self.remaining().min(context.policy.timeout);
-        let digest = hex::encode(Sha256::digest(&request.body));
         let target = format!(
             "{device_id} {} {}",
             crate::manifest::method_name(request.method),
@@ -44,17 +133,14 @@ impl Host for HostState {
             outcome = tracing::field::Empty,
         );
         let _entered = span.enter();
-        let result = context
-            .grant
-            .permits(identity.name.as_str(), request.method, &request.path)
-            .map_err(|refusal| DeviceApiError::NotPermitted(refusal.to_string()))
+        let result = granted
             .and_then(|()| {
                 permissions::check(
                     &context.policy,
                     &identity.name,
-                    &device_id,
+                    device_id,
                     endpoint,
-                    &request,
+                    request,
                 )
             })
             .and_then(|permitted| {
@@ -72,7 +158,7 @@ impl Host for HostState {
                         request.body.len() as u64,
                         Outcome::Ok,
                         0,
-                        Some(format!("about to send; body sha256 {digest}")),
+                        Some(format!("about to send; {body}")),
                     )]);
                 }
                 // The host's word on what this load balancer may reach, to its device only.
@@ -81,13 +167,17 @@ impl Host for HostState {
                     .as_ref()
                     .filter(|scope| scope.device_id == device_id)
                     .map(|scope| scope.header.as_str());
+                // What the call's certificate files hold of their keys is scrubbed from the
+                // answer as the host's credentials are.
+                let keys: Vec<&str> = self.certificates.key_lines().collect();
                 send(
                     &context.http,
                     context.policy.max_response_bytes,
                     timeout,
                     permitted,
-                    &request,
+                    request,
                     scope,
+                    &keys,
                 )
             });
         let (outcome, detail) = match &result {
@@ -109,14 +199,14 @@ impl Host for HostState {
         };
         span.record("outcome", tracing::field::debug(&outcome));
         self.audit(
-            "device-api.send",
+            event,
             Some(target),
             request.body.len(),
             outcome,
             started,
-            Some(format!("{detail}; body sha256 {digest}")),
+            Some(format!("{detail}; {body}")),
         );
-        Ok(result)
+        result
     }
 }
 
@@ -127,6 +217,7 @@ fn send(
     permitted: permissions::Permitted,
     request: &Request,
     scope: Option<&str>,
+    keys: &[&str],
 ) -> Result<Response, DeviceApiError> {
     let method = crate::manifest::method_name(request.method);
     let mut builder = ureq::http::Request::builder()
@@ -154,7 +245,8 @@ fn send(
         .configure_request(http_request)
         .timeout_global(Some(timeout))
         .build();
-    let secrets = secrets(permitted.endpoint.credentials.as_ref());
+    let mut secrets = secrets(permitted.endpoint.credentials.as_ref());
+    secrets.extend(keys.iter().map(|line| (*line).to_owned()));
     let mut response = agent.run(http_request).map_err(|error| match error {
         ureq::Error::Timeout(_) => DeviceApiError::Unreachable(format!(
             "the device did not answer within {timeout:?} (what was left of the driver \

@@ -127,6 +127,8 @@ pub struct HostState {
     audit_bytes: usize,
     /// The load balancer's scope, sent with every request to its device ([`crate::scope`]).
     pub(super) scope: Option<crate::scope::DeviceScope>,
+    /// The key material `send-certificate` may send during this call.
+    pub(super) certificates: crate::certificates::CertificateFiles,
 }
 
 /// The successful state reads of one driver call.
@@ -167,12 +169,19 @@ impl HostState {
             imports: 0,
             audit_bytes: 0,
             scope: None,
+            certificates: Default::default(),
         }
     }
 
     /// The call's device requests to `scope`'s device carry its scope.
     pub fn with_scope(mut self, scope: Option<crate::scope::DeviceScope>) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// The key material this call's `send-certificate` may send.
+    pub fn with_certificates(mut self, files: crate::certificates::CertificateFiles) -> Self {
+        self.certificates = files;
         self
     }
 
@@ -375,6 +384,7 @@ impl ResourceLimiter for MemoryLimit {
 
 /// The `types` interfaces have no functions; linking them needs only this.
 impl crate::bindings::types::Host for HostState {}
+impl crate::bindings::v0_3::lbaas::driver::types::Host for HostState {}
 impl crate::bindings::legacy::Host for HostState {}
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The imports of contracts 0.2.0 and 0.3.0: the same host functions as 0.1.0, whose
+//! The imports of contracts 0.2.0, 0.3.0 and 0.4.0: the same host functions as 0.1.0, whose
 //! implementations they call. Only the interface-local types (errors, enums, the HTTP request
-//! and its headers) are converted.
+//! and its headers) are converted. 0.4.0's `send-certificate` is the one import 0.1.0 lacks.
 
 use crate::bindings::v0_1::lbaas::driver as old;
 
@@ -12,7 +12,24 @@ fn entries<A, B>(entries: Vec<A>, entry: impl Fn(A) -> B) -> Vec<B> {
 
 /// Implements one newer contract's imports by calling 0.1.0's.
 macro_rules! delegate_to_v0_1 {
-    ($new:path) => {
+    (@send_certificate) => {};
+    (@send_certificate certificates) => {
+        fn send_certificate(
+            &mut self,
+            device_id: String,
+            handle: String,
+            path: String,
+        ) -> wasmtime::Result<Result<u16, new::device_api::DeviceApiError>> {
+            use new::device_api::DeviceApiError as New;
+            use old::device_api::DeviceApiError as Old;
+            Ok(HostState::send_certificate(self, device_id, handle, path)?.map_err(|e| match e {
+                Old::UnknownDevice(why) => New::UnknownDevice(why),
+                Old::NotPermitted(why) => New::NotPermitted(why),
+                Old::Unreachable(why) => New::Unreachable(why),
+            }))
+        }
+    };
+    ($new:path $(, $certificates:ident)?) => {
         const _: () = {
             use old::types::Entry as OldEntry;
             use $new as new;
@@ -74,6 +91,8 @@ macro_rules! delegate_to_v0_1 {
             }
 
             impl new::device_api::Host for HostState {
+                delegate_to_v0_1!(@send_certificate $($certificates)?);
+
                 fn send(
                     &mut self,
                     device_id: String,
@@ -121,3 +140,4 @@ macro_rules! delegate_to_v0_1 {
 
 delegate_to_v0_1!(crate::bindings::v0_2::lbaas::driver);
 delegate_to_v0_1!(crate::bindings::v0_3::lbaas::driver);
+delegate_to_v0_1!(crate::bindings::v0_4::lbaas::driver, certificates);
