@@ -84,10 +84,17 @@ struct DeviceLabels {
     driver: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    loadbalancer: String,
+    listener: String,
+}
+
 /// The state gauges of one scrape.
 #[derive(Default)]
 struct StateGauges {
     load_balancers: Family<StatusLabels, Gauge>,
+    certificate_expiry: Family<ListenerLabels, Gauge>,
     devices: Family<HealthLabels, Gauge>,
     device_load: Family<DeviceLabels, Gauge>,
     device_capacity: Family<DeviceLabels, Gauge>,
@@ -100,6 +107,11 @@ impl StateGauges {
             "lbaas_load_balancers",
             "Load balancers, by provisioning and operating status",
             self.load_balancers,
+        );
+        registry.register(
+            "lbaas_tls_certificate_expiry_timestamp_seconds",
+            "When a TLS listener's first certificate to expire stops being valid (Unix time)",
+            self.certificate_expiry,
         );
         registry.register(
             "lbaas_devices",
@@ -152,6 +164,15 @@ async fn state(api: &Arc<Api>) -> ApiResult<StateGauges> {
                         operating_status,
                     })
                     .set(count);
+            }
+            for expiry in plane.certificate_expiries(snapshot)? {
+                gauges
+                    .certificate_expiry
+                    .get_or_create(&ListenerLabels {
+                        loadbalancer: expiry.loadbalancer_id,
+                        listener: expiry.listener_id,
+                    })
+                    .set(expiry.not_after);
             }
             // Every health shows, at zero when no device has it, so alerts see the series.
             for health in ["up", "unreachable", "disabled", "unknown"] {

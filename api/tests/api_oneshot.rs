@@ -1150,6 +1150,7 @@ async fn bad_secrets_are_refused_with_the_field_named() {
             content_type: "text/plain".into(),
             created_at: "2026-12-01T00:00:00".into(),
             expiration: None,
+            not_after: None,
             sealed: String::new(),
         });
     }

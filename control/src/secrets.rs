@@ -217,10 +217,13 @@ impl ControlPlane {
         // bounds a tenant all the same.
         let store = self.store.clone();
         let owner = project.clone();
-        let kept = crate::spawn_blocking(move || {
+        let (kept, payload, not_after) = crate::spawn_blocking(move || {
+            // What the operator's expiry alerts read (a bundle's key derivation runs here).
+            let not_after = certificate_expiry(&payload);
             store
                 .all::<Secret>()
                 .map(|all| all.iter().filter(|s| s.project_id == owner).count())
+                .map(|kept| (kept, payload, not_after))
         })
         .await??;
         if kept >= MAX_PER_PROJECT {
@@ -234,6 +237,7 @@ impl ControlPlane {
             content_type,
             created_at: crate::ids::now(),
             expiration: new.expiration,
+            not_after,
             sealed: String::new(),
         };
         secret.sealed = BASE64.encode(sealer.seal(&context(&secret), &payload));
@@ -311,5 +315,16 @@ impl ControlPlane {
         sealer
             .open(&context(secret), &sealed)
             .map_err(|e| Error::Sealed(format!("secret {}: {e}", secret.id)))
+    }
+}
+
+/// When the certificate `payload` holds stops being valid: a bundle's served certificate, else
+/// the first certificate of a PEM file; `None` when it holds none.
+fn certificate_expiry(payload: &[u8]) -> Option<i64> {
+    match lbaas_keys::Bundle::parse(payload) {
+        Ok(bundle) => Some(bundle.info().not_after),
+        Err(_) => lbaas_keys::Authority::from_pem(payload)
+            .ok()
+            .map(|ca| ca.info().not_after),
     }
 }

@@ -642,6 +642,10 @@ pub struct Secret {
     pub created_at: String,
     /// When it is gone (RFC 3339), if ever.
     pub expiration: Option<String>,
+    /// When the certificate it holds stops being valid (seconds since the Unix epoch): a
+    /// bundle's served certificate, or a CA's first; none for anything else.
+    #[serde(default)]
+    pub not_after: Option<i64>,
     /// The sealed payload, base64.
     pub sealed: String,
 }

@@ -48,7 +48,8 @@ pub struct DeviceApiRequest {
     /// Path prefixes, each starting with `/`.
     pub paths: Vec<String>,
     /// Path prefixes where `send-certificate` may put key material, each starting with `/`;
-    /// `{loadbalancer}` stands for the id of the load balancer the call is for.
+    /// `{loadbalancer}` stands for the id of the load balancer the call is for. They need not
+    /// be among `paths`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificate_paths: Vec<String>,
 }
@@ -160,32 +161,31 @@ impl Grant {
     }
 
     /// Whether the grant lets the driver put key material at `path` for load balancer
-    /// `lb_id`: `PUT` is granted there, and `path` is under a certificate prefix with
-    /// `{loadbalancer}` read as `lb_id`.
+    /// `lb_id`: `path` is under a certificate prefix with `{loadbalancer}` read as `lb_id`.
+    /// The certificate prefixes stand apart from `paths`: a driver may have the host put a file
+    /// there without being able to send its own bodies there.
     pub fn certificate_path(
         &self,
         driver: &str,
         lb_id: &str,
         path: &str,
     ) -> Result<(), NotGranted> {
-        self.permits(driver, Method::Put, path)?;
-        let granted = self
-            .device_api
-            .as_ref()
-            .map(|grant| grant.certificate_paths.clone())
-            .unwrap_or_default();
-        let under = granted
+        let Some(grant) = &self.device_api else {
+            return Err(NotGranted::NoDeviceApi {
+                driver: driver.to_owned(),
+            });
+        };
+        let under = grant
+            .certificate_paths
             .iter()
             .any(|prefix| path.starts_with(&prefix.replace("{loadbalancer}", lb_id)));
-        // `permits` already took a path without `..` segments or a query only through
-        // `permissions::check`, which runs after this; a query is refused here as well.
         if under && !path.contains('?') && !path.contains('#') {
             Ok(())
         } else {
             Err(NotGranted::CertificatePath {
                 driver: driver.to_owned(),
                 path: path.to_owned(),
-                granted,
+                granted: grant.certificate_paths.clone(),
             })
         }
     }
@@ -457,6 +457,12 @@ mod tests {
                 "{path} was granted"
             );
         }
+        // The certificate prefixes stand apart from the paths the driver may send to.
+        assert!(
+            granted
+                .permits("haproxy", Method::Put, "/v1/other")
+                .is_err()
+        );
         // Without a manifest, no key material goes anywhere.
         let open = grant(None, &RuntimeConfig::default());
         assert!(open.permits("x", Method::Put, &own).is_ok());

@@ -10,6 +10,11 @@
 //! | `PUT /api/v3/partitions/{p}/virtual-services/{id}` | stores an `acme.adc/v3` `VirtualService`; its VIP may not be another service's (no overlapping IPs), its VLANs must exist, at most `max_virtual_services` |
 //! | `GET`, `DELETE` the same path | reads or removes it |
 //! | `GET /api/v3/virtual-services` | every service, all partitions |
+//! | `PUT /api/v3/certificates/{service}/{name}` | stores a PEM file (certificates, a key, revocation lists) for virtual service `service`; answers nothing of it |
+//! | `GET /api/v3/certificates/{service}` | each file's name, kind and SHA-256, never its bytes |
+//!
+//! A virtual server's `tls` and a pool's `tls` name files of their service; a service naming a
+//! file the appliance does not hold is refused. Deleting a service deletes its files.
 //!
 //! Refusals answer `409` (or `400`/`422`) with `{"error": message}`. The configuration survives
 //! a restart when a state file is given.
@@ -58,6 +63,54 @@ pub struct Configuration {
     pub vlans: BTreeMap<u16, Vlan>,
     /// By `partition/id`.
     pub services: BTreeMap<String, Value>,
+    /// Certificate files by service id, then name. Never answered back.
+    #[serde(default)]
+    pub certificates: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The largest certificate file the appliance takes.
+const MAX_CERTIFICATE: usize = 64 << 10;
+
+/// What a stored file holds, by its PEM labels.
+fn kind_of(pem: &str) -> &'static str {
+    if pem.contains("PRIVATE KEY-----") {
+        "certificate-and-key"
+    } else if pem.contains("-----BEGIN X509 CRL-----") {
+        "revocation-list"
+    } else {
+        "certificate-authority"
+    }
+}
+
+/// The names of the files `service`'s virtual servers and pools use.
+fn certificate_names(service: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut add = |value: &Value| {
+        if let Some(name) = value.as_str() {
+            names.push(name.to_owned());
+        }
+    };
+    for server in service["spec"]["virtualServers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for certificate in server["tls"]["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            add(certificate);
+        }
+        add(&server["tls"]["clientCa"]);
+        add(&server["tls"]["clientCrl"]);
+    }
+    for pool in service["spec"]["pools"].as_array().into_iter().flatten() {
+        add(&pool["tls"]["clientCertificate"]);
+        add(&pool["tls"]["ca"]);
+        add(&pool["tls"]["crl"]);
+    }
+    names
 }
 
 pub struct Appliance {
@@ -230,6 +283,15 @@ impl Appliance {
             {
                 return Err(conflict(format!("VLAN {missing} does not exist on this appliance")));
             }
+            let held = config.certificates.get(id);
+            if let Some(missing) = certificate_names(&service)
+                .into_iter()
+                .find(|name| !held.is_some_and(|files| files.contains_key(name)))
+            {
+                return Err(invalid(format!(
+                    "certificate {missing} is not on this appliance for virtual service {id}"
+                )));
+            }
             let created = !config.services.contains_key(&key);
             if created && config.services.len() >= limit {
                 return Err(conflict(format!("this appliance holds {limit} virtual services, its limit")));
@@ -237,6 +299,61 @@ impl Appliance {
             config.services.insert(key, service);
             Ok(if created { StatusCode::CREATED } else { StatusCode::OK })
         })
+    }
+
+    fn put_certificate(
+        &self,
+        service: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Result<StatusCode, Refusal> {
+        let plain = |text: &str| {
+            !text.is_empty()
+                && text.len() <= 128
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !plain(service) || !plain(name) {
+            return Err(invalid("names are letters, digits, '-' and '_'"));
+        }
+        if body.len() > MAX_CERTIFICATE {
+            return Err(Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a certificate file is at most {MAX_CERTIFICATE} bytes"),
+            ));
+        }
+        let pem = std::str::from_utf8(body)
+            .ok()
+            .filter(|text| text.contains("-----BEGIN "))
+            .ok_or_else(|| invalid("a certificate file is PEM"))?
+            .to_owned();
+        self.change(|config| {
+            config
+                .certificates
+                .entry(service.to_owned())
+                .or_default()
+                .insert(name.to_owned(), pem);
+            Ok(StatusCode::NO_CONTENT)
+        })
+    }
+
+    /// What the appliance shows of `service`'s files: name, kind and digest.
+    fn list_certificates(&self, service: &str) -> Value {
+        use sha2::Digest as _;
+        let files = self
+            .configuration()
+            .certificates
+            .remove(service)
+            .unwrap_or_default();
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|(name, pem)| {
+                json!({"name": name, "kind": kind_of(pem),
+                       "sha256": hex::encode(sha2::Sha256::digest(pem.as_bytes()))})
+            })
+            .collect();
+        json!({ "certificates": listed })
     }
 
     fn authorised(&self, headers: &HeaderMap) -> bool {
@@ -290,6 +407,11 @@ pub fn router(appliance: Shared) -> Router {
         .route(
             "/api/v3/partitions/{partition}/virtual-services/{id}",
             put(put_service).get(get_service).delete(delete_service),
+        )
+        .route("/api/v3/certificates/{service}", get(list_certificates))
+        .route(
+            "/api/v3/certificates/{service}/{name}",
+            put(put_certificate),
         )
         .with_state(appliance)
 }
@@ -359,12 +481,34 @@ async fn delete_service(
     check(&a, &headers)?;
     let key = format!("{partition}/{id}");
     a.change(|config| match config.services.remove(&key) {
-        Some(_) => Ok(StatusCode::NO_CONTENT),
+        Some(_) => {
+            config.certificates.remove(&id);
+            Ok(StatusCode::NO_CONTENT)
+        }
         None => Err(Refusal(
             StatusCode::NOT_FOUND,
             "no such virtual service".into(),
         )),
     })
+}
+
+async fn put_certificate(
+    State(a): State<Shared>,
+    headers: HeaderMap,
+    Path((service, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Refusal> {
+    check(&a, &headers)?;
+    a.put_certificate(&service, &name, &body)
+}
+
+async fn list_certificates(
+    State(a): State<Shared>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, Refusal> {
+    check(&a, &headers)?;
+    Ok(Json(a.list_certificates(&service)))
 }
 
 #[cfg(test)]

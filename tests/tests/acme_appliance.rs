@@ -176,3 +176,148 @@ fn the_driver_configures_the_simulated_appliance_and_meets_its_limits() {
     assert_eq!(vlans["vlans"], json!([]), "{vlans}");
     plane.stop();
 }
+
+/// TLS on the appliance (issue 28): the driver names each certificate file, the host sends it
+/// to the appliance for the load balancer's own virtual service, and the service offloads TLS
+/// with the files it holds (SNI, client authentication with its revocation list, HSTS,
+/// Octavia's default versions and ciphers) and re-encrypts towards members. The appliance
+/// shows each file's kind and digest, never its bytes, and forgets them with the service.
+#[test]
+fn the_appliance_offloads_tls_with_files_the_host_sent() {
+    use lbaas_keys::testing::{EC, Pki};
+    let data = tempfile::tempdir().expect("temp dir");
+    let appliance = Simulator::start(data.path(), &[]);
+    let plane = ControlPlane::start(data.path(), Auth::None);
+    let admin = plane.client(None).as_project("admin-project");
+    let tenant = plane.client(None).as_project("tenant");
+    admin.create(
+        "/v2/admin/networks",
+        &json!({"network": {"id": "net-vip", "name": "public", "vlan": 100,
+                "subnets": [{"id": "subnet-vip", "cidr": "127.151.0.0/24"}]}}),
+    );
+    admin.create(
+        "/v2/admin/devices",
+        &json!({"device": {"name": "adc-1", "kind": "physical", "driver": "acme-adc",
+                "management_url": appliance.url, "capacity": 8,
+                "credentials": {"type": "bearer", "token": "appliance-token"}}}),
+    );
+    let pki = Pki::new();
+    pki.leaf("www.example.com", EC);
+    pki.leaf("api.example.com", EC);
+    let www = tenant.store_secret("www", &pki.pkcs12("www.example.com"));
+    let api = tenant.store_secret("api", &pki.pkcs12("api.example.com"));
+    let ca = tenant.store_secret("ca", &pki.concat(&["int.pem", "root.pem"]));
+    let crl = tenant.store_secret("crl", &pki.crl("int"));
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {"name": "secure", "vip_subnet_id": "subnet-vip",
+                "provider": "acme-adc",
+                "listeners": [{"protocol": "TERMINATED_HTTPS", "protocol_port": 443,
+                               "default_tls_container_ref": www, "sni_container_refs": [api],
+                               "client_authentication": "OPTIONAL",
+                               "client_ca_tls_container_ref": ca, "client_crl_container_ref": crl,
+                               "hsts_max_age": 600,
+                               "insert_headers": {"X-SSL-Client-CN": "true"},
+                               "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                                "tls_enabled": true, "ca_tls_container_ref": ca,
+                                                "members": [{"address": "127.0.0.1",
+                                                             "protocol_port": 8443}]}}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let lb = tenant.settle(&lb_id);
+    assert_eq!(lb["provisioning_status"], "ACTIVE", "{lb}");
+
+    let services = appliance.get("/api/v3/virtual-services");
+    let service = &services["virtualServices"][format!("tenant/{lb_id}")];
+    let server = &service["spec"]["virtualServers"][0];
+    assert_eq!(server["profile"], "https-offload", "{service}");
+    let offload = &server["tls"];
+    assert_eq!(
+        offload["certificates"].as_array().map(Vec::len),
+        Some(2),
+        "{offload}"
+    );
+    assert_eq!(offload["clientAuthentication"], "request", "{offload}");
+    assert_eq!(
+        offload["versions"],
+        json!(["TLSv1.2", "TLSv1.3"]),
+        "{offload}"
+    );
+    assert_eq!(
+        offload["alpn"],
+        json!(["h2", "http/1.1", "http/1.0"]),
+        "{offload}"
+    );
+    assert_eq!(offload["hsts"]["maxAgeSeconds"], 600, "{offload}");
+    assert!(
+        offload["ciphers"]
+            .as_str()
+            .is_some_and(|c| c.contains("ECDHE-ECDSA-AES128-GCM-SHA256")),
+        "{offload}"
+    );
+    assert_eq!(
+        server["insertHeaders"],
+        json!(["X-SSL-Client-CN"]),
+        "{server}"
+    );
+    let pool = &service["spec"]["pools"][0]["tls"];
+    assert_eq!(pool["verify"], true, "{pool}");
+
+    // Operators see when the listener's certificates expire: the test CA signs for 30 days.
+    let (status, metrics) = admin.text("/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let listener_id = lb["listeners"][0]["id"].as_str().expect("listener");
+    let expiry: i64 = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("lbaas_tls_certificate_expiry_timestamp_seconds{")
+                && line.contains(listener_id)
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no expiry for listener {listener_id}: {metrics}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let days = (expiry - now) as f64 / 86_400.0;
+    assert!((29.0..=31.0).contains(&days), "expires in {days} days");
+    // The dashboard lists it too, soonest first.
+    let (status, page) = admin.text("/dashboard");
+    assert_eq!(status, 200, "{page}");
+    let row = page
+        .split("<tr data-id=\"")
+        .find(|row| row.starts_with(listener_id) && row.contains("class=\"expiry-ok\""))
+        .unwrap_or_else(|| panic!("no certificate row for {listener_id}: {page}"));
+    assert!(
+        row.contains("<td class=\"days\">29</td>") || row.contains("<td class=\"days\">30</td>"),
+        "{row}"
+    );
+
+    // Five files: two served certificates with their keys, the CA and the list for clients,
+    // the CA for members. Shown by kind and digest only.
+    let files = appliance.get(&format!("/api/v3/certificates/{lb_id}"));
+    let listed = files["certificates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 5, "{files}");
+    let kinds: Vec<&str> = listed.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "certificate-and-key")
+            .count(),
+        2,
+        "{files}"
+    );
+    assert!(kinds.contains(&"revocation-list"), "{files}");
+    assert!(!files.to_string().contains("BEGIN"), "{files}");
+
+    let (status, _) = tenant.delete(&format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"));
+    assert_eq!(status, 204);
+    assert!(tenant.settle(&lb_id).is_null());
+    let files = appliance.get(&format!("/api/v3/certificates/{lb_id}"));
+    assert_eq!(files["certificates"], json!([]), "{files}");
+    plane.stop();
+}

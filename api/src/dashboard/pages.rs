@@ -98,6 +98,52 @@ pub(crate) struct DeviceRow {
     pub(crate) host: String,
 }
 
+/// A TLS listener's certificates, by when the first of them expires.
+pub(crate) struct CertificateRow {
+    pub(crate) loadbalancer: String,
+    pub(crate) listener: String,
+    /// RFC 3339, to the second.
+    pub(crate) expires: String,
+    pub(crate) days_left: i64,
+    /// `expired`, `soon` (within 30 days) or `ok`.
+    pub(crate) state: &'static str,
+}
+
+/// Days before expiry from which the dashboard marks a certificate.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn certificate_rows(
+    expiries: Vec<lbaas_control::octavia::certificates::Expiry>,
+) -> Vec<CertificateRow> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut rows: Vec<CertificateRow> = expiries
+        .into_iter()
+        .map(|expiry| {
+            let days_left = (expiry.not_after - now).div_euclid(86_400);
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(expiry.not_after.max(0) as u64);
+            CertificateRow {
+                loadbalancer: expiry.loadbalancer_id,
+                listener: expiry.listener_id,
+                expires: humantime::format_rfc3339_seconds(at).to_string(),
+                days_left,
+                state: if expiry.not_after <= now {
+                    "expired"
+                } else if days_left < EXPIRY_WARNING_DAYS {
+                    "soon"
+                } else {
+                    "ok"
+                },
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.expires, &a.listener).cmp(&(&b.expires, &b.listener)));
+    rows.truncate(MAX_ROWS);
+    rows
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/overview.html")]
 pub(crate) struct Overview {
@@ -106,6 +152,8 @@ pub(crate) struct Overview {
     pub(crate) loadbalancers: Vec<LbRow>,
     pub(crate) lbs_unlisted: usize,
     pub(crate) devices: Vec<DeviceRow>,
+    /// TLS listeners, the soonest to expire first.
+    pub(crate) certificates: Vec<CertificateRow>,
 }
 
 pub(crate) async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
@@ -170,10 +218,11 @@ pub(crate) async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) ->
                 .into_iter()
                 .map(|(status, count)| StatusCount { status, count })
                 .collect();
-            Ok::<_, ApiError>((counts, lbs, unlisted, devices))
+            let certificates = certificate_rows(plane.certificate_expiries(snapshot)?);
+            Ok::<_, ApiError>((counts, lbs, unlisted, devices, certificates))
         })
         .await;
-    let (lb_counts, loadbalancers, lbs_unlisted, devices) = match read {
+    let (lb_counts, loadbalancers, lbs_unlisted, devices, certificates) = match read {
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
@@ -185,6 +234,7 @@ pub(crate) async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) ->
             loadbalancers,
             lbs_unlisted,
             devices,
+            certificates,
         },
     )
 }

@@ -104,7 +104,50 @@ fn secret_id(reference: &str) -> Option<&str> {
     (head.ends_with("/secrets") || head == "secrets").then_some(id)
 }
 
+/// When a TLS listener's certificates stop being valid: the first of its default and SNI
+/// certificates to expire, from its secrets' records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub loadbalancer_id: String,
+    pub listener_id: String,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
 impl ControlPlane {
+    /// The [`Expiry`] of every listener of `snapshot` that serves certificates whose records
+    /// say when they expire.
+    pub fn certificate_expiries(
+        &self,
+        snapshot: &crate::snapshot::Snapshot,
+    ) -> Result<Vec<Expiry>, Error> {
+        let mut expiries = Vec::new();
+        for listener in snapshot.listeners.iter() {
+            let tls = &listener.tls;
+            let mut first: Option<i64> = None;
+            for reference in tls
+                .default_tls_container_ref
+                .iter()
+                .chain(&tls.sni_container_refs)
+            {
+                let Some(id) = secret_id(reference) else {
+                    continue;
+                };
+                if let Some(not_after) = self.store.load::<Secret>(id)?.and_then(|s| s.not_after) {
+                    first = Some(first.map_or(not_after, |f| f.min(not_after)));
+                }
+            }
+            if let Some(not_after) = first {
+                expiries.push(Expiry {
+                    loadbalancer_id: listener.loadbalancer_id.clone(),
+                    listener_id: listener.common.id.clone(),
+                    not_after,
+                });
+            }
+        }
+        Ok(expiries)
+    }
+
     /// Resolves and checks what `refs` name, for `caller`.
     pub async fn resolve_tls(
         self: &Arc<Self>,

@@ -11,6 +11,19 @@ use crate::allocation::NewVlan;
 /// Request headers the appliance adds towards members, by Octavia's names.
 pub const INSERT_HEADERS: [&str; 3] = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
 
+/// Headers about a TLS client's certificate the appliance adds on an offloading virtual
+/// server, by Octavia's names.
+pub const SSL_HEADERS: [&str; 8] = [
+    "X-SSL-Client-Verify",
+    "X-SSL-Client-Has-Cert",
+    "X-SSL-Client-DN",
+    "X-SSL-Client-CN",
+    "X-SSL-Issuer",
+    "X-SSL-Client-SHA1",
+    "X-SSL-Client-Not-Before",
+    "X-SSL-Client-Not-After",
+];
+
 /// VIPs one appliance can hold, whatever its registered capacity.
 pub const MAX_VIPS_PER_DEVICE: u32 = 64;
 
@@ -19,6 +32,49 @@ pub fn service_path(lb: &LoadBalancer) -> String {
         "/api/v3/partitions/{}/virtual-services/{}",
         lb.project_id, lb.id
     )
+}
+
+/// Where the appliance keeps certificate file `name` of `lb`'s virtual service.
+pub fn certificate_path(lb: &LoadBalancer, name: &str) -> String {
+    format!("/api/v3/certificates/{}/{name}", lb.id)
+}
+
+/// Every certificate file `lb` names, with its name on the appliance: a listener's served
+/// certificates (default first), client CA and revocation list; a pool's client certificate,
+/// CA and revocation list.
+pub fn certificate_files(lb: &LoadBalancer) -> Vec<(&TlsFile, String)> {
+    let mut files = Vec::new();
+    for listener in &lb.listeners {
+        let Some(tls) = &listener.tls else { continue };
+        let served = tls
+            .default_certificate
+            .iter()
+            .chain(tls.sni_certificates.iter());
+        for (i, file) in served.enumerate() {
+            files.push((file, format!("{}-crt-{i}", listener.id)));
+        }
+        files.extend(
+            tls.client_ca
+                .iter()
+                .map(|f| (f, format!("{}-ca", listener.id))),
+        );
+        files.extend(
+            tls.client_crl
+                .iter()
+                .map(|f| (f, format!("{}-crl", listener.id))),
+        );
+    }
+    for pool in &lb.pools {
+        let Some(tls) = &pool.tls else { continue };
+        files.extend(
+            tls.client_certificate
+                .iter()
+                .map(|f| (f, format!("{}-client", pool.id))),
+        );
+        files.extend(tls.ca.iter().map(|f| (f, format!("{}-ca", pool.id))));
+        files.extend(tls.crl.iter().map(|f| (f, format!("{}-crl", pool.id))));
+    }
+    files
 }
 
 pub fn vlan_path(vlan: u16) -> String {
@@ -63,9 +119,15 @@ pub fn render(lb: &LoadBalancer, device: &Device) -> Result<String, DriverError>
                 "insertHeaders": listener
                     .insert_headers
                     .iter()
-                    .filter(|h| h.value == "true" && INSERT_HEADERS.contains(&h.key.as_str()))
+                    .filter(|h| {
+                        h.value == "true"
+                            && (INSERT_HEADERS.contains(&h.key.as_str())
+                                || (listener.tls.is_some()
+                                    && SSL_HEADERS.contains(&h.key.as_str())))
+                    })
                     .map(|h| h.key.as_str())
                     .collect::<Vec<_>>(),
+                "tls": listener.tls.as_ref().map(|tls| offload(listener, tls)),
                 "trafficPolicies": listener
                     .l7_policies
                     .iter()
@@ -124,10 +186,65 @@ fn profile(protocol: Protocol) -> Result<&'static str, DriverError> {
         Protocol::Sctp => Ok("sctp"),
         Protocol::Http => Ok("http"),
         Protocol::Https => Ok("tcp-passthrough"),
+        Protocol::TerminatedHttps => Ok("https-offload"),
         other => Err(DriverError::Unsupported(format!(
             "protocol {other} is not supported by Acme appliances"
         ))),
     }
+}
+
+/// Octavia's name of a TLS version, which the appliance uses too.
+fn version(version: &TlsVersion) -> &'static str {
+    match version {
+        TlsVersion::SslV3 => "SSLv3",
+        TlsVersion::TlsV1 => "TLSv1",
+        TlsVersion::TlsV11 => "TLSv1.1",
+        TlsVersion::TlsV12 => "TLSv1.2",
+        TlsVersion::TlsV13 => "TLSv1.3",
+    }
+}
+
+/// A virtual server's TLS offload: the files it serves and checks clients against, by their
+/// names on the appliance, and the protocol settings.
+fn offload(listener: &Listener, tls: &ListenerTls) -> Value {
+    let served = tls
+        .default_certificate
+        .iter()
+        .chain(tls.sni_certificates.iter());
+    json!({
+        "certificates": served
+            .enumerate()
+            .map(|(i, _)| format!("{}-crt-{i}", listener.id))
+            .collect::<Vec<_>>(),
+        "clientAuthentication": match tls.client_authentication {
+            ClientAuthentication::None => "none",
+            ClientAuthentication::Optional => "request",
+            ClientAuthentication::Mandatory => "require",
+        },
+        "clientCa": tls.client_ca.as_ref().map(|_| format!("{}-ca", listener.id)),
+        "clientCrl": tls.client_crl.as_ref().map(|_| format!("{}-crl", listener.id)),
+        "ciphers": tls.ciphers,
+        "versions": tls.versions.iter().map(version).collect::<Vec<_>>(),
+        "alpn": tls.alpn_protocols,
+        "hsts": tls.hsts.as_ref().map(|hsts| json!({
+            "maxAgeSeconds": hsts.max_age,
+            "includeSubdomains": hsts.include_subdomains,
+            "preload": hsts.preload,
+        })),
+    })
+}
+
+/// A pool's TLS towards its members, by the files' names on the appliance.
+fn reencryption(pool: &Pool, tls: &PoolTls) -> Value {
+    json!({
+        "clientCertificate": tls.client_certificate.as_ref().map(|_| format!("{}-client", pool.id)),
+        "ca": tls.ca.as_ref().map(|_| format!("{}-ca", pool.id)),
+        "crl": tls.crl.as_ref().map(|_| format!("{}-crl", pool.id)),
+        "verify": tls.ca.is_some(),
+        "ciphers": tls.ciphers,
+        "versions": tls.versions.iter().map(version).collect::<Vec<_>>(),
+        "alpn": tls.alpn_protocols,
+    })
 }
 
 /// An L7 policy as an appliance traffic policy: its conditions (rules that are up) all match,
@@ -222,6 +339,7 @@ fn pool(pool: &Pool) -> Result<Value, DriverError> {
         "persistence": persistence,
         "monitor": monitor,
         "members": members,
+        "tls": pool.tls.as_ref().map(|tls| reencryption(pool, tls)),
         "enabled": pool.admin_state_up,
     }))
 }

@@ -33,6 +33,7 @@ impl Driver for AcmeAdcDriver {
                 Protocol::Sctp,
                 Protocol::Http,
                 Protocol::Https,
+                Protocol::TerminatedHttps,
                 Protocol::Proxy,
                 Protocol::ProxyV2,
             ],
@@ -72,6 +73,19 @@ impl Driver for AcmeAdcDriver {
                         "Place only on appliances managed through this network (their \
                          `management_network` metadata).",
                     ),
+                ],
+                insert_headers: appliance::INSERT_HEADERS
+                    .iter()
+                    .chain(appliance::SSL_HEADERS.iter())
+                    .map(|h| (*h).to_owned())
+                    .collect(),
+                // The appliance offloads TLS and re-encrypts; it keeps the files itself.
+                tls: vec![
+                    TlsFeature::Sni,
+                    TlsFeature::ClientAuthentication,
+                    TlsFeature::Hsts,
+                    TlsFeature::PoolTls,
+                    TlsFeature::PoolClientCertificate,
                 ],
                 // The appliance runs every check Octavia names (ICMP for PING).
                 health_monitor_kinds: vec![
@@ -177,6 +191,11 @@ impl Driver for AcmeAdcDriver {
                 .json(&appliance::vlan_body(vlan))?
                 .send(&device.id)?
                 .success()?;
+        }
+        // The files the service names, before the service: the appliance refuses a service
+        // whose files it does not hold.
+        for (file, name) in appliance::certificate_files(lb) {
+            device::send_certificate(&device.id, file, &appliance::certificate_path(lb, &name))?;
         }
         device::Request::put(&appliance::service_path(lb))
             .header("content-type", &config.content_type)
