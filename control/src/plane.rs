@@ -268,14 +268,17 @@ impl ControlPlane {
             taken: None,
             ended: false,
         };
+        // The registry's steps before the store is read: one committed meanwhile is newer
+        // than what the store said.
+        let read_at = self.drivers.steps_taken();
         let (next, follow) = self.refresh(stale)?;
         update.finish(Some(next.clone()));
         // The registry follows once readers have the snapshot again: loading a version another
         // host activated compiles it, and reads need not wait for that.
         match follow {
             Follow::Nothing => {}
-            Follow::Writes(writes) => self.drivers.follow_stored(&writes),
-            Follow::All => self.drivers.follow_all(),
+            Follow::Writes(writes) => self.drivers.follow_stored(&writes, read_at),
+            Follow::All => self.drivers.follow_all(read_at),
         }
         Ok(next)
     }

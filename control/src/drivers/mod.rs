@@ -77,11 +77,18 @@ impl Line {
     }
 }
 
+/// Times [`Drivers::follow_all`] reads the records again while this host's steps commit.
+const FOLLOW_ATTEMPTS: usize = 5;
+
 /// The drivers the host serves, by name. Each active version is one Octavia provider.
 #[derive(Default)]
 pub struct Drivers {
     lines: RwLock<BTreeMap<String, Line>>,
     manager: Option<Manager>,
+    /// Steps this host committed into `lines` so far. Following what the store said is
+    /// skipped when a step committed since it was read: the store was read before the step,
+    /// and what it said would undo it here (a deleted version back in the registry).
+    steps: std::sync::atomic::AtomicU64,
 }
 
 impl Drivers {
@@ -114,6 +121,7 @@ impl Drivers {
         Self {
             lines: RwLock::new(lines),
             manager: None,
+            steps: Default::default(),
         }
     }
 
@@ -174,7 +182,14 @@ impl Drivers {
         Ok(Self {
             lines: RwLock::new(lines),
             manager: Some(manager),
+            steps: Default::default(),
         })
+    }
+
+    /// How many steps this host has committed into the registry: taken before the store is
+    /// read for [`Drivers::follow_stored`] or [`Drivers::follow_all`].
+    pub fn steps_taken(&self) -> u64 {
+        self.steps.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stores uploads without running the conformance kit on them — for tests that need a
@@ -384,25 +399,35 @@ impl Drivers {
     /// Follows driver records and quarantines committed by another host sharing the store:
     /// the versions each record makes active or canary are loaded (compiled outside the
     /// registry's lock) and swapped in as a step taken here would; a quarantine holds here too.
-    pub fn follow_stored(&self, changed: &[Write]) {
+    /// `read_at` is [`Drivers::steps_taken`] before `changed` was read: when this host has
+    /// committed a step since, the records are read again instead.
+    pub fn follow_stored(&self, changed: &[Write], read_at: u64) {
         let Ok(manager) = self.manager() else {
             return;
         };
         for write in changed {
-            match write {
+            let followed = match write {
                 Write::Put {
                     kind: Kind::Driver,
                     id,
                     bytes,
                 } => match decode::<DriverRecord>(id, bytes) {
-                    Ok(record) => self.follow_record(manager, record),
-                    Err(error) => tracing::error!(%error, "cannot follow a driver record"),
+                    Ok(record) => self.follow_record(manager, record, read_at),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot follow a driver record");
+                        true
+                    }
                 },
                 Write::Delete {
                     kind: Kind::Driver,
                     id,
                 } => {
-                    self.write().remove(id);
+                    let mut lines = self.write();
+                    let current = self.steps_taken() == read_at;
+                    if current {
+                        lines.remove(id);
+                    }
+                    current
                 }
                 Write::Put {
                     kind: Kind::Quarantine,
@@ -413,34 +438,64 @@ impl Drivers {
                         .map(|q| q.reason)
                         .unwrap_or_else(|e| format!("its quarantine record cannot be read: {e}"));
                     self.follow_quarantine(id, Some(reason));
+                    true
                 }
                 Write::Delete {
                     kind: Kind::Quarantine,
                     id,
-                } => self.follow_quarantine(id, None),
-                Write::Put { .. } | Write::Delete { .. } => {}
+                } => {
+                    self.follow_quarantine(id, None);
+                    true
+                }
+                Write::Put { .. } | Write::Delete { .. } => true,
+            };
+            if !followed {
+                // A step of this host's came after these writes were read: the store says
+                // what holds now.
+                return self.follow_all(self.steps_taken());
             }
         }
     }
 
     /// Follows every stored driver record: after changes this host could not read one by one.
-    pub fn follow_all(&self) {
+    /// `read_at` as for [`Drivers::follow_stored`]; the records are read again (a few times at
+    /// most) while this host's own steps commit meanwhile.
+    pub fn follow_all(&self, read_at: u64) {
         let Ok(manager) = self.manager() else {
             return;
         };
-        match manager.store.all::<DriverRecord>() {
-            Ok(records) => {
-                let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
-                self.write().retain(|name, _| names.contains(name));
-                for record in records {
-                    self.follow_record(manager, record);
+        let mut read_at = read_at;
+        for _ in 0..FOLLOW_ATTEMPTS {
+            let records = match manager.store.all::<DriverRecord>() {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the driver records");
+                    return;
                 }
+            };
+            let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+            let mut current = {
+                let mut lines = self.write();
+                let current = self.steps_taken() == read_at;
+                if current {
+                    lines.retain(|name, _| names.contains(name));
+                }
+                current
+            };
+            for record in records {
+                current = current && self.follow_record(manager, record, read_at);
             }
-            Err(error) => tracing::error!(%error, "cannot read the driver records"),
+            if current {
+                return;
+            }
+            read_at = self.steps_taken();
         }
+        tracing::warn!("the driver records kept changing while this host followed them");
     }
 
-    fn follow_record(&self, manager: &Manager, record: DriverRecord) {
+    /// Follows `record` as the store holds it; false, and nothing changed, when this host
+    /// committed a step since `read_at`.
+    fn follow_record(&self, manager: &Manager, record: DriverRecord, read_at: u64) -> bool {
         let name = record.name.clone();
         let load = |sha: &str| {
             let loaded = self
@@ -476,6 +531,9 @@ impl Drivers {
             .filter_map(|v| load(&v.sha256))
             .collect();
         let mut lines = self.write();
+        if self.steps_taken() != read_at {
+            return false;
+        }
         let line = lines
             .entry(name.clone())
             .or_insert_with(|| Line::new(record.clone()));
@@ -492,6 +550,7 @@ impl Drivers {
         line.active = active;
         line.canary = canary;
         line.record = record;
+        true
     }
 
     fn follow_quarantine(&self, sha256: &str, reason: Option<String>) {
@@ -505,6 +564,7 @@ impl Drivers {
     /// The registry follows a committed step: the record, and which versions serve.
     fn follow(&self, name: &str, transition: &Transition, driver: Option<LoadedDriver>) {
         let mut lines = self.write();
+        self.steps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let Some(record) = &transition.record else {
             lines.remove(name);
             return;
