@@ -523,7 +523,7 @@ impl Line<'_> {
 
     fn backend_option(&self) -> Rule {
         match self.args {
-            ["redispatch" | "ssl-hello-chk" | "forwardfor"] => Ok(()),
+            ["redispatch" | "ssl-hello-chk" | "forwardfor" | "allbackups"] => Ok(()),
             // HAProxy's default check request.
             ["httpchk"] => self.http_check("OPTIONS", "/"),
             ["httpchk", method, path] => {

@@ -8,6 +8,11 @@ pub const ROLE_MEMBER: &str = "load-balancer_member";
 pub const ROLE_OBSERVER: &str = "load-balancer_observer";
 pub const ROLE_GLOBAL_OBSERVER: &str = "load-balancer_global_observer";
 pub const ROLE_ADMIN: &str = "admin";
+/// Octavia's own admin role: an admin of every load-balancer API, granted instead of the
+/// cloud-wide `admin`.
+pub const ROLE_LB_ADMIN: &str = "load-balancer_admin";
+/// Octavia's quota admin role: reads and changes every project's quotas, nothing else.
+pub const ROLE_QUOTA_ADMIN: &str = "load-balancer_quota_admin";
 /// Keystone's default roles (Octavia 2025.1 and later honour them beside its own): a
 /// project's `reader` reads it, its `member` and `manager` also change it.
 pub const ROLE_READER: &str = "reader";
@@ -29,7 +34,25 @@ impl Context {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.has(ROLE_ADMIN)
+        self.has(ROLE_ADMIN) || self.has(ROLE_LB_ADMIN)
+    }
+
+    /// May change quotas (Octavia's `load-balancer:write-quota`).
+    fn is_quota_admin(&self) -> bool {
+        self.is_admin() || self.has(ROLE_QUOTA_ADMIN)
+    }
+
+    /// May read `project_id`'s quotas (Octavia's `load-balancer:read-quota`).
+    pub fn can_read_quotas(&self, project_id: &str) -> bool {
+        self.can_read(project_id) || self.is_quota_admin()
+    }
+
+    pub fn require_quota_admin(&self) -> Result<(), ApiError> {
+        if self.is_quota_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
     }
 
     /// May change its project's objects: Octavia's member role or Keystone's member or manager.
@@ -45,7 +68,7 @@ impl Context {
     /// Holds a role the load-balancer API knows: Octavia's policy refuses every request of a
     /// caller without one (a project user with only an unrelated role), lists included.
     pub fn has_api_role(&self) -> bool {
-        self.noauth || self.is_admin() || self.reads_all() || self.is_reader()
+        self.noauth || self.is_quota_admin() || self.reads_all() || self.is_reader()
     }
 
     /// May see every project's objects.
@@ -132,6 +155,13 @@ mod tests {
         assert!(global.can_read("q") && !global.can_write("q"));
         let admin = caller(&[ROLE_ADMIN]);
         assert!(admin.can_write("q") && admin.require_admin().is_ok());
-        assert!(!caller(&["load-balancer_quota_admin"]).can_read("p"));
+        // Octavia's own admin roles, which operators grant instead of the cloud-wide admin.
+        let lb_admin = caller(&[ROLE_LB_ADMIN]);
+        assert!(lb_admin.can_write("q") && lb_admin.require_admin().is_ok());
+        let quota_admin = caller(&[ROLE_QUOTA_ADMIN]);
+        assert!(!quota_admin.can_read("p") && quota_admin.require_admin().is_err());
+        assert!(quota_admin.can_read_quotas("q") && quota_admin.require_quota_admin().is_ok());
+        assert!(caller(&[ROLE_MEMBER]).require_quota_admin().is_err());
+        assert!(caller(&[ROLE_MEMBER]).can_read_quotas("p"));
     }
 }

@@ -56,7 +56,7 @@ async fn list(
             snapshot
                 .quotas
                 .iter()
-                .filter(move |q| ctx.can_read(&q.project_id))
+                .filter(move |q| ctx.can_read_quotas(&q.project_id))
                 .map(move |q| view(&quotas::effective(snapshot, &q.project_id))),
         ))
     })
@@ -68,7 +68,7 @@ async fn show(
     ctx: Context,
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if !ctx.can_read(&project_id) {
+    if !ctx.can_read_quotas(&project_id) {
         return Err(ApiError::forbidden());
     }
     api.read_one(move |_, snapshot| {
@@ -80,7 +80,7 @@ async fn show(
 }
 
 async fn defaults(ctx: Context, Path(project_id): Path<String>) -> ApiResult<Json<Value>> {
-    if !ctx.can_read(&project_id) {
+    if !ctx.can_read_quotas(&project_id) {
         return Err(ApiError::forbidden());
     }
     Ok(Json(
@@ -126,7 +126,7 @@ async fn update(
     Path(project_id): Path<String>,
     Body(body): Body<QuotaEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    ctx.require_admin()?;
+    ctx.require_quota_admin()?;
     let body = body.quota;
     use QuotaKind::*;
     let values = [
@@ -153,7 +153,7 @@ async fn reset(
     ctx: Context,
     Path(project_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.require_admin()?;
+    ctx.require_quota_admin()?;
     api.write(move |_, _| Ok(quotas::reset(&project_id)))
         .await?;
     Ok(StatusCode::ACCEPTED)

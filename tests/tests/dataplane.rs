@@ -857,8 +857,10 @@ fn a_driver_cannot_make_a_device_run_commands() {
 
 /// L7 policies and inserted headers with real traffic through a spawned HAProxy: a path goes
 /// to its pool, a redirect answers its code and location (a sample expression in the URL stays
-/// text), a rejected request is refused, first match wins by position, and the members see the
-/// `X-Forwarded-*` headers.
+/// text), a rejected request is refused; rejects come first, then redirects, then pools, each
+/// by position (the amphora's precedence); a policy to a pool that is down falls through; the
+/// members see the `X-Forwarded-*` headers; and backups share the load when the primary is
+/// down.
 #[test]
 fn l7_policies_and_inserted_headers_shape_real_traffic() {
     let Stage {
@@ -949,8 +951,8 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
         http_request(vip, "lb", "/api/v1", &[]).is_some_and(|a| a.body == "api")
     });
     assert_eq!(get("lb", "/shop", &[]).body, "web");
-    // First match wins: the pool policy (position 1) before the reject.
-    assert_eq!(get("lb", "/api/x", &[("X-Block", "yes")]).body, "api");
+    // The amphora's precedence: a matching reject wins over the pool policy at position 1.
+    assert_eq!(get("lb", "/api/x", &[("X-Block", "yes")]).status, 403);
     assert_eq!(get("lb", "/shop", &[("X-Block", "yes")]).status, 403);
     let moved = get("lb", "/old", &[]);
     assert_eq!(moved.status, 301);
@@ -982,6 +984,18 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
     assert!(echoed.contains("x-forwarded-port: 8080"), "{echoed}");
     assert!(echoed.contains("x-forwarded-proto: http"), "{echoed}");
 
+    // A policy sending to a pool that is down is left out, as the amphora leaves it: the
+    // request falls through to the default pool instead of getting a 503.
+    let (status, body) = tenant.put(
+        &format!("/v2/lbaas/pools/{api_pool}"),
+        &json!({"pool": {"admin_state_up": false}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    settle_active(&tenant, &lb_id);
+    wait_until("a down pool's policy is left out", || {
+        http_request(vip, "lb", "/api/v1", &[]).is_some_and(|a| a.body == "web")
+    });
+
     // Deleting the pool a policy sends to turns the policy into a reject, as in Octavia.
     let (status, _) = tenant.delete(&format!("/v2/lbaas/pools/{api_pool}"));
     assert_eq!(status, 204);
@@ -991,6 +1005,43 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
     let tree = &status_tree["statuses"]["loadbalancer"]["listeners"][0]["l7policies"];
     assert_eq!(tree.as_array().map(Vec::len), Some(6), "{status_tree}");
     assert_eq!(tree[0]["action"], "REJECT", "{status_tree}");
+
+    // Backups share the load once the primary is down, as the amphora's `option allbackups`
+    // has them: not only the first.
+    let (first, second) = (
+        Backend::start_on("backup-1", &members),
+        Backend::start_on("backup-2", &members),
+    );
+    let gone = Backend::start_on("gone", &members);
+    let gone_member = member(&gone);
+    drop(gone);
+    let backup = |backend: &Backend| {
+        let mut body = member(backend);
+        body["backup"] = json!(true);
+        body
+    };
+    let spare = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "backups", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8090,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [gone_member, backup(&first),
+                                                        backup(&second)],
+                                            "healthmonitor": {"type": "TCP", "delay": 1,
+                                                              "timeout": 1, "max_retries": 1,
+                                                              "max_retries_down": 1}}}]}}),
+    );
+    let spare = settle_active(&tenant, &id(&spare, "loadbalancer"));
+    let spare_vip = SocketAddr::new(
+        spare["vip_address"]
+            .as_str()
+            .expect("VIP")
+            .parse()
+            .expect("IP"),
+        8090,
+    );
+    wait_for_backends(spare_vip, &["backup-1", "backup-2"]);
 }
 
 /// IPv6 end to end: a VIP on an IPv6 subnet and a member on IPv6, through a spawned HAProxy

@@ -61,6 +61,7 @@ fn translated_config_is_valid_haproxy() {
         "bind 127.0.0.10:80",
         "maxconn 10000",
         "balance roundrobin",
+        "option allbackups",
         "balance leastconn",
         "balance source",
         "option httpchk GET /healthz",

@@ -188,6 +188,10 @@ impl LocalProcesses {
                 tracing::warn!("the host is not root: spawned devices run as the host's own user")
             }
         }
+        if let Some(why) = socket_paths_too_long(&root) {
+            tracing::warn!("{why}; no device can be spawned");
+            unreachable = Some(why);
+        }
         let tag = netns::tag(&root);
         Ok(Self {
             agent,
@@ -761,8 +765,44 @@ fn terminate(pid: u32, name: &str) {
     }
 }
 
+/// The longest path a Unix socket may have (`sun_path` holds 108 bytes with the final NUL).
+const SOCKET_PATH_MAX: usize = 107;
+/// What HAProxy adds to a socket's path while it binds it (`<path>.<pid>.tmp`, then renamed),
+/// with the largest pid Linux hands out.
+const HAPROXY_BIND_SUFFIX: &str = ".4194304.tmp";
+/// A device folder's name: 6 random bytes in hex.
+const HANDLE_LEN: usize = 12;
+
+/// Why devices under `root` cannot start, if its paths are too long for HAProxy's sockets
+/// (each device's agent keeps `master.sock` and `stats.sock` in its folder): said plainly at
+/// once, rather than as every spawned device's failure.
+fn socket_paths_too_long(root: &Path) -> Option<String> {
+    let longest = root.join("0".repeat(HANDLE_LEN)).join("master.sock");
+    let length = longest.as_os_str().len() + HAPROXY_BIND_SUFFIX.len();
+    (length > SOCKET_PATH_MAX).then(|| {
+        let over = length - SOCKET_PATH_MAX;
+        format!(
+            "the devices' folder {} is too long for HAProxy's sockets: a device's {} is bound \
+             as a path of {length} bytes, and a Unix socket's path holds at most \
+             {SOCKET_PATH_MAX}; choose a data folder at least {over} bytes shorter",
+            root.display(),
+            longest.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn socket_paths_fit_or_are_refused_in_words() {
+        assert!(super::socket_paths_too_long(Path::new("/var/lib/lbaas/devices")).is_none());
+        let long = format!("/srv/{}/devices", "d".repeat(90));
+        let why = super::socket_paths_too_long(Path::new(&long)).expect("too long");
+        assert!(
+            why.contains("at most 107") && why.contains("bytes shorter"),
+            "{why}"
+        );
+    }
     use super::*;
 
     /// A device whose agent program is missing fails in plain words: what is missing and how

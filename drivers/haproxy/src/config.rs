@@ -221,21 +221,37 @@ fn render_insert_headers(out: &mut String, listener: &Listener) -> Result<(), Dr
     Ok(())
 }
 
-/// The listener's L7 policies, first match wins in `position` order. Rejects and redirects are
-/// `http-request` rules, which HAProxy runs in order; a policy that sends to a pool records the
-/// pool in a variable that later policies check, and `use_backend` reads it at the end. A
-/// policy without enabled rules never matches (as in Octavia) and is left out.
+/// The listener's L7 policies with the amphora's precedence: every matching reject first, then
+/// the redirects, then the pools, each kind in `position` order (HAProxy runs the amphora's
+/// `http-request deny`, `redirect` and `use_backend` in that order, whatever their positions).
+/// Here all are `http-request` rules, which HAProxy runs in the order written; a policy that
+/// sends to a pool records the pool in a variable that later ones check, and `use_backend`
+/// reads it at the end. A policy without enabled rules never matches (as in Octavia), and one
+/// that sends to a pool that is down is left out, so the request falls through (the amphora's
+/// too): both are left out.
 fn render_l7<'a>(
     out: &mut String,
     lb: &LoadBalancer,
     listener: &'a Listener,
 ) -> Result<(), DriverError> {
+    let pool_up = |policy: &L7Policy| {
+        policy.action != L7Action::RedirectToPool
+            || lb.pools.iter().any(|pool| {
+                Some(pool.id.as_str()) == policy.redirect_pool_id.as_deref() && pool.admin_state_up
+            })
+    };
     let mut policies: Vec<&'a L7Policy> = listener
         .l7_policies
         .iter()
         .filter(|p| p.admin_state_up && p.rules.iter().any(|r| r.admin_state_up))
+        .filter(|p| pool_up(p))
         .collect();
-    policies.sort_by_key(|p| p.position);
+    let precedence = |action: L7Action| match action {
+        L7Action::Reject => 0,
+        L7Action::RedirectToUrl | L7Action::RedirectPrefix => 1,
+        L7Action::RedirectToPool => 2,
+    };
+    policies.sort_by_key(|p| (precedence(p.action), p.position));
     if policies.is_empty() {
         return Ok(());
     }
@@ -417,6 +433,8 @@ fn render_backend(
         }
     };
     let _ = writeln!(out, "    balance {balance}");
+    // Every backup serves once the primaries are down, not only the first (the amphora's).
+    let _ = writeln!(out, "    option allbackups");
     let (connect, data) = listener
         .map(|l| (l.timeout_member_connect, l.timeout_member_data))
         .unwrap_or((DEFAULT_MEMBER_CONNECT_MS, DEFAULT_MEMBER_DATA_MS));
