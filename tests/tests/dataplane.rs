@@ -1030,7 +1030,11 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
                                                         backup(&second)],
                                             "healthmonitor": {"type": "TCP", "delay": 1,
                                                               "timeout": 1, "max_retries": 1,
-                                                              "max_retries_down": 1}}}]}}),
+                                                              "max_retries_down": 1}}},
+                          // A TCP listener in front of an HTTP pool, as Octavia allows.
+                          {"protocol": "TCP", "protocol_port": 8091,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&first)]}}]}}),
     );
     let spare = settle_active(&tenant, &id(&spare, "loadbalancer"));
     let spare_vip = SocketAddr::new(
@@ -1042,6 +1046,7 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
         8090,
     );
     wait_for_backends(spare_vip, &["backup-1", "backup-2"]);
+    wait_for_backends(SocketAddr::new(spare_vip.ip(), 8091), &["backup-1"]);
 }
 
 /// IPv6 end to end: a VIP on an IPv6 subnet and a member on IPv6, through a spawned HAProxy

@@ -137,6 +137,42 @@ fn every_protocol_and_option_combination_passes_haproxy_check() {
     );
 }
 
+/// The combinations Octavia allows across modes, rendered as the amphora renders them: a PROXY
+/// pool behind an HTTP listener speaks HTTP (with the PROXY header first), and a TCP listener
+/// hands its connections to an HTTP pool; HAProxy takes both.
+#[test]
+fn mixed_listener_and_pool_modes_render_as_the_amphora_does() {
+    let (_dir, host) = host();
+    let driver = host.load(&drivers().haproxy);
+    let device = device("haproxy-1", DeviceKind::Virtual, 16, None);
+    let mut lb = web_shop("lb-5", "127.0.0.14");
+    lb.pools[0].protocol = Protocol::Proxy;
+    lb.pools[2].protocol = Protocol::Http;
+    lb.pools[2].session_persistence = None;
+    let cfg = driver.translate(&lb, &device).expect("translate").body;
+    let backend = |name: &str| {
+        let start = cfg
+            .find(&format!("\nbackend {name}\n"))
+            .unwrap_or_else(|| panic!("{name} missing:\n{cfg}"));
+        cfg[start..]
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let web = backend("pool-web");
+    assert!(
+        web.contains("mode http") && web.contains("send-proxy"),
+        "{web}"
+    );
+    assert!(backend("pool-db").contains("mode http"), "{cfg}");
+    let verdict = haproxy_check(&cfg, &lb);
+    assert!(
+        verdict.is_ok(),
+        "haproxy -c rejected the config: {verdict:?}\n{cfg}"
+    );
+}
+
 #[test]
 fn injection_attempts_are_refused_not_rendered() {
     let (_dir, host) = host();

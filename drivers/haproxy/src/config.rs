@@ -173,8 +173,10 @@ fn render_frontend(
                     "listener {id} names default pool {pool_id}, which is not in the load balancer"
                 ))
             })?;
-        let pool_mode = self::mode(pool.protocol, "pool")?;
-        if pool_mode != mode {
+        let pool_mode = backend_mode(pool, Some(listener))?;
+        // A TCP frontend hands its connections to an HTTP backend (HAProxy upgrades them), as
+        // the amphora renders it; an HTTP frontend cannot pass raw TCP on.
+        if pool_mode != mode && !(mode == "tcp" && pool_mode == "http") {
             return Err(invalid(format!(
                 "listener {id} ({}) cannot use pool {} ({})",
                 listener.protocol, pool.id, pool.protocol
@@ -312,7 +314,7 @@ fn render_l7<'a>(
                         policy.id
                     ))
                 })?;
-                if mode(pool.protocol, "pool")? != "http" {
+                if backend_mode(pool, Some(listener))? != "http" {
                     return Err(invalid(format!(
                         "L7 policy {} cannot send HTTP requests to pool {pool_id} ({})",
                         policy.id, pool.protocol
@@ -419,7 +421,7 @@ fn render_backend(
         }
         None => String::new(),
     };
-    let mode = mode(pool.protocol, "pool")?;
+    let mode = backend_mode(pool, listener)?;
     let _ = writeln!(out, "\nbackend {id}");
     let _ = writeln!(out, "    mode {mode}");
     let balance = match pool.algorithm {
@@ -617,6 +619,18 @@ fn expect_status(codes: &str) -> Result<String, DriverError> {
             format!("rstatus ^({})$", alternatives.join("|"))
         }
     })
+}
+
+/// A backend's mode, as the amphora's: a PROXY pool speaks the mode of the listener in front
+/// of it (TCP when none is); any other pool its own protocol's.
+fn backend_mode(pool: &Pool, listener: Option<&Listener>) -> Result<&'static str, DriverError> {
+    match (pool.protocol, listener) {
+        (Protocol::Proxy | Protocol::ProxyV2, Some(listener)) => {
+            mode(listener.protocol, "listener")
+        }
+        (Protocol::Proxy | Protocol::ProxyV2, None) => Ok("tcp"),
+        (protocol, _) => mode(protocol, "pool"),
+    }
 }
 
 fn mode(protocol: Protocol, what: &str) -> Result<&'static str, DriverError> {
