@@ -238,8 +238,10 @@ fn send(
         }
         None => {}
     }
+    // The body is borrowed, not copied: for `send-certificate` it is key material, and the
+    // one copy the host holds is wiped after the call.
     let http_request = builder
-        .body(request.body.clone())
+        .body(request.body.as_slice())
         .map_err(|e| DeviceApiError::NotPermitted(format!("malformed request: {e}")))?;
     let http_request = agent
         .configure_request(http_request)
