@@ -717,12 +717,28 @@ fn a_name_belongs_to_the_key_that_first_signed_it() {
     plane.stop();
 }
 
+/// An L7 policy that rejects: what contracts before 0.3.0 cannot carry.
+fn reject_policy() -> lbaas_host::runtime::L7Policy {
+    lbaas_host::runtime::L7Policy {
+        id: "p1".into(),
+        name: String::new(),
+        action: lbaas_host::runtime::L7Action::Reject,
+        position: 1,
+        redirect_pool_id: None,
+        redirect_url: None,
+        redirect_prefix: None,
+        redirect_http_code: None,
+        rules: Vec::new(),
+        admin_state_up: true,
+    }
+}
+
 /// A driver built against contract 0.2.0 (as the bundled drivers were before 0.3.0) is served
 /// through the legacy types: every export, `status` and `migrate-state` included; a load
 /// balancer with L7 policies, which 0.2.0 cannot carry, is refused before the call.
 #[test]
 fn a_driver_built_against_contract_0_2_keeps_serving() {
-    use lbaas_host::runtime::{DeviceKind, Error, L7Action, L7Policy, Protocol};
+    use lbaas_host::runtime::{DeviceKind, Error, Protocol};
     use lbaas_tests::model::{device, listener, web_shop};
 
     let data = tempfile::tempdir().expect("data dir");
@@ -745,18 +761,7 @@ fn a_driver_built_against_contract_0_2_keeps_serving() {
     assert_eq!(status.members.len(), members);
 
     let mut http = listener("l7", Protocol::Http, 8081, None);
-    http.l7_policies.push(L7Policy {
-        id: "p1".into(),
-        name: String::new(),
-        action: L7Action::Reject,
-        position: 1,
-        redirect_pool_id: None,
-        redirect_url: None,
-        redirect_prefix: None,
-        redirect_http_code: None,
-        rules: Vec::new(),
-        admin_state_up: true,
-    });
+    http.l7_policies.push(reject_policy());
     lb.listeners.push(http);
     match driver.translate(&lb, &on) {
         Err(refused @ Error::Refused { .. }) => {
@@ -777,7 +782,7 @@ fn a_driver_built_against_contract_0_2_keeps_serving() {
 #[test]
 fn a_driver_built_against_contract_0_3_keeps_serving() {
     use lbaas_host::runtime::{
-        ClientAuthentication, DeviceKind, Error, L7Action, L7Policy, ListenerTls, Protocol, TlsFile,
+        ClientAuthentication, DeviceKind, Error, ListenerTls, Protocol, TlsFile,
     };
     use lbaas_tests::model::{device, listener, web_shop};
 
@@ -792,18 +797,7 @@ fn a_driver_built_against_contract_0_3_keeps_serving() {
 
     let mut lb = web_shop("lb-legacy", "127.0.0.20");
     let mut http = listener("l7", Protocol::Http, 8081, None);
-    http.l7_policies.push(L7Policy {
-        id: "p1".into(),
-        name: String::new(),
-        action: L7Action::Reject,
-        position: 1,
-        redirect_pool_id: None,
-        redirect_url: None,
-        redirect_prefix: None,
-        redirect_http_code: None,
-        rules: Vec::new(),
-        admin_state_up: true,
-    });
+    http.l7_policies.push(reject_policy());
     lb.listeners.push(http);
     let on = device("legacy-1", DeviceKind::Virtual, 4, None);
     let config = driver

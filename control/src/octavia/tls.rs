@@ -68,16 +68,40 @@ fn mode(name: &str) -> ClientAuthentication {
     }
 }
 
-/// What `value` sets a stored field to when the request gives it (null included): `read` of
-/// it, or `reset` for null. `None`: the request leaves the field as it is.
-fn given_or<T>(
-    value: &Option<Value>,
-    read: impl FnOnce(&Option<Value>) -> Decided<Option<T>>,
-    reset: impl FnOnce() -> Option<T>,
-) -> Decided<Option<Option<T>>> {
-    match value {
-        None => Ok(None),
-        Some(_) => Ok(Some(read(value)?.or_else(reset))),
+/// The protocol settings a listener or pool keeps: ciphers, versions and ALPN protocols.
+struct Protocols<'a> {
+    ciphers: &'a mut Option<String>,
+    versions: &'a mut Option<Vec<String>>,
+    alpn: &'a mut Option<Vec<String>>,
+}
+
+impl Protocols<'_> {
+    /// Takes each setting the request gives (`null` clears it), then, with TLS on, Octavia's
+    /// default for each left unset.
+    fn update(
+        self,
+        ciphers_given: &Option<Value>,
+        versions_given: &Option<Value>,
+        alpn_given: &Option<Value>,
+        tls_on: bool,
+    ) -> Decided<()> {
+        if ciphers_given.is_some() {
+            *self.ciphers = ciphers(ciphers_given)?;
+        }
+        if versions_given.is_some() {
+            *self.versions = texts("tls_versions", versions_given)?;
+        }
+        if alpn_given.is_some() {
+            *self.alpn = texts("alpn_protocols", alpn_given)?;
+        }
+        if tls_on {
+            self.ciphers
+                .get_or_insert_with(|| DEFAULT_CIPHERS.to_owned());
+            self.versions
+                .get_or_insert_with(|| defaults(&DEFAULT_VERSIONS));
+            self.alpn.get_or_insert_with(|| defaults(&DEFAULT_ALPN));
+        }
+        Ok(())
     }
 }
 
@@ -425,34 +449,17 @@ impl ListenerTls<'_> {
             tls.client_crl_container_ref =
                 reference("client_crl_container_ref", self.client_crl_container_ref)?;
         }
-        let by_default = |names: &[&str]| terminated.then(|| defaults(names));
-        if let Some(value) = given_or(self.tls_ciphers, ciphers, || {
-            terminated.then(|| DEFAULT_CIPHERS.to_owned())
-        })? {
-            tls.tls_ciphers = value;
+        Protocols {
+            ciphers: &mut tls.tls_ciphers,
+            versions: &mut tls.tls_versions,
+            alpn: &mut tls.alpn_protocols,
         }
-        if let Some(value) = given_or(
+        .update(
+            self.tls_ciphers,
             self.tls_versions,
-            |v| texts("tls_versions", v),
-            || by_default(&DEFAULT_VERSIONS),
-        )? {
-            tls.tls_versions = value;
-        }
-        if let Some(value) = given_or(
             self.alpn_protocols,
-            |v| texts("alpn_protocols", v),
-            || by_default(&DEFAULT_ALPN),
-        )? {
-            tls.alpn_protocols = value;
-        }
-        if terminated {
-            tls.tls_ciphers
-                .get_or_insert_with(|| DEFAULT_CIPHERS.to_owned());
-            tls.tls_versions
-                .get_or_insert_with(|| defaults(&DEFAULT_VERSIONS));
-            tls.alpn_protocols
-                .get_or_insert_with(|| defaults(&DEFAULT_ALPN));
-        }
+            terminated,
+        )?;
         if self.hsts_max_age.is_some() {
             tls.hsts_max_age = max_age(self.hsts_max_age)?;
         }
@@ -567,7 +574,6 @@ impl PoolTls<'_> {
         if self.tls_enabled.is_some() {
             tls.tls_enabled = flag("tls_enabled", &self.tls_enabled)?;
         }
-        let enabled = tls.tls_enabled;
         if self.tls_container_ref.is_some() {
             tls.tls_container_ref = reference("tls_container_ref", self.tls_container_ref)?;
         }
@@ -578,34 +584,17 @@ impl PoolTls<'_> {
         if self.crl_container_ref.is_some() {
             tls.crl_container_ref = reference("crl_container_ref", self.crl_container_ref)?;
         }
-        let by_default = |names: &[&str]| enabled.then(|| defaults(names));
-        if let Some(value) = given_or(self.tls_ciphers, ciphers, || {
-            enabled.then(|| DEFAULT_CIPHERS.to_owned())
-        })? {
-            tls.tls_ciphers = value;
+        Protocols {
+            ciphers: &mut tls.tls_ciphers,
+            versions: &mut tls.tls_versions,
+            alpn: &mut tls.alpn_protocols,
         }
-        if let Some(value) = given_or(
+        .update(
+            self.tls_ciphers,
             self.tls_versions,
-            |v| texts("tls_versions", v),
-            || by_default(&DEFAULT_VERSIONS),
-        )? {
-            tls.tls_versions = value;
-        }
-        if let Some(value) = given_or(
             self.alpn_protocols,
-            |v| texts("alpn_protocols", v),
-            || by_default(&DEFAULT_ALPN),
-        )? {
-            tls.alpn_protocols = value;
-        }
-        if enabled {
-            tls.tls_ciphers
-                .get_or_insert_with(|| DEFAULT_CIPHERS.to_owned());
-            tls.tls_versions
-                .get_or_insert_with(|| defaults(&DEFAULT_VERSIONS));
-            tls.alpn_protocols
-                .get_or_insert_with(|| defaults(&DEFAULT_ALPN));
-        }
+            tls.tls_enabled,
+        )?;
         Ok(tls)
     }
 

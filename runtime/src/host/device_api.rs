@@ -247,8 +247,13 @@ fn send(
         .configure_request(http_request)
         .timeout_global(Some(timeout))
         .build();
-    let mut secrets = secrets(permitted.endpoint.credentials.as_ref());
-    secrets.extend(keys.iter().map(|line| (*line).to_owned()));
+    // The key lines are searched for where they are: no copy of them is made.
+    let credentials = secrets(permitted.endpoint.credentials.as_ref());
+    let secrets: Vec<&str> = credentials
+        .iter()
+        .map(String::as_str)
+        .chain(keys.iter().copied())
+        .collect();
     let mut response = agent.run(http_request).map_err(|error| match error {
         ureq::Error::Timeout(_) => DeviceApiError::Unreachable(format!(
             "the device did not answer within {timeout:?} (what was left of the driver \
@@ -308,9 +313,9 @@ const REDACTED: &[u8] = b"[redacted]";
 
 /// `body` with every occurrence of a secret replaced: a device that echoes the request (or
 /// its headers) does not hand the driver the credential the host added.
-fn scrub(mut body: Vec<u8>, secrets: &[String]) -> Vec<u8> {
+fn scrub<S: AsRef<str>>(mut body: Vec<u8>, secrets: &[S]) -> Vec<u8> {
     for secret in secrets {
-        let secret = secret.as_bytes();
+        let secret = secret.as_ref().as_bytes();
         let find = |haystack: &[u8]| haystack.windows(secret.len()).position(|w| w == secret);
         // Most answers hold no secret: they are returned as they are, without a copy.
         let Some(mut at) = find(&body) else {
@@ -333,7 +338,7 @@ fn scrub(mut body: Vec<u8>, secrets: &[String]) -> Vec<u8> {
     body
 }
 
-fn scrub_text(text: &str, secrets: &[String]) -> String {
+fn scrub_text<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
     String::from_utf8_lossy(&scrub(text.as_bytes().to_vec(), secrets)).into_owned()
 }
 
