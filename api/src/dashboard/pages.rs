@@ -112,12 +112,11 @@ pub(crate) struct CertificateRow {
 /// Days before expiry from which the dashboard marks a certificate.
 const EXPIRY_WARNING_DAYS: i64 = 30;
 
+/// The rows for `expiries` as seen at `now` (seconds since the Unix epoch).
 fn certificate_rows(
     expiries: Vec<lbaas_control::octavia::certificates::Expiry>,
+    now: i64,
 ) -> Vec<CertificateRow> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     let mut rows: Vec<CertificateRow> = expiries
         .into_iter()
         .map(|expiry| {
@@ -218,7 +217,10 @@ pub(crate) async fn overview(State(api): State<Arc<Api>>, headers: HeaderMap) ->
                 .into_iter()
                 .map(|(status, count)| StatusCount { status, count })
                 .collect();
-            let certificates = certificate_rows(plane.certificate_expiries(snapshot)?);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let certificates = certificate_rows(plane.certificate_expiries(snapshot)?, now);
             Ok::<_, ApiError>((counts, lbs, unlisted, devices, certificates))
         })
         .await;
@@ -638,4 +640,48 @@ pub(crate) async fn audit(State(api): State<Arc<Api>>, headers: HeaderMap) -> Re
             records: records.into_iter().map(AuditRow::from).collect(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::certificate_rows;
+    use lbaas_control::octavia::certificates::Expiry;
+
+    const DAY: i64 = 86_400;
+
+    fn expiry(listener: &str, not_after: i64) -> Expiry {
+        Expiry {
+            loadbalancer_id: "lb".to_owned(),
+            listener_id: listener.to_owned(),
+            not_after,
+        }
+    }
+
+    #[test]
+    fn certificates_are_marked_from_under_thirty_days_left_soonest_first() {
+        let now = 1_800_000_000;
+        let rows = certificate_rows(
+            vec![
+                expiry("fresh", now + 30 * DAY),
+                expiry("a-second-less", now + 30 * DAY - 1),
+                expiry("gone", now),
+                expiry("long-gone", now - 2 * DAY),
+            ],
+            now,
+        );
+        let seen: Vec<(&str, i64, &str)> = rows
+            .iter()
+            .map(|row| (row.listener.as_str(), row.days_left, row.state))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("long-gone", -2, "expired"),
+                ("gone", 0, "expired"),
+                ("a-second-less", 29, "soon"),
+                ("fresh", 30, "ok"),
+            ]
+        );
+        assert_eq!(rows[3].expires, "2027-02-14T08:00:00Z");
+    }
 }
