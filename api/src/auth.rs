@@ -71,6 +71,7 @@ impl Auth {
                     project_id: project.to_owned(),
                     roles: vec![ROLE_ADMIN.to_owned()],
                     noauth: true,
+                    token: None,
                 })
             }
             Auth::Tokens(tokens) => {
@@ -80,6 +81,7 @@ impl Auth {
                     project_id: grant.project_id.clone(),
                     roles: grant.roles.clone(),
                     noauth: false,
+                    token: None,
                 })
             }
             Auth::Keystone(keystone) => {

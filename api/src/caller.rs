@@ -26,6 +26,29 @@ pub struct Context {
     pub roles: Vec<String>,
     /// Octavia's noauth: everything allowed, the project taken from the request.
     pub noauth: bool,
+    /// The Keystone token the caller proved itself with, to act as the caller toward
+    /// Barbican; `None` without Keystone.
+    pub token: Option<Token>,
+}
+
+/// A caller's Keystone token: a credential, so never printed.
+#[derive(Clone)]
+pub struct Token(std::sync::Arc<str>);
+
+impl Token {
+    pub fn new(token: &str) -> Self {
+        Self(token.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
 }
 
 impl Context {
@@ -123,6 +146,10 @@ impl lbaas_control::octavia::Caller for Context {
     fn is_admin(&self) -> bool {
         Context::is_admin(self)
     }
+
+    fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(Token::as_str)
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +161,7 @@ mod tests {
             project_id: "p".into(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             noauth: false,
+            token: None,
         }
     }
 

@@ -126,6 +126,10 @@ impl From<lbaas_control::Error> for ApiError {
             Error::Store(store) => store.into(),
             Error::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
             Error::NoKeyManager => Self::new(StatusCode::NOT_IMPLEMENTED, error.to_string()),
+            Error::KeyManagerUnavailable(ref why) => {
+                tracing::error!(reason = %why, "the key manager is unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
             Error::Task(_) | Error::Inconsistent(_) | Error::Sealed(_) => Self::internal(error),
         }
     }

@@ -120,6 +120,8 @@ struct Grant {
 #[derive(Debug, Clone)]
 struct Issued {
     token: String,
+    /// The host's own user id, as Keystone names it in the token.
+    user_id: Option<String>,
     expires: SystemTime,
 }
 
@@ -225,6 +227,7 @@ impl Keystone {
             project_id,
             roles: grant.roles,
             noauth: false,
+            token: Some(crate::caller::Token::new(token)),
         })
     }
 
@@ -319,14 +322,41 @@ impl Keystone {
         }
     }
 
+    /// The public endpoint of the catalog's service of `service_type` (`key-manager`), as the
+    /// host's own token sees the catalog. Blocks.
+    pub fn public_endpoint(&self, service_type: &str) -> Result<Option<String>, KeystoneError> {
+        let token = self.service_token(false)?;
+        let mut response = self
+            .http
+            .get(format!("{}/auth/catalog", self.base))
+            .header("x-auth-token", &token)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        match response.status().as_u16() {
+            200 => {}
+            status => {
+                return Err(KeystoneError::Unexpected {
+                    what: "the service catalog",
+                    status,
+                });
+            }
+        }
+        let body: Catalog = read(&mut response, "the service catalog")?;
+        Ok(body.endpoint(service_type))
+    }
+
     /// The host's own token, issued again when `renew` or when it is about to expire.
     fn service_token(&self, renew: bool) -> Result<String, KeystoneError> {
+        self.issued(renew).map(|issued| issued.token)
+    }
+
+    fn issued(&self, renew: bool) -> Result<Issued, KeystoneError> {
         let mut service = self.service.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(issued) = service.as_ref()
             && !renew
             && issued.expires > SystemTime::now() + RENEW_BEFORE
         {
-            return Ok(issued.token.clone());
+            return Ok(issued.clone());
         }
         let config = &self.config;
         let request = json!({"auth": {
@@ -365,12 +395,14 @@ impl Keystone {
                 reason: "no X-Subject-Token header".into(),
             })?;
         let body: TokenBody = read(&mut response, "the host's own authentication")?;
+        let user_id = body.token.user.as_ref().and_then(|user| user.id.clone());
         let issued = Issued {
             token,
+            user_id,
             expires: body.grant()?.expires,
         };
         *service = Some(issued.clone());
-        Ok(issued.token)
+        Ok(issued)
     }
 
     fn unreachable(&self, error: ureq::Error) -> KeystoneError {
@@ -385,6 +417,20 @@ impl Keystone {
             user: self.config.username.clone(),
             project: self.config.project.clone(),
         }
+    }
+}
+
+/// The host as Keystone knows it, for its calls to Barbican.
+impl lbaas_control::key_manager::HostIdentity for Keystone {
+    fn token(&self, renew: bool) -> Result<String, String> {
+        self.service_token(renew).map_err(|e| e.to_string())
+    }
+
+    fn user_id(&self) -> Result<String, String> {
+        self.issued(false)
+            .map_err(|e| e.to_string())?
+            .user_id
+            .ok_or_else(|| "Keystone's token for the host names no user id".to_owned())
     }
 }
 
@@ -416,6 +462,8 @@ struct TokenInfo {
     project: Option<Named>,
     #[serde(default)]
     roles: Vec<Named>,
+    #[serde(default)]
+    user: Option<Named>,
 }
 
 #[derive(Deserialize)]
@@ -424,6 +472,37 @@ struct Named {
     id: Option<String>,
     #[serde(default)]
     name: Option<String>,
+}
+
+/// Keystone's `GET /v3/auth/catalog` answer, the parts the host reads.
+#[derive(Deserialize)]
+struct Catalog {
+    catalog: Vec<CatalogService>,
+}
+
+#[derive(Deserialize)]
+struct CatalogService {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    endpoints: Vec<CatalogEndpoint>,
+}
+
+#[derive(Deserialize)]
+struct CatalogEndpoint {
+    interface: String,
+    url: String,
+}
+
+impl Catalog {
+    fn endpoint(self, service_type: &str) -> Option<String> {
+        self.catalog
+            .into_iter()
+            .filter(|service| service.kind == service_type)
+            .flat_map(|service| service.endpoints)
+            .find(|endpoint| endpoint.interface == "public")
+            .map(|endpoint| endpoint.url)
+    }
 }
 
 impl TokenBody {
@@ -468,6 +547,23 @@ mod tests {
             "expires_at": "2026-12-01T01:43:46Z", "system": {"all": true}, "roles": []}}))
         .expect("system-scoped body");
         assert_eq!(system.grant().expect("grant").project_id, None);
+    }
+
+    #[test]
+    fn the_catalog_gives_a_services_public_endpoint() {
+        let catalog: Catalog = serde_json::from_value(json!({"catalog": [
+            {"type": "identity", "endpoints": [{"interface": "public", "url": "http://k"}]},
+            {"type": "key-manager", "name": "barbican", "endpoints": [
+                {"interface": "internal", "url": "http://internal:9311"},
+                {"interface": "public", "url": "http://b:9311", "region": "RegionOne"}]},
+        ]}))
+        .expect("catalog");
+        assert_eq!(
+            catalog.endpoint("key-manager").as_deref(),
+            Some("http://b:9311")
+        );
+        let empty: Catalog = serde_json::from_value(json!({"catalog": []})).expect("catalog");
+        assert_eq!(empty.endpoint("key-manager"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use lbaas_control::octavia::listeners::{self, ListenerCreate, ListenerUpdate};
+use lbaas_control::octavia::tree;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -91,7 +92,23 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    let resolved = api.resolve_tls(&ctx, body.listener.tls_refs()).await?;
+    let refs = body.listener.tls_refs();
+    if refs.as_ref().is_ok_and(|refs| !refs.is_empty()) {
+        let (reader, lb_id) = (
+            ctx.clone(),
+            body.listener.loadbalancer_id().map(str::to_owned),
+        );
+        api.read(move |_, snapshot| {
+            Ok(tree::authorize_parents(
+                snapshot,
+                &reader,
+                lb_id.as_deref(),
+                None,
+            )?)
+        })
+        .await?;
+    }
+    let resolved = api.resolve_tls(&ctx, refs).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = listeners::create(plane, snapshot, &ctx, body.listener, &resolved)?;

@@ -39,6 +39,9 @@ pub enum Error {
     /// The host was started without a key manager (`501`).
     #[error("This host keeps no secrets: it was started without a key manager.")]
     NoKeyManager,
+    /// The cloud's key manager could not be asked about a reference (`503`).
+    #[error("The key manager cannot be reached at the moment; try again later.")]
+    KeyManagerUnavailable(String),
     /// A stored secret does not open under the host's key (another key, or changed at rest):
     /// the host's fault, logged, never shown.
     #[error("a sealed secret does not open: {0}")]

@@ -9,10 +9,12 @@
 #![deny(unsafe_code)]
 
 pub mod addresses;
+pub mod barbican;
 pub mod contract;
 pub mod drivers;
 pub mod error;
 pub mod fleet;
+pub mod key_manager;
 pub mod monitor;
 pub mod observed;
 pub mod octavia;

@@ -70,6 +70,12 @@ pub struct ControlPlane {
     /// What the host's own key manager seals secrets with, when it has one
     /// ([`ControlPlane::with_local_keys`]).
     pub(crate) keys: Option<Arc<lbaas_keys::Sealer>>,
+    /// The cloud's key manager, when secrets are kept there instead
+    /// ([`ControlPlane::with_external_keys`]).
+    pub(crate) external_keys: Option<Arc<dyn crate::key_manager::ExternalKeys>>,
+    /// When the served certificates this host read expire, by reference: what the metrics and
+    /// the dashboard show for certificates the host's records do not describe (Barbican's).
+    pub(crate) expiries_seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Who may register devices and where they may point the host's HTTP client: a management URL
@@ -178,6 +184,8 @@ impl ControlPlane {
             hosts: std::sync::Mutex::new(Vec::new()),
             orphans: std::sync::Mutex::new(Vec::new()),
             keys: None,
+            external_keys: None,
+            expiries_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

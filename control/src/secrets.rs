@@ -180,6 +180,14 @@ impl ControlPlane {
         self
     }
 
+    /// Keeps secrets in `keys` (Barbican): listeners' and pools' references are read there,
+    /// and the host's own store takes none.
+    pub fn with_external_keys(mut self, keys: Arc<dyn crate::key_manager::ExternalKeys>) -> Self {
+        self.keys = None;
+        self.external_keys = Some(keys);
+        self
+    }
+
     fn sealer(&self) -> Result<&lbaas_keys::Sealer, Error> {
         self.keys.as_deref().ok_or(Error::NoKeyManager)
     }

@@ -266,9 +266,45 @@ pub(crate) struct SecretsKey {
     /// same key.
     #[arg(long = "secrets-key", value_name = "FILE")]
     pub(crate) secrets_key: Option<PathBuf>,
+    /// Where the certificates listeners and pools name are kept: `local` (the host's own
+    /// store, `/v1/secrets`, sealed under --secrets-key) or `barbican` (OpenStack Barbican, as
+    /// Octavia uses it; needs --auth keystone).
+    #[arg(long, default_value = "local", value_parser = ["local", "barbican"])]
+    pub(crate) key_manager: String,
+    /// Barbican's endpoint, for --key-manager barbican. Default: the public endpoint of the
+    /// `key-manager` service in Keystone's catalog.
+    #[arg(long, value_name = "URL")]
+    pub(crate) barbican_url: Option<String>,
 }
 
 impl SecretsKey {
+    /// Barbican's endpoint under --key-manager barbican (asked of Keystone's catalog when not
+    /// given); `None` for the host's own key manager.
+    pub(crate) fn barbican(&self, auth: &Auth) -> anyhow::Result<Option<String>> {
+        match (self.key_manager.as_str(), &self.barbican_url) {
+            ("barbican", given) => {
+                let Auth::Keystone(keystone) = auth else {
+                    bail!(
+                        "--key-manager barbican needs --auth keystone: Barbican's access lists \
+                         name Keystone users, and callers show Barbican their own tokens"
+                    );
+                };
+                match given {
+                    Some(url) => Ok(Some(url.clone())),
+                    None => match keystone.public_endpoint("key-manager")? {
+                        Some(url) => Ok(Some(url)),
+                        None => bail!(
+                            "Keystone's catalog has no public key-manager endpoint: give \
+                             --barbican-url URL"
+                        ),
+                    },
+                }
+            }
+            (_, Some(_)) => bail!("--barbican-url needs --key-manager barbican"),
+            _ => Ok(None),
+        }
+    }
+
     pub(crate) fn path(&self, data_dir: &Path) -> PathBuf {
         self.secrets_key
             .clone()

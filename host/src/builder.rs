@@ -95,6 +95,8 @@ pub struct HostBuilder {
     auth: Auth,
     audit_key: Option<PathBuf>,
     secrets_key: Option<PathBuf>,
+    /// Barbican's endpoint, when secrets are kept there (needs Keystone).
+    barbican: Option<String>,
     drivers: DriverSource,
     provisioner: Option<Arc<dyn Provisioner>>,
     status_interval: Option<Duration>,
@@ -117,6 +119,7 @@ impl HostBuilder {
             auth: Auth::None,
             audit_key: None,
             secrets_key: None,
+            barbican: None,
             drivers: DriverSource::Files(Vec::new()),
             provisioner: None,
             status_interval: None,
@@ -185,6 +188,13 @@ impl HostBuilder {
     /// created when missing.
     pub fn audit_key(mut self, path: PathBuf) -> Self {
         self.audit_key = Some(path);
+        self
+    }
+
+    /// Keeps tenants' secrets in the Barbican at `url` (with `--auth keystone`) instead of the
+    /// host's own store.
+    pub fn barbican(mut self, url: &str) -> Self {
+        self.barbican = Some(url.to_owned());
         self
     }
 
@@ -336,6 +346,22 @@ impl HostBuilder {
         if let Some(provisioner) = &self.provisioner {
             rules.host_addresses.extend(provisioner.host_addresses());
         }
+        let barbican = match (&self.barbican, &self.auth) {
+            (None, _) => None,
+            (Some(url), Auth::Keystone(keystone)) => {
+                // The host calls Barbican with its own token: nothing a tenant or driver names
+                // may aim there.
+                rules
+                    .host_sockets
+                    .extend(lbaas_control::addresses::sockets_of_url(url, 9311));
+                Some(lbaas_control::barbican::Barbican::new(
+                    url,
+                    keystone.clone(),
+                    Duration::from_secs(10),
+                )?)
+            }
+            (Some(_), _) => anyhow::bail!("Barbican as the key manager needs Keystone as the auth"),
+        };
         if let StoreChoice::Postgres { url, .. } = &self.store_choice {
             rules
                 .host_sockets
@@ -378,6 +404,9 @@ impl HostBuilder {
             .with_address_rules(rules)
             .with_metrics(metrics)
             .with_local_keys(keys);
+        if let Some(barbican) = barbican {
+            plane = plane.with_external_keys(Arc::new(barbican));
+        }
         if let Some(provisioner) = self.provisioner {
             plane = plane.with_provisioner(provisioner);
         }

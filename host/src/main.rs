@@ -70,6 +70,7 @@ fn run() -> anyhow::Result<()> {
                      only, not {listen} (use --auth keystone or --auth tokens)"
                 );
             }
+            let barbican = secrets_key.barbican(&auth)?;
             let sources = Sources {
                 data_dir: &data_dir,
                 driver_dir: &driver_dir,
@@ -78,6 +79,7 @@ fn run() -> anyhow::Result<()> {
                 trust: trust.trust()?,
                 audit_key: audit_key.path(&data_dir),
                 secrets_key: secrets_key.path(&data_dir),
+                barbican,
                 store: store_choice(&store.store, lease)?,
             };
             let access = Access {

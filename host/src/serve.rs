@@ -25,6 +25,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) audit_key: PathBuf,
     /// The key the local key manager seals secrets under.
     pub(crate) secrets_key: PathBuf,
+    /// Barbican's endpoint, when secrets are kept there.
+    pub(crate) barbican: Option<String>,
     pub(crate) store: StoreChoice,
 }
 
@@ -60,6 +62,7 @@ pub(crate) fn serve(
         trust,
         audit_key,
         secrets_key,
+        barbican,
         store,
     } = sources;
     let mut config = RuntimeConfig::default();
@@ -84,6 +87,9 @@ pub(crate) fn serve(
         .workers(workers)
         .members_register_devices(members_register_devices)
         .public_url(public_url);
+    if let Some(url) = barbican {
+        builder = builder.barbican(url);
+    }
     // What tenants' addresses and devices must never reach besides the API (and the database
     // and the spawn range, which the builder adds): the metrics listener, the trace collector
     // and Keystone.
@@ -128,13 +134,20 @@ pub(crate) fn serve(
             None => format!("http://{address}/metrics (admins)"),
         };
         let drivers = plane.drivers.all().len();
+        let secrets = match barbican {
+            Some(url) => format!("in Barbican at {url} (read with the callers' grants)"),
+            None => format!(
+                "http://{address}/v1/secrets, sealed under {}",
+                secrets_key.display()
+            ),
+        };
         eprintln!(
             "lbaasd is serving\n  API:       http://{address}/v2 (Octavia v2; admin API under /v2/admin)\n  \
              dashboard: http://{address}/dashboard (admins)\n  \
              metrics:   {metrics}\n  \
              traces:    {}\n  \
              data:      {} ({})\n  \
-             secrets:   http://{address}/v1/secrets, sealed under {}\n  \
+             secrets:   {secrets}\n  \
              drivers:   {} active, from {}\n  \
              devices:   {devices}",
             observe
@@ -146,7 +159,6 @@ pub(crate) fn serve(
                 StoreChoice::Sled => "sled".to_owned(),
                 StoreChoice::Postgres { url, .. } => lbaas_postgres::redact(url),
             },
-            secrets_key.display(),
             drivers,
             driver_dir.display()
         );

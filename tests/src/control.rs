@@ -37,6 +37,8 @@ pub struct Options {
     pub status_interval: Option<Duration>,
     /// The key the local key manager seals secrets under (default: in the data folder).
     pub secrets_key: Option<std::path::PathBuf>,
+    /// Keep secrets in the Barbican at this endpoint (with Keystone as the auth).
+    pub barbican: Option<String>,
 }
 
 pub struct ControlPlane {
@@ -134,6 +136,9 @@ impl ControlPlane {
             }
             if let Some(key) = options.secrets_key.clone() {
                 builder = builder.secrets_key(key);
+            }
+            if let Some(url) = &options.barbican {
+                builder = builder.barbican(url);
             }
             if options.acknowledge_before_flush {
                 builder = builder.acknowledge_before_flush();

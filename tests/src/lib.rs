@@ -5,6 +5,7 @@
 pub mod acme_sim;
 pub mod appliance;
 pub mod backend;
+pub mod barbican;
 pub mod browser;
 pub mod control;
 pub mod keystone;

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use lbaas_tests::barbican::Barbican;
 use lbaas_tests::control::Client;
 use lbaas_tests::keystone::Keystone;
 use serde::Deserialize;
@@ -29,6 +30,7 @@ const PACKAGES: &[&str] = &[
     "tempest==47.0.0",
     "octavia-tempest-plugin==3.5.0",
     "keystone==30.0.0",
+    "barbican==23.0.0",
 ];
 /// The API suite Octavia's gate runs.
 pub const SUITE: &str = "^octavia_tempest_plugin.tests.api.v2";
@@ -249,6 +251,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     keystone.user("octavia", SERVICE_PASSWORD, &service_project, &["service"]);
     keystone.register("load-balancer", "octavia", &lbaas_url);
     keystone.register("network", "neutron", &lbaas_url);
+    // The key manager the TLS tests keep their certificates in, and the host reads them from
+    // (its endpoint found in the catalog, as a cloud's host finds it).
+    let barbican = Barbican::start_in(&args.venv, &keystone, &service_project);
+    keystone.register("key-manager", "barbican", &barbican.url);
 
     let password = work.join("keystone-password");
     std::fs::write(&password, SERVICE_PASSWORD)?;
@@ -262,6 +268,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .args(["--auth", "keystone", "--keystone-url", &keystone.url])
         .arg("--keystone-password-file")
         .arg(&password)
+        .args(["--key-manager", "barbican"])
         .args(["--workers", "8"]);
     if args.provider != "haproxy" {
         lbaasd.arg("--no-spawn");
@@ -374,6 +381,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     drop(appliances);
     drop(host);
     stop_spawned_devices(&work.join("data"));
+    std::fs::write(work.join("barbican.log"), barbican.log())?;
+    drop(barbican);
     std::fs::write(work.join("keystone.log"), keystone.log())?;
     drop(keystone);
     Ok(())
@@ -411,7 +420,7 @@ fn tempest_conf(
          [identity]\nuri_v3 = {keystone_url}\nauth_version = v3\nregion = RegionOne\n\
          [identity-feature-enabled]\napi_v2 = False\n\
          [service_available]\nload_balancer = True\nneutron = True\nnova = True\n\
-         glance = True\ncinder = False\nswift = False\n\
+         glance = True\ncinder = False\nswift = False\nbarbican = True\n\
          [network]\nproject_networks_reachable = True\n\
          [network-feature-enabled]\nport_security = False\n\
          [load_balancer]\nprovider = {provider}\ntest_with_noop = False\n\
@@ -424,7 +433,7 @@ fn tempest_conf(
          expected_availability_zone_capability = {zone_capability}\n\
          availability_zone = zone-a\navailability_zone2 = zone-b\navailability_zone3 = zone-c\n\
          [loadbalancer-feature-enabled]\nnot_implemented_is_error = False\n\
-         terminated_tls_enabled = False\n\
+         terminated_tls_enabled = True\n\
          [enforce_scope]\noctavia = False\n"
     )
 }
@@ -575,7 +584,9 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
         out,
         "Written by `cargo xtask conformance` at commit `{commit}`: {}, tests matching `{regex}` \
          (the API suite Octavia's gate runs), against `lbaasd` ({} build) with \
-         `--auth keystone` and a real Keystone, once per provider. Each run is sealed in a \
+         `--auth keystone` and a real Keystone, `--key-manager barbican` and a real Barbican \
+         (sqlite, the simple crypto plugin; `terminated_tls_enabled = True`, so the TLS tests \
+         store their certificates there), once per provider. Each run is sealed in a \
          network namespace with only a loopback interface. Acme: a simulated Acme appliance \
          (`acme-appliance`) registered as a device. HAProxy: devices the host spawns (an \
          `lbaas-agent` and a real HAProxy each). Each test class creates its networks and \
@@ -590,13 +601,13 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
     writeln!(out)?;
     writeln!(
         out,
-        "Skips that name no option are the suite's own: the TLS tests need a key manager \
-         (Barbican) for their certificates, and this deployment has none (`terminated_tls_enabled \
-         = False`; every provider here answers 501 for TERMINATED_HTTPS anyway); the amphora \
-         tests run only with Octavia's amphora provider; one test waits on Octavia bug 2045803. \
+        "Skips that name no option are the suite's own: the amphora tests run only with \
+         Octavia's amphora provider; one test waits on Octavia bug 2045803. \
          octavia-tempest-plugin 3.5.0 reads an option it never registers \
-         (`test_IPv6_subnet_override`); `xtask/conformance/shim` registers it and changes no \
-         test. Logs of each run stay in `target/conformance/PROVIDER/`."
+         (`test_IPv6_subnet_override`) and one barbican-tempest-plugin registers \
+         (`[service_available] barbican`, which the TLS tests look for); \
+         `xtask/conformance/shim` registers both and changes no test. Logs of each run stay in \
+         `target/conformance/PROVIDER/`."
     )?;
     writeln!(out)?;
     let mut header = String::from("| |");

@@ -71,6 +71,7 @@ const BENCHES: &[&str] = &[
     "memory",
     "audit",
     "fleet",
+    "tls",
 ];
 
 /// wrk drives the API read benchmark; installed from the system packages when missing, as the
@@ -265,6 +266,9 @@ struct Results {
     get_sled: Measure,
     get_pg_2: Measure,
     takeover: Measure,
+    tls_spawned: Measure,
+    tls_by_hand: Measure,
+    tls_rotation: Measure,
 }
 
 impl Results {
@@ -307,6 +311,9 @@ impl Results {
             get_sled: generated(target, "fleet", "sled-1-host-get")?,
             get_pg_2: generated(target, "fleet", "postgres-2-hosts-get")?,
             takeover: generated(target, "fleet", "takeover-seconds")?,
+            tls_spawned: generated(target, "tls", "spawned-handshakes-per-second")?,
+            tls_by_hand: generated(target, "tls", "by-hand-handshakes-per-second")?,
+            tls_rotation: generated(target, "tls", "rotation-ms")?,
         })
     }
 }
@@ -623,6 +630,33 @@ fn render(r: &Results, machine: &Machine, commit: &str) -> String {
             &format!("{:.2}", r.get_pg_2.ratio_to(&r.get_sled)),
             "near 1: reads come from the host's snapshot",
             verdict(r.get_pg_2.ratio_to(&r.get_sled) >= 0.8),
+        ],
+    );
+    let tls_ratio = r.tls_spawned.ratio_to(&r.tls_by_hand);
+    row(
+        &mut out,
+        [
+            "full TLS handshakes per second through a spawned HAProxy's `TERMINATED_HTTPS` \
+             listener (RSA-2048, `openssl s_time -new`)",
+            &per_second(&r.tls_spawned),
+            &format!(
+                "the same HAProxy configured by hand {}",
+                per_second(&r.tls_by_hand)
+            ),
+            &format!("{tls_ratio:.2}"),
+            "≥ 0.95",
+            verdict(tls_ratio >= 0.95),
+        ],
+    );
+    row(
+        &mut out,
+        [
+            "listener update with a new certificate until the new one is served",
+            &ms(&r.tls_rotation),
+            "—",
+            "—",
+            "report",
+            "",
         ],
     );
     row(

@@ -23,13 +23,15 @@ pub struct TlsRefs {
     /// Client CAs (clients' certificates must be signed by one), each with the revocation
     /// list of that CA, if any.
     pub authorities: Vec<Authorities>,
+    /// The field that named each reference, for faults: the first when several did.
+    pub fields: BTreeMap<String, &'static str>,
 }
 
 /// A client CA's reference and its revocation list's.
 pub type Authorities = (String, Option<String>);
 
 impl TlsRefs {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.certificates.is_empty() && self.authorities.is_empty()
     }
 
@@ -37,6 +39,24 @@ impl TlsRefs {
     pub fn extend(&mut self, other: TlsRefs) {
         self.certificates.extend(other.certificates);
         self.authorities.extend(other.authorities);
+        for (reference, field) in other.fields {
+            self.fields.entry(reference).or_insert(field);
+        }
+    }
+
+    /// Notes that `field` named `reference` (unless a field named it already).
+    pub fn name(&mut self, field: &'static str, reference: Option<&String>) {
+        if let Some(reference) = reference {
+            self.fields.entry(reference.clone()).or_insert(field);
+        }
+    }
+
+    /// `why` with the field that named `reference` in front.
+    fn reason(&self, reference: &str, why: impl std::fmt::Display) -> String {
+        match self.fields.get(reference) {
+            Some(field) => format!("{field}: {why}"),
+            None => why.to_string(),
+        }
     }
 
     /// Every reference of `self` is in `resolved`: the caller resolved them before the write.
@@ -78,7 +98,7 @@ pub struct Resolved {
 }
 
 /// Why a reference names nothing the caller may use.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum Unretrievable {
     #[error("not a reference to a secret of this host's key manager")]
     NotAReference,
@@ -86,7 +106,30 @@ pub(crate) enum Unretrievable {
     NoSuchSecret,
     #[error("the secret has expired")]
     Expired,
+    /// The cloud's key manager refused (its reason, which names no key byte).
+    #[error("{0}")]
+    Refused(String),
+    /// The caller holds no token to show the cloud's key manager (a host without Keystone).
+    #[error("the key manager needs the caller's token, and this request carries none")]
+    NoToken,
 }
+
+/// A payload from the cloud's key manager, or why not.
+fn external(
+    read: Result<Zeroizing<Vec<u8>>, crate::key_manager::Unreadable>,
+) -> Result<Result<Zeroizing<Vec<u8>>, Unretrievable>, Error> {
+    use crate::key_manager::Unreadable;
+    match read {
+        Ok(payload) => Ok(Ok(payload)),
+        Err(Unreadable::Foreign) => Ok(Err(Unretrievable::NotAReference)),
+        Err(Unreadable::Refused(why)) => Ok(Err(Unretrievable::Refused(why))),
+        Err(Unreadable::Unavailable(why)) => Err(Error::KeyManagerUnavailable(why)),
+    }
+}
+
+/// References whose expiry is remembered at most; past it, the memory starts over (jobs and
+/// checks fill it again).
+const MAX_EXPIRIES_SEEN: usize = 100_000;
 
 /// Octavia's list of references in a fault: Python's list text.
 fn listed(references: &[(String, String)]) -> String {
@@ -130,10 +173,15 @@ impl ControlPlane {
                 .iter()
                 .chain(&tls.sni_container_refs)
             {
-                let Some(id) = secret_id(reference) else {
-                    continue;
+                let recorded = match secret_id(reference) {
+                    Some(id) => self.store.load::<Secret>(id)?.and_then(|s| s.not_after),
+                    None => None,
                 };
-                if let Some(not_after) = self.store.load::<Secret>(id)?.and_then(|s| s.not_after) {
+                let not_after = recorded.or_else(|| {
+                    let seen = self.expiries_seen.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.get(reference).copied()
+                });
+                if let Some(not_after) = not_after {
                     first = Some(first.map_or(not_after, |f| f.min(not_after)));
                 }
             }
@@ -146,6 +194,19 @@ impl ControlPlane {
             }
         }
         Ok(expiries)
+    }
+
+    /// Notes when the served certificate `reference` names expires (for references the
+    /// host's records do not describe: the metrics read them back).
+    pub(crate) fn saw_expiry(&self, reference: &str, not_after: i64) {
+        if self.external_keys.is_none() {
+            return;
+        }
+        let mut seen = self.expiries_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_EXPIRIES_SEEN && !seen.contains_key(reference) {
+            seen.clear();
+        }
+        seen.insert(reference.to_owned(), not_after);
     }
 
     /// Resolves and checks what `refs` name, for `caller`.
@@ -162,13 +223,30 @@ impl ControlPlane {
     }
 
     /// A reference's payload, opened, if the caller may read it; why not, otherwise. A
-    /// payload that does not open under the host's key is the host's failure, not a 400.
+    /// payload that does not open under the host's key is the host's failure, not a 400. In
+    /// the cloud's key manager, the caller lets the host read it (with the caller's token).
     fn payload(
         &self,
         caller: &impl Caller,
         reference: &str,
     ) -> Result<Result<Zeroizing<Vec<u8>>, Unretrievable>, Error> {
-        self.secret_payload(reference, |project| caller.can_read(project))
+        match (&self.external_keys, caller.token()) {
+            (Some(keys), Some(token)) => external(keys.grant_and_read(token, reference)),
+            (Some(_), None) => Ok(Err(Unretrievable::NoToken)),
+            (None, _) => self.secret_payload(reference, |project| caller.can_read(project)),
+        }
+    }
+
+    /// A reference's payload as the host reads it for a job: the listener or pool that names
+    /// it was checked with its caller's rights when it did.
+    pub(crate) fn host_payload(
+        &self,
+        reference: &str,
+    ) -> Result<Result<Zeroizing<Vec<u8>>, Unretrievable>, Error> {
+        match &self.external_keys {
+            Some(keys) => external(keys.read(reference)),
+            None => self.secret_payload(reference, |_| true),
+        }
     }
 
     /// A reference's payload, opened, if `may_read` the project that owns it.
@@ -193,10 +271,12 @@ impl ControlPlane {
     fn resolve_now(&self, caller: &impl Caller, refs: TlsRefs) -> Result<Resolved, Error> {
         let mut resolved = Resolved::default();
         let mut bad = Vec::new();
-        for reference in refs.certificates {
+        for reference in &refs.certificates {
+            let reference = reference.clone();
             match self.payload(caller, &reference)? {
                 Ok(payload) => match Bundle::parse(&payload) {
                     Ok(bundle) => {
+                        self.saw_expiry(&reference, bundle.info().not_after);
                         resolved
                             .certificates
                             .insert(reference, bundle.info().clone());
@@ -205,9 +285,15 @@ impl ControlPlane {
                     Err(error @ CertError::Pkcs12(_)) => {
                         return Err(Error::invalid(error.to_string()));
                     }
-                    Err(error) => bad.push((reference, error.to_string())),
+                    Err(error) => {
+                        let why = refs.reason(&reference, error);
+                        bad.push((reference, why));
+                    }
                 },
-                Err(why) => bad.push((reference, why.to_string())),
+                Err(why) => {
+                    let why = refs.reason(&reference, why);
+                    bad.push((reference, why));
+                }
             }
         }
         if !bad.is_empty() {
@@ -216,8 +302,8 @@ impl ControlPlane {
                 listed(&bad)
             )));
         }
-        for (ca_ref, crl_ref) in refs.authorities {
-            let info = self.authority(caller, &ca_ref, crl_ref.as_deref())?;
+        for (ca_ref, crl_ref) in refs.authorities.clone() {
+            let info = self.authority(caller, &refs, &ca_ref, crl_ref.as_deref())?;
             resolved.authorities.insert((ca_ref, crl_ref), info);
         }
         Ok(resolved)
@@ -228,6 +314,7 @@ impl ControlPlane {
     fn authority(
         &self,
         caller: &impl Caller,
+        refs: &TlsRefs,
         ca_ref: &str,
         crl_ref: Option<&str>,
     ) -> Result<CertificateInfo, Error> {
@@ -238,10 +325,10 @@ impl ControlPlane {
         };
         let mut bad = Vec::new();
         if let Err(why) = &ca {
-            bad.push((ca_ref.to_owned(), why.to_string()));
+            bad.push((ca_ref.to_owned(), refs.reason(ca_ref, why)));
         }
         if let Some((crl_ref, Err(why))) = &crl {
-            bad.push(((*crl_ref).to_owned(), why.to_string()));
+            bad.push(((*crl_ref).to_owned(), refs.reason(crl_ref, why)));
         }
         let (Ok(ca), true) = (ca, bad.is_empty()) else {
             return Err(Error::invalid(format!(

@@ -366,6 +366,13 @@ pub fn build_tree(
 }
 
 /// Creates a listener on a load balancer the caller may change.
+impl ListenerCreate {
+    /// The load balancer the listener is for, as the request names it.
+    pub fn loadbalancer_id(&self) -> Option<&str> {
+        self.loadbalancer_id.as_deref()
+    }
+}
+
 pub fn create(
     plane: &ControlPlane,
     snapshot: &Snapshot,

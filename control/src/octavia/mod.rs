@@ -33,6 +33,11 @@ pub trait Caller: crate::Reader {
     fn can_write(&self, project_id: &str) -> bool;
     /// May change every project's objects and the host's own (devices, providers).
     fn is_admin(&self) -> bool;
+    /// The caller's own token, when the caller proved who it is with one: the host acts with
+    /// it where another service must see the caller (Barbican's ACLs).
+    fn token(&self) -> Option<&str> {
+        None
+    }
 
     /// The project a new object belongs to: the request's `project_id` only for admins,
     /// otherwise the caller's own.

@@ -234,6 +234,13 @@ pub fn current_tls(
 
 /// Creates a pool on a load balancer the caller may change, as the default pool of a listener
 /// when the request names one. The change's value is the pool and that listener's id.
+impl PoolCreate {
+    /// The load balancer and the listener the pool is for, as the request names them.
+    pub fn parents(&self) -> (Option<&str>, Option<&str>) {
+        (self.loadbalancer_id.as_deref(), self.listener_id.as_deref())
+    }
+}
+
 pub fn create(
     plane: &ControlPlane,
     snapshot: &Snapshot,

@@ -208,20 +208,24 @@ impl ListenerTls<'_> {
                 "a list of references of at most 255 characters",
             ));
         }
-        certificates.extend(reference(
-            "default_tls_container_ref",
-            self.default_tls_container_ref,
-        )?);
+        let default = reference("default_tls_container_ref", self.default_tls_container_ref)?;
         let ca = reference(
             "client_ca_tls_container_ref",
             self.client_ca_tls_container_ref,
         )?;
         let crl = reference("client_crl_container_ref", self.client_crl_container_ref)?;
-        Ok(TlsRefs {
-            certificates,
-            // A revocation list without its CA is refused by the rules, not resolved.
-            authorities: ca.map(|ca| (ca, crl)).into_iter().collect(),
-        })
+        let mut refs = TlsRefs::default();
+        refs.name("default_tls_container_ref", default.as_ref());
+        certificates.extend(default);
+        for sni in &certificates {
+            refs.name("sni_container_refs", Some(sni));
+        }
+        refs.name("client_ca_tls_container_ref", ca.as_ref());
+        refs.name("client_crl_container_ref", crl.as_ref());
+        refs.certificates = certificates;
+        // A revocation list without its CA is refused by the rules, not resolved.
+        refs.authorities = ca.map(|ca| (ca, crl)).into_iter().collect();
+        Ok(refs)
     }
 
     /// `client_authentication` as given (`None` when not), checked against Octavia's modes.
@@ -329,6 +333,8 @@ impl ListenerTls<'_> {
             } else {
                 current.client_crl_container_ref.clone()
             };
+            refs.name("client_ca_tls_container_ref", ca.as_ref());
+            refs.name("client_crl_container_ref", crl.as_ref());
             refs.authorities.extend(ca.map(|ca| (ca, crl)));
         }
         Ok(refs)
@@ -506,10 +512,13 @@ impl PoolTls<'_> {
         let certificate = reference("tls_container_ref", self.tls_container_ref)?;
         let ca = reference("ca_tls_container_ref", self.ca_tls_container_ref)?;
         let crl = reference("crl_container_ref", self.crl_container_ref)?;
-        Ok(TlsRefs {
-            certificates: certificate.into_iter().collect(),
-            authorities: ca.map(|ca| (ca, crl)).into_iter().collect(),
-        })
+        let mut refs = TlsRefs::default();
+        refs.name("tls_container_ref", certificate.as_ref());
+        refs.name("ca_tls_container_ref", ca.as_ref());
+        refs.name("crl_container_ref", crl.as_ref());
+        refs.certificates = certificate.into_iter().collect();
+        refs.authorities = ca.map(|ca| (ca, crl)).into_iter().collect();
+        Ok(refs)
     }
 
     /// Octavia's rules for a change of a pool whose settings are `current`, in Octavia's
@@ -614,6 +623,8 @@ impl PoolTls<'_> {
             } else {
                 current.crl_container_ref.clone()
             };
+            refs.name("ca_tls_container_ref", ca.as_ref());
+            refs.name("crl_container_ref", crl.as_ref());
             refs.authorities.extend(ca.map(|ca| (ca, crl)));
         }
         Ok(refs)

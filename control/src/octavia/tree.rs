@@ -52,6 +52,26 @@ pub fn ensure_writable(caller: &impl Caller, project_id: &str) -> Decided<()> {
     }
 }
 
+/// Octavia's order for a create that names certificates: the parents it names exist (a 400
+/// otherwise) and the caller may change them (a 403), before any reference is checked with
+/// the caller's rights: an outsider learns nothing about references from a 400.
+pub fn authorize_parents(
+    snapshot: &Snapshot,
+    caller: &impl Caller,
+    loadbalancer_id: Option<&str>,
+    listener_id: Option<&str>,
+) -> Decided<()> {
+    if let Some(id) = loadbalancer_id {
+        let lb = super::fields::referenced(snapshot.loadbalancer(caller, id), "Load Balancer", id)?;
+        ensure_writable(caller, &lb.common.project_id)?;
+    }
+    if let Some(id) = listener_id {
+        let listener = super::fields::referenced(snapshot.listener(caller, id), "Listener", id)?;
+        ensure_writable(caller, &listener.common.project_id)?;
+    }
+    Ok(())
+}
+
 /// A change to a child: the load balancer must not be `PENDING_*`, and moves to
 /// `PENDING_UPDATE` with a job that makes the device match.
 pub fn touch_parent(snapshot: &Snapshot, lb_id: &str, batch: &mut Batch) -> Decided<()> {

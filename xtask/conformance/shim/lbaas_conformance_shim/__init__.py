@@ -2,6 +2,10 @@
 but registers the option as `test_ipv6_subnet_override`, so with IPv6 tests on and a network
 override every test class fails with NoSuchOptError. This plugin registers the spelling it
 reads; it adds no tests and changes none.
+
+The plugin's TLS tests look for `[service_available] barbican`, which barbican-tempest-plugin
+registers (it is not installed here: the suite talks to Barbican through python-barbicanclient).
+This plugin registers that option too, off unless tempest.conf turns it on.
 """
 
 import os
@@ -22,6 +26,10 @@ class Plugin(plugins.TempestPlugin):
             cfg.StrOpt("test_IPv6_subnet_override",
                        help="The IPv6 subnet the suite's tests use (as the plugin reads it)."),
             group="load_balancer")
+        conf.register_opt(
+            cfg.BoolOpt("barbican", default=False,
+                        help="Whether a Barbican key manager is in the catalog."),
+            group="service_available")
 
     def get_opt_lists(self):
         return []
