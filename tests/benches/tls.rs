@@ -62,9 +62,12 @@ fn body_of(pki: &Pki, file: &str) -> String {
         .join("\n")
 }
 
-/// The certificate `address` serves for [`SNI`], as `s_client` prints it.
+/// What `s_client` prints of one request to `address` with [`SNI`]: the certificate served
+/// among it. A whole request, so the answer comes at once (with none, HAProxy would wait for
+/// one until its request timeout).
 fn served(address: SocketAddr, pki: &Pki) -> String {
-    lbaas_keys::testing::s_client(address, SNI, &pki.path("root.pem"), None, None, "")
+    let request = format!("GET / HTTP/1.1\r\nhost: {SNI}\r\nconnection: close\r\n\r\n");
+    lbaas_keys::testing::s_client(address, SNI, &pki.path("root.pem"), None, None, &request)
 }
 
 /// An HAProxy configured by hand: the listener the host renders, written as an operator would.
@@ -125,10 +128,19 @@ impl Drop for ByHand {
     }
 }
 
+/// Stops the spawned devices however the run ends (a panic included): they would hold the VIP.
+struct Spawned(Arc<LocalProcesses>);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.0.stop_all();
+    }
+}
+
 fn main() {
     let data = tempfile::tempdir().expect("temp dir");
     let root = data.path().join("devices");
-    let devices = Arc::new(
+    let devices = Spawned(Arc::new(
         LocalProcesses::new(
             host_binary("lbaas-agent"),
             "haproxy".into(),
@@ -137,11 +149,11 @@ fn main() {
             9443,
         )
         .expect("local provisioner"),
-    );
+    ));
     let plane = ControlPlane::start_with_data_plane(
         data.path(),
         Auth::None,
-        devices.clone(),
+        devices.0.clone(),
         Duration::from_millis(200),
     );
     let tenant = plane.client(None).as_project("bench");
@@ -221,11 +233,15 @@ fn main() {
         );
         assert_eq!(status, 200, "{body}");
         let deadline = started + Duration::from_secs(30);
-        while !served(vip, &pki).contains(expected.as_str()) {
-            assert!(
-                Instant::now() < deadline,
-                "the new certificate was never served"
-            );
+        loop {
+            let answer = served(vip, &pki);
+            if answer.contains(expected.as_str()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let (_, lb) = tenant.get(&format!("/v2/lbaas/loadbalancers/{lb_id}"));
+                panic!("the new certificate was never served: {lb}\n{answer}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -237,5 +253,5 @@ fn main() {
     lbaas_tests::record_bench("tls", &results);
     drop(by_hand);
     plane.stop();
-    devices.stop_all();
+    drop(devices);
 }
