@@ -243,9 +243,12 @@ impl Agent {
             ));
         }
         rotated.remove(id);
+        // HAProxy has loaded what the configuration names; what it does not name goes.
+        let pruned = certificates::prune(self.haproxy.state_dir(), id, text).map_err(internal)?;
         tracing::info!(
             loadbalancer = id,
             bytes = text.len(),
+            pruned,
             "configuration installed"
         );
         self.record(id, "installed", config, None);

@@ -272,6 +272,15 @@ fn a_device_serves_the_certificates_of_its_own_load_balancer_only() {
     );
     assert_eq!(status, 422, "{answer}");
     assert!(answer.contains("certificate files"), "{answer}");
+    // A file the configuration does not name (a listener that went, or one sent for nothing)
+    // leaves the device when the configuration is installed.
+    let (status, body) = device.call(
+        "PUT",
+        "/v1/loadbalancers/lb-1/certificates/stale",
+        Some(&own),
+        &www,
+    );
+    assert_eq!(status, 204, "{body}");
     let (status, answer) = device.call(
         "PUT",
         "/v1/loadbalancers/lb-1/config",
@@ -279,6 +288,8 @@ fn a_device_serves_the_certificates_of_its_own_load_balancer_only() {
         config.as_bytes(),
     );
     assert_eq!(status, 201, "{answer}");
+    assert!(!folder.join("stale.pem").exists());
+    assert!(folder.join("www.pem").exists() && folder.join("api.pem").exists());
 
     // Each name gets its certificate, verified against the root; h2 is negotiated.
     let ca = pki.path("root.pem");
