@@ -140,9 +140,11 @@ pub fn check(config: &str, policy: &ConfigPolicy, scope: &Scope) -> Result<(), V
         if line.len() > MAX_LINE {
             return Err(refuse(format!("is on a line longer than {MAX_LINE} bytes")));
         }
-        if words.iter().any(|w| w.contains('\'')) && !matches!(keyword, "acl" | "http-request") {
+        if words.iter().any(|w| w.contains('\''))
+            && !matches!(keyword, "acl" | "http-request" | "http-response")
+        {
             return Err(refuse(
-                "is on a line holding a quote, which only L7 values take".into(),
+                "is on a line holding a quote, which only L7 values and HSTS take".into(),
             ));
         }
         let args = &words[1..];
@@ -664,19 +666,38 @@ impl Line<'_> {
     }
 }
 
-/// `http-response set-header Strict-Transport-Security max-age=N[;includeSubDomains][;preload]`:
-/// the one response header a listener sets (HSTS).
+/// `http-response set-header Strict-Transport-Security 'max-age=N;[ includeSubDomains;][ preload;]'`
+/// (the amphora's value, quoted for its spaces) or the same without spaces and quotes: the one
+/// response header a listener sets (HSTS).
 fn hsts(args: &[&str]) -> Rule {
-    let usage = "allows only `set-header Strict-Transport-Security max-age=N[;includeSubDomains][;preload]`";
+    let usage = "allows only `set-header Strict-Transport-Security 'max-age=N;[ includeSubDomains;][ preload;]'`";
     let ["set-header", "Strict-Transport-Security", value] = args else {
         return Err(usage.into());
     };
-    let mut parts = value.split(';');
+    let value = match unquote(value) {
+        Some(unquoted) => unquoted,
+        None if !value.contains('\'') => (*value).to_owned(),
+        None => return Err(usage.into()),
+    };
+    let mut parts: Vec<&str> = value.split(';').map(str::trim_start).collect();
+    // One `;` may end the value, as the amphora's does.
+    if parts.len() > 1 && parts.last() == Some(&"") {
+        parts.pop();
+    }
     let max_age = parts
-        .next()
+        .first()
         .and_then(|p| p.strip_prefix("max-age="))
         .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()));
-    if max_age && parts.all(|p| p == "includeSubDomains" || p == "preload") {
+    let directives = &parts[1..];
+    let known = directives
+        .iter()
+        .all(|p| *p == "includeSubDomains" || *p == "preload");
+    let once = match directives {
+        [] | [_] => true,
+        [a, b] => a != b,
+        _ => false,
+    };
+    if max_age && known && once {
         Ok(())
     } else {
         Err(usage.into())
@@ -1148,6 +1169,8 @@ backend p-2
             ),
             "http-response set-header Strict-Transport-Security max-age=31536000;includeSubDomains;preload".into(),
             "http-response set-header Strict-Transport-Security max-age=0".into(),
+            "http-response set-header Strict-Transport-Security 'max-age=31536000; includeSubDomains; preload;'".into(),
+            "http-response set-header Strict-Transport-Security 'max-age=300;'".into(),
             // Relative to HAProxy's crt-base and ca-base: the load balancer's own folder.
             "bind 127.0.50.1:8080 ssl crt lb-1/www.pem ca-file lb-1/ca.pem crl-file lb-1/crl.pem \
              verify optional"
@@ -1192,6 +1215,11 @@ backend p-2
             format!("bind 127.0.50.1:8080 ssl crt {own}/www.pem defer-accept"),
             "http-response set-header X-Other yes".to_owned(),
             "http-response set-header Strict-Transport-Security max-age=1;evil".to_owned(),
+            "http-response set-header Strict-Transport-Security 'max-age=1; evil;'".to_owned(),
+            "http-response set-header Strict-Transport-Security 'max-age=1; preload; preload;'"
+                .to_owned(),
+            "http-response set-header Strict-Transport-Security 'max-age=1;' x".to_owned(),
+            "http-response set-header X-Evil 'max-age=1;'".to_owned(),
             "bind 127.0.50.1:8080 ssl crt lb-2/www.pem".to_owned(),
             "bind 127.0.50.1:8080 ssl crt lb-1/../lb-2/www.pem".to_owned(),
             "bind 127.0.50.1:8080 ssl crt ./lb-1/www.pem".to_owned(),

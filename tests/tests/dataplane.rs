@@ -1734,7 +1734,7 @@ fn tls_terminates_on_the_device_with_keys_no_driver_holds() {
     assert!(seen.contains("subject=CN = WWW.EXAMPLE.COM"), "{seen}");
     let lower = seen.to_ascii_lowercase();
     assert!(
-        lower.contains("strict-transport-security: max-age=31536000;includesubdomains"),
+        lower.contains("strict-transport-security: max-age=31536000; includesubdomains;"),
         "{seen}"
     );
     assert!(lower.contains("x-forwarded-proto: https"), "{seen}");

@@ -208,15 +208,17 @@ pub(crate) fn bind_options(
 /// The `Strict-Transport-Security` header of a listener, if it sets HSTS.
 pub(crate) fn hsts_line(tls: &ListenerTls) -> Option<String> {
     let hsts = tls.hsts.as_ref()?;
-    let mut value = format!("max-age={}", hsts.max_age);
+    // The amphora's value, byte for byte: each directive ends with `;`, the later ones after a
+    // space (so the value is quoted).
+    let mut value = format!("max-age={};", hsts.max_age);
     if hsts.include_subdomains {
-        value.push_str(";includeSubDomains");
+        value.push_str(" includeSubDomains;");
     }
     if hsts.preload {
-        value.push_str(";preload");
+        value.push_str(" preload;");
     }
     Some(format!(
-        "    http-response set-header Strict-Transport-Security {value}"
+        "    http-response set-header Strict-Transport-Security '{value}'"
     ))
 }
 
