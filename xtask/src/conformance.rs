@@ -54,9 +54,14 @@ pub struct Args {
     /// Use debug builds (what `scripts/test` already built) instead of release builds.
     #[arg(long)]
     debug: bool,
-    /// Leave docs/conformance.md as it is (for partial runs, as CI's).
+    /// Leave docs/conformance.md as it is (for partial runs, as CI's); then a failed test, or
+    /// fewer than --min-passed passing per provider, fails the command.
     #[arg(long)]
     no_report: bool,
+    /// With --no-report: the tests each provider must pass, so that a run that silently ran
+    /// nothing (a regex that matches nothing, a service the tests skip without) does not pass.
+    #[arg(long, default_value_t = 1)]
+    min_passed: usize,
     /// Only rewrite docs/conformance.md from the last runs' results.
     #[arg(long)]
     render_only: bool,
@@ -109,6 +114,7 @@ fn run_all(args: &Args) -> anyhow::Result<()> {
 /// (then failures fail the command).
 fn report(args: &Args) -> anyhow::Result<()> {
     let mut failed = 0;
+    let mut short_of = Vec::new();
     for provider in &args.providers {
         let (outcomes, _) = results(provider)?;
         let tally = tally(&outcomes);
@@ -123,17 +129,32 @@ fn report(args: &Args) -> anyhow::Result<()> {
             eprintln!("  FAILED {}: {}", short(&outcome.id), outcome.reason);
         }
         failed += failures;
+        if passed < args.min_passed {
+            short_of.push(format!("{provider} passed {passed}"));
+        }
     }
     if args.no_report {
-        if failed > 0 {
-            bail!("{failed} tests failed");
-        }
-        return Ok(());
+        return gate(failed, &short_of, args.min_passed);
     }
     let report = render(&args.providers, &args.regex, args.debug)?;
     let path = root().join("docs/conformance.md");
     std::fs::write(&path, report)?;
     eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// The partial run's verdict: no test failed, and every provider passed at least `min_passed`.
+fn gate(failed: usize, short_of: &[String], min_passed: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        bail!("{failed} tests failed");
+    }
+    if !short_of.is_empty() {
+        bail!(
+            "too few tests passed ({}; at least {min_passed} must): the run skipped or missed \
+             tests it should have run",
+            short_of.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -681,6 +702,19 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_run_fails_on_a_failure_or_when_too_few_passed() {
+        assert!(gate(0, &[], 35).is_ok());
+        assert!(gate(1, &[], 35).is_err());
+        let short = gate(0, &["acme-adc passed 22".to_owned()], 35)
+            .expect_err("an empty run passed")
+            .to_string();
+        assert!(
+            short.contains("acme-adc passed 22") && short.contains("at least 35"),
+            "{short}"
+        );
+    }
 
     #[test]
     fn test_ids_map_to_modules() {
