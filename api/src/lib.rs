@@ -133,8 +133,9 @@ impl Api {
         &self,
         ctx: &Context,
         refs: Result<lbaas_control::octavia::certificates::TlsRefs, lbaas_control::Error>,
+        parents: lbaas_control::octavia::tree::Parents,
     ) -> ApiResult<lbaas_control::octavia::certificates::Resolved> {
-        Ok(self.plane.resolve_tls(ctx.clone(), refs?).await?)
+        Ok(self.plane.resolve_tls(ctx.clone(), refs?, parents).await?)
     }
 
     /// Runs a blocking driver call (validate-flavor) off the async threads.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use lbaas_control::octavia::listeners::{self, ListenerCreate, ListenerUpdate};
-use lbaas_control::octavia::tree;
+use lbaas_control::octavia::tree::Parents;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -92,23 +92,9 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    let refs = body.listener.tls_refs();
-    if refs.as_ref().is_ok_and(|refs| !refs.is_empty()) {
-        let (reader, lb_id) = (
-            ctx.clone(),
-            body.listener.loadbalancer_id().map(str::to_owned),
-        );
-        api.read(move |_, snapshot| {
-            Ok(tree::authorize_parents(
-                snapshot,
-                &reader,
-                lb_id.as_deref(),
-                None,
-            )?)
-        })
+    let resolved = api
+        .resolve_tls(&ctx, body.listener.tls_refs(), body.listener.parents())
         .await?;
-    }
-    let resolved = api.resolve_tls(&ctx, refs).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = listeners::create(plane, snapshot, &ctx, body.listener, &resolved)?;
@@ -129,7 +115,7 @@ async fn update(
         .read(move |_, snapshot| Ok(listeners::current(snapshot, &reader, &listener_id)?))
         .await?;
     let resolved = api
-        .resolve_tls(&ctx, body.listener.tls_refs(&current))
+        .resolve_tls(&ctx, body.listener.tls_refs(&current), Parents::default())
         .await?;
     let view = api
         .write(move |plane, snapshot| {

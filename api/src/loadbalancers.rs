@@ -174,7 +174,11 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    let resolved = api.resolve_tls(&ctx, body.loadbalancer.tls_refs()).await?;
+    // The tree's parent is the load balancer it makes: whose project it is in is the write's
+    // rule.
+    let resolved = api
+        .resolve_tls(&ctx, body.loadbalancer.tls_refs(), Default::default())
+        .await?;
     let (lb, tree) = api
         .write(move |plane, snapshot| {
             Ok(loadbalancers::create(

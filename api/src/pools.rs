@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use lbaas_control::octavia::pools::{self, PoolCreate, PoolUpdate};
-use lbaas_control::octavia::tree;
+use lbaas_control::octavia::tree::Parents;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -77,22 +77,9 @@ async fn create(
     Body(body): Body<CreateEnvelope>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     ctx.require_member()?;
-    let refs = body.pool.tls_refs();
-    if refs.as_ref().is_ok_and(|refs| !refs.is_empty()) {
-        let reader = ctx.clone();
-        let (lb_id, listener_id) = body.pool.parents();
-        let (lb_id, listener_id) = (lb_id.map(str::to_owned), listener_id.map(str::to_owned));
-        api.read(move |_, snapshot| {
-            Ok(tree::authorize_parents(
-                snapshot,
-                &reader,
-                lb_id.as_deref(),
-                listener_id.as_deref(),
-            )?)
-        })
+    let resolved = api
+        .resolve_tls(&ctx, body.pool.tls_refs(), body.pool.parents())
         .await?;
-    }
-    let resolved = api.resolve_tls(&ctx, refs).await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = pools::create(plane, snapshot, &ctx, body.pool, &resolved)?;
@@ -118,7 +105,9 @@ async fn update(
     let current = api
         .read(move |_, snapshot| Ok(pools::current_tls(snapshot, &reader, &pool_id)?))
         .await?;
-    let resolved = api.resolve_tls(&ctx, body.pool.tls_refs(&current)).await?;
+    let resolved = api
+        .resolve_tls(&ctx, body.pool.tls_refs(&current), Parents::default())
+        .await?;
     let view = api
         .write(move |plane, snapshot| {
             let change = pools::update(plane, snapshot, &ctx, &id, body.pool, &resolved)?;

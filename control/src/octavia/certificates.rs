@@ -11,6 +11,7 @@ use lbaas_keys::{Authority, Bundle, CertError, CertificateInfo};
 use zeroize::Zeroizing;
 
 use super::Caller;
+use super::tree::Parents;
 use crate::model::Secret;
 use crate::store::StoreExt as _;
 use crate::{ControlPlane, Error};
@@ -209,17 +210,23 @@ impl ControlPlane {
         seen.insert(reference.to_owned(), not_after);
     }
 
-    /// Resolves and checks what `refs` name, for `caller`.
+    /// Resolves and checks what `refs` name, for `caller`, once the caller has shown it may
+    /// change the `parents` the request names ([`super::tree::authorize_parents`]).
     pub async fn resolve_tls(
         self: &Arc<Self>,
         caller: impl Caller + Send + 'static,
         refs: TlsRefs,
+        parents: Parents,
     ) -> Result<Resolved, Error> {
         if refs.is_empty() {
             return Ok(Resolved::default());
         }
         let plane = self.clone();
-        crate::spawn_blocking(move || plane.resolve_now(&caller, refs)).await?
+        crate::spawn_blocking(move || {
+            super::tree::authorize_parents(&*plane.snapshot()?, &caller, &parents)?;
+            plane.resolve_now(&caller, refs)
+        })
+        .await?
     }
 
     /// A reference's payload, opened, if the caller may read it; why not, otherwise. A
@@ -268,11 +275,10 @@ impl ControlPlane {
         self.open_secret(&secret).map(Ok)
     }
 
-    fn resolve_now(&self, caller: &impl Caller, refs: TlsRefs) -> Result<Resolved, Error> {
+    fn resolve_now(&self, caller: &impl Caller, mut refs: TlsRefs) -> Result<Resolved, Error> {
         let mut resolved = Resolved::default();
         let mut bad = Vec::new();
-        for reference in &refs.certificates {
-            let reference = reference.clone();
+        for reference in std::mem::take(&mut refs.certificates) {
             match self.payload(caller, &reference)? {
                 Ok(payload) => match Bundle::parse(&payload) {
                     Ok(bundle) => {
@@ -302,7 +308,7 @@ impl ControlPlane {
                 listed(&bad)
             )));
         }
-        for (ca_ref, crl_ref) in refs.authorities.clone() {
+        for (ca_ref, crl_ref) in std::mem::take(&mut refs.authorities) {
             let info = self.authority(caller, &refs, &ca_ref, crl_ref.as_deref())?;
             resolved.authorities.insert((ca_ref, crl_ref), info);
         }

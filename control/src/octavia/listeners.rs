@@ -365,14 +365,17 @@ pub fn build_tree(
     Ok(())
 }
 
-/// Creates a listener on a load balancer the caller may change.
 impl ListenerCreate {
-    /// The load balancer the listener is for, as the request names it.
-    pub fn loadbalancer_id(&self) -> Option<&str> {
-        self.loadbalancer_id.as_deref()
+    /// The load balancer the listener is for.
+    pub fn parents(&self) -> super::tree::Parents {
+        super::tree::Parents {
+            loadbalancer_id: self.loadbalancer_id.clone(),
+            listener_id: None,
+        }
     }
 }
 
+/// Creates a listener on a load balancer the caller may change.
 pub fn create(
     plane: &ControlPlane,
     snapshot: &Snapshot,

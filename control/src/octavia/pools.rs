@@ -232,15 +232,18 @@ pub fn current_tls(
     Ok(snapshot.pool(caller, id)?.tls.clone())
 }
 
-/// Creates a pool on a load balancer the caller may change, as the default pool of a listener
-/// when the request names one. The change's value is the pool and that listener's id.
 impl PoolCreate {
-    /// The load balancer and the listener the pool is for, as the request names them.
-    pub fn parents(&self) -> (Option<&str>, Option<&str>) {
-        (self.loadbalancer_id.as_deref(), self.listener_id.as_deref())
+    /// The load balancer and the listener the pool is for.
+    pub fn parents(&self) -> super::tree::Parents {
+        super::tree::Parents {
+            loadbalancer_id: self.loadbalancer_id.clone(),
+            listener_id: self.listener_id.clone(),
+        }
     }
 }
 
+/// Creates a pool on a load balancer the caller may change, as the default pool of a listener
+/// when the request names one. The change's value is the pool and that listener's id.
 pub fn create(
     plane: &ControlPlane,
     snapshot: &Snapshot,

@@ -144,6 +144,29 @@ fn reference(field: &'static str, value: &Option<Value>) -> Decided<Option<Strin
     }
 }
 
+/// A CA or revocation-list field of an update: its name, what the request gives (if it gives
+/// it), and what is stored.
+type PairField<'a> = (&'static str, &'a Option<Value>, &'a Option<String>);
+
+/// An update's client CA and revocation list as they will be, in `refs`: only when the request
+/// changes either, with the stored one where it changes only one of the pair (Octavia checks
+/// the pair as it will be).
+fn authorities_after(refs: &mut TlsRefs, ca: PairField<'_>, crl: PairField<'_>) -> Decided<()> {
+    refs.authorities.clear();
+    if ca.1.is_none() && crl.1.is_none() {
+        return Ok(());
+    }
+    let after = |(field, given, stored): PairField<'_>| match given {
+        Some(_) => reference(field, given),
+        None => Ok(stored.clone()),
+    };
+    let (ca_ref, crl_ref) = (after(ca)?, after(crl)?);
+    refs.name(ca.0, ca_ref.as_ref());
+    refs.name(crl.0, crl_ref.as_ref());
+    refs.authorities.extend(ca_ref.map(|ca| (ca, crl_ref)));
+    Ok(())
+}
+
 /// A list of text, or null.
 fn texts(field: &'static str, value: &Option<Value>) -> Decided<Option<Vec<String>>> {
     match value {
@@ -316,27 +339,19 @@ impl ListenerTls<'_> {
     /// the request changes only one of the pair: Octavia checks the pair as it will be.
     pub fn update_refs(&self, current: &model::ListenerTls) -> Decided<TlsRefs> {
         let mut refs = self.refs()?;
-        let crl = reference("client_crl_container_ref", self.client_crl_container_ref)?;
-        let ca = reference(
-            "client_ca_tls_container_ref",
-            self.client_ca_tls_container_ref,
+        authorities_after(
+            &mut refs,
+            (
+                "client_ca_tls_container_ref",
+                self.client_ca_tls_container_ref,
+                &current.client_ca_tls_container_ref,
+            ),
+            (
+                "client_crl_container_ref",
+                self.client_crl_container_ref,
+                &current.client_crl_container_ref,
+            ),
         )?;
-        refs.authorities.clear();
-        if self.client_ca_tls_container_ref.is_some() || self.client_crl_container_ref.is_some() {
-            let ca = if self.client_ca_tls_container_ref.is_some() {
-                ca
-            } else {
-                current.client_ca_tls_container_ref.clone()
-            };
-            let crl = if self.client_crl_container_ref.is_some() {
-                crl
-            } else {
-                current.client_crl_container_ref.clone()
-            };
-            refs.name("client_ca_tls_container_ref", ca.as_ref());
-            refs.name("client_crl_container_ref", crl.as_ref());
-            refs.authorities.extend(ca.map(|ca| (ca, crl)));
-        }
         Ok(refs)
     }
 
@@ -611,22 +626,19 @@ impl PoolTls<'_> {
     /// request changes only one of the pair.
     pub fn update_refs(&self, current: &model::PoolTls) -> Decided<TlsRefs> {
         let mut refs = self.refs()?;
-        refs.authorities.clear();
-        if self.ca_tls_container_ref.is_some() || self.crl_container_ref.is_some() {
-            let ca = if self.ca_tls_container_ref.is_some() {
-                reference("ca_tls_container_ref", self.ca_tls_container_ref)?
-            } else {
-                current.ca_tls_container_ref.clone()
-            };
-            let crl = if self.crl_container_ref.is_some() {
-                reference("crl_container_ref", self.crl_container_ref)?
-            } else {
-                current.crl_container_ref.clone()
-            };
-            refs.name("ca_tls_container_ref", ca.as_ref());
-            refs.name("crl_container_ref", crl.as_ref());
-            refs.authorities.extend(ca.map(|ca| (ca, crl)));
-        }
+        authorities_after(
+            &mut refs,
+            (
+                "ca_tls_container_ref",
+                self.ca_tls_container_ref,
+                &current.ca_tls_container_ref,
+            ),
+            (
+                "crl_container_ref",
+                self.crl_container_ref,
+                &current.crl_container_ref,
+            ),
+        )?;
         Ok(refs)
     }
 }

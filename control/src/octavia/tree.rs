@@ -52,20 +52,26 @@ pub fn ensure_writable(caller: &impl Caller, project_id: &str) -> Decided<()> {
     }
 }
 
+/// The objects a create names as its parents, as the request names them.
+#[derive(Debug, Default, Clone)]
+pub struct Parents {
+    pub loadbalancer_id: Option<String>,
+    pub listener_id: Option<String>,
+}
+
 /// Octavia's order for a create that names certificates: the parents it names exist (a 400
 /// otherwise) and the caller may change them (a 403), before any reference is checked with
 /// the caller's rights: an outsider learns nothing about references from a 400.
 pub fn authorize_parents(
     snapshot: &Snapshot,
     caller: &impl Caller,
-    loadbalancer_id: Option<&str>,
-    listener_id: Option<&str>,
+    parents: &Parents,
 ) -> Decided<()> {
-    if let Some(id) = loadbalancer_id {
+    if let Some(id) = &parents.loadbalancer_id {
         let lb = super::fields::referenced(snapshot.loadbalancer(caller, id), "Load Balancer", id)?;
         ensure_writable(caller, &lb.common.project_id)?;
     }
-    if let Some(id) = listener_id {
+    if let Some(id) = &parents.listener_id {
         let listener = super::fields::referenced(snapshot.listener(caller, id), "Listener", id)?;
         ensure_writable(caller, &listener.common.project_id)?;
     }
