@@ -37,8 +37,14 @@ pub enum HaproxyError {
         /// The system's error.
         source: std::io::Error,
     },
-    /// The state folder is too deep for HAProxy's Unix socket paths.
-    #[error("state folder {} is too deep for a Unix socket path", .0.display())]
+    /// The sockets' folder is too deep for HAProxy's Unix socket paths.
+    #[error(
+        "the socket folder {} is too deep for HAProxy: its sockets are bound as paths of up to \
+         {} bytes, and a Unix socket's path holds at most {MAX_SOCKET_PATH}; give \
+         --socket-dir a shorter folder",
+        .0.display(),
+        socket_path_length(.0)
+    )]
     TooDeep(PathBuf),
     /// The HAProxy binary could not be run.
     #[error("cannot run {}: {source}", binary.display())]
@@ -95,11 +101,24 @@ fn files(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Ha
 /// How long a start or a reload may take before the agent gives up on it.
 const SETTLE: Duration = Duration::from_secs(15);
 /// Unix socket paths are limited to 108 bytes, terminator included.
-const MAX_SOCKET_PATH: usize = 107;
+pub const MAX_SOCKET_PATH: usize = 107;
+/// The longest socket name the agent gives HAProxy.
+const LONGEST_SOCKET: &str = "master.sock";
+/// What HAProxy adds to a socket's path while it binds it (`<path>.<pid>.tmp`, renamed once
+/// bound), with the largest pid Linux hands out.
+const BIND_SUFFIX: &str = ".4194304.tmp";
+
+/// The longest path HAProxy binds for a socket in `dir`.
+pub fn socket_path_length(dir: &Path) -> usize {
+    dir.join(LONGEST_SOCKET).as_os_str().len() + BIND_SUFFIX.len()
+}
 
 pub struct Haproxy {
     binary: PathBuf,
     dir: PathBuf,
+    /// Where HAProxy's two Unix sockets live: `dir` unless a shorter folder is given, as a
+    /// socket's path is limited to 107 bytes wherever the state lives.
+    sockets: PathBuf,
 }
 
 /// The master's view of itself (`show proc`).
@@ -128,7 +147,16 @@ pub struct StatRow {
 
 impl Haproxy {
     pub fn new(binary: PathBuf, dir: PathBuf) -> Self {
-        Self { binary, dir }
+        Self {
+            binary,
+            sockets: dir.clone(),
+            dir,
+        }
+    }
+
+    /// HAProxy's sockets in `sockets` instead of the state folder.
+    pub fn with_sockets(self, sockets: PathBuf) -> Self {
+        Self { sockets, ..self }
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -144,11 +172,11 @@ impl Haproxy {
     }
 
     fn master_socket(&self) -> PathBuf {
-        self.dir.join("master.sock")
+        self.sockets.join(LONGEST_SOCKET)
     }
 
     fn stats_socket(&self) -> PathBuf {
-        self.dir.join("stats.sock")
+        self.sockets.join("stats.sock")
     }
 
     pub fn pid_file(&self) -> PathBuf {
@@ -163,10 +191,16 @@ impl Haproxy {
     /// the configurations found there.
     pub fn start_or_adopt(&self) -> Result<Processes, HaproxyError> {
         fs::create_dir_all(self.conf_dir()).map_err(files("create", &self.conf_dir()))?;
-        for socket in [self.master_socket(), self.stats_socket()] {
-            if socket.as_os_str().len() > MAX_SOCKET_PATH {
-                return Err(HaproxyError::TooDeep(self.dir.clone()));
-            }
+        if self.sockets != self.dir {
+            // The master socket commands HAProxy: a folder of the agent's alone.
+            fs::create_dir_all(&self.sockets)
+                .and_then(|()| {
+                    fs::set_permissions(&self.sockets, fs::Permissions::from_mode(0o700))
+                })
+                .map_err(files("create", &self.sockets))?;
+        }
+        if socket_path_length(&self.sockets) > MAX_SOCKET_PATH {
+            return Err(HaproxyError::TooDeep(self.sockets.clone()));
         }
         self.write_base()?;
         if let Ok(processes) = self.processes() {

@@ -121,14 +121,17 @@ impl<'a> Config<'a> {
 }
 
 impl Agent {
-    /// Starts (or adopts) the HAProxy whose files live in `state_dir`.
+    /// Starts (or adopts) the HAProxy whose files live in `state_dir` and whose sockets live
+    /// in `socket_dir` (the state folder when `None`).
     pub fn start(
         haproxy_binary: PathBuf,
         state_dir: &Path,
+        socket_dir: Option<&Path>,
         token: Option<&str>,
         policy: ConfigPolicy,
     ) -> Result<Self, haproxy::HaproxyError> {
-        let haproxy = Haproxy::new(haproxy_binary, state_dir.to_owned());
+        let haproxy = Haproxy::new(haproxy_binary, state_dir.to_owned())
+            .with_sockets(socket_dir.unwrap_or(state_dir).to_owned());
         haproxy.start_or_adopt()?;
         let policy = ConfigPolicy {
             certificates: Some(certificates::root(state_dir)),

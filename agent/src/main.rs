@@ -22,6 +22,10 @@ struct Args {
     /// running from this folder is adopted.
     #[arg(long)]
     state_dir: PathBuf,
+    /// Folder for HAProxy's two Unix sockets instead of the state folder: a socket's path
+    /// holds at most 107 bytes, so a deep state folder needs a short one here.
+    #[arg(long)]
+    socket_dir: Option<PathBuf>,
     /// File holding the bearer token the host must present. Without it, anyone who reaches
     /// the agent may configure it: only for a management address nobody else can reach.
     #[arg(long)]
@@ -74,8 +78,14 @@ fn main() -> anyhow::Result<()> {
         // Set by the agent: its own certificate folder.
         certificates: None,
     };
-    let agent = Agent::start(args.haproxy.clone(), &state_dir, token.as_deref(), policy)
-        .map_err(anyhow::Error::msg)?;
+    let agent = Agent::start(
+        args.haproxy.clone(),
+        &state_dir,
+        args.socket_dir.as_deref(),
+        token.as_deref(),
+        policy,
+    )
+    .map_err(anyhow::Error::msg)?;
     let agent = Arc::new(agent);
 
     let runtime = tokio::runtime::Runtime::new()?;

@@ -868,13 +868,17 @@ fn socket(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn name_ok(name: &str) -> Rule {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
+/// Up to `max` letters, digits, `-`, `_` and `.`: a name HAProxy reads as one word.
+fn word(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn name_ok(name: &str) -> Rule {
+    if word(name, MAX_NAME) {
         Ok(())
     } else {
         Err(format!(
@@ -900,10 +904,12 @@ fn path_ok(path: &str) -> Rule {
     }
 }
 
-/// `http-check expect status 200` or `http-check expect rstatus ^(200|202)$`.
+/// `http-check expect status 200`, `http-check expect rstatus ^(200|202)$`, or the `Host`
+/// header of the check request, `http-check send hdr Host NAME`.
 fn http_check(args: &[&str]) -> Rule {
     match args {
         ["expect", "status", code] if status_code(code) => Ok(()),
+        ["send", "hdr", "Host", name] => host_name(name),
         ["expect", "rstatus", pattern] => {
             let codes = pattern
                 .strip_prefix("^(")
@@ -913,7 +919,20 @@ fn http_check(args: &[&str]) -> Rule {
                 .map(|_| ())
                 .ok_or_else(|| "allows only `rstatus ^(CODE|CODE...)$`".into())
         }
-        _ => Err("allows only `expect status CODE` and `expect rstatus ^(CODE|...)$`".into()),
+        _ => Err(
+            "allows only `expect status CODE`, `expect rstatus ^(CODE|...)$` and \
+             `send hdr Host NAME`"
+                .into(),
+        ),
+    }
+}
+
+/// A host name: letters, digits, `-`, `_` and `.`, at most 254 bytes.
+fn host_name(name: &str) -> Rule {
+    if word(name, 254) {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a host name", shown(name)))
     }
 }
 
@@ -1048,7 +1067,8 @@ backend p-1
     timeout server 50000ms
     cookie SRV insert indirect nocache
     timeout check 1s
-    option httpchk GET /health?x=1
+    option httpchk GET /health?x=1 HTTP/1.1
+    http-check send hdr Host www.example.com
     http-check expect rstatus ^(200|202)$
     server m-1 127.0.0.1:8001 weight 1 check inter 2s fall 2 rise 3 addr 127.0.0.2 port 9000 cookie m-1
     server m-2 127.0.0.1:8002 weight 0 check inter 2s fall 2 rise 3 backup disabled
@@ -1295,6 +1315,18 @@ backend p-2
             ),
             (
                 "backend p-9\n    http-check expect rstatus .*",
+                "http-check",
+            ),
+            (
+                "backend p-9\n    http-check send hdr X-Forwarded-For 10.0.0.1",
+                "http-check",
+            ),
+            (
+                "backend p-9\n    http-check send hdr Host a\\r\\nX:\\ y",
+                "http-check",
+            ),
+            (
+                "backend p-9\n    http-check send meth GET uri /x body secret",
                 "http-check",
             ),
             (

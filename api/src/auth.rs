@@ -70,6 +70,7 @@ impl Auth {
                 Ok(Context {
                     project_id: project.to_owned(),
                     roles: vec![ROLE_ADMIN.to_owned()],
+                    policy: Default::default(),
                     noauth: true,
                     token: None,
                 })
@@ -80,6 +81,7 @@ impl Auth {
                 Ok(Context {
                     project_id: grant.project_id.clone(),
                     roles: grant.roles.clone(),
+                    policy: Default::default(),
                     noauth: false,
                     token: None,
                 })

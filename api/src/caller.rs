@@ -19,11 +19,64 @@ pub const ROLE_READER: &str = "reader";
 pub const ROLE_PROJECT_MEMBER: &str = "member";
 pub const ROLE_MANAGER: &str = "manager";
 
+/// Which roles the load-balancer API honours: one of the policies Octavia ships.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Octavia's defaults: Keystone's default roles (`reader`, `member`, `manager`, `admin`)
+    /// and, as their deprecated alternatives, Octavia's own `load-balancer_*` roles.
+    #[default]
+    Default,
+    /// Octavia's own roles alone (`octavia-advanced-rbac-policy.yaml`): a project's
+    /// `load-balancer_observer` reads it, its `load-balancer_member` changes it;
+    /// `load-balancer_global_observer`, `load-balancer_admin` and `load-balancer_quota_admin`
+    /// (and `admin`) act on every project. Keystone's `reader` and `member` count for nothing.
+    Advanced,
+    /// Keystone's default roles alone, with the new defaults enforced
+    /// (`keystone_default_roles-policy.yaml`): `reader` reads its project, `member` changes
+    /// it, `admin` acts on all; Octavia's observer, member and quota roles count for nothing.
+    KeystoneDefaultRoles,
+}
+
+impl Policy {
+    /// Every policy, by the name `lbaasd serve --policy` takes.
+    pub const NAMES: [(&str, Self); 3] = [
+        ("default", Self::Default),
+        ("advanced", Self::Advanced),
+        ("keystone-default-roles", Self::KeystoneDefaultRoles),
+    ];
+
+    /// Whether Octavia's own project and global roles count.
+    fn octavia_roles(self) -> bool {
+        self != Self::KeystoneDefaultRoles
+    }
+
+    /// Whether Keystone's project roles count.
+    fn keystone_roles(self) -> bool {
+        self != Self::Advanced
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Self::NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, policy)| *policy)
+            .ok_or_else(|| {
+                format!("`{name}` is not a policy (default, advanced, keystone-default-roles)")
+            })
+    }
+}
+
 /// The caller of one request.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub project_id: String,
     pub roles: Vec<String>,
+    /// The policy the host applies to `roles`.
+    pub policy: Policy,
     /// Octavia's noauth: everything allowed, the project taken from the request.
     pub noauth: bool,
     /// The Keystone token the caller proved itself with, to act as the caller toward
@@ -62,7 +115,7 @@ impl Context {
 
     /// May change quotas (Octavia's `load-balancer:write-quota`).
     fn is_quota_admin(&self) -> bool {
-        self.is_admin() || self.has(ROLE_QUOTA_ADMIN)
+        self.is_admin() || (self.policy.octavia_roles() && self.has(ROLE_QUOTA_ADMIN))
     }
 
     /// May read `project_id`'s quotas (Octavia's `load-balancer:read-quota`).
@@ -78,14 +131,19 @@ impl Context {
         }
     }
 
-    /// May change its project's objects: Octavia's member role or Keystone's member or manager.
+    /// May change its project's objects: Octavia's member role or Keystone's member or
+    /// manager, as the policy counts them.
     fn is_member(&self) -> bool {
-        self.has(ROLE_MEMBER) || self.has(ROLE_PROJECT_MEMBER) || self.has(ROLE_MANAGER)
+        (self.policy.octavia_roles() && self.has(ROLE_MEMBER))
+            || (self.policy.keystone_roles()
+                && (self.has(ROLE_PROJECT_MEMBER) || self.has(ROLE_MANAGER)))
     }
 
     /// May read its project's objects.
     fn is_reader(&self) -> bool {
-        self.is_member() || self.has(ROLE_OBSERVER) || self.has(ROLE_READER)
+        self.is_member()
+            || (self.policy.octavia_roles() && self.has(ROLE_OBSERVER))
+            || (self.policy.keystone_roles() && self.has(ROLE_READER))
     }
 
     /// Holds a role the load-balancer API knows: Octavia's policy refuses every request of a
@@ -96,7 +154,7 @@ impl Context {
 
     /// May see every project's objects.
     pub fn reads_all(&self) -> bool {
-        self.is_admin() || self.has(ROLE_GLOBAL_OBSERVER)
+        self.is_admin() || (self.policy.octavia_roles() && self.has(ROLE_GLOBAL_OBSERVER))
     }
 
     pub fn can_read(&self, project_id: &str) -> bool {
@@ -160,6 +218,7 @@ mod tests {
         Context {
             project_id: "p".into(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            policy: Policy::Default,
             noauth: false,
             token: None,
         }
@@ -191,5 +250,43 @@ mod tests {
         assert!(quota_admin.can_read_quotas("q") && quota_admin.require_quota_admin().is_ok());
         assert!(caller(&[ROLE_MEMBER]).require_quota_admin().is_err());
         assert!(caller(&[ROLE_MEMBER]).can_read_quotas("p"));
+    }
+
+    fn under(policy: Policy, roles: &[&str]) -> Context {
+        Context {
+            policy,
+            ..caller(roles)
+        }
+    }
+
+    /// Octavia's two sample policies: each honours its own roles alone (and `admin`).
+    #[test]
+    fn advanced_and_keystone_policies_honour_their_own_roles_alone() {
+        let advanced = |roles: &[&str]| under(Policy::Advanced, roles);
+        for keystone in [ROLE_READER, ROLE_PROJECT_MEMBER, ROLE_MANAGER] {
+            let ctx = advanced(&[keystone]);
+            assert!(!ctx.has_api_role() && !ctx.can_read("p"), "{keystone}");
+        }
+        assert!(advanced(&[ROLE_MEMBER]).can_write("p"));
+        assert!(advanced(&[ROLE_OBSERVER]).can_read("p"));
+        assert!(advanced(&[ROLE_GLOBAL_OBSERVER]).can_read("q"));
+        assert!(advanced(&[ROLE_QUOTA_ADMIN]).require_quota_admin().is_ok());
+        assert!(advanced(&[ROLE_LB_ADMIN]).require_admin().is_ok());
+
+        let keystone = |roles: &[&str]| under(Policy::KeystoneDefaultRoles, roles);
+        for octavia in [
+            ROLE_MEMBER,
+            ROLE_OBSERVER,
+            ROLE_GLOBAL_OBSERVER,
+            ROLE_QUOTA_ADMIN,
+        ] {
+            assert!(!keystone(&[octavia]).has_api_role(), "{octavia}");
+        }
+        assert!(keystone(&[ROLE_PROJECT_MEMBER]).can_write("p"));
+        assert!(keystone(&[ROLE_READER]).can_read("p"));
+        assert!(!keystone(&[ROLE_READER]).can_write("p"));
+        assert!(keystone(&[ROLE_ADMIN]).require_quota_admin().is_ok());
+        // Octavia's sample file keeps load-balancer_admin an admin.
+        assert!(keystone(&[ROLE_LB_ADMIN]).require_admin().is_ok());
     }
 }

@@ -92,8 +92,9 @@ async fn update(
     Body(body): Body<UpdateEnvelope>,
 ) -> ApiResult<Json<Value>> {
     let hm = api
-        .write(move |_, snapshot| {
+        .write(move |plane, snapshot| {
             Ok(healthmonitors::update(
+                plane,
                 snapshot,
                 &ctx,
                 &id,

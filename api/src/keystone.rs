@@ -226,6 +226,7 @@ impl Keystone {
         Ok(Context {
             project_id,
             roles: grant.roles,
+            policy: Default::default(),
             noauth: false,
             token: Some(crate::caller::Token::new(token)),
         })

@@ -49,7 +49,7 @@ use crate::edge::Base;
 use lbaas_control::{model, store};
 
 pub use auth::Auth;
-pub use caller::Context;
+pub use caller::{Context, Policy};
 pub use error::{ApiError, ApiResult};
 
 /// What the handlers share: the control plane they call, how callers are authenticated, and
@@ -57,6 +57,8 @@ pub use error::{ApiError, ApiResult};
 pub struct Api {
     pub plane: Arc<ControlPlane>,
     pub auth: Auth,
+    /// Which roles count ([`Policy`]).
+    pub policy: Policy,
     /// The drivers' audit trail, when the host keeps one.
     pub audit: Option<Arc<dyn AuditTrail>>,
     /// What every request passes before routing ([`edge`]).
@@ -79,6 +81,7 @@ impl Api {
         Self {
             plane,
             auth,
+            policy: Policy::default(),
             audit: None,
             edge: Arc::new(edge),
         }
@@ -94,6 +97,20 @@ impl Api {
         let noauth = matches!(self.auth, Auth::None);
         self.edge = Arc::new(edge((*self.edge).clone()).noauth(noauth));
         self
+    }
+
+    /// Honours the roles of `policy`.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The caller holding `token` (the dashboard's session), under the host's policy: as if
+    /// it came in `X-Auth-Token`. Under noauth, the default project's admin.
+    pub async fn token_caller(&self, token: &str) -> ApiResult<Context> {
+        let mut ctx = self.auth.token_context(token).await?;
+        ctx.policy = self.policy;
+        Ok(ctx)
     }
 
     /// Serves the audit trail under `/v2/admin/audit`.
@@ -154,7 +171,8 @@ impl FromRequestParts<Arc<Api>> for Context {
         parts: &mut Parts,
         api: &Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        let ctx = api.auth.context(parts).await?;
+        let mut ctx = api.auth.context(parts).await?;
+        ctx.policy = api.policy;
         if ctx.has_api_role() {
             Ok(ctx)
         } else {

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::model::{
-    Device, Flavor, FlavorProfile, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member,
-    Network, Pool,
+    Device, Flavor, FlavorProfile, HealthMonitor, HttpVersion, L7Policy, L7Rule, Listener,
+    LoadBalancer, Member, Network, Pool,
 };
 
 use lbaas_control::snapshot::Snapshot;
@@ -184,8 +184,11 @@ pub fn healthmonitor(hm: &HealthMonitor) -> Value {
     map.remove("loadbalancer_id");
     let pool = map.remove("pool_id").unwrap_or(Value::Null);
     map.insert("pools".into(), json!([{ "id": pool }]));
-    map.insert("http_version".into(), Value::Null);
-    map.insert("domain_name".into(), Value::Null);
+    // A number in Octavia's API; stored as its text.
+    map.insert(
+        "http_version".into(),
+        json!(hm.http_version.map(HttpVersion::number)),
+    );
     Value::Object(map)
 }
 

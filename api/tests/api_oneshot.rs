@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use lbaas_api::auth::TokenGrant;
-use lbaas_api::{Api, Auth, router};
+use lbaas_api::{Api, Auth, Policy, router};
 use lbaas_control::ControlPlane;
 use lbaas_control::drivers::Drivers;
 use lbaas_core::store::MemoryStore;
@@ -141,6 +141,43 @@ async fn tokens_roles_and_projects_are_enforced() {
     );
     let (status, body) = call(&app, "GET", "/v2/admin/devices", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `--policy`: each of Octavia's sample policies honours its own roles alone.
+#[tokio::test]
+async fn each_policy_honours_its_own_roles() {
+    let grant = |role: &str| TokenGrant {
+        project_id: "tenant".into(),
+        roles: vec![role.into()],
+    };
+    let tokens = HashMap::from([
+        ("keystone-member".to_owned(), grant("member")),
+        ("octavia-member".to_owned(), grant("load-balancer_member")),
+    ]);
+    let answers = |policy: Policy| {
+        let tokens = tokens.clone();
+        async move {
+            let (jobs, _queue) = tokio::sync::mpsc::unbounded_channel();
+            let plane = ControlPlane::new(
+                Arc::new(MemoryStore::new()),
+                Arc::new(Drivers::none()),
+                None,
+                jobs,
+            );
+            let api = Api::new(Arc::new(plane), Auth::Tokens(tokens)).with_policy(policy);
+            let app = router(Arc::new(api));
+            let mut statuses = Vec::new();
+            for token in ["keystone-member", "octavia-member"] {
+                let (status, _) =
+                    call(&app, "GET", "/v2/lbaas/loadbalancers", Some(token), None).await;
+                statuses.push(status.as_u16());
+            }
+            statuses
+        }
+    };
+    assert_eq!(answers(Policy::Default).await, [200, 200]);
+    assert_eq!(answers(Policy::Advanced).await, [403, 200]);
+    assert_eq!(answers(Policy::KeystoneDefaultRoles).await, [200, 403]);
 }
 
 #[tokio::test]

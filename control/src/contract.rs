@@ -355,10 +355,11 @@ pub fn load_balancer(
                     url_path: h.url_path.clone(),
                     expected_codes: h.expected_codes.clone(),
                     admin_state_up: h.common.admin_state_up,
-                    // Not stored yet: Octavia's `http_version` and `domain_name` are answered
-                    // 501 before they reach a record.
-                    http_version: None,
-                    domain_name: None,
+                    http_version: h.http_version.map(|version| match version {
+                        model::HttpVersion::Http10 => wit::HttpVersion::Http10,
+                        model::HttpVersion::Http11 => wit::HttpVersion::Http11,
+                    }),
+                    domain_name: h.domain_name.clone(),
                 }),
             session_persistence: p.session_persistence.as_ref().map(persistence),
             admin_state_up: p.common.admin_state_up,

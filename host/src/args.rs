@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use lbaas_host::api::Auth;
 use lbaas_host::api::keystone::{Keystone, KeystoneConfig};
+use lbaas_host::api::{Auth, Policy};
 use lbaas_host::builder::StoreChoice;
 use lbaas_host::integrity::Trust;
 use lbaas_host::net::IpNet;
@@ -55,6 +55,16 @@ pub(crate) enum Command {
         /// service user).
         #[arg(long, default_value = "none", value_parser = ["none", "tokens", "keystone"])]
         auth: String,
+        /// Which roles the API honours, as the policy files Octavia ships: `default`
+        /// (Keystone's `reader`, `member`, `manager` and `admin`, and Octavia's
+        /// `load-balancer_*` roles beside them), `advanced` (Octavia's roles alone) or
+        /// `keystone-default-roles` (Keystone's alone; `load-balancer_admin` stays an admin).
+        #[arg(
+            long,
+            default_value = "default",
+            value_name = "default|advanced|keystone-default-roles"
+        )]
+        policy: Policy,
         /// Who may register devices: `admins`, or also project `members` (a virtual device of
         /// their own project).
         #[arg(long, default_value = "admins", value_parser = ["admins", "members"])]

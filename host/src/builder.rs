@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lbaas_api::{Api, Auth};
+use lbaas_api::{Api, Auth, Policy};
 use lbaas_control::drivers::Drivers;
 use lbaas_control::drivers::directory::{self, FileOutcome, FolderWatch};
 use lbaas_control::provision::Provisioner;
@@ -93,6 +93,7 @@ pub struct HostBuilder {
     runtime: RuntimeConfig,
     trust: Trust,
     auth: Auth,
+    policy: Policy,
     audit_key: Option<PathBuf>,
     secrets_key: Option<PathBuf>,
     /// Barbican's endpoint, when secrets are kept there (needs Keystone).
@@ -117,6 +118,7 @@ impl HostBuilder {
             runtime: RuntimeConfig::default(),
             trust: Trust::default(),
             auth: Auth::None,
+            policy: Policy::default(),
             audit_key: None,
             secrets_key: None,
             barbican: None,
@@ -181,6 +183,12 @@ impl HostBuilder {
 
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Which roles the API honours (Octavia's default policy unless told).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -420,6 +428,7 @@ impl HostBuilder {
         }
         let api = Arc::new(
             Api::new(plane.clone(), self.auth)
+                .with_policy(self.policy)
                 .with_audit(trail)
                 .with_edge(edge),
         );

@@ -12,7 +12,8 @@ pub mod traces;
 pub use builder::{DriverSource, HostBuilder};
 pub use lbaas_api as api;
 pub use lbaas_control::{
-    ControlPlane, addresses, drivers, monitor, placement, plane, provision, snapshot, worker,
+    ControlPlane, addresses, drivers, monitor, octavia, placement, plane, provision, snapshot,
+    worker,
 };
 pub use lbaas_core::{DriverName, InvalidId, ids, model};
 /// The driver runtime and what it brings: the conformance kit, component integrity, the

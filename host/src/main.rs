@@ -43,6 +43,7 @@ fn run() -> anyhow::Result<()> {
             driver_poll,
             device_networks,
             auth,
+            policy,
             device_registration,
             tokens_file,
             public_url,
@@ -84,6 +85,7 @@ fn run() -> anyhow::Result<()> {
             };
             let access = Access {
                 auth,
+                policy,
                 members_register_devices: device_registration == "members",
                 public_url,
                 keystone: keystone

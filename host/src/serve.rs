@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lbaas_host::addresses::sockets_of_url;
-use lbaas_host::api::Auth;
+use lbaas_host::api::{Auth, Policy};
 use lbaas_host::builder::{DriverSource, HostBuilder, StoreChoice};
 use lbaas_host::integrity::Trust;
 use lbaas_host::net::IpNet;
@@ -33,6 +33,8 @@ pub(crate) struct Sources<'a> {
 /// Who may call the API, and what members may do beyond their own load balancers.
 pub(crate) struct Access {
     pub(crate) auth: Auth,
+    /// Which roles count.
+    pub(crate) policy: Policy,
     pub(crate) members_register_devices: bool,
     pub(crate) public_url: Option<String>,
     /// Where Keystone listens (kept from tenants' addresses and devices, like every socket of
@@ -46,6 +48,7 @@ pub(crate) fn serve(
     device_networks: Vec<IpNet>,
     Access {
         auth,
+        policy,
         members_register_devices,
         public_url,
         keystone,
@@ -77,6 +80,7 @@ pub(crate) fn serve(
         .runtime(config)
         .trust(trust.clone())
         .auth(auth)
+        .policy(policy)
         .audit_key(audit_key.clone())
         .secrets_key(secrets_key.clone())
         .drivers(DriverSource::Folder {

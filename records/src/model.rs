@@ -105,6 +105,26 @@ pub enum MonitorType {
     Sctp,
 }
 
+/// The HTTP version of an HTTP(S) health check's request (Octavia's `http_version`, a number
+/// in its API: `1.0` or `1.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpVersion {
+    #[serde(rename = "1.0")]
+    Http10,
+    #[serde(rename = "1.1")]
+    Http11,
+}
+
+impl HttpVersion {
+    /// The number Octavia's API shows.
+    pub fn number(self) -> f64 {
+        match self {
+            Self::Http10 => 1.0,
+            Self::Http11 => 1.1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PersistenceType {
@@ -363,6 +383,12 @@ pub struct HealthMonitor {
     pub http_method: Option<String>,
     pub url_path: Option<String>,
     pub expected_codes: Option<String>,
+    /// Records written before the field existed read as unset.
+    #[serde(default)]
+    pub http_version: Option<HttpVersion>,
+    /// The `Host` header of an HTTP/1.1 check request.
+    #[serde(default)]
+    pub domain_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

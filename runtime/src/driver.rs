@@ -310,6 +310,13 @@ impl LoadedDriver {
         self.inner.pre.contract()
     }
 
+    /// Whether the driver's contract is `contract` or newer (an unknown name is newer than
+    /// every contract).
+    pub fn contract_at_least(&self, contract: &str) -> bool {
+        let position = |name: &str| crate::bindings::CONTRACTS.iter().position(|c| *c == name);
+        position(self.contract()) >= Some(position(contract).unwrap_or(usize::MAX))
+    }
+
     /// Converts the state `from_version` of this driver left, before this version becomes
     /// active. A driver of contract 0.1.0 has nothing to run: `Ok(false)`.
     pub fn migrate_state(&self, from_version: &str) -> Result<bool> {

@@ -33,8 +33,8 @@ pub mod state;
 pub use bindings::types::{
     Algorithm, AvailabilityZone, Candidate, CertificateInfo, ClientAuthentication, Device,
     DeviceConfig, DeviceHint, DeviceKind, DriverCapabilities, DriverError, Entry, Features, Flavor,
-    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Hsts, L7Action, L7Compare, L7Policy,
-    L7Rule, L7RuleKind, Limits, Listener, ListenerCounters, ListenerTls, LoadBalancer,
+    FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Hsts, HttpVersion, L7Action, L7Compare,
+    L7Policy, L7Rule, L7RuleKind, Limits, Listener, ListenerCounters, ListenerTls, LoadBalancer,
     LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network, PersistenceKind,
     PlacementRequest, Pool, PoolTls, Protocol, SessionPersistence, SpawnSpec, TlsFeature, TlsFile,
     TlsVersion, Verdict,

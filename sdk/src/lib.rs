@@ -44,10 +44,11 @@ pub use bindings::lbaas::driver::types::DriverCapabilities as Capabilities;
 pub use bindings::lbaas::driver::types::{
     Algorithm, AvailabilityZone, Candidate, CertificateInfo, ClientAuthentication, Device,
     DeviceConfig, DeviceHint, DeviceKind, DriverError, Entry, Features, Flavor, FlavorKey,
-    HealthMonitor, HealthMonitorKind, Hints, Hsts, L7Action, L7Compare, L7Policy, L7Rule,
-    L7RuleKind, Limits, Listener, ListenerCounters, ListenerTls, LoadBalancer, LoadBalancerStatus,
-    Member, MemberHealth, MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, PoolTls,
-    Protocol, SessionPersistence, SpawnSpec, TlsFeature, TlsFile, TlsVersion, Verdict,
+    HealthMonitor, HealthMonitorKind, Hints, Hsts, HttpVersion, L7Action, L7Compare, L7Policy,
+    L7Rule, L7RuleKind, Limits, Listener, ListenerCounters, ListenerTls, LoadBalancer,
+    LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network, PersistenceKind,
+    PlacementRequest, Pool, PoolTls, Protocol, SessionPersistence, SpawnSpec, TlsFeature, TlsFile,
+    TlsVersion, Verdict,
 };
 
 /// Everything a driver usually needs, in one `use`.
@@ -56,10 +57,11 @@ pub mod prelude {
         Algorithm, AvailabilityZone, Candidate, Capabilities, CertificateInfo,
         ClientAuthentication, Device, DeviceConfig, DeviceHint, DeviceKind, Driver, DriverError,
         Entry, Features, Flavor, FlavorKey, HealthMonitor, HealthMonitorKind, Hints, Hsts,
-        L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener, ListenerCounters,
-        ListenerTls, LoadBalancer, LoadBalancerStatus, Member, MemberHealth, MemberStatus, Network,
-        PersistenceKind, PlacementRequest, Pool, PoolTls, Protocol, SessionPersistence, SpawnSpec,
-        TlsFeature, TlsFile, TlsVersion, Verdict, device, export_driver, log, state,
+        HttpVersion, L7Action, L7Compare, L7Policy, L7Rule, L7RuleKind, Limits, Listener,
+        ListenerCounters, ListenerTls, LoadBalancer, LoadBalancerStatus, Member, MemberHealth,
+        MemberStatus, Network, PersistenceKind, PlacementRequest, Pool, PoolTls, Protocol,
+        SessionPersistence, SpawnSpec, TlsFeature, TlsFile, TlsVersion, Verdict, device,
+        export_driver, log, state,
     };
 }
 

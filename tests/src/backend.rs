@@ -1,7 +1,7 @@
 //! Tiny backends for traffic tests, on loopback: each answers with its own name.
 //!
 //! - An HTTP request (`GET`, `HEAD`, …) gets `200 OK` with the name as body, and the
-//!   connection closes.
+//!   connection closes (`/host-is/NAME` answers `421` unless the `Host` header is NAME).
 //! - Any other first line is raw TCP: `hold` turns the connection into a line echo that lasts
 //!   until the client closes it (a long-lived connection); anything else gets the name and a
 //!   newline.
@@ -113,6 +113,7 @@ fn answer(stream: TcpStream, name: &str) {
         // the name.
         let mut body = name.to_owned();
         let echo = first.starts_with("GET /headers ");
+        let mut host = None;
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
             let lower = line.to_ascii_lowercase();
@@ -120,11 +121,24 @@ fn answer(stream: TcpStream, name: &str) {
                 body.push('\n');
                 body.push_str(line.trim_end());
             }
+            if let Some(value) = lower.strip_prefix("host:") {
+                host = Some(value.trim().to_owned());
+            }
             line.clear();
         }
+        // `/host-is/NAME`: 200 only to a request whose Host header is NAME (a health check
+        // that must name its site), else 421.
+        let wanted = first
+            .split_whitespace()
+            .nth(1)
+            .and_then(|path| path.strip_prefix("/host-is/"));
+        let status = match wanted {
+            Some(wanted) if host.as_deref() != Some(wanted) => "421 Misdirected Request",
+            _ => "200 OK",
+        };
         let _ = write!(
             writer,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let _ = writer.shutdown(Shutdown::Write);

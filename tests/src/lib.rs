@@ -13,6 +13,7 @@ pub mod model;
 pub mod multimemory;
 pub mod postgres;
 pub mod process;
+pub mod providers_doc;
 pub mod wrk;
 
 use std::path::{Path, PathBuf};
@@ -459,10 +460,20 @@ pub fn haproxy_check(
     lbaas_agent::policy::check(config, &policy, &scope)
         .map_err(|violation| format!("the agent's policy refused it: {violation}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The agent's own base file comes first, as on a device: its stats socket keeps HAProxy
+    // a listener when every frontend of the load balancer is disabled.
+    let base = dir.path().join("base.cfg");
+    let base_text = format!(
+        "global\n    stats socket {} mode 600 level admin\n",
+        dir.path().join("stats.sock").display()
+    );
+    std::fs::write(&base, base_text).map_err(|e| e.to_string())?;
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, config).map_err(|e| e.to_string())?;
     let output = Command::new("haproxy")
         .arg("-c")
+        .arg("-f")
+        .arg(&base)
         .arg("-f")
         .arg(&path)
         .output()

@@ -140,7 +140,7 @@ impl Stage {
     /// A stage whose devices `devices` makes in the folder it is given, members listening at
     /// `members`.
     fn with_devices(devices: impl FnOnce(&Path) -> Devices, vips: &str, members: &str) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        let data = deep_data_folder();
         let root = data.path().join("devices");
         let local = devices(&root);
         let plane = ControlPlane::start_with_data_plane(
@@ -170,6 +170,22 @@ impl Stage {
             data,
         }
     }
+}
+
+/// A data folder whose path is over 80 bytes: with the devices' folder, a device's and a
+/// socket's name added, deeper than a Unix socket's path may be (107 bytes). Every stage's devices, and
+/// `lbaasd serve`'s, live in one, so every traffic test shows devices serving from it.
+fn deep_data_folder() -> tempfile::TempDir {
+    let data = tempfile::Builder::new()
+        .prefix("lbaas-a-data-folder-deeper-than-a-unix-socket-path-once-a-device-folder-is-added-")
+        .tempdir()
+        .expect("temp dir");
+    assert!(
+        data.path().as_os_str().len() > 80,
+        "{}",
+        data.path().display()
+    );
+    data
 }
 
 /// Where a stage's IPv6 members listen, its IPv6 VIP network, and the VIP a test takes on it.
@@ -859,8 +875,8 @@ fn a_driver_cannot_make_a_device_run_commands() {
 /// to its pool, a redirect answers its code and location (a sample expression in the URL stays
 /// text), a rejected request is refused; rejects come first, then redirects, then pools, each
 /// by position (the amphora's precedence); a policy to a pool that is down falls through; the
-/// members see the `X-Forwarded-*` headers; and backups share the load when the primary is
-/// down.
+/// members see the `X-Forwarded-*` headers; backups share the load when the primary is
+/// down; and an HTTP/1.1 health check sends the monitor's domain as its `Host`.
 #[test]
 fn l7_policies_and_inserted_headers_shape_real_traffic() {
     let Stage {
@@ -1047,6 +1063,48 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
     );
     wait_for_backends(spare_vip, &["backup-1", "backup-2"]);
     wait_for_backends(SocketAddr::new(spare_vip.ip(), 8091), &["backup-1"]);
+
+    // An HTTP/1.1 check names its site as the amphora's does (`http-check send hdr Host`): the
+    // member answers its check only to that Host, so it is ONLINE with the domain and ERROR
+    // once the monitor names another.
+    let site = Backend::start_on("site", &members);
+    let checked = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "checked", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [{"protocol": "HTTP", "protocol_port": 8092,
+                           "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                            "members": [member(&site)],
+                                            "healthmonitor": {
+                                                "type": "HTTP", "delay": 1, "timeout": 1,
+                                                "max_retries": 1, "max_retries_down": 1,
+                                                "url_path": "/host-is/www.example.com",
+                                                "http_version": 1.1,
+                                                "domain_name": "www.example.com"}}}]}}),
+    );
+    let checked_id = id(&checked, "loadbalancer");
+    settle_active(&tenant, &checked_id);
+    let site_pool = pool_of(&tenant, &checked_id, "HTTP");
+    let (_, pool) = tenant.get(&format!("/v2/lbaas/pools/{site_pool}"));
+    let monitor_id = pool["pool"]["healthmonitor_id"]
+        .as_str()
+        .expect("monitor")
+        .to_owned();
+    let (_, monitor) = tenant.get(&format!("/v2/lbaas/healthmonitors/{monitor_id}"));
+    assert_eq!(monitor["healthmonitor"]["http_version"], json!(1.1));
+    assert_eq!(monitor["healthmonitor"]["domain_name"], "www.example.com");
+    let site_member = format!(
+        "/v2/lbaas/pools/{site_pool}/members/{}",
+        member_id(&tenant, &site_pool, &site)
+    );
+    wait_operating(&tenant, &site_member, "member", "ONLINE");
+    let (status, body) = tenant.put(
+        &format!("/v2/lbaas/healthmonitors/{monitor_id}"),
+        &json!({"healthmonitor": {"domain_name": "other.example.com"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    settle_active(&tenant, &checked_id);
+    wait_operating(&tenant, &site_member, "member", "ERROR");
 }
 
 /// IPv6 end to end: a VIP on an IPv6 subnet and a member on IPv6, through a spawned HAProxy
@@ -1506,8 +1564,8 @@ fn nft_output(args: &[&str]) -> String {
     output_of("nft", args)
 }
 
-/// The README's walk-through against `lbaasd serve` as it starts by default, as root: the
-/// banner says devices get namespaces of their own; backends listen at the default gateway; a
+/// The README's walk-through against `lbaasd serve` as it starts by default, as root, with a
+/// `--data-dir` deeper than a Unix socket's path may be: the banner says devices get namespaces of their own; backends listen at the default gateway; a
 /// load balancer with two members and a health monitor carries traffic through its VIP to
 /// both; deleting it stops its device and removes its namespace; and the host, stopped, takes
 /// its gateway address and firewall table along.
@@ -1518,7 +1576,7 @@ fn lbaasd_serve_isolates_devices_by_default_and_the_walk_through_carries_traffic
     }
     const GATEWAY: &str = "198.19.0.1";
     let _unrouted = Unrouted::range("203.0.113.0/24");
-    let data = tempfile::tempdir().expect("temp dir");
+    let data = deep_data_folder();
     let driver_dir = lbaas_tests::driver_dir();
     let server = lbaas_tests::process::Server::start(
         data.path(),

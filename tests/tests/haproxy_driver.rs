@@ -2,8 +2,8 @@
 //! rendered configuration checked by `haproxy -c`.
 
 use lbaas_host::runtime::{
-    Algorithm, DeviceKind, Error, HealthMonitorKind, PersistenceKind, Protocol, SessionPersistence,
-    Verdict,
+    Algorithm, AvailabilityZone, DeviceKind, Error, HealthMonitorKind, HttpVersion,
+    PersistenceKind, Protocol, SessionPersistence, Verdict,
 };
 use lbaas_tests::appliance::FakeAppliance;
 use lbaas_tests::model::*;
@@ -101,6 +101,9 @@ fn every_protocol_and_option_combination_passes_haproxy_check() {
         let mut hm = http_monitor("hm-tls");
         hm.kind = HealthMonitorKind::Https;
         hm.expected_codes = Some("200,301".into());
+        // The amphora's HTTP/1.1 check naming its site.
+        hm.http_version = Some(HttpVersion::Http11);
+        hm.domain_name = Some("shop.example.com".into());
         hm
     });
     lb.pools[2].protocol = Protocol::Proxy;
@@ -126,6 +129,7 @@ fn every_protocol_and_option_combination_passes_haproxy_check() {
         "ipv6@fd00::31:5432",
         "maxconn 20000",
         "http-check expect rstatus ^(200|301)$",
+        "option httpchk GET /healthz HTTP/1.1\n    http-check send hdr Host shop.example.com",
         "stick match req.cook(JSESSIONID)",
     ] {
         assert!(cfg.contains(line), "`{line}` missing:\n{cfg}");
@@ -286,6 +290,80 @@ fn select_prefers_room_and_spawns_when_everything_is_full() {
     assert!(spawn.name.starts_with("haproxy-"));
 }
 
+/// Octavia's `compute_zone` availability zone key: only devices of that zone take the load
+/// balancer, and a device spawned for it carries the zone.
+#[test]
+fn a_compute_zone_keeps_its_devices_and_labels_what_it_spawns() {
+    let (_dir, host) = host();
+    let driver = host.load(&drivers().haproxy);
+    let keys = &driver.capabilities().features.availability_zone_keys;
+    assert!(
+        keys.iter().any(|key| key.name == "compute_zone"),
+        "{keys:?}"
+    );
+    let zone = |entries: &[(&str, &str)]| AvailabilityZone {
+        name: "zone-a".into(),
+        metadata: flavor("zone-a", entries).metadata,
+    };
+    driver
+        .validate_availability_zone(&zone(&[("compute_zone", "east-1")]))
+        .expect("a compute zone");
+    for (entries, named) in [
+        (&[("compute_zone", "")][..], "compute_zone"),
+        (&[("compute_zone", "east 1")][..], "compute_zone"),
+        (&[("management_network", "oob")][..], "management_network"),
+    ] {
+        let error = driver
+            .validate_availability_zone(&zone(entries))
+            .expect_err("refused");
+        assert!(error.to_string().contains(named), "{error}");
+    }
+
+    let lb = web_shop("lb-zone", "127.0.0.16");
+    let mut request = request_for(&lb);
+    request.availability_zone = Some(zone(&[("compute_zone", "east-1")]));
+    let east = with_metadata(
+        device("east", DeviceKind::Virtual, 10, None),
+        "compute_zone",
+        "east-1",
+    );
+    let west = with_metadata(
+        device("west", DeviceKind::Virtual, 10, None),
+        "compute_zone",
+        "west-1",
+    );
+    let unlabelled = device("plain", DeviceKind::Virtual, 10, None);
+    let candidates = vec![
+        candidate(east, 0, 0),
+        candidate(west, 0, 0),
+        candidate(unlabelled, 0, 0),
+    ];
+    let hints = driver.select(&request, &candidates).expect("select");
+    let verdicts: Vec<(&str, bool)> = hints
+        .devices
+        .iter()
+        .map(|h| (h.device_id.as_str(), matches!(h.verdict, Verdict::Score(_))))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [("east", true), ("west", false), ("plain", false)],
+        "{hints:?}"
+    );
+    assert!(hints.spawn.is_none());
+    let hints = driver
+        .select(&request, &candidates[1..])
+        .expect("select with no device of the zone");
+    let spawn = hints.spawn.expect("asks to spawn");
+    assert_eq!(
+        spawn
+            .metadata
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("compute_zone", "east-1")]
+    );
+}
+
 #[test]
 fn apply_and_remove_push_through_the_device_api() {
     let (_dir, host) = host();
@@ -315,4 +393,26 @@ fn apply_and_remove_push_through_the_device_api() {
         .apply(&lb, &device, &config)
         .expect_err("device refused");
     assert!(error.to_string().contains("503"), "{error}");
+}
+
+/// `docs/providers.md` says what each bundled provider offers and answers 501 for, as its
+/// driver declares it today: rewritten by `cargo xtask providers`, never by hand.
+#[test]
+fn the_providers_document_matches_what_the_drivers_declare() {
+    let path = lbaas_tests::workspace_root().join(lbaas_tests::providers_doc::PATH);
+    let written = std::fs::read_to_string(&path).unwrap_or_default();
+    let declared = lbaas_tests::providers_doc::render();
+    assert!(
+        written == declared,
+        "{} differs from what the drivers declare: run `cargo xtask providers`\n{declared}",
+        path.display()
+    );
+    // The HAProxy provider's 501s, as the API answers them.
+    for line in [
+        "| protocol (listeners and pools) | `HTTP`, `HTTPS`, `TCP`, `TERMINATED_HTTPS`, `PROXY`, \
+         `PROXYV2` | `UDP`, `SCTP` |",
+        "| health monitor options | `http_version, domain_name` | — |",
+    ] {
+        assert!(declared.contains(line), "`{line}` missing:\n{declared}");
+    }
 }

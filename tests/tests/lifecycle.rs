@@ -790,6 +790,9 @@ fn a_driver_built_against_contract_0_3_keeps_serving() {
     let host = lbaas_tests::TestHost::open(data.path());
     let driver = host.load(&lifecycle_fixtures().frozen_0_3);
     assert_eq!(driver.contract(), "lbaas:driver@0.3.0");
+    // The API answers 501 for a monitor's http_version or domain_name, which 0.3.0 lacks.
+    assert!(driver.contract_at_least("lbaas:driver@0.3.0"));
+    assert!(!driver.contract_at_least("lbaas:driver@0.4.0"));
     let features = &driver.capabilities().features;
     assert!(features.tls.is_empty(), "{features:?}");
     assert_eq!(features.health_monitor_types.len(), 7, "{features:?}");

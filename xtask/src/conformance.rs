@@ -42,9 +42,13 @@ const SERVICE_PASSWORD: &str = "octavia-secret";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Providers to run the suite with, one column each.
+    /// Providers to run the suite with.
     #[arg(long = "provider", default_values_t = ["acme-adc".to_owned(), "haproxy".to_owned()])]
     providers: Vec<String>,
+    /// The role schemes the suite's credentials use, each a run of every provider (one
+    /// column each).
+    #[arg(long = "roles", value_enum, default_values_t = [Roles::Keystone, Roles::Octavia])]
+    roles: Vec<Roles>,
     /// The tests to run (a regular expression over test ids).
     #[arg(long, default_value = SUITE)]
     regex: String,
@@ -58,13 +62,92 @@ pub struct Args {
     /// fewer than --min-passed passing per provider, fails the command.
     #[arg(long)]
     no_report: bool,
-    /// With --no-report: the tests each provider must pass, so that a run that silently ran
+    /// With --no-report: the tests each run must account for, so that a run that silently ran
     /// nothing (a regex that matches nothing, a service the tests skip without) does not pass.
+    /// A test the suite skips on the provider's 501 for an option it does not offer (listed in
+    /// docs/providers.md) counts; any other skip does not.
     #[arg(long, default_value_t = 1)]
     min_passed: usize,
     /// Only rewrite docs/conformance.md from the last runs' results.
     #[arg(long)]
     render_only: bool,
+}
+
+/// The roles the suite gives its dynamic credentials (its `RBAC_test_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Roles {
+    /// Keystone's default roles: `reader`, `member`, `manager`, `admin`.
+    Keystone,
+    /// Octavia's own: `load-balancer_observer`, `load-balancer_global_observer`,
+    /// `load-balancer_member`, `load-balancer_admin`, `load-balancer_quota_admin`.
+    Octavia,
+}
+
+impl Roles {
+    /// The suite's name of the scheme.
+    fn tempest(self) -> &'static str {
+        match self {
+            Self::Keystone => "keystone_default_roles",
+            Self::Octavia => "advanced",
+        }
+    }
+
+    /// The policy lbaasd honours for the scheme, as Octavia's gate installs the matching
+    /// sample policy file.
+    fn policy(self) -> &'static str {
+        match self {
+            Self::Keystone => "keystone-default-roles",
+            Self::Octavia => "advanced",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Keystone => "Keystone's roles",
+            Self::Octavia => "Octavia's roles",
+        }
+    }
+}
+
+/// Octavia's roles, which Keystone must hold for the suite's `advanced` credentials.
+const OCTAVIA_ROLES: [&str; 5] = [
+    "load-balancer_observer",
+    "load-balancer_global_observer",
+    "load-balancer_member",
+    "load-balancer_admin",
+    "load-balancer_quota_admin",
+];
+
+/// One run of the suite: a provider, with credentials of one role scheme.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Run {
+    provider: String,
+    roles: Roles,
+}
+
+impl Run {
+    fn all(args: &Args) -> Vec<Self> {
+        args.roles
+            .iter()
+            .flat_map(|roles| {
+                args.providers.iter().map(|provider| Self {
+                    provider: provider.clone(),
+                    roles: *roles,
+                })
+            })
+            .collect()
+    }
+
+    /// Where its logs and results stay.
+    fn dir(&self) -> PathBuf {
+        work_dir(&self.provider, self.roles)
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.provider, self.roles.label())
+    }
 }
 
 /// Installs, builds, runs each provider sealed in its own network namespace, and writes the
@@ -79,8 +162,9 @@ pub fn conformance(args: &Args) -> anyhow::Result<()> {
 fn run_all(args: &Args) -> anyhow::Result<()> {
     let venv = ensure_venv()?;
     build(args.debug)?;
-    for provider in &args.providers {
-        eprintln!("xtask: running the suite against {provider}");
+    for run in Run::all(args) {
+        let provider = &run.provider;
+        eprintln!("xtask: running the suite against {run}");
         let mut unshare = Command::new("unshare");
         unshare.arg("--net");
         if !lbaas_tests::is_root() {
@@ -93,6 +177,8 @@ fn run_all(args: &Args) -> anyhow::Result<()> {
                 "conformance-run",
                 "--provider",
                 provider,
+                "--roles",
+                run.roles.tempest(),
                 "--regex",
                 &args.regex,
             ])
@@ -104,7 +190,7 @@ fn run_all(args: &Args) -> anyhow::Result<()> {
             .status()
             .context("cannot run unshare (util-linux) for a network namespace")?;
         if !status.success() {
-            bail!("the run against {provider} failed ({status})");
+            bail!("the run against {run} failed ({status})");
         }
     }
     Ok(())
@@ -115,13 +201,13 @@ fn run_all(args: &Args) -> anyhow::Result<()> {
 fn report(args: &Args) -> anyhow::Result<()> {
     let mut failed = 0;
     let mut short_of = Vec::new();
-    for provider in &args.providers {
-        let (outcomes, _) = results(provider)?;
+    for run in Run::all(args) {
+        let (outcomes, _) = results(&run)?;
         let tally = tally(&outcomes);
         let failures: usize = tally.values().map(|t| t.failed).sum();
         let passed: usize = tally.values().map(|t| t.passed).sum();
         let skipped: usize = tally.values().map(|t| t.skipped).sum();
-        eprintln!("xtask: {provider}: {passed} passed, {failures} failed, {skipped} skipped");
+        eprintln!("xtask: {run}: {passed} passed, {failures} failed, {skipped} skipped");
         for outcome in outcomes
             .iter()
             .filter(|o| !matches!(o.status.as_str(), "success" | "skip"))
@@ -129,18 +215,34 @@ fn report(args: &Args) -> anyhow::Result<()> {
             eprintln!("  FAILED {}: {}", short(&outcome.id), outcome.reason);
         }
         failed += failures;
-        if passed < args.min_passed {
-            short_of.push(format!("{provider} passed {passed}"));
+        if failures == 0
+            && let Some(code) = tempest_status(&run).filter(|code| *code != 0)
+        {
+            bail!("tempest failed against {run} (exit status {code}) though no test failed");
+        }
+        let declined = outcomes.iter().filter(|o| declined(o)).count();
+        if passed + declined < args.min_passed {
+            short_of.push(format!(
+                "{run} passed {passed} and skipped {declined} for options the provider declines"
+            ));
         }
     }
     if args.no_report {
         return gate(failed, &short_of, args.min_passed);
     }
-    let report = render(&args.providers, &args.regex, args.debug)?;
+    let report = render(&Run::all(args), &args.regex, args.debug)?;
     let path = root().join("docs/conformance.md");
     std::fs::write(&path, report)?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
+}
+
+/// A test the suite skipped on the provider's 501 for an option it does not offer.
+fn declined(outcome: &Outcome) -> bool {
+    outcome.status == "skip"
+        && outcome
+            .reason
+            .contains("does not support a requested option")
 }
 
 /// The partial run's verdict: no test failed, and every provider passed at least `min_passed`.
@@ -229,6 +331,9 @@ fn build(debug: bool) -> anyhow::Result<()> {
 pub struct RunArgs {
     #[arg(long)]
     provider: String,
+    /// The suite's `RBAC_test_type`.
+    #[arg(long, value_parser = ["keystone_default_roles", "advanced"])]
+    roles: String,
     #[arg(long)]
     regex: String,
     #[arg(long)]
@@ -239,8 +344,11 @@ pub struct RunArgs {
     debug: bool,
 }
 
-fn work_dir(provider: &str) -> PathBuf {
-    root().join("target/conformance").join(provider)
+fn work_dir(provider: &str, roles: Roles) -> PathBuf {
+    root()
+        .join("target/conformance")
+        .join(provider)
+        .join(roles.tempest())
 }
 
 /// One provider's run, inside its network namespace.
@@ -259,7 +367,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     // address no interface holds only with non-local binding, in this namespace alone.
     std::fs::write("/proc/sys/net/ipv6/ip_nonlocal_bind", "1")
         .context("cannot allow non-local IPv6 binds in the namespace")?;
-    let work = work_dir(&args.provider);
+    let roles = if args.roles == Roles::Octavia.tempest() {
+        Roles::Octavia
+    } else {
+        Roles::Keystone
+    };
+    let work = work_dir(&args.provider, roles);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let release = root()
@@ -271,6 +384,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let service_project = keystone.project("service");
     keystone.user("octavia", SERVICE_PASSWORD, &service_project, &["service"]);
     keystone.register("load-balancer", "octavia", &lbaas_url);
+    // The suite's `advanced` credentials hold Octavia's roles, which a cloud creates.
+    for role in OCTAVIA_ROLES {
+        keystone.role(role);
+    }
     keystone.register("network", "neutron", &lbaas_url);
     // The key manager the TLS tests keep their certificates in, and the host reads them from
     // (its endpoint found in the catalog, as a cloud's host finds it).
@@ -290,6 +407,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .arg("--keystone-password-file")
         .arg(&password)
         .args(["--key-manager", "barbican"])
+        .args(["--policy", roles.policy()])
         .args(["--workers", "8"]);
     if args.provider != "haproxy" {
         lbaasd.arg("--no-spawn");
@@ -327,7 +445,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let workspace = work.join("tempest");
     let venv_bin = args.venv.join("bin");
     // Tempest keeps a registry of workspaces by name: the last run's entry goes first.
-    let name = format!("lbaas-conformance-{}", args.provider);
+    let name = format!("lbaas-conformance-{}-{}", args.provider, args.roles);
     let _ = Command::new(venv_bin.join("tempest"))
         .args(["workspace", "remove", "--name", &name])
         .stdout(Stdio::null())
@@ -368,11 +486,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             &providers.join(","),
             &expected("flavor"),
             &expected("availability_zone"),
+            &args.roles,
         ),
     )?;
+    // The subset's tests, as the suite lists them: what the run must account for.
+    let listed = Command::new(venv_bin.join("tempest"))
+        .args(["run", "--list-tests", "--regex", &args.regex])
+        .current_dir(&workspace)
+        .output()?;
+    if !listed.status.success() {
+        bail!(
+            "tempest cannot list the tests: {}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+    }
+    std::fs::write(work.join("listed.txt"), &listed.stdout)?;
     let log = std::fs::File::create(work.join("tempest.log"))?;
     let started = Instant::now();
-    Command::new(venv_bin.join("tempest"))
+    let tempest = Command::new(venv_bin.join("tempest"))
         .args(["run", "--regex", &args.regex, "--concurrency"])
         .arg(args.concurrency.to_string())
         .current_dir(&workspace)
@@ -380,10 +511,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .stderr(log)
         .status()?;
     let took = started.elapsed();
+    // Failing tests fail `tempest run` too; the report tells the one from the other.
+    std::fs::write(
+        work.join("tempest-status.txt"),
+        tempest.code().unwrap_or(-1).to_string(),
+    )?;
     let subunit = Command::new(venv_bin.join("stestr"))
         .args(["last", "--subunit"])
         .current_dir(&workspace)
         .output()?;
+    if !subunit.status.success() {
+        bail!(
+            "stestr has no results of the run: {}",
+            String::from_utf8_lossy(&subunit.stderr)
+        );
+    }
     let mut parse = Command::new(venv_bin.join("python"))
         .arg(root().join("xtask/conformance/results.py"))
         .stdin(Stdio::piped())
@@ -427,6 +569,7 @@ fn tempest_conf(
     providers: &str,
     flavor_capability: &str,
     zone_capability: &str,
+    rbac: &str,
 ) -> String {
     let admin = lbaas_tests::keystone::ADMIN_PASSWORD;
     // Each test class creates its networks and subnets through the Neutron subset the host
@@ -445,6 +588,7 @@ fn tempest_conf(
          [network]\nproject_networks_reachable = True\n\
          [network-feature-enabled]\nport_security = False\n\
          [load_balancer]\nprovider = {provider}\ntest_with_noop = False\n\
+         RBAC_test_type = {rbac}\n\
          build_interval = 0.2\nbuild_timeout = 120\ncheck_interval = 0.2\ncheck_timeout = 60\n\
          lb_build_interval = 0.2\nlb_build_timeout = 300\n\
          vip_subnet_cidr = {VIP_V4}\nvip_ipv6_subnet_cidr = {VIP_V6}\ntest_with_ipv6 = True\n\
@@ -529,7 +673,7 @@ fn stop_spawned_devices(data: &Path) {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Outcome {
     id: String,
     status: String,
@@ -564,9 +708,9 @@ fn short(id: &str) -> String {
     }
 }
 
-/// A provider's last run: each test's outcome, and how long the suite took (seconds).
-fn results(provider: &str) -> anyhow::Result<(Vec<Outcome>, String)> {
-    let path = work_dir(provider).join("results.jsonl");
+/// A run's last results: each test's outcome, and how long the suite took (seconds).
+fn results(run: &Run) -> anyhow::Result<(Vec<Outcome>, String)> {
+    let path = run.dir().join("results.jsonl");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("no results in {}", path.display()))?;
     let outcomes: Vec<Outcome> = text
@@ -574,8 +718,66 @@ fn results(provider: &str) -> anyhow::Result<(Vec<Outcome>, String)> {
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let took = std::fs::read_to_string(work_dir(provider).join("duration.txt")).unwrap_or_default();
-    Ok((outcomes, took.trim().to_owned()))
+    let took = std::fs::read_to_string(run.dir().join("duration.txt")).unwrap_or_default();
+    let listed = std::fs::read_to_string(run.dir().join("listed.txt")).unwrap_or_default();
+    Ok((account(outcomes, &listed), took.trim().to_owned()))
+}
+
+/// Each listed test's outcome: a class skipped or failed in its set-up (one entry in the
+/// stream) counts as each of its tests, and a listed test with no outcome (a run cut short)
+/// as a failure.
+fn account(outcomes: Vec<Outcome>, listed: &str) -> Vec<Outcome> {
+    let listed: Vec<&str> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("octavia_tempest_plugin."))
+        .collect();
+    let mut accounted = Vec::new();
+    for outcome in outcomes {
+        let class = outcome
+            .id
+            .strip_prefix("setUpClass (")
+            .and_then(|rest| rest.strip_suffix(')'));
+        let tests: Vec<&&str> = match class {
+            Some(class) => listed
+                .iter()
+                .filter(|id| {
+                    id.strip_prefix(class)
+                        .is_some_and(|rest| rest.starts_with('.'))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        if tests.is_empty() {
+            accounted.push(outcome);
+            continue;
+        }
+        accounted.extend(tests.into_iter().map(|id| Outcome {
+            id: (*id).to_owned(),
+            ..outcome.clone()
+        }));
+    }
+    let seen: std::collections::BTreeSet<String> = accounted.iter().map(|o| o.id.clone()).collect();
+    let missing: Vec<Outcome> = listed
+        .iter()
+        .filter(|id| !seen.contains(**id))
+        .map(|id| Outcome {
+            id: (*id).to_owned(),
+            status: "fail".into(),
+            reason: "listed in the subset, but the run has no outcome for it".into(),
+        })
+        .collect();
+    accounted.extend(missing);
+    accounted
+}
+
+/// What `tempest run` exited with, when the run recorded it.
+fn tempest_status(run: &Run) -> Option<i32> {
+    std::fs::read_to_string(run.dir().join("tempest-status.txt"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Passed, failed and skipped per module.
@@ -592,10 +794,10 @@ fn tally(outcomes: &[Outcome]) -> BTreeMap<String, Tally> {
     by_module
 }
 
-fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<String> {
+fn render(runs: &[Run], regex: &str, debug: bool) -> anyhow::Result<String> {
     let mut results = BTreeMap::new();
-    for provider in providers {
-        results.insert(provider.clone(), self::results(provider)?);
+    for run in runs {
+        results.insert(run.clone(), self::results(run)?);
     }
     let mut out = String::new();
     let commit = super::commit();
@@ -607,13 +809,17 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
          (the API suite Octavia's gate runs), against `lbaasd` ({} build) with \
          `--auth keystone` and a real Keystone, `--key-manager barbican` and a real Barbican \
          (sqlite, the simple crypto plugin; `terminated_tls_enabled = True`, so the TLS tests \
-         store their certificates there), once per provider. Each run is sealed in a \
+         store their certificates there), once per provider and role scheme. Each run is sealed in a \
          network namespace with only a loopback interface. Acme: a simulated Acme appliance \
          (`acme-appliance`) registered as a device. HAProxy: devices the host spawns (an \
          `lbaas-agent` and a real HAProxy each). Each test class creates its networks and \
          IPv4 and IPv6 subnets through the host's Neutron subset (VIPs in {VIP_V4} and \
          {VIP_V6}); dynamic credentials with Keystone's default roles (`RBAC_test_type = \
-         keystone_default_roles`); `not_implemented_is_error = False`, so a 501 naming an \
+         keystone_default_roles`: `reader`, `member`, `admin`; lbaasd with `--policy \
+         keystone-default-roles`) or with Octavia's own (`advanced`: `load-balancer_observer`, \
+         `load-balancer_global_observer`, `load-balancer_member`, `load-balancer_admin`; \
+         lbaasd with `--policy advanced`), as Octavia's gate runs each with the matching \
+         sample policy file; `not_implemented_is_error = False`, so a 501 naming an \
          option the provider lacks makes the suite skip the test, as it does for Octavia's \
          own providers.",
         PACKAGES.join(", "),
@@ -628,19 +834,19 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
          (`test_IPv6_subnet_override`) and one barbican-tempest-plugin registers \
          (`[service_available] barbican`, which the TLS tests look for); \
          `xtask/conformance/shim` registers both and changes no test. Logs of each run stay in \
-         `target/conformance/PROVIDER/`."
+         `target/conformance/PROVIDER/SCHEME/`."
     )?;
     writeln!(out)?;
     let mut header = String::from("| |");
     let mut rule = String::from("|---|");
-    for provider in providers {
-        write!(header, " {provider} |")?;
+    for run in runs {
+        write!(header, " {run} |")?;
         rule.push_str("---|");
     }
     writeln!(out, "## Totals\n\n{header}\n{rule}")?;
-    let tallies: BTreeMap<&String, BTreeMap<String, Tally>> = results
+    let tallies: BTreeMap<&Run, BTreeMap<String, Tally>> = results
         .iter()
-        .map(|(provider, (outcomes, _))| (provider, tally(outcomes)))
+        .map(|(run, (outcomes, _))| (run, tally(outcomes)))
         .collect();
     for (label, pick) in [
         ("passed", (|t: &Tally| t.passed) as fn(&Tally) -> usize),
@@ -648,15 +854,15 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
         ("skipped", |t: &Tally| t.skipped),
     ] {
         let mut row = format!("| {label} |");
-        for provider in providers {
-            let sum: usize = tallies[provider].values().map(pick).sum();
+        for run in runs {
+            let sum: usize = tallies[run].values().map(pick).sum();
             write!(row, " {sum} |")?;
         }
         writeln!(out, "{row}")?;
     }
     let mut row = String::from("| run time |");
-    for provider in providers {
-        write!(row, " {} s |", results[provider].1)?;
+    for run in runs {
+        write!(row, " {} s |", results[run].1)?;
     }
     writeln!(out, "{row}\n")?;
 
@@ -667,16 +873,16 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
         tallies.values().flat_map(BTreeMap::keys).collect();
     for module in modules {
         let mut row = format!("| `{module}` |");
-        for provider in providers {
-            match tallies[provider].get(module) {
+        for run in runs {
+            match tallies[run].get(module) {
                 Some(t) => write!(row, " {} / {} / {} |", t.passed, t.failed, t.skipped)?,
                 None => row.push_str(" — |"),
             }
         }
         writeln!(out, "{row}")?;
     }
-    for provider in providers {
-        let (outcomes, _) = &results[provider];
+    for run in runs {
+        let (outcomes, _) = &results[run];
         for (title, status) in [("Failures", "fail"), ("Skips", "skip")] {
             let listed: Vec<&Outcome> = outcomes
                 .iter()
@@ -688,7 +894,7 @@ fn render(providers: &[String], regex: &str, debug: bool) -> anyhow::Result<Stri
             if listed.is_empty() {
                 continue;
             }
-            writeln!(out, "\n## {title}: {provider} ({})\n", listed.len())?;
+            writeln!(out, "\n## {title}: {run} ({})\n", listed.len())?;
             writeln!(out, "| test | reason |\n|---|---|")?;
             for outcome in listed {
                 let reason = outcome.reason.replace('|', "\\|").replace('\n', " ");
@@ -714,6 +920,43 @@ mod tests {
             short.contains("acme-adc passed 22") && short.contains("at least 35"),
             "{short}"
         );
+    }
+
+    #[test]
+    fn every_listed_test_is_accounted_for() {
+        let outcome = |id: &str, status: &str| Outcome {
+            id: id.into(),
+            status: status.into(),
+            reason: String::new(),
+        };
+        let prefix = "octavia_tempest_plugin.tests.api.v2";
+        let listed = format!(
+            "{{0}} tests\n{prefix}.test_a.A.test_one[id-1]\n{prefix}.test_a.A.test_two[id-2]\n\
+             {prefix}.test_b.B.test_one[id-3]\n{prefix}.test_b.Bee.test_one[id-4]\n\
+             {prefix}.test_c.C.test_gone[id-5]\n"
+        );
+        let outcomes = vec![
+            outcome(&format!("setUpClass ({prefix}.test_a.A)"), "skip"),
+            outcome(&format!("{prefix}.test_b.B.test_one[id-3]"), "success"),
+            outcome(&format!("{prefix}.test_b.Bee.test_one[id-4]"), "success"),
+        ];
+        let accounted = account(outcomes, &listed);
+        let statuses: Vec<(String, &str)> = accounted
+            .iter()
+            .map(|o| (short(&o.id), o.status.as_str()))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("test_a.A.test_one".to_owned(), "skip"),
+                ("test_a.A.test_two".to_owned(), "skip"),
+                ("test_b.B.test_one".to_owned(), "success"),
+                ("test_b.Bee.test_one".to_owned(), "success"),
+                ("test_c.C.test_gone".to_owned(), "fail"),
+            ]
+        );
+        // A stream from a run that listed nothing is taken as it is.
+        assert_eq!(account(vec![outcome("x", "success")], "").len(), 1);
     }
 
     #[test]

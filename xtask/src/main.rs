@@ -34,6 +34,9 @@ enum Task {
     /// Run Octavia's API test suite (tempest + octavia-tempest-plugin) against lbaasd, once per
     /// provider, and rewrite docs/conformance.md.
     Conformance(conformance::Args),
+    /// Rewrite docs/providers.md (what each bundled provider offers, and what it answers 501
+    /// for) from the drivers' declared capabilities.
+    Providers,
     /// One provider's run, inside the network namespace `conformance` made for it.
     #[command(hide = true)]
     ConformanceRun(conformance::RunArgs),
@@ -44,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { no_run } => bench(no_run),
         Task::Conformance(args) => conformance::conformance(&args),
         Task::ConformanceRun(args) => conformance::run(&args),
+        Task::Providers => {
+            let path = root().join(lbaas_tests::providers_doc::PATH);
+            std::fs::write(&path, lbaas_tests::providers_doc::render())?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
     }
 }
 

@@ -70,8 +70,7 @@ pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
 pub(crate) async fn viewer(api: &Api, headers: &HeaderMap) -> Result<Viewer, Response> {
     if matches!(api.auth, Auth::None) {
         let ctx = api
-            .auth
-            .token_context("noauth")
+            .token_caller("noauth")
             .await
             .map_err(IntoResponse::into_response)?;
         return Ok(Viewer { ctx, token: None });
@@ -79,7 +78,7 @@ pub(crate) async fn viewer(api: &Api, headers: &HeaderMap) -> Result<Viewer, Res
     let Some(token) = session_token(headers) else {
         return Err(Redirect::to("/dashboard/login").into_response());
     };
-    match api.auth.token_context(&token).await {
+    match api.token_caller(&token).await {
         Ok(ctx) if ctx.is_admin() => Ok(Viewer {
             ctx,
             token: Some(token),
@@ -172,7 +171,7 @@ pub(crate) async fn login(State(api): State<Arc<Api>>, Form(form): Form<LoginFor
     if !usable {
         return refused(StatusCode::BAD_REQUEST, "That is not a token.");
     }
-    match api.auth.token_context(token).await {
+    match api.token_caller(token).await {
         Ok(ctx) if ctx.is_admin() => {
             let cookie = format!("{COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict");
             let mut response = Redirect::to("/dashboard").into_response();

@@ -10,7 +10,7 @@ use super::status::{self, Step};
 use super::tree::{
     child_change, delete_child, ensure_mutable, ensure_writable, new_common, touch_parent,
 };
-use crate::model::{HealthMonitor, MonitorType, Pool};
+use crate::model::{HealthMonitor, HttpVersion, MonitorType, Pool};
 use crate::plane::Change;
 use crate::snapshot::Snapshot;
 use crate::store::Batch;
@@ -40,7 +40,7 @@ pub struct HealthMonitorCreate {
     tenant_id: Option<String>,
     tags: Option<Vec<String>>,
     http_version: Option<serde_json::Value>,
-    domain_name: Option<serde_json::Value>,
+    domain_name: Option<String>,
 }
 
 /// The numbers of a monitor, checked as Octavia checks them.
@@ -116,6 +116,68 @@ fn http_fields(
     Ok((Some(method), Some(path), Some(codes)))
 }
 
+/// Octavia's `http_version`: `1.0` or `1.1`, as a number (or its text).
+fn http_version(value: &serde_json::Value) -> Decided<HttpVersion> {
+    use serde_json::Value;
+    let number = match value {
+        Value::Number(number) => number.as_f64(),
+        Value::String(text) => text.parse::<f64>().ok(),
+        _ => None,
+    };
+    match number {
+        Some(1.0) => Ok(HttpVersion::Http10),
+        Some(1.1) => Ok(HttpVersion::Http11),
+        _ => Err(Error::field(
+            "http_version",
+            format!("Value: '{value}'. Value should be one of: 1.0, 1.1"),
+        )),
+    }
+}
+
+/// Octavia's `domain_name`: a host name (labels of letters, digits, `-` and a leading `_`, at
+/// most 63 characters each and 253 in all, an optional final dot).
+fn domain_name(name: String) -> Decided<String> {
+    let bare = name.strip_suffix('.').unwrap_or(&name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && !label[1..].contains('_')
+    };
+    if !bare.is_empty() && bare.len() <= 253 && bare.split('.').all(label_ok) {
+        Ok(name)
+    } else {
+        Err(Error::field(
+            "domain_name",
+            format!(
+                "Value: '{}'. Value should be a host name (letters, digits and '-' in labels of \
+                 at most 63 characters, at most 253 in all)",
+                name.escape_debug()
+            ),
+        ))
+    }
+}
+
+/// A monitor's HTTP version and `Host` header: a domain needs HTTP/1.1, as Octavia requires.
+fn http_check_options(
+    version: Option<HttpVersion>,
+    domain: Option<String>,
+) -> Decided<(Option<HttpVersion>, Option<String>)> {
+    match (version, &domain) {
+        (None, Some(_)) => Err(Error::invalid(
+            "'http_version' must be specified when 'domain_name' is provided.",
+        )),
+        (Some(HttpVersion::Http10), Some(_)) => Err(Error::invalid(
+            "http_version 1.0 is not a valid option for health monitors HTTP 1.1 domain name \
+             health check",
+        )),
+        _ => Ok((version, domain)),
+    }
+}
+
 /// Checks and builds the monitor of `pool`, of a load balancer of `provider`: Octavia's rules,
 /// then the provider's support of its type (a `501`, as Octavia answers, rather than a load
 /// balancer in `ERROR` when the driver cannot render it).
@@ -125,14 +187,6 @@ pub fn build(
     pool: &Pool,
     body: HealthMonitorCreate,
 ) -> Decided<HealthMonitor> {
-    // The Host header of HTTP checks (Octavia v2.10): no driver of this host sends one yet.
-    fields::unsupported_options(
-        provider,
-        &[
-            ("http_version", &body.http_version),
-            ("domain_name", &body.domain_name),
-        ],
-    )?;
     fields::same_project(
         body.project_id.as_deref(),
         body.tenant_id.as_deref(),
@@ -157,6 +211,16 @@ pub fn build(
         body.url_path,
         body.expected_codes,
     )?;
+    let version = body
+        .http_version
+        .filter(|v| !v.is_null())
+        .map(|v| http_version(&v))
+        .transpose()?;
+    let domain = body.domain_name.map(domain_name).transpose()?;
+    let (http_version, domain_name) = http_check_options(version, domain)?;
+    if http_version.is_some() || domain_name.is_some() {
+        plane.provider_sends_http_check_options(provider)?;
+    }
     Ok(HealthMonitor {
         common: new_common(
             &pool.common.project_id,
@@ -175,6 +239,8 @@ pub fn build(
         http_method,
         url_path,
         expected_codes,
+        http_version,
+        domain_name,
     })
 }
 
@@ -196,8 +262,10 @@ pub struct HealthMonitorUpdate {
     expected_codes: Option<String>,
     admin_state_up: Option<bool>,
     tags: Option<Vec<String>>,
-    http_version: Option<serde_json::Value>,
-    domain_name: Option<serde_json::Value>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    http_version: Option<Option<serde_json::Value>>,
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    domain_name: Option<Option<String>>,
 }
 
 /// Creates the health monitor of a pool the caller may change.
@@ -230,6 +298,7 @@ pub fn create(
 
 /// Changes a health monitor the caller may write.
 pub fn update(
+    plane: &ControlPlane,
     snapshot: &Snapshot,
     caller: &impl Caller,
     id: &str,
@@ -237,14 +306,24 @@ pub fn update(
 ) -> Decided<Change<HealthMonitor>> {
     let current = snapshot.healthmonitor(caller, id)?;
     ensure_writable(caller, &current.common.project_id)?;
-    fields::unsupported_options(
-        &snapshot.parent(&current.loadbalancer_id)?.provider,
-        &[
-            ("http_version", &body.http_version),
-            ("domain_name", &body.domain_name),
-        ],
-    )?;
     let mut hm = current.clone();
+    // Absent: kept; null: cleared.
+    let version = match body.http_version {
+        None => hm.http_version,
+        Some(value) => value
+            .filter(|v| !v.is_null())
+            .map(|v| http_version(&v))
+            .transpose()?,
+    };
+    let domain = match body.domain_name {
+        None => hm.domain_name.clone(),
+        Some(name) => name.map(domain_name).transpose()?,
+    };
+    (hm.http_version, hm.domain_name) = http_check_options(version, domain)?;
+    let asked = (hm.http_version, &hm.domain_name) != (current.http_version, &current.domain_name);
+    if asked && (hm.http_version.is_some() || hm.domain_name.is_some()) {
+        plane.provider_sends_http_check_options(&snapshot.parent(&hm.loadbalancer_id)?.provider)?;
+    }
     let t = timing(
         body.delay.unwrap_or(i64::from(hm.delay)),
         body.timeout.unwrap_or(i64::from(hm.timeout)),
@@ -280,4 +359,62 @@ pub fn update(
 /// Deletes a health monitor the caller may write.
 pub fn delete(snapshot: &Snapshot, caller: &impl Caller, id: &str) -> Decided<Change<()>> {
     delete_child(snapshot, caller, id, Snapshot::healthmonitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn http_version_is_one_of_octavias_numbers() {
+        assert_eq!(http_version(&json!(1.1)).ok(), Some(HttpVersion::Http11));
+        assert_eq!(http_version(&json!(1)).ok(), Some(HttpVersion::Http10));
+        assert_eq!(http_version(&json!("1.0")).ok(), Some(HttpVersion::Http10));
+        for bad in [json!(2.0), json!("1.1x"), json!(true), json!([1.1])] {
+            let error = http_version(&bad).expect_err("refused").to_string();
+            assert!(error.contains("1.0, 1.1"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn domain_names_follow_octavias_pattern() {
+        for good in [
+            "example.com",
+            "www.example.com.",
+            "_srv.example",
+            "a-b.c1",
+            "x",
+        ] {
+            assert!(domain_name(good.into()).is_ok(), "{good}");
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        let long_name = vec!["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            ".",
+            "-a.com",
+            "a-.com",
+            "a_b.com",
+            "a..com",
+            "a b.com",
+            "a.com\r\nX-Evil: 1",
+            "a.com;b",
+            &long_label,
+            &long_name,
+        ] {
+            assert!(domain_name(bad.into()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_domain_needs_http_1_1() {
+        let domain = || Some("example.com".to_owned());
+        assert!(http_check_options(None, domain()).is_err());
+        assert!(http_check_options(Some(HttpVersion::Http10), domain()).is_err());
+        assert!(http_check_options(Some(HttpVersion::Http11), domain()).is_ok());
+        assert!(http_check_options(Some(HttpVersion::Http10), None).is_ok());
+        assert!(http_check_options(None, None).is_ok());
+    }
 }

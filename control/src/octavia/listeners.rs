@@ -237,9 +237,9 @@ fn build<'a>(
 }
 
 /// The headers Octavia lets an HTTP listener insert.
-const INSERT_HEADERS: [&str; 3] = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
+pub const INSERT_HEADERS: [&str; 3] = ["X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"];
 /// The headers about the client's certificate Octavia lets a TERMINATED_HTTPS listener insert.
-const SSL_HEADERS: [&str; 8] = [
+pub const SSL_HEADERS: [&str; 8] = [
     "X-SSL-Client-Verify",
     "X-SSL-Client-Has-Cert",
     "X-SSL-Client-DN",

@@ -14,6 +14,7 @@ pub mod listeners;
 pub mod loadbalancers;
 pub mod members;
 pub mod networks;
+pub mod offer;
 pub mod pools;
 pub mod providers;
 pub mod quotas;

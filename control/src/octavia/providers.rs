@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use lbaas_core::capabilities::{Capabilities, TlsFeature};
+use lbaas_core::capabilities::TlsFeature;
 
 use crate::contract::{self, ProfileDataError};
 use crate::model::{
@@ -15,6 +15,9 @@ use crate::model::{
 use crate::placement;
 use crate::plane::ControlPlane;
 use crate::runtime::{self as wit, LoadedDriver};
+
+/// The first contract whose health monitors carry `http-version` and `domain-name`.
+const HTTP_CHECK_OPTIONS_CONTRACT: &str = "lbaas:driver@0.4.0";
 
 /// Why a provider does not take a request, by the answer Octavia gives.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +58,82 @@ fn unsupported(provider: &str, option: impl std::fmt::Display) -> ProviderError 
     }
 }
 
+/// One option a request may ask of a provider, beyond Octavia's own rules: offered when the
+/// provider's driver declares it. The API's checks and the list of what each provider offers
+/// ([`super::offer`]) both ask here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// A listener or pool protocol.
+    Protocol(Protocol),
+    /// A pool's `lb_algorithm`.
+    Algorithm(LbAlgorithm),
+    /// A health monitor type.
+    Monitor(MonitorType),
+    /// A health monitor's `http_version` and `domain_name`: contract 0.4.0 carries both to a
+    /// driver, which must then render them in every HTTP and HTTPS check it runs.
+    HttpCheckOptions,
+    /// An L7 policy action.
+    L7Action(L7Action),
+    /// An L7 rule type.
+    L7Rule(L7RuleType),
+    /// One of a listener's `insert_headers`.
+    InsertHeader(String),
+    /// TLS beyond the `TERMINATED_HTTPS` protocol.
+    Tls(TlsFeature),
+}
+
+impl Asked {
+    /// Whether `driver` offers it.
+    pub fn offered_by(&self, driver: &LoadedDriver) -> bool {
+        let caps = driver.capabilities();
+        let features = &caps.features;
+        match self {
+            Self::Protocol(protocol) => caps.protocols.contains(protocol),
+            Self::Algorithm(algorithm) => caps.algorithms.contains(algorithm),
+            Self::Monitor(kind) => features.health_monitor_types.contains(kind),
+            Self::HttpCheckOptions => {
+                driver.contract_at_least(HTTP_CHECK_OPTIONS_CONTRACT)
+                    && features
+                        .health_monitor_types
+                        .iter()
+                        .any(|kind| matches!(kind, MonitorType::Http | MonitorType::Https))
+            }
+            Self::L7Action(action) => features.l7_actions.contains(action),
+            Self::L7Rule(kind) => features.l7_rule_kinds.contains(kind),
+            Self::InsertHeader(header) => features.insert_headers.iter().any(|h| h == header),
+            Self::Tls(feature) => features.tls.contains(feature),
+        }
+    }
+}
+
+/// How a 501 names the option, as Octavia's messages do.
+impl std::fmt::Display for Asked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use lbaas_core::views::name;
+        match self {
+            Self::Protocol(protocol) => write!(f, "protocol {}", name(protocol)),
+            Self::Algorithm(algorithm) => write!(f, "lb_algorithm {}", name(algorithm)),
+            Self::Monitor(kind) => write!(f, "health monitor type {}", name(kind)),
+            Self::HttpCheckOptions => f.write_str("health monitor http_version and domain_name"),
+            Self::L7Action(action) => write!(f, "L7 policy action {}", name(action)),
+            Self::L7Rule(kind) => write!(f, "L7 rule type {}", name(kind)),
+            Self::InsertHeader(header) => write!(f, "insert_headers {header}"),
+            Self::Tls(feature) => f.write_str(tls_option(*feature)),
+        }
+    }
+}
+
+/// The API field that asks for a TLS feature.
+pub fn tls_option(feature: TlsFeature) -> &'static str {
+    match feature {
+        TlsFeature::Sni => "sni_container_refs",
+        TlsFeature::ClientAuthentication => "client_ca_tls_container_ref",
+        TlsFeature::Hsts => "hsts_max_age",
+        TlsFeature::PoolTls => "tls_enabled",
+        TlsFeature::PoolClientCertificate => "tls_container_ref",
+    }
+}
+
 impl ControlPlane {
     /// The active driver of `provider`.
     fn provider(&self, provider: &str) -> Result<LoadedDriver, ProviderError> {
@@ -77,18 +156,10 @@ impl ControlPlane {
     ) -> Result<(), ProviderError> {
         self.provider(provider)?;
         if let Some(protocol) = protocol {
-            self.offers(
-                provider,
-                |caps| caps.protocols.contains(&protocol),
-                format_args!("protocol {}", lbaas_core::views::name(&protocol)),
-            )?;
+            self.offers(provider, Asked::Protocol(protocol))?;
         }
         if let Some(algorithm) = algorithm {
-            self.offers(
-                provider,
-                |caps| caps.algorithms.contains(&algorithm),
-                format_args!("lb_algorithm {}", lbaas_core::views::name(&algorithm)),
-            )?;
+            self.offers(provider, Asked::Algorithm(algorithm))?;
         }
         Ok(())
     }
@@ -99,11 +170,7 @@ impl ControlPlane {
         provider: &str,
         action: L7Action,
     ) -> Result<(), ProviderError> {
-        self.offers(
-            provider,
-            |caps| caps.features.l7_actions.contains(&action),
-            format_args!("L7 policy action {}", lbaas_core::views::name(&action)),
-        )
+        self.offers(provider, Asked::L7Action(action))
     }
 
     /// The provider renders L7 rules of `kind`.
@@ -112,11 +179,7 @@ impl ControlPlane {
         provider: &str,
         kind: L7RuleType,
     ) -> Result<(), ProviderError> {
-        self.offers(
-            provider,
-            |caps| caps.features.l7_rule_kinds.contains(&kind),
-            format_args!("L7 rule type {}", lbaas_core::views::name(&kind)),
-        )
+        self.offers(provider, Asked::L7Rule(kind))
     }
 
     /// The provider inserts the header `header` (one of Octavia's `insert_headers`).
@@ -125,11 +188,7 @@ impl ControlPlane {
         provider: &str,
         header: &str,
     ) -> Result<(), ProviderError> {
-        self.offers(
-            provider,
-            |caps| caps.features.insert_headers.iter().any(|h| h == header),
-            format_args!("insert_headers {header}"),
-        )
+        self.offers(provider, Asked::InsertHeader(header.to_owned()))
     }
 
     /// The provider renders a listener's TLS settings `tls` (its `TERMINATED_HTTPS` protocol
@@ -140,17 +199,12 @@ impl ControlPlane {
         tls: &ListenerTls,
     ) -> Result<(), ProviderError> {
         let needs = [
-            (
-                !tls.sni_container_refs.is_empty(),
-                TlsFeature::Sni,
-                "sni_container_refs",
-            ),
+            (!tls.sni_container_refs.is_empty(), TlsFeature::Sni),
             (
                 tls.client_ca_tls_container_ref.is_some(),
                 TlsFeature::ClientAuthentication,
-                "client_ca_tls_container_ref",
             ),
-            (tls.hsts_max_age.is_some(), TlsFeature::Hsts, "hsts_max_age"),
+            (tls.hsts_max_age.is_some(), TlsFeature::Hsts),
         ];
         self.renders_tls(provider, &needs)
     }
@@ -162,11 +216,10 @@ impl ControlPlane {
         tls: &PoolTls,
     ) -> Result<(), ProviderError> {
         let needs = [
-            (tls.tls_enabled, TlsFeature::PoolTls, "tls_enabled"),
+            (tls.tls_enabled, TlsFeature::PoolTls),
             (
                 tls.tls_enabled && tls.tls_container_ref.is_some(),
                 TlsFeature::PoolClientCertificate,
-                "tls_container_ref",
             ),
         ];
         self.renders_tls(provider, &needs)
@@ -175,14 +228,20 @@ impl ControlPlane {
     fn renders_tls(
         &self,
         provider: &str,
-        needs: &[(bool, TlsFeature, &str)],
+        needs: &[(bool, TlsFeature)],
     ) -> Result<(), ProviderError> {
-        for (needed, feature, option) in needs {
+        for (needed, feature) in needs {
             if *needed {
-                self.offers(provider, |caps| caps.features.tls.contains(feature), option)?;
+                self.offers(provider, Asked::Tls(*feature))?;
             }
         }
         Ok(())
+    }
+
+    /// The provider sends an HTTP check's `http_version` and `domain_name` (its `Host`
+    /// header).
+    pub fn provider_sends_http_check_options(&self, provider: &str) -> Result<(), ProviderError> {
+        self.offers(provider, Asked::HttpCheckOptions)
     }
 
     /// The provider renders health monitors of `kind`.
@@ -191,24 +250,15 @@ impl ControlPlane {
         provider: &str,
         kind: MonitorType,
     ) -> Result<(), ProviderError> {
-        self.offers(
-            provider,
-            |caps| caps.features.health_monitor_types.contains(&kind),
-            format_args!("health monitor type {}", lbaas_core::views::name(&kind)),
-        )
+        self.offers(provider, Asked::Monitor(kind))
     }
 
-    /// The provider's capabilities say it `offers` something; else it lacks `option` (`501`).
-    fn offers(
-        &self,
-        provider: &str,
-        offers: impl FnOnce(&Capabilities) -> bool,
-        option: impl std::fmt::Display,
-    ) -> Result<(), ProviderError> {
-        if offers(self.provider(provider)?.capabilities()) {
+    /// The provider offers what a request `asked`; else it lacks that option (`501`).
+    fn offers(&self, provider: &str, asked: Asked) -> Result<(), ProviderError> {
+        if asked.offered_by(&self.provider(provider)?) {
             Ok(())
         } else {
-            Err(unsupported(provider, option))
+            Err(unsupported(provider, asked))
         }
     }
 

@@ -59,6 +59,9 @@ pub struct LocalProcesses {
     gateway: Option<Gateway>,
     /// The mark on this provisioner's namespaces ([`netns::tag`]).
     tag: String,
+    /// Where each device's HAProxy keeps its two Unix sockets (`<sockets>/<handle>`): a short
+    /// folder apart from the data, as a socket's path holds at most 107 bytes.
+    sockets: PathBuf,
     /// What each device was last given: a job's hand-over that changes nothing runs no
     /// program.
     served: Mutex<HashMap<String, Reach>>,
@@ -188,11 +191,15 @@ impl LocalProcesses {
                 tracing::warn!("the host is not root: spawned devices run as the host's own user")
             }
         }
-        if let Some(why) = socket_paths_too_long(&root) {
-            tracing::warn!("{why}; no device can be spawned");
-            unreachable = Some(why);
-        }
         let tag = netns::tag(&root);
+        let sockets = match socket_root(&tag, user.is_some()) {
+            Ok(sockets) => sockets,
+            Err(why) => {
+                tracing::warn!("{why}; no device can be spawned");
+                unreachable.get_or_insert(why);
+                PathBuf::new()
+            }
+        };
         Ok(Self {
             agent,
             haproxy,
@@ -204,6 +211,7 @@ impl LocalProcesses {
             unreachable,
             gateway,
             tag,
+            sockets,
             served: Mutex::new(HashMap::new()),
             busy: Mutex::new(()),
         })
@@ -218,6 +226,11 @@ impl LocalProcesses {
             return Err(ProvisionError::UnknownHandle(handle.to_owned()));
         }
         Ok(self.root.join(handle))
+    }
+
+    /// The folder of the HAProxy sockets of the device in `dir`.
+    fn socket_dir(&self, dir: &Path) -> PathBuf {
+        self.sockets.join(dir.file_name().unwrap_or_default())
     }
 
     /// Handles of every device folder.
@@ -319,12 +332,24 @@ impl LocalProcesses {
                 command.pre_exec(move || netns::enter(&fd));
             }
         }
-        if let Some(user) = &self.user {
-            user.own(dir).map_err(ProvisionError::system(format!(
-                "cannot give {} to {}",
-                dir.display(),
-                privilege::DEVICE_USER
+        let sockets = self.socket_dir(dir);
+        fs::create_dir_all(&sockets)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&sockets, fs::Permissions::from_mode(0o700))
+            })
+            .map_err(ProvisionError::system(format!(
+                "cannot create the device's socket folder {}",
+                sockets.display()
             )))?;
+        if let Some(user) = &self.user {
+            for owned in [dir, &sockets] {
+                user.own(owned).map_err(ProvisionError::system(format!(
+                    "cannot give {} to {}",
+                    owned.display(),
+                    privilege::DEVICE_USER
+                )))?;
+            }
             user.apply(&mut command);
         }
         let mut child = command
@@ -332,6 +357,8 @@ impl LocalProcesses {
             .arg(address.to_string())
             .arg("--state-dir")
             .arg(dir)
+            .arg("--socket-dir")
+            .arg(&sockets)
             .arg("--token-file")
             .arg(dir.join("token"))
             .arg("--haproxy")
@@ -392,6 +419,7 @@ impl LocalProcesses {
             namespace.remove();
             self.served_now().remove(namespace.handle());
         }
+        let _ = fs::remove_dir_all(self.socket_dir(dir));
         // A process on its way out may still remove its own files meanwhile.
         for attempt in 0.. {
             match fs::remove_dir_all(dir) {
@@ -446,14 +474,16 @@ impl LocalProcesses {
         Ok(())
     }
 
-    /// Once this provisioner has no device left (when the host stops): its firewall table
-    /// goes, and the gateway address too unless another provisioner's devices on this machine
-    /// still use it. Devices left running keep both.
+    /// Once this provisioner has no device left (when the host stops): its sockets' folder
+    /// and firewall table go, and the gateway address too unless another provisioner's devices
+    /// on this machine still use it. Devices left running keep all three.
     fn tidy(&self) {
-        let Some(gateway) = &self.gateway else { return };
         if !self.handles().is_empty() {
             return;
         }
+        // Empty with no device left (never another provisioner's: the tag is ours).
+        let _ = fs::remove_dir(&self.sockets);
+        let Some(gateway) = &self.gateway else { return };
         Firewall::of(&self.tag).remove();
         if !gateway.in_use() {
             gateway.remove();
@@ -767,42 +797,118 @@ fn terminate(pid: u32, name: &str) {
 
 /// The longest path a Unix socket may have (`sun_path` holds 108 bytes with the final NUL).
 const SOCKET_PATH_MAX: usize = 107;
-/// What HAProxy adds to a socket's path while it binds it (`<path>.<pid>.tmp`, then renamed),
-/// with the largest pid Linux hands out.
-const HAPROXY_BIND_SUFFIX: &str = ".4194304.tmp";
-/// A device folder's name: 6 random bytes in hex.
-const HANDLE_LEN: usize = 12;
+/// The longest path HAProxy binds in a device's socket folder: `master.sock`, with what HAProxy
+/// adds while it binds (`<path>.<pid>.tmp`, then renamed) for the largest pid Linux hands out.
+const LONGEST_SOCKET: &str = "0123456789ab/master.sock.4194304.tmp";
 
-/// Why devices under `root` cannot start, if its paths are too long for HAProxy's sockets
-/// (each device's agent keeps `master.sock` and `stats.sock` in its folder): said plainly at
-/// once, rather than as every spawned device's failure.
-fn socket_paths_too_long(root: &Path) -> Option<String> {
-    let longest = root.join("0".repeat(HANDLE_LEN)).join("master.sock");
-    let length = longest.as_os_str().len() + HAPROXY_BIND_SUFFIX.len();
-    (length > SOCKET_PATH_MAX).then(|| {
-        let over = length - SOCKET_PATH_MAX;
-        format!(
-            "the devices' folder {} is too long for HAProxy's sockets: a device's {} is bound \
-             as a path of {length} bytes, and a Unix socket's path holds at most \
-             {SOCKET_PATH_MAX}; choose a data folder at least {over} bytes shorter",
-            root.display(),
-            longest.display()
-        )
-    })
+/// The folder of the devices' sockets, made if missing: `/run/lbaas/<tag>` as root, else
+/// `$XDG_RUNTIME_DIR/lbaas/<tag>`, else `<temp>/lbaas-<uid>/<tag>`; whatever the data folder,
+/// the sockets' paths stay short. A folder someone else owns or may write is refused, as is
+/// one too deep for a socket, in words.
+fn socket_root(tag: &str, root: bool) -> Result<PathBuf, String> {
+    let base = if root {
+        PathBuf::from("/run/lbaas")
+    } else {
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
+            Some(runtime) => PathBuf::from(runtime).join("lbaas"),
+            None => std::env::temp_dir().join(format!("lbaas-{}", nix::unistd::geteuid())),
+        }
+    };
+    let folder = base.join(tag);
+    let longest = folder.join(LONGEST_SOCKET);
+    if longest.as_os_str().len() > SOCKET_PATH_MAX {
+        return Err(format!(
+            "the devices' socket folder {} is too deep for HAProxy's sockets: a device's socket \
+             is bound as a path of {} bytes, and a Unix socket's path holds at most \
+             {SOCKET_PATH_MAX}; set XDG_RUNTIME_DIR or TMPDIR to a shorter folder",
+            folder.display(),
+            longest.as_os_str().len()
+        ));
+    }
+    // Root's folders may be passed through by the device user; the host's own user keeps
+    // its folder to itself.
+    let mode = if root { 0o711 } else { 0o700 };
+    for dir in [&base, &folder] {
+        private_folder(dir, mode).map_err(|why| {
+            format!(
+                "the devices' socket folder {} cannot be used: {why}",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(folder)
+}
+
+/// Makes `dir` with `mode`, or checks the one there is a folder (not a link) of the host's
+/// own user that nobody else may write.
+fn private_folder(dir: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            return fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+                .map_err(|error| error.to_string());
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error.to_string()),
+    }
+    let found = fs::symlink_metadata(dir).map_err(|error| error.to_string())?;
+    if !found.is_dir() {
+        return Err("it is not a folder".into());
+    }
+    if found.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "it belongs to user {}, not to the host's",
+            found.uid()
+        ));
+    }
+    if found.mode() & 0o022 != 0 {
+        return Err(format!(
+            "others may write to it (mode {:o})",
+            found.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    /// The sockets' folder is made private, and one that is a link, or that others may
+    /// write, is refused in words.
     #[test]
-    fn socket_paths_fit_or_are_refused_in_words() {
-        assert!(super::socket_paths_too_long(Path::new("/var/lib/lbaas/devices")).is_none());
-        let long = format!("/srv/{}/devices", "d".repeat(90));
-        let why = super::socket_paths_too_long(Path::new(&long)).expect("too long");
-        assert!(
-            why.contains("at most 107") && why.contains("bytes shorter"),
-            "{why}"
-        );
+    fn socket_folders_are_private_or_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().expect("temp dir");
+        let made = base.path().join("made");
+        super::private_folder(&made, 0o700).expect("a new folder");
+        let mode = fs::metadata(&made).expect("made").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        super::private_folder(&made, 0o700).expect("the same folder again");
+
+        let open = base.path().join("open");
+        fs::create_dir(&open).expect("open folder");
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let why = super::private_folder(&open, 0o700).expect_err("others may write");
+        assert!(why.contains("others may write"), "{why}");
+
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&made, &link).expect("symlink");
+        let why = super::private_folder(&link, 0o700).expect_err("a link");
+        assert!(why.contains("not a folder"), "{why}");
     }
+
+    /// However deep the data folder, a device's sockets are bound on short paths.
+    #[test]
+    fn socket_paths_do_not_depend_on_the_data_folder() {
+        let sockets = super::socket_root("0123abcd", false).expect("a socket folder");
+        let longest = sockets.join(super::LONGEST_SOCKET);
+        assert!(
+            longest.as_os_str().len() <= super::SOCKET_PATH_MAX,
+            "{}",
+            longest.display()
+        );
+        let _ = fs::remove_dir(&sockets);
+    }
+
     use super::*;
 
     /// A device whose agent program is missing fails in plain words: what is missing and how
@@ -829,6 +935,8 @@ mod tests {
             "{message}"
         );
         assert!(devices.handles().is_empty(), "a half-made device was left");
+        devices.close();
+        assert!(!devices.sockets.exists(), "its socket folder was left");
         // HAProxy missing: named, with what to do, before any agent starts.
         let agent = std::env::current_exe().expect("this test binary, standing in for the agent");
         let devices = LocalProcesses::new(
@@ -857,5 +965,6 @@ mod tests {
             .provision("acme-adc", &SpawnSpec::default())
             .expect_err("not spawned here");
         assert!(matches!(error, ProvisionError::Unsupported(_)), "{error:?}");
+        devices.close();
     }
 }

@@ -133,3 +133,18 @@ pub(crate) fn work(
         model,
     }))
 }
+
+impl ControlPlane {
+    /// The driver of load balancer `lb_id` and what a job would send it now, from the newest
+    /// records (`None` for no such load balancer): for checks that what the API accepts, the
+    /// provider renders.
+    pub fn driver_input(
+        &self,
+        lb_id: &str,
+    ) -> Result<Option<(LoadedDriver, wit::LoadBalancer)>, crate::Error> {
+        let snapshot = self.snapshot()?;
+        let work = work(self, &snapshot, lb_id)
+            .map_err(|error| crate::Error::Inconsistent(error.to_string()))?;
+        Ok(work.map(|work| (work.driver, work.model)))
+    }
+}

@@ -362,6 +362,11 @@ fn monitor(hm: &HealthMonitor) -> Result<Value, DriverError> {
         "upAfter": hm.max_retries,
         "downAfter": hm.max_retries_down,
         "send": hm.http_method.as_ref().map(|m| format!("{m} {}", hm.url_path.as_deref().unwrap_or("/"))),
+        "httpVersion": hm.http_version.map(|version| match version {
+            HttpVersion::Http10 => "1.0",
+            HttpVersion::Http11 => "1.1",
+        }),
+        "hostHeader": hm.domain_name,
         "receiveStatus": hm.expected_codes,
     }))
 }

@@ -570,7 +570,27 @@ fn render_monitor(out: &mut String, hm: &HealthMonitor, mode: &str) -> Result<bo
         HealthMonitorKind::Http | HealthMonitorKind::Https => {
             let method = checked_token("HTTP method", hm.http_method.as_deref().unwrap_or("GET"))?;
             let path = checked_path(hm.url_path.as_deref().unwrap_or("/"))?;
-            let _ = writeln!(out, "    option httpchk {method} {path}");
+            // As the amphora: the version on the request line, then the `Host` header of an
+            // HTTP/1.1 check.
+            match hm.http_version {
+                None => {
+                    let _ = writeln!(out, "    option httpchk {method} {path}");
+                }
+                Some(version) => {
+                    let version = match version {
+                        HttpVersion::Http10 => "HTTP/1.0",
+                        HttpVersion::Http11 => "HTTP/1.1",
+                    };
+                    let _ = writeln!(out, "    option httpchk {method} {path} {version}");
+                }
+            }
+            if let (Some(HttpVersion::Http11), Some(domain)) = (hm.http_version, &hm.domain_name) {
+                let _ = writeln!(
+                    out,
+                    "    http-check send hdr Host {}",
+                    checked_host(domain)?
+                );
+            }
             let codes = hm.expected_codes.as_deref().unwrap_or("200");
             let _ = writeln!(out, "    http-check expect {}", expect_status(codes)?);
             // An HTTPS monitor on a TCP-mode pool checks through TLS (passthrough backends).
@@ -652,18 +672,34 @@ fn socket(address: IpAddr, port: u16) -> String {
 
 /// Ids become section and server names, tokens become keywords' arguments: letters, digits,
 /// `-`, `_`, `.` only.
-fn checked_token<'a>(what: &str, token: &'a str) -> Result<&'a str, DriverError> {
-    let ok = !token.is_empty()
-        && token.len() <= 64
-        && token
+/// Up to `max` letters, digits, `-`, `_` and `.`: one word to HAProxy, nothing more.
+pub(crate) fn word(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn checked_token<'a>(what: &str, token: &'a str) -> Result<&'a str, DriverError> {
+    if word(token, 64) {
         Ok(token)
     } else {
         Err(invalid(format!(
             "{what} `{}` may only hold letters, digits, '-', '_' and '.'",
             token.escape_debug()
+        )))
+    }
+}
+
+/// A health check's `Host` header: a host name, nothing HAProxy would read as more.
+fn checked_host(name: &str) -> Result<&str, DriverError> {
+    if word(name, 254) {
+        Ok(name)
+    } else {
+        Err(invalid(format!(
+            "domain name `{}` may only hold letters, digits, '-', '_' and '.'",
+            name.escape_debug()
         )))
     }
 }

@@ -86,12 +86,38 @@ impl Driver for HaproxyDriver {
         Ok(())
     }
 
+    fn validate_availability_zone(zone: &AvailabilityZone) -> Result<(), DriverError> {
+        for entry in &zone.metadata {
+            match entry.key.as_str() {
+                COMPUTE_ZONE if valid_zone_name(&entry.value) => {}
+                COMPUTE_ZONE => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "availability zone key `{COMPUTE_ZONE}` must be a name of letters, \
+                         digits, '-', '_' and '.' (at most 255), got `{}`",
+                        entry.value.escape_debug()
+                    )));
+                }
+                other => {
+                    return Err(DriverError::InvalidInput(format!(
+                        "availability zone key `{other}` is not supported by the haproxy driver \
+                         (known: {COMPUTE_ZONE})"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn select(request: &PlacementRequest, candidates: &[Candidate]) -> Hints {
+        let compute_zone = request
+            .availability_zone
+            .as_ref()
+            .and_then(|zone| zone.get(COMPUTE_ZONE));
         let devices: Vec<DeviceHint> = candidates
             .iter()
             .map(|candidate| DeviceHint {
                 device_id: candidate.device.id.clone(),
-                verdict: verdict(candidate),
+                verdict: verdict(candidate, compute_zone),
             })
             .collect();
         let any_fit = devices
@@ -105,7 +131,14 @@ impl Driver for HaproxyDriver {
                 .and_then(|flavor| flavor.get("spawn-capacity"))
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(DEFAULT_SPAWN_CAPACITY),
-            metadata: Vec::new(),
+            // Spawned here, for this zone: later load balancers of the zone may share it.
+            metadata: compute_zone
+                .map(|zone| Entry {
+                    key: COMPUTE_ZONE.into(),
+                    value: zone.into(),
+                })
+                .into_iter()
+                .collect(),
         });
         Hints { devices, spawn }
     }
@@ -160,6 +193,11 @@ const CONTENT_TYPE: &str = "text/x-haproxy-cfg";
 /// client certificate, and the health monitors HAProxy runs over TCP.
 fn features() -> Features {
     let mut features = Features::full_l7();
+    features.availability_zone_keys = vec![FlavorKey::new(
+        COMPUTE_ZONE,
+        "Place only on HAProxy devices whose `compute_zone` metadata is this zone; a device \
+         spawned for the zone carries it.",
+    )];
     features
         .insert_headers
         .extend(tls::SSL_HEADERS.iter().map(|(name, _)| (*name).to_owned()));
@@ -203,11 +241,25 @@ fn agent_error(response: &device::Response) -> DriverError {
     ))
 }
 
-/// An HAProxy device takes a load balancer while it has room; emptier devices score higher.
-fn verdict(candidate: &Candidate) -> Verdict {
+/// The availability zone key naming where a load balancer's HAProxy runs: the `compute_zone`
+/// metadata of the devices (registered, or spawned for the zone).
+const COMPUTE_ZONE: &str = "compute_zone";
+
+fn valid_zone_name(name: &str) -> bool {
+    config::word(name, 255)
+}
+
+/// An HAProxy device of the load balancer's compute zone (if its zone names one) takes it
+/// while it has room; emptier devices score higher.
+fn verdict(candidate: &Candidate, compute_zone: Option<&str>) -> Verdict {
     let device = &candidate.device;
     if device.kind != DeviceKind::Virtual {
         return Verdict::Reject("not an HAProxy (virtual) device".into());
+    }
+    if let Some(zone) = compute_zone
+        && device.metadata(COMPUTE_ZONE) != Some(zone)
+    {
+        return Verdict::Reject(format!("not in compute zone {zone}"));
     }
     if candidate.load_balancers >= device.capacity {
         return Verdict::Reject(format!(
