@@ -332,6 +332,8 @@ impl LocalProcesses {
                 command.pre_exec(move || netns::enter(&fd));
             }
         }
+        private_folder(&self.sockets, socket_folder_mode(self.user.is_some()))
+            .map_err(|why| ProvisionError::Unavailable(unusable(&self.sockets, &why)))?;
         let sockets = self.socket_dir(dir);
         fs::create_dir_all(&sockets)
             .and_then(|()| {
@@ -801,10 +803,10 @@ const SOCKET_PATH_MAX: usize = 107;
 /// adds while it binds (`<path>.<pid>.tmp`, then renamed) for the largest pid Linux hands out.
 const LONGEST_SOCKET: &str = "0123456789ab/master.sock.4194304.tmp";
 
-/// The folder of the devices' sockets, made if missing: `/run/lbaas/<tag>` as root, else
+/// The folder of the devices' sockets: `/run/lbaas/<tag>` as root, else
 /// `$XDG_RUNTIME_DIR/lbaas/<tag>`, else `<temp>/lbaas-<uid>/<tag>`; whatever the data folder,
-/// the sockets' paths stay short. A folder someone else owns or may write is refused, as is
-/// one too deep for a socket, in words.
+/// the sockets' paths stay short. The parent is made if missing; a folder someone else owns or
+/// may write is refused, as is one too deep for a socket, in words.
 fn socket_root(tag: &str, root: bool) -> Result<PathBuf, String> {
     let base = if root {
         PathBuf::from("/run/lbaas")
@@ -825,18 +827,22 @@ fn socket_root(tag: &str, root: bool) -> Result<PathBuf, String> {
             longest.as_os_str().len()
         ));
     }
-    // Root's folders may be passed through by the device user; the host's own user keeps
-    // its folder to itself.
-    let mode = if root { 0o711 } else { 0o700 };
-    for dir in [&base, &folder] {
-        private_folder(dir, mode).map_err(|why| {
-            format!(
-                "the devices' socket folder {} cannot be used: {why}",
-                dir.display()
-            )
-        })?;
-    }
+    private_folder(&base, socket_folder_mode(root)).map_err(|why| unusable(&base, &why))?;
+    // This provisioner's own folder is made with its first device, and goes with its last.
     Ok(folder)
+}
+
+/// Root's socket folders may be passed through by the device user; the host's own user keeps
+/// its folders to itself.
+fn socket_folder_mode(root: bool) -> u32 {
+    if root { 0o711 } else { 0o700 }
+}
+
+fn unusable(dir: &Path, why: &str) -> String {
+    format!(
+        "the devices' socket folder {} cannot be used: {why}",
+        dir.display()
+    )
 }
 
 /// Makes `dir` with `mode`, or checks the one there is a folder (not a link) of the host's
