@@ -33,6 +33,11 @@ fn host() -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
         (MEMBER.to_owned(), grant("tenant", "load-balancer_member")),
         (READER.to_owned(), grant("tenant", "load-balancer_observer")),
     ]));
+    app(auth, Policy::Default)
+}
+
+/// The API over an empty in-memory store and no driver, its callers read through `policy`.
+fn app(auth: Auth, policy: Policy) -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
     let plane = ControlPlane::new(
         Arc::new(MemoryStore::new()),
@@ -40,7 +45,7 @@ fn host() -> (Router, tokio::sync::mpsc::UnboundedReceiver<String>) {
         None,
         jobs,
     );
-    let api = Api::new(Arc::new(plane), auth);
+    let api = Api::new(Arc::new(plane), auth).with_policy(policy);
     (router(Arc::new(api)), queue)
 }
 
@@ -157,15 +162,7 @@ async fn each_policy_honours_its_own_roles() {
     let answers = |policy: Policy| {
         let tokens = tokens.clone();
         async move {
-            let (jobs, _queue) = tokio::sync::mpsc::unbounded_channel();
-            let plane = ControlPlane::new(
-                Arc::new(MemoryStore::new()),
-                Arc::new(Drivers::none()),
-                None,
-                jobs,
-            );
-            let api = Api::new(Arc::new(plane), Auth::Tokens(tokens)).with_policy(policy);
-            let app = router(Arc::new(api));
+            let (app, _jobs) = app(Auth::Tokens(tokens), policy);
             let mut statuses = Vec::new();
             for token in ["keystone-member", "octavia-member"] {
                 let (status, _) =
