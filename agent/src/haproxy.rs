@@ -1,6 +1,7 @@
 //! One HAProxy in master-worker mode, driven through files, signals and its sockets.
 //!
-//! The state folder holds everything: `base.cfg` (written by the agent: the stats socket),
+//! The state folder holds everything: `base.cfg` (written by the agent: the stats socket and
+//! the [metrics](crate::metrics) proxies),
 //! `conf.d/<load balancer>.cfg` (one per load balancer, exactly as the driver rendered it),
 //! the master's pid file and CLI socket, the worker's stats socket, and `haproxy.log` (the
 //! master's output, where HAProxy explains a refused reload).
@@ -102,8 +103,8 @@ fn files(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Ha
 const SETTLE: Duration = Duration::from_secs(15);
 /// Unix socket paths are limited to 108 bytes, terminator included.
 pub const MAX_SOCKET_PATH: usize = 107;
-/// The longest socket name the agent gives HAProxy.
-const LONGEST_SOCKET: &str = "master.sock";
+/// HAProxy's Prometheus exporter's socket, the longest socket name the agent gives HAProxy.
+const LONGEST_SOCKET: &str = "exporter.sock";
 /// What HAProxy adds to a socket's path while it binds it (`<path>.<pid>.tmp`, renamed once
 /// bound), with the largest pid Linux hands out.
 const BIND_SUFFIX: &str = ".4194304.tmp";
@@ -172,11 +173,24 @@ impl Haproxy {
     }
 
     fn master_socket(&self) -> PathBuf {
-        self.sockets.join(LONGEST_SOCKET)
+        self.sockets.join("master.sock")
     }
 
     fn stats_socket(&self) -> PathBuf {
         self.sockets.join("stats.sock")
+    }
+
+    /// HAProxy's Prometheus exporter ([`crate::metrics`]), which only the agent reads.
+    pub fn exporter_socket(&self) -> PathBuf {
+        self.sockets.join(LONGEST_SOCKET)
+    }
+
+    /// The abstract socket on which the agent answers metrics listeners: one name per socket
+    /// folder, the same across restarts of the agent (an adopted HAProxy keeps using it).
+    pub fn metrics_socket_name(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(self.sockets.as_os_str().as_encoded_bytes());
+        format!("lbaas-metrics-{}", &hex::encode(digest)[..32])
     }
 
     pub fn pid_file(&self) -> PathBuf {
@@ -294,6 +308,10 @@ impl Haproxy {
                 .map_err(files("prepare", &jail))?;
             base.push_str(&format!("    chroot {}\n", jail.display()));
         }
+        base.push_str(&crate::metrics::base_proxies(
+            &self.exporter_socket(),
+            &self.metrics_socket_name(),
+        ));
         fs::write(self.base(), base).map_err(files("write", &self.base()))
     }
 

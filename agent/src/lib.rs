@@ -19,6 +19,7 @@
 
 pub mod certificates;
 pub mod haproxy;
+pub mod metrics;
 pub mod policy;
 
 use std::fs;
@@ -318,6 +319,19 @@ impl Agent {
             .into_iter()
             .filter(|row| sections.contains(&row.proxy))
             .collect())
+    }
+
+    /// The frontends and backends of the load balancer whose configuration defines the
+    /// frontend `name`, if one does.
+    pub fn sections_with_frontend(&self, name: &str) -> Option<Vec<String>> {
+        self.installed().iter().find_map(|path| {
+            let config = fs::read_to_string(path).ok()?;
+            let defines = config.lines().any(|line| {
+                let mut words = line.split_whitespace();
+                words.next() == Some("frontend") && words.next() == Some(name)
+            });
+            defines.then(|| haproxy::sections(&config))
+        })
     }
 
     fn ids(&self) -> Vec<String> {

@@ -93,6 +93,11 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
+        // The metrics of PROMETHEUS listeners, asked by HAProxy (lbaas_agent::metrics).
+        let metrics_name = agent.haproxy().metrics_socket_name();
+        let metrics = agent::metrics::OwnUser::bind(&metrics_name)
+            .with_context(|| format!("binding the abstract metrics socket {metrics_name}"))?;
+        tokio::spawn(axum::serve(metrics, agent::metrics::router(agent.clone())).into_future());
         tracing::info!(listen = %args.listen, state_dir = %state_dir.display(), "agent ready");
         axum::serve(listener, agent::router(agent.clone()))
             .with_graceful_shutdown(stop_signal())

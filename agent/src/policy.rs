@@ -6,7 +6,8 @@
 //! and keywords a load balancer needs, with every argument checked, before HAProxy sees it.
 //!
 //! Allowed: comment lines; `global` with `maxconn` only; `defaults`; `frontend` and `backend`
-//! with the keywords below. Every name is a plain token, every address an IP literal and port,
+//! with the keywords below, under any name but the agent's own (`lbaas-...`, [`crate::metrics`]:
+//! a frontend may send requests to its `lbaas-metrics` backend, never define or shadow it). Every name is a plain token, every address an IP literal and port,
 //! every number a number. Anything else — another section, another keyword, an option that
 //! names a file or a socket, quotes, backslashes, `$` — is a [`Violation`] naming the line and
 //! the keyword.
@@ -305,6 +306,12 @@ impl Line<'_> {
         }
         if let Some(name) = self.args.first() {
             name_ok(name).map_err(|reason| self.violation(&reason))?;
+            if name.starts_with(crate::metrics::RESERVED_PREFIX) {
+                return Err(self.violation(&format!(
+                    "name `{name}` is reserved: sections named `{}...` are the agent's own",
+                    crate::metrics::RESERVED_PREFIX
+                )));
+            }
         }
         Ok(Some(section))
     }
@@ -1060,6 +1067,14 @@ frontend l-2
     timeout client 50000ms
     default_backend p-2
 
+frontend l-3
+    mode http
+    bind 127.0.50.1:9100
+    timeout client 50000ms
+    acl allowed-cidr src 127.0.0.0/8
+    tcp-request connection reject if !allowed-cidr
+    default_backend lbaas-metrics
+
 backend p-1
     mode http
     balance roundrobin
@@ -1096,7 +1111,7 @@ backend p-2
         };
         Scope {
             loadbalancer: "lb-1".into(),
-            binds: sockets(&["127.0.50.1:8080", "[::1]:8443"]),
+            binds: sockets(&["127.0.50.1:8080", "[::1]:8443", "127.0.50.1:9100"]),
             servers: sockets(&[
                 "127.0.0.1:8001",
                 "127.0.0.1:8002",
@@ -1367,6 +1382,11 @@ backend p-2
                 "frontend l-9\n    default_backend p\u{0}",
                 "default_backend",
             ),
+            // The agent's own sections (its metrics backend, HAProxy's exporter) are not a
+            // driver's to define or shadow.
+            ("backend lbaas-metrics\n    mode http", "backend"),
+            ("frontend lbaas-exporter\n    mode http", "frontend"),
+            ("defaults lbaas-internal\n    mode http", "defaults"),
         ];
         for (config, keyword) in cases {
             let violation = check(config, &policy(), &scope())

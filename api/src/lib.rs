@@ -276,7 +276,7 @@ const VERSIONS: [(&str, &str); 27] = [
     ("v2.22", "2020-09-04"), // PROXYV2 pools
     ("v2.23", "2020-09-07"), // SCTP
     ("v2.24", "2020-10-15"), // pool ALPN (501)
-    ("v2.25", "2021-10-02"), // PROMETHEUS listeners (501)
+    ("v2.25", "2021-10-02"), // PROMETHEUS listeners
     ("v2.26", "2022-08-29"), // additional VIPs (501)
 ];
 

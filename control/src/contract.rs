@@ -40,6 +40,7 @@ pub fn protocol(p: model::Protocol) -> wit::Protocol {
         model::Protocol::TerminatedHttps => wit::Protocol::TerminatedHttps,
         model::Protocol::Proxy => wit::Protocol::Proxy,
         model::Protocol::ProxyV2 => wit::Protocol::ProxyV2,
+        model::Protocol::Prometheus => wit::Protocol::Prometheus,
     }
 }
 

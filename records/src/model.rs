@@ -60,6 +60,10 @@ pub enum Protocol {
     Proxy,
     #[serde(rename = "PROXYV2")]
     ProxyV2,
+    /// Octavia's metrics listener (API 2.25): the load balancer's metrics in Prometheus' text
+    /// format. A listener protocol only; such a listener has no pools and no L7 policies.
+    #[serde(rename = "PROMETHEUS")]
+    Prometheus,
 }
 
 impl Protocol {
@@ -74,6 +78,7 @@ impl Protocol {
             Protocol::TerminatedHttps => "TERMINATED_HTTPS",
             Protocol::Proxy => "PROXY",
             Protocol::ProxyV2 => "PROXYV2",
+            Protocol::Prometheus => "PROMETHEUS",
         }
     }
 }

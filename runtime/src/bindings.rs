@@ -2,9 +2,10 @@
 //! host serves. Kept private to the runtime; the types callers need are re-exported from
 //! [`crate`].
 //!
-//! The rest of the host sees one driver, in the current contract's types (0.4.0), whatever
+//! The rest of the host sees one driver, in the current contract's types (0.5.0), whatever
 //! contract it was built against. 0.1.0's `types` are 0.2.0's (0.2.0 only added functions);
-//! 0.3.0 and 0.4.0 changed records, and [`crate::compat`] converts between them.
+//! 0.3.0, 0.4.0 and 0.5.0 changed records or enums, and [`crate::compat`] converts between
+//! them.
 //! [`DriverPre`] / [`DriverInstance`] dispatch to the version a component implements, and
 //! answer for exports an older contract lacks.
 //!
@@ -57,8 +58,17 @@ pub mod v0_4 {
     });
 }
 
+pub mod v0_5 {
+    wasmtime::component::bindgen!({
+        path: "../wit/lbaas-driver@0.5.0",
+        world: "vendor-driver",
+        imports: { default: trappable },
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    });
+}
+
 pub use v0_1::lbaas::driver::{device_api, log, state};
-pub use v0_4::lbaas::driver::types;
+pub use v0_5::lbaas::driver::types;
 
 /// The types of contracts 0.1.0 and 0.2.0 (one set: 0.1.0's are 0.2.0's).
 pub use v0_2::lbaas::driver::types as legacy;
@@ -74,11 +84,13 @@ pub const CONTRACTS: &[&str] = &[
     "lbaas:driver@0.2.0",
     "lbaas:driver@0.3.0",
     "lbaas:driver@0.4.0",
+    "lbaas:driver@0.5.0",
 ];
 
 /// Adds the imports of every contract version to `linker`.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
+    v0_5::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_4::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_3::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_2::VendorDriver::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
@@ -98,15 +110,19 @@ pub enum DriverPre {
     V0_2(v0_2::VendorDriverPre<HostState>),
     V0_3(v0_3::VendorDriverPre<HostState>),
     V0_4(v0_4::VendorDriverPre<HostState>),
+    V0_5(v0_5::VendorDriverPre<HostState>),
 }
 
 impl DriverPre {
     /// Finds the newest contract version the component exports.
     pub fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        let newest = match v0_4::VendorDriverPre::new(pre.clone()) {
-            Ok(pre) => return Ok(Self::V0_4(pre)),
+        let newest = match v0_5::VendorDriverPre::new(pre.clone()) {
+            Ok(pre) => return Ok(Self::V0_5(pre)),
             Err(newest) => newest,
         };
+        if let Ok(pre) = v0_4::VendorDriverPre::new(pre.clone()) {
+            return Ok(Self::V0_4(pre));
+        }
         if let Ok(pre) = v0_3::VendorDriverPre::new(pre.clone()) {
             return Ok(Self::V0_3(pre));
         }
@@ -125,6 +141,7 @@ impl DriverPre {
             Self::V0_2(_) => CONTRACTS[1],
             Self::V0_3(_) => CONTRACTS[2],
             Self::V0_4(_) => CONTRACTS[3],
+            Self::V0_5(_) => CONTRACTS[4],
         }
     }
 
@@ -134,6 +151,7 @@ impl DriverPre {
             Self::V0_2(pre) => pre.engine(),
             Self::V0_3(pre) => pre.engine(),
             Self::V0_4(pre) => pre.engine(),
+            Self::V0_5(pre) => pre.engine(),
         }
     }
 
@@ -142,14 +160,15 @@ impl DriverPre {
             Self::V0_1(pre) => DriverInstance::Legacy(Legacy::V0_1(pre.instantiate(store)?)),
             Self::V0_2(pre) => DriverInstance::Legacy(Legacy::V0_2(pre.instantiate(store)?)),
             Self::V0_3(pre) => DriverInstance::Legacy(Legacy::V0_3(pre.instantiate(store)?)),
-            Self::V0_4(pre) => DriverInstance::Current(pre.instantiate(store)?),
+            Self::V0_4(pre) => DriverInstance::Legacy(Legacy::V0_4(pre.instantiate(store)?)),
+            Self::V0_5(pre) => DriverInstance::Current(pre.instantiate(store)?),
         })
     }
 }
 
 /// One instance of a driver, whichever contract version it implements.
 pub enum DriverInstance {
-    Current(v0_4::VendorDriver),
+    Current(v0_5::VendorDriver),
     Legacy(Legacy),
 }
 
@@ -159,6 +178,7 @@ pub enum Legacy {
     V0_1(v0_1::VendorDriver),
     V0_2(v0_2::VendorDriver),
     V0_3(v0_3::VendorDriver),
+    V0_4(v0_4::VendorDriver),
 }
 
 /// Calls the same export on whichever legacy version `$legacy` is. `$call` is expanded once per
@@ -175,6 +195,10 @@ macro_rules! each_legacy {
                 $call
             }
             Legacy::V0_3(d) => {
+                let $driver = d.lbaas_driver_driver();
+                $call
+            }
+            Legacy::V0_4(d) => {
                 let $driver = d.lbaas_driver_driver();
                 $call
             }
@@ -229,6 +253,10 @@ impl DriverInstance {
                 .lbaas_driver_driver()
                 .call_validate_availability_zone(s, zone),
             Self::Legacy(Legacy::V0_3(d)) => upgraded(
+                d.lbaas_driver_driver()
+                    .call_validate_availability_zone(s, &compat::convert(zone)?),
+            ),
+            Self::Legacy(Legacy::V0_4(d)) => upgraded(
                 d.lbaas_driver_driver()
                     .call_validate_availability_zone(s, &compat::convert(zone)?),
             ),
@@ -324,6 +352,11 @@ impl DriverInstance {
     ) -> Call<Result<LoadBalancerStatus, DriverError>> {
         match self {
             Self::Current(d) => d.lbaas_driver_driver().call_status(s, lb, device),
+            Self::Legacy(Legacy::V0_4(d)) => upgraded(d.lbaas_driver_driver().call_status(
+                s,
+                &compat::convert(lb)?,
+                &compat::convert(device)?,
+            )),
             Self::Legacy(Legacy::V0_3(d)) => upgraded(d.lbaas_driver_driver().call_status(
                 s,
                 &compat::convert(lb)?,
@@ -351,6 +384,9 @@ impl DriverInstance {
                 .lbaas_driver_driver()
                 .call_migrate_state(s, from_version)
                 .map(Some),
+            Self::Legacy(Legacy::V0_4(d)) => {
+                upgraded(d.lbaas_driver_driver().call_migrate_state(s, from_version)).map(Some)
+            }
             Self::Legacy(Legacy::V0_3(d)) => {
                 upgraded(d.lbaas_driver_driver().call_migrate_state(s, from_version)).map(Some)
             }
@@ -368,6 +404,7 @@ impl Legacy {
             Self::V0_1(_) => CONTRACTS[0],
             Self::V0_2(_) => CONTRACTS[1],
             Self::V0_3(_) => CONTRACTS[2],
+            Self::V0_4(_) => CONTRACTS[3],
         }
     }
 }

@@ -115,5 +115,6 @@ fn host_protocol(p: wit::Protocol) -> model::Protocol {
         wit::Protocol::TerminatedHttps => model::Protocol::TerminatedHttps,
         wit::Protocol::Proxy => model::Protocol::Proxy,
         wit::Protocol::ProxyV2 => model::Protocol::ProxyV2,
+        wit::Protocol::Prometheus => model::Protocol::Prometheus,
     }
 }

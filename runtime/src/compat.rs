@@ -57,9 +57,9 @@ pub fn capabilities<T: Serialize>(old: &T) -> wasmtime::Result<types::DriverCapa
 }
 
 /// The load balancer for a driver of `contract`, or the refusal when it uses what that
-/// contract cannot carry (TLS, a monitor's HTTP version or domain; before 0.3.0, L7 policies
-/// and inserted headers): sent without them, the device would serve traffic the tenant asked
-/// to encrypt, check, route, redirect or refuse.
+/// contract cannot carry (a metrics listener; before 0.4.0, TLS and a monitor's HTTP version or
+/// domain; before 0.3.0, L7 policies and inserted headers): sent without them, the device would
+/// serve traffic the tenant asked to encrypt, check, route, redirect or refuse.
 pub fn load_balancer<U: DeserializeOwned>(
     lb: &types::LoadBalancer,
     contract: &str,
@@ -69,20 +69,33 @@ pub fn load_balancer<U: DeserializeOwned>(
             "{what} cannot be sent to a driver of contract {contract}"
         ))
     };
-    if lb.listeners.iter().any(|l| l.tls.is_some()) || lb.pools.iter().any(|p| p.tls.is_some()) {
+    // Every older contract: 0.5.0 is the first with a metrics listener.
+    if lb
+        .listeners
+        .iter()
+        .any(|l| l.protocol == types::Protocol::Prometheus)
+    {
+        return Ok(Err(uses("a PROMETHEUS listener")));
+    }
+    let version = |name: &str| crate::bindings::CONTRACTS.iter().position(|c| *c == name);
+    let before = |release: &str| version(contract) < version(release);
+    if before("lbaas:driver@0.4.0")
+        && (lb.listeners.iter().any(|l| l.tls.is_some())
+            || lb.pools.iter().any(|p| p.tls.is_some()))
+    {
         return Ok(Err(uses("TLS")));
     }
     let versioned = |m: &types::HealthMonitor| m.http_version.is_some() || m.domain_name.is_some();
-    if lb
-        .pools
-        .iter()
-        .filter_map(|p| p.health_monitor.as_ref())
-        .any(versioned)
+    if before("lbaas:driver@0.4.0")
+        && lb
+            .pools
+            .iter()
+            .filter_map(|p| p.health_monitor.as_ref())
+            .any(versioned)
     {
         return Ok(Err(uses("a health monitor's http_version or domain_name")));
     }
-    let version = |name: &str| crate::bindings::CONTRACTS.iter().position(|c| *c == name);
-    let before_l7 = version(contract) < version("lbaas:driver@0.3.0");
+    let before_l7 = before("lbaas:driver@0.3.0");
     if before_l7 && lb.listeners.iter().any(|l| !l.l7_policies.is_empty()) {
         return Ok(Err(uses("L7 policies")));
     }

@@ -331,7 +331,7 @@ fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
         monitor_address: None,
         monitor_port: None,
     };
-    LoadBalancer {
+    let mut lb = LoadBalancer {
         id: "conformance-lb".into(),
         name: "conformance".into(),
         project_id: "conformance-project".into(),
@@ -369,7 +369,13 @@ fn sample(protocol: Protocol, algorithm: Algorithm) -> LoadBalancer {
         flavor: None,
         availability_zone: None,
         admin_state_up: true,
+    };
+    // A metrics listener has no pool.
+    if listener_protocol == Protocol::Prometheus {
+        lb.listeners[0].default_pool_id = None;
+        lb.pools.clear();
     }
+    lb
 }
 
 fn translate(

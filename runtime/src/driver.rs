@@ -305,7 +305,7 @@ impl LoadedDriver {
         .map_err(|e| self.refused("remove", e))
     }
 
-    /// The contract version the driver implements (`lbaas:driver@0.4.0`).
+    /// The contract version the driver implements (`lbaas:driver@0.5.0`).
     pub fn contract(&self) -> &'static str {
         self.inner.pre.contract()
     }

@@ -16,6 +16,7 @@ impl Protocol {
             Protocol::TerminatedHttps => "TERMINATED_HTTPS",
             Protocol::Proxy => "PROXY",
             Protocol::ProxyV2 => "PROXYV2",
+            Protocol::Prometheus => "PROMETHEUS",
         }
     }
 }

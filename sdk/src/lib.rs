@@ -27,7 +27,7 @@
 mod bindings {
     wit_bindgen::generate!({
         world: "vendor-driver",
-        path: "../wit/lbaas-driver@0.4.0",
+        path: "../wit/lbaas-driver@0.5.0",
         pub_export_macro: true,
         export_macro_name: "__export_driver_world",
         default_bindings_module: "lbaas_driver_sdk::__private",

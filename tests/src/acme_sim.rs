@@ -16,10 +16,17 @@
 //! A virtual server's `tls` and a pool's `tls` name files of their service; a service naming a
 //! file the appliance does not hold is refused. Deleting a service deletes its files.
 //!
+//! A virtual server of the `prometheus` profile is the appliance's telemetry: it listens on its
+//! VIP and port (loopback VIPs: the simulator's reach) and answers with its service's figures
+//! in Octavia's metric names, to the sources its `sourceAllowList` admits
+//! ([`sync_telemetry`]).
+//!
 //! Refusals answer `409` (or `400`/`422`) with `{"error": message}`. The configuration survives
 //! a restart when a state file is given.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -118,6 +125,15 @@ pub struct Appliance {
     token: Option<String>,
     state_file: Option<PathBuf>,
     config: Mutex<Configuration>,
+    /// The metrics endpoints serving, by address: the service and virtual server each is for.
+    telemetry: Mutex<BTreeMap<SocketAddr, Endpoint>>,
+}
+
+/// One running metrics endpoint.
+struct Endpoint {
+    service: String,
+    server: Value,
+    task: tokio::task::AbortHandle,
 }
 
 struct Refusal(StatusCode, String);
@@ -150,6 +166,7 @@ impl Appliance {
             token,
             state_file,
             config: Mutex::new(config),
+            telemetry: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -457,7 +474,9 @@ async fn put_service(
     body: axum::body::Bytes,
 ) -> Result<StatusCode, Refusal> {
     check(&a, &headers)?;
-    a.put_service(&partition, &id, parse(&body)?)
+    let status = a.put_service(&partition, &id, parse(&body)?)?;
+    sync_telemetry(&a);
+    Ok(status)
 }
 
 async fn get_service(
@@ -480,7 +499,7 @@ async fn delete_service(
 ) -> Result<StatusCode, Refusal> {
     check(&a, &headers)?;
     let key = format!("{partition}/{id}");
-    a.change(|config| match config.services.remove(&key) {
+    let status = a.change(|config| match config.services.remove(&key) {
         Some(_) => {
             config.certificates.remove(&id);
             Ok(StatusCode::NO_CONTENT)
@@ -489,7 +508,180 @@ async fn delete_service(
             StatusCode::NOT_FOUND,
             "no such virtual service".into(),
         )),
-    })
+    })?;
+    sync_telemetry(&a);
+    Ok(status)
+}
+
+/// The appliance's telemetry: every enabled virtual server of the `prometheus` profile listens
+/// on its VIP and port and answers with its own service's figures, in the metric names
+/// Octavia's amphora uses, to the sources its `sourceAllowList` admits (`403` to others).
+/// Starts what the configuration asks for and stops what it no longer does; call it within a
+/// Tokio runtime.
+pub fn sync_telemetry(appliance: &Shared) {
+    let config = appliance.configuration();
+    let mut wanted = BTreeMap::new();
+    for (key, service) in &config.services {
+        let servers = service["spec"]["virtualServers"].as_array();
+        for server in servers.into_iter().flatten() {
+            if server["profile"] != "prometheus" || server["enabled"] == false {
+                continue;
+            }
+            let address = server["destination"]["address"]
+                .as_str()
+                .and_then(|a| a.parse::<IpAddr>().ok());
+            let port = server["destination"]["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok());
+            if let (Some(address), Some(port)) = (address, port) {
+                wanted.insert(
+                    SocketAddr::new(address, port),
+                    (key.clone(), server.clone()),
+                );
+            }
+        }
+    }
+    let mut running = appliance
+        .telemetry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    running.retain(|address, endpoint| {
+        let keep = wanted
+            .get(address)
+            .is_some_and(|(key, server)| *key == endpoint.service && *server == endpoint.server);
+        if !keep {
+            endpoint.task.abort();
+        }
+        keep
+    });
+    for (address, (service, server)) in wanted {
+        if running.contains_key(&address) {
+            continue;
+        }
+        // A simulator on loopback serves loopback VIPs only.
+        let listener = match std::net::TcpListener::bind(address)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+        {
+            Ok(listener) if address.ip().is_loopback() => listener,
+            Ok(_) => continue,
+            Err(error) => {
+                eprintln!("acme-appliance: cannot serve metrics on {address}: {error}");
+                continue;
+            }
+        };
+        let app = Router::new().fallback(scrape).with_state((
+            appliance.clone(),
+            service.clone(),
+            server.clone(),
+        ));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        running.insert(
+            address,
+            Endpoint {
+                service,
+                server,
+                task: task.abort_handle(),
+            },
+        );
+    }
+}
+
+async fn scrape(
+    State((appliance, service, server)): State<(Shared, String, Value)>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+) -> Response {
+    let allowed: Vec<ipnet::IpNet> = server["sourceAllowList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|cidr| cidr.as_str())
+        .filter_map(|cidr| {
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .ok()
+        })
+        .collect();
+    if !allowed.is_empty() && !allowed.iter().any(|net| net.contains(&peer.ip())) {
+        return (StatusCode::FORBIDDEN, "source not allowed\n").into_response();
+    }
+    let config = appliance.configuration();
+    let Some(service) = config.services.get(&service) else {
+        return (StatusCode::NOT_FOUND, "no such virtual service\n").into_response();
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        service_metrics(service),
+    )
+        .into_response()
+}
+
+/// A virtual service's figures, in Octavia's metric names.
+pub fn service_metrics(service: &Value) -> String {
+    let list = |value: &Value| value.as_array().cloned().unwrap_or_default();
+    let servers = list(&service["spec"]["virtualServers"]);
+    let pools = list(&service["spec"]["pools"]);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP octavia_loadbalancer_listeners Number of listeners of the load balancer.\n\
+         # TYPE octavia_loadbalancer_listeners gauge\n\
+         octavia_loadbalancer_listeners {}",
+        servers.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP octavia_listener_status Whether the listener is enabled on the appliance.\n\
+         # TYPE octavia_listener_status gauge"
+    );
+    for server in &servers {
+        let up = server["enabled"] != false;
+        let name = server["name"].as_str().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "octavia_listener_status{{listener=\"{name}\"}} {}",
+            u8::from(up)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP octavia_pool_active_members Enabled members of the pool.\n\
+         # TYPE octavia_pool_active_members gauge"
+    );
+    for pool in &pools {
+        let name = pool["name"].as_str().unwrap_or_default();
+        let active = list(&pool["members"])
+            .iter()
+            .filter(|m| m["state"] == "enabled")
+            .count();
+        let _ = writeln!(
+            out,
+            "octavia_pool_active_members{{pool=\"{name}\"}} {active}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP octavia_member_weight Weight of the member.\n\
+         # TYPE octavia_member_weight gauge"
+    );
+    for pool in &pools {
+        let name = pool["name"].as_str().unwrap_or_default();
+        for member in list(&pool["members"]) {
+            let _ = writeln!(
+                out,
+                "octavia_member_weight{{pool=\"{name}\",member=\"{}\"}} {}",
+                member["name"].as_str().unwrap_or_default(),
+                member["ratio"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+    out
 }
 
 async fn put_certificate(

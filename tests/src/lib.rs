@@ -461,11 +461,13 @@ pub fn haproxy_check(
         .map_err(|violation| format!("the agent's policy refused it: {violation}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     // The agent's own base file comes first, as on a device: its stats socket keeps HAProxy
-    // a listener when every frontend of the load balancer is disabled.
+    // a listener when every frontend of the load balancer is disabled, and it defines the
+    // backend of metrics listeners.
     let base = dir.path().join("base.cfg");
     let base_text = format!(
-        "global\n    stats socket {} mode 600 level admin\n",
-        dir.path().join("stats.sock").display()
+        "global\n    stats socket {} mode 600 level admin\n{}",
+        dir.path().join("stats.sock").display(),
+        lbaas_agent::metrics::base_proxies(&dir.path().join("exporter.sock"), "lbaas-check")
     );
     std::fs::write(&base, base_text).map_err(|e| e.to_string())?;
     let path = dir.path().join("haproxy.cfg");
@@ -492,6 +494,37 @@ pub fn haproxy_check(
     } else {
         Err(text)
     }
+}
+
+/// Samples of a scrape: each one's name, labels and value.
+pub type Samples = Vec<(String, std::collections::BTreeMap<String, String>, f64)>;
+
+/// One scrape of a metrics listener (any path: `GET /`), read by a Prometheus client; `None`
+/// when it does not answer 200.
+pub fn scrape(address: std::net::SocketAddr) -> Option<Samples> {
+    let text = backend::http_get(address)?;
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition format");
+    Some(
+        scrape
+            .samples
+            .into_iter()
+            .filter_map(|sample| {
+                let value = match sample.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => return None,
+                };
+                let labels = sample
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Some((sample.metric, labels, value))
+            })
+            .collect(),
+    )
 }
 
 /// Polls `done` until it holds, for at most a minute; panics naming `what`. Tests wait on an

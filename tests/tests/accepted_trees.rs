@@ -88,6 +88,8 @@ fn pool_protocols(protocol: &str) -> &'static [&'static str] {
         "HTTPS" => &["HTTPS", "TCP", "PROXY", "PROXYV2"],
         "TCP" => &["TCP", "HTTP", "HTTPS", "PROXY", "PROXYV2"],
         "UDP" => &["UDP"],
+        // A metrics listener takes no pool: one given is Octavia's 400.
+        "PROMETHEUS" => &["HTTP"],
         _ => &["SCTP"],
     }
 }
@@ -181,6 +183,7 @@ fn listener(port: u16) -> impl Strategy<Value = Value> {
         2 => Just("TCP"),
         1 => Just("UDP"),
         1 => Just("SCTP"),
+        1 => Just("PROMETHEUS"),
     ]
     .prop_flat_map(move |protocol| {
         (

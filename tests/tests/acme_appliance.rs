@@ -76,6 +76,72 @@ fn id(body: &Value, kind: &str) -> String {
     body[kind]["id"].as_str().expect("id").to_owned()
 }
 
+/// The load balancer's PROMETHEUS listener (API 2.25) is the appliance's telemetry on its VIP:
+/// a Prometheus client reads its listeners, pool and member in Octavia's names, from sources
+/// its `allowed_cidrs` admit only.
+fn metrics_listener_serves_its_service(tenant: &Client, lb: &Value) {
+    let lb_id = lb["id"].as_str().expect("id");
+    let vip: std::net::IpAddr = lb["vip_address"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("VIP");
+    let scraped = std::net::SocketAddr::new(vip, 9100);
+    let (_, listeners) = tenant.get(&format!("/v2/lbaas/listeners?loadbalancer_id={lb_id}"));
+    let listeners: Vec<(String, String)> = listeners["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .map(|l| {
+            let id = l["id"].as_str().expect("id").to_owned();
+            (l["protocol"].as_str().expect("protocol").to_owned(), id)
+        })
+        .collect();
+    let (_, pools) = tenant.get(&format!("/v2/lbaas/pools?loadbalancer_id={lb_id}"));
+    let pool = pools["pools"][0]["id"].as_str().expect("pool").to_owned();
+    let mut samples = None;
+    lbaas_tests::wait_until("the metrics listener answers", || {
+        samples = lbaas_tests::scrape(scraped);
+        samples.is_some()
+    });
+    let samples = samples.unwrap_or_default();
+    let value = |name: &str, label: &str, id: &str| {
+        samples
+            .iter()
+            .find(|(metric, labels, _)| metric == name && labels.get(label) == Some(&id.into()))
+            .map(|(_, _, value)| *value)
+    };
+    for (protocol, id) in &listeners {
+        assert_eq!(
+            value("octavia_listener_status", "listener", id),
+            Some(1.0),
+            "{protocol} listener {id}: {samples:?}"
+        );
+    }
+    assert_eq!(
+        value("octavia_pool_active_members", "pool", &pool),
+        Some(1.0)
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(name, _, v)| name == "octavia_loadbalancer_listeners" && *v == 2.0)
+    );
+    let metrics = &listeners
+        .iter()
+        .find(|(protocol, _)| protocol == "PROMETHEUS")
+        .expect("the metrics listener")
+        .1;
+    let (status, body) = tenant.put(
+        &format!("/v2/lbaas/listeners/{metrics}"),
+        &json!({"listener": {"allowed_cidrs": ["10.0.0.0/8"]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(tenant.settle(lb_id)["provisioning_status"], "ACTIVE");
+    lbaas_tests::wait_until("the metrics listener refuses this scraper", || {
+        lbaas_tests::scrape(scraped).is_none()
+    });
+}
+
 #[test]
 fn the_driver_configures_the_simulated_appliance_and_meets_its_limits() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -123,11 +189,14 @@ fn the_driver_configures_the_simulated_appliance_and_meets_its_limits() {
         &json!({"loadbalancer": {"name": "fast", "vip_subnet_id": "subnet-vip", "flavor_id": flavor,
                 "listeners": [{"protocol": "HTTP", "protocol_port": 80,
                                "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
-                                                "members": [{"address": "127.0.0.1", "protocol_port": 8080}]}}]}}),
+                                                "members": [{"address": "127.0.0.1", "protocol_port": 8080}]}},
+                              {"protocol": "PROMETHEUS", "protocol_port": 9100,
+                               "allowed_cidrs": ["127.0.0.0/8"]}]}}),
     );
     let first_id = id(&first, "loadbalancer");
     let first_lb = tenant.settle(&first_id);
     assert_eq!(first_lb["provisioning_status"], "ACTIVE", "{first_lb}");
+    metrics_listener_serves_its_service(&tenant, &first_lb);
     let vlans = appliance.get("/api/v3/network/vlans");
     assert_eq!(vlans["vlans"][0]["tag"], 100, "{vlans}");
     assert_eq!(vlans["vlans"][0]["interface"], "1.1");

@@ -576,7 +576,42 @@ fn bad_requests_to_a_provider_get_clear_answers() {
     let body_12 = format!(
         r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "TERMINATED_HTTPS", "protocol_port": 443, "default_tls_container_ref": null}}}}"#
     );
+    // Octavia's metrics listener: no children, no inserted headers, and no provider here
+    // serves its metrics over TLS.
+    let body_13 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "PROMETHEUS", "protocol_port": 9100, "default_pool_id": "{pool}"}}}}"#
+    );
+    let body_14 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "PROMETHEUS", "protocol_port": 9100, "insert_headers": {{"X-Forwarded-For": "true"}}}}}}"#
+    );
+    let body_15 = format!(
+        r#"{{"listener": {{"loadbalancer_id": "{lb}", "protocol": "PROMETHEUS", "protocol_port": 9100, "sni_container_refs": ["https://barbican.example/v1/containers/1"]}}}}"#
+    );
     let cases: Vec<(&Client, &str, String, &str, u16, &str)> = vec![
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_13,
+            400,
+            "Protocol PROMETHEUS listeners cannot have child objects.",
+        ),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_14,
+            400,
+            "insert_headers are only supported for HTTP listeners, not PROMETHEUS",
+        ),
+        (
+            &alice,
+            "POST",
+            listeners.into(),
+            &body_15,
+            501,
+            "does not support a requested option: PROMETHEUS listeners with TLS",
+        ),
         (
             &alice,
             "POST",

@@ -1111,10 +1111,10 @@ fn l7_policies_and_inserted_headers_shape_real_traffic() {
 /// (in its own namespace: the VIP routed to it, the member at the host's IPv6 gateway; shared:
 /// both on the loopback `::1`, the one IPv6 address of the host's a test may use).
 #[test]
-fn ipv6_vips_and_members_carry_traffic() {
+fn ipv6_vips_and_members_carry_traffic_and_metrics_listeners_serve_their_own() {
     let Stage {
         _unrouted,
-        members: _,
+        members,
         six,
         vips: _,
         data: _data,
@@ -1152,6 +1152,147 @@ fn ipv6_vips_and_members_carry_traffic() {
         "/v2/lbaas/listeners",
         &json!({"listener": {"loadbalancer_id": lb["id"], "protocol": "TCP",
                 "protocol_port": 8097, "allowed_cidrs": ["10.0.0.0/8"]}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    metrics_listeners_show_their_own_load_balancer(&tenant, &admin, &members, &lb);
+}
+
+/// A PROMETHEUS listener (API 2.25) of a load balancer that shares its device with `other`:
+/// it serves that load balancer's listeners, pools and members in Octavia's metric names, and
+/// nothing of `other`'s; its `allowed_cidrs` decide who may scrape; it takes no children.
+fn metrics_listeners_show_their_own_load_balancer(
+    tenant: &Client,
+    admin: &Client,
+    members: &str,
+    other: &Value,
+) {
+    let backend = Backend::start_on("metered", members);
+    let created = tenant.create(
+        "/v2/lbaas/loadbalancers",
+        &json!({"loadbalancer": {
+            "name": "metered", "vip_subnet_id": "subnet-vip", "provider": "haproxy",
+            "listeners": [
+                {"name": "web", "protocol": "HTTP", "protocol_port": 8100,
+                 "default_pool": {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+                                  "members": [member(&backend)]}},
+                {"name": "metrics", "protocol": "PROMETHEUS", "protocol_port": 8101,
+                 "allowed_cidrs": [format!("{members}/32")]}]}}),
+    );
+    let lb_id = id(&created, "loadbalancer");
+    let lb = settle_active(tenant, &lb_id);
+    assert_eq!(
+        devices(admin).len(),
+        1,
+        "both load balancers share one device"
+    );
+    let (_, listeners) = tenant.get(&format!("/v2/lbaas/listeners?loadbalancer_id={lb_id}"));
+    let listener = |protocol: &str| {
+        listeners["listeners"]
+            .as_array()
+            .expect("listeners")
+            .iter()
+            .find(|l| l["protocol"] == protocol)
+            .and_then(|l| l["id"].as_str())
+            .expect("listener")
+            .to_owned()
+    };
+    let (web, metrics) = (listener("HTTP"), listener("PROMETHEUS"));
+    let pool = pool_of(tenant, &lb_id, "HTTP");
+    let member = member_id(tenant, &pool, &backend);
+    let served = vip(&lb, 8100);
+    let scraped = vip(&lb, 8101);
+    wait_for_backends(served, &["metered"]);
+    assert_eq!(answers(served, 5).len(), 5);
+
+    let samples = lbaas_tests::scrape(scraped).expect("the metrics listener answers");
+    let value = |name: &str, label: &str, id: &str| {
+        samples
+            .iter()
+            .find(|(metric, labels, _)| metric == name && labels.get(label) == Some(&id.into()))
+            .map(|(_, _, value)| *value)
+    };
+    assert!(
+        value("octavia_listener_http_requests_total", "listener", &web) >= Some(5.0),
+        "{} samples, not the requests of listener {web}",
+        samples.len()
+    );
+    assert!(value("octavia_pool_active_members", "pool", &pool) == Some(1.0));
+    assert!(value("octavia_member_weight", "member", &member).is_some());
+    assert!(value("octavia_listener_current_sessions", "listener", &metrics).is_some());
+    assert!(
+        samples
+            .iter()
+            .any(|(name, _, v)| name == "octavia_loadbalancer_listeners" && *v == 2.0)
+    );
+    // Only this load balancer's objects, under Octavia's names: nothing of the other load
+    // balancer on the device, of the agent's own proxies or of HAProxy's process.
+    let ours: BTreeSet<&str> = [
+        web.as_str(),
+        metrics.as_str(),
+        pool.as_str(),
+        member.as_str(),
+    ]
+    .into_iter()
+    .collect();
+    let (_, theirs) = tenant.get(&format!(
+        "/v2/lbaas/listeners?loadbalancer_id={}",
+        other["id"].as_str().expect("id")
+    ));
+    for (name, labels, _) in &samples {
+        assert!(name.starts_with("octavia_"), "{name}");
+        for label in ["listener", "pool", "member"] {
+            if let Some(object) = labels.get(label) {
+                assert!(ours.contains(object.as_str()), "{name}: {labels:?}");
+            }
+        }
+    }
+    for listener in theirs["listeners"].as_array().expect("listeners") {
+        let id = listener["id"].as_str().expect("id");
+        assert!(
+            !samples
+                .iter()
+                .any(|(_, labels, _)| labels.values().any(|v| v == id)),
+            "the other load balancer's listener {id} shows"
+        );
+    }
+
+    // allowed_cidrs: a scraper outside them is refused, then let in again.
+    let path = format!("/v2/lbaas/listeners/{metrics}");
+    let (status, body) = tenant.put(
+        &path,
+        &json!({"listener": {"allowed_cidrs": ["203.0.113.0/24"]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    settle_active(tenant, &lb_id);
+    wait_until("the metrics listener refuses this scraper", || {
+        lbaas_tests::scrape(scraped).is_none()
+    });
+    let (status, body) = tenant.put(
+        &path,
+        &json!({"listener": {"allowed_cidrs": [format!("{members}/32")]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    settle_active(tenant, &lb_id);
+    wait_until("the metrics listener serves this scraper again", || {
+        lbaas_tests::scrape(scraped).is_some()
+    });
+
+    // Octavia's rule: a metrics listener has no children.
+    let (status, body) = tenant.post(
+        "/v2/lbaas/pools",
+        &json!({"pool": {"listener_id": metrics, "protocol": "HTTP",
+                         "lb_algorithm": "ROUND_ROBIN"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["faultstring"]
+            .as_str()
+            .is_some_and(|f| f.contains("PROMETHEUS listeners cannot have child objects")),
+        "{body}"
+    );
+    let (status, body) = tenant.post(
+        "/v2/lbaas/l7policies",
+        &json!({"l7policy": {"listener_id": metrics, "action": "REJECT"}}),
     );
     assert_eq!(status, 400, "{body}");
 }

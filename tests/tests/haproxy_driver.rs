@@ -410,7 +410,7 @@ fn the_providers_document_matches_what_the_drivers_declare() {
     // The HAProxy provider's 501s, as the API answers them.
     for line in [
         "| protocol (listeners and pools) | `HTTP`, `HTTPS`, `TCP`, `TERMINATED_HTTPS`, `PROXY`, \
-         `PROXYV2` | `UDP`, `SCTP` |",
+         `PROXYV2`, `PROMETHEUS` | `UDP`, `SCTP` |",
         "| health monitor options | `http_version, domain_name` | — |",
     ] {
         assert!(declared.contains(line), "`{line}` missing:\n{declared}");

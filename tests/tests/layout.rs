@@ -27,6 +27,10 @@ const RELEASED: &[(&str, &str)] = &[
         "lbaas-driver@0.4.0/driver.wit",
         "90f73bdc9c01ca6bd8a06972b134b6eca46a5307b2603e69a57db83bb6dd32b7",
     ),
+    (
+        "lbaas-driver@0.5.0/driver.wit",
+        "eebef0efffb04697be144d3466371685d6c008e3745eec838ad7e5006e7d6fc6",
+    ),
 ];
 
 /// Files under `dir`, by their path relative to `root`.
@@ -115,6 +119,23 @@ fn host_and_agent_agree_on_the_refusal_header() {
     assert_eq!(
         lbaas_host::runtime::DEVICE_REFUSAL_HEADER,
         lbaas_agent::REFUSAL_HEADER
+    );
+}
+
+/// The HAProxy driver sends a metrics listener's requests to the backend the agent defines.
+/// The driver is a Wasm component, so its side is read from its source.
+#[test]
+fn haproxy_driver_and_agent_agree_on_the_metrics_backend() {
+    let root = lbaas_tests::workspace_root();
+    let source =
+        std::fs::read_to_string(root.join("drivers/haproxy/src/config.rs")).expect("config.rs");
+    let declared = format!(
+        "pub const METRICS_BACKEND: &str = \"{}\";",
+        lbaas_agent::metrics::BACKEND
+    );
+    assert!(
+        source.contains(&declared),
+        "drivers/haproxy/src/config.rs must declare {declared}"
     );
 }
 

@@ -49,7 +49,7 @@ fn operators_drive_the_host_with_lbaasctl() {
     let (code, table, _) = ctl(url, &["driver", "list"]);
     assert_eq!(code, 0);
     assert!(
-        table.contains("haproxy") && table.contains("lbaas:driver@0.4.0"),
+        table.contains("haproxy") && table.contains("lbaas:driver@0.5.0"),
         "{table}"
     );
     let listed = json(url, &["driver", "list"]);

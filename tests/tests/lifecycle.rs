@@ -600,7 +600,7 @@ fn a_driver_built_against_contract_0_1_keeps_serving() {
     let admin = plane.client(Some("admin-token"));
     // The bundled drivers follow the newest contract.
     let (_, haproxy) = admin.get("/v2/admin/drivers/haproxy");
-    assert_eq!(haproxy["driver"]["contract"], "lbaas:driver@0.4.0");
+    assert_eq!(haproxy["driver"]["contract"], "lbaas:driver@0.5.0");
 
     let legacy = std::fs::read(&lifecycle_fixtures().frozen_0_1).expect("frozen fixture");
     let (status, uploaded) = admin.upload("/v2/admin/drivers?activate=true", legacy, &[]);

@@ -89,15 +89,36 @@ pub fn listener_pool_compatible(listener: Protocol, pool: Protocol) -> bool {
         Https => matches!(pool, Https | Proxy | ProxyV2 | Tcp),
         Udp => pool == Udp,
         Sctp => pool == Sctp,
-        Proxy | ProxyV2 => false,
+        Proxy | ProxyV2 | Prometheus => false,
     }
 }
 
-pub fn listener_protocol(provider: &str, name: &str) -> Decided<Protocol> {
-    if name == "PROMETHEUS" {
-        // Octavia's metrics listener (v2.25): an amphora feature no driver here implements.
-        return Err(Error::unsupported(provider, "PROMETHEUS listener protocol"));
+/// A listener of `listener` protocol may have children (pools, L7 policies): Octavia's
+/// metrics listener has none.
+pub fn listener_has_children(listener: Protocol) -> Decided<()> {
+    if listener == Protocol::Prometheus {
+        return Err(Error::invalid(format!(
+            "Protocol {} listeners cannot have child objects.",
+            listener.name()
+        )));
     }
+    Ok(())
+}
+
+/// A pool of `pool` protocol may take the traffic of a listener of `listener` protocol.
+pub fn pool_for_listener(listener: Protocol, pool: Protocol) -> Decided<()> {
+    listener_has_children(listener)?;
+    if !listener_pool_compatible(listener, pool) {
+        return Err(Error::invalid(format!(
+            "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
+            pool.name(),
+            listener.name()
+        )));
+    }
+    Ok(())
+}
+
+pub fn listener_protocol(name: &str) -> Decided<Protocol> {
     let protocol: Protocol = serde_json::from_value(serde_json::Value::String(name.to_owned()))
         .map_err(|e| {
             Error::invalid(format!(

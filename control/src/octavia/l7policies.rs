@@ -189,13 +189,7 @@ fn redirect<'a>(
             let pool = find_pool(&pool_id)
                 .filter(|p| p.loadbalancer_id == listener.loadbalancer_id)
                 .ok_or_else(|| Error::not_found("Pool", &pool_id))?;
-            if !fields::listener_pool_compatible(listener.protocol, pool.protocol) {
-                return Err(Error::invalid(format!(
-                    "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-                    pool.protocol.name(),
-                    listener.protocol.name()
-                )));
-            }
+            fields::pool_for_listener(listener.protocol, pool.protocol)?;
             Redirect {
                 pool_id: Some(pool_id),
                 url: None,
@@ -360,6 +354,7 @@ pub fn build_tree(
     body: Value,
     resolved: &super::certificates::Resolved,
 ) -> Decided<()> {
+    fields::listener_has_children(listener.protocol)?;
     let body: TreePolicy = serde_json::from_value(body)
         .map_err(|e| Error::invalid(format!("Invalid input for l7policies: {e}")))?;
     let pool_id = match body.redirect_pool {
@@ -546,6 +541,7 @@ pub fn create(
     ensure_writable(caller, &listener.common.project_id)?;
     let lb = snapshot.parent(&listener.loadbalancer_id)?;
     ensure_mutable(lb)?;
+    fields::listener_has_children(listener.protocol)?;
     fields::same_project(
         body.project_id.as_deref(),
         body.tenant_id.as_deref(),

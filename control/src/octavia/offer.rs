@@ -55,6 +55,7 @@ fn options() -> Vec<(&'static str, Vec<(String, Asked)>)> {
                     Protocol::TerminatedHttps,
                     Protocol::Proxy,
                     Protocol::ProxyV2,
+                    Protocol::Prometheus,
                 ],
                 Asked::Protocol,
             ),
@@ -144,8 +145,8 @@ pub fn rows(driver: &LoadedDriver) -> Vec<Row> {
 /// carries them to a driver.
 pub const NOT_OFFERED_BY_ANY: &[(&str, &str)] = &[
     (
-        "`PROMETHEUS` listeners",
-        "no driver contract carries a metrics listener yet",
+        "`PROMETHEUS` listeners with TLS (`default_tls_container_ref`, `sni_container_refs`)",
+        "no driver contract carries a metrics listener's certificates yet",
     ),
     (
         "`additional_vips`",

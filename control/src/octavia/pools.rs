@@ -170,14 +170,8 @@ pub fn build_tree(
             "In a full load balancer tree, pools take no loadbalancer_id or listener_id.",
         ));
     }
-    if let Some(listener) = listener
-        && !fields::listener_pool_compatible(listener, body.protocol)
-    {
-        return Err(Error::invalid(format!(
-            "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-            body.protocol.name(),
-            listener.name()
-        )));
+    if let Some(listener) = listener {
+        fields::pool_for_listener(listener, body.protocol)?;
     }
     let mut pool = build(plane, lb, &mut body, resolved)?;
     for member in body.members.unwrap_or_default() {
@@ -269,13 +263,7 @@ pub fn create(
                     "Listener {listener_id} already has a default pool."
                 )));
             }
-            if !fields::listener_pool_compatible(listener.protocol, body.protocol) {
-                return Err(Error::invalid(format!(
-                    "The pool protocol '{}' is invalid while the listener protocol is '{}'.",
-                    body.protocol.name(),
-                    listener.protocol.name()
-                )));
-            }
+            fields::pool_for_listener(listener.protocol, body.protocol)?;
             Some(listener.clone())
         }
         None => None,

@@ -187,6 +187,8 @@ fn profile(protocol: Protocol) -> Result<&'static str, DriverError> {
         Protocol::Http => Ok("http"),
         Protocol::Https => Ok("tcp-passthrough"),
         Protocol::TerminatedHttps => Ok("https-offload"),
+        // The appliance's telemetry, serving the service's own figures.
+        Protocol::Prometheus => Ok("prometheus"),
         other => Err(DriverError::Unsupported(format!(
             "protocol {other} is not supported by Acme appliances"
         ))),

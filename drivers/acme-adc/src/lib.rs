@@ -36,6 +36,7 @@ impl Driver for AcmeAdcDriver {
                 Protocol::TerminatedHttps,
                 Protocol::Proxy,
                 Protocol::ProxyV2,
+                Protocol::Prometheus,
             ],
             algorithms: vec![
                 Algorithm::RoundRobin,

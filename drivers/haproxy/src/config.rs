@@ -10,15 +10,22 @@ use lbaas_driver_sdk::prelude::*;
 use crate::tls::{self, Folder};
 
 /// Listener and pool protocols this driver serves. HTTPS is passed through (TCP mode);
-/// TERMINATED_HTTPS listeners end TLS on the device ([`crate::tls`]).
-pub(crate) const PROTOCOLS: [Protocol; 6] = [
+/// TERMINATED_HTTPS listeners end TLS on the device ([`crate::tls`]); PROMETHEUS listeners
+/// serve the load balancer's metrics through the device agent ([`METRICS_BACKEND`]).
+pub(crate) const PROTOCOLS: [Protocol; 7] = [
     Protocol::Tcp,
     Protocol::Http,
     Protocol::Https,
     Protocol::TerminatedHttps,
     Protocol::Proxy,
     Protocol::ProxyV2,
+    Protocol::Prometheus,
 ];
+
+/// The device agent's backend for metrics listeners: it answers with the metrics of the load
+/// balancer whose frontend the request came in through, and of no other (the agent's side is
+/// `lbaas_agent::metrics::BACKEND`; a test keeps the two equal).
+pub const METRICS_BACKEND: &str = "lbaas-metrics";
 
 /// Octavia's defaults when no listener names a pool's timeouts (milliseconds).
 const DEFAULT_MEMBER_CONNECT_MS: u32 = 5_000;
@@ -152,7 +159,18 @@ fn render_frontend(
         let _ = writeln!(out, "    acl allowed-cidr src {}", cidrs.join(" "));
         let _ = writeln!(out, "    tcp-request connection reject if !allowed-cidr");
     }
-    if mode == "http" {
+    if listener.protocol == Protocol::Prometheus {
+        // Octavia's metrics listener has no children: no pool, no L7 policy, no header.
+        if listener.default_pool_id.is_some()
+            || !listener.l7_policies.is_empty()
+            || !listener.insert_headers.is_empty()
+        {
+            return Err(invalid(format!(
+                "listener {id}: a PROMETHEUS listener takes no pool, L7 policy or inserted header"
+            )));
+        }
+        let _ = writeln!(out, "    default_backend {METRICS_BACKEND}");
+    } else if mode == "http" {
         render_insert_headers(out, listener)?;
         if let Some(line) = listener_tls.and_then(tls::hsts_line) {
             let _ = writeln!(out, "{line}");
@@ -656,6 +674,7 @@ fn backend_mode(pool: &Pool, listener: Option<&Listener>) -> Result<&'static str
 fn mode(protocol: Protocol, what: &str) -> Result<&'static str, DriverError> {
     match protocol {
         Protocol::Http | Protocol::TerminatedHttps => Ok("http"),
+        Protocol::Prometheus if what == "listener" => Ok("http"),
         Protocol::Tcp | Protocol::Https | Protocol::Proxy | Protocol::ProxyV2 => Ok("tcp"),
         other => Err(DriverError::Unsupported(format!(
             "{what} protocol {other} is not supported by the haproxy driver"

@@ -384,6 +384,7 @@ impl ResourceLimiter for MemoryLimit {
 
 /// The `types` interfaces have no functions; linking them needs only this.
 impl crate::bindings::types::Host for HostState {}
+impl crate::bindings::v0_4::lbaas::driver::types::Host for HostState {}
 impl crate::bindings::v0_3::lbaas::driver::types::Host for HostState {}
 impl crate::bindings::legacy::Host for HostState {}
 

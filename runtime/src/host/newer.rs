@@ -1,6 +1,7 @@
-//! The imports of contracts 0.2.0, 0.3.0 and 0.4.0: the same host functions as 0.1.0, whose
+//! The imports of contracts 0.2.0 to 0.5.0: the same host functions as 0.1.0, whose
 //! implementations they call. Only the interface-local types (errors, enums, the HTTP request
-//! and its headers) are converted. 0.4.0's `send-certificate` is the one import 0.1.0 lacks.
+//! and its headers) are converted. `send-certificate` (since 0.4.0) is the one import 0.1.0
+//! lacks.
 
 use crate::bindings::v0_1::lbaas::driver as old;
 
@@ -141,3 +142,4 @@ macro_rules! delegate_to_v0_1 {
 delegate_to_v0_1!(crate::bindings::v0_2::lbaas::driver);
 delegate_to_v0_1!(crate::bindings::v0_3::lbaas::driver);
 delegate_to_v0_1!(crate::bindings::v0_4::lbaas::driver, certificates);
+delegate_to_v0_1!(crate::bindings::v0_5::lbaas::driver, certificates);

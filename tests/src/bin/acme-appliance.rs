@@ -49,6 +49,8 @@ fn main() -> anyhow::Result<()> {
     let appliance = Arc::new(Appliance::new(limits, token, args.state_file));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // Metrics endpoints of the services it kept across a restart.
+        lbaas_tests::acme_sim::sync_telemetry(&appliance);
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         eprintln!("acme-appliance listening on {}", listener.local_addr()?);
         axum::serve(listener, router(appliance)).await?;
