@@ -313,16 +313,25 @@ fn member_id(client: &Client, pool_id: &str, backend: &Backend) -> String {
         .to_owned()
 }
 
-fn pool_of(client: &Client, lb_id: &str, protocol: &str) -> String {
-    let (_, body) = client.get(&format!("/v2/lbaas/pools?loadbalancer_id={lb_id}"));
-    body["pools"]
+/// The id of the first of `lb_id`'s `kind` (`pools`, `listeners`) of `protocol`.
+fn child_of(client: &Client, kind: &str, lb_id: &str, protocol: &str) -> String {
+    let (_, body) = client.get(&format!("/v2/lbaas/{kind}?loadbalancer_id={lb_id}"));
+    body[kind]
         .as_array()
-        .expect("pools")
+        .expect(kind)
         .iter()
-        .find(|p| p["protocol"] == protocol)
-        .and_then(|p| p["id"].as_str())
-        .expect("pool")
+        .find(|child| child["protocol"] == protocol)
+        .and_then(|child| child["id"].as_str())
+        .unwrap_or_else(|| panic!("{lb_id} has no {protocol} among its {kind}"))
         .to_owned()
+}
+
+fn pool_of(client: &Client, lb_id: &str, protocol: &str) -> String {
+    child_of(client, "pools", lb_id, protocol)
+}
+
+fn listener_of(client: &Client, lb_id: &str, protocol: &str) -> String {
+    child_of(client, "listeners", lb_id, protocol)
 }
 
 /// A load balancer of the HAProxy driver named `name`: one HTTP listener on `port` with a
@@ -412,15 +421,7 @@ fn traffic_flows_through_spawned_haproxy_devices() {
     );
     // Counted as active by the listener (until a reload hands it to a retiring worker, whose
     // counters HAProxy no longer reports).
-    let (_, listeners) = tenant.get(&format!("/v2/lbaas/listeners?loadbalancer_id={lb_id}"));
-    let raw_listener = listeners["listeners"]
-        .as_array()
-        .expect("listeners")
-        .iter()
-        .find(|l| l["protocol"] == "TCP")
-        .and_then(|l| l["id"].as_str())
-        .expect("TCP listener")
-        .to_owned();
+    let raw_listener = listener_of(&tenant, &lb_id, "TCP");
     wait_until("the held connection shows as active", || {
         let (_, stats) = tenant.get(&format!("/v2/lbaas/listeners/{raw_listener}/stats"));
         stats["stats"]["active_connections"].as_u64() >= Some(1)
@@ -1185,18 +1186,8 @@ fn metrics_listeners_show_their_own_load_balancer(
         1,
         "both load balancers share one device"
     );
-    let (_, listeners) = tenant.get(&format!("/v2/lbaas/listeners?loadbalancer_id={lb_id}"));
-    let listener = |protocol: &str| {
-        listeners["listeners"]
-            .as_array()
-            .expect("listeners")
-            .iter()
-            .find(|l| l["protocol"] == protocol)
-            .and_then(|l| l["id"].as_str())
-            .expect("listener")
-            .to_owned()
-    };
-    let (web, metrics) = (listener("HTTP"), listener("PROMETHEUS"));
+    let web = listener_of(tenant, &lb_id, "HTTP");
+    let metrics = listener_of(tenant, &lb_id, "PROMETHEUS");
     let pool = pool_of(tenant, &lb_id, "HTTP");
     let member = member_id(tenant, &pool, &backend);
     let served = vip(&lb, 8100);
