@@ -101,6 +101,8 @@ fn files(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Ha
 
 /// How long a start or a reload may take before the agent gives up on it.
 const SETTLE: Duration = Duration::from_secs(15);
+/// How long a removed server's connections may take to end before the agent reloads instead.
+const DRAIN: Duration = Duration::from_millis(250);
 /// Unix socket paths are limited to 108 bytes, terminator included.
 pub const MAX_SOCKET_PATH: usize = 107;
 /// HAProxy's Prometheus exporter's socket, the longest socket name the agent gives HAProxy.
@@ -134,7 +136,7 @@ pub struct Processes {
 }
 
 /// One line of `show stat`, in the agent's wire format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatRow {
     pub proxy: String,
     pub server: String,
@@ -144,6 +146,20 @@ pub struct StatRow {
     pub current_sessions: u64,
     pub total_sessions: u64,
     pub request_errors: u64,
+}
+
+impl StatRow {
+    /// `now` with these counts added: what an earlier worker counted before `now`'s began.
+    /// The status and the current sessions are `now`'s.
+    pub fn add_to(&self, now: StatRow) -> StatRow {
+        StatRow {
+            bytes_in: self.bytes_in + now.bytes_in,
+            bytes_out: self.bytes_out + now.bytes_out,
+            total_sessions: self.total_sessions + now.total_sessions,
+            request_errors: self.request_errors + now.request_errors,
+            ..now
+        }
+    }
 }
 
 impl Haproxy {
@@ -205,6 +221,20 @@ impl Haproxy {
     /// the configurations found there.
     pub fn start_or_adopt(&self) -> Result<Processes, HaproxyError> {
         fs::create_dir_all(self.conf_dir()).map_err(files("create", &self.conf_dir()))?;
+        // What an agent stopped in the middle of a change left: files HAProxy never loaded.
+        for entry in fs::read_dir(self.conf_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path
+                .extension()
+                .is_some_and(|ext| ext == "candidate" || ext == "writing")
+            {
+                let _ = fs::remove_file(&path);
+            }
+        }
         if self.sockets != self.dir {
             // The master socket commands HAProxy: a folder of the agent's alone.
             fs::create_dir_all(&self.sockets)
@@ -388,6 +418,28 @@ impl Haproxy {
                 answer,
             }
         })
+    }
+
+    /// Sends [`crate::live::plan`]'s commands to the running workers, one at a time; stops at
+    /// the first HAProxy does not report done, with the command and HAProxy's answer.
+    pub fn apply(&self, commands: &[String]) -> Result<(), String> {
+        for command in commands {
+            let deadline = Instant::now() + DRAIN;
+            loop {
+                let answer = ask(&self.stats_socket(), command).map_err(|e| e.to_string())?;
+                if crate::live::succeeded(command, &answer) {
+                    break;
+                }
+                // A server in maintenance takes no new connection; the ones it has may end
+                // within a moment. If they do not, the reload lets them finish on the old
+                // worker.
+                if !crate::live::busy(&answer) || Instant::now() > deadline {
+                    return Err(format!("`{command}`: {}", answer.trim()));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
     }
 
     fn log_since(&self, offset: u64) -> String {

@@ -5,27 +5,31 @@
 //! |---|---|
 //! | `GET /v1/health` | HAProxy's master and workers, reload counts, load balancers served |
 //! | `GET /v1/loadbalancers` | ids of the load balancers configured here |
-//! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body against the [allow-list](policy) and the load balancer's scope (header `lbaas-scope`, sent by the host), then with `haproxy -c`, installs it and reloads; answers `{"sha256"}`. A policy refusal is `422 {"error", "line", "keyword"}` with the header `lbaas-refusal: policy`; on any other failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
+//! | `PUT /v1/loadbalancers/{id}/config` | checks the `haproxy.cfg` body against the [allow-list](policy) and the load balancer's scope (header `lbaas-scope`, sent by the host) and installs it: a change HAProxy's runtime API makes (member weights, addresses, maintenance, additions and removals: [`live`]) is made through it, without a reload; any other is checked with `haproxy -c` and started by a reload shared with the changes of its [window](RELOAD_WINDOW); answers `{"sha256", "applied"}` and the header `lbaas-applied` (`runtime`, `reload` or `unchanged`). A policy refusal is `422 {"error", "line", "keyword"}` with the header `lbaas-refusal: policy`; on any other failure the previous file stays and the answer is `422 {"error": HAProxy's message}` |
 //! | `GET /v1/loadbalancers/{id}/config` | the installed configuration (its SHA-256 in `x-config-sha256`) |
 //! | `DELETE /v1/loadbalancers/{id}/config` | removes it and reloads (`404` if unknown); needs the load balancer's scope too |
 //! | `PUT /v1/loadbalancers/{id}/certificates/{name}` | stores a PEM file (certificates, a private key, a revocation list: nothing else) for that load balancer's `crt`, `ca-file` and `crl-file` arguments, mode 0600 in the agent's own folder; needs the load balancer's scope. `DELETE` removes it; removing the load balancer's configuration removes them all |
-//! | `GET /v1/loadbalancers/{id}/stats` | `{"rows": [...]}`: `show stat` lines of its frontends, backends and servers |
-//! | `GET /v1/history` | `{"entries": [...]}`: every configuration installed, removed or refused here (time, load balancer, SHA-256, bytes), oldest first |
+//! | `GET /v1/loadbalancers/{id}/stats` | `{"rows": [...]}`: `show stat` lines of its frontends, backends and servers; their counters count from the agent's start, across reloads |
+//! | `GET /v1/history` | `{"entries": [...]}`: every configuration installed, removed or refused here (time, load balancer, SHA-256, bytes, `applied`: `runtime` with the commands sent, or `reload`), oldest first |
 //!
 //! When the agent was started with a token, every request must carry `Authorization: Bearer
 //! <token>`.
-//! Changes are serialised: one check-install-reload at a time. The configuration a driver
+//! Changes are serialised: runtime commands and reloads never interleave, and the changes
+//! waiting for a reload are checked together and started by one. The configuration a driver
 //! rendered is attacker-controlled: nothing reaches HAProxy before [`policy::check`] passed it.
 
 pub mod certificates;
 pub mod haproxy;
+pub mod live;
 pub mod metrics;
 pub mod policy;
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
 use axum::http::{StatusCode, header};
@@ -58,11 +62,140 @@ pub struct Agent {
     policy: ConfigPolicy,
     /// SHA-256 of the bearer token, when one is required.
     token: Option<[u8; 32]>,
-    /// Held for every change, so checks, installs and reloads never interleave. It holds the
-    /// load balancers whose certificate files changed since their configuration was last
+    /// Held for every change of the files and of the running HAProxy, so checks, installs,
+    /// runtime commands and reloads never interleave.
+    changes: Mutex<Changes>,
+    /// Reloads asked for, and who does them.
+    reloads: Reloads,
+    /// Whether changes HAProxy's runtime API can make are made through it ([`live`]); when
+    /// not, every change is a reload.
+    runtime_api: bool,
+    /// The counters of each proxy and server (by name) that retired workers reached
+    /// ([`Agent::stats`]).
+    carried: Mutex<HashMap<(String, String), haproxy::StatRow>>,
+}
+
+/// How long the first change that needs a reload waits for others to join it: changes that
+/// arrive within it, or while a reload runs, are started by one reload.
+pub const RELOAD_WINDOW: Duration = Duration::from_millis(20);
+
+/// The least time between the starts of two reloads: at most two a second, however fast
+/// changes come (each reload leaves a worker finishing its connections, and on a device with
+/// thousands of listeners takes the best part of a second of CPU). Changes arriving meanwhile
+/// wait, and share the next one.
+pub const RELOAD_SPACING: Duration = Duration::from_millis(500);
+
+/// Header of the agent's answer to a configuration: how it reached HAProxy ([`Applied`]). The
+/// host records it with the device call; its side of this contract is
+/// `lbaas_host::runtime::DEVICE_APPLIED_HEADER`, and a test keeps the two equal.
+pub const APPLIED_HEADER: &str = "lbaas-applied";
+
+/// How an installed configuration reached HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It was already installed.
+    Unchanged,
+    /// Through HAProxy's runtime API, without a reload ([`live`]).
+    Runtime,
+    /// By a reload (shared with the other changes of its window); `true` when the load
+    /// balancer was new here.
+    Reload(bool),
+}
+
+impl Applied {
+    pub fn name(self) -> &'static str {
+        match self {
+            Applied::Unchanged => "unchanged",
+            Applied::Runtime => "runtime",
+            Applied::Reload(_) => "reload",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Changes {
+    /// Load balancers whose certificate files changed since their configuration was last
     /// installed: HAProxy reads those files only when it reloads, so the next `put` of such a
     /// load balancer reloads even when its configuration is the same (a rotated certificate).
-    changes: Mutex<std::collections::HashSet<String>>,
+    rotated: HashSet<String>,
+    /// Changes for the next reload, in the order they came.
+    pending: Vec<Pending>,
+}
+
+/// A change waiting for the reload that starts it.
+struct Pending {
+    ticket: u64,
+    id: String,
+    /// The new file, written beside `conf.d`'s (`<id>.<ticket>.candidate`, which HAProxy does
+    /// not read); `None` removes the load balancer.
+    candidate: Option<PathBuf>,
+    /// The file it replaced (`None`: there was none), once installed: put back if HAProxy
+    /// cannot start the change.
+    previous: Option<String>,
+}
+
+/// Who reloads: the first waiting change finding nobody at it leads, reloading for every
+/// change pending then, and publishes each one's outcome by its ticket.
+#[derive(Default)]
+struct Reloads {
+    state: Mutex<ReloadState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct ReloadState {
+    next_ticket: u64,
+    /// When the last reload started.
+    last: Option<std::time::Instant>,
+    leading: bool,
+    outcomes: HashMap<u64, Result<(), String>>,
+}
+
+impl Reloads {
+    fn ticket(&self) -> u64 {
+        let mut state = lock(&self.state);
+        state.next_ticket += 1;
+        state.next_ticket
+    }
+
+    /// Waits for the outcome of the change with `ticket`, leading the reloads (`lead`) while
+    /// nobody else does.
+    fn wait(
+        &self,
+        ticket: u64,
+        lead: impl Fn() -> Vec<(u64, Result<(), String>)>,
+    ) -> Result<(), String> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(outcome) = state.outcomes.remove(&ticket) {
+                return outcome;
+            }
+            if state.leading {
+                state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.leading = true;
+            drop(state);
+            // Whatever happens in `lead`, the lead is given back and the others woken.
+            struct Release<'a>(&'a Reloads, Vec<(u64, Result<(), String>)>);
+            impl Drop for Release<'_> {
+                fn drop(&mut self) {
+                    let mut state = lock(&self.0.state);
+                    state.leading = false;
+                    state.outcomes.extend(self.1.drain(..));
+                    self.0.done.notify_all();
+                }
+            }
+            let mut release = Release(self, Vec::new());
+            release.1 = lead();
+            drop(release);
+            state = lock(&self.state);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An answer other than success: status and message, sent as `{"error": message}`.
@@ -142,8 +275,19 @@ impl Agent {
             haproxy,
             policy,
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
-            changes: Mutex::new(Default::default()),
+            changes: Mutex::default(),
+            reloads: Reloads::default(),
+            runtime_api: true,
+            carried: Mutex::default(),
         })
+    }
+
+    /// Every change by a reload, none through the runtime API (`--reload-only`).
+    pub fn reload_only(self) -> Self {
+        Self {
+            runtime_api: false,
+            ..self
+        }
     }
 
     pub fn haproxy(&self) -> &Haproxy {
@@ -170,12 +314,21 @@ impl Agent {
         self.haproxy.state_dir().join("history.jsonl")
     }
 
-    /// Appends to the installation history: what was installed, removed or refused here.
-    fn record(&self, id: &str, action: &str, config: &Config<'_>, detail: Option<&str>) {
+    /// Appends to the installation history: what was installed, removed or refused here, and
+    /// for a change that reached HAProxy how ([`Applied::name`]).
+    fn record(
+        &self,
+        id: &str,
+        action: &str,
+        config: &Config<'_>,
+        applied: Option<&str>,
+        detail: Option<&str>,
+    ) {
         let entry = json!({
             "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             "loadbalancer": id,
             "action": action,
+            "applied": applied,
             "sha256": config.sha256,
             "bytes": config.text.len(),
             "detail": detail,
@@ -200,86 +353,255 @@ impl Agent {
             .collect()
     }
 
-    /// Checks `config` against the policy, then together with every other installed file,
-    /// installs it and reloads. When the check or the reload fails, the previous file is put
-    /// back.
-    pub fn put(&self, id: &str, config: &Config<'_>, scope: Option<&Scope>) -> Answer<bool> {
-        let mut rotated = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+    /// Checks `config` against the policy and installs it: through HAProxy's runtime API when
+    /// it differs from the running file only in what that API changes ([`live`]), otherwise
+    /// by a reload shared with the changes of its window (checked by `haproxy -c` first). When
+    /// HAProxy refuses it or cannot start it, the previous file stays.
+    pub fn put(&self, id: &str, config: &Config<'_>, scope: Option<&Scope>) -> Answer<Applied> {
         let text = config.text;
         let checked = scoped(id, scope).and_then(|scope| policy::check(text, &self.policy, scope));
+        let changes = lock(&self.changes);
         if let Err(violation) = checked {
             tracing::warn!(loadbalancer = id, %violation, "configuration refused by policy");
             let refusal = Refusal::policy(violation);
-            self.record(id, "refused", config, Some(refusal.message()));
+            self.record(id, "refused", config, None, Some(refusal.message()));
             return Err(refusal);
         }
         let target = self.config_file(id);
         let previous = fs::read_to_string(&target).ok();
-        if previous.as_deref() == Some(text) && !rotated.contains(id) {
-            return Ok(false);
+        let rotated = changes.rotated.contains(id);
+        if previous.as_deref() == Some(text) && !rotated {
+            return Ok(Applied::Unchanged);
         }
-        let candidate = self.haproxy.conf_dir().join(format!("{id}.candidate"));
-        fs::write(&candidate, text).map_err(internal)?;
-        let mut files: Vec<PathBuf> = self
-            .installed()
-            .into_iter()
-            .filter(|f| f != &target)
-            .collect();
-        files.push(candidate.clone());
-        if let Err(message) = self.haproxy.check(&files) {
-            let _ = fs::remove_file(&candidate);
-            return Err(Refusal::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("HAProxy refused the configuration: {message}"),
-            ));
-        }
-        fs::rename(&candidate, &target).map_err(internal)?;
-        if let Err(message) = self.haproxy.reload() {
-            // The running workers still have the old configuration; the files go back to it
-            // so that the next reload starts from what is serving.
-            match &previous {
-                Some(previous) => fs::write(&target, previous).map_err(internal)?,
-                None => fs::remove_file(&target).map_err(internal)?,
+        // The runtime API changes what runs: only when what runs is the file.
+        let running = self.runtime_api && !rotated && !changes.pending.iter().any(|p| p.id == id);
+        let commands = previous
+            .as_deref()
+            .filter(|_| running)
+            .and_then(|previous| live::plan(previous, text));
+        if let Some(commands) = commands {
+            write_file(&target, text)?;
+            match self.haproxy.apply(&commands) {
+                Ok(()) => {
+                    tracing::info!(
+                        loadbalancer = id,
+                        commands = commands.len(),
+                        "configuration applied without a reload"
+                    );
+                    let detail = commands.join("; ");
+                    self.record(id, "installed", config, Some("runtime"), Some(&detail));
+                    return Ok(Applied::Runtime);
+                }
+                // HAProxy may have taken part of it: a reload starts the file whole.
+                Err(refused) => {
+                    tracing::info!(
+                        loadbalancer = id,
+                        %refused,
+                        "the runtime API did not take the change: reloading"
+                    );
+                    match &previous {
+                        Some(previous) => write_file(&target, previous)?,
+                        None => fs::remove_file(&target).map_err(internal)?,
+                    }
+                }
             }
-            return Err(Refusal::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("HAProxy could not start the configuration: {message}"),
-            ));
         }
-        rotated.remove(id);
-        // HAProxy has loaded what the configuration names; what it does not name goes.
-        let pruned = certificates::prune(self.haproxy.state_dir(), id, text).map_err(internal)?;
-        tracing::info!(
-            loadbalancer = id,
-            bytes = text.len(),
-            pruned,
-            "configuration installed"
-        );
-        self.record(id, "installed", config, None);
-        Ok(previous.is_none())
+        let ticket = self.reloads.ticket();
+        let candidate = self
+            .haproxy
+            .conf_dir()
+            .join(format!("{id}.{ticket}.candidate"));
+        write_file(&candidate, text)?;
+        let created = previous.is_none();
+        self.reload_for(changes, ticket, id, Some(candidate))
+            .map_err(|message| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, message))?;
+        Ok(Applied::Reload(created))
+    }
+
+    /// Queues a change for the next reload and waits for its outcome: `candidate` is the new
+    /// file, `None` removes it.
+    fn reload_for(
+        &self,
+        mut changes: MutexGuard<'_, Changes>,
+        ticket: u64,
+        id: &str,
+        candidate: Option<PathBuf>,
+    ) -> Result<(), String> {
+        changes.pending.push(Pending {
+            ticket,
+            id: id.to_owned(),
+            candidate,
+            previous: None,
+        });
+        drop(changes);
+        self.reloads.wait(ticket, || self.reload_pending())
+    }
+
+    /// The changes pending after a short window, checked together by one `haproxy -c` and
+    /// started by one reload. What HAProxy refuses together is found alone: a refused file is
+    /// refused by itself, and when the files it accepted cannot start together, each is put
+    /// back and started alone, so one load balancer's broken change fails only itself.
+    fn reload_pending(&self) -> Vec<(u64, Result<(), String>)> {
+        let since = lock(&self.reloads.state).last.map(|at| at.elapsed());
+        let spacing = since.map_or(Duration::ZERO, |since| RELOAD_SPACING.saturating_sub(since));
+        std::thread::sleep(RELOAD_WINDOW.max(spacing));
+        let mut changes = lock(&self.changes);
+        let mut batch = std::mem::take(&mut changes.pending);
+        let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; batch.len()];
+        self.check_batch(&batch, &mut outcomes);
+        let mut started = Vec::new();
+        for (i, pending) in batch.iter_mut().enumerate() {
+            if outcomes[i].is_none() {
+                match self.install(pending) {
+                    Ok(()) => started.push(i),
+                    Err(error) => outcomes[i] = Some(Err(error)),
+                }
+            }
+        }
+        if !started.is_empty() {
+            lock(&self.reloads.state).last = Some(std::time::Instant::now());
+            match self.reload() {
+                Ok(()) => started.iter().for_each(|&i| outcomes[i] = Some(Ok(()))),
+                Err(error) if started.len() == 1 => {
+                    self.write_back(&batch[started[0]], false);
+                    outcomes[started[0]] = Some(Err(not_started(&error)));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        changes = started.len(),
+                        %error,
+                        "HAProxy could not start a window's changes together: trying each alone"
+                    );
+                    for &i in started.iter().rev() {
+                        self.write_back(&batch[i], false);
+                    }
+                    for &i in &started {
+                        self.write_back(&batch[i], true);
+                        outcomes[i] = Some(self.reload().map_err(|error| {
+                            self.write_back(&batch[i], false);
+                            not_started(&error)
+                        }));
+                    }
+                }
+            }
+        }
+        batch
+            .into_iter()
+            .zip(outcomes)
+            .map(|(pending, outcome)| {
+                let outcome = outcome.unwrap_or_else(|| Err("not applied".into()));
+                if outcome.is_ok() {
+                    self.started(&mut changes, &pending);
+                }
+                if let Some(candidate) = &pending.candidate {
+                    let _ = fs::remove_file(candidate);
+                }
+                (pending.ticket, outcome)
+            })
+            .collect()
+    }
+
+    /// `haproxy -c` of the batch's new files together with the base; when it refuses them,
+    /// each alone, and those refused alone are refused.
+    fn check_batch(&self, batch: &[Pending], outcomes: &mut [Option<Result<(), String>>]) {
+        let candidates: Vec<PathBuf> = batch.iter().filter_map(|p| p.candidate.clone()).collect();
+        // The other load balancers' files were checked when they came; what only their union
+        // refuses (a name or an address taken twice) fails the reload, which puts them back.
+        if candidates.is_empty() || self.haproxy.check(&candidates).is_ok() {
+            return;
+        }
+        for (pending, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+            if let Some(candidate) = &pending.candidate
+                && let Err(message) = self.haproxy.check(std::slice::from_ref(candidate))
+            {
+                *outcome = Some(Err(format!("HAProxy refused the configuration: {message}")));
+            }
+        }
+    }
+
+    /// Puts a checked change in `conf.d`, keeping what it replaces.
+    fn install(&self, pending: &mut Pending) -> Result<(), String> {
+        let target = self.config_file(&pending.id);
+        pending.previous = fs::read_to_string(&target).ok();
+        let moved = match &pending.candidate {
+            Some(candidate) => {
+                let temporary = target.with_extension("writing");
+                fs::copy(candidate, &temporary).and_then(|_| fs::rename(&temporary, &target))
+            }
+            None => fs::remove_file(&target).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        moved.map_err(|error| format!("agent storage: {error}"))
+    }
+
+    /// Puts load balancer `pending.id`'s file back as it was before the change, or (`again`)
+    /// as the change makes it.
+    fn write_back(&self, pending: &Pending, again: bool) {
+        let target = self.config_file(&pending.id);
+        let text = match again {
+            true => pending
+                .candidate
+                .as_ref()
+                .and_then(|c| fs::read_to_string(c).ok()),
+            false => pending.previous.clone(),
+        };
+        let written = match text {
+            Some(text) => fs::write(&target, text),
+            None => fs::remove_file(&target).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        if let Err(error) = written {
+            tracing::error!(loadbalancer = pending.id, %error, "cannot restore a configuration");
+        }
+    }
+
+    /// What follows a change HAProxy started: the certificate files it no longer names go (all
+    /// of them with a removed load balancer), and the history records it.
+    fn started(&self, changes: &mut Changes, pending: &Pending) {
+        let id = pending.id.as_str();
+        let cleaned = match pending.candidate.as_ref().map(fs::read_to_string) {
+            Some(Ok(text)) => {
+                changes.rotated.remove(id);
+                certificates::prune(self.haproxy.state_dir(), id, &text).map(|pruned| {
+                    tracing::info!(
+                        loadbalancer = id,
+                        bytes = text.len(),
+                        pruned,
+                        "configuration installed"
+                    );
+                    self.record(id, "installed", &Config::new(&text), Some("reload"), None);
+                })
+            }
+            Some(Err(error)) => Err(error),
+            None => certificates::remove_all(self.haproxy.state_dir(), id).map(|()| {
+                tracing::info!(loadbalancer = id, "configuration removed");
+                let previous = pending.previous.as_deref().unwrap_or_default();
+                let sections = haproxy::sections(previous);
+                lock(&self.carried).retain(|(proxy, _), _| !sections.contains(proxy));
+                self.record(id, "removed", &Config::new(previous), Some("reload"), None);
+            }),
+        };
+        if let Err(error) = cleaned {
+            tracing::error!(loadbalancer = id, %error, "cannot clean the certificate files");
+        }
     }
 
     /// Removes a load balancer's configuration and reloads; false when it was not here. Only
     /// that load balancer's own job may remove it: its scope comes with the request.
     pub fn delete(&self, id: &str, scope: Option<&Scope>) -> Answer<bool> {
         scoped(id, scope).map_err(Refusal::policy)?;
-        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let target = self.config_file(id);
-        let Ok(previous) = fs::read_to_string(&target) else {
+        let changes = lock(&self.changes);
+        let pending = changes.pending.iter().any(|p| p.id == id);
+        if !pending && !self.config_file(id).exists() {
             return Ok(false);
-        };
-        fs::remove_file(&target).map_err(internal)?;
-        if let Err(message) = self.haproxy.reload() {
-            fs::write(&target, previous).map_err(internal)?;
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                message.to_string(),
-            ));
         }
-        // Its keys go with it: nothing of a removed load balancer stays on the device.
-        certificates::remove_all(self.haproxy.state_dir(), id).map_err(internal)?;
-        tracing::info!(loadbalancer = id, "configuration removed");
-        self.record(id, "removed", &Config::new(&previous), None);
+        let ticket = self.reloads.ticket();
+        self.reload_for(changes, ticket, id, None)
+            .map_err(|message| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, message))?;
         Ok(true)
     }
 
@@ -293,9 +615,9 @@ impl Agent {
         body: &[u8],
     ) -> Answer<()> {
         scoped(id, scope).map_err(Refusal::policy)?;
-        let mut rotated = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changes = lock(&self.changes);
         if certificates::store(self.haproxy.state_dir(), id, name, body)? {
-            rotated.insert(id.to_owned());
+            changes.rotated.insert(id.to_owned());
         }
         Ok(())
     }
@@ -303,11 +625,12 @@ impl Agent {
     /// Removes certificate file `name` of load balancer `id`, with its scope too.
     pub fn delete_certificate(&self, id: &str, name: &str, scope: Option<&Scope>) -> Answer<()> {
         scoped(id, scope).map_err(Refusal::policy)?;
-        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let _changes = lock(&self.changes);
         Ok(certificates::remove(self.haproxy.state_dir(), id, name)?)
     }
 
     /// The stats rows of the load balancer's own sections.
+    /// Their counters count from the agent's start: what earlier workers counted is added.
     pub fn stats(&self, id: &str) -> Answer<Vec<haproxy::StatRow>> {
         let config = fs::read_to_string(self.config_file(id)).map_err(|_| not_found(id))?;
         let sections = haproxy::sections(&config);
@@ -315,10 +638,37 @@ impl Agent {
             .haproxy
             .stats()
             .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let carried = lock(&self.carried);
         Ok(rows
             .into_iter()
             .filter(|row| sections.contains(&row.proxy))
+            .map(
+                |row| match carried.get(&(row.proxy.clone(), row.server.clone())) {
+                    Some(earlier) => earlier.add_to(row),
+                    None => row,
+                },
+            )
             .collect())
+    }
+
+    /// A reload, after which the counters the retiring worker reached are carried: a new
+    /// worker counts from zero, and however fast reloads follow each other (they are coalesced
+    /// and several may come between two readings of the host), nothing counted is lost but
+    /// what the retiring worker counts after it.
+    fn reload(&self) -> Result<(), haproxy::HaproxyError> {
+        let before = self.haproxy.stats().unwrap_or_default();
+        self.haproxy.reload()?;
+        let mut carried = lock(&self.carried);
+        for row in before {
+            let key = (row.proxy.clone(), row.server.clone());
+            let earlier = carried.remove(&key);
+            let total = match earlier {
+                Some(earlier) => earlier.add_to(row),
+                None => row,
+            };
+            carried.insert(key, total);
+        }
+        Ok(())
     }
 
     /// The frontends and backends of the load balancer whose configuration defines the
@@ -398,6 +748,18 @@ impl From<certificates::Refused> for Refusal {
     fn from(refused: certificates::Refused) -> Self {
         Refusal::new(refused.status(), refused.to_string())
     }
+}
+
+/// Writes a file of `conf.d` whole or not at all.
+fn write_file(path: &Path, text: &str) -> Answer<()> {
+    let temporary = path.with_extension("writing");
+    fs::write(&temporary, text)
+        .and_then(|()| fs::rename(&temporary, path))
+        .map_err(internal)
+}
+
+fn not_started(error: &haproxy::HaproxyError) -> String {
+    format!("HAProxy could not start the configuration: {error}")
 }
 
 fn internal(error: std::io::Error) -> Refusal {
@@ -512,20 +874,23 @@ async fn put_config(
     UrlPath(id): UrlPath<String>,
     headers: axum::http::HeaderMap,
     body: String,
-) -> Answer<(StatusCode, Json<Value>)> {
+) -> Answer<(StatusCode, [(&'static str, &'static str); 1], Json<Value>)> {
     checked(&id)?;
     let scope = scope_of(&headers)?;
-    let (created, sha256) = blocking(move || {
+    let (applied, sha256) = blocking(move || {
         let config = Config::new(&body);
         Ok((agent.put(&id, &config, scope.as_ref())?, config.sha256))
     })
     .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let status = match applied {
+        Applied::Reload(true) => StatusCode::CREATED,
+        _ => StatusCode::OK,
     };
-    Ok((status, Json(json!({ "sha256": sha256 }))))
+    Ok((
+        status,
+        [(APPLIED_HEADER, applied.name())],
+        Json(json!({ "sha256": sha256, "applied": applied.name() })),
+    ))
 }
 
 async fn delete_config(

@@ -44,6 +44,10 @@ struct Args {
     /// serving and the next agent adopts it.
     #[arg(long)]
     stop_haproxy_on_exit: bool,
+    /// Make every change by a reload, none through HAProxy's runtime API (by default, member
+    /// weights, addresses, maintenance states, additions and removals are made without one).
+    #[arg(long)]
+    reload_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,7 +90,10 @@ fn main() -> anyhow::Result<()> {
         policy,
     )
     .map_err(anyhow::Error::msg)?;
-    let agent = Arc::new(agent);
+    let agent = Arc::new(match args.reload_only {
+        true => agent.reload_only(),
+        false => agent,
+    });
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -44,7 +44,7 @@ pub use certificates::CertificateFiles;
 pub use config::RuntimeConfig;
 pub use driver::LoadedDriver;
 pub use error::{Error, Failure, Result, describe_driver_error, printable};
-pub use host::REFUSAL_HEADER as DEVICE_REFUSAL_HEADER;
+pub use host::{APPLIED_HEADER as DEVICE_APPLIED_HEADER, REFUSAL_HEADER as DEVICE_REFUSAL_HEADER};
 pub use identity::LoadedIdentity;
 pub use permissions::DevicePolicy;
 pub use quarantine::QuarantineStore;

@@ -499,6 +499,33 @@ fn traffic_flows_through_spawned_haproxy_devices() {
     change(&m1, json!({"member": {"admin_state_up": false}}));
     wait_for_backends(http, &["b2"]);
     wait_operating(&tenant, &m1, "member", "OFFLINE");
+    // Those three member changes (one new, one weight, one admin state) reached HAProxy through
+    // its runtime API, without a reload: the device's history and the host's audit say so.
+    let handle = local.handles(&root).pop().expect("a device");
+    let history = device_history(&root, &handle);
+    let applied: Vec<&str> = history
+        .iter()
+        .rev()
+        .take(3)
+        .map(|entry| entry["applied"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(applied, ["runtime"; 3], "{history:?}");
+    assert_eq!(
+        history[0]["applied"], "reload",
+        "a new load balancer is a reload"
+    );
+    let (_, audit) = admin.get("/v2/admin/audit?function=device-api.send");
+    let runtime = audit["audit"].as_array().map_or(0, |records| {
+        records
+            .iter()
+            .filter(|r| {
+                r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("applied by runtime"))
+            })
+            .count()
+    });
+    assert_eq!(runtime, 3, "{audit}");
 
     // The connection opened before all those reloads is still open.
     assert_eq!(
@@ -683,6 +710,16 @@ fn spawned_devices_outlive_the_host_and_are_adopted() {
 }
 
 /// The uid a process runs as (`/proc/<pid>/status`).
+/// The agent's history of device `handle`: what it installed, removed and refused, and how.
+fn device_history(root: &Path, handle: &str) -> Vec<Value> {
+    let history = std::fs::read_to_string(root.join(handle).join("history.jsonl"))
+        .expect("the agent's history");
+    history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
 fn uid_of(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -793,12 +830,7 @@ fn a_driver_cannot_make_a_device_run_commands() {
     );
     // The device keeps its own history of what it installed and refused.
     let handle = local.handles(&root).pop().expect("a device");
-    let history = std::fs::read_to_string(root.join(&handle).join("history.jsonl"))
-        .expect("the agent's history");
-    let entries: Vec<Value> = history
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let entries = device_history(&root, &handle);
     assert_eq!(
         entries.iter().filter(|e| e["action"] == "refused").count(),
         attacks.len()

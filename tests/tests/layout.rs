@@ -120,6 +120,11 @@ fn host_and_agent_agree_on_the_refusal_header() {
         lbaas_host::runtime::DEVICE_REFUSAL_HEADER,
         lbaas_agent::REFUSAL_HEADER
     );
+    // And on the header saying how a change was applied, which the audit records.
+    assert_eq!(
+        lbaas_host::runtime::DEVICE_APPLIED_HEADER,
+        lbaas_agent::APPLIED_HEADER
+    );
 }
 
 /// The HAProxy driver sends a metrics listener's requests to the backend the agent defines.

@@ -190,7 +190,13 @@ impl HostState {
                     self.device_refused(refusal);
                     (Outcome::Denied, detail)
                 }
-                None => (Outcome::Ok, format!("status {}", response.status)),
+                None => match applied(response) {
+                    Some(way) => (
+                        Outcome::Ok,
+                        format!("status {}, applied by {way}", response.status),
+                    ),
+                    None => (Outcome::Ok, format!("status {}", response.status)),
+                },
             },
             Err(error @ (DeviceApiError::NotPermitted(_) | DeviceApiError::UnknownDevice(_))) => {
                 (Outcome::Denied, format!("{error:?}"))
@@ -345,6 +351,22 @@ fn scrub_text<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
 /// The header by which a device says it refused a request by its policy (`lbaas-refusal:
 /// policy`), whatever the driver then makes of it; `lbaas-agent` answers it.
 pub const REFUSAL_HEADER: &str = "lbaas-refusal";
+
+/// The header by which a device says how it applied a change: `runtime` (without a reload),
+/// `reload`, `unchanged`; `lbaas-agent` answers it, and the audit records it with the call.
+pub const APPLIED_HEADER: &str = "lbaas-applied";
+
+/// How the device says it applied the call's change, when it names one of the ways
+/// [`APPLIED_HEADER`] knows: a device's header is not trusted, so nothing else is recorded.
+fn applied(response: &Response) -> Option<&'static str> {
+    let value = response
+        .headers
+        .iter()
+        .find(|entry| entry.key.eq_ignore_ascii_case(APPLIED_HEADER))?;
+    ["runtime", "reload", "unchanged"]
+        .into_iter()
+        .find(|known| *known == value.value)
+}
 
 /// The message of a device's refusal by policy ([`REFUSAL_HEADER`] and `{"error": ...}`),
 /// bounded: a device's answer is not trusted either.

@@ -2,7 +2,7 @@
 //! WIT interface.
 
 mod device_api;
-pub use device_api::REFUSAL_HEADER;
+pub use device_api::{APPLIED_HEADER, REFUSAL_HEADER};
 mod log;
 mod newer;
 mod state;
