@@ -79,11 +79,12 @@ pub struct Agent {
 /// arrive within it, or while a reload runs, are started by one reload.
 pub const RELOAD_WINDOW: Duration = Duration::from_millis(20);
 
-/// The least time between the starts of two reloads: at most two a second, however fast
-/// changes come (each reload leaves a worker finishing its connections, and on a device with
-/// thousands of listeners takes the best part of a second of CPU). Changes arriving meanwhile
-/// wait, and share the next one.
-pub const RELOAD_SPACING: Duration = Duration::from_millis(500);
+/// After a reload, the next waits as long as that one took, up to this: HAProxy spends at most
+/// half its time reloading, however fast changes come (each reload leaves a worker finishing
+/// its connections, and on a device with thousands of listeners takes the best part of a
+/// second of CPU), while on a small device, whose reloads are quick, a change hardly waits.
+/// Changes arriving meanwhile share the next reload.
+pub const RELOAD_REST: Duration = Duration::from_millis(500);
 
 /// Header of the agent's answer to a configuration: how it reached HAProxy ([`Applied`]). The
 /// host records it with the device call; its side of this contract is
@@ -145,8 +146,8 @@ struct Reloads {
 #[derive(Default)]
 struct ReloadState {
     next_ticket: u64,
-    /// When the last reload started.
-    last: Option<std::time::Instant>,
+    /// When the last reload ended, and how long it took.
+    last: Option<(std::time::Instant, Duration)>,
     leading: bool,
     outcomes: HashMap<u64, Result<(), String>>,
 }
@@ -442,9 +443,12 @@ impl Agent {
     /// refused by itself, and when the files it accepted cannot start together, each is put
     /// back and started alone, so one load balancer's broken change fails only itself.
     fn reload_pending(&self) -> Vec<(u64, Result<(), String>)> {
-        let since = lock(&self.reloads.state).last.map(|at| at.elapsed());
-        let spacing = since.map_or(Duration::ZERO, |since| RELOAD_SPACING.saturating_sub(since));
-        std::thread::sleep(RELOAD_WINDOW.max(spacing));
+        let rest = lock(&self.reloads.state)
+            .last
+            .map_or(Duration::ZERO, |(ended, took)| {
+                took.min(RELOAD_REST).saturating_sub(ended.elapsed())
+            });
+        std::thread::sleep(RELOAD_WINDOW.max(rest));
         let mut changes = lock(&self.changes);
         let mut batch = std::mem::take(&mut changes.pending);
         let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; batch.len()];
@@ -459,7 +463,6 @@ impl Agent {
             }
         }
         if !started.is_empty() {
-            lock(&self.reloads.state).last = Some(std::time::Instant::now());
             match self.reload() {
                 Ok(()) => started.iter().for_each(|&i| outcomes[i] = Some(Ok(()))),
                 Err(error) if started.len() == 1 => {
@@ -657,7 +660,10 @@ impl Agent {
     /// what the retiring worker counts after it.
     fn reload(&self) -> Result<(), haproxy::HaproxyError> {
         let before = self.haproxy.stats().unwrap_or_default();
-        self.haproxy.reload()?;
+        let started = std::time::Instant::now();
+        let reloaded = self.haproxy.reload();
+        lock(&self.reloads.state).last = Some((std::time::Instant::now(), started.elapsed()));
+        reloaded?;
         let mut carried = lock(&self.carried);
         for row in before {
             let key = (row.proxy.clone(), row.server.clone());

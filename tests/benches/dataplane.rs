@@ -88,9 +88,9 @@ fn member_changes(
         let target = if n % 2 == 0 { b } else { a };
         let member: Member<'_> = ("m", target.address, 1);
         let renamed = (if n % 2 == 0 { "m-b" } else { "m-a" }, member.1, member.2);
-        // Changes further apart than the agent's least time between two reloads: the reload
-        // figure is one reload's, never a wait for the next one allowed.
-        std::thread::sleep(lbaas_agent::RELOAD_SPACING);
+        // Changes further apart than the agent's rest after a reload: the reload figure is one
+        // reload's, never a wait for the next one allowed.
+        std::thread::sleep(lbaas_agent::RELOAD_REST);
         let started = Instant::now();
         assert_eq!(device.put(lb, &[renamed]), Ok(expected), "change {n}");
         while http_get(lb.vip()).as_deref() != Some(target.name.as_str()) {
