@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,17 +74,20 @@ pub struct Agent {
     /// The counters of each proxy and server (by name) that retired workers reached
     /// ([`Agent::stats`]).
     carried: Mutex<HashMap<(String, String), haproxy::StatRow>>,
+    /// Changes waiting for `changes` (held through every reload): whether they come faster
+    /// than HAProxy reloads ([`RELOAD_REST`]).
+    arriving: AtomicUsize,
 }
 
 /// How long the first change that needs a reload waits for others to join it: changes that
 /// arrive within it, or while a reload runs, are started by one reload.
 pub const RELOAD_WINDOW: Duration = Duration::from_millis(20);
 
-/// After a reload, the next waits as long as that one took, up to this: HAProxy spends at most
-/// half its time reloading, however fast changes come (each reload leaves a worker finishing
-/// its connections, and on a device with thousands of listeners takes the best part of a
-/// second of CPU), while on a small device, whose reloads are quick, a change hardly waits.
-/// Changes arriving meanwhile share the next reload.
+/// When changes came while HAProxy reloaded, the next reload waits as long as that one took,
+/// up to this: under a stream of changes HAProxy spends at most half its time reloading (each
+/// reload leaves a worker finishing its connections, and on a device with thousands of
+/// listeners takes the best part of a second of CPU), and the changes arriving meanwhile share
+/// the next reload. A change that finds the device quiet is started at once.
 pub const RELOAD_REST: Duration = Duration::from_millis(500);
 
 /// Header of the agent's answer to a configuration: how it reached HAProxy ([`Applied`]). The
@@ -146,8 +150,8 @@ struct Reloads {
 #[derive(Default)]
 struct ReloadState {
     next_ticket: u64,
-    /// When the last reload ended, and how long it took.
-    last: Option<(std::time::Instant, Duration)>,
+    /// When the last reload ended, how long it took, and whether changes came meanwhile.
+    last: Option<(std::time::Instant, Duration, bool)>,
     leading: bool,
     outcomes: HashMap<u64, Result<(), String>>,
 }
@@ -280,7 +284,16 @@ impl Agent {
             reloads: Reloads::default(),
             runtime_api: true,
             carried: Mutex::default(),
+            arriving: AtomicUsize::new(0),
         })
+    }
+
+    /// The lock of a change, counted while waited for.
+    fn change(&self) -> MutexGuard<'_, Changes> {
+        self.arriving.fetch_add(1, Ordering::Relaxed);
+        let changes = lock(&self.changes);
+        self.arriving.fetch_sub(1, Ordering::Relaxed);
+        changes
     }
 
     /// Every change by a reload, none through the runtime API (`--reload-only`).
@@ -361,7 +374,7 @@ impl Agent {
     pub fn put(&self, id: &str, config: &Config<'_>, scope: Option<&Scope>) -> Answer<Applied> {
         let text = config.text;
         let checked = scoped(id, scope).and_then(|scope| policy::check(text, &self.policy, scope));
-        let changes = lock(&self.changes);
+        let changes = self.change();
         if let Err(violation) = checked {
             tracing::warn!(loadbalancer = id, %violation, "configuration refused by policy");
             let refusal = Refusal::policy(violation);
@@ -445,7 +458,8 @@ impl Agent {
     fn reload_pending(&self) -> Vec<(u64, Result<(), String>)> {
         let rest = lock(&self.reloads.state)
             .last
-            .map_or(Duration::ZERO, |(ended, took)| {
+            .filter(|(_, _, busy)| *busy)
+            .map_or(Duration::ZERO, |(ended, took, _)| {
                 took.min(RELOAD_REST).saturating_sub(ended.elapsed())
             });
         std::thread::sleep(RELOAD_WINDOW.max(rest));
@@ -597,7 +611,7 @@ impl Agent {
     /// that load balancer's own job may remove it: its scope comes with the request.
     pub fn delete(&self, id: &str, scope: Option<&Scope>) -> Answer<bool> {
         scoped(id, scope).map_err(Refusal::policy)?;
-        let changes = lock(&self.changes);
+        let changes = self.change();
         let pending = changes.pending.iter().any(|p| p.id == id);
         if !pending && !self.config_file(id).exists() {
             return Ok(false);
@@ -662,7 +676,8 @@ impl Agent {
         let before = self.haproxy.stats().unwrap_or_default();
         let started = std::time::Instant::now();
         let reloaded = self.haproxy.reload();
-        lock(&self.reloads.state).last = Some((std::time::Instant::now(), started.elapsed()));
+        let busy = self.arriving.load(Ordering::Relaxed) > 0;
+        lock(&self.reloads.state).last = Some((std::time::Instant::now(), started.elapsed(), busy));
         reloaded?;
         let mut carried = lock(&self.carried);
         for row in before {

@@ -88,8 +88,7 @@ fn member_changes(
         let target = if n % 2 == 0 { b } else { a };
         let member: Member<'_> = ("m", target.address, 1);
         let renamed = (if n % 2 == 0 { "m-b" } else { "m-a" }, member.1, member.2);
-        // Changes further apart than the agent's rest after a reload: the reload figure is one
-        // reload's, never a wait for the next one allowed.
+        // Each change finds the device quiet: the reload figure is one reload's.
         std::thread::sleep(lbaas_agent::RELOAD_REST);
         let started = Instant::now();
         assert_eq!(device.put(lb, &[renamed]), Ok(expected), "change {n}");
