@@ -314,8 +314,30 @@ pub fn rss_bytes() -> u64 {
         * 1024
 }
 
+/// The commit the working tree is at (12 digits), marked when the tree has changes: what a
+/// benchmark measured.
+pub fn measured_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(workspace_root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let hash = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{hash} (with uncommitted changes)")
+    } else {
+        hash
+    }
+}
+
 /// Records a load generator's results (each figure's runs) in `target/bench/<name>.json`,
-/// where `cargo xtask bench` reads them.
+/// where `cargo xtask bench` reads them, and the commit they measured in `<name>.commit`.
 pub fn record_bench<K: serde::Serialize + Ord>(
     name: &str,
     results: &std::collections::BTreeMap<K, Vec<f64>>,
@@ -325,7 +347,8 @@ pub fn record_bench<K: serde::Serialize + Ord>(
         std::fs::write(
             dir.join(format!("{name}.json")),
             serde_json::to_vec_pretty(results).unwrap_or_default(),
-        )
+        )?;
+        std::fs::write(dir.join(format!("{name}.commit")), measured_commit())
     });
     if let Err(error) = written {
         eprintln!("cannot record the results in {}: {error}", dir.display());

@@ -408,3 +408,39 @@ fn the_api_names_no_sandbox_type() {
     let manifest = std::fs::read_to_string(root.join("api/Cargo.toml")).expect("api manifest");
     assert!(!manifest.contains("lbaas-runtime"), "{manifest}");
 }
+
+/// `docs/benchmarks.md` is what `cargo xtask bench` writes today: a row for every figure it
+/// renders (with today's aim), no row it no longer renders, and the notes exactly as
+/// `xtask/benchmarks-notes.md` has them.
+#[test]
+fn the_benchmarks_document_has_every_figure_and_the_notes() {
+    use lbaas_tests::benchmarks_doc::{NOTES, PATH, ROWS};
+    let path = lbaas_tests::workspace_root().join(PATH);
+    let document = std::fs::read_to_string(&path).expect("docs/benchmarks.md");
+    let rows: Vec<&str> = document
+        .lines()
+        .skip_while(|line| !line.starts_with("|---"))
+        .skip(1)
+        .take_while(|line| line.starts_with("| "))
+        .collect();
+    for row in ROWS {
+        assert!(
+            rows.iter()
+                .any(|line| line.starts_with(&format!("| {} | ", row.title))
+                    && line.contains(&format!(" | {} | ", row.aim))),
+            "docs/benchmarks.md has no row `{}` with the aim `{}`: run `cargo xtask bench`",
+            row.title,
+            row.aim
+        );
+    }
+    assert_eq!(
+        rows.len(),
+        ROWS.len(),
+        "docs/benchmarks.md has rows xtask no longer renders"
+    );
+    assert!(
+        document.ends_with(NOTES),
+        "the notes of docs/benchmarks.md differ from xtask/benchmarks-notes.md: run `cargo xtask \
+         bench --no-run`"
+    );
+}

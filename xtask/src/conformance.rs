@@ -800,7 +800,7 @@ fn render(runs: &[Run], regex: &str, debug: bool) -> anyhow::Result<String> {
         results.insert(run.clone(), self::results(run)?);
     }
     let mut out = String::new();
-    let commit = super::commit();
+    let commit = lbaas_tests::measured_commit();
     writeln!(out, "# Conformance: Octavia's own API test suite")?;
     writeln!(out)?;
     writeln!(

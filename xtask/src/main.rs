@@ -126,7 +126,7 @@ fn bench(no_run: bool) -> anyhow::Result<()> {
     if !no_run {
         ensure_wrk()?;
         std::fs::create_dir_all(root().join("target/bench"))?;
-        std::fs::write(&measured_at, commit())?;
+        std::fs::write(&measured_at, lbaas_tests::measured_commit())?;
         for bench in BENCHES {
             let _ = std::fs::remove_file(root().join(format!("target/bench/{bench}.commit")));
         }
@@ -144,7 +144,12 @@ fn bench(no_run: bool) -> anyhow::Result<()> {
     let results = Results::read(&root().join("target"))?;
     let mut commit = std::fs::read_to_string(&measured_at)
         .map(|c| format!("`{}`", c.trim()))
-        .unwrap_or_else(|_| format!("`{}` (results from an unrecorded commit)", commit()));
+        .unwrap_or_else(|_| {
+            format!(
+                "`{}` (results from an unrecorded commit)",
+                lbaas_tests::measured_commit()
+            )
+        });
     // A benchmark run on its own since (`cargo bench --bench NAME`, then
     // `cargo xtask bench --no-run`) names the commit it measured in `NAME.commit`.
     for bench in BENCHES {
@@ -373,27 +378,6 @@ impl Machine {
             memory,
             kernel,
         }
-    }
-}
-
-/// The commit measured, marked when the tree had changes.
-fn commit() -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .current_dir(root())
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    let hash = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    if dirty {
-        format!("{hash} (with uncommitted changes)")
-    } else {
-        hash
     }
 }
 
