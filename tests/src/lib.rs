@@ -527,8 +527,16 @@ pub type Samples = Vec<(String, std::collections::BTreeMap<String, String>, f64)
 /// One scrape of a metrics listener (any path: `GET /`), read by a Prometheus client; `None`
 /// when it does not answer 200.
 pub fn scrape(address: std::net::SocketAddr) -> Option<Samples> {
-    let text = backend::http_get(address)?;
-    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    scrape_with(address, &[])
+}
+
+/// [`scrape`] with request headers of the client's own (say, forged ones).
+pub fn scrape_with(address: std::net::SocketAddr, headers: &[(&str, &str)]) -> Option<Samples> {
+    let answer = backend::http_request(address, &address.to_string(), "/", headers)?;
+    if answer.status != 200 {
+        return None;
+    }
+    let lines = answer.body.lines().map(|line| Ok(line.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition format");
     Some(
         scrape

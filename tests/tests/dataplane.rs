@@ -1278,6 +1278,24 @@ fn metrics_listeners_show_their_own_load_balancer(
             "the other load balancer's listener {id} shows"
         );
     }
+    // HAProxy names the listener to the agent in a header it writes over whatever the client
+    // sent: naming the other load balancer's listener still gets this one's lines only.
+    let forged_listener = theirs["listeners"][0]["id"].as_str().expect("id");
+    let forged = lbaas_tests::scrape_with(scraped, &[("lbaas-listener", forged_listener)])
+        .expect("the metrics listener answers");
+    for (name, labels, _) in &forged {
+        for label in ["listener", "pool", "member"] {
+            if let Some(object) = labels.get(label) {
+                assert!(ours.contains(object.as_str()), "forged: {name}: {labels:?}");
+            }
+        }
+    }
+    assert!(
+        forged.iter().any(|(name, labels, _)| {
+            name == "octavia_listener_http_requests_total" && labels.get("listener") == Some(&web)
+        }),
+        "the forged scrape answers with this load balancer's own listener"
+    );
 
     // allowed_cidrs: a scraper outside them is refused, then let in again.
     let path = format!("/v2/lbaas/listeners/{metrics}");
