@@ -131,9 +131,9 @@ struct Changes {
 struct Pending {
     ticket: u64,
     id: String,
-    /// The new file, written beside `conf.d`'s (`<id>.<ticket>.candidate`, which HAProxy does
-    /// not read); `None` removes the load balancer.
-    candidate: Option<PathBuf>,
+    /// The new file (also written beside `conf.d`'s as `<id>.<ticket>.candidate`, which
+    /// HAProxy does not read, for `haproxy -c`); `None` removes the load balancer.
+    next: Option<String>,
     /// The file it replaced (`None`: there was none), once installed: put back if HAProxy
     /// cannot start the change.
     previous: Option<String>,
@@ -394,7 +394,7 @@ impl Agent {
             .filter(|_| running)
             .and_then(|previous| live::plan(previous, text));
         if let Some(commands) = commands {
-            write_file(&target, text)?;
+            set_file(&target, Some(text)).map_err(internal)?;
             match self.haproxy.apply(&commands) {
                 Ok(()) => {
                     tracing::info!(
@@ -413,38 +413,38 @@ impl Agent {
                         %refused,
                         "the runtime API did not take the change: reloading"
                     );
-                    match &previous {
-                        Some(previous) => write_file(&target, previous)?,
-                        None => fs::remove_file(&target).map_err(internal)?,
-                    }
+                    set_file(&target, previous.as_deref()).map_err(internal)?;
                 }
             }
         }
         let ticket = self.reloads.ticket();
-        let candidate = self
-            .haproxy
-            .conf_dir()
-            .join(format!("{id}.{ticket}.candidate"));
-        write_file(&candidate, text)?;
+        set_file(&self.candidate_file(id, ticket), Some(text)).map_err(internal)?;
         let created = previous.is_none();
-        self.reload_for(changes, ticket, id, Some(candidate))
+        self.reload_for(changes, ticket, id, Some(text.to_owned()))
             .map_err(|message| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, message))?;
         Ok(Applied::Reload(created))
     }
 
-    /// Queues a change for the next reload and waits for its outcome: `candidate` is the new
-    /// file, `None` removes it.
+    /// Where change `ticket` of load balancer `id` waits for `haproxy -c`.
+    fn candidate_file(&self, id: &str, ticket: u64) -> PathBuf {
+        self.haproxy
+            .conf_dir()
+            .join(format!("{id}.{ticket}.candidate"))
+    }
+
+    /// Queues a change for the next reload and waits for its outcome: `next` is the new file,
+    /// `None` removes it.
     fn reload_for(
         &self,
         mut changes: MutexGuard<'_, Changes>,
         ticket: u64,
         id: &str,
-        candidate: Option<PathBuf>,
+        next: Option<String>,
     ) -> Result<(), String> {
         changes.pending.push(Pending {
             ticket,
             id: id.to_owned(),
-            candidate,
+            next,
             previous: None,
         });
         drop(changes);
@@ -510,8 +510,8 @@ impl Agent {
                 if outcome.is_ok() {
                     self.started(&mut changes, &pending);
                 }
-                if let Some(candidate) = &pending.candidate {
-                    let _ = fs::remove_file(candidate);
+                if pending.next.is_some() {
+                    let _ = fs::remove_file(self.candidate_file(&pending.id, pending.ticket));
                 }
                 (pending.ticket, outcome)
             })
@@ -521,15 +521,20 @@ impl Agent {
     /// `haproxy -c` of the batch's new files together with the base; when it refuses them,
     /// each alone, and those refused alone are refused.
     fn check_batch(&self, batch: &[Pending], outcomes: &mut [Option<Result<(), String>>]) {
-        let candidates: Vec<PathBuf> = batch.iter().filter_map(|p| p.candidate.clone()).collect();
+        let candidate = |p: &Pending| {
+            p.next
+                .is_some()
+                .then(|| self.candidate_file(&p.id, p.ticket))
+        };
+        let candidates: Vec<PathBuf> = batch.iter().filter_map(candidate).collect();
         // The other load balancers' files were checked when they came; what only their union
         // refuses (a name or an address taken twice) fails the reload, which puts them back.
         if candidates.is_empty() || self.haproxy.check(&candidates).is_ok() {
             return;
         }
         for (pending, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-            if let Some(candidate) = &pending.candidate
-                && let Err(message) = self.haproxy.check(std::slice::from_ref(candidate))
+            if let Some(candidate) = candidate(pending)
+                && let Err(message) = self.haproxy.check(&[candidate])
             {
                 *outcome = Some(Err(format!("HAProxy refused the configuration: {message}")));
             }
@@ -540,38 +545,18 @@ impl Agent {
     fn install(&self, pending: &mut Pending) -> Result<(), String> {
         let target = self.config_file(&pending.id);
         pending.previous = fs::read_to_string(&target).ok();
-        let moved = match &pending.candidate {
-            Some(candidate) => {
-                let temporary = target.with_extension("writing");
-                fs::copy(candidate, &temporary).and_then(|_| fs::rename(&temporary, &target))
-            }
-            None => fs::remove_file(&target).or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            }),
-        };
-        moved.map_err(|error| format!("agent storage: {error}"))
+        set_file(&target, pending.next.as_deref())
+            .map_err(|error| format!("agent storage: {error}"))
     }
 
     /// Puts load balancer `pending.id`'s file back as it was before the change, or (`again`)
     /// as the change makes it.
     fn write_back(&self, pending: &Pending, again: bool) {
-        let target = self.config_file(&pending.id);
         let text = match again {
-            true => pending
-                .candidate
-                .as_ref()
-                .and_then(|c| fs::read_to_string(c).ok()),
-            false => pending.previous.clone(),
+            true => &pending.next,
+            false => &pending.previous,
         };
-        let written = match text {
-            Some(text) => fs::write(&target, text),
-            None => fs::remove_file(&target).or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            }),
-        };
-        if let Err(error) = written {
+        if let Err(error) = set_file(&self.config_file(&pending.id), text.as_deref()) {
             tracing::error!(loadbalancer = pending.id, %error, "cannot restore a configuration");
         }
     }
@@ -580,20 +565,19 @@ impl Agent {
     /// of them with a removed load balancer), and the history records it.
     fn started(&self, changes: &mut Changes, pending: &Pending) {
         let id = pending.id.as_str();
-        let cleaned = match pending.candidate.as_ref().map(fs::read_to_string) {
-            Some(Ok(text)) => {
+        let cleaned = match &pending.next {
+            Some(text) => {
                 changes.rotated.remove(id);
-                certificates::prune(self.haproxy.state_dir(), id, &text).map(|pruned| {
+                certificates::prune(self.haproxy.state_dir(), id, text).map(|pruned| {
                     tracing::info!(
                         loadbalancer = id,
                         bytes = text.len(),
                         pruned,
                         "configuration installed"
                     );
-                    self.record(id, "installed", &Config::new(&text), Some("reload"), None);
+                    self.record(id, "installed", &Config::new(text), Some("reload"), None);
                 })
             }
-            Some(Err(error)) => Err(error),
             None => certificates::remove_all(self.haproxy.state_dir(), id).map(|()| {
                 tracing::info!(loadbalancer = id, "configuration removed");
                 let previous = pending.previous.as_deref().unwrap_or_default();
@@ -681,13 +665,10 @@ impl Agent {
         reloaded?;
         let mut carried = lock(&self.carried);
         for row in before {
-            let key = (row.proxy.clone(), row.server.clone());
-            let earlier = carried.remove(&key);
-            let total = match earlier {
-                Some(earlier) => earlier.add_to(row),
-                None => row,
-            };
-            carried.insert(key, total);
+            let earlier = carried
+                .entry((row.proxy.clone(), row.server.clone()))
+                .or_default();
+            *earlier = earlier.add_to(row);
         }
         Ok(())
     }
@@ -771,12 +752,18 @@ impl From<certificates::Refused> for Refusal {
     }
 }
 
-/// Writes a file of `conf.d` whole or not at all.
-fn write_file(path: &Path, text: &str) -> Answer<()> {
-    let temporary = path.with_extension("writing");
-    fs::write(&temporary, text)
-        .and_then(|()| fs::rename(&temporary, path))
-        .map_err(internal)
+/// Puts a file of `conf.d` in state `text`: written whole or not at all, or (`None`) gone.
+fn set_file(path: &Path, text: Option<&str>) -> std::io::Result<()> {
+    match text {
+        Some(text) => {
+            let temporary = path.with_extension("writing");
+            fs::write(&temporary, text).and_then(|()| fs::rename(&temporary, path))
+        }
+        None => fs::remove_file(path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        }),
+    }
 }
 
 fn not_started(error: &haproxy::HaproxyError) -> String {

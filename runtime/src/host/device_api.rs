@@ -190,13 +190,12 @@ impl HostState {
                     self.device_refused(refusal);
                     (Outcome::Denied, detail)
                 }
-                None => match applied(response) {
-                    Some(way) => (
-                        Outcome::Ok,
-                        format!("status {}, applied by {way}", response.status),
-                    ),
-                    None => (Outcome::Ok, format!("status {}", response.status)),
-                },
+                None => {
+                    let applied = applied(response)
+                        .map(|way| format!(", applied by {way}"))
+                        .unwrap_or_default();
+                    (Outcome::Ok, format!("status {}{applied}", response.status))
+                }
             },
             Err(error @ (DeviceApiError::NotPermitted(_) | DeviceApiError::UnknownDevice(_))) => {
                 (Outcome::Denied, format!("{error:?}"))
